@@ -1,0 +1,2 @@
+//! weft-compute: images, placement, flavors, servers, scheduler and the
+//! compute agent. Nothing here yet: the compute issues build it.

@@ -1,0 +1,1 @@
+//! weft-ctrl: the API server, the networking service and the agent sync.

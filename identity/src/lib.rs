@@ -1,0 +1,1 @@
+//! weft-identity: a Keystone-v3-compatible identity service.

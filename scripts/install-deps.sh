@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every system package and Python client weft's tests and benches
+# need, idempotently: a second run on a ready machine does nothing but check.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds Open vSwitch etc.)
+set -euo pipefail
+want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl)
+if [ "${1:-}" = "--bench" ]; then
+  want+=(openvswitch-switch bridge-utils wrk)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Python clients (the real openstack CLI and openstacksdk) in a venv of ours.
+venv=${WEFT_VENV:-/opt/weft-venv}
+if [ ! -x "$venv/bin/openstack" ]; then
+  echo "install-deps: creating $venv with python-openstackclient"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$venv/bin/pip" install -q python-openstackclient openstacksdk
+fi

@@ -1,0 +1,4 @@
+//! One module per area; each owns its subcommands' arguments and dispatch.
+pub mod identity;
+pub mod serve;
+pub mod switch;
