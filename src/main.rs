@@ -24,7 +24,7 @@ enum Command {
     /// Run everything on one host: API server, identity, networking, in-process agent.
     Serve(cmd::serve::ServeArgs),
     /// Run the datapath agent of a compute host that joins a controller.
-    Agent(cmd::serve::AgentArgs),
+    Agent(cmd::agent::AgentArgs),
     /// Create the default domain, admin project/user, roles and catalog.
     Bootstrap(cmd::identity::BootstrapArgs),
     /// Identity maintenance (Fernet key rotation).
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ctl(a) => cmd::switch::run_ctl(a),
         Command::Trace(a) => cmd::switch::run_trace(a),
         Command::Serve(a) => cmd::serve::run_serve(a),
-        Command::Agent(a) => cmd::serve::run_agent(a),
+        Command::Agent(a) => cmd::agent::run_agent(a),
         Command::Bootstrap(a) => cmd::identity::run_bootstrap(a),
         Command::Identity(a) => cmd::identity::run_identity(a),
         Command::Policy(a) => cmd::identity::run_policy(a),

@@ -1,4 +1,5 @@
 //! One module per area; each owns its subcommands' arguments and dispatch.
+pub mod agent;
 pub mod identity;
 pub mod serve;
 pub mod switch;
