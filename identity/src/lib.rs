@@ -1,1 +1,3 @@
 //! weft-identity: a Keystone-v3-compatible identity service.
+
+pub mod policy;
