@@ -99,15 +99,13 @@ user_lockout_failure_attempts = 0
 
 [identity-feature-enabled]
 api_v2 = false
+api_v2_admin = false
 api_v3 = true
 api_extensions = OS-TRUST,OS-INHERIT
 trust = true
-application_credentials = true
 access_rules = false
 security_compliance = false
-project_tags = false
 domain_specific_drivers = false
-external_idp = false
 immutable_user_source = false
 
 [enforce_scope]
