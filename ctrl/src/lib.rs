@@ -1,1 +1,3 @@
 //! weft-ctrl: the API server, the networking service and the agent sync.
+
+pub mod server;
