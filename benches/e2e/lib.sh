@@ -3,8 +3,8 @@
 # The caller sets: tmp (its temp dir), keep (1 = keep tmp), duration,
 # udp_rate, results (a TSV file: setup, metric, value). Two "VM" namespaces
 # $NSA (iperf3 server, $IPA) and $NSB (client, $IPB); a setup function
-# connects them and sets switch_pids (space-separated; empty for kernel
-# switching, whose work is softirq time that no process owns).
+# connects them and registers the switch process(es) with add_switch_pid
+# (none for kernel switching, whose work is softirq time no process owns).
 #
 # Every namespace and interface is named wbn*: teardown removes all of them.
 
@@ -17,8 +17,11 @@ MACB=fa:16:3e:77:00:02
 ping_count=200
 ping_interval=0.01
 hz=$(getconf CLK_TCK)
-pids=() # daemons we started; teardown ends exactly these
 switch_pids=""
+# Daemons we started, one pid a line in $tmp/pids: teardown ends exactly
+# these. A file, not an array, because setups run in a subshell (set -e).
+add_pid() { echo "$1" >>"$tmp/pids"; }
+add_switch_pid() { add_pid "$1"; echo "$1" >>"$tmp/switch_pids"; }
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -31,13 +34,15 @@ need_tools() {
 }
 
 kill_pids() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
+  local p ps
+  [ -s "$tmp/pids" ] || return 0
+  ps=$(cat "$tmp/pids")
+  for p in $ps; do kill "$p" 2>/dev/null || true; done
+  for p in $ps; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
   done
-  pids=()
+  : >"$tmp/pids"
 }
 
 teardown() {
@@ -102,7 +107,7 @@ ensure_weft() { # bin repo
 
 # Start Open vSwitch (ovsdb-server + ovs-vswitchd) with its own db/run/log
 # dir $tmp/$2, optionally inside a namespace; sets ovs_db and adds the
-# vswitchd pid to switch_pids.
+# vswitchd pid to the switch pids.
 start_ovs() { # ns|"" name tso(true|false)
   local dir=$tmp/$2 ex=()
   [ -n "$1" ] && ex=(ip netns exec "$1")
@@ -113,17 +118,14 @@ start_ovs() { # ns|"" name tso(true|false)
     "${ex[@]}" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
     --pidfile="$dir/ovsdb-server.pid" --unixctl="$dir/ovsdb-server.ctl" \
     -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach
-  pids+=("$(cat "$dir/ovsdb-server.pid")")
+  add_pid "$(cat "$dir/ovsdb-server.pid")"
   ovs-vsctl --db="$ovs_db" --no-wait init
   ovs-vsctl --db="$ovs_db" --no-wait set Open_vSwitch . other_config:userspace-tso-enable="$3"
   OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
     "${ex[@]}" ovs-vswitchd "$ovs_db" --pidfile="$dir/ovs-vswitchd.pid" \
     --unixctl="$dir/ovs-vswitchd.ctl" -vconsole:off --log-file="$dir/ovs-vswitchd.log" \
     --no-chdir --detach
-  local p
-  p=$(cat "$dir/ovs-vswitchd.pid")
-  pids+=("$p")
-  switch_pids="$switch_pids $p"
+  add_switch_pid "$(cat "$dir/ovs-vswitchd.pid")"
 }
 
 # ---------------------------------------------------------- measurements
@@ -218,14 +220,23 @@ run_setup() { # setup  (calls setup_$setup)
   log "== $s: setting up"
   teardown
   new_ns $NSA $NSB
-  switch_pids=""
-  if ! "setup_$s"; then
+  : >"$tmp/switch_pids"
+  # In a subshell with set -e in force (it would not be inside `if`), so
+  # the first failing command fails the setup.
+  local rc=0
+  set +e
+  (set -e; "setup_$s")
+  rc=$?
+  set -e
+  switch_pids=$(tr '\n' ' ' <"$tmp/switch_pids")
+  if [ $rc != 0 ]; then
     log "$s: setup failed"; record "$s" status "setup failed"; teardown; return 0
   fi
   if ! ip netns exec $NSB ping -c 3 -i 0.2 -W 2 $IPA >/dev/null 2>&1 &&
      ! ip netns exec $NSB ping -c 3 -i 0.2 -W 2 $IPA >/dev/null 2>&1; then
     log "$s: $NSB cannot ping $IPA; skipping"; record "$s" status "no connectivity"; teardown; return 0
   fi
+  [ "$(type -t "verify_$s")" = function ] && "verify_$s"
   log "$s: ping"; measure_ping "$s"
   log "$s: tcp 1 stream, ${duration}s"; measure_tcp "$s" 1
   log "$s: tcp 4 streams, ${duration}s"; measure_tcp "$s" 4
@@ -264,8 +275,9 @@ rows = [
     ("udp_loss", "UDP 64 B loss, %"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
+    ("wire", "on the wire (ICMP between the VMs)"),
 ]
-no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss"}
+no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "wire"}
 def num(s, k):
     try:
         return float(res.get(s, {}).get(k, "nan"))
@@ -275,9 +287,9 @@ ratios = [b for b in bases if "weft" in res and b in res]
 head = ["metric"] + order + [f"weft/{b}" for b in ratios]
 table = []
 for k, label in rows:
-    if all(math.isnan(num(s, k)) for s in order):
+    if all(k not in res[s] for s in order):
         continue
-    r = [label] + ["-" if math.isnan(num(s, k)) else res[s][k] for s in order]
+    r = [label] + [res[s].get(k, "-") for s in order]
     for b in ratios:
         x, y = num("weft", k), num(b, k)
         ok = k not in no_ratio and not math.isnan(x) and not math.isnan(y) and y != 0

@@ -123,9 +123,7 @@ fixed_ips = ["$IPB"]
 port_security = true
 EOF
   "$weft_bin" switch --config "$tmp/weft.toml" >"$tmp/weft.log" 2>&1 &
-  local p=$!
-  pids+=("$p")
-  switch_pids=$p
+  add_switch_pid $!
   if ! wait_for 100 ip link show wbnwB || ! wait_for 20 ip link show wbnwA; then
     log "weft did not create its taps; its log:"; cat "$tmp/weft.log" >&2; return 1
   fi
