@@ -72,6 +72,7 @@ mod csum;
 mod datapath;
 pub mod describe;
 pub mod egress;
+mod flow_key;
 pub mod frame;
 mod hash;
 pub mod mac;
