@@ -175,28 +175,40 @@ impl Datapath {
     }
 }
 
-const FLOW_CACHE_SIZE: usize = 4096;
+/// Entries per worker (128 bytes each).
+const FLOW_CACHE_SIZE: usize = 8192;
 
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct CacheEntry {
     key: FlowKey,
+    /// Snapshot generation; 0 marks an empty entry (generations start at 1).
     generation: u64,
     mac_epoch: u64,
     decision: Decision,
 }
 
-/// Exact-match flow cache, 2-way set associative, owned by one worker (no sharing, no locks).
+/// Exact-match flow cache, 4-way set associative, owned by one worker (no sharing, no locks).
 struct FlowCache {
-    entries: Box<[Option<CacheEntry>]>,
+    entries: Box<[CacheEntry]>,
+    /// Index mask with the low two bits clear: a set is 4 consecutive entries.
     mask: usize,
 }
 
+const WAYS: usize = 4;
+
 impl FlowCache {
     fn new(size: usize) -> FlowCache {
-        let size = size.next_power_of_two().max(2);
+        let size = size.next_power_of_two().max(WAYS);
+        let empty = CacheEntry {
+            key: FlowKey::default(),
+            generation: 0,
+            mac_epoch: 0,
+            decision: Decision::EMPTY,
+        };
         FlowCache {
-            entries: vec![None; size].into_boxed_slice(),
-            mask: size - 1,
+            entries: vec![empty; size].into_boxed_slice(),
+            mask: (size - 1) & !(WAYS - 1),
         }
     }
 
@@ -209,44 +221,50 @@ impl FlowCache {
         epoch: u64,
         now: u64,
     ) -> Option<Decision> {
-        let i = (h as usize) & self.mask;
-        for j in [i, i ^ 1] {
-            if let Some(e) = &self.entries[j] {
-                if e.key == *key {
-                    if e.generation == generation
-                        && e.mac_epoch == epoch
-                        && now <= e.decision.valid_until
-                    {
-                        return Some(e.decision);
-                    }
-                    return None;
+        let base = (h as usize) & self.mask;
+        for e in &self.entries[base..base + WAYS] {
+            if e.key == *key {
+                if e.generation == generation
+                    && e.mac_epoch == epoch
+                    && now <= e.decision.valid_until
+                {
+                    return Some(e.decision);
                 }
+                return None;
             }
         }
         None
     }
 
+    /// Loads the first way of a set (both of its cache lines) without using the result, so that
+    /// a batch can have all its entries' loads in flight at once (a software prefetch in safe
+    /// code).
+    #[inline]
+    fn touch(&self, h: u64) -> u64 {
+        let e = &self.entries[(h as usize) & self.mask];
+        e.key.first_word() ^ e.generation
+    }
+
     #[inline]
     fn put(&mut self, key: FlowKey, h: u64, generation: u64, epoch: u64, d: Decision) {
-        let i = (h as usize) & self.mask;
-        // Reuse the way holding this key, else an empty one, else evict the second way.
-        let j = match (&self.entries[i], &self.entries[i ^ 1]) {
-            (Some(e), _) if e.key == key => i,
-            (_, Some(e)) if e.key == key => i ^ 1,
-            (None, _) => i,
-            (_, None) => i ^ 1,
-            _ => {
-                // Move the first way to the second, newest in the first.
-                self.entries[i ^ 1] = self.entries[i];
-                i
-            }
-        };
-        self.entries[j] = Some(CacheEntry {
+        let base = (h as usize) & self.mask;
+        let set = &mut self.entries[base..base + WAYS];
+        let entry = CacheEntry {
             key,
             generation,
             mac_epoch: epoch,
             decision: d,
-        });
+        };
+        // Same key or an empty way: take it. Otherwise shift the set down (the oldest falls off)
+        // and put the newest first.
+        for e in set.iter_mut() {
+            if e.key == key || e.generation == 0 {
+                *e = entry;
+                return;
+            }
+        }
+        set.copy_within(0..WAYS - 1, 1);
+        set[0] = entry;
     }
 }
 
@@ -279,6 +297,8 @@ impl Worker {
 
     /// Runs a batch of frames received on `in_port`. For each frame a [`FrameResult`] is appended
     /// to `results`, whose `outputs` range indexes `out`. The snapshot is loaded once per batch.
+    /// Frames are taken in groups of 32: keys and hashes of a group are computed first, then the
+    /// flow cache is consulted, so that memory loads of different frames overlap.
     pub fn process_batch<'f, I>(
         &mut self,
         in_port: PortNo,
@@ -289,19 +309,60 @@ impl Worker {
     ) where
         I: IntoIterator<Item = &'f [u8]>,
     {
+        const GROUP: usize = 32;
         let dp = self.dp.clone();
         let snap = dp.snapshot.load();
-        let mut n = 0;
-        for frame in frames {
-            let start = out.len();
-            let verdict = self.one(&snap, &dp.macs, in_port, frame, now_ns, out);
-            results.push(FrameResult {
-                verdict,
-                outputs: start..out.len(),
-            });
-            n += 1;
+        let macs = &dp.macs;
+        let generation = snap.generation();
+        let mut it = frames.into_iter();
+        let mut total = 0u64;
+        let mut keys = [FlowKey::default(); GROUP];
+        let mut hashes = [0u64; GROUP];
+        let mut errs: [Option<DropReason>; GROUP] = [None; GROUP];
+        loop {
+            let mut n = 0;
+            while n < GROUP {
+                let Some(frame) = it.next() else { break };
+                match FlowKey::extract(in_port, frame) {
+                    Ok(k) => {
+                        hashes[n] = k.hash();
+                        keys[n] = k;
+                        errs[n] = None;
+                    }
+                    Err(e) => errs[n] = Some(DropReason::from(e)),
+                }
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            let mut sink = 0u64;
+            for (h, e) in hashes[..n].iter().zip(&errs[..n]) {
+                if e.is_none() {
+                    sink ^= self.cache.touch(*h);
+                }
+            }
+            std::hint::black_box(sink);
+            let mut epoch = macs.epoch();
+            for i in 0..n {
+                let start = out.len();
+                let verdict = match errs[i] {
+                    Some(reason) => {
+                        self.counters.dropped(in_port, reason);
+                        Verdict::Drop { reason }
+                    }
+                    None => self.decide_and_emit(
+                        &snap, macs, &keys[i], hashes[i], generation, &mut epoch, now_ns, out,
+                    ),
+                };
+                results.push(FrameResult {
+                    verdict,
+                    outputs: start..out.len(),
+                });
+            }
         }
-        self.counters.rx(in_port, n);
+        self.counters.rx(in_port, total);
     }
 
     #[inline]
@@ -314,19 +375,43 @@ impl Worker {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Verdict {
-        let view = match FrameView::parse(frame) {
-            Ok(v) => v,
+        let key = match FlowKey::extract(in_port, frame) {
+            Ok(k) => k,
             Err(e) => {
                 let reason = DropReason::from(e);
                 self.counters.dropped(in_port, reason);
                 return Verdict::Drop { reason };
             }
         };
-        let key = FlowKey::from_view(in_port, &view);
         let h = key.hash();
-        let generation = snap.generation();
-        let epoch = macs.epoch();
-        let d = match self.cache.get(&key, h, generation, epoch, now) {
+        self.decide_and_emit(
+            snap,
+            macs,
+            &key,
+            h,
+            snap.generation(),
+            &mut macs.epoch(),
+            now,
+            out,
+        )
+    }
+
+    /// Flow cache lookup (or full pipeline on a miss), counters, outputs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decide_and_emit(
+        &mut self,
+        snap: &Snapshot,
+        macs: &MacTable,
+        key: &FlowKey,
+        h: u64,
+        generation: u64,
+        epoch: &mut u64,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let in_port = key.in_port();
+        let d = match self.cache.get(key, h, generation, *epoch, now) {
             Some(d) => {
                 self.counters.cache(true);
                 if let Some(slot) = d.learn_slot {
@@ -336,8 +421,13 @@ impl Worker {
             }
             None => {
                 self.counters.cache(false);
-                let d = pipeline::decide(snap, macs, &key, now, true, &mut NoTrace);
-                self.cache.put(key, h, generation, epoch, d);
+                // Read the epoch before deciding: if the table changes meanwhile (our own
+                // learning included) the entry is stale at once and recomputed next time.
+                let before = macs.epoch();
+                let d = pipeline::decide(snap, macs, key, now, true, &mut NoTrace);
+                self.cache.put(*key, h, generation, before, d);
+                // Later frames of the batch must see changes this frame made to the table.
+                *epoch = macs.epoch();
                 d
             }
         };
@@ -345,13 +435,13 @@ impl Worker {
             self.counters.dropped(in_port, reason);
             return Verdict::Drop { reason };
         }
-        let start = out.len();
         match d.fwd {
             Fwd::Unicast(o) => {
                 out.push(o);
                 self.counters.tx(o.port);
             }
             f => {
+                let start = out.len();
                 pipeline::expand(snap, in_port, f, out);
                 for o in &out[start..] {
                     self.counters.tx(o.port);

@@ -60,6 +60,21 @@
 //! assert_eq!(out.len(), 1); // flooded to tap2 only
 //! ```
 //!
+//! Contract with the I/O shells:
+//! - Frames passed to [`Worker::process`] / [`Worker::process_batch`] start at the Ethernet
+//!   header: strip the virtio-net header first and keep it beside the frame; after the verdict,
+//!   [`apply_edit`] writes the frame for each [`Output`] and moves `csum_start`/`hdr_len` of the
+//!   header by the tag; use [`complete_checksum`] / [`gso_segment`] for destinations that cannot
+//!   take CHECKSUM_PARTIAL / GSO frames (uplinks, AF_PACKET ports).
+//! - `now_ns` is a monotonic clock in nanoseconds (e.g. CLOCK_MONOTONIC); call
+//!   [`Datapath::age_macs`] about once a second.
+//! - One [`Worker`] per packet thread (it owns a flow cache and counters); share the
+//!   `Arc<Datapath>` with the control socket for [`Datapath::counters`], [`Datapath::mac_table`],
+//!   [`Datapath::trace_description`] and reloads: `Snapshot::compile(&new_cfg,
+//!   Some(&dp.snapshot()))`, [`Snapshot::diff`] to open/close ports, then
+//!   [`Datapath::swap_snapshot`]. A failed compile/parse leaves the running snapshot untouched.
+//! - The MAC table size is taken from the first snapshot's `[switch] mac_table_size`.
+//!
 //! Non-goals: no OpenFlow (wire protocol or tables an operator programs), no per-packet punts to
 //! a controller, no kernel datapath, no L3 routing; VXLAN/Geneve and security groups come later.
 
@@ -73,6 +88,7 @@ pub mod daemon;
 mod datapath;
 pub mod describe;
 pub mod egress;
+mod flow_key;
 pub mod frame;
 mod hash;
 pub mod io;

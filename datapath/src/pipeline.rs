@@ -2,172 +2,15 @@
 //! frame), the snapshot and the MAC table. Because the stages read only the key, caching the
 //! result per key is exact: the flow cache cannot change a decision.
 
+pub(crate) use crate::flow_key::FlowKey;
+use crate::flow_key::{DHCP6_SERVER, DHCP_CLIENT, DHCP_SERVER, L3_ARP, L4_ICMP6, L4_UDP};
 use crate::frame::{
-    FrameView, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, L3, L4, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
-    ND_ROUTER_ADVERT, TPID_8021Q,
+    ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT,
+    TPID_8021Q,
 };
-use crate::hash;
-use crate::mac::MacAddr;
 use crate::mac_table::MacTable;
 use crate::snapshot::{PortRole, Snapshot};
 use crate::verdict::{DropReason, EgressEdit, Output, PortNo, Stage};
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-const L3_OTHER: u8 = 0;
-const L3_ARP_OTHER: u8 = 1;
-const L3_ARP: u8 = 2;
-const L3_V4: u8 = 3;
-const L3_V6: u8 = 4;
-
-const L4_NONE: u8 = 0;
-const L4_UDP: u8 = 1;
-const L4_ICMP6: u8 = 2;
-
-const DHCP_SERVER: u16 = 67;
-const DHCP_CLIENT: u16 = 68;
-const DHCP6_CLIENT: u16 = 546;
-const DHCP6_SERVER: u16 = 547;
-
-#[inline]
-fn dhcp_port(p: u16) -> u16 {
-    // Ports the DHCP guard compares against; others are normalized to 0 so that ordinary UDP
-    // flows of one host share a cache entry.
-    match p {
-        DHCP_SERVER | DHCP_CLIENT | DHCP6_CLIENT | DHCP6_SERVER => p,
-        _ => 0,
-    }
-}
-
-/// Everything the stages read about a frame. Fields not read by any stage (destination IP, TCP
-/// ports, payload) are deliberately absent.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub(crate) struct FlowKey {
-    pub in_port: u16,
-    pub tag_count: u8,
-    pub l3_kind: u8,
-    pub outer_tpid: u16,
-    pub outer_vid: u16,
-    pub ethertype: u16,
-    pub dst: [u8; 6],
-    pub src: [u8; 6],
-    /// ARP op or ICMPv6 type.
-    pub sub: u16,
-    /// ARP sha or ND link-layer option.
-    pub l2addr: [u8; 6],
-    pub has_ll: bool,
-    pub l4_kind: u8,
-    pub sport: u16,
-    pub dport: u16,
-    /// IPv4 source / ARP spa (first 4 bytes) or IPv6 source.
-    pub ip_src: [u8; 16],
-    pub nd_target: [u8; 16],
-}
-
-impl FlowKey {
-    pub fn from_view(in_port: PortNo, v: &FrameView) -> FlowKey {
-        let mut k = FlowKey {
-            in_port: in_port.0,
-            tag_count: v.tag_count,
-            ethertype: v.ethertype,
-            dst: v.dst.0,
-            src: v.src.0,
-            ..FlowKey::default()
-        };
-        if v.tag_count > 0 {
-            k.outer_tpid = v.tags[0].tpid;
-            k.outer_vid = v.tags[0].vid();
-        }
-        match v.l3 {
-            L3::Other => k.l3_kind = L3_OTHER,
-            L3::ArpOther => k.l3_kind = L3_ARP_OTHER,
-            L3::Arp(a) => {
-                k.l3_kind = L3_ARP;
-                k.sub = a.op;
-                k.l2addr = a.sha.0;
-                k.ip_src[..4].copy_from_slice(&a.spa.octets());
-            }
-            L3::Ipv4 { src, .. } => {
-                k.l3_kind = L3_V4;
-                k.ip_src[..4].copy_from_slice(&src.octets());
-            }
-            L3::Ipv6 { src, .. } => {
-                k.l3_kind = L3_V6;
-                k.ip_src = src.octets();
-            }
-        }
-        match v.l4 {
-            L4::Udp { sport, dport } => {
-                k.l4_kind = L4_UDP;
-                k.sport = dhcp_port(sport);
-                k.dport = dhcp_port(dport);
-            }
-            L4::Icmpv6 { ty, nd, .. } => {
-                k.l4_kind = L4_ICMP6;
-                k.sub = u16::from(ty);
-                if let Some(nd) = nd {
-                    k.nd_target = nd.target.octets();
-                    if let Some(ll) = nd.ll {
-                        k.has_ll = true;
-                        k.l2addr = ll.0;
-                    }
-                }
-            }
-            _ => k.l4_kind = L4_NONE,
-        }
-        k
-    }
-
-    #[inline]
-    fn mac6(b: [u8; 6]) -> u64 {
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0])
-    }
-
-    #[inline]
-    pub fn hash(&self) -> u64 {
-        let w0 = u64::from(self.in_port)
-            | u64::from(self.tag_count) << 16
-            | u64::from(self.l3_kind) << 24
-            | u64::from(self.outer_tpid) << 32
-            | u64::from(self.outer_vid) << 48;
-        let w1 = Self::mac6(self.dst) | u64::from(self.ethertype) << 48;
-        let w2 = Self::mac6(self.src) | u64::from(self.sub) << 48;
-        let w3 =
-            Self::mac6(self.l2addr) | u64::from(self.has_ll) << 48 | u64::from(self.l4_kind) << 56;
-        let w4 = u64::from(self.sport) | u64::from(self.dport) << 16;
-        let ip = u128::from_le_bytes(self.ip_src);
-        let nd = u128::from_le_bytes(self.nd_target);
-        let mut h = hash::mix(0, w0);
-        h = hash::mix(h, w1);
-        h = hash::mix(h, w2);
-        h = hash::mix(h, w3);
-        h = hash::mix(h, w4);
-        h = hash::mix(h, ip as u64);
-        h = hash::mix(h, (ip >> 64) as u64);
-        if nd != 0 {
-            h = hash::mix(h, nd as u64);
-            h = hash::mix(h, (nd >> 64) as u64);
-        }
-        hash::finish(h)
-    }
-
-    fn src_mac(&self) -> MacAddr {
-        MacAddr(self.src)
-    }
-    fn dst_mac(&self) -> MacAddr {
-        MacAddr(self.dst)
-    }
-    fn ip4(&self) -> Ipv4Addr {
-        Ipv4Addr::new(
-            self.ip_src[0],
-            self.ip_src[1],
-            self.ip_src[2],
-            self.ip_src[3],
-        )
-    }
-    fn ip6(&self) -> Ipv6Addr {
-        Ipv6Addr::from(self.ip_src)
-    }
-}
 
 /// Where a frame goes after the forward stage.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -190,6 +33,17 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
+    /// Placeholder for empty cache entries.
+    pub const EMPTY: Decision = Decision {
+        drop: Some(DropReason::UnknownPort),
+        fwd: Fwd::Flood {
+            vlan: 0,
+            tagged_ingress: false,
+        },
+        learn_slot: None,
+        valid_until: 0,
+    };
+
     fn drop(r: DropReason) -> Decision {
         Decision {
             drop: Some(r),
@@ -256,32 +110,32 @@ pub(crate) fn decide<T: Tracer>(
     learn: bool,
     t: &mut T,
 ) -> Decision {
-    let in_port = PortNo(k.in_port);
+    let in_port = k.in_port();
     // ---- classify (table 0) ----
     let Some(port) = snap.port(in_port) else {
         trace!(
             t,
             Stage::Classify,
             "in_port {} is not a port of this switch: drop",
-            k.in_port
+            k.in_port()
         );
         return Decision::drop(DropReason::UnknownPort);
     };
-    let src = k.src_mac();
+    let src = k.src();
     if src.is_multicast() {
         trace!(t, Stage::Classify, "source {src} is a group address: drop");
         return Decision::drop(DropReason::MulticastSource);
     }
     let (vlan, tagged_ingress) = match port.role {
         PortRole::Vm => {
-            if k.tag_count > 0 {
+            if k.tag_count() > 0 {
                 trace!(
                     t,
                     Stage::Classify,
                     "{} is a VM port and the frame carries {} VLAN tag(s) (outer vid {}): drop",
                     port.name,
-                    k.tag_count,
-                    k.outer_vid
+                    k.tag_count(),
+                    k.outer_vid()
                 );
                 return Decision::drop(DropReason::TaggedOnVmPort);
             }
@@ -300,7 +154,7 @@ pub(crate) fn decide<T: Tracer>(
             let Some(up) = snap.uplink(in_port) else {
                 return Decision::drop(DropReason::UnknownSegment);
             };
-            if k.tag_count == 0 {
+            if k.tag_count() == 0 {
                 match up.flat_vlan {
                     Some(v) => {
                         trace!(
@@ -323,7 +177,7 @@ pub(crate) fn decide<T: Tracer>(
                     }
                 }
             } else {
-                let vid = k.outer_vid;
+                let vid = k.outer_vid();
                 if vid == 4095 {
                     trace!(
                         t,
@@ -333,17 +187,17 @@ pub(crate) fn decide<T: Tracer>(
                     );
                     return Decision::drop(DropReason::ReservedVlan);
                 }
-                if k.outer_tpid != TPID_8021Q {
+                if k.outer_tpid() != TPID_8021Q {
                     trace!(
                         t,
                         Stage::Classify,
                         "uplink {}: outer TPID {:#06x} is not 802.1Q: drop",
                         port.name,
-                        k.outer_tpid
+                        k.outer_tpid()
                     );
                     return Decision::drop(DropReason::UnknownSegment);
                 }
-                if k.tag_count > 1 {
+                if k.tag_count() > 1 {
                     trace!(
                         t,
                         Stage::Classify,
@@ -385,12 +239,12 @@ pub(crate) fn decide<T: Tracer>(
     // ---- port security (tables 24, 25, 71) ----
     if let Some(sec) = snap.security(in_port) {
         // arp_spoof
-        if k.ethertype == ETH_P_ARP {
-            if k.l3_kind != L3_ARP {
+        if k.ethertype() == ETH_P_ARP {
+            if k.l3_kind() != L3_ARP {
                 trace!(t, Stage::ArpSpoof, "ARP that is not Ethernet/IPv4: drop");
                 return Decision::drop(DropReason::ArpMalformed);
             }
-            let sha = MacAddr(k.l2addr);
+            let sha = k.l2addr();
             let spa = k.ip4();
             let ok = sec.mac_ok(sha) && (spa.is_unspecified() || sec.v4_ok(sha, spa));
             if !ok {
@@ -416,11 +270,11 @@ pub(crate) fn decide<T: Tracer>(
         }
         trace!(t, Stage::MacSpoof, "source MAC {src}: allowed");
         // ip_spoof + DHCP guard
-        match k.ethertype {
+        match k.ethertype() {
             ETH_P_ARP => trace!(t, Stage::IpSpoof, "ARP: checked by arp_spoof"),
             ETH_P_IPV4 => {
                 let ip = k.ip4();
-                if k.l4_kind == L4_UDP && k.sport == DHCP_SERVER {
+                if k.l4_kind() == L4_UDP && k.sport() == DHCP_SERVER {
                     trace!(
                         t,
                         Stage::IpSpoof,
@@ -429,9 +283,9 @@ pub(crate) fn decide<T: Tracer>(
                     return Decision::drop(DropReason::DhcpServerSpoof);
                 }
                 if ip.is_unspecified()
-                    && k.l4_kind == L4_UDP
-                    && k.sport == DHCP_CLIENT
-                    && k.dport == DHCP_SERVER
+                    && k.l4_kind() == L4_UDP
+                    && k.sport() == DHCP_CLIENT
+                    && k.dport() == DHCP_SERVER
                 {
                     trace!(
                         t,
@@ -451,7 +305,7 @@ pub(crate) fn decide<T: Tracer>(
             }
             ETH_P_IPV6 => {
                 let ip = k.ip6();
-                if k.l4_kind == L4_UDP && k.sport == DHCP6_SERVER {
+                if k.l4_kind() == L4_UDP && k.sport() == DHCP6_SERVER {
                     trace!(
                         t,
                         Stage::IpSpoof,
@@ -459,7 +313,7 @@ pub(crate) fn decide<T: Tracer>(
                     );
                     return Decision::drop(DropReason::DhcpServerSpoof);
                 }
-                let icmp6 = (k.l4_kind == L4_ICMP6).then_some(k.sub as u8);
+                let icmp6 = (k.l4_kind() == L4_ICMP6).then_some(k.sub() as u8);
                 if icmp6 == Some(ND_ROUTER_ADVERT) {
                     trace!(t, Stage::IpSpoof, "router advertisement from a VM: drop");
                     return Decision::drop(DropReason::RouterAdvertSpoof);
@@ -482,7 +336,7 @@ pub(crate) fn decide<T: Tracer>(
                     return Decision::drop(DropReason::IpSpoof);
                 }
                 if icmp6 == Some(ND_NEIGHBOR_ADVERT) {
-                    let target = Ipv6Addr::from(k.nd_target);
+                    let target = k.nd_target();
                     if !sec.v6_ok(src, target) {
                         trace!(
                             t,
@@ -493,8 +347,8 @@ pub(crate) fn decide<T: Tracer>(
                     }
                     trace!(t, Stage::IpSpoof, "NA target {target}: allowed");
                 }
-                if matches!(icmp6, Some(ND_NEIGHBOR_ADVERT | ND_NEIGHBOR_SOLICIT)) && k.has_ll {
-                    let ll = MacAddr(k.l2addr);
+                if matches!(icmp6, Some(ND_NEIGHBOR_ADVERT | ND_NEIGHBOR_SOLICIT)) && k.has_ll() {
+                    let ll = k.l2addr();
                     if !sec.mac_ok(ll) {
                         trace!(
                             t,
@@ -542,7 +396,7 @@ pub(crate) fn decide<T: Tracer>(
             format!("learn {src} on local VLAN {vlan} port {in_port}"),
         );
     }
-    let dst = k.dst_mac();
+    let dst = k.dst();
     let mut valid_until = u64::MAX;
     let mut fwd = Fwd::Flood {
         vlan,

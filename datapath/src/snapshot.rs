@@ -3,6 +3,7 @@
 //! VLANs stay stable across recompiles for ports/networks whose names are unchanged.
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
+use crate::hash::FxBuild;
 use crate::mac::MacAddr;
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -128,7 +129,7 @@ pub struct Snapshot {
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
     vlans: Vec<Option<VlanEntry>>,
-    static_macs: HashMap<(u16, MacAddr), PortNo>,
+    static_macs: HashMap<u64, PortNo, FxBuild>,
 }
 
 /// Ports to open, close or reopen when moving from one snapshot to the next.
@@ -289,7 +290,7 @@ impl Snapshot {
             });
         }
 
-        let mut static_macs = HashMap::new();
+        let mut static_macs: HashMap<u64, PortNo, FxBuild> = HashMap::default();
         for p in &cfg.ports {
             let no = no_of[p.name.as_str()];
             let net = &networks[net_index[p.network.as_str()]];
@@ -315,7 +316,9 @@ impl Snapshot {
             }
             if let Some(mac) = p.mac {
                 // Configured MACs are static entries: they never age and never move.
-                static_macs.entry((local_vlan, mac)).or_insert(no);
+                static_macs
+                    .entry(vlan_mac_key(local_vlan, mac))
+                    .or_insert(no);
             }
             if p.port_security {
                 security[usize::from(no.0)] = Some(build_security(p));
@@ -429,11 +432,18 @@ impl Snapshot {
         if self.static_macs.is_empty() {
             return None;
         }
-        self.static_macs.get(&(vlan, mac)).copied()
+        self.static_macs.get(&vlan_mac_key(vlan, mac)).copied()
     }
 
     pub(crate) fn static_macs(&self) -> impl Iterator<Item = (u16, MacAddr, PortNo)> + '_ {
-        self.static_macs.iter().map(|(&(v, m), &p)| (v, m, p))
+        self.static_macs.iter().map(|(&k, &p)| {
+            let b = k.to_be_bytes();
+            (
+                (k >> 48) as u16,
+                MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]),
+                p,
+            )
+        })
     }
 
     /// The member entry of `port` in `vlan`'s flood set.
@@ -445,6 +455,11 @@ impl Snapshot {
             .ok()
             .map(|i| &v.members[i])
     }
+}
+
+#[inline]
+fn vlan_mac_key(vlan: u16, mac: MacAddr) -> u64 {
+    (u64::from(vlan) << 48) | mac.to_u64()
 }
 
 fn unreachable_local() -> (EgressEdit, EgressEdit) {
