@@ -15,6 +15,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+use crate::VirtioNetHdr;
+
 pub use sys::VNET_HDR_LEN;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
@@ -162,12 +164,24 @@ impl PacketPort {
             match fr.vlan_tci {
                 None => f(Some((vnet, fr.data))),
                 Some(tci) => {
+                    // The kernel reports offload offsets for the frame without
+                    // its tag; they move by the 4 bytes we put back.
+                    let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+                    if hdr.needs_csum() {
+                        hdr.csum_start = hdr.csum_start.saturating_add(4);
+                    }
+                    if hdr.hdr_len != 0 {
+                        hdr.hdr_len = hdr.hdr_len.saturating_add(4);
+                    }
+                    let mut vb = [0u8; VNET_HDR_LEN];
+                    // Cannot fail: the buffer has the header's length.
+                    let _ = hdr.write(&mut vb, VNET_HDR_LEN);
                     scratch.clear();
                     scratch.extend_from_slice(&fr.data[..12]);
                     scratch.extend_from_slice(&fr.vlan_tpid.to_be_bytes());
                     scratch.extend_from_slice(&tci.to_be_bytes());
                     scratch.extend_from_slice(&fr.data[12..]);
-                    f(Some((vnet, scratch)))
+                    f(Some((&vb, scratch)))
                 }
             }
         })

@@ -169,13 +169,8 @@ pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRin
         libc::PACKET_IGNORE_OUTGOING,
         &1 as &libc::c_int,
     )?;
-    // Worth it: our tx already is a batch; the qdisc adds a lock and a copy.
-    let _ = setsockopt(
-        raw,
-        libc::SOL_PACKET,
-        libc::PACKET_QDISC_BYPASS,
-        &1 as &libc::c_int,
-    );
+    // No PACKET_QDISC_BYPASS: it would hide our transmissions from tcpdump on
+    // the uplink, which operators rely on; the qdisc costs little next to a syscall.
     let req = libc::tpacket_req {
         tp_block_size: opts.frame_size,
         tp_block_nr: opts.frame_nr,
