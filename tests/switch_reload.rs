@@ -147,6 +147,26 @@ fn reload_adds_and_removes_ports_without_disturbing_others() {
         "bad config half-applied"
     );
 
+    // The system port's netdev goes away: back to pending, and attached again
+    // when a netdev of that name reappears.
+    sh("ip", &["link", "del", &r5]);
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r5).unwrap()
+            ["attached"]
+            == false),
+        "deleted netdev still shown attached"
+    );
+    sh(
+        "ip",
+        &["link", "add", &r5, "type", "veth", "peer", "name", &peer],
+    );
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r5).unwrap()
+            ["attached"]
+            == true),
+        "re-created netdev not reattached"
+    );
+
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

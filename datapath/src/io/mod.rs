@@ -86,6 +86,7 @@ impl Default for PacketConfig {
 /// An existing netdev attached through AF_PACKET (kind = "system", physnet uplinks).
 pub struct PacketPort {
     fd: OwnedFd,
+    ifindex: u32,
     ring: Mutex<sys::RxRing>,
     name: String,
     vnet_hdr: bool,
@@ -123,6 +124,7 @@ impl PacketPort {
         )?;
         Ok(PacketPort {
             fd,
+            ifindex,
             ring: Mutex::new(ring),
             name: name.to_string(),
             vnet_hdr: cfg.vnet_hdr,
@@ -138,6 +140,17 @@ impl PacketPort {
     /// Whether frames carry a vnet header on this socket.
     pub fn vnet_hdr(&self) -> bool {
         self.vnet_hdr
+    }
+
+    /// Whether the netdev this socket is bound to is still there under its
+    /// name (it may have been deleted, or deleted and re-created).
+    pub fn still_attached(&self) -> bool {
+        sys::if_index(&self.name) == Some(self.ifindex)
+    }
+
+    /// Clears a pending socket error (e.g. ENETDOWN after a link flap).
+    pub fn take_error(&self) -> Option<io::Error> {
+        sys::take_socket_error(self.fd.as_raw_fd())
     }
 
     /// The netdev's MTU (for deciding when to segment).
