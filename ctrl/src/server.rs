@@ -184,7 +184,13 @@ impl Server {
 }
 
 fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
-    let mut app = Router::new().nest("/identity", weft_identity::router(identity));
+    // `/identity/` (as an OS_AUTH_URL may end) goes to the version document.
+    let mut app = Router::new()
+        .route(
+            "/identity/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/identity") }),
+        )
+        .nest("/identity", weft_identity::router(identity));
     for m in mounts {
         app = app.nest(&m.prefix, m.router.clone());
     }

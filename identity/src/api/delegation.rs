@@ -27,7 +27,15 @@ struct RoleRefBody {
 
 fn resolve_role(state: &State, r: &RoleRefBody, field: &str) -> ApiResult<String> {
     match (&r.id, &r.name) {
-        (Some(id), _) => Ok(get_or_404(&state.roles, "role", id)?.id.clone()),
+        // A client that could not look the role up (no list_roles right) sends
+        // the name it was given as the id: accept a global role's name there too.
+        (Some(id), _) if !state.roles.contains_key(id) => state
+            .roles
+            .values()
+            .find(|x| &x.name == id && x.domain_id.is_none())
+            .map(|x| x.id.clone())
+            .ok_or_else(|| IdentityError::not_found("role", id).into()),
+        (Some(id), _) => Ok(id.clone()),
         (None, Some(n)) => state
             .roles
             .values()
@@ -128,6 +136,7 @@ pub async fn create_app_cred(
     }
     let role_ids = match &b.roles {
         None => ctx.role_ids.clone(),
+        Some(rs) if rs.is_empty() => ctx.role_ids.clone(),
         Some(rs) => {
             let mut v = Vec::new();
             for (i, r) in rs.iter().enumerate() {
@@ -351,7 +360,11 @@ pub async fn create_trust(
             if role_ids.is_empty() {
                 return Err(IdentityError::bad("Invalid input for field 'trust.roles': at least one role is needed with a project.").into());
             }
-            let held = state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone()));
+            // A redelegation is checked against the trust it narrows (below).
+            let held = match &ctx.trust {
+                Some(_) => ctx.role_ids.iter().cloned().collect(),
+                None => state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone())),
+            };
             if let Some(missing) = role_ids.iter().find(|r| !held.contains(*r)) {
                 return Err(IdentityError::Forbidden(format!(
                     "The trustor does not hold role {missing} on project {p}."

@@ -1,0 +1,164 @@
+//! The API server in-process: identity under /identity, another service
+//! mounted beside it with its catalog entry, first-start files.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+use weft_ctrl::server::{Server, ServerConfig, ServiceMount};
+use weft_identity::{Auth, Identity};
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn config(dir: &std::path::Path, pw: Option<&str>) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir, "127.0.0.1:0".parse().unwrap());
+    cfg.public_url = "http://api.example:8080".into();
+    cfg.admin_password = pw.map(String::from);
+    cfg
+}
+
+/// A stand-in for the networking service: its own router, authenticated by identity.
+fn echo_service(identity: Arc<Identity>) -> Router {
+    Router::new()
+        .route(
+            "/whoami",
+            get(|Auth(ctx): Auth| async move {
+                axum::Json(json!({"user": ctx.user_name, "roles": ctx.roles}))
+            }),
+        )
+        .with_state(identity)
+}
+
+#[tokio::test]
+async fn serves_identity_and_mounted_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::open(config(dir.path(), Some("pw"))).unwrap();
+    assert!(server.start_report().bootstrapped);
+    let openrc = std::fs::read_to_string(dir.path().join("admin-openrc")).unwrap();
+    assert!(openrc.contains("OS_AUTH_URL='http://api.example:8080/identity/v3'"));
+    assert!(openrc.contains("OS_PASSWORD='pw'"));
+    assert!(openrc.contains("OS_PROJECT_DOMAIN_NAME=Default"));
+    let svc = echo_service(server.identity());
+    server
+        .mount(ServiceMount::new("/networking", "network", "neutron", svc))
+        .unwrap();
+    let app = server.router();
+
+    let (st, _, body) = send(
+        &app,
+        Request::get("/identity/v3").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        body["version"]["links"][0]["href"],
+        "http://api.example:8080/identity/v3/"
+    );
+
+    let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": "pw"}}},
+                      "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}});
+    let req = Request::post("/identity/v3/auth/tokens")
+        .header("content-type", "application/json")
+        .body(Body::from(auth.to_string()))
+        .unwrap();
+    let (st, headers, body) = send(&app, req).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let token = headers["x-subject-token"].to_str().unwrap().to_string();
+    let cat = body["token"]["catalog"].as_array().unwrap();
+    let urls = |t: &str| -> Vec<String> {
+        cat.iter()
+            .filter(|c| c["type"] == t)
+            .flat_map(|c| {
+                c["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["url"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        urls("identity"),
+        vec!["http://api.example:8080/identity/v3"; 3]
+    );
+    assert_eq!(
+        urls("network"),
+        vec!["http://api.example:8080/networking"; 3]
+    );
+
+    let (st, _, body) = send(
+        &app,
+        Request::get("/networking/whoami")
+            .header("X-Auth-Token", &token)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["user"], "admin");
+    let (st, _, body) = send(
+        &app,
+        Request::get("/networking/whoami")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], 401);
+}
+
+#[tokio::test]
+async fn second_start_keeps_state_and_openrc() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::open(config(dir.path(), None)).unwrap();
+    let pw = first
+        .start_report()
+        .generated_password
+        .clone()
+        .expect("generated on first start");
+    let openrc = std::fs::read_to_string(dir.path().join("admin-openrc")).unwrap();
+    assert!(openrc.contains(&pw));
+    drop(first);
+    let second = Server::open(config(dir.path(), None)).unwrap();
+    assert!(!second.start_report().bootstrapped);
+    assert!(second.start_report().generated_password.is_none());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin-openrc")).unwrap(),
+        openrc
+    );
+    // the generated password still works
+    let id = second.identity();
+    let req = weft_identity::service::AuthRequest {
+        password: Some(weft_identity::service::PasswordAuth {
+            user: weft_identity::service::UserRef {
+                name: Some("admin".into()),
+                domain_id: Some("default".into()),
+                ..Default::default()
+            },
+            password: pw,
+        }),
+        ..Default::default()
+    };
+    assert!(id.issue_token(&req).is_ok());
+    assert_eq!(
+        id.snapshot()
+            .services
+            .values()
+            .filter(|s| s.service_type == "identity")
+            .count(),
+        1
+    );
+}
