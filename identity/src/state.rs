@@ -577,3 +577,213 @@ impl State {
         out.into_iter().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(id: &str, domain: &str, parent: Option<&str>) -> Project {
+        Project {
+            id: id.into(),
+            name: id.into(),
+            domain_id: domain.into(),
+            parent_id: parent.map(String::from),
+            description: String::new(),
+            enabled: true,
+            tags: vec![],
+            extra: Default::default(),
+        }
+    }
+
+    fn grant(actor: Actor, target: Target, role: &str, inherited: bool) -> Assignment {
+        Assignment {
+            actor,
+            target,
+            role_id: role.into(),
+            inherited,
+        }
+    }
+
+    /// d1: top -> mid -> leaf, plus other; roles admin -> member -> reader, auditor.
+    fn world(assignments: Vec<Assignment>, members: &[(&str, &str)]) -> State {
+        let mut s = State::default();
+        for p in [
+            project("top", "d1", None),
+            project("mid", "d1", Some("top")),
+            project("leaf", "d1", Some("mid")),
+            project("other", "d1", None),
+        ] {
+            s.projects.insert(p.id.clone(), p);
+        }
+        s.implied.insert(("admin".into(), "member".into()));
+        s.implied.insert(("member".into(), "reader".into()));
+        for a in assignments {
+            s.assignments.insert(a.key(), a);
+        }
+        for (g, u) in members {
+            s.memberships.insert((g.to_string(), u.to_string()));
+        }
+        s.reindex();
+        s
+    }
+
+    fn roles(s: &State, user: &str, scope: Scope) -> Vec<String> {
+        s.effective_role_ids(user, &scope).into_iter().collect()
+    }
+
+    fn u(x: &str) -> Actor {
+        Actor::User(x.into())
+    }
+    fn g(x: &str) -> Actor {
+        Actor::Group(x.into())
+    }
+    fn p(x: &str) -> Target {
+        Target::Project(x.into())
+    }
+
+    #[test]
+    fn direct_and_implied() {
+        let s = world(vec![grant(u("alice"), p("top"), "admin", false)], &[]);
+        assert_eq!(
+            roles(&s, "alice", Scope::Project("top".into())),
+            ["admin", "member", "reader"]
+        );
+        assert!(
+            roles(&s, "alice", Scope::Project("mid".into())).is_empty(),
+            "not inherited"
+        );
+        assert!(roles(&s, "bob", Scope::Project("top".into())).is_empty());
+    }
+
+    #[test]
+    fn groups_count_for_members_only() {
+        let s = world(
+            vec![grant(g("ops"), p("other"), "member", false)],
+            &[("ops", "alice")],
+        );
+        assert_eq!(
+            roles(&s, "alice", Scope::Project("other".into())),
+            ["member", "reader"]
+        );
+        assert!(roles(&s, "bob", Scope::Project("other".into())).is_empty());
+    }
+
+    #[test]
+    fn inheritance_reaches_the_subtree_not_the_target() {
+        let s = world(
+            vec![
+                grant(u("alice"), p("top"), "reader", true),
+                grant(g("ops"), Target::Domain("d1".into()), "member", true),
+            ],
+            &[("ops", "bob")],
+        );
+        assert!(roles(&s, "alice", Scope::Project("top".into())).is_empty());
+        assert_eq!(roles(&s, "alice", Scope::Project("mid".into())), ["reader"]);
+        assert_eq!(
+            roles(&s, "alice", Scope::Project("leaf".into())),
+            ["reader"]
+        );
+        assert!(roles(&s, "alice", Scope::Project("other".into())).is_empty());
+        // domain-inherited: every project in the domain, not the domain itself
+        for proj in ["top", "mid", "leaf", "other"] {
+            assert_eq!(
+                roles(&s, "bob", Scope::Project(proj.into())),
+                ["member", "reader"],
+                "{proj}"
+            );
+        }
+        assert!(roles(&s, "bob", Scope::Domain("d1".into())).is_empty());
+    }
+
+    #[test]
+    fn scopes_are_separate() {
+        let s = world(
+            vec![
+                grant(u("alice"), Target::System, "reader", false),
+                grant(u("alice"), Target::Domain("d1".into()), "admin", false),
+            ],
+            &[],
+        );
+        assert_eq!(roles(&s, "alice", Scope::System), ["reader"]);
+        assert_eq!(
+            roles(&s, "alice", Scope::Domain("d1".into())),
+            ["admin", "member", "reader"]
+        );
+        assert!(
+            roles(&s, "alice", Scope::Project("top".into())).is_empty(),
+            "domain grant is not inherited"
+        );
+    }
+
+    #[test]
+    fn implication_cycles_terminate() {
+        let mut s = world(vec![grant(u("alice"), p("top"), "reader", false)], &[]);
+        s.implied.insert(("reader".into(), "admin".into()));
+        s.reindex();
+        assert_eq!(
+            roles(&s, "alice", Scope::Project("top".into())),
+            ["admin", "member", "reader"]
+        );
+    }
+
+    #[test]
+    fn effective_rows_expand_groups_inheritance_and_implications() {
+        let s = world(
+            vec![grant(g("ops"), p("mid"), "member", true)],
+            &[("ops", "alice"), ("ops", "bob")],
+        );
+        let rows = s.assignment_rows(true);
+        // 2 users x 1 project below mid (leaf) x {member, reader}
+        assert_eq!(rows.len(), 4);
+        assert!(rows
+            .iter()
+            .all(|r| r.target == p("leaf") && r.via_group.as_deref() == Some("ops")));
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.prior_role.as_deref() == Some("member"))
+                .count(),
+            2
+        );
+        let raw = s.assignment_rows(false);
+        assert_eq!(raw.len(), 1);
+        assert!(raw[0].inherited);
+    }
+
+    #[test]
+    fn revocation_events_match_by_field_and_time() {
+        let mut s = world(vec![], &[]);
+        let ev = RevocationEvent {
+            id: "e1".into(),
+            user_id: Some("alice".into()),
+            issued_before: 100,
+            ..Default::default()
+        };
+        s.revocations.insert(ev.id.clone(), ev);
+        let ev = RevocationEvent {
+            id: "e2".into(),
+            audit_id: Some("A".into()),
+            issued_before: 100,
+            ..Default::default()
+        };
+        s.revocations.insert(ev.id.clone(), ev);
+        s.reindex();
+        let facts = |user: &'static str, audit: &'static str, at| TokenFacts {
+            user_id: user,
+            project_id: None,
+            domain_id: None,
+            trust_id: None,
+            audit_ids: vec![audit],
+            issued_at: at,
+        };
+        assert!(s.is_revoked(&facts("alice", "x", 99)));
+        assert!(
+            !s.is_revoked(&facts("alice", "x", 101)),
+            "issued after the event"
+        );
+        assert!(!s.is_revoked(&facts("bob", "x", 99)));
+        assert!(
+            s.is_revoked(&facts("bob", "A", 500)),
+            "audit events match any time"
+        );
+    }
+}

@@ -16,10 +16,13 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
+/// One stored record: (kind, id, JSON body).
+pub type Row = (String, String, String);
+
 /// Keyed records, written in transactions that also record the revision.
 pub trait Storage: Send + Sync {
     /// Every stored (kind, id, body) row and the last committed revision.
-    fn load(&self) -> Result<(u64, Vec<(String, String, String)>), StorageError>;
+    fn load(&self) -> Result<(u64, Vec<Row>), StorageError>;
     /// Apply `changes` and set the revision, all or nothing.
     fn commit(&self, revision: u64, changes: &[Change]) -> Result<(), StorageError>;
 }
@@ -50,7 +53,7 @@ impl SqliteStore {
 }
 
 impl Storage for SqliteStore {
-    fn load(&self) -> Result<(u64, Vec<(String, String, String)>), StorageError> {
+    fn load(&self) -> Result<(u64, Vec<Row>), StorageError> {
         let conn = self
             .conn
             .lock()

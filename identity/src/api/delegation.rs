@@ -360,7 +360,11 @@ pub async fn create_trust(
             if role_ids.is_empty() {
                 return Err(IdentityError::bad("Invalid input for field 'trust.roles': at least one role is needed with a project.").into());
             }
-            let held = state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone()));
+            // A redelegation is checked against the trust it narrows (below).
+            let held = match &ctx.trust {
+                Some(_) => ctx.role_ids.iter().cloned().collect(),
+                None => state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone())),
+            };
             if let Some(missing) = role_ids.iter().find(|r| !held.contains(*r)) {
                 return Err(IdentityError::Forbidden(format!(
                     "The trustor does not hold role {missing} on project {p}."

@@ -1,0 +1,259 @@
+//! In-process harness: the real router over a real SQLite file in a temp dir.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+use weft_identity::{Identity, IdentityConfig};
+
+pub const ADMIN_PW: &str = "s3cret-admin";
+
+pub struct H {
+    pub dir: tempfile::TempDir,
+    pub id: Arc<Identity>,
+    pub app: Router,
+    pub admin: String,
+    pub admin_id: String,
+    pub admin_project: String,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn subject(&self) -> String {
+        self.headers
+            .get("x-subject-token")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+    /// The error message of an OpenStack error body.
+    pub fn msg(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn open(dir: &std::path::Path, permissive: bool) -> Arc<Identity> {
+    let mut cfg = IdentityConfig::new(dir, "http://weft.test:8080");
+    cfg.policy_permissive = permissive;
+    let mut id = Identity::open(cfg).unwrap();
+    id.set_bcrypt_cost(4);
+    Arc::new(id)
+}
+
+impl H {
+    pub async fn new() -> H {
+        Self::with(false).await
+    }
+
+    pub async fn with(permissive: bool) -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let id = open(dir.path(), permissive);
+        let rep = id.bootstrap(Some(ADMIN_PW)).unwrap();
+        id.register_service("identity", "keystone", &id.v3_url())
+            .unwrap();
+        let app = Router::new().nest("/identity", weft_identity::router(id.clone()));
+        let mut h = H {
+            dir,
+            id,
+            app,
+            admin: String::new(),
+            admin_id: rep.admin_user_id,
+            admin_project: rep.admin_project_id,
+        };
+        h.admin = h
+            .token_for(
+                "admin",
+                ADMIN_PW,
+                Some(json!({"project": {"name": "admin", "domain": {"id": "default"}}})),
+            )
+            .await;
+        h
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        self.raw(method, path, token, body.map(|b| b.to_string()), &[])
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("/identity{path}"));
+        if let Some(t) = token {
+            b = b.header("X-Auth-Token", t);
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(s) => b
+                .header("content-type", "application/json")
+                .body(Body::from(s))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(&self.admin.clone()), None)
+            .await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(&self.admin.clone()), Some(body))
+            .await
+    }
+    pub async fn put(&self, path: &str) -> Resp {
+        self.call(Method::PUT, path, Some(&self.admin.clone()), None)
+            .await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(&self.admin.clone()), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(&self.admin.clone()), None)
+            .await
+    }
+    pub async fn head(&self, path: &str) -> Resp {
+        self.call(Method::HEAD, path, Some(&self.admin.clone()), None)
+            .await
+    }
+
+    /// Password token for a user in the default domain.
+    pub async fn token_for(&self, user: &str, pw: &str, scope: Option<Value>) -> String {
+        let r = self.login(user, pw, scope).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.subject()
+    }
+
+    pub async fn issue(&self, body: Value) -> Resp {
+        self.call(Method::POST, "/v3/auth/tokens", None, Some(body))
+            .await
+    }
+
+    pub async fn login(&self, user: &str, pw: &str, scope: Option<Value>) -> Resp {
+        self.issue(password_body(
+            json!({"name": user, "domain": {"id": "default"}}),
+            pw,
+            scope,
+        ))
+        .await
+    }
+
+    /// Validate `subject` with the admin token.
+    pub async fn validate(&self, subject: &str) -> Resp {
+        let admin = self.admin.clone();
+        self.raw(
+            Method::GET,
+            "/v3/auth/tokens",
+            Some(&admin),
+            None,
+            &[("X-Subject-Token", subject)],
+        )
+        .await
+    }
+
+    pub async fn create(&self, path: &str, key: &str, body: Value) -> String {
+        let r = self.post(path, json!({ key: body })).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.body);
+        r.body[key]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn user(&self, name: &str, pw: &str) -> String {
+        self.create(
+            "/v3/users",
+            "user",
+            json!({"name": name, "password": pw, "domain_id": "default"}),
+        )
+        .await
+    }
+
+    pub async fn project(&self, name: &str) -> String {
+        self.create(
+            "/v3/projects",
+            "project",
+            json!({"name": name, "domain_id": "default"}),
+        )
+        .await
+    }
+
+    pub async fn role_id(&self, name: &str) -> String {
+        let r = self.get(&format!("/v3/roles?name={name}")).await;
+        r.body["roles"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn grant(&self, project: &str, user: &str, role: &str) {
+        let rid = self.role_id(role).await;
+        let r = self
+            .put(&format!("/v3/projects/{project}/users/{user}/roles/{rid}"))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    }
+}
+
+pub fn password_body(user: Value, pw: &str, scope: Option<Value>) -> Value {
+    let mut u = user;
+    u["password"] = json!(pw);
+    let mut b = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": u}}}});
+    if let Some(s) = scope {
+        b["auth"]["scope"] = s;
+    }
+    b
+}
+
+pub fn project_scope(id: &str) -> Option<Value> {
+    Some(json!({"project": {"id": id}}))
+}
+
+pub fn role_names(token_body: &Value) -> Vec<String> {
+    let mut v: Vec<String> = token_body["token"]["roles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
