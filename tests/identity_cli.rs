@@ -601,8 +601,19 @@ fn openstack_cli_drives_identity() {
             "ci-bot",
         ],
     );
-    let (ac_id, ac_secret) = (s(&ac, "id").to_string(), s(&ac, "secret").to_string());
-    assert_eq!(s(&ac, "project_id"), demo_id);
+    // This command's columns are title-cased ("ID", "Secret", "Project ID").
+    let (ac_id, ac_secret) = (s(&ac, "ID").to_string(), s(&ac, "Secret").to_string());
+    assert_eq!(s(&ac, "Project ID"), demo_id);
+    let ac_roles: Vec<&str> = ac["Roles"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Roles in {ac}"))
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        ac_roles.contains(&"member") && !ac_roles.contains(&"admin"),
+        "{ac}"
+    );
     let mut ac_env = BTreeMap::new();
     ac_env.insert("OS_AUTH_URL".to_string(), srv.auth_url());
     ac_env.insert("OS_IDENTITY_API_VERSION".to_string(), "3".to_string());
