@@ -269,6 +269,8 @@ rows = [
     ("tcp4_gbps", "TCP 4 streams, Gbit/s (higher better)"),
     ("tcp1_cpu", "switch CPU during TCP 1, cores"),
     ("tcp4_cpu", "switch CPU during TCP 4, cores"),
+    ("tcp1_cpg", "switch CPU per Gbit/s, TCP 1 (lower better)"),
+    ("tcp4_cpg", "switch CPU per Gbit/s, TCP 4 (lower better)"),
     ("tcp1_retr", "TCP 1 stream retransmits"),
     ("udp_kpps", "UDP 64 B received, kpps (higher better)"),
     ("udp_sent_kpps", "UDP 64 B sent by iperf3, kpps"),
@@ -278,6 +280,13 @@ rows = [
     ("wire", "on the wire (ICMP between the VMs)"),
 ]
 no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "wire"}
+for s in order:  # CPU per Gbit/s: cores spent per Gbit/s moved
+    for n in ("1", "4"):
+        try:
+            c, g = float(res[s][f"tcp{n}_cpu"]), float(res[s][f"tcp{n}_gbps"])
+            res[s][f"tcp{n}_cpg"] = f"{c / g:.3f}" if g > 0 else "NaN"
+        except (KeyError, ValueError):
+            pass
 def num(s, k):
     try:
         return float(res.get(s, {}).get(k, "nan"))
