@@ -160,7 +160,7 @@ measure_tcp() { # setup streams
   iperf_server "$name"
   # shellcheck disable=SC2086 # switch_pids is a list
   c0=$(cpu_ticks $switch_pids); t0=$(date +%s.%N)
-  ip netns exec $NSB iperf3 -c $IPA -t "$duration" -P "$2" -J >"$tmp/$name.json" 2>&1 || true
+  ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -t "$duration" -P "$2" -J >"$tmp/$name.json" 2>&1 || true
   # shellcheck disable=SC2086
   c1=$(cpu_ticks $switch_pids); t1=$(date +%s.%N)
   iperf_server_done
@@ -182,7 +182,7 @@ EOF
 measure_udp() { # setup
   local name=$1-udp
   iperf_server "$name"
-  ip netns exec $NSB iperf3 -c $IPA -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
+  ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
   iperf_server_done
   # The server's own view: packets it received over the test's seconds.
   python3 - "$tmp/$name.srv.json" "$tmp/$name.json" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
@@ -237,6 +237,12 @@ run_setup() { # setup  (calls setup_$setup)
     log "$s: $NSB cannot ping $IPA; skipping"; record "$s" status "no connectivity"; teardown; return 0
   fi
   [ "$(type -t "verify_$s")" = function ] && "verify_$s"
+  if [ "${hold:-0}" = 1 ]; then
+    log "$s: set up; holding (namespaces $NSA $NSB, temp dir $tmp); Ctrl-C or kill $$ to tear down"
+    sleep 1d &
+    add_pid $!
+    wait $!
+  fi
   log "$s: ping"; measure_ping "$s"
   log "$s: tcp 1 stream, ${duration}s"; measure_tcp "$s" 1
   log "$s: tcp 4 streams, ${duration}s"; measure_tcp "$s" 4

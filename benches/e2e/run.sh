@@ -16,6 +16,7 @@
 #   --weft-bin: default target/release/weft, built with cargo if missing
 #   --udp-rate: iperf3 -b for the UDP test (default 0 = as fast as it can send)
 #   --keep: keep the temp dir (raw iperf3 JSON, ping output, daemon logs)
+#   --hold: set up the (first) setup and wait until killed, for poking at it
 # Needs: iproute2, iperf3, iputils-ping, python3, openvswitch-switch
 #        (scripts/install-deps.sh --bench installs them).
 # Every namespace and interface it makes starts with "wbn"; a trap removes
@@ -34,8 +35,9 @@ weft_bin="$repo/target/release/weft"
 udp_rate=0
 out="$here/last-run.md"
 keep=0
+hold=0
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) only=$2; shift 2 ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --udp-rate) udp_rate=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --hold) hold=1; keep=1; shift ;; # set up the first setup, then wait (debugging)
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage 2 ;;
   esac
