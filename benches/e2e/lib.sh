@@ -250,6 +250,9 @@ run_setup() { # setup  (calls setup_$setup)
   for p in $switch_pids; do
     kill -0 "$p" 2>/dev/null || record "$s" status "switch died"
   done
+  local failed
+  failed=$(awk -F'\t' -v s="$s" '$1 == s && $3 == "NaN" { sub(/_.*/, "", $2); print $2 }' "$results" | sort -u | tr '\n' ' ')
+  [ -n "$failed" ] && record "$s" status "FAILED: ${failed% } (see --keep logs)"
   record "$s" status ok
   [ "$(type -t "after_$s")" = function ] && "after_$s"
   teardown
