@@ -82,6 +82,8 @@ pub(crate) struct LivePort {
     pub(crate) info: PortInfo,
     pub(crate) io: Option<Arc<PortIo>>,
     pub(crate) counters: Arc<IoCounters>,
+    /// Set by a worker when the netdev behind `io` vanished.
+    pub(crate) dead: AtomicBool,
 }
 
 /// PortNo-indexed table of live ports, swapped whole on every change.
@@ -251,7 +253,16 @@ fn open_port(
         info: info.clone(),
         io,
         counters,
+        dead: AtomicBool::new(false),
     })
+}
+
+/// Needs the monitor: a pending netdev that appeared, or a dead one.
+fn needs_attention(p: &LivePort) -> bool {
+    p.dead.load(Ordering::Acquire)
+        || (p.io.is_none()
+            && p.info.kind == PortKind::System
+            && crate::io::netdev_exists(&p.info.name))
 }
 
 fn monitor(shared: Arc<Shared>) {
@@ -263,11 +274,7 @@ fn monitor(shared: Arc<Shared>) {
             shared.dp.age_macs(now);
             last_age = now;
         }
-        let table = shared.ports.load();
-        if !table
-            .iter()
-            .any(|p| p.io.is_none() && crate::io::netdev_exists(&p.info.name))
-        {
+        if !shared.ports.load().iter().any(|p| needs_attention(p)) {
             continue;
         }
         let _g = shared.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,23 +282,22 @@ fn monitor(shared: Arc<Shared>) {
         let mut changed = false;
         let mut next = Vec::new();
         for p in table.iter() {
-            if p.io.is_none() && crate::io::netdev_exists(&p.info.name) {
-                match PacketPort::open(&p.info.name, shared.packet_cfg) {
-                    Ok(pp) => {
-                        tracing::info!(port = %p.info.name, "attached pending port");
-                        changed = true;
-                        next.push(Arc::new(LivePort {
-                            no: p.no,
-                            info: p.info.clone(),
-                            io: Some(Arc::new(PortIo::Packet(pp))),
-                            counters: p.counters.clone(),
-                        }));
-                        continue;
-                    }
-                    Err(e) => tracing::warn!(port = %p.info.name, "attach failed: {e}"),
+            if !needs_attention(p) {
+                next.push(p.clone());
+                continue;
+            }
+            // Re-create a tap we own; attach (or leave pending) a system netdev.
+            match open_port(&p.info, shared.packet_cfg, Some(p)) {
+                Ok(lp) => {
+                    tracing::info!(port = %p.info.name, attached = lp.io.is_some(), "port (re)attached");
+                    changed = true;
+                    next.push(Arc::new(lp));
+                }
+                Err(e) => {
+                    tracing::warn!(port = %p.info.name, "attach failed: {e}");
+                    next.push(p.clone());
                 }
             }
-            next.push(p.clone());
         }
         if changed {
             shared.publish(PortTable::from_ports(next));
@@ -406,6 +412,7 @@ impl SwitchHandle {
                     info: info.clone(),
                     io: cur.io.clone(),
                     counters: cur.counters.clone(),
+                    dead: AtomicBool::new(cur.dead.load(Ordering::Acquire)),
                 }));
             }
         }

@@ -49,8 +49,9 @@ impl PacketThread {
         let mut scratch = Vec::with_capacity(MAX_FRAME);
         let mut outs: Vec<Output> = Vec::with_capacity(16);
         let mut pending: HashMap<PortNo, Vec<PendingTx>> = HashMap::new();
-        let mut ready = [0u64; 64];
+        let mut ready = [(0u64, false); 64];
         let mut txs = TxScratch::new();
+        let mut dead: Vec<PortNo> = Vec::new();
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
                 return;
@@ -65,7 +66,7 @@ impl PacketThread {
                 Err(_) => continue,
             };
             let table = self.shared.ports.load();
-            for &tok in &ready[..n] {
+            for &(tok, bad) in &ready[..n] {
                 if tok == WAKE_TOKEN {
                     self.wake.drain();
                     continue;
@@ -75,6 +76,12 @@ impl PacketThread {
                 let Some(io) = port.io.as_deref() else {
                     continue;
                 };
+                if bad && !still_usable(io) {
+                    // The netdev is gone (deleted, or its namespace was):
+                    // stop polling it; the monitor reopens or re-creates it.
+                    mark_dead(&epoll, port, io);
+                    continue;
+                }
                 let now = now_ns();
                 let core = &mut self.core;
                 let mut handle = |vnet: &[u8], frame: &[u8], outs: &mut Vec<Output>| {
@@ -105,8 +112,10 @@ impl PacketThread {
                                     port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Ok(None) => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                                 Err(_) => {
                                     port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                                    dead.push(no);
                                     break;
                                 }
                             }
@@ -123,6 +132,13 @@ impl PacketThread {
                 }
             }
             flush(&table, &mut pending);
+            for no in dead.drain(..) {
+                if let Some(port) = mine.get(&no) {
+                    if let Some(io) = port.io.as_deref() {
+                        mark_dead(&epoll, port, io);
+                    }
+                }
+            }
         }
     }
 
@@ -153,6 +169,25 @@ impl PacketThread {
         }
         *mine = keep;
     }
+}
+
+/// After EPOLLERR/EPOLLHUP: is the port's I/O still worth polling?
+fn still_usable(io: &PortIo) -> bool {
+    match io {
+        // A tap fd reports errors only once its netdev is gone.
+        PortIo::Tap(_) => false,
+        PortIo::Packet(pp) => {
+            let _ = pp.take_error();
+            pp.still_attached()
+        }
+    }
+}
+
+fn mark_dead(epoll: &Epoll, port: &LivePort, io: &PortIo) {
+    if !port.dead.swap(true, Ordering::AcqRel) {
+        tracing::warn!(port = %port.info.name, "port's netdev went away; will reattach");
+    }
+    let _ = epoll.del(io.raw_fd());
 }
 
 /// Per-thread scratch buffers for egress.

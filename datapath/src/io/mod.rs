@@ -15,6 +15,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+use crate::VirtioNetHdr;
+
 pub use sys::VNET_HDR_LEN;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
@@ -84,6 +86,7 @@ impl Default for PacketConfig {
 /// An existing netdev attached through AF_PACKET (kind = "system", physnet uplinks).
 pub struct PacketPort {
     fd: OwnedFd,
+    ifindex: u32,
     ring: Mutex<sys::RxRing>,
     name: String,
     vnet_hdr: bool,
@@ -121,6 +124,7 @@ impl PacketPort {
         )?;
         Ok(PacketPort {
             fd,
+            ifindex,
             ring: Mutex::new(ring),
             name: name.to_string(),
             vnet_hdr: cfg.vnet_hdr,
@@ -136,6 +140,17 @@ impl PacketPort {
     /// Whether frames carry a vnet header on this socket.
     pub fn vnet_hdr(&self) -> bool {
         self.vnet_hdr
+    }
+
+    /// Whether the netdev this socket is bound to is still there under its
+    /// name (it may have been deleted, or deleted and re-created).
+    pub fn still_attached(&self) -> bool {
+        sys::if_index(&self.name) == Some(self.ifindex)
+    }
+
+    /// Clears a pending socket error (e.g. ENETDOWN after a link flap).
+    pub fn take_error(&self) -> Option<io::Error> {
+        sys::take_socket_error(self.fd.as_raw_fd())
     }
 
     /// The netdev's MTU (for deciding when to segment).
@@ -162,12 +177,8 @@ impl PacketPort {
             match fr.vlan_tci {
                 None => f(Some((vnet, fr.data))),
                 Some(tci) => {
-                    scratch.clear();
-                    scratch.extend_from_slice(&fr.data[..12]);
-                    scratch.extend_from_slice(&fr.vlan_tpid.to_be_bytes());
-                    scratch.extend_from_slice(&tci.to_be_bytes());
-                    scratch.extend_from_slice(&fr.data[12..]);
-                    f(Some((vnet, scratch)))
+                    let vb = reinsert_tag(vnet, fr.data, fr.vlan_tpid, tci, scratch);
+                    f(Some((&vb, scratch)))
                 }
             }
         })
@@ -209,4 +220,71 @@ impl PortIo {
 /// True when netdev `name` exists in our namespace.
 pub fn netdev_exists(name: &str) -> bool {
     sys::if_index(name).is_some()
+}
+
+/// Puts back the 802.1Q tag the kernel moved into the packet metadata
+/// (`tp_vlan_tci`): writes the tagged frame into `out` and returns the vnet
+/// header adjusted for it. The kernel reports checksum/GSO offsets for the
+/// untagged frame, so they move by the 4 bytes put back.
+pub fn reinsert_tag(
+    vnet: &[u8],
+    data: &[u8],
+    tpid: u16,
+    tci: u16,
+    out: &mut Vec<u8>,
+) -> [u8; VNET_HDR_LEN] {
+    let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+    if hdr.needs_csum() {
+        hdr.csum_start = hdr.csum_start.saturating_add(4);
+    }
+    if hdr.hdr_len != 0 {
+        hdr.hdr_len = hdr.hdr_len.saturating_add(4);
+    }
+    let mut vb = [0u8; VNET_HDR_LEN];
+    // Cannot fail: the buffer has the header's length.
+    let _ = hdr.write(&mut vb, VNET_HDR_LEN);
+    out.clear();
+    let split = data.len().min(12);
+    out.extend_from_slice(&data[..split]);
+    out.extend_from_slice(&tpid.to_be_bytes());
+    out.extend_from_slice(&tci.to_be_bytes());
+    out.extend_from_slice(&data[split..]);
+    vb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+    #[test]
+    fn reinserted_tag_moves_offload_offsets() {
+        let mut frame = vec![0u8; 60];
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let hdr = VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: crate::offload::VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
+        let mut vb = [0u8; VNET_HDR_LEN];
+        hdr.write(&mut vb, VNET_HDR_LEN).unwrap();
+        let mut out = Vec::new();
+        let nb = reinsert_tag(&vb, &frame, 0x8100, 0x2064, &mut out);
+        assert_eq!(out.len(), 64);
+        assert_eq!(&out[12..16], &[0x81, 0x00, 0x20, 0x64]);
+        assert_eq!(&out[16..], &frame[12..]);
+        let h = VirtioNetHdr::parse(&nb, VNET_HDR_LEN).unwrap();
+        assert_eq!(
+            (h.csum_start, h.hdr_len, h.gso_size, h.csum_offset),
+            (38, 58, 1448, 16)
+        );
+        // No offload requested: offsets stay zero.
+        let nb = reinsert_tag(&[0; VNET_HDR_LEN], &frame, 0x88a8, 5, &mut out);
+        assert_eq!(nb, [0; VNET_HDR_LEN]);
+        assert_eq!(&out[12..16], &[0x88, 0xa8, 0, 5]);
+    }
 }

@@ -169,13 +169,8 @@ pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRin
         libc::PACKET_IGNORE_OUTGOING,
         &1 as &libc::c_int,
     )?;
-    // Worth it: our tx already is a batch; the qdisc adds a lock and a copy.
-    let _ = setsockopt(
-        raw,
-        libc::SOL_PACKET,
-        libc::PACKET_QDISC_BYPASS,
-        &1 as &libc::c_int,
-    );
+    // No PACKET_QDISC_BYPASS: it would hide our transmissions from tcpdump on
+    // the uplink, which operators rely on; the qdisc costs little next to a syscall.
     let req = libc::tpacket_req {
         tp_block_size: opts.frame_size,
         tp_block_nr: opts.frame_nr,
@@ -458,8 +453,9 @@ impl Epoll {
         Ok(())
     }
 
-    /// Waits up to `timeout_ms`; writes ready tokens into `out`, returns their count.
-    pub fn wait(&self, out: &mut [u64], timeout_ms: i32) -> io::Result<usize> {
+    /// Waits up to `timeout_ms`; writes ready (token, error-or-hangup) pairs
+    /// into `out`, returns their count.
+    pub fn wait(&self, out: &mut [(u64, bool)], timeout_ms: i32) -> io::Result<usize> {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let max = out.len().min(evs.len());
         // SAFETY: evs has room for `max` events.
@@ -479,7 +475,8 @@ impl Epoll {
             return Err(e);
         }
         for (o, e) in out.iter_mut().zip(&evs[..r as usize]) {
-            *o = e.u64;
+            let bad = e.events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+            *o = (e.u64, bad);
         }
         Ok(r as usize)
     }
@@ -563,3 +560,20 @@ pub fn wait_signal(timeout_ms: u64) -> Option<i32> {
 
 /// SIGHUP: reload the config.
 pub const SIGHUP: i32 = libc::SIGHUP;
+
+/// Reads and clears a socket's pending error (SO_ERROR).
+pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are live and sized for SO_ERROR's c_int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
+}
