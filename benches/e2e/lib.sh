@@ -97,12 +97,15 @@ wait_for() { # tries cmd...: poll every 0.1 s
   return 1
 }
 
-# Build weft if the binary is missing (only for the default path).
-ensure_weft() { # bin repo
-  if [ ! -x "$1" ]; then
-    log "building weft (cargo build --release --bin weft)"
-    (cd "$2" && cargo build --release --bin weft) >&2
+# The default binary (repo/target/release/weft) is always brought up to date
+# with cargo (a no-op when it is), so a run never measures a stale build; a
+# binary given with --weft-bin is used as it is.
+ensure_weft() { # bin repo default-bin
+  if [ "$1" = "$3" ]; then
+    log "cargo build --release --bin weft"
+    (cd "$2" && cargo build --release --bin weft) >&2 || { echo "$(basename "$0"): cargo build failed" >&2; exit 1; }
   fi
+  [ -x "$1" ] || { echo "$(basename "$0"): no weft binary at $1" >&2; exit 1; }
 }
 
 # Start Open vSwitch (ovsdb-server + ovs-vswitchd) with its own db/run/log

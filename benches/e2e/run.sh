@@ -13,7 +13,7 @@
 #            [--duration N] [--weft-bin PATH] [--udp-rate RATE] [--out FILE] [--keep]
 #   --only ovs runs both OVS variants; ovs-plain / ovs-tso pick one.
 #   --duration: seconds per iperf3 run (default 10; a full run takes ~4*(3N+8) s)
-#   --weft-bin: default target/release/weft, built with cargo if missing
+#   --weft-bin: default target/release/weft, (re)built with cargo first
 #   --udp-rate: iperf3 -b for the UDP test (default 0 = as fast as it can send)
 #   --keep: keep the temp dir (raw iperf3 JSON, ping output, daemon logs)
 #   --hold: set up the (first) setup and wait until killed, for poking at it
@@ -66,7 +66,7 @@ for s in "${wanted[@]}"; do
 done
 need_tools ip ss iperf3 ping python3
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
-[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo"
+[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
 results=$tmp/results.tsv

@@ -68,7 +68,7 @@ for s in "${wanted[@]}"; do
 done
 need_tools ip ss iperf3 ping python3 tcpdump
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
-[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo"
+[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
 results=$tmp/results.tsv
