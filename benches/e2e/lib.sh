@@ -66,6 +66,13 @@ cleanup() {
   exit $rc
 }
 
+# The names (wbnA, wbnB, ...) are fixed and teardown removes every wbn*, so
+# two runs at once would wreck each other: take a lock first.
+single_instance() {
+  exec 9>/tmp/wbn-e2e.lock
+  flock -n 9 || { echo "$(basename "$0"): another e2e bench run holds /tmp/wbn-e2e.lock" >&2; exit 1; }
+}
+
 install_trap() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -120,14 +127,14 @@ start_ovs() { # ns|"" name tso(true|false)
   OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
     "${ex[@]}" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
     --pidfile="$dir/ovsdb-server.pid" --unixctl="$dir/ovsdb-server.ctl" \
-    -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach
+    -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach 9>&-
   add_pid "$(cat "$dir/ovsdb-server.pid")"
   ovs-vsctl --db="$ovs_db" --no-wait init
   ovs-vsctl --db="$ovs_db" --no-wait set Open_vSwitch . other_config:userspace-tso-enable="$3"
   OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
     "${ex[@]}" ovs-vswitchd "$ovs_db" --pidfile="$dir/ovs-vswitchd.pid" \
     --unixctl="$dir/ovs-vswitchd.ctl" -vconsole:off --log-file="$dir/ovs-vswitchd.log" \
-    --no-chdir --detach
+    --no-chdir --detach 9>&-
   add_switch_pid "$(cat "$dir/ovs-vswitchd.pid")"
 }
 
@@ -146,7 +153,7 @@ cpu_ticks() { # utime+stime summed over processes (all their threads), in ticks
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 
 iperf_server() { # name: one-shot server in $NSA writing JSON to $tmp/name.srv.json
-  ip netns exec $NSA iperf3 -s -1 -J -B $IPA >"$tmp/$1.srv.json" 2>&1 &
+  ip netns exec $NSA iperf3 -s -1 -J -B $IPA >"$tmp/$1.srv.json" 2>&1 9>&- &
   srv_pid=$!
   wait_for 50 sh -c "ip netns exec $NSA ss -Hltn 'sport = :5201' | grep -q 5201"
 }

@@ -68,6 +68,7 @@ need_tools ip ss iperf3 ping python3
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
 [[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
+single_instance
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
 results=$tmp/results.tsv
 : >"$results"
@@ -128,7 +129,7 @@ mac = "$MACB"
 fixed_ips = ["$IPB"]
 port_security = true
 EOF
-  "$weft_bin" switch --config "$tmp/weft.toml" >"$tmp/weft.log" 2>&1 &
+  "$weft_bin" switch --config "$tmp/weft.toml" >"$tmp/weft.log" 2>&1 9>&- &
   add_switch_pid $!
   if ! wait_for 100 ip link show wbnwB || ! wait_for 20 ip link show wbnwA; then
     log "weft did not create its taps; its log:"; cat "$tmp/weft.log" >&2; return 1

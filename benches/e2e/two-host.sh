@@ -70,6 +70,7 @@ need_tools ip ss iperf3 ping python3 tcpdump
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
 [[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
+single_instance
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
 results=$tmp/results.tsv
 : >"$results"
@@ -159,7 +160,7 @@ mac = "$6"
 fixed_ips = ["$5"]
 port_security = true
 EOF
-  ip netns exec "$1" "$weft_bin" switch --config "$tmp/weft$2.toml" >"$tmp/weft$2.log" 2>&1 &
+  ip netns exec "$1" "$weft_bin" switch --config "$tmp/weft$2.toml" >"$tmp/weft$2.log" 2>&1 9>&- &
   add_switch_pid $!
   if ! wait_for 100 ip -n "$1" link show "$4"; then
     log "weft on $1 did not create $4; its log:"; cat "$tmp/weft$2.log" >&2; return 1
