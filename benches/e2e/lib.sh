@@ -189,13 +189,25 @@ EOF
   fi
 }
 
+udp_rcvbuf_errors() { # ns: UDP datagrams dropped for a full socket buffer
+  ip netns exec "$1" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }' /proc/net/snmp
+}
+
+nic_tx_dropped() { # ns: frames its NICs dropped on send (e.g. a tap the switch reads too slowly)
+  ip netns exec "$1" sh -c 'cat /sys/class/net/*/statistics/tx_dropped' | awk '{ s += $1 } END { print s + 0 }'
+}
+
 measure_udp() { # setup
-  local name=$1-udp
+  local name=$1-udp r0 r1 d0 d1
   iperf_server "$name"
+  r0=$(udp_rcvbuf_errors $NSA)
+  d0=$(nic_tx_dropped $NSB)
   ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
   iperf_server_done
+  r1=$(udp_rcvbuf_errors $NSA)
+  d1=$(nic_tx_dropped $NSB)
   # The server's own view: packets it received over the test's seconds.
-  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" "$((r1 - r0))" "$((d1 - d0))" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
 import json, sys
 try:
     s = json.load(open(sys.argv[1]))["end"]["sum"]
@@ -204,6 +216,11 @@ try:
     print(f"udp_sent_kpps {c['packets'] / c['seconds'] / 1e3:.1f}")
     print(f"udp_kpps {got / s['seconds'] / 1e3:.1f}")
     print(f"udp_loss {s['lost_percent']:.1f}")
+    if s["packets"] > 0:  # of the loss, the share the receiving socket dropped
+        print(f"udp_loss_rcvbuf {100 * int(sys.argv[3]) / s['packets']:.1f}")
+        nic, rcv = 100 * int(sys.argv[4]) / s['packets'], 100 * int(sys.argv[3]) / s['packets']
+        print(f"udp_loss_nic {nic:.1f}")
+        print(f"udp_loss_between {max(0.0, s['lost_percent'] - nic - rcv):.1f}")
 except Exception:
     print("udp_kpps NaN"); print("udp_loss NaN")
 EOF
@@ -294,11 +311,14 @@ rows = [
     ("udp_kpps", "UDP 64 B received, kpps (higher better)"),
     ("udp_sent_kpps", "UDP 64 B sent by iperf3, kpps"),
     ("udp_loss", "UDP 64 B loss, %"),
+    ("udp_loss_nic", "  of which: dropped on send by the client's NIC, %"),
+    ("udp_loss_between", "  of which: lost in between (switch, wire), %"),
+    ("udp_loss_rcvbuf", "  of which: server socket buffer full, %"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
     ("wire", "on the wire (ICMP between the VMs)"),
 ]
-no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "wire"}
+no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "udp_loss_rcvbuf", "udp_loss_nic", "udp_loss_between", "wire"}
 for s in order:  # CPU per Gbit/s: cores spent per Gbit/s moved
     for n in ("1", "4"):
         try:
