@@ -1,1 +1,5 @@
 //! weft-ctrl: the API server, the networking service and the agent sync.
+
+pub mod agent;
+pub mod networking;
+pub mod server;

@@ -1,0 +1,340 @@
+//! The agent's side of the sync protocol: in-process (for `weft serve`) or
+//! over HTTP (for `weft agent --ctrl URL`). Both speak the same calls:
+//! "my host's state once the revision passes R" and "these ports are now X".
+
+use crate::networking::{HostState, Networking};
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("ctrl at {url} unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("ctrl refused {what}: HTTP {status}: {body}")]
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("bad answer from ctrl for {what}: {message}")]
+    BadAnswer { what: String, message: String },
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+pub trait Ctrl: Send + Sync {
+    fn state(
+        &self,
+        since: u64,
+        wait: Duration,
+    ) -> impl Future<Output = Result<HostState, AgentError>> + Send;
+    fn report(
+        &self,
+        statuses: &[(String, String)],
+    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+}
+
+/// The in-process protocol: direct calls on the service.
+pub struct LocalCtrl {
+    pub net: Arc<Networking>,
+    pub host: String,
+}
+
+impl Ctrl for LocalCtrl {
+    async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
+        Ok(self.net.wait_host_state(&self.host, since, wait).await)
+    }
+
+    async fn report(&self, statuses: &[(String, String)]) -> Result<(), AgentError> {
+        self.net
+            .report_status(&self.host, statuses)
+            .map_err(|e| AgentError::Local(e.to_string()))
+    }
+}
+
+/// How the agent gets a token for ctrl.
+#[derive(Debug, Clone)]
+pub enum AgentAuth {
+    /// A fixed token (e.g. from `WEFT_AGENT_TOKEN`).
+    Token(String),
+    /// Keystone v3 password auth, as in an openrc file.
+    Password {
+        auth_url: String,
+        username: String,
+        password: String,
+        project_name: String,
+        user_domain: String,
+        project_domain: String,
+    },
+}
+
+impl AgentAuth {
+    /// From the environment: `WEFT_AGENT_TOKEN`, else the `OS_*` variables of an openrc.
+    pub fn from_env() -> Result<AgentAuth, AgentError> {
+        if let Ok(t) = std::env::var("WEFT_AGENT_TOKEN") {
+            return Ok(AgentAuth::Token(t));
+        }
+        let var = |k: &str| {
+            std::env::var(k).map_err(|_| {
+                AgentError::Auth(format!(
+                    "{k} is not set (source an openrc or set WEFT_AGENT_TOKEN)"
+                ))
+            })
+        };
+        let opt = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        Ok(AgentAuth::Password {
+            auth_url: var("OS_AUTH_URL")?,
+            username: var("OS_USERNAME")?,
+            password: var("OS_PASSWORD")?,
+            project_name: opt("OS_PROJECT_NAME", "admin"),
+            user_domain: opt("OS_USER_DOMAIN_NAME", "Default"),
+            project_domain: opt("OS_PROJECT_DOMAIN_NAME", "Default"),
+        })
+    }
+}
+
+/// A parsed `http://host:port/prefix` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub authority: String,
+    pub path: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, AgentError> {
+        let rest = s
+            .strip_prefix("http://")
+            .ok_or_else(|| AgentError::Local(format!("{s}: only http:// URLs are supported")))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(AgentError::Local(format!("{s}: no host")));
+        }
+        let authority = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Url {
+            authority,
+            path: path.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+/// One HTTP/1.1 request on a fresh connection (the agent makes few, long ones).
+pub async fn http(
+    method: Method,
+    url: &Url,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<Response, AgentError> {
+    let full = format!("http://{}{}{}", url.authority, url.path, path);
+    let unreachable = |m: String| AgentError::Unreachable {
+        url: full.clone(),
+        message: m,
+    };
+    let stream = tokio::net::TcpStream::connect(&url.authority)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{}{}", url.path, path))
+        .header("host", &url.authority)
+        .header("accept", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(v.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| unreachable(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// The HTTP protocol against a remote ctrl.
+pub struct HttpCtrl {
+    pub ctrl: Url,
+    pub host: String,
+    pub auth: AgentAuth,
+    token: Mutex<Option<String>>,
+}
+
+impl HttpCtrl {
+    pub fn new(ctrl_url: &str, host: &str, auth: AgentAuth) -> Result<HttpCtrl, AgentError> {
+        Ok(HttpCtrl {
+            ctrl: Url::parse(ctrl_url)?,
+            host: host.to_string(),
+            auth,
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn token(&self) -> Result<String, AgentError> {
+        if let Some(t) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(t);
+        }
+        let t = match &self.auth {
+            AgentAuth::Token(t) => t.clone(),
+            AgentAuth::Password {
+                auth_url,
+                username,
+                password,
+                project_name,
+                user_domain,
+                project_domain,
+            } => {
+                let url = Url::parse(auth_url)?;
+                let body = json!({"auth": {
+                    "identity": {"methods": ["password"], "password": {"user": {
+                        "name": username, "domain": {"name": user_domain}, "password": password}}},
+                    "scope": {"project": {"name": project_name, "domain": {"name": project_domain}}}}});
+                let r = http(Method::POST, &url, "/auth/tokens", &[], Some(body)).await?;
+                if !r.status.is_success() {
+                    return Err(AgentError::Auth(format!(
+                        "HTTP {} from {auth_url}/auth/tokens",
+                        r.status
+                    )));
+                }
+                r.headers
+                    .get("x-subject-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+                    .ok_or_else(|| AgentError::Auth("no X-Subject-Token in the answer".into()))?
+            }
+        };
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
+        Ok(t)
+    }
+
+    /// A call with the token; on 401 the token is dropped and fetched once more.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Response, AgentError> {
+        for attempt in 0..2 {
+            let t = self.token().await?;
+            let r = http(
+                method.clone(),
+                &self.ctrl,
+                path,
+                &[("x-auth-token", &t)],
+                body.clone(),
+            )
+            .await?;
+            if r.status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                continue;
+            }
+            if !r.status.is_success() {
+                return Err(AgentError::Refused {
+                    what: what.to_string(),
+                    status: r.status.as_u16(),
+                    body: String::from_utf8_lossy(&r.body).into_owned(),
+                });
+            }
+            return Ok(r);
+        }
+        Err(AgentError::Auth("token rejected twice".into()))
+    }
+}
+
+impl Ctrl for HttpCtrl {
+    async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
+        let path = format!(
+            "/agent/v1/hosts/{}/state?since={since}&timeout={}",
+            self.host,
+            wait.as_secs()
+        );
+        let r = self.call(Method::GET, &path, None, "host state").await?;
+        serde_json::from_slice(&r.body).map_err(|e| AgentError::BadAnswer {
+            what: "host state".into(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn report(&self, statuses: &[(String, String)]) -> Result<(), AgentError> {
+        let ports: serde_json::Map<String, Value> = statuses
+            .iter()
+            .map(|(id, s)| (id.clone(), json!(s)))
+            .collect();
+        let path = format!("/agent/v1/hosts/{}/status", self.host);
+        self.call(
+            Method::POST,
+            &path,
+            Some(json!({ "ports": ports })),
+            "status report",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            Url::parse("http://10.0.0.1:8080/").unwrap(),
+            Url {
+                authority: "10.0.0.1:8080".into(),
+                path: String::new()
+            }
+        );
+        assert_eq!(
+            Url::parse("http://ctrl/identity/v3").unwrap(),
+            Url {
+                authority: "ctrl:80".into(),
+                path: "/identity/v3".into()
+            }
+        );
+        assert!(Url::parse("https://x").is_err());
+        assert!(Url::parse("http:///x").is_err());
+    }
+}

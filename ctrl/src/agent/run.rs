@@ -1,0 +1,132 @@
+//! The agent loop: fetch the host's desired state, apply the difference to
+//! the switch, report port status. Deciding is pure (`plan`, `statuses`);
+//! the loop only moves data between ctrl and the switch.
+
+use super::client::Ctrl;
+use super::translate::{plan, Plan};
+use crate::networking::HostState;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::sync::watch;
+use toml::Table;
+
+/// The switch as the agent sees it.
+pub trait Datapath: Send {
+    /// Moves the switch to `config` (the switch's TOML format). On error the
+    /// switch keeps what it had.
+    fn apply(&mut self, config: &str) -> Result<(), String>;
+    /// Interfaces whose I/O is open (a `system` port whose netdev has not
+    /// appeared yet is configured but not attached).
+    fn attached(&self) -> BTreeSet<String>;
+}
+
+/// Status each port should have, for those whose reported status differs.
+pub fn statuses(st: &HostState, plan: &Plan, attached: &BTreeSet<String>) -> Vec<(String, String)> {
+    st.ports
+        .iter()
+        .filter_map(|p| {
+            let up = plan
+                .wired
+                .get(&p.id)
+                .is_some_and(|dev| attached.contains(dev));
+            let want = if up { "ACTIVE" } else { "DOWN" };
+            (p.status != want).then(|| (p.id.clone(), want.to_string()))
+        })
+        .collect()
+}
+
+pub struct Agent<C: Ctrl, D: Datapath> {
+    pub ctrl: C,
+    pub dp: D,
+    pub base: Table,
+    applied: Option<String>,
+    revision: u64,
+    /// How long a long-poll waits when every wired port is attached.
+    pub idle_wait: Duration,
+    /// How long it waits while some port is still pending (to see it attach soon).
+    pub pending_wait: Duration,
+}
+
+impl<C: Ctrl, D: Datapath> Agent<C, D> {
+    pub fn new(ctrl: C, dp: D, base: Table) -> Self {
+        Agent {
+            ctrl,
+            dp,
+            base,
+            applied: None,
+            revision: 0,
+            idle_wait: Duration::from_secs(25),
+            pending_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// Applies one host state: returns whether ports are still pending.
+    pub async fn step(&mut self, st: &HostState) -> bool {
+        let p = plan(&self.base, st);
+        if self.applied.as_deref() != Some(p.config.as_str()) {
+            match self.dp.apply(&p.config) {
+                Ok(()) => {
+                    tracing::info!(host = %st.host, revision = st.revision, ports = p.wired.len(), "applied desired state");
+                    self.applied = Some(p.config.clone());
+                }
+                Err(e) => {
+                    tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
+                }
+            }
+        }
+        let attached = self.dp.attached();
+        let report = statuses(st, &p, &attached);
+        if !report.is_empty() {
+            if let Err(e) = self.ctrl.report(&report).await {
+                tracing::warn!(error = %e, "status report failed; will retry");
+            }
+        }
+        p.wired.values().any(|dev| !attached.contains(dev))
+    }
+
+    /// Runs until `stop` turns true. Errors from ctrl are retried after a pause.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> D {
+        let mut pending = false;
+        let mut since = 0u64;
+        loop {
+            if *stop.borrow() {
+                return self.dp;
+            }
+            let wait = if pending {
+                self.pending_wait
+            } else {
+                self.idle_wait
+            };
+            let got = tokio::select! {
+                r = self.ctrl.state(since, wait) => r,
+                _ = stop.changed() => return self.dp,
+            };
+            match got {
+                Ok(st) => {
+                    self.revision = st.revision;
+                    pending = self.step(&st).await;
+                    since = if pending { 0 } else { st.revision };
+                    // While ports are pending, re-ask at once-per-pending_wait
+                    // rather than blocking on the revision.
+                    if pending {
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.pending_wait) => {}
+                            _ = stop.changed() => return self.dp,
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get desired state; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return self.dp,
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+}

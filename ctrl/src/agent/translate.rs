@@ -1,0 +1,268 @@
+//! Desired host state -> switch config, as a pure function.
+//!
+//! The output is the switch's own TOML format (the one `weft switch --config`
+//! reads), so the datapath's parser validates it and the agent depends only
+//! on that documented format. The host's `[switch]` and `[[physnet]]`
+//! sections (its bridge_mappings) are kept as written; networks and ports
+//! come from ctrl.
+
+use crate::networking::sync::{HostNetwork, HostPort, HostState};
+use std::collections::{BTreeMap, BTreeSet};
+use toml::{Table, Value};
+
+/// How the host state maps onto this switch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// The switch config as TOML text.
+    pub config: String,
+    /// Port id -> interface name, for ports the switch will carry.
+    pub wired: BTreeMap<String, String>,
+    /// Ports bound here that cannot be wired (unknown physnet, admin down), with why.
+    pub unwired: BTreeMap<String, String>,
+}
+
+/// The datapath's type for a network segment, or why it cannot carry it here.
+fn datapath_type(
+    n: &HostNetwork,
+    physnets: &BTreeSet<String>,
+) -> Result<(&'static str, Option<String>, Option<u32>), String> {
+    let need_physnet = |p: &Option<String>| match p {
+        Some(p) if physnets.contains(p) => Ok(p.clone()),
+        Some(p) => Err(format!("physical network {p} is not mapped on this host")),
+        None => Err("network has no physical network".to_string()),
+    };
+    match n.network_type.as_str() {
+        "flat" => Ok(("flat", Some(need_physnet(&n.physical_network)?), None)),
+        "vlan" => Ok((
+            "vlan",
+            Some(need_physnet(&n.physical_network)?),
+            n.segmentation_id,
+        )),
+        // Overlays have no tunnel endpoint in the datapath yet: they are wired
+        // host-local, so ports on one host reach each other and nothing else.
+        "local" | "vxlan" | "geneve" => Ok(("local", None, None)),
+        other => Err(format!(
+            "network type {other} is not supported by this datapath"
+        )),
+    }
+}
+
+fn port_table(p: &HostPort) -> Table {
+    let mut t = Table::new();
+    t.insert("name".into(), Value::String(p.devname.clone()));
+    t.insert("kind".into(), Value::String(p.kind.clone()));
+    t.insert("network".into(), Value::String(p.network_id.clone()));
+    t.insert("mac".into(), Value::String(p.mac_address.clone()));
+    t.insert(
+        "fixed_ips".into(),
+        Value::Array(p.fixed_ips.iter().cloned().map(Value::String).collect()),
+    );
+    t.insert(
+        "port_security".into(),
+        Value::Boolean(p.port_security_enabled),
+    );
+    let pairs = p
+        .allowed_address_pairs
+        .iter()
+        .map(|a| {
+            let mut pt = Table::new();
+            pt.insert("ip_address".into(), Value::String(a.ip_address.clone()));
+            if !a.mac_address.is_empty() {
+                pt.insert("mac".into(), Value::String(a.mac_address.clone()));
+            }
+            Value::Table(pt)
+        })
+        .collect();
+    t.insert("allowed_address_pairs".into(), Value::Array(pairs));
+    t
+}
+
+/// Builds the switch config for `st` on a host whose base config is `base`.
+pub fn plan(base: &Table, st: &HostState) -> Plan {
+    let mut out = base.clone();
+    let physnets: BTreeSet<String> = base
+        .get("physnet")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut networks: Vec<Value> = base
+        .get("network")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut ports: Vec<Value> = base
+        .get("port")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut plan = Plan::default();
+    let mut usable = BTreeMap::new();
+    for n in &st.networks {
+        match datapath_type(n, &physnets) {
+            Ok(t) => {
+                usable.insert(n.id.as_str(), t);
+            }
+            Err(why) => {
+                for p in st.ports.iter().filter(|p| p.network_id == n.id) {
+                    plan.unwired.insert(p.id.clone(), why.clone());
+                }
+            }
+        }
+    }
+    let mut used_networks = BTreeSet::new();
+    for p in &st.ports {
+        if plan.unwired.contains_key(&p.id) {
+            continue;
+        }
+        if !usable.contains_key(p.network_id.as_str()) {
+            plan.unwired
+                .insert(p.id.clone(), "network missing from host state".into());
+            continue;
+        }
+        if !p.admin_state_up {
+            plan.unwired
+                .insert(p.id.clone(), "administratively down".into());
+            continue;
+        }
+        used_networks.insert(p.network_id.as_str());
+        plan.wired.insert(p.id.clone(), p.devname.clone());
+        ports.push(Value::Table(port_table(p)));
+    }
+    for (id, (ty, physnet, seg)) in &usable {
+        if !used_networks.contains(id) {
+            continue;
+        }
+        let mut t = Table::new();
+        t.insert("name".into(), Value::String(id.to_string()));
+        t.insert("type".into(), Value::String(ty.to_string()));
+        if let Some(p) = physnet {
+            t.insert("physnet".into(), Value::String(p.clone()));
+        }
+        if let Some(s) = seg {
+            t.insert("segmentation_id".into(), Value::Integer(i64::from(*s)));
+        }
+        networks.push(Value::Table(t));
+    }
+    out.insert("network".into(), Value::Array(networks));
+    out.insert("port".into(), Value::Array(ports));
+    plan.config = toml::to_string(&out).unwrap_or_default();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::networking::model::AddressPair;
+
+    fn base() -> Table {
+        toml::from_str(
+            r#"
+[switch]
+control_socket = "/run/weft/h1.sock"
+[[physnet]]
+name = "physnet"
+interface = "eth1"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn net(id: &str, ty: &str, physnet: Option<&str>, seg: Option<u32>) -> HostNetwork {
+        HostNetwork {
+            id: id.into(),
+            network_type: ty.into(),
+            physical_network: physnet.map(String::from),
+            segmentation_id: seg,
+            mtu: 1500,
+            admin_state_up: true,
+        }
+    }
+
+    fn port(id: &str, net: &str) -> HostPort {
+        HostPort {
+            id: id.into(),
+            network_id: net.into(),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            fixed_ips: vec!["10.0.0.5".into()],
+            admin_state_up: true,
+            port_security_enabled: true,
+            allowed_address_pairs: vec![AddressPair {
+                ip_address: "10.0.9.0/24".into(),
+                mac_address: String::new(),
+            }],
+            security_groups: vec![],
+            kind: "system".into(),
+            devname: format!("tap{}", &id[..11]),
+            status: "DOWN".into(),
+        }
+    }
+
+    #[test]
+    fn vlan_port_becomes_system_port_on_mapped_physnet() {
+        let st = HostState {
+            host: "h1".into(),
+            revision: 7,
+            networks: vec![
+                net("n1", "vlan", Some("physnet"), Some(100)),
+                net("n2", "vlan", Some("elsewhere"), Some(101)),
+                net("n3", "vxlan", None, Some(1001)),
+            ],
+            ports: vec![
+                port("aaaaaaaa-1111-2222", "n1"),
+                port("bbbbbbbb-1111-2222", "n2"),
+                port("cccccccc-1111-2222", "n3"),
+            ],
+            security_groups: vec![],
+        };
+        let p = plan(&base(), &st);
+        let cfg: Table = toml::from_str(&p.config).unwrap();
+        assert_eq!(
+            cfg["switch"]["control_socket"].as_str(),
+            Some("/run/weft/h1.sock")
+        );
+        let nets = cfg["network"].as_array().unwrap();
+        assert_eq!(nets.len(), 2);
+        let n1 = nets
+            .iter()
+            .find(|n| n["name"].as_str() == Some("n1"))
+            .unwrap();
+        assert_eq!(n1["type"].as_str(), Some("vlan"));
+        assert_eq!(n1["segmentation_id"].as_integer(), Some(100));
+        let n3 = nets
+            .iter()
+            .find(|n| n["name"].as_str() == Some("n3"))
+            .unwrap();
+        assert_eq!(n3["type"].as_str(), Some("local"));
+        let ports = cfg["port"].as_array().unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0]["name"].as_str(), Some("tapaaaaaaaa-11"));
+        assert_eq!(ports[0]["kind"].as_str(), Some("system"));
+        assert_eq!(
+            ports[0]["allowed_address_pairs"][0]["ip_address"].as_str(),
+            Some("10.0.9.0/24")
+        );
+        assert!(p.unwired["bbbbbbbb-1111-2222"].contains("not mapped"));
+        assert_eq!(p.wired.len(), 2);
+    }
+
+    #[test]
+    fn admin_down_ports_are_unplugged_and_output_is_deterministic() {
+        let mut down = port("dddddddd-1111-2222", "n1");
+        down.admin_state_up = false;
+        let st = HostState {
+            host: "h1".into(),
+            revision: 1,
+            networks: vec![net("n1", "flat", Some("physnet"), None)],
+            ports: vec![down],
+            security_groups: vec![],
+        };
+        let a = plan(&base(), &st);
+        assert!(a.wired.is_empty());
+        assert_eq!(a.unwired.len(), 1);
+        assert_eq!(a, plan(&base(), &st));
+    }
+}

@@ -1,0 +1,599 @@
+//! The HTTP shell: axum routes for `/networking` (version discovery),
+//! `/networking/v2.0/...` (the Neutron API) and `/agent/v1/...` (agent sync).
+
+use super::error::{NetError, NetResult};
+use super::model::{network_view, port_view, rule_view, sg_view, subnet_view};
+use super::query::{self, Query};
+use super::service::{self, Ctx};
+use super::state::State as NetState;
+use super::Networking;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+type S = State<Arc<Networking>>;
+
+pub const PREFIX: &str = "/networking/v2.0";
+
+#[derive(Clone, Copy, Debug)]
+enum Res {
+    Networks,
+    Subnets,
+    Ports,
+    SecurityGroups,
+    Rules,
+}
+
+impl Res {
+    fn plural(self) -> &'static str {
+        match self {
+            Res::Networks => "networks",
+            Res::Subnets => "subnets",
+            Res::Ports => "ports",
+            Res::SecurityGroups => "security_groups",
+            Res::Rules => "security_group_rules",
+        }
+    }
+    fn singular(self) -> &'static str {
+        match self {
+            Res::Networks => "network",
+            Res::Subnets => "subnet",
+            Res::Ports => "port",
+            Res::SecurityGroups => "security_group",
+            Res::Rules => "security_group_rule",
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Res::Networks => "networks",
+            Res::Subnets => "subnets",
+            Res::Ports => "ports",
+            Res::SecurityGroups => "security-groups",
+            Res::Rules => "security-group-rules",
+        }
+    }
+    fn sortable(self) -> &'static [&'static str] {
+        match self {
+            Res::Networks => &[
+                "id",
+                "name",
+                "status",
+                "admin_state_up",
+                "shared",
+                "mtu",
+                "project_id",
+                "tenant_id",
+                "router:external",
+                "created_at",
+                "updated_at",
+                "revision_number",
+                "provider:network_type",
+                "provider:segmentation_id",
+                "provider:physical_network",
+            ],
+            Res::Subnets => &[
+                "id",
+                "name",
+                "network_id",
+                "cidr",
+                "ip_version",
+                "gateway_ip",
+                "enable_dhcp",
+                "project_id",
+                "tenant_id",
+                "created_at",
+                "updated_at",
+                "revision_number",
+            ],
+            Res::Ports => &[
+                "id",
+                "name",
+                "network_id",
+                "mac_address",
+                "status",
+                "admin_state_up",
+                "device_id",
+                "device_owner",
+                "binding:host_id",
+                "project_id",
+                "tenant_id",
+                "created_at",
+                "updated_at",
+                "revision_number",
+            ],
+            Res::SecurityGroups => &[
+                "id",
+                "name",
+                "project_id",
+                "tenant_id",
+                "created_at",
+                "updated_at",
+                "revision_number",
+                "stateful",
+            ],
+            Res::Rules => &[
+                "id",
+                "direction",
+                "ethertype",
+                "protocol",
+                "port_range_min",
+                "port_range_max",
+                "remote_ip_prefix",
+                "remote_group_id",
+                "security_group_id",
+                "project_id",
+                "tenant_id",
+                "created_at",
+                "updated_at",
+                "revision_number",
+            ],
+        }
+    }
+}
+
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-auth-token").and_then(|v| v.to_str().ok())
+}
+
+fn ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
+    net.authenticate(token(headers))
+}
+
+fn parse_body(b: &Bytes) -> NetResult<Value> {
+    if b.is_empty() {
+        return Err(NetError::bad("HTTPBadRequest", "Resource body required"));
+    }
+    serde_json::from_slice(b)
+        .map_err(|e| NetError::bad("HTTPBadRequest", format!("Malformed request body: {e}")))
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+/// Admin-only attributes are hidden from callers the policy doesn't allow to see them.
+fn shows_provider(net: &Networking, c: &Ctx) -> bool {
+    let target = json!({"project_id": c.project_id, "tenant_id": c.project_id});
+    net.authz()
+        .check(c, "get_network:provider:network_type", &target)
+        .is_ok()
+}
+
+fn view(st: &NetState, res: Res, id: &str, provider: bool) -> Option<Value> {
+    Some(match res {
+        Res::Networks => {
+            let n = st.networks.get(id)?;
+            let mut v = network_view(n, st.subnets_of(id).map(|s| s.id.clone()).collect());
+            if !provider {
+                if let Value::Object(m) = &mut v {
+                    m.retain(|k, _| !k.starts_with("provider:"));
+                }
+            }
+            v
+        }
+        Res::Subnets => subnet_view(st.subnets.get(id)?),
+        Res::Ports => port_view(st.ports.get(id)?),
+        Res::SecurityGroups => sg_view(st.security_groups.get(id)?, &st.rules_of(id)),
+        Res::Rules => rule_view(st.rules.get(id)?),
+    })
+}
+
+fn visible_ids(st: &NetState, c: &Ctx, res: Res) -> Vec<String> {
+    match res {
+        Res::Networks => st
+            .networks
+            .values()
+            .filter(|n| service::network_visible(c, n))
+            .map(|n| n.id.clone())
+            .collect(),
+        Res::Subnets => st
+            .subnets
+            .values()
+            .filter(|s| service::subnet_visible(st, c, s))
+            .map(|s| s.id.clone())
+            .collect(),
+        Res::Ports => st
+            .ports
+            .values()
+            .filter(|p| service::port_visible(st, c, p))
+            .map(|p| p.id.clone())
+            .collect(),
+        Res::SecurityGroups => st
+            .security_groups
+            .values()
+            .filter(|g| service::sg_visible(c, g))
+            .map(|g| g.id.clone())
+            .collect(),
+        Res::Rules => st
+            .rules
+            .values()
+            .filter(|r| c.is_admin || c.project_id.as_deref() == Some(r.project_id.as_str()))
+            .map(|r| r.id.clone())
+            .collect(),
+    }
+}
+
+fn check_visible(st: &NetState, c: &Ctx, res: Res, id: &str) -> NetResult<()> {
+    match res {
+        Res::Networks => service::get_network(st, c, id).map(|_| ()),
+        Res::Subnets => service::get_subnet(st, c, id).map(|_| ()),
+        Res::Ports => service::get_port(st, c, id).map(|_| ()),
+        Res::SecurityGroups => service::get_sg(st, c, id).map(|_| ()),
+        Res::Rules => service::get_rule(st, c, id).map(|_| ()),
+    }
+}
+
+/// Neutron creates a project's default group the first time it is looked for.
+fn ensure_default(net: &Networking, c: &Ctx, res: Res) -> NetResult<()> {
+    if matches!(res, Res::SecurityGroups | Res::Rules) {
+        if let Some(p) = c.project_id.clone() {
+            net.write(|st, env| Ok(((), service::ensure_default_sg(st, env, &p).1)))?;
+        }
+    }
+    Ok(())
+}
+
+async fn list_h(
+    State(net): S,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    res: Res,
+) -> NetResult<Response> {
+    let c = ctx(&net, &headers)?;
+    let q = Query::parse(q.as_deref().unwrap_or(""))?;
+    ensure_default(&net, &c, res)?;
+    let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
+    let items = net.read(|st| {
+        visible_ids(st, &c, res)
+            .iter()
+            .filter_map(|id| view(st, res, id, provider))
+            .collect::<Vec<_>>()
+    });
+    let base = format!("{}{PREFIX}/{}", base_url(&headers), res.path());
+    let page = query::apply(items, &q, &base, res.sortable())?;
+    let mut body = serde_json::Map::new();
+    body.insert(res.plural().into(), Value::Array(page.items));
+    if !page.links.is_empty() {
+        body.insert(format!("{}_links", res.plural()), Value::Array(page.links));
+    }
+    Ok(Json(Value::Object(body)).into_response())
+}
+
+fn fields_only(mut v: Value, q: Option<&str>) -> NetResult<Value> {
+    let q = Query::parse(q.unwrap_or(""))?;
+    if !q.fields.is_empty() {
+        if let Value::Object(m) = &mut v {
+            m.retain(|k, _| q.fields.iter().any(|f| f == k));
+        }
+    }
+    Ok(v)
+}
+
+async fn show_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    res: Res,
+) -> NetResult<Response> {
+    let c = ctx(&net, &headers)?;
+    let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
+    let v = net.read(|st| -> NetResult<Value> {
+        check_visible(st, &c, res, &id)?;
+        view(st, res, &id, provider).ok_or_else(|| NetError::not_found("Resource", &id))
+    })?;
+    let v = fields_only(v, q.as_deref())?;
+    Ok(Json(json!({ res.singular(): v })).into_response())
+}
+
+fn create(net: &Networking, c: &Ctx, res: Res, body: &Value) -> NetResult<String> {
+    net.write(|st, env| {
+        Ok(match res {
+            Res::Networks => {
+                let (x, ch) = service::create_network(st, env, c, body)?;
+                (x.id, ch)
+            }
+            Res::Subnets => {
+                let (x, ch) = service::create_subnet(st, env, c, body)?;
+                (x.id, ch)
+            }
+            Res::Ports => {
+                let (x, ch) = service::create_port(st, env, c, body)?;
+                (x.id, ch)
+            }
+            Res::SecurityGroups => {
+                let (x, ch) = service::create_sg(st, env, c, body)?;
+                (x.id, ch)
+            }
+            Res::Rules => {
+                let (x, ch) = service::create_rule(st, env, c, body)?;
+                (x.id, ch)
+            }
+        })
+    })
+}
+
+async fn create_h(State(net): S, headers: HeaderMap, body: Bytes, res: Res) -> NetResult<Response> {
+    let c = ctx(&net, &headers)?;
+    let body = parse_body(&body)?;
+    let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
+    // Bulk create: {"networks": [...]} -> each in turn (Neutron makes it atomic;
+    // here a failure leaves the earlier ones created and reports the error).
+    if let Some(Value::Array(items)) = body.get(res.plural()) {
+        let mut out = Vec::new();
+        for item in items {
+            let id = create(&net, &c, res, &json!({ res.singular(): item }))?;
+            out.extend(net.read(|st| view(st, res, &id, provider)));
+        }
+        return Ok((StatusCode::CREATED, Json(json!({ res.plural(): out }))).into_response());
+    }
+    let id = create(&net, &c, res, &body)?;
+    let v = net
+        .read(|st| view(st, res, &id, provider))
+        .ok_or_else(|| NetError::not_found("Resource", &id))?;
+    Ok((StatusCode::CREATED, Json(json!({ res.singular(): v }))).into_response())
+}
+
+async fn update_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+    res: Res,
+) -> NetResult<Response> {
+    let c = ctx(&net, &headers)?;
+    let body = parse_body(&body)?;
+    let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
+    net.write(|st, env| {
+        Ok(match res {
+            Res::Networks => ((), service::update_network(st, env, &c, &id, &body)?.1),
+            Res::Subnets => ((), service::update_subnet(st, env, &c, &id, &body)?.1),
+            Res::Ports => ((), service::update_port(st, env, &c, &id, &body)?.1),
+            Res::SecurityGroups => ((), service::update_sg(st, env, &c, &id, &body)?.1),
+            Res::Rules => {
+                service::get_rule(st, &c, &id)?;
+                return Err(NetError::bad(
+                    "HTTPBadRequest",
+                    "Security group rules cannot be updated",
+                ));
+            }
+        })
+    })?;
+    let v = net
+        .read(|st| view(st, res, &id, provider))
+        .ok_or_else(|| NetError::not_found("Resource", &id))?;
+    Ok(Json(json!({ res.singular(): v })).into_response())
+}
+
+async fn delete_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    res: Res,
+) -> NetResult<Response> {
+    let c = ctx(&net, &headers)?;
+    net.write(|st, env| match res {
+        Res::Networks => service::delete_network(st, env, &c, &id),
+        Res::Subnets => service::delete_subnet(st, env, &c, &id),
+        Res::Ports => service::delete_port(st, env, &c, &id),
+        Res::SecurityGroups => service::delete_sg(st, env, &c, &id),
+        Res::Rules => service::delete_rule(st, env, &c, &id),
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The extensions this service really implements, so clients enable the right features.
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
+    ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
+    ("security-group", "security-group", "The security groups extension."),
+    ("port-security", "Port Security", "Provides port security"),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
+    ("network-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
+    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
+    ("stateful-security-group", "Stateful security group", "Extension adding possibility to make security groups stateless."),
+];
+
+fn ext_view(e: &(&str, &str, &str)) -> Value {
+    json!({"alias": e.0, "name": e.1, "description": e.2, "updated": "2026-01-01T00:00:00-00:00", "links": []})
+}
+
+async fn extensions_h(State(net): S, headers: HeaderMap) -> NetResult<Response> {
+    ctx(&net, &headers)?;
+    Ok(
+        Json(json!({"extensions": EXTENSIONS.iter().map(ext_view).collect::<Vec<_>>()}))
+            .into_response(),
+    )
+}
+
+async fn extension_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(alias): Path<String>,
+) -> NetResult<Response> {
+    ctx(&net, &headers)?;
+    let e = EXTENSIONS
+        .iter()
+        .find(|e| e.0 == alias)
+        .ok_or_else(|| NetError::not_found("Extension", &alias))?;
+    Ok(Json(json!({"extension": ext_view(e)})).into_response())
+}
+
+async fn versions_h(headers: HeaderMap) -> Response {
+    let href = format!("{}{PREFIX}/", base_url(&headers));
+    Json(json!({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": href}]}]}))
+        .into_response()
+}
+
+async fn resources_h(headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    let list: Vec<Value> = [
+        Res::Networks,
+        Res::Subnets,
+        Res::Ports,
+        Res::SecurityGroups,
+        Res::Rules,
+    ]
+    .iter()
+    .map(|r| {
+        json!({"name": r.singular(), "collection": r.path(),
+                        "links": [{"rel": "self", "href": format!("{base}{PREFIX}/{}", r.path())}]})
+    })
+    .collect();
+    Json(json!({"resources": list})).into_response()
+}
+
+// ---------------------------------------------------------------- agent sync
+
+fn agent_ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
+    let c = ctx(net, headers)?;
+    if !c.is_admin {
+        return Err(NetError::Forbidden {
+            message: "(rule:agent_sync) is disallowed by policy".into(),
+        });
+    }
+    Ok(c)
+}
+
+async fn agent_state_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+    RawQuery(q): RawQuery,
+) -> NetResult<Response> {
+    agent_ctx(&net, &headers)?;
+    let mut since = 0u64;
+    let mut timeout = 0u64;
+    for (k, v) in query::parse_pairs(q.as_deref().unwrap_or("")) {
+        match k.as_str() {
+            "since" => {
+                since = v
+                    .parse()
+                    .map_err(|_| NetError::invalid("since", format!("'{v}' is not a revision")))?
+            }
+            "timeout" => {
+                timeout = v
+                    .parse()
+                    .map_err(|_| NetError::invalid("timeout", format!("'{v}' is not seconds")))?
+            }
+            _ => {}
+        }
+    }
+    let st = net
+        .wait_host_state(&host, since, Duration::from_secs(timeout.min(300)))
+        .await;
+    Ok(Json(st).into_response())
+}
+
+/// `{"ports": {"<port id>": "ACTIVE", ...}}`
+async fn agent_status_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+    body: Bytes,
+) -> NetResult<Response> {
+    agent_ctx(&net, &headers)?;
+    let body = parse_body(&body)?;
+    let ports = body
+        .get("ports")
+        .and_then(Value::as_object)
+        .ok_or_else(|| NetError::invalid("ports", "expected an object of port id -> status"))?;
+    let mut list = Vec::new();
+    for (id, s) in ports {
+        let s = s
+            .as_str()
+            .ok_or_else(|| NetError::invalid("ports", format!("status of {id} is not a string")))?;
+        list.push((id.clone(), s.to_string()));
+    }
+    net.report_status(&host, &list)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn agent_port_status_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path((host, id)): Path<(String, String)>,
+    body: Bytes,
+) -> NetResult<Response> {
+    agent_ctx(&net, &headers)?;
+    let body = parse_body(&body)?;
+    let s = body
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| NetError::invalid("status", "status is required"))?;
+    net.write(|st, env| Ok(((), service::set_port_status(st, &env.now, &host, &id, s)?)))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn v2_routes(p: &str) -> Router<Arc<Networking>> {
+    let mut r = Router::new()
+        .route(&format!("{p}/extensions"), get(extensions_h))
+        .route(&format!("{p}/extensions/{{alias}}"), get(extension_h));
+    for res in [
+        Res::Networks,
+        Res::Subnets,
+        Res::Ports,
+        Res::SecurityGroups,
+        Res::Rules,
+    ] {
+        r = r
+            .route(
+                &format!("{p}/{}", res.path()),
+                get(move |s: S, h: HeaderMap, q: RawQuery| list_h(s, h, q, res))
+                    .post(move |s: S, h: HeaderMap, b: Bytes| create_h(s, h, b, res)),
+            )
+            .route(
+                &format!("{p}/{}/{{id}}", res.path()),
+                get(move |s: S, h: HeaderMap, id: Path<String>, q: RawQuery| {
+                    show_h(s, h, id, q, res)
+                })
+                .put(move |s: S, h: HeaderMap, id: Path<String>, b: Bytes| {
+                    update_h(s, h, id, b, res)
+                })
+                .delete(move |s: S, h: HeaderMap, id: Path<String>| delete_h(s, h, id, res)),
+            );
+    }
+    r
+}
+
+/// The Neutron API relative to its mount point (nest it at `/networking/v2.0`).
+pub fn router(net: Arc<Networking>) -> Router {
+    v2_routes("").route("/", get(resources_h)).with_state(net)
+}
+
+/// Everything with full paths: version discovery at `/networking`, the API at
+/// `/networking/v2.0`, agent sync at `/agent/v1`. `weft serve` merges this.
+pub fn routes(net: Arc<Networking>) -> Router {
+    v2_routes(PREFIX)
+        .route("/networking", get(versions_h))
+        .route("/networking/", get(versions_h))
+        .route(PREFIX, get(resources_h))
+        .route(&format!("{PREFIX}/"), get(resources_h))
+        .route("/agent/v1/hosts/{host}/state", get(agent_state_h))
+        .route("/agent/v1/hosts/{host}/status", post(agent_status_h))
+        .route(
+            "/agent/v1/hosts/{host}/ports/{id}/status",
+            post(agent_port_status_h),
+        )
+        .with_state(net)
+}

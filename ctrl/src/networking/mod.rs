@@ -1,0 +1,195 @@
+//! Networking: a Neutron-v2.0-compatible service.
+//!
+//! ```text
+//!  HTTP (axum, api.rs) ──► auth (X-Auth-Token ─► TokenValidator) ─► Ctx
+//!        │
+//!        ▼
+//!  service.rs: pure fn(&State, Env, Ctx, body) -> (result, Vec<Change>)
+//!        │                           (policy via the identity crate's Enforcer)
+//!        ▼
+//!  Store::commit(changes)  ── one SQLite transaction, revision += 1
+//!        │
+//!        ▼
+//!  State::apply(changes) ─► watch channel ─► agents: host_state(host) since revision
+//! ```
+//!
+//! Non-goals: routers/L3, DHCP agents, subnet pools, QoS, trunk ports, and
+//! several ctrl replicas writing at once (the in-memory state assumes one
+//! writer per database; PostgreSQL for replicas would move indexes into SQL).
+
+pub mod api;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ipam;
+pub mod model;
+pub mod policy;
+pub mod query;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod sync;
+
+pub use api::{router, routes};
+pub use config::NetConfig;
+pub use error::{NetError, NetResult};
+pub use service::Ctx;
+pub use sync::HostState;
+
+use config::Segments;
+use service::{Authz, Env, Ids, RandomIds};
+use state::State;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use store::{SqliteStore, Store};
+use tokio::sync::watch;
+use weft_identity::policy::{Credentials, Enforcer, Mode};
+
+/// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
+pub trait TokenValidator: Send + Sync {
+    fn validate(&self, token: &str) -> Option<Credentials>;
+}
+
+struct Inner {
+    state: State,
+    store: Box<dyn Store>,
+    ids: Box<dyn Ids + Send>,
+}
+
+/// The running networking service: state, storage, policy and the revision feed.
+pub struct Networking {
+    inner: Mutex<Inner>,
+    rev_tx: watch::Sender<u64>,
+    segs: Segments,
+    authz: Box<dyn Authz + Send + Sync>,
+    auth: Arc<dyn TokenValidator>,
+}
+
+pub fn now_string() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Networking {
+    /// Opens `<state_dir>/networking.db` with the default Neutron policy
+    /// (overridable by `policy_file`).
+    pub fn open(
+        state_dir: &Path,
+        cfg: &NetConfig,
+        policy_file: Option<&Path>,
+        mode: Mode,
+        auth: Arc<dyn TokenValidator>,
+    ) -> Result<Arc<Networking>, String> {
+        let store =
+            SqliteStore::open(&state_dir.join("networking.db")).map_err(|e| e.to_string())?;
+        let enforcer = Enforcer::new(
+            policy::DEFAULTS,
+            policy_file,
+            mode,
+            Some(state_dir.join("networking-policy-denials.jsonl")),
+        )
+        .map_err(|e| e.to_string())?;
+        Networking::new(
+            Box::new(store),
+            cfg,
+            Box::new(policy::NetPolicy { enforcer }),
+            Box::new(RandomIds),
+            auth,
+        )
+    }
+
+    pub fn new(
+        mut store: Box<dyn Store>,
+        cfg: &NetConfig,
+        authz: Box<dyn Authz + Send + Sync>,
+        ids: Box<dyn Ids + Send>,
+        auth: Arc<dyn TokenValidator>,
+    ) -> Result<Arc<Networking>, String> {
+        let segs = Segments::from_config(cfg)?;
+        let state = store.load().map_err(|e| e.to_string())?;
+        let (rev_tx, _) = watch::channel(state.revision);
+        Ok(Arc::new(Networking {
+            inner: Mutex::new(Inner { state, store, ids }),
+            rev_tx,
+            segs,
+            authz,
+            auth,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the state half-applied:
+        // changes are applied only after a successful commit.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn authenticate(&self, token: Option<&str>) -> NetResult<Ctx> {
+        let token = token.ok_or(NetError::Unauthenticated)?;
+        self.auth
+            .validate(token)
+            .map(Ctx::new)
+            .ok_or(NetError::Unauthenticated)
+    }
+
+    pub fn authz(&self) -> &dyn Authz {
+        self.authz.as_ref()
+    }
+
+    /// Runs a pure service function and commits what it returns.
+    pub fn write<T>(&self, f: impl FnOnce(&State, &mut Env) -> service::Write<T>) -> NetResult<T> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut env = Env {
+            now: now_string(),
+            ids: inner.ids.as_mut(),
+            authz: self.authz.as_ref(),
+            segs: &self.segs,
+        };
+        let (out, changes) = f(&inner.state, &mut env)?;
+        if !changes.is_empty() {
+            let rev = inner.store.commit(&changes)?;
+            inner.state.apply(&changes);
+            inner.state.revision = rev;
+            self.rev_tx.send_replace(rev);
+        }
+        Ok(out)
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.lock().state)
+    }
+
+    pub fn revision(&self) -> u64 {
+        *self.rev_tx.borrow()
+    }
+
+    pub fn host_state(&self, host: &str) -> HostState {
+        self.read(|st| sync::host_state(st, host))
+    }
+
+    /// Long-poll: returns at once if the revision is past `since`, else when
+    /// it changes or `timeout` passes (then with the unchanged state).
+    pub async fn wait_host_state(&self, host: &str, since: u64, timeout: Duration) -> HostState {
+        let mut rx = self.rev_tx.subscribe();
+        if *rx.borrow_and_update() <= since {
+            let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r > since)).await;
+        }
+        self.host_state(host)
+    }
+
+    /// Agent status reports for ports on `host`, in one commit.
+    pub fn report_status(&self, host: &str, statuses: &[(String, String)]) -> NetResult<()> {
+        self.write(|st, env| {
+            let mut changes = Vec::new();
+            for (id, status) in statuses {
+                match service::set_port_status(st, &env.now, host, id, status) {
+                    Ok(c) => changes.extend(c),
+                    // A port deleted or rebound since the agent looked: nothing to report.
+                    Err(NetError::NotFound { .. }) | Err(NetError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(((), changes))
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! The resources as plain data. These structs are what storage keeps (as
+//! JSON documents) and what the views render into Neutron's JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Standard attributes every Neutron resource carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Std {
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Std {
+    pub fn new(now: &str, description: String) -> Std {
+        Std {
+            description,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            revision_number: 0,
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn touch(&mut self, now: &str) {
+        self.updated_at = now.to_string();
+        self.revision_number += 1;
+    }
+
+    fn render(&self, out: &mut serde_json::Map<String, Value>) {
+        out.insert("description".into(), json!(self.description));
+        out.insert("created_at".into(), json!(self.created_at));
+        out.insert("updated_at".into(), json!(self.updated_at));
+        out.insert("revision_number".into(), json!(self.revision_number));
+        out.insert("tags".into(), json!(self.tags));
+    }
+}
+
+/// A network segment: how the network appears on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Segment {
+    /// flat | vlan | vxlan | geneve | local
+    pub network_type: String,
+    pub physical_network: Option<String>,
+    pub segmentation_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub admin_state_up: bool,
+    pub shared: bool,
+    pub router_external: bool,
+    pub mtu: u32,
+    pub status: String,
+    pub port_security_enabled: bool,
+    pub segment: Segment,
+    /// Whether the segment came from the tenant pools (released on delete).
+    pub tenant_segment: bool,
+    pub std: Std,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRoute {
+    pub destination: String,
+    pub nexthop: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub project_id: String,
+    pub ip_version: u8,
+    pub cidr: String,
+    pub gateway_ip: Option<String>,
+    pub allocation_pools: Vec<Pool>,
+    pub enable_dhcp: bool,
+    pub dns_nameservers: Vec<String>,
+    pub host_routes: Vec<HostRoute>,
+    pub ipv6_ra_mode: Option<String>,
+    pub ipv6_address_mode: Option<String>,
+    pub std: Std,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip_address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPair {
+    pub ip_address: String,
+    pub mac_address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub project_id: String,
+    pub mac_address: String,
+    pub admin_state_up: bool,
+    pub status: String,
+    pub fixed_ips: Vec<FixedIp>,
+    pub device_id: String,
+    pub device_owner: String,
+    pub binding_host_id: String,
+    pub binding_profile: Value,
+    pub binding_vnic_type: String,
+    pub port_security_enabled: bool,
+    pub allowed_address_pairs: Vec<AddressPair>,
+    pub security_groups: Vec<String>,
+    pub std: Std,
+}
+
+/// `binding:vif_type` for a bound port. Nova's libvirt driver handles
+/// `tap` by creating the tap itself (`<interface type='ethernet'>` with
+/// `target dev=tapXXXXXXXX-XX`) and plugging it into nothing, which is exactly
+/// the netdev the weft agent attaches as a `system` port.
+pub const VIF_TYPE: &str = "tap";
+
+impl Port {
+    pub fn vif_type(&self) -> &'static str {
+        if self.binding_host_id.is_empty() {
+            "unbound"
+        } else {
+            VIF_TYPE
+        }
+    }
+
+    /// The netdev Nova creates for this port: `tap` + the first 11 characters of its id.
+    pub fn devname(&self) -> String {
+        format!("tap{}", self.id.chars().take(11).collect::<String>())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub stateful: bool,
+    pub std: Std,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroupRule {
+    pub id: String,
+    pub security_group_id: String,
+    pub project_id: String,
+    /// ingress | egress
+    pub direction: String,
+    /// IPv4 | IPv6
+    pub ethertype: String,
+    pub protocol: Option<String>,
+    pub port_range_min: Option<u32>,
+    pub port_range_max: Option<u32>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+    pub std: Std,
+}
+
+impl SecurityGroupRule {
+    /// The fields that make two rules the same rule (Neutron's SecurityGroupRuleExists).
+    pub fn identity(&self) -> impl PartialEq + '_ {
+        (
+            &self.security_group_id,
+            &self.direction,
+            &self.ethertype,
+            &self.protocol,
+            self.port_range_min,
+            self.port_range_max,
+            &self.remote_ip_prefix,
+            &self.remote_group_id,
+        )
+    }
+}
+
+fn with_project(out: &mut serde_json::Map<String, Value>, project_id: &str) {
+    out.insert("project_id".into(), json!(project_id));
+    out.insert("tenant_id".into(), json!(project_id));
+}
+
+/// Neutron's network JSON.
+pub fn network_view(n: &Network, subnet_ids: Vec<String>) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(n.id));
+    o.insert("name".into(), json!(n.name));
+    with_project(&mut o, &n.project_id);
+    o.insert("admin_state_up".into(), json!(n.admin_state_up));
+    o.insert("shared".into(), json!(n.shared));
+    o.insert("router:external".into(), json!(n.router_external));
+    o.insert("mtu".into(), json!(n.mtu));
+    o.insert("status".into(), json!(n.status));
+    o.insert("subnets".into(), json!(subnet_ids));
+    o.insert(
+        "port_security_enabled".into(),
+        json!(n.port_security_enabled),
+    );
+    o.insert(
+        "provider:network_type".into(),
+        json!(n.segment.network_type),
+    );
+    o.insert(
+        "provider:physical_network".into(),
+        json!(n.segment.physical_network),
+    );
+    o.insert(
+        "provider:segmentation_id".into(),
+        json!(n.segment.segmentation_id),
+    );
+    o.insert("availability_zone_hints".into(), json!([]));
+    o.insert("availability_zones".into(), json!([]));
+    o.insert("ipv4_address_scope".into(), Value::Null);
+    o.insert("ipv6_address_scope".into(), Value::Null);
+    o.insert("is_default".into(), json!(false));
+    o.insert("l2_adjacency".into(), json!(true));
+    n.std.render(&mut o);
+    Value::Object(o)
+}
+
+pub fn subnet_view(s: &Subnet) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(s.id));
+    o.insert("name".into(), json!(s.name));
+    o.insert("network_id".into(), json!(s.network_id));
+    with_project(&mut o, &s.project_id);
+    o.insert("ip_version".into(), json!(s.ip_version));
+    o.insert("cidr".into(), json!(s.cidr));
+    o.insert("gateway_ip".into(), json!(s.gateway_ip));
+    o.insert("allocation_pools".into(), json!(s.allocation_pools));
+    o.insert("enable_dhcp".into(), json!(s.enable_dhcp));
+    o.insert("dns_nameservers".into(), json!(s.dns_nameservers));
+    o.insert("host_routes".into(), json!(s.host_routes));
+    o.insert("ipv6_ra_mode".into(), json!(s.ipv6_ra_mode));
+    o.insert("ipv6_address_mode".into(), json!(s.ipv6_address_mode));
+    o.insert("subnetpool_id".into(), Value::Null);
+    o.insert("segment_id".into(), Value::Null);
+    o.insert("service_types".into(), json!([]));
+    s.std.render(&mut o);
+    Value::Object(o)
+}
+
+pub fn port_view(p: &Port) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(p.id));
+    o.insert("name".into(), json!(p.name));
+    o.insert("network_id".into(), json!(p.network_id));
+    with_project(&mut o, &p.project_id);
+    o.insert("mac_address".into(), json!(p.mac_address));
+    o.insert("admin_state_up".into(), json!(p.admin_state_up));
+    o.insert("status".into(), json!(p.status));
+    o.insert("fixed_ips".into(), json!(p.fixed_ips));
+    o.insert("device_id".into(), json!(p.device_id));
+    o.insert("device_owner".into(), json!(p.device_owner));
+    o.insert("binding:host_id".into(), json!(p.binding_host_id));
+    o.insert("binding:profile".into(), p.binding_profile.clone());
+    o.insert("binding:vnic_type".into(), json!(p.binding_vnic_type));
+    o.insert("binding:vif_type".into(), json!(p.vif_type()));
+    let details = if p.binding_host_id.is_empty() {
+        json!({})
+    } else {
+        json!({"port_filter": true, "connectivity": "l2", "devname": p.devname()})
+    };
+    o.insert("binding:vif_details".into(), details);
+    o.insert(
+        "port_security_enabled".into(),
+        json!(p.port_security_enabled),
+    );
+    o.insert(
+        "allowed_address_pairs".into(),
+        json!(p.allowed_address_pairs),
+    );
+    o.insert("security_groups".into(), json!(p.security_groups));
+    o.insert("extra_dhcp_opts".into(), json!([]));
+    p.std.render(&mut o);
+    Value::Object(o)
+}
+
+pub fn rule_view(r: &SecurityGroupRule) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(r.id));
+    o.insert("security_group_id".into(), json!(r.security_group_id));
+    with_project(&mut o, &r.project_id);
+    o.insert("direction".into(), json!(r.direction));
+    o.insert("ethertype".into(), json!(r.ethertype));
+    o.insert("protocol".into(), json!(r.protocol));
+    o.insert("port_range_min".into(), json!(r.port_range_min));
+    o.insert("port_range_max".into(), json!(r.port_range_max));
+    o.insert("remote_ip_prefix".into(), json!(r.remote_ip_prefix));
+    o.insert("remote_group_id".into(), json!(r.remote_group_id));
+    o.insert("remote_address_group_id".into(), Value::Null);
+    o.insert("normalized_cidr".into(), json!(r.remote_ip_prefix));
+    r.std.render(&mut o);
+    Value::Object(o)
+}
+
+pub fn sg_view(g: &SecurityGroup, rules: &[&SecurityGroupRule]) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(g.id));
+    o.insert("name".into(), json!(g.name));
+    with_project(&mut o, &g.project_id);
+    o.insert("stateful".into(), json!(g.stateful));
+    o.insert("shared".into(), json!(false));
+    o.insert(
+        "security_group_rules".into(),
+        Value::Array(rules.iter().map(|r| rule_view(r)).collect()),
+    );
+    g.std.render(&mut o);
+    Value::Object(o)
+}

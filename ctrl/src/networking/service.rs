@@ -1,0 +1,1781 @@
+//! The networking service: pure functions from (state, caller, request) to
+//! (result, changes). No I/O here: storage commits the changes, the HTTP
+//! layer renders the result. Time and identifiers come in through `Env`.
+
+use super::body::{object_field, unwrap, Fields};
+use super::config::{Segments, MAX_VNI};
+use super::error::{NetError, NetResult};
+use super::ipam::{self, Cidr, Range};
+use super::model::*;
+use super::state::{Change, Kind, State};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashSet};
+use weft_identity::policy::Credentials;
+
+/// The caller, as the token says.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub user_id: String,
+    pub project_id: Option<String>,
+    /// Neutron's `context.is_admin`: the caller holds the admin role.
+    pub is_admin: bool,
+    pub creds: Credentials,
+}
+
+impl Ctx {
+    pub fn new(creds: Credentials) -> Ctx {
+        Ctx {
+            user_id: creds.user_id.clone(),
+            project_id: creds.project_id.clone(),
+            is_admin: creds.roles.iter().any(|r| r == "admin"),
+            creds,
+        }
+    }
+
+    fn owns(&self, project_id: &str) -> bool {
+        self.is_admin || self.project_id.as_deref() == Some(project_id)
+    }
+}
+
+/// Policy check for one action against its target (see `policy.rs`).
+pub trait Authz {
+    fn check(&self, ctx: &Ctx, action: &str, target: &Value) -> NetResult<()>;
+}
+
+/// Where new identifiers and MACs come from (random in the server, fixed in tests).
+pub trait Ids {
+    fn uuid(&mut self) -> String;
+    /// Three random bytes for the `fa:16:3e` MAC prefix.
+    fn mac_tail(&mut self) -> [u8; 3];
+}
+
+pub struct RandomIds;
+
+impl Ids for RandomIds {
+    fn uuid(&mut self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+    fn mac_tail(&mut self) -> [u8; 3] {
+        rand::random()
+    }
+}
+
+/// Everything a write needs besides the state: clock, ids, policy, segment config.
+pub struct Env<'a> {
+    pub now: String,
+    pub ids: &'a mut dyn Ids,
+    pub authz: &'a dyn Authz,
+    pub segs: &'a Segments,
+}
+
+pub type Write<T> = NetResult<(T, Vec<Change>)>;
+
+// ---------------------------------------------------------------- visibility
+
+pub fn network_visible(ctx: &Ctx, n: &Network) -> bool {
+    ctx.owns(&n.project_id) || n.shared
+}
+
+pub fn subnet_visible(st: &State, ctx: &Ctx, s: &Subnet) -> bool {
+    ctx.owns(&s.project_id)
+        || st
+            .networks
+            .get(&s.network_id)
+            .is_some_and(|n| network_visible(ctx, n))
+}
+
+pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
+    ctx.owns(&p.project_id)
+        || st
+            .networks
+            .get(&p.network_id)
+            .is_some_and(|n| ctx.owns(&n.project_id))
+}
+
+pub fn sg_visible(ctx: &Ctx, g: &SecurityGroup) -> bool {
+    ctx.owns(&g.project_id)
+}
+
+pub fn get_network<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Network> {
+    st.networks
+        .get(id)
+        .filter(|n| network_visible(ctx, n))
+        .ok_or_else(|| NetError::not_found("Network", id))
+}
+
+pub fn get_subnet<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Subnet> {
+    st.subnets
+        .get(id)
+        .filter(|s| subnet_visible(st, ctx, s))
+        .ok_or_else(|| NetError::not_found("Subnet", id))
+}
+
+pub fn get_port<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Port> {
+    st.ports
+        .get(id)
+        .filter(|p| port_visible(st, ctx, p))
+        .ok_or_else(|| NetError::not_found("Port", id))
+}
+
+pub fn get_sg<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s SecurityGroup> {
+    st.security_groups
+        .get(id)
+        .filter(|g| sg_visible(ctx, g))
+        .ok_or_else(|| NetError::not_found("Security group", id))
+}
+
+pub fn get_rule<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s SecurityGroupRule> {
+    st.rules
+        .get(id)
+        .filter(|r| ctx.owns(&r.project_id))
+        .ok_or_else(|| NetError::not_found("Security group rule", id))
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// `project_id`/`tenant_id` from the body, else the caller's project.
+fn project_of(f: &mut Fields, ctx: &Ctx) -> NetResult<String> {
+    let p = f.string("project_id")?;
+    let t = f.string("tenant_id")?;
+    let chosen = match (p, t) {
+        (Some(p), Some(t)) if p != t => {
+            return Err(NetError::invalid(
+                "project_id",
+                "project_id and tenant_id do not match",
+            ))
+        }
+        (Some(p), _) | (None, Some(p)) => Some(p),
+        (None, None) => ctx.project_id.clone(),
+    };
+    chosen.filter(|p| !p.is_empty()).ok_or_else(|| {
+        NetError::invalid(
+            "project_id",
+            "a project is required (the token has no project scope)",
+        )
+    })
+}
+
+fn check_attrs(
+    env: &Env,
+    ctx: &Ctx,
+    action: &str,
+    f: &Fields,
+    attrs: &[&str],
+    target: &Value,
+) -> NetResult<()> {
+    env.authz.check(ctx, action, target)?;
+    for a in attrs {
+        if f.has(a) {
+            env.authz.check(ctx, &format!("{action}:{a}"), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_admin_state(f: &mut Fields) -> NetResult<Option<bool>> {
+    f.boolean("admin_state_up")
+}
+
+fn accept_empty(f: &mut Fields, field: &str) -> NetResult<()> {
+    match f.raw(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(a)) if a.is_empty() => Ok(()),
+        Some(Value::Bool(false)) => Ok(()),
+        Some(v) => Err(NetError::invalid(field, format!("'{v}' is not supported"))),
+    }
+}
+
+pub fn valid_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
+        && s != "00:00:00:00:00:00"
+}
+
+// ---------------------------------------------------------------- networks
+
+const NET_PROVIDER: [&str; 3] = [
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+];
+
+fn taken_segments(st: &State) -> HashSet<Segment> {
+    st.networks.values().map(|n| n.segment.clone()).collect()
+}
+
+fn tenant_segment(st: &State, segs: &Segments) -> NetResult<Segment> {
+    let taken = taken_segments(st);
+    for t in &segs.tenant_types {
+        let candidates: Vec<(Option<String>, (u32, u32))> = match t.as_str() {
+            "vlan" => segs
+                .vlan
+                .iter()
+                .filter_map(|r| r.range.map(|rg| (Some(r.physnet.clone()), rg)))
+                .collect(),
+            "vxlan" => segs.vxlan.iter().map(|r| (None, *r)).collect(),
+            "geneve" => segs.geneve.iter().map(|r| (None, *r)).collect(),
+            "local" => {
+                return Ok(Segment {
+                    network_type: "local".into(),
+                    physical_network: None,
+                    segmentation_id: None,
+                })
+            }
+            _ => Vec::new(),
+        };
+        for (physnet, (lo, hi)) in candidates {
+            for id in lo..=hi {
+                let s = Segment {
+                    network_type: t.clone(),
+                    physical_network: physnet.clone(),
+                    segmentation_id: Some(id),
+                };
+                if !taken.contains(&s) {
+                    return Ok(s);
+                }
+            }
+        }
+    }
+    Err(NetError::Unavailable {
+        kind: "NoNetworkAvailable",
+        message: "Unable to create the network. No tenant network is available for allocation."
+            .into(),
+    })
+}
+
+fn provider_segment(
+    st: &State,
+    segs: &Segments,
+    ntype: Option<String>,
+    physnet: Option<Option<String>>,
+    seg_id: Option<Option<i64>>,
+) -> NetResult<Segment> {
+    let physnet = physnet.flatten().filter(|p| !p.is_empty());
+    let seg_id = seg_id.flatten();
+    let ntype = ntype.ok_or_else(|| {
+        NetError::invalid(
+            "provider:network_type",
+            "provider:network_type is required when other provider attributes are set",
+        )
+    })?;
+    let taken = taken_segments(st);
+    let in_use = |s: &Segment, kind: &'static str, what: String| {
+        if taken.contains(s) {
+            Err(NetError::conflict(kind, what))
+        } else {
+            Ok(())
+        }
+    };
+    match ntype.as_str() {
+        "flat" => {
+            let p = physnet.ok_or_else(|| {
+                NetError::invalid(
+                    "provider:physical_network",
+                    "physical_network required for flat provider network",
+                )
+            })?;
+            if seg_id.is_some() {
+                return Err(NetError::invalid(
+                    "provider:segmentation_id",
+                    "segmentation_id not allowed for flat provider network",
+                ));
+            }
+            if !segs.flat_allowed(&p) {
+                return Err(NetError::invalid(
+                    "provider:physical_network",
+                    format!("physical_network '{p}' unknown for flat provider network"),
+                ));
+            }
+            let s = Segment {
+                network_type: ntype,
+                physical_network: Some(p.clone()),
+                segmentation_id: None,
+            };
+            in_use(
+                &s,
+                "FlatNetworkInUse",
+                format!("Unable to create the flat network. Physical network {p} is in use."),
+            )?;
+            Ok(s)
+        }
+        "vlan" => {
+            let p = physnet.ok_or_else(|| {
+                NetError::invalid(
+                    "provider:physical_network",
+                    "physical_network required for VLAN provider network",
+                )
+            })?;
+            if !segs.vlan_physnet_known(&p) {
+                return Err(NetError::invalid(
+                    "provider:physical_network",
+                    format!("physical_network '{p}' unknown for VLAN provider network"),
+                ));
+            }
+            let id = match seg_id {
+                Some(v) => {
+                    if !(1..=4094).contains(&v) {
+                        return Err(NetError::invalid(
+                            "provider:segmentation_id",
+                            format!("segmentation_id {v} out of range (1 through 4094)"),
+                        ));
+                    }
+                    v as u32
+                }
+                None => {
+                    let range = segs
+                        .vlan
+                        .iter()
+                        .find(|r| r.physnet == p)
+                        .and_then(|r| r.range);
+                    let Some((lo, hi)) = range else {
+                        return Err(NetError::invalid(
+                            "provider:segmentation_id",
+                            format!("physical_network '{p}' has no VLAN range to allocate from; give a segmentation_id"),
+                        ));
+                    };
+                    (lo..=hi)
+                        .find(|id| {
+                            !taken.contains(&Segment {
+                                network_type: "vlan".into(),
+                                physical_network: Some(p.clone()),
+                                segmentation_id: Some(*id),
+                            })
+                        })
+                        .ok_or_else(|| NetError::Unavailable {
+                            kind: "NoNetworkAvailable",
+                            message: format!("No VLAN is available on physical network {p}."),
+                        })?
+                }
+            };
+            let s = Segment {
+                network_type: ntype,
+                physical_network: Some(p.clone()),
+                segmentation_id: Some(id),
+            };
+            in_use(&s, "VlanIdInUse", format!("Unable to create the network. The VLAN {id} on physical network {p} is in use."))?;
+            Ok(s)
+        }
+        "vxlan" | "geneve" => {
+            if physnet.is_some() {
+                return Err(NetError::invalid(
+                    "provider:physical_network",
+                    format!("provider:physical_network specified for {ntype} network"),
+                ));
+            }
+            let ranges = if ntype == "vxlan" {
+                &segs.vxlan
+            } else {
+                &segs.geneve
+            };
+            let id = match seg_id {
+                Some(v) => {
+                    if !(1..=i64::from(MAX_VNI)).contains(&v) {
+                        return Err(NetError::invalid(
+                            "provider:segmentation_id",
+                            format!("{ntype} network segmentation_id {v} out of range (1 through {MAX_VNI})"),
+                        ));
+                    }
+                    v as u32
+                }
+                None => ranges
+                    .iter()
+                    .flat_map(|(lo, hi)| *lo..=*hi)
+                    .find(|id| {
+                        !taken.contains(&Segment {
+                            network_type: ntype.clone(),
+                            physical_network: None,
+                            segmentation_id: Some(*id),
+                        })
+                    })
+                    .ok_or_else(|| NetError::Unavailable {
+                        kind: "NoNetworkAvailable",
+                        message: format!("No {ntype} id is available."),
+                    })?,
+            };
+            let s = Segment {
+                network_type: ntype.clone(),
+                physical_network: None,
+                segmentation_id: Some(id),
+            };
+            in_use(
+                &s,
+                "TunnelIdInUse",
+                format!("Unable to create the network. The tunnel ID {id} is in use."),
+            )?;
+            Ok(s)
+        }
+        "local" => {
+            if physnet.is_some() || seg_id.is_some() {
+                return Err(NetError::invalid(
+                    "provider:network_type",
+                    "local networks take no physical_network or segmentation_id",
+                ));
+            }
+            Ok(Segment {
+                network_type: ntype,
+                physical_network: None,
+                segmentation_id: None,
+            })
+        }
+        other => Err(NetError::invalid(
+            "provider:network_type",
+            format!("network_type value '{other}' not supported"),
+        )),
+    }
+}
+
+fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResult<Option<u32>> {
+    match mtu.flatten() {
+        None => Ok(None),
+        Some(v) => {
+            let max = segs.max_mtu(ntype);
+            if v < 68 || v > i64::from(max) {
+                Err(NetError::invalid(
+                    "mtu",
+                    format!("Requested MTU {v} is outside 68..{max} for a {ntype} network"),
+                ))
+            } else {
+                Ok(Some(v as u32))
+            }
+        }
+    }
+}
+
+pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Network> {
+    let mut f = unwrap(body, "network", "POST")?;
+    for ro in ["id", "status", "subnets"] {
+        f.forbid(ro)?;
+    }
+    let project = project_of(&mut f, ctx)?;
+    let target = json!({"project_id": project, "tenant_id": project});
+    check_attrs(
+        env,
+        ctx,
+        "create_network",
+        &f,
+        &[
+            "shared",
+            "router:external",
+            NET_PROVIDER[0],
+            NET_PROVIDER[1],
+            NET_PROVIDER[2],
+        ],
+        &target,
+    )?;
+    let name = f.string("name")?.unwrap_or_default();
+    let description = f.string("description")?.unwrap_or_default();
+    let admin_state_up = check_admin_state(&mut f)?.unwrap_or(true);
+    let shared = f.boolean("shared")?.unwrap_or(false);
+    let router_external = f.boolean("router:external")?.unwrap_or(false);
+    let port_security_enabled = f.boolean("port_security_enabled")?.unwrap_or(true);
+    let mtu = f.int("mtu")?;
+    accept_empty(&mut f, "availability_zone_hints")?;
+    let ntype = f.string("provider:network_type")?;
+    let physnet = f.opt_string("provider:physical_network")?;
+    let seg_id = f.int("provider:segmentation_id")?;
+    f.finish()?;
+    let (segment, tenant_segment) =
+        if ntype.is_none() && physnet.clone().flatten().is_none() && seg_id.flatten().is_none() {
+            (self::tenant_segment(st, env.segs)?, true)
+        } else {
+            (
+                provider_segment(st, env.segs, ntype, physnet, seg_id)?,
+                false,
+            )
+        };
+    let mtu = check_mtu(env.segs, &segment.network_type, mtu)?
+        .unwrap_or_else(|| env.segs.max_mtu(&segment.network_type));
+    let n = Network {
+        id: env.ids.uuid(),
+        name,
+        project_id: project,
+        admin_state_up,
+        shared,
+        router_external,
+        mtu,
+        status: "ACTIVE".into(),
+        port_security_enabled,
+        segment,
+        tenant_segment,
+        std: Std::new(&env.now, description),
+    };
+    Ok((n.clone(), vec![Change::Network(n)]))
+}
+
+pub fn update_network(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    id: &str,
+    body: &Value,
+) -> Write<Network> {
+    let old = get_network(st, ctx, id)?;
+    let mut f = unwrap(body, "network", "PUT")?;
+    for ro in ["id", "status", "subnets", "project_id", "tenant_id"] {
+        f.forbid(ro)?;
+    }
+    let target =
+        json!({"project_id": old.project_id, "tenant_id": old.project_id, "shared": old.shared});
+    check_attrs(
+        env,
+        ctx,
+        "update_network",
+        &f,
+        &[
+            "shared",
+            "router:external",
+            NET_PROVIDER[0],
+            NET_PROVIDER[1],
+            NET_PROVIDER[2],
+        ],
+        &target,
+    )?;
+    let mut n = old.clone();
+    if let Some(v) = f.string("name")? {
+        n.name = v;
+    }
+    if let Some(v) = f.string("description")? {
+        n.std.description = v;
+    }
+    if let Some(v) = check_admin_state(&mut f)? {
+        n.admin_state_up = v;
+    }
+    if let Some(v) = f.boolean("shared")? {
+        if !v && n.shared {
+            let foreign = st
+                .ports
+                .values()
+                .any(|p| p.network_id == n.id && p.project_id != n.project_id);
+            if foreign {
+                return Err(NetError::conflict(
+                    "InvalidSharedSetting",
+                    format!("Unable to reconfigure sharing settings for network {}. Multiple tenants are using it.", n.id),
+                ));
+            }
+        }
+        n.shared = v;
+    }
+    if let Some(v) = f.boolean("router:external")? {
+        n.router_external = v;
+    }
+    if let Some(v) = f.boolean("port_security_enabled")? {
+        n.port_security_enabled = v;
+    }
+    if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.int("mtu")?)? {
+        n.mtu = v;
+    }
+    let t = f.string(NET_PROVIDER[0])?;
+    let p = f.opt_string(NET_PROVIDER[1])?;
+    let s = f.int(NET_PROVIDER[2])?;
+    let same = t.is_none_or(|t| t == n.segment.network_type)
+        && p.is_none_or(|p| p == n.segment.physical_network)
+        && s.is_none_or(|s| s.map(|v| v as u32) == n.segment.segmentation_id);
+    if !same {
+        return Err(NetError::invalid(
+            "provider:network_type",
+            "Plugin does not support updating provider attributes",
+        ));
+    }
+    f.finish()?;
+    n.std.touch(&env.now);
+    Ok((n.clone(), vec![Change::Network(n)]))
+}
+
+pub fn delete_network(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
+    let n = get_network(st, ctx, id)?;
+    env.authz.check(
+        ctx,
+        "delete_network",
+        &json!({"project_id": n.project_id, "tenant_id": n.project_id}),
+    )?;
+    let ports: Vec<&Port> = st.ports.values().filter(|p| p.network_id == n.id).collect();
+    if ports
+        .iter()
+        .any(|p| !p.device_owner.starts_with("network:dhcp"))
+    {
+        return Err(NetError::conflict(
+            "NetworkInUse",
+            format!("Unable to complete operation on network {id}. There are one or more ports still in use on the network."),
+        ));
+    }
+    let mut changes: Vec<Change> = ports
+        .iter()
+        .map(|p| Change::Delete(Kind::Port, p.id.clone()))
+        .collect();
+    changes.extend(
+        st.subnets_of(id)
+            .map(|s| Change::Delete(Kind::Subnet, s.id.clone())),
+    );
+    changes.push(Change::Delete(Kind::Network, id.to_string()));
+    Ok(((), changes))
+}
+
+// ---------------------------------------------------------------- subnets
+
+fn parse_pools(cidr: &Cidr, v: Vec<Value>) -> NetResult<Vec<Range>> {
+    v.iter()
+        .map(|item| {
+            let start = object_field("allocation_pools", item, "start")?
+                .ok_or_else(|| NetError::invalid("allocation_pools", "each pool needs a start"))?;
+            let end = object_field("allocation_pools", item, "end")?
+                .ok_or_else(|| NetError::invalid("allocation_pools", "each pool needs an end"))?;
+            let parse = |s: &str| {
+                ipam::parse_ip(s)
+                    .filter(|(ver, _)| *ver == cidr.version)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| {
+                        NetError::invalid(
+                            "allocation_pools",
+                            format!("'{s}' is not a valid IPv{} address", cidr.version),
+                        )
+                    })
+            };
+            Ok(Range {
+                start: parse(start)?,
+                end: parse(end)?,
+            })
+        })
+        .collect()
+}
+
+fn pools_json(version: u8, pools: &[Range]) -> Vec<Pool> {
+    pools
+        .iter()
+        .map(|r| Pool {
+            start: ipam::fmt_ip(version, r.start),
+            end: ipam::fmt_ip(version, r.end),
+        })
+        .collect()
+}
+
+fn stored_pools(s: &Subnet) -> Vec<Range> {
+    s.allocation_pools
+        .iter()
+        .filter_map(|p| {
+            Some(Range {
+                start: ipam::parse_ip(&p.start)?.1,
+                end: ipam::parse_ip(&p.end)?.1,
+            })
+        })
+        .collect()
+}
+
+fn parse_gateway(cidr: &Cidr, v: &str) -> NetResult<u128> {
+    let (ver, g) = ipam::parse_ip(v).ok_or_else(|| {
+        NetError::invalid("gateway_ip", format!("'{v}' is not a valid IP address"))
+    })?;
+    if ver != cidr.version || !cidr.contains(ver, g) {
+        return Err(NetError::invalid(
+            "gateway_ip",
+            format!("Gateway ip {v} is not in subnet {cidr}"),
+        ));
+    }
+    if cidr.version == 4 && cidr.prefix < 31 && (g == cidr.first() || g == cidr.last()) {
+        return Err(NetError::invalid(
+            "gateway_ip",
+            format!("Gateway ip {v} is the network or broadcast address of {cidr}"),
+        ));
+    }
+    Ok(g)
+}
+
+fn parse_dns(version_hint: u8, v: Vec<String>) -> NetResult<Vec<String>> {
+    let _ = version_hint;
+    let mut seen = BTreeSet::new();
+    for s in &v {
+        if ipam::parse_ip(s).is_none() {
+            return Err(NetError::invalid(
+                "dns_nameservers",
+                format!("'{s}' is not a valid nameserver"),
+            ));
+        }
+        if !seen.insert(s.clone()) {
+            return Err(NetError::invalid(
+                "dns_nameservers",
+                format!("Duplicate nameserver '{s}'"),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+fn parse_routes(cidr: &Cidr, v: Vec<Value>) -> NetResult<Vec<HostRoute>> {
+    v.iter()
+        .map(|item| {
+            let dest = object_field("host_routes", item, "destination")?.ok_or_else(|| {
+                NetError::invalid("host_routes", "each route needs a destination")
+            })?;
+            let hop = object_field("host_routes", item, "nexthop")?
+                .ok_or_else(|| NetError::invalid("host_routes", "each route needs a nexthop"))?;
+            let d = Cidr::parse(dest).map_err(|e| NetError::invalid("host_routes", e))?;
+            let h = ipam::parse_ip(hop).ok_or_else(|| {
+                NetError::invalid("host_routes", format!("'{hop}' is not a valid nexthop"))
+            })?;
+            if d.version != cidr.version || h.0 != cidr.version {
+                return Err(NetError::invalid(
+                    "host_routes",
+                    format!("route {dest} via {hop} is not IPv{}", cidr.version),
+                ));
+            }
+            Ok(HostRoute {
+                destination: dest.to_string(),
+                nexthop: hop.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn ipv6_mode(f: &mut Fields, field: &str, version: u8) -> NetResult<Option<String>> {
+    let v = f.opt_string(field)?.flatten();
+    if let Some(m) = &v {
+        if version != 6 {
+            return Err(NetError::invalid(
+                field,
+                format!("{field} set on an IPv4 subnet"),
+            ));
+        }
+        if !["slaac", "dhcpv6-stateful", "dhcpv6-stateless"].contains(&m.as_str()) {
+            return Err(NetError::invalid(
+                field,
+                format!("'{m}' is not in [slaac, dhcpv6-stateful, dhcpv6-stateless]"),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Subnet> {
+    let mut f = unwrap(body, "subnet", "POST")?;
+    f.forbid("id")?;
+    let network_id = f
+        .string("network_id")?
+        .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
+    let net = get_network(st, ctx, &network_id)?;
+    let project = project_of(&mut f, ctx)?;
+    env.authz.check(
+        ctx,
+        "create_subnet",
+        &json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id}),
+    )?;
+    let ip_version = match f.int("ip_version")?.flatten() {
+        None => 4,
+        Some(4) => 4u8,
+        Some(6) => 6u8,
+        Some(v) => {
+            return Err(NetError::invalid(
+                "ip_version",
+                format!("'{v}' is not in [4, 6]"),
+            ))
+        }
+    };
+    let cidr_s = f.string("cidr")?.ok_or_else(|| {
+        NetError::invalid("cidr", "cidr is required (subnet pools are not supported)")
+    })?;
+    let cidr = Cidr::parse(&cidr_s).map_err(|e| NetError::invalid("cidr", e))?;
+    if cidr.version != ip_version {
+        return Err(NetError::invalid(
+            "ip_version",
+            format!("cidr '{cidr}' does not match ip_version {ip_version}"),
+        ));
+    }
+    for other in st.subnets_of(&network_id) {
+        if Cidr::parse(&other.cidr).is_ok_and(|o| o.overlaps(&cidr)) {
+            return Err(NetError::invalid(
+                "cidr",
+                format!("Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"),
+            ));
+        }
+    }
+    let gateway = match f.opt_string("gateway_ip")? {
+        Some(None) => None,
+        Some(Some(g)) => Some(parse_gateway(&cidr, &g)?),
+        None => {
+            let first = cidr.usable().start;
+            (cidr.usable().end > first || cidr.prefix == 32 || cidr.prefix == 128).then_some(first)
+        }
+    };
+    let pools = match f.list("allocation_pools")? {
+        Some(v) if !v.is_empty() => {
+            let pools = parse_pools(&cidr, v)?;
+            ipam::validate_pools(&cidr, &pools, gateway)
+                .map_err(|(field, r)| NetError::invalid(&field, r))?;
+            pools
+        }
+        _ => ipam::default_pools(&cidr, gateway),
+    };
+    let name = f.string("name")?.unwrap_or_default();
+    let description = f.string("description")?.unwrap_or_default();
+    let enable_dhcp = f.boolean("enable_dhcp")?.unwrap_or(true);
+    let dns = parse_dns(
+        ip_version,
+        f.string_list("dns_nameservers")?.unwrap_or_default(),
+    )?;
+    let routes = parse_routes(&cidr, f.list("host_routes")?.unwrap_or_default())?;
+    let ra = ipv6_mode(&mut f, "ipv6_ra_mode", ip_version)?;
+    let am = ipv6_mode(&mut f, "ipv6_address_mode", ip_version)?;
+    for unsupported in [
+        "subnetpool_id",
+        "segment_id",
+        "service_types",
+        "use_default_subnetpool",
+    ] {
+        accept_empty(&mut f, unsupported)?;
+    }
+    f.finish()?;
+    let s = Subnet {
+        id: env.ids.uuid(),
+        name,
+        network_id,
+        project_id: project,
+        ip_version,
+        cidr: cidr.to_string(),
+        gateway_ip: gateway.map(|g| ipam::fmt_ip(ip_version, g)),
+        allocation_pools: pools_json(ip_version, &pools),
+        enable_dhcp,
+        dns_nameservers: dns,
+        host_routes: routes,
+        ipv6_ra_mode: ra,
+        ipv6_address_mode: am,
+        std: Std::new(&env.now, description),
+    };
+    Ok((s.clone(), vec![Change::Subnet(s)]))
+}
+
+pub fn update_subnet(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    id: &str,
+    body: &Value,
+) -> Write<Subnet> {
+    let old = get_subnet(st, ctx, id)?;
+    let net_project = st
+        .networks
+        .get(&old.network_id)
+        .map(|n| n.project_id.clone())
+        .unwrap_or_default();
+    env.authz.check(
+        ctx,
+        "update_subnet",
+        &json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net_project}),
+    )?;
+    let mut f = unwrap(body, "subnet", "PUT")?;
+    for ro in [
+        "id",
+        "cidr",
+        "ip_version",
+        "network_id",
+        "project_id",
+        "tenant_id",
+    ] {
+        f.forbid(ro)?;
+    }
+    let cidr =
+        Cidr::parse(&old.cidr).map_err(|e| NetError::Storage(format!("stored cidr: {e}")))?;
+    let mut s = old.clone();
+    if let Some(v) = f.string("name")? {
+        s.name = v;
+    }
+    if let Some(v) = f.string("description")? {
+        s.std.description = v;
+    }
+    if let Some(v) = f.boolean("enable_dhcp")? {
+        s.enable_dhcp = v;
+    }
+    let mut gateway = s
+        .gateway_ip
+        .as_deref()
+        .and_then(ipam::parse_ip)
+        .map(|x| x.1);
+    if let Some(g) = f.opt_string("gateway_ip")? {
+        gateway = match g {
+            None => None,
+            Some(g) => Some(parse_gateway(&cidr, &g)?),
+        };
+    }
+    let mut pools = stored_pools(&s);
+    if let Some(v) = f.list("allocation_pools")? {
+        pools = parse_pools(&cidr, v)?;
+    }
+    ipam::validate_pools(&cidr, &pools, gateway)
+        .map_err(|(field, r)| NetError::invalid(&field, r))?;
+    s.gateway_ip = gateway.map(|g| ipam::fmt_ip(cidr.version, g));
+    s.allocation_pools = pools_json(cidr.version, &pools);
+    if let Some(v) = f.string_list("dns_nameservers")? {
+        s.dns_nameservers = parse_dns(cidr.version, v)?;
+    }
+    if let Some(v) = f.list("host_routes")? {
+        s.host_routes = parse_routes(&cidr, v)?;
+    }
+    f.finish()?;
+    s.std.touch(&env.now);
+    Ok((s.clone(), vec![Change::Subnet(s)]))
+}
+
+pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
+    let s = get_subnet(st, ctx, id)?;
+    let net_project = st
+        .networks
+        .get(&s.network_id)
+        .map(|n| n.project_id.clone())
+        .unwrap_or_default();
+    env.authz.check(
+        ctx,
+        "delete_subnet",
+        &json!({"project_id": s.project_id, "tenant_id": s.project_id, "network_project_id": net_project}),
+    )?;
+    let users = st
+        .ports
+        .values()
+        .any(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id));
+    if users {
+        return Err(NetError::conflict(
+            "SubnetInUse",
+            format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
+        ));
+    }
+    Ok(((), vec![Change::Delete(Kind::Subnet, id.to_string())]))
+}
+
+// ---------------------------------------------------------------- security groups
+
+fn default_rules(env: &mut Env, sg: &SecurityGroup, with_ingress: bool) -> Vec<SecurityGroupRule> {
+    let mut out = Vec::new();
+    for ethertype in ["IPv4", "IPv6"] {
+        let mut dirs = vec!["egress"];
+        if with_ingress {
+            dirs.push("ingress");
+        }
+        for direction in dirs {
+            out.push(SecurityGroupRule {
+                id: env.ids.uuid(),
+                security_group_id: sg.id.clone(),
+                project_id: sg.project_id.clone(),
+                direction: direction.into(),
+                ethertype: ethertype.into(),
+                protocol: None,
+                port_range_min: None,
+                port_range_max: None,
+                remote_ip_prefix: None,
+                remote_group_id: (direction == "ingress").then(|| sg.id.clone()),
+                std: Std::new(&env.now, String::new()),
+            });
+        }
+    }
+    out
+}
+
+/// The project's `default` group, created on first use (as Neutron does).
+pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, Vec<Change>) {
+    if let Some(g) = st
+        .security_groups
+        .values()
+        .find(|g| g.project_id == project && g.name == "default")
+    {
+        return (g.id.clone(), Vec::new());
+    }
+    let g = SecurityGroup {
+        id: env.ids.uuid(),
+        name: "default".into(),
+        project_id: project.to_string(),
+        stateful: true,
+        std: Std::new(&env.now, "Default security group".into()),
+    };
+    let mut changes = vec![Change::SecurityGroup(g.clone())];
+    changes.extend(default_rules(env, &g, true).into_iter().map(Change::Rule));
+    (g.id, changes)
+}
+
+pub fn create_sg(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<SecurityGroup> {
+    let mut f = unwrap(body, "security_group", "POST")?;
+    f.forbid("id")?;
+    let project = project_of(&mut f, ctx)?;
+    env.authz.check(
+        ctx,
+        "create_security_group",
+        &json!({"project_id": project, "tenant_id": project}),
+    )?;
+    let name = f.string("name")?.unwrap_or_default();
+    let description = f.string("description")?.unwrap_or_default();
+    let stateful = f.boolean("stateful")?.unwrap_or(true);
+    f.finish()?;
+    let (_, mut changes) = ensure_default_sg(st, env, &project);
+    if name == "default" {
+        return Err(NetError::conflict(
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        ));
+    }
+    let g = SecurityGroup {
+        id: env.ids.uuid(),
+        name,
+        project_id: project,
+        stateful,
+        std: Std::new(&env.now, description),
+    };
+    changes.push(Change::SecurityGroup(g.clone()));
+    changes.extend(default_rules(env, &g, false).into_iter().map(Change::Rule));
+    Ok((g, changes))
+}
+
+pub fn update_sg(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    id: &str,
+    body: &Value,
+) -> Write<SecurityGroup> {
+    let old = get_sg(st, ctx, id)?;
+    env.authz.check(
+        ctx,
+        "update_security_group",
+        &json!({"project_id": old.project_id, "tenant_id": old.project_id}),
+    )?;
+    let mut f = unwrap(body, "security_group", "PUT")?;
+    for ro in ["id", "project_id", "tenant_id"] {
+        f.forbid(ro)?;
+    }
+    let mut g = old.clone();
+    if let Some(v) = f.string("name")? {
+        if old.name == "default" && v != "default" {
+            return Err(NetError::conflict(
+                "SecurityGroupCannotUpdateDefault",
+                "Updating default security group not allowed.",
+            ));
+        }
+        g.name = v;
+    }
+    if let Some(v) = f.string("description")? {
+        g.std.description = v;
+    }
+    if let Some(v) = f.boolean("stateful")? {
+        g.stateful = v;
+    }
+    f.finish()?;
+    g.std.touch(&env.now);
+    Ok((g.clone(), vec![Change::SecurityGroup(g)]))
+}
+
+pub fn delete_sg(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
+    let g = get_sg(st, ctx, id)?;
+    env.authz.check(
+        ctx,
+        "delete_security_group",
+        &json!({"project_id": g.project_id, "tenant_id": g.project_id}),
+    )?;
+    if g.name == "default" && !ctx.is_admin {
+        return Err(NetError::conflict(
+            "SecurityGroupCannotRemoveDefault",
+            "Insufficient rights for removing default security group.",
+        ));
+    }
+    if st
+        .ports
+        .values()
+        .any(|p| p.security_groups.iter().any(|s| s == id))
+    {
+        return Err(NetError::conflict(
+            "SecurityGroupInUse",
+            format!("Security Group {id} in use."),
+        ));
+    }
+    let mut changes: Vec<Change> = st
+        .rules
+        .values()
+        .filter(|r| r.security_group_id == id || r.remote_group_id.as_deref() == Some(id))
+        .map(|r| Change::Delete(Kind::Rule, r.id.clone()))
+        .collect();
+    changes.push(Change::Delete(Kind::SecurityGroup, id.to_string()));
+    Ok(((), changes))
+}
+
+fn protocol_number(p: &str) -> Option<u8> {
+    Some(match p {
+        "icmp" => 1,
+        "tcp" => 6,
+        "udp" => 17,
+        "icmpv6" | "ipv6-icmp" => 58,
+        "sctp" => 132,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "vrrp" => 112,
+        other => other.parse().ok()?,
+    })
+}
+
+pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<SecurityGroupRule> {
+    let mut f = unwrap(body, "security_group_rule", "POST")?;
+    f.forbid("id")?;
+    let sg_id = f
+        .string("security_group_id")?
+        .ok_or_else(|| NetError::invalid("security_group_id", "security_group_id is required"))?;
+    let g = get_sg(st, ctx, &sg_id)?;
+    let _ = project_of(&mut f, ctx)?;
+    env.authz.check(
+        ctx,
+        "create_security_group_rule",
+        &json!({"project_id": g.project_id, "tenant_id": g.project_id}),
+    )?;
+    let direction = f
+        .string("direction")?
+        .ok_or_else(|| NetError::invalid("direction", "direction is required"))?;
+    if direction != "ingress" && direction != "egress" {
+        return Err(NetError::invalid(
+            "direction",
+            format!("'{direction}' is not in ['ingress', 'egress']"),
+        ));
+    }
+    let ethertype = f.string("ethertype")?.unwrap_or_else(|| "IPv4".into());
+    if ethertype != "IPv4" && ethertype != "IPv6" {
+        return Err(NetError::invalid(
+            "ethertype",
+            format!("'{ethertype}' is not in ['IPv4', 'IPv6']"),
+        ));
+    }
+    let protocol = match f.raw("protocol") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() || s == "any" => None,
+        Some(Value::String(s)) => {
+            let lower = s.to_lowercase();
+            protocol_number(&lower).ok_or_else(|| {
+                NetError::invalid("protocol", format!("protocol '{s}' is not supported"))
+            })?;
+            Some(lower)
+        }
+        Some(Value::Number(n)) => {
+            let v = n.as_u64().filter(|v| *v <= 255).ok_or_else(|| {
+                NetError::invalid("protocol", format!("protocol {n} is not in 0..255"))
+            })?;
+            Some(v.to_string())
+        }
+        Some(v) => {
+            return Err(NetError::invalid(
+                "protocol",
+                format!("'{v}' is not a valid protocol"),
+            ))
+        }
+    };
+    let min = f.int("port_range_min")?.flatten();
+    let max = f.int("port_range_max")?.flatten();
+    let pnum = protocol.as_deref().and_then(protocol_number);
+    match pnum {
+        Some(6) | Some(17) | Some(132) => {
+            for (field, v) in [("port_range_min", min), ("port_range_max", max)] {
+                if let Some(v) = v {
+                    if !(1..=65535).contains(&v) {
+                        return Err(NetError::invalid(
+                            field,
+                            format!("Invalid value for port {v}"),
+                        ));
+                    }
+                }
+            }
+            if let (Some(a), Some(b)) = (min, max) {
+                if a > b {
+                    return Err(NetError::invalid(
+                        "port_range_min",
+                        "port_range_min must be <= port_range_max",
+                    ));
+                }
+            }
+            if min.is_some() != max.is_some() {
+                let missing = if min.is_none() {
+                    "port_range_min"
+                } else {
+                    "port_range_max"
+                };
+                return Err(NetError::invalid(
+                    missing,
+                    "both ends of the port range are required",
+                ));
+            }
+        }
+        Some(1) | Some(58) => {
+            for (field, v) in [("port_range_min", min), ("port_range_max", max)] {
+                if let Some(v) = v {
+                    if !(0..=255).contains(&v) {
+                        return Err(NetError::invalid(
+                            field,
+                            format!("Invalid value for ICMP {field}: {v}"),
+                        ));
+                    }
+                }
+            }
+            if max.is_some() && min.is_none() {
+                return Err(NetError::invalid(
+                    "port_range_max",
+                    "ICMP code given without type (port_range_min)",
+                ));
+            }
+        }
+        _ => {
+            if min.is_some() || max.is_some() {
+                let field = if min.is_some() {
+                    "port_range_min"
+                } else {
+                    "port_range_max"
+                };
+                return Err(NetError::invalid(
+                    field,
+                    "a port range needs protocol tcp, udp, sctp or icmp",
+                ));
+            }
+        }
+    }
+    let remote_ip_prefix = match f.opt_string("remote_ip_prefix")?.flatten() {
+        None => None,
+        Some(s) => {
+            let (addr, len) = match s.split_once('/') {
+                Some((a, l)) => (a.to_string(), l.to_string()),
+                None => (s.clone(), String::new()),
+            };
+            let (ver, v) = ipam::parse_ip(&addr).ok_or_else(|| {
+                NetError::invalid(
+                    "remote_ip_prefix",
+                    format!("'{s}' is not a valid IP prefix"),
+                )
+            })?;
+            let len: u8 = if len.is_empty() {
+                if ver == 4 {
+                    32
+                } else {
+                    128
+                }
+            } else {
+                len.parse()
+                    .ok()
+                    .filter(|l| *l <= if ver == 4 { 32 } else { 128 })
+                    .ok_or_else(|| {
+                        NetError::invalid(
+                            "remote_ip_prefix",
+                            format!("'{s}' is not a valid IP prefix"),
+                        )
+                    })?
+            };
+            if (ver == 4) != (ethertype == "IPv4") {
+                return Err(NetError::invalid(
+                    "remote_ip_prefix",
+                    format!("Conflicting value ethertype {ethertype} for CIDR {s}"),
+                ));
+            }
+            // Neutron normalises host bits away rather than refusing them.
+            let bits = if ver == 4 { 32 } else { 128 };
+            let host = if bits - len >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << (bits - len)) - 1
+            };
+            Some(format!("{}/{}", ipam::fmt_ip(ver, v & !host), len))
+        }
+    };
+    let remote_group_id = f.opt_string("remote_group_id")?.flatten();
+    if let Some(rg) = &remote_group_id {
+        get_sg(st, ctx, rg)?;
+        if remote_ip_prefix.is_some() {
+            return Err(NetError::invalid(
+                "remote_group_id",
+                "Only remote_ip_prefix or remote_group_id may be provided",
+            ));
+        }
+    }
+    let description = f.string("description")?.unwrap_or_default();
+    accept_empty(&mut f, "remote_address_group_id")?;
+    f.finish()?;
+    let r = SecurityGroupRule {
+        id: env.ids.uuid(),
+        security_group_id: sg_id.clone(),
+        project_id: g.project_id.clone(),
+        direction,
+        ethertype,
+        protocol,
+        port_range_min: min.map(|v| v as u32),
+        port_range_max: max.map(|v| v as u32),
+        remote_ip_prefix,
+        remote_group_id,
+        std: Std::new(&env.now, description),
+    };
+    if let Some(dup) = st
+        .rules_of(&sg_id)
+        .into_iter()
+        .find(|o| o.identity() == r.identity())
+    {
+        return Err(NetError::conflict(
+            "SecurityGroupRuleExists",
+            format!("Security group rule already exists. Rule id is {}.", dup.id),
+        ));
+    }
+    Ok((r.clone(), vec![Change::Rule(r)]))
+}
+
+pub fn delete_rule(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
+    let r = get_rule(st, ctx, id)?;
+    env.authz.check(
+        ctx,
+        "delete_security_group_rule",
+        &json!({"project_id": r.project_id, "tenant_id": r.project_id}),
+    )?;
+    Ok(((), vec![Change::Delete(Kind::Rule, id.to_string())]))
+}
+
+// ---------------------------------------------------------------- ports
+
+const PORT_ATTRS: [&str; 7] = [
+    "mac_address",
+    "fixed_ips",
+    "binding:host_id",
+    "binding:profile",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "device_owner",
+];
+
+/// Resolves requested fixed_ips (or the defaults) to concrete addresses.
+fn allocate_ips(
+    st: &State,
+    net: &Network,
+    requested: Option<Vec<Value>>,
+    keep: &[FixedIp],
+) -> NetResult<Vec<FixedIp>> {
+    let subnets: Vec<&Subnet> = st.subnets_of(&net.id).collect();
+    let mut local_taken: Vec<(String, u128)> = Vec::new();
+    let is_taken = |subnet: &str, v: u128, local: &[(String, u128)]| {
+        let kept = keep.iter().any(|k| {
+            k.subnet_id == subnet && ipam::parse_ip(&k.ip_address).map(|x| x.1) == Some(v)
+        });
+        (!kept && st.taken_ips(subnet).is_some_and(|t| t.contains(&v)))
+            || local.iter().any(|(s, x)| s == subnet && *x == v)
+    };
+    let alloc_from = |s: &Subnet, local: &[(String, u128)]| -> NetResult<u128> {
+        let mut taken: BTreeSet<u128> = st.taken_ips(&s.id).cloned().unwrap_or_default();
+        for k in keep.iter().filter(|k| k.subnet_id == s.id) {
+            if let Some((_, v)) = ipam::parse_ip(&k.ip_address) {
+                taken.remove(&v);
+            }
+        }
+        taken.extend(
+            local
+                .iter()
+                .filter(|(sid, _)| *sid == s.id)
+                .map(|(_, v)| *v),
+        );
+        ipam::first_free(&stored_pools(s), &taken).ok_or_else(|| {
+            NetError::conflict(
+                "IpAddressGenerationFailure",
+                format!("No more IP addresses available on network {}.", net.id),
+            )
+        })
+    };
+    let mut out = Vec::new();
+    match requested {
+        None => {
+            // One address from the first subnet of each family.
+            for version in [4u8, 6u8] {
+                if let Some(s) = subnets.iter().find(|s| s.ip_version == version) {
+                    let v = alloc_from(s, &local_taken)?;
+                    local_taken.push((s.id.clone(), v));
+                    out.push(FixedIp {
+                        subnet_id: s.id.clone(),
+                        ip_address: ipam::fmt_ip(version, v),
+                    });
+                }
+            }
+        }
+        Some(items) => {
+            for item in &items {
+                let subnet_id = object_field("fixed_ips", item, "subnet_id")?;
+                let ip = object_field("fixed_ips", item, "ip_address")?;
+                if subnet_id.is_none() && ip.is_none() {
+                    return Err(NetError::invalid(
+                        "fixed_ips",
+                        "each entry needs a subnet_id or an ip_address",
+                    ));
+                }
+                let parsed = match ip {
+                    Some(ip) => Some(ipam::parse_ip(ip).ok_or_else(|| {
+                        NetError::invalid("fixed_ips", format!("'{ip}' is not a valid IP address"))
+                    })?),
+                    None => None,
+                };
+                let subnet = match subnet_id {
+                    Some(sid) => *subnets.iter().find(|s| s.id == sid).ok_or_else(|| {
+                        NetError::invalid(
+                            "fixed_ips",
+                            format!("subnet {sid} is not on network {}", net.id),
+                        )
+                    })?,
+                    None => {
+                        let (ver, v) = parsed.unwrap_or((0, 0));
+                        *subnets
+                            .iter()
+                            .find(|s| Cidr::parse(&s.cidr).is_ok_and(|c| c.contains(ver, v)))
+                            .ok_or_else(|| {
+                                NetError::invalid(
+                                    "fixed_ips",
+                                    format!(
+                                        "no subnet of network {} contains {}",
+                                        net.id,
+                                        ip.unwrap_or("")
+                                    ),
+                                )
+                            })?
+                    }
+                };
+                let v = match parsed {
+                    Some((ver, v)) => {
+                        let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Storage)?;
+                        if !cidr.contains(ver, v) {
+                            return Err(NetError::invalid(
+                                "fixed_ips",
+                                format!(
+                                    "IP address {} is not a valid IP for the specified subnet",
+                                    ip.unwrap_or("")
+                                ),
+                            ));
+                        }
+                        if is_taken(&subnet.id, v, &local_taken)
+                            || subnet.gateway_ip.as_deref() == ip
+                        {
+                            return Err(NetError::conflict(
+                                "IpAddressAlreadyAllocated",
+                                format!(
+                                    "IP address {} already allocated in subnet {}",
+                                    ip.unwrap_or(""),
+                                    subnet.id
+                                ),
+                            ));
+                        }
+                        v
+                    }
+                    None => alloc_from(subnet, &local_taken)?,
+                };
+                local_taken.push((subnet.id.clone(), v));
+                out.push(FixedIp {
+                    subnet_id: subnet.id.clone(),
+                    ip_address: ipam::fmt_ip(subnet.ip_version, v),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_pairs(v: Vec<Value>) -> NetResult<Vec<AddressPair>> {
+    let mut out: Vec<AddressPair> = Vec::new();
+    for item in &v {
+        let ip = object_field("allowed_address_pairs", item, "ip_address")?.ok_or_else(|| {
+            NetError::invalid("allowed_address_pairs", "each pair needs an ip_address")
+        })?;
+        let ok = match ip.split_once('/') {
+            Some(_) => Cidr::parse(ip).is_ok(),
+            None => ipam::parse_ip(ip).is_some(),
+        };
+        if !ok {
+            return Err(NetError::invalid(
+                "allowed_address_pairs",
+                format!("'{ip}' is not a valid IP address or prefix"),
+            ));
+        }
+        let mac = object_field("allowed_address_pairs", item, "mac_address")?.unwrap_or("");
+        if !mac.is_empty() && !valid_mac(mac) {
+            return Err(NetError::invalid(
+                "allowed_address_pairs",
+                format!("'{mac}' is not a valid MAC address"),
+            ));
+        }
+        let pair = AddressPair {
+            ip_address: ip.to_string(),
+            mac_address: mac.to_lowercase(),
+        };
+        if out.contains(&pair) {
+            return Err(NetError::invalid(
+                "allowed_address_pairs",
+                "Duplicate address pair",
+            ));
+        }
+        out.push(pair);
+    }
+    Ok(out)
+}
+
+fn check_sgs(st: &State, ctx: &Ctx, ids: &[String], project: &str) -> NetResult<()> {
+    for id in ids {
+        let g = st
+            .security_groups
+            .get(id)
+            .filter(|g| g.project_id == project || ctx.is_admin || sg_visible(ctx, g))
+            .ok_or_else(|| NetError::not_found("Security group", id))?;
+        let _ = g;
+    }
+    Ok(())
+}
+
+fn profile(f: &mut Fields) -> NetResult<Option<Value>> {
+    match f.raw("binding:profile") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(json!({}))),
+        Some(v @ Value::Object(_)) => Ok(Some(v)),
+        Some(v) => Err(NetError::invalid(
+            "binding:profile",
+            format!("'{v}' is not a dictionary"),
+        )),
+    }
+}
+
+fn vnic(f: &mut Fields) -> NetResult<Option<String>> {
+    let v = f.string("binding:vnic_type")?;
+    if let Some(t) = &v {
+        if t != "normal" {
+            return Err(NetError::invalid(
+                "binding:vnic_type",
+                format!("'{t}' is not supported (only 'normal')"),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+/// Final consistency of a port's security settings (create and update).
+fn check_port_security(p: &Port) -> NetResult<()> {
+    if !p.port_security_enabled {
+        if !p.security_groups.is_empty() {
+            return Err(NetError::invalid(
+                "port_security_enabled",
+                "Port security must be enabled and port must have an IP address in order to use security groups",
+            ));
+        }
+        if !p.allowed_address_pairs.is_empty() {
+            return Err(NetError::conflict(
+                "AddressPairAndPortSecurityRequired",
+                "Port Security must be enabled in order to have allowed address pairs on a port.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Port> {
+    let mut f = unwrap(body, "port", "POST")?;
+    for ro in ["id", "status", "binding:vif_type", "binding:vif_details"] {
+        f.forbid(ro)?;
+    }
+    let network_id = f
+        .string("network_id")?
+        .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
+    let net = get_network(st, ctx, &network_id)?;
+    let project = project_of(&mut f, ctx)?;
+    let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
+                        "network:shared": net.shared});
+    check_attrs(env, ctx, "create_port", &f, &PORT_ATTRS, &target)?;
+    let mut changes = Vec::new();
+    let mac_address = match f.string("mac_address")? {
+        Some(m) => {
+            let m = m.to_lowercase();
+            if !valid_mac(&m) {
+                return Err(NetError::invalid(
+                    "mac_address",
+                    format!("'{m}' is not a valid MAC address"),
+                ));
+            }
+            if st.mac_owner(&network_id, &m).is_some() {
+                return Err(NetError::conflict(
+                    "MacAddressInUse",
+                    format!("Unable to complete operation for network {network_id}. The mac address {m} is in use."),
+                ));
+            }
+            m
+        }
+        None => loop {
+            let t = env.ids.mac_tail();
+            let m = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", t[0], t[1], t[2]);
+            if st.mac_owner(&network_id, &m).is_none() {
+                break m;
+            }
+        },
+    };
+    let requested = f.list("fixed_ips")?;
+    let fixed_ips = allocate_ips(st, net, requested, &[])?;
+    let device_owner = f.string("device_owner")?.unwrap_or_default();
+    let port_security_enabled = f
+        .boolean("port_security_enabled")?
+        .unwrap_or(net.port_security_enabled);
+    let security_groups = match f.string_list("security_groups")? {
+        Some(ids) => {
+            check_sgs(st, ctx, &ids, &project)?;
+            ids
+        }
+        None if port_security_enabled && !device_owner.starts_with("network:") => {
+            let (id, c) = ensure_default_sg(st, env, &project);
+            changes.extend(c);
+            vec![id]
+        }
+        None => Vec::new(),
+    };
+    let pairs = parse_pairs(f.list("allowed_address_pairs")?.unwrap_or_default())?;
+    let p = Port {
+        id: env.ids.uuid(),
+        name: f.string("name")?.unwrap_or_default(),
+        network_id: network_id.clone(),
+        project_id: project,
+        mac_address,
+        admin_state_up: check_admin_state(&mut f)?.unwrap_or(true),
+        status: "DOWN".into(),
+        fixed_ips,
+        device_id: f.string("device_id")?.unwrap_or_default(),
+        device_owner,
+        binding_host_id: f.string("binding:host_id")?.unwrap_or_default(),
+        binding_profile: profile(&mut f)?.unwrap_or_else(|| json!({})),
+        binding_vnic_type: vnic(&mut f)?.unwrap_or_else(|| "normal".into()),
+        port_security_enabled,
+        allowed_address_pairs: pairs,
+        security_groups,
+        std: Std::new(&env.now, f.string("description")?.unwrap_or_default()),
+    };
+    accept_empty(&mut f, "extra_dhcp_opts")?;
+    f.finish()?;
+    check_port_security(&p)?;
+    changes.push(Change::Port(p.clone()));
+    Ok((p, changes))
+}
+
+pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, body: &Value) -> Write<Port> {
+    let old = get_port(st, ctx, id)?;
+    let net = st
+        .networks
+        .get(&old.network_id)
+        .ok_or_else(|| NetError::not_found("Network", &old.network_id))?;
+    let mut f = unwrap(body, "port", "PUT")?;
+    for ro in [
+        "id",
+        "status",
+        "network_id",
+        "project_id",
+        "tenant_id",
+        "binding:vif_type",
+        "binding:vif_details",
+    ] {
+        f.forbid(ro)?;
+    }
+    let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id});
+    check_attrs(env, ctx, "update_port", &f, &PORT_ATTRS, &target)?;
+    let mut p = old.clone();
+    if let Some(m) = f.string("mac_address")? {
+        let m = m.to_lowercase();
+        if !valid_mac(&m) {
+            return Err(NetError::invalid(
+                "mac_address",
+                format!("'{m}' is not a valid MAC address"),
+            ));
+        }
+        if st.mac_owner(&p.network_id, &m).is_some_and(|o| o != p.id) {
+            return Err(NetError::conflict(
+                "MacAddressInUse",
+                format!(
+                    "Unable to complete operation for network {}. The mac address {m} is in use.",
+                    p.network_id
+                ),
+            ));
+        }
+        p.mac_address = m;
+    }
+    if let Some(req) = f.list("fixed_ips")? {
+        p.fixed_ips = allocate_ips(st, net, Some(req), &old.fixed_ips)?;
+    }
+    if let Some(v) = f.string("name")? {
+        p.name = v;
+    }
+    if let Some(v) = f.string("description")? {
+        p.std.description = v;
+    }
+    if let Some(v) = check_admin_state(&mut f)? {
+        p.admin_state_up = v;
+    }
+    if let Some(v) = f.string("device_id")? {
+        p.device_id = v;
+    }
+    if let Some(v) = f.string("device_owner")? {
+        p.device_owner = v;
+    }
+    if let Some(v) = f.string("binding:host_id")? {
+        if v != p.binding_host_id {
+            p.status = "DOWN".into();
+        }
+        p.binding_host_id = v;
+    }
+    if let Some(v) = profile(&mut f)? {
+        p.binding_profile = v;
+    }
+    if let Some(v) = vnic(&mut f)? {
+        p.binding_vnic_type = v;
+    }
+    if let Some(v) = f.boolean("port_security_enabled")? {
+        p.port_security_enabled = v;
+    }
+    if let Some(ids) = f.string_list("security_groups")? {
+        check_sgs(st, ctx, &ids, &p.project_id)?;
+        p.security_groups = ids;
+    }
+    if let Some(v) = f.list("allowed_address_pairs")? {
+        p.allowed_address_pairs = parse_pairs(v)?;
+    }
+    accept_empty(&mut f, "extra_dhcp_opts")?;
+    f.finish()?;
+    check_port_security(&p)?;
+    p.std.touch(&env.now);
+    Ok((p.clone(), vec![Change::Port(p)]))
+}
+
+pub fn delete_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
+    let p = get_port(st, ctx, id)?;
+    let net_project = st
+        .networks
+        .get(&p.network_id)
+        .map(|n| n.project_id.clone())
+        .unwrap_or_default();
+    env.authz.check(
+        ctx,
+        "delete_port",
+        &json!({"project_id": p.project_id, "tenant_id": p.project_id, "network_project_id": net_project}),
+    )?;
+    Ok(((), vec![Change::Delete(Kind::Port, id.to_string())]))
+}
+
+/// An agent's report: the port is wired (ACTIVE) or not (DOWN) on `host`.
+pub fn set_port_status(
+    st: &State,
+    now: &str,
+    host: &str,
+    id: &str,
+    status: &str,
+) -> NetResult<Vec<Change>> {
+    if status != "ACTIVE" && status != "DOWN" && status != "BUILD" && status != "ERROR" {
+        return Err(NetError::invalid(
+            "status",
+            format!("'{status}' is not in [ACTIVE, DOWN, BUILD, ERROR]"),
+        ));
+    }
+    let p = st
+        .ports
+        .get(id)
+        .ok_or_else(|| NetError::not_found("Port", id))?;
+    if p.binding_host_id != host {
+        return Err(NetError::conflict(
+            "PortBoundElsewhere",
+            format!(
+                "Port {id} is bound to host '{}', not '{host}'",
+                p.binding_host_id
+            ),
+        ));
+    }
+    if p.status == status {
+        return Ok(Vec::new());
+    }
+    let mut p = p.clone();
+    p.status = status.to_string();
+    p.std.touch(now);
+    Ok(vec![Change::Port(p)])
+}

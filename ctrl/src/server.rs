@@ -1,0 +1,268 @@
+//! The API server of `weft serve`: one HTTP listener, a path prefix per
+//! service (`/identity`, then `/networking`, ...), each service's catalog
+//! entry registered at start so clients find it.
+//!
+//! ```text
+//!   Server::open(cfg)          identity opened, bootstrapped once, admin-openrc written
+//!     .mount(ServiceMount)     a service router under its prefix + its catalog entry
+//!     .run().await             bind, serve, stop on SIGINT/SIGTERM
+//! ```
+
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use weft_identity::{Identity, IdentityConfig, IdentityError};
+
+/// How `weft serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Base URL clients reach the server by; catalog URLs start with it.
+    pub public_url: String,
+    pub token_ttl: Duration,
+    pub policy_file: Option<PathBuf>,
+    pub policy_permissive: bool,
+    /// Admin password for the first bootstrap (`WEFT_ADMIN_PASSWORD`); generated when `None`.
+    pub admin_password: Option<String>,
+}
+
+impl ServerConfig {
+    /// Defaults: token TTL 1 h, enforcing policy, public URL from the listen address.
+    pub fn new(state_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        ServerConfig {
+            state_dir: state_dir.into(),
+            listen,
+            public_url: default_public_url(listen),
+            token_ttl: Duration::from_secs(3600),
+            policy_file: None,
+            policy_permissive: false,
+            admin_password: None,
+        }
+    }
+}
+
+/// `http://ADDR:PORT`, with a wildcard listen address replaced by loopback.
+pub fn default_public_url(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    format!("http://{ip}:{}", listen.port())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A service served beside identity: its router under `prefix` and its catalog entry.
+pub struct ServiceMount {
+    /// Path prefix, e.g. `/networking`.
+    pub prefix: String,
+    pub router: Router,
+    /// Catalog type, e.g. `network`.
+    pub service_type: String,
+    /// Catalog name, e.g. `neutron`.
+    pub name: String,
+    /// The path under the public URL that goes in the catalog (often `prefix`).
+    pub catalog_path: String,
+}
+
+impl ServiceMount {
+    /// A mount whose catalog URL is `{public_url}{prefix}`.
+    pub fn new(prefix: &str, service_type: &str, name: &str, router: Router) -> Self {
+        ServiceMount {
+            prefix: prefix.trim_end_matches('/').to_string(),
+            router,
+            service_type: service_type.into(),
+            name: name.into(),
+            catalog_path: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// What happened at start: shown to the operator once.
+#[derive(Debug, Clone)]
+pub struct StartReport {
+    pub bootstrapped: bool,
+    pub generated_password: Option<String>,
+    pub openrc: Option<PathBuf>,
+}
+
+pub struct Server {
+    cfg: ServerConfig,
+    identity: Arc<Identity>,
+    mounts: Vec<ServiceMount>,
+    report: StartReport,
+}
+
+impl Server {
+    /// Open the identity state, bootstrap it on first start, register the
+    /// identity service in the catalog and write `{state_dir}/admin-openrc`.
+    pub fn open(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let identity = Arc::new(Identity::open(IdentityConfig {
+            state_dir: cfg.state_dir.clone(),
+            public_url: cfg.public_url.trim_end_matches('/').to_string(),
+            token_ttl: cfg.token_ttl,
+            policy_file: cfg.policy_file.clone(),
+            policy_permissive: cfg.policy_permissive,
+        })?);
+        let report = prepare(&identity, &cfg)?;
+        Ok(Server {
+            cfg,
+            identity,
+            mounts: Vec::new(),
+            report,
+        })
+    }
+
+    /// The identity service, for other services' auth (`weft_identity::Auth`).
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub fn start_report(&self) -> &StartReport {
+        &self.report
+    }
+
+    /// Serve another service under its prefix and list it in the catalog.
+    pub fn mount(&mut self, m: ServiceMount) -> Result<(), ServerError> {
+        let url = format!(
+            "{}{}",
+            self.cfg.public_url.trim_end_matches('/'),
+            m.catalog_path
+        );
+        self.identity
+            .register_service(&m.service_type, &m.name, &url)?;
+        self.mounts.push(m);
+        Ok(())
+    }
+
+    /// The whole HTTP app (for in-process tests as well as `run`).
+    pub fn router(&self) -> Router {
+        build_router(self.identity.clone(), &self.mounts)
+    }
+
+    /// Bind and serve until SIGINT or SIGTERM.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let app = self.router();
+        let listener = tokio::net::TcpListener::bind(self.cfg.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: self.cfg.listen,
+                source,
+            })?;
+        tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
+
+fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
+    let mut app = Router::new().nest("/identity", weft_identity::router(identity));
+    for m in mounts {
+        app = app.nest(&m.prefix, m.router.clone());
+    }
+    app.layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// First-start work, idempotent: bootstrap, catalog entry, admin-openrc.
+fn prepare(identity: &Identity, cfg: &ServerConfig) -> Result<StartReport, ServerError> {
+    let rep = identity.bootstrap(cfg.admin_password.as_deref())?;
+    identity.register_service("identity", "keystone", &identity.v3_url())?;
+    let password = rep
+        .generated_password
+        .clone()
+        .or_else(|| cfg.admin_password.clone());
+    let path = cfg.state_dir.join("admin-openrc");
+    // Only rewrite the file when the password is known (first start, or given).
+    let openrc = match password {
+        Some(pw) => {
+            write_openrc(&path, &identity.v3_url(), &pw)?;
+            Some(path)
+        }
+        None => path.exists().then_some(path),
+    };
+    Ok(StartReport {
+        bootstrapped: !rep.already_bootstrapped,
+        generated_password: rep.generated_password,
+        openrc,
+    })
+}
+
+/// Shell-quote a value for `export NAME='value'`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+pub fn write_openrc(path: &Path, auth_url: &str, password: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let body = format!(
+        "# weft admin credentials (written by weft serve)\n\
+         export OS_AUTH_URL={}\n\
+         export OS_USERNAME=admin\n\
+         export OS_PASSWORD={}\n\
+         export OS_PROJECT_NAME=admin\n\
+         export OS_USER_DOMAIN_NAME=Default\n\
+         export OS_PROJECT_DOMAIN_NAME=Default\n\
+         export OS_IDENTITY_API_VERSION=3\n\
+         export OS_INTERFACE=public\n\
+         export OS_REGION_NAME=RegionOne\n",
+        sh_quote(auth_url),
+        sh_quote(password)
+    );
+    let err = |source| ServerError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(body.as_bytes()).map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Shared set-up for the networking HTTP tests: the real router, a real
+//! SQLite file in a temp dir, the real policy enforcer with Neutron's
+//! defaults, and a token table standing in for the identity service.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tower::ServiceExt;
+use weft_ctrl::networking::{self, NetConfig, Networking, TokenValidator};
+use weft_identity::policy::{Credentials, Mode};
+
+pub const ADMIN: &str = "tok-admin";
+pub const ALICE: &str = "tok-alice";
+pub const BOB: &str = "tok-bob";
+pub const READER: &str = "tok-reader";
+
+pub struct Tokens(HashMap<String, Credentials>);
+
+impl TokenValidator for Tokens {
+    fn validate(&self, token: &str) -> Option<Credentials> {
+        self.0.get(token).cloned()
+    }
+}
+
+fn creds(user: &str, project: &str, roles: &[&str]) -> Credentials {
+    Credentials {
+        user_id: user.into(),
+        user_domain_id: Some("default".into()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        project_id: Some(project.into()),
+        project_domain_id: Some("default".into()),
+        domain_id: None,
+        system_scope: None,
+        is_admin_project: project == "p-admin",
+    }
+}
+
+pub fn tokens() -> Arc<Tokens> {
+    let mut m = HashMap::new();
+    m.insert(
+        ADMIN.to_string(),
+        creds("u-admin", "p-admin", &["admin", "member", "reader"]),
+    );
+    m.insert(
+        ALICE.to_string(),
+        creds("u-alice", "p-alice", &["member", "reader"]),
+    );
+    m.insert(
+        BOB.to_string(),
+        creds("u-bob", "p-bob", &["member", "reader"]),
+    );
+    m.insert(
+        READER.to_string(),
+        creds("u-reader", "p-alice", &["reader"]),
+    );
+    Arc::new(Tokens(m))
+}
+
+pub fn config() -> NetConfig {
+    NetConfig {
+        tenant_network_types: vec!["vlan".into()],
+        network_vlan_ranges: vec!["physnet:100:101".into(), "other".into()],
+        flat_networks: vec!["physnet".into()],
+        vni_ranges: vec!["5000:5001".into()],
+        ..NetConfig::default()
+    }
+}
+
+pub struct Api {
+    pub app: Router,
+    pub net: Arc<Networking>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Api {
+    pub fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        Api::open(dir)
+    }
+
+    pub fn open(dir: tempfile::TempDir) -> Api {
+        let net = Networking::open(dir.path(), &config(), None, Mode::Enforce, tokens()).unwrap();
+        Api {
+            app: networking::routes(net.clone()),
+            net,
+            dir,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "ctrl.test:8080");
+        if let Some(t) = token {
+            req = req.header("x-auth-token", t);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", &format!("/networking/v2.0{path}"), Some(token), None)
+            .await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            &format!("/networking/v2.0{path}"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "PUT",
+            &format!("/networking/v2.0{path}"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(
+            "DELETE",
+            &format!("/networking/v2.0{path}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    /// POST that must succeed; returns the created resource.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> Value {
+        let (s, v) = self.post(path, token, body).await;
+        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
+        let key = v.as_object().unwrap().keys().next().unwrap().clone();
+        v[key].clone()
+    }
+}
+
+/// Asserts a Neutron error body of the given status whose message names `field`.
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, mentions: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    let msg = got.1["NeutronError"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a NeutronError: {}", got.1));
+    assert!(got.1["NeutronError"]["type"].is_string(), "{}", got.1);
+    assert!(
+        msg.contains(mentions),
+        "message {msg:?} does not mention {mentions:?}"
+    );
+}

@@ -1,0 +1,239 @@
+//! The agent sync protocol over HTTP, and persistence across restarts.
+
+mod common;
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+async fn bound_port(api: &Api, host: &str) -> (String, String) {
+    let n = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "physnet", "provider:segmentation_id": 300}}),
+        )
+        .await;
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": n["id"], "cidr": "10.0.0.0/24"}}),
+    )
+    .await;
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": n["id"], "binding:host_id": host}}),
+        )
+        .await;
+    (
+        n["id"].as_str().unwrap().to_string(),
+        p["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn host_state_lists_bound_ports_with_segments() {
+    let api = Api::new();
+    let (nid, pid) = bound_port(&api, "h1").await;
+    api.create(
+        "/ports",
+        ADMIN,
+        json!({"port": {"network_id": nid, "binding:host_id": "h2"}}),
+    )
+    .await;
+    let (s, st) = api
+        .call("GET", "/agent/v1/hosts/h1/state", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["host"], "h1");
+    assert_eq!(st["ports"].as_array().unwrap().len(), 1);
+    let p = &st["ports"][0];
+    assert_eq!(p["id"], pid);
+    assert_eq!(p["devname"], format!("tap{}", &pid[..11]));
+    assert_eq!(p["kind"], "system");
+    assert_eq!(p["fixed_ips"], json!(["10.0.0.2"]));
+    assert_eq!(st["networks"][0]["segmentation_id"], 300);
+    assert_eq!(st["networks"][0]["physical_network"], "physnet");
+    assert_eq!(
+        st["security_groups"][0]["rules"].as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(
+        st["security_groups"][0]["member_ips"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(st["revision"].as_u64().unwrap() > 0);
+    // Members and anonymous callers do not get host state.
+    assert_error(
+        &api.call("GET", "/agent/v1/hosts/h1/state", Some(ALICE), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "agent",
+    );
+    assert_error(
+        &api.call("GET", "/agent/v1/hosts/h1/state", None, None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "Authentication",
+    );
+    assert_error(
+        &api.call("GET", "/agent/v1/hosts/h1/state?since=x", Some(ADMIN), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "since",
+    );
+    // A binding profile may ask weft to create the tap itself.
+    let (s, _) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ADMIN,
+            json!({"port": {"binding:profile": {"weft_port_kind": "tap"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, st) = api
+        .call("GET", "/agent/v1/hosts/h1/state", Some(ADMIN), None)
+        .await;
+    assert_eq!(st["ports"][0]["kind"], "tap");
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
+    let api = Api::new();
+    let (nid, pid) = bound_port(&api, "h1").await;
+    let rev = api.net.revision();
+    // Nothing changes: the poll returns the same revision after its timeout.
+    let (_, st) = api
+        .call(
+            "GET",
+            &format!("/agent/v1/hosts/h1/state?since={rev}&timeout=1"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(st["revision"], rev);
+    // A change while waiting wakes the poll.
+    let waiter = {
+        let app = Api {
+            app: api.app.clone(),
+            net: api.net.clone(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        tokio::spawn(async move {
+            app.call(
+                "GET",
+                &format!("/agent/v1/hosts/h1/state?since={rev}&timeout=60"),
+                Some(ADMIN),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    api.create(
+        "/ports",
+        ADMIN,
+        json!({"port": {"network_id": nid, "binding:host_id": "h1"}}),
+    )
+    .await;
+    let (_, st) = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(st["revision"].as_u64().unwrap() > rev);
+    assert_eq!(st["ports"].as_array().unwrap().len(), 2);
+
+    // The agent reports ACTIVE; the API shows it.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/agent/v1/hosts/h1/status",
+            Some(ADMIN),
+            Some(json!({"ports": {pid.clone(): "ACTIVE"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, v) = api.get(&format!("/ports/{pid}"), ADMIN).await;
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    // A report from a host the port is not bound to changes nothing.
+    api.call(
+        "POST",
+        "/agent/v1/hosts/h2/status",
+        Some(ADMIN),
+        Some(json!({"ports": {pid.clone(): "DOWN"}})),
+    )
+    .await;
+    assert_eq!(
+        api.get(&format!("/ports/{pid}"), ADMIN).await.1["port"]["status"],
+        "ACTIVE"
+    );
+    let r = api
+        .call(
+            "POST",
+            &format!("/agent/v1/hosts/h2/ports/{pid}/status"),
+            Some(ADMIN),
+            Some(json!({"status": "DOWN"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "h1");
+    let r = api
+        .call(
+            "POST",
+            "/agent/v1/hosts/h1/status",
+            Some(ADMIN),
+            Some(json!({"ports": {pid.clone(): "SLEEPY"}})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "status");
+    // Rebinding to another host puts it back to DOWN.
+    api.put(
+        &format!("/ports/{pid}"),
+        ADMIN,
+        json!({"port": {"binding:host_id": "h2"}}),
+    )
+    .await;
+    assert_eq!(
+        api.get(&format!("/ports/{pid}"), ADMIN).await.1["port"]["status"],
+        "DOWN"
+    );
+}
+
+#[tokio::test]
+async fn state_and_revision_survive_a_restart() {
+    let api = Api::new();
+    let (nid, pid) = bound_port(&api, "h1").await;
+    let rev = api.net.revision();
+    let Api { dir, app, net } = api;
+    drop(app);
+    drop(net);
+    let again = Api::open(dir);
+    assert_eq!(again.net.revision(), rev);
+    let (s, v) = again.get(&format!("/ports/{pid}"), ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], "10.0.0.2");
+    // Indexes were rebuilt: the address and the VLAN are still taken.
+    let r = again
+        .post(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"ip_address": "10.0.0.2"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "10.0.0.2");
+    let r = again
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "physnet", "provider:segmentation_id": 300}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "300");
+    assert!(again.dir.path().join("networking.db").exists());
+}

@@ -1,0 +1,483 @@
+//! HTTP tests: version discovery, auth, extensions, networks and segments.
+
+mod common;
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn version_discovery_and_auth() {
+    let api = Api::new();
+    let (s, v) = api.call("GET", "/networking", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["versions"][0]["id"], "v2.0");
+    assert_eq!(
+        v["versions"][0]["links"][0]["href"],
+        "http://ctrl.test:8080/networking/v2.0/"
+    );
+    let (s, v) = api.call("GET", "/networking/v2.0/", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["collection"] == "networks"));
+
+    let r = api
+        .call("GET", "/networking/v2.0/networks", None, None)
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "Authentication");
+    let r = api
+        .call("GET", "/networking/v2.0/networks", Some("forged"), None)
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "Authentication");
+
+    let (s, v) = api.get("/extensions", ALICE).await;
+    assert_eq!(s, StatusCode::OK);
+    let aliases: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
+    for want in [
+        "provider",
+        "binding",
+        "security-group",
+        "port-security",
+        "allowed-address-pairs",
+        "external-net",
+    ] {
+        assert!(aliases.contains(&want), "{want} missing from {aliases:?}");
+    }
+    assert!(!aliases.contains(&"router"), "no L3 here");
+    assert_eq!(
+        api.get("/extensions/provider", ALICE).await.0,
+        StatusCode::OK
+    );
+    assert_error(
+        &api.get("/extensions/router", ALICE).await,
+        StatusCode::NOT_FOUND,
+        "router",
+    );
+}
+
+#[tokio::test]
+async fn provider_networks_admin_only_and_segment_conflicts() {
+    let api = Api::new();
+    let n = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"name": "pv", "provider:network_type": "vlan",
+            "provider:physical_network": "physnet", "provider:segmentation_id": 200}}),
+        )
+        .await;
+    assert_eq!(n["provider:segmentation_id"], 200);
+    assert_eq!(n["status"], "ACTIVE");
+    assert_eq!(n["mtu"], 1500);
+    assert_eq!(n["project_id"], "p-admin");
+    assert_eq!(n["tenant_id"], "p-admin");
+
+    // Same VLAN on the same physnet: 409; outside 1..4094 or unknown physnet: 400.
+    let again = json!({"network": {"provider:network_type": "vlan", "provider:physical_network": "physnet",
+        "provider:segmentation_id": 200}});
+    assert_error(
+        &api.post("/networks", ADMIN, again).await,
+        StatusCode::CONFLICT,
+        "200",
+    );
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "physnet", "provider:segmentation_id": 5000}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "provider:segmentation_id");
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "nowhere", "provider:segmentation_id": 5}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "provider:physical_network");
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "token-ring"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "provider:network_type");
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "flat",
+        "provider:physical_network": "physnet", "provider:segmentation_id": 3}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "provider:segmentation_id");
+    let flat = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "flat",
+        "provider:physical_network": "physnet"}}),
+        )
+        .await;
+    assert_eq!(flat["provider:segmentation_id"], serde_json::Value::Null);
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "flat",
+        "provider:physical_network": "physnet"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "physnet");
+    let vx = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vxlan",
+        "provider:segmentation_id": 77}}),
+        )
+        .await;
+    assert_eq!(vx["mtu"], 1450);
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vxlan",
+        "provider:segmentation_id": 77}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "77");
+
+    // A member may not set provider attributes, shared or router:external.
+    for body in [
+        json!({"network": {"provider:network_type": "vlan", "provider:physical_network": "physnet", "provider:segmentation_id": 300}}),
+        json!({"network": {"provider:segmentation_id": 300}}),
+        json!({"network": {"shared": true}}),
+        json!({"network": {"router:external": true}}),
+    ] {
+        assert_error(
+            &api.post("/networks", ALICE, body).await,
+            StatusCode::FORBIDDEN,
+            "disallowed by policy",
+        );
+    }
+    // A reader may not create at all.
+    assert_error(
+        &api.post("/networks", READER, json!({"network": {}})).await,
+        StatusCode::FORBIDDEN,
+        "create_network",
+    );
+    // Provider attributes cannot change afterwards.
+    let id = n["id"].as_str().unwrap();
+    let r = api
+        .put(
+            &format!("/networks/{id}"),
+            ADMIN,
+            json!({"network": {"provider:segmentation_id": 201}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "provider");
+}
+
+#[tokio::test]
+async fn tenant_networks_draw_segments_and_release_them() {
+    let api = Api::new();
+    let a = api
+        .create("/networks", ALICE, json!({"network": {"name": "a"}}))
+        .await;
+    assert!(
+        a.get("provider:segmentation_id").is_none(),
+        "members do not see provider attributes: {a}"
+    );
+    let b = api
+        .create("/networks", ALICE, json!({"network": {"name": "b"}}))
+        .await;
+    let seg = |id: &str| {
+        let api = &api;
+        let id = id.to_string();
+        async move {
+            api.get(&format!("/networks/{id}"), ADMIN).await.1["network"]
+                ["provider:segmentation_id"]
+                .clone()
+        }
+    };
+    assert_eq!(seg(a["id"].as_str().unwrap()).await, 100);
+    assert_eq!(seg(b["id"].as_str().unwrap()).await, 101);
+    // Range physnet:100:101 is exhausted.
+    let r = api
+        .post("/networks", BOB, json!({"network": {"name": "c"}}))
+        .await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "No tenant network");
+    // Admin may not take a tenant-held VLAN either.
+    let r = api
+        .post(
+            "/networks",
+            ADMIN,
+            json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "physnet", "provider:segmentation_id": 100}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "100");
+    // Delete releases the segment.
+    assert_eq!(
+        api.delete(&format!("/networks/{}", a["id"].as_str().unwrap()), ALICE)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let c = api
+        .create("/networks", BOB, json!({"network": {"name": "c"}}))
+        .await;
+    assert_eq!(seg(c["id"].as_str().unwrap()).await, 100);
+    assert_eq!(c["project_id"], "p-bob");
+}
+
+#[tokio::test]
+async fn networks_are_project_scoped_and_shared_ones_visible() {
+    let api = Api::new();
+    let a = api
+        .create(
+            "/networks",
+            ALICE,
+            json!({"network": {"name": "alice-net"}}),
+        )
+        .await;
+    let shared = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"name": "pub", "shared": true}}),
+        )
+        .await;
+    let aid = a["id"].as_str().unwrap();
+    // Bob: 404 (not 403) for alice's network, on every verb.
+    assert_error(
+        &api.get(&format!("/networks/{aid}"), BOB).await,
+        StatusCode::NOT_FOUND,
+        aid,
+    );
+    assert_error(
+        &api.put(
+            &format!("/networks/{aid}"),
+            BOB,
+            json!({"network": {"name": "x"}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        aid,
+    );
+    assert_error(
+        &api.delete(&format!("/networks/{aid}"), BOB).await,
+        StatusCode::NOT_FOUND,
+        aid,
+    );
+    let (_, list) = api.get("/networks", BOB).await;
+    let names: Vec<&str> = list["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["pub"]);
+    // Shared: visible to bob, but not his to change.
+    let sid = shared["id"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("/networks/{sid}"), BOB).await.0,
+        StatusCode::OK
+    );
+    assert_error(
+        &api.put(
+            &format!("/networks/{sid}"),
+            BOB,
+            json!({"network": {"name": "mine"}}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "update_network",
+    );
+    // Admin sees all.
+    let (_, list) = api.get("/networks", ADMIN).await;
+    assert_eq!(list["networks"].as_array().unwrap().len(), 2);
+    // Alice renames hers.
+    let (s, v) = api
+        .put(
+            &format!("/networks/{aid}"),
+            ALICE,
+            json!({"network": {"name": "renamed", "admin_state_up": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["network"]["name"], "renamed");
+    assert_eq!(v["network"]["admin_state_up"], false);
+    assert_eq!(v["network"]["revision_number"], 1);
+}
+
+#[tokio::test]
+async fn bad_network_input_names_the_field() {
+    let api = Api::new();
+    let r = api
+        .post(
+            "/networks",
+            ALICE,
+            json!({"network": {"admin_state_up": "maybe"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "admin_state_up");
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"name": 42}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "name");
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"colour": "blue"}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "colour");
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"mtu": 9000}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "mtu");
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"status": "DOWN"}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "status");
+    let r = api.post("/networks", ALICE, json!({"net": {}})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "network");
+    let r = api
+        .post(
+            "/networks",
+            ALICE,
+            json!({"network": {"project_id": "p-bob"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_network");
+    let (s, v) = api
+        .call("POST", "/networking/v2.0/networks", Some(ALICE), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = api
+        .app
+        .clone()
+        .oneshot_raw("POST", "/networking/v2.0/networks", ALICE, "{not json")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.contains("Malformed"), "{v}");
+}
+
+#[tokio::test]
+async fn list_filters_fields_sorting_and_pagination() {
+    let api = Api::new();
+    for name in ["n3", "n1", "n2", "n5", "n4"] {
+        api.create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"name": name, "provider:network_type": "local"}}),
+        )
+        .await;
+    }
+    let (_, v) = api
+        .get("/networks?name=n2&fields=id&fields=name", ADMIN)
+        .await;
+    let items = v["networks"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_object().unwrap().len(), 2);
+    let (_, v) = api.get("/networks?name=n2&name=n4", ADMIN).await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 2);
+    let (_, v) = api
+        .get("/networks?shared=False&admin_state_up=true", ADMIN)
+        .await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 5);
+
+    let mut seen = Vec::new();
+    let mut url = "/networks?sort_key=name&sort_dir=desc&limit=2".to_string();
+    loop {
+        let (s, v) = api.get(&url, ADMIN).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        seen.extend(
+            v["networks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["name"].as_str().unwrap().to_string()),
+        );
+        let next = v["networks_links"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["rel"] == "next"))
+            .map(|l| l["href"].as_str().unwrap().to_string());
+        match next {
+            Some(href) => {
+                assert!(
+                    href.starts_with("http://ctrl.test:8080/networking/v2.0/networks?"),
+                    "{href}"
+                );
+                url = href
+                    .trim_start_matches("http://ctrl.test:8080/networking/v2.0")
+                    .to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["n5", "n4", "n3", "n2", "n1"]);
+    assert_error(
+        &api.get("/networks?sort_key=colour", ADMIN).await,
+        StatusCode::BAD_REQUEST,
+        "sort_key",
+    );
+    assert_error(
+        &api.get("/networks?limit=many", ADMIN).await,
+        StatusCode::BAD_REQUEST,
+        "limit",
+    );
+    let (_, v) = api.get("/networks?fields=name", ADMIN).await;
+    let id = {
+        let (_, all) = api.get("/networks", ADMIN).await;
+        all["networks"][0]["id"].as_str().unwrap().to_string()
+    };
+    assert!(v["networks"][0].get("id").is_none());
+    let (_, one) = api
+        .get(&format!("/networks/{id}?fields=status"), ADMIN)
+        .await;
+    assert_eq!(one["network"], json!({"status": "ACTIVE"}));
+}
+
+trait RawCall {
+    async fn oneshot_raw(
+        self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, String);
+}
+
+impl RawCall for axum::Router {
+    async fn oneshot_raw(
+        self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", token)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let resp = self.oneshot(req).await.unwrap();
+        let s = resp.status();
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+}

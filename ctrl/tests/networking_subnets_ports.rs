@@ -1,0 +1,465 @@
+//! HTTP tests: subnets (IPAM and validation) and ports.
+
+mod common;
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{json, Value};
+
+async fn net_and_subnet(api: &Api, token: &str) -> (String, String) {
+    let n = api
+        .create("/networks", token, json!({"network": {"name": "n"}}))
+        .await;
+    let nid = n["id"].as_str().unwrap().to_string();
+    let s = api
+        .create(
+            "/subnets",
+            token,
+            json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24", "ip_version": 4}}),
+        )
+        .await;
+    (nid, s["id"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn subnet_defaults_v4_and_v6() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let nid = n["id"].as_str().unwrap();
+    let s = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24",
+        "ip_version": 4, "name": "s4", "dns_nameservers": ["9.9.9.9"],
+        "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]}}),
+        )
+        .await;
+    assert_eq!(s["gateway_ip"], "10.0.0.1");
+    assert_eq!(
+        s["allocation_pools"],
+        json!([{"start": "10.0.0.2", "end": "10.0.0.254"}])
+    );
+    assert_eq!(s["enable_dhcp"], true);
+    assert_eq!(s["host_routes"][0]["nexthop"], "10.0.0.254");
+    let s6 = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64",
+        "ip_version": 6, "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}}),
+        )
+        .await;
+    assert_eq!(s6["gateway_ip"], "2001:db8::1");
+    assert_eq!(s6["allocation_pools"][0]["start"], "2001:db8::2");
+    assert_eq!(
+        s6["allocation_pools"][0]["end"],
+        "2001:db8::ffff:ffff:ffff:ffff"
+    );
+    let nogw = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let s = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nogw["id"], "cidr": "10.1.0.0/29",
+        "gateway_ip": null}}),
+        )
+        .await;
+    assert_eq!(s["gateway_ip"], Value::Null);
+    assert_eq!(
+        s["allocation_pools"],
+        json!([{"start": "10.1.0.1", "end": "10.1.0.6"}])
+    );
+    let (_, v) = api.get(&format!("/networks/{nid}"), ALICE).await;
+    assert_eq!(v["network"]["subnets"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn subnet_validation_names_the_field() {
+    let api = Api::new();
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let post = |body: Value| {
+        let api = &api;
+        async move { api.post("/subnets", ALICE, json!({ "subnet": body })).await }
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"network_id": nid, "cidr": "10.9.0.0/33"}), "cidr"),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.5/24"}),
+            "10.9.0.0/24",
+        ),
+        (json!({"network_id": nid, "cidr": "banana"}), "cidr"),
+        (json!({"network_id": nid}), "cidr"),
+        (json!({"cidr": "10.9.0.0/24"}), "network_id"),
+        (
+            json!({"network_id": nid, "cidr": "10.0.0.128/25"}),
+            "overlaps",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "ip_version": 6}),
+            "ip_version",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "ip_version": 5}),
+            "ip_version",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "allocation_pools": [{"start": "10.8.0.2", "end": "10.8.0.9"}]}),
+            "allocation_pools",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "allocation_pools": [{"start": "10.9.0.2", "end": "10.9.0.20"}, {"start": "10.9.0.10", "end": "10.9.0.30"}]}),
+            "allocation_pools",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "allocation_pools": [{"start": "10.9.0.20", "end": "10.9.0.2"}]}),
+            "allocation_pools",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "gateway_ip": "10.9.0.5", "allocation_pools": [{"start": "10.9.0.2", "end": "10.9.0.20"}]}),
+            "gateway_ip",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "gateway_ip": "10.8.0.1"}),
+            "gateway_ip",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "dns_nameservers": ["not-an-ip"]}),
+            "dns_nameservers",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "host_routes": [{"destination": "x", "nexthop": "10.9.0.1"}]}),
+            "host_routes",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "enable_dhcp": "perhaps"}),
+            "enable_dhcp",
+        ),
+        (
+            json!({"network_id": nid, "cidr": "10.9.0.0/24", "ipv6_ra_mode": "slaac"}),
+            "ipv6_ra_mode",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = post(body.clone()).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, field);
+    }
+    // Another project's network: 404.
+    let r = api
+        .post(
+            "/subnets",
+            BOB,
+            json!({"subnet": {"network_id": nid, "cidr": "10.9.0.0/24"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, &nid);
+    // cidr is read-only afterwards.
+    let (_, list) = api.get("/subnets", ALICE).await;
+    let sid = list["subnets"][0]["id"].as_str().unwrap().to_string();
+    let r = api
+        .put(
+            &format!("/subnets/{sid}"),
+            ALICE,
+            json!({"subnet": {"cidr": "10.0.1.0/24"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "cidr");
+    let (s, v) = api
+        .put(
+            &format!("/subnets/{sid}"),
+            ALICE,
+            json!({"subnet": {"name": "renamed", "dns_nameservers": ["1.1.1.1"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["subnet"]["dns_nameservers"], json!(["1.1.1.1"]));
+    assert_error(
+        &api.get(&format!("/subnets/{sid}"), BOB).await,
+        StatusCode::NOT_FOUND,
+        &sid,
+    );
+}
+
+#[tokio::test]
+async fn port_defaults_and_allocation() {
+    let api = Api::new();
+    let (nid, sid) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "name": "p1"}}),
+        )
+        .await;
+    let mac = p["mac_address"].as_str().unwrap();
+    assert!(mac.starts_with("fa:16:3e:"), "{mac}");
+    assert_eq!(
+        p["fixed_ips"],
+        json!([{"subnet_id": sid, "ip_address": "10.0.0.2"}])
+    );
+    assert_eq!(p["status"], "DOWN");
+    assert_eq!(p["binding:vif_type"], "unbound");
+    assert_eq!(p["port_security_enabled"], true);
+    assert_eq!(p["admin_state_up"], true);
+    let sgs = p["security_groups"].as_array().unwrap();
+    assert_eq!(sgs.len(), 1);
+    let (_, g) = api
+        .get(
+            &format!("/security-groups/{}", sgs[0].as_str().unwrap()),
+            ALICE,
+        )
+        .await;
+    assert_eq!(g["security_group"]["name"], "default");
+
+    let p2 = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    assert_eq!(p2["fixed_ips"][0]["ip_address"], "10.0.0.3");
+    assert_ne!(p2["mac_address"], p["mac_address"]);
+    // Requested address, subnet by id.
+    let p3 = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid,
+        "fixed_ips": [{"subnet_id": sid, "ip_address": "10.0.0.50"}]}}),
+        )
+        .await;
+    assert_eq!(p3["fixed_ips"][0]["ip_address"], "10.0.0.50");
+    // Taken -> 409; the gateway -> 409; outside the subnet -> 400.
+    for ip in ["10.0.0.50", "10.0.0.1"] {
+        let r = api
+            .post(
+                "/ports",
+                ALICE,
+                json!({"port": {"network_id": nid, "fixed_ips": [{"ip_address": ip}]}}),
+            )
+            .await;
+        assert_error(&r, StatusCode::CONFLICT, ip);
+    }
+    let r = api.post("/ports", ALICE, json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": sid, "ip_address": "10.7.0.5"}]}})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "fixed_ips");
+    // No fixed IPs at all.
+    let bare = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": []}}),
+        )
+        .await;
+    assert_eq!(bare["fixed_ips"], json!([]));
+    // Deleting frees the address for the next allocation.
+    assert_eq!(
+        api.delete(&format!("/ports/{}", p["id"].as_str().unwrap()), ALICE)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let p4 = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    assert_eq!(p4["fixed_ips"][0]["ip_address"], "10.0.0.2");
+    // Subnet and network with ports in use -> 409.
+    assert_error(
+        &api.delete(&format!("/subnets/{sid}"), ALICE).await,
+        StatusCode::CONFLICT,
+        "subnet",
+    );
+    assert_error(
+        &api.delete(&format!("/networks/{nid}"), ALICE).await,
+        StatusCode::CONFLICT,
+        "ports still in use",
+    );
+}
+
+#[tokio::test]
+async fn port_pool_exhaustion_is_409() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": n["id"], "cidr": "10.0.0.0/30"}}),
+    )
+    .await;
+    api.create("/ports", ALICE, json!({"port": {"network_id": n["id"]}}))
+        .await;
+    let r = api
+        .post("/ports", ALICE, json!({"port": {"network_id": n["id"]}}))
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "No more IP addresses");
+}
+
+#[tokio::test]
+async fn port_mac_binding_security_and_policy() {
+    let api = Api::new();
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "mac_address": "FA:16:3E:00:00:AA"}}),
+        )
+        .await;
+    assert_eq!(p["mac_address"], "fa:16:3e:00:00:aa");
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "mac_address": "fa:16:3e:00:00:aa"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "mac address");
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "mac_address": "01:00:5e:00:00:01"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "mac_address");
+    // Binding is for admins (Nova's service user).
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "binding:host_id": "h1"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "binding:host_id");
+    let pid = p["id"].as_str().unwrap();
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"binding:host_id": "h1"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "binding:host_id");
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ADMIN,
+            json!({"port": {"binding:host_id": "h1", "device_id": "vm-1",
+        "device_owner": "compute:nova"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["binding:vif_type"], "tap");
+    assert_eq!(
+        v["port"]["binding:vif_details"]["devname"],
+        format!("tap{}", &pid[..11])
+    );
+    // port_security off with security groups -> 400; with pairs -> 409.
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "port_security_enabled": false,
+        "security_groups": [p["security_groups"][0]]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "port_security_enabled");
+    let open = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "port_security_enabled": false}}),
+        )
+        .await;
+    assert_eq!(open["security_groups"], json!([]));
+    let r = api
+        .put(
+            &format!("/ports/{}", open["id"].as_str().unwrap()),
+            ALICE,
+            json!({"port": {"allowed_address_pairs": [{"ip_address": "10.0.0.0/24"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "Port Security");
+    let (s, v) = api.put(&format!("/ports/{pid}"), ALICE,
+        json!({"port": {"allowed_address_pairs": [{"ip_address": "10.0.0.0/24"}, {"ip_address": "10.0.5.5", "mac_address": "fa:16:3e:00:00:bb"}]}})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["port"]["allowed_address_pairs"].as_array().unwrap().len(),
+        2
+    );
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"allowed_address_pairs": [{"ip_address": "nope"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "allowed_address_pairs");
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "security_groups": ["no-such-group"]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "no-such-group");
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "status": "ACTIVE"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "status");
+    // Another project: 404 on the port and on the network.
+    assert_error(
+        &api.get(&format!("/ports/{pid}"), BOB).await,
+        StatusCode::NOT_FOUND,
+        pid,
+    );
+    assert_error(
+        &api.delete(&format!("/ports/{pid}"), BOB).await,
+        StatusCode::NOT_FOUND,
+        pid,
+    );
+    let r = api
+        .post("/ports", BOB, json!({"port": {"network_id": nid}}))
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, &nid);
+    // Filters on ports.
+    let (_, v) = api
+        .get("/ports?fixed_ips=ip_address%3D10.0.0.2", ALICE)
+        .await;
+    assert_eq!(v["ports"].as_array().unwrap().len(), 1);
+    let (_, v) = api.get("/ports?binding:host_id=h1", ADMIN).await;
+    assert_eq!(v["ports"][0]["id"], pid);
+    let (_, v) = api
+        .get(&format!("/ports?device_id=vm-1&network_id={nid}"), ALICE)
+        .await;
+    assert_eq!(v["ports"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn member_may_plug_into_a_shared_network() {
+    let api = Api::new();
+    let n = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": n["id"], "cidr": "10.5.0.0/24"}}),
+    )
+    .await;
+    let p = api
+        .create("/ports", BOB, json!({"port": {"network_id": n["id"]}}))
+        .await;
+    assert_eq!(p["project_id"], "p-bob");
+    // ...but not add a subnet to it.
+    let r = api
+        .post(
+            "/subnets",
+            BOB,
+            json!({"subnet": {"network_id": n["id"], "cidr": "10.6.0.0/24"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_subnet");
+    // Alice does not see bob's port.
+    let (_, v) = api.get("/ports", ALICE).await;
+    assert_eq!(v["ports"], json!([]));
+}

@@ -1,0 +1,231 @@
+//! The HTTP edge: error bodies, the token and JSON extractors, shared helpers.
+
+use crate::error::IdentityError;
+use crate::service::{AuthContext, Identity};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// An error on its way out as Keystone's `{"error": {"code", "title", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError(pub IdentityError);
+
+impl<E: Into<IdentityError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, title) = match &self.0 {
+            IdentityError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            IdentityError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            IdentityError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            IdentityError::NotFound { .. } => (StatusCode::NOT_FOUND, "Not Found"),
+            IdentityError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        };
+        let message = if code == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("identity: {}", self.0);
+            "An unexpected error prevented the server from fulfilling your request.".to_string()
+        } else {
+            self.0.to_string()
+        };
+        let body = json!({"error": {"code": code.as_u16(), "title": title, "message": message}});
+        let mut resp = (code, axum::Json(body)).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                "WWW-Authenticate",
+                HeaderValue::from_static("Keystone uri=\"/identity/v3\""),
+            );
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The caller's validated `X-Auth-Token`; 401 when missing or invalid.
+/// Usable by any service whose router state yields an `Arc<Identity>`.
+pub struct Auth(pub AuthContext);
+
+impl<S> FromRequestParts<S> for Auth
+where
+    Arc<Identity>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let identity = Arc::<Identity>::from_ref(state);
+        let token = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                IdentityError::Unauthorized(
+                    "The request you have made requires authentication.".into(),
+                )
+            })?;
+        Ok(Auth(identity.validate_token(token.trim())?))
+    }
+}
+
+/// A JSON body whose errors are 400s naming the field (`user.name`, `role`).
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| IdentityError::bad(format!("Could not read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(IdentityError::bad("Expecting to find a JSON body in the request.").into());
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Deserialize, naming the failing field in the 400.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = if inner.is_syntax() || inner.is_eof() {
+                format!("Malformed JSON in the request body: {inner}")
+            } else if path == "." {
+                format!("Invalid input: {inner}")
+            } else {
+                format!("Invalid input for field '{path}': {inner}")
+            };
+            Err(IdentityError::bad(msg).into())
+        }
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(IdentityError::NotFound {
+        kind: "resource",
+        id: "the requested URL".into(),
+    })
+}
+
+/// Run blocking work (bcrypt, SQLite commits) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError),
+        Err(e) => Err(ApiError(IdentityError::Io(std::io::Error::other(
+            e.to_string(),
+        )))),
+    }
+}
+
+/// `{"<key>": [...], "links": {...}}`
+pub fn list_body(id: &Identity, key: &str, path: &str, items: Vec<Value>) -> Value {
+    json!({
+        key: items,
+        "links": {"self": format!("{}/{}", id.v3_url(), path), "previous": null, "next": null},
+    })
+}
+
+pub fn self_link(id: &Identity, path: &str) -> Value {
+    json!({"self": format!("{}/{}", id.v3_url(), path)})
+}
+
+/// Query flags like `?effective` and `?include_names=true`.
+pub fn flag(q: &std::collections::HashMap<String, String>, key: &str) -> bool {
+    match q.get(key) {
+        None => false,
+        Some(v) => !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        ),
+    }
+}
+
+/// An optional field set to JSON null vs absent, for PATCH bodies.
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+use serde::Deserialize;
+
+pub const NO_CONTENT: StatusCode = StatusCode::NO_CONTENT;
+
+/// `body[key]` as an object, or a 400 naming it.
+pub fn section<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Value> {
+    match body.get(key) {
+        Some(v) if v.is_object() => Ok(v),
+        Some(_) => Err(IdentityError::bad(format!(
+            "Invalid input for field '{key}': not an object."
+        ))
+        .into()),
+        None => Err(IdentityError::bad(format!("Invalid input: missing field '{key}'.")).into()),
+    }
+}
+
+/// Deserialize a section into a typed struct, naming a failing field as `prefix.path`.
+pub fn typed<T: DeserializeOwned>(v: &Value, prefix: &str) -> ApiResult<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{path}")
+            };
+            Err(IdentityError::bad(format!("Invalid input for field '{field}': {inner}")).into())
+        }
+    }
+}
+
+/// The keys of `obj` not in `known`: free-form attributes kept as given.
+pub fn extras(obj: &Value, known: &[&str]) -> serde_json::Map<String, Value> {
+    obj.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A name: non-empty, at most 255 characters.
+pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        return Err(IdentityError::bad(format!(
+            "Invalid input for field '{field}': must be 1 to 255 characters."
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+pub type JsonResult = ApiResult<axum::Json<Value>>;
+
+pub fn created(v: Value) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}

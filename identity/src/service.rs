@@ -1,0 +1,1002 @@
+//! The identity service: state snapshots, writes, authentication and token
+//! validation. HTTP lives in `api`; this module knows nothing of it.
+
+use crate::error::IdentityError;
+use crate::model::*;
+use crate::policy::{self, Credentials, Enforcer, Mode};
+use crate::state::{Scope, State, TokenFacts, Tx};
+use crate::store::{SqliteStore, Storage};
+use crate::token::{self, KeyRepo, Payload, TokenScope};
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How an [`Identity`] is set up.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Holds `identity.sqlite`, `fernet-keys/` and the policy decision log.
+    pub state_dir: PathBuf,
+    /// Base URL clients reach the server by (no trailing slash), e.g. `http://10.0.0.5:8080`.
+    pub public_url: String,
+    pub token_ttl: Duration,
+    pub policy_file: Option<PathBuf>,
+    pub policy_permissive: bool,
+}
+
+impl IdentityConfig {
+    pub fn new(state_dir: impl Into<PathBuf>, public_url: impl Into<String>) -> Self {
+        IdentityConfig {
+            state_dir: state_dir.into(),
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            token_ttl: Duration::from_secs(3600),
+            policy_file: None,
+            policy_permissive: false,
+        }
+    }
+}
+
+/// The id of the domain `weft bootstrap` makes (as Keystone's).
+pub const DEFAULT_DOMAIN_ID: &str = "default";
+/// bcrypt cost: 2^10 rounds (Keystone defaults to 12; see the benches for the cost).
+pub const BCRYPT_COST: u32 = 10;
+/// Keystone's `max_redelegation_count`.
+pub const MAX_REDELEGATION: u32 = 3;
+
+/// What `bootstrap` made (ids), and the admin password when it generated one.
+#[derive(Debug, Clone)]
+pub struct BootstrapReport {
+    pub admin_user_id: String,
+    pub admin_project_id: String,
+    pub admin_role_id: String,
+    /// `Some` only when bootstrap created the admin user with a generated password.
+    pub generated_password: Option<String>,
+    /// True when the admin user already existed.
+    pub already_bootstrapped: bool,
+}
+
+/// The trust a trust-scoped token acts under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustInfo {
+    pub id: String,
+    pub trustor_user_id: String,
+    pub trustee_user_id: String,
+    pub impersonation: bool,
+}
+
+/// A validated token: who, in what scope, with which effective roles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthContext {
+    pub user_id: String,
+    pub user_name: String,
+    pub user_domain_id: String,
+    pub user_domain_name: String,
+    pub project_id: Option<String>,
+    pub project_name: Option<String>,
+    pub project_domain_id: Option<String>,
+    pub project_domain_name: Option<String>,
+    pub domain_id: Option<String>,
+    pub domain_name: Option<String>,
+    pub system_scope: bool,
+    /// Effective role names for the scope (implied roles expanded).
+    pub roles: Vec<String>,
+    /// Ids of `roles`, same order.
+    pub role_ids: Vec<String>,
+    pub is_admin_project: bool,
+    pub methods: Vec<String>,
+    pub issued_at: Micros,
+    pub expires_at: Micros,
+    pub audit_ids: Vec<String>,
+    pub trust: Option<TrustInfo>,
+    pub app_cred_id: Option<String>,
+    pub password_expires_at: Option<Micros>,
+    pub(crate) payload: Payload,
+}
+
+impl AuthContext {
+    /// What the policy engine matches rules against.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            user_id: self.user_id.clone(),
+            user_domain_id: Some(self.user_domain_id.clone()),
+            roles: self.roles.clone(),
+            project_id: self.project_id.clone(),
+            project_domain_id: self.project_domain_id.clone(),
+            domain_id: self.domain_id.clone(),
+            system_scope: self.system_scope.then(|| "all".to_string()),
+            is_admin_project: self.is_admin_project,
+        }
+    }
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.iter().any(|r| r == name)
+    }
+}
+
+/// The `identity.auth` section of `POST /auth/tokens`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRequest {
+    pub password: Option<PasswordAuth>,
+    /// The `token` method's token id.
+    pub token: Option<String>,
+    pub app_cred: Option<AppCredAuth>,
+    pub scope: ScopeRequest,
+}
+
+/// A user named by id, or by name within a domain named by id or name.
+#[derive(Debug, Clone, Default)]
+pub struct UserRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub domain_id: Option<String>,
+    pub domain_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PasswordAuth {
+    pub user: UserRef,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppCredAuth {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub user: Option<UserRef>,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ScopeRequest {
+    #[default]
+    Unscoped,
+    Project {
+        id: Option<String>,
+        name: Option<String>,
+        domain_id: Option<String>,
+        domain_name: Option<String>,
+    },
+    Domain {
+        id: Option<String>,
+        name: Option<String>,
+    },
+    System,
+    Trust(String),
+}
+
+/// The identity service. `Send + Sync`; share it in an `Arc`.
+pub struct Identity {
+    cfg: IdentityConfig,
+    store: Box<dyn Storage>,
+    state: ArcSwap<State>,
+    writer: Mutex<()>,
+    keys: KeyRepo,
+    enforcer: Enforcer,
+    pub(crate) bcrypt_cost: u32,
+}
+
+pub fn now_micros() -> Micros {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Keystone's time format: `2026-11-28T08:26:31.000000Z`.
+pub fn fmt_time(t: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Parse an ISO 8601 time as clients send it (with or without zone / fraction).
+pub fn parse_time(s: &str) -> Option<Micros> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    let s = s.trim_end_matches('Z');
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+const AUTH_FAILED: &str = "The request you have made requires authentication.";
+
+fn unauthorized() -> IdentityError {
+    IdentityError::Unauthorized(AUTH_FAILED.to_string())
+}
+
+/// Hash of an application credential secret.
+pub(crate) fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Identity {
+    /// Open (or create) the state under `cfg.state_dir`: the SQLite file and the Fernet keys.
+    pub fn open(cfg: IdentityConfig) -> Result<Identity, IdentityError> {
+        std::fs::create_dir_all(&cfg.state_dir)?;
+        let store = SqliteStore::open(&cfg.state_dir.join("identity.sqlite"))?;
+        Self::open_with_store(cfg, Box::new(store))
+    }
+
+    /// Open with another storage implementation.
+    pub fn open_with_store(
+        cfg: IdentityConfig,
+        store: Box<dyn Storage>,
+    ) -> Result<Identity, IdentityError> {
+        let keys = KeyRepo::open(&cfg.state_dir.join("fernet-keys"))?;
+        let (rev, rows) = store.load()?;
+        let state = State::from_rows(rev, rows)?;
+        let mode = if cfg.policy_permissive {
+            Mode::Permissive
+        } else {
+            Mode::Enforce
+        };
+        let mut enforcer = Enforcer::new(
+            policy::identity_defaults(),
+            cfg.policy_file.as_deref(),
+            mode,
+            Some(policy::records_path(&cfg.state_dir)),
+        )?;
+        // So permissive-mode records can name the weakest role that would do.
+        let pairs: Vec<(String, String)> = state
+            .implied
+            .iter()
+            .filter_map(|(p, i)| {
+                Some((
+                    state.roles.get(p)?.name.clone(),
+                    state.roles.get(i)?.name.clone(),
+                ))
+            })
+            .collect();
+        enforcer.set_role_implications(&pairs);
+        Ok(Identity {
+            cfg,
+            store,
+            state: ArcSwap::from_pointee(state),
+            writer: Mutex::new(()),
+            keys,
+            enforcer,
+            bcrypt_cost: BCRYPT_COST,
+        })
+    }
+
+    pub fn config(&self) -> &IdentityConfig {
+        &self.cfg
+    }
+
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
+    /// The current state (an immutable snapshot; cheap).
+    pub fn snapshot(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    /// The revision: bumped by every write.
+    pub fn revision(&self) -> u64 {
+        self.state.load().revision
+    }
+
+    /// Lower the bcrypt cost (tests and benches only need it to be real, not slow).
+    pub fn set_bcrypt_cost(&mut self, cost: u32) {
+        self.bcrypt_cost = cost.clamp(4, 31);
+    }
+
+    /// `{public_url}/identity/v3`
+    pub fn v3_url(&self) -> String {
+        format!("{}/identity/v3", self.cfg.public_url)
+    }
+
+    /// Run one write: a private copy of the state, changed by `f`, persisted in one
+    /// transaction, then swapped in. Writers are serialised; readers never wait.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx) -> Result<T, IdentityError>,
+    ) -> Result<T, IdentityError> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tx = Tx::new((*self.state.load_full()).clone());
+        let out = f(&mut tx)?;
+        if !tx.changes.is_empty() {
+            let rev = tx.state.revision + 1;
+            self.store.commit(rev, &tx.changes)?;
+            let mut s = tx.state;
+            s.revision = rev;
+            s.reindex();
+            self.state.store(Arc::new(s));
+        }
+        Ok(out)
+    }
+
+    pub fn hash_password(&self, pw: &str) -> Result<String, IdentityError> {
+        if pw.len() > 4096 {
+            return Err(IdentityError::bad(
+                "Invalid input for field 'password': too long.",
+            ));
+        }
+        bcrypt::hash(pw, self.bcrypt_cost).map_err(|e| IdentityError::bad(format!("password: {e}")))
+    }
+
+    /// Create the default domain, admin project and user, the admin/member/reader
+    /// roles with their implications, admin on the admin project and on system,
+    /// and the RegionOne region. Idempotent: a second run changes nothing (it
+    /// does not reset the admin password).
+    pub fn bootstrap(
+        &self,
+        admin_password: Option<&str>,
+    ) -> Result<BootstrapReport, IdentityError> {
+        let existing = self
+            .snapshot()
+            .user_by_name(DEFAULT_DOMAIN_ID, "admin")
+            .map(|u| u.id.clone());
+        let (generated, hash) = match (&existing, admin_password) {
+            (Some(_), _) => (None, None),
+            (None, Some(p)) => (None, Some(self.hash_password(p)?)),
+            (None, None) => {
+                use rand::Rng;
+                let pw: String = rand::thread_rng()
+                    .sample_iter(&rand::distributions::Alphanumeric)
+                    .take(24)
+                    .map(char::from)
+                    .collect();
+                let h = self.hash_password(&pw)?;
+                (Some(pw), Some(h))
+            }
+        };
+        let now = now_micros();
+        self.write(|tx| {
+            if !tx.state.domains.contains_key(DEFAULT_DOMAIN_ID) {
+                tx.put_domain(Domain {
+                    id: DEFAULT_DOMAIN_ID.into(),
+                    name: "Default".into(),
+                    description: "The default domain".into(),
+                    enabled: true,
+                    tags: vec![],
+                    extra: Default::default(),
+                });
+            }
+            let role_id = |tx: &mut Tx, name: &str| -> String {
+                if let Some(r) = tx
+                    .state
+                    .roles
+                    .values()
+                    .find(|r| r.name == name && r.domain_id.is_none())
+                {
+                    return r.id.clone();
+                }
+                let id = new_id();
+                tx.put_role(Role {
+                    id: id.clone(),
+                    name: name.into(),
+                    domain_id: None,
+                    description: None,
+                    options: Default::default(),
+                });
+                id
+            };
+            let admin = role_id(tx, "admin");
+            let member = role_id(tx, "member");
+            let reader = role_id(tx, "reader");
+            tx.add_implied(&admin, &member);
+            tx.add_implied(&member, &reader);
+            let project_id = match tx
+                .state
+                .projects
+                .values()
+                .find(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID)
+            {
+                Some(p) => p.id.clone(),
+                None => {
+                    let id = new_id();
+                    tx.put_project(Project {
+                        id: id.clone(),
+                        name: "admin".into(),
+                        domain_id: DEFAULT_DOMAIN_ID.into(),
+                        parent_id: None,
+                        description: "Bootstrap project for initializing the cloud.".into(),
+                        enabled: true,
+                        tags: vec![],
+                        extra: Default::default(),
+                    });
+                    id
+                }
+            };
+            let user_id = match &existing {
+                Some(id) => id.clone(),
+                None => {
+                    let id = new_id();
+                    tx.put_user(User {
+                        id: id.clone(),
+                        name: "admin".into(),
+                        domain_id: DEFAULT_DOMAIN_ID.into(),
+                        enabled: true,
+                        password_hash: hash.clone(),
+                        password_created_at: Some(now),
+                        password_expires_at: None,
+                        default_project_id: None,
+                        description: None,
+                        options: Default::default(),
+                        extra: Default::default(),
+                    });
+                    id
+                }
+            };
+            for target in [Target::Project(project_id.clone()), Target::System] {
+                let a = Assignment {
+                    actor: Actor::User(user_id.clone()),
+                    target,
+                    role_id: admin.clone(),
+                    inherited: false,
+                };
+                if !tx.state.assignments.contains_key(&a.key()) {
+                    tx.put_assignment(a);
+                }
+            }
+            if !tx.state.regions.contains_key("RegionOne") {
+                tx.put_region(Region {
+                    id: "RegionOne".into(),
+                    description: String::new(),
+                    parent_region_id: None,
+                });
+            }
+            Ok(BootstrapReport {
+                admin_user_id: user_id,
+                admin_project_id: project_id,
+                admin_role_id: admin,
+                generated_password: generated.clone(),
+                already_bootstrapped: existing.is_some(),
+            })
+        })
+    }
+
+    /// Make sure the catalog has service `name` of `service_type` with public,
+    /// internal and admin endpoints at `url` in RegionOne. Idempotent; an
+    /// endpoint whose URL changed (a new `--public-url`) is updated.
+    pub fn register_service(
+        &self,
+        service_type: &str,
+        name: &str,
+        url: &str,
+    ) -> Result<(), IdentityError> {
+        self.write(|tx| {
+            if !tx.state.regions.contains_key("RegionOne") {
+                tx.put_region(Region {
+                    id: "RegionOne".into(),
+                    description: String::new(),
+                    parent_region_id: None,
+                });
+            }
+            let service_id = match tx
+                .state
+                .services
+                .values()
+                .find(|s| s.service_type == service_type && s.name.as_deref() == Some(name))
+            {
+                Some(s) => s.id.clone(),
+                None => {
+                    let id = new_id();
+                    tx.put_service(Service {
+                        id: id.clone(),
+                        service_type: service_type.into(),
+                        name: Some(name.into()),
+                        description: None,
+                        enabled: true,
+                    });
+                    id
+                }
+            };
+            for iface in ["public", "internal", "admin"] {
+                let found = tx
+                    .state
+                    .endpoints
+                    .values()
+                    .find(|e| {
+                        e.service_id == service_id
+                            && e.interface == iface
+                            && e.region_id.as_deref() == Some("RegionOne")
+                    })
+                    .cloned();
+                match found {
+                    Some(e) if e.url == url => {}
+                    Some(mut e) => {
+                        e.url = url.into();
+                        tx.put_endpoint(e);
+                    }
+                    None => tx.put_endpoint(Endpoint {
+                        id: new_id(),
+                        service_id: service_id.clone(),
+                        interface: iface.into(),
+                        url: url.into(),
+                        region_id: Some("RegionOne".into()),
+                        enabled: true,
+                    }),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Validate a token (`X-Auth-Token` or `X-Subject-Token`): decrypt, check
+    /// expiry and revocation events, and resolve the user, scope and effective
+    /// roles from the in-memory state (no database access).
+    pub fn validate_token(&self, token: &str) -> Result<AuthContext, IdentityError> {
+        let now = now_micros();
+        let payload = self.keys.open_token(token, now).ok_or_else(unauthorized)?;
+        let state = self.state.load();
+        context_from_payload(&state, payload, now)
+    }
+
+    /// Seal a payload into a token.
+    pub(crate) fn seal(&self, p: &Payload, now: Micros) -> String {
+        self.keys.seal(p, now)
+    }
+
+    /// Authenticate and issue a token: `(token id, its context)`.
+    pub fn issue_token(&self, req: &AuthRequest) -> Result<(String, AuthContext), IdentityError> {
+        let now = now_micros();
+        let state = self.snapshot();
+        let mut methods = 0u8;
+        let mut user_id: Option<String> = None;
+        let mut expires_at =
+            now + i64::try_from(self.cfg.token_ttl.as_micros()).unwrap_or(i64::MAX / 2);
+        let mut audit_chain: Option<[u8; 16]> = None;
+        let mut app_cred: Option<AppCred> = None;
+        let mut scope_req = req.scope.clone();
+
+        if let Some(pw) = &req.password {
+            let u = find_user(&state, &pw.user);
+            let ok = match u.and_then(|u| u.password_hash.as_deref()) {
+                Some(h) => bcrypt::verify(&pw.password, h).unwrap_or(false),
+                None => {
+                    // Spend the same time as a real check so unknown users don't show.
+                    let _ = bcrypt::verify(&pw.password, dummy_hash(self.bcrypt_cost));
+                    false
+                }
+            };
+            let u = u.filter(|_| ok).ok_or_else(unauthorized)?;
+            if let Some(exp) = u.password_expires_at {
+                if exp <= now {
+                    return Err(IdentityError::Unauthorized(format!(
+                        "The password is expired and needs to be changed for user: {}.",
+                        u.id
+                    )));
+                }
+            }
+            methods |= token::METHOD_PASSWORD;
+            user_id = Some(u.id.clone());
+        }
+        if let Some(t) = &req.token {
+            let ctx = self.validate_token(t)?;
+            if ctx.trust.is_some() {
+                return Err(IdentityError::Forbidden(
+                    "Trust-scoped tokens cannot be rescoped.".into(),
+                ));
+            }
+            if ctx.app_cred_id.is_some() {
+                return Err(IdentityError::Forbidden(
+                    "Application credential tokens cannot be rescoped.".into(),
+                ));
+            }
+            if user_id.as_deref().is_some_and(|u| u != ctx.user_id) {
+                return Err(unauthorized());
+            }
+            methods |= ctx.payload.methods | token::METHOD_TOKEN;
+            expires_at = expires_at.min(ctx.expires_at);
+            audit_chain = ctx.payload.audit_ids.last().copied();
+            user_id = Some(ctx.user_id.clone());
+        }
+        if let Some(ac) = &req.app_cred {
+            let cred = find_app_cred(&state, ac).ok_or_else(unauthorized)?;
+            if !ct_eq(
+                secret_hash(&ac.secret).as_bytes(),
+                cred.secret_hash.as_bytes(),
+            ) {
+                return Err(unauthorized());
+            }
+            if cred.expires_at.is_some_and(|e| e <= now) {
+                return Err(unauthorized());
+            }
+            if user_id.as_deref().is_some_and(|u| u != cred.user_id) {
+                return Err(unauthorized());
+            }
+            match &scope_req {
+                ScopeRequest::Unscoped => {}
+                ScopeRequest::Project { id: Some(p), .. } if *p == cred.project_id => {}
+                _ => {
+                    return Err(IdentityError::Unauthorized(
+                        "Application credentials cannot request a scope.".into(),
+                    ))
+                }
+            }
+            scope_req = ScopeRequest::Project {
+                id: Some(cred.project_id.clone()),
+                name: None,
+                domain_id: None,
+                domain_name: None,
+            };
+            methods |= token::METHOD_APP_CRED;
+            user_id = Some(cred.user_id.clone());
+            if let Some(e) = cred.expires_at {
+                expires_at = expires_at.min(e);
+            }
+            app_cred = Some(cred.clone());
+        }
+        let user_id = user_id.ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'identity/methods': no method given.")
+        })?;
+        let user = state.users.get(&user_id).ok_or_else(unauthorized)?;
+        if !user.enabled
+            || !state
+                .domains
+                .get(&user.domain_id)
+                .is_some_and(|d| d.enabled)
+        {
+            return Err(unauthorized());
+        }
+
+        let scope = match &scope_req {
+            ScopeRequest::Unscoped => match &user.default_project_id {
+                Some(p)
+                    if state.projects.get(p).is_some_and(|p| p.enabled)
+                        && !state
+                            .effective_role_ids(&user_id, &Scope::Project(p.clone()))
+                            .is_empty() =>
+                {
+                    TokenScope::Project(p.clone())
+                }
+                _ => TokenScope::Unscoped,
+            },
+            ScopeRequest::System => TokenScope::System,
+            ScopeRequest::Domain { id, name } => {
+                let d = match (id, name) {
+                    (Some(id), _) => state.domains.get(id),
+                    (None, Some(n)) => state.domains.values().find(|d| &d.name == n),
+                    _ => None,
+                };
+                TokenScope::Domain(d.ok_or_else(unauthorized)?.id.clone())
+            }
+            ScopeRequest::Project {
+                id,
+                name,
+                domain_id,
+                domain_name,
+            } => {
+                let p = match (id, name) {
+                    (Some(id), _) => state.projects.get(id),
+                    (None, Some(n)) => {
+                        let did = match (domain_id, domain_name) {
+                            (Some(d), _) => Some(d.clone()),
+                            (None, Some(dn)) => state
+                                .domains
+                                .values()
+                                .find(|d| &d.name == dn)
+                                .map(|d| d.id.clone()),
+                            _ => None,
+                        };
+                        did.and_then(|did| {
+                            state
+                                .projects
+                                .values()
+                                .find(|p| &p.name == n && p.domain_id == did)
+                        })
+                    }
+                    _ => None,
+                };
+                TokenScope::Project(p.ok_or_else(unauthorized)?.id.clone())
+            }
+            ScopeRequest::Trust(tid) => {
+                let t = state
+                    .trusts
+                    .get(tid)
+                    .ok_or_else(|| IdentityError::not_found("trust", tid))?;
+                if t.trustee_user_id != user_id {
+                    return Err(IdentityError::Forbidden("User is not a trustee.".into()));
+                }
+                if t.remaining_uses == Some(0) || t.expires_at.is_some_and(|e| e <= now) {
+                    return Err(IdentityError::not_found("trust", tid));
+                }
+                if let Some(e) = t.expires_at {
+                    expires_at = expires_at.min(e);
+                }
+                TokenScope::Trust(tid.clone())
+            }
+        };
+        let payload = Payload {
+            user_id: user_id.clone(),
+            methods,
+            scope,
+            app_cred_id: app_cred.map(|c| c.id),
+            issued_at: now,
+            expires_at,
+            audit_ids: {
+                let mut v = vec![rand::random::<[u8; 16]>()];
+                v.extend(audit_chain);
+                v
+            },
+        };
+        // Resolve before counting a trust use, so a refused token costs nothing.
+        let ctx = context_from_payload(&state, payload.clone(), now)?;
+        if let TokenScope::Trust(tid) = &payload.scope {
+            self.write(|tx| {
+                let mut t = tx
+                    .state
+                    .trusts
+                    .get(tid)
+                    .cloned()
+                    .ok_or_else(|| IdentityError::not_found("trust", tid))?;
+                match t.remaining_uses {
+                    Some(0) => return Err(IdentityError::not_found("trust", tid)),
+                    Some(n) => {
+                        t.remaining_uses = Some(n - 1);
+                        tx.put_trust(t);
+                    }
+                    None => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok((self.seal(&payload, now), ctx))
+    }
+
+    /// Record a revocation event (written through, so it survives a restart).
+    pub fn revoke(&self, mut ev: RevocationEvent) -> Result<(), IdentityError> {
+        let ttl = i64::try_from(self.cfg.token_ttl.as_micros()).unwrap_or(i64::MAX / 4);
+        let keep = ttl.max(86_400_000_000);
+        let now = now_micros();
+        self.write(|tx| {
+            ev.id = new_id();
+            if ev.issued_before == 0 {
+                ev.issued_before = now;
+            }
+            tx.put_revocation(ev);
+            prune_revocations(tx, now, keep);
+            Ok(())
+        })
+    }
+
+    /// `DELETE /auth/tokens`: revoke that token (by its audit id).
+    pub fn revoke_token(&self, token: &str) -> Result<(), IdentityError> {
+        let ctx = self.validate_token(token)?;
+        self.revoke(RevocationEvent {
+            audit_id: ctx.audit_ids.first().cloned(),
+            issued_before: ctx.issued_at,
+            ..Default::default()
+        })
+    }
+
+    /// Check `action` against the caller's credentials and `target`.
+    pub fn authorize(
+        &self,
+        ctx: &AuthContext,
+        action: &str,
+        target: &serde_json::Value,
+    ) -> Result<(), IdentityError> {
+        self.enforcer
+            .authorize(action, target, &ctx.credentials())
+            .map_err(|d| {
+                IdentityError::Forbidden(format!(
+                    "You are not authorized to perform the requested action: {}.",
+                    d.action
+                ))
+            })
+    }
+}
+
+pub(crate) fn prune_revocations(tx: &mut Tx, now: Micros, keep: Micros) {
+    let old: Vec<String> = tx
+        .state
+        .revocations
+        .values()
+        .filter(|e| e.issued_before + keep < now)
+        .map(|e| e.id.clone())
+        .collect();
+    for id in old {
+        tx.del_revocation(&id);
+    }
+}
+
+/// A bcrypt hash of a random password, checked when the user is unknown so
+/// that "no such user" costs the same time as "wrong password".
+fn dummy_hash(cost: u32) -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| bcrypt::hash(new_id(), cost).unwrap_or_default())
+}
+
+pub(crate) fn find_user<'a>(state: &'a State, r: &UserRef) -> Option<&'a User> {
+    if let Some(id) = &r.id {
+        return state.users.get(id);
+    }
+    let name = r.name.as_ref()?;
+    let did = match (&r.domain_id, &r.domain_name) {
+        (Some(d), _) => d.clone(),
+        (None, Some(n)) => state.domains.values().find(|d| &d.name == n)?.id.clone(),
+        _ => return None,
+    };
+    state.user_by_name(&did, name)
+}
+
+fn find_app_cred<'a>(state: &'a State, a: &AppCredAuth) -> Option<&'a AppCred> {
+    if let Some(id) = &a.id {
+        return state.app_creds.get(id);
+    }
+    let name = a.name.as_ref()?;
+    let user = find_user(state, a.user.as_ref()?)?;
+    state
+        .app_creds
+        .values()
+        .find(|c| &c.name == name && c.user_id == user.id)
+}
+
+/// Resolve a decrypted payload against the state: the pure core of validation.
+pub fn context_from_payload(
+    state: &State,
+    payload: Payload,
+    now: Micros,
+) -> Result<AuthContext, IdentityError> {
+    if payload.expires_at <= now {
+        return Err(unauthorized());
+    }
+    let audit_ids: Vec<String> = payload.audit_ids.iter().map(token::audit_str).collect();
+    let (project_scope, domain_scope, trust_id) = match &payload.scope {
+        TokenScope::Project(p) => (Some(p.clone()), None, None),
+        TokenScope::Domain(d) => (None, Some(d.clone()), None),
+        TokenScope::Trust(t) => (
+            state.trusts.get(t).and_then(|t| t.project_id.clone()),
+            None,
+            Some(t.clone()),
+        ),
+        _ => (None, None, None),
+    };
+    let facts = TokenFacts {
+        user_id: &payload.user_id,
+        project_id: project_scope.as_deref(),
+        domain_id: domain_scope.as_deref(),
+        trust_id: trust_id.as_deref(),
+        audit_ids: audit_ids.iter().map(String::as_str).collect(),
+        issued_at: payload.issued_at,
+    };
+    if state.is_revoked(&facts) {
+        return Err(unauthorized());
+    }
+    let enabled_user = |id: &str| -> Option<&User> {
+        let u = state.users.get(id)?;
+        (u.enabled && state.domains.get(&u.domain_id).is_some_and(|d| d.enabled)).then_some(u)
+    };
+    let authn_user = enabled_user(&payload.user_id).ok_or_else(unauthorized)?;
+    let mut shown_user = authn_user;
+    let mut trust_info = None;
+    let role_ids: Vec<String> = match &payload.scope {
+        TokenScope::Unscoped => vec![],
+        TokenScope::System => state
+            .effective_role_ids(&authn_user.id, &Scope::System)
+            .into_iter()
+            .collect(),
+        TokenScope::Domain(d) => {
+            if !state.domains.get(d).is_some_and(|d| d.enabled) {
+                return Err(unauthorized());
+            }
+            state
+                .effective_role_ids(&authn_user.id, &Scope::Domain(d.clone()))
+                .into_iter()
+                .collect()
+        }
+        TokenScope::Project(p) => {
+            let proj = state
+                .projects
+                .get(p)
+                .filter(|p| p.enabled)
+                .ok_or_else(unauthorized)?;
+            if !state
+                .domains
+                .get(&proj.domain_id)
+                .is_some_and(|d| d.enabled)
+            {
+                return Err(unauthorized());
+            }
+            let held = state.effective_role_ids(&authn_user.id, &Scope::Project(p.clone()));
+            match &payload.app_cred_id {
+                None => held.into_iter().collect(),
+                Some(acid) => {
+                    let ac = state.app_creds.get(acid).ok_or_else(unauthorized)?;
+                    if ac.user_id != authn_user.id || ac.expires_at.is_some_and(|e| e <= now) {
+                        return Err(unauthorized());
+                    }
+                    state
+                        .expand_implied(ac.role_ids.iter().cloned())
+                        .into_iter()
+                        .filter(|r| held.contains(r))
+                        .collect()
+                }
+            }
+        }
+        TokenScope::Trust(tid) => {
+            let t = state.trusts.get(tid).ok_or_else(unauthorized)?;
+            if t.expires_at.is_some_and(|e| e <= now) || t.trustee_user_id != authn_user.id {
+                return Err(unauthorized());
+            }
+            let trustor = enabled_user(&t.trustor_user_id).ok_or_else(unauthorized)?;
+            let held = match &t.project_id {
+                Some(p) => {
+                    state
+                        .projects
+                        .get(p)
+                        .filter(|p| p.enabled)
+                        .ok_or_else(unauthorized)?;
+                    state.effective_role_ids(&trustor.id, &Scope::Project(p.clone()))
+                }
+                None => Default::default(),
+            };
+            // The trustor must still hold every delegated role.
+            if !t.role_ids.iter().all(|r| held.contains(r)) {
+                return Err(unauthorized());
+            }
+            trust_info = Some(TrustInfo {
+                id: t.id.clone(),
+                trustor_user_id: t.trustor_user_id.clone(),
+                trustee_user_id: t.trustee_user_id.clone(),
+                impersonation: t.impersonation,
+            });
+            if t.impersonation {
+                shown_user = trustor;
+            }
+            state
+                .expand_implied(t.role_ids.iter().cloned())
+                .into_iter()
+                .collect()
+        }
+    };
+    let scoped = !matches!(payload.scope, TokenScope::Unscoped);
+    let mut roles: Vec<(String, String)> = role_ids
+        .iter()
+        .filter_map(|id| state.roles.get(id).map(|r| (r.name.clone(), r.id.clone())))
+        .collect();
+    roles.sort();
+    if scoped && roles.is_empty() {
+        return Err(IdentityError::Unauthorized(
+            "User has no access to the requested scope.".into(),
+        ));
+    }
+    let dom_name = |id: &str| {
+        state
+            .domains
+            .get(id)
+            .map(|d| d.name.clone())
+            .unwrap_or_default()
+    };
+    let project = project_scope.as_ref().and_then(|p| state.projects.get(p));
+    Ok(AuthContext {
+        user_id: shown_user.id.clone(),
+        user_name: shown_user.name.clone(),
+        user_domain_id: shown_user.domain_id.clone(),
+        user_domain_name: dom_name(&shown_user.domain_id),
+        project_id: project.map(|p| p.id.clone()),
+        project_name: project.map(|p| p.name.clone()),
+        project_domain_id: project.map(|p| p.domain_id.clone()),
+        project_domain_name: project.map(|p| dom_name(&p.domain_id)),
+        domain_id: domain_scope.clone(),
+        domain_name: domain_scope.as_deref().map(dom_name),
+        system_scope: payload.scope == TokenScope::System,
+        is_admin_project: project
+            .is_some_and(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID),
+        role_ids: roles.iter().map(|r| r.1.clone()).collect(),
+        roles: roles.into_iter().map(|r| r.0).collect(),
+        methods: token::method_names(payload.methods)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        issued_at: payload.issued_at,
+        expires_at: payload.expires_at,
+        audit_ids,
+        trust: trust_info,
+        app_cred_id: payload.app_cred_id.clone(),
+        password_expires_at: shown_user.password_expires_at,
+        payload,
+    })
+}
