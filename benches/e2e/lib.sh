@@ -66,6 +66,13 @@ cleanup() {
   exit $rc
 }
 
+# The names (wbnA, wbnB, ...) are fixed and teardown removes every wbn*, so
+# two runs at once would wreck each other: take a lock first.
+single_instance() {
+  exec 9>/tmp/wbn-e2e.lock
+  flock -n 9 || { echo "$(basename "$0"): another e2e bench run holds /tmp/wbn-e2e.lock" >&2; exit 1; }
+}
+
 install_trap() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -97,12 +104,15 @@ wait_for() { # tries cmd...: poll every 0.1 s
   return 1
 }
 
-# Build weft if the binary is missing (only for the default path).
-ensure_weft() { # bin repo
-  if [ ! -x "$1" ]; then
-    log "building weft (cargo build --release --bin weft)"
-    (cd "$2" && cargo build --release --bin weft) >&2
+# The default binary (repo/target/release/weft) is always brought up to date
+# with cargo (a no-op when it is), so a run never measures a stale build; a
+# binary given with --weft-bin is used as it is.
+ensure_weft() { # bin repo default-bin
+  if [ "$1" = "$3" ]; then
+    log "cargo build --release --bin weft"
+    (cd "$2" && cargo build --release --bin weft) >&2 || { echo "$(basename "$0"): cargo build failed" >&2; exit 1; }
   fi
+  [ -x "$1" ] || { echo "$(basename "$0"): no weft binary at $1" >&2; exit 1; }
 }
 
 # Start Open vSwitch (ovsdb-server + ovs-vswitchd) with its own db/run/log
@@ -117,14 +127,14 @@ start_ovs() { # ns|"" name tso(true|false)
   OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
     "${ex[@]}" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
     --pidfile="$dir/ovsdb-server.pid" --unixctl="$dir/ovsdb-server.ctl" \
-    -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach
+    -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach 9>&-
   add_pid "$(cat "$dir/ovsdb-server.pid")"
   ovs-vsctl --db="$ovs_db" --no-wait init
   ovs-vsctl --db="$ovs_db" --no-wait set Open_vSwitch . other_config:userspace-tso-enable="$3"
   OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
     "${ex[@]}" ovs-vswitchd "$ovs_db" --pidfile="$dir/ovs-vswitchd.pid" \
     --unixctl="$dir/ovs-vswitchd.ctl" -vconsole:off --log-file="$dir/ovs-vswitchd.log" \
-    --no-chdir --detach
+    --no-chdir --detach 9>&-
   add_switch_pid "$(cat "$dir/ovs-vswitchd.pid")"
 }
 
@@ -143,7 +153,7 @@ cpu_ticks() { # utime+stime summed over processes (all their threads), in ticks
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 
 iperf_server() { # name: one-shot server in $NSA writing JSON to $tmp/name.srv.json
-  ip netns exec $NSA iperf3 -s -1 -J -B $IPA >"$tmp/$1.srv.json" 2>&1 &
+  ip netns exec $NSA iperf3 -s -1 -J -B $IPA >"$tmp/$1.srv.json" 2>&1 9>&- &
   srv_pid=$!
   wait_for 50 sh -c "ip netns exec $NSA ss -Hltn 'sport = :5201' | grep -q 5201"
 }
@@ -160,7 +170,7 @@ measure_tcp() { # setup streams
   iperf_server "$name"
   # shellcheck disable=SC2086 # switch_pids is a list
   c0=$(cpu_ticks $switch_pids); t0=$(date +%s.%N)
-  ip netns exec $NSB iperf3 -c $IPA -t "$duration" -P "$2" -J >"$tmp/$name.json" 2>&1 || true
+  ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -t "$duration" -P "$2" -J >"$tmp/$name.json" 2>&1 || true
   # shellcheck disable=SC2086
   c1=$(cpu_ticks $switch_pids); t1=$(date +%s.%N)
   iperf_server_done
@@ -179,13 +189,25 @@ EOF
   fi
 }
 
+udp_rcvbuf_errors() { # ns: UDP datagrams dropped for a full socket buffer
+  ip netns exec "$1" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }' /proc/net/snmp
+}
+
+nic_tx_dropped() { # ns: frames its NICs dropped on send (e.g. a tap the switch reads too slowly)
+  ip netns exec "$1" sh -c 'cat /sys/class/net/*/statistics/tx_dropped' | awk '{ s += $1 } END { print s + 0 }'
+}
+
 measure_udp() { # setup
-  local name=$1-udp
+  local name=$1-udp r0 r1 d0 d1
   iperf_server "$name"
-  ip netns exec $NSB iperf3 -c $IPA -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
+  r0=$(udp_rcvbuf_errors $NSA)
+  d0=$(nic_tx_dropped $NSB)
+  ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
   iperf_server_done
+  r1=$(udp_rcvbuf_errors $NSA)
+  d1=$(nic_tx_dropped $NSB)
   # The server's own view: packets it received over the test's seconds.
-  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" "$((r1 - r0))" "$((d1 - d0))" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
 import json, sys
 try:
     s = json.load(open(sys.argv[1]))["end"]["sum"]
@@ -194,6 +216,11 @@ try:
     print(f"udp_sent_kpps {c['packets'] / c['seconds'] / 1e3:.1f}")
     print(f"udp_kpps {got / s['seconds'] / 1e3:.1f}")
     print(f"udp_loss {s['lost_percent']:.1f}")
+    if s["packets"] > 0:  # of the loss, the share the receiving socket dropped
+        print(f"udp_loss_rcvbuf {100 * int(sys.argv[3]) / s['packets']:.1f}")
+        nic, rcv = 100 * int(sys.argv[4]) / s['packets'], 100 * int(sys.argv[3]) / s['packets']
+        print(f"udp_loss_nic {nic:.1f}")
+        print(f"udp_loss_between {max(0.0, s['lost_percent'] - nic - rcv):.1f}")
 except Exception:
     print("udp_kpps NaN"); print("udp_loss NaN")
 EOF
@@ -237,6 +264,12 @@ run_setup() { # setup  (calls setup_$setup)
     log "$s: $NSB cannot ping $IPA; skipping"; record "$s" status "no connectivity"; teardown; return 0
   fi
   [ "$(type -t "verify_$s")" = function ] && "verify_$s"
+  if [ "${hold:-0}" = 1 ]; then
+    log "$s: set up; holding (namespaces $NSA $NSB, temp dir $tmp); Ctrl-C or kill $$ to tear down"
+    sleep 1d &
+    add_pid $!
+    wait $!
+  fi
   log "$s: ping"; measure_ping "$s"
   log "$s: tcp 1 stream, ${duration}s"; measure_tcp "$s" 1
   log "$s: tcp 4 streams, ${duration}s"; measure_tcp "$s" 4
@@ -244,6 +277,9 @@ run_setup() { # setup  (calls setup_$setup)
   for p in $switch_pids; do
     kill -0 "$p" 2>/dev/null || record "$s" status "switch died"
   done
+  local failed
+  failed=$(awk -F'\t' -v s="$s" '$1 == s && $3 == "NaN" { sub(/_.*/, "", $2); print $2 }' "$results" | sort -u | tr '\n' ' ')
+  [ -n "$failed" ] && record "$s" status "FAILED: ${failed% } (see --keep logs)"
   record "$s" status ok
   [ "$(type -t "after_$s")" = function ] && "after_$s"
   teardown
@@ -269,15 +305,27 @@ rows = [
     ("tcp4_gbps", "TCP 4 streams, Gbit/s (higher better)"),
     ("tcp1_cpu", "switch CPU during TCP 1, cores"),
     ("tcp4_cpu", "switch CPU during TCP 4, cores"),
+    ("tcp1_cpg", "switch CPU per Gbit/s, TCP 1 (lower better)"),
+    ("tcp4_cpg", "switch CPU per Gbit/s, TCP 4 (lower better)"),
     ("tcp1_retr", "TCP 1 stream retransmits"),
     ("udp_kpps", "UDP 64 B received, kpps (higher better)"),
     ("udp_sent_kpps", "UDP 64 B sent by iperf3, kpps"),
     ("udp_loss", "UDP 64 B loss, %"),
+    ("udp_loss_nic", "  of which: dropped on send by the client's NIC, %"),
+    ("udp_loss_between", "  of which: lost in between (switch, wire), %"),
+    ("udp_loss_rcvbuf", "  of which: server socket buffer full, %"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
     ("wire", "on the wire (ICMP between the VMs)"),
 ]
-no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "wire"}
+no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "udp_loss_rcvbuf", "udp_loss_nic", "udp_loss_between", "wire"}
+for s in order:  # CPU per Gbit/s: cores spent per Gbit/s moved
+    for n in ("1", "4"):
+        try:
+            c, g = float(res[s][f"tcp{n}_cpu"]), float(res[s][f"tcp{n}_gbps"])
+            res[s][f"tcp{n}_cpg"] = f"{c / g:.3f}" if g > 0 else "NaN"
+        except (KeyError, ValueError):
+            pass
 def num(s, k):
     try:
         return float(res.get(s, {}).get(k, "nan"))

@@ -13,9 +13,10 @@
 #            [--duration N] [--weft-bin PATH] [--udp-rate RATE] [--out FILE] [--keep]
 #   --only ovs runs both OVS variants; ovs-plain / ovs-tso pick one.
 #   --duration: seconds per iperf3 run (default 10; a full run takes ~4*(3N+8) s)
-#   --weft-bin: default target/release/weft, built with cargo if missing
+#   --weft-bin: default target/release/weft, (re)built with cargo first
 #   --udp-rate: iperf3 -b for the UDP test (default 0 = as fast as it can send)
 #   --keep: keep the temp dir (raw iperf3 JSON, ping output, daemon logs)
+#   --hold: set up the (first) setup and wait until killed, for poking at it
 # Needs: iproute2, iperf3, iputils-ping, python3, openvswitch-switch
 #        (scripts/install-deps.sh --bench installs them).
 # Every namespace and interface it makes starts with "wbn"; a trap removes
@@ -34,8 +35,9 @@ weft_bin="$repo/target/release/weft"
 udp_rate=0
 out="$here/last-run.md"
 keep=0
+hold=0
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) only=$2; shift 2 ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --udp-rate) udp_rate=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --hold) hold=1; keep=1; shift ;; # set up the first setup, then wait (debugging)
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage 2 ;;
   esac
@@ -63,8 +66,9 @@ for s in "${wanted[@]}"; do
 done
 need_tools ip ss iperf3 ping python3
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
-[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo"
+[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
+single_instance
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
 results=$tmp/results.tsv
 : >"$results"
@@ -125,7 +129,7 @@ mac = "$MACB"
 fixed_ips = ["$IPB"]
 port_security = true
 EOF
-  "$weft_bin" switch --config "$tmp/weft.toml" >"$tmp/weft.log" 2>&1 &
+  "$weft_bin" switch --config "$tmp/weft.toml" >"$tmp/weft.log" 2>&1 9>&- &
   add_switch_pid $!
   if ! wait_for 100 ip link show wbnwB || ! wait_for 20 ip link show wbnwA; then
     log "weft did not create its taps; its log:"; cat "$tmp/weft.log" >&2; return 1
