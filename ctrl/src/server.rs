@@ -61,9 +61,15 @@ pub enum ServerError {
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -121,7 +127,12 @@ impl Server {
             policy_permissive: cfg.policy_permissive,
         })?);
         let report = prepare(&identity, &cfg)?;
-        Ok(Server { cfg, identity, mounts: Vec::new(), report })
+        Ok(Server {
+            cfg,
+            identity,
+            mounts: Vec::new(),
+            report,
+        })
     }
 
     /// The identity service, for other services' auth (`weft_identity::Auth`).
@@ -139,8 +150,13 @@ impl Server {
 
     /// Serve another service under its prefix and list it in the catalog.
     pub fn mount(&mut self, m: ServiceMount) -> Result<(), ServerError> {
-        let url = format!("{}{}", self.cfg.public_url.trim_end_matches('/'), m.catalog_path);
-        self.identity.register_service(&m.service_type, &m.name, &url)?;
+        let url = format!(
+            "{}{}",
+            self.cfg.public_url.trim_end_matches('/'),
+            m.catalog_path
+        );
+        self.identity
+            .register_service(&m.service_type, &m.name, &url)?;
         self.mounts.push(m);
         Ok(())
     }
@@ -155,9 +171,15 @@ impl Server {
         let app = self.router();
         let listener = tokio::net::TcpListener::bind(self.cfg.listen)
             .await
-            .map_err(|source| ServerError::Bind { addr: self.cfg.listen, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: self.cfg.listen,
+                source,
+            })?;
         tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(ServerError::Serve)
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServerError::Serve)
     }
 }
 
@@ -188,7 +210,10 @@ async fn shutdown_signal() {
 fn prepare(identity: &Identity, cfg: &ServerConfig) -> Result<StartReport, ServerError> {
     let rep = identity.bootstrap(cfg.admin_password.as_deref())?;
     identity.register_service("identity", "keystone", &identity.v3_url())?;
-    let password = rep.generated_password.clone().or_else(|| cfg.admin_password.clone());
+    let password = rep
+        .generated_password
+        .clone()
+        .or_else(|| cfg.admin_password.clone());
     let path = cfg.state_dir.join("admin-openrc");
     // Only rewrite the file when the password is known (first start, or given).
     let openrc = match password {
@@ -198,7 +223,11 @@ fn prepare(identity: &Identity, cfg: &ServerConfig) -> Result<StartReport, Serve
         }
         None => path.exists().then_some(path),
     };
-    Ok(StartReport { bootstrapped: !rep.already_bootstrapped, generated_password: rep.generated_password, openrc })
+    Ok(StartReport {
+        bootstrapped: !rep.already_bootstrapped,
+        generated_password: rep.generated_password,
+        openrc,
+    })
 }
 
 /// Shell-quote a value for `export NAME='value'`.
@@ -223,8 +252,17 @@ pub fn write_openrc(path: &Path, auth_url: &str, password: &str) -> Result<(), S
         sh_quote(auth_url),
         sh_quote(password)
     );
-    let err = |source| ServerError::Write { path: path.to_path_buf(), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
+    let err = |source| ServerError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
     f.write_all(body.as_bytes()).map_err(err)?;
     Ok(())
 }

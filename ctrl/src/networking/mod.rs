@@ -30,7 +30,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 
-pub use api::{router, routes};
+pub use api::{router, MOUNT};
 pub use config::NetConfig;
 pub use error::{NetError, NetResult};
 pub use service::Ctx;
@@ -49,6 +49,12 @@ use weft_identity::policy::{Credentials, Enforcer, Mode};
 /// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
 pub trait TokenValidator: Send + Sync {
     fn validate(&self, token: &str) -> Option<Credentials>;
+}
+
+impl TokenValidator for weft_identity::Identity {
+    fn validate(&self, token: &str) -> Option<Credentials> {
+        self.validate_token(token).ok().map(|a| a.credentials())
+    }
 }
 
 struct Inner {
