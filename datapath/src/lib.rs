@@ -1,2 +1,100 @@
-//! weft-datapath: the switch. Replaces an OVS integration bridge plus the
-//! physical bridges of a compute host.
+//! weft-datapath: the switch. Replaces an OVS integration bridge (br-int) plus the physical
+//! bridges (br-phys) of a compute host, with the same local/global VLAN model as the Neutron
+//! OVS agent.
+//!
+//! This crate's core is sans-IO: frames in, decisions out. It owns no sockets, threads or clocks
+//! (time is an argument, `now_ns`). The I/O shells (taps, AF_PACKET rings, the switch daemon, the
+//! control socket) live in `io/` and `daemon/` and drive the core through [`Worker`].
+//!
+//! ```text
+//!  config.toml --SwitchConfig::load--> SwitchConfig --Snapshot::compile(cfg, prev)--> Snapshot
+//!                                                                                       | swap_snapshot
+//!                                                                                       v
+//!  rx batch ----> Worker::process_batch(in_port, frames, now, out, results)      Datapath (Arc, shared)
+//!                  |  FrameView::parse (once per frame; bad frame -> Drop{reason})  snapshot: ArcSwap
+//!                  |  FlowKey (decision-relevant headers) -> flow cache (per worker)  MAC table
+//!                  |      hit: reuse Decision (refresh learned source MAC)           counters
+//!                  |      miss: pipeline stages:
+//!                  |        classify (in_port -> local VLAN; uplink: segment -> local VLAN;
+//!                  |                  VLAN 4095, tagged frames on VM ports, unknown segments: drop)
+//!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
+//!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
+//!                  |                 never the ingress port)
+//!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID)
+//!                  v
+//!  out: Vec<Output { port, edit: Keep | StripTag | PushTag(vid) | RewriteVid(vid) }>
+//!        --egress::apply_edit(edit, frame, vnet_hdr, buf)--> tx batch per port
+//!        (offload::complete_checksum / gso_segment where the destination lacks the offload)
+//! ```
+//!
+//! Using it from an I/O shell:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use weft_datapath::{Datapath, Snapshot, SwitchConfig, Verdict};
+//! let cfg = SwitchConfig::from_toml(r#"
+//!     [[network]]
+//!     name = "n1"
+//!     type = "local"
+//!     [[port]]
+//!     name = "tap1"
+//!     network = "n1"
+//!     mac = "fa:16:3e:00:00:01"
+//!     fixed_ips = ["10.0.0.1"]
+//!     [[port]]
+//!     name = "tap2"
+//!     network = "n1"
+//!     mac = "fa:16:3e:00:00:02"
+//!     fixed_ips = ["10.0.0.2"]
+//! "#, "host.toml").unwrap();
+//! let dp = Arc::new(Datapath::new(Snapshot::compile(&cfg, None).unwrap()));
+//! let mut worker = dp.worker();                 // one per packet thread
+//! let snap = dp.snapshot();
+//! let tap1 = snap.port_by_name("tap1").unwrap().no;
+//! let frame = weft_datapath::build::FrameBuilder::arp(
+//!     "fa:16:3e:00:00:01".parse().unwrap(), 1,
+//!     "10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()).build();
+//! let mut out = Vec::new();
+//! let verdict = worker.process(tap1, &frame, 0, &mut out);
+//! assert_eq!(verdict, Verdict::Forward);
+//! assert_eq!(out.len(), 1); // flooded to tap2 only
+//! ```
+//!
+//! Non-goals: no OpenFlow (wire protocol or tables an operator programs), no per-packet punts to
+//! a controller, no kernel datapath, no L3 routing; VXLAN/Geneve and security groups come later.
+
+#![deny(missing_docs)]
+
+pub mod build;
+pub mod config;
+pub mod counters;
+mod csum;
+pub mod daemon;
+mod datapath;
+pub mod describe;
+pub mod egress;
+pub mod frame;
+mod hash;
+pub mod io;
+pub mod mac;
+mod mac_table;
+pub mod offload;
+mod pipeline;
+pub mod snapshot;
+pub mod verdict;
+
+pub use config::{
+    AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
+    SwitchConfig, SwitchSettings,
+};
+pub use counters::{Counters, PortCounters, StageCounters};
+pub use datapath::{Datapath, FrameResult, Worker};
+pub use describe::{parse_description, DescribeError};
+pub use egress::{apply_edit, EditError};
+pub use frame::{FrameView, ParseError};
+pub use mac::MacAddr;
+pub use mac_table::MacEntry;
+pub use offload::{complete_checksum, gso_segment, OffloadError, Segments, VirtioNetHdr};
+pub use pipeline::TraceStep;
+pub use snapshot::{NetworkInfo, PortInfo, PortRole, Snapshot, SnapshotDiff};
+pub use verdict::{DropReason, EgressEdit, Output, PortNo, Stage, Verdict};

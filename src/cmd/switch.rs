@@ -1,7 +1,15 @@
-//! `weft switch`, `weft ctl`, `weft trace`: the standalone datapath.
+//! `weft switch`, `weft ctl`, `weft trace`: the standalone datapath and its
+//! control-socket clients.
 
-use clap::Args;
-use std::path::PathBuf;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weft_datapath::daemon::{control, ApplyReport, Switch};
+use weft_datapath::io::sys;
+use weft_datapath::SwitchConfig;
 
 #[derive(Args)]
 pub struct SwitchArgs {
@@ -12,22 +20,273 @@ pub struct SwitchArgs {
 
 #[derive(Args)]
 pub struct CtlArgs {
-    /// Subcommand and its arguments (ports, macs, reload, counters).
-    pub args: Vec<String>,
+    /// Control socket of the running switch (default: /run/weft/switch.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print the raw JSON reply instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: CtlCmd,
+}
+
+#[derive(Subcommand)]
+pub enum CtlCmd {
+    /// Ports: name, kind, network, local VLAN, state, rx/tx/drops.
+    Ports,
+    /// Learned and static MAC entries per local VLAN.
+    Macs,
+    /// Counters per port, per drop reason and per stage.
+    Counters,
+    /// Re-read the config file and apply it (like SIGHUP).
+    Reload,
 }
 
 #[derive(Args)]
 pub struct TraceArgs {
-    /// Frame description.
-    pub args: Vec<String>,
+    /// Control socket of the running switch (default: /run/weft/switch.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Frame description: in_port=NAME dl_src=MAC dl_dst=MAC [dl_vlan=N] [nw_src=IP nw_dst=IP] ...
+    #[arg(required = true)]
+    pub frame: Vec<String>,
 }
 
-pub fn run_switch(_a: SwitchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft switch: the datapath is not built yet")
+fn socket_path(s: &Option<PathBuf>) -> PathBuf {
+    s.clone()
+        .unwrap_or_else(weft_datapath::daemon::default_control_socket)
 }
-pub fn run_ctl(_a: CtlArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft ctl: the datapath is not built yet")
+
+fn load(path: &Path) -> anyhow::Result<SwitchConfig> {
+    // The error names the file, line and field; print it as is.
+    SwitchConfig::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
-pub fn run_trace(_a: TraceArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft trace: the datapath is not built yet")
+
+pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
+    let cfg = load(&a.config)?;
+    let sock = cfg.switch.control_socket.clone();
+    // Signals are taken synchronously by this thread; block them before any
+    // worker thread exists so none of them gets one.
+    sys::block_control_signals().context("blocking signals")?;
+    let handle = Arc::new(Switch::start(cfg)?);
+    let cfg_path = a.config.clone();
+    let h2 = Arc::downgrade(&handle);
+    let reload: Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync> = Arc::new(move || {
+        let cfg = SwitchConfig::load(&cfg_path).map_err(|e| e.to_string())?;
+        let h = h2.upgrade().ok_or("switch is shutting down")?;
+        h.apply(cfg).map_err(|e| e.to_string())
+    });
+    let server = handle
+        .serve_control(&sock, Some(reload.clone()))
+        .with_context(|| format!("control socket {}", sock.display()))?;
+    for p in handle.port_states() {
+        tracing::info!(
+            port = %p.name, kind = %p.kind, network = ?p.network, local_vlan = p.local_vlan,
+            attached = p.attached, "port"
+        );
+    }
+    tracing::info!(socket = %sock.display(), "weft switch running");
+    loop {
+        match sys::wait_signal(1000) {
+            Some(sys::SIGHUP) => match reload() {
+                Ok(r) => tracing::info!(?r, "reloaded on SIGHUP"),
+                Err(e) => tracing::error!("reload failed, old config kept: {e}"),
+            },
+            Some(_) => break,
+            None => {}
+        }
+    }
+    drop(server);
+    handle.shutdown();
+    Ok(())
+}
+
+fn call(socket: &Option<PathBuf>, req: Value) -> anyhow::Result<Value> {
+    let path = socket_path(socket);
+    let reply = control::request(&path, &req)?;
+    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
+        let msg = reply
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        bail!("{msg}");
+    }
+    Ok(reply)
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(head.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
+    let cmd = match a.cmd {
+        CtlCmd::Ports => "ports",
+        CtlCmd::Macs => "macs",
+        CtlCmd::Counters => "counters",
+        CtlCmd::Reload => "reload",
+    };
+    let reply = call(&a.socket, json!({ "cmd": cmd }))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    match a.cmd {
+        CtlCmd::Ports => {
+            let rows: Vec<Vec<String>> = reply["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let state = if p["attached"].as_bool() == Some(true) {
+                        "attached"
+                    } else {
+                        "pending"
+                    };
+                    vec![
+                        s(p, "name"),
+                        format!("{}/{}", s(p, "kind"), s(p, "role")),
+                        s(p, "network"),
+                        s(p, "local_vlan"),
+                        state.to_string(),
+                        s(p, "rx_frames"),
+                        s(p, "tx_frames"),
+                        s(p, "drops"),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "NAME",
+                        "KIND",
+                        "NETWORK",
+                        "LOCAL_VLAN",
+                        "STATE",
+                        "RX",
+                        "TX",
+                        "DROPS"
+                    ],
+                    &rows
+                )
+            );
+        }
+        CtlCmd::Macs => {
+            let rows: Vec<Vec<String>> = reply["macs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    let age = if m["static"].as_bool() == Some(true) {
+                        "static".into()
+                    } else {
+                        s(m, "age_secs")
+                    };
+                    vec![s(m, "vlan"), s(m, "mac"), s(m, "port"), age]
+                })
+                .collect();
+            print!("{}", table(&["VLAN", "MAC", "PORT", "AGE"], &rows));
+        }
+        CtlCmd::Counters => {
+            let c = &reply["counters"];
+            let rows: Vec<Vec<String>> = c["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let drops: Vec<String> = p["drops"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    vec![
+                        s(p, "name"),
+                        s(p, "rx"),
+                        s(p, "tx"),
+                        s(p, "rx_errors"),
+                        s(p, "tx_dropped"),
+                        if drops.is_empty() {
+                            "-".into()
+                        } else {
+                            drops.join(",")
+                        },
+                    ]
+                })
+                .collect();
+            println!("ports:");
+            print!(
+                "{}",
+                table(&["NAME", "RX", "TX", "RX_ERR", "TX_DROP", "DROPS"], &rows)
+            );
+            println!("\ndrop reasons:");
+            let rows: Vec<Vec<String>> = c["drop_reasons"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| vec![k.clone(), v.to_string()])
+                .collect();
+            print!("{}", table(&["REASON", "COUNT"], &rows));
+            println!("\nstages:");
+            let rows: Vec<Vec<String>> = c["stages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|st| vec![s(st, "stage"), s(st, "entered"), s(st, "dropped")])
+                .collect();
+            print!("{}", table(&["STAGE", "ENTERED", "DROPPED"], &rows));
+            println!(
+                "\nprocessed {}  flow cache hits {} misses {}",
+                c["processed"], c["flow_cache_hits"], c["flow_cache_misses"]
+            );
+        }
+        CtlCmd::Reload => {
+            let r = &reply["report"];
+            println!(
+                "reloaded (generation {}): added {} removed {} reattached {} updated {}",
+                r["generation"], r["added"], r["removed"], r["reattached"], r["updated"]
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn run_trace(a: TraceArgs) -> anyhow::Result<()> {
+    let desc = a.frame.join(" ");
+    let reply = call(&a.socket, json!({"cmd": "trace", "frame": desc}))?;
+    println!("Flow: {desc}");
+    for step in reply["trace"].as_array().into_iter().flatten() {
+        println!("  {:<10} {}", s(step, "stage"), s(step, "decision"));
+    }
+    Ok(())
 }

@@ -1,0 +1,626 @@
+//! The running switch, as a library: [`Switch::start`] opens the ports of a
+//! [`SwitchConfig`], starts packet workers and hands back a [`SwitchHandle`]
+//! to reconfigure ([`SwitchHandle::apply`]), inspect and stop it. `weft
+//! switch` wraps it with a config file, SIGHUP and the control socket; the
+//! networking agent embeds it directly.
+//!
+//! ```text
+//!   apply(cfg) ─> Snapshot::compile ─> open new ports ─> swap snapshot ─> swap port table
+//!                  (error: nothing changed)                               │ workers re-read
+//!   workers: epoll ─> drain ports ─> Datapath::process ─> tx (batched)  <─┘ at next wakeup
+//!   monitor: every 200 ms, attach `system` ports whose netdev appeared
+//! ```
+
+pub mod control;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::io::sys::EventFd;
+use crate::io::{PacketConfig, PacketPort, PortIo, TapPort};
+use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
+
+/// How often pending `system` ports are looked for.
+pub const PENDING_POLL: Duration = Duration::from_millis(200);
+
+/// Errors starting or reconfiguring the switch.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config does not compile (names the field and line when known).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A tap could not be created.
+    #[error("cannot create tap {name}: {source}")]
+    Tap {
+        /// Interface name.
+        name: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A system port/uplink exists but could not be attached.
+    #[error("cannot attach {name}: {source}")]
+    Attach {
+        /// Interface name.
+        name: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Threads, epoll, eventfd.
+    #[error("switch runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Per-port I/O counters kept by the shell (the core counts pipeline drops).
+#[derive(Default, Debug)]
+pub struct IoCounters {
+    /// Frames read from the port.
+    pub rx_frames: AtomicU64,
+    /// Bytes read.
+    pub rx_bytes: AtomicU64,
+    /// Reads that failed or were truncated/too short.
+    pub rx_errors: AtomicU64,
+    /// Frames written.
+    pub tx_frames: AtomicU64,
+    /// Bytes written.
+    pub tx_bytes: AtomicU64,
+    /// Frames that could not be written (port down, pending, queue full, offload failure).
+    pub tx_dropped: AtomicU64,
+}
+
+/// A port as the shell holds it: its number, name, and I/O (None = pending).
+pub(crate) struct LivePort {
+    pub(crate) no: PortNo,
+    pub(crate) info: PortInfo,
+    pub(crate) io: Option<Arc<PortIo>>,
+    pub(crate) counters: Arc<IoCounters>,
+}
+
+/// PortNo-indexed table of live ports, swapped whole on every change.
+#[derive(Default)]
+pub(crate) struct PortTable {
+    slots: Vec<Option<Arc<LivePort>>>,
+}
+
+impl PortTable {
+    pub(crate) fn get(&self, no: PortNo) -> Option<&Arc<LivePort>> {
+        self.slots.get(usize::from(no.0)).and_then(|s| s.as_ref())
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<LivePort>> {
+        self.slots.iter().flatten()
+    }
+    fn by_name(&self, name: &str) -> Option<&Arc<LivePort>> {
+        self.iter().find(|p| p.info.name == name)
+    }
+    fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
+        let mut slots: Vec<Option<Arc<LivePort>>> = Vec::new();
+        for p in ports {
+            let i = usize::from(p.no.0);
+            if slots.len() <= i {
+                slots.resize(i + 1, None);
+            }
+            slots[i] = Some(p);
+        }
+        PortTable { slots }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) dp: Arc<Datapath>,
+    pub(crate) ports: ArcSwap<PortTable>,
+    /// Bumped whenever `ports` changes, so workers refresh their epoll sets.
+    pub(crate) port_gen: AtomicU64,
+    pub(crate) stop: AtomicBool,
+    wakers: Vec<Arc<EventFd>>,
+    /// Serialises apply() and the pending-port monitor.
+    apply_lock: Mutex<()>,
+    packet_cfg: PacketConfig,
+}
+
+impl Shared {
+    fn publish(&self, table: PortTable) {
+        self.ports.store(Arc::new(table));
+        self.port_gen.fetch_add(1, Ordering::AcqRel);
+        for w in &self.wakers {
+            w.notify();
+        }
+    }
+}
+
+pub(crate) fn now_ns() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// Options for [`Switch::start_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwitchOptions {
+    /// Packet worker threads (default: the config's `workers`, else one per core).
+    pub workers: Option<usize>,
+    /// AF_PACKET settings for `system` ports and uplinks.
+    pub packet: PacketConfig,
+}
+
+/// Entry point: start a switch.
+pub struct Switch;
+
+impl Switch {
+    /// Starts a switch for `cfg`: creates its taps, attaches existing netdevs
+    /// (netdevs not there yet stay pending and are attached when they
+    /// appear), and starts the workers.
+    pub fn start(cfg: SwitchConfig) -> Result<SwitchHandle, DaemonError> {
+        Switch::start_with(cfg, SwitchOptions::default())
+    }
+
+    /// [`Switch::start`] with explicit options.
+    pub fn start_with(cfg: SwitchConfig, opts: SwitchOptions) -> Result<SwitchHandle, DaemonError> {
+        let snap = Snapshot::compile(&cfg, None)?;
+        let workers = opts
+            .workers
+            .or(cfg.switch.workers)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1);
+        let mut live = Vec::new();
+        for info in snap.ports() {
+            live.push(Arc::new(open_port(info, opts.packet, None)?));
+        }
+        let mut wakers = Vec::new();
+        for _ in 0..workers {
+            wakers.push(Arc::new(EventFd::new().map_err(DaemonError::Runtime)?));
+        }
+        let shared = Arc::new(Shared {
+            dp: Arc::new(Datapath::new(snap)),
+            ports: ArcSwap::from_pointee(PortTable::from_ports(live)),
+            port_gen: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            wakers,
+            apply_lock: Mutex::new(()),
+            packet_cfg: opts.packet,
+        });
+        let mut threads = Vec::new();
+        for i in 0..workers {
+            let w = worker::PacketThread {
+                index: i,
+                count: workers,
+                shared: shared.clone(),
+                wake: shared.wakers[i].clone(),
+                core: shared.dp.worker(),
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("weft-worker-{i}"))
+                .spawn(move || w.run())
+                .map_err(DaemonError::Runtime)?;
+            threads.push(t);
+        }
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("weft-monitor".into())
+                .spawn(move || monitor(sh))
+                .map_err(DaemonError::Runtime)?,
+        );
+        Ok(SwitchHandle {
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+}
+
+fn open_port(
+    info: &PortInfo,
+    packet: PacketConfig,
+    reuse: Option<&Arc<LivePort>>,
+) -> Result<LivePort, DaemonError> {
+    let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
+    let io = match info.kind {
+        PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
+            |source| DaemonError::Tap {
+                name: info.name.clone(),
+                source,
+            },
+        )?))),
+        PortKind::System => match PacketPort::open(&info.name, packet) {
+            Ok(p) => Some(Arc::new(PortIo::Packet(p))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DaemonError::Attach {
+                    name: info.name.clone(),
+                    source,
+                })
+            }
+        },
+    };
+    Ok(LivePort {
+        no: info.no,
+        info: info.clone(),
+        io,
+        counters,
+    })
+}
+
+fn monitor(shared: Arc<Shared>) {
+    let mut last_age = now_ns();
+    while !shared.stop.load(Ordering::Acquire) {
+        std::thread::sleep(PENDING_POLL);
+        let now = now_ns();
+        if now - last_age > 1_000_000_000 {
+            shared.dp.age_macs(now);
+            last_age = now;
+        }
+        let table = shared.ports.load();
+        if !table
+            .iter()
+            .any(|p| p.io.is_none() && crate::io::netdev_exists(&p.info.name))
+        {
+            continue;
+        }
+        let _g = shared.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let table = shared.ports.load();
+        let mut changed = false;
+        let mut next = Vec::new();
+        for p in table.iter() {
+            if p.io.is_none() && crate::io::netdev_exists(&p.info.name) {
+                match PacketPort::open(&p.info.name, shared.packet_cfg) {
+                    Ok(pp) => {
+                        tracing::info!(port = %p.info.name, "attached pending port");
+                        changed = true;
+                        next.push(Arc::new(LivePort {
+                            no: p.no,
+                            info: p.info.clone(),
+                            io: Some(Arc::new(PortIo::Packet(pp))),
+                            counters: p.counters.clone(),
+                        }));
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(port = %p.info.name, "attach failed: {e}"),
+                }
+            }
+            next.push(p.clone());
+        }
+        if changed {
+            shared.publish(PortTable::from_ports(next));
+        }
+    }
+}
+
+/// What [`SwitchHandle::apply`] changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Ports opened (or left pending).
+    pub added: Vec<String>,
+    /// Ports closed.
+    pub removed: Vec<String>,
+    /// Ports closed and reopened (kind changed).
+    pub reattached: Vec<String>,
+    /// Ports whose config changed in place (network, MAC, IPs, security).
+    pub updated: Vec<String>,
+    /// Snapshot generation now running.
+    pub generation: u64,
+}
+
+/// One port's state, for `weft ctl ports` and the agent's status reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PortState {
+    /// Port number.
+    pub no: u16,
+    /// Interface name.
+    pub name: String,
+    /// tap | system.
+    pub kind: String,
+    /// vm | uplink.
+    pub role: String,
+    /// Network (VM ports) or physnet (uplinks).
+    pub network: Option<String>,
+    /// Local VLAN of the port's network (0 for uplinks).
+    pub local_vlan: u16,
+    /// True when its I/O is open; false while a `system` netdev is pending.
+    pub attached: bool,
+    /// Frames/bytes received and sent, rx errors, tx drops (shell counters).
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped by the pipeline on ingress at this port.
+    pub drops: u64,
+    /// Read errors / truncated frames.
+    pub rx_errors: u64,
+    /// Frames that could not be sent out of this port.
+    pub tx_dropped: u64,
+}
+
+/// A running switch. Dropping it without [`SwitchHandle::shutdown`] also stops it.
+pub struct SwitchHandle {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SwitchHandle {
+    /// Moves the switch to `cfg`: compiles it (on error nothing changes),
+    /// opens new ports, swaps the pipeline snapshot, then closes removed ports.
+    /// Unchanged ports keep their fds, counters and learned MACs.
+    pub fn apply(&self, cfg: SwitchConfig) -> Result<ApplyReport, DaemonError> {
+        let _g = self
+            .shared
+            .apply_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = self.shared.dp.snapshot();
+        let snap = Snapshot::compile(&cfg, Some(&old))?;
+        let diff = snap.diff(&old);
+        let table = self.shared.ports.load();
+        // Open everything new before touching the running state.
+        let mut opened: HashMap<String, Arc<LivePort>> = HashMap::new();
+        for info in diff.added.iter().chain(&diff.reattached) {
+            let prev = table.by_name(&info.name);
+            let lp = if diff.reattached.iter().any(|r| r.name == info.name) {
+                prev
+            } else {
+                None
+            };
+            opened.insert(
+                info.name.clone(),
+                Arc::new(open_port(info, self.shared.packet_cfg, lp)?),
+            );
+        }
+        let mut report = ApplyReport {
+            added: diff.added.iter().map(|p| p.name.clone()).collect(),
+            removed: diff.removed.iter().map(|p| p.name.clone()).collect(),
+            reattached: diff.reattached.iter().map(|p| p.name.clone()).collect(),
+            ..Default::default()
+        };
+        let mut next = Vec::new();
+        for info in snap.ports() {
+            if let Some(lp) = opened.remove(&info.name) {
+                next.push(lp);
+                continue;
+            }
+            let Some(cur) = table.by_name(&info.name) else {
+                continue;
+            };
+            if cur.info == *info {
+                next.push(cur.clone());
+            } else {
+                // New metadata (network, MAC, IPs...), same fd, counters kept.
+                report.updated.push(info.name.clone());
+                next.push(Arc::new(LivePort {
+                    no: info.no,
+                    info: info.clone(),
+                    io: cur.io.clone(),
+                    counters: cur.counters.clone(),
+                }));
+            }
+        }
+        report.generation = snap.generation();
+        self.shared.dp.swap_snapshot(snap);
+        self.shared.publish(PortTable::from_ports(next));
+        Ok(report)
+    }
+
+    /// Every port with its state and counters, in port-number order.
+    pub fn port_states(&self) -> Vec<PortState> {
+        let table = self.shared.ports.load();
+        let counters = self.shared.dp.counters();
+        table
+            .iter()
+            .map(|p| {
+                let c = &p.counters;
+                PortState {
+                    no: p.no.0,
+                    name: p.info.name.clone(),
+                    kind: p.info.kind.to_string(),
+                    role: match p.info.role {
+                        PortRole::Vm => "vm".into(),
+                        PortRole::Uplink => "uplink".into(),
+                    },
+                    network: p.info.network.clone().or_else(|| p.info.physnet.clone()),
+                    local_vlan: p.info.local_vlan,
+                    attached: p.io.is_some(),
+                    rx_frames: c.rx_frames.load(Ordering::Relaxed),
+                    rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
+                    tx_frames: c.tx_frames.load(Ordering::Relaxed),
+                    tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
+                    drops: counters.port(p.no).map(|c| c.drops_total()).unwrap_or(0),
+                    rx_errors: c.rx_errors.load(Ordering::Relaxed),
+                    tx_dropped: c.tx_dropped.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// The core, for MAC table listing, counters and traces.
+    pub fn datapath(&self) -> &Datapath {
+        &self.shared.dp
+    }
+
+    /// The config now running.
+    pub fn config(&self) -> SwitchConfig {
+        self.shared.dp.snapshot().config().clone()
+    }
+
+    /// Answers one control-socket request (see [`control`]). `reload` is
+    /// called for `{"cmd":"reload"}`; without it reload is refused.
+    pub fn handle_request(
+        &self,
+        req: &Value,
+        reload: Option<&dyn Fn() -> Result<ApplyReport, String>>,
+    ) -> Value {
+        let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
+        match cmd {
+            "ports" => json!({"ok": true, "ports": self.port_states()}),
+            "macs" => json!({"ok": true, "macs": self.mac_table_json()}),
+            "counters" => json!({"ok": true, "counters": self.counters_json()}),
+            "reload" => match reload {
+                Some(f) => match f() {
+                    Ok(r) => json!({"ok": true, "report": r}),
+                    Err(e) => control::error_reply(&e),
+                },
+                None => control::error_reply("reload is not available on this switch"),
+            },
+            "trace" => {
+                let desc = req.get("frame").and_then(Value::as_str).unwrap_or("");
+                match self.trace_json(desc) {
+                    Ok(v) => json!({"ok": true, "trace": v}),
+                    Err(e) => control::error_reply(&e),
+                }
+            }
+            other => control::error_reply(&format!(
+                "unknown command {other:?} (ports, macs, counters, reload, trace)"
+            )),
+        }
+    }
+
+    /// Serves the control socket at `path` (e.g. the config's
+    /// `switch.control_socket`) until the returned server is dropped.
+    pub fn serve_control(
+        self: &Arc<Self>,
+        path: &std::path::Path,
+        reload: Option<Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync>>,
+    ) -> std::io::Result<control::ControlServer> {
+        let me = Arc::downgrade(self);
+        let handler: Arc<control::Handler> = Arc::new(move |req: &Value| match me.upgrade() {
+            Some(h) => h.handle_request(
+                req,
+                reload
+                    .as_deref()
+                    .map(|f| f as &dyn Fn() -> Result<ApplyReport, String>),
+            ),
+            None => control::error_reply("switch is shutting down"),
+        });
+        control::ControlServer::bind(path, handler)
+    }
+
+    /// Learned and static MAC entries, sorted by (local VLAN, MAC).
+    pub fn mac_table(&self) -> Vec<crate::MacEntry> {
+        self.shared.dp.mac_table(now_ns())
+    }
+
+    /// What the pipeline would do with the frame described by `desc`
+    /// (`in_port=NAME dl_src=MAC dl_dst=MAC ...`), stage by stage.
+    pub fn trace(&self, desc: &str) -> Result<Vec<crate::TraceStep>, String> {
+        self.shared
+            .dp
+            .trace_description(desc, now_ns())
+            .map_err(|e| e.to_string())
+    }
+
+    fn mac_table_json(&self) -> Value {
+        let snap = self.shared.dp.snapshot();
+        let rows: Vec<Value> = self
+            .mac_table()
+            .into_iter()
+            .map(|e| {
+                let port = snap
+                    .port(e.port)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| e.port.to_string());
+                json!({
+                    "vlan": e.vlan,
+                    "mac": e.mac.to_string(),
+                    "port": port,
+                    "age_secs": e.age_ns / 1_000_000_000,
+                    "static": e.is_static,
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
+    fn counters_json(&self) -> Value {
+        let c = self.shared.dp.counters();
+        let states = self.port_states();
+        let ports: Vec<Value> = states
+            .iter()
+            .map(|s| {
+                let pc = c.port(PortNo(s.no));
+                let drops: serde_json::Map<String, Value> = crate::DropReason::ALL
+                    .iter()
+                    .filter_map(|&r| {
+                        let n = pc.map(|p| p.drop_count(r)).unwrap_or(0);
+                        (n > 0).then(|| (r.name().to_string(), json!(n)))
+                    })
+                    .collect();
+                json!({
+                    "name": s.name,
+                    "rx": s.rx_frames,
+                    "tx": s.tx_frames,
+                    "rx_bytes": s.rx_bytes,
+                    "tx_bytes": s.tx_bytes,
+                    "rx_errors": s.rx_errors,
+                    "tx_dropped": s.tx_dropped,
+                    "drops": drops,
+                })
+            })
+            .collect();
+        let reasons: serde_json::Map<String, Value> = crate::DropReason::ALL
+            .iter()
+            .map(|&r| (r.name().to_string(), json!(c.drops(r))))
+            .collect();
+        let stages: Vec<Value> = c
+            .stages()
+            .iter()
+            .map(|s| json!({"stage": s.stage.name(), "entered": s.entered, "dropped": s.dropped}))
+            .collect();
+        json!({
+            "processed": c.processed,
+            "flow_cache_hits": c.flow_cache_hits,
+            "flow_cache_misses": c.flow_cache_misses,
+            "ports": ports,
+            "drop_reasons": reasons,
+            "stages": stages,
+        })
+    }
+
+    fn trace_json(&self, desc: &str) -> Result<Value, String> {
+        let steps = self.trace(desc)?;
+        Ok(Value::Array(
+            steps
+                .iter()
+                .map(|s| json!({"stage": s.stage.name(), "decision": s.decision}))
+                .collect(),
+        ))
+    }
+
+    /// Stops the workers and closes every port.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for w in &self.shared.wakers {
+            w.notify();
+        }
+        let threads: Vec<_> =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        self.shared.ports.store(Arc::new(PortTable::default()));
+    }
+}
+
+impl Drop for SwitchHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Default control socket path when the config names none.
+pub fn default_control_socket() -> PathBuf {
+    PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET)
+}

@@ -1,0 +1,296 @@
+//! Packet workers: each owns the rx side of a share of the ports, drains
+//! them in batches on epoll wakeups, runs frames through the core and sends
+//! the copies out, completing checksums / segmenting where the egress port
+//! cannot take offloaded frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::io::sys::{Epoll, EventFd};
+use crate::io::{PortIo, MAX_FRAME, VNET_HDR_LEN};
+use crate::{
+    apply_edit, complete_checksum, gso_segment, EgressEdit, Output, PortNo, Segments, VirtioNetHdr,
+};
+
+use super::{now_ns, LivePort, Shared};
+
+/// Frames drained from one port per wakeup before moving on (fairness).
+pub(crate) const RX_BATCH: usize = 64;
+
+const WAKE_TOKEN: u64 = u64::MAX;
+
+pub(crate) struct PacketThread {
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) wake: Arc<EventFd>,
+    pub(crate) core: crate::Worker,
+}
+
+/// One frame to send on an AF_PACKET port, owned until the batch is flushed.
+struct PendingTx {
+    vnet: [u8; VNET_HDR_LEN],
+    body: Vec<u8>,
+}
+
+impl PacketThread {
+    pub(crate) fn run(mut self) {
+        let Ok(epoll) = Epoll::new() else {
+            tracing::error!("worker {}: epoll_create failed", self.index);
+            return;
+        };
+        if epoll.add(self.wake.raw(), WAKE_TOKEN).is_err() {
+            return;
+        }
+        let mut mine: HashMap<PortNo, Arc<LivePort>> = HashMap::new();
+        let mut gen = u64::MAX;
+        let mut buf = vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64];
+        let mut scratch = Vec::with_capacity(MAX_FRAME);
+        let mut outs: Vec<Output> = Vec::with_capacity(16);
+        let mut pending: HashMap<PortNo, Vec<PendingTx>> = HashMap::new();
+        let mut ready = [0u64; 64];
+        let mut txs = TxScratch::new();
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let g = self.shared.port_gen.load(Ordering::Acquire);
+            if g != gen {
+                gen = g;
+                self.refresh(&epoll, &mut mine);
+            }
+            let n = match epoll.wait(&mut ready, 200) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            let table = self.shared.ports.load();
+            for &tok in &ready[..n] {
+                if tok == WAKE_TOKEN {
+                    self.wake.drain();
+                    continue;
+                }
+                let no = PortNo(tok as u16);
+                let Some(port) = mine.get(&no) else { continue };
+                let Some(io) = port.io.as_deref() else {
+                    continue;
+                };
+                let now = now_ns();
+                let core = &mut self.core;
+                let mut handle = |vnet: &[u8], frame: &[u8], outs: &mut Vec<Output>| {
+                    port.counters.rx_frames.fetch_add(1, Ordering::Relaxed);
+                    port.counters
+                        .rx_bytes
+                        .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    outs.clear();
+                    let verdict = core.process(no, frame, now, outs);
+                    if !matches!(verdict, crate::Verdict::Forward) {
+                        return;
+                    }
+                    for out in outs.iter() {
+                        if let Some(dst) = table.get(out.port) {
+                            transmit(dst, vnet, frame, out.edit, &mut pending, &mut txs);
+                        }
+                    }
+                };
+                match io {
+                    PortIo::Tap(tap) => {
+                        for _ in 0..RX_BATCH {
+                            match tap.recv(&mut buf) {
+                                Ok(Some(len)) if len > VNET_HDR_LEN => {
+                                    let (vnet, frame) = buf[..len].split_at(VNET_HDR_LEN);
+                                    handle(vnet, frame, &mut outs);
+                                }
+                                Ok(Some(_)) => {
+                                    port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(None) => break,
+                                Err(_) => {
+                                    port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    PortIo::Packet(pp) => {
+                        pp.drain(RX_BATCH, &mut scratch, |fr| match fr {
+                            Some((vnet, frame)) => handle(vnet, frame, &mut outs),
+                            None => {
+                                port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                    }
+                }
+            }
+            flush(&table, &mut pending);
+        }
+    }
+
+    fn refresh(&self, epoll: &Epoll, mine: &mut HashMap<PortNo, Arc<LivePort>>) {
+        let table = self.shared.ports.load();
+        let mut keep: HashMap<PortNo, Arc<LivePort>> = HashMap::new();
+        for lp in table.iter() {
+            if usize::from(lp.no.0) % self.count != self.index || lp.io.is_none() {
+                continue;
+            }
+            keep.insert(lp.no, lp.clone());
+        }
+        for (no, old) in mine.iter() {
+            let same = keep.get(no).is_some_and(|n| Arc::ptr_eq(n, old));
+            if !same {
+                if let Some(io) = &old.io {
+                    let _ = epoll.del(io.raw_fd());
+                }
+            }
+        }
+        for (no, new) in keep.iter() {
+            let same = mine.get(no).is_some_and(|o| Arc::ptr_eq(o, new));
+            if !same {
+                if let Some(io) = &new.io {
+                    let _ = epoll.add(io.raw_fd(), u64::from(no.0));
+                }
+            }
+        }
+        *mine = keep;
+    }
+}
+
+/// Per-thread scratch buffers for egress.
+pub(crate) struct TxScratch {
+    edited: Vec<u8>,
+    segs: Segments,
+}
+
+impl TxScratch {
+    pub(crate) fn new() -> TxScratch {
+        TxScratch {
+            edited: Vec::with_capacity(MAX_FRAME + 4),
+            segs: Segments::new(),
+        }
+    }
+}
+
+fn transmit(
+    dst: &LivePort,
+    vnet: &[u8],
+    frame: &[u8],
+    edit: EgressEdit,
+    pending: &mut HashMap<PortNo, Vec<PendingTx>>,
+    scratch: &mut TxScratch,
+) {
+    let drop = || {
+        dst.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    };
+    let Some(io) = dst.io.as_deref() else {
+        return drop();
+    };
+    let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+    // Tap to tap without a tag change (the common VM-to-VM case): no copy,
+    // the vnet header (GSO, partial checksum) passes through as is.
+    if let (PortIo::Tap(tap), EgressEdit::Keep) = (io, edit) {
+        return match tap.send(&[vnet, frame]) {
+            Ok(()) => {
+                dst.counters.tx_frames.fetch_add(1, Ordering::Relaxed);
+                dst.counters
+                    .tx_bytes
+                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => drop(),
+        };
+    }
+    scratch.edited.clear();
+    if apply_edit(edit, frame, Some(&mut hdr), &mut scratch.edited).is_err() {
+        return drop();
+    }
+    let out = &mut scratch.edited;
+    match io {
+        PortIo::Tap(tap) => {
+            let vb = hdr_bytes(&hdr);
+            match tap.send(&[&vb, out]) {
+                Ok(()) => {
+                    dst.counters.tx_frames.fetch_add(1, Ordering::Relaxed);
+                    dst.counters
+                        .tx_bytes
+                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => drop(),
+            }
+        }
+        PortIo::Packet(pp) => {
+            let q = pending.entry(dst.no).or_default();
+            if pp.vnet_hdr() {
+                q.push(PendingTx {
+                    vnet: hdr_bytes(&hdr),
+                    body: out.clone(),
+                });
+            } else if hdr.is_gso() {
+                // The socket takes no offload metadata: segment here.
+                scratch.segs.clear();
+                if gso_segment(out, &hdr, &mut scratch.segs).is_err() {
+                    return drop();
+                }
+                for seg in scratch.segs.iter() {
+                    q.push(PendingTx {
+                        vnet: [0; VNET_HDR_LEN],
+                        body: seg.to_vec(),
+                    });
+                }
+            } else {
+                if complete_checksum(out, &mut hdr).is_err() {
+                    return drop();
+                }
+                q.push(PendingTx {
+                    vnet: [0; VNET_HDR_LEN],
+                    body: out.clone(),
+                });
+            }
+        }
+    }
+}
+
+fn hdr_bytes(h: &VirtioNetHdr) -> [u8; VNET_HDR_LEN] {
+    let mut b = [0u8; VNET_HDR_LEN];
+    // Only fails for a wrong length, and VNET_HDR_LEN is the right one.
+    let _ = h.write(&mut b, VNET_HDR_LEN);
+    b
+}
+
+fn flush(table: &super::PortTable, pending: &mut HashMap<PortNo, Vec<PendingTx>>) {
+    for (no, q) in pending.iter_mut() {
+        if q.is_empty() {
+            continue;
+        }
+        let Some(dst) = table.get(*no) else {
+            q.clear();
+            continue;
+        };
+        let Some(PortIo::Packet(pp)) = dst.io.as_deref() else {
+            q.clear();
+            continue;
+        };
+        let vnet = pp.vnet_hdr();
+        let empty: &[u8] = &[];
+        let slices: Vec<[&[u8]; 4]> = q
+            .iter()
+            .map(|p| {
+                [
+                    if vnet { &p.vnet[..] } else { empty },
+                    &p.body[..],
+                    empty,
+                    empty,
+                ]
+            })
+            .collect();
+        let (sent, bytes) = pp.send_batch(&slices);
+        dst.counters
+            .tx_frames
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        dst.counters
+            .tx_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        dst.counters
+            .tx_dropped
+            .fetch_add((q.len() - sent) as u64, Ordering::Relaxed);
+        q.clear();
+    }
+}

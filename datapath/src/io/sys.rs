@@ -1,0 +1,565 @@
+//! Every syscall the switch's I/O shells make, and the only `unsafe` in the
+//! crate. Each function hands back safe owned types (`OwnedFd`, [`RxRing`]);
+//! callers above this module never see a raw pointer.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Size of `struct virtio_net_hdr` (no mergeable-buffers field): what the
+/// tap and AF_PACKET sockets prepend when vnet headers are on.
+pub const VNET_HDR_LEN: usize = 10;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn ifreq_with_name(name: &str) -> io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?} (1-15 bytes)"),
+        ));
+    }
+    // SAFETY: ifreq is a plain C struct/union for which all-zero bytes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+/// Opens /dev/net/tun and attaches (creating if needed) tap `name` with
+/// IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 10-byte vnet header and the given
+/// TUN_F_* offloads. The fd is non-blocking and close-on-exec.
+pub fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
+    let path = CString::new("/dev/net/tun").expect("static path has no NUL");
+    // SAFETY: path is a valid NUL-terminated string; open has no other preconditions.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ifr = ifreq_with_name(name)?;
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    // SAFETY: TUNSETIFF reads (and writes back the name into) the ifreq we own.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) })?;
+    let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one c_int from the pointer we pass.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) })?;
+    // SAFETY: TUNSETOFFLOAD takes the flags by value as an unsigned long.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            offloads as libc::c_ulong,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// The interface index of `name`, or None when no such netdev exists (in
+/// this network namespace).
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets IFF_UP on `name` (no-op if already up).
+pub fn set_link_up(name: &str) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: the kernel just wrote ifru_flags, the active union member.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })?;
+    Ok(())
+}
+
+/// The MTU of `name`.
+pub fn link_mtu(name: &str) -> io::Result<u32> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    // SAFETY: SIOCGIFMTU fills ifru_mtu of the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) })?;
+    // SAFETY: the kernel just wrote ifru_mtu, the active union member.
+    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: val points to a live T of the size we pass.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Options for an AF_PACKET port.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketOpts {
+    /// Prepend a virtio_net_hdr on rx and expect one on tx (PACKET_VNET_HDR):
+    /// GSO frames then cross the socket whole.
+    pub vnet_hdr: bool,
+    /// Bytes per rx ring slot (page multiple).
+    pub frame_size: u32,
+    /// Number of rx ring slots.
+    pub frame_nr: u32,
+}
+
+/// Opens an AF_PACKET socket bound to ifindex with a TPACKET_V2 rx ring,
+/// promiscuous membership and PACKET_IGNORE_OUTGOING (so the switch does not
+/// read back its own transmissions).
+pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto as libc::c_int,
+        )
+    })?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = fd.as_raw_fd();
+    if opts.vnet_hdr {
+        setsockopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_VNET_HDR,
+            &1 as &libc::c_int,
+        )?;
+    }
+    let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
+    setsockopt(
+        raw,
+        libc::SOL_PACKET,
+        libc::PACKET_IGNORE_OUTGOING,
+        &1 as &libc::c_int,
+    )?;
+    // Worth it: our tx already is a batch; the qdisc adds a lock and a copy.
+    let _ = setsockopt(
+        raw,
+        libc::SOL_PACKET,
+        libc::PACKET_QDISC_BYPASS,
+        &1 as &libc::c_int,
+    );
+    let req = libc::tpacket_req {
+        tp_block_size: opts.frame_size,
+        tp_block_nr: opts.frame_nr,
+        tp_frame_size: opts.frame_size,
+        tp_frame_nr: opts.frame_nr,
+    };
+    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+    let len = opts.frame_size as usize * opts.frame_nr as usize;
+    // SAFETY: mapping the rx ring the kernel just allocated for this socket; length matches the request.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_LOCKED,
+            raw,
+            0,
+        )
+    };
+    let map = if map == libc::MAP_FAILED {
+        // MAP_LOCKED can fail under RLIMIT_MEMLOCK; the ring works unlocked too.
+        // SAFETY: as above, without MAP_LOCKED.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                raw,
+                0,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        m
+    } else {
+        map
+    };
+    let ring = RxRing {
+        base: map.cast(),
+        len,
+        frame_size: opts.frame_size as usize,
+        frame_nr: opts.frame_nr as usize,
+        head: 0,
+        vnet_hdr: opts.vnet_hdr,
+    };
+    // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a valid sockaddr_ll of the size we pass.
+    cvt(unsafe {
+        libc::bind(
+            raw,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: packet_mreq is a plain C struct; all-zero is valid.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+    Ok((fd, ring))
+}
+
+/// One frame taken from the rx ring: its bytes (starting at the MAC header,
+/// or at the vnet header when `vnet` is set), the VLAN tag the kernel moved
+/// out of the frame, and whether it was truncated to the ring slot.
+pub struct RingFrame<'a> {
+    /// virtio_net_hdr bytes when the socket has PACKET_VNET_HDR.
+    pub vnet: Option<&'a [u8]>,
+    /// The frame from its destination MAC on (without the stripped tag).
+    pub data: &'a [u8],
+    /// The 802.1Q TCI the NIC/kernel stripped (TP_STATUS_VLAN_VALID).
+    pub vlan_tci: Option<u16>,
+    /// TPID of that tag (0x8100 unless TP_STATUS_VLAN_TPID_VALID says else).
+    pub vlan_tpid: u16,
+    /// tp_len > tp_snaplen: the slot was too small.
+    pub truncated: bool,
+}
+
+/// A TPACKET_V2 rx ring mapped into our memory.
+pub struct RxRing {
+    base: *mut u8,
+    len: usize,
+    frame_size: usize,
+    frame_nr: usize,
+    head: usize,
+    vnet_hdr: bool,
+}
+
+// SAFETY: the ring is plain shared memory; access is serialised by `&mut self`
+// (one worker owns a port's ring at a time), and the kernel side is
+// synchronised through tp_status with acquire/release ordering.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    fn status(&self, slot: usize) -> &AtomicU32 {
+        // SAFETY: slot < frame_nr so the header lies inside the mapping; tp_status is
+        // the first u32 of a 16-byte aligned tpacket2_hdr, valid for an AtomicU32.
+        unsafe { &*(self.base.add(slot * self.frame_size) as *const AtomicU32) }
+    }
+
+    /// Calls `f` with each frame the kernel has filled, up to `max`, handing
+    /// each slot back right after. Returns the number of frames seen.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(RingFrame<'_>)) -> usize {
+        let mut n = 0;
+        while n < max {
+            let slot = self.head;
+            let st = self.status(slot).load(Ordering::Acquire);
+            if st & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            let off = slot * self.frame_size;
+            // SAFETY: the slot is ours (TP_STATUS_USER) until we write TP_STATUS_KERNEL;
+            // the header lies within the mapping and is 16-byte aligned.
+            let hdr = unsafe { &*(self.base.add(off) as *const libc::tpacket2_hdr) };
+            let mac = hdr.tp_mac as usize;
+            let snap = hdr.tp_snaplen as usize;
+            let valid = mac + snap <= self.frame_size && mac >= VNET_HDR_LEN;
+            if valid {
+                // SAFETY: [off, off+frame_size) is inside the mapping and owned by us now;
+                // mac+snap <= frame_size was checked above.
+                let slot_bytes =
+                    unsafe { std::slice::from_raw_parts(self.base.add(off), self.frame_size) };
+                let vlan_valid = st & libc::TP_STATUS_VLAN_VALID != 0;
+                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    hdr.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                f(RingFrame {
+                    vnet: self.vnet_hdr.then(|| &slot_bytes[mac - VNET_HDR_LEN..mac]),
+                    data: &slot_bytes[mac..mac + snap],
+                    vlan_tci: vlan_valid.then_some(hdr.tp_vlan_tci),
+                    vlan_tpid: tpid,
+                    truncated: hdr.tp_len as usize > snap,
+                });
+            }
+            self.status(slot)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.head = (slot + 1) % self.frame_nr;
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly what mmap returned; nothing borrows the ring now.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// Sends a batch of frames on a bound AF_PACKET socket with sendmmsg; each
+/// frame is given as up to 4 slices (e.g. vnet header, frame). A frame the
+/// kernel refuses (too big, bad vnet header) is skipped, not retried.
+/// Returns (frames sent, bytes sent).
+pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
+    if frames.is_empty() {
+        return (0, 0);
+    }
+    let mut iovs: Vec<[libc::iovec; 4]> = Vec::with_capacity(frames.len());
+    for fr in frames {
+        iovs.push(fr.map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        }));
+    }
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov.as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 4;
+            m
+        })
+        .collect();
+    let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
+    let mut retries = 0;
+    while at < msgs.len() {
+        // SAFETY: msgs[at..] are valid mmsghdrs whose iovecs point into `frames`,
+        // which outlive this call; the kernel only reads them.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[at..].as_mut_ptr(),
+                (msgs.len() - at) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r > 0 {
+            for m in &msgs[at..at + r as usize] {
+                bytes += m.msg_len as usize;
+            }
+            at += r as usize;
+            sent += r as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            // Device queue full: give it a moment, then drop the rest.
+            io::ErrorKind::WouldBlock if retries < 3 => {
+                retries += 1;
+                std::thread::yield_now();
+            }
+            io::ErrorKind::WouldBlock => break,
+            _ => at += 1,
+        }
+    }
+    (sent, bytes)
+}
+
+/// Writes one frame given as slices with writev (tap fds take one frame per write).
+pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    let iov: Vec<libc::iovec> = parts
+        .iter()
+        .map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        })
+        .collect();
+    // SAFETY: the iovecs point into `parts`, alive for the call; the kernel only reads them.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// read(2) into `buf`.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// An epoll instance.
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// epoll_create1(EPOLL_CLOEXEC).
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fd was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
+    }
+
+    /// Watch `fd` for input (level-triggered), reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a valid epoll_event; fd validity is checked by the kernel.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Stop watching `fd`.
+    pub fn del(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in add.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms`; writes ready tokens into `out`, returns their count.
+    pub fn wait(&self, out: &mut [u64], timeout_ms: i32) -> io::Result<usize> {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let max = out.len().min(evs.len());
+        // SAFETY: evs has room for `max` events.
+        let r = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                evs.as_mut_ptr(),
+                max as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        for (o, e) in out.iter_mut().zip(&evs[..r as usize]) {
+            *o = e.u64;
+        }
+        Ok(r as usize)
+    }
+}
+
+/// An eventfd used to wake a worker (new port set, shutdown).
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC).
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: fd was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd })
+    }
+
+    /// Raw fd, for epoll.
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Wake the reader.
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clear pending wakeups.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+/// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread (and every thread
+/// it spawns afterwards), so that [`wait_signal`] can take them synchronously.
+pub fn block_control_signals() -> io::Result<()> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+    }
+    // SAFETY: set is initialised; a null old-set pointer is allowed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout_ms` for one of the blocked control signals; returns
+/// its number, or None on timeout.
+pub fn wait_signal(timeout_ms: u64) -> Option<i32> {
+    // SAFETY: as in block_control_signals.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+    }
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: set and ts are valid; a null siginfo pointer is allowed.
+    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+/// SIGHUP: reload the config.
+pub const SIGHUP: i32 = libc::SIGHUP;

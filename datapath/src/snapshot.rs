@@ -1,0 +1,485 @@
+//! The compiled pipeline: an immutable snapshot of ports, local VLANs, uplink segment maps,
+//! flood sets and per-port security, built from a [`SwitchConfig`]. Port numbers and local
+//! VLANs stay stable across recompiles for ports/networks whose names are unchanged.
+
+use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
+use crate::mac::MacAddr;
+use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Local VLAN ids are allocated from 1..=MAX_LOCAL_VLAN (4095 is reserved).
+pub const MAX_LOCAL_VLAN: u16 = 4094;
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// What a port is to the switch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum PortRole {
+    /// A VM-side port (tap or system): access port in its network's local VLAN, never tagged.
+    Vm,
+    /// A physnet's NIC: trunk carrying the physnet's flat/vlan segments.
+    Uplink,
+}
+
+/// A port as the I/O shell needs to know it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PortInfo {
+    /// Stable port number.
+    pub no: PortNo,
+    /// Interface name (for uplinks: the physnet's interface).
+    pub name: String,
+    /// How to attach it: Tap (create a tap) or System (existing netdev; uplinks are System).
+    pub kind: PortKind,
+    /// VM port or uplink.
+    pub role: PortRole,
+    /// VM ports: network name. Uplinks: None.
+    pub network: Option<String>,
+    /// Uplinks: physnet name. VM ports: None.
+    pub physnet: Option<String>,
+    /// VM ports: the network's local VLAN. Uplinks: 0.
+    pub local_vlan: u16,
+    /// VM ports: configured MAC.
+    pub mac: Option<MacAddr>,
+    /// Anti-spoofing on (VM ports only; always false for uplinks).
+    pub port_security: bool,
+}
+
+/// A network with its allocated local VLAN.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NetworkInfo {
+    /// Name.
+    pub name: String,
+    /// flat / vlan / local.
+    pub network_type: NetworkType,
+    /// Physnet (flat/vlan).
+    pub physnet: Option<String>,
+    /// Host-local VLAN id (1..=4094).
+    pub local_vlan: u16,
+    /// The uplink port carrying it, if any.
+    pub uplink: Option<PortNo>,
+}
+
+/// What port security allows a port to send.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PortSecurity {
+    pub macs: Vec<MacAddr>,
+    pub v4: Vec<(MacAddr, Ipv4Net)>,
+    pub v6: Vec<(MacAddr, Ipv6Net)>,
+}
+
+impl PortSecurity {
+    pub fn mac_ok(&self, m: MacAddr) -> bool {
+        self.macs.contains(&m)
+    }
+    pub fn v4_ok(&self, m: MacAddr, ip: Ipv4Addr) -> bool {
+        self.v4.iter().any(|(pm, n)| *pm == m && n.contains(&ip))
+    }
+    pub fn v6_ok(&self, m: MacAddr, ip: Ipv6Addr) -> bool {
+        self.v6.iter().any(|(pm, n)| *pm == m && n.contains(&ip))
+    }
+}
+
+/// Flood-set member of a local VLAN with its egress edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub port: PortNo,
+    /// Edit when the frame entered untagged (from a VM port or a flat uplink).
+    pub edit_untagged: EgressEdit,
+    /// Edit when the frame entered tagged (from a VLAN uplink).
+    pub edit_tagged: EgressEdit,
+}
+
+impl Member {
+    #[inline]
+    pub fn edit(&self, tagged_ingress: bool) -> EgressEdit {
+        if tagged_ingress {
+            self.edit_tagged
+        } else {
+            self.edit_untagged
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct VlanEntry {
+    pub network: usize,
+    pub members: Vec<Member>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UplinkRt {
+    /// Global VID -> local VLAN.
+    pub segments: HashMap<u16, u16>,
+    /// Local VLAN of the physnet's flat network.
+    pub flat_vlan: Option<u16>,
+}
+
+/// An immutable compiled pipeline. Swap it into a [`crate::Datapath`] atomically.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u64,
+    config: SwitchConfig,
+    ports: Vec<Option<PortInfo>>,
+    security: Vec<Option<PortSecurity>>,
+    uplinks: Vec<Option<UplinkRt>>,
+    by_name: HashMap<String, PortNo>,
+    networks: Vec<NetworkInfo>,
+    vlans: Vec<Option<VlanEntry>>,
+    static_macs: HashMap<(u16, MacAddr), PortNo>,
+}
+
+/// Ports to open, close or reopen when moving from one snapshot to the next.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotDiff {
+    /// New ports (open them).
+    pub added: Vec<PortInfo>,
+    /// Ports gone (close them).
+    pub removed: Vec<PortInfo>,
+    /// Same number and name but another kind (close and reopen).
+    pub reattached: Vec<PortInfo>,
+}
+
+fn compile_err(message: String) -> ConfigError {
+    ConfigError {
+        source_name: "config".into(),
+        line: None,
+        path: String::new(),
+        message,
+    }
+}
+
+impl Snapshot {
+    /// Compiles a config. With `prev`, port numbers and local VLANs of unchanged names are kept.
+    pub fn compile(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
+        // Local VLANs: keep previous allocations by network name, then lowest free.
+        let mut used_vlans = BTreeSet::new();
+        let mut vlan_of: HashMap<&str, u16> = HashMap::new();
+        if let Some(p) = prev {
+            for n in &cfg.networks {
+                if let Some(old) = p.network(&n.name) {
+                    vlan_of.insert(&n.name, old.local_vlan);
+                    used_vlans.insert(old.local_vlan);
+                }
+            }
+        }
+        let mut next_vlan = 1u16;
+        for n in &cfg.networks {
+            if vlan_of.contains_key(n.name.as_str()) {
+                continue;
+            }
+            while used_vlans.contains(&next_vlan) {
+                next_vlan += 1;
+            }
+            if next_vlan > MAX_LOCAL_VLAN {
+                return Err(compile_err(format!(
+                    "too many networks: no local VLAN left for network {:?}",
+                    n.name
+                )));
+            }
+            vlan_of.insert(&n.name, next_vlan);
+            used_vlans.insert(next_vlan);
+        }
+
+        // Port numbers: uplinks (one per physnet) then VM ports; keep previous numbers by name.
+        let mut names: Vec<&str> = cfg.physnets.iter().map(|p| p.interface.as_str()).collect();
+        names.extend(cfg.ports.iter().map(|p| p.name.as_str()));
+        let mut used_ports = BTreeSet::new();
+        let mut no_of: HashMap<&str, PortNo> = HashMap::new();
+        if let Some(p) = prev {
+            for n in &names {
+                if let Some(&no) = p.by_name.get(*n) {
+                    no_of.insert(n, no);
+                    used_ports.insert(no.0);
+                }
+            }
+        }
+        let mut next_port = 1u16;
+        for n in &names {
+            if no_of.contains_key(n) {
+                continue;
+            }
+            while used_ports.contains(&next_port) {
+                next_port += 1;
+            }
+            if usize::from(next_port) >= MAX_PORTS {
+                return Err(compile_err(format!(
+                    "too many ports: no port number left for {n:?} (limit {})",
+                    MAX_PORTS - 1
+                )));
+            }
+            no_of.insert(n, PortNo(next_port));
+            used_ports.insert(next_port);
+        }
+        let table_len = used_ports
+            .iter()
+            .next_back()
+            .map(|&m| usize::from(m) + 1)
+            .unwrap_or(1);
+        let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
+        let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
+        let mut by_name = HashMap::new();
+
+        let mut uplink_of_physnet: HashMap<&str, PortNo> = HashMap::new();
+        for p in &cfg.physnets {
+            let no = no_of[p.interface.as_str()];
+            uplink_of_physnet.insert(&p.name, no);
+            by_name.insert(p.interface.clone(), no);
+            ports[usize::from(no.0)] = Some(PortInfo {
+                no,
+                name: p.interface.clone(),
+                kind: PortKind::System,
+                role: PortRole::Uplink,
+                network: None,
+                physnet: Some(p.name.clone()),
+                local_vlan: 0,
+                mac: None,
+                port_security: false,
+            });
+            uplinks[usize::from(no.0)] = Some(UplinkRt::default());
+        }
+
+        let mut networks = Vec::new();
+        let mut vlans: Vec<Option<VlanEntry>> = vec![None; usize::from(MAX_LOCAL_VLAN) + 1];
+        let mut net_index: HashMap<&str, usize> = HashMap::new();
+        for n in &cfg.networks {
+            let local_vlan = vlan_of[n.name.as_str()];
+            let uplink = n
+                .physnet
+                .as_deref()
+                .and_then(|p| uplink_of_physnet.get(p).copied());
+            let idx = networks.len();
+            net_index.insert(&n.name, idx);
+            let mut members = Vec::new();
+            if let Some(up) = uplink {
+                let rt = uplinks[usize::from(up.0)].get_or_insert_with(UplinkRt::default);
+                let (edit_untagged, edit_tagged) = match n.network_type {
+                    NetworkType::Vlan { segmentation_id } => {
+                        rt.segments.insert(segmentation_id, local_vlan);
+                        (
+                            EgressEdit::PushTag(segmentation_id),
+                            EgressEdit::RewriteVid(segmentation_id),
+                        )
+                    }
+                    NetworkType::Flat => {
+                        rt.flat_vlan = Some(local_vlan);
+                        (EgressEdit::Keep, EgressEdit::StripTag)
+                    }
+                    NetworkType::Local => unreachable_local(),
+                };
+                members.push(Member {
+                    port: up,
+                    edit_untagged,
+                    edit_tagged,
+                });
+            }
+            vlans[usize::from(local_vlan)] = Some(VlanEntry {
+                network: idx,
+                members,
+            });
+            networks.push(NetworkInfo {
+                name: n.name.clone(),
+                network_type: n.network_type,
+                physnet: n.physnet.clone(),
+                local_vlan,
+                uplink,
+            });
+        }
+
+        let mut static_macs = HashMap::new();
+        for p in &cfg.ports {
+            let no = no_of[p.name.as_str()];
+            let net = &networks[net_index[p.network.as_str()]];
+            let local_vlan = net.local_vlan;
+            by_name.insert(p.name.clone(), no);
+            ports[usize::from(no.0)] = Some(PortInfo {
+                no,
+                name: p.name.clone(),
+                kind: p.kind,
+                role: PortRole::Vm,
+                network: Some(p.network.clone()),
+                physnet: None,
+                local_vlan,
+                mac: p.mac,
+                port_security: p.port_security,
+            });
+            if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
+                v.members.push(Member {
+                    port: no,
+                    edit_untagged: EgressEdit::Keep,
+                    edit_tagged: EgressEdit::StripTag,
+                });
+            }
+            if let Some(mac) = p.mac {
+                // Configured MACs are static entries: they never age and never move.
+                static_macs.entry((local_vlan, mac)).or_insert(no);
+            }
+            if p.port_security {
+                security[usize::from(no.0)] = Some(build_security(p));
+            }
+        }
+        for v in vlans.iter_mut().flatten() {
+            v.members.sort_by_key(|m| m.port);
+        }
+
+        Ok(Snapshot {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            config: cfg.clone(),
+            ports,
+            security,
+            uplinks,
+            by_name,
+            networks,
+            vlans,
+            static_macs,
+        })
+    }
+
+    /// Unique id of this snapshot (flow cache entries of other generations are stale).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The config it was compiled from.
+    pub fn config(&self) -> &SwitchConfig {
+        &self.config
+    }
+
+    /// MAC aging time in nanoseconds.
+    pub fn mac_aging_ns(&self) -> u64 {
+        self.config
+            .switch
+            .mac_aging_secs
+            .saturating_mul(1_000_000_000)
+    }
+
+    /// All ports (uplinks and VM ports), by port number.
+    pub fn ports(&self) -> impl Iterator<Item = &PortInfo> {
+        self.ports.iter().flatten()
+    }
+
+    /// A port by number.
+    #[inline]
+    pub fn port(&self, no: PortNo) -> Option<&PortInfo> {
+        self.ports.get(usize::from(no.0)).and_then(|p| p.as_ref())
+    }
+
+    /// A port by interface name.
+    pub fn port_by_name(&self, name: &str) -> Option<&PortInfo> {
+        self.by_name.get(name).and_then(|&no| self.port(no))
+    }
+
+    /// Networks with their local VLANs.
+    pub fn networks(&self) -> &[NetworkInfo] {
+        &self.networks
+    }
+
+    /// A network by name.
+    pub fn network(&self, name: &str) -> Option<&NetworkInfo> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// The network using a local VLAN.
+    pub fn network_by_local_vlan(&self, vlan: u16) -> Option<&NetworkInfo> {
+        self.vlan(vlan).map(|v| &self.networks[v.network])
+    }
+
+    /// Ports that must be opened/closed/reopened to go from `old` to `self`.
+    pub fn diff(&self, old: &Snapshot) -> SnapshotDiff {
+        let mut d = SnapshotDiff::default();
+        for p in self.ports() {
+            match old.port_by_name(&p.name) {
+                None => d.added.push(p.clone()),
+                Some(o) if o.kind != p.kind || o.role != p.role => d.reattached.push(p.clone()),
+                Some(_) => {}
+            }
+        }
+        for o in old.ports() {
+            if self.port_by_name(&o.name).is_none() {
+                d.removed.push(o.clone());
+            }
+        }
+        d
+    }
+
+    // ---- crate-internal accessors for the pipeline ----
+
+    #[inline]
+    pub(crate) fn security(&self, no: PortNo) -> Option<&PortSecurity> {
+        self.security
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
+    }
+
+    #[inline]
+    pub(crate) fn uplink(&self, no: PortNo) -> Option<&UplinkRt> {
+        self.uplinks.get(usize::from(no.0)).and_then(|s| s.as_ref())
+    }
+
+    #[inline]
+    pub(crate) fn vlan(&self, vlan: u16) -> Option<&VlanEntry> {
+        self.vlans.get(usize::from(vlan)).and_then(|v| v.as_ref())
+    }
+
+    #[inline]
+    pub(crate) fn static_mac(&self, vlan: u16, mac: MacAddr) -> Option<PortNo> {
+        if self.static_macs.is_empty() {
+            return None;
+        }
+        self.static_macs.get(&(vlan, mac)).copied()
+    }
+
+    pub(crate) fn static_macs(&self) -> impl Iterator<Item = (u16, MacAddr, PortNo)> + '_ {
+        self.static_macs.iter().map(|(&(v, m), &p)| (v, m, p))
+    }
+
+    /// The member entry of `port` in `vlan`'s flood set.
+    #[inline]
+    pub(crate) fn member(&self, vlan: u16, port: PortNo) -> Option<&Member> {
+        let v = self.vlan(vlan)?;
+        v.members
+            .binary_search_by_key(&port, |m| m.port)
+            .ok()
+            .map(|i| &v.members[i])
+    }
+}
+
+fn unreachable_local() -> (EgressEdit, EgressEdit) {
+    // Config validation guarantees local networks have no physnet; be safe anyway:
+    // a local network never gets an uplink member (never leaves the host).
+    (EgressEdit::Keep, EgressEdit::Keep)
+}
+
+fn build_security(p: &crate::config::PortConfig) -> PortSecurity {
+    let mut s = PortSecurity::default();
+    let Some(mac) = p.mac else {
+        return s;
+    };
+    s.macs.push(mac);
+    for ip in &p.fixed_ips {
+        match IpNet::from(*ip) {
+            IpNet::V4(n) => s.v4.push((mac, n)),
+            IpNet::V6(n) => s.v6.push((mac, n)),
+        }
+    }
+    for pair in &p.allowed_address_pairs {
+        let m = pair.mac.unwrap_or(mac);
+        if !s.macs.contains(&m) {
+            s.macs.push(m);
+        }
+        match pair.ip {
+            IpNet::V4(n) => s.v4.push((m, n)),
+            IpNet::V6(n) => s.v6.push((m, n)),
+        }
+    }
+    // Every MAC the port may use may also use its EUI-64 link-local address (SLAAC/ND).
+    for m in s.macs.clone() {
+        if let Ok(n) = Ipv6Net::new(m.ipv6_link_local(), 128) {
+            s.v6.push((m, n));
+        }
+    }
+    s
+}
