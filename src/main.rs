@@ -7,7 +7,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "weft: a userspace SDN and a small OpenStack-compatible control plane")]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: a userspace SDN and a small OpenStack-compatible control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -18,7 +18,10 @@ pub enum IdentityError {
     #[error(transparent)]
     Storage(#[from] crate::store::StorageError),
     #[error("fernet keys in {path}: {message}")]
-    Keys { path: std::path::PathBuf, message: String },
+    Keys {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
@@ -29,7 +32,10 @@ pub enum IdentityError {
 
 impl IdentityError {
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
-        IdentityError::NotFound { kind, id: id.into() }
+        IdentityError::NotFound {
+            kind,
+            id: id.into(),
+        }
     }
     pub fn bad(msg: impl Into<String>) -> Self {
         IdentityError::BadRequest(msg.into())

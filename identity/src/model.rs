@@ -119,7 +119,11 @@ impl Assignment {
             Target::Domain(d) => ("d", d.as_str()),
             Target::System => ("s", "all"),
         };
-        format!("{ak}:{a}|{tk}:{t}|{}|{}", self.role_id, u8::from(self.inherited))
+        format!(
+            "{ak}:{a}|{tk}:{t}|{}|{}",
+            self.role_id,
+            u8::from(self.inherited)
+        )
     }
 }
 

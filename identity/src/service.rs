@@ -149,8 +149,16 @@ pub struct AppCredAuth {
 pub enum ScopeRequest {
     #[default]
     Unscoped,
-    Project { id: Option<String>, name: Option<String>, domain_id: Option<String>, domain_name: Option<String> },
-    Domain { id: Option<String>, name: Option<String> },
+    Project {
+        id: Option<String>,
+        name: Option<String>,
+        domain_id: Option<String>,
+        domain_name: Option<String>,
+    },
+    Domain {
+        id: Option<String>,
+        name: Option<String>,
+    },
     System,
     Trust(String),
 }
@@ -218,17 +226,36 @@ impl Identity {
     }
 
     /// Open with another storage implementation.
-    pub fn open_with_store(cfg: IdentityConfig, store: Box<dyn Storage>) -> Result<Identity, IdentityError> {
+    pub fn open_with_store(
+        cfg: IdentityConfig,
+        store: Box<dyn Storage>,
+    ) -> Result<Identity, IdentityError> {
         let keys = KeyRepo::open(&cfg.state_dir.join("fernet-keys"))?;
         let (rev, rows) = store.load()?;
         let state = State::from_rows(rev, rows)?;
-        let mode = if cfg.policy_permissive { Mode::Permissive } else { Mode::Enforce };
-        let enforcer = Enforcer::new(
+        let mode = if cfg.policy_permissive {
+            Mode::Permissive
+        } else {
+            Mode::Enforce
+        };
+        let mut enforcer = Enforcer::new(
             policy::identity_defaults(),
             cfg.policy_file.as_deref(),
             mode,
-            Some(cfg.state_dir.join("policy-decisions.jsonl")),
+            Some(policy::records_path(&cfg.state_dir)),
         )?;
+        // So permissive-mode records can name the weakest role that would do.
+        let pairs: Vec<(String, String)> = state
+            .implied
+            .iter()
+            .filter_map(|(p, i)| {
+                Some((
+                    state.roles.get(p)?.name.clone(),
+                    state.roles.get(i)?.name.clone(),
+                ))
+            })
+            .collect();
+        enforcer.set_role_implications(&pairs);
         Ok(Identity {
             cfg,
             store,
@@ -270,7 +297,10 @@ impl Identity {
 
     /// Run one write: a private copy of the state, changed by `f`, persisted in one
     /// transaction, then swapped in. Writers are serialised; readers never wait.
-    pub fn write<T>(&self, f: impl FnOnce(&mut Tx) -> Result<T, IdentityError>) -> Result<T, IdentityError> {
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx) -> Result<T, IdentityError>,
+    ) -> Result<T, IdentityError> {
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut tx = Tx::new((*self.state.load_full()).clone());
         let out = f(&mut tx)?;
@@ -287,7 +317,9 @@ impl Identity {
 
     pub fn hash_password(&self, pw: &str) -> Result<String, IdentityError> {
         if pw.len() > 4096 {
-            return Err(IdentityError::bad("Invalid input for field 'password': too long."));
+            return Err(IdentityError::bad(
+                "Invalid input for field 'password': too long.",
+            ));
         }
         bcrypt::hash(pw, self.bcrypt_cost).map_err(|e| IdentityError::bad(format!("password: {e}")))
     }
@@ -296,8 +328,14 @@ impl Identity {
     /// roles with their implications, admin on the admin project and on system,
     /// and the RegionOne region. Idempotent: a second run changes nothing (it
     /// does not reset the admin password).
-    pub fn bootstrap(&self, admin_password: Option<&str>) -> Result<BootstrapReport, IdentityError> {
-        let existing = self.snapshot().user_by_name(DEFAULT_DOMAIN_ID, "admin").map(|u| u.id.clone());
+    pub fn bootstrap(
+        &self,
+        admin_password: Option<&str>,
+    ) -> Result<BootstrapReport, IdentityError> {
+        let existing = self
+            .snapshot()
+            .user_by_name(DEFAULT_DOMAIN_ID, "admin")
+            .map(|u| u.id.clone());
         let (generated, hash) = match (&existing, admin_password) {
             (Some(_), _) => (None, None),
             (None, Some(p)) => (None, Some(self.hash_password(p)?)),
@@ -325,11 +363,22 @@ impl Identity {
                 });
             }
             let role_id = |tx: &mut Tx, name: &str| -> String {
-                if let Some(r) = tx.state.roles.values().find(|r| r.name == name && r.domain_id.is_none()) {
+                if let Some(r) = tx
+                    .state
+                    .roles
+                    .values()
+                    .find(|r| r.name == name && r.domain_id.is_none())
+                {
                     return r.id.clone();
                 }
                 let id = new_id();
-                tx.put_role(Role { id: id.clone(), name: name.into(), domain_id: None, description: None, options: Default::default() });
+                tx.put_role(Role {
+                    id: id.clone(),
+                    name: name.into(),
+                    domain_id: None,
+                    description: None,
+                    options: Default::default(),
+                });
                 id
             };
             let admin = role_id(tx, "admin");
@@ -337,7 +386,12 @@ impl Identity {
             let reader = role_id(tx, "reader");
             tx.add_implied(&admin, &member);
             tx.add_implied(&member, &reader);
-            let project_id = match tx.state.projects.values().find(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID) {
+            let project_id = match tx
+                .state
+                .projects
+                .values()
+                .find(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID)
+            {
                 Some(p) => p.id.clone(),
                 None => {
                     let id = new_id();
@@ -375,13 +429,22 @@ impl Identity {
                 }
             };
             for target in [Target::Project(project_id.clone()), Target::System] {
-                let a = Assignment { actor: Actor::User(user_id.clone()), target, role_id: admin.clone(), inherited: false };
+                let a = Assignment {
+                    actor: Actor::User(user_id.clone()),
+                    target,
+                    role_id: admin.clone(),
+                    inherited: false,
+                };
                 if !tx.state.assignments.contains_key(&a.key()) {
                     tx.put_assignment(a);
                 }
             }
             if !tx.state.regions.contains_key("RegionOne") {
-                tx.put_region(Region { id: "RegionOne".into(), description: String::new(), parent_region_id: None });
+                tx.put_region(Region {
+                    id: "RegionOne".into(),
+                    description: String::new(),
+                    parent_region_id: None,
+                });
             }
             Ok(BootstrapReport {
                 admin_user_id: user_id,
@@ -396,12 +459,26 @@ impl Identity {
     /// Make sure the catalog has service `name` of `service_type` with public,
     /// internal and admin endpoints at `url` in RegionOne. Idempotent; an
     /// endpoint whose URL changed (a new `--public-url`) is updated.
-    pub fn register_service(&self, service_type: &str, name: &str, url: &str) -> Result<(), IdentityError> {
+    pub fn register_service(
+        &self,
+        service_type: &str,
+        name: &str,
+        url: &str,
+    ) -> Result<(), IdentityError> {
         self.write(|tx| {
             if !tx.state.regions.contains_key("RegionOne") {
-                tx.put_region(Region { id: "RegionOne".into(), description: String::new(), parent_region_id: None });
+                tx.put_region(Region {
+                    id: "RegionOne".into(),
+                    description: String::new(),
+                    parent_region_id: None,
+                });
             }
-            let service_id = match tx.state.services.values().find(|s| s.service_type == service_type && s.name.as_deref() == Some(name)) {
+            let service_id = match tx
+                .state
+                .services
+                .values()
+                .find(|s| s.service_type == service_type && s.name.as_deref() == Some(name))
+            {
                 Some(s) => s.id.clone(),
                 None => {
                     let id = new_id();
@@ -420,7 +497,11 @@ impl Identity {
                     .state
                     .endpoints
                     .values()
-                    .find(|e| e.service_id == service_id && e.interface == iface && e.region_id.as_deref() == Some("RegionOne"))
+                    .find(|e| {
+                        e.service_id == service_id
+                            && e.interface == iface
+                            && e.region_id.as_deref() == Some("RegionOne")
+                    })
                     .cloned();
                 match found {
                     Some(e) if e.url == url => {}
@@ -463,7 +544,8 @@ impl Identity {
         let state = self.snapshot();
         let mut methods = 0u8;
         let mut user_id: Option<String> = None;
-        let mut expires_at = now + i64::try_from(self.cfg.token_ttl.as_micros()).unwrap_or(i64::MAX / 2);
+        let mut expires_at =
+            now + i64::try_from(self.cfg.token_ttl.as_micros()).unwrap_or(i64::MAX / 2);
         let mut audit_chain: Option<[u8; 16]> = None;
         let mut app_cred: Option<AppCred> = None;
         let mut scope_req = req.scope.clone();
@@ -493,10 +575,14 @@ impl Identity {
         if let Some(t) = &req.token {
             let ctx = self.validate_token(t)?;
             if ctx.trust.is_some() {
-                return Err(IdentityError::Forbidden("Trust-scoped tokens cannot be rescoped.".into()));
+                return Err(IdentityError::Forbidden(
+                    "Trust-scoped tokens cannot be rescoped.".into(),
+                ));
             }
             if ctx.app_cred_id.is_some() {
-                return Err(IdentityError::Forbidden("Application credential tokens cannot be rescoped.".into()));
+                return Err(IdentityError::Forbidden(
+                    "Application credential tokens cannot be rescoped.".into(),
+                ));
             }
             if user_id.as_deref().is_some_and(|u| u != ctx.user_id) {
                 return Err(unauthorized());
@@ -508,7 +594,10 @@ impl Identity {
         }
         if let Some(ac) = &req.app_cred {
             let cred = find_app_cred(&state, ac).ok_or_else(unauthorized)?;
-            if !ct_eq(secret_hash(&ac.secret).as_bytes(), cred.secret_hash.as_bytes()) {
+            if !ct_eq(
+                secret_hash(&ac.secret).as_bytes(),
+                cred.secret_hash.as_bytes(),
+            ) {
                 return Err(unauthorized());
             }
             if cred.expires_at.is_some_and(|e| e <= now) {
@@ -526,7 +615,12 @@ impl Identity {
                     ))
                 }
             }
-            scope_req = ScopeRequest::Project { id: Some(cred.project_id.clone()), name: None, domain_id: None, domain_name: None };
+            scope_req = ScopeRequest::Project {
+                id: Some(cred.project_id.clone()),
+                name: None,
+                domain_id: None,
+                domain_name: None,
+            };
             methods |= token::METHOD_APP_CRED;
             user_id = Some(cred.user_id.clone());
             if let Some(e) = cred.expires_at {
@@ -534,9 +628,16 @@ impl Identity {
             }
             app_cred = Some(cred.clone());
         }
-        let user_id = user_id.ok_or_else(|| IdentityError::bad("Invalid input for field 'identity/methods': no method given."))?;
+        let user_id = user_id.ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'identity/methods': no method given.")
+        })?;
         let user = state.users.get(&user_id).ok_or_else(unauthorized)?;
-        if !user.enabled || !state.domains.get(&user.domain_id).is_some_and(|d| d.enabled) {
+        if !user.enabled
+            || !state
+                .domains
+                .get(&user.domain_id)
+                .is_some_and(|d| d.enabled)
+        {
             return Err(unauthorized());
         }
 
@@ -544,7 +645,9 @@ impl Identity {
             ScopeRequest::Unscoped => match &user.default_project_id {
                 Some(p)
                     if state.projects.get(p).is_some_and(|p| p.enabled)
-                        && !state.effective_role_ids(&user_id, &Scope::Project(p.clone())).is_empty() =>
+                        && !state
+                            .effective_role_ids(&user_id, &Scope::Project(p.clone()))
+                            .is_empty() =>
                 {
                     TokenScope::Project(p.clone())
                 }
@@ -559,23 +662,40 @@ impl Identity {
                 };
                 TokenScope::Domain(d.ok_or_else(unauthorized)?.id.clone())
             }
-            ScopeRequest::Project { id, name, domain_id, domain_name } => {
+            ScopeRequest::Project {
+                id,
+                name,
+                domain_id,
+                domain_name,
+            } => {
                 let p = match (id, name) {
                     (Some(id), _) => state.projects.get(id),
                     (None, Some(n)) => {
                         let did = match (domain_id, domain_name) {
                             (Some(d), _) => Some(d.clone()),
-                            (None, Some(dn)) => state.domains.values().find(|d| &d.name == dn).map(|d| d.id.clone()),
+                            (None, Some(dn)) => state
+                                .domains
+                                .values()
+                                .find(|d| &d.name == dn)
+                                .map(|d| d.id.clone()),
                             _ => None,
                         };
-                        did.and_then(|did| state.projects.values().find(|p| &p.name == n && p.domain_id == did))
+                        did.and_then(|did| {
+                            state
+                                .projects
+                                .values()
+                                .find(|p| &p.name == n && p.domain_id == did)
+                        })
                     }
                     _ => None,
                 };
                 TokenScope::Project(p.ok_or_else(unauthorized)?.id.clone())
             }
             ScopeRequest::Trust(tid) => {
-                let t = state.trusts.get(tid).ok_or_else(|| IdentityError::not_found("trust", tid))?;
+                let t = state
+                    .trusts
+                    .get(tid)
+                    .ok_or_else(|| IdentityError::not_found("trust", tid))?;
                 if t.trustee_user_id != user_id {
                     return Err(IdentityError::Forbidden("User is not a trustee.".into()));
                 }
@@ -605,7 +725,12 @@ impl Identity {
         let ctx = context_from_payload(&state, payload.clone(), now)?;
         if let TokenScope::Trust(tid) = &payload.scope {
             self.write(|tx| {
-                let mut t = tx.state.trusts.get(tid).cloned().ok_or_else(|| IdentityError::not_found("trust", tid))?;
+                let mut t = tx
+                    .state
+                    .trusts
+                    .get(tid)
+                    .cloned()
+                    .ok_or_else(|| IdentityError::not_found("trust", tid))?;
                 match t.remaining_uses {
                     Some(0) => return Err(IdentityError::not_found("trust", tid)),
                     Some(n) => {
@@ -647,10 +772,20 @@ impl Identity {
     }
 
     /// Check `action` against the caller's credentials and `target`.
-    pub fn authorize(&self, ctx: &AuthContext, action: &str, target: &serde_json::Value) -> Result<(), IdentityError> {
+    pub fn authorize(
+        &self,
+        ctx: &AuthContext,
+        action: &str,
+        target: &serde_json::Value,
+    ) -> Result<(), IdentityError> {
         self.enforcer
             .authorize(action, target, &ctx.credentials())
-            .map_err(|d| IdentityError::Forbidden(format!("You are not authorized to perform the requested action: {}.", d.action)))
+            .map_err(|d| {
+                IdentityError::Forbidden(format!(
+                    "You are not authorized to perform the requested action: {}.",
+                    d.action
+                ))
+            })
     }
 }
 
@@ -693,11 +828,18 @@ fn find_app_cred<'a>(state: &'a State, a: &AppCredAuth) -> Option<&'a AppCred> {
     }
     let name = a.name.as_ref()?;
     let user = find_user(state, a.user.as_ref()?)?;
-    state.app_creds.values().find(|c| &c.name == name && c.user_id == user.id)
+    state
+        .app_creds
+        .values()
+        .find(|c| &c.name == name && c.user_id == user.id)
 }
 
 /// Resolve a decrypted payload against the state: the pure core of validation.
-pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Result<AuthContext, IdentityError> {
+pub fn context_from_payload(
+    state: &State,
+    payload: Payload,
+    now: Micros,
+) -> Result<AuthContext, IdentityError> {
     if payload.expires_at <= now {
         return Err(unauthorized());
     }
@@ -705,7 +847,11 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
     let (project_scope, domain_scope, trust_id) = match &payload.scope {
         TokenScope::Project(p) => (Some(p.clone()), None, None),
         TokenScope::Domain(d) => (None, Some(d.clone()), None),
-        TokenScope::Trust(t) => (state.trusts.get(t).and_then(|t| t.project_id.clone()), None, Some(t.clone())),
+        TokenScope::Trust(t) => (
+            state.trusts.get(t).and_then(|t| t.project_id.clone()),
+            None,
+            Some(t.clone()),
+        ),
         _ => (None, None, None),
     };
     let facts = TokenFacts {
@@ -728,16 +874,30 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
     let mut trust_info = None;
     let role_ids: Vec<String> = match &payload.scope {
         TokenScope::Unscoped => vec![],
-        TokenScope::System => state.effective_role_ids(&authn_user.id, &Scope::System).into_iter().collect(),
+        TokenScope::System => state
+            .effective_role_ids(&authn_user.id, &Scope::System)
+            .into_iter()
+            .collect(),
         TokenScope::Domain(d) => {
             if !state.domains.get(d).is_some_and(|d| d.enabled) {
                 return Err(unauthorized());
             }
-            state.effective_role_ids(&authn_user.id, &Scope::Domain(d.clone())).into_iter().collect()
+            state
+                .effective_role_ids(&authn_user.id, &Scope::Domain(d.clone()))
+                .into_iter()
+                .collect()
         }
         TokenScope::Project(p) => {
-            let proj = state.projects.get(p).filter(|p| p.enabled).ok_or_else(unauthorized)?;
-            if !state.domains.get(&proj.domain_id).is_some_and(|d| d.enabled) {
+            let proj = state
+                .projects
+                .get(p)
+                .filter(|p| p.enabled)
+                .ok_or_else(unauthorized)?;
+            if !state
+                .domains
+                .get(&proj.domain_id)
+                .is_some_and(|d| d.enabled)
+            {
                 return Err(unauthorized());
             }
             let held = state.effective_role_ids(&authn_user.id, &Scope::Project(p.clone()));
@@ -748,7 +908,11 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
                     if ac.user_id != authn_user.id || ac.expires_at.is_some_and(|e| e <= now) {
                         return Err(unauthorized());
                     }
-                    state.expand_implied(ac.role_ids.iter().cloned()).into_iter().filter(|r| held.contains(r)).collect()
+                    state
+                        .expand_implied(ac.role_ids.iter().cloned())
+                        .into_iter()
+                        .filter(|r| held.contains(r))
+                        .collect()
                 }
             }
         }
@@ -760,7 +924,11 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
             let trustor = enabled_user(&t.trustor_user_id).ok_or_else(unauthorized)?;
             let held = match &t.project_id {
                 Some(p) => {
-                    state.projects.get(p).filter(|p| p.enabled).ok_or_else(unauthorized)?;
+                    state
+                        .projects
+                        .get(p)
+                        .filter(|p| p.enabled)
+                        .ok_or_else(unauthorized)?;
                     state.effective_role_ids(&trustor.id, &Scope::Project(p.clone()))
                 }
                 None => Default::default(),
@@ -778,7 +946,10 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
             if t.impersonation {
                 shown_user = trustor;
             }
-            state.expand_implied(t.role_ids.iter().cloned()).into_iter().collect()
+            state
+                .expand_implied(t.role_ids.iter().cloned())
+                .into_iter()
+                .collect()
         }
     };
     let scoped = !matches!(payload.scope, TokenScope::Unscoped);
@@ -788,9 +959,17 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
         .collect();
     roles.sort();
     if scoped && roles.is_empty() {
-        return Err(IdentityError::Unauthorized("User has no access to the requested scope.".into()));
+        return Err(IdentityError::Unauthorized(
+            "User has no access to the requested scope.".into(),
+        ));
     }
-    let dom_name = |id: &str| state.domains.get(id).map(|d| d.name.clone()).unwrap_or_default();
+    let dom_name = |id: &str| {
+        state
+            .domains
+            .get(id)
+            .map(|d| d.name.clone())
+            .unwrap_or_default()
+    };
     let project = project_scope.as_ref().and_then(|p| state.projects.get(p));
     Ok(AuthContext {
         user_id: shown_user.id.clone(),
@@ -804,10 +983,14 @@ pub fn context_from_payload(state: &State, payload: Payload, now: Micros) -> Res
         domain_id: domain_scope.clone(),
         domain_name: domain_scope.as_deref().map(dom_name),
         system_scope: payload.scope == TokenScope::System,
-        is_admin_project: project.is_some_and(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID),
+        is_admin_project: project
+            .is_some_and(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID),
         role_ids: roles.iter().map(|r| r.1.clone()).collect(),
         roles: roles.into_iter().map(|r| r.0).collect(),
-        methods: token::method_names(payload.methods).into_iter().map(String::from).collect(),
+        methods: token::method_names(payload.methods)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         issued_at: payload.issued_at,
         expires_at: payload.expires_at,
         audit_ids,

@@ -14,8 +14,15 @@ pub type Kind = &'static str;
 /// One persisted change: a record put (JSON body) or deleted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Put { kind: Kind, id: String, body: String },
-    Delete { kind: Kind, id: String },
+    Put {
+        kind: Kind,
+        id: String,
+        body: String,
+    },
+    Delete {
+        kind: Kind,
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,12 +74,19 @@ macro_rules! record_ops {
     ($put:ident, $del:ident, $field:ident, $ty:ty, $kind:literal) => {
         pub fn $put(&mut self, v: $ty) {
             let body = serde_json::to_string(&v).expect("records serialize");
-            self.changes.push(Change::Put { kind: $kind, id: v.id.clone(), body });
+            self.changes.push(Change::Put {
+                kind: $kind,
+                id: v.id.clone(),
+                body,
+            });
             self.state.$field.insert(v.id.clone(), v);
         }
         pub fn $del(&mut self, id: &str) {
             if self.state.$field.remove(id).is_some() {
-                self.changes.push(Change::Delete { kind: $kind, id: id.to_string() });
+                self.changes.push(Change::Delete {
+                    kind: $kind,
+                    id: id.to_string(),
+                });
             }
         }
     };
@@ -86,7 +100,10 @@ pub struct Tx {
 
 impl Tx {
     pub fn new(state: State) -> Tx {
-        Tx { state, changes: Vec::new() }
+        Tx {
+            state,
+            changes: Vec::new(),
+        }
     }
     record_ops!(put_domain, del_domain, domains, Domain, "domain");
     record_ops!(put_project, del_project, projects, Project, "project");
@@ -98,7 +115,13 @@ impl Tx {
     record_ops!(put_endpoint, del_endpoint, endpoints, Endpoint, "endpoint");
     record_ops!(put_app_cred, del_app_cred, app_creds, AppCred, "app_cred");
     record_ops!(put_trust, del_trust, trusts, Trust, "trust");
-    record_ops!(put_revocation, del_revocation, revocations, RevocationEvent, "revocation");
+    record_ops!(
+        put_revocation,
+        del_revocation,
+        revocations,
+        RevocationEvent,
+        "revocation"
+    );
 
     pub fn add_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
@@ -113,11 +136,18 @@ impl Tx {
     pub fn remove_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
         if self.state.memberships.remove(&k) {
-            self.changes.push(Change::Delete { kind: "membership", id: format!("{group_id}|{user_id}") });
+            self.changes.push(Change::Delete {
+                kind: "membership",
+                id: format!("{group_id}|{user_id}"),
+            });
         }
     }
     pub fn add_implied(&mut self, prior: &str, implied: &str) {
-        if self.state.implied.insert((prior.to_string(), implied.to_string())) {
+        if self
+            .state
+            .implied
+            .insert((prior.to_string(), implied.to_string()))
+        {
             self.changes.push(Change::Put {
                 kind: "implied",
                 id: format!("{prior}|{implied}"),
@@ -126,19 +156,33 @@ impl Tx {
         }
     }
     pub fn remove_implied(&mut self, prior: &str, implied: &str) {
-        if self.state.implied.remove(&(prior.to_string(), implied.to_string())) {
-            self.changes.push(Change::Delete { kind: "implied", id: format!("{prior}|{implied}") });
+        if self
+            .state
+            .implied
+            .remove(&(prior.to_string(), implied.to_string()))
+        {
+            self.changes.push(Change::Delete {
+                kind: "implied",
+                id: format!("{prior}|{implied}"),
+            });
         }
     }
     pub fn put_assignment(&mut self, a: Assignment) {
         let key = a.key();
         let body = serde_json::to_string(&a).expect("records serialize");
-        self.changes.push(Change::Put { kind: "assignment", id: key.clone(), body });
+        self.changes.push(Change::Put {
+            kind: "assignment",
+            id: key.clone(),
+            body,
+        });
         self.state.assignments.insert(key, a);
     }
     pub fn del_assignment(&mut self, key: &str) {
         if self.state.assignments.remove(key).is_some() {
-            self.changes.push(Change::Delete { kind: "assignment", id: key.to_string() });
+            self.changes.push(Change::Delete {
+                kind: "assignment",
+                id: key.to_string(),
+            });
         }
     }
 }
@@ -154,23 +198,69 @@ pub struct LoadError {
 
 impl State {
     /// Rebuild a state from stored (kind, id, body) rows.
-    pub fn from_rows(revision: u64, rows: Vec<(String, String, String)>) -> Result<State, LoadError> {
-        let mut s = State { revision, ..State::default() };
+    pub fn from_rows(
+        revision: u64,
+        rows: Vec<(String, String, String)>,
+    ) -> Result<State, LoadError> {
+        let mut s = State {
+            revision,
+            ..State::default()
+        };
         for (kind, id, body) in rows {
-            let err = |e: serde_json::Error| LoadError { kind: kind.clone(), id: id.clone(), message: e.to_string() };
+            let err = |e: serde_json::Error| LoadError {
+                kind: kind.clone(),
+                id: id.clone(),
+                message: e.to_string(),
+            };
             match kind.as_str() {
-                "domain" => { s.domains.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "project" => { s.projects.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "user" => { s.users.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "group" => { s.groups.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "role" => { s.roles.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "region" => { s.regions.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "service" => { s.services.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "endpoint" => { s.endpoints.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "app_cred" => { s.app_creds.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "trust" => { s.trusts.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "revocation" => { s.revocations.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
-                "assignment" => { s.assignments.insert(id.clone(), serde_json::from_str(&body).map_err(err)?); }
+                "domain" => {
+                    s.domains
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "project" => {
+                    s.projects
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "user" => {
+                    s.users
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "group" => {
+                    s.groups
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "role" => {
+                    s.roles
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "region" => {
+                    s.regions
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "service" => {
+                    s.services
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "endpoint" => {
+                    s.endpoints
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "app_cred" => {
+                    s.app_creds
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "trust" => {
+                    s.trusts
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "revocation" => {
+                    s.revocations
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
+                "assignment" => {
+                    s.assignments
+                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
+                }
                 "membership" => {
                     let (g, u): (String, String) = serde_json::from_str(&body).map_err(err)?;
                     s.memberships.insert((g, u));
@@ -219,15 +309,22 @@ impl State {
             if let Some(a) = &ev.audit_id {
                 ix.revoked_audit.insert(a.clone());
             } else if let Some(u) = &ev.user_id {
-                ix.revoke_by_user.entry(u.clone()).or_default().push(ev.id.clone());
+                ix.revoke_by_user
+                    .entry(u.clone())
+                    .or_default()
+                    .push(ev.id.clone());
             } else if let Some(t) = &ev.trust_id {
-                ix.revoke_by_trust.entry(t.clone()).or_default().push(ev.id.clone());
+                ix.revoke_by_trust
+                    .entry(t.clone())
+                    .or_default()
+                    .push(ev.id.clone());
             } else {
                 ix.revoke_other.push(ev.id.clone());
             }
         }
         for u in self.users.values() {
-            ix.user_by_name.insert((u.domain_id.clone(), u.name.clone()), u.id.clone());
+            ix.user_by_name
+                .insert((u.domain_id.clone(), u.name.clone()), u.id.clone());
         }
         self.index = ix;
     }
@@ -235,7 +332,10 @@ impl State {
     /// The project's ancestors, nearest first (not the project itself).
     pub fn ancestors(&self, project_id: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let mut cur = self.projects.get(project_id).and_then(|p| p.parent_id.clone());
+        let mut cur = self
+            .projects
+            .get(project_id)
+            .and_then(|p| p.parent_id.clone());
         while let Some(p) = cur {
             if out.contains(&p) || out.len() > 64 {
                 break;
@@ -251,7 +351,11 @@ impl State {
         let mut out = Vec::new();
         let mut frontier = vec![project_id.to_string()];
         while let Some(p) = frontier.pop() {
-            for c in self.projects.values().filter(|c| c.parent_id.as_deref() == Some(&p)) {
+            for c in self
+                .projects
+                .values()
+                .filter(|c| c.parent_id.as_deref() == Some(&p))
+            {
                 if !out.contains(&c.id) {
                     out.push(c.id.clone());
                     frontier.push(c.id.clone());
@@ -263,14 +367,22 @@ impl State {
 
     /// Groups the user belongs to.
     pub fn groups_of(&self, user_id: &str) -> &[String] {
-        self.index.user_groups.get(user_id).map(Vec::as_slice).unwrap_or(&[])
+        self.index
+            .user_groups
+            .get(user_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Role ids granted directly (before implication) to the user or any of
     /// their groups for `scope`, including inherited grants from above.
     pub fn direct_role_ids(&self, user_id: &str, scope: &Scope) -> BTreeSet<String> {
         let mut actors = vec![Actor::User(user_id.to_string())];
-        actors.extend(self.groups_of(user_id).iter().map(|g| Actor::Group(g.clone())));
+        actors.extend(
+            self.groups_of(user_id)
+                .iter()
+                .map(|g| Actor::Group(g.clone())),
+        );
         let mut out = BTreeSet::new();
         let mut take = |target: Target, want_inherited: bool| {
             for a in &actors {
@@ -325,11 +437,18 @@ impl State {
 
     /// Is a token with these attributes revoked by any event?
     pub fn is_revoked(&self, t: &TokenFacts<'_>) -> bool {
-        if t.audit_ids.iter().any(|a| self.index.revoked_audit.contains(*a)) {
+        if t.audit_ids
+            .iter()
+            .any(|a| self.index.revoked_audit.contains(*a))
+        {
             return true;
         }
         let check = |ids: Option<&Vec<String>>| {
-            ids.into_iter().flatten().any(|id| self.revocations.get(id).is_some_and(|ev| event_matches(ev, t)))
+            ids.into_iter().flatten().any(|id| {
+                self.revocations
+                    .get(id)
+                    .is_some_and(|ev| event_matches(ev, t))
+            })
         };
         if check(self.index.revoke_by_user.get(t.user_id)) {
             return true;
@@ -339,10 +458,11 @@ impl State {
                 return true;
             }
         }
-        self.index
-            .revoke_other
-            .iter()
-            .any(|id| self.revocations.get(id).is_some_and(|ev| event_matches(ev, t)))
+        self.index.revoke_other.iter().any(|id| {
+            self.revocations
+                .get(id)
+                .is_some_and(|ev| event_matches(ev, t))
+        })
     }
 }
 
@@ -360,10 +480,19 @@ pub struct TokenFacts<'a> {
 fn event_matches(ev: &RevocationEvent, t: &TokenFacts<'_>) -> bool {
     t.issued_at <= ev.issued_before
         && ev.user_id.as_deref().is_none_or(|u| u == t.user_id)
-        && ev.project_id.as_deref().is_none_or(|p| Some(p) == t.project_id)
-        && ev.domain_id.as_deref().is_none_or(|d| Some(d) == t.domain_id)
+        && ev
+            .project_id
+            .as_deref()
+            .is_none_or(|p| Some(p) == t.project_id)
+        && ev
+            .domain_id
+            .as_deref()
+            .is_none_or(|d| Some(d) == t.domain_id)
         && ev.trust_id.as_deref().is_none_or(|x| Some(x) == t.trust_id)
-        && ev.audit_id.as_deref().is_none_or(|a| t.audit_ids.contains(&a))
+        && ev
+            .audit_id
+            .as_deref()
+            .is_none_or(|a| t.audit_ids.contains(&a))
 }
 
 /// One row of `GET /role_assignments`, with how an effective row came about.
@@ -412,7 +541,11 @@ impl State {
             };
             let targets: Vec<Target> = match (&a.target, a.inherited) {
                 (t, false) => vec![t.clone()],
-                (Target::Project(p), true) => self.descendants(p).into_iter().map(Target::Project).collect(),
+                (Target::Project(p), true) => self
+                    .descendants(p)
+                    .into_iter()
+                    .map(Target::Project)
+                    .collect(),
                 (Target::Domain(d), true) => self
                     .projects
                     .values()

@@ -43,14 +43,22 @@ impl SqliteStore {
                 conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {v}; COMMIT;"))?;
             }
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 }
 
 impl Storage for SqliteStore {
     fn load(&self) -> Result<(u64, Vec<(String, String, String)>), StorageError> {
-        let conn = self.conn.lock().map_err(|_| StorageError("lock poisoned".into()))?;
-        let rev: String = conn.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| StorageError("lock poisoned".into()))?;
+        let rev: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                r.get(0)
+            })?;
         let mut stmt = conn.prepare("SELECT kind, id, body FROM records")?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -59,10 +67,15 @@ impl Storage for SqliteStore {
     }
 
     fn commit(&self, revision: u64, changes: &[Change]) -> Result<(), StorageError> {
-        let mut conn = self.conn.lock().map_err(|_| StorageError("lock poisoned".into()))?;
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StorageError("lock poisoned".into()))?;
         let tx = conn.transaction()?;
         {
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)")?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
+            )?;
             let mut del = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND id = ?2")?;
             for c in changes {
                 match c {
@@ -74,7 +87,10 @@ impl Storage for SqliteStore {
                     }
                 }
             }
-            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'revision'", params![revision.to_string()])?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'revision'",
+                params![revision.to_string()],
+            )?;
         }
         tx.commit()?;
         Ok(())

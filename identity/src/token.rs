@@ -67,7 +67,10 @@ pub fn audit_str(a: &[u8; 16]) -> String {
 
 fn put_id(out: &mut Vec<u8>, id: &str) {
     let b = id.as_bytes();
-    if b.len() == 32 && b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+    if b.len() == 32
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    {
         out.push(0);
         out.extend(hex::decode(id).expect("checked hex"));
     } else {
@@ -93,7 +96,8 @@ impl Reader<'_> {
         self.take(1).map(|b| b[0])
     }
     fn i64(&mut self) -> Option<i64> {
-        self.take(8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
+        self.take(8)
+            .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
     }
     fn id(&mut self) -> Option<String> {
         match self.u8()? {
@@ -170,7 +174,15 @@ impl Payload {
         if !r.0.is_empty() || audit_ids.is_empty() {
             return None;
         }
-        Some(Payload { user_id, methods, scope, app_cred_id, issued_at, expires_at, audit_ids })
+        Some(Payload {
+            user_id,
+            methods,
+            scope,
+            app_cred_id,
+            issued_at,
+            expires_at,
+            audit_ids,
+        })
     }
 }
 
@@ -184,7 +196,10 @@ pub struct KeyRepo {
 }
 
 fn key_err(dir: &Path, message: impl Into<String>) -> crate::IdentityError {
-    crate::IdentityError::Keys { path: dir.to_path_buf(), message: message.into() }
+    crate::IdentityError::Keys {
+        path: dir.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Key file indexes in `dir`, ascending.
@@ -204,7 +219,12 @@ fn write_key(path: &Path) -> Result<(), crate::IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(Fernet::generate_key().as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -213,7 +233,9 @@ fn write_key(path: &Path) -> Result<(), crate::IdentityError> {
 
 fn dir_mtime(dir: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec()).unwrap_or(0)
+    std::fs::metadata(dir)
+        .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+        .unwrap_or(0)
 }
 
 /// Create the repository (staged key 0 and primary key 1) if it has no keys.
@@ -241,7 +263,11 @@ pub fn rotate_keys(dir: &Path, max_active: usize) -> Result<Vec<u64>, crate::Ide
     write_key(&dir.join("0"))?;
     let mut idx = key_indexes(dir)?;
     while idx.len() > max_active.max(3) {
-        let oldest = idx.iter().copied().find(|&i| i != 0).expect("more than one key");
+        let oldest = idx
+            .iter()
+            .copied()
+            .find(|&i| i != 0)
+            .expect("more than one key");
         std::fs::remove_file(dir.join(oldest.to_string()))?;
         idx.retain(|&i| i != oldest);
     }
@@ -251,7 +277,10 @@ pub fn rotate_keys(dir: &Path, max_active: usize) -> Result<Vec<u64>, crate::Ide
 fn load_multi(dir: &Path) -> Result<MultiFernet, crate::IdentityError> {
     let mut idx = key_indexes(dir)?;
     if idx.is_empty() {
-        return Err(key_err(dir, "no keys (run weft identity rotate-keys or weft bootstrap)"));
+        return Err(key_err(
+            dir,
+            "no keys (run weft identity rotate-keys or weft bootstrap)",
+        ));
     }
     // Primary (highest) first so it encrypts; staged (0) last.
     idx.sort_unstable_by(|a, b| match (a, b) {
@@ -263,7 +292,10 @@ fn load_multi(dir: &Path) -> Result<MultiFernet, crate::IdentityError> {
     let mut keys = Vec::new();
     for i in idx {
         let text = std::fs::read_to_string(dir.join(i.to_string()))?;
-        keys.push(Fernet::new(text.trim()).ok_or_else(|| key_err(dir, format!("key {i} is not a Fernet key")))?);
+        keys.push(
+            Fernet::new(text.trim())
+                .ok_or_else(|| key_err(dir, format!("key {i} is not a Fernet key")))?,
+        );
     }
     Ok(MultiFernet::new(keys))
 }
@@ -301,7 +333,11 @@ impl KeyRepo {
     pub fn seal(&self, p: &Payload, now: Micros) -> String {
         self.refresh(now);
         // Keystone strips the base64 padding so tokens are URL-safe.
-        self.keys.load().encrypt(&p.encode()).trim_end_matches('=').to_string()
+        self.keys
+            .load()
+            .encrypt(&p.encode())
+            .trim_end_matches('=')
+            .to_string()
     }
 
     pub fn open_token(&self, token: &str, now: Micros) -> Option<Payload> {

@@ -1,22 +1,136 @@
-//! `weft bootstrap`, `weft identity ...`, `weft policy ...`.
+//! `weft bootstrap`, `weft identity rotate-keys`, `weft policy workplan`.
 
-use clap::Args;
-
-#[derive(Args)]
-pub struct BootstrapArgs {}
-
-#[derive(Args)]
-pub struct IdentityArgs {}
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use weft_identity::{policy, Identity, IdentityConfig};
 
 #[derive(Args)]
-pub struct PolicyArgs {}
-
-pub fn run_bootstrap(_a: BootstrapArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft bootstrap: identity is not built yet")
+pub struct BootstrapArgs {
+    /// State directory (as for weft serve).
+    #[arg(long, env = "WEFT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Base URL for the identity catalog entry and admin-openrc.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Admin password (else WEFT_ADMIN_PASSWORD, else generated and printed once).
+    #[arg(long, env = "WEFT_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_password: Option<String>,
 }
-pub fn run_identity(_a: IdentityArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft identity: identity is not built yet")
+
+#[derive(Args)]
+pub struct IdentityArgs {
+    #[command(subcommand)]
+    pub command: IdentityCommand,
 }
-pub fn run_policy(_a: PolicyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft policy: identity is not built yet")
+
+#[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Promote the staged Fernet key to primary and stage a new one; tokens made
+    /// with the kept keys stay valid (a running weft serve picks the keys up).
+    RotateKeys {
+        #[arg(long, env = "WEFT_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Keys kept: staged + primary + secondaries (as Keystone's max_active_keys).
+        #[arg(long, default_value_t = 3)]
+        max_active_keys: usize,
+    },
+}
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// From the denials recorded in permissive mode, the role assignments (and
+    /// trusts) each user or workflow needs.
+    Workplan {
+        #[arg(long, env = "WEFT_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// A records file instead of STATE_DIR/policy-denials.jsonl.
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn state_dir(d: Option<PathBuf>) -> PathBuf {
+    d.unwrap_or_else(super::serve::default_state_dir)
+}
+
+pub fn run_bootstrap(a: BootstrapArgs) -> anyhow::Result<()> {
+    let dir = state_dir(a.state_dir);
+    let id = Identity::open(IdentityConfig::new(
+        &dir,
+        a.public_url.trim_end_matches('/'),
+    ))?;
+    let rep = id.bootstrap(a.bootstrap_password.as_deref().filter(|p| !p.is_empty()))?;
+    id.register_service("identity", "keystone", &id.v3_url())?;
+    if rep.already_bootstrapped {
+        println!(
+            "weft bootstrap: already done (admin user {}); nothing changed",
+            rep.admin_user_id
+        );
+    } else {
+        println!(
+            "weft bootstrap: admin user {} on project {}",
+            rep.admin_user_id, rep.admin_project_id
+        );
+    }
+    let pw = rep
+        .generated_password
+        .clone()
+        .or(a.bootstrap_password.filter(|p| !p.is_empty()));
+    if let Some(g) = &rep.generated_password {
+        println!("weft bootstrap: admin password (shown once): {g}");
+    }
+    if let Some(pw) = pw {
+        let path = dir.join("admin-openrc");
+        weft_ctrl::server::write_openrc(&path, &id.v3_url(), &pw)?;
+        println!("weft bootstrap: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn run_identity(a: IdentityArgs) -> anyhow::Result<()> {
+    match a.command {
+        IdentityCommand::RotateKeys {
+            state_dir: d,
+            max_active_keys,
+        } => {
+            let dir = state_dir(d).join("fernet-keys");
+            let keys = weft_identity::token::rotate_keys(&dir, max_active_keys)?;
+            println!(
+                "weft identity rotate-keys: {} now holds keys {:?} (primary {}, staged 0)",
+                dir.display(),
+                keys,
+                keys.last().copied().unwrap_or(0)
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn run_policy(a: PolicyArgs) -> anyhow::Result<()> {
+    match a.command {
+        PolicyCommand::Workplan {
+            state_dir: d,
+            records,
+            json,
+        } => {
+            let path = records.unwrap_or_else(|| policy::records_path(&state_dir(d)));
+            let recs = policy::read_records(&path)?;
+            let plan = policy::workplan(&recs);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{plan}");
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,10 +1,87 @@
 //! `weft serve`: the all-in-one control plane.
 
 use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_ctrl::server::{Server, ServerConfig};
 
 #[derive(Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// State directory (SQLite, Fernet keys, admin-openrc). Default: /var/lib/weft for root,
+    /// ~/.local/state/weft otherwise.
+    #[arg(long, env = "WEFT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL clients reach this server by (catalog URLs); default http://LISTEN.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Token lifetime in minutes.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=525_600))]
+    pub token_ttl_minutes: u64,
+    /// A YAML or JSON policy file overriding the default rules.
+    #[arg(long)]
+    pub policy_file: Option<PathBuf>,
+    /// Allow every action but record the ones the policy would deny (see `weft policy workplan`).
+    #[arg(long)]
+    pub policy_permissive: bool,
+}
 
-pub fn run_serve(_a: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft serve: the API server is not built yet")
+/// `/var/lib/weft` for root, `~/.local/state/weft` for anyone else.
+pub fn default_state_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        PathBuf::from("/var/lib/weft")
+    } else {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/state/weft")
+    }
+}
+
+pub fn server_config(a: &ServeArgs) -> ServerConfig {
+    let mut cfg = ServerConfig::new(
+        a.state_dir.clone().unwrap_or_else(default_state_dir),
+        a.listen,
+    );
+    if let Some(u) = &a.public_url {
+        cfg.public_url = u.trim_end_matches('/').to_string();
+    }
+    cfg.token_ttl = Duration::from_secs(a.token_ttl_minutes * 60);
+    cfg.policy_file = a.policy_file.clone();
+    cfg.policy_permissive = a.policy_permissive;
+    cfg.admin_password = std::env::var("WEFT_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    cfg
+}
+
+pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
+    let cfg = server_config(&a);
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let server = Server::open(cfg)?;
+    let rep = server.start_report();
+    if let Some(pw) = &rep.generated_password {
+        // Printed once, on the first start; it is also in admin-openrc (mode 0600).
+        println!("weft: bootstrapped; admin password: {pw}");
+    }
+    if let Some(p) = &rep.openrc {
+        println!(
+            "weft: credentials in {} (source it, then: openstack token issue)",
+            p.display()
+        );
+    }
+    println!(
+        "weft: serving {}/identity/v3 on {}",
+        server.config().public_url,
+        server.config().listen
+    );
+    rt.block_on(server.run())?;
+    Ok(())
 }

@@ -48,7 +48,11 @@ struct RoleBody {
 
 pub async fn list_roles(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
     let domain = q.get("domain_id").cloned();
-    let action = if domain.is_some() { "identity:list_domain_roles" } else { "identity:list_roles" };
+    let action = if domain.is_some() {
+        "identity:list_domain_roles"
+    } else {
+        "identity:list_roles"
+    };
     id.authorize(&ctx, action, &json!({"target": {"domain_id": domain}}))?;
     let state = id.snapshot();
     let items = state
@@ -61,10 +65,18 @@ pub async fn list_roles(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q)
     Ok(axum::Json(list_body(&id, "roles", "roles", items)))
 }
 
-pub async fn get_role(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(rid): Path<String>) -> JsonResult {
+pub async fn get_role(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(rid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let r = get_or_404(&state.roles, "role", &rid)?;
-    let action = if r.domain_id.is_some() { "identity:get_domain_role" } else { "identity:get_role" };
+    let action = if r.domain_id.is_some() {
+        "identity:get_domain_role"
+    } else {
+        "identity:get_role"
+    };
     id.authorize(&ctx, action, &json!({"target": {"role": role_target(r)}}))?;
     Ok(axum::Json(json!({"role": role_json(&id, r)})))
 }
@@ -76,18 +88,42 @@ pub async fn create_role(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "role")?;
     let b: RoleBody = typed(sec, "role")?;
-    let name = b.name.ok_or_else(|| IdentityError::bad("Invalid input for field 'role.name': missing."))?;
+    let name = b
+        .name
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'role.name': missing."))?;
     check_name("role.name", &name)?;
-    let action = if b.domain_id.is_some() { "identity:create_domain_role" } else { "identity:create_role" };
-    id.authorize(&ctx, action, &json!({"target": {"role": {"name": name, "domain_id": b.domain_id}}}))?;
+    let action = if b.domain_id.is_some() {
+        "identity:create_domain_role"
+    } else {
+        "identity:create_role"
+    };
+    id.authorize(
+        &ctx,
+        action,
+        &json!({"target": {"role": {"name": name, "domain_id": b.domain_id}}}),
+    )?;
     if let Some(d) = &b.domain_id {
         get_or_404(&id.snapshot().domains, "domain", d)?;
     }
-    let r = Role { id: new_id(), name, domain_id: b.domain_id, description: b.description, options: b.options.unwrap_or_default() };
+    let r = Role {
+        id: new_id(),
+        name,
+        domain_id: b.domain_id,
+        description: b.description,
+        options: b.options.unwrap_or_default(),
+    };
     let r2 = r.clone();
     id.write(move |tx| {
-        if tx.state.roles.values().any(|x| x.domain_id == r2.domain_id && x.name.eq_ignore_ascii_case(&r2.name)) {
-            return Err(IdentityError::conflict(format!("Conflict occurred attempting to store role - Duplicate entry found with name {}.", r2.name)));
+        if tx
+            .state
+            .roles
+            .values()
+            .any(|x| x.domain_id == r2.domain_id && x.name.eq_ignore_ascii_case(&r2.name))
+        {
+            return Err(IdentityError::conflict(format!(
+                "Conflict occurred attempting to store role - Duplicate entry found with name {}.",
+                r2.name
+            )));
         }
         tx.put_role(r2);
         Ok(())
@@ -105,19 +141,35 @@ pub async fn update_role(
     {
         let state = id.snapshot();
         let r = get_or_404(&state.roles, "role", &rid)?;
-        id.authorize(&ctx, "identity:update_role", &json!({"target": {"role": role_target(r)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:update_role",
+            &json!({"target": {"role": role_target(r)}}),
+        )?;
         if b.domain_id.is_some() && b.domain_id != r.domain_id {
-            return Err(IdentityError::bad("Invalid input for field 'role.domain_id': cannot change.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'role.domain_id': cannot change.",
+            )
+            .into());
         }
     }
     if let Some(n) = &b.name {
         check_name("role.name", n)?;
     }
     let r = id.write(move |tx| {
-        let mut r = tx.state.roles.get(&rid).cloned().ok_or_else(|| IdentityError::not_found("role", &rid))?;
+        let mut r = tx
+            .state
+            .roles
+            .get(&rid)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("role", &rid))?;
         if let Some(n) = b.name {
-            if tx.state.roles.values().any(|x| x.id != rid && x.domain_id == r.domain_id && x.name.eq_ignore_ascii_case(&n)) {
-                return Err(IdentityError::conflict(format!("Duplicate entry found with name {n}.")));
+            if tx.state.roles.values().any(|x| {
+                x.id != rid && x.domain_id == r.domain_id && x.name.eq_ignore_ascii_case(&n)
+            }) {
+                return Err(IdentityError::conflict(format!(
+                    "Duplicate entry found with name {n}."
+                )));
             }
             r.name = n;
         }
@@ -133,11 +185,19 @@ pub async fn update_role(
     Ok(axum::Json(json!({"role": role_json(&id, &r)})))
 }
 
-pub async fn delete_role(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(rid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_role(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(rid): Path<String>,
+) -> ApiResult<StatusCode> {
     {
         let state = id.snapshot();
         let r = get_or_404(&state.roles, "role", &rid)?;
-        id.authorize(&ctx, "identity:delete_role", &json!({"target": {"role": role_target(r)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:delete_role",
+            &json!({"target": {"role": role_target(r)}}),
+        )?;
     }
     id.write(move |tx| {
         ops::delete_role(tx, &rid);
@@ -159,10 +219,18 @@ fn inference_json(id: &Identity, state: &State, prior: &Role) -> Value {
     json!({"prior_role": role_ref(id, prior), "implies": implies})
 }
 
-pub async fn list_implied(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(rid): Path<String>) -> JsonResult {
+pub async fn list_implied(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(rid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let prior = get_or_404(&state.roles, "role", &rid)?;
-    id.authorize(&ctx, "identity:list_implied_roles", &json!({"target": {"role": role_target(prior)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:list_implied_roles",
+        &json!({"target": {"role": role_target(prior)}}),
+    )?;
     Ok(axum::Json(json!({
         "role_inference": inference_json(&id, &state, prior),
         "links": self_link(&id, &format!("roles/{rid}/implies")),
@@ -179,7 +247,9 @@ pub async fn role_inferences(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> Json
         .filter_map(|p| state.roles.get(p))
         .map(|p| inference_json(&id, &state, p))
         .collect();
-    Ok(axum::Json(json!({"role_inferences": items, "links": self_link(&id, "role_inferences")})))
+    Ok(axum::Json(
+        json!({"role_inferences": items, "links": self_link(&id, "role_inferences")}),
+    ))
 }
 
 fn one_inference(id: &Identity, state: &State, prior: &str, implied: &str) -> ApiResult<Value> {
@@ -198,8 +268,16 @@ pub async fn create_implied(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let state = id.snapshot();
     let body = one_inference(&id, &state, &prior, &implied)?;
-    id.authorize(&ctx, "identity:create_implied_role", &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}))?;
-    if state.roles.get(&implied).is_some_and(|r| r.name == "admin" && r.domain_id.is_none()) {
+    id.authorize(
+        &ctx,
+        "identity:create_implied_role",
+        &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}),
+    )?;
+    if state
+        .roles
+        .get(&implied)
+        .is_some_and(|r| r.name == "admin" && r.domain_id.is_none())
+    {
         return Err(IdentityError::Forbidden("admin may not be an implied role.".into()).into());
     }
     if prior == implied || state.expand_implied([implied.clone()]).contains(&prior) {
@@ -212,33 +290,64 @@ pub async fn create_implied(
     created(body)
 }
 
-pub async fn get_implied(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((prior, implied)): Path<(String, String)>) -> JsonResult {
+pub async fn get_implied(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((prior, implied)): Path<(String, String)>,
+) -> JsonResult {
     let state = id.snapshot();
     let body = one_inference(&id, &state, &prior, &implied)?;
-    id.authorize(&ctx, "identity:get_implied_role", &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}))?;
+    id.authorize(
+        &ctx,
+        "identity:get_implied_role",
+        &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}),
+    )?;
     if !state.implied.contains(&(prior.clone(), implied.clone())) {
-        return Err(IdentityError::not_found("implied role", format!("{prior} implies {implied}")).into());
+        return Err(
+            IdentityError::not_found("implied role", format!("{prior} implies {implied}")).into(),
+        );
     }
     Ok(axum::Json(body))
 }
 
-pub async fn check_implied(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((prior, implied)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn check_implied(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((prior, implied)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let state = id.snapshot();
     one_inference(&id, &state, &prior, &implied)?;
-    id.authorize(&ctx, "identity:check_implied_role", &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}))?;
+    id.authorize(
+        &ctx,
+        "identity:check_implied_role",
+        &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}),
+    )?;
     if !state.implied.contains(&(prior.clone(), implied.clone())) {
-        return Err(IdentityError::not_found("implied role", format!("{prior} implies {implied}")).into());
+        return Err(
+            IdentityError::not_found("implied role", format!("{prior} implies {implied}")).into(),
+        );
     }
     Ok(NO_CONTENT)
 }
 
-pub async fn delete_implied(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((prior, implied)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete_implied(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((prior, implied)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let state = id.snapshot();
     one_inference(&id, &state, &prior, &implied)?;
-    id.authorize(&ctx, "identity:delete_implied_role", &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}))?;
+    id.authorize(
+        &ctx,
+        "identity:delete_implied_role",
+        &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}),
+    )?;
     id.write(move |tx| {
         if !tx.state.implied.contains(&(prior.clone(), implied.clone())) {
-            return Err(IdentityError::not_found("implied role", format!("{prior} implies {implied}")));
+            return Err(IdentityError::not_found(
+                "implied role",
+                format!("{prior} implies {implied}"),
+            ));
         }
         tx.remove_implied(&prior, &implied);
         Ok(())
@@ -327,7 +436,12 @@ async fn grant_op(
     let state = id.snapshot();
     let (actor, target, t) = grant_parts(&state, tk, &tid, ak, &aid, Some(&rid), inherited)?;
     id.authorize(&ctx, &grant_action(op, tk, ak), &t)?;
-    let a = Assignment { actor, target, role_id: rid, inherited };
+    let a = Assignment {
+        actor,
+        target,
+        role_id: rid,
+        inherited,
+    };
     let key = a.key();
     match op {
         Op::Create => id.write(move |tx| {
@@ -362,7 +476,10 @@ async fn grant_list(
     let state = id.snapshot();
     let (actor, target, t) = grant_parts(&state, tk, &tid, ak, &aid, None, inherited)?;
     let action = if tk == "system" {
-        format!("identity:list_system_grants_for_{}", if ak == "users" { "user" } else { "group" })
+        format!(
+            "identity:list_system_grants_for_{}",
+            if ak == "users" { "user" } else { "group" }
+        )
     } else {
         "identity:list_grants".to_string()
     };
@@ -374,7 +491,11 @@ async fn grant_list(
         .filter_map(|a| state.roles.get(&a.role_id))
         .map(|r| role_json(&id, r))
         .collect();
-    let path = if tk == "system" { format!("system/{ak}/{aid}/roles") } else { format!("{tk}/{tid}/{ak}/{aid}/roles") };
+    let path = if tk == "system" {
+        format!("system/{ak}/{aid}/roles")
+    } else {
+        format!("{tk}/{tid}/{ak}/{aid}/roles")
+    };
     Ok(axum::Json(list_body(&id, "roles", &path, items)))
 }
 
@@ -385,7 +506,10 @@ fn add_grant_routes(mut r: R, tk: &'static str, ak: &'static str, inherited: boo
     let (base, suffix) = match (tk, inherited) {
         ("system", _) => (format!("/system/{ak}/{{aid}}/roles"), String::new()),
         (_, false) => (format!("/{tk}/{{tid}}/{ak}/{{aid}}/roles"), String::new()),
-        (_, true) => (format!("/OS-INHERIT/{tk}/{{tid}}/{ak}/{{aid}}/roles"), "/inherited_to_projects".to_string()),
+        (_, true) => (
+            format!("/OS-INHERIT/{tk}/{{tid}}/{ak}/{{aid}}/roles"),
+            "/inherited_to_projects".to_string(),
+        ),
     };
     let one = format!("{base}/{{rid}}{suffix}");
     let list = format!("{base}{suffix}");
@@ -396,26 +520,46 @@ fn add_grant_routes(mut r: R, tk: &'static str, ak: &'static str, inherited: boo
             }
         };
         r = r
-            .route(&one, axum::routing::put(op(Op::Create)).head(op(Op::Check)).get(op(Op::Check)).delete(op(Op::Revoke)))
+            .route(
+                &one,
+                axum::routing::put(op(Op::Create))
+                    .head(op(Op::Check))
+                    .get(op(Op::Check))
+                    .delete(op(Op::Revoke)),
+            )
             .route(
                 &list,
-                get(move |St(id): St<S>, Auth(ctx): Auth, Path(aid): Path<String>| {
-                    grant_list(id, ctx, tk, ak, false, "all".into(), aid)
-                }),
+                get(
+                    move |St(id): St<S>, Auth(ctx): Auth, Path(aid): Path<String>| {
+                        grant_list(id, ctx, tk, ak, false, "all".into(), aid)
+                    },
+                ),
             );
     } else {
         let op = move |op: Op| {
-            move |St(id): St<S>, Auth(ctx): Auth, Path((tid, aid, rid)): Path<(String, String, String)>| {
+            move |St(id): St<S>,
+                  Auth(ctx): Auth,
+                  Path((tid, aid, rid)): Path<(String, String, String)>| {
                 grant_op(id, ctx, tk, ak, inherited, op, tid, aid, rid)
             }
         };
         r = r
-            .route(&one, axum::routing::put(op(Op::Create)).head(op(Op::Check)).get(op(Op::Check)).delete(op(Op::Revoke)))
+            .route(
+                &one,
+                axum::routing::put(op(Op::Create))
+                    .head(op(Op::Check))
+                    .get(op(Op::Check))
+                    .delete(op(Op::Revoke)),
+            )
             .route(
                 &list,
-                get(move |St(id): St<S>, Auth(ctx): Auth, Path((tid, aid)): Path<(String, String)>| {
-                    grant_list(id, ctx, tk, ak, inherited, tid, aid)
-                }),
+                get(
+                    move |St(id): St<S>,
+                          Auth(ctx): Auth,
+                          Path((tid, aid)): Path<(String, String)>| {
+                        grant_list(id, ctx, tk, ak, inherited, tid, aid)
+                    },
+                ),
             );
     }
     r
@@ -506,10 +650,20 @@ fn row_json(id: &Identity, state: &State, row: &crate::state::AssignmentRow, nam
     };
     let assignment = match (&src.target, src.inherited) {
         (Target::System, _) => format!("{base}/system/{sak}/{said}/roles/{}", src.role_id),
-        (Target::Project(p), false) => format!("{base}/projects/{p}/{sak}/{said}/roles/{}", src.role_id),
-        (Target::Domain(d), false) => format!("{base}/domains/{d}/{sak}/{said}/roles/{}", src.role_id),
-        (Target::Project(p), true) => format!("{base}/OS-INHERIT/projects/{p}/{sak}/{said}/roles/{}/inherited_to_projects", src.role_id),
-        (Target::Domain(d), true) => format!("{base}/OS-INHERIT/domains/{d}/{sak}/{said}/roles/{}/inherited_to_projects", src.role_id),
+        (Target::Project(p), false) => {
+            format!("{base}/projects/{p}/{sak}/{said}/roles/{}", src.role_id)
+        }
+        (Target::Domain(d), false) => {
+            format!("{base}/domains/{d}/{sak}/{said}/roles/{}", src.role_id)
+        }
+        (Target::Project(p), true) => format!(
+            "{base}/OS-INHERIT/projects/{p}/{sak}/{said}/roles/{}/inherited_to_projects",
+            src.role_id
+        ),
+        (Target::Domain(d), true) => format!(
+            "{base}/OS-INHERIT/domains/{d}/{sak}/{said}/roles/{}/inherited_to_projects",
+            src.role_id
+        ),
     };
     let mut links = json!({"assignment": assignment});
     if let Some(g) = &row.via_group {
@@ -522,7 +676,11 @@ fn row_json(id: &Identity, state: &State, row: &crate::state::AssignmentRow, nam
     v
 }
 
-pub async fn role_assignments(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
+pub async fn role_assignments(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Query(q): Q,
+) -> JsonResult {
     let effective = q.contains_key("effective") && flag(&q, "effective");
     let names = flag(&q, "include_names");
     let subtree = flag(&q, "include_subtree");
@@ -532,18 +690,34 @@ pub async fn role_assignments(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(
     let domain = q.get("scope.domain.id");
     let system = q.get("scope.system");
     let role = q.get("role.id");
-    let inherited_only = q.get("scope.OS-INHERIT:inherited_to").is_some_and(|v| v == "projects");
+    let inherited_only = q
+        .get("scope.OS-INHERIT:inherited_to")
+        .is_some_and(|v| v == "projects");
     if effective && group.is_some() {
-        return Err(IdentityError::bad("Combining effective and group filter will always result in an empty list.").into());
+        return Err(IdentityError::bad(
+            "Combining effective and group filter will always result in an empty list.",
+        )
+        .into());
     }
     if user.is_some() && group.is_some() {
         return Err(IdentityError::bad("Specify a user or a group, not both.").into());
     }
-    if [project.is_some(), domain.is_some(), system.is_some()].iter().filter(|x| **x).count() > 1 {
-        return Err(IdentityError::bad("Specify one of scope.project.id, scope.domain.id and scope.system.").into());
+    if [project.is_some(), domain.is_some(), system.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count()
+        > 1
+    {
+        return Err(IdentityError::bad(
+            "Specify one of scope.project.id, scope.domain.id and scope.system.",
+        )
+        .into());
     }
     if subtree && project.is_none() {
-        return Err(IdentityError::bad("scope.project.id needs to be specified if include_subtree is also specified.").into());
+        return Err(IdentityError::bad(
+            "scope.project.id needs to be specified if include_subtree is also specified.",
+        )
+        .into());
     }
     let state = id.snapshot();
     let mut target = json!({});
@@ -551,13 +725,21 @@ pub async fn role_assignments(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(
         target[k] = json!(v);
     }
     if subtree {
-        let p = get_or_404(&state.projects, "project", project.map(String::as_str).unwrap_or(""))?;
+        let p = get_or_404(
+            &state.projects,
+            "project",
+            project.map(String::as_str).unwrap_or(""),
+        )?;
         target["target"] = json!({"project": {"id": p.id, "domain_id": p.domain_id}});
         id.authorize(&ctx, "identity:list_role_assignments_for_tree", &target)?;
     } else {
         let dom = domain
             .cloned()
-            .or_else(|| project.and_then(|p| state.projects.get(p)).map(|p| p.domain_id.clone()))
+            .or_else(|| {
+                project
+                    .and_then(|p| state.projects.get(p))
+                    .map(|p| p.domain_id.clone())
+            })
             .or_else(|| ctx.domain_id.clone());
         target["target"] = json!({"domain_id": dom});
         id.authorize(&ctx, "identity:list_role_assignments", &target)?;
@@ -593,5 +775,7 @@ pub async fn role_assignments(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(
         })
         .map(|r| row_json(&id, &state, r, names))
         .collect();
-    Ok(axum::Json(json!({"role_assignments": items, "links": self_link(&id, "role_assignments")})))
+    Ok(axum::Json(
+        json!({"role_assignments": items, "links": self_link(&id, "role_assignments")}),
+    ))
 }

@@ -25,7 +25,11 @@ fn version_doc(id: &Identity) -> Value {
 
 /// `GET /identity`: the versions this server speaks (300, as Keystone).
 pub async fn versions(St(id): St<Arc<Identity>>) -> Response {
-    (StatusCode::MULTIPLE_CHOICES, axum::Json(json!({"versions": {"values": [version_doc(&id)]}}))).into_response()
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        axum::Json(json!({"versions": {"values": [version_doc(&id)]}})),
+    )
+        .into_response()
 }
 
 /// `GET /identity/v3`
@@ -94,7 +98,12 @@ struct AppCredSection {
 
 fn user_ref(id: Option<String>, name: Option<String>, domain: Option<NameOrId>) -> UserRef {
     let (domain_id, domain_name) = domain.map(|d| (d.id, d.name)).unwrap_or_default();
-    UserRef { id, name, domain_id, domain_name }
+    UserRef {
+        id,
+        name,
+        domain_id,
+        domain_name,
+    }
 }
 
 fn parse_scope(v: Option<Value>) -> Result<ScopeRequest, IdentityError> {
@@ -103,65 +112,108 @@ fn parse_scope(v: Option<Value>) -> Result<ScopeRequest, IdentityError> {
         Some(Value::String(s)) if s == "unscoped" => return Ok(ScopeRequest::Unscoped),
         Some(v) => v,
     };
-    let obj = v.as_object().ok_or_else(|| IdentityError::bad("Invalid input for field 'auth.scope': not an object."))?;
+    let obj = v.as_object().ok_or_else(|| {
+        IdentityError::bad("Invalid input for field 'auth.scope': not an object.")
+    })?;
     let s = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).map(String::from);
     if let Some(p) = obj.get("project") {
         let dom = p.get("domain").cloned().unwrap_or(Value::Null);
-        let sp = ScopeRequest::Project { id: s(p, "id"), name: s(p, "name"), domain_id: s(&dom, "id"), domain_name: s(&dom, "name") };
-        if s(p, "id").is_none() && (s(p, "name").is_none() || (s(&dom, "id").is_none() && s(&dom, "name").is_none())) {
-            return Err(IdentityError::bad("Invalid input for field 'auth.scope.project': give id, or name and domain."));
+        let sp = ScopeRequest::Project {
+            id: s(p, "id"),
+            name: s(p, "name"),
+            domain_id: s(&dom, "id"),
+            domain_name: s(&dom, "name"),
+        };
+        if s(p, "id").is_none()
+            && (s(p, "name").is_none() || (s(&dom, "id").is_none() && s(&dom, "name").is_none()))
+        {
+            return Err(IdentityError::bad(
+                "Invalid input for field 'auth.scope.project': give id, or name and domain.",
+            ));
         }
         return Ok(sp);
     }
     if let Some(d) = obj.get("domain") {
         if s(d, "id").is_none() && s(d, "name").is_none() {
-            return Err(IdentityError::bad("Invalid input for field 'auth.scope.domain': give id or name."));
+            return Err(IdentityError::bad(
+                "Invalid input for field 'auth.scope.domain': give id or name.",
+            ));
         }
-        return Ok(ScopeRequest::Domain { id: s(d, "id"), name: s(d, "name") });
+        return Ok(ScopeRequest::Domain {
+            id: s(d, "id"),
+            name: s(d, "name"),
+        });
     }
     if let Some(t) = obj.get("OS-TRUST:trust") {
-        return s(t, "id")
-            .map(ScopeRequest::Trust)
-            .ok_or_else(|| IdentityError::bad("Invalid input for field 'auth.scope.OS-TRUST:trust.id': missing."));
+        return s(t, "id").map(ScopeRequest::Trust).ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'auth.scope.OS-TRUST:trust.id': missing.")
+        });
     }
     if let Some(sys) = obj.get("system") {
         if sys.get("all").and_then(Value::as_bool) == Some(true) {
             return Ok(ScopeRequest::System);
         }
-        return Err(IdentityError::bad("Invalid input for field 'auth.scope.system': only {\"all\": true}."));
+        return Err(IdentityError::bad(
+            "Invalid input for field 'auth.scope.system': only {\"all\": true}.",
+        ));
     }
-    Err(IdentityError::bad("Invalid input for field 'auth.scope': expected project, domain, system or OS-TRUST:trust."))
+    Err(IdentityError::bad(
+        "Invalid input for field 'auth.scope': expected project, domain, system or OS-TRUST:trust.",
+    ))
 }
 
 fn auth_request(body: AuthBody) -> Result<AuthRequest, IdentityError> {
     let idn = body.auth.identity;
-    let mut req = AuthRequest { scope: parse_scope(body.auth.scope)?, ..Default::default() };
+    let mut req = AuthRequest {
+        scope: parse_scope(body.auth.scope)?,
+        ..Default::default()
+    };
     if idn.methods.is_empty() {
-        return Err(IdentityError::bad("Invalid input for field 'auth.identity.methods': empty."));
+        return Err(IdentityError::bad(
+            "Invalid input for field 'auth.identity.methods': empty.",
+        ));
     }
     for m in &idn.methods {
         match m.as_str() {
             "password" | "token" | "application_credential" => {}
-            _ => return Err(IdentityError::Unauthorized(format!("Attempted to authenticate with an unsupported method: {m}."))),
+            _ => {
+                return Err(IdentityError::Unauthorized(format!(
+                    "Attempted to authenticate with an unsupported method: {m}."
+                )))
+            }
         }
     }
     let has = |m: &str| idn.methods.iter().any(|x| x == m);
     if has("password") {
-        let p = idn.password.ok_or_else(|| IdentityError::bad("Invalid input for field 'auth.identity.password': missing."))?;
+        let p = idn.password.ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'auth.identity.password': missing.")
+        })?;
         let u = p.user;
-        if u.id.is_none() && (u.name.is_none() || u.domain.as_ref().is_none_or(|d| d.id.is_none() && d.name.is_none())) {
+        if u.id.is_none()
+            && (u.name.is_none()
+                || u.domain
+                    .as_ref()
+                    .is_none_or(|d| d.id.is_none() && d.name.is_none()))
+        {
             return Err(IdentityError::bad("Invalid input for field 'auth.identity.password.user': give id, or name and domain."));
         }
-        req.password = Some(PasswordAuth { user: user_ref(u.id, u.name, u.domain), password: u.password });
+        req.password = Some(PasswordAuth {
+            user: user_ref(u.id, u.name, u.domain),
+            password: u.password,
+        });
     }
     if has("token") {
-        let t = idn.token.ok_or_else(|| IdentityError::bad("Invalid input for field 'auth.identity.token': missing."))?;
+        let t = idn.token.ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'auth.identity.token': missing.")
+        })?;
         req.token = Some(t.id);
     }
     if has("application_credential") {
-        let a = idn
-            .application_credential
-            .ok_or_else(|| IdentityError::bad("Invalid input for field 'auth.identity.application_credential': missing."))?;
+        let a = idn.application_credential.ok_or_else(|| {
+            IdentityError::bad(
+                "Invalid input for field 'auth.identity.application_credential': missing.",
+            )
+        })?;
         if a.id.is_none() && (a.name.is_none() || a.user.is_none()) {
             return Err(IdentityError::bad(
                 "Invalid input for field 'auth.identity.application_credential': give id, or name and user.",
@@ -210,7 +262,12 @@ pub fn token_json(id: &Identity, ctx: &AuthContext, with_catalog: bool) -> Value
         "expires_at": fmt_time(ctx.expires_at),
         "issued_at": fmt_time(ctx.issued_at),
     });
-    let roles: Vec<Value> = ctx.role_ids.iter().zip(&ctx.roles).map(|(i, n)| json!({"id": i, "name": n})).collect();
+    let roles: Vec<Value> = ctx
+        .role_ids
+        .iter()
+        .zip(&ctx.roles)
+        .map(|(i, n)| json!({"id": i, "name": n}))
+        .collect();
     if let Some(p) = &ctx.project_id {
         t["project"] = json!({
             "id": p, "name": ctx.project_name,
@@ -272,19 +329,28 @@ pub async fn issue(
     let id2 = id.clone();
     let (token, ctx) = blocking(move || id2.issue_token(&req)).await?;
     let body = token_json(&id, &ctx, !flag(&q, "nocatalog"));
-    Ok((StatusCode::CREATED, subject_header(&token), axum::Json(body)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        subject_header(&token),
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 fn subject(id: &Identity, headers: &HeaderMap) -> ApiResult<(String, AuthContext)> {
     let t = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| IdentityError::bad("Invalid input for field 'X-Subject-Token': missing header."))?
+        .ok_or_else(|| {
+            IdentityError::bad("Invalid input for field 'X-Subject-Token': missing header.")
+        })?
         .trim()
         .to_string();
     match id.validate_token(&t) {
         Ok(ctx) => Ok((t, ctx)),
-        Err(IdentityError::Unauthorized(_)) => Err(IdentityError::not_found("token", "the subject token").into()),
+        Err(IdentityError::Unauthorized(_)) => {
+            Err(IdentityError::not_found("token", "the subject token").into())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -307,14 +373,22 @@ pub async fn validate(
 }
 
 /// `HEAD /auth/tokens`
-pub async fn check(St(id): St<Arc<Identity>>, Auth(caller): Auth, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn check(
+    St(id): St<Arc<Identity>>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let (t, subj) = subject(&id, &headers)?;
     id.authorize(&caller, "identity:check_token", &token_target(&subj))?;
     Ok((StatusCode::OK, subject_header(&t)).into_response())
 }
 
 /// `DELETE /auth/tokens`
-pub async fn revoke(St(id): St<Arc<Identity>>, Auth(caller): Auth, headers: HeaderMap) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    St(id): St<Arc<Identity>>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let (t, subj) = subject(&id, &headers)?;
     id.authorize(&caller, "identity:revoke_token", &token_target(&subj))?;
     blocking(move || id.revoke_token(&t)).await?;
@@ -326,7 +400,12 @@ pub fn projects_of(state: &State, user_id: &str) -> Vec<String> {
     state
         .projects
         .values()
-        .filter(|p| p.enabled && !state.effective_role_ids(user_id, &Scope::Project(p.id.clone())).is_empty())
+        .filter(|p| {
+            p.enabled
+                && !state
+                    .effective_role_ids(user_id, &Scope::Project(p.id.clone()))
+                    .is_empty()
+        })
         .map(|p| p.id.clone())
         .collect()
 }
@@ -339,7 +418,12 @@ pub async fn auth_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonRe
         .filter_map(|p| state.projects.get(p))
         .map(|p| project_json(&id, p))
         .collect();
-    Ok(axum::Json(list_body(&id, "projects", "auth/projects", items)))
+    Ok(axum::Json(list_body(
+        &id,
+        "projects",
+        "auth/projects",
+        items,
+    )))
 }
 
 /// `GET /auth/domains`
@@ -348,7 +432,12 @@ pub async fn auth_domains(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonRes
     let items = state
         .domains
         .values()
-        .filter(|d| d.enabled && !state.effective_role_ids(&ctx.user_id, &Scope::Domain(d.id.clone())).is_empty())
+        .filter(|d| {
+            d.enabled
+                && !state
+                    .effective_role_ids(&ctx.user_id, &Scope::Domain(d.id.clone()))
+                    .is_empty()
+        })
         .map(|d| domain_json(&id, d))
         .collect();
     Ok(axum::Json(list_body(&id, "domains", "auth/domains", items)))
@@ -357,9 +446,17 @@ pub async fn auth_domains(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonRes
 /// `GET /auth/system`
 pub async fn auth_system(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonResult {
     let state = id.snapshot();
-    let has = !state.effective_role_ids(&ctx.user_id, &Scope::System).is_empty();
-    let sys: Vec<Value> = if has { vec![json!({"all": true})] } else { vec![] };
-    Ok(axum::Json(json!({"system": sys, "links": self_link(&id, "auth/system")})))
+    let has = !state
+        .effective_role_ids(&ctx.user_id, &Scope::System)
+        .is_empty();
+    let sys: Vec<Value> = if has {
+        vec![json!({"all": true})]
+    } else {
+        vec![]
+    };
+    Ok(axum::Json(
+        json!({"system": sys, "links": self_link(&id, "auth/system")}),
+    ))
 }
 
 /// `GET /auth/catalog`
@@ -367,5 +464,7 @@ pub async fn auth_catalog(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonRes
     if ctx.project_id.is_none() && ctx.domain_id.is_none() && !ctx.system_scope {
         return Err(IdentityError::Forbidden("The catalog needs a scoped token.".into()).into());
     }
-    Ok(axum::Json(json!({"catalog": catalog_json(&id.snapshot()), "links": self_link(&id, "auth/catalog")})))
+    Ok(axum::Json(
+        json!({"catalog": catalog_json(&id.snapshot()), "links": self_link(&id, "auth/catalog")}),
+    ))
 }

@@ -46,25 +46,44 @@ pub async fn list_regions(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): 
     let items = state
         .regions
         .values()
-        .filter(|r| q.get("parent_region_id").is_none_or(|p| r.parent_region_id.as_ref() == Some(p)))
+        .filter(|r| {
+            q.get("parent_region_id")
+                .is_none_or(|p| r.parent_region_id.as_ref() == Some(p))
+        })
         .map(|r| region_json(&id, r))
         .collect();
     Ok(axum::Json(list_body(&id, "regions", "regions", items)))
 }
 
-pub async fn get_region(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(rid): Path<String>) -> JsonResult {
+pub async fn get_region(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(rid): Path<String>,
+) -> JsonResult {
     id.authorize(&ctx, "identity:get_region", &json!({}))?;
     let state = id.snapshot();
     let r = get_or_404(&state.regions, "region", &rid)?;
     Ok(axum::Json(json!({"region": region_json(&id, r)})))
 }
 
-async fn make_region(id: Arc<Identity>, ctx: AuthContext, body: Value, path_id: Option<String>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn make_region(
+    id: Arc<Identity>,
+    ctx: AuthContext,
+    body: Value,
+    path_id: Option<String>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "region")?;
     let b: RegionBody = typed(sec, "region")?;
-    id.authorize(&ctx, "identity:create_region", &json!({"target": {"region": sec}}))?;
+    id.authorize(
+        &ctx,
+        "identity:create_region",
+        &json!({"target": {"region": sec}}),
+    )?;
     if path_id.is_some() && b.id.is_some() && path_id != b.id {
-        return Err(IdentityError::bad("Invalid input for field 'region.id': does not match the URL.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'region.id': does not match the URL.",
+        )
+        .into());
     }
     let r = Region {
         id: path_id.or(b.id).unwrap_or_else(new_id),
@@ -88,7 +107,11 @@ async fn make_region(id: Arc<Identity>, ctx: AuthContext, body: Value, path_id: 
     created(json!({"region": region_json(&id, &r)}))
 }
 
-pub async fn create_region(St(id): St<Arc<Identity>>, Auth(ctx): Auth, JsonBody(body): JsonBody<Value>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+pub async fn create_region(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     make_region(id, ctx, body, None).await
 }
 
@@ -136,12 +159,23 @@ pub async fn update_region(
     Ok(axum::Json(json!({"region": region_json(&id, &r)})))
 }
 
-pub async fn delete_region(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(rid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_region(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(rid): Path<String>,
+) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_region", &json!({}))?;
     id.write(move |tx| {
         get_or_404(&tx.state.regions, "region", &rid).map_err(|e| e.0)?;
-        if tx.state.regions.values().any(|r| r.parent_region_id.as_deref() == Some(&rid)) {
-            return Err(IdentityError::Forbidden("Cannot delete a region that has child regions.".into()));
+        if tx
+            .state
+            .regions
+            .values()
+            .any(|r| r.parent_region_id.as_deref() == Some(&rid))
+        {
+            return Err(IdentityError::Forbidden(
+                "Cannot delete a region that has child regions.".into(),
+            ));
         }
         tx.del_region(&rid);
         Ok(())
@@ -173,18 +207,36 @@ pub async fn list_services(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q):
     Ok(axum::Json(list_body(&id, "services", "services", items)))
 }
 
-pub async fn get_service(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(sid): Path<String>) -> JsonResult {
+pub async fn get_service(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(sid): Path<String>,
+) -> JsonResult {
     id.authorize(&ctx, "identity:get_service", &json!({}))?;
     let state = id.snapshot();
-    Ok(axum::Json(json!({"service": service_json(&id, get_or_404(&state.services, "service", &sid)?)})))
+    Ok(axum::Json(
+        json!({"service": service_json(&id, get_or_404(&state.services, "service", &sid)?)}),
+    ))
 }
 
-pub async fn create_service(St(id): St<Arc<Identity>>, Auth(ctx): Auth, JsonBody(body): JsonBody<Value>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+pub async fn create_service(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let b: ServiceBody = typed(section(&body, "service")?, "service")?;
     id.authorize(&ctx, "identity:create_service", &json!({}))?;
-    let t = b.service_type.ok_or_else(|| IdentityError::bad("Invalid input for field 'service.type': missing."))?;
+    let t = b
+        .service_type
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'service.type': missing."))?;
     check_name("service.type", &t)?;
-    let s = Service { id: new_id(), service_type: t, name: b.name, description: b.description, enabled: b.enabled.unwrap_or(true) };
+    let s = Service {
+        id: new_id(),
+        service_type: t,
+        name: b.name,
+        description: b.description,
+        enabled: b.enabled.unwrap_or(true),
+    };
     let s2 = s.clone();
     id.write(move |tx| {
         tx.put_service(s2);
@@ -202,7 +254,12 @@ pub async fn update_service(
     let b: ServiceBody = typed(section(&body, "service")?, "service")?;
     id.authorize(&ctx, "identity:update_service", &json!({}))?;
     let s = id.write(move |tx| {
-        let mut s = tx.state.services.get(&sid).cloned().ok_or_else(|| IdentityError::not_found("service", &sid))?;
+        let mut s = tx
+            .state
+            .services
+            .get(&sid)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("service", &sid))?;
         if let Some(t) = b.service_type {
             s.service_type = t;
         }
@@ -221,11 +278,21 @@ pub async fn update_service(
     Ok(axum::Json(json!({"service": service_json(&id, &s)})))
 }
 
-pub async fn delete_service(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(sid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_service(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(sid): Path<String>,
+) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_service", &json!({}))?;
     id.write(move |tx| {
         get_or_404(&tx.state.services, "service", &sid).map_err(|e| e.0)?;
-        let eps: Vec<String> = tx.state.endpoints.values().filter(|e| e.service_id == sid).map(|e| e.id.clone()).collect();
+        let eps: Vec<String> = tx
+            .state
+            .endpoints
+            .values()
+            .filter(|e| e.service_id == sid)
+            .map(|e| e.id.clone())
+            .collect();
         for e in eps {
             tx.del_endpoint(&e);
         }
@@ -249,14 +316,20 @@ struct EndpointBody {
 
 fn check_interface(i: &str) -> ApiResult<()> {
     if !matches!(i, "public" | "internal" | "admin") {
-        return Err(IdentityError::bad("Invalid input for field 'endpoint.interface': must be public, internal or admin.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'endpoint.interface': must be public, internal or admin.",
+        )
+        .into());
     }
     Ok(())
 }
 
 fn check_url(u: &str) -> ApiResult<()> {
     if u.trim().is_empty() || u.len() > 225 {
-        return Err(IdentityError::bad("Invalid input for field 'endpoint.url': must be 1 to 225 characters.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'endpoint.url': must be 1 to 225 characters.",
+        )
+        .into());
     }
     Ok(())
 }
@@ -269,35 +342,66 @@ pub async fn list_endpoints(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q)
         .values()
         .filter(|e| q.get("service_id").is_none_or(|s| *s == e.service_id))
         .filter(|e| q.get("interface").is_none_or(|i| *i == e.interface))
-        .filter(|e| q.get("region_id").is_none_or(|r| Some(r) == e.region_id.as_ref()))
+        .filter(|e| {
+            q.get("region_id")
+                .is_none_or(|r| Some(r) == e.region_id.as_ref())
+        })
         .map(|e| endpoint_json(&id, e))
         .collect();
     Ok(axum::Json(list_body(&id, "endpoints", "endpoints", items)))
 }
 
-pub async fn get_endpoint(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(eid): Path<String>) -> JsonResult {
+pub async fn get_endpoint(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(eid): Path<String>,
+) -> JsonResult {
     id.authorize(&ctx, "identity:get_endpoint", &json!({}))?;
     let state = id.snapshot();
-    Ok(axum::Json(json!({"endpoint": endpoint_json(&id, get_or_404(&state.endpoints, "endpoint", &eid)?)})))
+    Ok(axum::Json(
+        json!({"endpoint": endpoint_json(&id, get_or_404(&state.endpoints, "endpoint", &eid)?)}),
+    ))
 }
 
-pub async fn create_endpoint(St(id): St<Arc<Identity>>, Auth(ctx): Auth, JsonBody(body): JsonBody<Value>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+pub async fn create_endpoint(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let b: EndpointBody = typed(section(&body, "endpoint")?, "endpoint")?;
     id.authorize(&ctx, "identity:create_endpoint", &json!({}))?;
-    let interface = b.interface.ok_or_else(|| IdentityError::bad("Invalid input for field 'endpoint.interface': missing."))?;
+    let interface = b.interface.ok_or_else(|| {
+        IdentityError::bad("Invalid input for field 'endpoint.interface': missing.")
+    })?;
     check_interface(&interface)?;
-    let url = b.url.ok_or_else(|| IdentityError::bad("Invalid input for field 'endpoint.url': missing."))?;
+    let url = b
+        .url
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'endpoint.url': missing."))?;
     check_url(&url)?;
-    let service_id = b.service_id.ok_or_else(|| IdentityError::bad("Invalid input for field 'endpoint.service_id': missing."))?;
-    let e = Endpoint { id: new_id(), service_id, interface, url, region_id: b.region_id.or(b.region), enabled: b.enabled.unwrap_or(true) };
+    let service_id = b.service_id.ok_or_else(|| {
+        IdentityError::bad("Invalid input for field 'endpoint.service_id': missing.")
+    })?;
+    let e = Endpoint {
+        id: new_id(),
+        service_id,
+        interface,
+        url,
+        region_id: b.region_id.or(b.region),
+        enabled: b.enabled.unwrap_or(true),
+    };
     let e2 = e.clone();
     id.write(move |tx| {
         if !tx.state.services.contains_key(&e2.service_id) {
-            return Err(IdentityError::bad(format!("Invalid input for field 'endpoint.service_id': no service {}.", e2.service_id)));
+            return Err(IdentityError::bad(format!(
+                "Invalid input for field 'endpoint.service_id': no service {}.",
+                e2.service_id
+            )));
         }
         if let Some(r) = &e2.region_id {
             if !tx.state.regions.contains_key(r) {
-                return Err(IdentityError::bad(format!("Invalid input for field 'endpoint.region_id': no region {r}.")));
+                return Err(IdentityError::bad(format!(
+                    "Invalid input for field 'endpoint.region_id': no region {r}."
+                )));
             }
         }
         tx.put_endpoint(e2);
@@ -321,16 +425,25 @@ pub async fn update_endpoint(
         check_url(u)?;
     }
     let e = id.write(move |tx| {
-        let mut e = tx.state.endpoints.get(&eid).cloned().ok_or_else(|| IdentityError::not_found("endpoint", &eid))?;
+        let mut e = tx
+            .state
+            .endpoints
+            .get(&eid)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("endpoint", &eid))?;
         if let Some(s) = b.service_id {
             if !tx.state.services.contains_key(&s) {
-                return Err(IdentityError::bad(format!("Invalid input for field 'endpoint.service_id': no service {s}.")));
+                return Err(IdentityError::bad(format!(
+                    "Invalid input for field 'endpoint.service_id': no service {s}."
+                )));
             }
             e.service_id = s;
         }
         if let Some(r) = b.region_id.or(b.region) {
             if !tx.state.regions.contains_key(&r) {
-                return Err(IdentityError::bad(format!("Invalid input for field 'endpoint.region_id': no region {r}.")));
+                return Err(IdentityError::bad(format!(
+                    "Invalid input for field 'endpoint.region_id': no region {r}."
+                )));
             }
             e.region_id = Some(r);
         }
@@ -349,7 +462,11 @@ pub async fn update_endpoint(
     Ok(axum::Json(json!({"endpoint": endpoint_json(&id, &e)})))
 }
 
-pub async fn delete_endpoint(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(eid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_endpoint(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(eid): Path<String>,
+) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_endpoint", &json!({}))?;
     id.write(move |tx| {
         get_or_404(&tx.state.endpoints, "endpoint", &eid).map_err(|e| e.0)?;

@@ -27,14 +27,25 @@ struct RoleRefBody {
 
 fn resolve_role(state: &State, r: &RoleRefBody, field: &str) -> ApiResult<String> {
     match (&r.id, &r.name) {
-        (Some(id), _) => Ok(get_or_404(&state.roles, "role", id)?.id.clone()),
+        // A client that could not look the role up (no list_roles right) sends
+        // the name it was given as the id: accept a global role's name there too.
+        (Some(id), _) if !state.roles.contains_key(id) => state
+            .roles
+            .values()
+            .find(|x| &x.name == id && x.domain_id.is_none())
+            .map(|x| x.id.clone())
+            .ok_or_else(|| IdentityError::not_found("role", id).into()),
+        (Some(id), _) => Ok(id.clone()),
         (None, Some(n)) => state
             .roles
             .values()
             .find(|x| &x.name == n && x.domain_id.is_none())
             .map(|x| x.id.clone())
             .ok_or_else(|| IdentityError::not_found("role", n).into()),
-        _ => Err(IdentityError::bad(format!("Invalid input for field '{field}': give id or name.")).into()),
+        _ => Err(IdentityError::bad(format!(
+            "Invalid input for field '{field}': give id or name."
+        ))
+        .into()),
     }
 }
 
@@ -46,9 +57,12 @@ fn role_brief(state: &State, rid: &str) -> Value {
 fn parse_expiry(v: Option<&String>, field: &str) -> ApiResult<Option<Micros>> {
     match v {
         None => Ok(None),
-        Some(s) => parse_time(s)
-            .map(Some)
-            .ok_or_else(|| IdentityError::bad(format!("Invalid input for field '{field}': not an ISO 8601 time.")).into()),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+            IdentityError::bad(format!(
+                "Invalid input for field '{field}': not an ISO 8601 time."
+            ))
+            .into()
+        }),
     }
 }
 
@@ -85,34 +99,53 @@ pub async fn create_app_cred(
     Path(uid): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let b: AppCredBody = typed(section(&body, "application_credential")?, "application_credential")?;
+    let b: AppCredBody = typed(
+        section(&body, "application_credential")?,
+        "application_credential",
+    )?;
     check_name("application_credential.name", &b.name)?;
     let state = id.snapshot();
     get_or_404(&state.users, "user", &uid)?;
-    id.authorize(&ctx, "identity:create_application_credential", &own_target(&uid, &state))?;
+    id.authorize(
+        &ctx,
+        "identity:create_application_credential",
+        &own_target(&uid, &state),
+    )?;
     if ctx.user_id != uid {
-        return Err(IdentityError::Forbidden("Application credentials can only be created for yourself.".into()).into());
+        return Err(IdentityError::Forbidden(
+            "Application credentials can only be created for yourself.".into(),
+        )
+        .into());
     }
-    let project_id = ctx
-        .project_id
-        .clone()
-        .ok_or_else(|| IdentityError::Forbidden("Application credentials need a project-scoped token.".into()))?;
+    let project_id = ctx.project_id.clone().ok_or_else(|| {
+        IdentityError::Forbidden("Application credentials need a project-scoped token.".into())
+    })?;
     if let Some(acid) = &ctx.app_cred_id {
         if !state.app_creds.get(acid).is_some_and(|c| c.unrestricted) {
-            return Err(IdentityError::Forbidden("A restricted application credential cannot create another.".into()).into());
+            return Err(IdentityError::Forbidden(
+                "A restricted application credential cannot create another.".into(),
+            )
+            .into());
         }
     }
     if ctx.trust.is_some() {
-        return Err(IdentityError::Forbidden("Application credentials cannot be created with a trust-scoped token.".into()).into());
+        return Err(IdentityError::Forbidden(
+            "Application credentials cannot be created with a trust-scoped token.".into(),
+        )
+        .into());
     }
     let role_ids = match &b.roles {
         None => ctx.role_ids.clone(),
+        Some(rs) if rs.is_empty() => ctx.role_ids.clone(),
         Some(rs) => {
             let mut v = Vec::new();
             for (i, r) in rs.iter().enumerate() {
                 let rid = resolve_role(&state, r, &format!("application_credential.roles[{i}]"))?;
                 if !ctx.role_ids.contains(&rid) {
-                    return Err(IdentityError::Forbidden(format!("You do not hold role {rid} on this project.")).into());
+                    return Err(IdentityError::Forbidden(format!(
+                        "You do not hold role {rid} on this project."
+                    ))
+                    .into());
                 }
                 if !v.contains(&rid) {
                     v.push(rid);
@@ -124,11 +157,17 @@ pub async fn create_app_cred(
     let expires_at = parse_expiry(b.expires_at.as_ref(), "application_credential.expires_at")?;
     let secret = match b.secret {
         Some(s) if s.is_empty() => {
-            return Err(IdentityError::bad("Invalid input for field 'application_credential.secret': empty.").into())
+            return Err(IdentityError::bad(
+                "Invalid input for field 'application_credential.secret': empty.",
+            )
+            .into())
         }
         Some(s) => s,
-        None => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-            + &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()),
+        None => {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+                + &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(rand::random::<[u8; 32]>())
+        }
     };
     let c = AppCred {
         id: new_id(),
@@ -154,10 +193,19 @@ pub async fn create_app_cred(
     created(json!({"application_credential": v}))
 }
 
-pub async fn list_app_creds(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid): Path<String>, Query(q): Q) -> JsonResult {
+pub async fn list_app_creds(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(uid): Path<String>,
+    Query(q): Q,
+) -> JsonResult {
     let state = id.snapshot();
     get_or_404(&state.users, "user", &uid)?;
-    id.authorize(&ctx, "identity:list_application_credentials", &own_target(&uid, &state))?;
+    id.authorize(
+        &ctx,
+        "identity:list_application_credentials",
+        &own_target(&uid, &state),
+    )?;
     let items = state
         .app_creds
         .values()
@@ -165,7 +213,12 @@ pub async fn list_app_creds(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid
         .filter(|c| q.get("name").is_none_or(|n| *n == c.name))
         .map(|c| app_cred_json(&id, &state, c))
         .collect();
-    Ok(axum::Json(list_body(&id, "application_credentials", &format!("users/{uid}/application_credentials"), items)))
+    Ok(axum::Json(list_body(
+        &id,
+        "application_credentials",
+        &format!("users/{uid}/application_credentials"),
+        items,
+    )))
 }
 
 fn find_cred<'a>(state: &'a State, uid: &str, cid: &str) -> ApiResult<&'a AppCred> {
@@ -176,16 +229,34 @@ fn find_cred<'a>(state: &'a State, uid: &str, cid: &str) -> ApiResult<&'a AppCre
         .ok_or_else(|| IdentityError::not_found("application credential", cid).into())
 }
 
-pub async fn get_app_cred(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((uid, cid)): Path<(String, String)>) -> JsonResult {
+pub async fn get_app_cred(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((uid, cid)): Path<(String, String)>,
+) -> JsonResult {
     let state = id.snapshot();
-    id.authorize(&ctx, "identity:get_application_credential", &own_target(&uid, &state))?;
+    id.authorize(
+        &ctx,
+        "identity:get_application_credential",
+        &own_target(&uid, &state),
+    )?;
     let c = find_cred(&state, &uid, &cid)?;
-    Ok(axum::Json(json!({"application_credential": app_cred_json(&id, &state, c)})))
+    Ok(axum::Json(
+        json!({"application_credential": app_cred_json(&id, &state, c)}),
+    ))
 }
 
-pub async fn delete_app_cred(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((uid, cid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete_app_cred(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((uid, cid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let state = id.snapshot();
-    id.authorize(&ctx, "identity:delete_application_credential", &own_target(&uid, &state))?;
+    id.authorize(
+        &ctx,
+        "identity:delete_application_credential",
+        &own_target(&uid, &state),
+    )?;
     find_cred(&state, &uid, &cid)?;
     id.write(move |tx| {
         tx.del_app_cred(&cid);
@@ -249,19 +320,32 @@ pub async fn create_trust(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "trust")?;
     let b: TrustBody = typed(sec, "trust")?;
-    id.authorize(&ctx, "identity:create_trust", &json!({"trust": {"trustor_user_id": b.trustor_user_id}, "target": {"trust": sec}}))?;
+    id.authorize(
+        &ctx,
+        "identity:create_trust",
+        &json!({"trust": {"trustor_user_id": b.trustor_user_id}, "target": {"trust": sec}}),
+    )?;
     if ctx.user_id != b.trustor_user_id {
-        return Err(IdentityError::Forbidden("The authenticated user should match the trustor.".into()).into());
+        return Err(IdentityError::Forbidden(
+            "The authenticated user should match the trustor.".into(),
+        )
+        .into());
     }
     let state = id.snapshot();
     get_or_404(&state.users, "user", &b.trustee_user_id)?;
     if b.remaining_uses.is_some_and(|n| n <= 0) {
-        return Err(IdentityError::bad("Invalid input for field 'trust.remaining_uses': must be a positive integer or null.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'trust.remaining_uses': must be a positive integer or null.",
+        )
+        .into());
     }
     let now = now_micros();
     let mut expires_at = parse_expiry(b.expires_at.as_ref(), "trust.expires_at")?;
     if expires_at.is_some_and(|e| e <= now) {
-        return Err(IdentityError::bad("Invalid input for field 'trust.expires_at': already in the past.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'trust.expires_at': already in the past.",
+        )
+        .into());
     }
     let mut role_ids = Vec::new();
     for (i, r) in b.roles.iter().enumerate() {
@@ -278,28 +362,46 @@ pub async fn create_trust(
             }
             let held = state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone()));
             if let Some(missing) = role_ids.iter().find(|r| !held.contains(*r)) {
-                return Err(IdentityError::Forbidden(format!("The trustor does not hold role {missing} on project {p}.")).into());
+                return Err(IdentityError::Forbidden(format!(
+                    "The trustor does not hold role {missing} on project {p}."
+                ))
+                .into());
             }
         }
         None if !role_ids.is_empty() => {
-            return Err(IdentityError::bad("Invalid input for field 'trust.roles': roles need a project_id.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'trust.roles': roles need a project_id.",
+            )
+            .into());
         }
         None => {}
     }
     let allow = b.allow_redelegation.unwrap_or(false);
-    let mut count = if allow { b.redelegation_count.unwrap_or(MAX_REDELEGATION) } else { 0 };
+    let mut count = if allow {
+        b.redelegation_count.unwrap_or(MAX_REDELEGATION)
+    } else {
+        0
+    };
     if count > MAX_REDELEGATION {
-        return Err(IdentityError::Forbidden(format!("redelegation_count may be at most {MAX_REDELEGATION}.")).into());
+        return Err(IdentityError::Forbidden(format!(
+            "redelegation_count may be at most {MAX_REDELEGATION}."
+        ))
+        .into());
     }
     let mut parent = None;
     // A trust made with a trust-scoped token is a redelegation of that trust.
     if let Some(ti) = &ctx.trust {
         let pt = live_trust(&state, &ti.id, now)?;
         if !pt.allow_redelegation || pt.redelegation_count == 0 {
-            return Err(IdentityError::Forbidden("The trust does not allow redelegation.".into()).into());
+            return Err(
+                IdentityError::Forbidden("The trust does not allow redelegation.".into()).into(),
+            );
         }
         if !role_ids.iter().all(|r| pt.role_ids.contains(r)) || b.project_id != pt.project_id {
-            return Err(IdentityError::Forbidden("A redelegated trust can only narrow the original.".into()).into());
+            return Err(IdentityError::Forbidden(
+                "A redelegated trust can only narrow the original.".into(),
+            )
+            .into());
         }
         if let Some(pe) = pt.expires_at {
             expires_at = Some(expires_at.map_or(pe, |e| e.min(pe)));
@@ -334,10 +436,17 @@ pub async fn list_trusts(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q
     let state = id.snapshot();
     let now = now_micros();
     // Keystone: listing another user's trusts needs the admin rule; your own, not.
-    let own = trustor.is_some_and(|t| *t == ctx.user_id) || trustee.is_some_and(|t| *t == ctx.user_id);
+    let own =
+        trustor.is_some_and(|t| *t == ctx.user_id) || trustee.is_some_and(|t| *t == ctx.user_id);
     let (action, target) = match (trustor, trustee) {
-        (Some(t), _) => ("identity:list_trusts_for_trustor", json!({"target": {"trust": {"trustor_user_id": t}}})),
-        (None, Some(t)) => ("identity:list_trusts_for_trustee", json!({"target": {"trust": {"trustee_user_id": t}}})),
+        (Some(t), _) => (
+            "identity:list_trusts_for_trustor",
+            json!({"target": {"trust": {"trustor_user_id": t}}}),
+        ),
+        (None, Some(t)) => (
+            "identity:list_trusts_for_trustee",
+            json!({"target": {"trust": {"trustee_user_id": t}}}),
+        ),
         _ => ("identity:list_trusts", json!({})),
     };
     if !own {
@@ -351,7 +460,12 @@ pub async fn list_trusts(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q
         .filter(|t| trustee.is_none_or(|x| *x == t.trustee_user_id))
         .map(|t| trust_json(&id, &state, t))
         .collect();
-    Ok(axum::Json(list_body(&id, "trusts", "OS-TRUST/trusts", items)))
+    Ok(axum::Json(list_body(
+        &id,
+        "trusts",
+        "OS-TRUST/trusts",
+        items,
+    )))
 }
 
 fn party_or_policy(id: &Identity, ctx: &AuthContext, t: &Trust, action: &str) -> ApiResult<()> {
@@ -362,14 +476,22 @@ fn party_or_policy(id: &Identity, ctx: &AuthContext, t: &Trust, action: &str) ->
     Ok(())
 }
 
-pub async fn get_trust(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(tid): Path<String>) -> JsonResult {
+pub async fn get_trust(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(tid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let t = live_trust(&state, &tid, now_micros())?;
     party_or_policy(&id, &ctx, t, "identity:get_trust")?;
     Ok(axum::Json(json!({"trust": trust_json(&id, &state, t)})))
 }
 
-pub async fn delete_trust(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(tid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_trust(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(tid): Path<String>,
+) -> ApiResult<StatusCode> {
     let state = id.snapshot();
     let t = get_or_404(&state.trusts, "trust", &tid)?;
     if ctx.user_id != t.trustor_user_id {
@@ -400,15 +522,33 @@ pub async fn delete_trust(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(tid):
     Ok(NO_CONTENT)
 }
 
-pub async fn trust_roles(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(tid): Path<String>) -> JsonResult {
+pub async fn trust_roles(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(tid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let t = live_trust(&state, &tid, now_micros())?;
     party_or_policy(&id, &ctx, t, "identity:list_roles_for_trust")?;
-    let items = t.role_ids.iter().filter_map(|r| state.roles.get(r)).map(|r| role_json(&id, r)).collect();
-    Ok(axum::Json(list_body(&id, "roles", &format!("OS-TRUST/trusts/{tid}/roles"), items)))
+    let items = t
+        .role_ids
+        .iter()
+        .filter_map(|r| state.roles.get(r))
+        .map(|r| role_json(&id, r))
+        .collect();
+    Ok(axum::Json(list_body(
+        &id,
+        "roles",
+        &format!("OS-TRUST/trusts/{tid}/roles"),
+        items,
+    )))
 }
 
-pub async fn trust_role(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((tid, rid)): Path<(String, String)>) -> JsonResult {
+pub async fn trust_role(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((tid, rid)): Path<(String, String)>,
+) -> JsonResult {
     let state = id.snapshot();
     let t = live_trust(&state, &tid, now_micros())?;
     party_or_policy(&id, &ctx, t, "identity:get_role_for_trust")?;

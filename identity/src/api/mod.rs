@@ -22,46 +22,77 @@ pub fn router(identity: Arc<Identity>) -> Router {
         // tokens and the auth/* discovery calls
         .route(
             "/auth/tokens",
-            post(auth::issue).get(auth::validate).head(auth::check).delete(auth::revoke),
+            post(auth::issue)
+                .get(auth::validate)
+                .head(auth::check)
+                .delete(auth::revoke),
         )
         .route("/auth/projects", get(auth::auth_projects))
         .route("/auth/domains", get(auth::auth_domains))
         .route("/auth/system", get(auth::auth_system))
         .route("/auth/catalog", get(auth::auth_catalog))
         // domains, projects, users, groups
-        .route("/domains", get(resources::list_domains).post(resources::create_domain))
+        .route(
+            "/domains",
+            get(resources::list_domains).post(resources::create_domain),
+        )
         .route(
             "/domains/{id}",
-            get(resources::get_domain).patch(resources::update_domain).delete(resources::delete_domain),
+            get(resources::get_domain)
+                .patch(resources::update_domain)
+                .delete(resources::delete_domain),
         )
-        .route("/projects", get(resources::list_projects).post(resources::create_project))
+        .route(
+            "/projects",
+            get(resources::list_projects).post(resources::create_project),
+        )
         .route(
             "/projects/{id}",
-            get(resources::get_project).patch(resources::update_project).delete(resources::delete_project),
+            get(resources::get_project)
+                .patch(resources::update_project)
+                .delete(resources::delete_project),
         )
-        .route("/users", get(resources::list_users).post(resources::create_user))
+        .route(
+            "/users",
+            get(resources::list_users).post(resources::create_user),
+        )
         .route(
             "/users/{id}",
-            get(resources::get_user).patch(resources::update_user).delete(resources::delete_user),
+            get(resources::get_user)
+                .patch(resources::update_user)
+                .delete(resources::delete_user),
         )
         .route("/users/{id}/password", post(resources::change_password))
         .route("/users/{id}/groups", get(resources::user_groups))
         .route("/users/{id}/projects", get(resources::user_projects))
-        .route("/groups", get(resources::list_groups).post(resources::create_group))
+        .route(
+            "/groups",
+            get(resources::list_groups).post(resources::create_group),
+        )
         .route(
             "/groups/{id}",
-            get(resources::get_group).patch(resources::update_group).delete(resources::delete_group),
+            get(resources::get_group)
+                .patch(resources::update_group)
+                .delete(resources::delete_group),
         )
         .route("/groups/{id}/users", get(resources::group_users))
         .route(
             "/groups/{gid}/users/{uid}",
-            put(resources::add_member).head(resources::check_member).get(resources::check_member).delete(resources::remove_member),
+            put(resources::add_member)
+                .head(resources::check_member)
+                .get(resources::check_member)
+                .delete(resources::remove_member),
         )
         // roles, implied roles, grants, assignments
-        .route("/roles", get(assignments::list_roles).post(assignments::create_role))
+        .route(
+            "/roles",
+            get(assignments::list_roles).post(assignments::create_role),
+        )
         .route(
             "/roles/{id}",
-            get(assignments::get_role).patch(assignments::update_role).delete(assignments::delete_role),
+            get(assignments::get_role)
+                .patch(assignments::update_role)
+                .delete(assignments::delete_role),
         )
         .route("/roles/{id}/implies", get(assignments::list_implied))
         .route(
@@ -74,20 +105,36 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .route("/role_inferences", get(assignments::role_inferences))
         .route("/role_assignments", get(assignments::role_assignments))
         // catalog
-        .route("/regions", get(catalog::list_regions).post(catalog::create_region))
+        .route(
+            "/regions",
+            get(catalog::list_regions).post(catalog::create_region),
+        )
         .route(
             "/regions/{id}",
-            get(catalog::get_region).patch(catalog::update_region).delete(catalog::delete_region).put(catalog::put_region),
+            get(catalog::get_region)
+                .patch(catalog::update_region)
+                .delete(catalog::delete_region)
+                .put(catalog::put_region),
         )
-        .route("/services", get(catalog::list_services).post(catalog::create_service))
+        .route(
+            "/services",
+            get(catalog::list_services).post(catalog::create_service),
+        )
         .route(
             "/services/{id}",
-            get(catalog::get_service).patch(catalog::update_service).delete(catalog::delete_service),
+            get(catalog::get_service)
+                .patch(catalog::update_service)
+                .delete(catalog::delete_service),
         )
-        .route("/endpoints", get(catalog::list_endpoints).post(catalog::create_endpoint))
+        .route(
+            "/endpoints",
+            get(catalog::list_endpoints).post(catalog::create_endpoint),
+        )
         .route(
             "/endpoints/{id}",
-            get(catalog::get_endpoint).patch(catalog::update_endpoint).delete(catalog::delete_endpoint),
+            get(catalog::get_endpoint)
+                .patch(catalog::update_endpoint)
+                .delete(catalog::delete_endpoint),
         )
         // application credentials and trusts
         .route(
@@ -98,8 +145,14 @@ pub fn router(identity: Arc<Identity>) -> Router {
             "/users/{id}/application_credentials/{cid}",
             get(delegation::get_app_cred).delete(delegation::delete_app_cred),
         )
-        .route("/OS-TRUST/trusts", get(delegation::list_trusts).post(delegation::create_trust))
-        .route("/OS-TRUST/trusts/{id}", get(delegation::get_trust).delete(delegation::delete_trust))
+        .route(
+            "/OS-TRUST/trusts",
+            get(delegation::list_trusts).post(delegation::create_trust),
+        )
+        .route(
+            "/OS-TRUST/trusts/{id}",
+            get(delegation::get_trust).delete(delegation::delete_trust),
+        )
         .route("/OS-TRUST/trusts/{id}/roles", get(delegation::trust_roles))
         .route(
             "/OS-TRUST/trusts/{id}/roles/{rid}",

@@ -103,17 +103,32 @@ fn q_bool(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<bool>> {
         None => Ok(None),
         Some(v) if v == "true" || v == "1" || v.is_empty() => Ok(Some(true)),
         Some(v) if v == "false" || v == "0" => Ok(Some(false)),
-        Some(_) => Err(IdentityError::bad(format!("Invalid input for field '{key}': expected true or false.")).into()),
+        Some(_) => Err(IdentityError::bad(format!(
+            "Invalid input for field '{key}': expected true or false."
+        ))
+        .into()),
     }
 }
 
-pub(crate) fn get_or_404<'a, T>(map: &'a std::collections::BTreeMap<String, T>, kind: &'static str, id: &str) -> ApiResult<&'a T> {
-    map.get(id).ok_or_else(|| IdentityError::not_found(kind, id).into())
+pub(crate) fn get_or_404<'a, T>(
+    map: &'a std::collections::BTreeMap<String, T>,
+    kind: &'static str,
+    id: &str,
+) -> ApiResult<&'a T> {
+    map.get(id)
+        .ok_or_else(|| IdentityError::not_found(kind, id).into())
 }
 
 fn check_tags(tags: &[String]) -> ApiResult<()> {
-    if tags.len() > 80 || tags.iter().any(|t| t.is_empty() || t.len() > 255 || t.contains('/') || t.contains(',')) {
-        return Err(IdentityError::bad("Invalid input for field 'tags': each tag is 1-255 characters without '/' or ','.").into());
+    if tags.len() > 80
+        || tags
+            .iter()
+            .any(|t| t.is_empty() || t.len() > 255 || t.contains('/') || t.contains(','))
+    {
+        return Err(IdentityError::bad(
+            "Invalid input for field 'tags': each tag is 1-255 characters without '/' or ','.",
+        )
+        .into());
     }
     Ok(())
 }
@@ -128,7 +143,16 @@ struct DomainBody {
     tags: Option<Vec<String>>,
     explicit_domain_id: Option<String>,
 }
-const DOMAIN_KEYS: &[&str] = &["id", "name", "description", "enabled", "tags", "explicit_domain_id", "options", "links"];
+const DOMAIN_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "enabled",
+    "tags",
+    "explicit_domain_id",
+    "options",
+    "links",
+];
 
 pub async fn list_domains(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
     id.authorize(&ctx, "identity:list_domains", &list_target(&ctx, &q))?;
@@ -144,10 +168,18 @@ pub async fn list_domains(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): 
     Ok(axum::Json(list_body(&id, "domains", "domains", items)))
 }
 
-pub async fn get_domain(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(did): Path<String>) -> JsonResult {
+pub async fn get_domain(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(did): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let d = get_or_404(&state.domains, "domain", &did)?;
-    id.authorize(&ctx, "identity:get_domain", &json!({"target": {"domain": {"id": d.id, "name": d.name}}}))?;
+    id.authorize(
+        &ctx,
+        "identity:get_domain",
+        &json!({"target": {"domain": {"id": d.id, "name": d.name}}}),
+    )?;
     Ok(axum::Json(json!({"domain": domain_json(&id, d)})))
 }
 
@@ -158,8 +190,14 @@ pub async fn create_domain(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "domain")?;
     let b: DomainBody = typed(sec, "domain")?;
-    id.authorize(&ctx, "identity:create_domain", &json!({"target": {"domain": sec}}))?;
-    let name = b.name.ok_or_else(|| IdentityError::bad("Invalid input for field 'domain.name': missing."))?;
+    id.authorize(
+        &ctx,
+        "identity:create_domain",
+        &json!({"target": {"domain": sec}}),
+    )?;
+    let name = b
+        .name
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'domain.name': missing."))?;
     check_name("domain.name", &name)?;
     let tags = b.tags.unwrap_or_default();
     check_tags(&tags)?;
@@ -190,13 +228,23 @@ pub async fn update_domain(
 ) -> JsonResult {
     let sec = section(&body, "domain")?;
     let b: DomainBody = typed(sec, "domain")?;
-    if sec.get("id").is_some_and(|v| v.as_str() != Some(did.as_str())) {
-        return Err(IdentityError::bad("Invalid input for field 'domain.id': cannot change the id.").into());
+    if sec
+        .get("id")
+        .is_some_and(|v| v.as_str() != Some(did.as_str()))
+    {
+        return Err(IdentityError::bad(
+            "Invalid input for field 'domain.id': cannot change the id.",
+        )
+        .into());
     }
     {
         let state = id.snapshot();
         let d = get_or_404(&state.domains, "domain", &did)?;
-        id.authorize(&ctx, "identity:update_domain", &json!({"target": {"domain": {"id": d.id, "name": d.name}}}))?;
+        id.authorize(
+            &ctx,
+            "identity:update_domain",
+            &json!({"target": {"domain": {"id": d.id, "name": d.name}}}),
+        )?;
     }
     if let Some(n) = &b.name {
         check_name("domain.name", n)?;
@@ -206,10 +254,22 @@ pub async fn update_domain(
     }
     let ex = extras(sec, DOMAIN_KEYS);
     let d = id.write(move |tx| {
-        let mut d = tx.state.domains.get(&did).cloned().ok_or_else(|| IdentityError::not_found("domain", &did))?;
+        let mut d = tx
+            .state
+            .domains
+            .get(&did)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("domain", &did))?;
         if let Some(n) = b.name {
-            if tx.state.domains.values().any(|x| x.id != did && x.name.eq_ignore_ascii_case(&n)) {
-                return Err(IdentityError::conflict(format!("Duplicate entry found with name {n}.")));
+            if tx
+                .state
+                .domains
+                .values()
+                .any(|x| x.id != did && x.name.eq_ignore_ascii_case(&n))
+            {
+                return Err(IdentityError::conflict(format!(
+                    "Duplicate entry found with name {n}."
+                )));
             }
             d.name = n;
         }
@@ -229,16 +289,29 @@ pub async fn update_domain(
     Ok(axum::Json(json!({"domain": domain_json(&id, &d)})))
 }
 
-pub async fn delete_domain(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(did): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_domain(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(did): Path<String>,
+) -> ApiResult<StatusCode> {
     {
         let state = id.snapshot();
         let d = get_or_404(&state.domains, "domain", &did)?;
-        id.authorize(&ctx, "identity:delete_domain", &json!({"target": {"domain": {"id": d.id, "name": d.name}}}))?;
+        id.authorize(
+            &ctx,
+            "identity:delete_domain",
+            &json!({"target": {"domain": {"id": d.id, "name": d.name}}}),
+        )?;
         if d.enabled {
-            return Err(IdentityError::Forbidden("Cannot delete a domain that is enabled, please disable it first.".into()).into());
+            return Err(IdentityError::Forbidden(
+                "Cannot delete a domain that is enabled, please disable it first.".into(),
+            )
+            .into());
         }
         if did == DEFAULT_DOMAIN_ID {
-            return Err(IdentityError::Forbidden("The default domain cannot be deleted.".into()).into());
+            return Err(
+                IdentityError::Forbidden("The default domain cannot be deleted.".into()).into(),
+            );
         }
     }
     let now = now_micros();
@@ -261,8 +334,18 @@ struct ProjectBody {
     is_domain: Option<bool>,
     tags: Option<Vec<String>>,
 }
-const PROJECT_KEYS: &[&str] =
-    &["id", "name", "domain_id", "parent_id", "description", "enabled", "is_domain", "tags", "options", "links"];
+const PROJECT_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "domain_id",
+    "parent_id",
+    "description",
+    "enabled",
+    "is_domain",
+    "tags",
+    "options",
+    "links",
+];
 
 fn project_target(p: &Project) -> Value {
     json!({"id": p.id, "name": p.name, "domain_id": p.domain_id, "parent_id": p.parent_id})
@@ -272,14 +355,21 @@ pub async fn list_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q):
     id.authorize(&ctx, "identity:list_projects", &list_target(&ctx, &q))?;
     let enabled = q_bool(&q, "enabled")?;
     let state = id.snapshot();
-    let tags: Vec<&str> = q.get("tags").map(|t| t.split(',').collect()).unwrap_or_default();
+    let tags: Vec<&str> = q
+        .get("tags")
+        .map(|t| t.split(',').collect())
+        .unwrap_or_default();
     let items = state
         .projects
         .values()
         .filter(|p| domain_filter_ok(&ctx, &p.domain_id))
         .filter(|p| q.get("name").is_none_or(|n| *n == p.name))
         .filter(|p| q.get("domain_id").is_none_or(|d| *d == p.domain_id))
-        .filter(|p| q.get("parent_id").is_none_or(|x| Some(x) == p.parent_id.as_ref() || (p.parent_id.is_none() && *x == p.domain_id)))
+        .filter(|p| {
+            q.get("parent_id").is_none_or(|x| {
+                Some(x) == p.parent_id.as_ref() || (p.parent_id.is_none() && *x == p.domain_id)
+            })
+        })
         .filter(|p| enabled.is_none_or(|e| e == p.enabled))
         .filter(|_| q_bool(&q, "is_domain").ok().flatten() != Some(true))
         .filter(|p| tags.iter().all(|t| p.tags.iter().any(|x| x == t)))
@@ -290,9 +380,20 @@ pub async fn list_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q):
 
 fn subtree_ids(state: &State, pid: &str) -> Value {
     let mut m = serde_json::Map::new();
-    for c in state.projects.values().filter(|c| c.parent_id.as_deref() == Some(pid)) {
+    for c in state
+        .projects
+        .values()
+        .filter(|c| c.parent_id.as_deref() == Some(pid))
+    {
         let sub = subtree_ids(state, &c.id);
-        m.insert(c.id.clone(), if sub.as_object().is_some_and(|o| o.is_empty()) { Value::Null } else { sub });
+        m.insert(
+            c.id.clone(),
+            if sub.as_object().is_some_and(|o| o.is_empty()) {
+                Value::Null
+            } else {
+                sub
+            },
+        );
     }
     Value::Object(m)
 }
@@ -307,10 +408,19 @@ fn parents_ids(state: &State, pid: &str) -> Value {
     acc
 }
 
-pub async fn get_project(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(pid): Path<String>, Query(q): Q) -> JsonResult {
+pub async fn get_project(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(pid): Path<String>,
+    Query(q): Q,
+) -> JsonResult {
     let state = id.snapshot();
     let p = get_or_404(&state.projects, "project", &pid)?;
-    id.authorize(&ctx, "identity:get_project", &json!({"target": {"project": project_target(p)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:get_project",
+        &json!({"target": {"project": project_target(p)}}),
+    )?;
     let mut v = project_json(&id, p);
     if flag(&q, "subtree_as_ids") {
         v["subtree"] = subtree_ids(&state, &pid);
@@ -349,7 +459,10 @@ pub async fn create_project(
     if b.is_domain == Some(true) {
         return Err(IdentityError::bad("Invalid input for field 'project.is_domain': projects acting as domains are not supported.").into());
     }
-    let name = b.name.clone().ok_or_else(|| IdentityError::bad("Invalid input for field 'project.name': missing."))?;
+    let name = b
+        .name
+        .clone()
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'project.name': missing."))?;
     check_name("project.name", &name)?;
     let tags = b.tags.clone().unwrap_or_default();
     check_tags(&tags)?;
@@ -358,7 +471,11 @@ pub async fn create_project(
     let parent = match &b.parent_id {
         Some(p) if state.domains.contains_key(p) => None,
         Some(p) => Some(
-            state.projects.get(p).ok_or_else(|| IdentityError::not_found("project", p))?.clone(),
+            state
+                .projects
+                .get(p)
+                .ok_or_else(|| IdentityError::not_found("project", p))?
+                .clone(),
         ),
         None => None,
     };
@@ -366,13 +483,20 @@ pub async fn create_project(
         .domain_id
         .clone()
         .or_else(|| parent.as_ref().map(|p| p.domain_id.clone()))
-        .or_else(|| b.parent_id.clone().filter(|p| state.domains.contains_key(p)))
+        .or_else(|| {
+            b.parent_id
+                .clone()
+                .filter(|p| state.domains.contains_key(p))
+        })
         .unwrap_or_else(|| default_domain(&ctx));
     if !state.domains.contains_key(&domain_id) {
         return Err(IdentityError::not_found("domain", &domain_id).into());
     }
     if parent.as_ref().is_some_and(|p| p.domain_id != domain_id) {
-        return Err(IdentityError::bad("Invalid input for field 'project.parent_id': the parent is in another domain.").into());
+        return Err(IdentityError::bad(
+            "Invalid input for field 'project.parent_id': the parent is in another domain.",
+        )
+        .into());
     }
     let p = Project {
         id: new_id(),
@@ -384,7 +508,11 @@ pub async fn create_project(
         tags,
         extra: extras(sec, PROJECT_KEYS),
     };
-    id.authorize(&ctx, "identity:create_project", &json!({"target": {"project": project_target(&p)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:create_project",
+        &json!({"target": {"project": project_target(&p)}}),
+    )?;
     let p2 = p.clone();
     id.write(move |tx| {
         if tx.state.projects.values().any(|x| x.domain_id == p2.domain_id && x.name == p2.name) {
@@ -407,15 +535,31 @@ pub async fn update_project(
     {
         let state = id.snapshot();
         let p = get_or_404(&state.projects, "project", &pid)?;
-        id.authorize(&ctx, "identity:update_project", &json!({"target": {"project": project_target(p)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:update_project",
+            &json!({"target": {"project": project_target(p)}}),
+        )?;
         if b.domain_id.as_ref().is_some_and(|d| *d != p.domain_id) {
-            return Err(IdentityError::bad("Invalid input for field 'project.domain_id': a project cannot move domains.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'project.domain_id': a project cannot move domains.",
+            )
+            .into());
         }
-        if b.parent_id.as_ref().is_some_and(|x| Some(x) != p.parent_id.as_ref() && *x != p.domain_id) {
-            return Err(IdentityError::Forbidden("Updating the parent of a project is not allowed.".into()).into());
+        if b.parent_id
+            .as_ref()
+            .is_some_and(|x| Some(x) != p.parent_id.as_ref() && *x != p.domain_id)
+        {
+            return Err(IdentityError::Forbidden(
+                "Updating the parent of a project is not allowed.".into(),
+            )
+            .into());
         }
         if b.is_domain == Some(true) {
-            return Err(IdentityError::bad("Invalid input for field 'project.is_domain': cannot change.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'project.is_domain': cannot change.",
+            )
+            .into());
         }
     }
     if let Some(n) = &b.name {
@@ -426,10 +570,22 @@ pub async fn update_project(
     }
     let ex = extras(sec, PROJECT_KEYS);
     let p = id.write(move |tx| {
-        let mut p = tx.state.projects.get(&pid).cloned().ok_or_else(|| IdentityError::not_found("project", &pid))?;
+        let mut p = tx
+            .state
+            .projects
+            .get(&pid)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("project", &pid))?;
         if let Some(n) = b.name {
-            if tx.state.projects.values().any(|x| x.id != pid && x.domain_id == p.domain_id && x.name == n) {
-                return Err(IdentityError::conflict(format!("Duplicate entry found with name {n}.")));
+            if tx
+                .state
+                .projects
+                .values()
+                .any(|x| x.id != pid && x.domain_id == p.domain_id && x.name == n)
+            {
+                return Err(IdentityError::conflict(format!(
+                    "Duplicate entry found with name {n}."
+                )));
             }
             p.name = n;
         }
@@ -449,13 +605,28 @@ pub async fn update_project(
     Ok(axum::Json(json!({"project": project_json(&id, &p)})))
 }
 
-pub async fn delete_project(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(pid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_project(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(pid): Path<String>,
+) -> ApiResult<StatusCode> {
     {
         let state = id.snapshot();
         let p = get_or_404(&state.projects, "project", &pid)?;
-        id.authorize(&ctx, "identity:delete_project", &json!({"target": {"project": project_target(p)}}))?;
-        if state.projects.values().any(|c| c.parent_id.as_deref() == Some(&pid)) {
-            return Err(IdentityError::Forbidden("Cannot delete the project since it has children.".into()).into());
+        id.authorize(
+            &ctx,
+            "identity:delete_project",
+            &json!({"target": {"project": project_target(p)}}),
+        )?;
+        if state
+            .projects
+            .values()
+            .any(|c| c.parent_id.as_deref() == Some(&pid))
+        {
+            return Err(IdentityError::Forbidden(
+                "Cannot delete the project since it has children.".into(),
+            )
+            .into());
         }
     }
     let now = now_micros();
@@ -480,7 +651,15 @@ struct UserBody {
     options: Option<serde_json::Map<String, Value>>,
 }
 const USER_KEYS: &[&str] = &[
-    "id", "name", "domain_id", "password", "enabled", "default_project_id", "description", "options", "links",
+    "id",
+    "name",
+    "domain_id",
+    "password",
+    "enabled",
+    "default_project_id",
+    "description",
+    "options",
+    "links",
     "password_expires_at",
 ];
 
@@ -500,10 +679,18 @@ pub async fn list_users(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q)
     Ok(axum::Json(list_body(&id, "users", "users", items)))
 }
 
-pub async fn get_user(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid): Path<String>) -> JsonResult {
+pub async fn get_user(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(uid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let u = get_or_404(&state.users, "user", &uid)?;
-    id.authorize(&ctx, "identity:get_user", &json!({"target": {"user": user_target(u)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:get_user",
+        &json!({"target": {"user": user_target(u)}}),
+    )?;
     Ok(axum::Json(json!({"user": user_json(&id, u)})))
 }
 
@@ -514,7 +701,9 @@ pub async fn create_user(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "user")?;
     let b: UserBody = typed(sec, "user")?;
-    let name = b.name.ok_or_else(|| IdentityError::bad("Invalid input for field 'user.name': missing."))?;
+    let name = b
+        .name
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'user.name': missing."))?;
     check_name("user.name", &name)?;
     let domain_id = b.domain_id.unwrap_or_else(|| default_domain(&ctx));
     id.authorize(
@@ -574,9 +763,16 @@ pub async fn update_user(
     {
         let state = id.snapshot();
         let u = get_or_404(&state.users, "user", &uid)?;
-        id.authorize(&ctx, "identity:update_user", &json!({"target": {"user": user_target(u)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:update_user",
+            &json!({"target": {"user": user_target(u)}}),
+        )?;
         if b.domain_id.as_ref().is_some_and(|d| *d != u.domain_id) {
-            return Err(IdentityError::bad("Invalid input for field 'user.domain_id': a user cannot move domains.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'user.domain_id': a user cannot move domains.",
+            )
+            .into());
         }
         if let Some(Some(p)) = &b.default_project_id {
             if !state.projects.contains_key(p) {
@@ -590,14 +786,30 @@ pub async fn update_user(
     let ex = extras(sec, USER_KEYS);
     let id2 = id.clone();
     let u = blocking(move || {
-        let hash = b.password.as_deref().map(|p| id2.hash_password(p)).transpose()?;
+        let hash = b
+            .password
+            .as_deref()
+            .map(|p| id2.hash_password(p))
+            .transpose()?;
         let now = now_micros();
         id2.write(|tx| {
-            let mut u = tx.state.users.get(&uid).cloned().ok_or_else(|| IdentityError::not_found("user", &uid))?;
+            let mut u = tx
+                .state
+                .users
+                .get(&uid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("user", &uid))?;
             let mut revoke = false;
             if let Some(n) = b.name {
-                if tx.state.users.values().any(|x| x.id != uid && x.domain_id == u.domain_id && x.name == n) {
-                    return Err(IdentityError::conflict(format!("Duplicate entry found with name {n}.")));
+                if tx
+                    .state
+                    .users
+                    .values()
+                    .any(|x| x.id != uid && x.domain_id == u.domain_id && x.name == n)
+                {
+                    return Err(IdentityError::conflict(format!(
+                        "Duplicate entry found with name {n}."
+                    )));
                 }
                 u.name = n;
             }
@@ -632,11 +844,19 @@ pub async fn update_user(
     Ok(axum::Json(json!({"user": user_json(&id, &u)})))
 }
 
-pub async fn delete_user(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_user(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(uid): Path<String>,
+) -> ApiResult<StatusCode> {
     {
         let state = id.snapshot();
         let u = get_or_404(&state.users, "user", &uid)?;
-        id.authorize(&ctx, "identity:delete_user", &json!({"target": {"user": user_target(u)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:delete_user",
+            &json!({"target": {"user": user_target(u)}}),
+        )?;
     }
     let now = now_micros();
     id.write(move |tx| {
@@ -663,15 +883,27 @@ pub async fn change_password(
     let id2 = id.clone();
     blocking(move || {
         let state = id2.snapshot();
-        let u = state.users.get(&uid).ok_or_else(|| IdentityError::Unauthorized("The request you have made requires authentication.".into()))?;
-        let ok = u.password_hash.as_deref().is_some_and(|h| bcrypt::verify(&b.original_password, h).unwrap_or(false));
+        let u = state.users.get(&uid).ok_or_else(|| {
+            IdentityError::Unauthorized("The request you have made requires authentication.".into())
+        })?;
+        let ok = u
+            .password_hash
+            .as_deref()
+            .is_some_and(|h| bcrypt::verify(&b.original_password, h).unwrap_or(false));
         if !ok || !u.enabled {
-            return Err(IdentityError::Unauthorized("The request you have made requires authentication.".into()));
+            return Err(IdentityError::Unauthorized(
+                "The request you have made requires authentication.".into(),
+            ));
         }
         let hash = id2.hash_password(&b.password)?;
         let now = now_micros();
         id2.write(|tx| {
-            let mut u = tx.state.users.get(&uid).cloned().ok_or_else(|| IdentityError::not_found("user", &uid))?;
+            let mut u = tx
+                .state
+                .users
+                .get(&uid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("user", &uid))?;
             u.password_hash = Some(hash);
             u.password_created_at = Some(now);
             u.password_expires_at = None;
@@ -684,24 +916,55 @@ pub async fn change_password(
     Ok(NO_CONTENT)
 }
 
-pub async fn user_groups(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid): Path<String>) -> JsonResult {
+pub async fn user_groups(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(uid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let u = get_or_404(&state.users, "user", &uid)?;
-    id.authorize(&ctx, "identity:list_groups_for_user", &json!({"target": {"user": user_target(u)}}))?;
-    let items = state.groups_of(&uid).iter().filter_map(|g| state.groups.get(g)).map(|g| group_json(&id, g)).collect();
-    Ok(axum::Json(list_body(&id, "groups", &format!("users/{uid}/groups"), items)))
+    id.authorize(
+        &ctx,
+        "identity:list_groups_for_user",
+        &json!({"target": {"user": user_target(u)}}),
+    )?;
+    let items = state
+        .groups_of(&uid)
+        .iter()
+        .filter_map(|g| state.groups.get(g))
+        .map(|g| group_json(&id, g))
+        .collect();
+    Ok(axum::Json(list_body(
+        &id,
+        "groups",
+        &format!("users/{uid}/groups"),
+        items,
+    )))
 }
 
-pub async fn user_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(uid): Path<String>) -> JsonResult {
+pub async fn user_projects(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(uid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let u = get_or_404(&state.users, "user", &uid)?;
-    id.authorize(&ctx, "identity:list_user_projects", &json!({"target": {"user": user_target(u)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:list_user_projects",
+        &json!({"target": {"user": user_target(u)}}),
+    )?;
     let items = projects_of(&state, &uid)
         .iter()
         .filter_map(|p| state.projects.get(p))
         .map(|p| project_json(&id, p))
         .collect();
-    Ok(axum::Json(list_body(&id, "projects", &format!("users/{uid}/projects"), items)))
+    Ok(axum::Json(list_body(
+        &id,
+        "projects",
+        &format!("users/{uid}/projects"),
+        items,
+    )))
 }
 
 // ---------------------------------------------------------------- groups
@@ -732,10 +995,18 @@ pub async fn list_groups(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q
     Ok(axum::Json(list_body(&id, "groups", "groups", items)))
 }
 
-pub async fn get_group(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(gid): Path<String>) -> JsonResult {
+pub async fn get_group(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(gid): Path<String>,
+) -> JsonResult {
     let state = id.snapshot();
     let g = get_or_404(&state.groups, "group", &gid)?;
-    id.authorize(&ctx, "identity:get_group", &json!({"target": {"group": group_target(g)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:get_group",
+        &json!({"target": {"group": group_target(g)}}),
+    )?;
     Ok(axum::Json(json!({"group": group_json(&id, g)})))
 }
 
@@ -746,18 +1017,38 @@ pub async fn create_group(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let sec = section(&body, "group")?;
     let b: GroupBody = typed(sec, "group")?;
-    let name = b.name.ok_or_else(|| IdentityError::bad("Invalid input for field 'group.name': missing."))?;
+    let name = b
+        .name
+        .ok_or_else(|| IdentityError::bad("Invalid input for field 'group.name': missing."))?;
     check_name("group.name", &name)?;
     let domain_id = b.domain_id.unwrap_or_else(|| default_domain(&ctx));
-    id.authorize(&ctx, "identity:create_group", &json!({"target": {"group": {"name": name, "domain_id": domain_id}}}))?;
+    id.authorize(
+        &ctx,
+        "identity:create_group",
+        &json!({"target": {"group": {"name": name, "domain_id": domain_id}}}),
+    )?;
     if !id.snapshot().domains.contains_key(&domain_id) {
         return Err(IdentityError::not_found("domain", &domain_id).into());
     }
-    let g = Group { id: new_id(), name, domain_id, description: b.description.unwrap_or_default(), extra: extras(sec, GROUP_KEYS) };
+    let g = Group {
+        id: new_id(),
+        name,
+        domain_id,
+        description: b.description.unwrap_or_default(),
+        extra: extras(sec, GROUP_KEYS),
+    };
     let g2 = g.clone();
     id.write(move |tx| {
-        if tx.state.groups.values().any(|x| x.domain_id == g2.domain_id && x.name == g2.name) {
-            return Err(IdentityError::conflict(format!("Conflict occurred attempting to store group - Duplicate entry found with name {}.", g2.name)));
+        if tx
+            .state
+            .groups
+            .values()
+            .any(|x| x.domain_id == g2.domain_id && x.name == g2.name)
+        {
+            return Err(IdentityError::conflict(format!(
+                "Conflict occurred attempting to store group - Duplicate entry found with name {}.",
+                g2.name
+            )));
         }
         tx.put_group(g2);
         Ok(())
@@ -776,9 +1067,16 @@ pub async fn update_group(
     {
         let state = id.snapshot();
         let g = get_or_404(&state.groups, "group", &gid)?;
-        id.authorize(&ctx, "identity:update_group", &json!({"target": {"group": group_target(g)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:update_group",
+            &json!({"target": {"group": group_target(g)}}),
+        )?;
         if b.domain_id.as_ref().is_some_and(|d| *d != g.domain_id) {
-            return Err(IdentityError::bad("Invalid input for field 'group.domain_id': a group cannot move domains.").into());
+            return Err(IdentityError::bad(
+                "Invalid input for field 'group.domain_id': a group cannot move domains.",
+            )
+            .into());
         }
     }
     if let Some(n) = &b.name {
@@ -786,10 +1084,22 @@ pub async fn update_group(
     }
     let ex = extras(sec, GROUP_KEYS);
     let g = id.write(move |tx| {
-        let mut g = tx.state.groups.get(&gid).cloned().ok_or_else(|| IdentityError::not_found("group", &gid))?;
+        let mut g = tx
+            .state
+            .groups
+            .get(&gid)
+            .cloned()
+            .ok_or_else(|| IdentityError::not_found("group", &gid))?;
         if let Some(n) = b.name {
-            if tx.state.groups.values().any(|x| x.id != gid && x.domain_id == g.domain_id && x.name == n) {
-                return Err(IdentityError::conflict(format!("Duplicate entry found with name {n}.")));
+            if tx
+                .state
+                .groups
+                .values()
+                .any(|x| x.id != gid && x.domain_id == g.domain_id && x.name == n)
+            {
+                return Err(IdentityError::conflict(format!(
+                    "Duplicate entry found with name {n}."
+                )));
             }
             g.name = n;
         }
@@ -803,11 +1113,19 @@ pub async fn update_group(
     Ok(axum::Json(json!({"group": group_json(&id, &g)})))
 }
 
-pub async fn delete_group(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(gid): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_group(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(gid): Path<String>,
+) -> ApiResult<StatusCode> {
     {
         let state = id.snapshot();
         let g = get_or_404(&state.groups, "group", &gid)?;
-        id.authorize(&ctx, "identity:delete_group", &json!({"target": {"group": group_target(g)}}))?;
+        id.authorize(
+            &ctx,
+            "identity:delete_group",
+            &json!({"target": {"group": group_target(g)}}),
+        )?;
     }
     id.write(move |tx| {
         ops::delete_group(tx, &gid);
@@ -816,10 +1134,19 @@ pub async fn delete_group(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(gid):
     Ok(NO_CONTENT)
 }
 
-pub async fn group_users(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(gid): Path<String>, Query(q): Q) -> JsonResult {
+pub async fn group_users(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path(gid): Path<String>,
+    Query(q): Q,
+) -> JsonResult {
     let state = id.snapshot();
     let g = get_or_404(&state.groups, "group", &gid)?;
-    id.authorize(&ctx, "identity:list_users_in_group", &json!({"target": {"group": group_target(g)}}))?;
+    id.authorize(
+        &ctx,
+        "identity:list_users_in_group",
+        &json!({"target": {"group": group_target(g)}}),
+    )?;
     let items = state
         .memberships
         .iter()
@@ -828,7 +1155,12 @@ pub async fn group_users(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path(gid): 
         .filter(|u| q.get("name").is_none_or(|n| *n == u.name))
         .map(|u| user_json(&id, u))
         .collect();
-    Ok(axum::Json(list_body(&id, "users", &format!("groups/{gid}/users"), items)))
+    Ok(axum::Json(list_body(
+        &id,
+        "users",
+        &format!("groups/{gid}/users"),
+        items,
+    )))
 }
 
 fn member_target(state: &State, gid: &str, uid: &str) -> ApiResult<Value> {
@@ -837,7 +1169,11 @@ fn member_target(state: &State, gid: &str, uid: &str) -> ApiResult<Value> {
     Ok(json!({"target": {"group": group_target(g), "user": user_target(u)}}))
 }
 
-pub async fn add_member(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((gid, uid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn add_member(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((gid, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let t = member_target(&id.snapshot(), &gid, &uid)?;
     id.authorize(&ctx, "identity:add_user_to_group", &t)?;
     id.write(move |tx| {
@@ -847,7 +1183,11 @@ pub async fn add_member(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((gid, u
     Ok(NO_CONTENT)
 }
 
-pub async fn check_member(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((gid, uid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn check_member(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((gid, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let state = id.snapshot();
     let t = member_target(&state, &gid, &uid)?;
     id.authorize(&ctx, "identity:check_user_in_group", &t)?;
@@ -858,12 +1198,19 @@ pub async fn check_member(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((gid,
     }
 }
 
-pub async fn remove_member(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Path((gid, uid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_member(
+    St(id): St<Arc<Identity>>,
+    Auth(ctx): Auth,
+    Path((gid, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let t = member_target(&id.snapshot(), &gid, &uid)?;
     id.authorize(&ctx, "identity:remove_user_from_group", &t)?;
     id.write(move |tx| {
         if !tx.state.memberships.contains(&(gid.clone(), uid.clone())) {
-            return Err(IdentityError::not_found("membership", format!("user {uid} in group {gid}")));
+            return Err(IdentityError::not_found(
+                "membership",
+                format!("user {uid} in group {gid}"),
+            ));
         }
         tx.remove_membership(&gid, &uid);
         Ok(())

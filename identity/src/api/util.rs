@@ -39,8 +39,10 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": code.as_u16(), "title": title, "message": message}});
         let mut resp = (code, axum::Json(body)).into_response();
         if code == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert("WWW-Authenticate", HeaderValue::from_static("Keystone uri=\"/identity/v3\""));
+            resp.headers_mut().insert(
+                "WWW-Authenticate",
+                HeaderValue::from_static("Keystone uri=\"/identity/v3\""),
+            );
         }
         resp
     }
@@ -65,7 +67,11 @@ where
             .headers
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| IdentityError::Unauthorized("The request you have made requires authentication.".into()))?;
+            .ok_or_else(|| {
+                IdentityError::Unauthorized(
+                    "The request you have made requires authentication.".into(),
+                )
+            })?;
         Ok(Auth(identity.validate_token(token.trim())?))
     }
 }
@@ -112,7 +118,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError(IdentityError::NotFound { kind: "resource", id: "the requested URL".into() })
+    ApiError(IdentityError::NotFound {
+        kind: "resource",
+        id: "the requested URL".into(),
+    })
 }
 
 /// Run blocking work (bcrypt, SQLite commits) off the async workers.
@@ -121,7 +130,9 @@ pub async fn blocking<T: Send + 'static>(
 ) -> ApiResult<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError),
-        Err(e) => Err(ApiError(IdentityError::Io(std::io::Error::other(e.to_string())))),
+        Err(e) => Err(ApiError(IdentityError::Io(std::io::Error::other(
+            e.to_string(),
+        )))),
     }
 }
 
@@ -141,7 +152,10 @@ pub fn self_link(id: &Identity, path: &str) -> Value {
 pub fn flag(q: &std::collections::HashMap<String, String>, key: &str) -> bool {
     match q.get(key) {
         None => false,
-        Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"),
+        Some(v) => !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        ),
     }
 }
 
@@ -162,7 +176,10 @@ pub const NO_CONTENT: StatusCode = StatusCode::NO_CONTENT;
 pub fn section<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Value> {
     match body.get(key) {
         Some(v) if v.is_object() => Ok(v),
-        Some(_) => Err(IdentityError::bad(format!("Invalid input for field '{key}': not an object.")).into()),
+        Some(_) => Err(IdentityError::bad(format!(
+            "Invalid input for field '{key}': not an object."
+        ))
+        .into()),
         None => Err(IdentityError::bad(format!("Invalid input: missing field '{key}'.")).into()),
     }
 }
@@ -174,7 +191,11 @@ pub fn typed<T: DeserializeOwned>(v: &Value, prefix: &str) -> ApiResult<T> {
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let field = if path == "." { prefix.to_string() } else { format!("{prefix}.{path}") };
+            let field = if path == "." {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{path}")
+            };
             Err(IdentityError::bad(format!("Invalid input for field '{field}': {inner}")).into())
         }
     }
@@ -183,14 +204,22 @@ pub fn typed<T: DeserializeOwned>(v: &Value, prefix: &str) -> ApiResult<T> {
 /// The keys of `obj` not in `known`: free-form attributes kept as given.
 pub fn extras(obj: &Value, known: &[&str]) -> serde_json::Map<String, Value> {
     obj.as_object()
-        .map(|m| m.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A name: non-empty, at most 255 characters.
 pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.chars().count() > 255 {
-        return Err(IdentityError::bad(format!("Invalid input for field '{field}': must be 1 to 255 characters.")).into());
+        return Err(IdentityError::bad(format!(
+            "Invalid input for field '{field}': must be 1 to 255 characters."
+        ))
+        .into());
     }
     Ok(())
 }
