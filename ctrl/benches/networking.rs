@@ -64,8 +64,9 @@ fn host_state(n: usize) -> HostState {
     }
 }
 
-fn base() -> toml::Table {
-    toml::from_str("[[physnet]]\nname = \"physnet\"\ninterface = \"eth1\"\n").unwrap()
+fn base() -> weft_ctrl::agent::HostBase {
+    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"eth1\"\n")
+        .unwrap()
 }
 
 fn bench_resync(c: &mut Criterion) {
@@ -75,7 +76,8 @@ fn bench_resync(c: &mut Criterion) {
         let st = host_state(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &st, |b, st| {
-            b.iter(|| plan(&base(), st))
+            let base = base();
+            b.iter(|| plan(&base, st))
         });
     }
     g.finish();

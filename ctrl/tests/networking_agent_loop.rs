@@ -41,8 +41,9 @@ impl Datapath for FakeSwitch {
     }
 }
 
-fn base() -> toml::Table {
-    toml::from_str("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n").unwrap()
+fn base() -> weft_ctrl::agent::HostBase {
+    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n")
+        .unwrap()
 }
 
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {

@@ -18,7 +18,7 @@ pub mod translate;
 pub use client::{AgentAuth, AgentError, Ctrl, HttpCtrl, LocalCtrl};
 pub use run::{Agent, Datapath};
 pub use switch::WeftSwitch;
-pub use translate::{plan, Plan};
+pub use translate::{plan, HostBase, Plan};
 
 use crate::networking::Networking;
 use std::path::Path;
@@ -27,12 +27,12 @@ use tokio::sync::watch;
 
 /// Reads a host config: the switch's TOML (its `[switch]` and `[[physnet]]`
 /// sections matter here), as text and as a table.
-pub fn read_host_config(path: &Path) -> Result<(String, toml::Table), AgentError> {
+pub fn read_host_config(path: &Path) -> Result<(String, HostBase), AgentError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
-    Ok((text, table))
+    let base = HostBase::parse(&text)
+        .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
+    Ok((text, base))
 }
 
 /// `weft agent`: joins the ctrl at `ctrl_url` as `host` until `stop` turns true.
