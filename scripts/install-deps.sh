@@ -14,8 +14,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Other installers (a second engineer, CI) may hold the dpkg/apt locks: wait.
+  apt_opts=(-o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update -qq
+  apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python clients (the real openstack CLI and openstacksdk) in a venv of ours.
 venv=${WEFT_VENV:-/opt/weft-venv}

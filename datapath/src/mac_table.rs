@@ -62,7 +62,7 @@ impl MacTable {
         let slots: Vec<Slot> = (0..capacity).map(|_| Slot::default()).collect();
         MacTable {
             index: RwLock::new(Index {
-                map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), FxBuild),
+                map: HashMap::with_capacity_and_hasher(capacity.min(1024), FxBuild),
                 free: (0..capacity as u32).rev().collect(),
             }),
             slots: slots.into_boxed_slice(),

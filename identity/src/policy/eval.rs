@@ -69,12 +69,14 @@ pub(crate) fn python_str(v: &Value) -> String {
 }
 
 /// Looks `path` up in the target, accepting nested and flattened keys.
+///
+/// The nested reading wins over a flat key of the same name: the code builds
+/// `{"target": {...}}` itself, while top-level keys may come from a request
+/// (path arguments, filters), and a request must not be able to shadow the
+/// target with a key such as `"target.user.id"`.
 pub(crate) fn lookup<'v>(target: &'v Value, path: &str) -> Option<&'v Value> {
     let obj = target.as_object()?;
-    if let Some(v) = obj.get(path) {
-        return Some(v);
-    }
-    // Try every split point, longest first key last: "a.b.c" -> "a" + "b.c", "a.b" + "c".
+    // Try every split point, shortest first key first: "a.b.c" -> "a" + "b.c", "a.b" + "c".
     let mut from = 0;
     while let Some(i) = path[from..].find('.') {
         let cut = from + i;
@@ -85,7 +87,7 @@ pub(crate) fn lookup<'v>(target: &'v Value, path: &str) -> Option<&'v Value> {
         }
         from = cut + 1;
     }
-    None
+    obj.get(path)
 }
 
 /// What a credential field holds for these credentials. `Err(())` = no such key.
@@ -281,6 +283,13 @@ mod tests {
         let other = creds_project("u", "p2", &[]);
         assert!(!check("project_id:%(target.project.id)s", &nested, &other));
         assert!(!check("project_id:%(target.project.id)s", &json!({}), &c));
+    }
+
+    #[test]
+    fn nested_target_wins_over_a_flat_key() {
+        let c = creds_project("u", "mine", &[]);
+        let t = json!({"target": {"project": {"id": "theirs"}}, "target.project.id": "mine"});
+        assert!(!check("project_id:%(target.project.id)s", &t, &c));
     }
 
     #[test]

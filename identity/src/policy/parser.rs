@@ -753,4 +753,91 @@ mod tests {
             assert_eq!(p(&rule.to_string()), rule, "{text} -> {rule}");
         }
     }
+
+    /// A tiny deterministic generator (no extra dependency for a property test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    fn random_rule(g: &mut Lcg, depth: usize) -> Rule {
+        let leaf = depth == 0 || g.next(3) == 0;
+        if leaf {
+            return match g.next(6) {
+                0 => Rule::Always,
+                1 => Rule::Never,
+                2 => role(["admin", "member", "reader"][g.next(3)]),
+                3 => rref(["a", "b"][g.next(2)]),
+                4 => p("project_id:%(target.project.id)s"),
+                _ => p("'member':%(target.role.name)s"),
+            };
+        }
+        match g.next(3) {
+            0 => Rule::Not(Box::new(random_rule(g, depth - 1))),
+            k => {
+                let items = (0..2 + g.next(3))
+                    .map(|_| random_rule(g, depth - 1))
+                    .collect();
+                if k == 1 {
+                    Rule::And(items)
+                } else {
+                    Rule::Or(items)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_trees_round_trip_through_text() {
+        let mut g = Lcg(7);
+        for _ in 0..2000 {
+            let rule = random_rule(&mut g, 4);
+            let text = rule.to_string();
+            assert_eq!(parse_rule(&text).as_ref(), Ok(&rule), "{text}");
+        }
+    }
+
+    #[test]
+    fn random_token_soup_never_panics() {
+        let words = [
+            "(",
+            ")",
+            "and",
+            "or",
+            "not",
+            "role:a",
+            "rule:b",
+            "@",
+            "!",
+            "%(x)s",
+            "'q':%(y)s",
+            "x:",
+            ":",
+            "'",
+            "(role:c",
+            "role:d)",
+            "é",
+            "%",
+            "True",
+            "None:%(z)s",
+        ];
+        let mut g = Lcg(42);
+        for _ in 0..5000 {
+            let n = g.next(8);
+            let text: Vec<&str> = (0..n).map(|_| words[g.next(words.len())]).collect();
+            let text = text.join(if g.next(2) == 0 { " " } else { "" });
+            if let Err(e) = parse_rule(&text) {
+                assert!(
+                    e.column >= 1 && e.column <= text.chars().count() + 1,
+                    "{text:?}: {e}"
+                );
+            }
+        }
+    }
 }

@@ -863,3 +863,74 @@ fn permissive_to_workplan_end_to_end() {
     assert_eq!(plan.grants[0].scope, Scope::Domain { id: "d1".into() });
     assert!(plan.trusts.is_empty());
 }
+
+/// Counts allocations made by the current thread, to hold evaluation to
+/// "no allocation on the common path".
+mod alloc_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards every call to the system allocator unchanged; the
+    // counter is a const-initialised thread-local that never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    pub fn count() -> usize {
+        COUNT.with(|c| c.get())
+    }
+}
+
+#[test]
+fn evaluation_does_not_allocate() {
+    let e = keystone();
+    let target =
+        json!({"user_id": "alice", "target": {"user": {"id": "alice", "domain_id": "d1"}}});
+    let cases = [
+        ("identity:get_user", system("sr", &["reader"]), true),
+        ("identity:get_user", domain("dr", "d2", &["reader"]), false),
+        (
+            "identity:get_user",
+            project("alice", "p1", &["member", "reader"]),
+            true,
+        ),
+        (
+            "identity:create_grant",
+            project("bob", "p1", &["member", "reader"]),
+            false,
+        ),
+        (
+            "identity:list_projects",
+            domain("dr", "d1", &["reader"]),
+            false,
+        ),
+    ];
+    // The counter sees allocations (so the zero below means something).
+    let before = alloc_count::count();
+    let v: Vec<u8> = Vec::with_capacity(16);
+    assert!(alloc_count::count() > before && v.capacity() >= 16);
+    for (action, creds, want) in &cases {
+        let before = alloc_count::count();
+        for _ in 0..100 {
+            assert_eq!(e.check(action, &target, creds), *want, "{action}");
+        }
+        assert_eq!(alloc_count::count() - before, 0, "{action} allocated");
+    }
+}

@@ -1,0 +1,322 @@
+# Shared by benches/e2e/run.sh and benches/e2e/two-host.sh (sourced, not run).
+#
+# The caller sets: tmp (its temp dir), keep (1 = keep tmp), duration,
+# udp_rate, results (a TSV file: setup, metric, value). Two "VM" namespaces
+# $NSA (iperf3 server, $IPA) and $NSB (client, $IPB); a setup function
+# connects them and registers the switch process(es) with add_switch_pid
+# (none for kernel switching, whose work is softirq time no process owns).
+#
+# Every namespace and interface is named wbn*: teardown removes all of them.
+
+NSA=wbnA
+NSB=wbnB
+IPA=10.77.0.1
+IPB=10.77.0.2
+MACA=fa:16:3e:77:00:01
+MACB=fa:16:3e:77:00:02
+ping_count=200
+ping_interval=0.01
+hz=$(getconf CLK_TCK)
+switch_pids=""
+# Daemons we started, one pid a line in $tmp/pids: teardown ends exactly
+# these. A file, not an array, because setups run in a subshell (set -e).
+add_pid() { echo "$1" >>"$tmp/pids"; }
+add_switch_pid() { add_pid "$1"; echo "$1" >>"$tmp/switch_pids"; }
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+need_tools() {
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null ||
+      { echo "$(basename "$0"): $t missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
+  done
+}
+
+kill_pids() {
+  local p ps
+  [ -s "$tmp/pids" ] || return 0
+  ps=$(cat "$tmp/pids")
+  for p in $ps; do kill "$p" 2>/dev/null || true; done
+  for p in $ps; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  : >"$tmp/pids"
+}
+
+teardown() {
+  kill_pids
+  local ns l
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^wbn/ {print $1}'); do
+    # what still runs in our namespaces is ours (iperf3 servers, switches)
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep '^wbn' || true); do
+    ip link del "$l" 2>/dev/null || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  teardown
+  if [ "${keep:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
+  exit $rc
+}
+
+install_trap() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+new_ns() { # ns...: with IPv6 off (no stray ND/MLD through the switches)
+  local ns
+  for ns in "$@"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  done
+}
+
+# Move an interface (from the root namespace, or from -n NS) into a VM
+# namespace, give it a MAC (optional) and an IP/24, bring it up.
+plug() { # [-n fromns] ns ifname ip [mac]
+  local from=()
+  if [ "$1" = -n ]; then from=(-n "$2"); shift 2; fi
+  ip "${from[@]}" link set "$2" netns "$1"
+  [ -n "${4:-}" ] && ip -n "$1" link set "$2" address "$4"
+  ip -n "$1" addr add "$3/24" dev "$2"
+  ip -n "$1" link set "$2" up
+}
+
+wait_for() { # tries cmd...: poll every 0.1 s
+  local n=$1; shift
+  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+# Build weft if the binary is missing (only for the default path).
+ensure_weft() { # bin repo
+  if [ ! -x "$1" ]; then
+    log "building weft (cargo build --release --bin weft)"
+    (cd "$2" && cargo build --release --bin weft) >&2
+  fi
+}
+
+# Start Open vSwitch (ovsdb-server + ovs-vswitchd) with its own db/run/log
+# dir $tmp/$2, optionally inside a namespace; sets ovs_db and adds the
+# vswitchd pid to the switch pids.
+start_ovs() { # ns|"" name tso(true|false)
+  local dir=$tmp/$2 ex=()
+  [ -n "$1" ] && ex=(ip netns exec "$1")
+  rm -rf "$dir"; mkdir -p "$dir"
+  ovs_db=unix:$dir/db.sock
+  ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
+    "${ex[@]}" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
+    --pidfile="$dir/ovsdb-server.pid" --unixctl="$dir/ovsdb-server.ctl" \
+    -vconsole:off --log-file="$dir/ovsdb-server.log" --no-chdir --detach
+  add_pid "$(cat "$dir/ovsdb-server.pid")"
+  ovs-vsctl --db="$ovs_db" --no-wait init
+  ovs-vsctl --db="$ovs_db" --no-wait set Open_vSwitch . other_config:userspace-tso-enable="$3"
+  OVS_RUNDIR=$dir OVS_LOGDIR=$dir OVS_DBDIR=$dir OVS_SYSCONFDIR=$dir \
+    "${ex[@]}" ovs-vswitchd "$ovs_db" --pidfile="$dir/ovs-vswitchd.pid" \
+    --unixctl="$dir/ovs-vswitchd.ctl" -vconsole:off --log-file="$dir/ovs-vswitchd.log" \
+    --no-chdir --detach
+  add_switch_pid "$(cat "$dir/ovs-vswitchd.pid")"
+}
+
+# ---------------------------------------------------------- measurements
+
+cpu_ticks() { # utime+stime summed over processes (all their threads), in ticks
+  local p sum=0 t
+  for p in "$@"; do
+    # fields after the ")" that ends comm: state is $1, utime $12, stime $13
+    t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    sum=$((sum + ${t:-0}))
+  done
+  echo $sum
+}
+
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+
+iperf_server() { # name: one-shot server in $NSA writing JSON to $tmp/name.srv.json
+  ip netns exec $NSA iperf3 -s -1 -J -B $IPA >"$tmp/$1.srv.json" 2>&1 &
+  srv_pid=$!
+  wait_for 50 sh -c "ip netns exec $NSA ss -Hltn 'sport = :5201' | grep -q 5201"
+}
+
+# The one-shot server exits after its test; if the client never reached it,
+# it would wait forever: give it 5 s, then end it.
+iperf_server_done() {
+  wait_for 50 sh -c "! kill -0 $srv_pid" || kill "$srv_pid" 2>/dev/null || true
+  wait "$srv_pid" 2>/dev/null || true
+}
+
+measure_tcp() { # setup streams
+  local name=$1-tcp$2 t0 t1 c0 c1
+  iperf_server "$name"
+  # shellcheck disable=SC2086 # switch_pids is a list
+  c0=$(cpu_ticks $switch_pids); t0=$(date +%s.%N)
+  ip netns exec $NSB iperf3 -c $IPA -t "$duration" -P "$2" -J >"$tmp/$name.json" 2>&1 || true
+  # shellcheck disable=SC2086
+  c1=$(cpu_ticks $switch_pids); t1=$(date +%s.%N)
+  iperf_server_done
+  python3 - "$tmp/$name.json" <<'EOF' | while read -r k v; do record "$1" "tcp${2}_$k" "$v"; done
+import json, sys
+try:
+    e = json.load(open(sys.argv[1]))["end"]
+    print(f"gbps {e['sum_received']['bits_per_second'] / 1e9:.2f}")
+    print(f"retr {e['sum_sent'].get('retransmits', 0)}")
+except Exception:
+    print("gbps NaN")
+EOF
+  if [ -n "${switch_pids// /}" ]; then
+    record "$1" "tcp${2}_cpu" "$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
+      'BEGIN { printf "%.2f", (b - a) / hz / (t1 - t0) }')"
+  fi
+}
+
+measure_udp() { # setup
+  local name=$1-udp
+  iperf_server "$name"
+  ip netns exec $NSB iperf3 -c $IPA -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
+  iperf_server_done
+  # The server's own view: packets it received over the test's seconds.
+  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))["end"]["sum"]
+    got = s["packets"] - s["lost_packets"]
+    c = json.load(open(sys.argv[2]))["end"]["sum"]
+    print(f"udp_sent_kpps {c['packets'] / c['seconds'] / 1e3:.1f}")
+    print(f"udp_kpps {got / s['seconds'] / 1e3:.1f}")
+    print(f"udp_loss {s['lost_percent']:.1f}")
+except Exception:
+    print("udp_kpps NaN"); print("udp_loss NaN")
+EOF
+}
+
+measure_ping() { # setup
+  local name=$1-ping
+  ip netns exec $NSB ping -c "$ping_count" -i "$ping_interval" -W 1 $IPA >"$tmp/$name.txt" 2>&1 || true
+  python3 - "$tmp/$name.txt" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+import math, re, sys
+rtt = sorted(float(m) for m in re.findall(r"time=([0-9.]+) ms", open(sys.argv[1]).read()))
+def pct(p):  # nearest rank
+    return rtt[max(0, math.ceil(p / 100 * len(rtt)) - 1)] * 1000
+if rtt:
+    print(f"ping_p50 {pct(50):.0f}"); print(f"ping_p99 {pct(99):.0f}")
+else:
+    print("ping_p50 NaN"); print("ping_p99 NaN")
+EOF
+}
+
+# Run one setup function and every measurement over it.
+run_setup() { # setup  (calls setup_$setup)
+  local s=$1 p
+  log "== $s: setting up"
+  teardown
+  new_ns $NSA $NSB
+  : >"$tmp/switch_pids"
+  # In a subshell with set -e in force (it would not be inside `if`), so
+  # the first failing command fails the setup.
+  local rc=0
+  set +e
+  (set -e; "setup_$s")
+  rc=$?
+  set -e
+  switch_pids=$(tr '\n' ' ' <"$tmp/switch_pids")
+  if [ $rc != 0 ]; then
+    log "$s: setup failed"; record "$s" status "setup failed"; teardown; return 0
+  fi
+  if ! ip netns exec $NSB ping -c 3 -i 0.2 -W 2 $IPA >/dev/null 2>&1 &&
+     ! ip netns exec $NSB ping -c 3 -i 0.2 -W 2 $IPA >/dev/null 2>&1; then
+    log "$s: $NSB cannot ping $IPA; skipping"; record "$s" status "no connectivity"; teardown; return 0
+  fi
+  [ "$(type -t "verify_$s")" = function ] && "verify_$s"
+  log "$s: ping"; measure_ping "$s"
+  log "$s: tcp 1 stream, ${duration}s"; measure_tcp "$s" 1
+  log "$s: tcp 4 streams, ${duration}s"; measure_tcp "$s" 4
+  log "$s: udp 64 B, ${duration}s"; measure_udp "$s"
+  for p in $switch_pids; do
+    kill -0 "$p" 2>/dev/null || record "$s" status "switch died"
+  done
+  record "$s" status ok
+  [ "$(type -t "after_$s")" = function ] && "after_$s"
+  teardown
+}
+
+# Table on stdout, markdown to $out. ratio_to: setups weft is divided by.
+report() { # out title command note ratio_to...
+  local out=$1 title=$2 cmd=$3 note=$4; shift 4
+  python3 - "$results" "$out" "$title" "$cmd" "$note" "$duration" "$udp_rate" "$(nproc)" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(uname -r)" "$@" <<'EOF'
+import sys, math
+res_file, out, title, cmd, note, duration, udp_rate, ncpu, load, kernel = sys.argv[1:11]
+bases = sys.argv[11:]
+res, order = {}, []
+for line in open(res_file):
+    s, k, v = line.rstrip("\n").split("\t")
+    if s not in res:
+        res[s] = {}
+        order.append(s)
+    res[s].setdefault(k, v)
+rows = [
+    ("tcp1_gbps", "TCP 1 stream, Gbit/s (higher better)"),
+    ("tcp4_gbps", "TCP 4 streams, Gbit/s (higher better)"),
+    ("tcp1_cpu", "switch CPU during TCP 1, cores"),
+    ("tcp4_cpu", "switch CPU during TCP 4, cores"),
+    ("tcp1_retr", "TCP 1 stream retransmits"),
+    ("udp_kpps", "UDP 64 B received, kpps (higher better)"),
+    ("udp_sent_kpps", "UDP 64 B sent by iperf3, kpps"),
+    ("udp_loss", "UDP 64 B loss, %"),
+    ("ping_p50", "ping RTT p50, µs (lower better)"),
+    ("ping_p99", "ping RTT p99, µs (lower better)"),
+    ("wire", "on the wire (ICMP between the VMs)"),
+]
+no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "wire"}
+def num(s, k):
+    try:
+        return float(res.get(s, {}).get(k, "nan"))
+    except ValueError:
+        return math.nan
+ratios = [b for b in bases if "weft" in res and b in res]
+head = ["metric"] + order + [f"weft/{b}" for b in ratios]
+table = []
+for k, label in rows:
+    if all(k not in res[s] for s in order):
+        continue
+    r = [label] + [res[s].get(k, "-") for s in order]
+    for b in ratios:
+        x, y = num("weft", k), num(b, k)
+        ok = k not in no_ratio and not math.isnan(x) and not math.isnan(y) and y != 0
+        r.append(f"{x / y:.2f}" if ok else "-")
+    table.append(r)
+table.append(["status"] + [res[s].get("status", "?") for s in order] + [""] * len(ratios))
+md = [
+    f"# {title}",
+    "",
+    f"Command: `{cmd}`",
+    f"Machine: {ncpu} cores, kernel {kernel}, load average at the end: {load}.",
+    f"Each iperf3 run {duration} s; UDP is `iperf3 -u -l 64 -b {udp_rate}` (64-byte payload), received"
+    " packets counted at the server; ping is 200 pings at 10 ms; CPU is utime+stime of the switch"
+    " process(es) over the TCP run (kernel switching has none: its work is softirq time).",
+]
+if note:
+    md.append(note)
+md += [
+    "",
+    "| " + " | ".join(head) + " |",
+    "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|",
+]
+md += ["| " + " | ".join(r) + " |" for r in table]
+open(out, "w").write("\n".join(md) + "\n")
+w = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
+for r in [head] + table:
+    print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
+print(f"\nwritten to {out}")
+EOF
+}
