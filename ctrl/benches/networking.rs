@@ -1,1 +1,252 @@
-fn main() {}
+//! Networking benches:
+//! - agent resync as a pure function: host state (1k / 10k ports) -> switch config;
+//! - ctrl side: computing a host's desired state from the service state;
+//! - ports created per second through the HTTP API (axum router in-process,
+//!   real SQLite file, real policy enforcer);
+//! - port create -> agent has applied a config containing it (in-process protocol,
+//!   recording switch), p50/p99 printed.
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use weft_ctrl::agent::{plan, Agent, Datapath, LocalCtrl};
+use weft_ctrl::networking::model::AddressPair;
+use weft_ctrl::networking::sync::{HostNetwork, HostPort, HostState};
+use weft_ctrl::networking::{self, NetConfig, Networking, TokenValidator};
+use weft_identity::policy::{Credentials, Mode};
+
+fn host_state(n: usize) -> HostState {
+    let networks: Vec<HostNetwork> = (0..16)
+        .map(|i| HostNetwork {
+            id: format!("net-{i:04}"),
+            network_type: "vlan".into(),
+            physical_network: Some("physnet".into()),
+            segmentation_id: Some(100 + i as u32),
+            mtu: 1500,
+            admin_state_up: true,
+        })
+        .collect();
+    let ports = (0..n)
+        .map(|i| HostPort {
+            id: format!("{i:08x}-aaaa-bbbb-cccc-dddddddddddd"),
+            network_id: format!("net-{:04}", i % 16),
+            mac_address: format!(
+                "fa:16:3e:{:02x}:{:02x}:{:02x}",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            ),
+            fixed_ips: vec![format!("10.{}.{}.{}", i % 16, (i >> 8) & 0xff, i & 0xff)],
+            admin_state_up: true,
+            port_security_enabled: true,
+            allowed_address_pairs: vec![AddressPair {
+                ip_address: "192.168.0.0/24".into(),
+                mac_address: String::new(),
+            }],
+            security_groups: vec!["sg".into()],
+            kind: "system".into(),
+            devname: format!("tap{i:08x}-aa"),
+            status: "ACTIVE".into(),
+        })
+        .collect();
+    HostState {
+        host: "h1".into(),
+        revision: 1,
+        networks,
+        ports,
+        security_groups: vec![],
+    }
+}
+
+fn base() -> weft_ctrl::agent::HostBase {
+    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"eth1\"\n")
+        .unwrap()
+}
+
+fn bench_resync(c: &mut Criterion) {
+    let mut g = c.benchmark_group("agent_resync_plan");
+    g.sample_size(10);
+    for n in [1_000usize, 10_000] {
+        let st = host_state(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &st, |b, st| {
+            let base = base();
+            b.iter(|| plan(&base, st))
+        });
+    }
+    g.finish();
+}
+
+struct Admin;
+impl TokenValidator for Admin {
+    fn validate(&self, t: &str) -> Option<Credentials> {
+        (t == "admin").then(|| Credentials {
+            user_id: "u".into(),
+            roles: vec!["admin".into(), "member".into(), "reader".into()],
+            project_id: Some("p".into()),
+            ..Default::default()
+        })
+    }
+}
+
+fn service(dir: &std::path::Path) -> Arc<Networking> {
+    let cfg = NetConfig {
+        network_vlan_ranges: vec!["physnet:100:199".into()],
+        ..NetConfig::default()
+    };
+    Networking::open(dir, &cfg, None, Mode::Enforce, Arc::new(Admin)).unwrap()
+}
+
+async fn call(app: &axum::Router, method: &str, path: &str, body: Value) -> Value {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("x-auth-token", "admin")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let b = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&b).unwrap_or(Value::Null)
+}
+
+async fn network_with_subnet(app: &axum::Router, host_bits: &str) -> String {
+    let n = call(
+        app,
+        "POST",
+        "/networking/v2.0/networks",
+        json!({"network": {"provider:network_type": "vlan",
+        "provider:physical_network": "physnet"}}),
+    )
+    .await;
+    let nid = n["network"]["id"].as_str().unwrap().to_string();
+    call(
+        app,
+        "POST",
+        "/networking/v2.0/subnets",
+        json!({"subnet": {"network_id": nid, "cidr": host_bits}}),
+    )
+    .await;
+    nid
+}
+
+fn bench_api(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = service(dir.path());
+    let app = axum::Router::new().nest(networking::MOUNT, networking::router(net.clone()));
+    let nid = rt.block_on(network_with_subnet(&app, "10.0.0.0/16"));
+    let mut g = c.benchmark_group("api");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("port_create_http_sqlite", |b| {
+        b.iter(|| {
+            rt.block_on(call(
+                &app,
+                "POST",
+                "/networking/v2.0/ports",
+                json!({"port": {"network_id": nid, "binding:host_id": "h1"}}),
+            ))
+        })
+    });
+    g.finish();
+    // ctrl side of a resync: the host's desired state out of the service state.
+    let n = net.read(|st| st.ports.len());
+    let mut g = c.benchmark_group("ctrl_host_state");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::from_parameter(n), |b| {
+        b.iter(|| net.host_state("h1"))
+    });
+    g.finish();
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Datapath for Recorder {
+    fn apply(&mut self, config: &str) -> Result<(), String> {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap();
+        for line in config.lines() {
+            if let Some(name) = line.strip_prefix("name = \"tap") {
+                seen.entry(name.trim_end_matches('"').to_string())
+                    .or_insert(now);
+            }
+        }
+        Ok(())
+    }
+    fn attached(&self) -> BTreeSet<String> {
+        // Everything configured counts as attached, so the agent long-polls
+        // on the revision instead of re-asking while ports are pending.
+        self.seen
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| format!("tap{k}"))
+            .collect()
+    }
+}
+
+/// Port create (HTTP) -> config containing the port handed to the switch.
+fn port_to_datapath_latency(_c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = service(dir.path());
+    let app = axum::Router::new().nest(networking::MOUNT, networking::router(net.clone()));
+    let rec = Recorder::default();
+    let mut lat = rt.block_on(async {
+        let nid = network_with_subnet(&app, "10.1.0.0/16").await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut agent = Agent::new(
+            LocalCtrl {
+                net: net.clone(),
+                host: "h1".into(),
+            },
+            rec.clone(),
+            base(),
+        );
+        agent.idle_wait = Duration::from_secs(5);
+        tokio::spawn(agent.run(stop_rx));
+        let mut lat = Vec::new();
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let p = call(
+                &app,
+                "POST",
+                "/networking/v2.0/ports",
+                json!({"port": {"network_id": nid, "binding:host_id": "h1"}}),
+            )
+            .await;
+            let key = p["port"]["id"].as_str().unwrap()[..11].to_string();
+            loop {
+                if let Some(t) = rec.seen.lock().unwrap().get(&key) {
+                    lat.push(t.duration_since(t0));
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        let _ = stop_tx.send(true);
+        lat
+    });
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "port_create_to_agent_apply (in-process, {} ports, growing to 200 on the host): p50 {:?} p99 {:?}",
+        lat.len(),
+        p(0.5),
+        p(0.99)
+    );
+}
+
+criterion_group!(benches, bench_resync, bench_api, port_to_datapath_latency);
+criterion_main!(benches);

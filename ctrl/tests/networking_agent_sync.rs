@@ -45,7 +45,12 @@ async fn host_state_lists_bound_ports_with_segments() {
     )
     .await;
     let (s, st) = api
-        .call("GET", "/agent/v1/hosts/h1/state", Some(ADMIN), None)
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{st}");
     assert_eq!(st["host"], "h1");
@@ -71,20 +76,30 @@ async fn host_state_lists_bound_ports_with_segments() {
     assert!(st["revision"].as_u64().unwrap() > 0);
     // Members and anonymous callers do not get host state.
     assert_error(
-        &api.call("GET", "/agent/v1/hosts/h1/state", Some(ALICE), None)
-            .await,
+        &api.call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ALICE),
+            None,
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "agent",
     );
     assert_error(
-        &api.call("GET", "/agent/v1/hosts/h1/state", None, None)
+        &api.call("GET", "/networking/agent/v1/hosts/h1/state", None, None)
             .await,
         StatusCode::UNAUTHORIZED,
         "Authentication",
     );
     assert_error(
-        &api.call("GET", "/agent/v1/hosts/h1/state?since=x", Some(ADMIN), None)
-            .await,
+        &api.call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state?since=x",
+            Some(ADMIN),
+            None,
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "since",
     );
@@ -98,7 +113,12 @@ async fn host_state_lists_bound_ports_with_segments() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let (_, st) = api
-        .call("GET", "/agent/v1/hosts/h1/state", Some(ADMIN), None)
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(st["ports"][0]["kind"], "tap");
 }
@@ -112,7 +132,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     let (_, st) = api
         .call(
             "GET",
-            &format!("/agent/v1/hosts/h1/state?since={rev}&timeout=1"),
+            &format!("/networking/agent/v1/hosts/h1/state?since={rev}&timeout=1"),
             Some(ADMIN),
             None,
         )
@@ -128,7 +148,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
         tokio::spawn(async move {
             app.call(
                 "GET",
-                &format!("/agent/v1/hosts/h1/state?since={rev}&timeout=60"),
+                &format!("/networking/agent/v1/hosts/h1/state?since={rev}&timeout=60"),
                 Some(ADMIN),
                 None,
             )
@@ -153,7 +173,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     let (s, v) = api
         .call(
             "POST",
-            "/agent/v1/hosts/h1/status",
+            "/networking/agent/v1/hosts/h1/status",
             Some(ADMIN),
             Some(json!({"ports": {pid.clone(): "ACTIVE"}})),
         )
@@ -164,7 +184,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     // A report from a host the port is not bound to changes nothing.
     api.call(
         "POST",
-        "/agent/v1/hosts/h2/status",
+        "/networking/agent/v1/hosts/h2/status",
         Some(ADMIN),
         Some(json!({"ports": {pid.clone(): "DOWN"}})),
     )
@@ -176,7 +196,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     let r = api
         .call(
             "POST",
-            &format!("/agent/v1/hosts/h2/ports/{pid}/status"),
+            &format!("/networking/agent/v1/hosts/h2/ports/{pid}/status"),
             Some(ADMIN),
             Some(json!({"status": "DOWN"})),
         )
@@ -185,7 +205,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     let r = api
         .call(
             "POST",
-            "/agent/v1/hosts/h1/status",
+            "/networking/agent/v1/hosts/h1/status",
             Some(ADMIN),
             Some(json!({"ports": {pid.clone(): "SLEEPY"}})),
         )

@@ -15,6 +15,10 @@ async fn version_discovery_and_auth() {
         v["versions"][0]["links"][0]["href"],
         "http://ctrl.test:8080/networking/v2.0/"
     );
+    let r = api
+        .call("GET", "/networking/v2.0/routers", Some(ALICE), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "routers");
     let (s, v) = api.call("GET", "/networking/v2.0/", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["resources"]

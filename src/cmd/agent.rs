@@ -1,10 +1,79 @@
-//! `weft agent`: the datapath agent of a compute host that joins a controller.
+//! `weft agent`: the datapath agent of a compute host that joins a controller,
+//! and the networking options `weft serve` takes for its own host.
 
 use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use weft_ctrl::agent::{self, AgentAuth, LocalAgent};
+use weft_ctrl::networking::{self, Networking};
+use weft_ctrl::server::Server;
 
 #[derive(Args)]
-pub struct AgentArgs {}
+pub struct AgentArgs {
+    /// The controller's base URL (the one `weft serve` listens on), e.g. http://10.0.0.1:8080.
+    #[arg(long)]
+    pub ctrl: String,
+    /// This host's name: ports with this binding:host_id are wired here (default: hostname).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The host's switch config: its [[physnet]] sections (bridge mappings) and [switch] settings.
+    #[arg(long)]
+    pub config: PathBuf,
+}
 
-pub fn run_agent(_a: AgentArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weft agent: the agent is not built yet")
+/// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
+pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
+    let host = a.host.unwrap_or_else(agent::default_host);
+    let auth = AgentAuth::from_env()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            let _ = tx.send(true);
+        });
+        agent::run_remote(&a.ctrl, &host, &a.config, auth, rx).await
+    })?;
+    Ok(())
+}
+
+/// Networking options of `weft serve`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct NetServeArgs {
+    /// Networking config (TOML): tenant_network_types, network_vlan_ranges, flat_networks, vni_ranges.
+    #[arg(long)]
+    pub network_config: Option<PathBuf>,
+    /// This host's switch config ([[physnet]] sections): runs the datapath agent in-process.
+    #[arg(long)]
+    pub switch_config: Option<PathBuf>,
+    /// binding:host_id of this host for the in-process agent (default: hostname).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+/// Mounts networking into `weft serve` and starts the in-process agent when
+/// a switch config is given. Keep the returned agent alive while serving.
+pub fn start_in_serve(
+    server: &mut Server,
+    a: &NetServeArgs,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(Arc<Networking>, Option<LocalAgent>)> {
+    let cfg = match &a.network_config {
+        Some(p) => networking::read_config(p).map_err(anyhow::Error::msg)?,
+        None => networking::NetConfig::default(),
+    };
+    let net = networking::mount(server, &cfg).map_err(anyhow::Error::msg)?;
+    let local = match &a.switch_config {
+        Some(p) => {
+            let host = a.host.clone().unwrap_or_else(agent::default_host);
+            println!("weft: datapath agent for host {host} in-process");
+            Some(agent::spawn_local(rt.handle(), net.clone(), &host, p)?)
+        }
+        None => None,
+    };
+    Ok((net, local))
 }

@@ -27,6 +27,8 @@ pub struct ServeArgs {
     /// Allow every action but record the ones the policy would deny (see `weft policy workplan`).
     #[arg(long)]
     pub policy_permissive: bool,
+    #[command(flatten)]
+    pub net: super::agent::NetServeArgs,
 }
 
 /// `/var/lib/weft` for root, `~/.local/state/weft` for anyone else.
@@ -65,7 +67,8 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = server_config(&a);
     std::fs::create_dir_all(&cfg.state_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let server = Server::open(cfg)?;
+    let mut server = Server::open(cfg)?;
+    let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).

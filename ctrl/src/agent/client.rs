@@ -286,7 +286,7 @@ impl HttpCtrl {
 impl Ctrl for HttpCtrl {
     async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
         let path = format!(
-            "/agent/v1/hosts/{}/state?since={since}&timeout={}",
+            "/networking/agent/v1/hosts/{}/state?since={since}&timeout={}",
             self.host,
             wait.as_secs()
         );
@@ -302,7 +302,7 @@ impl Ctrl for HttpCtrl {
             .iter()
             .map(|(id, s)| (id.clone(), json!(s)))
             .collect();
-        let path = format!("/agent/v1/hosts/{}/status", self.host);
+        let path = format!("/networking/agent/v1/hosts/{}/status", self.host);
         self.call(
             Method::POST,
             &path,

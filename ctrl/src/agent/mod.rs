@@ -12,8 +12,81 @@
 
 pub mod client;
 pub mod run;
+pub mod switch;
 pub mod translate;
 
 pub use client::{AgentAuth, AgentError, Ctrl, HttpCtrl, LocalCtrl};
 pub use run::{Agent, Datapath};
-pub use translate::{plan, Plan};
+pub use switch::WeftSwitch;
+pub use translate::{plan, HostBase, Plan};
+
+use crate::networking::Networking;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Reads a host config: the switch's TOML (its `[switch]` and `[[physnet]]`
+/// sections matter here), as text and as a table.
+pub fn read_host_config(path: &Path) -> Result<(String, HostBase), AgentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
+    let base = HostBase::parse(&text)
+        .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
+    Ok((text, base))
+}
+
+/// `weft agent`: joins the ctrl at `ctrl_url` as `host` until `stop` turns true.
+pub async fn run_remote(
+    ctrl_url: &str,
+    host: &str,
+    config: &Path,
+    auth: AgentAuth,
+    stop: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let (text, base) = read_host_config(config)?;
+    let ctrl = HttpCtrl::new(ctrl_url, host, auth)?;
+    let sw = WeftSwitch::start(&text, &config.display().to_string()).map_err(AgentError::Local)?;
+    tracing::info!(%host, ctrl = %ctrl_url, "weft agent: switch started, syncing");
+    let sw = Agent::new(ctrl, sw, base).run(stop).await;
+    sw.handle.shutdown();
+    Ok(())
+}
+
+/// A running in-process agent (`weft serve`); stops when dropped.
+pub struct LocalAgent {
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts the agent for this host inside `weft serve`, on the same protocol in-process.
+pub fn spawn_local(
+    rt: &tokio::runtime::Handle,
+    net: Arc<Networking>,
+    host: &str,
+    config: &Path,
+) -> Result<LocalAgent, AgentError> {
+    let (text, base) = read_host_config(config)?;
+    let sw = WeftSwitch::start(&text, &config.display().to_string()).map_err(AgentError::Local)?;
+    let (tx, rx) = watch::channel(false);
+    let ctrl = LocalCtrl {
+        net,
+        host: host.to_string(),
+    };
+    rt.spawn(async move {
+        let sw = Agent::new(ctrl, sw, base).run(rx).await;
+        sw.handle.shutdown();
+    });
+    Ok(LocalAgent { stop: tx })
+}
+
+/// The kernel's host name, the default `binding:host_id` of this host.
+pub fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

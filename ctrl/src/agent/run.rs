@@ -3,12 +3,12 @@
 //! the loop only moves data between ctrl and the switch.
 
 use super::client::Ctrl;
+use super::translate::HostBase;
 use super::translate::{plan, Plan};
 use crate::networking::HostState;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::watch;
-use toml::Table;
 
 /// The switch as the agent sees it.
 pub trait Datapath: Send {
@@ -38,7 +38,7 @@ pub fn statuses(st: &HostState, plan: &Plan, attached: &BTreeSet<String>) -> Vec
 pub struct Agent<C: Ctrl, D: Datapath> {
     pub ctrl: C,
     pub dp: D,
-    pub base: Table,
+    pub base: HostBase,
     applied: Option<String>,
     revision: u64,
     /// How long a long-poll waits when every wired port is attached.
@@ -48,7 +48,7 @@ pub struct Agent<C: Ctrl, D: Datapath> {
 }
 
 impl<C: Ctrl, D: Datapath> Agent<C, D> {
-    pub fn new(ctrl: C, dp: D, base: Table) -> Self {
+    pub fn new(ctrl: C, dp: D, base: HostBase) -> Self {
         Agent {
             ctrl,
             dp,

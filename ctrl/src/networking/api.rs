@@ -137,6 +137,12 @@ impl Res {
     }
 }
 
+fn not_found_path(path: &str) -> Response {
+    let body = json!({"NeutronError": {"type": "HTTPNotFound",
+        "message": format!("The resource could not be found: {path}"), "detail": ""}});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
 fn token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-auth-token").and_then(|v| v.to_str().ok())
 }
@@ -576,24 +582,28 @@ fn v2_routes(p: &str) -> Router<Arc<Networking>> {
     r
 }
 
-/// The Neutron API relative to its mount point (nest it at `/networking/v2.0`).
+/// The networking service relative to its mount point, `/networking`
+/// (`Server::mount` nests it there; links in answers assume that prefix):
+/// `/` version discovery, `/v2.0/...` the Neutron API, `/agent/v1/...` agent sync.
 pub fn router(net: Arc<Networking>) -> Router {
-    v2_routes("").route("/", get(resources_h)).with_state(net)
-}
-
-/// Everything with full paths: version discovery at `/networking`, the API at
-/// `/networking/v2.0`, agent sync at `/agent/v1`. `weft serve` merges this.
-pub fn routes(net: Arc<Networking>) -> Router {
-    v2_routes(PREFIX)
-        .route("/networking", get(versions_h))
-        .route("/networking/", get(versions_h))
-        .route(PREFIX, get(resources_h))
-        .route(&format!("{PREFIX}/"), get(resources_h))
+    v2_routes("/v2.0")
+        .route("/", get(versions_h))
+        .route("/v2.0", get(resources_h))
+        .route("/v2.0/", get(resources_h))
         .route("/agent/v1/hosts/{host}/state", get(agent_state_h))
         .route("/agent/v1/hosts/{host}/status", post(agent_status_h))
         .route(
             "/agent/v1/hosts/{host}/ports/{id}/status",
             post(agent_port_status_h),
         )
+        .fallback(fallback_h)
         .with_state(net)
 }
+
+/// Unknown paths under the mount get a Neutron-shaped 404 rather than an empty one.
+async fn fallback_h(uri: axum::http::Uri) -> Response {
+    not_found_path(uri.path())
+}
+
+/// Where `weft serve` mounts [`router`].
+pub const MOUNT: &str = "/networking";

@@ -30,7 +30,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 
-pub use api::{router, routes};
+pub use api::{router, MOUNT};
 pub use config::NetConfig;
 pub use error::{NetError, NetResult};
 pub use service::Ctx;
@@ -49,6 +49,12 @@ use weft_identity::policy::{Credentials, Enforcer, Mode};
 /// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
 pub trait TokenValidator: Send + Sync {
     fn validate(&self, token: &str) -> Option<Credentials>;
+}
+
+impl TokenValidator for weft_identity::Identity {
+    fn validate(&self, token: &str) -> Option<Credentials> {
+        self.validate_token(token).ok().map(|a| a.credentials())
+    }
 }
 
 struct Inner {
@@ -192,4 +198,40 @@ impl Networking {
             Ok(((), changes))
         })
     }
+}
+
+/// Opens the networking service in `weft serve`'s state directory and mounts
+/// it (`/networking`, catalog type `network`).
+pub fn mount(
+    server: &mut crate::server::Server,
+    cfg: &NetConfig,
+) -> Result<Arc<Networking>, String> {
+    let sc = server.config().clone();
+    let mode = if sc.policy_permissive {
+        Mode::Permissive
+    } else {
+        Mode::Enforce
+    };
+    let net = Networking::open(
+        &sc.state_dir,
+        cfg,
+        sc.policy_file.as_deref(),
+        mode,
+        server.identity(),
+    )?;
+    server
+        .mount(crate::server::ServiceMount::new(
+            MOUNT,
+            "network",
+            "neutron",
+            router(net.clone()),
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(net)
+}
+
+/// Reads a networking config file (TOML with [`NetConfig`]'s fields).
+pub fn read_config(path: &Path) -> Result<NetConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -86,7 +86,7 @@ impl Api {
     pub fn open(dir: tempfile::TempDir) -> Api {
         let net = Networking::open(dir.path(), &config(), None, Mode::Enforce, tokens()).unwrap();
         Api {
-            app: networking::routes(net.clone()),
+            app: axum::Router::new().nest(networking::MOUNT, networking::router(net.clone())),
             net,
             dir,
         }

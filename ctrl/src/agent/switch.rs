@@ -1,0 +1,39 @@
+//! The agent's `Datapath` over the weft switch daemon library.
+
+use super::run::Datapath;
+use std::collections::BTreeSet;
+use weft_datapath::config::SwitchConfig;
+use weft_datapath::daemon::{Switch, SwitchHandle};
+
+pub struct WeftSwitch {
+    pub handle: SwitchHandle,
+}
+
+impl WeftSwitch {
+    /// Starts the switch with the host's base config (its physnets, no ports yet).
+    pub fn start(base_toml: &str, source: &str) -> Result<WeftSwitch, String> {
+        let cfg = SwitchConfig::from_toml(base_toml, source).map_err(|e| e.to_string())?;
+        let handle = Switch::start(cfg).map_err(|e| e.to_string())?;
+        Ok(WeftSwitch { handle })
+    }
+}
+
+impl Datapath for WeftSwitch {
+    fn apply(&mut self, config: &str) -> Result<(), String> {
+        let cfg = SwitchConfig::from_toml(config, "desired state from ctrl")
+            .map_err(|e| e.to_string())?;
+        let rep = self.handle.apply(cfg).map_err(|e| e.to_string())?;
+        tracing::info!(added = ?rep.added, removed = ?rep.removed, updated = ?rep.updated,
+            reattached = ?rep.reattached, generation = rep.generation, "switch updated");
+        Ok(())
+    }
+
+    fn attached(&self) -> BTreeSet<String> {
+        self.handle
+            .port_states()
+            .into_iter()
+            .filter(|p| p.attached && p.role == "vm")
+            .map(|p| p.name)
+            .collect()
+    }
+}
