@@ -8,4 +8,4 @@ export PATH="${WEFT_VENV:-/opt/weft-venv}/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace --all-targets -- --test-threads=2
+cargo test --workspace --all-targets --no-fail-fast
