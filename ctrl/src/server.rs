@@ -166,9 +166,18 @@ impl Server {
         build_router(self.identity.clone(), &self.mounts)
     }
 
+    /// The app as served: the router behind trailing-slash normalisation.
+    /// Keystone and Neutron answer `/identity/`, `/v3/users/` and
+    /// `/OS-TRUST/trusts/` like their slash-less forms, and clients (tempest,
+    /// an OS_AUTH_URL ending in `/`) rely on it; axum's router matches
+    /// paths exactly, so the slash is trimmed before routing.
+    pub fn service(&self) -> tower_http::normalize_path::NormalizePath<Router> {
+        tower_http::normalize_path::NormalizePath::trim_trailing_slash(self.router())
+    }
+
     /// Bind and serve until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
-        let app = self.router();
+        let app = self.service();
         let listener = tokio::net::TcpListener::bind(self.cfg.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -176,6 +185,7 @@ impl Server {
                 source,
             })?;
         tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -184,13 +194,7 @@ impl Server {
 }
 
 fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
-    // `/identity/` (as an OS_AUTH_URL may end) goes to the version document.
-    let mut app = Router::new()
-        .route(
-            "/identity/",
-            axum::routing::get(|| async { axum::response::Redirect::permanent("/identity") }),
-        )
-        .nest("/identity", weft_identity::router(identity));
+    let mut app = Router::new().nest("/identity", weft_identity::router(identity));
     for m in mounts {
         app = app.nest(&m.prefix, m.router.clone());
     }

@@ -162,3 +162,38 @@ async fn second_start_keeps_state_and_openrc() {
         1
     );
 }
+
+/// Keystone and Neutron ignore a trailing slash (`/identity/`, `/networking/`,
+/// `/v3/OS-TRUST/trusts/`); tempest and auth URLs ending in `/` rely on it.
+#[tokio::test]
+async fn trailing_slash_is_the_same_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::open(config(dir.path(), Some("pw"))).unwrap();
+    let svc = echo_service(server.identity());
+    server
+        .mount(ServiceMount::new("/networking", "network", "neutron", svc))
+        .unwrap();
+    let app = server.service();
+    for (path, want) in [
+        ("/identity/", StatusCode::MULTIPLE_CHOICES),
+        ("/identity/v3/", StatusCode::OK),
+        ("/networking/whoami/", StatusCode::UNAUTHORIZED),
+    ] {
+        let slash = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bare = app
+            .clone()
+            .oneshot(
+                Request::get(path.trim_end_matches('/'))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(slash.status(), bare.status(), "{path}");
+        assert_eq!(slash.status(), want, "{path}");
+    }
+}
