@@ -181,6 +181,7 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
                         s(p, "rx_frames"),
                         s(p, "tx_frames"),
                         s(p, "drops"),
+                        s(p, "rx_ring_drops"),
                     ]
                 })
                 .collect();
@@ -195,7 +196,8 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
                         "STATE",
                         "RX",
                         "TX",
-                        "DROPS"
+                        "DROPS",
+                        "RX_RING_LOST"
                     ],
                     &rows
                 )

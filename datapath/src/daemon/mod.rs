@@ -68,6 +68,9 @@ pub struct IoCounters {
     pub rx_bytes: AtomicU64,
     /// Reads that failed or were truncated/too short.
     pub rx_errors: AtomicU64,
+    /// Frames the kernel dropped before the switch saw them (AF_PACKET rx
+    /// ring full), collected from PACKET_STATISTICS when states are read.
+    pub rx_ring_drops: AtomicU64,
     /// Frames written.
     pub tx_frames: AtomicU64,
     /// Bytes written.
@@ -349,6 +352,8 @@ pub struct PortState {
     pub drops: u64,
     /// Read errors / truncated frames.
     pub rx_errors: u64,
+    /// Frames lost in the kernel's AF_PACKET rx ring before the switch read them.
+    pub rx_ring_drops: u64,
     /// Frames that could not be sent out of this port.
     pub tx_dropped: u64,
 }
@@ -430,6 +435,10 @@ impl SwitchHandle {
             .iter()
             .map(|p| {
                 let c = &p.counters;
+                if let Some(PortIo::Packet(pp)) = p.io.as_deref() {
+                    c.rx_ring_drops
+                        .fetch_add(pp.take_ring_drops(), Ordering::Relaxed);
+                }
                 PortState {
                     no: p.no.0,
                     name: p.info.name.clone(),
@@ -447,6 +456,7 @@ impl SwitchHandle {
                     tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
                     drops: counters.port(p.no).map(|c| c.drops_total()).unwrap_or(0),
                     rx_errors: c.rx_errors.load(Ordering::Relaxed),
+                    rx_ring_drops: c.rx_ring_drops.load(Ordering::Relaxed),
                     tx_dropped: c.tx_dropped.load(Ordering::Relaxed),
                 }
             })
@@ -572,6 +582,7 @@ impl SwitchHandle {
                     "rx_bytes": s.rx_bytes,
                     "tx_bytes": s.tx_bytes,
                     "rx_errors": s.rx_errors,
+                    "rx_ring_drops": s.rx_ring_drops,
                     "tx_dropped": s.tx_dropped,
                     "drops": drops,
                 })

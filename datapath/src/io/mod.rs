@@ -184,6 +184,12 @@ impl PacketPort {
         })
     }
 
+    /// Frames the kernel dropped because the rx ring was full, since the last
+    /// call: the switch did not drain the ring fast enough.
+    pub fn take_ring_drops(&self) -> u64 {
+        sys::packet_ring_drops(self.fd.as_raw_fd())
+    }
+
     /// Sends frames (each as [vnet hdr, mac hdr, tag, rest] slices; the
     /// vnet slice is left out by the caller when the socket has none).
     pub fn send_batch(&self, frames: &[[&[u8]; 4]]) -> (usize, usize) {

@@ -561,6 +561,36 @@ pub fn wait_signal(timeout_ms: u64) -> Option<i32> {
 /// SIGHUP: reload the config.
 pub const SIGHUP: i32 = libc::SIGHUP;
 
+/// `struct tpacket_stats` from <linux/if_packet.h>.
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
+
+/// Frames the kernel dropped on this AF_PACKET socket because its rx ring was
+/// full, since the last call (PACKET_STATISTICS reads and resets).
+pub fn packet_ring_drops(fd: RawFd) -> u64 {
+    let mut st = TpacketStats::default();
+    let mut len = std::mem::size_of::<TpacketStats>() as libc::socklen_t;
+    // SAFETY: st and len are live and sized for PACKET_STATISTICS's tpacket_stats.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut TpacketStats).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        u64::from(st.tp_drops)
+    } else {
+        0
+    }
+}
+
 /// Reads and clears a socket's pending error (SO_ERROR).
 pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     let mut v: libc::c_int = 0;
