@@ -198,7 +198,7 @@ pub async fn create_domain(
     let name = b
         .name
         .ok_or_else(|| IdentityError::bad("Invalid input for field 'domain.name': missing."))?;
-    check_name("domain.name", &name)?;
+    check_resource_name("domain.name", &name)?;
     let tags = b.tags.unwrap_or_default();
     check_tags(&tags)?;
     let d = Domain {
@@ -247,7 +247,7 @@ pub async fn update_domain(
         )?;
     }
     if let Some(n) = &b.name {
-        check_name("domain.name", n)?;
+        check_resource_name("domain.name", n)?;
     }
     if let Some(t) = &b.tags {
         check_tags(t)?;
@@ -463,7 +463,7 @@ pub async fn create_project(
         .name
         .clone()
         .ok_or_else(|| IdentityError::bad("Invalid input for field 'project.name': missing."))?;
-    check_name("project.name", &name)?;
+    check_resource_name("project.name", &name)?;
     let tags = b.tags.clone().unwrap_or_default();
     check_tags(&tags)?;
     let state = id.snapshot();
@@ -563,7 +563,7 @@ pub async fn update_project(
         }
     }
     if let Some(n) = &b.name {
-        check_name("project.name", n)?;
+        check_resource_name("project.name", n)?;
     }
     if let Some(t) = &b.tags {
         check_tags(t)?;

@@ -224,6 +224,18 @@ pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Project and domain names: Keystone's resource schema allows 1 to 64
+/// characters (users, roles and groups take 255, see [`check_name`]).
+pub fn check_resource_name(field: &str, name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(IdentityError::bad(format!(
+            "Invalid input for field '{field}': must be 1 to 64 characters."
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub type JsonResult = ApiResult<axum::Json<Value>>;
 
 pub fn created(v: Value) -> ApiResult<(StatusCode, axum::Json<Value>)> {

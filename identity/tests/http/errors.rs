@@ -207,3 +207,32 @@ async fn hostile_tokens_never_500() {
         assert!(r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST, "{t}: {}", r.status);
     }
 }
+
+/// Keystone's resource schema caps project and domain names at 64 characters.
+#[tokio::test]
+async fn project_and_domain_names_longer_than_64_are_rejected() {
+    let h = H::new().await;
+    let long = "p".repeat(65);
+    for (path, key) in [("/v3/projects", "project"), ("/v3/domains", "domain")] {
+        let m = bad(
+            &h,
+            Method::POST,
+            path,
+            &json!({ key: {"name": long} }).to_string(),
+        )
+        .await;
+        assert!(m.contains(&format!("{key}.name")), "{m}");
+    }
+    let ok = "p".repeat(64);
+    let admin = h.admin.clone();
+    let r = h
+        .raw(
+            Method::POST,
+            "/v3/projects",
+            Some(&admin),
+            Some(json!({"project": {"name": ok}}).to_string()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
