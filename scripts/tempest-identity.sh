@@ -72,7 +72,10 @@ curl -fsS "$WEFT_URL/identity/v3" >/dev/null || { echo "tempest-identity: $WEFT_
 # services, and the identity features weft serves switched on.
 ws="$out/workspace"
 rm -rf "$ws"
-"$venv/bin/tempest" init "$ws" >/dev/null
+# tempest registers workspaces by name in ~/.tempest/workspace.yaml; drop an
+# earlier run's entry so a second run on the same machine can init again.
+"$venv/bin/tempest" workspace remove --name weft-identity >/dev/null 2>&1 || true
+"$venv/bin/tempest" init --name weft-identity "$ws" >/dev/null
 cat >"$ws/etc/tempest.conf" <<EOF
 [DEFAULT]
 log_file = $out/tempest.log
