@@ -4,7 +4,10 @@
 //! - ports created per second through the HTTP API (axum router in-process,
 //!   real SQLite file, real policy enforcer);
 //! - port create -> agent has applied a config containing it (in-process protocol,
-//!   recording switch), p50/p99 printed.
+//!   recording switch), p50/p99 printed;
+//! - with the real switch (needs root for taps): agent restart = plan + apply
+//!   onto a running switch that already carries 1k / 10k ports, and port create
+//!   -> the switch has opened the port's tap (datapath programmed), p50/p99.
 
 use axum::body::Body;
 use axum::http::Request;
@@ -15,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-use weft_ctrl::agent::{plan, Agent, Datapath, LocalCtrl};
+use weft_ctrl::agent::{plan, Agent, Datapath, LocalCtrl, WeftSwitch};
 use weft_ctrl::networking::model::AddressPair;
 use weft_ctrl::networking::sync::{HostNetwork, HostPort, HostState};
 use weft_ctrl::networking::{self, NetConfig, Networking, TokenValidator};
@@ -248,5 +251,140 @@ fn port_to_datapath_latency(_c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_resync, bench_api, port_to_datapath_latency);
+/// The base of a host whose physnet NIC does not exist: the uplink stays
+/// pending, and so do the `system` ports of `host_state` (no netdevs), so the
+/// switch does the whole config compile + diff without touching the kernel.
+const PENDING_BASE: &str = "[[physnet]]\nname = \"physnet\"\ninterface = \"wbnrs-none\"\n";
+
+/// A restarted agent's work on a host with `n` ports: compute the plan from the
+/// host state and apply it to the running switch, which already carries that
+/// state (so nothing is reopened). This is the Neutron OVS agent's "resync".
+fn bench_resync_real_switch(c: &mut Criterion) {
+    let base = weft_ctrl::agent::HostBase::parse(PENDING_BASE).unwrap();
+    let mut g = c.benchmark_group("agent_resync_real_switch");
+    g.sample_size(10);
+    for n in [1_000usize, 10_000] {
+        let st = host_state(n);
+        let mut sw = WeftSwitch::start(PENDING_BASE, "bench base").unwrap();
+        // First apply: what a cold start (switch and agent both new) costs.
+        let t0 = Instant::now();
+        sw.apply(&plan(&base, &st).config).unwrap();
+        println!(
+            "agent_resync_real_switch/{n}: cold start (empty switch -> {n} ports) {:?}",
+            t0.elapsed()
+        );
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &st, |b, st| {
+            b.iter(|| sw.apply(&plan(&base, st).config).unwrap())
+        });
+        sw.handle.shutdown();
+    }
+    g.finish();
+}
+
+/// The agent's switch, shared with the bench so it can watch the port table.
+struct SharedSwitch(Arc<weft_datapath::daemon::SwitchHandle>);
+
+impl Datapath for SharedSwitch {
+    fn apply(&mut self, config: &str) -> Result<(), String> {
+        let cfg = weft_datapath::config::SwitchConfig::from_toml(config, "bench")
+            .map_err(|e| e.to_string())?;
+        self.0.apply(cfg).map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn attached(&self) -> BTreeSet<String> {
+        self.0
+            .port_states()
+            .into_iter()
+            .filter(|p| p.attached && p.role == "vm")
+            .map(|p| p.name)
+            .collect()
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Port create (HTTP) -> the real switch has opened the port's tap and runs a
+/// pipeline snapshot with it: the datapath is programmed for that port.
+fn port_to_real_datapath_latency(_c: &mut Criterion) {
+    if !is_root() {
+        println!("port_create_to_datapath_programmed: skipped (taps need root)");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = service(dir.path());
+    let app = axum::Router::new().nest(networking::MOUNT, networking::router(net.clone()));
+    let sw = SharedSwitch(Arc::new(
+        WeftSwitch::start(PENDING_BASE, "bench base")
+            .unwrap()
+            .handle,
+    ));
+    let handle = sw.0.clone();
+    let mut lat = rt.block_on(async {
+        let nid = network_with_subnet(&app, "10.2.0.0/16").await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut agent = Agent::new(
+            LocalCtrl {
+                net: net.clone(),
+                host: "h1".into(),
+            },
+            sw,
+            weft_ctrl::agent::HostBase::parse(PENDING_BASE).unwrap(),
+        );
+        agent.idle_wait = Duration::from_secs(5);
+        let task = tokio::spawn(agent.run(stop_rx));
+        let mut lat = Vec::new();
+        for _ in 0..100 {
+            let t0 = Instant::now();
+            let p = call(
+                &app,
+                "POST",
+                "/networking/v2.0/ports",
+                json!({"port": {"network_id": nid, "binding:host_id": "h1",
+                    "binding:profile": {"weft_port_kind": "tap"}}}),
+            )
+            .await;
+            let dev = format!("tap{}", &p["port"]["id"].as_str().unwrap()[..11]);
+            loop {
+                let up = handle
+                    .port_states()
+                    .iter()
+                    .any(|s| s.name == dev && s.attached);
+                if up {
+                    lat.push(t0.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(50)).await;
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        lat
+    });
+    handle.shutdown();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "port_create_to_datapath_programmed (HTTP create -> real switch has the tap open, {} ports): p50 {:?} p99 {:?}",
+        lat.len(),
+        p(0.5),
+        p(0.99)
+    );
+}
+
+criterion_group!(
+    benches,
+    bench_resync,
+    bench_resync_real_switch,
+    bench_api,
+    port_to_datapath_latency,
+    port_to_real_datapath_latency
+);
 criterion_main!(benches);

@@ -14,7 +14,7 @@ impl fmt::Display for PortNo {
 }
 
 /// Highest port number + 1. Port numbers are 1..MAX_PORTS.
-pub const MAX_PORTS: usize = 4096;
+pub const MAX_PORTS: usize = 16384;
 
 /// Pipeline stages, named after the Neutron OVS agent tables they replace.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]

@@ -102,9 +102,6 @@ impl PortTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<LivePort>> {
         self.slots.iter().flatten()
     }
-    fn by_name(&self, name: &str) -> Option<&Arc<LivePort>> {
-        self.iter().find(|p| p.info.name == name)
-    }
     fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
         let mut slots: Vec<Option<Arc<LivePort>>> = Vec::new();
         for p in ports {
@@ -261,11 +258,9 @@ fn open_port(
 }
 
 /// Needs the monitor: a pending netdev that appeared, or a dead one.
-fn needs_attention(p: &LivePort) -> bool {
+fn needs_attention(p: &LivePort, probe: &crate::io::NetdevProbe) -> bool {
     p.dead.load(Ordering::Acquire)
-        || (p.io.is_none()
-            && p.info.kind == PortKind::System
-            && crate::io::netdev_exists(&p.info.name))
+        || (p.io.is_none() && p.info.kind == PortKind::System && probe.exists(&p.info.name))
 }
 
 fn monitor(shared: Arc<Shared>) {
@@ -277,7 +272,19 @@ fn monitor(shared: Arc<Shared>) {
             shared.dp.age_macs(now);
             last_age = now;
         }
-        if !shared.ports.load().iter().any(|p| needs_attention(p)) {
+        let probe = match crate::io::NetdevProbe::new() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("pending-port monitor: {e}");
+                continue;
+            }
+        };
+        if !shared
+            .ports
+            .load()
+            .iter()
+            .any(|p| needs_attention(p, &probe))
+        {
             continue;
         }
         let _g = shared.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,7 +292,7 @@ fn monitor(shared: Arc<Shared>) {
         let mut changed = false;
         let mut next = Vec::new();
         for p in table.iter() {
-            if !needs_attention(p) {
+            if !needs_attention(p, &probe) {
                 next.push(p.clone());
                 continue;
             }
@@ -378,12 +385,17 @@ impl SwitchHandle {
         let snap = Snapshot::compile(&cfg, Some(&old))?;
         let diff = snap.diff(&old);
         let table = self.shared.ports.load();
+        // One name index for the whole apply: 10k ports must not cost 10k
+        // linear scans of the port table.
+        let by_name: HashMap<&str, &Arc<LivePort>> =
+            table.iter().map(|p| (p.info.name.as_str(), p)).collect();
+        let reattached: std::collections::HashSet<&str> =
+            diff.reattached.iter().map(|r| r.name.as_str()).collect();
         // Open everything new before touching the running state.
         let mut opened: HashMap<String, Arc<LivePort>> = HashMap::new();
         for info in diff.added.iter().chain(&diff.reattached) {
-            let prev = table.by_name(&info.name);
-            let lp = if diff.reattached.iter().any(|r| r.name == info.name) {
-                prev
+            let lp = if reattached.contains(info.name.as_str()) {
+                by_name.get(info.name.as_str()).copied()
             } else {
                 None
             };
@@ -404,7 +416,7 @@ impl SwitchHandle {
                 next.push(lp);
                 continue;
             }
-            let Some(cur) = table.by_name(&info.name) else {
+            let Some(&cur) = by_name.get(info.name.as_str()) else {
                 continue;
             };
             if cur.info == *info {

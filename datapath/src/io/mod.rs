@@ -228,6 +228,8 @@ pub fn netdev_exists(name: &str) -> bool {
     sys::if_index(name).is_some()
 }
 
+pub use sys::NetdevProbe;
+
 /// Puts back the 802.1Q tag the kernel moved into the packet metadata
 /// (`tp_vlan_tci`): writes the tagged frame into `out` and returns the vnet
 /// header adjusted for it. The kernel reports checksum/GSO offsets for the

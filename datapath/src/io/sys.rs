@@ -84,6 +84,27 @@ fn ctl_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Answers "does this netdev exist?" over one socket kept open, so the
+/// pending-port monitor can ask for thousands of names per scan without a
+/// socket(2)/close(2) pair per name (what `if_nametoindex` does).
+pub struct NetdevProbe(OwnedFd);
+
+impl NetdevProbe {
+    /// Opens the probe's socket.
+    pub fn new() -> io::Result<NetdevProbe> {
+        ctl_socket().map(NetdevProbe)
+    }
+
+    /// True when a netdev of that name exists in this network namespace.
+    pub fn exists(&self, name: &str) -> bool {
+        let Ok(mut ifr) = ifreq_with_name(name) else {
+            return false;
+        };
+        // SAFETY: SIOCGIFINDEX fills ifru_ifindex of the ifreq we own.
+        unsafe { libc::ioctl(self.0.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) == 0 }
+    }
+}
+
 /// Sets IFF_UP on `name` (no-op if already up).
 pub fn set_link_up(name: &str) -> io::Result<()> {
     let sock = ctl_socket()?;
