@@ -190,6 +190,16 @@ pub fn fmt_time(t: Micros) -> String {
         .to_string()
 }
 
+/// A time as Keystone echoes the naive UTC datetimes it stores for
+/// application credentials (oslo's `PERFECT_TIME_FORMAT`: six fraction
+/// digits, no zone), e.g. `2099-01-02T03:04:05.000000`.
+pub fn fmt_naive_time(t: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
 /// Parse an ISO 8601 time as clients send it (with or without zone / fraction).
 pub fn parse_time(s: &str) -> Option<Micros> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -929,7 +939,7 @@ pub fn context_from_payload(
                         .get(p)
                         .filter(|p| p.enabled)
                         .ok_or_else(unauthorized)?;
-                    state.effective_role_ids(&trustor.id, &Scope::Project(p.clone()))
+                    state.held_role_ids(&trustor.id, &Scope::Project(p.clone()))
                 }
                 None => Default::default(),
             };
@@ -946,8 +956,10 @@ pub fn context_from_payload(
             if t.impersonation {
                 shown_user = trustor;
             }
+            // Delegated roles and what they imply, global ones only (as
+            // Keystone's trust tokens).
             state
-                .expand_implied(t.role_ids.iter().cloned())
+                .global_roles(state.expand_implied(t.role_ids.iter().cloned()))
                 .into_iter()
                 .collect()
         }

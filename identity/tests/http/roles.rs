@@ -407,3 +407,72 @@ async fn role_assignments_filters() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// Domain-specific roles (roles with a domain_id) only infer other roles:
+/// Keystone leaves them out of effective assignment lists and tokens, keeping
+/// the global roles they imply; the plain (non-effective) list still shows the
+/// grant itself.
+#[tokio::test]
+async fn effective_assignments_and_tokens_leave_out_domain_specific_roles() {
+    let h = H::new().await;
+    let u = h.user("dsr-user", "pw-dsr-1").await;
+    let p = h.project("dsr-project").await;
+    let dom_role = h
+        .create(
+            "/v3/roles",
+            "role",
+            json!({"name": "dsr-role", "domain_id": "default"}),
+        )
+        .await;
+    let global = h
+        .create("/v3/roles", "role", json!({"name": "dsr-global"}))
+        .await;
+    let r = h
+        .put(&format!("/v3/projects/{p}/users/{u}/roles/{dom_role}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let roles_in = |body: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = body["role_assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["role"]["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let direct = h
+        .get(&format!("/v3/role_assignments?scope.project.id={p}"))
+        .await;
+    assert_eq!(roles_in(&direct.body), vec![dom_role.clone()]);
+    let eff = h
+        .get(&format!(
+            "/v3/role_assignments?effective&scope.project.id={p}"
+        ))
+        .await;
+    assert_eq!(eff.status, StatusCode::OK);
+    assert!(roles_in(&eff.body).is_empty(), "{:?}", eff.body);
+
+    // the domain role implies a global one: effective shows only the global
+    let r = h
+        .put(&format!("/v3/roles/{dom_role}/implies/{global}"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let eff = h
+        .get(&format!(
+            "/v3/role_assignments?effective&scope.project.id={p}"
+        ))
+        .await;
+    assert_eq!(roles_in(&eff.body), vec![global.clone()]);
+    let eff = h
+        .get(&format!(
+            "/v3/role_assignments?effective&role.id={dom_role}&user.id={u}"
+        ))
+        .await;
+    assert!(roles_in(&eff.body).is_empty(), "{:?}", eff.body);
+
+    // the user's project token carries the implied global role, not the domain role
+    let t = h.login("dsr-user", "pw-dsr-1", project_scope(&p)).await;
+    assert_eq!(t.status, StatusCode::CREATED, "{:?}", t.body);
+    assert_eq!(role_names(&t.body), vec!["dsr-global".to_string()]);
+}
