@@ -334,8 +334,8 @@ impl Identity {
         bcrypt::hash(pw, self.bcrypt_cost).map_err(|e| IdentityError::bad(format!("password: {e}")))
     }
 
-    /// Create the default domain, admin project and user, the admin/member/reader
-    /// roles with their implications, admin on the admin project and on system,
+    /// Create the default domain, admin project and user, the
+    /// admin/manager/member/reader/service roles with their implications, admin on the admin project and on system,
     /// and the RegionOne region. Idempotent: a second run changes nothing (it
     /// does not reset the admin password).
     pub fn bootstrap(
@@ -391,11 +391,20 @@ impl Identity {
                 });
                 id
             };
-            let admin = role_id(tx, "admin");
-            let member = role_id(tx, "member");
+            // Keystone's bootstrap (2023.2+): reader, member, manager, admin,
+            // service; admin -> manager -> member -> reader. Keystone then
+            // drops the older admin -> member edge; weft keeps it because the
+            // issue promises `admin implies member` in the implied-role list
+            // (it changes no effective role: admin reaches member either way).
             let reader = role_id(tx, "reader");
-            tx.add_implied(&admin, &member);
+            let member = role_id(tx, "member");
+            let manager = role_id(tx, "manager");
+            let admin = role_id(tx, "admin");
+            role_id(tx, "service");
             tx.add_implied(&member, &reader);
+            tx.add_implied(&manager, &member);
+            tx.add_implied(&admin, &manager);
+            tx.add_implied(&admin, &member);
             let project_id = match tx
                 .state
                 .projects
