@@ -633,3 +633,80 @@ async fn bootstrap_makes_manager_and_domain_managers_manage_their_domain() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
 }
+
+/// List calls build their policy target as Keystone's enforcer does: the
+/// caller's domain in the shape each default rule reads (`target.domain.id`
+/// for domains, `target.group.domain_id` for groups, `target.domain_id` for
+/// users, projects and assignments), and query filters under `filter_attr`,
+/// so a query parameter cannot stand in for a target or path value.
+#[tokio::test]
+async fn domain_readers_list_their_domain_and_filters_do_not_reach_the_target() {
+    let h = H::new().await;
+    let d = h
+        .create("/v3/domains", "domain", json!({"name": "lister"}))
+        .await;
+    let u = h
+        .create(
+            "/v3/users",
+            "user",
+            json!({"name": "dr", "password": "pw-dr-1", "domain_id": d}),
+        )
+        .await;
+    h.create("/v3/groups", "group", json!({"name": "g1", "domain_id": d}))
+        .await;
+    h.create(
+        "/v3/projects",
+        "project",
+        json!({"name": "p1", "domain_id": d}),
+    )
+    .await;
+    let reader = h.role_id("reader").await;
+    let r = h
+        .put(&format!("/v3/domains/{d}/users/{u}/roles/{reader}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = h
+        .issue(password_body(
+            json!({"id": u}),
+            "pw-dr-1",
+            Some(json!({"domain": {"id": d}})),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let t = r.subject();
+    let get = |path: String| {
+        let h = &h;
+        let t = t.clone();
+        async move { h.call(axum::http::Method::GET, &path, Some(&t), None).await }
+    };
+    for (path, key) in [
+        ("/v3/domains".to_string(), "domains"),
+        ("/v3/groups".to_string(), "groups"),
+        ("/v3/users".to_string(), "users"),
+        ("/v3/projects".to_string(), "projects"),
+        ("/v3/role_assignments".to_string(), "role_assignments"),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+        assert!(!r.body[key].as_array().unwrap().is_empty(), "{path}");
+    }
+    let r = get("/v3/domains".into()).await;
+    assert_eq!(r.body["domains"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["domains"][0]["id"], d);
+    // A query parameter named like a target path is a filter, not the target:
+    // it neither grants nor breaks anything.
+    let r = get(format!("/v3/users?target.domain_id=default&domain_id={d}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // a domain reader still may not read another domain's lists
+    let r = get("/v3/users?domain_id=default".into()).await;
+    assert!(
+        r.status == StatusCode::FORBIDDEN
+            || r.body["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| u["domain_id"] == d.as_str()),
+        "{:?}",
+        r.body
+    );
+}
