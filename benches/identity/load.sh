@@ -90,7 +90,7 @@ run() {
   local t0 t1 s0 s1 log="$dir/wrk-$(echo "$name" | tr -c 'a-z0-9' '-').txt"
   echo "== $name ($threads thread(s), $c connections, ${dur}s)"
   t0=$(cpu_ticks); s0=$(date +%s.%N)
-  wrk --latency -t"$threads" -c"$c" -d"${dur}s" "$@" >"$log"
+  wrk --latency --timeout 10s -t"$threads" -c"$c" -d"${dur}s" "$@" >"$log"
   t1=$(cpu_ticks); s1=$(date +%s.%N)
   cat "$log"
   rows+=("$(awk -v name="$name" -v c="$c" -v ticks=$((t1 - t0)) -v hz="$hz" -v s0="$s0" -v s1="$s1" '
