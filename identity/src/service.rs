@@ -190,6 +190,16 @@ pub fn fmt_time(t: Micros) -> String {
         .to_string()
 }
 
+/// A time as Keystone echoes the naive UTC datetimes it stores for
+/// application credentials (oslo's `PERFECT_TIME_FORMAT`: six fraction
+/// digits, no zone), e.g. `2099-01-02T03:04:05.000000`.
+pub fn fmt_naive_time(t: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
 /// Parse an ISO 8601 time as clients send it (with or without zone / fraction).
 pub fn parse_time(s: &str) -> Option<Micros> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -324,8 +334,8 @@ impl Identity {
         bcrypt::hash(pw, self.bcrypt_cost).map_err(|e| IdentityError::bad(format!("password: {e}")))
     }
 
-    /// Create the default domain, admin project and user, the admin/member/reader
-    /// roles with their implications, admin on the admin project and on system,
+    /// Create the default domain, admin project and user, the
+    /// admin/manager/member/reader/service roles with their implications, admin on the admin project and on system,
     /// and the RegionOne region. Idempotent: a second run changes nothing (it
     /// does not reset the admin password).
     pub fn bootstrap(
@@ -381,11 +391,20 @@ impl Identity {
                 });
                 id
             };
-            let admin = role_id(tx, "admin");
-            let member = role_id(tx, "member");
+            // Keystone's bootstrap (2023.2+): reader, member, manager, admin,
+            // service; admin -> manager -> member -> reader. Keystone then
+            // drops the older admin -> member edge; weft keeps it because the
+            // issue promises `admin implies member` in the implied-role list
+            // (it changes no effective role: admin reaches member either way).
             let reader = role_id(tx, "reader");
-            tx.add_implied(&admin, &member);
+            let member = role_id(tx, "member");
+            let manager = role_id(tx, "manager");
+            let admin = role_id(tx, "admin");
+            role_id(tx, "service");
             tx.add_implied(&member, &reader);
+            tx.add_implied(&manager, &member);
+            tx.add_implied(&admin, &manager);
+            tx.add_implied(&admin, &member);
             let project_id = match tx
                 .state
                 .projects
@@ -929,7 +948,7 @@ pub fn context_from_payload(
                         .get(p)
                         .filter(|p| p.enabled)
                         .ok_or_else(unauthorized)?;
-                    state.effective_role_ids(&trustor.id, &Scope::Project(p.clone()))
+                    state.held_role_ids(&trustor.id, &Scope::Project(p.clone()))
                 }
                 None => Default::default(),
             };
@@ -946,8 +965,10 @@ pub fn context_from_payload(
             if t.impersonation {
                 shown_user = trustor;
             }
+            // Delegated roles and what they imply, global ones only (as
+            // Keystone's trust tokens).
             state
-                .expand_implied(t.role_ids.iter().cloned())
+                .global_roles(state.expand_implied(t.role_ids.iter().cloned()))
                 .into_iter()
                 .collect()
         }

@@ -423,9 +423,33 @@ impl State {
         out
     }
 
-    /// Effective role ids of the user on the scope (groups, inheritance, implied roles).
-    pub fn effective_role_ids(&self, user_id: &str, scope: &Scope) -> BTreeSet<String> {
+    /// Every role the user holds on the scope (groups, inheritance, implied
+    /// roles), domain-specific roles included: what a trustor may delegate
+    /// (Keystone's `get_roles_for_trustor_and_project`).
+    pub fn held_role_ids(&self, user_id: &str, scope: &Scope) -> BTreeSet<String> {
         self.expand_implied(self.direct_role_ids(user_id, scope))
+    }
+
+    /// Effective role ids of the user on the scope, as a token carries them:
+    /// [`Self::held_role_ids`] without domain-specific roles, which only serve
+    /// to imply global roles (Keystone strips them the same way).
+    pub fn effective_role_ids(&self, user_id: &str, scope: &Scope) -> BTreeSet<String> {
+        self.global_roles(self.held_role_ids(user_id, scope))
+    }
+
+    /// The ids among `roles` that name an existing global role (no domain_id).
+    pub fn global_roles(&self, roles: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+        roles
+            .into_iter()
+            .filter(|r| self.is_global_role(r))
+            .collect()
+    }
+
+    /// `role_id` names an existing role that is not domain-specific.
+    pub fn is_global_role(&self, role_id: &str) -> bool {
+        self.roles
+            .get(role_id)
+            .is_some_and(|r| r.domain_id.is_none())
     }
 
     pub fn user_by_name(&self, domain_id: &str, name: &str) -> Option<&User> {
@@ -514,7 +538,8 @@ pub struct AssignmentRow {
 impl State {
     /// Every stored assignment, or (when `effective`) what they amount to per user:
     /// group grants expanded to members, inherited grants to the projects below,
-    /// implied roles added.
+    /// implied roles added, then domain-specific roles left out (they only
+    /// imply other roles; Keystone's `_strip_domain_roles`).
     pub fn assignment_rows(&self, effective: bool) -> Vec<AssignmentRow> {
         let mut out = BTreeSet::new();
         for a in self.assignments.values() {
@@ -561,6 +586,9 @@ impl State {
             for (actor, via) in &actors {
                 for t in &targets {
                     for (r, prior) in &roles {
+                        if !self.is_global_role(r) {
+                            continue;
+                        }
                         out.insert(AssignmentRow {
                             actor: actor.clone(),
                             target: t.clone(),
@@ -595,6 +623,16 @@ mod tests {
         }
     }
 
+    fn role(id: &str, domain_id: Option<&str>) -> Role {
+        Role {
+            id: id.into(),
+            name: id.into(),
+            domain_id: domain_id.map(Into::into),
+            description: None,
+            options: Default::default(),
+        }
+    }
+
     fn grant(actor: Actor, target: Target, role: &str, inherited: bool) -> Assignment {
         Assignment {
             actor,
@@ -614,6 +652,9 @@ mod tests {
             project("other", "d1", None),
         ] {
             s.projects.insert(p.id.clone(), p);
+        }
+        for r in ["admin", "member", "reader", "auditor"] {
+            s.roles.insert(r.into(), role(r, None));
         }
         s.implied.insert(("admin".into(), "member".into()));
         s.implied.insert(("member".into(), "reader".into()));
@@ -747,6 +788,32 @@ mod tests {
         let raw = s.assignment_rows(false);
         assert_eq!(raw.len(), 1);
         assert!(raw[0].inherited);
+    }
+
+    #[test]
+    fn domain_specific_roles_only_imply() {
+        let mut s = world(vec![grant(u("alice"), p("top"), "d1-ops", false)], &[]);
+        s.roles.insert("d1-ops".into(), role("d1-ops", Some("d1")));
+        s.reindex();
+        // alone it gives nothing effective, but a trustor still holds it
+        assert!(roles(&s, "alice", Scope::Project("top".into())).is_empty());
+        assert!(s.assignment_rows(true).is_empty());
+        assert_eq!(s.assignment_rows(false).len(), 1);
+        assert!(s
+            .held_role_ids("alice", &Scope::Project("top".into()))
+            .contains("d1-ops"));
+        // implying member: member and reader are effective, d1-ops is not
+        s.implied.insert(("d1-ops".into(), "member".into()));
+        s.reindex();
+        assert_eq!(
+            roles(&s, "alice", Scope::Project("top".into())),
+            ["member", "reader"]
+        );
+        let rows = s.assignment_rows(true);
+        assert_eq!(rows.len(), 2);
+        assert!(rows
+            .iter()
+            .all(|r| r.prior_role.as_deref() == Some("d1-ops")));
     }
 
     #[test]

@@ -720,10 +720,17 @@ pub async fn role_assignments(
         .into());
     }
     let state = id.snapshot();
-    let mut target = json!({});
-    for (k, v) in &q {
-        target[k] = json!(v);
-    }
+    // Keystone's filters for both actions, under `filter_attr`.
+    let filters = [
+        "group.id",
+        "role.id",
+        "scope.domain.id",
+        "scope.project.id",
+        "scope.OS-INHERIT:inherited_to",
+        "user.id",
+        "scope.system",
+    ];
+    let mut target = list_target(None, &q, &filters);
     if subtree {
         let p = get_or_404(
             &state.projects,

@@ -5,6 +5,7 @@ use super::util::*;
 use crate::error::IdentityError;
 use crate::model::*;
 use crate::service::*;
+use crate::state::Tx;
 use axum::extract::{Path, Query, State as St};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -334,6 +335,38 @@ fn check_url(u: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The region an endpoint names. `region_id` must name an existing region
+/// (400 otherwise). The legacy `region` attribute, used only when `region_id`
+/// is absent, creates the region when it does not exist yet: Keystone keeps
+/// this for clients that still write endpoints the v2 way (tempest does).
+fn endpoint_region(
+    tx: &mut Tx,
+    region_id: Option<String>,
+    legacy_region: Option<String>,
+) -> Result<Option<String>, IdentityError> {
+    match (region_id, legacy_region) {
+        (Some(r), _) => {
+            if !tx.state.regions.contains_key(&r) {
+                return Err(IdentityError::bad(format!(
+                    "Invalid input for field 'endpoint.region_id': no region {r}."
+                )));
+            }
+            Ok(Some(r))
+        }
+        (None, Some(r)) => {
+            if !tx.state.regions.contains_key(&r) {
+                tx.put_region(Region {
+                    id: r.clone(),
+                    description: String::new(),
+                    parent_region_id: None,
+                });
+            }
+            Ok(Some(r))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 pub async fn list_endpoints(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
     id.authorize(&ctx, "identity:list_endpoints", &json!({}))?;
     let state = id.snapshot();
@@ -381,31 +414,28 @@ pub async fn create_endpoint(
     let service_id = b.service_id.ok_or_else(|| {
         IdentityError::bad("Invalid input for field 'endpoint.service_id': missing.")
     })?;
-    let e = Endpoint {
+    let mut e = Endpoint {
         id: new_id(),
         service_id,
         interface,
         url,
-        region_id: b.region_id.or(b.region),
+        region_id: None,
         enabled: b.enabled.unwrap_or(true),
     };
-    let e2 = e.clone();
-    id.write(move |tx| {
-        if !tx.state.services.contains_key(&e2.service_id) {
+    let (region_id, legacy_region) = (b.region_id, b.region);
+    if let Some(r) = legacy_region.as_deref().filter(|_| region_id.is_none()) {
+        check_name("endpoint.region", r)?;
+    }
+    let e = id.write(move |tx| {
+        if !tx.state.services.contains_key(&e.service_id) {
             return Err(IdentityError::bad(format!(
                 "Invalid input for field 'endpoint.service_id': no service {}.",
-                e2.service_id
+                e.service_id
             )));
         }
-        if let Some(r) = &e2.region_id {
-            if !tx.state.regions.contains_key(r) {
-                return Err(IdentityError::bad(format!(
-                    "Invalid input for field 'endpoint.region_id': no region {r}."
-                )));
-            }
-        }
-        tx.put_endpoint(e2);
-        Ok(())
+        e.region_id = endpoint_region(tx, region_id, legacy_region)?;
+        tx.put_endpoint(e.clone());
+        Ok(e)
     })?;
     created(json!({"endpoint": endpoint_json(&id, &e)}))
 }
@@ -424,6 +454,9 @@ pub async fn update_endpoint(
     if let Some(u) = &b.url {
         check_url(u)?;
     }
+    if let Some(r) = b.region.as_deref().filter(|_| b.region_id.is_none()) {
+        check_name("endpoint.region", r)?;
+    }
     let e = id.write(move |tx| {
         let mut e = tx
             .state
@@ -439,12 +472,7 @@ pub async fn update_endpoint(
             }
             e.service_id = s;
         }
-        if let Some(r) = b.region_id.or(b.region) {
-            if !tx.state.regions.contains_key(&r) {
-                return Err(IdentityError::bad(format!(
-                    "Invalid input for field 'endpoint.region_id': no region {r}."
-                )));
-            }
+        if let Some(r) = endpoint_region(tx, b.region_id, b.region)? {
             e.region_id = Some(r);
         }
         if let Some(i) = b.interface {

@@ -71,7 +71,7 @@ fn parse_expiry(v: Option<&String>, field: &str) -> ApiResult<Option<Micros>> {
 fn app_cred_json(id: &Identity, state: &State, c: &AppCred) -> Value {
     json!({
         "id": c.id, "name": c.name, "description": c.description, "user_id": c.user_id,
-        "project_id": c.project_id, "expires_at": c.expires_at.map(fmt_time),
+        "project_id": c.project_id, "expires_at": c.expires_at.map(fmt_naive_time),
         "unrestricted": c.unrestricted, "access_rules": [],
         "roles": c.role_ids.iter().map(|r| role_brief(state, r)).collect::<Vec<_>>(),
         "links": self_link(id, &format!("users/{}/application_credentials/{}", c.user_id, c.id)),
@@ -363,7 +363,7 @@ pub async fn create_trust(
             // A redelegation is checked against the trust it narrows (below).
             let held = match &ctx.trust {
                 Some(_) => ctx.role_ids.iter().cloned().collect(),
-                None => state.effective_role_ids(&b.trustor_user_id, &Scope::Project(p.clone())),
+                None => state.held_role_ids(&b.trustor_user_id, &Scope::Project(p.clone())),
             };
             if let Some(missing) = role_ids.iter().find(|r| !held.contains(*r)) {
                 return Err(IdentityError::Forbidden(format!(

@@ -82,18 +82,6 @@ fn default_domain(ctx: &AuthContext) -> String {
         .unwrap_or_else(|| DEFAULT_DOMAIN_ID.to_string())
 }
 
-/// For a domain-scoped (non-system) caller, list calls show only their domain.
-fn list_target(ctx: &AuthContext, q: &HashMap<String, String>) -> Value {
-    let mut t = json!({});
-    if let Some(d) = &ctx.domain_id {
-        t["target"] = json!({"domain_id": d});
-    }
-    for (k, v) in q {
-        t[k] = json!(v);
-    }
-    t
-}
-
 fn domain_filter_ok(ctx: &AuthContext, domain_id: &str) -> bool {
     ctx.system_scope || ctx.domain_id.as_deref().is_none_or(|d| d == domain_id)
 }
@@ -155,12 +143,17 @@ const DOMAIN_KEYS: &[&str] = &[
 ];
 
 pub async fn list_domains(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
-    id.authorize(&ctx, "identity:list_domains", &list_target(&ctx, &q))?;
+    // Keystone's list filters and the target a domain-scoped caller adds.
+    let scope = ctx.domain_id.as_ref().map(|d| json!({"domain": {"id": d}}));
+    let target = list_target(scope, &q, &["name", "enabled"]);
+    id.authorize(&ctx, "identity:list_domains", &target)?;
     let enabled = q_bool(&q, "enabled")?;
     let state = id.snapshot();
     let items = state
         .domains
         .values()
+        // A domain-scoped caller sees their own domain only (as Keystone).
+        .filter(|d| domain_filter_ok(&ctx, &d.id))
         .filter(|d| q.get("name").is_none_or(|n| *n == d.name))
         .filter(|d| enabled.is_none_or(|e| e == d.enabled))
         .map(|d| domain_json(&id, d))
@@ -352,7 +345,13 @@ fn project_target(p: &Project) -> Value {
 }
 
 pub async fn list_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
-    id.authorize(&ctx, "identity:list_projects", &list_target(&ctx, &q))?;
+    let scope = ctx.domain_id.as_ref().map(|d| json!({"domain_id": d}));
+    let filters = ["domain_id", "enabled", "name", "parent_id", "is_domain"];
+    id.authorize(
+        &ctx,
+        "identity:list_projects",
+        &list_target(scope, &q, &filters),
+    )?;
     let enabled = q_bool(&q, "enabled")?;
     let state = id.snapshot();
     let tags: Vec<&str> = q
@@ -664,7 +663,21 @@ const USER_KEYS: &[&str] = &[
 ];
 
 pub async fn list_users(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
-    id.authorize(&ctx, "identity:list_users", &list_target(&ctx, &q))?;
+    let scope = ctx.domain_id.as_ref().map(|d| json!({"domain_id": d}));
+    let filters = [
+        "domain_id",
+        "enabled",
+        "idp_id",
+        "name",
+        "protocol_id",
+        "unique_id",
+        "password_expires_at",
+    ];
+    id.authorize(
+        &ctx,
+        "identity:list_users",
+        &list_target(scope, &q, &filters),
+    )?;
     let enabled = q_bool(&q, "enabled")?;
     let state = id.snapshot();
     let items = state
@@ -982,7 +995,12 @@ fn group_target(g: &Group) -> Value {
 }
 
 pub async fn list_groups(St(id): St<Arc<Identity>>, Auth(ctx): Auth, Query(q): Q) -> JsonResult {
-    id.authorize(&ctx, "identity:list_groups", &list_target(&ctx, &q))?;
+    let scope = ctx
+        .domain_id
+        .as_ref()
+        .map(|d| json!({"group": {"domain_id": d}}));
+    let target = list_target(scope, &q, &["domain_id", "name"]);
+    id.authorize(&ctx, "identity:list_groups", &target)?;
     let state = id.snapshot();
     let items = state
         .groups

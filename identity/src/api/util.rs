@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// An error on its way out as Keystone's `{"error": {"code", "title", "message"}}`.
@@ -240,4 +241,100 @@ pub type JsonResult = ApiResult<axum::Json<Value>>;
 
 pub fn created(v: Value) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+/// The policy target of a list call, built the way Keystone's RBAC enforcer
+/// builds it: `target` is what the caller's domain scope contributes, in the
+/// shape the action's default rule reads; the query parameters the API takes
+/// as `filters` go under `filter_attr` (rules read them as
+/// `%(filter_attr.name)s`); any other query parameter is left out. Keystone
+/// moved filters off the top level (CVE-2026-42999) because there a query
+/// parameter could stand in for a path argument such as `user_id` that a rule
+/// substitutes.
+pub fn list_target(target: Option<Value>, q: &HashMap<String, String>, filters: &[&str]) -> Value {
+    let mut t = json!({});
+    if let Some(x) = target {
+        t["target"] = x;
+    }
+    let f: serde_json::Map<String, Value> = filters
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| (k.to_string(), json!(v))))
+        .collect();
+    if !f.is_empty() {
+        t["filter_attr"] = Value::Object(f);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Credentials, Enforcer, Mode};
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_target_puts_filters_under_filter_attr_only() {
+        let t = list_target(
+            Some(json!({"domain_id": "d1"})),
+            &q(&[
+                ("domain_id", "d2"),
+                ("name", "bob"),
+                ("user_id", "u1"),
+                ("target.domain_id", "d9"),
+                ("scope.project.id", "p1"),
+            ]),
+            &["domain_id", "name", "scope.project.id"],
+        );
+        assert_eq!(
+            t,
+            json!({
+                "target": {"domain_id": "d1"},
+                "filter_attr": {"domain_id": "d2", "name": "bob", "scope.project.id": "p1"},
+            })
+        );
+        // no filters given: no filter_attr key; no scope: no target key
+        assert_eq!(
+            list_target(None, &q(&[("limit", "3")]), &["name"]),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn a_query_parameter_cannot_satisfy_a_rule_on_a_path_argument() {
+        let e = Enforcer::new(
+            &[
+                ("own", "user_id:%(user_id)s"),
+                ("by_filter", "user_id:%(filter_attr.user.id)s"),
+                ("in_domain", "domain_id:%(target.domain_id)s"),
+            ],
+            None,
+            Mode::Enforce,
+            None,
+        )
+        .unwrap();
+        let c = Credentials {
+            user_id: "u1".into(),
+            domain_id: Some("d1".into()),
+            ..Default::default()
+        };
+        let query = q(&[
+            ("user_id", "u1"),
+            ("user.id", "u1"),
+            ("target.domain_id", "d1"),
+        ]);
+        let t = list_target(None, &query, &["user_id", "user.id", "target.domain_id"]);
+        // at the top level `user_id=u1` would have matched `%(user_id)s`
+        assert!(!e.check("own", &t, &c));
+        assert!(!e.check("in_domain", &t, &c));
+        // a rule may still read a filter where Keystone puts it
+        assert!(e.check("by_filter", &t, &c));
+        let t = list_target(Some(json!({"domain_id": "d1"})), &query, &[]);
+        assert!(e.check("in_domain", &t, &c));
+    }
 }

@@ -156,3 +156,88 @@ async fn register_service_is_idempotent_and_follows_url() {
     assert_eq!(net.len(), 3);
     assert!(net.iter().all(|e| e["url"] == "http://b/networking"));
 }
+
+/// Keystone's v2-compatibility rule: an endpoint named with the legacy
+/// `region` attribute (and no `region_id`) auto-creates an unknown region, on
+/// create and on update; `region_id` naming an unknown region stays a 400.
+#[tokio::test]
+async fn legacy_region_attribute_creates_the_region() {
+    let h = H::new().await;
+    let s = h
+        .create(
+            "/v3/services",
+            "service",
+            json!({"type": "network", "name": "neutron"}),
+        )
+        .await;
+    let r = h
+        .post(
+            "/v3/endpoints",
+            json!({"endpoint": {"service_id": s, "interface": "public", "url": "http://x/net", "region": "LegacyOne"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["endpoint"]["region_id"], "LegacyOne");
+    assert_eq!(r.body["endpoint"]["region"], "LegacyOne");
+    let e = r.body["endpoint"]["id"].as_str().unwrap().to_string();
+    let reg = h.get("/v3/regions/LegacyOne").await;
+    assert_eq!(reg.status, StatusCode::OK);
+    assert_eq!(
+        reg.body["region"]["parent_region_id"],
+        serde_json::Value::Null
+    );
+
+    // the same legacy name again reuses the region rather than failing
+    let r = h
+        .post(
+            "/v3/endpoints",
+            json!({"endpoint": {"service_id": s, "interface": "internal", "url": "http://x/net", "region": "LegacyOne"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // update with the legacy attribute also creates
+    let r = h
+        .patch(
+            &format!("/v3/endpoints/{e}"),
+            json!({"endpoint": {"region": "LegacyTwo"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["endpoint"]["region_id"], "LegacyTwo");
+    assert_eq!(h.get("/v3/regions/LegacyTwo").await.status, StatusCode::OK);
+
+    // region_id naming an unknown region is still refused, and creates nothing
+    for body in [
+        json!({"endpoint": {"service_id": s, "interface": "public", "url": "u", "region_id": "Nowhere"}}),
+        json!({"endpoint": {"service_id": s, "interface": "public", "url": "u", "region_id": "Nowhere", "region": "Nowhere"}}),
+    ] {
+        assert_eq!(
+            h.post("/v3/endpoints", body).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        h.patch(
+            &format!("/v3/endpoints/{e}"),
+            json!({"endpoint": {"region_id": "Nowhere"}}),
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        h.get("/v3/regions/Nowhere").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // a legacy region name that is not a valid region id is a 400, not a 500
+    assert_eq!(
+        h.post(
+            "/v3/endpoints",
+            json!({"endpoint": {"service_id": s, "interface": "public", "url": "u", "region": ""}}),
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+}

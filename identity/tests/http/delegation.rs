@@ -345,3 +345,54 @@ async fn trust_validation_errors() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Keystone stores an application credential's expiry as a naive UTC time and
+/// echoes it as `%Y-%m-%dT%H:%M:%S.%f` (six digits, no zone), whether the
+/// client sent a `Z`, an offset or nothing (tempest compares it with
+/// `datetime.isoformat()`).
+#[tokio::test]
+async fn application_credential_expiry_is_echoed_in_keystones_form() {
+    let h = H::new().await;
+    let (u, _p, t) = member_setup(&h).await;
+    let path = format!("/v3/users/{u}/application_credentials");
+    for (name, sent, shown) in [
+        (
+            "z",
+            "2099-01-02T03:04:05.123456Z",
+            "2099-01-02T03:04:05.123456",
+        ),
+        (
+            "naive",
+            "2099-01-02T03:04:05.123456",
+            "2099-01-02T03:04:05.123456",
+        ),
+        ("whole", "2099-01-02T03:04:05", "2099-01-02T03:04:05.000000"),
+        (
+            "offset",
+            "2099-01-02T05:04:05.5+02:00",
+            "2099-01-02T03:04:05.500000",
+        ),
+    ] {
+        let r = h
+            .call(
+                Method::POST,
+                &path,
+                Some(&t),
+                Some(json!({"application_credential": {"name": name, "expires_at": sent}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(
+            r.body["application_credential"]["expires_at"], shown,
+            "{sent}"
+        );
+        let id = r.body["application_credential"]["id"].as_str().unwrap();
+        let r = h
+            .call(Method::GET, &format!("{path}/{id}"), Some(&t), None)
+            .await;
+        assert_eq!(
+            r.body["application_credential"]["expires_at"], shown,
+            "{sent}"
+        );
+    }
+}

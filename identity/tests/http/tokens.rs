@@ -34,7 +34,10 @@ async fn password_token_project_scope_has_full_body() {
     assert_eq!(t["user"]["domain"]["id"], "default");
     assert_eq!(t["project"]["name"], "admin");
     assert_eq!(t["project"]["domain"]["name"], "Default");
-    assert_eq!(role_names(&r.body), vec!["admin", "member", "reader"]);
+    assert_eq!(
+        role_names(&r.body),
+        vec!["admin", "manager", "member", "reader"]
+    );
     assert_eq!(t["catalog"][0]["type"], "identity");
     assert_eq!(t["catalog"][0]["endpoints"].as_array().unwrap().len(), 3);
     assert_eq!(t["audit_ids"].as_array().unwrap().len(), 1);
@@ -63,7 +66,10 @@ async fn user_by_id_and_other_scopes() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["token"]["system"], json!({"all": true}));
-    assert_eq!(role_names(&r.body), vec!["admin", "member", "reader"]);
+    assert_eq!(
+        role_names(&r.body),
+        vec!["admin", "manager", "member", "reader"]
+    );
     // domain scope without a domain role: refused
     let r = h
         .issue(password_body(
