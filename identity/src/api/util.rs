@@ -247,10 +247,9 @@ pub fn created(v: Value) -> ApiResult<(StatusCode, axum::Json<Value>)> {
 /// builds it: `target` is what the caller's domain scope contributes, in the
 /// shape the action's default rule reads; the query parameters the API takes
 /// as `filters` go under `filter_attr` (rules read them as
-/// `%(filter_attr.name)s`); any other query parameter is left out. Keystone
-/// moved filters off the top level (CVE-2026-42999) because there a query
-/// parameter could stand in for a path argument such as `user_id` that a rule
-/// substitutes.
+/// `%(filter_attr.name)s`); any other query parameter is left out. At the
+/// top level a query parameter could stand in for a path argument such as
+/// `user_id` that a rule substitutes.
 pub fn list_target(target: Option<Value>, q: &HashMap<String, String>, filters: &[&str]) -> Value {
     let mut t = json!({});
     if let Some(x) = target {
