@@ -8,6 +8,8 @@ use crate::state::{Scope, State, TokenFacts, Tx};
 use crate::store::{SqliteStore, Storage};
 use crate::token::{self, KeyRepo, Payload, TokenScope};
 use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use dashmap::DashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -172,7 +174,32 @@ pub struct Identity {
     keys: KeyRepo,
     enforcer: Enforcer,
     pub(crate) bcrypt_cost: u32,
+    /// Validated tokens of the current state revision (see [`Identity::validate_token`]).
+    validated: DashMap<String, Validated>,
+    /// Rendered `GET /auth/tokens` bodies, keyed by (token, with catalog).
+    bodies: DashMap<(String, bool), RenderedBody>,
 }
+
+/// A token validated against one state revision: every write (role removed,
+/// user disabled, revocation event, trust deleted...) bumps the revision, so an
+/// entry of an older revision is never used. `valid_until` covers what expires
+/// without a write: the token itself, its trust and its application credential.
+struct Validated {
+    revision: u64,
+    key_generation: i64,
+    valid_until: Micros,
+    ctx: AuthContext,
+}
+
+struct RenderedBody {
+    revision: u64,
+    valid_until: Micros,
+    body: Bytes,
+}
+
+/// Past this many entries a cache is emptied rather than grown: a flood of
+/// distinct tokens costs a re-validation each, never unbounded memory.
+const VALIDATION_CACHE_MAX: usize = 100_000;
 
 pub fn now_micros() -> Micros {
     chrono::Utc::now().timestamp_micros()
@@ -274,6 +301,8 @@ impl Identity {
             keys,
             enforcer,
             bcrypt_cost: BCRYPT_COST,
+            validated: DashMap::new(),
+            bodies: DashMap::new(),
         })
     }
 
@@ -545,11 +574,71 @@ impl Identity {
     /// Validate a token (`X-Auth-Token` or `X-Subject-Token`): decrypt, check
     /// expiry and revocation events, and resolve the user, scope and effective
     /// roles from the in-memory state (no database access).
+    ///
+    /// A token already validated against the current state revision is
+    /// answered from a cache (no decrypt, no role resolution): any write
+    /// bumps the revision, so a removed role or a revocation still takes
+    /// effect on the next request.
     pub fn validate_token(&self, token: &str) -> Result<AuthContext, IdentityError> {
         let now = now_micros();
-        let payload = self.keys.open_token(token, now).ok_or_else(unauthorized)?;
         let state = self.state.load();
-        context_from_payload(&state, payload, now)
+        let key_generation = self.keys.generation(now);
+        if let Some(v) = self.validated.get(token) {
+            if v.revision == state.revision
+                && v.key_generation == key_generation
+                && now < v.valid_until
+            {
+                return Ok(v.ctx.clone());
+            }
+        }
+        let payload = self.keys.open_token(token, now).ok_or_else(unauthorized)?;
+        let ctx = context_from_payload(&state, payload, now)?;
+        if self.validated.len() >= VALIDATION_CACHE_MAX {
+            self.validated.clear();
+        }
+        self.validated.insert(
+            token.to_string(),
+            Validated {
+                revision: state.revision,
+                key_generation,
+                valid_until: valid_until(&state, &ctx),
+                ctx: ctx.clone(),
+            },
+        );
+        Ok(ctx)
+    }
+
+    /// The rendered token body for `token` at the current revision, made by
+    /// `render` on a miss (`GET /auth/tokens` answers the same bytes until
+    /// the state changes).
+    pub fn rendered_token_body(
+        &self,
+        token: &str,
+        ctx: &AuthContext,
+        with_catalog: bool,
+        render: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let now = now_micros();
+        let state = self.state.load();
+        let key = (token.to_string(), with_catalog);
+        if let Some(b) = self.bodies.get(&key) {
+            if b.revision == state.revision && now < b.valid_until {
+                return b.body.clone();
+            }
+        }
+        let body = render();
+        if self.bodies.len() >= VALIDATION_CACHE_MAX {
+            self.bodies.clear();
+        }
+        self.bodies.insert(
+            key,
+            RenderedBody {
+                revision: state.revision,
+                valid_until: valid_until(&state, ctx),
+                body: body.clone(),
+            },
+        );
+        body
     }
 
     /// Seal a payload into a token.
@@ -851,6 +940,26 @@ fn find_app_cred<'a>(state: &'a State, a: &AppCredAuth) -> Option<&'a AppCred> {
         .app_creds
         .values()
         .find(|c| &c.name == name && c.user_id == user.id)
+}
+
+/// Until when a validation stays true if the state does not change: the
+/// token's expiry, capped by its trust's and application credential's.
+fn valid_until(state: &State, ctx: &AuthContext) -> Micros {
+    let trust = ctx
+        .trust
+        .as_ref()
+        .and_then(|t| state.trusts.get(&t.id))
+        .and_then(|t| t.expires_at);
+    let app_cred = ctx
+        .app_cred_id
+        .as_ref()
+        .and_then(|a| state.app_creds.get(a))
+        .and_then(|a| a.expires_at);
+    [Some(ctx.expires_at), trust, app_cred]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(ctx.expires_at)
 }
 
 /// Resolve a decrypted payload against the state: the pure core of validation.

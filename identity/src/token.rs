@@ -193,6 +193,8 @@ pub struct KeyRepo {
     keys: ArcSwap<MultiFernet>,
     seen_mtime: AtomicI64,
     checked_at: AtomicI64,
+    /// Bumped each time the key set is reloaded (a rotation by another process).
+    generation: AtomicI64,
 }
 
 fn key_err(dir: &Path, message: impl Into<String>) -> crate::IdentityError {
@@ -308,6 +310,7 @@ impl KeyRepo {
             keys: ArcSwap::from_pointee(load_multi(dir)?),
             seen_mtime: AtomicI64::new(dir_mtime(dir)),
             checked_at: AtomicI64::new(0),
+            generation: AtomicI64::new(0),
         })
     }
 
@@ -324,10 +327,19 @@ impl KeyRepo {
                 Ok(k) => {
                     self.keys.store(Arc::new(k));
                     self.seen_mtime.store(m, Ordering::Relaxed);
+                    self.generation.fetch_add(1, Ordering::Release);
                 }
                 Err(e) => tracing::warn!("keeping the loaded fernet keys: {e}"),
             }
         }
+    }
+
+    /// The key set's generation (after picking up a rotation, if any): a
+    /// token validated under another generation must be decrypted again,
+    /// since its key may have been removed.
+    pub fn generation(&self, now: Micros) -> i64 {
+        self.refresh(now);
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn seal(&self, p: &Payload, now: Micros) -> String {

@@ -368,8 +368,19 @@ pub async fn validate(
 ) -> ApiResult<Response> {
     let (t, subj) = subject(&id, &headers)?;
     id.authorize(&caller, "identity:validate_token", &token_target(&subj))?;
-    let body = token_json(&id, &subj, !flag(&q, "nocatalog"));
-    Ok((subject_header(&t), axum::Json(body)).into_response())
+    let with_catalog = !flag(&q, "nocatalog");
+    // The body of a token only changes with the state: render it once per revision.
+    let body = id.rendered_token_body(&t, &subj, with_catalog, || {
+        serde_json::to_vec(&token_json(&id, &subj, with_catalog))
+            .unwrap_or_default()
+            .into()
+    });
+    Ok((
+        subject_header(&t),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `HEAD /auth/tokens`
