@@ -97,6 +97,7 @@ mod mac_table;
 pub mod offload;
 mod pipeline;
 pub mod snapshot;
+pub mod tunnel;
 pub mod verdict;
 
 pub use config::{
