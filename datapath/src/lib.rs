@@ -102,7 +102,7 @@ pub mod verdict;
 
 pub use config::{
     AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
-    SwitchConfig, SwitchSettings,
+    SwitchConfig, SwitchSettings, TunnelConfig,
 };
 pub use counters::{Counters, PortCounters, StageCounters};
 pub use datapath::{Datapath, FrameResult, Worker};
@@ -113,5 +113,5 @@ pub use mac::MacAddr;
 pub use mac_table::MacEntry;
 pub use offload::{complete_checksum, gso_segment, OffloadError, Segments, VirtioNetHdr};
 pub use pipeline::TraceStep;
-pub use snapshot::{NetworkInfo, PortInfo, PortRole, Snapshot, SnapshotDiff};
+pub use snapshot::{NetworkInfo, PortInfo, PortRole, Snapshot, SnapshotDiff, TunnelInfo};
 pub use verdict::{DropReason, EgressEdit, Output, PortNo, Stage, Verdict};

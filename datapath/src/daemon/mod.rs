@@ -234,6 +234,20 @@ fn open_port(
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
     let io = match info.kind {
+        PortKind::Vxlan => {
+            let ep = info.tunnel_endpoint.ok_or_else(|| DaemonError::Attach {
+                name: info.name.clone(),
+                source: std::io::Error::other("tunnel endpoint without an address"),
+            })?;
+            Some(Arc::new(PortIo::Tunnel(
+                crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
+                    DaemonError::Attach {
+                        name: format!("{} ({ep})", info.name),
+                        source,
+                    }
+                })?,
+            )))
+        }
         PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
             |source| DaemonError::Tap {
                 name: info.name.clone(),

@@ -51,6 +51,7 @@ impl PacketThread {
         let mut pending: HashMap<PortNo, Vec<PendingTx>> = HashMap::new();
         let mut ready = [(0u64, false); 64];
         let mut txs = TxScratch::new();
+        let mut tunnel_tx = crate::io::tunnel::TunnelTx::new();
         let mut dead: Vec<PortNo> = Vec::new();
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
@@ -83,6 +84,7 @@ impl PacketThread {
                     continue;
                 }
                 let now = now_ns();
+                let snap = self.shared.dp.snapshot();
                 let core = &mut self.core;
                 let mut handle = |vnet: &[u8], frame: &[u8], outs: &mut Vec<Output>| {
                     port.counters.rx_frames.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +98,18 @@ impl PacketThread {
                     }
                     for out in outs.iter() {
                         if let Some(dst) = table.get(out.port) {
+                            if let Some(PortIo::Tunnel(t)) = dst.io.as_deref() {
+                                t.transmit(
+                                    &dst.counters,
+                                    &snap,
+                                    now,
+                                    vnet,
+                                    frame,
+                                    out.edit,
+                                    &mut tunnel_tx,
+                                );
+                                continue;
+                            }
                             transmit(dst, vnet, frame, out.edit, &mut pending, &mut txs);
                         }
                     }
@@ -120,6 +134,17 @@ impl PacketThread {
                                 }
                             }
                         }
+                    }
+                    PortIo::Tunnel(t) => {
+                        t.drain(
+                            RX_BATCH,
+                            &snap,
+                            now,
+                            &port.counters,
+                            &mut buf,
+                            &mut scratch,
+                            |vnet, frame| handle(vnet, frame, &mut outs),
+                        );
                     }
                     PortIo::Packet(pp) => {
                         pp.drain(RX_BATCH, &mut scratch, |fr| match fr {
@@ -176,6 +201,11 @@ fn still_usable(io: &PortIo) -> bool {
     match io {
         // A tap fd reports errors only once its netdev is gone.
         PortIo::Tap(_) => false,
+        // A UDP socket's error (an ICMP unreachable from a peer) is transient.
+        PortIo::Tunnel(t) => {
+            let _ = t.take_error();
+            true
+        }
         PortIo::Packet(pp) => {
             let _ = pp.take_error();
             pp.still_attached()
@@ -251,6 +281,8 @@ fn transmit(
                 Err(_) => drop(),
             }
         }
+        // Handled by the caller (it needs the snapshot for VNIs).
+        PortIo::Tunnel(_) => drop(),
         PortIo::Packet(pp) => {
             let q = pending.entry(dst.no).or_default();
             if pp.vnet_hdr() {

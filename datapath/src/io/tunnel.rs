@@ -1,0 +1,271 @@
+//! The VXLAN endpoint's I/O shell: one UDP socket bound to the host's tunnel IP and port. The
+//! kernel builds the outer IP/UDP headers; this shell only moves `[VXLAN hdr | inner frame]`
+//! payloads, using the sans-IO [`crate::tunnel`] functions for everything else.
+//!
+//! ```text
+//!   peer --UDP 4789--> recv_from --decap(VNI -> local VLAN tag), learn MAC -> VTEP--> pipeline
+//!   pipeline --(PushTag(local VLAN))--> segment/checksum offloads --encap(VNI)--> send_to peer(s)
+//! ```
+//!
+//! Frames from taps may be GSO or CHECKSUM_PARTIAL: they are segmented (to the guest's MSS) and
+//! checksummed before encapsulation, since the far end's switch receives plain datagrams. The
+//! tenant MTU must leave room for the 50 bytes of VXLAN-over-IPv4 overhead (1450 on a 1500
+//! wire); larger datagrams are fragmented by the kernel rather than lost.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use crate::config::tunnel_port_name;
+use crate::daemon::IoCounters;
+use crate::io::VNET_HDR_LEN;
+use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
+use crate::{gso_segment, EgressEdit, MacAddr, Segments, Snapshot, VirtioNetHdr};
+
+/// Learned (VNI, MAC) -> VTEP entries kept at most.
+pub const FDB_CAPACITY: usize = 65536;
+
+/// Per-thread buffers for encapsulation.
+#[derive(Default)]
+pub struct TunnelTx {
+    segs: Segments,
+    datagram: Vec<u8>,
+}
+
+impl TunnelTx {
+    /// Empty buffers.
+    pub fn new() -> TunnelTx {
+        TunnelTx::default()
+    }
+}
+
+/// The VXLAN endpoint: socket, learned remote VTEPs, drop counters.
+pub struct TunnelPort {
+    name: String,
+    sock: UdpSocket,
+    local: SocketAddr,
+    fdb: RwLock<TunnelFdb>,
+    drops: [AtomicU64; TunnelDrop::COUNT],
+    last_age: AtomicU64,
+}
+
+impl TunnelPort {
+    /// Binds the endpoint's socket to `local_ip:udp_port` (non-blocking).
+    pub fn open(local_ip: IpAddr, udp_port: u16) -> io::Result<TunnelPort> {
+        let local = SocketAddr::new(local_ip, udp_port);
+        let sock = UdpSocket::bind(local)?;
+        sock.set_nonblocking(true)?;
+        Ok(TunnelPort {
+            name: tunnel_port_name(udp_port),
+            sock,
+            local,
+            fdb: RwLock::new(TunnelFdb::new(FDB_CAPACITY)),
+            drops: Default::default(),
+            last_age: AtomicU64::new(0),
+        })
+    }
+
+    /// The endpoint's switch port name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Clears a pending socket error (ICMP port unreachable from a peer that is down).
+    pub fn take_error(&self) -> Option<io::Error> {
+        self.sock.take_error().ok().flatten()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The socket fd (for epoll).
+    pub fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Datagrams dropped, per reason (only reasons with a count).
+    pub fn drop_counts(&self) -> Vec<(TunnelDrop, u64)> {
+        TunnelDrop::ALL
+            .iter()
+            .map(|&r| (r, self.drops[r as usize].load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Fresh learned (VNI, MAC) -> VTEP entries.
+    pub fn fdb(&self, now: u64, aging_ns: u64) -> Vec<FdbEntry> {
+        self.fdb
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries(now, aging_ns)
+    }
+
+    /// Reads up to `max` datagrams and hands each accepted one to `f(vnet, frame)` as the
+    /// pipeline expects it from the tunnel port (inner frame tagged with its local VLAN, no
+    /// offloads). Refused datagrams are counted per reason and as rx errors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn drain(
+        &self,
+        max: usize,
+        snap: &Snapshot,
+        now: u64,
+        counters: &IoCounters,
+        buf: &mut [u8],
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> usize {
+        let Some(tn) = snap.tunnel() else { return 0 };
+        self.maybe_age(snap, now);
+        let vnet = [0u8; VNET_HDR_LEN];
+        let mut n = 0;
+        while n < max {
+            let (len, from) = match self.sock.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            n += 1;
+            let remote = canonical(from.ip());
+            match tunnel::decap(
+                &buf[..len],
+                remote,
+                |ip| tn.is_peer(ip),
+                |vni| tn.vlan_of_vni(vni),
+                scratch,
+            ) {
+                Ok(d) => {
+                    self.learn(d.vni, d.inner_src, remote, now);
+                    f(&vnet, scratch);
+                }
+                Err(r) => {
+                    self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
+                    counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        n
+    }
+
+    fn learn(&self, vni: u32, mac: MacAddr, remote: IpAddr, now: u64) {
+        {
+            let fdb = self.fdb.read().unwrap_or_else(|p| p.into_inner());
+            if fdb.is_current(vni, mac, remote)
+                && fdb.lookup(vni, mac, now, 1_000_000_000).is_some()
+            {
+                // Seen behind the same VTEP within the last second: nothing to write.
+                return;
+            }
+        }
+        self.fdb
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(vni, mac, remote, now);
+    }
+
+    /// About once a second: forget aged entries and those of removed peers/networks.
+    fn maybe_age(&self, snap: &Snapshot, now: u64) {
+        let last = self.last_age.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1_000_000_000 {
+            return;
+        }
+        self.last_age.store(now, Ordering::Relaxed);
+        let Some(tn) = snap.tunnel() else { return };
+        self.fdb.write().unwrap_or_else(|p| p.into_inner()).age(
+            now,
+            snap.mac_aging_ns(),
+            |ip| tn.is_peer(ip),
+            |vni| tn.vlan_of_vni(vni).is_some(),
+        );
+    }
+
+    /// Encapsulates one pipeline output (the frame as it entered, its vnet header, and the
+    /// edit the pipeline chose for this port: `PushTag(local VLAN)`) and sends it to the VTEP
+    /// the destination MAC was learned behind, or to every peer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transmit(
+        &self,
+        counters: &IoCounters,
+        snap: &Snapshot,
+        now: u64,
+        vnet: &[u8],
+        frame: &[u8],
+        edit: EgressEdit,
+        tx: &mut TunnelTx,
+    ) {
+        let dropped = |n: u64| {
+            counters.tx_dropped.fetch_add(n, Ordering::Relaxed);
+        };
+        let Some(tn) = snap.tunnel() else {
+            return dropped(1);
+        };
+        let vlan = match edit {
+            EgressEdit::PushTag(v) | EgressEdit::RewriteVid(v) => v,
+            EgressEdit::Keep | EgressEdit::StripTag => return dropped(1),
+        };
+        let Some(vni) = tn.vni_of_vlan(vlan) else {
+            return dropped(1);
+        };
+        if frame.len() < 14 {
+            return dropped(1);
+        }
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&frame[..6]);
+        let dest = {
+            let fdb = self.fdb.read().unwrap_or_else(|p| p.into_inner());
+            fdb.dest(vni, MacAddr(dst), now, snap.mac_aging_ns())
+        };
+        let hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+        if !hdr.is_gso() && !hdr.needs_csum() {
+            tunnel::encap(vni, frame, &mut tx.datagram);
+            self.send(counters, &tx.datagram, dest, &tn.peers, tn.udp_port);
+            return;
+        }
+        // The far end gets plain datagrams: finish what the guest left to offloads.
+        tx.segs.clear();
+        if gso_segment(frame, &hdr, &mut tx.segs).is_err() {
+            return dropped(1);
+        }
+        for seg in tx.segs.iter() {
+            tunnel::encap(vni, seg, &mut tx.datagram);
+            self.send(counters, &tx.datagram, dest, &tn.peers, tn.udp_port);
+        }
+    }
+
+    fn send(
+        &self,
+        counters: &IoCounters,
+        datagram: &[u8],
+        dest: TunnelDest,
+        peers: &[IpAddr],
+        port: u16,
+    ) {
+        let one = |ip: IpAddr| match self.sock.send_to(datagram, SocketAddr::new(ip, port)) {
+            Ok(_) => {
+                counters.tx_frames.fetch_add(1, Ordering::Relaxed);
+                counters.tx_bytes.fetch_add(
+                    datagram.len().saturating_sub(VXLAN_HDR_LEN) as u64,
+                    Ordering::Relaxed,
+                );
+            }
+            Err(_) => {
+                counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        match dest {
+            TunnelDest::Unicast(ip) => one(ip),
+            TunnelDest::Flood => peers.iter().for_each(|&ip| one(ip)),
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 sources (dual-stack sockets) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
