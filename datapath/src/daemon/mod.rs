@@ -578,17 +578,26 @@ impl SwitchHandle {
     fn counters_json(&self) -> Value {
         let c = self.shared.dp.counters();
         let states = self.port_states();
+        let table = self.shared.ports.load();
         let ports: Vec<Value> = states
             .iter()
             .map(|s| {
                 let pc = c.port(PortNo(s.no));
-                let drops: serde_json::Map<String, Value> = crate::DropReason::ALL
+                let mut drops: serde_json::Map<String, Value> = crate::DropReason::ALL
                     .iter()
                     .filter_map(|&r| {
                         let n = pc.map(|p| p.drop_count(r)).unwrap_or(0);
                         (n > 0).then(|| (r.name().to_string(), json!(n)))
                     })
                     .collect();
+                // The tunnel endpoint's refused datagrams (unknown VNI, bad flags...).
+                if let Some(PortIo::Tunnel(t)) =
+                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
+                {
+                    for (r, n) in t.drop_counts() {
+                        drops.insert(r.name().to_string(), json!(n));
+                    }
+                }
                 json!({
                     "name": s.name,
                     "rx": s.rx_frames,
