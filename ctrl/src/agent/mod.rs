@@ -25,8 +25,8 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Reads a host config: the switch's TOML (its `[switch]` and `[[physnet]]`
-/// sections matter here), as text and as a table.
+/// Reads a host config: the switch's TOML (its `[switch]`, `[[physnet]]` and
+/// `[tunnel]` sections matter here), as text and as a table.
 pub fn read_host_config(path: &Path) -> Result<(String, HostBase), AgentError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
@@ -44,9 +44,10 @@ pub async fn run_remote(
     stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let (text, base) = read_host_config(config)?;
-    let ctrl = HttpCtrl::new(ctrl_url, host, auth)?;
+    let mut ctrl = HttpCtrl::new(ctrl_url, host, auth)?;
+    ctrl.tunnel_ip = base.tunnel_ip.clone();
     let sw = WeftSwitch::start(&text, &config.display().to_string()).map_err(AgentError::Local)?;
-    tracing::info!(%host, ctrl = %ctrl_url, "weft agent: switch started, syncing");
+    tracing::info!(%host, ctrl = %ctrl_url, tunnel_ip = ?base.tunnel_ip, "weft agent: switch started, syncing");
     let sw = Agent::new(ctrl, sw, base).run(stop).await;
     sw.handle.shutdown();
     Ok(())
@@ -76,6 +77,7 @@ pub fn spawn_local(
     let ctrl = LocalCtrl {
         net,
         host: host.to_string(),
+        tunnel_ip: base.tunnel_ip.clone(),
     };
     rt.spawn(async move {
         let sw = Agent::new(ctrl, sw, base).run(rx).await;
