@@ -1,7 +1,8 @@
 //! End to end, as root: a tenant network (no provider attributes, so ctrl
 //! draws a VXLAN VNI from its default range) spans two hosts: `weft serve`
-//! on host 1 and `weft agent` on host 2 (namespaces), each with a
-//! `[tunnel] local_ip` on the underlay link between them. The agents report
+//! on host 1 and `weft agent` on host 2 (namespaces), each with a tunnel
+//! endpoint on the underlay link between them (host 1: `[tunnel] local_ip`
+//! in its switch config; host 2: `--tunnel-ip`). The agents report
 //! their tunnel IPs to ctrl and build tunnels to each other; with the real
 //! `openstack` CLI, ports on both hosts ping and move TCP across with the
 //! network's VNI on the wire, and a second tenant network (another VNI, the
@@ -167,7 +168,13 @@ fn start_agent(lab: &Lab, env: &HashMap<String, String>) -> Child {
             "--ctrl",
         ])
         .arg(format!("http://{MGMT1}:{PORT}"))
-        .args(["--host", "wvxn-host2", "--config"])
+        .args([
+            "--host",
+            "wvxn-host2",
+            "--tunnel-ip",
+            "198.51.100.2",
+            "--config",
+        ])
         .arg(lab.dir.join("h2.toml"))
         .envs(env)
         .stdout(Stdio::null())
@@ -219,10 +226,14 @@ fn tenant_vxlan_network_spans_two_hosts() {
         must(Some("wvxn-h1"), &["ip", "link", "set", a, "up"]);
         must(Some("wvxn-h2"), &["ip", "link", "set", b, "up"]);
     }
-    // No physnets: each host only has its tunnel endpoint (Neutron's local_ip).
-    for (h, ip) in [("h1", "198.51.100.1"), ("h2", "198.51.100.2")] {
+    // No physnets: each host only has its tunnel endpoint (Neutron's local_ip): host 1 in its
+    // switch config, host 2 through `weft agent --tunnel-ip`.
+    for (h, tunnel) in [
+        ("h1", "\n[tunnel]\nlocal_ip = \"198.51.100.1\"\n"),
+        ("h2", ""),
+    ] {
         let cfg = format!(
-            "[switch]\ncontrol_socket = \"{}\"\n\n[tunnel]\nlocal_ip = \"{ip}\"\n",
+            "[switch]\ncontrol_socket = \"{}\"\n{tunnel}",
             dir.join(format!("{h}.sock")).display()
         );
         std::fs::write(dir.join(format!("{h}.toml")), cfg).unwrap();

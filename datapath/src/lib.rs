@@ -20,7 +20,8 @@
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
-//!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID)
+//!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
+//!                  |                 vxlan: push the local VLAN for the tunnel shell, see `tunnel`)
 //!                  v
 //!  out: Vec<Output { port, edit: Keep | StripTag | PushTag(vid) | RewriteVid(vid) }>
 //!        --egress::apply_edit(edit, frame, vnet_hdr, buf)--> tx batch per port
@@ -76,7 +77,8 @@
 //! - The MAC table size is taken from the first snapshot's `[switch] mac_table_size`.
 //!
 //! Non-goals: no OpenFlow (wire protocol or tables an operator programs), no per-packet punts to
-//! a controller, no kernel datapath, no L3 routing; VXLAN/Geneve and security groups come later.
+//! a controller, no kernel datapath, no L3 routing; no Geneve/GRE endpoint (VXLAN only), no
+//! security-group enforcement yet.
 
 #![deny(missing_docs)]
 
