@@ -157,6 +157,12 @@ impl PacketThread {
                 }
             }
             flush(&table, &mut pending);
+            if let Some(no) = tunnel_tx.pending_port() {
+                match table.get(no).map(|p| (p, p.io.as_deref())) {
+                    Some((p, Some(PortIo::Tunnel(t)))) => t.flush(&p.counters, &mut tunnel_tx),
+                    _ => tunnel_tx.clear(),
+                }
+            }
             for no in dead.drain(..) {
                 if let Some(port) = mine.get(&no) {
                     if let Some(io) = port.io.as_deref() {

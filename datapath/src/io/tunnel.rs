@@ -14,30 +14,72 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use crate::config::tunnel_port_name;
 use crate::daemon::IoCounters;
-use crate::io::VNET_HDR_LEN;
+use crate::io::{sys, VNET_HDR_LEN};
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
-use crate::{gso_segment, EgressEdit, MacAddr, Segments, Snapshot, VirtioNetHdr};
+use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
 
 /// Learned (VNI, MAC) -> VTEP entries kept at most.
 pub const FDB_CAPACITY: usize = 65536;
 
-/// Per-thread buffers for encapsulation.
+/// Receive/send buffer of the tunnel socket.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Datagrams queued before a flush (one sendmmsg per batch).
+pub const TX_BATCH: usize = 64;
+
+/// Per-thread encapsulation buffers and the tx queue: datagrams back to back in one arena,
+/// sent with one sendmmsg when the worker flushes (or the queue is full). No allocation per
+/// datagram once warm.
 #[derive(Default)]
 pub struct TunnelTx {
     segs: Segments,
-    datagram: Vec<u8>,
+    arena: Vec<u8>,
+    queue: Vec<(SocketAddr, Range<usize>)>,
+    port: Option<PortNo>,
 }
 
 impl TunnelTx {
     /// Empty buffers.
     pub fn new() -> TunnelTx {
         TunnelTx::default()
+    }
+
+    /// The tunnel port with datagrams queued, if any (the worker flushes it).
+    pub fn pending_port(&self) -> Option<PortNo> {
+        if self.queue.is_empty() {
+            None
+        } else {
+            self.port
+        }
+    }
+
+    /// Forgets queued datagrams (their port went away).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.arena.clear();
+    }
+
+    /// Queues `[VXLAN hdr(vni) | inner]` once per destination.
+    fn push(&mut self, vni: u32, inner: &[u8], dest: TunnelDest, peers: &[IpAddr], port: u16) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(&tunnel::vxlan_header(vni));
+        self.arena.extend_from_slice(inner);
+        let r = start..self.arena.len();
+        match dest {
+            TunnelDest::Unicast(ip) => self.queue.push((SocketAddr::new(ip, port), r)),
+            TunnelDest::Flood => {
+                for &ip in peers {
+                    self.queue.push((SocketAddr::new(ip, port), r.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -57,6 +99,7 @@ impl TunnelPort {
         let local = SocketAddr::new(local_ip, udp_port);
         let sock = UdpSocket::bind(local)?;
         sock.set_nonblocking(true)?;
+        sys::set_socket_buffers(sock.as_raw_fd(), SOCKET_BUFFER);
         Ok(TunnelPort {
             name: tunnel_port_name(udp_port),
             sock,
@@ -219,46 +262,51 @@ impl TunnelPort {
             fdb.dest(vni, MacAddr(dst), now, snap.mac_aging_ns())
         };
         let hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+        if tx.port != Some(tn.port) {
+            self.flush(counters, tx);
+            tx.port = Some(tn.port);
+        }
         if !hdr.is_gso() && !hdr.needs_csum() {
-            tunnel::encap(vni, frame, &mut tx.datagram);
-            self.send(counters, &tx.datagram, dest, &tn.peers, tn.udp_port);
-            return;
+            tx.push(vni, frame, dest, &tn.peers, tn.udp_port);
+        } else {
+            // The far end gets plain datagrams: finish what the guest left to offloads.
+            let mut segs = std::mem::take(&mut tx.segs);
+            segs.clear();
+            if gso_segment(frame, &hdr, &mut segs).is_err() {
+                tx.segs = segs;
+                return dropped(1);
+            }
+            for seg in segs.iter() {
+                tx.push(vni, seg, dest, &tn.peers, tn.udp_port);
+            }
+            tx.segs = segs;
         }
-        // The far end gets plain datagrams: finish what the guest left to offloads.
-        tx.segs.clear();
-        if gso_segment(frame, &hdr, &mut tx.segs).is_err() {
-            return dropped(1);
-        }
-        for seg in tx.segs.iter() {
-            tunnel::encap(vni, seg, &mut tx.datagram);
-            self.send(counters, &tx.datagram, dest, &tn.peers, tn.udp_port);
+        if tx.queue.len() >= TX_BATCH {
+            self.flush(counters, tx);
         }
     }
 
-    fn send(
-        &self,
-        counters: &IoCounters,
-        datagram: &[u8],
-        dest: TunnelDest,
-        peers: &[IpAddr],
-        port: u16,
-    ) {
-        let one = |ip: IpAddr| match self.sock.send_to(datagram, SocketAddr::new(ip, port)) {
-            Ok(_) => {
-                counters.tx_frames.fetch_add(1, Ordering::Relaxed);
-                counters.tx_bytes.fetch_add(
-                    datagram.len().saturating_sub(VXLAN_HDR_LEN) as u64,
-                    Ordering::Relaxed,
-                );
-            }
-            Err(_) => {
-                counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        };
-        match dest {
-            TunnelDest::Unicast(ip) => one(ip),
-            TunnelDest::Flood => peers.iter().for_each(|&ip| one(ip)),
+    /// Sends everything queued in `tx` (one sendmmsg per batch).
+    pub fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
+        if tx.queue.is_empty() {
+            return;
         }
+        let dgrams: Vec<(SocketAddr, &[u8])> = tx
+            .queue
+            .iter()
+            .map(|(a, r)| (*a, &tx.arena[r.clone()]))
+            .collect();
+        let (sent, bytes) = sys::send_to_batch(self.sock.as_raw_fd(), &dgrams);
+        counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
+        counters.tx_bytes.fetch_add(
+            bytes.saturating_sub(sent * VXLAN_HDR_LEN) as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .tx_dropped
+            .fetch_add((dgrams.len() - sent) as u64, Ordering::Relaxed);
+        drop(dgrams);
+        tx.clear();
     }
 }
 
