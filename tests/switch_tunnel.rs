@@ -275,6 +275,25 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         "a spoofed frame crossed the tunnel"
     );
 
+    // Live reload: without B as a peer, A neither sends to nor accepts from it; with B back,
+    // traffic resumes (the endpoint's socket and the VMs' taps stay open throughout).
+    let a_cfg = host_config("192.0.2.1", "192.0.2.2", &a1, &a2, 1, true);
+    swa.rewrite_config(&a_cfg.replace("[[tunnel_peer]]\nip = \"192.0.2.2\"\n", ""));
+    swa.ctl_json(&["reload"]);
+    assert!(
+        wait_until(10, || !va1.ping_once("10.80.0.2")),
+        "traffic still crosses with the peer removed"
+    );
+    assert!(wait_until(5, || swa
+        .drops("vxlan-4789", "vxlan_unknown_peer")
+        >= 1));
+    swa.rewrite_config(&a_cfg);
+    swa.ctl_json(&["reload"]);
+    assert!(
+        va1.ping_ok("10.80.0.2", 15),
+        "traffic did not resume with the peer back"
+    );
+
     // Bad datagrams at A's endpoint: counted per reason and dropped.
     let inner = udp_frame(
         "fa:16:3e:7a:00:02",
@@ -299,6 +318,14 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         b"wvx-bad",
     );
     let bad_before = port_json(&swa, "vxlan-4789")["rx_errors"].as_u64().unwrap();
+    let reasons = [
+        "vxlan_unknown_vni",
+        "vxlan_bad_flags",
+        "vxlan_truncated",
+        "vxlan_inner_tagged",
+        "vxlan_unknown_peer",
+    ];
+    let before: Vec<u64> = reasons.iter().map(|r| swa.drops("vxlan-4789", r)).collect();
     let got_bad = FrameCapture::start(&va1, &a1, b"wvx-bad");
     send_udp(&hb, "192.0.2.2", "192.0.2.1", &vxlan(0x08, 1003, &inner));
     send_udp(&hb, "192.0.2.2", "192.0.2.1", &vxlan(0x00, 1001, &inner));
@@ -315,17 +342,11 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         &vxlan(0x08, 1001, &inner_tagged),
     );
     send_udp(&hb, "192.0.2.9", "192.0.2.1", &vxlan(0x08, 1001, &inner));
-    let reasons = [
-        "vxlan_unknown_vni",
-        "vxlan_bad_flags",
-        "vxlan_truncated",
-        "vxlan_inner_tagged",
-        "vxlan_unknown_peer",
-    ];
     assert!(
         wait_until(5, || reasons
             .iter()
-            .all(|r| swa.drops("vxlan-4789", r) >= 1)),
+            .zip(&before)
+            .all(|(r, b)| swa.drops("vxlan-4789", r) > *b)),
         "tunnel drops not counted: {}",
         swa.ctl(&["counters", "--json"])
     );
