@@ -141,7 +141,6 @@ impl PacketThread {
                             &snap,
                             now,
                             &port.counters,
-                            &mut buf,
                             &mut scratch,
                             |vnet, frame| handle(vnet, frame, &mut outs),
                         );

@@ -742,3 +742,91 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
         }
     }
 }
+
+/// Receives up to `buf.len() / slot` datagrams with one recvmmsg, datagram i into
+/// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
+/// nothing is queued.
+pub fn recv_from_batch(
+    fd: RawFd,
+    buf: &mut [u8],
+    slot: usize,
+    out: &mut Vec<(usize, Option<std::net::SocketAddr>, bool)>,
+) -> io::Result<usize> {
+    let n = buf.len().checked_div(slot).unwrap_or(0);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; n];
+    let mut iovs: Vec<libc::iovec> = buf
+        .chunks_exact_mut(slot)
+        .map(|c| libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: c.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = addrs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|(a, iov)| {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: each mmsghdr points at its own sockaddr_storage in `addrs` and its own slot of
+    // `buf` (through `iovs`), all alive and exclusively borrowed for the call.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    let got = r as usize;
+    for (m, a) in msgs.iter().zip(&addrs).take(got) {
+        let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        out.push((m.msg_len as usize, sockaddr_to_std(a), truncated));
+    }
+    Ok(got)
+}
+
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    match libc::c_int::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (ss_family says so), which fits in and is
+            // no more aligned than sockaddr_storage.
+            let s: libc::sockaddr_in =
+                unsafe { std::ptr::read((a as *const libc::sockaddr_storage).cast()) };
+            Some(std::net::SocketAddr::new(
+                std::net::Ipv4Addr::from(s.sin_addr.s_addr.to_ne_bytes()).into(),
+                u16::from_be(s.sin_port),
+            ))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let s: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((a as *const libc::sockaddr_storage).cast()) };
+            Some(std::net::SocketAddr::new(
+                std::net::Ipv6Addr::from(s.sin6_addr.s6_addr).into(),
+                u16::from_be(s.sin6_port),
+            ))
+        }
+        _ => None,
+    }
+}
