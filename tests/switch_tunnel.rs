@@ -55,12 +55,14 @@ name = "{p1001}"
 network = "vx1001"
 mac = "fa:16:3e:7a:00:0{idx}"
 fixed_ips = ["10.80.0.{idx}"]
+mtu = 1450
 
 [[port]]
 name = "{p1002}"
 network = "vx1002"
 mac = "fa:16:3e:7b:00:0{idx}"
 fixed_ips = ["10.80.0.1{idx}"]
+mtu = 1450
 "#
     )
 }
@@ -170,9 +172,11 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
     plug(Some(&ha), &a2, &va2, "fa:16:3e:7b:00:01", "10.80.0.11/24");
     plug(Some(&hb), &b1, &vb1, "fa:16:3e:7a:00:02", "10.80.0.2/24");
     plug(Some(&hb), &b2, &vb2, "fa:16:3e:7b:00:02", "10.80.0.12/24");
-    // The tenant MTU of a vxlan network on a 1500-byte wire (what Neutron reports).
+    // The switch created the taps with the tenant MTU of a vxlan network on a 1500-byte wire
+    // (what Neutron reports), and it moved with them into the VMs.
     for (vm, ifname) in [(&va1, &a1), (&va2, &a2), (&vb1, &b1), (&vb2, &b2)] {
-        vm.ip(&["link", "set", ifname, "mtu", "1450"]);
+        let show = vm.ip(&["link", "show", ifname]);
+        assert!(show.contains("mtu 1450 "), "{show}");
     }
 
     let tun = port_json(&swa, "vxlan-4789");

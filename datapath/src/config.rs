@@ -36,6 +36,7 @@
 //! fixed_ips = ["10.0.0.11"]
 //! port_security = true
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
+//! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -220,6 +221,9 @@ pub struct PortConfig {
     pub port_security: bool,
     /// Extra addresses the port may use.
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// MTU to give a tap the switch creates (the network's MTU: 1450 for vxlan on a
+    /// 1500-byte underlay). None: the kernel default. Tap ports only.
+    pub mtu: Option<u32>,
 }
 
 /// A config error naming the source, the line, the object and the field.
@@ -320,6 +324,7 @@ struct RawPort {
     port_security: Option<Spanned<bool>>,
     #[serde(default)]
     allowed_address_pairs: Vec<RawPair>,
+    mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -901,7 +906,29 @@ impl SwitchConfig {
                 })?;
                 allowed_address_pairs.push(AddressPair { mac: pmac, ip });
             }
+            let mtu = match &p.mtu {
+                None => None,
+                Some(m) => {
+                    let v = *m.get_ref();
+                    if kind != PortKind::Tap {
+                        return Err(cx.err(
+                            Some(m.span()),
+                            format!("{obj}: mtu"),
+                            "only tap ports take an mtu (a system port keeps its netdev's)".into(),
+                        ));
+                    }
+                    if !(68..=65535).contains(&v) {
+                        return Err(cx.err(
+                            Some(m.span()),
+                            format!("{obj}: mtu"),
+                            format!("{v} is out of range 68..=65535"),
+                        ));
+                    }
+                    Some(v as u32)
+                }
+            };
             ports.push(PortConfig {
+                mtu,
                 name,
                 kind,
                 network: p.network.into_inner(),
@@ -1257,6 +1284,28 @@ fixed_ips = ["10.10.0.1"]
         );
         let e = err(&TUNNEL.replace("name = \"tap-vx1\"", "name = \"vxlan-4789\""));
         assert!(e.contains("name of the tunnel endpoint"), "{e}");
+        let c = SwitchConfig::from_toml(
+            &TUNNEL.replace(
+                "fixed_ips = [\"10.10.0.1\"]",
+                "fixed_ips = [\"10.10.0.1\"]\nmtu = 1450",
+            ),
+            "host.toml",
+        )
+        .unwrap();
+        assert_eq!(c.ports[0].mtu, Some(1450));
+        let e = err(&TUNNEL.replace(
+            "fixed_ips = [\"10.10.0.1\"]",
+            "fixed_ips = [\"10.10.0.1\"]\nmtu = 20",
+        ));
+        assert!(
+            e.contains("port \"tap-vx1\": mtu: 20 is out of range"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace(
+            "fixed_ips = [\"10.10.0.1\"]",
+            "fixed_ips = [\"10.10.0.1\"]\nkind = \"system\"\nmtu = 1450",
+        ));
+        assert!(e.contains("only tap ports take an mtu"), "{e}");
         let e = err("[[tunnel_peer]]\nip = \"192.0.2.2\"\n");
         assert!(e.contains("need a [tunnel] section"), "{e}");
     }

@@ -50,6 +50,8 @@ pub struct PortInfo {
     pub port_security: bool,
     /// The VXLAN endpoint's local address and UDP port (kind `Vxlan` only).
     pub tunnel_endpoint: Option<SocketAddr>,
+    /// MTU for a tap the switch creates.
+    pub mtu: Option<u32>,
 }
 
 /// A network with its allocated local VLAN.
@@ -282,6 +284,7 @@ impl Snapshot {
                 mac: None,
                 port_security: false,
                 tunnel_endpoint: None,
+                mtu: None,
             });
             uplinks[usize::from(no.0)] = Some(UplinkRt::default());
         }
@@ -301,6 +304,7 @@ impl Snapshot {
                     mac: None,
                     port_security: false,
                     tunnel_endpoint: Some(SocketAddr::new(t.local_ip, t.udp_port)),
+                    mtu: None,
                 });
                 uplinks[usize::from(no.0)] = Some(UplinkRt::default());
                 Some(TunnelInfo {
@@ -395,6 +399,7 @@ impl Snapshot {
                 mac: p.mac,
                 port_security: p.port_security,
                 tunnel_endpoint: None,
+                mtu: p.mtu,
             });
             if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
                 v.members.push(Member {

@@ -76,7 +76,7 @@ fn q(s: &str) -> String {
     out
 }
 
-fn write_port(out: &mut String, p: &HostPort) {
+fn write_port(out: &mut String, p: &HostPort, mtu: Option<u32>) {
     use std::fmt::Write;
     let ips: Vec<String> = p.fixed_ips.iter().map(|s| q(s)).collect();
     let pairs: Vec<String> = p
@@ -105,6 +105,10 @@ fn write_port(out: &mut String, p: &HostPort) {
         p.port_security_enabled,
         pairs.join(", ")
     );
+    // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
+    if let Some(m) = mtu.filter(|m| p.kind == "tap" && (68..=65535).contains(m)) {
+        let _ = writeln!(out, "mtu = {m}");
+    }
 }
 
 /// The host's own config: kept verbatim; ctrl's networks and ports are appended.
@@ -212,7 +216,12 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
         }
         used_networks.insert(p.network_id.as_str());
         plan.wired.insert(p.id.clone(), p.devname.clone());
-        write_port(&mut ports_text, p);
+        let mtu = st
+            .networks
+            .iter()
+            .find(|n| n.id == p.network_id)
+            .map(|n| n.mtu);
+        write_port(&mut ports_text, p, mtu);
     }
     plan.unwired = unwired;
     for (id, (ty, physnet, seg)) in &usable {
@@ -401,6 +410,17 @@ remote_ips = ["192.0.2.7"]
         let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
         assert_eq!(peers, ["192.0.2.7", "192.0.2.2"]);
         assert_eq!(p.wired.len(), 2);
+        // System ports keep their netdev's MTU; a tap weft creates gets the network's.
+        assert_eq!(c.ports[0].mtu, None);
+        let mut tap_state = st.clone();
+        tap_state.ports[0].kind = "tap".into();
+        tap_state.networks[0].mtu = 1450;
+        let c = weft_datapath::config::SwitchConfig::from_toml(
+            &plan(&tbase, &tap_state).config,
+            "plan",
+        )
+        .unwrap();
+        assert_eq!(c.ports[0].mtu, Some(1450));
 
         // Without a local_ip the same state is wired host-local and no peers are written.
         let p = plan(&base(), &st);

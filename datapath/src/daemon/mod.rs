@@ -248,12 +248,18 @@ fn open_port(
                 })?,
             )))
         }
-        PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
-            |source| DaemonError::Tap {
+        PortKind::Tap => {
+            let tap = TapPort::create(&info.name).map_err(|source| DaemonError::Tap {
                 name: info.name.clone(),
                 source,
-            },
-        )?))),
+            })?;
+            if let Some(mtu) = info.mtu {
+                if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
+                    tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
+                }
+            }
+            Some(Arc::new(PortIo::Tap(tap)))
+        }
         PortKind::System => match PacketPort::open(&info.name, packet) {
             Ok(p) => Some(Arc::new(PortIo::Packet(p))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -830,3 +830,14 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
         _ => None,
     }
 }
+
+/// Sets the MTU of `name` (a tap the switch created: the network's MTU, e.g. 1450 on vxlan).
+pub fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
+    // SAFETY: SIOCSIFMTU reads ifr_name and ifru_mtu of the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &ifr) })?;
+    Ok(())
+}
