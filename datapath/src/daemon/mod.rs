@@ -248,18 +248,12 @@ fn open_port(
                 })?,
             )))
         }
-        PortKind::Tap => {
-            let tap = TapPort::create(&info.name).map_err(|source| DaemonError::Tap {
+        PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
+            |source| DaemonError::Tap {
                 name: info.name.clone(),
                 source,
-            })?;
-            if let Some(mtu) = info.mtu {
-                if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
-                    tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
-                }
-            }
-            Some(Arc::new(PortIo::Tap(tap)))
-        }
+            },
+        )?))),
         PortKind::System => match PacketPort::open(&info.name, packet) {
             Ok(p) => Some(Arc::new(PortIo::Packet(p))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -271,6 +265,12 @@ fn open_port(
             }
         },
     };
+    // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
+    if let (Some(PortIo::Tap(_)), Some(mtu)) = (io.as_deref(), info.mtu) {
+        if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
+            tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
+        }
+    }
     Ok(LivePort {
         no: info.no,
         info: info.clone(),

@@ -48,10 +48,10 @@ impl PacketThread {
         let mut buf = vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64];
         let mut scratch = Vec::with_capacity(MAX_FRAME);
         let mut outs: Vec<Output> = Vec::with_capacity(16);
+        let mut tunnel_tx = crate::io::tunnel::TunnelTx::new();
         let mut pending: HashMap<PortNo, Vec<PendingTx>> = HashMap::new();
         let mut ready = [(0u64, false); 64];
         let mut txs = TxScratch::new();
-        let mut tunnel_tx = crate::io::tunnel::TunnelTx::new();
         let mut dead: Vec<PortNo> = Vec::new();
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
@@ -77,6 +77,8 @@ impl PacketThread {
                 let Some(io) = port.io.as_deref() else {
                     continue;
                 };
+                // The tunnel shell maps local VLANs <-> VNIs with the running snapshot.
+                let snap = self.shared.dp.snapshot();
                 if bad && !still_usable(io) {
                     // The netdev is gone (deleted, or its namespace was):
                     // stop polling it; the monitor reopens or re-creates it.
@@ -84,7 +86,6 @@ impl PacketThread {
                     continue;
                 }
                 let now = now_ns();
-                let snap = self.shared.dp.snapshot();
                 let core = &mut self.core;
                 let mut handle = |vnet: &[u8], frame: &[u8], outs: &mut Vec<Output>| {
                     port.counters.rx_frames.fetch_add(1, Ordering::Relaxed);
@@ -155,13 +156,13 @@ impl PacketThread {
                     }
                 }
             }
-            flush(&table, &mut pending);
             if let Some(no) = tunnel_tx.pending_port() {
                 match table.get(no).map(|p| (p, p.io.as_deref())) {
                     Some((p, Some(PortIo::Tunnel(t)))) => t.flush(&p.counters, &mut tunnel_tx),
                     _ => tunnel_tx.clear(),
                 }
             }
+            flush(&table, &mut pending);
             for no in dead.drain(..) {
                 if let Some(port) = mine.get(&no) {
                     if let Some(io) = port.io.as_deref() {
