@@ -234,20 +234,6 @@ fn open_port(
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
     let io = match info.kind {
-        PortKind::Vxlan => {
-            let ep = info.tunnel_endpoint.ok_or_else(|| DaemonError::Attach {
-                name: info.name.clone(),
-                source: std::io::Error::other("tunnel endpoint without an address"),
-            })?;
-            Some(Arc::new(PortIo::Tunnel(
-                crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
-                    DaemonError::Attach {
-                        name: format!("{} ({ep})", info.name),
-                        source,
-                    }
-                })?,
-            )))
-        }
         PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
             |source| DaemonError::Tap {
                 name: info.name.clone(),
@@ -264,6 +250,20 @@ fn open_port(
                 })
             }
         },
+        PortKind::Vxlan => {
+            let ep = info.tunnel_endpoint.ok_or_else(|| DaemonError::Attach {
+                name: info.name.clone(),
+                source: std::io::Error::other("tunnel endpoint without an address"),
+            })?;
+            Some(Arc::new(PortIo::Tunnel(
+                crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
+                    DaemonError::Attach {
+                        name: format!("{} ({ep})", info.name),
+                        source,
+                    }
+                })?,
+            )))
+        }
     };
     // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
     if let (Some(PortIo::Tap(_)), Some(mtu)) = (io.as_deref(), info.mtu) {
