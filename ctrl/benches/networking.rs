@@ -64,6 +64,7 @@ fn host_state(n: usize) -> HostState {
         networks,
         ports,
         security_groups: vec![],
+        tunnel_peers: vec![],
     }
 }
 
@@ -213,6 +214,7 @@ fn port_to_datapath_latency(_c: &mut Criterion) {
             LocalCtrl {
                 net: net.clone(),
                 host: "h1".into(),
+                tunnel_ip: None,
             },
             rec.clone(),
             base(),

@@ -109,6 +109,7 @@ async fn in_process_agent_wires_reports_and_unplugs() {
         LocalCtrl {
             net: api.net.clone(),
             host: "h1".into(),
+            tunnel_ip: None,
         },
         sw.clone(),
         base(),

@@ -257,3 +257,50 @@ async fn state_and_revision_survive_a_restart() {
     assert_error(&r, StatusCode::CONFLICT, "300");
     assert!(again.dir.path().join("networking.db").exists());
 }
+
+#[tokio::test]
+async fn agents_report_tunnel_ips_and_learn_each_others() {
+    let api = Api::new();
+    let get = |host: &'static str, q: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                "GET",
+                &format!("/networking/agent/v1/hosts/{host}/state{q}"),
+                Some(ADMIN),
+                None,
+            )
+            .await
+        }
+    };
+    let (s, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["tunnel_peers"], json!([]));
+    let rev1 = st["revision"].as_u64().unwrap();
+    let (_, st) = get("h2", "?tunnel_ip=192.0.2.2").await;
+    assert_eq!(st["tunnel_peers"], json!(["192.0.2.1"]));
+    let (_, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
+    assert_eq!(st["tunnel_peers"], json!(["192.0.2.2"]));
+    // Registering is a write only when the address changes.
+    let rev2 = st["revision"].as_u64().unwrap();
+    assert_eq!(rev2, rev1 + 1);
+    let (_, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
+    assert_eq!(st["revision"].as_u64().unwrap(), rev2);
+    // A host without a tunnel IP sees every endpoint and is nobody's peer.
+    let (_, st) = get("h3", "").await;
+    assert_eq!(st["tunnel_peers"], json!(["192.0.2.1", "192.0.2.2"]));
+    // A moved endpoint replaces the old one.
+    get("h2", "?tunnel_ip=192.0.2.22").await;
+    let (_, st) = get("h1", "").await;
+    assert_eq!(st["tunnel_peers"], json!(["192.0.2.22"]));
+    // Bad addresses are a 400 naming the field.
+    for bad in [
+        "?tunnel_ip=nope",
+        "?tunnel_ip=0.0.0.0",
+        "?tunnel_ip=224.0.0.1",
+    ] {
+        let (s, body) = get("h1", bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.to_string().contains("tunnel_ip"), "{body}");
+    }
+}

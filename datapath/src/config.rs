@@ -10,9 +10,21 @@
 //! name = "physnet"
 //! interface = "eth1"
 //!
+//! [tunnel]                      # optional: this host's VXLAN endpoint (Neutron's local_ip)
+//! local_ip = "192.0.2.1"
+//! udp_port = 4789               # default 4789
+//!
+//! [[tunnel_peer]]               # every other host's endpoint (flooding list, like the OVS
+//! ip = "192.0.2.2"              # agent's tunnel ports); or `remote_ips = [...]` in [tunnel]
+//!
+//! [[network]]
+//! name = "net-vxlan"
+//! type = "vxlan"                # needs [tunnel]
+//! segmentation_id = 1001        # the VNI
+//!
 //! [[network]]
 //! name = "net-vlan100"
-//! type = "vlan"                 # flat | vlan | local
+//! type = "vlan"                 # flat | vlan | vxlan | local
 //! physnet = "physnet"
 //! segmentation_id = 100
 //!
@@ -24,6 +36,7 @@
 //! fixed_ips = ["10.0.0.11"]
 //! port_security = true
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
+//! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -59,6 +72,32 @@ pub struct SwitchConfig {
     pub networks: Vec<NetworkConfig>,
     /// `[[port]]`
     pub ports: Vec<PortConfig>,
+    /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
+    pub tunnel: Option<TunnelConfig>,
+}
+
+/// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Local tunnel IP (the socket binds to it; it is the outer source address).
+    pub local_ip: IpAddr,
+    /// UDP port (default 4789).
+    pub udp_port: u16,
+    /// The other hosts' tunnel IPs: unknown unicast and broadcast go to all of them, and only
+    /// datagrams from them are accepted.
+    pub peers: Vec<IpAddr>,
+}
+
+impl TunnelConfig {
+    /// The name of the tunnel endpoint as a switch port (`weft ctl ports`, traces).
+    pub fn port_name(&self) -> String {
+        tunnel_port_name(self.udp_port)
+    }
+}
+
+/// The switch port name of a VXLAN endpoint on `udp_port` (not a netdev).
+pub fn tunnel_port_name(udp_port: u16) -> String {
+    format!("vxlan-{udp_port}")
 }
 
 /// `[switch]` section.
@@ -106,6 +145,11 @@ pub enum NetworkType {
     },
     /// Host-local: never leaves through an uplink.
     Local,
+    /// VXLAN: carried to the tunnel peers with this VNI.
+    Vxlan {
+        /// VNI, 1..=16777215.
+        segmentation_id: u32,
+    },
 }
 
 impl fmt::Display for NetworkType {
@@ -114,6 +158,7 @@ impl fmt::Display for NetworkType {
             NetworkType::Flat => f.write_str("flat"),
             NetworkType::Vlan { segmentation_id } => write!(f, "vlan {segmentation_id}"),
             NetworkType::Local => f.write_str("local"),
+            NetworkType::Vxlan { segmentation_id } => write!(f, "vxlan {segmentation_id}"),
         }
     }
 }
@@ -136,6 +181,8 @@ pub enum PortKind {
     Tap,
     /// An existing netdev attached by name (AF_PACKET).
     System,
+    /// The VXLAN tunnel endpoint (a UDP socket; created by the switch from `[tunnel]`).
+    Vxlan,
 }
 
 impl fmt::Display for PortKind {
@@ -143,6 +190,7 @@ impl fmt::Display for PortKind {
         f.write_str(match self {
             PortKind::Tap => "tap",
             PortKind::System => "system",
+            PortKind::Vxlan => "vxlan",
         })
     }
 }
@@ -173,6 +221,9 @@ pub struct PortConfig {
     pub port_security: bool,
     /// Extra addresses the port may use.
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// MTU to give a tap the switch creates (the network's MTU: 1450 for vxlan on a
+    /// 1500-byte underlay). None: the kernel default. Tap ports only.
+    pub mtu: Option<u32>,
 }
 
 /// A config error naming the source, the line, the object and the field.
@@ -215,6 +266,24 @@ struct RawFile {
     network: Vec<RawNetwork>,
     #[serde(default)]
     port: Vec<RawPort>,
+    tunnel: Option<RawTunnel>,
+    #[serde(default)]
+    tunnel_peer: Vec<RawTunnelPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    local_ip: Spanned<String>,
+    udp_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    remote_ips: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnelPeer {
+    ip: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +324,7 @@ struct RawPort {
     port_security: Option<Spanned<bool>>,
     #[serde(default)]
     allowed_address_pairs: Vec<RawPair>,
+    mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +486,91 @@ impl SwitchConfig {
             }
         }
 
+        // [tunnel], [[tunnel_peer]]
+        let tunnel = match raw.tunnel {
+            None => {
+                if let Some(p) = raw.tunnel_peer.first() {
+                    return Err(cx.err(
+                        Some(p.ip.span()),
+                        "[[tunnel_peer]] #1: ip".into(),
+                        "tunnel peers need a [tunnel] section with local_ip".into(),
+                    ));
+                }
+                None
+            }
+            Some(t) => {
+                let parse_ip = |s: &Spanned<String>, path: &str| -> Result<IpAddr, ConfigError> {
+                    let ip: IpAddr = s.get_ref().parse().map_err(|_| {
+                        cx.err(
+                            Some(s.span()),
+                            path.to_string(),
+                            format!("invalid IP address {:?}", s.get_ref()),
+                        )
+                    })?;
+                    if ip.is_unspecified() || ip.is_multicast() {
+                        return Err(cx.err(
+                            Some(s.span()),
+                            path.to_string(),
+                            format!("{ip} is not a unicast address"),
+                        ));
+                    }
+                    Ok(ip)
+                };
+                let local_ip = parse_ip(&t.local_ip, "tunnel: local_ip")?;
+                let udp_port = match &t.udp_port {
+                    None => crate::tunnel::VXLAN_UDP_PORT,
+                    Some(p) => {
+                        let v = *p.get_ref();
+                        if !(1..=65535).contains(&v) {
+                            return Err(cx.err(
+                                Some(p.span()),
+                                "tunnel: udp_port".into(),
+                                format!("{v} is out of range 1..=65535"),
+                            ));
+                        }
+                        v as u16
+                    }
+                };
+                let mut peers = Vec::new();
+                let all = t
+                    .remote_ips
+                    .iter()
+                    .map(|s| (s, "tunnel: remote_ips".to_string()))
+                    .chain(
+                        raw.tunnel_peer
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| (&p.ip, format!("[[tunnel_peer]] #{}: ip", i + 1))),
+                    );
+                for (s, path) in all {
+                    let ip = parse_ip(s, &path)?;
+                    if ip == local_ip {
+                        return Err(cx.err(
+                            Some(s.span()),
+                            path,
+                            format!("{ip} is this host's own local_ip"),
+                        ));
+                    }
+                    if ip.is_ipv4() != local_ip.is_ipv4() {
+                        return Err(cx.err(
+                            Some(s.span()),
+                            path,
+                            format!("{ip} is not of local_ip {local_ip}'s address family"),
+                        ));
+                    }
+                    if peers.contains(&ip) {
+                        return Err(cx.err(Some(s.span()), path, format!("duplicate peer {ip}")));
+                    }
+                    peers.push(ip);
+                }
+                Some(TunnelConfig {
+                    local_ip,
+                    udp_port,
+                    peers,
+                })
+            }
+        };
+
         // [[physnet]]
         let mut physnets = Vec::new();
         let mut physnet_names = HashSet::new();
@@ -457,6 +612,7 @@ impl SwitchConfig {
         let mut networks = Vec::new();
         let mut network_names = HashSet::new();
         let mut segments: HashMap<(String, Option<u16>), String> = HashMap::new();
+        let mut vnis: HashMap<i64, String> = HashMap::new();
         for n in raw.network {
             let name = n.name.get_ref().clone();
             let obj = format!("network {name:?}");
@@ -486,6 +642,13 @@ impl SwitchConfig {
                             format!("VLAN id {v} is out of range 1..=4094"),
                         ));
                     }
+                    if ty == "vxlan" && !(1..=i64::from(crate::tunnel::MAX_VNI)).contains(&v) {
+                        return Err(cx.err(
+                            Some(s.span()),
+                            format!("{obj}: segmentation_id"),
+                            format!("VNI {v} is out of range 1..=16777215"),
+                        ));
+                    }
                     Some((v, s.span()))
                 }
             };
@@ -502,6 +665,39 @@ impl SwitchConfig {
                         ))
                     }
                 },
+                "vxlan" => {
+                    let Some((v, span)) = seg else {
+                        return Err(cx.err(
+                            Some(n.name.span()),
+                            format!("{obj}: segmentation_id"),
+                            "a vxlan network needs segmentation_id (the VNI, 1..=16777215)".into(),
+                        ));
+                    };
+                    if tunnel.is_none() {
+                        return Err(cx.err(
+                            Some(n.network_type.span()),
+                            format!("{obj}: type"),
+                            "a vxlan network needs a [tunnel] section with local_ip".into(),
+                        ));
+                    }
+                    if let Some(other) = vnis.insert(v, name.clone()) {
+                        return Err(cx.err(
+                            Some(span),
+                            format!("{obj}: segmentation_id"),
+                            format!("VNI {v} is already used by network {other:?}"),
+                        ));
+                    }
+                    NetworkType::Vxlan {
+                        segmentation_id: v as u32,
+                    }
+                }
+                "geneve" | "gre" => {
+                    return Err(cx.err(
+                        Some(n.network_type.span()),
+                        format!("{obj}: type"),
+                        format!("network type {ty:?} is not supported by this switch (vxlan is)"),
+                    ))
+                }
                 "flat" | "local" => {
                     if let Some((_, span)) = seg {
                         return Err(cx.err(
@@ -520,17 +716,19 @@ impl SwitchConfig {
                     return Err(cx.err(
                         Some(n.network_type.span()),
                         format!("{obj}: type"),
-                        format!("unknown network type {other:?} (expected flat, vlan or local)"),
+                        format!(
+                            "unknown network type {other:?} (expected flat, vlan, vxlan or local)"
+                        ),
                     ))
                 }
             };
             let physnet = match (&network_type, &n.physnet) {
-                (NetworkType::Local, None) => None,
-                (NetworkType::Local, Some(p)) => {
+                (NetworkType::Local | NetworkType::Vxlan { .. }, None) => None,
+                (NetworkType::Local | NetworkType::Vxlan { .. }, Some(p)) => {
                     return Err(cx.err(
                         Some(p.span()),
                         format!("{obj}: physnet"),
-                        "a local network has no physnet".into(),
+                        format!("a {ty} network has no physnet"),
                     ))
                 }
                 (_, None) => {
@@ -607,6 +805,15 @@ impl SwitchConfig {
                     format!("{obj}: name"),
                     format!("{name:?} is the uplink interface of {other}"),
                 ));
+            }
+            if let Some(t) = &tunnel {
+                if name == t.port_name() {
+                    return Err(cx.err(
+                        Some(p.name.span()),
+                        format!("{obj}: name"),
+                        format!("{name:?} is the name of the tunnel endpoint"),
+                    ));
+                }
             }
             let kind = match &p.kind {
                 None => PortKind::Tap,
@@ -699,7 +906,29 @@ impl SwitchConfig {
                 })?;
                 allowed_address_pairs.push(AddressPair { mac: pmac, ip });
             }
+            let mtu = match &p.mtu {
+                None => None,
+                Some(m) => {
+                    let v = *m.get_ref();
+                    if kind != PortKind::Tap {
+                        return Err(cx.err(
+                            Some(m.span()),
+                            format!("{obj}: mtu"),
+                            "only tap ports take an mtu (a system port keeps its netdev's)".into(),
+                        ));
+                    }
+                    if !(68..=65535).contains(&v) {
+                        return Err(cx.err(
+                            Some(m.span()),
+                            format!("{obj}: mtu"),
+                            format!("{v} is out of range 68..=65535"),
+                        ));
+                    }
+                    Some(v as u32)
+                }
+            };
             ports.push(PortConfig {
+                mtu,
                 name,
                 kind,
                 network: p.network.into_inner(),
@@ -715,6 +944,7 @@ impl SwitchConfig {
             physnets,
             networks,
             ports,
+            tunnel,
         })
     }
 
@@ -885,7 +1115,9 @@ port_security = false
         ));
         assert!(e.contains("a local network has no physnet"), "{e}");
         let e = err(&GOOD.replace("type = \"local\"", "type = \"vxlan\""));
-        assert!(e.contains("type: unknown network type \"vxlan\""), "{e}");
+        assert!(e.contains("needs segmentation_id (the VNI"), "{e}");
+        let e = err(&GOOD.replace("type = \"local\"", "type = \"stt\""));
+        assert!(e.contains("type: unknown network type \"stt\""), "{e}");
         let dupseg = format!(
             "{GOOD}\n[[network]]\nname = \"again\"\ntype = \"vlan\"\nphysnet = \"physnet\"\nsegmentation_id = 100\n"
         );
@@ -953,6 +1185,129 @@ port_security = false
         assert!(e.contains("missing field `network`"), "{e}");
         let c = SwitchConfig::from_toml("", "empty.toml").unwrap();
         assert!(c.ports.is_empty());
+    }
+
+    const TUNNEL: &str = r#"
+[tunnel]
+local_ip = "192.0.2.1"
+remote_ips = ["192.0.2.3"]
+
+[[tunnel_peer]]
+ip = "192.0.2.2"
+
+[[network]]
+name = "net-vx"
+type = "vxlan"
+segmentation_id = 1001
+
+[[port]]
+name = "tap-vx1"
+network = "net-vx"
+mac = "fa:16:3e:00:10:01"
+fixed_ips = ["10.10.0.1"]
+"#;
+
+    #[test]
+    fn vxlan_networks_and_tunnel_peers() {
+        let c = SwitchConfig::from_toml(TUNNEL, "host.toml").unwrap();
+        let t = c.tunnel.as_ref().unwrap();
+        assert_eq!(t.local_ip.to_string(), "192.0.2.1");
+        assert_eq!(t.udp_port, 4789);
+        assert_eq!(t.port_name(), "vxlan-4789");
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.3", "192.0.2.2"]);
+        assert_eq!(
+            c.networks[0].network_type,
+            NetworkType::Vxlan {
+                segmentation_id: 1001
+            }
+        );
+        assert_eq!(c.networks[0].physnet, None);
+        assert_eq!(c.networks[0].network_type.to_string(), "vxlan 1001");
+    }
+
+    #[test]
+    fn vxlan_errors_name_the_field() {
+        let e = err(&TUNNEL.replace("segmentation_id = 1001", "segmentation_id = 16777216"));
+        assert!(
+            e.contains("network \"net-vx\": segmentation_id: VNI 16777216 is out of range"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace("segmentation_id = 1001", "segmentation_id = 0"));
+        assert!(e.contains("VNI 0 is out of range"), "{e}");
+        let no_tunnel = TUNNEL
+            .replace(
+                "[tunnel]\nlocal_ip = \"192.0.2.1\"\nremote_ips = [\"192.0.2.3\"]\n",
+                "",
+            )
+            .replace("[[tunnel_peer]]\nip = \"192.0.2.2\"\n", "");
+        let e = err(&no_tunnel);
+        assert!(
+            e.contains("network \"net-vx\": type: a vxlan network needs a [tunnel] section"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace("local_ip = \"192.0.2.1\"", "local_ip = \"nope\""));
+        assert!(
+            e.starts_with("host.toml line 3: tunnel: local_ip: invalid IP address \"nope\""),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace("ip = \"192.0.2.2\"", "ip = \"192.0.2.1\""));
+        assert!(
+            e.contains("[[tunnel_peer]] #1: ip: 192.0.2.1 is this host's own local_ip"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace("ip = \"192.0.2.2\"", "ip = \"192.0.2.3\""));
+        assert!(e.contains("duplicate peer 192.0.2.3"), "{e}");
+        let e = err(&TUNNEL.replace("ip = \"192.0.2.2\"", "ip = \"2001:db8::2\""));
+        assert!(e.contains("address family"), "{e}");
+        let e = err(&TUNNEL.replace("local_ip = \"192.0.2.1\"", "local_ip = \"0.0.0.0\""));
+        assert!(e.contains("not a unicast address"), "{e}");
+        let e = err(&TUNNEL.replace("remote_ips", "udp_port = 0\nremote_ips"));
+        assert!(e.contains("tunnel: udp_port: 0 is out of range"), "{e}");
+        let e = err(&TUNNEL.replace("type = \"vxlan\"", "type = \"geneve\""));
+        assert!(
+            e.contains("network type \"geneve\" is not supported by this switch"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace(
+            "segmentation_id = 1001",
+            "segmentation_id = 1001\nphysnet = \"x\"",
+        ));
+        assert!(e.contains("a vxlan network has no physnet"), "{e}");
+        let dup = format!(
+            "{TUNNEL}\n[[network]]\nname = \"again\"\ntype = \"vxlan\"\nsegmentation_id = 1001\n"
+        );
+        assert!(
+            err(&dup).contains("network \"again\": segmentation_id: VNI 1001 is already used by network \"net-vx\""),
+            "{}",
+            err(&dup)
+        );
+        let e = err(&TUNNEL.replace("name = \"tap-vx1\"", "name = \"vxlan-4789\""));
+        assert!(e.contains("name of the tunnel endpoint"), "{e}");
+        let c = SwitchConfig::from_toml(
+            &TUNNEL.replace(
+                "fixed_ips = [\"10.10.0.1\"]",
+                "fixed_ips = [\"10.10.0.1\"]\nmtu = 1450",
+            ),
+            "host.toml",
+        )
+        .unwrap();
+        assert_eq!(c.ports[0].mtu, Some(1450));
+        let e = err(&TUNNEL.replace(
+            "fixed_ips = [\"10.10.0.1\"]",
+            "fixed_ips = [\"10.10.0.1\"]\nmtu = 20",
+        ));
+        assert!(
+            e.contains("port \"tap-vx1\": mtu: 20 is out of range"),
+            "{e}"
+        );
+        let e = err(&TUNNEL.replace(
+            "fixed_ips = [\"10.10.0.1\"]",
+            "fixed_ips = [\"10.10.0.1\"]\nkind = \"system\"\nmtu = 1450",
+        ));
+        assert!(e.contains("only tap ports take an mtu"), "{e}");
+        let e = err("[[tunnel_peer]]\nip = \"192.0.2.2\"\n");
+        assert!(e.contains("need a [tunnel] section"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
-//!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID)
+//!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
+//!                  |                 vxlan: push the local VLAN for the tunnel shell, see `tunnel`)
 //!                  v
 //!  out: Vec<Output { port, edit: Keep | StripTag | PushTag(vid) | RewriteVid(vid) }>
 //!        --egress::apply_edit(edit, frame, vnet_hdr, buf)--> tx batch per port
@@ -76,7 +77,8 @@
 //! - The MAC table size is taken from the first snapshot's `[switch] mac_table_size`.
 //!
 //! Non-goals: no OpenFlow (wire protocol or tables an operator programs), no per-packet punts to
-//! a controller, no kernel datapath, no L3 routing; VXLAN/Geneve and security groups come later.
+//! a controller, no kernel datapath, no L3 routing; no Geneve/GRE endpoint (VXLAN only), no
+//! security-group enforcement yet.
 
 #![deny(missing_docs)]
 
@@ -97,11 +99,12 @@ mod mac_table;
 pub mod offload;
 mod pipeline;
 pub mod snapshot;
+pub mod tunnel;
 pub mod verdict;
 
 pub use config::{
     AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
-    SwitchConfig, SwitchSettings,
+    SwitchConfig, SwitchSettings, TunnelConfig,
 };
 pub use counters::{Counters, PortCounters, StageCounters};
 pub use datapath::{Datapath, FrameResult, Worker};
@@ -112,5 +115,5 @@ pub use mac::MacAddr;
 pub use mac_table::MacEntry;
 pub use offload::{complete_checksum, gso_segment, OffloadError, Segments, VirtioNetHdr};
 pub use pipeline::TraceStep;
-pub use snapshot::{NetworkInfo, PortInfo, PortRole, Snapshot, SnapshotDiff};
+pub use snapshot::{NetworkInfo, PortInfo, PortRole, Snapshot, SnapshotDiff, TunnelInfo};
 pub use verdict::{DropReason, EgressEdit, Output, PortNo, Stage, Verdict};

@@ -506,6 +506,34 @@ fn trace_uplink<T: Tracer>(snap: &Snapshot, vlan: u16, in_port: PortNo, fwd: Fwd
     for o in outs {
         if snap.port(o.port).map(|p| p.role) == Some(PortRole::Uplink) {
             any = true;
+            let tunnel = snap.tunnel().filter(|tn| tn.port == o.port);
+            if let Some(tn) = tunnel {
+                let vni = tn
+                    .vni_of_vlan(vlan)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "?".into());
+                let dest = if tn.peers.is_empty() {
+                    "no tunnel peers".to_string()
+                } else {
+                    format!(
+                        "to the VTEP the destination was learned behind, else flood to {}",
+                        tn.peers
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                t.step(
+                    Stage::Uplink,
+                    format!(
+                        "local VLAN {vlan} -> tunnel {}: VXLAN VNI {vni} from {}: {dest}",
+                        port_name(snap, o.port),
+                        tn.local_ip
+                    ),
+                );
+                continue;
+            }
             let text = match o.edit {
                 EgressEdit::Keep => "untagged (flat)".to_string(),
                 EgressEdit::StripTag => "strip tag (flat)".to_string(),

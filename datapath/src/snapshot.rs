@@ -8,7 +8,7 @@ use crate::mac::MacAddr;
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Local VLAN ids are allocated from 1..=MAX_LOCAL_VLAN (4095 is reserved).
@@ -21,7 +21,9 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 pub enum PortRole {
     /// A VM-side port (tap or system): access port in its network's local VLAN, never tagged.
     Vm,
-    /// A physnet's NIC: trunk carrying the physnet's flat/vlan segments.
+    /// A physnet's NIC: trunk carrying the physnet's flat/vlan segments. Also the VXLAN
+    /// endpoint (kind `Vxlan`): a trunk carrying each vxlan network tagged with its local VLAN,
+    /// which the tunnel shell maps to and from VNIs (like br-int's patch to br-tun).
     Uplink,
 }
 
@@ -46,6 +48,10 @@ pub struct PortInfo {
     pub mac: Option<MacAddr>,
     /// Anti-spoofing on (VM ports only; always false for uplinks).
     pub port_security: bool,
+    /// The VXLAN endpoint's local address and UDP port (kind `Vxlan` only).
+    pub tunnel_endpoint: Option<SocketAddr>,
+    /// MTU for a tap the switch creates.
+    pub mtu: Option<u32>,
 }
 
 /// A network with its allocated local VLAN.
@@ -130,6 +136,42 @@ pub struct Snapshot {
     networks: Vec<NetworkInfo>,
     vlans: Vec<Option<VlanEntry>>,
     static_macs: HashMap<u64, PortNo, FxBuild>,
+    tunnel: Option<TunnelInfo>,
+}
+
+/// The VXLAN endpoint as compiled: its port, address, peers and VNI <-> local VLAN maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelInfo {
+    /// The endpoint's switch port (role Uplink, kind Vxlan).
+    pub port: PortNo,
+    /// Local tunnel IP.
+    pub local_ip: IpAddr,
+    /// UDP port.
+    pub udp_port: u16,
+    /// Remote VTEPs.
+    pub peers: Vec<IpAddr>,
+    vni_to_vlan: HashMap<u32, u16>,
+    vlan_to_vni: HashMap<u16, u32>,
+}
+
+impl TunnelInfo {
+    /// The local VLAN of a VNI with a network on this host.
+    #[inline]
+    pub fn vlan_of_vni(&self, vni: u32) -> Option<u16> {
+        self.vni_to_vlan.get(&vni).copied()
+    }
+
+    /// The VNI of a local VLAN (None: not a vxlan network).
+    #[inline]
+    pub fn vni_of_vlan(&self, vlan: u16) -> Option<u32> {
+        self.vlan_to_vni.get(&vlan).copied()
+    }
+
+    /// Whether `ip` is a configured peer.
+    #[inline]
+    pub fn is_peer(&self, ip: IpAddr) -> bool {
+        self.peers.contains(&ip)
+    }
 }
 
 /// Ports to open, close or reopen when moving from one snapshot to the next.
@@ -185,7 +227,9 @@ impl Snapshot {
         }
 
         // Port numbers: uplinks (one per physnet) then VM ports; keep previous numbers by name.
+        let tunnel_name = cfg.tunnel.as_ref().map(|t| t.port_name());
         let mut names: Vec<&str> = cfg.physnets.iter().map(|p| p.interface.as_str()).collect();
+        names.extend(tunnel_name.as_deref());
         names.extend(cfg.ports.iter().map(|p| p.name.as_str()));
         let mut used_ports = BTreeSet::new();
         let mut no_of: HashMap<&str, PortNo> = HashMap::new();
@@ -239,19 +283,54 @@ impl Snapshot {
                 local_vlan: 0,
                 mac: None,
                 port_security: false,
+                tunnel_endpoint: None,
+                mtu: None,
             });
             uplinks[usize::from(no.0)] = Some(UplinkRt::default());
         }
+
+        let mut tunnel = match (&cfg.tunnel, tunnel_name.as_deref()) {
+            (Some(t), Some(name)) => {
+                let no = no_of[name];
+                by_name.insert(name.to_string(), no);
+                ports[usize::from(no.0)] = Some(PortInfo {
+                    no,
+                    name: name.to_string(),
+                    kind: PortKind::Vxlan,
+                    role: PortRole::Uplink,
+                    network: None,
+                    physnet: None,
+                    local_vlan: 0,
+                    mac: None,
+                    port_security: false,
+                    tunnel_endpoint: Some(SocketAddr::new(t.local_ip, t.udp_port)),
+                    mtu: None,
+                });
+                uplinks[usize::from(no.0)] = Some(UplinkRt::default());
+                Some(TunnelInfo {
+                    port: no,
+                    local_ip: t.local_ip,
+                    udp_port: t.udp_port,
+                    peers: t.peers.clone(),
+                    vni_to_vlan: HashMap::new(),
+                    vlan_to_vni: HashMap::new(),
+                })
+            }
+            _ => None,
+        };
 
         let mut networks = Vec::new();
         let mut vlans: Vec<Option<VlanEntry>> = vec![None; usize::from(MAX_LOCAL_VLAN) + 1];
         let mut net_index: HashMap<&str, usize> = HashMap::new();
         for n in &cfg.networks {
             let local_vlan = vlan_of[n.name.as_str()];
-            let uplink = n
-                .physnet
-                .as_deref()
-                .and_then(|p| uplink_of_physnet.get(p).copied());
+            let uplink = match n.network_type {
+                NetworkType::Vxlan { .. } => tunnel.as_ref().map(|t| t.port),
+                _ => n
+                    .physnet
+                    .as_deref()
+                    .and_then(|p| uplink_of_physnet.get(p).copied()),
+            };
             let idx = networks.len();
             net_index.insert(&n.name, idx);
             let mut members = Vec::new();
@@ -268,6 +347,19 @@ impl Snapshot {
                     NetworkType::Flat => {
                         rt.flat_vlan = Some(local_vlan);
                         (EgressEdit::Keep, EgressEdit::StripTag)
+                    }
+                    NetworkType::Vxlan { segmentation_id } => {
+                        // The tunnel trunk carries the local VLAN itself; the shell maps it to
+                        // the VNI. Config validation guarantees a [tunnel] for vxlan networks.
+                        rt.segments.insert(local_vlan, local_vlan);
+                        if let Some(t) = tunnel.as_mut() {
+                            t.vni_to_vlan.insert(segmentation_id, local_vlan);
+                            t.vlan_to_vni.insert(local_vlan, segmentation_id);
+                        }
+                        (
+                            EgressEdit::PushTag(local_vlan),
+                            EgressEdit::RewriteVid(local_vlan),
+                        )
                     }
                     NetworkType::Local => unreachable_local(),
                 };
@@ -306,6 +398,8 @@ impl Snapshot {
                 local_vlan,
                 mac: p.mac,
                 port_security: p.port_security,
+                tunnel_endpoint: None,
+                mtu: p.mtu,
             });
             if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
                 v.members.push(Member {
@@ -338,6 +432,7 @@ impl Snapshot {
             networks,
             vlans,
             static_macs,
+            tunnel,
         })
     }
 
@@ -375,6 +470,11 @@ impl Snapshot {
         self.by_name.get(name).and_then(|&no| self.port(no))
     }
 
+    /// The VXLAN endpoint, when the config has a `[tunnel]`.
+    pub fn tunnel(&self) -> Option<&TunnelInfo> {
+        self.tunnel.as_ref()
+    }
+
     /// Networks with their local VLANs.
     pub fn networks(&self) -> &[NetworkInfo] {
         &self.networks
@@ -397,6 +497,8 @@ impl Snapshot {
             match old.port_by_name(&p.name) {
                 None => d.added.push(p.clone()),
                 Some(o) if o.kind != p.kind || o.role != p.role => d.reattached.push(p.clone()),
+                // Same endpoint name, another local address: the socket must be rebound.
+                Some(o) if o.tunnel_endpoint != p.tunnel_endpoint => d.reattached.push(p.clone()),
                 Some(_) => {}
             }
         }
@@ -497,4 +599,134 @@ fn build_security(p: &crate::config::PortConfig) -> PortSecurity {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::build::FrameBuilder;
+    use crate::{Datapath, EgressEdit, Output, SwitchConfig, Verdict};
+    use std::sync::Arc;
+
+    const CFG: &str = r#"
+[tunnel]
+local_ip = "192.0.2.1"
+remote_ips = ["192.0.2.2"]
+
+[[network]]
+name = "other"
+type = "local"
+
+[[network]]
+name = "vx"
+type = "vxlan"
+segmentation_id = 1001
+
+[[port]]
+name = "tap1"
+network = "vx"
+mac = "fa:16:3e:00:00:01"
+fixed_ips = ["10.0.0.1"]
+"#;
+
+    #[test]
+    fn vxlan_network_is_a_trunk_member_tagged_with_its_local_vlan() {
+        let cfg = SwitchConfig::from_toml(CFG, "t.toml").unwrap();
+        let snap = super::Snapshot::compile(&cfg, None).unwrap();
+        let tn = snap.tunnel().unwrap().clone();
+        let tport = snap.port_by_name("vxlan-4789").unwrap().clone();
+        assert_eq!(tport.no, tn.port);
+        assert_eq!(tport.kind, crate::PortKind::Vxlan);
+        assert_eq!(
+            tport.tunnel_endpoint,
+            Some("192.0.2.1:4789".parse().unwrap())
+        );
+        let vlan = snap.network("vx").unwrap().local_vlan;
+        assert_eq!(tn.vlan_of_vni(1001), Some(vlan));
+        assert_eq!(tn.vni_of_vlan(vlan), Some(1001));
+        assert_eq!(
+            tn.vni_of_vlan(snap.network("other").unwrap().local_vlan),
+            None
+        );
+        let tap1 = snap.port_by_name("tap1").unwrap().no;
+
+        let dp = Arc::new(Datapath::new(snap));
+        let mut w = dp.worker();
+        let mut out = Vec::new();
+        // VM -> broadcast: to the tunnel, tagged with the local VLAN for the shell to map.
+        let arp = FrameBuilder::arp(
+            "fa:16:3e:00:00:01".parse().unwrap(),
+            1,
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+        );
+        assert_eq!(w.process(tap1, &arp.build(), 0, &mut out), Verdict::Forward);
+        assert_eq!(
+            out,
+            vec![Output {
+                port: tn.port,
+                edit: EgressEdit::PushTag(vlan)
+            }]
+        );
+        // From the tunnel, tagged with the local VLAN: to the VM, untagged.
+        out.clear();
+        let remote = FrameBuilder::arp(
+            "fa:16:3e:00:00:02".parse().unwrap(),
+            2,
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+        );
+        let mut reply = remote.clone();
+        reply.dst = "fa:16:3e:00:00:01".parse().unwrap();
+        let v = w.process(tn.port, &reply.clone().dot1q(vlan).build(), 1, &mut out);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(
+            out,
+            vec![Output {
+                port: tap1,
+                edit: EgressEdit::StripTag
+            }]
+        );
+        // Now learned behind the tunnel: unicast back goes there.
+        out.clear();
+        let mut to_remote = arp.clone();
+        to_remote.dst = "fa:16:3e:00:00:02".parse().unwrap();
+        w.process(tap1, &to_remote.build(), 2, &mut out);
+        assert_eq!(out[0].port, tn.port);
+        // Untagged, or tagged with another network's local VLAN: dropped.
+        out.clear();
+        assert!(matches!(
+            w.process(tn.port, &reply.build(), 3, &mut out),
+            Verdict::Drop { .. }
+        ));
+        let other = dp.snapshot().network("other").unwrap().local_vlan;
+        assert!(matches!(
+            w.process(tn.port, &reply.clone().dot1q(other).build(), 3, &mut out),
+            Verdict::Drop { .. }
+        ));
+        assert!(out.is_empty());
+        // The trace names the VNI and the peers.
+        let steps = dp.trace(tap1, &arp.build(), 4);
+        let last: String = steps
+            .iter()
+            .map(|s| s.to_string())
+            .find(|s| s.contains("tunnel"))
+            .unwrap_or_default();
+        assert!(last.contains("VXLAN VNI 1001 from 192.0.2.1"), "{last}");
+        assert!(last.contains("192.0.2.2"), "{last}");
+    }
+
+    #[test]
+    fn changing_local_ip_reattaches_the_endpoint() {
+        let a = SwitchConfig::from_toml(CFG, "t.toml").unwrap();
+        let b = SwitchConfig::from_toml(&CFG.replace("192.0.2.1", "192.0.2.7"), "t.toml").unwrap();
+        let sa = super::Snapshot::compile(&a, None).unwrap();
+        let sb = super::Snapshot::compile(&b, Some(&sa)).unwrap();
+        let d = sb.diff(&sa);
+        assert_eq!(d.reattached.len(), 1);
+        assert_eq!(d.reattached[0].name, "vxlan-4789");
+        assert!(sb
+            .diff(&super::Snapshot::compile(&b, Some(&sb)).unwrap())
+            .reattached
+            .is_empty());
+    }
 }

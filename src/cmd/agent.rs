@@ -16,9 +16,14 @@ pub struct AgentArgs {
     /// This host's name: ports with this binding:host_id are wired here (default: hostname).
     #[arg(long)]
     pub host: Option<String>,
-    /// The host's switch config: its [[physnet]] sections (bridge mappings) and [switch] settings.
+    /// The host's switch config: its [[physnet]] sections (bridge mappings), [switch] settings
+    /// and [tunnel] local_ip.
     #[arg(long)]
     pub config: PathBuf,
+    /// This host's VXLAN tunnel endpoint (like Neutron's local_ip), when the config has no
+    /// [tunnel] section. Without one, vxlan networks are wired host-local.
+    #[arg(long)]
+    pub tunnel_ip: Option<String>,
 }
 
 /// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
@@ -36,7 +41,7 @@ pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
             }
             let _ = tx.send(true);
         });
-        agent::run_remote(&a.ctrl, &host, &a.config, auth, rx).await
+        agent::run_remote(&a.ctrl, &host, &a.config, a.tunnel_ip.as_deref(), auth, rx).await
     })?;
     Ok(())
 }
@@ -53,6 +58,10 @@ pub struct NetServeArgs {
     /// binding:host_id of this host for the in-process agent (default: hostname).
     #[arg(long)]
     pub host: Option<String>,
+    /// This host's VXLAN tunnel endpoint for the in-process agent, when the switch config has
+    /// no [tunnel] section. Without one, vxlan networks stay on this host.
+    #[arg(long)]
+    pub tunnel_ip: Option<String>,
 }
 
 /// Mounts networking into `weft serve` and starts the in-process agent when
@@ -71,7 +80,13 @@ pub fn start_in_serve(
         Some(p) => {
             let host = a.host.clone().unwrap_or_else(agent::default_host);
             println!("weft: datapath agent for host {host} in-process");
-            Some(agent::spawn_local(rt.handle(), net.clone(), &host, p)?)
+            Some(agent::spawn_local(
+                rt.handle(),
+                net.clone(),
+                &host,
+                p,
+                a.tunnel_ip.as_deref(),
+            )?)
         }
         None => None,
     };

@@ -46,10 +46,15 @@ pub trait Ctrl: Send + Sync {
 pub struct LocalCtrl {
     pub net: Arc<Networking>,
     pub host: String,
+    /// This host's tunnel endpoint, registered before each poll.
+    pub tunnel_ip: Option<String>,
 }
 
 impl Ctrl for LocalCtrl {
     async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
+        self.net
+            .register_tunnel(&self.host, self.tunnel_ip.as_deref())
+            .map_err(|e| AgentError::Local(e.to_string()))?;
         Ok(self.net.wait_host_state(&self.host, since, wait).await)
     }
 
@@ -197,6 +202,8 @@ pub async fn http(
 pub struct HttpCtrl {
     pub ctrl: Url,
     pub host: String,
+    /// This host's tunnel endpoint, reported with each poll.
+    pub tunnel_ip: Option<String>,
     pub auth: AgentAuth,
     token: Mutex<Option<String>>,
 }
@@ -206,6 +213,7 @@ impl HttpCtrl {
         Ok(HttpCtrl {
             ctrl: Url::parse(ctrl_url)?,
             host: host.to_string(),
+            tunnel_ip: None,
             auth,
             token: Mutex::new(None),
         })
@@ -285,11 +293,16 @@ impl HttpCtrl {
 
 impl Ctrl for HttpCtrl {
     async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
-        let path = format!(
+        let mut path = format!(
             "/networking/agent/v1/hosts/{}/state?since={since}&timeout={}",
             self.host,
             wait.as_secs()
         );
+        if let Some(ip) = &self.tunnel_ip {
+            // An IP address needs no escaping in a query (digits, dots, colons, hex).
+            path.push_str("&tunnel_ip=");
+            path.push_str(ip);
+        }
         let r = self.call(Method::GET, &path, None, "host state").await?;
         serde_json::from_slice(&r.body).map_err(|e| AgentError::BadAnswer {
             what: "host state".into(),

@@ -2,9 +2,15 @@
 //!
 //! The output is the switch's own TOML format (the one `weft switch --config`
 //! reads), so the datapath's parser validates it and the agent depends only
-//! on that documented format. The host's `[switch]` and `[[physnet]]`
-//! sections (its bridge_mappings) are kept as written; networks and ports
-//! come from ctrl.
+//! on that documented format. The host's `[switch]`, `[[physnet]]` (its
+//! bridge_mappings) and `[tunnel]` (its `local_ip`) sections are kept as
+//! written; networks, ports and the other hosts' tunnel endpoints
+//! (`[[tunnel_peer]]`) come from ctrl.
+//!
+//! vxlan networks become switch vxlan networks with their VNI when the host
+//! has a `[tunnel] local_ip`, else host-local (on one host that is all they
+//! need). geneve networks are wired host-local: the datapath has no Geneve
+//! endpoint.
 
 use crate::networking::sync::{HostNetwork, HostPort, HostState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +31,7 @@ pub struct Plan {
 fn datapath_type(
     n: &HostNetwork,
     physnets: &BTreeSet<String>,
+    tunnel: bool,
 ) -> Result<(&'static str, Option<String>, Option<u32>), String> {
     let need_physnet = |p: &Option<String>| match p {
         Some(p) if physnets.contains(p) => Ok(p.clone()),
@@ -38,8 +45,12 @@ fn datapath_type(
             Some(need_physnet(&n.physical_network)?),
             n.segmentation_id,
         )),
-        // Overlays have no tunnel endpoint in the datapath yet: they are wired
-        // host-local, so ports on one host reach each other and nothing else.
+        "vxlan" if tunnel => match n.segmentation_id {
+            Some(vni) => Ok(("vxlan", None, Some(vni))),
+            None => Err("vxlan network has no segmentation id".to_string()),
+        },
+        // Without a tunnel endpoint (vxlan) or a datapath for it (geneve), an overlay is
+        // wired host-local: ports on this host reach each other and nothing else.
         "local" | "vxlan" | "geneve" => Ok(("local", None, None)),
         other => Err(format!(
             "network type {other} is not supported by this datapath"
@@ -65,7 +76,7 @@ fn q(s: &str) -> String {
     out
 }
 
-fn write_port(out: &mut String, p: &HostPort) {
+fn write_port(out: &mut String, p: &HostPort, mtu: Option<u32>) {
     use std::fmt::Write;
     let ips: Vec<String> = p.fixed_ips.iter().map(|s| q(s)).collect();
     let pairs: Vec<String> = p
@@ -94,6 +105,10 @@ fn write_port(out: &mut String, p: &HostPort) {
         p.port_security_enabled,
         pairs.join(", ")
     );
+    // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
+    if let Some(m) = mtu.filter(|m| p.kind == "tap" && (68..=65535).contains(m)) {
+        let _ = writeln!(out, "mtu = {m}");
+    }
 }
 
 /// The host's own config: kept verbatim; ctrl's networks and ports are appended.
@@ -102,6 +117,10 @@ pub struct HostBase {
     pub text: String,
     /// Names of the `[[physnet]]` sections (the bridge mappings).
     pub physnets: BTreeSet<String>,
+    /// `[tunnel] local_ip`: this host's VXLAN endpoint, reported to ctrl.
+    pub tunnel_ip: Option<String>,
+    /// Peers the host config lists itself (`remote_ips`, `[[tunnel_peer]]`).
+    pub static_peers: BTreeSet<String>,
 }
 
 impl HostBase {
@@ -125,9 +144,34 @@ impl HostBase {
                     .collect()
             })
             .unwrap_or_default();
+        let tunnel = t.get("tunnel").and_then(Value::as_table);
+        let tunnel_ip = match tunnel.map(|t| t.get("local_ip")) {
+            None => None,
+            Some(Some(Value::String(s))) => Some(
+                s.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("tunnel: local_ip: invalid IP address {s:?}"))?
+                    .to_string(),
+            ),
+            Some(_) => return Err("tunnel: local_ip must be an IP address string".into()),
+        };
+        let canon = |v: &Value| {
+            v.as_str()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_string())
+        };
+        let mut static_peers: BTreeSet<String> = tunnel
+            .and_then(|t| t.get("remote_ips"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(canon).collect())
+            .unwrap_or_default();
+        if let Some(a) = t.get("tunnel_peer").and_then(Value::as_array) {
+            static_peers.extend(a.iter().filter_map(|p| p.get("ip").and_then(canon)));
+        }
         Ok(HostBase {
             text: text.to_string(),
             physnets,
+            tunnel_ip,
+            static_peers,
         })
     }
 }
@@ -140,7 +184,7 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
     let mut plan = Plan::default();
     let mut usable = BTreeMap::new();
     for n in &st.networks {
-        match datapath_type(n, &base.physnets) {
+        match datapath_type(n, &base.physnets, base.tunnel_ip.is_some()) {
             Ok(t) => {
                 usable.insert(n.id.as_str(), t);
             }
@@ -172,7 +216,12 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
         }
         used_networks.insert(p.network_id.as_str());
         plan.wired.insert(p.id.clone(), p.devname.clone());
-        write_port(&mut ports_text, p);
+        let mtu = st
+            .networks
+            .iter()
+            .find(|n| n.id == p.network_id)
+            .map(|n| n.mtu);
+        write_port(&mut ports_text, p, mtu);
     }
     plan.unwired = unwired;
     for (id, (ty, physnet, seg)) in &usable {
@@ -188,6 +237,21 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
         }
     }
     out.push_str(&ports_text);
+    if let Some(own) = &base.tunnel_ip {
+        for peer in &st.tunnel_peers {
+            let canon = peer
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
+            // Skip our own address, peers the host lists itself, and other families.
+            let family_ok = own.contains(':') == canon.contains(':');
+            if canon.is_empty() || &canon == own || base.static_peers.contains(&canon) || !family_ok
+            {
+                continue;
+            }
+            let _ = write!(out, "\n[[tunnel_peer]]\nip = {}\n", q(&canon));
+        }
+    }
     plan.config = out;
     plan
 }
@@ -262,6 +326,7 @@ interface = "eth1"
                 port("cccccccc-1111-2222", "n3"),
             ],
             security_groups: vec![],
+            tunnel_peers: vec![],
         };
         let p = plan(&base(), &st);
         let cfg: Table = toml::from_str(&p.config).unwrap();
@@ -297,6 +362,78 @@ interface = "eth1"
     }
 
     #[test]
+    fn vxlan_networks_tunnel_when_the_host_has_a_local_ip() {
+        let tbase = HostBase::parse(
+            r#"
+[switch]
+control_socket = "/run/weft/h1.sock"
+[tunnel]
+local_ip = "192.0.2.1"
+remote_ips = ["192.0.2.7"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(tbase.tunnel_ip.as_deref(), Some("192.0.2.1"));
+        let st = HostState {
+            host: "h1".into(),
+            revision: 3,
+            networks: vec![
+                net("n3", "vxlan", None, Some(1001)),
+                net("n4", "geneve", None, Some(7)),
+            ],
+            ports: vec![
+                port("cccccccc-1111-2222", "n3"),
+                port("eeeeeeee-1111-2222", "n4"),
+            ],
+            security_groups: vec![],
+            tunnel_peers: vec![
+                "192.0.2.2".into(),
+                "192.0.2.1".into(),   // our own: skipped
+                "192.0.2.7".into(),   // listed by the host config: skipped
+                "2001:db8::5".into(), // other family: skipped
+            ],
+        };
+        let p = plan(&tbase, &st);
+        let c = weft_datapath::config::SwitchConfig::from_toml(&p.config, "plan").unwrap();
+        let n3 = c.network("n3").unwrap();
+        assert_eq!(
+            n3.network_type,
+            weft_datapath::NetworkType::Vxlan {
+                segmentation_id: 1001
+            }
+        );
+        assert_eq!(
+            c.network("n4").unwrap().network_type,
+            weft_datapath::NetworkType::Local
+        );
+        let t = c.tunnel.unwrap();
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.7", "192.0.2.2"]);
+        assert_eq!(p.wired.len(), 2);
+        // System ports keep their netdev's MTU; a tap weft creates gets the network's.
+        assert_eq!(c.ports[0].mtu, None);
+        let mut tap_state = st.clone();
+        tap_state.ports[0].kind = "tap".into();
+        tap_state.networks[0].mtu = 1450;
+        let c = weft_datapath::config::SwitchConfig::from_toml(
+            &plan(&tbase, &tap_state).config,
+            "plan",
+        )
+        .unwrap();
+        assert_eq!(c.ports[0].mtu, Some(1450));
+
+        // Without a local_ip the same state is wired host-local and no peers are written.
+        let p = plan(&base(), &st);
+        let c = weft_datapath::config::SwitchConfig::from_toml(&p.config, "plan").unwrap();
+        assert_eq!(
+            c.network("n3").unwrap().network_type,
+            weft_datapath::NetworkType::Local
+        );
+        assert!(c.tunnel.is_none());
+        assert!(HostBase::parse("[tunnel]\nlocal_ip = \"nope\"\n").is_err());
+    }
+
+    #[test]
     fn admin_down_ports_are_unplugged_and_output_is_deterministic() {
         let mut down = port("dddddddd-1111-2222", "n1");
         down.admin_state_up = false;
@@ -306,6 +443,7 @@ interface = "eth1"
             networks: vec![net("n1", "flat", Some("physnet"), None)],
             ports: vec![down],
             security_groups: vec![],
+            tunnel_peers: vec![],
         };
         let a = plan(&base(), &st);
         assert!(a.wired.is_empty());

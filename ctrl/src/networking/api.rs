@@ -492,6 +492,8 @@ async fn agent_state_h(
     let mut timeout = 0u64;
     for (k, v) in query::parse_pairs(q.as_deref().unwrap_or("")) {
         match k.as_str() {
+            // The agent's tunnel endpoint, reported on every poll (cheap when unchanged).
+            "tunnel_ip" => net.register_tunnel(&host, (!v.is_empty()).then_some(v.as_str()))?,
             "since" => {
                 since = v
                     .parse()

@@ -183,6 +183,42 @@ impl Networking {
         self.host_state(host)
     }
 
+    /// Records the tunnel endpoint `host`'s agent reported (None: it has none). A change is a
+    /// write (revision bump), so every other agent learns the new peer on its long-poll.
+    pub fn register_tunnel(&self, host: &str, tunnel_ip: Option<&str>) -> NetResult<()> {
+        let ip = match tunnel_ip {
+            None => None,
+            Some(s) => {
+                let ip: std::net::IpAddr = s.parse().map_err(|_| {
+                    NetError::invalid("tunnel_ip", format!("'{s}' is not an IP address"))
+                })?;
+                if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+                    return Err(NetError::invalid(
+                        "tunnel_ip",
+                        format!("'{s}' is not a usable tunnel endpoint"),
+                    ));
+                }
+                Some(ip.to_string())
+            }
+        };
+        if host.is_empty() {
+            return Err(NetError::invalid("host", "must not be empty"));
+        }
+        let same =
+            self.read(|st| st.agents.get(host).map(|a| a.tunnel_ip.clone()) == Some(ip.clone()));
+        if same {
+            return Ok(());
+        }
+        self.write(|_, env| {
+            let rec = model::AgentRecord {
+                id: host.to_string(),
+                tunnel_ip: ip.clone(),
+                updated_at: env.now.clone(),
+            };
+            Ok(((), vec![state::Change::Agent(rec)]))
+        })
+    }
+
     /// Agent status reports for ports on `host`, in one commit.
     pub fn report_status(&self, host: &str, statuses: &[(String, String)]) -> NetResult<()> {
         self.write(|st, env| {

@@ -4,6 +4,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// A datapath agent as ctrl knows it: its host and the tunnel endpoint it reported
+/// (Neutron's agent `configurations.tunneling_ip`). Other hosts' agents build VXLAN
+/// tunnels to every reported endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The host name (also the record's id).
+    pub id: String,
+    /// Tunnel IP, None when the host has no tunnel endpoint.
+    pub tunnel_ip: Option<String>,
+    pub updated_at: String,
+}
+
 /// Standard attributes every Neutron resource carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Std {

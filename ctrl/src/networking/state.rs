@@ -15,6 +15,7 @@ pub enum Change {
     Port(Port),
     SecurityGroup(SecurityGroup),
     Rule(SecurityGroupRule),
+    Agent(AgentRecord),
     Delete(Kind, String),
 }
 
@@ -25,6 +26,7 @@ pub enum Kind {
     Port,
     SecurityGroup,
     Rule,
+    Agent,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Port => "port",
             Kind::SecurityGroup => "security_group",
             Kind::Rule => "security_group_rule",
+            Kind::Agent => "agent",
         }
     }
 
@@ -45,6 +48,7 @@ impl Kind {
             "port" => Kind::Port,
             "security_group" => Kind::SecurityGroup,
             "security_group_rule" => Kind::Rule,
+            "agent" => Kind::Agent,
             _ => return None,
         })
     }
@@ -58,6 +62,7 @@ impl Change {
             Change::Port(x) => (Kind::Port, &x.id),
             Change::SecurityGroup(x) => (Kind::SecurityGroup, &x.id),
             Change::Rule(x) => (Kind::Rule, &x.id),
+            Change::Agent(x) => (Kind::Agent, &x.id),
             Change::Delete(k, id) => (*k, id),
         }
     }
@@ -71,6 +76,8 @@ pub struct State {
     pub ports: BTreeMap<String, Port>,
     pub security_groups: BTreeMap<String, SecurityGroup>,
     pub rules: BTreeMap<String, SecurityGroupRule>,
+    /// host -> its datapath agent (tunnel endpoint)
+    pub agents: BTreeMap<String, AgentRecord>,
     /// subnet id -> allocated addresses
     ips: HashMap<String, BTreeSet<u128>>,
     /// (network id, mac) -> port id
@@ -101,6 +108,9 @@ impl State {
                 Change::Rule(r) => {
                     self.rules.insert(r.id.clone(), r.clone());
                 }
+                Change::Agent(a) => {
+                    self.agents.insert(a.id.clone(), a.clone());
+                }
                 Change::Delete(kind, id) => match kind {
                     Kind::Network => {
                         self.networks.remove(id);
@@ -118,6 +128,9 @@ impl State {
                     }
                     Kind::Rule => {
                         self.rules.remove(id);
+                    }
+                    Kind::Agent => {
+                        self.agents.remove(id);
                     }
                 },
             }

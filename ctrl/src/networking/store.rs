@@ -54,6 +54,7 @@ fn body(c: &Change) -> NetResult<String> {
         Change::Port(x) => serde_json::to_string(x),
         Change::SecurityGroup(x) => serde_json::to_string(x),
         Change::Rule(x) => serde_json::to_string(x),
+        Change::Agent(x) => serde_json::to_string(x),
         Change::Delete(..) => Ok(String::new()),
     };
     v.map_err(|e| NetError::Storage(e.to_string()))
@@ -66,6 +67,7 @@ fn decode(kind: Kind, body: &str) -> Result<Change, serde_json::Error> {
         Kind::Port => Change::Port(serde_json::from_str(body)?),
         Kind::SecurityGroup => Change::SecurityGroup(serde_json::from_str(body)?),
         Kind::Rule => Change::Rule(serde_json::from_str(body)?),
+        Kind::Agent => Change::Agent(serde_json::from_str(body)?),
     })
 }
 

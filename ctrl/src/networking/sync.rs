@@ -62,6 +62,9 @@ pub struct HostState {
     pub networks: Vec<HostNetwork>,
     pub ports: Vec<HostPort>,
     pub security_groups: Vec<HostSecurityGroup>,
+    /// Tunnel endpoints of the other hosts' agents: this host's VXLAN peers.
+    #[serde(default)]
+    pub tunnel_peers: Vec<String>,
 }
 
 fn rule(r: &SecurityGroupRule) -> HostRule {
@@ -162,11 +165,23 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             member_ips: members.remove(g.id.as_str()).unwrap_or_default(),
         })
         .collect();
+    // Every other endpoint, as the OVS agent without l2population keeps a tunnel to each.
+    let own = st.agents.get(host).and_then(|a| a.tunnel_ip.as_deref());
+    let tunnel_peers: Vec<String> = st
+        .agents
+        .values()
+        .filter(|a| a.id != host)
+        .filter_map(|a| a.tunnel_ip.clone())
+        .filter(|ip| Some(ip.as_str()) != own)
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
     HostState {
         host: host.to_string(),
         revision: st.revision,
         networks,
         ports,
         security_groups,
+        tunnel_peers,
     }
 }

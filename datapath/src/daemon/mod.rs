@@ -247,7 +247,27 @@ fn open_port(
                 })
             }
         },
+        PortKind::Vxlan => {
+            let ep = info.tunnel_endpoint.ok_or_else(|| DaemonError::Attach {
+                name: info.name.clone(),
+                source: std::io::Error::other("tunnel endpoint without an address"),
+            })?;
+            Some(Arc::new(PortIo::Tunnel(
+                crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
+                    DaemonError::Attach {
+                        name: format!("{} ({ep})", info.name),
+                        source,
+                    }
+                })?,
+            )))
+        }
     };
+    // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
+    if let (Some(PortIo::Tap(_)), Some(mtu)) = (io.as_deref(), info.mtu) {
+        if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
+            tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
+        }
+    }
     Ok(LivePort {
         no: info.no,
         info: info.clone(),
@@ -576,17 +596,26 @@ impl SwitchHandle {
     fn counters_json(&self) -> Value {
         let c = self.shared.dp.counters();
         let states = self.port_states();
+        let table = self.shared.ports.load();
         let ports: Vec<Value> = states
             .iter()
             .map(|s| {
                 let pc = c.port(PortNo(s.no));
-                let drops: serde_json::Map<String, Value> = crate::DropReason::ALL
+                let mut drops: serde_json::Map<String, Value> = crate::DropReason::ALL
                     .iter()
                     .filter_map(|&r| {
                         let n = pc.map(|p| p.drop_count(r)).unwrap_or(0);
                         (n > 0).then(|| (r.name().to_string(), json!(n)))
                     })
                     .collect();
+                // The tunnel endpoint's refused datagrams (unknown VNI, bad flags...).
+                if let Some(PortIo::Tunnel(t)) =
+                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
+                {
+                    for (r, n) in t.drop_counts() {
+                        drops.insert(r.name().to_string(), json!(n));
+                    }
+                }
                 json!({
                     "name": s.name,
                     "rx": s.rx_frames,

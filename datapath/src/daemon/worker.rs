@@ -48,6 +48,7 @@ impl PacketThread {
         let mut buf = vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64];
         let mut scratch = Vec::with_capacity(MAX_FRAME);
         let mut outs: Vec<Output> = Vec::with_capacity(16);
+        let mut tunnel_tx = crate::io::tunnel::TunnelTx::new();
         let mut pending: HashMap<PortNo, Vec<PendingTx>> = HashMap::new();
         let mut ready = [(0u64, false); 64];
         let mut txs = TxScratch::new();
@@ -76,6 +77,8 @@ impl PacketThread {
                 let Some(io) = port.io.as_deref() else {
                     continue;
                 };
+                // The tunnel shell maps local VLANs <-> VNIs with the running snapshot.
+                let snap = self.shared.dp.snapshot();
                 if bad && !still_usable(io) {
                     // The netdev is gone (deleted, or its namespace was):
                     // stop polling it; the monitor reopens or re-creates it.
@@ -96,6 +99,18 @@ impl PacketThread {
                     }
                     for out in outs.iter() {
                         if let Some(dst) = table.get(out.port) {
+                            if let Some(PortIo::Tunnel(t)) = dst.io.as_deref() {
+                                t.transmit(
+                                    &dst.counters,
+                                    &snap,
+                                    now,
+                                    vnet,
+                                    frame,
+                                    out.edit,
+                                    &mut tunnel_tx,
+                                );
+                                continue;
+                            }
                             transmit(dst, vnet, frame, out.edit, &mut pending, &mut txs);
                         }
                     }
@@ -121,6 +136,16 @@ impl PacketThread {
                             }
                         }
                     }
+                    PortIo::Tunnel(t) => {
+                        t.drain(
+                            RX_BATCH,
+                            &snap,
+                            now,
+                            &port.counters,
+                            &mut scratch,
+                            |vnet, frame| handle(vnet, frame, &mut outs),
+                        );
+                    }
                     PortIo::Packet(pp) => {
                         pp.drain(RX_BATCH, &mut scratch, |fr| match fr {
                             Some((vnet, frame)) => handle(vnet, frame, &mut outs),
@@ -129,6 +154,12 @@ impl PacketThread {
                             }
                         });
                     }
+                }
+            }
+            if let Some(no) = tunnel_tx.pending_port() {
+                match table.get(no).map(|p| (p, p.io.as_deref())) {
+                    Some((p, Some(PortIo::Tunnel(t)))) => t.flush(&p.counters, &mut tunnel_tx),
+                    _ => tunnel_tx.clear(),
                 }
             }
             flush(&table, &mut pending);
@@ -176,6 +207,11 @@ fn still_usable(io: &PortIo) -> bool {
     match io {
         // A tap fd reports errors only once its netdev is gone.
         PortIo::Tap(_) => false,
+        // A UDP socket's error (an ICMP unreachable from a peer) is transient.
+        PortIo::Tunnel(t) => {
+            let _ = t.take_error();
+            true
+        }
         PortIo::Packet(pp) => {
             let _ = pp.take_error();
             pp.still_attached()
@@ -251,6 +287,8 @@ fn transmit(
                 Err(_) => drop(),
             }
         }
+        // Handled by the caller (it needs the snapshot for VNIs).
+        PortIo::Tunnel(_) => drop(),
         PortIo::Packet(pp) => {
             let q = pending.entry(dst.no).or_default();
             if pp.vnet_hdr() {

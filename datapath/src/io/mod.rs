@@ -10,6 +10,7 @@
 //! ```
 
 pub mod sys;
+pub mod tunnel;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -203,6 +204,8 @@ pub enum PortIo {
     Tap(TapPort),
     /// An AF_PACKET-attached netdev.
     Packet(PacketPort),
+    /// The VXLAN endpoint's UDP socket.
+    Tunnel(tunnel::TunnelPort),
 }
 
 impl PortIo {
@@ -211,6 +214,7 @@ impl PortIo {
         match self {
             PortIo::Tap(t) => t.fd.as_raw_fd(),
             PortIo::Packet(p) => p.fd.as_raw_fd(),
+            PortIo::Tunnel(t) => t.raw_fd(),
         }
     }
 
@@ -219,6 +223,7 @@ impl PortIo {
         match self {
             PortIo::Tap(t) => t.name(),
             PortIo::Packet(p) => p.name(),
+            PortIo::Tunnel(t) => t.name(),
         }
     }
 }

@@ -628,3 +628,237 @@ pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     };
     (r == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
+
+/// A UDP destination as the kernel takes it (for [`send_to_batch`]).
+enum SockAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+}
+
+impl SockAddr {
+    fn new(a: std::net::SocketAddr) -> SockAddr {
+        match a {
+            std::net::SocketAddr::V4(a) => SockAddr::V4(libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            }),
+            std::net::SocketAddr::V6(a) => SockAddr::V6(libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            }),
+        }
+    }
+
+    fn ptr_len(&mut self) -> (*mut libc::c_void, libc::socklen_t) {
+        match self {
+            SockAddr::V4(s) => (
+                (s as *mut libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ),
+            SockAddr::V6(s) => (
+                (s as *mut libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            ),
+        }
+    }
+}
+
+/// Sends datagrams on an unbound-peer UDP socket with sendmmsg, each to its own address (the
+/// VXLAN endpoint's tx batch). A datagram the kernel refuses is skipped, not retried.
+/// Returns (datagrams sent, bytes sent).
+pub fn send_to_batch(fd: RawFd, dgrams: &[(std::net::SocketAddr, &[u8])]) -> (usize, usize) {
+    if dgrams.is_empty() {
+        return (0, 0);
+    }
+    let mut addrs: Vec<SockAddr> = dgrams.iter().map(|(a, _)| SockAddr::new(*a)).collect();
+    let mut iovs: Vec<libc::iovec> = dgrams
+        .iter()
+        .map(|(_, d)| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = addrs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|(a, iov)| {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            let (name, namelen) = a.ptr_len();
+            m.msg_hdr.msg_name = name;
+            m.msg_hdr.msg_namelen = namelen;
+            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
+    let mut retries = 0;
+    while at < msgs.len() {
+        // SAFETY: msgs[at..] are valid mmsghdrs whose names point into `addrs` and iovecs into
+        // `iovs` (pointing into `dgrams`), all alive for the call; the kernel only reads them.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[at..].as_mut_ptr(),
+                (msgs.len() - at) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r > 0 {
+            for m in &msgs[at..at + r as usize] {
+                bytes += m.msg_len as usize;
+            }
+            at += r as usize;
+            sent += r as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock if retries < 3 => {
+                retries += 1;
+                std::thread::yield_now();
+            }
+            io::ErrorKind::WouldBlock => break,
+            _ => at += 1,
+        }
+    }
+    (sent, bytes)
+}
+
+/// Sets a socket's receive and send buffers to `bytes` each: with SO_RCVBUFFORCE /
+/// SO_SNDBUFFORCE when we may (CAP_NET_ADMIN, past net.core.rmem_max), else as far as the
+/// sysctl limit allows. A burst of 64 KiB TSO frames becomes ~45 datagrams per frame, which
+/// overflows the default 208 KiB receive buffer of the tunnel socket.
+pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [force, plain] {
+            // SAFETY: `v` is a c_int that lives for the call; the kernel reads size_of::<c_int>().
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Receives up to `buf.len() / slot` datagrams with one recvmmsg, datagram i into
+/// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
+/// nothing is queued.
+pub fn recv_from_batch(
+    fd: RawFd,
+    buf: &mut [u8],
+    slot: usize,
+    out: &mut Vec<(usize, Option<std::net::SocketAddr>, bool)>,
+) -> io::Result<usize> {
+    let n = buf.len().checked_div(slot).unwrap_or(0);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; n];
+    let mut iovs: Vec<libc::iovec> = buf
+        .chunks_exact_mut(slot)
+        .map(|c| libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: c.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = addrs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|(a, iov)| {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: each mmsghdr points at its own sockaddr_storage in `addrs` and its own slot of
+    // `buf` (through `iovs`), all alive and exclusively borrowed for the call.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    let got = r as usize;
+    for (m, a) in msgs.iter().zip(&addrs).take(got) {
+        let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        out.push((m.msg_len as usize, sockaddr_to_std(a), truncated));
+    }
+    Ok(got)
+}
+
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    match libc::c_int::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (ss_family says so), which fits in and is
+            // no more aligned than sockaddr_storage.
+            let s: libc::sockaddr_in =
+                unsafe { std::ptr::read((a as *const libc::sockaddr_storage).cast()) };
+            Some(std::net::SocketAddr::new(
+                std::net::Ipv4Addr::from(s.sin_addr.s_addr.to_ne_bytes()).into(),
+                u16::from_be(s.sin_port),
+            ))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let s: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((a as *const libc::sockaddr_storage).cast()) };
+            Some(std::net::SocketAddr::new(
+                std::net::Ipv6Addr::from(s.sin6_addr.s6_addr).into(),
+                u16::from_be(s.sin6_port),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Sets the MTU of `name` (a tap the switch created: the network's MTU, e.g. 1450 on vxlan).
+pub fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
+    // SAFETY: SIOCSIFMTU reads ifr_name and ifru_mtu of the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &ifr) })?;
+    Ok(())
+}
