@@ -336,6 +336,7 @@ fn port_to_real_datapath_latency(_c: &mut Criterion) {
             LocalCtrl {
                 net: net.clone(),
                 host: "h1".into(),
+                tunnel_ip: None,
             },
             sw,
             weft_ctrl::agent::HostBase::parse(PENDING_BASE).unwrap(),
