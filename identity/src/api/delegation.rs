@@ -155,6 +155,14 @@ pub async fn create_app_cred(
         }
     };
     let expires_at = parse_expiry(b.expires_at.as_ref(), "application_credential.expires_at")?;
+    // Keystone's ValidationExpirationError: a credential born expired is a client error.
+    if expires_at.is_some_and(|e| e <= now_micros()) {
+        return Err(IdentityError::bad(
+            "The 'expires_at' must not be before now. Invalid input for field \
+             'application_credential.expires_at'.",
+        )
+        .into());
+    }
     let secret = match b.secret {
         Some(s) if s.is_empty() => {
             return Err(IdentityError::bad(

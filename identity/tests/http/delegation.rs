@@ -106,10 +106,28 @@ async fn expired_application_credential_is_refused() {
     let h = H::new().await;
     let (u, _p, t) = member_setup(&h).await;
     let path = format!("/v3/users/{u}/application_credentials");
+    // Born expired: 400, as Keystone answers.
     let r = h.call(Method::POST, &path, Some(&t), Some(json!({"application_credential": {"name": "old", "expires_at": "2001-01-01T00:00:00"}}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.msg().contains("expires_at"), "{}", r.msg());
+    // Expiring a second from now: works, then is refused once expired.
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500))
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    let r = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&t),
+            Some(json!({"application_credential": {"name": "old", "expires_at": soon}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.body["application_credential"]["id"].as_str().unwrap();
     let secret = r.body["application_credential"]["secret"].as_str().unwrap();
+    let auth = json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": id, "secret": secret}}}});
+    assert_eq!(h.issue(auth.clone()).await.status, StatusCode::CREATED);
+    std::thread::sleep(std::time::Duration::from_millis(1600));
     let r = h.issue(json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": id, "secret": secret}}}})).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = h
