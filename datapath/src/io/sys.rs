@@ -452,17 +452,26 @@ pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
     (sent, bytes)
 }
 
-/// Writes one frame given as slices with writev (tap fds take one frame per write).
+/// Writes one frame given as up to 4 slices with writev (tap fds take one
+/// frame per write). More than 4 slices is an InvalidInput error.
 pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
-    let iov: Vec<libc::iovec> = parts
-        .iter()
-        .map(|s| libc::iovec {
+    // On the stack: this runs once per frame sent to a tap.
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    if parts.len() > iov.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (v, s) in iov.iter_mut().zip(parts) {
+        *v = libc::iovec {
             iov_base: s.as_ptr() as *mut libc::c_void,
             iov_len: s.len(),
-        })
-        .collect();
-    // SAFETY: the iovecs point into `parts`, alive for the call; the kernel only reads them.
-    let r = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        };
+    }
+    // SAFETY: the first parts.len() iovecs point into `parts`, alive for the call; the kernel
+    // only reads them.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), parts.len() as libc::c_int) };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
