@@ -101,6 +101,20 @@ impl Default for PacketConfig {
 /// Ring blocks are this big (or one slot, when a slot is bigger).
 const RING_BLOCK: usize = 128 * 1024;
 
+/// Most memory an rx ring takes (jumbo MTUs get fewer, bigger slots).
+const RING_MAX_BYTES: usize = 16 << 20;
+
+/// (slot size, block size, slots) of the rx ring for a netdev of `mtu` when
+/// `frames` slots are asked for: whole blocks, at most [`RING_MAX_BYTES`].
+pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
+    let frame_size = ring_slot_size(mtu);
+    let block_size = RING_BLOCK.max(frame_size);
+    let per_block = (block_size / frame_size) as u32;
+    let max = (RING_MAX_BYTES / frame_size) as u32;
+    let frames = frames.clamp(per_block, max.max(per_block));
+    (frame_size, block_size, frames / per_block * per_block)
+}
+
 /// Slot size for frames of up to `mtu` bytes of payload: the frame with a
 /// tag, the tpacket2 header, sockaddr_ll and vnet header in front of it, as
 /// a power of two (so that slots tile blocks exactly), at least 2 KiB.
@@ -129,10 +143,7 @@ impl PacketPort {
         let mtu = sys::link_mtu(name).unwrap_or(1500);
         // A slot holds one MTU-sized frame; GSO frames (with vnet headers
         // they arrive whole, up to 64 KiB) come through the socket queue.
-        let frame_size = ring_slot_size(mtu);
-        let block_size = RING_BLOCK.max(frame_size);
-        let per_block = (block_size / frame_size) as u32;
-        let frames = cfg.frames.max(per_block).div_ceil(per_block) * per_block;
+        let (frame_size, block_size, frames) = ring_geometry(mtu, cfg.frames);
         let (fd, ring) = sys::open_packet(
             ifindex,
             sys::PacketOpts {
@@ -318,6 +329,30 @@ pub fn reinsert_tag(
 mod tests {
     use super::*;
     use crate::offload::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+    #[test]
+    fn ring_slots_fit_an_mtu_frame_and_tile_blocks() {
+        // 1500: a 2 KiB slot holds tpacket2 hdr + sockaddr_ll + vnet hdr (76) + 1518.
+        assert_eq!(ring_geometry(1500, 4096), (2048, 128 * 1024, 4096));
+        assert_eq!(ring_geometry(1600, 4096).0, 2048);
+        assert_eq!(ring_geometry(2000, 4096).0, 4096);
+        // Jumbo frames: bigger slots, ring capped at 16 MiB.
+        assert_eq!(ring_geometry(9000, 4096), (16384, 128 * 1024, 1024));
+        // Few slots asked: still one whole block; odd counts round down to blocks.
+        assert_eq!(ring_geometry(1500, 1), (2048, 128 * 1024, 64));
+        assert_eq!(ring_geometry(1500, 100), (2048, 128 * 1024, 64));
+        // An MTU bigger than a block: one slot per block.
+        let (f, b, n) = ring_geometry(65535, 4);
+        assert_eq!((f, b, n), (128 * 1024, 128 * 1024, 4));
+        for mtu in [68u32, 576, 1280, 1500, 1600, 4000, 9000, 9216, 65535] {
+            let (f, b, n) = ring_geometry(mtu, 4096);
+            assert!(f >= mtu as usize + 18 + 76, "mtu {mtu}: slot {f}");
+            assert_eq!(b % f, 0);
+            assert_eq!(b % 4096, 0);
+            assert_eq!(n as usize % (b / f), 0);
+            assert!(n as usize * f <= RING_MAX_BYTES.max(b));
+        }
+    }
 
     #[test]
     fn reinserted_tag_moves_offload_offsets() {
