@@ -231,12 +231,14 @@ fn open_port(
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
     let io = match info.kind {
-        PortKind::Tap => Some(Arc::new(PortIo::Tap(TapPort::create(&info.name).map_err(
-            |source| DaemonError::Tap {
-                name: info.name.clone(),
-                source,
-            },
-        )?))),
+        PortKind::Tap => Some(Arc::new(PortIo::Tap(
+            TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
+                DaemonError::Tap {
+                    name: info.name.clone(),
+                    source,
+                }
+            })?,
+        ))),
         PortKind::System => match PacketPort::open(&info.name, packet) {
             Ok(p) => Some(Arc::new(PortIo::Packet(p))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

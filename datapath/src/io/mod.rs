@@ -36,8 +36,20 @@ pub struct TapPort {
 
 impl TapPort {
     /// Creates (or attaches to) tap `name` with vnet headers and offloads on.
-    pub fn create(name: &str) -> io::Result<TapPort> {
+    /// With `mac`, the kernel side of the tap (the VM's side) gets that
+    /// address before it goes up.
+    pub fn create(name: &str, mac: Option<[u8; 6]>) -> io::Result<TapPort> {
         let fd = sys::open_tap(name, TAP_OFFLOADS)?;
+        // The kernel side starts with a random MAC, and once up it sends IPv6
+        // DAD, MLD reports and router solicitations from it at once: each was
+        // a mac_spoof drop on the port. So give it the port's MAC first.
+        // (Only while the tap is down: a tap re-attached while up and in use
+        // keeps the address its owner gave it.)
+        if let Some(mac) = mac {
+            if !sys::link_is_up(name).unwrap_or(true) {
+                let _ = sys::set_link_mac(name, mac);
+            }
+        }
         // Up in our namespace; whoever moves it to another netns sets it up there.
         let _ = sys::set_link_up(name);
         Ok(TapPort {
@@ -71,7 +83,9 @@ impl TapPort {
 pub struct PacketConfig {
     /// Use PACKET_VNET_HDR so GSO/partial-checksum frames cross whole.
     pub vnet_hdr: bool,
-    /// Ring slots.
+    /// Ring slots, each sized for one MTU-sized frame (2 KiB up to MTU
+    /// ~1900); larger frames go through the socket queue instead (see
+    /// [`sys::open_packet`]).
     pub frames: u32,
 }
 
@@ -79,16 +93,42 @@ impl Default for PacketConfig {
     fn default() -> Self {
         PacketConfig {
             vnet_hdr: true,
-            frames: 256,
+            // 8 MiB of ring at MTU 1500: ~40 ms of 64-byte frames at 100 kpps.
+            frames: 4096,
         }
     }
+}
+
+/// Ring blocks are this big (or one slot, when a slot is bigger).
+const RING_BLOCK: usize = 128 * 1024;
+
+/// Most memory an rx ring takes (jumbo MTUs get fewer, bigger slots).
+const RING_MAX_BYTES: usize = 16 << 20;
+
+/// (slot size, block size, slots) of the rx ring for a netdev of `mtu` when
+/// `frames` slots are asked for: whole blocks, at most [`RING_MAX_BYTES`].
+pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
+    let frame_size = ring_slot_size(mtu);
+    let block_size = RING_BLOCK.max(frame_size);
+    let per_block = (block_size / frame_size) as u32;
+    let max = (RING_MAX_BYTES / frame_size) as u32;
+    let frames = frames.clamp(per_block, max.max(per_block));
+    (frame_size, block_size, frames / per_block * per_block)
+}
+
+/// Slot size for frames of up to `mtu` bytes of payload: the frame with a
+/// tag, the tpacket2 header, sockaddr_ll and vnet header in front of it, as
+/// a power of two (so that slots tile blocks exactly), at least 2 KiB.
+pub fn ring_slot_size(mtu: u32) -> usize {
+    (mtu as usize + 18 + 128).next_power_of_two().max(2048)
 }
 
 /// An existing netdev attached through AF_PACKET (kind = "system", physnet uplinks).
 pub struct PacketPort {
     fd: OwnedFd,
     ifindex: u32,
-    ring: Mutex<sys::RxRing>,
+    /// The ring, and a buffer for frames too big for a slot.
+    ring: Mutex<(sys::RxRing, Vec<u8>)>,
     name: String,
     vnet_hdr: bool,
     mtu: u32,
@@ -102,31 +142,22 @@ impl PacketPort {
         })?;
         let _ = sys::set_link_up(name);
         let mtu = sys::link_mtu(name).unwrap_or(1500);
-        // With vnet headers GSO frames arrive whole, so a slot must hold 64 KiB;
-        // without, a slot holds one MTU-sized frame (rounded to pages).
-        let need = if cfg.vnet_hdr {
-            MAX_FRAME + 128
-        } else {
-            mtu as usize + 18 + 128
-        };
-        let frame_size = need.div_ceil(4096) * 4096;
-        let frames = if cfg.vnet_hdr {
-            cfg.frames.min(64)
-        } else {
-            cfg.frames
-        };
+        // A slot holds one MTU-sized frame; GSO frames (with vnet headers
+        // they arrive whole, up to 64 KiB) come through the socket queue.
+        let (frame_size, block_size, frames) = ring_geometry(mtu, cfg.frames);
         let (fd, ring) = sys::open_packet(
             ifindex,
             sys::PacketOpts {
                 vnet_hdr: cfg.vnet_hdr,
                 frame_size: frame_size as u32,
                 frame_nr: frames,
+                block_size: block_size as u32,
             },
         )?;
         Ok(PacketPort {
             fd,
             ifindex,
-            ring: Mutex::new(ring),
+            ring: Mutex::new((ring, vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64])),
             name: name.to_string(),
             vnet_hdr: cfg.vnet_hdr,
             mtu,
@@ -160,25 +191,61 @@ impl PacketPort {
     }
 
     /// Drains up to `max` frames from the ring into `f(vnet, frame)`, where
-    /// `frame` has the kernel-stripped VLAN tag put back. `f` gets None for
-    /// frames that were truncated.
+    /// `frame` has the kernel-stripped VLAN tag put back. Frames too big for
+    /// a slot are read whole from the socket queue. `f` gets None for frames
+    /// that were truncated (too big, and the socket queue was full).
     pub fn drain(
         &self,
         max: usize,
         scratch: &mut Vec<u8>,
         mut f: impl FnMut(Option<(&[u8], &[u8])>),
     ) -> usize {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let (ring, big) = &mut *guard;
+        let fd = self.fd.as_raw_fd();
+        let vlen = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
         ring.drain(max, |fr| {
-            if fr.truncated || fr.data.len() < 12 {
+            let (vnet, data): (&[u8], &[u8]) = if fr.copied {
+                // The queue holds exactly the frames whose slots say COPY, in
+                // ring order, so this is this slot's frame; the length check
+                // guards against reading another's.
+                // A mismatch means an older copy was left behind (never seen
+                // in practice): skip past it to this slot's frame.
+                let mut got = None;
+                for _ in 0..8 {
+                    match sys::recv(fd, big) {
+                        Ok(n) if n >= vlen && n - vlen == fr.len => {
+                            got = Some(n);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                match got {
+                    Some(n) if fr.len >= 12 => {
+                        if vlen == 0 {
+                            (&[0u8; VNET_HDR_LEN], &big[..n])
+                        } else {
+                            (&big[..vlen], &big[vlen..n])
+                        }
+                    }
+                    _ => {
+                        f(None);
+                        return;
+                    }
+                }
+            } else if fr.truncated || fr.data.len() < 12 {
                 f(None);
                 return;
-            }
-            let vnet = fr.vnet.unwrap_or(&[0u8; VNET_HDR_LEN]);
+            } else {
+                (fr.vnet.unwrap_or(&[0u8; VNET_HDR_LEN]), fr.data)
+            };
             match fr.vlan_tci {
-                None => f(Some((vnet, fr.data))),
+                None => f(Some((vnet, data))),
                 Some(tci) => {
-                    let vb = reinsert_tag(vnet, fr.data, fr.vlan_tpid, tci, scratch);
+                    let vb = reinsert_tag(vnet, data, fr.vlan_tpid, tci, scratch);
                     f(Some((&vb, scratch)))
                 }
             }
@@ -269,6 +336,30 @@ pub fn reinsert_tag(
 mod tests {
     use super::*;
     use crate::offload::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+    #[test]
+    fn ring_slots_fit_an_mtu_frame_and_tile_blocks() {
+        // 1500: a 2 KiB slot holds tpacket2 hdr + sockaddr_ll + vnet hdr (76) + 1518.
+        assert_eq!(ring_geometry(1500, 4096), (2048, 128 * 1024, 4096));
+        assert_eq!(ring_geometry(1600, 4096).0, 2048);
+        assert_eq!(ring_geometry(2000, 4096).0, 4096);
+        // Jumbo frames: bigger slots, ring capped at 16 MiB.
+        assert_eq!(ring_geometry(9000, 4096), (16384, 128 * 1024, 1024));
+        // Few slots asked: still one whole block; odd counts round down to blocks.
+        assert_eq!(ring_geometry(1500, 1), (2048, 128 * 1024, 64));
+        assert_eq!(ring_geometry(1500, 100), (2048, 128 * 1024, 64));
+        // An MTU bigger than a block: one slot per block.
+        let (f, b, n) = ring_geometry(65535, 4);
+        assert_eq!((f, b, n), (128 * 1024, 128 * 1024, 4));
+        for mtu in [68u32, 576, 1280, 1500, 1600, 4000, 9000, 9216, 65535] {
+            let (f, b, n) = ring_geometry(mtu, 4096);
+            assert!(f >= mtu as usize + 18 + 76, "mtu {mtu}: slot {f}");
+            assert_eq!(b % f, 0);
+            assert_eq!(b % 4096, 0);
+            assert_eq!(n as usize % (b / f), 0);
+            assert!(n as usize * f <= RING_MAX_BYTES.max(b));
+        }
+    }
 
     #[test]
     fn reinserted_tag_moves_offload_offsets() {

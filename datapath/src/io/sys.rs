@@ -105,6 +105,17 @@ impl NetdevProbe {
     }
 }
 
+/// Whether `name` has IFF_UP.
+pub fn link_is_up(name: &str) -> io::Result<bool> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: the kernel just wrote ifru_flags, the active union member.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    Ok(flags & libc::IFF_UP as libc::c_short != 0)
+}
+
 /// Sets IFF_UP on `name` (no-op if already up).
 pub fn set_link_up(name: &str) -> io::Result<()> {
     let sock = ctl_socket()?;
@@ -119,6 +130,22 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
     ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })?;
+    Ok(())
+}
+
+/// Sets the Ethernet address of `name` (SIOCSIFHWADDR).
+pub fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_with_name(name)?;
+    // SAFETY: all-zero is a valid sockaddr; we only fill family and the first 6 data bytes.
+    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+    sa.sa_family = libc::ARPHRD_ETHER;
+    for (d, s) in sa.sa_data.iter_mut().zip(mac) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_hwaddr = sa;
+    // SAFETY: SIOCSIFHWADDR reads the ifreq we own.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR, &ifr) })?;
     Ok(())
 }
 
@@ -152,15 +179,27 @@ pub struct PacketOpts {
     /// Prepend a virtio_net_hdr on rx and expect one on tx (PACKET_VNET_HDR):
     /// GSO frames then cross the socket whole.
     pub vnet_hdr: bool,
-    /// Bytes per rx ring slot (page multiple).
+    /// Bytes per rx ring slot (a power of two of at least 2048, so that
+    /// slots never straddle a block).
     pub frame_size: u32,
     /// Number of rx ring slots.
     pub frame_nr: u32,
+    /// Bytes per ring block (a page multiple and a multiple of `frame_size`).
+    pub block_size: u32,
 }
 
 /// Opens an AF_PACKET socket bound to ifindex with a TPACKET_V2 rx ring,
 /// promiscuous membership and PACKET_IGNORE_OUTGOING (so the switch does not
 /// read back its own transmissions).
+///
+/// Slots are sized for one MTU-sized frame, not for 64 KiB GSO frames: a
+/// ring of 64 KiB slots holds only a few dozen frames and overflows under a
+/// burst of small ones. A frame larger than its slot (GSO, GRO) is put in
+/// the slot truncated with TP_STATUS_COPY, and because PACKET_COPY_THRESH is
+/// set the kernel also queues the whole frame on the socket, in ring order,
+/// for [`recv`] to read. TPACKET_V3 packs variable-sized frames too, but
+/// hands a block over only when it is full or its retire timer fires
+/// (milliseconds), which would add that much latency at low rates.
 pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call.
@@ -190,11 +229,24 @@ pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRin
         libc::PACKET_IGNORE_OUTGOING,
         &1 as &libc::c_int,
     )?;
+    // Any non-zero threshold turns on the copy of oversized frames to the
+    // socket queue; the queue needs room for a few 64 KiB frames.
+    setsockopt(
+        raw,
+        libc::SOL_PACKET,
+        libc::PACKET_COPY_THRESH,
+        &1 as &libc::c_int,
+    )?;
+    let rcvbuf: libc::c_int = 32 << 20;
+    if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+        // Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf);
+    }
     // No PACKET_QDISC_BYPASS: it would hide our transmissions from tcpdump on
     // the uplink, which operators rely on; the qdisc costs little next to a syscall.
     let req = libc::tpacket_req {
-        tp_block_size: opts.frame_size,
-        tp_block_nr: opts.frame_nr,
+        tp_block_size: opts.block_size,
+        tp_block_nr: opts.frame_nr / (opts.block_size / opts.frame_size),
         tp_frame_size: opts.frame_size,
         tp_frame_nr: opts.frame_nr,
     };
@@ -274,6 +326,11 @@ pub struct RingFrame<'a> {
     pub vlan_tpid: u16,
     /// tp_len > tp_snaplen: the slot was too small.
     pub truncated: bool,
+    /// TP_STATUS_COPY: the slot was too small and the whole frame is queued
+    /// on the socket (read it with [`recv`] now: the queue is in ring order).
+    pub copied: bool,
+    /// The frame's full length (tp_len), without the stripped tag.
+    pub len: usize,
 }
 
 /// A TPACKET_V2 rx ring mapped into our memory.
@@ -315,25 +372,30 @@ impl RxRing {
             let mac = hdr.tp_mac as usize;
             let snap = hdr.tp_snaplen as usize;
             let valid = mac + snap <= self.frame_size && mac >= VNET_HDR_LEN;
-            if valid {
-                // SAFETY: [off, off+frame_size) is inside the mapping and owned by us now;
-                // mac+snap <= frame_size was checked above.
-                let slot_bytes =
-                    unsafe { std::slice::from_raw_parts(self.base.add(off), self.frame_size) };
-                let vlan_valid = st & libc::TP_STATUS_VLAN_VALID != 0;
-                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                    hdr.tp_vlan_tpid
+            // SAFETY: [off, off+frame_size) is inside the mapping and owned by us now.
+            let slot_bytes =
+                unsafe { std::slice::from_raw_parts(self.base.add(off), self.frame_size) };
+            let vlan_valid = st & libc::TP_STATUS_VLAN_VALID != 0;
+            let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                hdr.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            // A slot with offsets outside it is passed on as truncated (and
+            // still with its COPY flag, so the queued copy is consumed).
+            f(RingFrame {
+                vnet: (self.vnet_hdr && valid).then(|| &slot_bytes[mac - VNET_HDR_LEN..mac]),
+                data: if valid {
+                    &slot_bytes[mac..mac + snap]
                 } else {
-                    0x8100
-                };
-                f(RingFrame {
-                    vnet: self.vnet_hdr.then(|| &slot_bytes[mac - VNET_HDR_LEN..mac]),
-                    data: &slot_bytes[mac..mac + snap],
-                    vlan_tci: vlan_valid.then_some(hdr.tp_vlan_tci),
-                    vlan_tpid: tpid,
-                    truncated: hdr.tp_len as usize > snap,
-                });
-            }
+                    &[]
+                },
+                vlan_tci: vlan_valid.then_some(hdr.tp_vlan_tci),
+                vlan_tpid: tpid,
+                truncated: !valid || hdr.tp_len as usize > snap,
+                copied: st & libc::TP_STATUS_COPY != 0,
+                len: hdr.tp_len as usize,
+            });
             self.status(slot)
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
             self.head = (slot + 1) % self.frame_nr;
@@ -411,17 +473,37 @@ pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
     (sent, bytes)
 }
 
-/// Writes one frame given as slices with writev (tap fds take one frame per write).
+/// Writes one frame given as up to 4 slices with writev (tap fds take one
+/// frame per write). More than 4 slices is an InvalidInput error.
 pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
-    let iov: Vec<libc::iovec> = parts
-        .iter()
-        .map(|s| libc::iovec {
+    // On the stack: this runs once per frame sent to a tap.
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    if parts.len() > iov.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (v, s) in iov.iter_mut().zip(parts) {
+        *v = libc::iovec {
             iov_base: s.as_ptr() as *mut libc::c_void,
             iov_len: s.len(),
-        })
-        .collect();
-    // SAFETY: the iovecs point into `parts`, alive for the call; the kernel only reads them.
-    let r = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        };
+    }
+    // SAFETY: the first parts.len() iovecs point into `parts`, alive for the call; the kernel
+    // only reads them.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), parts.len() as libc::c_int) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// recv(2) with MSG_DONTWAIT into `buf` (a datagram longer than `buf` is cut).
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
