@@ -5,6 +5,7 @@
 //! control_socket = "/run/weft/switch.sock"
 //! mac_aging_secs = 300
 //! workers = 2
+//! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
 //!
 //! [[physnet]]
 //! name = "physnet"
@@ -60,6 +61,10 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/switch.sock";
 pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
 /// Default capacity of the learned MAC table.
 pub const DEFAULT_MAC_TABLE_SIZE: usize = 65536;
+/// Default niceness of the packet workers: what `ovs-ctl` gives ovs-vswitchd
+/// (`--ovs-vswitchd-priority`, default -10), so the switch is not starved by
+/// the VMs' own busy processes on a loaded host.
+pub const DEFAULT_WORKER_NICE: i32 = -10;
 
 /// A validated switch configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +116,8 @@ pub struct SwitchSettings {
     pub workers: Option<usize>,
     /// Maximum number of learned MAC entries (all VLANs together).
     pub mac_table_size: usize,
+    /// Niceness of the packet worker threads (-20..=19).
+    pub worker_nice: i32,
 }
 
 impl Default for SwitchSettings {
@@ -120,6 +127,7 @@ impl Default for SwitchSettings {
             mac_aging_secs: DEFAULT_MAC_AGING_SECS,
             workers: None,
             mac_table_size: DEFAULT_MAC_TABLE_SIZE,
+            worker_nice: DEFAULT_WORKER_NICE,
         }
     }
 }
@@ -293,6 +301,7 @@ struct RawSwitch {
     mac_aging_secs: Option<Spanned<i64>>,
     workers: Option<Spanned<i64>>,
     mac_table_size: Option<Spanned<i64>>,
+    worker_nice: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -472,6 +481,17 @@ impl SwitchConfig {
                     ));
                 }
                 switch.workers = Some(v as usize);
+            }
+            if let Some(n) = s.worker_nice {
+                let v = *n.get_ref();
+                if !(-20..=19).contains(&v) {
+                    return Err(cx.err(
+                        Some(n.span()),
+                        "switch: worker_nice".into(),
+                        format!("{v} is out of range -20..=19"),
+                    ));
+                }
+                switch.worker_nice = v as i32;
             }
             if let Some(m) = s.mac_table_size {
                 let v = *m.get_ref();
@@ -1181,6 +1201,8 @@ port_security = false
         );
         let e = err(&GOOD.replace("mac_aging_secs = 60", "workers = 0"));
         assert!(e.contains("switch: workers"), "{e}");
+        let e = err(&GOOD.replace("mac_aging_secs = 60", "worker_nice = -21"));
+        assert!(e.contains("switch: worker_nice"), "{e}");
         let e = err("[[port]]\nname = \"a\"\n");
         assert!(e.contains("missing field `network`"), "{e}");
         let c = SwitchConfig::from_toml("", "empty.toml").unwrap();

@@ -203,6 +203,7 @@ impl Switch {
                 shared: shared.clone(),
                 wake: shared.wakers[i].clone(),
                 core: shared.dp.worker(),
+                nice: cfg.switch.worker_nice,
             };
             let t = std::thread::Builder::new()
                 .name(format!("weft-worker-{i}"))

@@ -43,6 +43,8 @@ pub(crate) struct PacketThread {
     pub(crate) shared: Arc<Shared>,
     pub(crate) wake: Arc<EventFd>,
     pub(crate) core: crate::Worker,
+    /// Niceness to run at (`[switch] worker_nice`).
+    pub(crate) nice: i32,
 }
 
 /// One frame to send on an AF_PACKET port, owned until the batch is flushed.
@@ -53,6 +55,14 @@ struct PendingTx {
 
 impl PacketThread {
     pub(crate) fn run(mut self) {
+        if let Err(e) = crate::io::sys::set_thread_nice(self.nice) {
+            // Raising priority needs CAP_SYS_NICE; the switch works without it.
+            tracing::warn!(
+                "worker {}: cannot set niceness {}: {e}",
+                self.index,
+                self.nice
+            );
+        }
         let Ok(epoll) = Epoll::new() else {
             tracing::error!("worker {}: epoll_create failed", self.index);
             return;

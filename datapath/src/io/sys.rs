@@ -105,6 +105,15 @@ impl NetdevProbe {
     }
 }
 
+/// Sets the niceness of the calling thread (Linux: per-thread, by tid).
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: plain setpriority(2) on our own thread id.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) })?;
+    Ok(())
+}
+
 /// Whether `name` has IFF_UP.
 pub fn link_is_up(name: &str) -> io::Result<bool> {
     let sock = ctl_socket()?;
