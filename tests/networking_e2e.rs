@@ -10,145 +10,24 @@
 
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const PORT: u16 = 18992;
 const MGMT1: &str = "10.250.7.1";
 const MGMT2: &str = "10.250.7.2";
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
-}
-
-fn sh(ns: Option<&str>, args: &[&str]) -> Output {
-    let mut c = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..]);
-            c
-        }
-    };
-    run(&mut c)
-}
-
-fn must(ns: Option<&str>, args: &[&str]) {
-    let o = sh(ns, args);
-    assert!(
-        o.status.success(),
-        "{ns:?} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Tears everything down even when an assertion fails.
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Lab {
-    fn ns(&mut self, name: &str) {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        must(None, &["ip", "netns", "add", name]);
-        self.namespaces.push(name.to_string());
-        must(Some(name), &["ip", "link", "set", "lo", "up"]);
-    }
-}
-
-fn openrc(path: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-fn openstack_bin() -> String {
-    let venv = std::env::var("WEFT_VENV").unwrap_or_else(|_| "/opt/weft-venv".into());
-    format!("{venv}/bin/openstack")
-}
+mod netlab;
+use netlab::{must, openrc, openstack_bin, os_in, ping, plug_vm, wait_for, Lab};
 
 /// The real CLI, run inside host 1 (where the API listens).
 fn os(env: &HashMap<String, String>, args: &[&str]) -> Result<Value, String> {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", "wnet-h1", &openstack_bin()])
-        .args(args)
-        .envs(env);
-    let o = run(&mut c);
-    if !o.status.success() {
-        return Err(format!(
-            "openstack {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    let s = String::from_utf8_lossy(&o.stdout);
-    Ok(serde_json::from_str(&s).unwrap_or(Value::String(s.trim().to_string())))
+    os_in("wnet-h1", env, args)
 }
 
 fn os_ok(env: &HashMap<String, String>, args: &[&str]) -> Value {
     os(env, args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn wait_for<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn ping(ns: &str, ip: &str) -> bool {
-    sh(Some(ns), &["ping", "-c", "1", "-W", "1", ip])
-        .status
-        .success()
-}
-
-/// A VM: namespace `vm` holding one end of a veth whose other end, named like
-/// Nova's tap for `port`, sits in `host` for the agent to attach.
-fn plug_vm(host: &str, vm: &str, inner: &str, port: &Value) {
-    let id = port["id"].as_str().unwrap();
-    let tap = format!("tap{}", &id[..11]);
-    let mac = port["mac_address"].as_str().unwrap();
-    let ip = port["fixed_ips"][0]["ip_address"].as_str().unwrap();
-    must(
-        Some(host),
-        &[
-            "ip", "link", "add", &tap, "type", "veth", "peer", "name", inner, "netns", vm,
-        ],
-    );
-    must(Some(host), &["ip", "link", "set", &tap, "up"]);
-    must(Some(vm), &["ip", "link", "set", inner, "address", mac]);
-    must(
-        Some(vm),
-        &["ip", "addr", "add", &format!("{ip}/24"), "dev", inner],
-    );
-    must(Some(vm), &["ip", "link", "set", inner, "up"]);
 }
 
 fn port_status(env: &HashMap<String, String>, id: &str) -> String {
