@@ -10,7 +10,6 @@
 
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ const MGMT1: &str = "10.250.7.1";
 const MGMT2: &str = "10.250.7.2";
 
 mod netlab;
-use netlab::{must, openrc, openstack_bin, os_in, ping, plug_vm, wait_for, Lab};
+use netlab::{must, openrc, os_in, ping, plug_vm, wait_for, Lab};
 
 /// The real CLI, run inside host 1 (where the API listens).
 fn os(env: &HashMap<String, String>, args: &[&str]) -> Result<Value, String> {
@@ -59,25 +58,11 @@ fn start_agent(lab: &Lab, env: &HashMap<String, String>) -> Child {
 
 #[test]
 fn openstack_cli_to_wire_across_two_hosts() {
-    assert_eq!(
-        unsafe_free_euid(),
-        0,
-        "this end-to-end test needs root (CI runs as root)"
+    let mut lab = Lab::new(
+        "wnet",
+        &["wnet-h1", "wnet-h2", "wnet-vm1", "wnet-vm2", "wnet-vm3"],
     );
-    assert!(
-        Path::new(&openstack_bin()).exists(),
-        "openstack CLI missing: run scripts/install-deps.sh"
-    );
-    let dir = std::env::temp_dir().join(format!("wnet-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lab = Lab {
-        namespaces: vec![],
-        children: vec![],
-        dir: dir.clone(),
-    };
-    for ns in ["wnet-h1", "wnet-h2", "wnet-vm1", "wnet-vm2", "wnet-vm3"] {
-        lab.ns(ns);
-    }
+    let dir = lab.dir.clone();
     // Management link (API + agent sync) and the data "wire" between the hosts.
     must(
         Some("wnet-h1"),
@@ -372,15 +357,4 @@ fn openstack_cli_to_wire_across_two_hosts() {
     });
     let ports = os_ok(&env, &["port", "list", "-f", "json"]);
     assert_eq!(ports.as_array().map(|a| a.len()), Some(2), "{ports}");
-}
-
-fn unsafe_free_euid() -> u32 {
-    // Read from /proc to keep this test free of unsafe code.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u32::MAX)
 }

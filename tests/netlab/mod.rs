@@ -59,6 +59,31 @@ impl Drop for Lab {
 }
 
 impl Lab {
+    /// A lab for one test: checks it runs as root with the CLI installed,
+    /// makes a temp dir named after `prefix`, and creates `namespaces`.
+    pub fn new(prefix: &str, namespaces: &[&str]) -> Lab {
+        assert_eq!(
+            euid(),
+            0,
+            "this end-to-end test needs root (CI runs as root)"
+        );
+        assert!(
+            Path::new(&openstack_bin()).exists(),
+            "openstack CLI missing: run scripts/install-deps.sh"
+        );
+        let dir = std::env::temp_dir().join(format!("{prefix}-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            namespaces: vec![],
+            children: vec![],
+            dir,
+        };
+        for ns in namespaces {
+            lab.ns(ns);
+        }
+        lab
+    }
+
     pub fn ns(&mut self, name: &str) {
         let _ = Command::new("ip").args(["netns", "del", name]).output();
         must(None, &["ip", "netns", "add", name]);
@@ -135,4 +160,15 @@ pub fn plug_vm(host: &str, vm: &str, inner: &str, port: &Value) {
         &["ip", "addr", "add", &format!("{ip}/24"), "dev", inner],
     );
     must(Some(vm), &["ip", "link", "set", inner, "up"]);
+}
+
+/// The effective uid, read from /proc to keep the tests free of unsafe code.
+pub fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
 }
