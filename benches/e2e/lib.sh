@@ -204,12 +204,21 @@ measure_udp() { # setup
   iperf_server "$name"
   r0=$(udp_rcvbuf_errors $NSA)
   d0=$(nic_tx_dropped $NSB)
+  # The receiving VM's side of the cost: how often the server slept and was
+  # woken again (voluntary context switches) and its CPU, sampled until it exits.
+  (while kill -0 "$srv_pid" 2>/dev/null; do
+     { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$srv_pid/status"; cpu_ticks "$srv_pid"; } \
+       >"$tmp/$name.srvctx.new" 2>/dev/null && mv "$tmp/$name.srvctx.new" "$tmp/$name.srvctx"
+     sleep 0.2
+   done) 9>&- &
+  local sampler=$!
   ip netns exec $NSB iperf3 -c $IPA --connect-timeout 3000 -u -l 64 -b "$udp_rate" -t "$duration" -J >"$tmp/$name.json" 2>&1 || true
   iperf_server_done
+  wait "$sampler" 2>/dev/null || true
   r1=$(udp_rcvbuf_errors $NSA)
   d1=$(nic_tx_dropped $NSB)
   # The server's own view: packets it received over the test's seconds.
-  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" "$((r1 - r0))" "$((d1 - d0))" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+  python3 - "$tmp/$name.srv.json" "$tmp/$name.json" "$((r1 - r0))" "$((d1 - d0))" "$tmp/$name.srvctx" "$(getconf CLK_TCK)" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
 import json, sys
 try:
     s = json.load(open(sys.argv[1]))["end"]["sum"]
@@ -223,6 +232,13 @@ try:
         nic, rcv = 100 * int(sys.argv[4]) / s['packets'], 100 * int(sys.argv[3]) / s['packets']
         print(f"udp_loss_nic {nic:.1f}")
         print(f"udp_loss_between {max(0.0, s['lost_percent'] - nic - rcv):.1f}")
+    try:
+        wakeups, ticks = (int(x) for x in open(sys.argv[5]).read().split())
+        if got > 0:
+            print(f"udp_srv_wakeups {1000 * wakeups / got:.1f}")
+        print(f"udp_srv_cpu {ticks / int(sys.argv[6]) / s['seconds']:.2f}")
+    except (OSError, ValueError):
+        pass
 except Exception:
     print("udp_kpps NaN"); print("udp_loss NaN")
 EOF
@@ -316,11 +332,13 @@ rows = [
     ("udp_loss_nic", "  of which: dropped on send by the client's NIC, %"),
     ("udp_loss_between", "  of which: lost in between (switch, wire), %"),
     ("udp_loss_rcvbuf", "  of which: server socket buffer full, %"),
+    ("udp_srv_cpu", "receiving iperf3's CPU during UDP, cores"),
+    ("udp_srv_wakeups", "receiving iperf3's sleeps per 1000 packets received (lower better)"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
     ("wire", "on the wire (ICMP between the VMs)"),
 ]
-no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_loss", "udp_loss_rcvbuf", "udp_loss_nic", "udp_loss_between", "wire"}
+no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_srv_cpu", "udp_loss", "udp_loss_rcvbuf", "udp_loss_nic", "udp_loss_between", "wire"}
 for s in order:  # CPU per Gbit/s: cores spent per Gbit/s moved
     for n in ("1", "4"):
         try:
