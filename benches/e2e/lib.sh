@@ -206,9 +206,11 @@ measure_udp() { # setup
   d0=$(nic_tx_dropped $NSB)
   # The receiving VM's side of the cost: how often the server slept and was
   # woken again (voluntary context switches) and its CPU, sampled until it exits.
+  # A sample taken as the process exits can miss either value: keep only whole ones.
   (while kill -0 "$srv_pid" 2>/dev/null; do
-     { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$srv_pid/status"; cpu_ticks "$srv_pid"; } \
-       >"$tmp/$name.srvctx.new" 2>/dev/null && mv "$tmp/$name.srvctx.new" "$tmp/$name.srvctx"
+     sw=$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$srv_pid/status" 2>/dev/null)
+     tk=$(cpu_ticks "$srv_pid")
+     [ -n "$sw" ] && [ "${tk:-0}" -gt 0 ] && echo "$sw $tk" >"$tmp/$name.srvctx"
      sleep 0.2
    done) 9>&- &
   local sampler=$!
