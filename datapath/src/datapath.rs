@@ -699,7 +699,7 @@ port_security = false
             end = r.outputs.end;
         }
         assert_eq!(end, out.len());
-        assert!(single.iter().any(|v| *v == Verdict::Forward));
+        assert!(single.contains(&Verdict::Forward));
         assert!(single.iter().any(|v| matches!(v, Verdict::Drop { .. })));
         let (ca, cb) = (dp_a.counters(), dp_b.counters());
         assert_eq!(ca.ports, cb.ports);
