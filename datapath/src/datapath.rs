@@ -69,7 +69,7 @@ impl Datapath {
             .push(block.clone());
         Worker {
             dp: self.clone(),
-            cache: FlowCache::new(FLOW_CACHE_SIZE),
+            cache: FlowCache::new(),
             counters: block,
             scratch: Box::new(Scratch {
                 keys: [FlowKey::default(); GROUP],
@@ -193,30 +193,46 @@ struct CacheEntry {
     generation: u64,
     mac_epoch: u64,
     decision: Decision,
+    /// The decision when it is a plain unicast with nothing else to do (no drop, no MAC to
+    /// refresh): the whole hit path is then one push.
+    unicast: Option<Output>,
 }
 
 /// Exact-match flow cache, 4-way set associative, owned by one worker (no sharing, no locks).
 struct FlowCache {
-    entries: Box<[CacheEntry]>,
-    /// Index mask with the low two bits clear: a set is 4 consecutive entries.
-    mask: usize,
+    sets: Box<[[CacheEntry; WAYS]; SETS]>,
 }
 
 const WAYS: usize = 4;
+const SETS: usize = FLOW_CACHE_SIZE / WAYS;
+const _: () = assert!(SETS.is_power_of_two());
 
 impl FlowCache {
-    fn new(size: usize) -> FlowCache {
-        let size = size.next_power_of_two().max(WAYS);
+    fn new() -> FlowCache {
         let empty = CacheEntry {
             key: FlowKey::default(),
             generation: 0,
             mac_epoch: 0,
             decision: Decision::EMPTY,
+            unicast: None,
         };
+        let sets: Box<[[CacheEntry; WAYS]]> = vec![[empty; WAYS]; SETS].into_boxed_slice();
         FlowCache {
-            entries: vec![empty; size].into_boxed_slice(),
-            mask: (size - 1) & !(WAYS - 1),
+            sets: sets
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("SETS sets")),
         }
+    }
+
+    /// The set of a hash: its top bits (the best mixed ones), so always in bounds.
+    #[inline(always)]
+    fn index(h: u64) -> usize {
+        (h >> (64 - SETS.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn set(&self, h: u64) -> &[CacheEntry; WAYS] {
+        &self.sets[Self::index(h)]
     }
 
     #[inline(always)]
@@ -227,13 +243,11 @@ impl FlowCache {
         generation: u64,
         epoch: u64,
         now: u64,
-    ) -> Option<&Decision> {
-        let base = (h as usize) & self.mask;
-        let set: &[CacheEntry; WAYS] = self.entries[base..base + WAYS].try_into().ok()?;
-        for e in set {
+    ) -> Option<&CacheEntry> {
+        for e in self.set(h) {
             if e.key == *key {
                 let fresh = ((e.generation ^ generation) | (e.mac_epoch ^ epoch)) == 0;
-                return (fresh & (now <= e.decision.valid_until)).then_some(&e.decision);
+                return (fresh & (now <= e.decision.valid_until)).then_some(e);
             }
         }
         None
@@ -242,21 +256,30 @@ impl FlowCache {
     /// Loads the first way of a set (both of its cache lines) without using the result, so that
     /// a batch can have all its entries' loads in flight at once (a software prefetch in safe
     /// code).
-    #[inline]
+    #[inline(always)]
     fn touch(&self, h: u64) -> u64 {
-        let e = &self.entries[(h as usize) & self.mask];
+        let e = &self.set(h)[0];
         e.key.first_word() ^ e.generation
     }
 
     #[inline]
     fn put(&mut self, key: FlowKey, h: u64, generation: u64, epoch: u64, d: Decision) {
-        let base = (h as usize) & self.mask;
-        let set = &mut self.entries[base..base + WAYS];
+        let set = &mut self.sets[Self::index(h)];
+        let unicast = match d {
+            Decision {
+                drop: None,
+                fwd: Fwd::Unicast(o),
+                learn_slot: None,
+                ..
+            } => Some(o),
+            _ => None,
+        };
         let entry = CacheEntry {
             key,
             generation,
             mac_epoch: epoch,
             decision: d,
+            unicast,
         };
         // Same key or an empty way: take it. Otherwise shift the set down (the oldest falls off)
         // and put the newest first.
@@ -421,9 +444,9 @@ impl Worker {
             let mut n = 0;
             while n < GROUP {
                 let Some(frame) = it.next() else { break };
-                match FlowKey::extract_into(in_port, frame, &mut keys[n]) {
-                    Ok(()) => {
-                        hashes[n] = keys[n].hash();
+                match FlowKey::extract_hashed(in_port, frame, &mut keys[n]) {
+                    Ok(h) => {
+                        hashes[n] = h;
                         errs[n] = None;
                     }
                     Err(e) => errs[n] = Some(DropReason::from(e)),
@@ -445,10 +468,7 @@ impl Worker {
             let first = out.len();
             for i in 0..n {
                 verdicts[i] = match errs[i] {
-                    Some(reason) => {
-                        counters.dropped(in_port, reason);
-                        Verdict::Drop { reason }
-                    }
+                    Some(reason) => dropped(counters, in_port, reason),
                     None => decide_and_emit(
                         cache, counters, &mut tally, &snap, macs, &keys[i], hashes[i], generation,
                         &mut epoch, now_ns, out,
@@ -484,8 +504,14 @@ fn decide_and_emit(
     out: &mut Vec<Output>,
 ) -> Verdict {
     let d = match cache.get(key, h, generation, *epoch, now) {
-        Some(&d) => {
+        Some(e) => {
             tally.hits += 1;
+            if let Some(o) = e.unicast {
+                out.push(o);
+                tally.tx(counters, o.port);
+                return Verdict::Forward;
+            }
+            let d = e.decision;
             if let Some(slot) = d.learn_slot {
                 macs.touch(slot, now);
             }
@@ -497,8 +523,7 @@ fn decide_and_emit(
         }
     };
     if let Some(reason) = d.drop {
-        counters.dropped(key.in_port(), reason);
-        return Verdict::Drop { reason };
+        return dropped(counters, key.in_port(), reason);
     }
     match d.fwd {
         Fwd::Unicast(o) => {
@@ -514,6 +539,14 @@ fn decide_and_emit(
         }
     }
     Verdict::Forward
+}
+
+/// Counts a drop (out of line: the hot loop stays small).
+#[cold]
+#[inline(never)]
+fn dropped(counters: &CounterBlock, port: PortNo, reason: DropReason) -> Verdict {
+    counters.dropped(port, reason);
+    Verdict::Drop { reason }
 }
 
 /// The full pipeline for a key the flow cache does not hold (fresh); the decision is cached.

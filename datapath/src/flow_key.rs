@@ -10,7 +10,6 @@ use crate::frame::{
     FrameView, ParseError, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP,
     IPPROTO_UDP, L3, L4, MAX_FRAME_LEN, TPID_8021AD, TPID_8021Q, TPID_9100,
 };
-use crate::hash;
 use crate::mac::MacAddr;
 use crate::verdict::PortNo;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -283,25 +282,28 @@ impl FlowKey {
     /// `FrameView::parse(frame).map(|v| FlowKey::from_view(in_port, &v))`.
     #[inline(always)]
     pub fn extract(in_port: PortNo, f: &[u8]) -> Result<FlowKey, ParseError> {
-        match Self::untagged_v4(in_port, f) {
-            Some(k) => Ok(k),
-            None => Self::extract_general(in_port, f),
+        let mut k = FlowKey::default();
+        Self::extract_into(in_port, f, &mut k)?;
+        Ok(k)
+    }
+
+    /// [`FlowKey::extract`] into a caller's slot (a batch's key array), without a copy; returns
+    /// the key's [`FlowKey::hash`] (computed from registers on the straight-line path).
+    #[inline(always)]
+    pub fn extract_hashed(in_port: PortNo, f: &[u8], out: &mut FlowKey) -> Result<u64, ParseError> {
+        match Self::untagged_v4(in_port, f, out) {
+            Some(h) => Ok(h),
+            None => {
+                *out = Self::extract_general(in_port, f)?;
+                Ok(out.hash())
+            }
         }
     }
 
     /// [`FlowKey::extract`] into a caller's slot (a batch's key array), without a copy.
     #[inline(always)]
     pub fn extract_into(in_port: PortNo, f: &[u8], out: &mut FlowKey) -> Result<(), ParseError> {
-        match Self::untagged_v4(in_port, f) {
-            Some(k) => {
-                *out = k;
-                Ok(())
-            }
-            None => {
-                *out = Self::extract_general(in_port, f)?;
-                Ok(())
-            }
-        }
+        Self::extract_hashed(in_port, f, out).map(|_| ())
     }
 
     /// Everything but the straight-line case of [`FlowKey::untagged_v4`]: kept out of line so
@@ -315,12 +317,13 @@ impl FlowKey {
     }
 
     /// The most common frame from a VM, with as few branches as possible: untagged IPv4 without
-    /// options or fragments, at least 42 bytes. Gives the same key as [`FlowKey::fast`] (and so
-    /// as the full parser) or None to let it decide.
+    /// options or fragments, at least 42 bytes. Writes the same key as [`FlowKey::fast`] (and
+    /// so as the full parser) to `out` and returns its hash, or returns None (`out` untouched)
+    /// to let it decide.
     #[inline(always)]
-    fn untagged_v4(in_port: PortNo, f: &[u8]) -> Option<FlowKey> {
+    fn untagged_v4(in_port: PortNo, f: &[u8], out: &mut FlowKey) -> Option<u64> {
         // One bounds check for every byte read below.
-        let h: &[u8; 42] = f.get(..42)?.try_into().ok()?;
+        let h = f.first_chunk::<42>()?;
         let rd = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
         let total = usize::from(rd(16));
         // Ethertype IPv4 + version/IHL 0x45 in one compare.
@@ -351,18 +354,15 @@ impl FlowKey {
                 h[at + 7],
             ])
         };
-        Some(FlowKey {
-            w: [
-                Self::head(in_port, 0, 0, 0, L3_V4, l4, false, ETH_P_IPV4),
-                w(0) & MASK48,
-                (w(6) & MASK48) | u64::from(sport) << 48,
-                u64::from(dport) << 48,
-                Self::v4_word([h[26], h[27], h[28], h[29]]),
-                0,
-                0,
-                0,
-            ],
-        })
+        let k = [
+            Self::head(in_port, 0, 0, 0, L3_V4, l4, false, ETH_P_IPV4),
+            w(0) & MASK48,
+            (w(6) & MASK48) | u64::from(sport) << 48,
+            u64::from(dport) << 48,
+            Self::v4_word([h[26], h[27], h[28], h[29]]),
+        ];
+        out.w = [k[0], k[1], k[2], k[3], k[4], 0, 0, 0];
+        Some(Self::hash5(k))
     }
 
     #[inline]
@@ -464,18 +464,25 @@ impl FlowKey {
         Some(FlowKey { w: k })
     }
 
-    /// Hash for the flow cache index.
+    /// Hash for the flow cache index: two multiplies, whose top bits (the ones the cache uses)
+    /// depend on every input bit. Words 5..7 are zero for everything but IPv6 and ND.
     #[inline]
     pub fn hash(&self) -> u64 {
         let w = &self.w;
-        let mut h = hash::mix(w[0], w[1]);
-        h = hash::mix(h, w[2]);
-        h = hash::mix(h, w[3] ^ w[4].rotate_left(17));
-        if (w[5] | w[6] | w[7]) != 0 {
-            h = hash::mix(h, w[5]);
-            h = hash::mix(h, w[6] ^ w[7].rotate_left(29));
+        let five = Self::hash5([w[0], w[1], w[2], w[3], w[4]]);
+        if (w[5] | w[6] | w[7]) == 0 {
+            return five;
         }
-        hash::finish(h)
+        five ^ (w[5] ^ w[7].rotate_left(37)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ w[6].wrapping_mul(0x1656_67b1_9e37_79f9)
+    }
+
+    /// The hash of a key whose words 5..7 are zero (all but IPv6 and ND).
+    #[inline(always)]
+    fn hash5(w: [u64; 5]) -> u64 {
+        let a = w[0] ^ w[2].rotate_left(23) ^ w[4].rotate_left(47);
+        let b = w[1] ^ w[3].rotate_left(31);
+        a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xf135_7aea_2e62_a9c5)
     }
 }
 
@@ -621,7 +628,7 @@ mod tests {
         assert_eq!(n, 12, "update the proptest's seed range");
         let straight = seeds()
             .iter()
-            .filter(|f| FlowKey::untagged_v4(PortNo(1), f).is_some())
+            .filter(|f| FlowKey::untagged_v4(PortNo(1), f, &mut FlowKey::default()).is_some())
             .count();
         assert!(straight >= 3, "{straight}");
     }
@@ -629,6 +636,11 @@ mod tests {
     fn agree(p: PortNo, f: &[u8]) {
         let slow = FrameView::parse(f).map(|v| FlowKey::from_view(p, &v));
         assert_eq!(FlowKey::extract(p, f), slow, "{f:02x?}");
+        // The hash handed out with the key is the key's hash, whichever path built it.
+        let mut k = FlowKey::default();
+        if let Ok(h) = FlowKey::extract_hashed(p, f, &mut k) {
+            assert_eq!(h, k.hash(), "{f:02x?}");
+        }
     }
 
     #[test]
@@ -683,6 +695,10 @@ mod tests {
             if cut < f.len() && cut % 2 == 0 { f.truncate(cut); }
             let slow = FrameView::parse(&f).map(|v| FlowKey::from_view(PortNo(9), &v));
             prop_assert_eq!(FlowKey::extract(PortNo(9), &f), slow);
+            let mut k = FlowKey::default();
+            if let Ok(h) = FlowKey::extract_hashed(PortNo(9), &f, &mut k) {
+                prop_assert_eq!(h, k.hash());
+            }
         }
     }
 }
