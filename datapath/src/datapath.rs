@@ -8,6 +8,7 @@ use crate::mac_table::{MacEntry, MacTable};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Output, PortNo, Stage, Verdict};
+use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,7 @@ impl Datapath {
             .push(block.clone());
         Worker {
             dp: self.clone(),
+            snap: Cache::new(SnapshotOf(self.clone())),
             cache: FlowCache::new(),
             counters: block,
             scratch: Box::new(Scratch {
@@ -351,9 +353,22 @@ impl Tally {
     }
 }
 
+/// A datapath's snapshot pointer, for the worker's [`Cache`].
+struct SnapshotOf(Arc<Datapath>);
+
+impl std::ops::Deref for SnapshotOf {
+    type Target = ArcSwap<Snapshot>;
+    fn deref(&self) -> &ArcSwap<Snapshot> {
+        &self.0.snapshot
+    }
+}
+
 /// One packet thread's handle: owns a flow cache and its counters. `Send`, not shared.
 pub struct Worker {
     dp: Arc<Datapath>,
+    /// The running snapshot, re-read only when the datapath's pointer changed (one relaxed
+    /// load per call instead of an `ArcSwap::load`).
+    snap: Cache<SnapshotOf, Arc<Snapshot>>,
     cache: FlowCache,
     counters: Arc<CounterBlock>,
     scratch: Box<Scratch>,
@@ -375,33 +390,31 @@ impl Worker {
     ) -> Verdict {
         let Worker {
             dp,
+            snap,
             cache,
             counters,
             ..
         } = self;
-        let snap = dp.snapshot.load();
+        let snap: &Snapshot = snap.load();
         let macs = &dp.macs;
         counters.rx(in_port, 1);
         let mut tally = Tally::NEW;
-        let verdict = match FlowKey::extract(in_port, frame) {
-            Ok(key) => decide_and_emit(
+        let mut key = FlowKey::default();
+        let verdict = match FlowKey::extract_hashed(in_port, frame, &mut key) {
+            Ok(h) => decide_and_emit(
                 cache,
                 counters,
                 &mut tally,
-                &snap,
+                snap,
                 macs,
                 &key,
-                key.hash(),
+                h,
                 snap.generation(),
                 &mut macs.epoch(),
                 now_ns,
                 out,
             ),
-            Err(e) => {
-                let reason = DropReason::from(e);
-                counters.dropped(in_port, reason);
-                Verdict::Drop { reason }
-            }
+            Err(e) => dropped(counters, in_port, DropReason::from(e)),
         };
         tally.flush(counters);
         verdict
@@ -423,11 +436,12 @@ impl Worker {
     {
         let Worker {
             dp,
+            snap,
             cache,
             counters,
             scratch,
         } = self;
-        let snap = dp.snapshot.load();
+        let snap: &Snapshot = snap.load();
         let macs = &dp.macs;
         let generation = snap.generation();
         let Scratch {
@@ -470,7 +484,7 @@ impl Worker {
                 verdicts[i] = match errs[i] {
                     Some(reason) => dropped(counters, in_port, reason),
                     None => decide_and_emit(
-                        cache, counters, &mut tally, &snap, macs, &keys[i], hashes[i], generation,
+                        cache, counters, &mut tally, snap, macs, &keys[i], hashes[i], generation,
                         &mut epoch, now_ns, out,
                     ),
                 };

@@ -280,10 +280,10 @@ impl FlowKey {
     /// without options/fragments, IPv6 UDP/TCP without extension headers, other ethertypes);
     /// anything else goes through [`FrameView::parse`]. Same result as
     /// `FrameView::parse(frame).map(|v| FlowKey::from_view(in_port, &v))`.
-    #[inline(always)]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn extract(in_port: PortNo, f: &[u8]) -> Result<FlowKey, ParseError> {
         let mut k = FlowKey::default();
-        Self::extract_into(in_port, f, &mut k)?;
+        Self::extract_hashed(in_port, f, &mut k)?;
         Ok(k)
     }
 
@@ -298,12 +298,6 @@ impl FlowKey {
                 Ok(out.hash())
             }
         }
-    }
-
-    /// [`FlowKey::extract`] into a caller's slot (a batch's key array), without a copy.
-    #[inline(always)]
-    pub fn extract_into(in_port: PortNo, f: &[u8], out: &mut FlowKey) -> Result<(), ParseError> {
-        Self::extract_hashed(in_port, f, out).map(|_| ())
     }
 
     /// Everything but the straight-line case of [`FlowKey::untagged_v4`]: kept out of line so
