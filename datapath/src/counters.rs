@@ -61,10 +61,11 @@ impl CounterBlock {
         }
     }
 
+    /// `n` copies sent to `p`.
     #[inline]
-    pub fn tx(&self, p: PortNo) {
+    pub fn tx_n(&self, p: PortNo, n: u64) {
         if let Some(s) = self.port(p) {
-            bump(&s.tx, 1);
+            bump(&s.tx, n);
         }
     }
 
@@ -76,16 +77,11 @@ impl CounterBlock {
         }
     }
 
+    /// Flow cache hits and misses.
     #[inline]
-    pub fn cache(&self, hit: bool) {
-        bump(
-            if hit {
-                &self.cache_hits
-            } else {
-                &self.cache_misses
-            },
-            1,
-        );
+    pub fn cache_n(&self, hits: u64, misses: u64) {
+        bump(&self.cache_hits, hits);
+        bump(&self.cache_misses, misses);
     }
 
     pub fn add_into(&self, acc: &mut Counters) {

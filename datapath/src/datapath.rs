@@ -8,6 +8,7 @@ use crate::mac_table::{MacEntry, MacTable};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Output, PortNo, Stage, Verdict};
+use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -69,8 +70,16 @@ impl Datapath {
             .push(block.clone());
         Worker {
             dp: self.clone(),
-            cache: FlowCache::new(FLOW_CACHE_SIZE),
+            snap: Cache::new(SnapshotOf(self.clone())),
+            cache: FlowCache::new(),
             counters: block,
+            scratch: Box::new(Scratch {
+                keys: [FlowKey::default(); GROUP],
+                hashes: [0; GROUP],
+                errs: [None; GROUP],
+                verdicts: [Verdict::Forward; GROUP],
+                ends: [0; GROUP],
+            }),
         }
     }
 
@@ -186,33 +195,49 @@ struct CacheEntry {
     generation: u64,
     mac_epoch: u64,
     decision: Decision,
+    /// The decision when it is a plain unicast with nothing else to do (no drop, no MAC to
+    /// refresh): the whole hit path is then one push.
+    unicast: Option<Output>,
 }
 
 /// Exact-match flow cache, 4-way set associative, owned by one worker (no sharing, no locks).
 struct FlowCache {
-    entries: Box<[CacheEntry]>,
-    /// Index mask with the low two bits clear: a set is 4 consecutive entries.
-    mask: usize,
+    sets: Box<[[CacheEntry; WAYS]; SETS]>,
 }
 
 const WAYS: usize = 4;
+const SETS: usize = FLOW_CACHE_SIZE / WAYS;
+const _: () = assert!(SETS.is_power_of_two());
 
 impl FlowCache {
-    fn new(size: usize) -> FlowCache {
-        let size = size.next_power_of_two().max(WAYS);
+    fn new() -> FlowCache {
         let empty = CacheEntry {
             key: FlowKey::default(),
             generation: 0,
             mac_epoch: 0,
             decision: Decision::EMPTY,
+            unicast: None,
         };
+        let sets: Box<[[CacheEntry; WAYS]]> = vec![[empty; WAYS]; SETS].into_boxed_slice();
         FlowCache {
-            entries: vec![empty; size].into_boxed_slice(),
-            mask: (size - 1) & !(WAYS - 1),
+            sets: sets
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("SETS sets")),
         }
     }
 
-    #[inline]
+    /// The set of a hash: its top bits (the best mixed ones), so always in bounds.
+    #[inline(always)]
+    fn index(h: u64) -> usize {
+        (h >> (64 - SETS.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn set(&self, h: u64) -> &[CacheEntry; WAYS] {
+        &self.sets[Self::index(h)]
+    }
+
+    #[inline(always)]
     fn get(
         &self,
         key: &FlowKey,
@@ -220,17 +245,11 @@ impl FlowCache {
         generation: u64,
         epoch: u64,
         now: u64,
-    ) -> Option<Decision> {
-        let base = (h as usize) & self.mask;
-        for e in &self.entries[base..base + WAYS] {
+    ) -> Option<&CacheEntry> {
+        for e in self.set(h) {
             if e.key == *key {
-                if e.generation == generation
-                    && e.mac_epoch == epoch
-                    && now <= e.decision.valid_until
-                {
-                    return Some(e.decision);
-                }
-                return None;
+                let fresh = ((e.generation ^ generation) | (e.mac_epoch ^ epoch)) == 0;
+                return (fresh & (now <= e.decision.valid_until)).then_some(e);
             }
         }
         None
@@ -239,21 +258,30 @@ impl FlowCache {
     /// Loads the first way of a set (both of its cache lines) without using the result, so that
     /// a batch can have all its entries' loads in flight at once (a software prefetch in safe
     /// code).
-    #[inline]
+    #[inline(always)]
     fn touch(&self, h: u64) -> u64 {
-        let e = &self.entries[(h as usize) & self.mask];
+        let e = &self.set(h)[0];
         e.key.first_word() ^ e.generation
     }
 
     #[inline]
     fn put(&mut self, key: FlowKey, h: u64, generation: u64, epoch: u64, d: Decision) {
-        let base = (h as usize) & self.mask;
-        let set = &mut self.entries[base..base + WAYS];
+        let set = &mut self.sets[Self::index(h)];
+        let unicast = match d {
+            Decision {
+                drop: None,
+                fwd: Fwd::Unicast(o),
+                learn_slot: None,
+                ..
+            } => Some(o),
+            _ => None,
+        };
         let entry = CacheEntry {
             key,
             generation,
             mac_epoch: epoch,
             decision: d,
+            unicast,
         };
         // Same key or an empty way: take it. Otherwise shift the set down (the oldest falls off)
         // and put the newest first.
@@ -268,11 +296,82 @@ impl FlowCache {
     }
 }
 
+/// Frames taken at once by [`Worker::process_batch`]: keys and hashes of a group are computed
+/// first, then the flow cache is consulted, so that memory loads of different frames overlap.
+const GROUP: usize = 32;
+
+/// Per-group scratch space, kept in the worker so that a batch does not initialise it.
+struct Scratch {
+    keys: [FlowKey; GROUP],
+    hashes: [u64; GROUP],
+    errs: [Option<DropReason>; GROUP],
+    verdicts: [Verdict; GROUP],
+    /// End of each frame's outputs in `out`.
+    ends: [usize; GROUP],
+}
+
+/// Counter updates of one batch, added to the worker's block once at its end: flow cache hits
+/// and misses, and transmitted copies as runs of the same egress port.
+struct Tally {
+    hits: u64,
+    misses: u64,
+    tx_port: PortNo,
+    tx_n: u64,
+}
+
+impl Tally {
+    const NEW: Tally = Tally {
+        hits: 0,
+        misses: 0,
+        tx_port: PortNo(0),
+        tx_n: 0,
+    };
+
+    #[inline(always)]
+    fn tx(&mut self, counters: &CounterBlock, port: PortNo) {
+        if port != self.tx_port {
+            self.flush_tx(counters);
+            self.tx_port = port;
+        }
+        self.tx_n += 1;
+    }
+
+    #[inline]
+    fn flush_tx(&mut self, counters: &CounterBlock) {
+        if self.tx_n != 0 {
+            counters.tx_n(self.tx_port, self.tx_n);
+            self.tx_n = 0;
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self, counters: &CounterBlock) {
+        self.flush_tx(counters);
+        counters.cache_n(self.hits, self.misses);
+        self.hits = 0;
+        self.misses = 0;
+    }
+}
+
+/// A datapath's snapshot pointer, for the worker's [`Cache`].
+struct SnapshotOf(Arc<Datapath>);
+
+impl std::ops::Deref for SnapshotOf {
+    type Target = ArcSwap<Snapshot>;
+    fn deref(&self) -> &ArcSwap<Snapshot> {
+        &self.0.snapshot
+    }
+}
+
 /// One packet thread's handle: owns a flow cache and its counters. `Send`, not shared.
 pub struct Worker {
     dp: Arc<Datapath>,
+    /// The running snapshot, re-read only when the datapath's pointer changed (one relaxed
+    /// load per call instead of an `ArcSwap::load`).
+    snap: Cache<SnapshotOf, Arc<Snapshot>>,
     cache: FlowCache,
     counters: Arc<CounterBlock>,
+    scratch: Box<Scratch>,
 }
 
 impl Worker {
@@ -289,10 +388,36 @@ impl Worker {
         now_ns: u64,
         out: &mut Vec<Output>,
     ) -> Verdict {
-        let dp = self.dp.clone();
-        let snap = dp.snapshot.load();
-        self.counters.rx(in_port, 1);
-        self.one(&snap, &dp.macs, in_port, frame, now_ns, out)
+        let Worker {
+            dp,
+            snap,
+            cache,
+            counters,
+            ..
+        } = self;
+        let snap: &Snapshot = snap.load();
+        let macs = &dp.macs;
+        counters.rx(in_port, 1);
+        let mut tally = Tally::NEW;
+        let mut key = FlowKey::default();
+        let verdict = match FlowKey::extract_hashed(in_port, frame, &mut key) {
+            Ok(h) => decide_and_emit(
+                cache,
+                counters,
+                &mut tally,
+                snap,
+                macs,
+                &key,
+                h,
+                snap.generation(),
+                &mut macs.epoch(),
+                now_ns,
+                out,
+            ),
+            Err(e) => dropped(counters, in_port, DropReason::from(e)),
+        };
+        tally.flush(counters);
+        verdict
     }
 
     /// Runs a batch of frames received on `in_port`. For each frame a [`FrameResult`] is appended
@@ -309,24 +434,33 @@ impl Worker {
     ) where
         I: IntoIterator<Item = &'f [u8]>,
     {
-        const GROUP: usize = 32;
-        let dp = self.dp.clone();
-        let snap = dp.snapshot.load();
+        let Worker {
+            dp,
+            snap,
+            cache,
+            counters,
+            scratch,
+        } = self;
+        let snap: &Snapshot = snap.load();
         let macs = &dp.macs;
         let generation = snap.generation();
+        let Scratch {
+            keys,
+            hashes,
+            errs,
+            verdicts,
+            ends,
+        } = &mut **scratch;
         let mut it = frames.into_iter();
         let mut total = 0u64;
-        let mut keys = [FlowKey::default(); GROUP];
-        let mut hashes = [0u64; GROUP];
-        let mut errs: [Option<DropReason>; GROUP] = [None; GROUP];
+        let mut tally = Tally::NEW;
         loop {
             let mut n = 0;
             while n < GROUP {
                 let Some(frame) = it.next() else { break };
-                match FlowKey::extract(in_port, frame) {
-                    Ok(k) => {
-                        hashes[n] = k.hash();
-                        keys[n] = k;
+                match FlowKey::extract_hashed(in_port, frame, &mut keys[n]) {
+                    Ok(h) => {
+                        hashes[n] = h;
                         errs[n] = None;
                     }
                     Err(e) => errs[n] = Some(DropReason::from(e)),
@@ -340,114 +474,304 @@ impl Worker {
             let mut sink = 0u64;
             for (h, e) in hashes[..n].iter().zip(&errs[..n]) {
                 if e.is_none() {
-                    sink ^= self.cache.touch(*h);
+                    sink ^= cache.touch(*h);
                 }
             }
             std::hint::black_box(sink);
             let mut epoch = macs.epoch();
+            let first = out.len();
             for i in 0..n {
-                let start = out.len();
-                let verdict = match errs[i] {
-                    Some(reason) => {
-                        self.counters.dropped(in_port, reason);
-                        Verdict::Drop { reason }
-                    }
-                    None => self.decide_and_emit(
-                        &snap, macs, &keys[i], hashes[i], generation, &mut epoch, now_ns, out,
+                verdicts[i] = match errs[i] {
+                    Some(reason) => dropped(counters, in_port, reason),
+                    None => decide_and_emit(
+                        cache, counters, &mut tally, snap, macs, &keys[i], hashes[i], generation,
+                        &mut epoch, now_ns, out,
                     ),
                 };
-                results.push(FrameResult {
-                    verdict,
-                    outputs: start..out.len(),
-                });
+                ends[i] = out.len();
             }
+            // One reservation for the group's results instead of a capacity check per frame.
+            results.extend((0..n).map(|i| FrameResult {
+                verdict: verdicts[i],
+                outputs: if i == 0 { first } else { ends[i - 1] }..ends[i],
+            }));
         }
-        self.counters.rx(in_port, total);
+        tally.flush(counters);
+        counters.rx(in_port, total);
     }
+}
 
-    #[inline]
-    fn one(
-        &mut self,
-        snap: &Snapshot,
-        macs: &MacTable,
-        in_port: PortNo,
-        frame: &[u8],
-        now: u64,
-        out: &mut Vec<Output>,
-    ) -> Verdict {
-        let key = match FlowKey::extract(in_port, frame) {
-            Ok(k) => k,
-            Err(e) => {
-                let reason = DropReason::from(e);
-                self.counters.dropped(in_port, reason);
-                return Verdict::Drop { reason };
-            }
-        };
-        let h = key.hash();
-        self.decide_and_emit(
-            snap,
-            macs,
-            &key,
-            h,
-            snap.generation(),
-            &mut macs.epoch(),
-            now,
-            out,
-        )
-    }
-
-    /// Flow cache lookup (or full pipeline on a miss), counters, outputs.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn decide_and_emit(
-        &mut self,
-        snap: &Snapshot,
-        macs: &MacTable,
-        key: &FlowKey,
-        h: u64,
-        generation: u64,
-        epoch: &mut u64,
-        now: u64,
-        out: &mut Vec<Output>,
-    ) -> Verdict {
-        let in_port = key.in_port();
-        let d = match self.cache.get(key, h, generation, *epoch, now) {
-            Some(d) => {
-                self.counters.cache(true);
-                if let Some(slot) = d.learn_slot {
-                    macs.touch(slot, now);
-                }
-                d
-            }
-            None => {
-                self.counters.cache(false);
-                // Read the epoch before deciding: if the table changes meanwhile (our own
-                // learning included) the entry is stale at once and recomputed next time.
-                let before = macs.epoch();
-                let d = pipeline::decide(snap, macs, key, now, true, &mut NoTrace);
-                self.cache.put(*key, h, generation, before, d);
-                // Later frames of the batch must see changes this frame made to the table.
-                *epoch = macs.epoch();
-                d
-            }
-        };
-        if let Some(reason) = d.drop {
-            self.counters.dropped(in_port, reason);
-            return Verdict::Drop { reason };
-        }
-        match d.fwd {
-            Fwd::Unicast(o) => {
+/// Flow cache lookup (or full pipeline on a miss), counters, outputs.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decide_and_emit(
+    cache: &mut FlowCache,
+    counters: &CounterBlock,
+    tally: &mut Tally,
+    snap: &Snapshot,
+    macs: &MacTable,
+    key: &FlowKey,
+    h: u64,
+    generation: u64,
+    epoch: &mut u64,
+    now: u64,
+    out: &mut Vec<Output>,
+) -> Verdict {
+    let d = match cache.get(key, h, generation, *epoch, now) {
+        Some(e) => {
+            tally.hits += 1;
+            if let Some(o) = e.unicast {
                 out.push(o);
-                self.counters.tx(o.port);
+                tally.tx(counters, o.port);
+                return Verdict::Forward;
             }
-            f => {
-                let start = out.len();
-                pipeline::expand(snap, in_port, f, out);
-                for o in &out[start..] {
-                    self.counters.tx(o.port);
-                }
+            let d = e.decision;
+            if let Some(slot) = d.learn_slot {
+                macs.touch(slot, now);
+            }
+            d
+        }
+        None => {
+            tally.misses += 1;
+            miss(cache, snap, macs, key, h, generation, epoch, now)
+        }
+    };
+    if let Some(reason) = d.drop {
+        return dropped(counters, key.in_port(), reason);
+    }
+    match d.fwd {
+        Fwd::Unicast(o) => {
+            out.push(o);
+            tally.tx(counters, o.port);
+        }
+        f => {
+            let start = out.len();
+            pipeline::expand(snap, key.in_port(), f, out);
+            for o in &out[start..] {
+                tally.tx(counters, o.port);
             }
         }
-        Verdict::Forward
+    }
+    Verdict::Forward
+}
+
+/// Counts a drop (out of line: the hot loop stays small).
+#[cold]
+#[inline(never)]
+fn dropped(counters: &CounterBlock, port: PortNo, reason: DropReason) -> Verdict {
+    counters.dropped(port, reason);
+    Verdict::Drop { reason }
+}
+
+/// The full pipeline for a key the flow cache does not hold (fresh); the decision is cached.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn miss(
+    cache: &mut FlowCache,
+    snap: &Snapshot,
+    macs: &MacTable,
+    key: &FlowKey,
+    h: u64,
+    generation: u64,
+    epoch: &mut u64,
+    now: u64,
+) -> Decision {
+    // Read the epoch before deciding: if the table changes meanwhile (our own learning
+    // included) the entry is stale at once and recomputed next time.
+    let before = macs.epoch();
+    let d = pipeline::decide(snap, macs, key, now, true, &mut NoTrace);
+    cache.put(*key, h, generation, before, d);
+    // Later frames of the batch must see changes this frame made to the table.
+    *epoch = macs.epoch();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::FrameBuilder;
+    use crate::mac::MacAddr;
+    use crate::SwitchConfig;
+
+    const CFG: &str = r#"
+[[physnet]]
+name = "physnet"
+interface = "eth1"
+
+[[network]]
+name = "n1"
+type = "vlan"
+physnet = "physnet"
+segmentation_id = 100
+
+[[port]]
+name = "vm1"
+network = "n1"
+mac = "fa:16:3e:00:00:01"
+fixed_ips = ["10.0.0.1"]
+
+[[port]]
+name = "vm2"
+network = "n1"
+mac = "fa:16:3e:00:00:02"
+fixed_ips = ["10.0.0.2"]
+
+[[port]]
+name = "vm3"
+network = "n1"
+mac = "fa:16:3e:00:00:03"
+port_security = false
+"#;
+
+    fn m(i: u8) -> MacAddr {
+        MacAddr([0xfa, 0x16, 0x3e, 0, 0, i])
+    }
+
+    /// Frames of every kind the batch path handles differently: straight-line IPv4, general
+    /// parser, parse errors, spoofs, floods, unicast to a VM and to the uplink.
+    fn mixed(n: usize) -> Vec<Vec<u8>> {
+        let remote = MacAddr([0x52, 0x54, 0, 0, 0, 9]);
+        (0..n)
+            .map(|i| match i % 9 {
+                0 => {
+                    FrameBuilder::udp4(m(1), m(2), [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 1, 2)
+                        .build()
+                }
+                1 => FrameBuilder::udp4(
+                    m(1),
+                    remote,
+                    [10, 0, 0, 1].into(),
+                    [10, 0, 0, 2].into(),
+                    1,
+                    2,
+                )
+                .build(),
+                2 => FrameBuilder::arp(m(1), 1, [10, 0, 0, 1].into(), [10, 0, 0, 2].into()).build(),
+                3 => vec![0u8; 10 + i % 5],
+                4 => {
+                    FrameBuilder::udp4(m(1), m(2), [10, 0, 0, 9].into(), [10, 0, 0, 2].into(), 1, 2)
+                        .build()
+                }
+                5 => FrameBuilder::udp4(
+                    m(1),
+                    m(2),
+                    [10, 0, 0, 1].into(),
+                    [10, 0, 0, 2].into(),
+                    67,
+                    68,
+                )
+                .build(),
+                6 => {
+                    FrameBuilder::udp4(m(1), m(3), [10, 0, 0, 1].into(), [10, 0, 0, 3].into(), 5, 6)
+                        .dot1q(7)
+                        .build()
+                }
+                7 => {
+                    FrameBuilder::udp4(m(9), m(2), [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 1, 2)
+                        .build()
+                }
+                _ => FrameBuilder::udp4(
+                    m(1),
+                    MacAddr::BROADCAST,
+                    [10, 0, 0, 1].into(),
+                    [10, 0, 0, 255].into(),
+                    1,
+                    i as u16,
+                )
+                .build(),
+            })
+            .collect()
+    }
+
+    fn host() -> (Arc<Datapath>, PortNo, PortNo) {
+        let cfg = SwitchConfig::from_toml(CFG, "t.toml").unwrap();
+        let dp = Arc::new(Datapath::new(Snapshot::compile(&cfg, None).unwrap()));
+        let snap = dp.snapshot();
+        let vm1 = snap.port_by_name("vm1").unwrap().no;
+        let up = snap.port_by_name("eth1").unwrap().no;
+        // vm2 is learned where it is; the remote MAC behind the uplink.
+        let mut w = dp.worker();
+        let mut out = Vec::new();
+        let f = FrameBuilder::udp4(
+            MacAddr([0x52, 0x54, 0, 0, 0, 9]),
+            MacAddr::BROADCAST,
+            [10, 9, 0, 1].into(),
+            [10, 9, 0, 2].into(),
+            1,
+            2,
+        )
+        .dot1q(100)
+        .build();
+        assert_eq!(w.process(up, &f, 0, &mut out), Verdict::Forward);
+        (dp, vm1, up)
+    }
+
+    #[test]
+    fn a_batch_decides_and_counts_like_single_frames() {
+        // 100 frames: more than one group, the last one partial; every frame kind repeated so
+        // that later copies hit the flow cache.
+        let frames = mixed(100);
+        let (dp_a, vm1, _) = host();
+        let mut wa = dp_a.worker();
+        let mut single = Vec::new();
+        let mut single_out = Vec::new();
+        for f in &frames {
+            let mut o = Vec::new();
+            let v = wa.process(vm1, f, 1, &mut o);
+            single.push(v);
+            single_out.push(o);
+        }
+        let (dp_b, vm1b, _) = host();
+        assert_eq!(vm1, vm1b);
+        let mut wb = dp_b.worker();
+        let mut out = Vec::new();
+        let mut res = Vec::new();
+        wb.process_batch(
+            vm1,
+            frames.iter().map(|f| f.as_slice()),
+            1,
+            &mut out,
+            &mut res,
+        );
+        assert_eq!(res.len(), frames.len());
+        let mut end = 0;
+        for (i, r) in res.iter().enumerate() {
+            assert_eq!(r.verdict, single[i], "frame {i}");
+            assert_eq!(r.outputs.start, end, "frame {i}");
+            assert_eq!(
+                &out[r.outputs.clone()],
+                single_out[i].as_slice(),
+                "frame {i}"
+            );
+            end = r.outputs.end;
+        }
+        assert_eq!(end, out.len());
+        assert!(single.contains(&Verdict::Forward));
+        assert!(single.iter().any(|v| matches!(v, Verdict::Drop { .. })));
+        let (ca, cb) = (dp_a.counters(), dp_b.counters());
+        assert_eq!(ca.ports, cb.ports);
+        assert_eq!(ca.stage_drops, cb.stage_drops);
+        assert_eq!(ca.processed, cb.processed);
+        assert_eq!(
+            ca.flow_cache_hits + ca.flow_cache_misses,
+            cb.flow_cache_hits + cb.flow_cache_misses
+        );
+        assert!(cb.flow_cache_hits > 50, "{cb:?}");
+        // Same again on the warm cache: every fresh frame is now a hit.
+        let hits = cb.flow_cache_hits;
+        out.clear();
+        res.clear();
+        wb.process_batch(
+            vm1,
+            frames.iter().map(|f| f.as_slice()),
+            2,
+            &mut out,
+            &mut res,
+        );
+        let parsed = frames.iter().filter(|f| f.len() >= 14).count() as u64;
+        assert_eq!(dp_b.counters().flow_cache_hits - hits, parsed);
+        for (i, r) in res.iter().enumerate() {
+            assert_eq!(r.verdict, single[i], "frame {i}");
+        }
     }
 }

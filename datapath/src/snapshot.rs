@@ -113,7 +113,11 @@ impl Member {
 #[derive(Clone, Debug)]
 pub(crate) struct VlanEntry {
     pub network: usize,
+    /// Sorted by port.
     pub members: Vec<Member>,
+    /// Index in `members` of the network's uplink (or tunnel) port, if it has one: the most
+    /// looked-up member (every frame to a remote MAC), found without a search.
+    pub uplink: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -372,6 +376,7 @@ impl Snapshot {
             vlans[usize::from(local_vlan)] = Some(VlanEntry {
                 network: idx,
                 members,
+                uplink: None,
             });
             networks.push(NetworkInfo {
                 name: n.name.clone(),
@@ -420,6 +425,8 @@ impl Snapshot {
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);
+            let up = networks[v.network].uplink;
+            v.uplink = v.members.iter().position(|m| Some(m.port) == up);
         }
 
         Ok(Snapshot {
@@ -552,6 +559,11 @@ impl Snapshot {
     #[inline]
     pub(crate) fn member(&self, vlan: u16, port: PortNo) -> Option<&Member> {
         let v = self.vlan(vlan)?;
+        if let Some(m) = v.uplink.and_then(|i| v.members.get(i)) {
+            if m.port == port {
+                return Some(m);
+            }
+        }
         v.members
             .binary_search_by_key(&port, |m| m.port)
             .ok()
@@ -713,6 +725,60 @@ fixed_ips = ["10.0.0.1"]
             .unwrap_or_default();
         assert!(last.contains("VXLAN VNI 1001 from 192.0.2.1"), "{last}");
         assert!(last.contains("192.0.2.2"), "{last}");
+    }
+
+    #[test]
+    fn member_finds_the_uplink_and_vm_ports_of_a_vlan_only() {
+        let cfg = SwitchConfig::from_toml(
+            r#"
+[[physnet]]
+name = "physnet"
+interface = "eth1"
+
+[[network]]
+name = "a"
+type = "vlan"
+physnet = "physnet"
+segmentation_id = 100
+
+[[network]]
+name = "b"
+type = "local"
+
+[[port]]
+name = "tap1"
+network = "a"
+port_security = false
+
+[[port]]
+name = "tap2"
+network = "b"
+port_security = false
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let snap = super::Snapshot::compile(&cfg, None).unwrap();
+        let no = |n: &str| snap.port_by_name(n).unwrap().no;
+        let (up, tap1, tap2) = (no("eth1"), no("tap1"), no("tap2"));
+        let a = snap.network("a").unwrap().local_vlan;
+        let b = snap.network("b").unwrap().local_vlan;
+        let m = snap.member(a, up).unwrap();
+        assert_eq!(
+            (m.port, m.edit_untagged, m.edit_tagged),
+            (up, EgressEdit::PushTag(100), EgressEdit::RewriteVid(100))
+        );
+        assert_eq!(
+            snap.member(a, tap1).unwrap().edit_untagged,
+            EgressEdit::Keep
+        );
+        assert!(snap.member(a, tap2).is_none());
+        assert!(
+            snap.member(b, up).is_none(),
+            "a local network has no uplink"
+        );
+        assert_eq!(snap.member(b, tap2).unwrap().port, tap2);
+        assert!(snap.member(b, tap1).is_none());
     }
 
     #[test]
