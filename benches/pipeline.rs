@@ -3,8 +3,15 @@
 //! uplink. Reports frames per second for one worker (one core).
 //!
 //! Run: `cargo bench --bench pipeline`. Results and the machine they came from: benches/RESULTS.md.
+//!
+//! Instructions per frame (repeatable on a busy machine, unlike time): with
+//! `WEFT_PIPELINE_PASSES=N` (and optionally `WEFT_PIPELINE_CASE=<scenario name>`) the binary skips
+//! criterion and runs N passes of each scenario after its warm-up pass, e.g.
+//! `WEFT_PIPELINE_PASSES=5 valgrind --tool=callgrind --toggle-collect='*run_pass*'
+//! target/release/deps/pipeline-<hash>`; (Ir with N=5 - Ir with N=0) / (5 * 32 000) is the cost
+//! of one frame, the ring copy included.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use weft_datapath::build::{FrameBuilder, SpecL4};
@@ -130,6 +137,7 @@ struct Rx {
 
 const SLOT: usize = 128;
 
+#[inline(never)]
 fn run_pass(
     w: &mut weft_datapath::Worker,
     s: &Setup,
@@ -211,16 +219,44 @@ fn per_core_rate(w: &mut weft_datapath::Worker, s: &Setup, use_ring: bool, min_c
     frames as f64 / ((cpu::thread_ns() - t0) as f64 / 1e9)
 }
 
+const SCENARIOS: [(&str, usize, bool); 3] = [
+    ("cached_2k_flows", 2, true),
+    ("cached_2k_flows_cold_frames", 2, false),
+    ("cache_thrash_10k_flows", 10, true),
+];
+
+/// `WEFT_PIPELINE_PASSES=N`: N passes of each scenario (or of `WEFT_PIPELINE_CASE`) without
+/// criterion, for instruction counting. The warm-up pass of each scenario is run first.
+fn passes_only(n: usize) {
+    let only = std::env::var("WEFT_PIPELINE_CASE").ok();
+    for (name, flows, use_ring) in SCENARIOS {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let s = setup(flows);
+        let mut r = rx(use_ring);
+        let mut w = s.dp.worker();
+        let mut out = Vec::with_capacity(BATCH * 4);
+        let mut res = Vec::with_capacity(BATCH);
+        assert_eq!(
+            run_pass(&mut w, &s, &mut r, &mut out, &mut res),
+            PORTS * BATCH
+        );
+        let mut fwd = 0;
+        for _ in 0..n {
+            fwd += run_pass(&mut w, &s, &mut r, &mut out, &mut res);
+        }
+        assert_eq!(fwd, n * PORTS * BATCH);
+        eprintln!("{name}: {n} passes of {} frames", PORTS * BATCH);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let total = PORTS * BATCH;
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(total as u64));
     g.sample_size(30);
-    for (name, flows, use_ring) in [
-        ("cached_2k_flows", 2usize, true),
-        ("cached_2k_flows_cold_frames", 2, false),
-        ("cache_thrash_10k_flows", 10, true),
-    ] {
+    for (name, flows, use_ring) in SCENARIOS {
         let s = setup(flows);
         let mut r = rx(use_ring);
         let mut w = s.dp.worker();
@@ -257,4 +293,15 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("WEFT_PIPELINE_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        passes_only(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
