@@ -319,7 +319,24 @@ for line in open(res_file):
     if s not in res:
         res[s] = {}
         order.append(s)
-    res[s].setdefault(k, v)
+    res[s].setdefault(k, []).append(v)
+def pick(vals):
+    """Median of a metric's rounds; a status that is not ok in any round wins."""
+    try:
+        xs = sorted(float(v) for v in vals)
+    except ValueError:
+        bad = [v for v in vals if v != "ok"]
+        return bad[0] if bad else vals[0]
+    if any(math.isnan(x) for x in xs):
+        return "NaN"
+    m = len(xs) // 2
+    x = xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    digits = max((len(v.split(".")[1]) if "." in v else 0) for v in vals)
+    return f"{x:.{digits}f}"
+rounds = max(len(v) for r in res.values() for v in r.values()) if res else 1
+for s in res:
+    for k in res[s]:
+        res[s][k] = pick(res[s][k])
 rows = [
     ("tcp1_gbps", "TCP 1 stream, Gbit/s (higher better)"),
     ("tcp4_gbps", "TCP 4 streams, Gbit/s (higher better)"),
@@ -375,6 +392,8 @@ md = [
     " packets counted at the server; ping is 200 pings at 10 ms; CPU is utime+stime of the switch"
     " process(es) over the TCP run (kernel switching has none: its work is softirq time).",
 ]
+if rounds > 1:
+    md.append(f"Each setup ran {rounds} times, alternating with the others; every figure is the median of its rounds.")
 if note:
     md.append(note)
 md += [

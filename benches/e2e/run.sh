@@ -16,6 +16,7 @@
 #   --weft-bin: default target/release/weft, (re)built with cargo first
 #   --udp-rate: iperf3 -b for the UDP test (default 0 = as fast as it can send)
 #   --keep: keep the temp dir (raw iperf3 JSON, ping output, daemon logs)
+#   --rounds N: run every setup N times, alternating, and report medians (default 1)
 #   --hold: set up the (first) setup and wait until killed, for poking at it
 # Needs: iproute2, iperf3, iputils-ping, python3, openvswitch-switch
 #        (scripts/install-deps.sh --bench installs them).
@@ -31,6 +32,7 @@ repo=$(cd "$here/../.." && pwd)
 orig_args="$*"
 only="weft,linuxbridge,ovs"
 duration=10
+rounds=1
 weft_bin="$repo/target/release/weft"
 udp_rate=0
 out="$here/last-run.md"
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --only) only=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --weft-bin) weft_bin=$2; shift 2 ;;
     --udp-rate) udp_rate=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
@@ -149,6 +152,10 @@ after_weft() {
 
 # ------------------------------------------------------------------- run
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
-for s in "${setups[@]}"; do run_setup "$s"; done
+# Rounds alternate the setups (A B C A B C ...) so a slow minute of the
+# machine does not land on one setup only; the table shows each metric's median.
+for _ in $(seq "$rounds"); do
+  for s in "${setups[@]}"; do run_setup "$s"; done
+done
 report "$out" "weft end-to-end benchmark, one host ($started)" \
   "$(echo "benches/e2e/run.sh $orig_args" | sed 's/ *$//')" "" linuxbridge ovs ovs-tso

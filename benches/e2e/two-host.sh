@@ -21,6 +21,7 @@
 #   --vlan N: the VLAN on the wire (default 100); --vlan 0 = a flat network
 #             (untagged on the wire; the ovs-vlan setups then use no tag)
 #   writes benches/e2e/last-run-two-host.md by default
+#   --rounds N: run every setup N times, alternating, and report medians (default 1)
 #   --hold: set up the (first) setup and wait until killed, for poking at it
 set -euo pipefail
 
@@ -32,6 +33,7 @@ repo=$(cd "$here/../.." && pwd)
 orig_args="$*"
 only="weft,ovs,kernel"
 duration=10
+rounds=1
 weft_bin="$repo/target/release/weft"
 udp_rate=0
 out="$here/last-run-two-host.md"
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --only) only=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --vlan) vlan=$2; shift 2 ;;
     --weft-bin) weft_bin=$2; shift 2 ;;
     --udp-rate) udp_rate=$2; shift 2 ;;
@@ -212,7 +215,11 @@ after_weft() {
 }
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
-for s in "${setups[@]}"; do run_setup "$s"; done
+# Rounds alternate the setups (A B C A B C ...) so a slow minute of the
+# machine does not land on one setup only; the table shows each metric's median.
+for _ in $(seq "$rounds"); do
+  for s in "${setups[@]}"; do run_setup "$s"; done
+done
 wire="a VLAN $vlan wire"
 [ "$vlan" = 0 ] && wire="a flat (untagged) wire"
 report "$out" "weft end-to-end benchmark, two hosts over $wire ($started)" \
