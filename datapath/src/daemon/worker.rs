@@ -32,10 +32,11 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// timeout) this long before sleeping again, to save the sleep/wakeup pair
 /// (a context switch here, a try_to_wake_up in the sender's syscall) under a
 /// steady stream. Off by default: on the 2-core bench machine, where the
-/// switch shares the cores with both iperf3 ends, 50 µs of polling cut 64 B
-/// UDP from 34.5-34.9 to 27.1-28.0 kpps received (two A/B pairs, same
-/// binary): the spinning takes CPU the receiving VM needs. Worth trying
-/// where the switch has cores of its own: WEFT_BUSY_POLL_US=50.
+/// switch shares the cores with both iperf3 ends, polling never helped. With
+/// bursts of 32 and a yield per round (benches/RESULTS.md), 100 µs of polling
+/// left one-host 64 B UDP within the spread, and 1000 µs lowered it and TCP.
+/// The spinning takes CPU the VMs need. Worth trying where the switch has
+/// cores of its own: WEFT_BUSY_POLL_US=50.
 pub(crate) const BUSY_POLL_NS: u64 = 0;
 
 fn busy_poll_ns() -> u64 {
