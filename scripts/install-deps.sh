@@ -3,7 +3,7 @@
 # need, idempotently: a second run on a ready machine does nothing but check.
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds Open vSwitch etc.)
 set -euo pipefail
-want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl)
+want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl postgresql)
 if [ "${1:-}" = "--bench" ]; then
   want+=(openvswitch-switch bridge-utils wrk)
 fi
@@ -27,3 +27,7 @@ if [ ! -x "$venv/bin/openstack" ]; then
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   "$venv/bin/pip" install -q python-openstackclient openstacksdk
 fi
+# PostgreSQL for the store's second backend and the replica tests: the
+# Debian cluster started (no systemd needed), and a superuser role for root
+# so tests connect over the Unix socket with peer authentication.
+bash "$(dirname "$0")/postgres.sh"
