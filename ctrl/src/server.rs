@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use weft_identity::{Identity, IdentityConfig, IdentityError};
+use weft_store::{Follow, Store};
 
 /// How `weft serve` runs.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct ServerConfig {
     pub policy_permissive: bool,
     /// Admin password for the first bootstrap (`WEFT_ADMIN_PASSWORD`); generated when `None`.
     pub admin_password: Option<String>,
+    /// `--database`: `postgresql://...` for replicas sharing one database,
+    /// or a SQLite path; `None` is `<state_dir>/weft.sqlite`.
+    pub database: Option<String>,
 }
 
 impl ServerConfig {
@@ -40,6 +44,7 @@ impl ServerConfig {
             policy_file: None,
             policy_permissive: false,
             admin_password: None,
+            database: None,
         }
     }
 }
@@ -60,6 +65,8 @@ pub fn default_public_url(listen: SocketAddr) -> String {
 pub enum ServerError {
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("store: {0}")]
+    Store(#[from] weft_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -110,6 +117,9 @@ pub struct StartReport {
 
 pub struct Server {
     cfg: ServerConfig,
+    store: Arc<dyn Store>,
+    /// Every service's replica, kept current by the follower on a shared database.
+    followers: Vec<Arc<dyn Follow>>,
     identity: Arc<Identity>,
     mounts: Vec<ServiceMount>,
     report: StartReport,
@@ -119,6 +129,7 @@ impl Server {
     /// Open the identity state, bootstrap it on first start, register the
     /// identity service in the catalog and write `{state_dir}/admin-openrc`.
     pub fn open(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let store = weft_store::open(cfg.database.as_deref(), &cfg.state_dir)?;
         let identity = Arc::new(Identity::open(IdentityConfig {
             state_dir: cfg.state_dir.clone(),
             public_url: cfg.public_url.trim_end_matches('/').to_string(),
@@ -129,6 +140,8 @@ impl Server {
         let report = prepare(&identity, &cfg)?;
         Ok(Server {
             cfg,
+            store,
+            followers: Vec::new(),
             identity,
             mounts: Vec::new(),
             report,
@@ -142,6 +155,17 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// The one store every service writes through.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Keeps `replica` current with other replicas' commits once serving
+    /// (PostgreSQL; a no-op on embedded SQLite, which has one writer).
+    pub fn follow(&mut self, replica: Arc<dyn Follow>) {
+        self.followers.push(replica);
     }
 
     pub fn start_report(&self) -> &StartReport {
@@ -177,6 +201,13 @@ impl Server {
 
     /// Bind and serve until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
+        let follower = weft_store::follow(self.store.clone(), self.followers.clone())?;
+        if follower.is_some() {
+            tracing::info!(
+                services = self.followers.len(),
+                "following the shared database's change log"
+            );
+        }
         let app = self.service();
         let listener = tokio::net::TcpListener::bind(self.cfg.listen)
             .await

@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Allow every action but record the ones the policy would deny (see `weft policy workplan`).
     #[arg(long)]
     pub policy_permissive: bool,
+    /// The database every service stores in: `postgresql://user@host/db` for several
+    /// replicas serving one cloud, or a SQLite file path. Default: STATE_DIR/weft.sqlite.
+    #[arg(long)]
+    pub database: Option<String>,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
 }
@@ -57,6 +61,7 @@ pub fn server_config(a: &ServeArgs) -> ServerConfig {
     cfg.token_ttl = Duration::from_secs(a.token_ttl_minutes * 60);
     cfg.policy_file = a.policy_file.clone();
     cfg.policy_permissive = a.policy_permissive;
+    cfg.database = a.database.clone();
     cfg.admin_password = std::env::var("WEFT_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
