@@ -10,7 +10,8 @@ use weft_ctrl::server::Server;
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The controller's base URL (the one `weft serve` listens on), e.g. http://10.0.0.1:8080.
+    /// The controller's base URL (the one `weft serve` listens on), e.g. http://10.0.0.1:8080;
+    /// several replicas of one cloud separated by commas (tried in turn, failing over).
     #[arg(long)]
     pub ctrl: String,
     /// This host's name: ports with this binding:host_id are wired here (default: hostname).

@@ -198,9 +198,17 @@ pub async fn http(
     })
 }
 
-/// The HTTP protocol against a remote ctrl.
+/// The HTTP protocol against a remote ctrl: one or several replicas
+/// (`--ctrl URL1,URL2`), tried in turn. Every replica of one cloud shares
+/// the database, so revisions and the desired state are the same on each:
+/// after a failover the agent long-polls the next replica from the revision
+/// it had, and re-applying a state it already has changes nothing on the
+/// switch (no port is lost or wired twice).
 pub struct HttpCtrl {
-    pub ctrl: Url,
+    /// The replicas, in the order given.
+    pub ctrls: Vec<Url>,
+    /// Index of the replica in use (the last one that answered).
+    current: std::sync::atomic::AtomicUsize,
     pub host: String,
     /// This host's tunnel endpoint, reported with each poll.
     pub tunnel_ip: Option<String>,
@@ -208,15 +216,93 @@ pub struct HttpCtrl {
     token: Mutex<Option<String>>,
 }
 
+/// Whether an error means "try another replica": it did not answer, or it
+/// answered that it cannot serve right now (5xx).
+fn fails_over(e: &AgentError) -> bool {
+    match e {
+        AgentError::Unreachable { .. } => true,
+        AgentError::Refused { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 impl HttpCtrl {
-    pub fn new(ctrl_url: &str, host: &str, auth: AgentAuth) -> Result<HttpCtrl, AgentError> {
+    /// `ctrl_urls`: one base URL, or several separated by commas.
+    pub fn new(ctrl_urls: &str, host: &str, auth: AgentAuth) -> Result<HttpCtrl, AgentError> {
+        let ctrls = ctrl_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(Url::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if ctrls.is_empty() {
+            return Err(AgentError::Local("--ctrl: no URL given".into()));
+        }
         Ok(HttpCtrl {
-            ctrl: Url::parse(ctrl_url)?,
+            ctrls,
+            current: std::sync::atomic::AtomicUsize::new(0),
             host: host.to_string(),
             tunnel_ip: None,
             auth,
             token: Mutex::new(None),
         })
+    }
+
+    /// The replica in use.
+    pub fn ctrl(&self) -> &Url {
+        &self.ctrls[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len()]
+    }
+
+    /// The replicas in the order to try them: the one in use first.
+    fn rotation(&self) -> impl Iterator<Item = usize> + '_ {
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        (0..self.ctrls.len()).map(move |i| (start + i) % self.ctrls.len())
+    }
+
+    /// Password auth against `auth_url`, then against each replica's own
+    /// `/identity/v3` if that one does not answer (the openrc's auth URL may
+    /// name the replica that died).
+    async fn issue_token(&self, auth_url: &str, body: Value) -> Result<String, AgentError> {
+        let mut urls = vec![Url::parse(auth_url)?];
+        for i in self.rotation() {
+            let c = &self.ctrls[i];
+            let u = Url {
+                authority: c.authority.clone(),
+                path: format!("{}/identity/v3", c.path),
+            };
+            if !urls.contains(&u) {
+                urls.push(u);
+            }
+        }
+        let mut last = None;
+        for url in &urls {
+            match http(Method::POST, url, "/auth/tokens", &[], Some(body.clone())).await {
+                Ok(r) if r.status.is_success() => {
+                    return r
+                        .headers
+                        .get("x-subject-token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from)
+                        .ok_or_else(|| {
+                            AgentError::Auth("no X-Subject-Token in the answer".into())
+                        });
+                }
+                Ok(r) if r.status.is_server_error() => {
+                    last = Some(AgentError::Auth(format!(
+                        "HTTP {} from http://{}{}/auth/tokens",
+                        r.status, url.authority, url.path
+                    )));
+                }
+                Ok(r) => {
+                    return Err(AgentError::Auth(format!(
+                        "HTTP {} from http://{}{}/auth/tokens",
+                        r.status, url.authority, url.path
+                    )))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| AgentError::Auth("no identity endpoint".into())))
     }
 
     async fn token(&self) -> Result<String, AgentError> {
@@ -233,32 +319,54 @@ impl HttpCtrl {
                 user_domain,
                 project_domain,
             } => {
-                let url = Url::parse(auth_url)?;
                 let body = json!({"auth": {
                     "identity": {"methods": ["password"], "password": {"user": {
                         "name": username, "domain": {"name": user_domain}, "password": password}}},
                     "scope": {"project": {"name": project_name, "domain": {"name": project_domain}}}}});
-                let r = http(Method::POST, &url, "/auth/tokens", &[], Some(body)).await?;
-                if !r.status.is_success() {
-                    return Err(AgentError::Auth(format!(
-                        "HTTP {} from {auth_url}/auth/tokens",
-                        r.status
-                    )));
-                }
-                r.headers
-                    .get("x-subject-token")
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from)
-                    .ok_or_else(|| AgentError::Auth("no X-Subject-Token in the answer".into()))?
+                self.issue_token(auth_url, body).await?
             }
         };
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
         Ok(t)
     }
 
-    /// A call with the token; on 401 the token is dropped and fetched once more.
+    /// A call with the token, on the replica in use, failing over to the
+    /// next replica when one does not answer or answers 5xx; on 401 the
+    /// token is dropped and fetched once more.
     async fn call(
         &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Response, AgentError> {
+        let mut last = None;
+        for i in self.rotation() {
+            match self
+                .call_one(&self.ctrls[i], method.clone(), path, body.clone(), what)
+                .await
+            {
+                Ok(r) => {
+                    let was = self.current.swap(i, std::sync::atomic::Ordering::Relaxed);
+                    if was % self.ctrls.len() != i {
+                        let c = &self.ctrls[i];
+                        tracing::warn!(ctrl = %format!("http://{}{}", c.authority, c.path), "failed over to another ctrl replica");
+                    }
+                    return Ok(r);
+                }
+                Err(e) if fails_over(&e) && self.ctrls.len() > 1 => {
+                    tracing::warn!(error = %e, "ctrl replica failed; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| AgentError::Local("no ctrl URL".into())))
+    }
+
+    async fn call_one(
+        &self,
+        ctrl: &Url,
         method: Method,
         path: &str,
         body: Option<Value>,
@@ -268,7 +376,7 @@ impl HttpCtrl {
             let t = self.token().await?;
             let r = http(
                 method.clone(),
-                &self.ctrl,
+                ctrl,
                 path,
                 &[("x-auth-token", &t)],
                 body.clone(),
@@ -349,5 +457,56 @@ mod tests {
         );
         assert!(Url::parse("https://x").is_err());
         assert!(Url::parse("http:///x").is_err());
+    }
+
+    #[test]
+    fn takes_several_replicas() {
+        let auth = AgentAuth::Token("t".into());
+        let c = HttpCtrl::new("http://a:1, http://b:2/x", "h", auth.clone()).unwrap();
+        assert_eq!(c.ctrls.len(), 2);
+        assert_eq!(c.ctrls[1].path, "/x");
+        assert_eq!(c.ctrl().authority, "a:1");
+        assert_eq!(c.rotation().collect::<Vec<_>>(), vec![0, 1]);
+        c.current.store(1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(c.rotation().collect::<Vec<_>>(), vec![1, 0]);
+        assert!(HttpCtrl::new(" , ", "h", auth.clone()).is_err());
+        assert!(HttpCtrl::new("http://a:1,https://b", "h", auth).is_err());
+    }
+
+    /// A replica that is down is skipped; the call lands on the next one and
+    /// the next call starts there.
+    #[tokio::test]
+    async fn fails_over_to_the_next_replica() {
+        // A port with nothing listening: connection refused.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/ping",
+            axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
+        );
+        tokio::spawn(async move { axum::serve(live, app).await });
+        let c = HttpCtrl::new(
+            &format!("http://{dead_addr},http://{live_addr}"),
+            "h",
+            AgentAuth::Token("t".into()),
+        )
+        .unwrap();
+        let r = c.call(Method::GET, "/ping", None, "ping").await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(c.ctrl().authority, live_addr.to_string());
+        // With one URL there is nothing to fail over to: the error comes back.
+        let one = HttpCtrl::new(
+            &format!("http://{dead_addr}"),
+            "h",
+            AgentAuth::Token("t".into()),
+        )
+        .unwrap();
+        assert!(matches!(
+            one.call(Method::GET, "/ping", None, "ping").await,
+            Err(AgentError::Unreachable { .. })
+        ));
     }
 }
