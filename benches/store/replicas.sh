@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 pw=bench-admin-pw
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# start NAME DATABASE|"" -> prints the base URL; the pid goes in pids[]
+# start NAME DATABASE|"": sets BASE to its URL; the pid goes in pids[]
 start() {
   local name=$1 db=$2 port
   port=$(free_port)
@@ -57,7 +57,7 @@ start() {
     kill -0 "$pid" 2>/dev/null || { echo "replicas.sh: $name exited" >&2; tail -20 "$dir/$name.log" >&2; exit 2; }
     sleep 0.1
   done
-  echo "http://127.0.0.1:$port"
+  BASE="http://127.0.0.1:$port"
 }
 token() {
   local body='{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"'$pw'"}}},"scope":{"project":{"name":"admin","domain":{"id":"default"}}}}}'
@@ -135,7 +135,7 @@ newdb() {
   local d="weft_bench_$RANDOM$RANDOM"
   psql -qd postgres -c "CREATE DATABASE $d" >/dev/null
   dbs+=("$d")
-  echo "postgresql://root@%2Fvar%2Frun%2Fpostgresql/$d"
+  DB="postgresql://root@%2Fvar%2Frun%2Fpostgresql/$d"
 }
 echo "CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(date -u +%FT%TZ); wrk $conns connections, ${dur}s"
 echo
@@ -144,10 +144,10 @@ echo "|---|---:|---|---:|---|---:|"
 IFS=, read -ra want <<<"$only"
 for w in "${want[@]}"; do
   case "$w" in
-    sqlite) b=$(start sqlite ""); measure "sqlite, 1 replica" "$b" ;;
-    postgresql) db=$(newdb); b=$(start pg1 "$db"); measure "postgresql, 1 replica" "$b" ;;
+    sqlite) start sqlite ""; measure "sqlite, 1 replica" "$BASE" ;;
+    postgresql) newdb; start pg1 "$DB"; measure "postgresql, 1 replica" "$BASE" ;;
     postgresql2)
-      db=$(newdb); b1=$(start pga "$db"); b2=$(start pgb "$db")
+      newdb; start pga "$DB"; b1=$BASE; start pgb "$DB"; b2=$BASE
       measure "postgresql, 2 replicas" "$b1" "$b2" ;;
     *) echo "replicas.sh: unknown setup $w" >&2; exit 2 ;;
   esac
