@@ -9,3 +9,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --all-targets --no-fail-fast
+# Every service's HTTP tests once more on the other backend: PostgreSQL
+# (started by install-deps.sh; the default pass above ran them on SQLite).
+WEFT_TEST_STORE=postgresql cargo test -p weft-identity --test http --no-fail-fast
+WEFT_TEST_STORE=postgresql cargo test -p weft-ctrl --tests --no-fail-fast
