@@ -1,7 +1,75 @@
-//! Reading request bodies field by field, so every 400 names its field.
+//! Request bodies: typed structs read with serde_path_to_error, so every
+//! 400 names the path of the bad field.
 
 use super::error::{NetError, NetResult};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Reads a typed request body; a bad field's 400 names its path
+/// (`Invalid input for ports.<id>: ...`).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> NetResult<T> {
+    if bytes.is_empty() {
+        return Err(NetError::bad("HTTPBadRequest", "Resource body required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(path_error)
+}
+
+/// Reads a typed value out of an already parsed body; `prefix` is its path.
+pub fn typed<T: DeserializeOwned>(v: &Value, prefix: &str) -> NetResult<T> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        NetError::invalid(&field, e.into_inner())
+    })
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> NetError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        NetError::bad("HTTPBadRequest", format!("Malformed request body: {inner}"))
+    } else if path == "." {
+        NetError::bad("HTTPBadRequest", format!("Invalid request body: {inner}"))
+    } else {
+        NetError::invalid(&path, inner)
+    }
+}
+
+/// `PUT /agent/v1/hosts/{host}`: an agent registers its tunnel endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRegistration {
+    pub agent: AgentFields,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    /// None (or absent): the host has no tunnel endpoint.
+    #[serde(default)]
+    pub tunnel_ip: Option<String>,
+}
+
+/// `POST /agent/v1/hosts/{host}/status`: `{"ports": {"<port id>": "ACTIVE"}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    pub ports: BTreeMap<String, String>,
+}
+
+/// `POST /agent/v1/hosts/{host}/ports/{id}/status`: `{"status": "ACTIVE"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortStatus {
+    pub status: String,
+}
 
 /// The attributes of one resource in a request (`{"network": {...}}` inner map).
 /// Each accessor removes what it reads; `finish` rejects whatever is left.

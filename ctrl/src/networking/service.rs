@@ -489,6 +489,9 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Wri
         };
     let mtu = check_mtu(env.segs, &segment.network_type, mtu)?
         .unwrap_or_else(|| env.segs.max_mtu(&segment.network_type));
+    // The project's first network write brings its default group (as Neutron's
+    // network BEFORE_CREATE handler does), in the same commit.
+    let (_, mut changes) = ensure_default_sg(st, env, &project);
     let n = Network {
         id: env.ids.uuid(),
         name,
@@ -503,7 +506,8 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Wri
         tenant_segment,
         std: Std::new(&env.now, description),
     };
-    Ok((n.clone(), vec![Change::Network(n)]))
+    changes.push(Change::Network(n.clone()));
+    Ok((n, changes))
 }
 
 pub fn update_network(
@@ -875,7 +879,7 @@ pub fn update_subnet(
         f.forbid(ro)?;
     }
     let cidr =
-        Cidr::parse(&old.cidr).map_err(|e| NetError::Storage(format!("stored cidr: {e}")))?;
+        Cidr::parse(&old.cidr).map_err(|e| NetError::Internal(format!("stored cidr: {e}")))?;
     let mut s = old.clone();
     if let Some(v) = f.string("name")? {
         s.name = v;
@@ -969,7 +973,9 @@ fn default_rules(env: &mut Env, sg: &SecurityGroup, with_ingress: bool) -> Vec<S
     out
 }
 
-/// The project's `default` group, created on first use (as Neutron does).
+/// The project's `default` group: its id, and the changes that create it
+/// when the project has none yet. Only writes call this (network, port and
+/// security group creates); listing groups never creates one.
 pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, Vec<Change>) {
     if let Some(g) = st
         .security_groups
@@ -1427,7 +1433,7 @@ fn allocate_ips(
                 };
                 let v = match parsed {
                     Some((ver, v)) => {
-                        let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Storage)?;
+                        let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Internal)?;
                         if !cidr.contains(ver, v) {
                             return Err(NetError::invalid(
                                 "fixed_ips",
@@ -1571,7 +1577,9 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
     let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
                         "network:shared": net.shared});
     check_attrs(env, ctx, "create_port", &f, &PORT_ATTRS, &target)?;
-    let mut changes = Vec::new();
+    // The project's first port write brings its default group, whether this
+    // port uses it or not (Neutron's port BEFORE_CREATE handler).
+    let (default_sg, mut changes) = ensure_default_sg(st, env, &project);
     let mac_address = match f.string("mac_address")? {
         Some(m) => {
             let m = m.to_lowercase();
@@ -1609,9 +1617,7 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             ids
         }
         None if port_security_enabled && !device_owner.starts_with("network:") => {
-            let (id, c) = ensure_default_sg(st, env, &project);
-            changes.extend(c);
-            vec![id]
+            vec![default_sg]
         }
         None => Vec::new(),
     };
