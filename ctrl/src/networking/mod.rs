@@ -194,22 +194,38 @@ impl Networking {
     /// Runs a pure service function on the current state and commits what it
     /// returns on the revision it read. On a conflict with another replica the
     /// function reruns on the caught-up state, with a fresh clock and ids.
-    /// Blocking (database I/O): async callers use [`Networking::write_async`].
+    /// A refusal (404, 409, 400...) is only answered on current state: if
+    /// other replicas committed since this one's snapshot, it catches up and
+    /// reruns once, so a resource created through another replica a moment
+    /// ago is never "not found" here. Blocking (database I/O): async callers
+    /// use [`Networking::write_async`].
     pub fn write<T>(
         &self,
         mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
     ) -> NetResult<T> {
-        self.replica.write(|st| {
-            let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-            let mut env = Env {
-                now: now_string(),
-                ids: ids.as_mut(),
-                authz: self.authz.as_ref(),
-                segs: &self.segs,
-            };
-            let (out, changes) = f(st, &mut env)?;
-            Ok((out, state::to_store(&changes)?))
-        })
+        let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
+            self.replica.write(|st| {
+                let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+                let mut env = Env {
+                    now: now_string(),
+                    ids: ids.as_mut(),
+                    authz: self.authz.as_ref(),
+                    segs: &self.segs,
+                };
+                let (out, changes) = f(st, &mut env)?;
+                Ok((out, state::to_store(&changes)?))
+            })
+        };
+        match attempt(&mut f) {
+            Err(e) if !matches!(e, NetError::Store(_) | NetError::Internal(_)) => {
+                if self.replica.catch_up()? {
+                    attempt(&mut f)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
     }
 
     /// [`Networking::write`] on a blocking thread, for async handlers.
