@@ -8,6 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use weft_ctrl::networking::body::{NetworkReq, PoolReq, PortReq, SecurityGroupReq, SubnetReq};
 use weft_ctrl::networking::{service, Ctx, NetError, Networking, TokenValidator};
 use weft_identity::policy::Mode;
 
@@ -213,6 +214,88 @@ async fn bulk_port_create_is_all_or_nothing() {
     assert_eq!(v["networks"], json!([]));
 }
 
+#[tokio::test]
+async fn a_bad_field_is_named_by_its_path() {
+    let api = Api::new();
+    let nid = one_subnet(&api).await;
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"ip_address": 5}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "port.fixed_ips[0].ip_address");
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"ports": [{"network_id": nid}, {"network_id": nid, "admin_state_up": "maybe"}]}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "ports[1].admin_state_up");
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "10.1.0.0/24",
+                "allocation_pools": [{"start": "10.1.0.5"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "subnet.allocation_pools[0]");
+    assert!(r.1.to_string().contains("end"), "{}", r.1);
+    let r = api
+        .call(
+            "POST",
+            "/networking/agent/v1/hosts/h1/status",
+            Some(ADMIN),
+            Some(json!({"ports": {"p1": 3}})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "ports.p1");
+    // Unknown and read-only attributes, as Neutron words them.
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"colour": "blue"}}))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "Unrecognized attribute(s) 'colour'",
+    );
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"status": "DOWN"}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "'status' not allowed in POST");
+}
+
+#[tokio::test]
+async fn store_errors_map_to_409_and_500_with_neutron_bodies() {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    async fn render(e: NetError) -> (StatusCode, Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+    let conflict = weft_store::StoreError::Conflict {
+        service: "networking".into(),
+        expected: 3,
+        actual: 4,
+    };
+    let (s, v) = render(NetError::from(conflict)).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["NeutronError"]["type"], "HTTPConflict");
+    assert!(v["NeutronError"]["message"].is_string());
+    let (s, v) = render(NetError::from(weft_store::StoreError::Backend(
+        "gone".into(),
+    )))
+    .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(v["NeutronError"]["type"], "HTTPInternalServerError");
+    assert_eq!(v["NeutronError"]["detail"], "");
+}
+
 /// A second replica of the service on the same store, over its own connection.
 fn replica(backend: &Backend) -> Arc<Networking> {
     off_runtime(|| {
@@ -239,7 +322,7 @@ fn two_replicas_race_for_the_last_address_and_exactly_one_wins() {
     let b = replica(&backend);
     let ctx = alice();
     let nid = a
-        .write(|st, env| service::create_network(st, env, &ctx, &json!({"network": {"name": "n"}})))
+        .write(|st, env| service::create_network(st, env, &ctx, &NetworkReq::default()))
         .unwrap()
         .id;
     // One address to hand out: the pool is 10.0.0.2..10.0.0.2.
@@ -248,14 +331,24 @@ fn two_replicas_race_for_the_last_address_and_exactly_one_wins() {
             st,
             env,
             &ctx,
-            &json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/29",
-                "allocation_pools": [{"start": "10.0.0.2", "end": "10.0.0.2"}]}}),
+            &SubnetReq {
+                network_id: Some(nid.clone()),
+                cidr: Some("10.0.0.0/29".into()),
+                allocation_pools: Some(vec![PoolReq {
+                    start: "10.0.0.2".into(),
+                    end: "10.0.0.2".into(),
+                }]),
+                ..SubnetReq::default()
+            },
         )
     })
     .unwrap();
     // B learns of the network and subnet the way it learns of any other
     // write: its conditional commit conflicts, it catches up and reruns.
-    let body = json!({"port": {"network_id": nid}});
+    let body = PortReq {
+        network_id: Some(nid.clone()),
+        ..PortReq::default()
+    };
     for round in 0..100 {
         let start = Arc::new(Barrier::new(2));
         let race = |net: Arc<Networking>| {
@@ -323,7 +416,10 @@ fn a_write_on_one_replica_is_visible_on_the_other() {
                 rt.block_on(b.wait_host_state("h1", since, Duration::from_secs(10)))
             })
         };
-        let body = json!({"security_group": {"name": format!("sg-{i}")}});
+        let body = SecurityGroupReq {
+            name: Some(format!("sg-{i}")),
+            ..SecurityGroupReq::default()
+        };
         let g = a
             .write(|st, env| service::create_sg(st, env, &ctx, &body))
             .unwrap();

@@ -296,33 +296,62 @@ async fn show_h(
     Ok(Json(json!({ res.singular(): v })).into_response())
 }
 
-/// One resource's create: the pure service function for `res`.
-fn create_one(
-    st: &NetState,
-    env: &mut service::Env,
-    c: &Ctx,
-    res: Res,
-    body: &Value,
-) -> service::Write<String> {
+/// A typed create or update body for one resource of `res`.
+#[derive(Debug, Clone)]
+enum Req {
+    Network(body::NetworkReq),
+    Subnet(body::SubnetReq),
+    Port(body::PortReq),
+    SecurityGroup(body::SecurityGroupReq),
+    Rule(body::RuleReq),
+}
+
+/// Reads one resource's attributes at `path` (`port`, `ports[1]`).
+fn req_at(res: Res, inner: &Value, path: &str, op: &str) -> NetResult<Req> {
     Ok(match res {
-        Res::Networks => {
-            let (x, ch) = service::create_network(st, env, c, body)?;
+        Res::Networks => Req::Network(body::attrs_at(inner, path, op)?),
+        Res::Subnets => Req::Subnet(body::attrs_at(inner, path, op)?),
+        Res::Ports => Req::Port(body::attrs_at(inner, path, op)?),
+        Res::SecurityGroups => Req::SecurityGroup(body::attrs_at(inner, path, op)?),
+        Res::Rules => Req::Rule(body::attrs_at(inner, path, op)?),
+    })
+}
+
+/// Reads `{"<singular>": {...}}`.
+fn req_of(res: Res, body: &Value, op: &str) -> NetResult<Req> {
+    let inner = body.get(res.singular()).ok_or_else(|| {
+        NetError::bad(
+            "HTTPBadRequest",
+            format!(
+                "Resource body required: expected a '{}' object",
+                res.singular()
+            ),
+        )
+    })?;
+    req_at(res, inner, res.singular(), op)
+}
+
+/// One resource's create: the pure service function for its request.
+fn create_one(st: &NetState, env: &mut service::Env, c: &Ctx, req: &Req) -> service::Write<String> {
+    Ok(match req {
+        Req::Network(r) => {
+            let (x, ch) = service::create_network(st, env, c, r)?;
             (x.id, ch)
         }
-        Res::Subnets => {
-            let (x, ch) = service::create_subnet(st, env, c, body)?;
+        Req::Subnet(r) => {
+            let (x, ch) = service::create_subnet(st, env, c, r)?;
             (x.id, ch)
         }
-        Res::Ports => {
-            let (x, ch) = service::create_port(st, env, c, body)?;
+        Req::Port(r) => {
+            let (x, ch) = service::create_port(st, env, c, r)?;
             (x.id, ch)
         }
-        Res::SecurityGroups => {
-            let (x, ch) = service::create_sg(st, env, c, body)?;
+        Req::SecurityGroup(r) => {
+            let (x, ch) = service::create_sg(st, env, c, r)?;
             (x.id, ch)
         }
-        Res::Rules => {
-            let (x, ch) = service::create_rule(st, env, c, body)?;
+        Req::Rule(r) => {
+            let (x, ch) = service::create_rule(st, env, c, r)?;
             (x.id, ch)
         }
     })
@@ -337,14 +366,14 @@ fn create_bulk(
     env: &mut service::Env,
     c: &Ctx,
     res: Res,
-    items: &[Value],
+    items: &[Req],
     provider: bool,
 ) -> service::Write<Vec<Value>> {
     let mut scratch = st.clone();
     let mut ids = Vec::with_capacity(items.len());
     let mut all = Vec::new();
     for item in items {
-        let (id, changes) = create_one(&scratch, env, c, res, &json!({ res.singular(): item }))?;
+        let (id, changes) = create_one(&scratch, env, c, item)?;
         scratch.apply_changes(&changes);
         all.extend(changes);
         ids.push(id);
@@ -361,19 +390,25 @@ async fn create_h(State(net): S, headers: HeaderMap, body: Bytes, res: Res) -> N
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     if let Some(items) = body.get(res.plural()) {
-        let Value::Array(items) = items.clone() else {
+        let Value::Array(items) = items else {
             return Err(NetError::invalid(res.plural(), "must be a list"));
         };
         if items.is_empty() {
             return Err(NetError::invalid(res.plural(), "must not be empty"));
         }
+        let reqs = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| req_at(res, item, &format!("{}[{i}]", res.plural()), "POST"))
+            .collect::<NetResult<Vec<_>>>()?;
         let out = net
-            .write_async(move |st, env| create_bulk(st, env, &c, res, &items, provider))
+            .write_async(move |st, env| create_bulk(st, env, &c, res, &reqs, provider))
             .await?;
         return Ok((StatusCode::CREATED, Json(json!({ res.plural(): out }))).into_response());
     }
+    let req = req_of(res, &body, "POST")?;
     let id = net
-        .write_async(move |st, env| create_one(st, env, &c, res, &body))
+        .write_async(move |st, env| create_one(st, env, &c, &req))
         .await?;
     let v = net
         .read(|st| view(st, res, &id, provider))
@@ -391,20 +426,27 @@ async fn update_h(
     let c = ctx(&net, &headers)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
+    if let Res::Rules = res {
+        net.read(|st| service::get_rule(st, &c, &id).map(|_| ()))?;
+        return Err(NetError::bad(
+            "HTTPBadRequest",
+            "Security group rules cannot be updated",
+        ));
+    }
+    let req = req_of(res, &body, "PUT")?;
     let target = id.clone();
     net.write_async(move |st, env| {
-        let (c, id, body) = (&c, &target, &body);
-        Ok(match res {
-            Res::Networks => ((), service::update_network(st, env, c, id, body)?.1),
-            Res::Subnets => ((), service::update_subnet(st, env, c, id, body)?.1),
-            Res::Ports => ((), service::update_port(st, env, c, id, body)?.1),
-            Res::SecurityGroups => ((), service::update_sg(st, env, c, id, body)?.1),
-            Res::Rules => {
-                service::get_rule(st, c, id)?;
+        let (c, id) = (&c, &target);
+        Ok(match &req {
+            Req::Network(r) => ((), service::update_network(st, env, c, id, r)?.1),
+            Req::Subnet(r) => ((), service::update_subnet(st, env, c, id, r)?.1),
+            Req::Port(r) => ((), service::update_port(st, env, c, id, r)?.1),
+            Req::SecurityGroup(r) => ((), service::update_sg(st, env, c, id, r)?.1),
+            Req::Rule(_) => {
                 return Err(NetError::bad(
                     "HTTPBadRequest",
                     "Security group rules cannot be updated",
-                ));
+                ))
             }
         })
     })
