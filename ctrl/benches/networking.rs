@@ -104,7 +104,8 @@ fn service(dir: &std::path::Path) -> Arc<Networking> {
         network_vlan_ranges: vec!["physnet:100:199".into()],
         ..NetConfig::default()
     };
-    Networking::open(dir, &cfg, None, Mode::Enforce, Arc::new(Admin)).unwrap()
+    let store = Arc::new(weft_store::SqliteStore::open(&dir.join("weft.sqlite")).unwrap());
+    Networking::open(store, dir, &cfg, None, Mode::Enforce, Arc::new(Admin)).unwrap()
 }
 
 async fn call(app: &axum::Router, method: &str, path: &str, body: Value) -> Value {

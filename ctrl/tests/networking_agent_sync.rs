@@ -3,7 +3,7 @@
 mod common;
 use axum::http::StatusCode;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn bound_port(api: &Api, host: &str) -> (String, String) {
@@ -140,11 +140,7 @@ async fn long_poll_wakes_on_change_and_status_reports_flow_back() {
     assert_eq!(st["revision"], rev);
     // A change while waiting wakes the poll.
     let waiter = {
-        let app = Api {
-            app: api.app.clone(),
-            net: api.net.clone(),
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let app = api.clone();
         tokio::spawn(async move {
             app.call(
                 "GET",
@@ -229,10 +225,10 @@ async fn state_and_revision_survive_a_restart() {
     let api = Api::new();
     let (nid, pid) = bound_port(&api, "h1").await;
     let rev = api.net.revision();
-    let Api { dir, app, net } = api;
+    let Api { backend, app, net } = api;
     drop(app);
     drop(net);
-    let again = Api::open(dir);
+    let again = Api::open(backend);
     assert_eq!(again.net.revision(), rev);
     let (s, v) = again.get(&format!("/ports/{pid}"), ADMIN).await;
     assert_eq!(s, StatusCode::OK);
@@ -255,52 +251,90 @@ async fn state_and_revision_survive_a_restart() {
         )
         .await;
     assert_error(&r, StatusCode::CONFLICT, "300");
-    assert!(again.dir.path().join("networking.db").exists());
+    assert!(!again.backend.dir.path().join("networking.db").exists());
 }
 
 #[tokio::test]
-async fn agents_report_tunnel_ips_and_learn_each_others() {
+async fn agents_register_tunnel_ips_and_learn_each_others() {
     let api = Api::new();
-    let get = |host: &'static str, q: &'static str| {
+    let register = |host: &'static str, ip: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                "PUT",
+                &format!("/networking/agent/v1/hosts/{host}"),
+                Some(ADMIN),
+                Some(json!({"agent": {"tunnel_ip": ip}})),
+            )
+            .await
+        }
+    };
+    let get = |host: &'static str| {
         let api = &api;
         async move {
             api.call(
                 "GET",
-                &format!("/networking/agent/v1/hosts/{host}/state{q}"),
+                &format!("/networking/agent/v1/hosts/{host}/state"),
                 Some(ADMIN),
                 None,
             )
             .await
         }
     };
-    let (s, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
+    let (s, body) = register("h1", json!("192.0.2.1")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let (s, st) = get("h1").await;
     assert_eq!(s, StatusCode::OK, "{st}");
     assert_eq!(st["tunnel_peers"], json!([]));
     let rev1 = st["revision"].as_u64().unwrap();
-    let (_, st) = get("h2", "?tunnel_ip=192.0.2.2").await;
-    assert_eq!(st["tunnel_peers"], json!(["192.0.2.1"]));
-    let (_, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
+    register("h2", json!("192.0.2.2")).await;
+    assert_eq!(get("h2").await.1["tunnel_peers"], json!(["192.0.2.1"]));
+    let (_, st) = get("h1").await;
     assert_eq!(st["tunnel_peers"], json!(["192.0.2.2"]));
     // Registering is a write only when the address changes.
     let rev2 = st["revision"].as_u64().unwrap();
     assert_eq!(rev2, rev1 + 1);
-    let (_, st) = get("h1", "?tunnel_ip=192.0.2.1").await;
-    assert_eq!(st["revision"].as_u64().unwrap(), rev2);
+    register("h1", json!("192.0.2.1")).await;
+    assert_eq!(api.net.revision(), rev2);
+    // The long-poll is a read: an old agent's ?tunnel_ip= registers nothing.
+    let (s, st) = api
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h4/state?tunnel_ip=192.0.2.4",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(api.net.revision(), rev2);
+    assert_eq!(st["tunnel_peers"], json!(["192.0.2.1", "192.0.2.2"]));
     // A host without a tunnel IP sees every endpoint and is nobody's peer.
-    let (_, st) = get("h3", "").await;
+    let (s, _) = register("h3", Value::Null).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, st) = get("h3").await;
     assert_eq!(st["tunnel_peers"], json!(["192.0.2.1", "192.0.2.2"]));
     // A moved endpoint replaces the old one.
-    get("h2", "?tunnel_ip=192.0.2.22").await;
-    let (_, st) = get("h1", "").await;
+    register("h2", json!("192.0.2.22")).await;
+    let (_, st) = get("h1").await;
     assert_eq!(st["tunnel_peers"], json!(["192.0.2.22"]));
-    // Bad addresses are a 400 naming the field.
+    // Bad addresses and bodies are a 400 naming the field; members may not register.
     for bad in [
-        "?tunnel_ip=nope",
-        "?tunnel_ip=0.0.0.0",
-        "?tunnel_ip=224.0.0.1",
+        json!("nope"),
+        json!("0.0.0.0"),
+        json!("224.0.0.1"),
+        json!(7),
     ] {
-        let (s, body) = get("h1", bad).await;
+        let (s, body) = register("h1", bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body.to_string().contains("tunnel_ip"), "{body}");
     }
+    let r = api
+        .call(
+            "PUT",
+            "/networking/agent/v1/hosts/h1",
+            Some(ALICE),
+            Some(json!({"agent": {"tunnel_ip": "192.0.2.9"}})),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "agent");
 }

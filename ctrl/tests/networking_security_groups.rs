@@ -6,8 +6,20 @@ use common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]
-async fn default_group_created_on_first_use() {
+async fn default_group_created_by_the_first_write_not_by_reads() {
     let api = Api::new();
+    // Reads never write: listing and showing create nothing.
+    let rev = api.net.revision();
+    for path in ["/security-groups", "/security-group-rules"] {
+        let (s, v) = api.get(path, ALICE).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v.as_object().unwrap().values().next().unwrap(), &json!([]));
+    }
+    assert_eq!(api.net.revision(), rev);
+    // The project's first network brings the default group, in the same commit.
+    api.create("/networks", ALICE, json!({"network": {"name": "n"}}))
+        .await;
+    assert_eq!(api.net.revision(), rev + 1);
     let (s, v) = api.get("/security-groups", ALICE).await;
     assert_eq!(s, StatusCode::OK);
     let groups = v["security_groups"].as_array().unwrap();
@@ -26,10 +38,25 @@ async fn default_group_created_on_first_use() {
             && r["remote_group_id"] == gid));
     }
     // Only once.
+    api.create("/networks", ALICE, json!({"network": {"name": "n2"}}))
+        .await;
     let (_, v) = api.get("/security-groups", ALICE).await;
     assert_eq!(v["security_groups"].as_array().unwrap().len(), 1);
-    // Bob gets his own; neither sees the other's.
+    // Bob's first security-group write brings his own; neither sees the other's.
+    assert_eq!(
+        api.get("/security-groups", BOB).await.1["security_groups"],
+        json!([])
+    );
+    api.create(
+        "/security-groups",
+        BOB,
+        json!({"security_group": {"name": "web"}}),
+    )
+    .await;
     let (_, v) = api.get("/security-groups", BOB).await;
+    assert_eq!(v["security_groups"].as_array().unwrap().len(), 2);
+    let (_, v) = api.get("/security-groups?name=default", BOB).await;
+    assert_eq!(v["security_groups"].as_array().unwrap().len(), 1);
     assert_eq!(v["security_groups"].as_array().unwrap().len(), 1);
     assert_ne!(v["security_groups"][0]["id"], gid);
     assert_error(

@@ -108,6 +108,23 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // A postgres::Client closes by blocking on its own runtime, which
+        // panics on an async worker thread; the last handle on a store is
+        // often dropped there (a router, a service, the server at shutdown).
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if idle.is_empty() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
 fn revision_of(tx: &mut postgres::Transaction<'_>, service: &str) -> Result<u64, StoreError> {
     let row = tx.query_opt("SELECT revision FROM services WHERE name = $1", &[&service])?;
     Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)

@@ -31,6 +31,10 @@ pub enum AgentError {
 }
 
 pub trait Ctrl: Send + Sync {
+    /// Registers this host's agent and its tunnel endpoint (None: it has
+    /// none), a write on ctrl. Called at start and after ctrl was lost, not
+    /// on every poll: the long-poll is a pure read.
+    fn register(&self) -> impl Future<Output = Result<(), AgentError>> + Send;
     fn state(
         &self,
         since: u64,
@@ -46,22 +50,39 @@ pub trait Ctrl: Send + Sync {
 pub struct LocalCtrl {
     pub net: Arc<Networking>,
     pub host: String,
-    /// This host's tunnel endpoint, registered before each poll.
+    /// This host's tunnel endpoint, registered at start.
     pub tunnel_ip: Option<String>,
 }
 
+impl LocalCtrl {
+    /// Runs a blocking service call (a commit) off the async workers.
+    async fn blocking(
+        &self,
+        f: impl FnOnce(&Networking) -> crate::networking::NetResult<()> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        let net = self.net.clone();
+        match tokio::task::spawn_blocking(move || f(&net)).await {
+            Ok(r) => r.map_err(|e| AgentError::Local(e.to_string())),
+            Err(e) => Err(AgentError::Local(format!("blocking task failed: {e}"))),
+        }
+    }
+}
+
 impl Ctrl for LocalCtrl {
+    async fn register(&self) -> Result<(), AgentError> {
+        let (host, ip) = (self.host.clone(), self.tunnel_ip.clone());
+        self.blocking(move |net| net.register_tunnel(&host, ip.as_deref()))
+            .await
+    }
+
     async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
-        self.net
-            .register_tunnel(&self.host, self.tunnel_ip.as_deref())
-            .map_err(|e| AgentError::Local(e.to_string()))?;
         Ok(self.net.wait_host_state(&self.host, since, wait).await)
     }
 
     async fn report(&self, statuses: &[(String, String)]) -> Result<(), AgentError> {
-        self.net
-            .report_status(&self.host, statuses)
-            .map_err(|e| AgentError::Local(e.to_string()))
+        let (host, statuses) = (self.host.clone(), statuses.to_vec());
+        self.blocking(move |net| net.report_status(&host, &statuses))
+            .await
     }
 }
 
@@ -210,7 +231,7 @@ pub struct HttpCtrl {
     /// Index of the replica in use (the last one that answered).
     current: std::sync::atomic::AtomicUsize,
     pub host: String,
-    /// This host's tunnel endpoint, reported with each poll.
+    /// This host's tunnel endpoint, registered at start.
     pub tunnel_ip: Option<String>,
     pub auth: AgentAuth,
     token: Mutex<Option<String>>,
@@ -400,17 +421,20 @@ impl HttpCtrl {
 }
 
 impl Ctrl for HttpCtrl {
+    async fn register(&self) -> Result<(), AgentError> {
+        let path = format!("/networking/agent/v1/hosts/{}", self.host);
+        let body = json!({"agent": {"tunnel_ip": self.tunnel_ip}});
+        self.call(Method::PUT, &path, Some(body), "agent registration")
+            .await?;
+        Ok(())
+    }
+
     async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
-        let mut path = format!(
+        let path = format!(
             "/networking/agent/v1/hosts/{}/state?since={since}&timeout={}",
             self.host,
             wait.as_secs()
         );
-        if let Some(ip) = &self.tunnel_ip {
-            // An IP address needs no escaping in a query (digits, dots, colons, hex).
-            path.push_str("&tunnel_ip=");
-            path.push_str(ip);
-        }
         let r = self.call(Method::GET, &path, None, "host state").await?;
         serde_json::from_slice(&r.body).map_err(|e| AgentError::BadAnswer {
             what: "host state".into(),

@@ -85,12 +85,32 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
     }
 
     /// Runs until `stop` turns true. Errors from ctrl are retried after a pause.
+    /// The agent registers (its tunnel endpoint) before its first poll and
+    /// again after any failed call, since ctrl may have been replaced.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> D {
         let mut pending = false;
         let mut since = 0u64;
+        let mut registered = false;
         loop {
             if *stop.borrow() {
                 return self.dp;
+            }
+            if !registered {
+                let r = tokio::select! {
+                    r = self.ctrl.register() => r,
+                    _ = stop.changed() => return self.dp,
+                };
+                match r {
+                    Ok(()) => registered = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register with ctrl; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => return self.dp,
+                        }
+                        continue;
+                    }
+                }
             }
             let wait = if pending {
                 self.pending_wait
@@ -117,6 +137,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot get desired state; retrying");
+                    registered = false;
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stop.changed() => return self.dp,

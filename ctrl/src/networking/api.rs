@@ -1,6 +1,7 @@
 //! The HTTP shell: axum routes for `/networking` (version discovery),
 //! `/networking/v2.0/...` (the Neutron API) and `/agent/v1/...` (agent sync).
 
+use super::body;
 use super::error::{NetError, NetResult};
 use super::model::{network_view, port_view, rule_view, sg_view, subnet_view};
 use super::query::{self, Query};
@@ -243,16 +244,6 @@ fn check_visible(st: &NetState, c: &Ctx, res: Res, id: &str) -> NetResult<()> {
     }
 }
 
-/// Neutron creates a project's default group the first time it is looked for.
-fn ensure_default(net: &Networking, c: &Ctx, res: Res) -> NetResult<()> {
-    if matches!(res, Res::SecurityGroups | Res::Rules) {
-        if let Some(p) = c.project_id.clone() {
-            net.write(|st, env| Ok(((), service::ensure_default_sg(st, env, &p).1)))?;
-        }
-    }
-    Ok(())
-}
-
 async fn list_h(
     State(net): S,
     headers: HeaderMap,
@@ -261,7 +252,6 @@ async fn list_h(
 ) -> NetResult<Response> {
     let c = ctx(&net, &headers)?;
     let q = Query::parse(q.as_deref().unwrap_or(""))?;
-    ensure_default(&net, &c, res)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     let items = net.read(|st| {
         visible_ids(st, &c, res)
@@ -306,48 +296,120 @@ async fn show_h(
     Ok(Json(json!({ res.singular(): v })).into_response())
 }
 
-fn create(net: &Networking, c: &Ctx, res: Res, body: &Value) -> NetResult<String> {
-    net.write(|st, env| {
-        Ok(match res {
-            Res::Networks => {
-                let (x, ch) = service::create_network(st, env, c, body)?;
-                (x.id, ch)
-            }
-            Res::Subnets => {
-                let (x, ch) = service::create_subnet(st, env, c, body)?;
-                (x.id, ch)
-            }
-            Res::Ports => {
-                let (x, ch) = service::create_port(st, env, c, body)?;
-                (x.id, ch)
-            }
-            Res::SecurityGroups => {
-                let (x, ch) = service::create_sg(st, env, c, body)?;
-                (x.id, ch)
-            }
-            Res::Rules => {
-                let (x, ch) = service::create_rule(st, env, c, body)?;
-                (x.id, ch)
-            }
-        })
+/// A typed create or update body for one resource of `res`.
+#[derive(Debug, Clone)]
+enum Req {
+    Network(body::NetworkReq),
+    Subnet(body::SubnetReq),
+    Port(body::PortReq),
+    SecurityGroup(body::SecurityGroupReq),
+    Rule(body::RuleReq),
+}
+
+/// Reads one resource's attributes at `path` (`port`, `ports[1]`).
+fn req_at(res: Res, inner: &Value, path: &str, op: &str) -> NetResult<Req> {
+    Ok(match res {
+        Res::Networks => Req::Network(body::attrs_at(inner, path, op)?),
+        Res::Subnets => Req::Subnet(body::attrs_at(inner, path, op)?),
+        Res::Ports => Req::Port(body::attrs_at(inner, path, op)?),
+        Res::SecurityGroups => Req::SecurityGroup(body::attrs_at(inner, path, op)?),
+        Res::Rules => Req::Rule(body::attrs_at(inner, path, op)?),
     })
+}
+
+/// Reads `{"<singular>": {...}}`.
+fn req_of(res: Res, body: &Value, op: &str) -> NetResult<Req> {
+    let inner = body.get(res.singular()).ok_or_else(|| {
+        NetError::bad(
+            "HTTPBadRequest",
+            format!(
+                "Resource body required: expected a '{}' object",
+                res.singular()
+            ),
+        )
+    })?;
+    req_at(res, inner, res.singular(), op)
+}
+
+/// One resource's create: the pure service function for its request.
+fn create_one(st: &NetState, env: &mut service::Env, c: &Ctx, req: &Req) -> service::Write<String> {
+    Ok(match req {
+        Req::Network(r) => {
+            let (x, ch) = service::create_network(st, env, c, r)?;
+            (x.id, ch)
+        }
+        Req::Subnet(r) => {
+            let (x, ch) = service::create_subnet(st, env, c, r)?;
+            (x.id, ch)
+        }
+        Req::Port(r) => {
+            let (x, ch) = service::create_port(st, env, c, r)?;
+            (x.id, ch)
+        }
+        Req::SecurityGroup(r) => {
+            let (x, ch) = service::create_sg(st, env, c, r)?;
+            (x.id, ch)
+        }
+        Req::Rule(r) => {
+            let (x, ch) = service::create_rule(st, env, c, r)?;
+            (x.id, ch)
+        }
+    })
+}
+
+/// Bulk create (`{"ports": [...]}`), all or nothing as in Neutron: each item
+/// runs on a scratch state that already holds the items before it (their
+/// addresses, MACs and default group), and the changes of all of them are
+/// one commit. Any invalid item fails the whole request; nothing is created.
+fn create_bulk(
+    st: &NetState,
+    env: &mut service::Env,
+    c: &Ctx,
+    res: Res,
+    items: &[Req],
+    provider: bool,
+) -> service::Write<Vec<Value>> {
+    let mut scratch = st.clone();
+    let mut ids = Vec::with_capacity(items.len());
+    let mut all = Vec::new();
+    for item in items {
+        let (id, changes) = create_one(&scratch, env, c, item)?;
+        scratch.apply_changes(&changes);
+        all.extend(changes);
+        ids.push(id);
+    }
+    let views = ids
+        .iter()
+        .filter_map(|id| view(&scratch, res, id, provider))
+        .collect();
+    Ok((views, all))
 }
 
 async fn create_h(State(net): S, headers: HeaderMap, body: Bytes, res: Res) -> NetResult<Response> {
     let c = ctx(&net, &headers)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
-    // Bulk create: {"networks": [...]} -> each in turn (Neutron makes it atomic;
-    // here a failure leaves the earlier ones created and reports the error).
-    if let Some(Value::Array(items)) = body.get(res.plural()) {
-        let mut out = Vec::new();
-        for item in items {
-            let id = create(&net, &c, res, &json!({ res.singular(): item }))?;
-            out.extend(net.read(|st| view(st, res, &id, provider)));
+    if let Some(items) = body.get(res.plural()) {
+        let Value::Array(items) = items else {
+            return Err(NetError::invalid(res.plural(), "must be a list"));
+        };
+        if items.is_empty() {
+            return Err(NetError::invalid(res.plural(), "must not be empty"));
         }
+        let reqs = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| req_at(res, item, &format!("{}[{i}]", res.plural()), "POST"))
+            .collect::<NetResult<Vec<_>>>()?;
+        let out = net
+            .write_async(move |st, env| create_bulk(st, env, &c, res, &reqs, provider))
+            .await?;
         return Ok((StatusCode::CREATED, Json(json!({ res.plural(): out }))).into_response());
     }
-    let id = create(&net, &c, res, &body)?;
+    let req = req_of(res, &body, "POST")?;
+    let id = net
+        .write_async(move |st, env| create_one(st, env, &c, &req))
+        .await?;
     let v = net
         .read(|st| view(st, res, &id, provider))
         .ok_or_else(|| NetError::not_found("Resource", &id))?;
@@ -364,21 +426,31 @@ async fn update_h(
     let c = ctx(&net, &headers)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
-    net.write(|st, env| {
-        Ok(match res {
-            Res::Networks => ((), service::update_network(st, env, &c, &id, &body)?.1),
-            Res::Subnets => ((), service::update_subnet(st, env, &c, &id, &body)?.1),
-            Res::Ports => ((), service::update_port(st, env, &c, &id, &body)?.1),
-            Res::SecurityGroups => ((), service::update_sg(st, env, &c, &id, &body)?.1),
-            Res::Rules => {
-                service::get_rule(st, &c, &id)?;
+    if let Res::Rules = res {
+        net.read(|st| service::get_rule(st, &c, &id).map(|_| ()))?;
+        return Err(NetError::bad(
+            "HTTPBadRequest",
+            "Security group rules cannot be updated",
+        ));
+    }
+    let req = req_of(res, &body, "PUT")?;
+    let target = id.clone();
+    net.write_async(move |st, env| {
+        let (c, id) = (&c, &target);
+        Ok(match &req {
+            Req::Network(r) => ((), service::update_network(st, env, c, id, r)?.1),
+            Req::Subnet(r) => ((), service::update_subnet(st, env, c, id, r)?.1),
+            Req::Port(r) => ((), service::update_port(st, env, c, id, r)?.1),
+            Req::SecurityGroup(r) => ((), service::update_sg(st, env, c, id, r)?.1),
+            Req::Rule(_) => {
                 return Err(NetError::bad(
                     "HTTPBadRequest",
                     "Security group rules cannot be updated",
-                ));
+                ))
             }
         })
-    })?;
+    })
+    .await?;
     let v = net
         .read(|st| view(st, res, &id, provider))
         .ok_or_else(|| NetError::not_found("Resource", &id))?;
@@ -392,13 +464,14 @@ async fn delete_h(
     res: Res,
 ) -> NetResult<Response> {
     let c = ctx(&net, &headers)?;
-    net.write(|st, env| match res {
+    net.write_async(move |st, env| match res {
         Res::Networks => service::delete_network(st, env, &c, &id),
         Res::Subnets => service::delete_subnet(st, env, &c, &id),
         Res::Ports => service::delete_port(st, env, &c, &id),
         Res::SecurityGroups => service::delete_sg(st, env, &c, &id),
         Res::Rules => service::delete_rule(st, env, &c, &id),
-    })?;
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -481,6 +554,7 @@ fn agent_ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
     Ok(c)
 }
 
+/// The long-poll: a pure read. It registers nothing (see `agent_register_h`).
 async fn agent_state_h(
     State(net): S,
     headers: HeaderMap,
@@ -492,8 +566,6 @@ async fn agent_state_h(
     let mut timeout = 0u64;
     for (k, v) in query::parse_pairs(q.as_deref().unwrap_or("")) {
         match k.as_str() {
-            // The agent's tunnel endpoint, reported on every poll (cheap when unchanged).
-            "tunnel_ip" => net.register_tunnel(&host, (!v.is_empty()).then_some(v.as_str()))?,
             "since" => {
                 since = v
                     .parse()
@@ -513,6 +585,23 @@ async fn agent_state_h(
     Ok(Json(st).into_response())
 }
 
+/// `PUT /agent/v1/hosts/{host}` `{"agent": {"tunnel_ip": "192.0.2.1" | null}}`:
+/// the host's agent registers (at start, and whenever its tunnel endpoint
+/// changes). A write only when the endpoint changed.
+async fn agent_register_h(
+    State(net): S,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+    body: Bytes,
+) -> NetResult<Response> {
+    agent_ctx(&net, &headers)?;
+    let req: body::AgentRegistration = body::parse(&body)?;
+    let me = net.clone();
+    let tunnel_ip = req.agent.tunnel_ip.clone();
+    blocking(move || me.register_tunnel(&host, tunnel_ip.as_deref())).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `{"ports": {"<port id>": "ACTIVE", ...}}`
 async fn agent_status_h(
     State(net): S,
@@ -521,19 +610,10 @@ async fn agent_status_h(
     body: Bytes,
 ) -> NetResult<Response> {
     agent_ctx(&net, &headers)?;
-    let body = parse_body(&body)?;
-    let ports = body
-        .get("ports")
-        .and_then(Value::as_object)
-        .ok_or_else(|| NetError::invalid("ports", "expected an object of port id -> status"))?;
-    let mut list = Vec::new();
-    for (id, s) in ports {
-        let s = s
-            .as_str()
-            .ok_or_else(|| NetError::invalid("ports", format!("status of {id} is not a string")))?;
-        list.push((id.clone(), s.to_string()));
-    }
-    net.report_status(&host, &list)?;
+    let req: body::StatusReport = body::parse(&body)?;
+    let list: Vec<(String, String)> = req.ports.into_iter().collect();
+    let me = net.clone();
+    blocking(move || me.report_status(&host, &list)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -544,13 +624,25 @@ async fn agent_port_status_h(
     body: Bytes,
 ) -> NetResult<Response> {
     agent_ctx(&net, &headers)?;
-    let body = parse_body(&body)?;
-    let s = body
-        .get("status")
-        .and_then(Value::as_str)
-        .ok_or_else(|| NetError::invalid("status", "status is required"))?;
-    net.write(|st, env| Ok(((), service::set_port_status(st, &env.now, &host, &id, s)?)))?;
+    let req: body::PortStatus = body::parse(&body)?;
+    net.write_async(move |st, env| {
+        Ok((
+            (),
+            service::set_port_status(st, &env.now, &host, &id, &req.status)?,
+        ))
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs blocking service work (commits) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> NetResult<T> + Send + 'static,
+) -> NetResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(NetError::Internal(format!("blocking task failed: {e}"))),
+    }
 }
 
 fn v2_routes(p: &str) -> Router<Arc<Networking>> {
@@ -592,6 +684,10 @@ pub fn router(net: Arc<Networking>) -> Router {
         .route("/", get(versions_h))
         .route("/v2.0", get(resources_h))
         .route("/v2.0/", get(resources_h))
+        .route(
+            "/agent/v1/hosts/{host}",
+            axum::routing::put(agent_register_h),
+        )
         .route("/agent/v1/hosts/{host}/state", get(agent_state_h))
         .route("/agent/v1/hosts/{host}/status", post(agent_status_h))
         .route(

@@ -1,161 +1,486 @@
-//! Reading request bodies field by field, so every 400 names its field.
+//! Request bodies: typed structs read with serde_path_to_error, so every
+//! 400 names the path of the bad field.
 
 use super::error::{NetError, NetResult};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
-/// The attributes of one resource in a request (`{"network": {...}}` inner map).
-/// Each accessor removes what it reads; `finish` rejects whatever is left.
-pub struct Fields {
-    map: Map<String, Value>,
-    op: &'static str,
+/// Reads a typed request body; a bad field's 400 names its path
+/// (`Invalid input for ports.<id>: ...`).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> NetResult<T> {
+    if bytes.is_empty() {
+        return Err(NetError::bad("HTTPBadRequest", "Resource body required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(path_error)
 }
 
-/// Unwraps `{"<resource>": {...}}`.
-pub fn unwrap(body: &Value, resource: &str, op: &'static str) -> NetResult<Fields> {
-    match body.get(resource) {
-        Some(Value::Object(m)) => Ok(Fields { map: m.clone(), op }),
-        Some(_) => Err(NetError::invalid(resource, "must be a JSON object")),
-        None => Err(NetError::bad(
+/// Reads a typed value out of an already parsed body; `prefix` is its path.
+pub fn typed<T: DeserializeOwned>(v: &Value, prefix: &str) -> NetResult<T> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        NetError::invalid(&field, e.into_inner())
+    })
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> NetError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        NetError::bad("HTTPBadRequest", format!("Malformed request body: {inner}"))
+    } else if path == "." {
+        NetError::bad("HTTPBadRequest", format!("Invalid request body: {inner}"))
+    } else {
+        NetError::invalid(&path, inner)
+    }
+}
+
+/// `PUT /agent/v1/hosts/{host}`: an agent registers its tunnel endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRegistration {
+    pub agent: AgentFields,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    /// None (or absent): the host has no tunnel endpoint.
+    #[serde(default)]
+    pub tunnel_ip: Option<String>,
+}
+
+/// `POST /agent/v1/hosts/{host}/status`: `{"ports": {"<port id>": "ACTIVE"}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    pub ports: BTreeMap<String, String>,
+}
+
+/// `POST /agent/v1/hosts/{host}/ports/{id}/status`: `{"status": "ACTIVE"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortStatus {
+    pub status: String,
+}
+
+/// One resource's attributes found at `path` (`port`, `ports[1]`).
+pub fn attrs_at<T: DeserializeOwned + Attrs>(inner: &Value, path: &str, op: &str) -> NetResult<T> {
+    if !inner.is_object() {
+        return Err(NetError::invalid(path, "must be a JSON object"));
+    }
+    check_names::<T>(inner, T::read_only(op), op)?;
+    typed(inner, path)
+}
+
+/// A request's attributes.
+pub trait Attrs {
+    /// Attributes Neutron returns but never accepts in this operation.
+    fn read_only(op: &str) -> &'static [&'static str];
+}
+
+/// Read-only attributes -> "not allowed in POST", anything else the struct
+/// does not know -> "Unrecognized attribute(s)", as Neutron words them.
+fn check_names<'de, T: Deserialize<'de>>(
+    obj: &Value,
+    read_only: &[&str],
+    op: &str,
+) -> NetResult<()> {
+    let Value::Object(m) = obj else {
+        return Ok(());
+    };
+    if let Some(ro) = read_only.iter().find(|k| m.contains_key(**k)) {
+        return Err(NetError::bad(
             "HTTPBadRequest",
-            format!("Resource body required: expected a '{resource}' object"),
-        )),
+            format!("Attribute '{ro}' not allowed in {op}"),
+        ));
+    }
+    let known = field_names::<T>();
+    let unknown: Vec<&str> = m
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(NetError::bad(
+        "HTTPBadRequest",
+        format!("Unrecognized attribute(s) '{}'", unknown.join(", ")),
+    ))
+}
+
+/// The field names (after renames) serde derives for struct `T`: asks its
+/// `Deserialize` impl, which hands them to `deserialize_struct`.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Names(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut n = Names(None);
+    let _ = T::deserialize(&mut n);
+    n.0.unwrap_or(&[])
+}
+
+mod de {
+    //! Neutron's attribute conversions as serde `deserialize_with` helpers:
+    //! booleans also from "true"/"false", integers also from numeric strings,
+    //! strings of at most 255 characters, null where Neutron allows it.
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn string(v: Value) -> Result<String, String> {
+        match v {
+            Value::String(s) if s.chars().count() > 255 => {
+                Err(format!("'{s}' exceeds maximum length of 255"))
+            }
+            Value::String(s) => Ok(s),
+            v => Err(format!("'{v}' is not a valid string")),
+        }
+    }
+
+    pub fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        string(Value::deserialize(d)?)
+            .map(Some)
+            .map_err(D::Error::custom)
+    }
+
+    pub fn name_or_null<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(Some(None)),
+            v => string(v).map(|s| Some(Some(s))).map_err(D::Error::custom),
+        }
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(Some(b)),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            v => Err(D::Error::custom(format!(
+                "'{v}' cannot be converted to boolean"
+            ))),
+        }
+    }
+
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(Some(None)),
+            Value::Number(n) if n.is_i64() => Ok(Some(n.as_i64())),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(|v| Some(Some(v)))
+                .map_err(|_| D::Error::custom(format!("'{s}' is not an integer"))),
+            v => Err(D::Error::custom(format!("'{v}' is not an integer"))),
+        }
+    }
+
+    /// A list; null is the empty list.
+    pub fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Ok(Some(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default()))
+    }
+
+    /// Present (possibly null) vs absent.
+    pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
-impl Fields {
-    pub fn from_map(map: Map<String, Value>, op: &'static str) -> Fields {
-        Fields { map, op }
-    }
+/// `{"start", "end"}` of an allocation pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolReq {
+    pub start: String,
+    pub end: String,
+}
 
-    pub fn has(&self, field: &str) -> bool {
-        self.map.contains_key(field)
-    }
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteReq {
+    pub destination: String,
+    pub nexthop: String,
+}
 
-    pub fn raw(&mut self, field: &str) -> Option<Value> {
-        self.map.remove(field)
-    }
+/// One requested fixed IP: a subnet, an address, or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedIpReq {
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+}
 
-    /// Neutron's read-only attributes: present -> 400.
-    pub fn forbid(&mut self, field: &str) -> NetResult<()> {
-        if self.map.contains_key(field) {
-            return Err(NetError::bad(
-                "HTTPBadRequest",
-                format!("Attribute '{field}' not allowed in {}", self.op),
-            ));
-        }
-        Ok(())
-    }
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairReq {
+    pub ip_address: String,
+    #[serde(default)]
+    pub mac_address: Option<String>,
+}
 
-    pub fn string(&mut self, field: &str) -> NetResult<Option<String>> {
-        match self.map.remove(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => {
-                if s.len() > 255 {
-                    Err(NetError::invalid(
-                        field,
-                        format!("'{s}' exceeds maximum length of 255"),
-                    ))
+macro_rules! attrs {
+    ($t:ty, post: $post:expr, put: $put:expr) => {
+        impl Attrs for $t {
+            fn read_only(op: &str) -> &'static [&'static str] {
+                if op == "PUT" {
+                    $put
                 } else {
-                    Ok(Some(s))
+                    $post
                 }
             }
-            Some(v) => Err(NetError::invalid(
-                field,
-                format!("'{v}' is not a valid string"),
-            )),
         }
-    }
+    };
+}
 
-    /// A string that may also be JSON null.
-    pub fn opt_string(&mut self, field: &str) -> NetResult<Option<Option<String>>> {
-        match self.map.get(field) {
-            Some(Value::Null) => {
-                self.map.remove(field);
-                Ok(Some(None))
-            }
-            _ => Ok(self.string(field)?.map(Some)),
+/// `POST /networks` and `PUT /networks/{id}` attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NetworkReq {
+    #[serde(default, deserialize_with = "de::name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub project_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub admin_state_up: Option<bool>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub shared: Option<bool>,
+    #[serde(default, rename = "router:external", deserialize_with = "de::boolean")]
+    pub router_external: Option<bool>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub port_security_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "de::int")]
+    pub mtu: Option<Option<i64>>,
+    #[serde(default)]
+    pub availability_zone_hints: Option<Value>,
+    #[serde(
+        default,
+        rename = "provider:network_type",
+        deserialize_with = "de::name"
+    )]
+    pub network_type: Option<String>,
+    #[serde(
+        default,
+        rename = "provider:physical_network",
+        deserialize_with = "de::name_or_null"
+    )]
+    pub physical_network: Option<Option<String>>,
+    #[serde(
+        default,
+        rename = "provider:segmentation_id",
+        deserialize_with = "de::int"
+    )]
+    pub segmentation_id: Option<Option<i64>>,
+}
+attrs!(NetworkReq, post: &["id", "status", "subnets"],
+       put: &["id", "status", "subnets", "project_id", "tenant_id"]);
+
+/// `POST /subnets` and `PUT /subnets/{id}` attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SubnetReq {
+    #[serde(default, deserialize_with = "de::name")]
+    pub network_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub project_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "de::int")]
+    pub ip_version: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub cidr: Option<String>,
+    #[serde(default, deserialize_with = "de::name_or_null")]
+    pub gateway_ip: Option<Option<String>>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub allocation_pools: Option<Vec<PoolReq>>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub enable_dhcp: Option<bool>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub dns_nameservers: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub host_routes: Option<Vec<RouteReq>>,
+    #[serde(default, deserialize_with = "de::name_or_null")]
+    pub ipv6_ra_mode: Option<Option<String>>,
+    #[serde(default, deserialize_with = "de::name_or_null")]
+    pub ipv6_address_mode: Option<Option<String>>,
+    #[serde(default)]
+    pub subnetpool_id: Option<Value>,
+    #[serde(default)]
+    pub segment_id: Option<Value>,
+    #[serde(default)]
+    pub service_types: Option<Value>,
+    #[serde(default)]
+    pub use_default_subnetpool: Option<Value>,
+}
+attrs!(SubnetReq, post: &["id"],
+       put: &["id", "cidr", "ip_version", "network_id", "project_id", "tenant_id"]);
+
+/// `POST /ports` and `PUT /ports/{id}` attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PortReq {
+    #[serde(default, deserialize_with = "de::name")]
+    pub network_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub project_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub mac_address: Option<String>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub admin_state_up: Option<bool>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub fixed_ips: Option<Vec<FixedIpReq>>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub device_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub device_owner: Option<String>,
+    #[serde(default, rename = "binding:host_id", deserialize_with = "de::name")]
+    pub binding_host_id: Option<String>,
+    /// null resets it to `{}`.
+    #[serde(default, rename = "binding:profile", deserialize_with = "de::present")]
+    pub binding_profile: Option<Option<Map<String, Value>>>,
+    #[serde(default, rename = "binding:vnic_type", deserialize_with = "de::name")]
+    pub binding_vnic_type: Option<String>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub port_security_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub security_groups: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::list")]
+    pub allowed_address_pairs: Option<Vec<PairReq>>,
+    #[serde(default)]
+    pub extra_dhcp_opts: Option<Value>,
+}
+attrs!(PortReq, post: &["id", "status", "binding:vif_type", "binding:vif_details"],
+       put: &["id", "status", "network_id", "project_id", "tenant_id",
+              "binding:vif_type", "binding:vif_details"]);
+
+impl PortReq {
+    /// The attributes of `PORT_ATTRS`-style policy checks that the request sets.
+    pub fn has(&self, attr: &str) -> bool {
+        match attr {
+            "mac_address" => self.mac_address.is_some(),
+            "fixed_ips" => self.fixed_ips.is_some(),
+            "binding:host_id" => self.binding_host_id.is_some(),
+            "binding:profile" => self.binding_profile.is_some(),
+            "port_security_enabled" => self.port_security_enabled.is_some(),
+            "allowed_address_pairs" => self.allowed_address_pairs.is_some(),
+            "device_owner" => self.device_owner.is_some(),
+            _ => false,
         }
-    }
-
-    pub fn boolean(&mut self, field: &str) -> NetResult<Option<bool>> {
-        match self.map.remove(field) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(NetError::invalid(
-                field,
-                format!("'{v}' cannot be converted to boolean"),
-            )),
-        }
-    }
-
-    /// An integer, also from a numeric string (Neutron's convert_to_int); null -> None.
-    pub fn int(&mut self, field: &str) -> NetResult<Option<Option<i64>>> {
-        match self.map.remove(field) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(Value::Number(n)) if n.is_i64() => Ok(Some(n.as_i64())),
-            Some(Value::String(s)) => match s.trim().parse::<i64>() {
-                Ok(v) => Ok(Some(Some(v))),
-                Err(_) => Err(NetError::invalid(field, format!("'{s}' is not an integer"))),
-            },
-            Some(v) => Err(NetError::invalid(field, format!("'{v}' is not an integer"))),
-        }
-    }
-
-    pub fn list(&mut self, field: &str) -> NetResult<Option<Vec<Value>>> {
-        match self.map.remove(field) {
-            None => Ok(None),
-            Some(Value::Array(a)) => Ok(Some(a)),
-            Some(Value::Null) => Ok(Some(Vec::new())),
-            Some(v) => Err(NetError::invalid(field, format!("'{v}' is not a list"))),
-        }
-    }
-
-    pub fn string_list(&mut self, field: &str) -> NetResult<Option<Vec<String>>> {
-        let Some(items) = self.list(field)? else {
-            return Ok(None);
-        };
-        items
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                other => Err(NetError::invalid(
-                    field,
-                    format!("'{other}' is not a string"),
-                )),
-            })
-            .collect::<NetResult<Vec<_>>>()
-            .map(Some)
-    }
-
-    /// Rejects attributes nobody read, as Neutron does.
-    pub fn finish(self) -> NetResult<()> {
-        if self.map.is_empty() {
-            return Ok(());
-        }
-        let mut names: Vec<&String> = self.map.keys().collect();
-        names.sort();
-        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        Err(NetError::bad(
-            "HTTPBadRequest",
-            format!("Unrecognized attribute(s) '{}'", names.join(", ")),
-        ))
     }
 }
 
-/// Reads a list of JSON objects' string members (pools, routes, pairs).
-pub fn object_field<'a>(field: &str, item: &'a Value, key: &str) -> NetResult<Option<&'a str>> {
-    let obj = item
-        .as_object()
-        .ok_or_else(|| NetError::invalid(field, format!("'{item}' is not a dictionary")))?;
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(NetError::invalid(
-            field,
-            format!("'{v}' is not a valid {key}"),
-        )),
+impl NetworkReq {
+    pub fn has(&self, attr: &str) -> bool {
+        match attr {
+            "shared" => self.shared.is_some(),
+            "router:external" => self.router_external.is_some(),
+            "provider:network_type" => self.network_type.is_some(),
+            "provider:physical_network" => self.physical_network.is_some(),
+            "provider:segmentation_id" => self.segmentation_id.is_some(),
+            _ => false,
+        }
     }
 }
+
+/// `POST /security-groups` and `PUT /security-groups/{id}` attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SecurityGroupReq {
+    #[serde(default, deserialize_with = "de::name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub project_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub stateful: Option<bool>,
+}
+attrs!(SecurityGroupReq, post: &["id"], put: &["id", "project_id", "tenant_id"]);
+
+/// `POST /security-group-rules` attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuleReq {
+    #[serde(default, deserialize_with = "de::name")]
+    pub security_group_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub project_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub direction: Option<String>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub ethertype: Option<String>,
+    /// A name ("tcp"), a number (6 or "6"), or null / "" / "any" for any.
+    #[serde(default)]
+    pub protocol: Option<Value>,
+    #[serde(default, deserialize_with = "de::int")]
+    pub port_range_min: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "de::int")]
+    pub port_range_max: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "de::name_or_null")]
+    pub remote_ip_prefix: Option<Option<String>>,
+    #[serde(default, deserialize_with = "de::name_or_null")]
+    pub remote_group_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "de::name")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub remote_address_group_id: Option<Value>,
+}
+attrs!(RuleReq, post: &["id"], put: &["id"]);

@@ -1,35 +1,42 @@
-//! Service errors and the one place that turns them into HTTP responses.
+//! Service errors, and the one place that turns them into HTTP responses.
 //!
 //! Bodies are Neutron's: `{"NeutronError": {"type", "message", "detail"}}`.
+//! [`NetError`] itself knows nothing of HTTP; only its `IntoResponse` impl
+//! below picks status codes.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use weft_store::StoreError;
 
 /// Everything a networking request can fail with. The variants carry the
 /// Neutron exception name (`type`) so clients that switch on it keep working.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
-    /// 400: a field is missing, malformed or inconsistent; the message names it.
+    /// A field is missing, malformed or inconsistent; the message names it.
     #[error("{message}")]
     BadRequest { kind: &'static str, message: String },
-    /// 401: no token, or a token the identity service rejects.
+    /// No token, or a token the identity service rejects.
     #[error("Authentication required")]
     Unauthenticated,
-    /// 403: policy refused the action (or one of its attributes).
+    /// Policy refused the action (or one of its attributes).
     #[error("{message}")]
     Forbidden { message: String },
-    /// 404: absent, or belonging to another project (Neutron hides which).
+    /// Absent, or belonging to another project (Neutron hides which).
     #[error("{kind} {id} could not be found.")]
     NotFound { kind: &'static str, id: String },
-    /// 409: the request collides with existing state.
+    /// The request collides with existing state.
     #[error("{message}")]
     Conflict { kind: &'static str, message: String },
-    /// 503: a tenant segment pool is exhausted (Neutron's NoNetworkAvailable).
+    /// A tenant segment pool is exhausted (Neutron's NoNetworkAvailable).
     #[error("{message}")]
     Unavailable { kind: &'static str, message: String },
-    /// 500: storage failed; never caused by client input.
-    #[error("storage: {0}")]
-    Storage(String),
+    /// Stored data is inconsistent (never caused by client input).
+    #[error("internal: {0}")]
+    Internal(String),
+    /// The store failed, or other writers kept winning the commit race
+    /// until the replica's retries ran out (`StoreError::Conflict`).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl NetError {
@@ -61,54 +68,60 @@ impl NetError {
             id: id.to_string(),
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            NetError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            NetError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            NetError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            NetError::NotFound { .. } => StatusCode::NOT_FOUND,
-            NetError::Conflict { .. } => StatusCode::CONFLICT,
-            NetError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            NetError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Neutron's exception class name for the `type` field.
-    pub fn type_name(&self) -> String {
-        match self {
-            NetError::BadRequest { kind, .. } => kind.to_string(),
-            NetError::Unauthenticated => "NotAuthenticated".into(),
-            NetError::Forbidden { .. } => "PolicyNotAuthorized".into(),
-            NetError::NotFound { kind, .. } => format!("{}NotFound", kind.replace(' ', "")),
-            NetError::Conflict { kind, .. } | NetError::Unavailable { kind, .. } => {
-                kind.to_string()
-            }
-            NetError::Storage(_) => "HTTPInternalServerError".into(),
-        }
-    }
-
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"NeutronError": {
-            "type": self.type_name(),
-            "message": self.to_string(),
-            "detail": "",
-        }})
-    }
-}
-
-impl From<rusqlite::Error> for NetError {
-    fn from(e: rusqlite::Error) -> Self {
-        NetError::Storage(e.to_string())
-    }
 }
 
 impl IntoResponse for NetError {
     fn into_response(self) -> Response {
-        if let NetError::Storage(msg) = &self {
-            tracing::error!(error = %msg, "networking storage failure");
-        }
-        (self.status(), axum::Json(self.body())).into_response()
+        let (status, kind, message) = match &self {
+            NetError::BadRequest { kind, message } => {
+                (StatusCode::BAD_REQUEST, kind.to_string(), message.clone())
+            }
+            NetError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "NotAuthenticated".into(),
+                self.to_string(),
+            ),
+            NetError::Forbidden { message } => (
+                StatusCode::FORBIDDEN,
+                "PolicyNotAuthorized".into(),
+                message.clone(),
+            ),
+            NetError::NotFound { kind, .. } => (
+                StatusCode::NOT_FOUND,
+                format!("{}NotFound", kind.replace(' ', "")),
+                self.to_string(),
+            ),
+            NetError::Conflict { kind, message } => {
+                (StatusCode::CONFLICT, kind.to_string(), message.clone())
+            }
+            NetError::Unavailable { kind, message } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                kind.to_string(),
+                message.clone(),
+            ),
+            NetError::Store(StoreError::Conflict { .. }) => {
+                tracing::warn!(error = %self, "networking write lost the commit race too often");
+                (
+                    StatusCode::CONFLICT,
+                    "HTTPConflict".into(),
+                    "Concurrent updates kept conflicting with this request; retry it.".into(),
+                )
+            }
+            NetError::Store(_) | NetError::Internal(_) => {
+                tracing::error!(error = %self, "networking storage failure");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "HTTPInternalServerError".into(),
+                    "Request Failed: internal server error while processing your request.".into(),
+                )
+            }
+        };
+        let body = serde_json::json!({"NeutronError": {
+            "type": kind,
+            "message": message,
+            "detail": "",
+        }});
+        (status, axum::Json(body)).into_response()
     }
 }
 

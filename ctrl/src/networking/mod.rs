@@ -3,19 +3,19 @@
 //! ```text
 //!  HTTP (axum, api.rs) ──► auth (X-Auth-Token ─► TokenValidator) ─► Ctx
 //!        │
-//!        ▼
+//!        ▼  (spawn_blocking: database I/O never runs on an async worker)
 //!  service.rs: pure fn(&State, Env, Ctx, body) -> (result, Vec<Change>)
 //!        │                           (policy via the identity crate's Enforcer)
 //!        ▼
-//!  Store::commit(changes)  ── one SQLite transaction, revision += 1
-//!        │
+//!  Replica<State>::write ── weft-store commit on the revision read
+//!        │                  (a conflict: catch up, rerun the pure fn)
 //!        ▼
-//!  State::apply(changes) ─► watch channel ─► agents: host_state(host) since revision
+//!  ArcSwap snapshot ─► readers; revision watch ─► agents: host_state(host) since revision
+//!        ▲
+//!  follower (PostgreSQL): other replicas' commits
 //! ```
 //!
-//! Non-goals: routers/L3, DHCP agents, subnet pools, QoS, trunk ports, and
-//! several ctrl replicas writing at once (the in-memory state assumes one
-//! writer per database; PostgreSQL for replicas would move indexes into SQL).
+//! Non-goals: routers/L3, DHCP agents, subnet pools, QoS, trunk ports.
 
 pub mod api;
 pub mod body;
@@ -27,7 +27,6 @@ pub mod policy;
 pub mod query;
 pub mod service;
 pub mod state;
-pub mod store;
 pub mod sync;
 
 pub use api::{router, MOUNT};
@@ -40,11 +39,10 @@ use config::Segments;
 use service::{Authz, Env, Ids, RandomIds};
 use state::State;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{SqliteStore, Store};
-use tokio::sync::watch;
 use weft_identity::policy::{Credentials, Enforcer, Mode};
+use weft_store::{Replica, Row, Store, StoreError};
 
 /// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
 pub trait TokenValidator: Send + Sync {
@@ -57,16 +55,11 @@ impl TokenValidator for weft_identity::Identity {
     }
 }
 
-struct Inner {
-    state: State,
-    store: Box<dyn Store>,
-    ids: Box<dyn Ids + Send>,
-}
-
-/// The running networking service: state, storage, policy and the revision feed.
+/// The running networking service: its replica of the state, policy, and auth.
 pub struct Networking {
-    inner: Mutex<Inner>,
-    rev_tx: watch::Sender<u64>,
+    replica: Arc<Replica<State>>,
+    /// Drawn from on every attempt of a write (a rerun after a conflict gets fresh ids).
+    ids: Mutex<Box<dyn Ids + Send>>,
     segs: Segments,
     authz: Box<dyn Authz + Send + Sync>,
     auth: Arc<dyn TokenValidator>,
@@ -76,18 +69,71 @@ pub fn now_string() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The file networking kept its state in before weft-store.
+pub const LEGACY_DB: &str = "networking.db";
+
+/// Imports `<state_dir>/networking.db` (tables `meta(key, value)` with the
+/// revision and `resources(kind, id, body)`) into `store` at its revision, if
+/// the store has never seen networking. Keeping the revision means agents
+/// long-polling from before the upgrade are not stranded. Returns whether
+/// anything was imported.
+pub fn import_legacy(store: &dyn Store, state_dir: &Path) -> Result<bool, StoreError> {
+    let path = state_dir.join(LEGACY_DB);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let loaded = store.load(state::SERVICE)?;
+    if loaded.revision != 0 || !loaded.rows.is_empty() {
+        return Ok(false);
+    }
+    let legacy = |e: rusqlite::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+    let conn =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(legacy)?;
+    let revision: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+            r.get(0)
+        })
+        .map_err(legacy)?;
+    let mut stmt = conn
+        .prepare("SELECT kind, id, body FROM resources")
+        .map_err(legacy)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })
+        .map_err(legacy)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(legacy)?;
+    if revision <= 0 && rows.is_empty() {
+        return Ok(false);
+    }
+    // Decode before writing: a file this binary cannot read is not imported.
+    <State as weft_store::Model>::from_rows(revision as u64, rows.clone())?;
+    let done = store.import(state::SERVICE, revision as u64, &rows)?;
+    if done {
+        tracing::info!(file = %path.display(), revision, records = rows.len(), "networking: imported the legacy state file");
+    }
+    Ok(done)
+}
+
 impl Networking {
-    /// Opens `<state_dir>/networking.db` with the default Neutron policy
-    /// (overridable by `policy_file`).
+    /// Opens the service on `store` with the default Neutron policy
+    /// (overridable by `policy_file`). `state_dir` holds the policy denial
+    /// log and, from older versions, `networking.db` (imported once).
     pub fn open(
+        store: Arc<dyn Store>,
         state_dir: &Path,
         cfg: &NetConfig,
         policy_file: Option<&Path>,
         mode: Mode,
         auth: Arc<dyn TokenValidator>,
     ) -> Result<Arc<Networking>, String> {
-        let store =
-            SqliteStore::open(&state_dir.join("networking.db")).map_err(|e| e.to_string())?;
+        import_legacy(store.as_ref(), state_dir).map_err(|e| e.to_string())?;
         let enforcer = Enforcer::new(
             policy::DEFAULTS,
             policy_file,
@@ -96,7 +142,7 @@ impl Networking {
         )
         .map_err(|e| e.to_string())?;
         Networking::new(
-            Box::new(store),
+            store,
             cfg,
             Box::new(policy::NetPolicy { enforcer }),
             Box::new(RandomIds),
@@ -105,28 +151,32 @@ impl Networking {
     }
 
     pub fn new(
-        mut store: Box<dyn Store>,
+        store: Arc<dyn Store>,
         cfg: &NetConfig,
         authz: Box<dyn Authz + Send + Sync>,
         ids: Box<dyn Ids + Send>,
         auth: Arc<dyn TokenValidator>,
     ) -> Result<Arc<Networking>, String> {
         let segs = Segments::from_config(cfg)?;
-        let state = store.load().map_err(|e| e.to_string())?;
-        let (rev_tx, _) = watch::channel(state.revision);
+        let replica = Replica::open(state::SERVICE, store).map_err(|e| e.to_string())?;
         Ok(Arc::new(Networking {
-            inner: Mutex::new(Inner { state, store, ids }),
-            rev_tx,
+            replica: Arc::new(replica),
+            ids: Mutex::new(ids),
             segs,
             authz,
             auth,
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the state half-applied:
-        // changes are applied only after a successful commit.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// This service's replica, for the follower that keeps it current with
+    /// other replicas' commits (`Server::follow`).
+    pub fn replica(&self) -> Arc<dyn weft_store::Follow> {
+        self.replica.clone()
+    }
+
+    /// Replays other replicas' commits now (the follower does it on notice).
+    pub fn catch_up(&self) -> NetResult<bool> {
+        Ok(self.replica.catch_up()?)
     }
 
     pub fn authenticate(&self, token: Option<&str>) -> NetResult<Ctx> {
@@ -141,32 +191,67 @@ impl Networking {
         self.authz.as_ref()
     }
 
-    /// Runs a pure service function and commits what it returns.
-    pub fn write<T>(&self, f: impl FnOnce(&State, &mut Env) -> service::Write<T>) -> NetResult<T> {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let mut env = Env {
-            now: now_string(),
-            ids: inner.ids.as_mut(),
-            authz: self.authz.as_ref(),
-            segs: &self.segs,
+    /// Runs a pure service function on the current state and commits what it
+    /// returns on the revision it read. On a conflict with another replica the
+    /// function reruns on the caught-up state, with a fresh clock and ids.
+    /// A refusal (404, 409, 400...) is only answered on current state: if
+    /// other replicas committed since this one's snapshot, it catches up and
+    /// reruns once, so a resource created through another replica a moment
+    /// ago is never "not found" here. Blocking (database I/O): async callers
+    /// use [`Networking::write_async`].
+    pub fn write<T>(
+        &self,
+        mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
+    ) -> NetResult<T> {
+        let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
+            self.replica.write(|st| {
+                let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+                let mut env = Env {
+                    now: now_string(),
+                    ids: ids.as_mut(),
+                    authz: self.authz.as_ref(),
+                    segs: &self.segs,
+                };
+                let (out, changes) = f(st, &mut env)?;
+                Ok((out, state::to_store(&changes)?))
+            })
         };
-        let (out, changes) = f(&inner.state, &mut env)?;
-        if !changes.is_empty() {
-            let rev = inner.store.commit(&changes)?;
-            inner.state.apply(&changes);
-            inner.state.revision = rev;
-            self.rev_tx.send_replace(rev);
+        match attempt(&mut f) {
+            Err(e) if !matches!(e, NetError::Store(_) | NetError::Internal(_)) => {
+                if self.replica.catch_up()? {
+                    attempt(&mut f)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
         }
-        Ok(out)
     }
 
+    /// [`Networking::write`] on a blocking thread, for async handlers.
+    pub async fn write_async<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnMut(&State, &mut Env) -> service::Write<T> + Send + 'static,
+    ) -> NetResult<T> {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.write(f)).await {
+            Ok(r) => r,
+            Err(e) => Err(NetError::Internal(format!("writer task failed: {e}"))),
+        }
+    }
+
+    /// Reads the current snapshot; never waits for a write.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.lock().state)
+        self.replica.read(f)
+    }
+
+    /// The current state, kept as long as the caller holds it.
+    pub fn snapshot(&self) -> Arc<State> {
+        self.replica.snapshot()
     }
 
     pub fn revision(&self) -> u64 {
-        *self.rev_tx.borrow()
+        self.replica.revision()
     }
 
     pub fn host_state(&self, host: &str) -> HostState {
@@ -174,9 +259,10 @@ impl Networking {
     }
 
     /// Long-poll: returns at once if the revision is past `since`, else when
-    /// it changes or `timeout` passes (then with the unchanged state).
+    /// it changes (by this replica's write or one the follower replayed) or
+    /// `timeout` passes (then with the unchanged state).
     pub async fn wait_host_state(&self, host: &str, since: u64, timeout: Duration) -> HostState {
-        let mut rx = self.rev_tx.subscribe();
+        let mut rx = self.replica.subscribe();
         if *rx.borrow_and_update() <= since {
             let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r > since)).await;
         }
@@ -185,6 +271,7 @@ impl Networking {
 
     /// Records the tunnel endpoint `host`'s agent reported (None: it has none). A change is a
     /// write (revision bump), so every other agent learns the new peer on its long-poll.
+    /// Blocking: see [`Networking::write`].
     pub fn register_tunnel(&self, host: &str, tunnel_ip: Option<&str>) -> NetResult<()> {
         let ip = match tunnel_ip {
             None => None,
@@ -204,12 +291,10 @@ impl Networking {
         if host.is_empty() {
             return Err(NetError::invalid("host", "must not be empty"));
         }
-        let same =
-            self.read(|st| st.agents.get(host).map(|a| a.tunnel_ip.clone()) == Some(ip.clone()));
-        if same {
-            return Ok(());
-        }
-        self.write(|_, env| {
+        self.write(|st, env| {
+            if st.agents.get(host).map(|a| &a.tunnel_ip) == Some(&ip) {
+                return Ok(((), Vec::new()));
+            }
             let rec = model::AgentRecord {
                 id: host.to_string(),
                 tunnel_ip: ip.clone(),
@@ -219,7 +304,7 @@ impl Networking {
         })
     }
 
-    /// Agent status reports for ports on `host`, in one commit.
+    /// Agent status reports for ports on `host`, in one commit. Blocking.
     pub fn report_status(&self, host: &str, statuses: &[(String, String)]) -> NetResult<()> {
         self.write(|st, env| {
             let mut changes = Vec::new();
@@ -249,6 +334,7 @@ pub fn mount(
         Mode::Enforce
     };
     let net = Networking::open(
+        server.store(),
         &sc.state_dir,
         cfg,
         sc.policy_file.as_deref(),
@@ -263,6 +349,7 @@ pub fn mount(
             router(net.clone()),
         ))
         .map_err(|e| e.to_string())?;
+    server.follow(net.replica());
     Ok(net)
 }
 

@@ -2,7 +2,10 @@
 //! (result, changes). No I/O here: storage commits the changes, the HTTP
 //! layer renders the result. Time and identifiers come in through `Env`.
 
-use super::body::{object_field, unwrap, Fields};
+use super::body::{
+    FixedIpReq, NetworkReq, PairReq, PoolReq, PortReq, RouteReq, RuleReq, SecurityGroupReq,
+    SubnetReq,
+};
 use super::config::{Segments, MAX_VNI};
 use super::error::{NetError, NetResult};
 use super::ipam::{self, Cidr, Range};
@@ -134,9 +137,7 @@ pub fn get_rule<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Securit
 // ---------------------------------------------------------------- helpers
 
 /// `project_id`/`tenant_id` from the body, else the caller's project.
-fn project_of(f: &mut Fields, ctx: &Ctx) -> NetResult<String> {
-    let p = f.string("project_id")?;
-    let t = f.string("tenant_id")?;
+fn project_of(p: Option<String>, t: Option<String>, ctx: &Ctx) -> NetResult<String> {
     let chosen = match (p, t) {
         (Some(p), Some(t)) if p != t => {
             return Err(NetError::invalid(
@@ -159,25 +160,22 @@ fn check_attrs(
     env: &Env,
     ctx: &Ctx,
     action: &str,
-    f: &Fields,
+    has: impl Fn(&str) -> bool,
     attrs: &[&str],
     target: &Value,
 ) -> NetResult<()> {
     env.authz.check(ctx, action, target)?;
     for a in attrs {
-        if f.has(a) {
+        if has(a) {
             env.authz.check(ctx, &format!("{action}:{a}"), target)?;
         }
     }
     Ok(())
 }
 
-fn check_admin_state(f: &mut Fields) -> NetResult<Option<bool>> {
-    f.boolean("admin_state_up")
-}
-
-fn accept_empty(f: &mut Fields, field: &str) -> NetResult<()> {
-    match f.raw(field) {
+/// Attributes weft does not implement: accepted only when they ask for nothing.
+fn accept_empty(field: &str, v: Option<Value>) -> NetResult<()> {
+    match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Array(a)) if a.is_empty() => Ok(()),
         Some(Value::Bool(false)) => Ok(()),
@@ -445,18 +443,15 @@ fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResul
     }
 }
 
-pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Network> {
-    let mut f = unwrap(body, "network", "POST")?;
-    for ro in ["id", "status", "subnets"] {
-        f.forbid(ro)?;
-    }
-    let project = project_of(&mut f, ctx)?;
+pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, req: &NetworkReq) -> Write<Network> {
+    let f = req.clone();
+    let project = project_of(f.project_id, f.tenant_id, ctx)?;
     let target = json!({"project_id": project, "tenant_id": project});
     check_attrs(
         env,
         ctx,
         "create_network",
-        &f,
+        |a| req.has(a),
         &[
             "shared",
             "router:external",
@@ -466,18 +461,17 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Wri
         ],
         &target,
     )?;
-    let name = f.string("name")?.unwrap_or_default();
-    let description = f.string("description")?.unwrap_or_default();
-    let admin_state_up = check_admin_state(&mut f)?.unwrap_or(true);
-    let shared = f.boolean("shared")?.unwrap_or(false);
-    let router_external = f.boolean("router:external")?.unwrap_or(false);
-    let port_security_enabled = f.boolean("port_security_enabled")?.unwrap_or(true);
-    let mtu = f.int("mtu")?;
-    accept_empty(&mut f, "availability_zone_hints")?;
-    let ntype = f.string("provider:network_type")?;
-    let physnet = f.opt_string("provider:physical_network")?;
-    let seg_id = f.int("provider:segmentation_id")?;
-    f.finish()?;
+    let name = f.name.unwrap_or_default();
+    let description = f.description.unwrap_or_default();
+    let admin_state_up = f.admin_state_up.unwrap_or(true);
+    let shared = f.shared.unwrap_or(false);
+    let router_external = f.router_external.unwrap_or(false);
+    let port_security_enabled = f.port_security_enabled.unwrap_or(true);
+    let mtu = f.mtu;
+    accept_empty("availability_zone_hints", f.availability_zone_hints)?;
+    let ntype = f.network_type;
+    let physnet = f.physical_network;
+    let seg_id = f.segmentation_id;
     let (segment, tenant_segment) =
         if ntype.is_none() && physnet.clone().flatten().is_none() && seg_id.flatten().is_none() {
             (self::tenant_segment(st, env.segs)?, true)
@@ -489,6 +483,9 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Wri
         };
     let mtu = check_mtu(env.segs, &segment.network_type, mtu)?
         .unwrap_or_else(|| env.segs.max_mtu(&segment.network_type));
+    // The project's first network write brings its default group (as Neutron's
+    // network BEFORE_CREATE handler does), in the same commit.
+    let (_, mut changes) = ensure_default_sg(st, env, &project);
     let n = Network {
         id: env.ids.uuid(),
         name,
@@ -503,7 +500,8 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Wri
         tenant_segment,
         std: Std::new(&env.now, description),
     };
-    Ok((n.clone(), vec![Change::Network(n)]))
+    changes.push(Change::Network(n.clone()));
+    Ok((n, changes))
 }
 
 pub fn update_network(
@@ -511,20 +509,17 @@ pub fn update_network(
     env: &mut Env,
     ctx: &Ctx,
     id: &str,
-    body: &Value,
+    req: &NetworkReq,
 ) -> Write<Network> {
     let old = get_network(st, ctx, id)?;
-    let mut f = unwrap(body, "network", "PUT")?;
-    for ro in ["id", "status", "subnets", "project_id", "tenant_id"] {
-        f.forbid(ro)?;
-    }
+    let f = req.clone();
     let target =
         json!({"project_id": old.project_id, "tenant_id": old.project_id, "shared": old.shared});
     check_attrs(
         env,
         ctx,
         "update_network",
-        &f,
+        |a| req.has(a),
         &[
             "shared",
             "router:external",
@@ -535,16 +530,16 @@ pub fn update_network(
         &target,
     )?;
     let mut n = old.clone();
-    if let Some(v) = f.string("name")? {
+    if let Some(v) = f.name {
         n.name = v;
     }
-    if let Some(v) = f.string("description")? {
+    if let Some(v) = f.description {
         n.std.description = v;
     }
-    if let Some(v) = check_admin_state(&mut f)? {
+    if let Some(v) = f.admin_state_up {
         n.admin_state_up = v;
     }
-    if let Some(v) = f.boolean("shared")? {
+    if let Some(v) = f.shared {
         if !v && n.shared {
             let foreign = st
                 .ports
@@ -559,18 +554,19 @@ pub fn update_network(
         }
         n.shared = v;
     }
-    if let Some(v) = f.boolean("router:external")? {
+    if let Some(v) = f.router_external {
         n.router_external = v;
     }
-    if let Some(v) = f.boolean("port_security_enabled")? {
+    if let Some(v) = f.port_security_enabled {
         n.port_security_enabled = v;
     }
-    if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.int("mtu")?)? {
+    if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.mtu)? {
         n.mtu = v;
     }
-    let t = f.string(NET_PROVIDER[0])?;
-    let p = f.opt_string(NET_PROVIDER[1])?;
-    let s = f.int(NET_PROVIDER[2])?;
+    accept_empty("availability_zone_hints", f.availability_zone_hints)?;
+    let t = f.network_type;
+    let p = f.physical_network;
+    let s = f.segmentation_id;
     let same = t.is_none_or(|t| t == n.segment.network_type)
         && p.is_none_or(|p| p == n.segment.physical_network)
         && s.is_none_or(|s| s.map(|v| v as u32) == n.segment.segmentation_id);
@@ -580,7 +576,6 @@ pub fn update_network(
             "Plugin does not support updating provider attributes",
         ));
     }
-    f.finish()?;
     n.std.touch(&env.now);
     Ok((n.clone(), vec![Change::Network(n)]))
 }
@@ -616,13 +611,10 @@ pub fn delete_network(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<(
 
 // ---------------------------------------------------------------- subnets
 
-fn parse_pools(cidr: &Cidr, v: Vec<Value>) -> NetResult<Vec<Range>> {
+fn parse_pools(cidr: &Cidr, v: &[PoolReq]) -> NetResult<Vec<Range>> {
     v.iter()
         .map(|item| {
-            let start = object_field("allocation_pools", item, "start")?
-                .ok_or_else(|| NetError::invalid("allocation_pools", "each pool needs a start"))?;
-            let end = object_field("allocation_pools", item, "end")?
-                .ok_or_else(|| NetError::invalid("allocation_pools", "each pool needs an end"))?;
+            let (start, end) = (item.start.as_str(), item.end.as_str());
             let parse = |s: &str| {
                 ipam::parse_ip(s)
                     .filter(|(ver, _)| *ver == cidr.version)
@@ -703,14 +695,10 @@ fn parse_dns(version_hint: u8, v: Vec<String>) -> NetResult<Vec<String>> {
     Ok(v)
 }
 
-fn parse_routes(cidr: &Cidr, v: Vec<Value>) -> NetResult<Vec<HostRoute>> {
+fn parse_routes(cidr: &Cidr, v: &[RouteReq]) -> NetResult<Vec<HostRoute>> {
     v.iter()
         .map(|item| {
-            let dest = object_field("host_routes", item, "destination")?.ok_or_else(|| {
-                NetError::invalid("host_routes", "each route needs a destination")
-            })?;
-            let hop = object_field("host_routes", item, "nexthop")?
-                .ok_or_else(|| NetError::invalid("host_routes", "each route needs a nexthop"))?;
+            let (dest, hop) = (item.destination.as_str(), item.nexthop.as_str());
             let d = Cidr::parse(dest).map_err(|e| NetError::invalid("host_routes", e))?;
             let h = ipam::parse_ip(hop).ok_or_else(|| {
                 NetError::invalid("host_routes", format!("'{hop}' is not a valid nexthop"))
@@ -729,8 +717,8 @@ fn parse_routes(cidr: &Cidr, v: Vec<Value>) -> NetResult<Vec<HostRoute>> {
         .collect()
 }
 
-fn ipv6_mode(f: &mut Fields, field: &str, version: u8) -> NetResult<Option<String>> {
-    let v = f.opt_string(field)?.flatten();
+fn ipv6_mode(v: Option<Option<String>>, field: &str, version: u8) -> NetResult<Option<String>> {
+    let v = v.flatten();
     if let Some(m) = &v {
         if version != 6 {
             return Err(NetError::invalid(
@@ -748,20 +736,19 @@ fn ipv6_mode(f: &mut Fields, field: &str, version: u8) -> NetResult<Option<Strin
     Ok(v)
 }
 
-pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Subnet> {
-    let mut f = unwrap(body, "subnet", "POST")?;
-    f.forbid("id")?;
+pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> Write<Subnet> {
+    let f = req.clone();
     let network_id = f
-        .string("network_id")?
+        .network_id
         .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
     let net = get_network(st, ctx, &network_id)?;
-    let project = project_of(&mut f, ctx)?;
+    let project = project_of(f.project_id, f.tenant_id, ctx)?;
     env.authz.check(
         ctx,
         "create_subnet",
         &json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id}),
     )?;
-    let ip_version = match f.int("ip_version")?.flatten() {
+    let ip_version = match f.ip_version.flatten() {
         None => 4,
         Some(4) => 4u8,
         Some(6) => 6u8,
@@ -772,7 +759,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Writ
             ))
         }
     };
-    let cidr_s = f.string("cidr")?.ok_or_else(|| {
+    let cidr_s = f.cidr.ok_or_else(|| {
         NetError::invalid("cidr", "cidr is required (subnet pools are not supported)")
     })?;
     let cidr = Cidr::parse(&cidr_s).map_err(|e| NetError::invalid("cidr", e))?;
@@ -790,7 +777,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Writ
             ));
         }
     }
-    let gateway = match f.opt_string("gateway_ip")? {
+    let gateway = match f.gateway_ip {
         Some(None) => None,
         Some(Some(g)) => Some(parse_gateway(&cidr, &g)?),
         None => {
@@ -798,34 +785,26 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Writ
             (cidr.usable().end > first || cidr.prefix == 32 || cidr.prefix == 128).then_some(first)
         }
     };
-    let pools = match f.list("allocation_pools")? {
+    let pools = match f.allocation_pools {
         Some(v) if !v.is_empty() => {
-            let pools = parse_pools(&cidr, v)?;
+            let pools = parse_pools(&cidr, &v)?;
             ipam::validate_pools(&cidr, &pools, gateway)
                 .map_err(|(field, r)| NetError::invalid(&field, r))?;
             pools
         }
         _ => ipam::default_pools(&cidr, gateway),
     };
-    let name = f.string("name")?.unwrap_or_default();
-    let description = f.string("description")?.unwrap_or_default();
-    let enable_dhcp = f.boolean("enable_dhcp")?.unwrap_or(true);
-    let dns = parse_dns(
-        ip_version,
-        f.string_list("dns_nameservers")?.unwrap_or_default(),
-    )?;
-    let routes = parse_routes(&cidr, f.list("host_routes")?.unwrap_or_default())?;
-    let ra = ipv6_mode(&mut f, "ipv6_ra_mode", ip_version)?;
-    let am = ipv6_mode(&mut f, "ipv6_address_mode", ip_version)?;
-    for unsupported in [
-        "subnetpool_id",
-        "segment_id",
-        "service_types",
-        "use_default_subnetpool",
-    ] {
-        accept_empty(&mut f, unsupported)?;
-    }
-    f.finish()?;
+    let name = f.name.unwrap_or_default();
+    let description = f.description.unwrap_or_default();
+    let enable_dhcp = f.enable_dhcp.unwrap_or(true);
+    let dns = parse_dns(ip_version, f.dns_nameservers.unwrap_or_default())?;
+    let routes = parse_routes(&cidr, &f.host_routes.unwrap_or_default())?;
+    let ra = ipv6_mode(f.ipv6_ra_mode, "ipv6_ra_mode", ip_version)?;
+    let am = ipv6_mode(f.ipv6_address_mode, "ipv6_address_mode", ip_version)?;
+    accept_empty("subnetpool_id", f.subnetpool_id)?;
+    accept_empty("segment_id", f.segment_id)?;
+    accept_empty("service_types", f.service_types)?;
+    accept_empty("use_default_subnetpool", f.use_default_subnetpool)?;
     let s = Subnet {
         id: env.ids.uuid(),
         name,
@@ -850,7 +829,7 @@ pub fn update_subnet(
     env: &mut Env,
     ctx: &Ctx,
     id: &str,
-    body: &Value,
+    req: &SubnetReq,
 ) -> Write<Subnet> {
     let old = get_subnet(st, ctx, id)?;
     let net_project = st
@@ -863,27 +842,17 @@ pub fn update_subnet(
         "update_subnet",
         &json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net_project}),
     )?;
-    let mut f = unwrap(body, "subnet", "PUT")?;
-    for ro in [
-        "id",
-        "cidr",
-        "ip_version",
-        "network_id",
-        "project_id",
-        "tenant_id",
-    ] {
-        f.forbid(ro)?;
-    }
+    let f = req.clone();
     let cidr =
-        Cidr::parse(&old.cidr).map_err(|e| NetError::Storage(format!("stored cidr: {e}")))?;
+        Cidr::parse(&old.cidr).map_err(|e| NetError::Internal(format!("stored cidr: {e}")))?;
     let mut s = old.clone();
-    if let Some(v) = f.string("name")? {
+    if let Some(v) = f.name {
         s.name = v;
     }
-    if let Some(v) = f.string("description")? {
+    if let Some(v) = f.description {
         s.std.description = v;
     }
-    if let Some(v) = f.boolean("enable_dhcp")? {
+    if let Some(v) = f.enable_dhcp {
         s.enable_dhcp = v;
     }
     let mut gateway = s
@@ -891,27 +860,38 @@ pub fn update_subnet(
         .as_deref()
         .and_then(ipam::parse_ip)
         .map(|x| x.1);
-    if let Some(g) = f.opt_string("gateway_ip")? {
+    if let Some(g) = f.gateway_ip {
         gateway = match g {
             None => None,
             Some(g) => Some(parse_gateway(&cidr, &g)?),
         };
     }
     let mut pools = stored_pools(&s);
-    if let Some(v) = f.list("allocation_pools")? {
-        pools = parse_pools(&cidr, v)?;
+    if let Some(v) = f.allocation_pools {
+        pools = parse_pools(&cidr, &v)?;
     }
     ipam::validate_pools(&cidr, &pools, gateway)
         .map_err(|(field, r)| NetError::invalid(&field, r))?;
     s.gateway_ip = gateway.map(|g| ipam::fmt_ip(cidr.version, g));
     s.allocation_pools = pools_json(cidr.version, &pools);
-    if let Some(v) = f.string_list("dns_nameservers")? {
+    if let Some(v) = f.dns_nameservers {
         s.dns_nameservers = parse_dns(cidr.version, v)?;
     }
-    if let Some(v) = f.list("host_routes")? {
-        s.host_routes = parse_routes(&cidr, v)?;
+    if let Some(v) = f.host_routes {
+        s.host_routes = parse_routes(&cidr, &v)?;
     }
-    f.finish()?;
+    for (field, v) in [
+        ("ipv6_ra_mode", &f.ipv6_ra_mode),
+        ("ipv6_address_mode", &f.ipv6_address_mode),
+    ] {
+        if v.is_some() {
+            return Err(NetError::invalid(field, "cannot be updated"));
+        }
+    }
+    accept_empty("subnetpool_id", f.subnetpool_id)?;
+    accept_empty("segment_id", f.segment_id)?;
+    accept_empty("service_types", f.service_types)?;
+    accept_empty("use_default_subnetpool", f.use_default_subnetpool)?;
     s.std.touch(&env.now);
     Ok((s.clone(), vec![Change::Subnet(s)]))
 }
@@ -969,7 +949,9 @@ fn default_rules(env: &mut Env, sg: &SecurityGroup, with_ingress: bool) -> Vec<S
     out
 }
 
-/// The project's `default` group, created on first use (as Neutron does).
+/// The project's `default` group: its id, and the changes that create it
+/// when the project has none yet. Only writes call this (network, port and
+/// security group creates); listing groups never creates one.
 pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, Vec<Change>) {
     if let Some(g) = st
         .security_groups
@@ -990,19 +972,22 @@ pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, V
     (g.id, changes)
 }
 
-pub fn create_sg(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<SecurityGroup> {
-    let mut f = unwrap(body, "security_group", "POST")?;
-    f.forbid("id")?;
-    let project = project_of(&mut f, ctx)?;
+pub fn create_sg(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    req: &SecurityGroupReq,
+) -> Write<SecurityGroup> {
+    let f = req.clone();
+    let project = project_of(f.project_id, f.tenant_id, ctx)?;
     env.authz.check(
         ctx,
         "create_security_group",
         &json!({"project_id": project, "tenant_id": project}),
     )?;
-    let name = f.string("name")?.unwrap_or_default();
-    let description = f.string("description")?.unwrap_or_default();
-    let stateful = f.boolean("stateful")?.unwrap_or(true);
-    f.finish()?;
+    let name = f.name.unwrap_or_default();
+    let description = f.description.unwrap_or_default();
+    let stateful = f.stateful.unwrap_or(true);
     let (_, mut changes) = ensure_default_sg(st, env, &project);
     if name == "default" {
         return Err(NetError::conflict(
@@ -1027,7 +1012,7 @@ pub fn update_sg(
     env: &mut Env,
     ctx: &Ctx,
     id: &str,
-    body: &Value,
+    req: &SecurityGroupReq,
 ) -> Write<SecurityGroup> {
     let old = get_sg(st, ctx, id)?;
     env.authz.check(
@@ -1035,12 +1020,9 @@ pub fn update_sg(
         "update_security_group",
         &json!({"project_id": old.project_id, "tenant_id": old.project_id}),
     )?;
-    let mut f = unwrap(body, "security_group", "PUT")?;
-    for ro in ["id", "project_id", "tenant_id"] {
-        f.forbid(ro)?;
-    }
+    let f = req.clone();
     let mut g = old.clone();
-    if let Some(v) = f.string("name")? {
+    if let Some(v) = f.name {
         if old.name == "default" && v != "default" {
             return Err(NetError::conflict(
                 "SecurityGroupCannotUpdateDefault",
@@ -1049,13 +1031,12 @@ pub fn update_sg(
         }
         g.name = v;
     }
-    if let Some(v) = f.string("description")? {
+    if let Some(v) = f.description {
         g.std.description = v;
     }
-    if let Some(v) = f.boolean("stateful")? {
+    if let Some(v) = f.stateful {
         g.stateful = v;
     }
-    f.finish()?;
     g.std.touch(&env.now);
     Ok((g.clone(), vec![Change::SecurityGroup(g)]))
 }
@@ -1108,21 +1089,25 @@ fn protocol_number(p: &str) -> Option<u8> {
     })
 }
 
-pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<SecurityGroupRule> {
-    let mut f = unwrap(body, "security_group_rule", "POST")?;
-    f.forbid("id")?;
+pub fn create_rule(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    req: &RuleReq,
+) -> Write<SecurityGroupRule> {
+    let f = req.clone();
     let sg_id = f
-        .string("security_group_id")?
+        .security_group_id
         .ok_or_else(|| NetError::invalid("security_group_id", "security_group_id is required"))?;
     let g = get_sg(st, ctx, &sg_id)?;
-    let _ = project_of(&mut f, ctx)?;
+    let _ = project_of(f.project_id, f.tenant_id, ctx)?;
     env.authz.check(
         ctx,
         "create_security_group_rule",
         &json!({"project_id": g.project_id, "tenant_id": g.project_id}),
     )?;
     let direction = f
-        .string("direction")?
+        .direction
         .ok_or_else(|| NetError::invalid("direction", "direction is required"))?;
     if direction != "ingress" && direction != "egress" {
         return Err(NetError::invalid(
@@ -1130,14 +1115,14 @@ pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             format!("'{direction}' is not in ['ingress', 'egress']"),
         ));
     }
-    let ethertype = f.string("ethertype")?.unwrap_or_else(|| "IPv4".into());
+    let ethertype = f.ethertype.unwrap_or_else(|| "IPv4".into());
     if ethertype != "IPv4" && ethertype != "IPv6" {
         return Err(NetError::invalid(
             "ethertype",
             format!("'{ethertype}' is not in ['IPv4', 'IPv6']"),
         ));
     }
-    let protocol = match f.raw("protocol") {
+    let protocol = match f.protocol {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() || s == "any" => None,
         Some(Value::String(s)) => {
@@ -1160,8 +1145,8 @@ pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             ))
         }
     };
-    let min = f.int("port_range_min")?.flatten();
-    let max = f.int("port_range_max")?.flatten();
+    let min = f.port_range_min.flatten();
+    let max = f.port_range_max.flatten();
     let pnum = protocol.as_deref().and_then(protocol_number);
     match pnum {
         Some(6) | Some(17) | Some(132) => {
@@ -1227,7 +1212,7 @@ pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             }
         }
     }
-    let remote_ip_prefix = match f.opt_string("remote_ip_prefix")?.flatten() {
+    let remote_ip_prefix = match f.remote_ip_prefix.flatten() {
         None => None,
         Some(s) => {
             let (addr, len) = match s.split_once('/') {
@@ -1273,7 +1258,7 @@ pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             Some(format!("{}/{}", ipam::fmt_ip(ver, v & !host), len))
         }
     };
-    let remote_group_id = f.opt_string("remote_group_id")?.flatten();
+    let remote_group_id = f.remote_group_id.flatten();
     if let Some(rg) = &remote_group_id {
         get_sg(st, ctx, rg)?;
         if remote_ip_prefix.is_some() {
@@ -1283,9 +1268,8 @@ pub fn create_rule(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             ));
         }
     }
-    let description = f.string("description")?.unwrap_or_default();
-    accept_empty(&mut f, "remote_address_group_id")?;
-    f.finish()?;
+    let description = f.description.unwrap_or_default();
+    accept_empty("remote_address_group_id", f.remote_address_group_id)?;
     let r = SecurityGroupRule {
         id: env.ids.uuid(),
         security_group_id: sg_id.clone(),
@@ -1338,7 +1322,7 @@ const PORT_ATTRS: [&str; 7] = [
 fn allocate_ips(
     st: &State,
     net: &Network,
-    requested: Option<Vec<Value>>,
+    requested: Option<Vec<FixedIpReq>>,
     keep: &[FixedIp],
 ) -> NetResult<Vec<FixedIp>> {
     let subnets: Vec<&Subnet> = st.subnets_of(&net.id).collect();
@@ -1387,8 +1371,8 @@ fn allocate_ips(
         }
         Some(items) => {
             for item in &items {
-                let subnet_id = object_field("fixed_ips", item, "subnet_id")?;
-                let ip = object_field("fixed_ips", item, "ip_address")?;
+                let subnet_id = item.subnet_id.as_deref();
+                let ip = item.ip_address.as_deref();
                 if subnet_id.is_none() && ip.is_none() {
                     return Err(NetError::invalid(
                         "fixed_ips",
@@ -1427,7 +1411,7 @@ fn allocate_ips(
                 };
                 let v = match parsed {
                     Some((ver, v)) => {
-                        let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Storage)?;
+                        let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Internal)?;
                         if !cidr.contains(ver, v) {
                             return Err(NetError::invalid(
                                 "fixed_ips",
@@ -1464,12 +1448,10 @@ fn allocate_ips(
     Ok(out)
 }
 
-fn parse_pairs(v: Vec<Value>) -> NetResult<Vec<AddressPair>> {
+fn parse_pairs(v: &[PairReq]) -> NetResult<Vec<AddressPair>> {
     let mut out: Vec<AddressPair> = Vec::new();
-    for item in &v {
-        let ip = object_field("allowed_address_pairs", item, "ip_address")?.ok_or_else(|| {
-            NetError::invalid("allowed_address_pairs", "each pair needs an ip_address")
-        })?;
+    for item in v {
+        let ip = item.ip_address.as_str();
         let ok = match ip.split_once('/') {
             Some(_) => Cidr::parse(ip).is_ok(),
             None => ipam::parse_ip(ip).is_some(),
@@ -1480,7 +1462,7 @@ fn parse_pairs(v: Vec<Value>) -> NetResult<Vec<AddressPair>> {
                 format!("'{ip}' is not a valid IP address or prefix"),
             ));
         }
-        let mac = object_field("allowed_address_pairs", item, "mac_address")?.unwrap_or("");
+        let mac = item.mac_address.as_deref().unwrap_or("");
         if !mac.is_empty() && !valid_mac(mac) {
             return Err(NetError::invalid(
                 "allowed_address_pairs",
@@ -1514,20 +1496,12 @@ fn check_sgs(st: &State, ctx: &Ctx, ids: &[String], project: &str) -> NetResult<
     Ok(())
 }
 
-fn profile(f: &mut Fields) -> NetResult<Option<Value>> {
-    match f.raw("binding:profile") {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(json!({}))),
-        Some(v @ Value::Object(_)) => Ok(Some(v)),
-        Some(v) => Err(NetError::invalid(
-            "binding:profile",
-            format!("'{v}' is not a dictionary"),
-        )),
-    }
+/// `binding:profile`: an object; null resets it to `{}`.
+fn profile(v: Option<Option<serde_json::Map<String, Value>>>) -> Option<Value> {
+    v.map(|m| Value::Object(m.unwrap_or_default()))
 }
 
-fn vnic(f: &mut Fields) -> NetResult<Option<String>> {
-    let v = f.string("binding:vnic_type")?;
+fn vnic(v: Option<String>) -> NetResult<Option<String>> {
     if let Some(t) = &v {
         if t != "normal" {
             return Err(NetError::invalid(
@@ -1558,21 +1532,27 @@ fn check_port_security(p: &Port) -> NetResult<()> {
     Ok(())
 }
 
-pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<Port> {
-    let mut f = unwrap(body, "port", "POST")?;
-    for ro in ["id", "status", "binding:vif_type", "binding:vif_details"] {
-        f.forbid(ro)?;
-    }
+pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write<Port> {
+    let f = req.clone();
     let network_id = f
-        .string("network_id")?
+        .network_id
         .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
     let net = get_network(st, ctx, &network_id)?;
-    let project = project_of(&mut f, ctx)?;
+    let project = project_of(f.project_id, f.tenant_id, ctx)?;
     let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
                         "network:shared": net.shared});
-    check_attrs(env, ctx, "create_port", &f, &PORT_ATTRS, &target)?;
-    let mut changes = Vec::new();
-    let mac_address = match f.string("mac_address")? {
+    check_attrs(
+        env,
+        ctx,
+        "create_port",
+        |a| req.has(a),
+        &PORT_ATTRS,
+        &target,
+    )?;
+    // The project's first port write brings its default group, whether this
+    // port uses it or not (Neutron's port BEFORE_CREATE handler).
+    let (default_sg, mut changes) = ensure_default_sg(st, env, &project);
+    let mac_address = match f.mac_address {
         Some(m) => {
             let m = m.to_lowercase();
             if !valid_mac(&m) {
@@ -1597,73 +1577,63 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, body: &Value) -> Write<
             }
         },
     };
-    let requested = f.list("fixed_ips")?;
-    let fixed_ips = allocate_ips(st, net, requested, &[])?;
-    let device_owner = f.string("device_owner")?.unwrap_or_default();
-    let port_security_enabled = f
-        .boolean("port_security_enabled")?
-        .unwrap_or(net.port_security_enabled);
-    let security_groups = match f.string_list("security_groups")? {
+    let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[])?;
+    let device_owner = f.device_owner.unwrap_or_default();
+    let port_security_enabled = f.port_security_enabled.unwrap_or(net.port_security_enabled);
+    let security_groups = match f.security_groups {
         Some(ids) => {
             check_sgs(st, ctx, &ids, &project)?;
             ids
         }
         None if port_security_enabled && !device_owner.starts_with("network:") => {
-            let (id, c) = ensure_default_sg(st, env, &project);
-            changes.extend(c);
-            vec![id]
+            vec![default_sg]
         }
         None => Vec::new(),
     };
-    let pairs = parse_pairs(f.list("allowed_address_pairs")?.unwrap_or_default())?;
+    let pairs = parse_pairs(&f.allowed_address_pairs.unwrap_or_default())?;
+    accept_empty("extra_dhcp_opts", f.extra_dhcp_opts)?;
     let p = Port {
         id: env.ids.uuid(),
-        name: f.string("name")?.unwrap_or_default(),
+        name: f.name.unwrap_or_default(),
         network_id: network_id.clone(),
         project_id: project,
         mac_address,
-        admin_state_up: check_admin_state(&mut f)?.unwrap_or(true),
+        admin_state_up: f.admin_state_up.unwrap_or(true),
         status: "DOWN".into(),
         fixed_ips,
-        device_id: f.string("device_id")?.unwrap_or_default(),
+        device_id: f.device_id.unwrap_or_default(),
         device_owner,
-        binding_host_id: f.string("binding:host_id")?.unwrap_or_default(),
-        binding_profile: profile(&mut f)?.unwrap_or_else(|| json!({})),
-        binding_vnic_type: vnic(&mut f)?.unwrap_or_else(|| "normal".into()),
+        binding_host_id: f.binding_host_id.unwrap_or_default(),
+        binding_profile: profile(f.binding_profile).unwrap_or_else(|| json!({})),
+        binding_vnic_type: vnic(f.binding_vnic_type)?.unwrap_or_else(|| "normal".into()),
         port_security_enabled,
         allowed_address_pairs: pairs,
         security_groups,
-        std: Std::new(&env.now, f.string("description")?.unwrap_or_default()),
+        std: Std::new(&env.now, f.description.unwrap_or_default()),
     };
-    accept_empty(&mut f, "extra_dhcp_opts")?;
-    f.finish()?;
     check_port_security(&p)?;
     changes.push(Change::Port(p.clone()));
     Ok((p, changes))
 }
 
-pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, body: &Value) -> Write<Port> {
+pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq) -> Write<Port> {
     let old = get_port(st, ctx, id)?;
     let net = st
         .networks
         .get(&old.network_id)
         .ok_or_else(|| NetError::not_found("Network", &old.network_id))?;
-    let mut f = unwrap(body, "port", "PUT")?;
-    for ro in [
-        "id",
-        "status",
-        "network_id",
-        "project_id",
-        "tenant_id",
-        "binding:vif_type",
-        "binding:vif_details",
-    ] {
-        f.forbid(ro)?;
-    }
+    let f = req.clone();
     let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id});
-    check_attrs(env, ctx, "update_port", &f, &PORT_ATTRS, &target)?;
+    check_attrs(
+        env,
+        ctx,
+        "update_port",
+        |a| req.has(a),
+        &PORT_ATTRS,
+        &target,
+    )?;
     let mut p = old.clone();
-    if let Some(m) = f.string("mac_address")? {
+    if let Some(m) = f.mac_address {
         let m = m.to_lowercase();
         if !valid_mac(&m) {
             return Err(NetError::invalid(
@@ -1682,48 +1652,47 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, body: &Value)
         }
         p.mac_address = m;
     }
-    if let Some(req) = f.list("fixed_ips")? {
-        p.fixed_ips = allocate_ips(st, net, Some(req), &old.fixed_ips)?;
+    if let Some(ips) = f.fixed_ips {
+        p.fixed_ips = allocate_ips(st, net, Some(ips), &old.fixed_ips)?;
     }
-    if let Some(v) = f.string("name")? {
+    if let Some(v) = f.name {
         p.name = v;
     }
-    if let Some(v) = f.string("description")? {
+    if let Some(v) = f.description {
         p.std.description = v;
     }
-    if let Some(v) = check_admin_state(&mut f)? {
+    if let Some(v) = f.admin_state_up {
         p.admin_state_up = v;
     }
-    if let Some(v) = f.string("device_id")? {
+    if let Some(v) = f.device_id {
         p.device_id = v;
     }
-    if let Some(v) = f.string("device_owner")? {
+    if let Some(v) = f.device_owner {
         p.device_owner = v;
     }
-    if let Some(v) = f.string("binding:host_id")? {
+    if let Some(v) = f.binding_host_id {
         if v != p.binding_host_id {
             p.status = "DOWN".into();
         }
         p.binding_host_id = v;
     }
-    if let Some(v) = profile(&mut f)? {
+    if let Some(v) = profile(f.binding_profile) {
         p.binding_profile = v;
     }
-    if let Some(v) = vnic(&mut f)? {
+    if let Some(v) = vnic(f.binding_vnic_type)? {
         p.binding_vnic_type = v;
     }
-    if let Some(v) = f.boolean("port_security_enabled")? {
+    if let Some(v) = f.port_security_enabled {
         p.port_security_enabled = v;
     }
-    if let Some(ids) = f.string_list("security_groups")? {
+    if let Some(ids) = f.security_groups {
         check_sgs(st, ctx, &ids, &p.project_id)?;
         p.security_groups = ids;
     }
-    if let Some(v) = f.list("allowed_address_pairs")? {
-        p.allowed_address_pairs = parse_pairs(v)?;
+    if let Some(v) = f.allowed_address_pairs {
+        p.allowed_address_pairs = parse_pairs(&v)?;
     }
-    accept_empty(&mut f, "extra_dhcp_opts")?;
-    f.finish()?;
+    accept_empty("extra_dhcp_opts", f.extra_dhcp_opts)?;
     check_port_security(&p)?;
     p.std.touch(&env.now);
     Ok((p.clone(), vec![Change::Port(p)]))

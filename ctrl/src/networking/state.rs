@@ -1,12 +1,18 @@
 //! The whole networking state as plain data, and the changes a write makes.
 //!
-//! Service functions read a `State` and return the `Change`s they want;
-//! storage commits those in one transaction (bumping the revision), then
-//! the same changes are applied here. Indexes make IP and MAC checks O(log n).
+//! Service functions read a `State` and return the typed `Change`s they want;
+//! [`to_store`] turns those into weft-store records (kind + JSON body), the
+//! replica commits them in one transaction (bumping the revision), and every
+//! replica applies the same commit here through [`weft_store::Model`].
+//! Indexes make IP and MAC checks O(log n) and are kept incrementally.
 
 use super::ipam;
 use super::model::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use weft_store::{Model, Row, StoreError};
+
+/// The service's name in the store.
+pub const SERVICE: &str = "networking";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -86,8 +92,84 @@ pub struct State {
     bound: HashMap<String, BTreeSet<String>>,
 }
 
+/// The one place typed changes become store records.
+pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreError> {
+    changes
+        .iter()
+        .map(|c| {
+            let (kind, id) = c.kind_id();
+            let (kind, id) = (kind.as_str(), id.to_string());
+            match c {
+                Change::Network(x) => weft_store::Change::put_json(kind, id, x),
+                Change::Subnet(x) => weft_store::Change::put_json(kind, id, x),
+                Change::Port(x) => weft_store::Change::put_json(kind, id, x),
+                Change::SecurityGroup(x) => weft_store::Change::put_json(kind, id, x),
+                Change::Rule(x) => weft_store::Change::put_json(kind, id, x),
+                Change::Agent(x) => weft_store::Change::put_json(kind, id, x),
+                Change::Delete(..) => Ok(weft_store::Change::delete(kind, id)),
+            }
+        })
+        .collect()
+}
+
+fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
+    let k = Kind::parse(kind)
+        .ok_or_else(|| StoreError::Encode(format!("unknown networking kind {kind} ({id})")))?;
+    let bad = |e: serde_json::Error| StoreError::Encode(format!("{kind} {id}: {e}"));
+    Ok(match k {
+        Kind::Network => Change::Network(serde_json::from_str(body).map_err(bad)?),
+        Kind::Subnet => Change::Subnet(serde_json::from_str(body).map_err(bad)?),
+        Kind::Port => Change::Port(serde_json::from_str(body).map_err(bad)?),
+        Kind::SecurityGroup => Change::SecurityGroup(serde_json::from_str(body).map_err(bad)?),
+        Kind::Rule => Change::Rule(serde_json::from_str(body).map_err(bad)?),
+        Kind::Agent => Change::Agent(serde_json::from_str(body).map_err(bad)?),
+    })
+}
+
+/// A store record back into a typed change.
+pub fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
+    match c {
+        weft_store::Change::Put { kind, id, body } => decode_put(kind, id, body),
+        weft_store::Change::Delete { kind, id } => {
+            let k = Kind::parse(kind).ok_or_else(|| {
+                StoreError::Encode(format!("unknown networking kind {kind} ({id})"))
+            })?;
+            Ok(Change::Delete(k, id.clone()))
+        }
+    }
+}
+
+impl Model for State {
+    fn from_rows(revision: u64, rows: Vec<Row>) -> Result<State, StoreError> {
+        let changes = rows
+            .iter()
+            .map(|r| decode_put(&r.kind, &r.id, &r.body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut st = State::default();
+        st.apply_changes(&changes);
+        st.revision = revision;
+        Ok(st)
+    }
+
+    fn apply(&mut self, revision: u64, changes: &[weft_store::Change]) -> Result<(), StoreError> {
+        // Decode the whole commit first, so a bad record leaves the state untouched.
+        let typed = changes
+            .iter()
+            .map(from_store)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_changes(&typed);
+        self.revision = revision;
+        Ok(())
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
 impl State {
-    pub fn apply(&mut self, changes: &[Change]) {
+    /// Applies typed changes (the revision is the caller's to set).
+    pub fn apply_changes(&mut self, changes: &[Change]) {
         for c in changes {
             match c {
                 Change::Network(n) => {

@@ -1,6 +1,8 @@
 //! Shared set-up for the networking HTTP tests: the real router, a real
-//! SQLite file in a temp dir, the real policy enforcer with Neutron's
-//! defaults, and a token table standing in for the identity service.
+//! store (chosen by `WEFT_TEST_STORE`: unset or `sqlite` for a SQLite file in
+//! a temp dir, `postgresql` for a fresh database on the local cluster), the
+//! real policy enforcer with Neutron's defaults, and a token table standing
+//! in for the identity service.
 #![allow(dead_code)]
 
 use axum::body::Body;
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use tower::ServiceExt;
 use weft_ctrl::networking::{self, NetConfig, Networking, TokenValidator};
 use weft_identity::policy::{Credentials, Mode};
+use weft_store::testing::TestDatabase;
+use weft_store::{PgStore, SqliteStore, Store};
 
 pub const ADMIN: &str = "tok-admin";
 pub const ALICE: &str = "tok-alice";
@@ -71,24 +75,83 @@ pub fn config() -> NetConfig {
     }
 }
 
+/// Where a test's state lives: a temp dir (the policy log, and the SQLite
+/// file on that backend) and, on PostgreSQL, a database of its own.
+pub struct Backend {
+    pub dir: tempfile::TempDir,
+    pub db: Option<TestDatabase>,
+}
+
+impl Backend {
+    /// The backend `WEFT_TEST_STORE` names (unset: SQLite).
+    pub fn new() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let db = match std::env::var("WEFT_TEST_STORE").as_deref() {
+            Err(_) | Ok("") | Ok("sqlite") => None,
+            Ok("postgresql") => Some(off_runtime(|| TestDatabase::create().unwrap())),
+            Ok(other) => panic!("WEFT_TEST_STORE={other}: expected sqlite or postgresql"),
+        };
+        Backend { dir, db }
+    }
+
+    /// A new connection to the test's store (another process's view on PostgreSQL).
+    pub fn store(&self) -> Arc<dyn Store> {
+        match &self.db {
+            None => Arc::new(SqliteStore::open(&self.dir.path().join("weft.sqlite")).unwrap()),
+            Some(db) => Arc::new(PgStore::connect(&db.url).unwrap()),
+        }
+    }
+
+    pub fn is_postgresql(&self) -> bool {
+        self.db.is_some()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // Dropping the database is blocking I/O; tests drop from async code.
+        if let Some(db) = self.db.take() {
+            off_runtime(move || drop(db));
+        }
+    }
+}
+
+/// Runs blocking set-up (opening a store: database I/O, and the postgres
+/// crate's own runtime) on a plain thread, as `weft serve` does before its
+/// runtime starts: tests call it from async code.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+#[derive(Clone)]
 pub struct Api {
     pub app: Router,
     pub net: Arc<Networking>,
-    pub dir: tempfile::TempDir,
+    pub backend: Arc<Backend>,
 }
 
 impl Api {
     pub fn new() -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        Api::open(dir)
+        Api::open(Arc::new(Backend::new()))
     }
 
-    pub fn open(dir: tempfile::TempDir) -> Api {
-        let net = Networking::open(dir.path(), &config(), None, Mode::Enforce, tokens()).unwrap();
+    /// The service on `backend`'s store (again, after a restart).
+    pub fn open(backend: Arc<Backend>) -> Api {
+        let net = off_runtime(|| {
+            Networking::open(
+                backend.store(),
+                backend.dir.path(),
+                &config(),
+                None,
+                Mode::Enforce,
+                tokens(),
+            )
+            .unwrap()
+        });
         Api {
             app: axum::Router::new().nest(networking::MOUNT, networking::router(net.clone())),
             net,
-            dir,
+            backend,
         }
     }
 
