@@ -29,6 +29,10 @@ impl IntoResponse for ApiError {
             IdentityError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             IdentityError::NotFound { .. } => (StatusCode::NOT_FOUND, "Not Found"),
             IdentityError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            // Other replicas kept committing first: the client may retry.
+            IdentityError::Store(weft_store::StoreError::Conflict { .. }) => {
+                (StatusCode::CONFLICT, "Conflict")
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         };
         let message = if code == StatusCode::INTERNAL_SERVER_ERROR {
@@ -125,7 +129,7 @@ pub async fn not_found() -> ApiError {
     })
 }
 
-/// Run blocking work (bcrypt, SQLite commits) off the async workers.
+/// Run blocking work (bcrypt, store commits) off the async workers.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
 ) -> ApiResult<T> {
