@@ -884,6 +884,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn project(id: &str, domain: &str, parent: Option<&str>) -> Project {
         Project {
@@ -1089,6 +1090,203 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.prior_role.as_deref() == Some("d1-ops")));
+    }
+
+    /// The indexes as sets, whatever order their lists were built in.
+    fn index_view(s: &State) -> Vec<String> {
+        fn sorted<K: std::fmt::Debug>(m: &PMap<K, Vec<String>>) -> Vec<String> {
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, l)| {
+                    let mut l = l.clone();
+                    l.sort();
+                    format!("{k:?}={l:?}")
+                })
+                .collect();
+            v.sort();
+            v
+        }
+        let mut grants: Vec<String> = s
+            .index
+            .grants
+            .iter()
+            .map(|(k, l)| {
+                let mut l = l.clone();
+                l.sort();
+                format!("{k:?}={l:?}")
+            })
+            .collect();
+        grants.sort();
+        let mut by_name: Vec<String> = s
+            .index
+            .user_by_name
+            .iter()
+            .map(|(k, v)| format!("{k:?}={v}"))
+            .collect();
+        by_name.sort();
+        let mut out = vec![format!("{:?}", s.index.revoke_other)];
+        for part in [
+            sorted(&s.index.user_groups),
+            grants,
+            sorted(&s.index.implies),
+            sorted(&s.index.revoked_audit),
+            sorted(&s.index.revoke_by_user),
+            sorted(&s.index.revoke_by_trust),
+            by_name,
+        ] {
+            out.push(part.join(";"));
+        }
+        out
+    }
+
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            name: name.into(),
+            domain_id: "d1".into(),
+            enabled: true,
+            password_hash: None,
+            password_created_at: None,
+            password_expires_at: None,
+            default_project_id: None,
+            description: None,
+            options: Default::default(),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn apply_keeps_the_indexes_equal_to_a_rebuild() {
+        // Commits touching every indexed kind, with renames, re-puts,
+        // deletes and two revocations of one audit id; after each, the
+        // incrementally kept state must match one rebuilt from the records.
+        type Step = Box<dyn Fn(&mut Tx)>;
+        let ev = |id: &str, user: Option<&str>, trust: Option<&str>, audit: Option<&str>| {
+            RevocationEvent {
+                id: id.into(),
+                user_id: user.map(Into::into),
+                trust_id: trust.map(Into::into),
+                audit_id: audit.map(Into::into),
+                issued_before: 10,
+                ..Default::default()
+            }
+        };
+        let steps: Vec<Step> = vec![
+            Box::new(|tx| {
+                tx.put_user(user("u1", "alice"));
+                tx.put_user(user("u2", "bob"));
+                tx.add_membership("g1", "u1");
+                tx.add_membership("g|2", "u1");
+                tx.add_implied("admin", "member");
+                tx.add_implied("member", "reader");
+                tx.put_assignment(grant(u("u1"), p("top"), "admin", false));
+                tx.put_assignment(grant(g("g1"), p("top"), "member", true));
+            }),
+            Box::new(move |tx| {
+                tx.put_user(user("u1", "alice2")); // renamed
+                tx.remove_membership("g|2", "u1");
+                tx.add_membership("g1", "u2");
+                tx.put_revocation(ev("e1", Some("u1"), None, None));
+                tx.put_revocation(ev("e2", None, Some("t1"), None));
+                tx.put_revocation(ev("e3", None, None, Some("A")));
+                tx.put_revocation(ev("e4", None, None, Some("A")));
+                tx.put_revocation(ev("e5", None, None, None));
+            }),
+            Box::new(|tx| {
+                tx.del_assignment(&grant(u("u1"), p("top"), "admin", false).key());
+                tx.put_assignment(grant(u("u1"), p("top"), "admin", true));
+                tx.remove_implied("member", "reader");
+                tx.add_implied("reader", "admin");
+                tx.del_revocation("e3");
+                tx.del_revocation("e5");
+            }),
+            Box::new(|tx| {
+                tx.del_user("u2");
+                tx.put_user(user("u3", "bob"));
+                tx.del_revocation("e1");
+                tx.put_fernet_key(0, crate::token::generate_key());
+                tx.put_fernet_key(1, crate::token::generate_key());
+            }),
+            Box::new(|tx| {
+                tx.del_fernet_key(1);
+                tx.remove_membership("g1", "u1");
+                tx.del_revocation("e4");
+            }),
+        ];
+        let mut live = State::default();
+        let mut records: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (n, step) in steps.iter().enumerate() {
+            let mut tx = Tx::new(live.clone());
+            step(&mut tx);
+            let rev = n as u64 + 1;
+            for c in &tx.changes {
+                match c {
+                    Change::Put { kind, id, body } => {
+                        records.insert((kind.clone(), id.clone()), body.clone());
+                    }
+                    Change::Delete { kind, id } => {
+                        records.remove(&(kind.clone(), id.clone()));
+                    }
+                }
+            }
+            live.apply_changes(rev, &tx.changes).unwrap();
+            let rows = records
+                .iter()
+                .map(|((kind, id), body)| Row {
+                    kind: kind.clone(),
+                    id: id.clone(),
+                    body: body.clone(),
+                })
+                .collect();
+            let rebuilt = State::from_rows(rev, rows).unwrap();
+            assert_eq!(live.revision, rev);
+            assert_eq!(index_view(&live), index_view(&rebuilt), "after step {n}");
+            assert_eq!(live.memberships, rebuilt.memberships, "after step {n}");
+            assert_eq!(live.keys.indexes(), rebuilt.keys.indexes());
+        }
+        // Spot checks of what the steps left.
+        assert!(live.user_by_name("d1", "alice").is_none(), "renamed away");
+        assert_eq!(live.user_by_name("d1", "alice2").unwrap().id, "u1");
+        assert_eq!(live.user_by_name("d1", "bob").unwrap().id, "u3");
+        assert!(live.groups_of("u1").is_empty());
+        assert!(live.index.revoked_audit.is_empty(), "both A events gone");
+        assert_eq!(live.keys.indexes(), [0]);
+        assert_eq!(
+            live.keys.generation, 5,
+            "the key set moved at the last commit"
+        );
+        // reader -> admin -> member (member -> reader was removed)
+        let mut implied = live.index.implies.get("reader").unwrap().clone();
+        implied.sort();
+        assert_eq!(implied, ["admin", "member"]);
+        assert!(!live.index.implies.contains_key("member"));
+    }
+
+    #[test]
+    fn one_of_two_audit_events_pruned_keeps_the_token_revoked() {
+        let mut s = State::default();
+        let ev = |id: &str| RevocationEvent {
+            id: id.into(),
+            audit_id: Some("A".into()),
+            issued_before: 100,
+            ..Default::default()
+        };
+        let mut tx = Tx::new(s.clone());
+        tx.put_revocation(ev("e1"));
+        tx.put_revocation(ev("e2"));
+        s.apply_changes(1, &tx.changes).unwrap();
+        let mut tx = Tx::new(s.clone());
+        tx.del_revocation("e1");
+        s.apply_changes(2, &tx.changes).unwrap();
+        let facts = TokenFacts {
+            user_id: "bob",
+            project_id: None,
+            domain_id: None,
+            trust_id: None,
+            audit_ids: vec!["A"],
+            issued_at: 5,
+        };
+        assert!(s.is_revoked(&facts));
     }
 
     #[test]

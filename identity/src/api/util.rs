@@ -282,6 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn store_conflicts_are_409_and_other_store_errors_500() {
+        let conflict = weft_store::StoreError::Conflict {
+            service: "identity".into(),
+            expected: 3,
+            actual: 4,
+        };
+        let r = ApiError(IdentityError::Store(conflict)).into_response();
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        let down = weft_store::StoreError::Backend("connection refused".into());
+        let r = ApiError(IdentityError::Store(down)).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn list_target_puts_filters_under_filter_attr_only() {
         let t = list_target(
             Some(json!({"domain_id": "d1"})),
