@@ -130,22 +130,27 @@ impl Server {
     /// identity service in the catalog and write `{state_dir}/admin-openrc`.
     pub fn open(cfg: ServerConfig) -> Result<Server, ServerError> {
         let store = weft_store::open(cfg.database.as_deref(), &cfg.state_dir)?;
-        let identity = Arc::new(Identity::open(IdentityConfig {
-            state_dir: cfg.state_dir.clone(),
-            public_url: cfg.public_url.trim_end_matches('/').to_string(),
-            token_ttl: cfg.token_ttl,
-            policy_file: cfg.policy_file.clone(),
-            policy_permissive: cfg.policy_permissive,
-        })?);
+        let identity = Arc::new(Identity::open(
+            IdentityConfig {
+                state_dir: cfg.state_dir.clone(),
+                public_url: cfg.public_url.trim_end_matches('/').to_string(),
+                token_ttl: cfg.token_ttl,
+                policy_file: cfg.policy_file.clone(),
+                policy_permissive: cfg.policy_permissive,
+            },
+            store.clone(),
+        )?);
         let report = prepare(&identity, &cfg)?;
-        Ok(Server {
+        let mut server = Server {
             cfg,
             store,
             followers: Vec::new(),
             identity,
             mounts: Vec::new(),
             report,
-        })
+        };
+        server.follow(server.identity.replica());
+        Ok(server)
     }
 
     /// The identity service, for other services' auth (`weft_identity::Auth`).

@@ -15,7 +15,12 @@ struct Fixture {
 
 fn fixture(bcrypt_cost: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let mut id = Identity::open(IdentityConfig::new(dir.path(), "http://bench")).unwrap();
+    let store = weft_store::SqliteStore::open(&dir.path().join("weft.sqlite")).unwrap();
+    let mut id = Identity::open(
+        IdentityConfig::new(dir.path(), "http://bench"),
+        std::sync::Arc::new(store),
+    )
+    .unwrap();
     id.set_bcrypt_cost(bcrypt_cost);
     let rep = id.bootstrap(Some("pw")).unwrap();
     id.register_service("identity", "keystone", &id.v3_url())

@@ -15,8 +15,9 @@ pub enum IdentityError {
     NotFound { kind: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// The store failed; `Conflict` when another writer kept winning.
     #[error(transparent)]
-    Storage(#[from] crate::store::StorageError),
+    Store(#[from] weft_store::StoreError),
     #[error("fernet keys in {path}: {message}")]
     Keys {
         path: std::path::PathBuf,

@@ -4,10 +4,12 @@
 //!  HTTP (api::router, axum)            weft serve mounts it under /identity
 //!    │  X-Auth-Token ──► Identity::validate_token ──► AuthContext ──► policy::Enforcer
 //!    ▼
-//!  Identity (service.rs): writes = clone snapshot → change → one SQLite transaction → swap
+//!  Identity (service.rs): writes = Tx over the snapshot (persistent maps) → Vec<Change>
+//!    │                             → weft_store::Replica::write (commit on the revision read)
 //!    │                    reads  = Arc<State> snapshot + index (no database on the hot path)
 //!    ▼
-//!  Storage trait ── SqliteStore (WAL, identity.sqlite)      token.rs: Fernet keys + payload
+//!  weft_store::Store (SQLite or PostgreSQL, service "identity")
+//!     records: users, roles, ... and the Fernet keys (token.rs), shared by every replica
 //! ```
 //!
 //! Tokens carry no roles: roles are resolved from the in-memory state at every
@@ -23,7 +25,6 @@ pub mod ops;
 pub mod policy;
 pub mod service;
 pub mod state;
-pub mod store;
 pub mod token;
 
 pub use api::{router, Auth};

@@ -4,20 +4,20 @@
 use crate::error::IdentityError;
 use crate::model::*;
 use crate::policy::{self, Credentials, Enforcer, Mode};
-use crate::state::{Scope, State, TokenFacts, Tx};
-use crate::store::{SqliteStore, Storage};
-use crate::token::{self, KeyRepo, Payload, TokenScope};
-use arc_swap::ArcSwap;
+use crate::state::{Scope, State, TokenFacts, Tx, SERVICE};
+use crate::token::{self, Payload, TokenScope};
 use axum::body::Bytes;
 use dashmap::DashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use weft_store::{Follow, Replica, Row, Store, StoreError};
 
 /// How an [`Identity`] is set up.
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
-    /// Holds `identity.sqlite`, `fernet-keys/` and the policy decision log.
+    /// Holds the policy decision log (and, from older versions,
+    /// `identity.sqlite` and `fernet-keys/`, imported into the store once).
     pub state_dir: PathBuf,
     /// Base URL clients reach the server by (no trailing slash), e.g. `http://10.0.0.5:8080`.
     pub public_url: String,
@@ -168,10 +168,8 @@ pub enum ScopeRequest {
 /// The identity service. `Send + Sync`; share it in an `Arc`.
 pub struct Identity {
     cfg: IdentityConfig,
-    store: Box<dyn Storage>,
-    state: ArcSwap<State>,
-    writer: Mutex<()>,
-    keys: KeyRepo,
+    /// The state: one writer, readers on an immutable snapshot.
+    replica: Arc<Replica<State>>,
     enforcer: Enforcer,
     pub(crate) bcrypt_cost: u32,
     /// Validated tokens of the current state revision (see [`Identity::validate_token`]).
@@ -181,12 +179,13 @@ pub struct Identity {
 }
 
 /// A token validated against one state revision: every write (role removed,
-/// user disabled, revocation event, trust deleted...) bumps the revision, so an
-/// entry of an older revision is never used. `valid_until` covers what expires
+/// user disabled, revocation event, trust deleted, key rotation, here or on
+/// another replica) bumps the revision, so an entry of an older revision is
+/// never used. `valid_until` covers what expires
 /// without a write: the token itself, its trust and its application credential.
 struct Validated {
     revision: u64,
-    key_generation: i64,
+    key_generation: u64,
     valid_until: Micros,
     ctx: AuthContext,
 }
@@ -255,21 +254,29 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Identity {
-    /// Open (or create) the state under `cfg.state_dir`: the SQLite file and the Fernet keys.
-    pub fn open(cfg: IdentityConfig) -> Result<Identity, IdentityError> {
+    /// Opens identity's state in `store`. On a store that has never held
+    /// identity, an older `<state_dir>/identity.sqlite` is imported at its
+    /// revision; Fernet keys are made (or imported from an older
+    /// `<state_dir>/fernet-keys/`) when the store has none. Blocking.
+    pub fn open(cfg: IdentityConfig, store: Arc<dyn Store>) -> Result<Identity, IdentityError> {
         std::fs::create_dir_all(&cfg.state_dir)?;
-        let store = SqliteStore::open(&cfg.state_dir.join("identity.sqlite"))?;
-        Self::open_with_store(cfg, Box::new(store))
-    }
-
-    /// Open with another storage implementation.
-    pub fn open_with_store(
-        cfg: IdentityConfig,
-        store: Box<dyn Storage>,
-    ) -> Result<Identity, IdentityError> {
-        let keys = KeyRepo::open(&cfg.state_dir.join("fernet-keys"))?;
-        let (rev, rows) = store.load()?;
-        let state = State::from_rows(rev, rows)?;
+        let mut replica = Replica::<State>::open(SERVICE, store.clone())?;
+        let legacy = cfg.state_dir.join("identity.sqlite");
+        if replica.revision() == 0 && legacy.exists() {
+            let (revision, rows) = read_legacy(&legacy)?;
+            if store.import(SERVICE, revision, &rows)? {
+                tracing::info!(
+                    path = %legacy.display(),
+                    revision,
+                    records = rows.len(),
+                    "identity: imported the state of an older version"
+                );
+                replica = Replica::open(SERVICE, store)?;
+            }
+        }
+        let replica = Arc::new(replica);
+        ensure_keys(&replica, &cfg.state_dir.join("fernet-keys"))?;
+        let state = replica.snapshot();
         let mode = if cfg.policy_permissive {
             Mode::Permissive
         } else {
@@ -295,14 +302,51 @@ impl Identity {
         enforcer.set_role_implications(&pairs);
         Ok(Identity {
             cfg,
-            store,
-            state: ArcSwap::from_pointee(state),
-            writer: Mutex::new(()),
-            keys,
+            replica,
             enforcer,
             bcrypt_cost: BCRYPT_COST,
             validated: DashMap::new(),
             bodies: DashMap::new(),
+        })
+    }
+
+    /// The replica, for the change-log follower (`Server::follow`).
+    pub fn replica(&self) -> Arc<dyn Follow> {
+        self.replica.clone()
+    }
+
+    /// Promotes the staged Fernet key to primary, stages a new one and drops
+    /// the oldest secondaries beyond `max_active` keys (at least 3): one
+    /// write, so every replica on the database follows. Tokens sealed with a
+    /// kept key stay valid. Returns the key indexes now held. Blocking.
+    pub fn rotate_keys(&self, max_active: usize) -> Result<Vec<u64>, IdentityError> {
+        let staged_next = token::generate_key();
+        self.write(|tx| {
+            let staged = match tx.state.fernet_keys.get(&0) {
+                Some(k) => k.clone(),
+                None => token::generate_key(),
+            };
+            let next = tx
+                .state
+                .fernet_keys
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                + 1;
+            tx.put_fernet_key(next, staged);
+            tx.put_fernet_key(0, staged_next.clone());
+            let mut idx: Vec<u64> = tx.state.fernet_keys.keys().copied().collect();
+            while idx.len() > max_active.max(3) {
+                let oldest = idx
+                    .iter()
+                    .copied()
+                    .find(|&i| i != 0)
+                    .expect("more than one key");
+                tx.del_fernet_key(oldest);
+                idx.retain(|&i| i != oldest);
+            }
+            Ok(idx)
         })
     }
 
@@ -316,12 +360,12 @@ impl Identity {
 
     /// The current state (an immutable snapshot; cheap).
     pub fn snapshot(&self) -> Arc<State> {
-        self.state.load_full()
+        self.replica.snapshot()
     }
 
     /// The revision: bumped by every write.
     pub fn revision(&self) -> u64 {
-        self.state.load().revision
+        self.replica.revision()
     }
 
     /// Lower the bcrypt cost (tests and benches only need it to be real, not slow).
@@ -334,24 +378,35 @@ impl Identity {
         format!("{}/identity/v3", self.cfg.public_url)
     }
 
-    /// Run one write: a private copy of the state, changed by `f`, persisted in one
-    /// transaction, then swapped in. Writers are serialised; readers never wait.
+    /// Runs one write: `f` changes a [`Tx`] over the current snapshot, and its
+    /// changes are committed on the revision it read. On a conflict (another
+    /// replica wrote first) `f` runs again on the caught-up state, so it must
+    /// do nothing but read the state and change the `Tx` (hash passwords and
+    /// the like before). Readers never wait. Blocking: from an async handler
+    /// use [`Identity::write_async`].
     pub fn write<T>(
         &self,
-        f: impl FnOnce(&mut Tx) -> Result<T, IdentityError>,
+        mut f: impl FnMut(&mut Tx) -> Result<T, IdentityError>,
     ) -> Result<T, IdentityError> {
-        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut tx = Tx::new((*self.state.load_full()).clone());
-        let out = f(&mut tx)?;
-        if !tx.changes.is_empty() {
-            let rev = tx.state.revision + 1;
-            self.store.commit(rev, &tx.changes)?;
-            let mut s = tx.state;
-            s.revision = rev;
-            s.reindex();
-            self.state.store(Arc::new(s));
-        }
-        Ok(out)
+        self.replica.write(|state: &State| {
+            let mut tx = Tx::new(state.clone());
+            let out = f(&mut tx)?;
+            Ok((out, tx.changes))
+        })
+    }
+
+    /// [`Identity::write`] on a blocking thread, for async handlers.
+    pub async fn write_async<T: Send + 'static>(
+        &self,
+        mut f: impl FnMut(&mut Tx) -> Result<T, IdentityError> + Send + 'static,
+    ) -> Result<T, IdentityError> {
+        self.replica
+            .write_async(move |state: &State| {
+                let mut tx = Tx::new(state.clone());
+                let out = f(&mut tx)?;
+                Ok((out, tx.changes))
+            })
+            .await
     }
 
     pub fn hash_password(&self, pw: &str) -> Result<String, IdentityError> {
@@ -371,6 +426,9 @@ impl Identity {
         &self,
         admin_password: Option<&str>,
     ) -> Result<BootstrapReport, IdentityError> {
+        // Hashed before the write (it must stay cheap and pure); the write
+        // itself decides whether the admin user is new, so two replicas
+        // bootstrapping one database at once make it once.
         let existing = self
             .snapshot()
             .user_by_name(DEFAULT_DOMAIN_ID, "admin")
@@ -456,8 +514,17 @@ impl Identity {
                     id
                 }
             };
+            let existing = tx
+                .state
+                .user_by_name(DEFAULT_DOMAIN_ID, "admin")
+                .map(|u| u.id.clone());
             let user_id = match &existing {
                 Some(id) => id.clone(),
+                None if hash.is_none() => {
+                    return Err(IdentityError::conflict(
+                        "the admin user was deleted during bootstrap; run it again",
+                    ))
+                }
                 None => {
                     let id = new_id();
                     tx.put_user(User {
@@ -498,7 +565,7 @@ impl Identity {
                 admin_user_id: user_id,
                 admin_project_id: project_id,
                 admin_role_id: admin,
-                generated_password: generated.clone(),
+                generated_password: generated.clone().filter(|_| existing.is_none()),
                 already_bootstrapped: existing.is_some(),
             })
         })
@@ -581,31 +648,32 @@ impl Identity {
     /// effect on the next request.
     pub fn validate_token(&self, token: &str) -> Result<AuthContext, IdentityError> {
         let now = now_micros();
-        let state = self.state.load();
-        let key_generation = self.keys.generation(now);
-        if let Some(v) = self.validated.get(token) {
-            if v.revision == state.revision
-                && v.key_generation == key_generation
-                && now < v.valid_until
-            {
-                return Ok(v.ctx.clone());
+        self.replica.read(|state| {
+            let key_generation = state.keys.generation;
+            if let Some(v) = self.validated.get(token) {
+                if v.revision == state.revision
+                    && v.key_generation == key_generation
+                    && now < v.valid_until
+                {
+                    return Ok(v.ctx.clone());
+                }
             }
-        }
-        let payload = self.keys.open_token(token, now).ok_or_else(unauthorized)?;
-        let ctx = context_from_payload(&state, payload, now)?;
-        if self.validated.len() >= VALIDATION_CACHE_MAX {
-            self.validated.clear();
-        }
-        self.validated.insert(
-            token.to_string(),
-            Validated {
-                revision: state.revision,
-                key_generation,
-                valid_until: valid_until(&state, &ctx),
-                ctx: ctx.clone(),
-            },
-        );
-        Ok(ctx)
+            let payload = state.keys.open_token(token).ok_or_else(unauthorized)?;
+            let ctx = context_from_payload(state, payload, now)?;
+            if self.validated.len() >= VALIDATION_CACHE_MAX {
+                self.validated.clear();
+            }
+            self.validated.insert(
+                token.to_string(),
+                Validated {
+                    revision: state.revision,
+                    key_generation,
+                    valid_until: valid_until(state, &ctx),
+                    ctx: ctx.clone(),
+                },
+            );
+            Ok(ctx)
+        })
     }
 
     /// The rendered token body for `token` at the current revision, made by
@@ -619,7 +687,7 @@ impl Identity {
         render: impl FnOnce() -> Bytes,
     ) -> Bytes {
         let now = now_micros();
-        let state = self.state.load();
+        let state = self.replica.snapshot();
         let key = (token.to_string(), with_catalog);
         if let Some(b) = self.bodies.get(&key) {
             if b.revision == state.revision && now < b.valid_until {
@@ -639,11 +707,6 @@ impl Identity {
             },
         );
         body
-    }
-
-    /// Seal a payload into a token.
-    pub(crate) fn seal(&self, p: &Payload, now: Micros) -> String {
-        self.keys.seal(p, now)
     }
 
     /// Authenticate and issue a token: `(token id, its context)`.
@@ -850,15 +913,23 @@ impl Identity {
                 Ok(())
             })?;
         }
-        Ok((self.seal(&payload, now), ctx))
+        let token = state
+            .keys
+            .seal(&payload)
+            .ok_or_else(|| IdentityError::Keys {
+                path: self.cfg.state_dir.join("fernet-keys"),
+                message: "no Fernet keys in the store".into(),
+            })?;
+        Ok((token, ctx))
     }
 
     /// Record a revocation event (written through, so it survives a restart).
-    pub fn revoke(&self, mut ev: RevocationEvent) -> Result<(), IdentityError> {
+    pub fn revoke(&self, ev: RevocationEvent) -> Result<(), IdentityError> {
         let ttl = i64::try_from(self.cfg.token_ttl.as_micros()).unwrap_or(i64::MAX / 4);
         let keep = ttl.max(86_400_000_000);
         let now = now_micros();
         self.write(|tx| {
+            let mut ev = ev.clone();
             ev.id = new_id();
             if ev.issued_before == 0 {
                 ev.issued_before = now;
@@ -895,6 +966,73 @@ impl Identity {
                 ))
             })
     }
+}
+
+/// Reads an older version's `identity.sqlite`: its records and revision.
+fn read_legacy(path: &Path) -> Result<(u64, Vec<Row>), IdentityError> {
+    let legacy = |e: rusqlite::Error| {
+        IdentityError::Store(StoreError::Backend(format!("{}: {e}", path.display())))
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(legacy)?;
+    let revision: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+            r.get(0)
+        })
+        .map_err(legacy)?;
+    let revision = revision.parse::<u64>().map_err(|e| {
+        IdentityError::Store(StoreError::Encode(format!(
+            "{}: revision {revision:?}: {e}",
+            path.display()
+        )))
+    })?;
+    let mut stmt = conn
+        .prepare("SELECT kind, id, body FROM records")
+        .map_err(legacy)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })
+        .map_err(legacy)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(legacy)?;
+    Ok((revision, rows))
+}
+
+/// Makes sure the store holds Fernet keys: those of an older version's
+/// `dir` when there is one (so its tokens keep validating), else a new
+/// staged (0) and primary (1) key. Checked inside the write, so replicas
+/// starting together on one database agree on one set.
+fn ensure_keys(replica: &Replica<State>, dir: &Path) -> Result<(), IdentityError> {
+    if !replica.read(|s| s.fernet_keys.is_empty()) {
+        return Ok(());
+    }
+    let keys = match dir.is_dir() {
+        true => token::read_key_dir(dir)?,
+        false => vec![],
+    };
+    let keys = if keys.iter().any(|(i, _)| *i != 0) {
+        tracing::info!(path = %dir.display(), count = keys.len(), "identity: importing Fernet keys into the store");
+        keys
+    } else {
+        vec![(0, token::generate_key()), (1, token::generate_key())]
+    };
+    replica.write(|state: &State| {
+        let mut tx = Tx::new(state.clone());
+        if tx.state.fernet_keys.is_empty() {
+            for (i, k) in &keys {
+                tx.put_fernet_key(*i, k.clone());
+            }
+        }
+        Ok::<_, IdentityError>(((), tx.changes))
+    })
 }
 
 pub(crate) fn prune_revocations(tx: &mut Tx, now: Micros, keep: Micros) {

@@ -1,65 +1,89 @@
 //! The whole identity state in memory, its indexes, and role resolution.
 //!
 //! Every read (token validation included) works on an immutable `Arc<State>`
-//! snapshot, so the hot path never touches SQLite. Writes clone the snapshot,
-//! change it, persist the changes in one transaction, rebuild the indexes and
-//! swap the new snapshot in; `revision` counts those writes.
+//! snapshot from the service's [`weft_store::Replica`], so the hot path never
+//! touches the database. A write runs on a [`Tx`] over a copy of the snapshot
+//! and yields the [`Change`]s to commit; the replica then moves its states
+//! with [`State::apply`] (as it does for commits followed from other replicas).
+//!
+//! The maps are persistent (`imbl`): a copy shares every node with the
+//! snapshot, so starting a `Tx` costs a few reference counts rather than a
+//! copy of every record, and a write costs the nodes it changes. `apply`
+//! keeps the indexes current for the records a commit touches instead of
+//! rebuilding them.
 
 use crate::model::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use crate::token::KeySet;
+use imbl::{HashMap as PMap, OrdMap, OrdSet};
+use std::collections::{BTreeSet, HashMap};
+use weft_store::{Change, Row, StoreError};
 
-/// A record kind as the storage layer names it.
-pub type Kind = &'static str;
+/// The store's name for identity's records.
+pub const SERVICE: &str = "identity";
 
-/// One persisted change: a record put (JSON body) or deleted.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Put {
-        kind: Kind,
-        id: String,
-        body: String,
-    },
-    Delete {
-        kind: Kind,
-        id: String,
-    },
+/// Record kinds as stored.
+pub mod kind {
+    pub const DOMAIN: &str = "domain";
+    pub const PROJECT: &str = "project";
+    pub const USER: &str = "user";
+    pub const GROUP: &str = "group";
+    pub const ROLE: &str = "role";
+    pub const REGION: &str = "region";
+    pub const SERVICE: &str = "service";
+    pub const ENDPOINT: &str = "endpoint";
+    pub const APP_CRED: &str = "app_cred";
+    pub const TRUST: &str = "trust";
+    pub const REVOCATION: &str = "revocation";
+    pub const ASSIGNMENT: &str = "assignment";
+    pub const MEMBERSHIP: &str = "membership";
+    pub const IMPLIED: &str = "implied";
+    /// A Fernet key: id is its index (0 staged, the highest primary), body
+    /// the key as a JSON string. Shared by every replica on the database.
+    pub const FERNET_KEY: &str = "fernet_key";
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub revision: u64,
-    pub domains: BTreeMap<String, Domain>,
-    pub projects: BTreeMap<String, Project>,
-    pub users: BTreeMap<String, User>,
-    pub groups: BTreeMap<String, Group>,
+    pub domains: OrdMap<String, Domain>,
+    pub projects: OrdMap<String, Project>,
+    pub users: OrdMap<String, User>,
+    pub groups: OrdMap<String, Group>,
     /// (group_id, user_id)
-    pub memberships: BTreeSet<(String, String)>,
-    pub roles: BTreeMap<String, Role>,
+    pub memberships: OrdSet<(String, String)>,
+    pub roles: OrdMap<String, Role>,
     /// (prior_role_id, implied_role_id)
-    pub implied: BTreeSet<(String, String)>,
-    pub assignments: BTreeMap<String, Assignment>,
-    pub regions: BTreeMap<String, Region>,
-    pub services: BTreeMap<String, Service>,
-    pub endpoints: BTreeMap<String, Endpoint>,
-    pub app_creds: BTreeMap<String, AppCred>,
-    pub trusts: BTreeMap<String, Trust>,
-    pub revocations: BTreeMap<String, RevocationEvent>,
+    pub implied: OrdSet<(String, String)>,
+    pub assignments: OrdMap<String, Assignment>,
+    pub regions: OrdMap<String, Region>,
+    pub services: OrdMap<String, Service>,
+    pub endpoints: OrdMap<String, Endpoint>,
+    pub app_creds: OrdMap<String, AppCred>,
+    pub trusts: OrdMap<String, Trust>,
+    pub revocations: OrdMap<String, RevocationEvent>,
+    /// Fernet keys by index (0 staged, the highest primary).
+    pub fernet_keys: OrdMap<u64, String>,
+    /// `fernet_keys`, ready to seal and open tokens.
+    pub keys: KeySet,
     pub index: Index,
 }
 
-/// Derived lookups, rebuilt after every write.
+/// Derived lookups, kept current by [`State::apply`] for the records each
+/// commit touches (`implies`, a transitive closure over a handful of rules,
+/// is recomputed when an implied-role rule changes).
 #[derive(Debug, Clone, Default)]
 pub struct Index {
-    pub user_groups: HashMap<String, Vec<String>>,
+    pub user_groups: PMap<String, Vec<String>>,
     /// (actor, target) -> [(role_id, inherited)]
-    pub grants: HashMap<(Actor, Target), Vec<(String, bool)>>,
+    pub grants: PMap<(Actor, Target), Vec<(String, bool)>>,
     /// role_id -> every role it implies, transitively (not itself).
-    pub implies: HashMap<String, Vec<String>>,
-    pub revoked_audit: HashSet<String>,
-    pub revoke_by_user: HashMap<String, Vec<String>>,
-    pub revoke_by_trust: HashMap<String, Vec<String>>,
-    pub revoke_other: Vec<String>,
-    pub user_by_name: HashMap<(String, String), String>,
+    pub implies: PMap<String, Vec<String>>,
+    /// audit id -> the events revoking it
+    pub revoked_audit: PMap<String, Vec<String>>,
+    pub revoke_by_user: PMap<String, Vec<String>>,
+    pub revoke_by_trust: PMap<String, Vec<String>>,
+    pub revoke_other: OrdSet<String>,
+    pub user_by_name: PMap<(String, String), String>,
 }
 
 /// The scope a set of roles is resolved for.
@@ -71,28 +95,23 @@ pub enum Scope {
 }
 
 macro_rules! record_ops {
-    ($put:ident, $del:ident, $field:ident, $ty:ty, $kind:literal) => {
+    ($put:ident, $del:ident, $field:ident, $ty:ty, $kind:expr) => {
         pub fn $put(&mut self, v: $ty) {
             let body = serde_json::to_string(&v).expect("records serialize");
-            self.changes.push(Change::Put {
-                kind: $kind,
-                id: v.id.clone(),
-                body,
-            });
+            self.changes.push(Change::put($kind, v.id.clone(), body));
             self.state.$field.insert(v.id.clone(), v);
         }
         pub fn $del(&mut self, id: &str) {
             if self.state.$field.remove(id).is_some() {
-                self.changes.push(Change::Delete {
-                    kind: $kind,
-                    id: id.to_string(),
-                });
+                self.changes.push(Change::delete($kind, id));
             }
         }
     };
 }
 
-/// A write in progress: a private copy of the state plus the changes to persist.
+/// A write in progress: a copy of the snapshot (cheap: the maps are
+/// persistent) changed in place, plus the changes to commit. Its `index`
+/// is the snapshot's: lookups through it do not see this write's own changes.
 pub struct Tx {
     pub state: State,
     pub changes: Vec<Change>,
@@ -105,41 +124,53 @@ impl Tx {
             changes: Vec::new(),
         }
     }
-    record_ops!(put_domain, del_domain, domains, Domain, "domain");
-    record_ops!(put_project, del_project, projects, Project, "project");
-    record_ops!(put_user, del_user, users, User, "user");
-    record_ops!(put_group, del_group, groups, Group, "group");
-    record_ops!(put_role, del_role, roles, Role, "role");
-    record_ops!(put_region, del_region, regions, Region, "region");
-    record_ops!(put_service, del_service, services, Service, "service");
-    record_ops!(put_endpoint, del_endpoint, endpoints, Endpoint, "endpoint");
-    record_ops!(put_app_cred, del_app_cred, app_creds, AppCred, "app_cred");
-    record_ops!(put_trust, del_trust, trusts, Trust, "trust");
+    record_ops!(put_domain, del_domain, domains, Domain, kind::DOMAIN);
+    record_ops!(put_project, del_project, projects, Project, kind::PROJECT);
+    record_ops!(put_user, del_user, users, User, kind::USER);
+    record_ops!(put_group, del_group, groups, Group, kind::GROUP);
+    record_ops!(put_role, del_role, roles, Role, kind::ROLE);
+    record_ops!(put_region, del_region, regions, Region, kind::REGION);
+    record_ops!(put_service, del_service, services, Service, kind::SERVICE);
+    record_ops!(
+        put_endpoint,
+        del_endpoint,
+        endpoints,
+        Endpoint,
+        kind::ENDPOINT
+    );
+    record_ops!(
+        put_app_cred,
+        del_app_cred,
+        app_creds,
+        AppCred,
+        kind::APP_CRED
+    );
+    record_ops!(put_trust, del_trust, trusts, Trust, kind::TRUST);
     record_ops!(
         put_revocation,
         del_revocation,
         revocations,
         RevocationEvent,
-        "revocation"
+        kind::REVOCATION
     );
 
     pub fn add_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
-        if self.state.memberships.insert(k) {
-            self.changes.push(Change::Put {
-                kind: "membership",
-                id: format!("{group_id}|{user_id}"),
-                body: serde_json::json!([group_id, user_id]).to_string(),
-            });
+        if self.state.memberships.insert(k).is_none() {
+            self.changes.push(Change::put(
+                kind::MEMBERSHIP,
+                format!("{group_id}|{user_id}"),
+                serde_json::json!([group_id, user_id]).to_string(),
+            ));
         }
     }
     pub fn remove_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
-        if self.state.memberships.remove(&k) {
-            self.changes.push(Change::Delete {
-                kind: "membership",
-                id: format!("{group_id}|{user_id}"),
-            });
+        if self.state.memberships.remove(&k).is_some() {
+            self.changes.push(Change::delete(
+                kind::MEMBERSHIP,
+                format!("{group_id}|{user_id}"),
+            ));
         }
     }
     pub fn add_implied(&mut self, prior: &str, implied: &str) {
@@ -147,12 +178,13 @@ impl Tx {
             .state
             .implied
             .insert((prior.to_string(), implied.to_string()))
+            .is_none()
         {
-            self.changes.push(Change::Put {
-                kind: "implied",
-                id: format!("{prior}|{implied}"),
-                body: serde_json::json!([prior, implied]).to_string(),
-            });
+            self.changes.push(Change::put(
+                kind::IMPLIED,
+                format!("{prior}|{implied}"),
+                serde_json::json!([prior, implied]).to_string(),
+            ));
         }
     }
     pub fn remove_implied(&mut self, prior: &str, implied: &str) {
@@ -160,29 +192,35 @@ impl Tx {
             .state
             .implied
             .remove(&(prior.to_string(), implied.to_string()))
+            .is_some()
         {
-            self.changes.push(Change::Delete {
-                kind: "implied",
-                id: format!("{prior}|{implied}"),
-            });
+            self.changes
+                .push(Change::delete(kind::IMPLIED, format!("{prior}|{implied}")));
         }
     }
     pub fn put_assignment(&mut self, a: Assignment) {
         let key = a.key();
         let body = serde_json::to_string(&a).expect("records serialize");
-        self.changes.push(Change::Put {
-            kind: "assignment",
-            id: key.clone(),
-            body,
-        });
+        self.changes
+            .push(Change::put(kind::ASSIGNMENT, key.clone(), body));
         self.state.assignments.insert(key, a);
     }
     pub fn del_assignment(&mut self, key: &str) {
         if self.state.assignments.remove(key).is_some() {
-            self.changes.push(Change::Delete {
-                kind: "assignment",
-                id: key.to_string(),
-            });
+            self.changes.push(Change::delete(kind::ASSIGNMENT, key));
+        }
+    }
+    /// Writes Fernet key `index` (0 is the staged key).
+    pub fn put_fernet_key(&mut self, index: u64, key: String) {
+        let body = serde_json::to_string(&key).expect("a string serializes");
+        self.changes
+            .push(Change::put(kind::FERNET_KEY, index.to_string(), body));
+        self.state.fernet_keys.insert(index, key);
+    }
+    pub fn del_fernet_key(&mut self, index: u64) {
+        if self.state.fernet_keys.remove(&index).is_some() {
+            self.changes
+                .push(Change::delete(kind::FERNET_KEY, index.to_string()));
         }
     }
 }
@@ -196,101 +234,328 @@ pub struct LoadError {
     pub message: String,
 }
 
+impl From<LoadError> for StoreError {
+    fn from(e: LoadError) -> StoreError {
+        StoreError::Encode(e.to_string())
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    id: &str,
+    body: &str,
+) -> Result<T, LoadError> {
+    serde_json::from_str(body).map_err(|e| LoadError {
+        kind: kind.to_string(),
+        id: id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The pair a membership or implied-role record names: its id is
+/// `"{a}|{b}"`, split where the pair is one `set` holds (ids may hold `|`).
+fn pair_of(set: &OrdSet<(String, String)>, id: &str) -> Option<(String, String)> {
+    id.match_indices('|')
+        .map(|(i, _)| (id[..i].to_string(), id[i + 1..].to_string()))
+        .find(|p| set.contains(p))
+}
+
+fn multi_add<K: std::hash::Hash + Eq + Clone>(m: &mut PMap<K, Vec<String>>, k: K, v: &str) {
+    let e = m.entry(k).or_default();
+    if !e.iter().any(|x| x == v) {
+        e.push(v.to_string());
+    }
+}
+
+fn multi_remove<K: std::hash::Hash + Eq + Clone>(m: &mut PMap<K, Vec<String>>, k: &K, v: &str) {
+    let empty = match m.get_mut(k) {
+        Some(e) => {
+            e.retain(|x| x != v);
+            e.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        m.remove(k);
+    }
+}
+
+impl Index {
+    fn add_user(&mut self, u: &User) {
+        self.user_by_name
+            .insert((u.domain_id.clone(), u.name.clone()), u.id.clone());
+    }
+    fn remove_user(&mut self, u: &User) {
+        let k = (u.domain_id.clone(), u.name.clone());
+        if self.user_by_name.get(&k) == Some(&u.id) {
+            self.user_by_name.remove(&k);
+        }
+    }
+    fn add_grant(&mut self, a: &Assignment) {
+        let g = self
+            .grants
+            .entry((a.actor.clone(), a.target.clone()))
+            .or_default();
+        if !g.iter().any(|(r, i)| *r == a.role_id && *i == a.inherited) {
+            g.push((a.role_id.clone(), a.inherited));
+        }
+    }
+    fn remove_grant(&mut self, a: &Assignment) {
+        let k = (a.actor.clone(), a.target.clone());
+        let empty = match self.grants.get_mut(&k) {
+            Some(g) => {
+                g.retain(|(r, i)| !(*r == a.role_id && *i == a.inherited));
+                g.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.grants.remove(&k);
+        }
+    }
+    fn add_revocation(&mut self, ev: &RevocationEvent) {
+        if let Some(a) = &ev.audit_id {
+            multi_add(&mut self.revoked_audit, a.clone(), &ev.id);
+        } else if let Some(u) = &ev.user_id {
+            multi_add(&mut self.revoke_by_user, u.clone(), &ev.id);
+        } else if let Some(t) = &ev.trust_id {
+            multi_add(&mut self.revoke_by_trust, t.clone(), &ev.id);
+        } else {
+            self.revoke_other.insert(ev.id.clone());
+        }
+    }
+    fn remove_revocation(&mut self, ev: &RevocationEvent) {
+        if let Some(a) = &ev.audit_id {
+            multi_remove(&mut self.revoked_audit, a, &ev.id);
+        } else if let Some(u) = &ev.user_id {
+            multi_remove(&mut self.revoke_by_user, u, &ev.id);
+        } else if let Some(t) = &ev.trust_id {
+            multi_remove(&mut self.revoke_by_trust, t, &ev.id);
+        } else {
+            self.revoke_other.remove(&ev.id);
+        }
+    }
+}
+
+/// What a batch of changes needs recomputed beyond the per-record updates.
+#[derive(Default)]
+struct Touched {
+    implied: bool,
+    keys: bool,
+}
+
 impl State {
     /// Rebuild a state from stored (kind, id, body) rows.
-    pub fn from_rows(
-        revision: u64,
-        rows: Vec<(String, String, String)>,
-    ) -> Result<State, LoadError> {
+    pub fn from_rows(revision: u64, rows: Vec<Row>) -> Result<State, LoadError> {
         let mut s = State {
             revision,
             ..State::default()
         };
-        for (kind, id, body) in rows {
-            let err = |e: serde_json::Error| LoadError {
-                kind: kind.clone(),
-                id: id.clone(),
-                message: e.to_string(),
-            };
-            match kind.as_str() {
-                "domain" => {
-                    s.domains
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "project" => {
-                    s.projects
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "user" => {
-                    s.users
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "group" => {
-                    s.groups
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "role" => {
-                    s.roles
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "region" => {
-                    s.regions
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "service" => {
-                    s.services
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "endpoint" => {
-                    s.endpoints
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "app_cred" => {
-                    s.app_creds
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "trust" => {
-                    s.trusts
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "revocation" => {
-                    s.revocations
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "assignment" => {
-                    s.assignments
-                        .insert(id.clone(), serde_json::from_str(&body).map_err(err)?);
-                }
-                "membership" => {
-                    let (g, u): (String, String) = serde_json::from_str(&body).map_err(err)?;
-                    s.memberships.insert((g, u));
-                }
-                "implied" => {
-                    let (p, i): (String, String) = serde_json::from_str(&body).map_err(err)?;
-                    s.implied.insert((p, i));
-                }
-                _ => {} // a kind from a newer version: ignored, kept on disk
-            }
+        let mut touched = Touched::default();
+        for r in rows {
+            s.put_record(&r.kind, &r.id, &r.body, false, &mut touched)?;
         }
         s.reindex();
+        s.rebuild_keys(revision)?;
         Ok(s)
     }
 
-    pub fn reindex(&mut self) {
-        let mut ix = Index::default();
-        for (g, u) in &self.memberships {
-            ix.user_groups.entry(u.clone()).or_default().push(g.clone());
+    /// Applies one commit's changes (this replica's or another's), updating
+    /// the indexes for the records it touches, and moves to `revision`.
+    pub fn apply_changes(&mut self, revision: u64, changes: &[Change]) -> Result<(), LoadError> {
+        let mut touched = Touched::default();
+        for c in changes {
+            match c {
+                Change::Put { kind, id, body } => {
+                    self.put_record(kind, id, body, true, &mut touched)?
+                }
+                Change::Delete { kind, id } => self.delete_record(kind, id, &mut touched),
+            }
         }
-        for a in self.assignments.values() {
-            ix.grants
-                .entry((a.actor.clone(), a.target.clone()))
-                .or_default()
-                .push((a.role_id.clone(), a.inherited));
+        if touched.implied {
+            self.rebuild_implies();
         }
+        if touched.keys {
+            self.rebuild_keys(revision)?;
+        }
+        self.revision = revision;
+        Ok(())
+    }
+
+    fn put_record(
+        &mut self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        index: bool,
+        touched: &mut Touched,
+    ) -> Result<(), LoadError> {
+        let id_s = id.to_string();
+        match kind {
+            kind::DOMAIN => {
+                self.domains.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::PROJECT => {
+                self.projects.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::USER => {
+                let u: User = decode(kind, id, body)?;
+                let old = self.users.insert(id_s, u.clone());
+                if index {
+                    if let Some(old) = old {
+                        self.index.remove_user(&old);
+                    }
+                    self.index.add_user(&u);
+                }
+            }
+            kind::GROUP => {
+                self.groups.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::ROLE => {
+                self.roles.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::REGION => {
+                self.regions.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::SERVICE => {
+                self.services.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::ENDPOINT => {
+                self.endpoints.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::APP_CRED => {
+                self.app_creds.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::TRUST => {
+                self.trusts.insert(id_s, decode(kind, id, body)?);
+            }
+            kind::REVOCATION => {
+                let ev: RevocationEvent = decode(kind, id, body)?;
+                let old = self.revocations.insert(id_s, ev.clone());
+                if index {
+                    if let Some(old) = old {
+                        self.index.remove_revocation(&old);
+                    }
+                    self.index.add_revocation(&ev);
+                }
+            }
+            kind::ASSIGNMENT => {
+                let a: Assignment = decode(kind, id, body)?;
+                let old = self.assignments.insert(id_s, a.clone());
+                if index {
+                    if let Some(old) = old {
+                        self.index.remove_grant(&old);
+                    }
+                    self.index.add_grant(&a);
+                }
+            }
+            kind::MEMBERSHIP => {
+                let (g, u): (String, String) = decode(kind, id, body)?;
+                if index {
+                    multi_add(&mut self.index.user_groups, u.clone(), &g);
+                }
+                self.memberships.insert((g, u));
+            }
+            kind::IMPLIED => {
+                let (p, i): (String, String) = decode(kind, id, body)?;
+                self.implied.insert((p, i));
+                touched.implied = true;
+            }
+            kind::FERNET_KEY => {
+                let n: u64 = id.parse().map_err(|_| LoadError {
+                    kind: kind.to_string(),
+                    id: id.to_string(),
+                    message: "not a key index".into(),
+                })?;
+                self.fernet_keys.insert(n, decode(kind, id, body)?);
+                touched.keys = true;
+            }
+            _ => {} // a kind from a newer version: ignored, kept in the store
+        }
+        Ok(())
+    }
+
+    fn delete_record(&mut self, kind: &str, id: &str, touched: &mut Touched) {
+        match kind {
+            kind::DOMAIN => {
+                self.domains.remove(id);
+            }
+            kind::PROJECT => {
+                self.projects.remove(id);
+            }
+            kind::USER => {
+                if let Some(u) = self.users.remove(id) {
+                    self.index.remove_user(&u);
+                }
+            }
+            kind::GROUP => {
+                self.groups.remove(id);
+            }
+            kind::ROLE => {
+                self.roles.remove(id);
+            }
+            kind::REGION => {
+                self.regions.remove(id);
+            }
+            kind::SERVICE => {
+                self.services.remove(id);
+            }
+            kind::ENDPOINT => {
+                self.endpoints.remove(id);
+            }
+            kind::APP_CRED => {
+                self.app_creds.remove(id);
+            }
+            kind::TRUST => {
+                self.trusts.remove(id);
+            }
+            kind::REVOCATION => {
+                if let Some(ev) = self.revocations.remove(id) {
+                    self.index.remove_revocation(&ev);
+                }
+            }
+            kind::ASSIGNMENT => {
+                if let Some(a) = self.assignments.remove(id) {
+                    self.index.remove_grant(&a);
+                }
+            }
+            kind::MEMBERSHIP => {
+                if let Some((g, u)) = pair_of(&self.memberships, id) {
+                    multi_remove(&mut self.index.user_groups, &u, &g);
+                    self.memberships.remove(&(g, u));
+                }
+            }
+            kind::IMPLIED => {
+                if let Some(pair) = pair_of(&self.implied, id) {
+                    self.implied.remove(&pair);
+                    touched.implied = true;
+                }
+            }
+            kind::FERNET_KEY => {
+                if let Ok(n) = id.parse::<u64>() {
+                    self.fernet_keys.remove(&n);
+                    touched.keys = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn rebuild_keys(&mut self, generation: u64) -> Result<(), LoadError> {
+        self.keys = KeySet::new(&self.fernet_keys, generation).map_err(|message| LoadError {
+            kind: kind::FERNET_KEY.into(),
+            id: String::new(),
+            message,
+        })?;
+        Ok(())
+    }
+
+    fn rebuild_implies(&mut self) {
         let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
         for (p, i) in &self.implied {
             direct.entry(p.as_str()).or_default().push(i.as_str());
         }
+        let mut implies = PMap::new();
         for prior in direct.keys() {
             let mut seen: Vec<String> = Vec::new();
             let mut stack: Vec<&str> = direct[prior].clone();
@@ -303,30 +568,28 @@ impl State {
                     stack.extend(next.iter().copied());
                 }
             }
-            ix.implies.insert(prior.to_string(), seen);
+            implies.insert(prior.to_string(), seen);
         }
+        self.index.implies = implies;
+    }
+
+    /// Rebuilds every index from the records (at load; `apply` keeps them
+    /// current afterwards).
+    pub fn reindex(&mut self) {
+        self.index = Index::default();
+        for (g, u) in &self.memberships {
+            multi_add(&mut self.index.user_groups, u.clone(), g);
+        }
+        for a in self.assignments.values() {
+            self.index.add_grant(a);
+        }
+        self.rebuild_implies();
         for ev in self.revocations.values() {
-            if let Some(a) = &ev.audit_id {
-                ix.revoked_audit.insert(a.clone());
-            } else if let Some(u) = &ev.user_id {
-                ix.revoke_by_user
-                    .entry(u.clone())
-                    .or_default()
-                    .push(ev.id.clone());
-            } else if let Some(t) = &ev.trust_id {
-                ix.revoke_by_trust
-                    .entry(t.clone())
-                    .or_default()
-                    .push(ev.id.clone());
-            } else {
-                ix.revoke_other.push(ev.id.clone());
-            }
+            self.index.add_revocation(ev);
         }
         for u in self.users.values() {
-            ix.user_by_name
-                .insert((u.domain_id.clone(), u.name.clone()), u.id.clone());
+            self.index.add_user(u);
         }
-        self.index = ix;
     }
 
     /// The project's ancestors, nearest first (not the project itself).
@@ -463,7 +726,7 @@ impl State {
     pub fn is_revoked(&self, t: &TokenFacts<'_>) -> bool {
         if t.audit_ids
             .iter()
-            .any(|a| self.index.revoked_audit.contains(*a))
+            .any(|a| self.index.revoked_audit.contains_key(*a))
         {
             return true;
         }
@@ -487,6 +750,18 @@ impl State {
                 .get(id)
                 .is_some_and(|ev| event_matches(ev, t))
         })
+    }
+}
+
+impl weft_store::Model for State {
+    fn from_rows(revision: u64, rows: Vec<Row>) -> Result<State, StoreError> {
+        Ok(State::from_rows(revision, rows)?)
+    }
+    fn apply(&mut self, revision: u64, changes: &[Change]) -> Result<(), StoreError> {
+        Ok(self.apply_changes(revision, changes)?)
+    }
+    fn revision(&self) -> u64 {
+        self.revision
     }
 }
 
@@ -609,6 +884,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn project(id: &str, domain: &str, parent: Option<&str>) -> Project {
         Project {
@@ -814,6 +1090,203 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.prior_role.as_deref() == Some("d1-ops")));
+    }
+
+    /// The indexes as sets, whatever order their lists were built in.
+    fn index_view(s: &State) -> Vec<String> {
+        fn sorted<K: std::fmt::Debug>(m: &PMap<K, Vec<String>>) -> Vec<String> {
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, l)| {
+                    let mut l = l.clone();
+                    l.sort();
+                    format!("{k:?}={l:?}")
+                })
+                .collect();
+            v.sort();
+            v
+        }
+        let mut grants: Vec<String> = s
+            .index
+            .grants
+            .iter()
+            .map(|(k, l)| {
+                let mut l = l.clone();
+                l.sort();
+                format!("{k:?}={l:?}")
+            })
+            .collect();
+        grants.sort();
+        let mut by_name: Vec<String> = s
+            .index
+            .user_by_name
+            .iter()
+            .map(|(k, v)| format!("{k:?}={v}"))
+            .collect();
+        by_name.sort();
+        let mut out = vec![format!("{:?}", s.index.revoke_other)];
+        for part in [
+            sorted(&s.index.user_groups),
+            grants,
+            sorted(&s.index.implies),
+            sorted(&s.index.revoked_audit),
+            sorted(&s.index.revoke_by_user),
+            sorted(&s.index.revoke_by_trust),
+            by_name,
+        ] {
+            out.push(part.join(";"));
+        }
+        out
+    }
+
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            name: name.into(),
+            domain_id: "d1".into(),
+            enabled: true,
+            password_hash: None,
+            password_created_at: None,
+            password_expires_at: None,
+            default_project_id: None,
+            description: None,
+            options: Default::default(),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn apply_keeps_the_indexes_equal_to_a_rebuild() {
+        // Commits touching every indexed kind, with renames, re-puts,
+        // deletes and two revocations of one audit id; after each, the
+        // incrementally kept state must match one rebuilt from the records.
+        type Step = Box<dyn Fn(&mut Tx)>;
+        let ev = |id: &str, user: Option<&str>, trust: Option<&str>, audit: Option<&str>| {
+            RevocationEvent {
+                id: id.into(),
+                user_id: user.map(Into::into),
+                trust_id: trust.map(Into::into),
+                audit_id: audit.map(Into::into),
+                issued_before: 10,
+                ..Default::default()
+            }
+        };
+        let steps: Vec<Step> = vec![
+            Box::new(|tx| {
+                tx.put_user(user("u1", "alice"));
+                tx.put_user(user("u2", "bob"));
+                tx.add_membership("g1", "u1");
+                tx.add_membership("g|2", "u1");
+                tx.add_implied("admin", "member");
+                tx.add_implied("member", "reader");
+                tx.put_assignment(grant(u("u1"), p("top"), "admin", false));
+                tx.put_assignment(grant(g("g1"), p("top"), "member", true));
+            }),
+            Box::new(move |tx| {
+                tx.put_user(user("u1", "alice2")); // renamed
+                tx.remove_membership("g|2", "u1");
+                tx.add_membership("g1", "u2");
+                tx.put_revocation(ev("e1", Some("u1"), None, None));
+                tx.put_revocation(ev("e2", None, Some("t1"), None));
+                tx.put_revocation(ev("e3", None, None, Some("A")));
+                tx.put_revocation(ev("e4", None, None, Some("A")));
+                tx.put_revocation(ev("e5", None, None, None));
+            }),
+            Box::new(|tx| {
+                tx.del_assignment(&grant(u("u1"), p("top"), "admin", false).key());
+                tx.put_assignment(grant(u("u1"), p("top"), "admin", true));
+                tx.remove_implied("member", "reader");
+                tx.add_implied("reader", "admin");
+                tx.del_revocation("e3");
+                tx.del_revocation("e5");
+            }),
+            Box::new(|tx| {
+                tx.del_user("u2");
+                tx.put_user(user("u3", "bob"));
+                tx.del_revocation("e1");
+                tx.put_fernet_key(0, crate::token::generate_key());
+                tx.put_fernet_key(1, crate::token::generate_key());
+            }),
+            Box::new(|tx| {
+                tx.del_fernet_key(1);
+                tx.remove_membership("g1", "u1");
+                tx.del_revocation("e4");
+            }),
+        ];
+        let mut live = State::default();
+        let mut records: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (n, step) in steps.iter().enumerate() {
+            let mut tx = Tx::new(live.clone());
+            step(&mut tx);
+            let rev = n as u64 + 1;
+            for c in &tx.changes {
+                match c {
+                    Change::Put { kind, id, body } => {
+                        records.insert((kind.clone(), id.clone()), body.clone());
+                    }
+                    Change::Delete { kind, id } => {
+                        records.remove(&(kind.clone(), id.clone()));
+                    }
+                }
+            }
+            live.apply_changes(rev, &tx.changes).unwrap();
+            let rows = records
+                .iter()
+                .map(|((kind, id), body)| Row {
+                    kind: kind.clone(),
+                    id: id.clone(),
+                    body: body.clone(),
+                })
+                .collect();
+            let rebuilt = State::from_rows(rev, rows).unwrap();
+            assert_eq!(live.revision, rev);
+            assert_eq!(index_view(&live), index_view(&rebuilt), "after step {n}");
+            assert_eq!(live.memberships, rebuilt.memberships, "after step {n}");
+            assert_eq!(live.keys.indexes(), rebuilt.keys.indexes());
+        }
+        // Spot checks of what the steps left.
+        assert!(live.user_by_name("d1", "alice").is_none(), "renamed away");
+        assert_eq!(live.user_by_name("d1", "alice2").unwrap().id, "u1");
+        assert_eq!(live.user_by_name("d1", "bob").unwrap().id, "u3");
+        assert!(live.groups_of("u1").is_empty());
+        assert!(live.index.revoked_audit.is_empty(), "both A events gone");
+        assert_eq!(live.keys.indexes(), [0]);
+        assert_eq!(
+            live.keys.generation, 5,
+            "the key set moved at the last commit"
+        );
+        // reader -> admin -> member (member -> reader was removed)
+        let mut implied = live.index.implies.get("reader").unwrap().clone();
+        implied.sort();
+        assert_eq!(implied, ["admin", "member"]);
+        assert!(!live.index.implies.contains_key("member"));
+    }
+
+    #[test]
+    fn one_of_two_audit_events_pruned_keeps_the_token_revoked() {
+        let mut s = State::default();
+        let ev = |id: &str| RevocationEvent {
+            id: id.into(),
+            audit_id: Some("A".into()),
+            issued_before: 100,
+            ..Default::default()
+        };
+        let mut tx = Tx::new(s.clone());
+        tx.put_revocation(ev("e1"));
+        tx.put_revocation(ev("e2"));
+        s.apply_changes(1, &tx.changes).unwrap();
+        let mut tx = Tx::new(s.clone());
+        tx.del_revocation("e1");
+        s.apply_changes(2, &tx.changes).unwrap();
+        let facts = TokenFacts {
+            user_id: "bob",
+            project_id: None,
+            domain_id: None,
+            trust_id: None,
+            audit_ids: vec!["A"],
+            issued_at: 5,
+        };
+        assert!(s.is_revoked(&facts));
     }
 
     #[test]

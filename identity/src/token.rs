@@ -1,6 +1,6 @@
 //! Fernet tokens: a compact binary payload (no roles: they are resolved at
-//! validation) and the key repository (staged / primary / secondary keys, as
-//! Keystone's `fernet-keys` directory).
+//! validation) and the key set (staged / primary / secondary keys, as
+//! Keystone's `fernet-keys` directory, but kept as records in the store).
 //!
 //! Payload, version 1 (all integers big-endian):
 //! ```text
@@ -11,11 +11,9 @@
 //! ```
 
 use crate::model::Micros;
-use arc_swap::ArcSwap;
 use base64::Engine;
 use fernet::{Fernet, MultiFernet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 
 pub const METHOD_PASSWORD: u8 = 1;
@@ -186,174 +184,70 @@ impl Payload {
     }
 }
 
-/// The key directory: `0` is the staged key, the highest number the primary
-/// (encrypts), everything in between secondaries (decrypt only).
-pub struct KeyRepo {
-    dir: PathBuf,
-    keys: ArcSwap<MultiFernet>,
-    seen_mtime: AtomicI64,
-    checked_at: AtomicI64,
-    /// Bumped each time the key set is reloaded (a rotation by another process).
-    generation: AtomicI64,
+/// The Fernet keys of one state, ready to use: the primary (highest index)
+/// encrypts; every key decrypts; 0 is the staged key (next primary). The
+/// keys are records in the store, so every replica on a database holds the
+/// same set and a rotation on one reaches all with the commit.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: Option<Arc<MultiFernet>>,
+    indexes: Vec<u64>,
+    /// The revision whose commit last changed the keys: a token validated
+    /// under another generation must be decrypted again, since its key may
+    /// have been removed.
+    pub generation: u64,
 }
 
-fn key_err(dir: &Path, message: impl Into<String>) -> crate::IdentityError {
-    crate::IdentityError::Keys {
-        path: dir.to_path_buf(),
-        message: message.into(),
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("indexes", &self.indexes)
+            .field("generation", &self.generation)
+            .finish()
     }
 }
 
-/// Key file indexes in `dir`, ascending.
-fn key_indexes(dir: &Path) -> Result<Vec<u64>, crate::IdentityError> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| key_err(dir, e.to_string()))? {
-        let e = e.map_err(|e| key_err(dir, e.to_string()))?;
-        if let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
-            out.push(n);
+impl KeySet {
+    /// The set of `keys` (index -> key), or what is wrong with one.
+    pub fn new(keys: &imbl::OrdMap<u64, String>, generation: u64) -> Result<KeySet, String> {
+        // Primary (highest) first so it encrypts; staged (0) last.
+        let mut order: Vec<u64> = keys.keys().copied().filter(|&i| i != 0).collect();
+        order.reverse();
+        if keys.contains_key(&0) {
+            order.push(0);
         }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-fn write_key(path: &Path) -> Result<(), crate::IdentityError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(Fernet::generate_key().as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-fn dir_mtime(dir: &Path) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir)
-        .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
-        .unwrap_or(0)
-}
-
-/// Create the repository (staged key 0 and primary key 1) if it has no keys.
-pub fn setup_keys(dir: &Path) -> Result<(), crate::IdentityError> {
-    std::fs::create_dir_all(dir)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let idx = key_indexes(dir)?;
-    if !idx.contains(&0) {
-        write_key(&dir.join("0"))?;
-    }
-    if idx.iter().all(|&i| i == 0) {
-        write_key(&dir.join("1"))?;
-    }
-    Ok(())
-}
-
-/// Promote the staged key to primary, stage a new key, and drop the oldest
-/// secondaries beyond `max_active` keys. Tokens made with any kept key stay valid.
-pub fn rotate_keys(dir: &Path, max_active: usize) -> Result<Vec<u64>, crate::IdentityError> {
-    setup_keys(dir)?;
-    let idx = key_indexes(dir)?;
-    let next = idx.last().copied().unwrap_or(0) + 1;
-    std::fs::rename(dir.join("0"), dir.join(next.to_string()))?;
-    write_key(&dir.join("0"))?;
-    let mut idx = key_indexes(dir)?;
-    while idx.len() > max_active.max(3) {
-        let oldest = idx
-            .iter()
-            .copied()
-            .find(|&i| i != 0)
-            .expect("more than one key");
-        std::fs::remove_file(dir.join(oldest.to_string()))?;
-        idx.retain(|&i| i != oldest);
-    }
-    Ok(idx)
-}
-
-fn load_multi(dir: &Path) -> Result<MultiFernet, crate::IdentityError> {
-    let mut idx = key_indexes(dir)?;
-    if idx.is_empty() {
-        return Err(key_err(
-            dir,
-            "no keys (run weft identity rotate-keys or weft bootstrap)",
-        ));
-    }
-    // Primary (highest) first so it encrypts; staged (0) last.
-    idx.sort_unstable_by(|a, b| match (a, b) {
-        (0, 0) => std::cmp::Ordering::Equal,
-        (0, _) => std::cmp::Ordering::Greater,
-        (_, 0) => std::cmp::Ordering::Less,
-        _ => b.cmp(a),
-    });
-    let mut keys = Vec::new();
-    for i in idx {
-        let text = std::fs::read_to_string(dir.join(i.to_string()))?;
-        keys.push(
-            Fernet::new(text.trim())
-                .ok_or_else(|| key_err(dir, format!("key {i} is not a Fernet key")))?,
-        );
-    }
-    Ok(MultiFernet::new(keys))
-}
-
-impl KeyRepo {
-    pub fn open(dir: &Path) -> Result<KeyRepo, crate::IdentityError> {
-        setup_keys(dir)?;
-        Ok(KeyRepo {
-            dir: dir.to_path_buf(),
-            keys: ArcSwap::from_pointee(load_multi(dir)?),
-            seen_mtime: AtomicI64::new(dir_mtime(dir)),
-            checked_at: AtomicI64::new(0),
-            generation: AtomicI64::new(0),
+        let mut fernets = Vec::with_capacity(order.len());
+        for i in &order {
+            fernets.push(
+                Fernet::new(keys[i].trim())
+                    .ok_or_else(|| format!("key {i} is not a Fernet key"))?,
+            );
+        }
+        Ok(KeySet {
+            keys: (!fernets.is_empty()).then(|| Arc::new(MultiFernet::new(fernets))),
+            indexes: keys.keys().copied().collect(),
+            generation,
         })
     }
 
-    /// Pick up a rotation done by another process, at most once a second.
-    fn refresh(&self, now: Micros) {
-        let last = self.checked_at.load(Ordering::Relaxed);
-        if now - last < 1_000_000 {
-            return;
-        }
-        self.checked_at.store(now, Ordering::Relaxed);
-        let m = dir_mtime(&self.dir);
-        if m != self.seen_mtime.load(Ordering::Relaxed) {
-            match load_multi(&self.dir) {
-                Ok(k) => {
-                    self.keys.store(Arc::new(k));
-                    self.seen_mtime.store(m, Ordering::Relaxed);
-                    self.generation.fetch_add(1, Ordering::Release);
-                }
-                Err(e) => tracing::warn!("keeping the loaded fernet keys: {e}"),
-            }
-        }
+    /// Key indexes, ascending.
+    pub fn indexes(&self) -> &[u64] {
+        &self.indexes
     }
 
-    /// The key set's generation (after picking up a rotation, if any): a
-    /// token validated under another generation must be decrypted again,
-    /// since its key may have been removed.
-    pub fn generation(&self, now: Micros) -> i64 {
-        self.refresh(now);
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn seal(&self, p: &Payload, now: Micros) -> String {
-        self.refresh(now);
+    /// `None` before any key exists (`Identity::open` makes them).
+    pub fn seal(&self, p: &Payload) -> Option<String> {
         // Keystone strips the base64 padding so tokens are URL-safe.
-        self.keys
-            .load()
-            .encrypt(&p.encode())
-            .trim_end_matches('=')
-            .to_string()
+        Some(
+            self.keys
+                .as_ref()?
+                .encrypt(&p.encode())
+                .trim_end_matches('=')
+                .to_string(),
+        )
     }
 
-    pub fn open_token(&self, token: &str, now: Micros) -> Option<Payload> {
-        self.refresh(now);
+    pub fn open_token(&self, token: &str) -> Option<Payload> {
         if token.len() > 1024 {
             return None;
         }
@@ -365,9 +259,37 @@ impl KeyRepo {
             padded = format!("{token}{}", "=".repeat(pad));
             &padded
         };
-        let bytes = self.keys.load().decrypt(t).ok()?;
+        let bytes = self.keys.as_ref()?.decrypt(t).ok()?;
         Payload::decode(&bytes)
     }
+}
+
+/// A new random Fernet key.
+pub fn generate_key() -> String {
+    Fernet::generate_key()
+}
+
+/// The keys of a Keystone-style `fernet-keys` directory (file name = index),
+/// ascending: what an older weft kept there, imported into the store once.
+pub fn read_key_dir(dir: &Path) -> Result<Vec<(u64, String)>, crate::IdentityError> {
+    let err = |message: String| crate::IdentityError::Keys {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| err(e.to_string()))? {
+        let e = e.map_err(|e| err(e.to_string()))?;
+        if let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+            let key = std::fs::read_to_string(e.path()).map_err(|e| err(e.to_string()))?;
+            let key = key.trim().to_string();
+            if Fernet::new(&key).is_none() {
+                return Err(err(format!("key {n} is not a Fernet key")));
+            }
+            out.push((n, key));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -412,20 +334,36 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_old_tokens_valid_until_dropped() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("keys");
-        let repo = KeyRepo::open(&dir).unwrap();
+    fn the_primary_seals_and_every_key_opens() {
         let p = sample(TokenScope::System);
-        let t = repo.seal(&p, 0);
-        rotate_keys(&dir, 3).unwrap();
-        let repo2 = KeyRepo::open(&dir).unwrap();
-        assert_eq!(repo2.open_token(&t, 0), Some(p.clone()));
-        // Two more rotations with three active keys drop the key that made `t`.
-        rotate_keys(&dir, 3).unwrap();
-        rotate_keys(&dir, 3).unwrap();
-        let repo3 = KeyRepo::open(&dir).unwrap();
-        assert_eq!(repo3.open_token(&t, 0), None);
-        assert_eq!(repo3.open_token("garbage", 0), None);
+        let mut keys = imbl::OrdMap::new();
+        keys.insert(0, generate_key());
+        keys.insert(1, generate_key());
+        let one = KeySet::new(&keys, 1).unwrap();
+        let t = one.seal(&p).unwrap();
+        // Rotated: the old primary is a secondary and still opens `t`.
+        keys.insert(2, keys[&0].clone());
+        keys.insert(0, generate_key());
+        let two = KeySet::new(&keys, 2).unwrap();
+        assert_eq!(two.open_token(&t), Some(p.clone()));
+        assert_ne!(two.seal(&p).unwrap(), t);
+        // Its key dropped: `t` no longer opens.
+        keys.remove(&1);
+        let three = KeySet::new(&keys, 3).unwrap();
+        assert_eq!(three.open_token(&t), None);
+        assert_eq!(three.open_token("garbage"), None);
+        assert_eq!(KeySet::default().seal(&p), None);
+    }
+
+    #[test]
+    fn a_key_dir_reads_in_index_order() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (generate_key(), generate_key());
+        std::fs::write(d.path().join("1"), format!("{a}\n")).unwrap();
+        std::fs::write(d.path().join("0"), &b).unwrap();
+        std::fs::write(d.path().join("notes.txt"), "ignored").unwrap();
+        assert_eq!(read_key_dir(d.path()).unwrap(), vec![(0, b), (1, a)]);
+        std::fs::write(d.path().join("2"), "not a key").unwrap();
+        assert!(read_key_dir(d.path()).is_err());
     }
 }

@@ -15,6 +15,9 @@ pub struct BootstrapArgs {
     /// Admin password (else WEFT_ADMIN_PASSWORD, else generated and printed once).
     #[arg(long, env = "WEFT_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_password: Option<String>,
+    /// The database (as for weft serve --database); default STATE_DIR/weft.sqlite.
+    #[arg(long)]
+    pub database: Option<String>,
 }
 
 #[derive(Args)]
@@ -26,10 +29,15 @@ pub struct IdentityArgs {
 #[derive(Subcommand)]
 pub enum IdentityCommand {
     /// Promote the staged Fernet key to primary and stage a new one; tokens made
-    /// with the kept keys stay valid (a running weft serve picks the keys up).
+    /// with the kept keys stay valid. The keys live in the store: replicas on
+    /// a PostgreSQL database follow at once; a weft serve on SQLite at its
+    /// next write or restart.
     RotateKeys {
         #[arg(long, env = "WEFT_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// The database (as for weft serve --database); default STATE_DIR/weft.sqlite.
+        #[arg(long)]
+        database: Option<String>,
         /// Keys kept: staged + primary + secondaries (as Keystone's max_active_keys).
         #[arg(long, default_value_t = 3)]
         max_active_keys: usize,
@@ -62,12 +70,22 @@ fn state_dir(d: Option<PathBuf>) -> PathBuf {
     d.unwrap_or_else(super::serve::default_state_dir)
 }
 
+fn open_identity(
+    dir: &std::path::Path,
+    database: Option<&str>,
+    public_url: &str,
+) -> anyhow::Result<Identity> {
+    std::fs::create_dir_all(dir)?;
+    let store = weft_store::open(database, dir)?;
+    Ok(Identity::open(
+        IdentityConfig::new(dir, public_url.trim_end_matches('/')),
+        store,
+    )?)
+}
+
 pub fn run_bootstrap(a: BootstrapArgs) -> anyhow::Result<()> {
     let dir = state_dir(a.state_dir);
-    let id = Identity::open(IdentityConfig::new(
-        &dir,
-        a.public_url.trim_end_matches('/'),
-    ))?;
+    let id = open_identity(&dir, a.database.as_deref(), &a.public_url)?;
     let rep = id.bootstrap(a.bootstrap_password.as_deref().filter(|p| !p.is_empty()))?;
     id.register_service("identity", "keystone", &id.v3_url())?;
     if rep.already_bootstrapped {
@@ -100,13 +118,14 @@ pub fn run_identity(a: IdentityArgs) -> anyhow::Result<()> {
     match a.command {
         IdentityCommand::RotateKeys {
             state_dir: d,
+            database,
             max_active_keys,
         } => {
-            let dir = state_dir(d).join("fernet-keys");
-            let keys = weft_identity::token::rotate_keys(&dir, max_active_keys)?;
+            let dir = state_dir(d);
+            let id = open_identity(&dir, database.as_deref(), "http://127.0.0.1:8080")?;
+            let keys = id.rotate_keys(max_active_keys)?;
             println!(
-                "weft identity rotate-keys: {} now holds keys {:?} (primary {}, staged 0)",
-                dir.display(),
+                "weft identity rotate-keys: the store now holds keys {:?} (primary {}, staged 0)",
                 keys,
                 keys.last().copied().unwrap_or(0)
             );

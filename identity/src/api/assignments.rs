@@ -38,7 +38,7 @@ fn role_target(r: &Role) -> Value {
     json!({"id": r.id, "name": r.name, "domain_id": r.domain_id})
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct RoleBody {
     name: Option<String>,
     domain_id: Option<String>,
@@ -113,7 +113,8 @@ pub async fn create_role(
         options: b.options.unwrap_or_default(),
     };
     let r2 = r.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let r2 = r2.clone();
         if tx
             .state
             .roles
@@ -127,7 +128,8 @@ pub async fn create_role(
         }
         tx.put_role(r2);
         Ok(())
-    })?;
+    })
+    .await?;
     created(json!({"role": role_json(&id, &r)}))
 }
 
@@ -156,32 +158,35 @@ pub async fn update_role(
     if let Some(n) = &b.name {
         check_name("role.name", n)?;
     }
-    let r = id.write(move |tx| {
-        let mut r = tx
-            .state
-            .roles
-            .get(&rid)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("role", &rid))?;
-        if let Some(n) = b.name {
-            if tx.state.roles.values().any(|x| {
-                x.id != rid && x.domain_id == r.domain_id && x.name.eq_ignore_ascii_case(&n)
-            }) {
-                return Err(IdentityError::conflict(format!(
-                    "Duplicate entry found with name {n}."
-                )));
+    let r = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let mut r = tx
+                .state
+                .roles
+                .get(&rid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("role", &rid))?;
+            if let Some(n) = b.name {
+                if tx.state.roles.values().any(|x| {
+                    x.id != rid && x.domain_id == r.domain_id && x.name.eq_ignore_ascii_case(&n)
+                }) {
+                    return Err(IdentityError::conflict(format!(
+                        "Duplicate entry found with name {n}."
+                    )));
+                }
+                r.name = n;
             }
-            r.name = n;
-        }
-        if let Some(d) = b.description {
-            r.description = Some(d);
-        }
-        if let Some(o) = b.options {
-            r.options.extend(o);
-        }
-        tx.put_role(r.clone());
-        Ok(r)
-    })?;
+            if let Some(d) = b.description {
+                r.description = Some(d);
+            }
+            if let Some(o) = b.options {
+                r.options.extend(o);
+            }
+            tx.put_role(r.clone());
+            Ok(r)
+        })
+        .await?;
     Ok(axum::Json(json!({"role": role_json(&id, &r)})))
 }
 
@@ -199,10 +204,11 @@ pub async fn delete_role(
             &json!({"target": {"role": role_target(r)}}),
         )?;
     }
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         ops::delete_role(tx, &rid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -283,10 +289,11 @@ pub async fn create_implied(
     if prior == implied || state.expand_implied([implied.clone()]).contains(&prior) {
         return Err(IdentityError::Forbidden("That implication would make a cycle.".into()).into());
     }
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         tx.add_implied(&prior, &implied);
         Ok(())
-    })?;
+    })
+    .await?;
     created(body)
 }
 
@@ -342,7 +349,7 @@ pub async fn delete_implied(
         "identity:delete_implied_role",
         &json!({"target": {"prior_role_id": prior, "implied_role_id": implied}}),
     )?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         if !tx.state.implied.contains(&(prior.clone(), implied.clone())) {
             return Err(IdentityError::not_found(
                 "implied role",
@@ -351,7 +358,8 @@ pub async fn delete_implied(
         }
         tx.remove_implied(&prior, &implied);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -444,22 +452,30 @@ async fn grant_op(
     };
     let key = a.key();
     match op {
-        Op::Create => id.write(move |tx| {
-            tx.put_assignment(a);
-            Ok(())
-        })?,
+        Op::Create => {
+            id.write_async(move |tx| {
+                let a = a.clone();
+                tx.put_assignment(a);
+                Ok(())
+            })
+            .await?
+        }
         Op::Check => {
             if !state.assignments.contains_key(&key) {
                 return Err(IdentityError::not_found("role assignment", key).into());
             }
         }
-        Op::Revoke => id.write(move |tx| {
-            if !tx.state.assignments.contains_key(&key) {
-                return Err(IdentityError::not_found("role assignment", key));
-            }
-            tx.del_assignment(&key);
-            Ok(())
-        })?,
+        Op::Revoke => {
+            id.write_async(move |tx| {
+                let key = key.clone();
+                if !tx.state.assignments.contains_key(&key) {
+                    return Err(IdentityError::not_found("role assignment", key));
+                }
+                tx.del_assignment(&key);
+                Ok(())
+            })
+            .await?
+        }
     }
     Ok(NO_CONTENT)
 }

@@ -33,7 +33,7 @@ fn endpoint_json(id: &Identity, e: &Endpoint) -> Value {
 
 // ----------------------------------------------------------------- regions
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct RegionBody {
     id: Option<String>,
     description: Option<String>,
@@ -93,7 +93,8 @@ async fn make_region(
     };
     check_name("region.id", &r.id)?;
     let r2 = r.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let r2 = r2.clone();
         if tx.state.regions.contains_key(&r2.id) {
             return Err(IdentityError::conflict(format!("Duplicate ID, {}.", r2.id)));
         }
@@ -104,7 +105,8 @@ async fn make_region(
         }
         tx.put_region(r2);
         Ok(())
-    })?;
+    })
+    .await?;
     created(json!({"region": region_json(&id, &r)}))
 }
 
@@ -133,7 +135,8 @@ pub async fn update_region(
 ) -> JsonResult {
     let b: RegionBody = typed(section(&body, "region")?, "region")?;
     id.authorize(&ctx, "identity:update_region", &json!({}))?;
-    let r = id.write(move |tx| {
+    let r = id.write_async(move |tx| {
+        let b = b.clone();
         let mut r = tx.state.regions.get(&rid).cloned().ok_or_else(|| IdentityError::not_found("region", &rid))?;
         if let Some(d) = b.description {
             r.description = d;
@@ -156,7 +159,7 @@ pub async fn update_region(
         }
         tx.put_region(r.clone());
         Ok(r)
-    })?;
+    }).await?;
     Ok(axum::Json(json!({"region": region_json(&id, &r)})))
 }
 
@@ -166,7 +169,7 @@ pub async fn delete_region(
     Path(rid): Path<String>,
 ) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_region", &json!({}))?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         get_or_404(&tx.state.regions, "region", &rid).map_err(|e| e.0)?;
         if tx
             .state
@@ -180,13 +183,14 @@ pub async fn delete_region(
         }
         tx.del_region(&rid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- services
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ServiceBody {
     #[serde(rename = "type")]
     service_type: Option<String>,
@@ -239,10 +243,12 @@ pub async fn create_service(
         enabled: b.enabled.unwrap_or(true),
     };
     let s2 = s.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let s2 = s2.clone();
         tx.put_service(s2);
         Ok(())
-    })?;
+    })
+    .await?;
     created(json!({"service": service_json(&id, &s)}))
 }
 
@@ -254,28 +260,31 @@ pub async fn update_service(
 ) -> JsonResult {
     let b: ServiceBody = typed(section(&body, "service")?, "service")?;
     id.authorize(&ctx, "identity:update_service", &json!({}))?;
-    let s = id.write(move |tx| {
-        let mut s = tx
-            .state
-            .services
-            .get(&sid)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("service", &sid))?;
-        if let Some(t) = b.service_type {
-            s.service_type = t;
-        }
-        if b.name.is_some() {
-            s.name = b.name;
-        }
-        if b.description.is_some() {
-            s.description = b.description;
-        }
-        if let Some(e) = b.enabled {
-            s.enabled = e;
-        }
-        tx.put_service(s.clone());
-        Ok(s)
-    })?;
+    let s = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let mut s = tx
+                .state
+                .services
+                .get(&sid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("service", &sid))?;
+            if let Some(t) = b.service_type {
+                s.service_type = t;
+            }
+            if b.name.is_some() {
+                s.name = b.name;
+            }
+            if b.description.is_some() {
+                s.description = b.description;
+            }
+            if let Some(e) = b.enabled {
+                s.enabled = e;
+            }
+            tx.put_service(s.clone());
+            Ok(s)
+        })
+        .await?;
     Ok(axum::Json(json!({"service": service_json(&id, &s)})))
 }
 
@@ -285,7 +294,7 @@ pub async fn delete_service(
     Path(sid): Path<String>,
 ) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_service", &json!({}))?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         get_or_404(&tx.state.services, "service", &sid).map_err(|e| e.0)?;
         let eps: Vec<String> = tx
             .state
@@ -299,13 +308,14 @@ pub async fn delete_service(
         }
         tx.del_service(&sid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
 // --------------------------------------------------------------- endpoints
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct EndpointBody {
     interface: Option<String>,
     url: Option<String>,
@@ -414,7 +424,7 @@ pub async fn create_endpoint(
     let service_id = b.service_id.ok_or_else(|| {
         IdentityError::bad("Invalid input for field 'endpoint.service_id': missing.")
     })?;
-    let mut e = Endpoint {
+    let e = Endpoint {
         id: new_id(),
         service_id,
         interface,
@@ -426,17 +436,22 @@ pub async fn create_endpoint(
     if let Some(r) = legacy_region.as_deref().filter(|_| region_id.is_none()) {
         check_name("endpoint.region", r)?;
     }
-    let e = id.write(move |tx| {
-        if !tx.state.services.contains_key(&e.service_id) {
-            return Err(IdentityError::bad(format!(
-                "Invalid input for field 'endpoint.service_id': no service {}.",
-                e.service_id
-            )));
-        }
-        e.region_id = endpoint_region(tx, region_id, legacy_region)?;
-        tx.put_endpoint(e.clone());
-        Ok(e)
-    })?;
+    let e = id
+        .write_async(move |tx| {
+            let mut e = e.clone();
+            let legacy_region = legacy_region.clone();
+            let region_id = region_id.clone();
+            if !tx.state.services.contains_key(&e.service_id) {
+                return Err(IdentityError::bad(format!(
+                    "Invalid input for field 'endpoint.service_id': no service {}.",
+                    e.service_id
+                )));
+            }
+            e.region_id = endpoint_region(tx, region_id, legacy_region)?;
+            tx.put_endpoint(e.clone());
+            Ok(e)
+        })
+        .await?;
     created(json!({"endpoint": endpoint_json(&id, &e)}))
 }
 
@@ -457,36 +472,39 @@ pub async fn update_endpoint(
     if let Some(r) = b.region.as_deref().filter(|_| b.region_id.is_none()) {
         check_name("endpoint.region", r)?;
     }
-    let e = id.write(move |tx| {
-        let mut e = tx
-            .state
-            .endpoints
-            .get(&eid)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("endpoint", &eid))?;
-        if let Some(s) = b.service_id {
-            if !tx.state.services.contains_key(&s) {
-                return Err(IdentityError::bad(format!(
-                    "Invalid input for field 'endpoint.service_id': no service {s}."
-                )));
+    let e = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let mut e = tx
+                .state
+                .endpoints
+                .get(&eid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("endpoint", &eid))?;
+            if let Some(s) = b.service_id {
+                if !tx.state.services.contains_key(&s) {
+                    return Err(IdentityError::bad(format!(
+                        "Invalid input for field 'endpoint.service_id': no service {s}."
+                    )));
+                }
+                e.service_id = s;
             }
-            e.service_id = s;
-        }
-        if let Some(r) = endpoint_region(tx, b.region_id, b.region)? {
-            e.region_id = Some(r);
-        }
-        if let Some(i) = b.interface {
-            e.interface = i;
-        }
-        if let Some(u) = b.url {
-            e.url = u;
-        }
-        if let Some(en) = b.enabled {
-            e.enabled = en;
-        }
-        tx.put_endpoint(e.clone());
-        Ok(e)
-    })?;
+            if let Some(r) = endpoint_region(tx, b.region_id, b.region)? {
+                e.region_id = Some(r);
+            }
+            if let Some(i) = b.interface {
+                e.interface = i;
+            }
+            if let Some(u) = b.url {
+                e.url = u;
+            }
+            if let Some(en) = b.enabled {
+                e.enabled = en;
+            }
+            tx.put_endpoint(e.clone());
+            Ok(e)
+        })
+        .await?;
     Ok(axum::Json(json!({"endpoint": endpoint_json(&id, &e)})))
 }
 
@@ -496,10 +514,11 @@ pub async fn delete_endpoint(
     Path(eid): Path<String>,
 ) -> ApiResult<StatusCode> {
     id.authorize(&ctx, "identity:delete_endpoint", &json!({}))?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         get_or_404(&tx.state.endpoints, "endpoint", &eid).map_err(|e| e.0)?;
         tx.del_endpoint(&eid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }

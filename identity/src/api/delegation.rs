@@ -189,13 +189,14 @@ pub async fn create_app_cred(
         unrestricted: b.unrestricted.unwrap_or(false),
     };
     let c2 = c.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let c2 = c2.clone();
         if tx.state.app_creds.values().any(|x| x.user_id == c2.user_id && x.name == c2.name) {
             return Err(IdentityError::conflict(format!("Conflict occurred attempting to store application_credential - Duplicate entry found with name {}.", c2.name)));
         }
         tx.put_app_cred(c2);
         Ok(())
-    })?;
+    }).await?;
     let mut v = app_cred_json(&id, &id.snapshot(), &c);
     v["secret"] = json!(secret);
     created(json!({"application_credential": v}))
@@ -266,10 +267,11 @@ pub async fn delete_app_cred(
         &own_target(&uid, &state),
     )?;
     find_cred(&state, &uid, &cid)?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         tx.del_app_cred(&cid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -435,10 +437,12 @@ pub async fn create_trust(
         redelegated_trust_id: parent,
     };
     let t2 = t.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let t2 = t2.clone();
         tx.put_trust(t2);
         Ok(())
-    })?;
+    })
+    .await?;
     created(json!({"trust": trust_json(&id, &id.snapshot(), &t)}))
 }
 
@@ -510,7 +514,7 @@ pub async fn delete_trust(
         id.authorize(&ctx, "identity:delete_trust", &trust_target(t))?;
     }
     let now = now_micros();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         // Redelegated trusts go with the trust they came from.
         let mut doomed = vec![tid.clone()];
         let mut i = 0;
@@ -530,7 +534,8 @@ pub async fn delete_trust(
             ops::revoke_trust(tx, &d, now);
         }
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 

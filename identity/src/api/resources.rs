@@ -99,7 +99,7 @@ fn q_bool(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<bool>> {
 }
 
 pub(crate) fn get_or_404<'a, T>(
-    map: &'a std::collections::BTreeMap<String, T>,
+    map: &'a imbl::OrdMap<String, T>,
     kind: &'static str,
     id: &str,
 ) -> ApiResult<&'a T> {
@@ -123,7 +123,7 @@ fn check_tags(tags: &[String]) -> ApiResult<()> {
 
 // ---------------------------------------------------------------- domains
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct DomainBody {
     name: Option<String>,
     description: Option<String>,
@@ -203,13 +203,14 @@ pub async fn create_domain(
         extra: extras(sec, DOMAIN_KEYS),
     };
     let d2 = d.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let d2 = d2.clone();
         if tx.state.domains.values().any(|x| x.name.eq_ignore_ascii_case(&d2.name)) || tx.state.domains.contains_key(&d2.id) {
             return Err(IdentityError::conflict(format!("Conflict occurred attempting to store domain - Duplicate entry found with name {}.", d2.name)));
         }
         tx.put_domain(d2);
         Ok(())
-    })?;
+    }).await?;
     created(json!({"domain": domain_json(&id, &d)}))
 }
 
@@ -246,39 +247,43 @@ pub async fn update_domain(
         check_tags(t)?;
     }
     let ex = extras(sec, DOMAIN_KEYS);
-    let d = id.write(move |tx| {
-        let mut d = tx
-            .state
-            .domains
-            .get(&did)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("domain", &did))?;
-        if let Some(n) = b.name {
-            if tx
+    let d = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let ex = ex.clone();
+            let mut d = tx
                 .state
                 .domains
-                .values()
-                .any(|x| x.id != did && x.name.eq_ignore_ascii_case(&n))
-            {
-                return Err(IdentityError::conflict(format!(
-                    "Duplicate entry found with name {n}."
-                )));
+                .get(&did)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("domain", &did))?;
+            if let Some(n) = b.name {
+                if tx
+                    .state
+                    .domains
+                    .values()
+                    .any(|x| x.id != did && x.name.eq_ignore_ascii_case(&n))
+                {
+                    return Err(IdentityError::conflict(format!(
+                        "Duplicate entry found with name {n}."
+                    )));
+                }
+                d.name = n;
             }
-            d.name = n;
-        }
-        if let Some(x) = b.description {
-            d.description = x;
-        }
-        if let Some(e) = b.enabled {
-            d.enabled = e;
-        }
-        if let Some(t) = b.tags {
-            d.tags = t;
-        }
-        d.extra.extend(ex);
-        tx.put_domain(d.clone());
-        Ok(d)
-    })?;
+            if let Some(x) = b.description {
+                d.description = x;
+            }
+            if let Some(e) = b.enabled {
+                d.enabled = e;
+            }
+            if let Some(t) = b.tags {
+                d.tags = t;
+            }
+            d.extra.extend(ex);
+            tx.put_domain(d.clone());
+            Ok(d)
+        })
+        .await?;
     Ok(axum::Json(json!({"domain": domain_json(&id, &d)})))
 }
 
@@ -308,16 +313,17 @@ pub async fn delete_domain(
         }
     }
     let now = now_micros();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         ops::delete_domain(tx, &did, now);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- projects
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ProjectBody {
     name: Option<String>,
     domain_id: Option<String>,
@@ -513,13 +519,14 @@ pub async fn create_project(
         &json!({"target": {"project": project_target(&p)}}),
     )?;
     let p2 = p.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let p2 = p2.clone();
         if tx.state.projects.values().any(|x| x.domain_id == p2.domain_id && x.name == p2.name) {
             return Err(IdentityError::conflict(format!("Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : {}.", p2.name)));
         }
         tx.put_project(p2);
         Ok(())
-    })?;
+    }).await?;
     created(json!({"project": project_json(&id, &p)}))
 }
 
@@ -568,39 +575,43 @@ pub async fn update_project(
         check_tags(t)?;
     }
     let ex = extras(sec, PROJECT_KEYS);
-    let p = id.write(move |tx| {
-        let mut p = tx
-            .state
-            .projects
-            .get(&pid)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("project", &pid))?;
-        if let Some(n) = b.name {
-            if tx
+    let p = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let ex = ex.clone();
+            let mut p = tx
                 .state
                 .projects
-                .values()
-                .any(|x| x.id != pid && x.domain_id == p.domain_id && x.name == n)
-            {
-                return Err(IdentityError::conflict(format!(
-                    "Duplicate entry found with name {n}."
-                )));
+                .get(&pid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("project", &pid))?;
+            if let Some(n) = b.name {
+                if tx
+                    .state
+                    .projects
+                    .values()
+                    .any(|x| x.id != pid && x.domain_id == p.domain_id && x.name == n)
+                {
+                    return Err(IdentityError::conflict(format!(
+                        "Duplicate entry found with name {n}."
+                    )));
+                }
+                p.name = n;
             }
-            p.name = n;
-        }
-        if let Some(d) = b.description {
-            p.description = d;
-        }
-        if let Some(e) = b.enabled {
-            p.enabled = e;
-        }
-        if let Some(t) = b.tags {
-            p.tags = t;
-        }
-        p.extra.extend(ex);
-        tx.put_project(p.clone());
-        Ok(p)
-    })?;
+            if let Some(d) = b.description {
+                p.description = d;
+            }
+            if let Some(e) = b.enabled {
+                p.enabled = e;
+            }
+            if let Some(t) = b.tags {
+                p.tags = t;
+            }
+            p.extra.extend(ex);
+            tx.put_project(p.clone());
+            Ok(p)
+        })
+        .await?;
     Ok(axum::Json(json!({"project": project_json(&id, &p)})))
 }
 
@@ -629,16 +640,17 @@ pub async fn delete_project(
         }
     }
     let now = now_micros();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         ops::delete_project(tx, &pid, now);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- users
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct UserBody {
     name: Option<String>,
     domain_id: Option<String>,
@@ -806,6 +818,9 @@ pub async fn update_user(
             .transpose()?;
         let now = now_micros();
         id2.write(|tx| {
+            let b = b.clone();
+            let ex = ex.clone();
+            let hash = hash.clone();
             let mut u = tx
                 .state
                 .users
@@ -872,10 +887,11 @@ pub async fn delete_user(
         )?;
     }
     let now = now_micros();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         ops::delete_user(tx, &uid, now);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -911,6 +927,7 @@ pub async fn change_password(
         let hash = id2.hash_password(&b.password)?;
         let now = now_micros();
         id2.write(|tx| {
+            let hash = hash.clone();
             let mut u = tx
                 .state
                 .users
@@ -982,7 +999,7 @@ pub async fn user_projects(
 
 // ---------------------------------------------------------------- groups
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct GroupBody {
     name: Option<String>,
     domain_id: Option<String>,
@@ -1056,7 +1073,8 @@ pub async fn create_group(
         extra: extras(sec, GROUP_KEYS),
     };
     let g2 = g.clone();
-    id.write(move |tx| {
+    id.write_async(move |tx| {
+        let g2 = g2.clone();
         if tx
             .state
             .groups
@@ -1070,7 +1088,8 @@ pub async fn create_group(
         }
         tx.put_group(g2);
         Ok(())
-    })?;
+    })
+    .await?;
     created(json!({"group": group_json(&id, &g)}))
 }
 
@@ -1101,33 +1120,37 @@ pub async fn update_group(
         check_name("group.name", n)?;
     }
     let ex = extras(sec, GROUP_KEYS);
-    let g = id.write(move |tx| {
-        let mut g = tx
-            .state
-            .groups
-            .get(&gid)
-            .cloned()
-            .ok_or_else(|| IdentityError::not_found("group", &gid))?;
-        if let Some(n) = b.name {
-            if tx
+    let g = id
+        .write_async(move |tx| {
+            let b = b.clone();
+            let ex = ex.clone();
+            let mut g = tx
                 .state
                 .groups
-                .values()
-                .any(|x| x.id != gid && x.domain_id == g.domain_id && x.name == n)
-            {
-                return Err(IdentityError::conflict(format!(
-                    "Duplicate entry found with name {n}."
-                )));
+                .get(&gid)
+                .cloned()
+                .ok_or_else(|| IdentityError::not_found("group", &gid))?;
+            if let Some(n) = b.name {
+                if tx
+                    .state
+                    .groups
+                    .values()
+                    .any(|x| x.id != gid && x.domain_id == g.domain_id && x.name == n)
+                {
+                    return Err(IdentityError::conflict(format!(
+                        "Duplicate entry found with name {n}."
+                    )));
+                }
+                g.name = n;
             }
-            g.name = n;
-        }
-        if let Some(d) = b.description {
-            g.description = d;
-        }
-        g.extra.extend(ex);
-        tx.put_group(g.clone());
-        Ok(g)
-    })?;
+            if let Some(d) = b.description {
+                g.description = d;
+            }
+            g.extra.extend(ex);
+            tx.put_group(g.clone());
+            Ok(g)
+        })
+        .await?;
     Ok(axum::Json(json!({"group": group_json(&id, &g)})))
 }
 
@@ -1145,10 +1168,11 @@ pub async fn delete_group(
             &json!({"target": {"group": group_target(g)}}),
         )?;
     }
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         ops::delete_group(tx, &gid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -1194,10 +1218,11 @@ pub async fn add_member(
 ) -> ApiResult<StatusCode> {
     let t = member_target(&id.snapshot(), &gid, &uid)?;
     id.authorize(&ctx, "identity:add_user_to_group", &t)?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         tx.add_membership(&gid, &uid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }
 
@@ -1223,7 +1248,7 @@ pub async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let t = member_target(&id.snapshot(), &gid, &uid)?;
     id.authorize(&ctx, "identity:remove_user_from_group", &t)?;
-    id.write(move |tx| {
+    id.write_async(move |tx| {
         if !tx.state.memberships.contains(&(gid.clone(), uid.clone())) {
             return Err(IdentityError::not_found(
                 "membership",
@@ -1232,6 +1257,7 @@ pub async fn remove_member(
         }
         tx.remove_membership(&gid, &uid);
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(NO_CONTENT)
 }

@@ -29,6 +29,10 @@ impl IntoResponse for ApiError {
             IdentityError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             IdentityError::NotFound { .. } => (StatusCode::NOT_FOUND, "Not Found"),
             IdentityError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            // Other replicas kept committing first: the client may retry.
+            IdentityError::Store(weft_store::StoreError::Conflict { .. }) => {
+                (StatusCode::CONFLICT, "Conflict")
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         };
         let message = if code == StatusCode::INTERNAL_SERVER_ERROR {
@@ -125,7 +129,7 @@ pub async fn not_found() -> ApiError {
     })
 }
 
-/// Run blocking work (bcrypt, SQLite commits) off the async workers.
+/// Run blocking work (bcrypt, store commits) off the async workers.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
 ) -> ApiResult<T> {
@@ -275,6 +279,20 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn store_conflicts_are_409_and_other_store_errors_500() {
+        let conflict = weft_store::StoreError::Conflict {
+            service: "identity".into(),
+            expected: 3,
+            actual: 4,
+        };
+        let r = ApiError(IdentityError::Store(conflict)).into_response();
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        let down = weft_store::StoreError::Backend("connection refused".into());
+        let r = ApiError(IdentityError::Store(down)).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -132,9 +132,13 @@ async fn regions_services_endpoints() {
 #[tokio::test]
 async fn register_service_is_idempotent_and_follows_url() {
     let h = H::new().await;
-    h.id.register_service("network", "neutron", "http://a/networking")
+    let id = h.id.clone();
+    blocking(move || id.register_service("network", "neutron", "http://a/networking"))
+        .await
         .unwrap();
-    h.id.register_service("network", "neutron", "http://a/networking")
+    let id = h.id.clone();
+    blocking(move || id.register_service("network", "neutron", "http://a/networking"))
+        .await
         .unwrap();
     assert_eq!(
         h.get("/v3/services?type=network").await.body["services"]
@@ -143,7 +147,9 @@ async fn register_service_is_idempotent_and_follows_url() {
             .len(),
         1
     );
-    h.id.register_service("network", "neutron", "http://b/networking")
+    let id = h.id.clone();
+    blocking(move || id.register_service("network", "neutron", "http://b/networking"))
+        .await
         .unwrap();
     let eps = h.get("/v3/endpoints").await.body["endpoints"]
         .as_array()

@@ -1,4 +1,7 @@
-//! In-process harness: the real router over a real SQLite file in a temp dir.
+//! In-process harness: the real router over a real store. `WEFT_TEST_STORE`
+//! picks the backend: unset or `sqlite`, a SQLite file in the test's temp
+//! dir; `postgresql`, a fresh database on the local PostgreSQL
+//! (`weft_store::testing::TestDatabase`, dropped with the harness).
 #![allow(dead_code)]
 
 use axum::body::Body;
@@ -6,14 +9,19 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
 use weft_identity::{Identity, IdentityConfig};
+use weft_store::testing::TestDatabase;
+use weft_store::{Committed, Listener, Loaded, Row, Store, StoreError};
 
 pub const ADMIN_PW: &str = "s3cret-admin";
 
 pub struct H {
     pub dir: tempfile::TempDir,
+    /// The store `id` writes through (another `Identity` may share it).
+    pub store: Arc<dyn Store>,
     pub id: Arc<Identity>,
     pub app: Router,
     pub admin: String,
@@ -45,12 +53,87 @@ impl Resp {
     }
 }
 
-pub fn open(dir: &std::path::Path, permissive: bool) -> Arc<Identity> {
+/// Is `WEFT_TEST_STORE` asking for PostgreSQL?
+pub fn postgresql() -> bool {
+    match std::env::var("WEFT_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => false,
+        Ok("postgresql") => true,
+        Ok(other) => panic!("WEFT_TEST_STORE={other}: expected sqlite or postgresql"),
+    }
+}
+
+/// The store of one test, on the backend `WEFT_TEST_STORE` names. Blocking.
+pub fn test_store(dir: &Path) -> Arc<dyn Store> {
+    if postgresql() {
+        let db = TestDatabase::create().expect("PostgreSQL (scripts/postgres.sh)");
+        let pg = weft_store::PgStore::connect(&db.url).unwrap();
+        Arc::new(OffRuntime(Some((Box::new(pg), db))))
+    } else {
+        Arc::new(weft_store::SqliteStore::open(&dir.join("weft.sqlite")).unwrap())
+    }
+}
+
+/// A PostgreSQL store and its test database, dropped on a plain thread: the
+/// blocking `postgres` client runs its own runtime, which must not be shut
+/// down (nor the test database dropped) from inside an async test.
+pub struct OffRuntime(Option<(Box<dyn Store>, TestDatabase)>);
+
+impl OffRuntime {
+    fn inner(&self) -> &dyn Store {
+        self.0.as_ref().expect("not dropped").0.as_ref()
+    }
+}
+
+impl Drop for OffRuntime {
+    fn drop(&mut self) {
+        if let Some((store, db)) = self.0.take() {
+            let _ = std::thread::spawn(move || {
+                drop(store);
+                drop(db);
+            })
+            .join();
+        }
+    }
+}
+
+impl Store for OffRuntime {
+    fn backend(&self) -> &'static str {
+        self.inner().backend()
+    }
+    fn load(&self, service: &str) -> Result<Loaded, StoreError> {
+        self.inner().load(service)
+    }
+    fn commit(
+        &self,
+        service: &str,
+        expected: u64,
+        changes: &[weft_store::Change],
+    ) -> Result<u64, StoreError> {
+        self.inner().commit(service, expected, changes)
+    }
+    fn changes_since(&self, service: &str, after: u64) -> Result<Vec<Committed>, StoreError> {
+        self.inner().changes_since(service, after)
+    }
+    fn import(&self, service: &str, revision: u64, rows: &[Row]) -> Result<bool, StoreError> {
+        self.inner().import(service, revision, rows)
+    }
+    fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError> {
+        self.inner().listener()
+    }
+}
+
+/// An `Identity` on `store` with state dir `dir` (bcrypt cost 4). Blocking.
+pub fn open_blocking(store: Arc<dyn Store>, dir: &Path, permissive: bool) -> Arc<Identity> {
     let mut cfg = IdentityConfig::new(dir, "http://weft.test:8080");
     cfg.policy_permissive = permissive;
-    let mut id = Identity::open(cfg).unwrap();
+    let mut id = Identity::open(cfg, store).unwrap();
     id.set_bcrypt_cost(4);
     Arc::new(id)
+}
+
+/// Runs blocking work (store I/O) off the test's async thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 impl H {
@@ -60,13 +143,20 @@ impl H {
 
     pub async fn with(permissive: bool) -> H {
         let dir = tempfile::tempdir().unwrap();
-        let id = open(dir.path(), permissive);
-        let rep = id.bootstrap(Some(ADMIN_PW)).unwrap();
-        id.register_service("identity", "keystone", &id.v3_url())
-            .unwrap();
+        let path = dir.path().to_path_buf();
+        let (store, id, rep) = blocking(move || {
+            let store = test_store(&path);
+            let id = open_blocking(store.clone(), &path, permissive);
+            let rep = id.bootstrap(Some(ADMIN_PW)).unwrap();
+            id.register_service("identity", "keystone", &id.v3_url())
+                .unwrap();
+            (store, id, rep)
+        })
+        .await;
         let app = Router::new().nest("/identity", weft_identity::router(id.clone()));
         let mut h = H {
             dir,
+            store,
             id,
             app,
             admin: String::new(),
@@ -81,6 +171,13 @@ impl H {
             )
             .await;
         h
+    }
+
+    /// Another `Identity` on this harness's store and state dir (as a
+    /// restarted process, or a second replica on PostgreSQL).
+    pub async fn reopen(&self) -> Arc<Identity> {
+        let (store, dir): (_, PathBuf) = (self.store.clone(), self.dir.path().into());
+        blocking(move || open_blocking(store, &dir, false)).await
     }
 
     pub async fn call(

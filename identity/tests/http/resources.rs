@@ -283,12 +283,14 @@ async fn users_crud_and_extras() {
 async fn expired_password_cannot_log_in_but_can_change() {
     let h = H::new().await;
     let u = h.user("old", "pw").await;
-    h.id.write(|tx| {
-        let mut user = tx.state.users.get(&u).unwrap().clone();
+    let u2 = u.clone();
+    h.id.write_async(move |tx| {
+        let mut user = tx.state.users.get(&u2).unwrap().clone();
         user.password_expires_at = Some(1);
         tx.put_user(user);
         Ok(())
     })
+    .await
     .unwrap();
     assert_eq!(
         h.get(&format!("/v3/users/{u}")).await.body["user"]["password_expires_at"],

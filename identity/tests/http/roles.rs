@@ -527,7 +527,11 @@ async fn bootstrap_makes_manager_and_domain_managers_manage_their_domain() {
         .as_array()
         .unwrap()
         .len();
-    h.id.bootstrap(Some(ADMIN_PW)).unwrap();
+    let id = h.id.clone();
+    let rep = blocking(move || id.bootstrap(Some(ADMIN_PW)))
+        .await
+        .unwrap();
+    assert!(rep.already_bootstrapped && rep.generated_password.is_none());
     assert_eq!(h.get("/v3/role_inferences").await.body, before);
     assert_eq!(
         h.get("/v3/roles").await.body["roles"]

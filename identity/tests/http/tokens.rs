@@ -378,10 +378,14 @@ async fn auth_discovery_calls() {
 async fn key_rotation_keeps_tokens_valid() {
     let h = H::new().await;
     let t = h.admin.clone();
-    weft_identity::token::rotate_keys(&h.dir.path().join("fernet-keys"), 3).unwrap();
+    let id = h.id.clone();
+    let keys = blocking(move || id.rotate_keys(3)).await.unwrap();
+    assert_eq!(keys, [0, 1, 2]);
+    assert_eq!(h.validate(&t).await.status, StatusCode::OK);
     // A fresh process (as after `weft identity rotate-keys` + restart) still accepts it.
-    let id2 = open(h.dir.path(), false);
+    let id2 = h.reopen().await;
     assert!(id2.validate_token(&t).is_ok());
+    assert_eq!(id2.snapshot().keys.indexes(), [0, 1, 2]);
 }
 
 #[tokio::test]
@@ -389,12 +393,20 @@ async fn a_rotated_out_key_invalidates_cached_tokens() {
     let h = H::new().await;
     let t = h.admin.clone();
     assert_eq!(h.validate(&t).await.status, StatusCode::OK);
-    // Rotate until the key that sealed `t` is gone (3 keys kept).
-    for _ in 0..4 {
-        weft_identity::token::rotate_keys(&h.dir.path().join("fernet-keys"), 3).unwrap();
-    }
-    // The running service picks a rotation up within a second.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Key 1 sealed `t`. With 3 keys kept, the first rotation makes it a
+    // secondary ({0, 1, 2}); the second drops it ({0, 2, 3}).
+    let id = h.id.clone();
+    assert_eq!(
+        blocking(move || id.rotate_keys(3)).await.unwrap(),
+        [0, 1, 2]
+    );
+    assert_eq!(h.validate(&t).await.status, StatusCode::OK);
+    let id = h.id.clone();
+    assert_eq!(
+        blocking(move || id.rotate_keys(3)).await.unwrap(),
+        [0, 2, 3]
+    );
+    assert_eq!(h.validate(&t).await.status, StatusCode::UNAUTHORIZED);
     assert!(h.id.validate_token(&t).is_err());
 }
 
@@ -421,18 +433,18 @@ async fn state_survives_reopen() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let rev = h.id.revision();
-    let id2 = open(h.dir.path(), false);
+    let id2 = h.reopen().await;
     assert_eq!(id2.revision(), rev);
     assert!(id2.snapshot().users.contains_key(&u));
     assert!(id2.validate_token(&t).is_err(), "revocation persisted");
 }
 
-#[tokio::test]
-async fn short_ttl_tokens_expire() {
+#[test]
+fn short_ttl_tokens_expire() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = weft_identity::IdentityConfig::new(dir.path(), "http://x");
     cfg.token_ttl = std::time::Duration::from_millis(1);
-    let id = weft_identity::Identity::open(cfg).unwrap();
+    let id = weft_identity::Identity::open(cfg, test_store(dir.path())).unwrap();
     id.bootstrap(Some("pw")).unwrap();
     let req = weft_identity::service::AuthRequest {
         password: Some(weft_identity::service::PasswordAuth {
