@@ -177,8 +177,8 @@ pub trait Store: Send + Sync {
     /// Writes `rows` as `service`'s records at `revision`, only while the
     /// service has never committed (importing an older state directory).
     fn import(&self, service: &str, revision: u64, rows: &[Row]) -> Result<bool, StoreError>;
-    /// A listener for other processes' commits, or `None` where the backend
-    /// has no other writers (embedded SQLite).
+    /// A listener for other processes' commits (on SQLite one that only
+    /// waits, so followers poll), or `None` where nothing else can write.
     fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError>;
 }
 

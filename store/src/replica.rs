@@ -237,7 +237,7 @@ pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Keeps `replicas` current with commits made by other processes: waits on
 /// the store's listener (PostgreSQL LISTEN/NOTIFY) and replays the change
 /// log, with a catch-up every [`FOLLOW_POLL`] and after every reconnect.
-/// Returns `None` when the store has no other writers (embedded SQLite).
+/// Returns `None` when the store has no other writers.
 pub fn follow(
     store: Arc<dyn Store>,
     replicas: Vec<Arc<dyn Follow>>,

@@ -33,6 +33,11 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        // The file holds password hashes and the token keys: owner only.
+        // SQLite gives its -wal and -shm files the database file's mode.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         Self::init(conn)
     }
 
@@ -219,7 +224,19 @@ impl Store for SqliteStore {
     }
 
     fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError> {
-        Ok(None)
+        Ok(Some(Box::new(Poll)))
+    }
+}
+
+/// SQLite has no notifications: another process on the same file (`weft
+/// identity rotate-keys` beside a running `weft serve`) is seen by the
+/// follower's catch-up every [`crate::FOLLOW_POLL`].
+struct Poll;
+
+impl Listener for Poll {
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<crate::Notice>, StoreError> {
+        std::thread::sleep(timeout);
+        Ok(Vec::new())
     }
 }
 

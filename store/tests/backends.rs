@@ -219,17 +219,37 @@ fn follower_sees_another_replicas_write_quickly() {
     );
 }
 
+/// Two processes on one SQLite file (a CLI beside a running server): the
+/// follower's poll carries the other's commits over; the file is owner-only.
 #[test]
-fn sqlite_has_no_listener_and_survives_reopen() {
+fn sqlite_followers_poll_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.sqlite");
-    {
-        let s = SqliteStore::open(&path).unwrap();
-        assert!(s.listener().unwrap().is_none());
-        s.commit("n", 0, &[Change::put("a", "1", "x")]).unwrap();
+    let server: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut l = server.listener().unwrap().expect("SQLite followers poll");
+    assert!(l
+        .wait(std::time::Duration::from_millis(5))
+        .unwrap()
+        .is_empty());
+    let r: Arc<Replica<Keys>> = Arc::new(Replica::open("n", server.clone()).unwrap());
+    let follower: Arc<dyn weft_store::Follow> = r.clone();
+    weft_store::follow(server.clone(), vec![follower])
+        .unwrap()
+        .unwrap();
+    let cli = SqliteStore::open(&path).unwrap();
+    cli.commit("n", 0, &[Change::put("a", "1", "x")]).unwrap();
+    let t = std::time::Instant::now();
+    while r.revision() < 1 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "poll never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.load("n").unwrap().revision, 1);
+    assert!(r.snapshot().keys.contains("1"));
 }
 
 #[test]
