@@ -8,7 +8,10 @@
 //! - kill -9 of A in the middle of 200 port creates loses no port A
 //!   acknowledged, and B keeps serving.
 //!
-//! Names start with `wrep`.
+//! Replicas of one cloud share one public URL (the catalog names one
+//! address per service): here a small TCP load balancer in front of both,
+//! pinned to one replica at a time and failing over when it refuses, as
+//! haproxy would. Names start with `wrep`.
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -22,7 +25,46 @@ use netlab::{must, openrc, openstack_bin, ping, plug_vm, run, wait_for, Lab};
 
 const PORT_A: u16 = 18941;
 const PORT_B: u16 = 18942;
+const PORT_LB: u16 = 18940;
 const PW: &str = "wrep-secret";
+
+/// The load balancer: connections go to the pinned backend, or to the other
+/// one when the pinned one refuses.
+struct Lb {
+    pinned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Lb {
+    fn start(backends: [u16; 2]) -> Lb {
+        let pinned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let l = std::net::TcpListener::bind(("127.0.0.1", PORT_LB)).unwrap();
+        let p = pinned.clone();
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                let first = p.load(Ordering::Relaxed);
+                let server = [first, 1 - first]
+                    .iter()
+                    .find_map(|i| std::net::TcpStream::connect(("127.0.0.1", backends[*i])).ok());
+                let Some(server) = server else { continue };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Lb { pinned }
+    }
+
+    /// Sends new connections to replica `i` (0 = A, 1 = B).
+    fn pin(&self, i: usize) {
+        self.pinned.store(i, Ordering::Relaxed);
+    }
+}
 
 fn serve(lab: &Lab, name: &str, port: u16, db: &str) -> Child {
     let state = lab.dir.join(name);
@@ -33,6 +75,7 @@ fn serve(lab: &Lab, name: &str, port: u16, db: &str) -> Child {
         .arg("--state-dir")
         .arg(&state)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--database", db])
+        .args(["--public-url", &format!("http://127.0.0.1:{PORT_LB}")])
         .env("WEFT_ADMIN_PASSWORD", PW)
         .stdout(Stdio::null())
         .stderr(log)
@@ -85,6 +128,7 @@ fn port_status(env: &HashMap<String, String>, id: &str) -> String {
 fn two_replicas_on_postgresql_serve_one_cloud() {
     let mut lab = Lab::new("wrep", &["wrep-vm1", "wrep-vm2", "wrep-vm3"]);
     let db = weft_store_db();
+    let lb = Lb::start([PORT_A, PORT_B]);
     let a = serve(&lab, "a", PORT_A, &db.url);
     let b = serve(&lab, "b", PORT_B, &db.url);
     lab.children.push(b);
@@ -96,13 +140,19 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
     wait_for("both replicas' admin-openrc", 60, || {
         ra.exists() && rb.exists()
     });
-    let env_a = openrc(&ra);
-    let env_b = openrc(&rb);
-    wait_for("replica A", 60, || {
-        os(&env_a, &["token", "issue", "-f", "json"]).is_ok()
-    });
+    // One cloud, one public URL: the CLI goes through the load balancer,
+    // pinned to A for writes and to B for reads.
+    let env = openrc(&ra);
+    assert_eq!(env, openrc(&rb));
+    let (env_a, env_b) = (env.clone(), env);
+    let via = |i: usize| lb.pin(i);
+    via(1);
     wait_for("replica B", 60, || {
         os(&env_b, &["token", "issue", "-f", "json"]).is_ok()
+    });
+    via(0);
+    wait_for("replica A", 60, || {
+        os(&env_a, &["token", "issue", "-f", "json"]).is_ok()
     });
 
     // Identity and networking written through A, read through B.
@@ -163,6 +213,7 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
             "json",
         ],
     );
+    via(1);
     assert!(names(&os_ok(&env_b, &["project", "list", "-f", "json"])).contains(&"wrep-proj".into()));
     assert!(names(&os_ok(&env_b, &["user", "list", "-f", "json"])).contains(&"wrep-user".into()));
     assert!(names(&os_ok(&env_b, &["network", "list", "-f", "json"])).contains(&"wrep-net".into()));
@@ -175,6 +226,7 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
     os_ok(&member_b, &["token", "issue", "-f", "json"]);
 
     // A token issued by A validates on B (shared keys, no database round trip).
+    via(0);
     let tok = os_ok(&env_a, &["token", "issue", "-f", "json"])["id"]
         .as_str()
         .unwrap()
@@ -226,6 +278,7 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
             "json",
         ],
     );
+    via(1);
     // Nova-style plugs in the root namespace: the agent attaches tap<id> netdevs.
     plug_root(&p1, "wrep-vm1");
     plug_root(&p2, "wrep-vm2");
@@ -294,6 +347,8 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
     stop.store(true, Ordering::Relaxed);
     creator.join().unwrap();
     let acked = acked.lock().unwrap().clone();
+    // Whatever the pin, A is gone: every CLI call from here on lands on B.
+    via(0);
     assert!(
         acked.len() >= 80 && acked.len() < 200,
         "A died mid-run: {} acknowledged",

@@ -206,13 +206,12 @@ impl Server {
 
     /// Bind and serve until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
-        let follower = weft_store::follow(self.store.clone(), self.followers.clone())?;
-        if follower.is_some() {
-            tracing::info!(
-                services = self.followers.len(),
-                "following the shared database's change log"
-            );
-        }
+        weft_store::follow(self.store.clone(), self.followers.clone())?;
+        tracing::info!(
+            services = self.followers.len(),
+            backend = self.store.backend(),
+            "following the store's change log"
+        );
         let app = self.service();
         let listener = tokio::net::TcpListener::bind(self.cfg.listen)
             .await

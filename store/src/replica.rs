@@ -237,19 +237,34 @@ pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Keeps `replicas` current with commits made by other processes: waits on
 /// the store's listener (PostgreSQL LISTEN/NOTIFY) and replays the change
 /// log, with a catch-up every [`FOLLOW_POLL`] and after every reconnect.
-/// Returns `None` when the store has no other writers.
+/// Safe to call from async code: all database work is on the new thread.
 pub fn follow(
     store: Arc<dyn Store>,
     replicas: Vec<Arc<dyn Follow>>,
-) -> Result<Option<std::thread::JoinHandle<()>>, StoreError> {
-    let Some(first) = store.listener()? else {
-        return Ok(None);
-    };
-    let handle = std::thread::Builder::new()
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    // The listener is opened on the follower's own thread: the blocking
+    // PostgreSQL client must not connect on an async worker (`weft serve`
+    // starts the follower from inside its runtime).
+    std::thread::Builder::new()
         .name("store-follower".into())
-        .spawn(move || follow_loop(store, first, replicas))
-        .map_err(|e| StoreError::Backend(format!("spawning the follower: {e}")))?;
-    Ok(Some(handle))
+        .spawn(move || match store.listener() {
+            Ok(Some(l)) => follow_loop(store, l, replicas),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "store follower: no listener yet; retrying");
+                follow_loop(store, Box::new(Reconnect), replicas)
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("spawning the follower: {e}")))
+}
+
+/// A listener that fails at once, so the loop reconnects with backoff.
+struct Reconnect;
+
+impl Listener for Reconnect {
+    fn wait(&mut self, _: Duration) -> Result<Vec<crate::Notice>, StoreError> {
+        Err(StoreError::Backend("not connected".into()))
+    }
 }
 
 fn follow_loop(store: Arc<dyn Store>, first: Box<dyn Listener>, replicas: Vec<Arc<dyn Follow>>) {

@@ -160,9 +160,7 @@ fn a_write_on_a_stale_replica_is_rerun_not_lost() {
 #[test]
 fn the_follower_brings_a_users_to_b() {
     let t = two();
-    weft_store::follow(t.store.clone(), vec![t.b.replica()])
-        .unwrap()
-        .expect("PostgreSQL has a listener");
+    weft_store::follow(t.store.clone(), vec![t.b.replica()]).unwrap();
     let uid = new_user(&t.a, "carol");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !t.b.snapshot().users.contains_key(&uid) {
