@@ -206,7 +206,10 @@ impl Server {
 
     /// Bind and serve until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
-        weft_store::follow(self.store.clone(), self.followers.clone())?;
+        let (store, followers) = (self.store.clone(), self.followers.clone());
+        tokio::task::spawn_blocking(move || weft_store::follow(store, followers))
+            .await
+            .map_err(|e| weft_store::StoreError::Backend(e.to_string()))??;
         tracing::info!(
             services = self.followers.len(),
             backend = self.store.backend(),

@@ -237,25 +237,35 @@ pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Keeps `replicas` current with commits made by other processes: waits on
 /// the store's listener (PostgreSQL LISTEN/NOTIFY) and replays the change
 /// log, with a catch-up every [`FOLLOW_POLL`] and after every reconnect.
-/// Safe to call from async code: all database work is on the new thread.
+/// Blocks until the follower listens: call it from a blocking thread.
 pub fn follow(
     store: Arc<dyn Store>,
     replicas: Vec<Arc<dyn Follow>>,
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
-    // The listener is opened on the follower's own thread: the blocking
-    // PostgreSQL client must not connect on an async worker (`weft serve`
-    // starts the follower from inside its runtime).
-    std::thread::Builder::new()
+    // The listener is opened on the follower's own thread (the blocking
+    // PostgreSQL client must not connect on an async worker), and `follow`
+    // returns once it listens, so no commit after the return goes unheard.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
         .name("store-follower".into())
-        .spawn(move || match store.listener() {
-            Ok(Some(l)) => follow_loop(store, l, replicas),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "store follower: no listener yet; retrying");
-                follow_loop(store, Box::new(Reconnect), replicas)
-            }
+        .spawn(move || {
+            let listener = store.listener();
+            let _ = ready_tx.send(());
+            let listener = match listener {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store follower: no listener yet; retrying");
+                    Box::new(Reconnect)
+                }
+            };
+            // Whatever was committed between the replicas' load and LISTEN.
+            catch_up_all(&replicas, |_| true);
+            follow_loop(store, listener, replicas)
         })
-        .map_err(|e| StoreError::Backend(format!("spawning the follower: {e}")))
+        .map_err(|e| StoreError::Backend(format!("spawning the follower: {e}")))?;
+    let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+    Ok(handle)
 }
 
 /// A listener that fails at once, so the loop reconnects with backoff.
