@@ -6,6 +6,7 @@
 //! mac_aging_secs = 300
 //! workers = 2
 //! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
+//! busy_poll_us = 0              # keep polling this long after a busy wakeup (0: sleep at once)
 //!
 //! [[physnet]]
 //! name = "physnet"
@@ -75,6 +76,11 @@ pub const DEFAULT_MAC_TABLE_SIZE: usize = 65536;
 /// (`--ovs-vswitchd-priority`, default -10), so the switch is not starved by
 /// the VMs' own busy processes on a loaded host.
 pub const DEFAULT_WORKER_NICE: i32 = -10;
+/// Default busy polling after a wakeup that moved frames: none (see
+/// [`SwitchSettings::busy_poll_us`]).
+pub const DEFAULT_BUSY_POLL_US: u64 = 0;
+/// Upper bound of `busy_poll_us` (100 ms).
+pub const MAX_BUSY_POLL_US: u64 = 100_000;
 
 /// A validated switch configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +134,15 @@ pub struct SwitchSettings {
     pub mac_table_size: usize,
     /// Niceness of the packet worker threads (-20..=19).
     pub worker_nice: i32,
+    /// After a wakeup that moved frames, a packet worker keeps polling (epoll_wait with a zero
+    /// timeout) this many microseconds before sleeping again, to save the sleep/wakeup pair (a
+    /// context switch here, a try_to_wake_up in the sender's syscall) under a steady stream.
+    /// 0 (the default) turns it off: on the 2-core bench machine, where the switch shares the
+    /// cores with both iperf3 ends, polling never helped; 100 µs left one-host 64 B UDP within
+    /// the spread and 1000 µs lowered it and TCP (benches/RESULTS.md). The spinning takes CPU
+    /// the VMs need; worth trying (e.g. 50) where the switch has cores of its own. Read when
+    /// the workers start, like `workers` and `worker_nice`.
+    pub busy_poll_us: u64,
 }
 
 impl Default for SwitchSettings {
@@ -138,6 +153,7 @@ impl Default for SwitchSettings {
             workers: None,
             mac_table_size: DEFAULT_MAC_TABLE_SIZE,
             worker_nice: DEFAULT_WORKER_NICE,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
         }
     }
 }

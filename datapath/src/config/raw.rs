@@ -56,6 +56,7 @@ pub(super) struct RawSwitch {
     pub workers: Option<Spanned<i64>>,
     pub mac_table_size: Option<Spanned<i64>>,
     pub worker_nice: Option<Spanned<i64>>,
+    pub busy_poll_us: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -223,6 +223,28 @@ fn wrong_types_and_switch_section() {
     assert!(c.ports.is_empty());
 }
 
+#[test]
+fn busy_poll_us_is_a_switch_setting() {
+    let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
+    assert_eq!(c.switch.busy_poll_us, 0);
+    let c = SwitchConfig::from_toml(
+        &GOOD.replace("mac_aging_secs = 60", "busy_poll_us = 50"),
+        "host.toml",
+    )
+    .unwrap();
+    assert_eq!(c.switch.busy_poll_us, 50);
+    let e = err(&GOOD.replace("mac_aging_secs = 60", "busy_poll_us = -1"));
+    assert_eq!(
+        e,
+        "host.toml line 3: switch: busy_poll_us: -1 is out of range 0..=100000"
+    );
+    let e = err(&GOOD.replace("mac_aging_secs = 60", "busy_poll_us = 100001"));
+    assert!(
+        e.ends_with("busy_poll_us: 100001 is out of range 0..=100000"),
+        "{e}"
+    );
+}
+
 const TUNNEL: &str = r#"
 [tunnel]
 local_ip = "192.0.2.1"

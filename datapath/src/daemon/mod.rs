@@ -186,6 +186,7 @@ impl Switch {
                 wake: shared.wakers[i].clone(),
                 core: shared.dp.worker(),
                 nice: cfg.switch.worker_nice,
+                busy_poll_ns: cfg.switch.busy_poll_us.saturating_mul(1000),
             };
             let t = std::thread::Builder::new()
                 .name(format!("weft-worker-{i}"))

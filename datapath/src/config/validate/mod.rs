@@ -9,7 +9,9 @@ mod port;
 
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawFile, RawPhysnet, RawSwitch, RawTunnel, RawTunnelPeer};
-use super::{PhysnetConfig, SwitchConfig, SwitchSettings, TunnelConfig, MAX_IFNAME_LEN};
+use super::{
+    PhysnetConfig, SwitchConfig, SwitchSettings, TunnelConfig, MAX_BUSY_POLL_US, MAX_IFNAME_LEN,
+};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -84,6 +86,10 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
     }
     if let Some(n) = s.worker_nice {
         switch.worker_nice = in_range(cx, &n, "switch: worker_nice", -20..=19)? as i32;
+    }
+    if let Some(b) = s.busy_poll_us {
+        let max = MAX_BUSY_POLL_US as i64;
+        switch.busy_poll_us = in_range(cx, &b, "switch: busy_poll_us", 0..=max)? as u64;
     }
     if let Some(m) = s.mac_table_size {
         switch.mac_table_size =
