@@ -5,13 +5,13 @@
 //! The stages, in order, one module each, named after the Neutron OVS agent tables they replace
 //! (so that operators recognise them in `weft trace`):
 //!
-//! | module            | Neutron table      | job                                                        |
-//! |-------------------|--------------------|------------------------------------------------------------|
-//! | [`classify`]      | br-int 0           | in_port -> local VLAN; uplink: global segment -> local VLAN |
-//! | [`port_security`] | 24, 25, 71 (part)  | arp_spoof, mac_spoof, ip_spoof + DHCP guard                |
-//! | *(security groups)* | 71-73, 81-82     | **slot for the stateful security-group stage** (not yet)   |
-//! | [`forward`]       | 60, 94 NORMAL      | MAC learning per local VLAN, unicast / flood               |
-//! | [`uplink`]        | br-phys 0/2, br-tun | local VLAN -> wire, as the egress edits of each output    |
+//! | module              | Neutron table       | job                                                |
+//! |---------------------|---------------------|----------------------------------------------------|
+//! | [`classify`]        | br-int 0            | in_port / uplink segment -> local VLAN             |
+//! | [`port_security`]   | 24, 25, 71 (part)   | arp_spoof, mac_spoof, ip_spoof + DHCP guard        |
+//! | *(security groups)* | 71-73, 81-82        | the slot for the stateful security-group stage     |
+//! | [`forward`]         | 60, 94 NORMAL       | MAC learning per local VLAN, unicast / flood       |
+//! | [`uplink`]          | br-phys 0/2, br-tun | local VLAN -> wire, as each output's egress edit   |
 //!
 //! The security-group stage goes into [`decide`] between port security and forward: it sees the
 //! classified frame (port, local VLAN) after anti-spoofing has vouched for its addresses, and
