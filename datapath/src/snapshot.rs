@@ -201,72 +201,14 @@ fn compile_err(message: String) -> ConfigError {
 impl Snapshot {
     /// Compiles a config. With `prev`, port numbers and local VLANs of unchanged names are kept.
     pub fn compile(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
-        // Local VLANs: keep previous allocations by network name, then lowest free.
-        let mut used_vlans = BTreeSet::new();
-        let mut vlan_of: HashMap<&str, u16> = HashMap::new();
-        if let Some(p) = prev {
-            for n in &cfg.networks {
-                if let Some(old) = p.network(&n.name) {
-                    vlan_of.insert(&n.name, old.local_vlan);
-                    used_vlans.insert(old.local_vlan);
-                }
-            }
-        }
-        let mut next_vlan = 1u16;
-        for n in &cfg.networks {
-            if vlan_of.contains_key(n.name.as_str()) {
-                continue;
-            }
-            while used_vlans.contains(&next_vlan) {
-                next_vlan += 1;
-            }
-            if next_vlan > MAX_LOCAL_VLAN {
-                return Err(compile_err(format!(
-                    "too many networks: no local VLAN left for network {:?}",
-                    n.name
-                )));
-            }
-            vlan_of.insert(&n.name, next_vlan);
-            used_vlans.insert(next_vlan);
-        }
+        let vlan_of = local_vlans(cfg, prev)?;
 
         // Port numbers: uplinks (one per physnet) then VM ports; keep previous numbers by name.
         let tunnel_name = cfg.tunnel.as_ref().map(|t| t.port_name());
         let mut names: Vec<&str> = cfg.physnets.iter().map(|p| p.interface.as_str()).collect();
         names.extend(tunnel_name.as_deref());
         names.extend(cfg.ports.iter().map(|p| p.name.as_str()));
-        let mut used_ports = BTreeSet::new();
-        let mut no_of: HashMap<&str, PortNo> = HashMap::new();
-        if let Some(p) = prev {
-            for n in &names {
-                if let Some(&no) = p.by_name.get(*n) {
-                    no_of.insert(n, no);
-                    used_ports.insert(no.0);
-                }
-            }
-        }
-        let mut next_port = 1u16;
-        for n in &names {
-            if no_of.contains_key(n) {
-                continue;
-            }
-            while used_ports.contains(&next_port) {
-                next_port += 1;
-            }
-            if usize::from(next_port) >= MAX_PORTS {
-                return Err(compile_err(format!(
-                    "too many ports: no port number left for {n:?} (limit {})",
-                    MAX_PORTS - 1
-                )));
-            }
-            no_of.insert(n, PortNo(next_port));
-            used_ports.insert(next_port);
-        }
-        let table_len = used_ports
-            .iter()
-            .next_back()
-            .map(|&m| usize::from(m) + 1)
-            .unwrap_or(1);
+        let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
@@ -277,19 +219,9 @@ impl Snapshot {
             let no = no_of[p.interface.as_str()];
             uplink_of_physnet.insert(&p.name, no);
             by_name.insert(p.interface.clone(), no);
-            ports[usize::from(no.0)] = Some(PortInfo {
-                no,
-                name: p.interface.clone(),
-                kind: PortKind::System,
-                role: PortRole::Uplink,
-                network: None,
-                physnet: Some(p.name.clone()),
-                local_vlan: 0,
-                mac: None,
-                port_security: false,
-                tunnel_endpoint: None,
-                mtu: None,
-            });
+            let mut info = uplink_port(no, &p.interface, PortKind::System);
+            info.physnet = Some(p.name.clone());
+            ports[usize::from(no.0)] = Some(info);
             uplinks[usize::from(no.0)] = Some(UplinkRt::default());
         }
 
@@ -297,19 +229,9 @@ impl Snapshot {
             (Some(t), Some(name)) => {
                 let no = no_of[name];
                 by_name.insert(name.to_string(), no);
-                ports[usize::from(no.0)] = Some(PortInfo {
-                    no,
-                    name: name.to_string(),
-                    kind: PortKind::Vxlan,
-                    role: PortRole::Uplink,
-                    network: None,
-                    physnet: None,
-                    local_vlan: 0,
-                    mac: None,
-                    port_security: false,
-                    tunnel_endpoint: Some(SocketAddr::new(t.local_ip, t.udp_port)),
-                    mtu: None,
-                });
+                let mut info = uplink_port(no, name, PortKind::Vxlan);
+                info.tunnel_endpoint = Some(SocketAddr::new(t.local_ip, t.udp_port));
+                ports[usize::from(no.0)] = Some(info);
                 uplinks[usize::from(no.0)] = Some(UplinkRt::default());
                 Some(TunnelInfo {
                     port: no,
@@ -340,33 +262,8 @@ impl Snapshot {
             let mut members = Vec::new();
             if let Some(up) = uplink {
                 let rt = uplinks[usize::from(up.0)].get_or_insert_with(UplinkRt::default);
-                let (edit_untagged, edit_tagged) = match n.network_type {
-                    NetworkType::Vlan { segmentation_id } => {
-                        rt.segments.insert(segmentation_id, local_vlan);
-                        (
-                            EgressEdit::PushTag(segmentation_id),
-                            EgressEdit::RewriteVid(segmentation_id),
-                        )
-                    }
-                    NetworkType::Flat => {
-                        rt.flat_vlan = Some(local_vlan);
-                        (EgressEdit::Keep, EgressEdit::StripTag)
-                    }
-                    NetworkType::Vxlan { segmentation_id } => {
-                        // The tunnel trunk carries the local VLAN itself; the shell maps it to
-                        // the VNI. Config validation guarantees a [tunnel] for vxlan networks.
-                        rt.segments.insert(local_vlan, local_vlan);
-                        if let Some(t) = tunnel.as_mut() {
-                            t.vni_to_vlan.insert(segmentation_id, local_vlan);
-                            t.vlan_to_vni.insert(local_vlan, segmentation_id);
-                        }
-                        (
-                            EgressEdit::PushTag(local_vlan),
-                            EgressEdit::RewriteVid(local_vlan),
-                        )
-                    }
-                    NetworkType::Local => unreachable_local(),
-                };
+                let (edit_untagged, edit_tagged) =
+                    uplink_edits(n.network_type, local_vlan, rt, tunnel.as_mut());
                 members.push(Member {
                     port: up,
                     edit_untagged,
@@ -574,6 +471,136 @@ impl Snapshot {
 #[inline]
 fn vlan_mac_key(vlan: u16, mac: MacAddr) -> u64 {
     (u64::from(vlan) << 48) | mac.to_u64()
+}
+
+/// An uplink port (a physnet's NIC, or the tunnel endpoint): a trunk without port security.
+fn uplink_port(no: PortNo, name: &str, kind: PortKind) -> PortInfo {
+    PortInfo {
+        no,
+        name: name.to_string(),
+        kind,
+        role: PortRole::Uplink,
+        network: None,
+        physnet: None,
+        local_vlan: 0,
+        mac: None,
+        port_security: false,
+        tunnel_endpoint: None,
+        mtu: None,
+    }
+}
+
+/// Local VLANs: previous allocations kept by network name, then the lowest free ids.
+fn local_vlans<'c>(
+    cfg: &'c SwitchConfig,
+    prev: Option<&Snapshot>,
+) -> Result<HashMap<&'c str, u16>, ConfigError> {
+    let mut used_vlans = BTreeSet::new();
+    let mut vlan_of: HashMap<&str, u16> = HashMap::new();
+    if let Some(p) = prev {
+        for n in &cfg.networks {
+            if let Some(old) = p.network(&n.name) {
+                vlan_of.insert(&n.name, old.local_vlan);
+                used_vlans.insert(old.local_vlan);
+            }
+        }
+    }
+    let mut next_vlan = 1u16;
+    for n in &cfg.networks {
+        if vlan_of.contains_key(n.name.as_str()) {
+            continue;
+        }
+        while used_vlans.contains(&next_vlan) {
+            next_vlan += 1;
+        }
+        if next_vlan > MAX_LOCAL_VLAN {
+            return Err(compile_err(format!(
+                "too many networks: no local VLAN left for network {:?}",
+                n.name
+            )));
+        }
+        vlan_of.insert(&n.name, next_vlan);
+        used_vlans.insert(next_vlan);
+    }
+    Ok(vlan_of)
+}
+
+/// Port numbers for `names`: previous numbers kept by name, then the lowest free ones. Also
+/// returns the length of a table indexed by port number.
+fn port_numbers<'n>(
+    names: &[&'n str],
+    prev: Option<&Snapshot>,
+) -> Result<(HashMap<&'n str, PortNo>, usize), ConfigError> {
+    let mut used_ports = BTreeSet::new();
+    let mut no_of: HashMap<&str, PortNo> = HashMap::new();
+    if let Some(p) = prev {
+        for n in names {
+            if let Some(&no) = p.by_name.get(*n) {
+                no_of.insert(n, no);
+                used_ports.insert(no.0);
+            }
+        }
+    }
+    let mut next_port = 1u16;
+    for n in names {
+        if no_of.contains_key(n) {
+            continue;
+        }
+        while used_ports.contains(&next_port) {
+            next_port += 1;
+        }
+        if usize::from(next_port) >= MAX_PORTS {
+            return Err(compile_err(format!(
+                "too many ports: no port number left for {n:?} (limit {})",
+                MAX_PORTS - 1
+            )));
+        }
+        no_of.insert(n, PortNo(next_port));
+        used_ports.insert(next_port);
+    }
+    let table_len = used_ports
+        .iter()
+        .next_back()
+        .map(|&m| usize::from(m) + 1)
+        .unwrap_or(1);
+    Ok((no_of, table_len))
+}
+
+/// The egress edits of a network's uplink member (frame entered untagged, tagged), recording
+/// the segment in the uplink's map and, for vxlan, the VNI in the tunnel's.
+fn uplink_edits(
+    network_type: NetworkType,
+    local_vlan: u16,
+    rt: &mut UplinkRt,
+    tunnel: Option<&mut TunnelInfo>,
+) -> (EgressEdit, EgressEdit) {
+    match network_type {
+        NetworkType::Vlan { segmentation_id } => {
+            rt.segments.insert(segmentation_id, local_vlan);
+            (
+                EgressEdit::PushTag(segmentation_id),
+                EgressEdit::RewriteVid(segmentation_id),
+            )
+        }
+        NetworkType::Flat => {
+            rt.flat_vlan = Some(local_vlan);
+            (EgressEdit::Keep, EgressEdit::StripTag)
+        }
+        NetworkType::Vxlan { segmentation_id } => {
+            // The tunnel trunk carries the local VLAN itself; the shell maps it to
+            // the VNI. Config validation guarantees a [tunnel] for vxlan networks.
+            rt.segments.insert(local_vlan, local_vlan);
+            if let Some(t) = tunnel {
+                t.vni_to_vlan.insert(segmentation_id, local_vlan);
+                t.vlan_to_vni.insert(local_vlan, segmentation_id);
+            }
+            (
+                EgressEdit::PushTag(local_vlan),
+                EgressEdit::RewriteVid(local_vlan),
+            )
+        }
+        NetworkType::Local => unreachable_local(),
+    }
 }
 
 fn unreachable_local() -> (EgressEdit, EgressEdit) {

@@ -26,6 +26,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::io::sys::EventFd;
+/// Re-exported from [`crate::io`], where the port shells that count into it live.
+pub use crate::io::IoCounters;
 use crate::io::{PacketConfig, PacketPort, PortIo, TapPort};
 use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
 
@@ -57,26 +59,6 @@ pub enum DaemonError {
     /// Threads, epoll, eventfd.
     #[error("switch runtime: {0}")]
     Runtime(std::io::Error),
-}
-
-/// Per-port I/O counters kept by the shell (the core counts pipeline drops).
-#[derive(Default, Debug)]
-pub struct IoCounters {
-    /// Frames read from the port.
-    pub rx_frames: AtomicU64,
-    /// Bytes read.
-    pub rx_bytes: AtomicU64,
-    /// Reads that failed or were truncated/too short.
-    pub rx_errors: AtomicU64,
-    /// Frames the kernel dropped before the switch saw them (AF_PACKET rx
-    /// ring full), collected from PACKET_STATISTICS when states are read.
-    pub rx_ring_drops: AtomicU64,
-    /// Frames written.
-    pub tx_frames: AtomicU64,
-    /// Bytes written.
-    pub tx_bytes: AtomicU64,
-    /// Frames that could not be written (port down, pending, queue full, offload failure).
-    pub tx_dropped: AtomicU64,
 }
 
 /// A port as the shell holds it: its number, name, and I/O (None = pending).
@@ -204,6 +186,7 @@ impl Switch {
                 wake: shared.wakers[i].clone(),
                 core: shared.dp.worker(),
                 nice: cfg.switch.worker_nice,
+                busy_poll_ns: cfg.switch.busy_poll_us.saturating_mul(1000),
             };
             let t = std::thread::Builder::new()
                 .name(format!("weft-worker-{i}"))

@@ -28,24 +28,6 @@ pub(crate) const RX_BATCH: usize = 32;
 
 const WAKE_TOKEN: u64 = u64::MAX;
 
-/// After a wakeup that moved frames, keep polling (epoll_wait with a zero
-/// timeout) this long before sleeping again, to save the sleep/wakeup pair
-/// (a context switch here, a try_to_wake_up in the sender's syscall) under a
-/// steady stream. Off by default: on the 2-core bench machine, where the
-/// switch shares the cores with both iperf3 ends, polling never helped. With
-/// bursts of 32 and a yield per round (benches/RESULTS.md), 100 µs of polling
-/// left one-host 64 B UDP within the spread, and 1000 µs lowered it and TCP.
-/// The spinning takes CPU the VMs need. Worth trying where the switch has
-/// cores of its own: WEFT_BUSY_POLL_US=50.
-pub(crate) const BUSY_POLL_NS: u64 = 0;
-
-fn busy_poll_ns() -> u64 {
-    std::env::var("WEFT_BUSY_POLL_US")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(BUSY_POLL_NS, |us| us.saturating_mul(1000))
-}
-
 pub(crate) struct PacketThread {
     pub(crate) index: usize,
     pub(crate) count: usize,
@@ -54,6 +36,9 @@ pub(crate) struct PacketThread {
     pub(crate) core: crate::Worker,
     /// Niceness to run at (`[switch] worker_nice`).
     pub(crate) nice: i32,
+    /// Keep polling this long after a wakeup that moved frames (`[switch] busy_poll_us`;
+    /// 0: sleep at once).
+    pub(crate) busy_poll_ns: u64,
 }
 
 /// One frame to send on an AF_PACKET port, owned until the batch is flushed.
@@ -89,7 +74,7 @@ impl PacketThread {
         let mut ready = [(0u64, false); 64];
         let mut txs = TxScratch::new();
         let mut dead: Vec<PortNo> = Vec::new();
-        let busy_poll = busy_poll_ns();
+        let busy_poll = self.busy_poll_ns;
         let mut poll_until = 0u64;
         loop {
             if self.shared.stop.load(Ordering::Acquire) {

@@ -9,6 +9,7 @@
 //!   AF_PACKET ring ┘   (VLAN tag re-inserted)  └─sendmmsg─> AF_PACKET
 //! ```
 
+mod counters;
 pub mod sys;
 pub mod tunnel;
 
@@ -18,6 +19,7 @@ use std::sync::Mutex;
 
 use crate::VirtioNetHdr;
 
+pub use counters::IoCounters;
 pub use sys::VNET_HDR_LEN;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use crate::config::tunnel_port_name;
-use crate::daemon::IoCounters;
+use crate::io::IoCounters;
 use crate::io::{sys, VNET_HDR_LEN};
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
 use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};

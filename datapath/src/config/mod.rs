@@ -1,0 +1,295 @@
+//! The switch config file (TOML): physnets, networks, ports, and `[switch]` settings.
+//!
+//! ```toml
+//! [switch]                      # optional
+//! control_socket = "/run/weft/switch.sock"
+//! mac_aging_secs = 300
+//! workers = 2
+//! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
+//! busy_poll_us = 0              # keep polling this long after a busy wakeup (0: sleep at once)
+//!
+//! [[physnet]]
+//! name = "physnet"
+//! interface = "eth1"
+//!
+//! [tunnel]                      # optional: this host's VXLAN endpoint (Neutron's local_ip)
+//! local_ip = "192.0.2.1"
+//! udp_port = 4789               # default 4789
+//!
+//! [[tunnel_peer]]               # every other host's endpoint (flooding list, like the OVS
+//! ip = "192.0.2.2"              # agent's tunnel ports); or `remote_ips = [...]` in [tunnel]
+//!
+//! [[network]]
+//! name = "net-vxlan"
+//! type = "vxlan"                # needs [tunnel]
+//! segmentation_id = 1001        # the VNI
+//!
+//! [[network]]
+//! name = "net-vlan100"
+//! type = "vlan"                 # flat | vlan | vxlan | local
+//! physnet = "physnet"
+//! segmentation_id = 100
+//!
+//! [[port]]
+//! name = "tap-vm1"
+//! kind = "tap"                  # tap | system
+//! network = "net-vlan100"
+//! mac = "fa:16:3e:00:00:01"
+//! fixed_ips = ["10.0.0.11"]
+//! port_security = true
+//! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
+//! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
+//! ```
+//!
+//! Every error names the source, the line, the object and the field:
+//! `host.toml line 12: port "tap-vm1": mac: invalid MAC address "zz"`.
+
+//!
+//! Reading a config is two steps: `raw` parses the TOML into typed structs that keep each
+//! value's span (syntax, unknown keys, wrong types), then `validate` checks values, references
+//! and duplicates and builds the [`SwitchConfig`].
+
+mod error;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::ConfigError;
+
+use crate::mac::MacAddr;
+use error::Ctx;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Linux IFNAMSIZ - 1.
+pub const MAX_IFNAME_LEN: usize = 15;
+/// Default control socket path.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/switch.sock";
+/// Default MAC aging time, as the Linux bridge and OVS use.
+pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
+/// Default capacity of the learned MAC table.
+pub const DEFAULT_MAC_TABLE_SIZE: usize = 65536;
+/// Default niceness of the packet workers: what `ovs-ctl` gives ovs-vswitchd
+/// (`--ovs-vswitchd-priority`, default -10), so the switch is not starved by
+/// the VMs' own busy processes on a loaded host.
+pub const DEFAULT_WORKER_NICE: i32 = -10;
+/// Default busy polling after a wakeup that moved frames: none (see
+/// [`SwitchSettings::busy_poll_us`]).
+pub const DEFAULT_BUSY_POLL_US: u64 = 0;
+/// Upper bound of `busy_poll_us` (100 ms).
+pub const MAX_BUSY_POLL_US: u64 = 100_000;
+
+/// A validated switch configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// `[switch]` settings (defaults when the section is absent).
+    pub switch: SwitchSettings,
+    /// `[[physnet]]`: physical networks and the NIC each is reached through.
+    pub physnets: Vec<PhysnetConfig>,
+    /// `[[network]]`
+    pub networks: Vec<NetworkConfig>,
+    /// `[[port]]`
+    pub ports: Vec<PortConfig>,
+    /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
+    pub tunnel: Option<TunnelConfig>,
+}
+
+/// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Local tunnel IP (the socket binds to it; it is the outer source address).
+    pub local_ip: IpAddr,
+    /// UDP port (default 4789).
+    pub udp_port: u16,
+    /// The other hosts' tunnel IPs: unknown unicast and broadcast go to all of them, and only
+    /// datagrams from them are accepted.
+    pub peers: Vec<IpAddr>,
+}
+
+impl TunnelConfig {
+    /// The name of the tunnel endpoint as a switch port (`weft ctl ports`, traces).
+    pub fn port_name(&self) -> String {
+        tunnel_port_name(self.udp_port)
+    }
+}
+
+/// The switch port name of a VXLAN endpoint on `udp_port` (not a netdev).
+pub fn tunnel_port_name(udp_port: u16) -> String {
+    format!("vxlan-{udp_port}")
+}
+
+/// `[switch]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchSettings {
+    /// Unix socket for `weft ctl` / `weft trace`.
+    pub control_socket: PathBuf,
+    /// Learned MAC entries older than this are forgotten.
+    pub mac_aging_secs: u64,
+    /// Number of packet worker threads (None: the I/O shell decides).
+    pub workers: Option<usize>,
+    /// Maximum number of learned MAC entries (all VLANs together).
+    pub mac_table_size: usize,
+    /// Niceness of the packet worker threads (-20..=19).
+    pub worker_nice: i32,
+    /// After a wakeup that moved frames, a packet worker keeps polling (epoll_wait with a zero
+    /// timeout) this many microseconds before sleeping again, to save the sleep/wakeup pair (a
+    /// context switch here, a try_to_wake_up in the sender's syscall) under a steady stream.
+    /// 0 (the default) turns it off: on the 2-core bench machine, where the switch shares the
+    /// cores with both iperf3 ends, polling never helped; 100 µs left one-host 64 B UDP within
+    /// the spread and 1000 µs lowered it and TCP (benches/RESULTS.md). The spinning takes CPU
+    /// the VMs need; worth trying (e.g. 50) where the switch has cores of its own. Read when
+    /// the workers start, like `workers` and `worker_nice`.
+    pub busy_poll_us: u64,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            mac_aging_secs: DEFAULT_MAC_AGING_SECS,
+            workers: None,
+            mac_table_size: DEFAULT_MAC_TABLE_SIZE,
+            worker_nice: DEFAULT_WORKER_NICE,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
+        }
+    }
+}
+
+/// `[[physnet]]`: like a `bridge_mappings` entry plus the NIC on the physical bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhysnetConfig {
+    /// Physical network name, referenced by networks.
+    pub name: String,
+    /// Existing netdev carrying this physnet (becomes the uplink port of that name).
+    pub interface: String,
+}
+
+/// Network type with its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkType {
+    /// Untagged on the physnet.
+    Flat,
+    /// 802.1Q tagged on the physnet with this global VLAN id.
+    Vlan {
+        /// Global VLAN id on the wire, 1..=4094.
+        segmentation_id: u16,
+    },
+    /// Host-local: never leaves through an uplink.
+    Local,
+    /// VXLAN: carried to the tunnel peers with this VNI.
+    Vxlan {
+        /// VNI, 1..=16777215.
+        segmentation_id: u32,
+    },
+}
+
+impl fmt::Display for NetworkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkType::Flat => f.write_str("flat"),
+            NetworkType::Vlan { segmentation_id } => write!(f, "vlan {segmentation_id}"),
+            NetworkType::Local => f.write_str("local"),
+            NetworkType::Vxlan { segmentation_id } => write!(f, "vxlan {segmentation_id}"),
+        }
+    }
+}
+
+/// `[[network]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Network name (unique).
+    pub name: String,
+    /// flat / vlan (with segmentation id) / local.
+    pub network_type: NetworkType,
+    /// Physnet for flat and vlan networks; None for local.
+    pub physnet: Option<String>,
+}
+
+/// How the I/O shell attaches a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// weft creates and owns a tap (/dev/net/tun).
+    Tap,
+    /// An existing netdev attached by name (AF_PACKET).
+    System,
+    /// The VXLAN tunnel endpoint (a UDP socket; created by the switch from `[tunnel]`).
+    Vxlan,
+}
+
+impl fmt::Display for PortKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortKind::Tap => "tap",
+            PortKind::System => "system",
+            PortKind::Vxlan => "vxlan",
+        })
+    }
+}
+
+/// An extra (MAC, IP or prefix) a port may send from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressPair {
+    /// None: the port's own MAC.
+    pub mac: Option<MacAddr>,
+    /// A host address (/32, /128) or a prefix.
+    pub ip: IpNet,
+}
+
+/// `[[port]]`: a VM-side port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Interface name (max 15 chars).
+    pub name: String,
+    /// tap or system.
+    pub kind: PortKind,
+    /// Network name.
+    pub network: String,
+    /// The port's MAC; required when port_security is on.
+    pub mac: Option<MacAddr>,
+    /// Fixed IPs (v4 and v6).
+    pub fixed_ips: Vec<IpAddr>,
+    /// MAC/IP/ARP/ND anti-spoofing and DHCP guard (default true).
+    pub port_security: bool,
+    /// Extra addresses the port may use.
+    pub allowed_address_pairs: Vec<AddressPair>,
+    /// MTU to give a tap the switch creates (the network's MTU: 1450 for vxlan on a
+    /// 1500-byte underlay). None: the kernel default. Tap ports only.
+    pub mtu: Option<u32>,
+}
+
+impl SwitchConfig {
+    /// Reads and validates a config file; errors are labelled with the file name.
+    pub fn load(path: &Path) -> Result<SwitchConfig, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: source.clone(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read config: {e}"),
+        })?;
+        SwitchConfig::from_toml(&text, &source)
+    }
+
+    /// Parses and validates config text; `source_name` labels errors (e.g. the file name).
+    pub fn from_toml(text: &str, source_name: &str) -> Result<SwitchConfig, ConfigError> {
+        let cx = Ctx {
+            text,
+            source: source_name,
+        };
+        let raw = raw::parse(&cx)?;
+        validate::validate(&cx, raw)
+    }
+
+    /// Looks up a network by name.
+    pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// Looks up a physnet by name.
+    pub fn physnet(&self, name: &str) -> Option<&PhysnetConfig> {
+        self.physnets.iter().find(|p| p.name == name)
+    }
+}

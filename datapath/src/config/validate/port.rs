@@ -1,0 +1,200 @@
+//! `[[port]]`: names (unique, not an uplink's or the tunnel's), kind, network reference, MAC,
+//! fixed IPs, allowed address pairs and MTU.
+
+use super::{check_ifname, parse_ip_or_cidr, ConfigError, Ctx, Names};
+use crate::config::raw::{RawPair, RawPort};
+use crate::config::{AddressPair, PortConfig, PortKind, TunnelConfig};
+use crate::mac::MacAddr;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use toml::Spanned;
+
+/// Checks every `[[port]]` against the physnets, networks and tunnel already validated.
+pub(super) fn ports(
+    cx: &Ctx<'_>,
+    raw: Vec<RawPort>,
+    tunnel: Option<&TunnelConfig>,
+    names: &Names,
+) -> Result<Vec<PortConfig>, ConfigError> {
+    let mut ports = Vec::new();
+    let mut port_names = HashSet::new();
+    for p in raw {
+        let name = p.name.get_ref().clone();
+        let obj = format!("port {name:?}");
+        check_name(cx, &p, &obj, tunnel, names, &mut port_names)?;
+        let kind = kind(cx, &p, &obj)?;
+        if !names.networks.contains(p.network.get_ref()) {
+            return Err(cx.err(
+                Some(p.network.span()),
+                format!("{obj}: network"),
+                format!("unknown network {:?}", p.network.get_ref()),
+            ));
+        }
+        let port_security = p
+            .port_security
+            .as_ref()
+            .map(|s| *s.get_ref())
+            .unwrap_or(true);
+        let mac = p.mac.as_ref().map(|m| mac(cx, m, &obj)).transpose()?;
+        if mac.is_none() && port_security {
+            return Err(cx.err(
+                Some(p.name.span()),
+                format!("{obj}: mac"),
+                "required when port_security = true".into(),
+            ));
+        }
+        let mut fixed_ips = Vec::new();
+        for ip in &p.fixed_ips {
+            let addr: IpAddr = ip.get_ref().parse().map_err(|_| {
+                cx.err(
+                    Some(ip.span()),
+                    format!("{obj}: fixed_ips"),
+                    format!("invalid IP address {:?}", ip.get_ref()),
+                )
+            })?;
+            fixed_ips.push(addr);
+        }
+        let allowed_address_pairs = p
+            .allowed_address_pairs
+            .iter()
+            .map(|pair| address_pair(cx, pair, mac, &obj))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mtu = p.mtu.as_ref().map(|m| mtu(cx, m, kind, &obj)).transpose()?;
+        ports.push(PortConfig {
+            mtu,
+            name,
+            kind,
+            network: p.network.into_inner(),
+            mac,
+            fixed_ips,
+            port_security,
+            allowed_address_pairs,
+        });
+    }
+    Ok(ports)
+}
+
+/// A valid interface name, unique among ports, not an uplink's nor the tunnel endpoint's.
+fn check_name(
+    cx: &Ctx<'_>,
+    p: &RawPort,
+    obj: &str,
+    tunnel: Option<&TunnelConfig>,
+    names: &Names,
+    port_names: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let name = p.name.get_ref();
+    check_ifname(name).map_err(|m| cx.err(Some(p.name.span()), format!("{obj}: name"), m))?;
+    if !port_names.insert(name.clone()) {
+        return Err(cx.err(
+            Some(p.name.span()),
+            format!("{obj}: name"),
+            format!("duplicate port name {name:?}"),
+        ));
+    }
+    if let Some(other) = names.interfaces.get(name) {
+        return Err(cx.err(
+            Some(p.name.span()),
+            format!("{obj}: name"),
+            format!("{name:?} is the uplink interface of {other}"),
+        ));
+    }
+    if let Some(t) = tunnel {
+        if *name == t.port_name() {
+            return Err(cx.err(
+                Some(p.name.span()),
+                format!("{obj}: name"),
+                format!("{name:?} is the name of the tunnel endpoint"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `kind`: tap (the default) or system.
+fn kind(cx: &Ctx<'_>, p: &RawPort, obj: &str) -> Result<PortKind, ConfigError> {
+    let Some(k) = &p.kind else {
+        return Ok(PortKind::Tap);
+    };
+    match k.get_ref().as_str() {
+        "tap" => Ok(PortKind::Tap),
+        "system" => Ok(PortKind::System),
+        other => Err(cx.err(
+            Some(k.span()),
+            format!("{obj}: kind"),
+            format!("unknown port kind {other:?} (expected tap or system)"),
+        )),
+    }
+}
+
+/// `mac`: a unicast MAC address.
+fn mac(cx: &Ctx<'_>, m: &Spanned<String>, obj: &str) -> Result<MacAddr, ConfigError> {
+    let mac: MacAddr = m
+        .get_ref()
+        .parse()
+        .map_err(|e: crate::mac::MacParseError| {
+            cx.err(Some(m.span()), format!("{obj}: mac"), e.to_string())
+        })?;
+    if mac.is_multicast() || mac == MacAddr::ZERO {
+        return Err(cx.err(
+            Some(m.span()),
+            format!("{obj}: mac"),
+            format!("{mac} is not a unicast MAC address"),
+        ));
+    }
+    Ok(mac)
+}
+
+/// One of `allowed_address_pairs`; without a MAC it takes the port's, which must then exist.
+fn address_pair(
+    cx: &Ctx<'_>,
+    pair: &RawPair,
+    port_mac: Option<MacAddr>,
+    obj: &str,
+) -> Result<AddressPair, ConfigError> {
+    let pmac = match &pair.mac {
+        None => None,
+        Some(m) => Some(m.get_ref().parse::<MacAddr>().map_err(|e| {
+            cx.err(
+                Some(m.span()),
+                format!("{obj}: allowed_address_pairs: mac"),
+                e.to_string(),
+            )
+        })?),
+    };
+    if pmac.is_none() && port_mac.is_none() {
+        return Err(cx.err(
+            Some(pair.ip_address.span()),
+            format!("{obj}: allowed_address_pairs: mac"),
+            "required when the port has no mac".into(),
+        ));
+    }
+    let ip = parse_ip_or_cidr(pair.ip_address.get_ref()).map_err(|m| {
+        cx.err(
+            Some(pair.ip_address.span()),
+            format!("{obj}: allowed_address_pairs: ip_address"),
+            m,
+        )
+    })?;
+    Ok(AddressPair { mac: pmac, ip })
+}
+
+/// `mtu`: tap ports only, 68..=65535.
+fn mtu(cx: &Ctx<'_>, m: &Spanned<i64>, kind: PortKind, obj: &str) -> Result<u32, ConfigError> {
+    let v = *m.get_ref();
+    if kind != PortKind::Tap {
+        return Err(cx.err(
+            Some(m.span()),
+            format!("{obj}: mtu"),
+            "only tap ports take an mtu (a system port keeps its netdev's)".into(),
+        ));
+    }
+    if !(68..=65535).contains(&v) {
+        return Err(cx.err(
+            Some(m.span()),
+            format!("{obj}: mtu"),
+            format!("{v} is out of range 68..=65535"),
+        ));
+    }
+    Ok(v as u32)
+}
