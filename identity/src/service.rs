@@ -1268,3 +1268,7 @@ pub fn context_from_payload(
         payload,
     })
 }
+
+#[cfg(test)]
+#[path = "service_cache_tests.rs"]
+mod cache_tests;

@@ -466,3 +466,56 @@ fn short_ttl_tokens_expire() {
         Err(weft_identity::IdentityError::Unauthorized(_))
     ));
 }
+
+/// A project-scoped token stops validating as soon as its project is
+/// disabled, and as soon as the project's domain is disabled: validation
+/// answers from a cache, and that cache must not outlive either write.
+#[tokio::test]
+async fn disabling_the_project_or_its_domain_stops_its_tokens_at_once() {
+    let h = H::new().await;
+    let u = h.user("pd-user", "pw").await;
+    let r = h
+        .post("/v3/domains", json!({"domain": {"name": "pd-domain"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let d = r.body["domain"]["id"].as_str().unwrap().to_string();
+    let mut projects = Vec::new();
+    for name in ["pd-p1", "pd-p2"] {
+        let r = h
+            .post(
+                "/v3/projects",
+                json!({"project": {"name": name, "domain_id": d}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let p = r.body["project"]["id"].as_str().unwrap().to_string();
+        h.grant(&p, &u, "member").await;
+        projects.push(p);
+    }
+    let t1 = h
+        .token_for("pd-user", "pw", project_scope(&projects[0]))
+        .await;
+    let t2 = h
+        .token_for("pd-user", "pw", project_scope(&projects[1]))
+        .await;
+    // Both validated once, so both sit in the validation cache.
+    assert_eq!(h.validate(&t1).await.status, StatusCode::OK);
+    assert_eq!(h.validate(&t2).await.status, StatusCode::OK);
+    let r = h
+        .patch(
+            &format!("/v3/projects/{}", projects[0]),
+            json!({"project": {"enabled": false}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(h.validate(&t1).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.validate(&t2).await.status, StatusCode::OK);
+    let r = h
+        .patch(
+            &format!("/v3/domains/{d}"),
+            json!({"domain": {"enabled": false}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(h.validate(&t2).await.status, StatusCode::NOT_FOUND);
+}
