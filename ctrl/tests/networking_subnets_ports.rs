@@ -463,3 +463,138 @@ async fn member_may_plug_into_a_shared_network() {
     let (_, v) = api.get("/ports", ALICE).await;
     assert_eq!(v["ports"], json!([]));
 }
+
+/// Neutron's `create_port:device_owner` / `update_port:device_owner`: a
+/// `network:*` owner (a DHCP or router port) only by an admin or the
+/// network's owner, so a tenant on a shared network cannot pose as the
+/// network's own services.
+#[tokio::test]
+async fn network_device_owner_is_for_admins_and_the_network_owner() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+    )
+    .await;
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "device_owner": "network:dhcp"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_port:device_owner");
+    assert_eq!(r.1["NeutronError"]["type"], "PolicyNotAuthorized");
+    // Any other owner is the member's to set.
+    let p = api
+        .create(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "device_owner": "compute:nova"}}),
+        )
+        .await;
+    let pid = p["id"].as_str().unwrap();
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            BOB,
+            json!({"port": {"device_owner": "network:router_interface"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "update_port:device_owner");
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            BOB,
+            json!({"port": {"device_owner": "compute:other"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The admin may; so may the network's owner on its own network.
+    api.create(
+        "/ports",
+        ADMIN,
+        json!({"port": {"network_id": shared["id"], "device_owner": "network:dhcp"}}),
+    )
+    .await;
+    let (own, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": own, "device_owner": "network:dhcp"}}),
+        )
+        .await;
+    assert_eq!(p["device_owner"], "network:dhcp");
+}
+
+/// `create_port:fixed_ips:ip_address`: a specific address on a shared
+/// network only by an admin or the network's owner; a subnet alone is fine.
+#[tokio::test]
+async fn fixed_ip_address_on_a_shared_network_is_for_admins_and_the_owner() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    let s = api
+        .create(
+            "/subnets",
+            ADMIN,
+            json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+        )
+        .await;
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"],
+                "fixed_ips": [{"subnet_id": s["id"], "ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "create_port:fixed_ips:ip_address",
+    );
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "create_port:fixed_ips:ip_address",
+    );
+    let p = api
+        .create(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"subnet_id": s["id"]}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["subnet_id"], s["id"]);
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["ip_address"], "10.5.0.20");
+    let (own, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": own, "fixed_ips": [{"ip_address": "10.0.0.20"}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["ip_address"], "10.0.0.20");
+}

@@ -1308,15 +1308,22 @@ pub fn delete_rule(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> 
 
 // ---------------------------------------------------------------- ports
 
-const PORT_ATTRS: [&str; 7] = [
+const PORT_ATTRS: [&str; 8] = [
     "mac_address",
     "fixed_ips",
+    "fixed_ips:ip_address",
     "binding:host_id",
     "binding:profile",
     "port_security_enabled",
     "allowed_address_pairs",
     "device_owner",
 ];
+
+/// Whether a port with this `device_owner` is one of the network's own
+/// devices (DHCP, router interface...): Neutron's `rule:network_device`.
+fn is_network_device(device_owner: Option<&str>) -> bool {
+    device_owner.is_some_and(|o| o.starts_with("network:"))
+}
 
 /// Resolves requested fixed_ips (or the defaults) to concrete addresses.
 fn allocate_ips(
@@ -1540,7 +1547,8 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
     let net = get_network(st, ctx, &network_id)?;
     let project = project_of(f.project_id, f.tenant_id, ctx)?;
     let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
-                        "network:shared": net.shared});
+                        "network:shared": net.shared,
+                        "network_device": is_network_device(f.device_owner.as_deref())});
     check_attrs(
         env,
         ctx,
@@ -1623,7 +1631,8 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         .get(&old.network_id)
         .ok_or_else(|| NetError::not_found("Network", &old.network_id))?;
     let f = req.clone();
-    let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id});
+    let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id,
+                        "network_device": is_network_device(req.device_owner.as_deref())});
     check_attrs(
         env,
         ctx,
