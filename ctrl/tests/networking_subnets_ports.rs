@@ -237,7 +237,8 @@ async fn port_defaults_and_allocation() {
         assert_error(&r, StatusCode::CONFLICT, ip);
     }
     let r = api.post("/ports", ALICE, json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": sid, "ip_address": "10.7.0.5"}]}})).await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "fixed_ips");
+    assert_error(&r, StatusCode::BAD_REQUEST, "10.7.0.5");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet");
     // No fixed IPs at all.
     let bare = api
         .create(
@@ -597,4 +598,67 @@ async fn fixed_ip_address_on_a_shared_network_is_for_admins_and_the_owner() {
         )
         .await;
     assert_eq!(p["fixed_ips"][0]["ip_address"], "10.0.0.20");
+}
+
+/// Neutron's `check_subnet_ip`: never the network address, nor (IPv4) the
+/// broadcast address; `InvalidIpForSubnet`, 400.
+#[tokio::test]
+async fn network_and_broadcast_addresses_are_invalid_fixed_ips() {
+    let api = Api::new();
+    let (nid, sid) = net_and_subnet(&api, ALICE).await;
+    for ip in ["10.0.0.0", "10.0.0.255"] {
+        for fixed in [
+            json!([{"ip_address": ip}]),
+            json!([{"subnet_id": sid, "ip_address": ip}]),
+        ] {
+            let r = api
+                .post(
+                    "/ports",
+                    ALICE,
+                    json!({"port": {"network_id": nid, "fixed_ips": fixed}}),
+                )
+                .await;
+            assert_error(&r, StatusCode::BAD_REQUEST, ip);
+            assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+        }
+    }
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    let r = api
+        .put(
+            &format!("/ports/{}", p["id"].as_str().unwrap()),
+            ALICE,
+            json!({"port": {"fixed_ips": [{"subnet_id": sid, "ip_address": "10.0.0.255"}]}}),
+        )
+        .await;
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+    // IPv6: the subnet-router anycast (network) address is refused too.
+    let s6 = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+        )
+        .await;
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": s6["id"], "ip_address": "2001:db8::"}]}}),
+        )
+        .await;
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+    // The last IPv6 address is an ordinary one.
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": s6["id"], "ip_address": "2001:db8::ffff:ffff:ffff:ffff"}]}}),
+        )
+        .await;
+    assert_eq!(
+        p["fixed_ips"][0]["ip_address"],
+        "2001:db8::ffff:ffff:ffff:ffff"
+    );
 }

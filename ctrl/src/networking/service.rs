@@ -1325,12 +1325,32 @@ fn is_network_device(device_owner: Option<&str>) -> bool {
     device_owner.is_some_and(|o| o.starts_with("network:"))
 }
 
-/// Resolves requested fixed_ips (or the defaults) to concrete addresses.
+/// Neutron's `check_subnet_ip`: inside the subnet, and never its network
+/// address, nor in IPv4 its broadcast address (point-to-point /31 and /32
+/// excepted). In IPv6 the network address is the subnet-router anycast
+/// address: only the network's own router and DHCP ports may hold it.
+fn ip_valid_on_subnet(cidr: &Cidr, version: u8, ip: u128, device_owner: &str) -> bool {
+    if !cidr.contains(version, ip) {
+        return false;
+    }
+    if cidr.version == 4 {
+        cidr.prefix >= 31 || (ip != cidr.first() && ip != cidr.last())
+    } else {
+        ip != cidr.first()
+            || device_owner == "network:dhcp"
+            || device_owner.starts_with("network:router")
+            || device_owner == "network:ha_router_replicated_interface"
+    }
+}
+
+/// Resolves requested fixed_ips (or the defaults) to concrete addresses for
+/// a port whose device_owner is `device_owner`.
 fn allocate_ips(
     st: &State,
     net: &Network,
     requested: Option<Vec<FixedIpReq>>,
     keep: &[FixedIp],
+    device_owner: &str,
 ) -> NetResult<Vec<FixedIp>> {
     let subnets: Vec<&Subnet> = st.subnets_of(&net.id).collect();
     let mut local_taken: Vec<(String, u128)> = Vec::new();
@@ -1419,11 +1439,11 @@ fn allocate_ips(
                 let v = match parsed {
                     Some((ver, v)) => {
                         let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Internal)?;
-                        if !cidr.contains(ver, v) {
-                            return Err(NetError::invalid(
-                                "fixed_ips",
+                        if !ip_valid_on_subnet(&cidr, ver, v, device_owner) {
+                            return Err(NetError::bad(
+                                "InvalidIpForSubnet",
                                 format!(
-                                    "IP address {} is not a valid IP for the specified subnet",
+                                    "IP address {} is not a valid IP for the specified subnet.",
                                     ip.unwrap_or("")
                                 ),
                             ));
@@ -1585,8 +1605,8 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
             }
         },
     };
-    let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[])?;
     let device_owner = f.device_owner.unwrap_or_default();
+    let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[], &device_owner)?;
     let port_security_enabled = f.port_security_enabled.unwrap_or(net.port_security_enabled);
     let security_groups = match f.security_groups {
         Some(ids) => {
@@ -1662,7 +1682,8 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         p.mac_address = m;
     }
     if let Some(ips) = f.fixed_ips {
-        p.fixed_ips = allocate_ips(st, net, Some(ips), &old.fixed_ips)?;
+        let owner = f.device_owner.as_deref().unwrap_or(&old.device_owner);
+        p.fixed_ips = allocate_ips(st, net, Some(ips), &old.fixed_ips, owner)?;
     }
     if let Some(v) = f.name {
         p.name = v;
