@@ -3,7 +3,7 @@
 mod common;
 use axum::http::StatusCode;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn version_discovery_and_auth() {
@@ -484,4 +484,72 @@ impl RawCall for axum::Router {
         let b = resp.into_body().collect().await.unwrap().to_bytes();
         (s, String::from_utf8_lossy(&b).into_owned())
     }
+}
+
+/// Answers the framework gives (a method a path does not take, a body over
+/// the size limit) carry Neutron's JSON body like every other error.
+#[tokio::test]
+async fn method_not_allowed_and_too_large_are_neutron_errors() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let path = format!("/networking/v2.0/networks/{}", n["id"].as_str().unwrap());
+    for (method, path) in [
+        ("PATCH", path.as_str()),
+        ("POST", path.as_str()),
+        ("DELETE", "/networking/v2.0/networks"),
+    ] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", ALICE)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{\"network\": {}}"))
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(resp.headers().contains_key("allow"), "{method} {path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {body:?}"));
+        assert_eq!(v["NeutronError"]["type"], "HTTPMethodNotAllowed", "{v}");
+        assert!(
+            v["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(method),
+            "{v}"
+        );
+    }
+    // Over the limit (axum's 2 MiB default): 413, a JSON body, and the
+    // connection closed since the rest of the body was never read.
+    let big = format!(
+        "{{\"network\": {{\"name\": \"x\", \"description\": \"{}\"}}}}",
+        "a".repeat(3 << 20)
+    );
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/networking/v2.0/networks")
+        .header("x-auth-token", ALICE)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(big))
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.headers()["connection"], "close");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(
+        v["NeutronError"]["type"], "HTTPRequestEntityTooLarge",
+        "{v}"
+    );
+    // Nothing was created.
+    let (_, v) = api.get("/networks?name=x", ALICE).await;
+    assert_eq!(v["networks"], json!([]));
 }

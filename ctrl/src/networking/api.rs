@@ -695,6 +695,11 @@ pub fn router(net: Arc<Networking>) -> Router {
             post(agent_port_status_h),
         )
         .fallback(fallback_h)
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::server::json_errors(super::error::framework_body, req, next)
+            },
+        ))
         .with_state(net)
 }
 
