@@ -359,7 +359,11 @@ async fn port_mac_binding_security_and_policy() {
         "security_groups": [p["security_groups"][0]]}}),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "port_security_enabled");
+    assert_error(&r, StatusCode::BAD_REQUEST, "security groups");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "PortSecurityAndIPRequiredForSecurityGroups"
+    );
     let open = api
         .create(
             "/ports",
@@ -661,4 +665,70 @@ async fn network_and_broadcast_addresses_are_invalid_fixed_ips() {
         p["fixed_ips"][0]["ip_address"],
         "2001:db8::ffff:ffff:ffff:ffff"
     );
+}
+
+/// tempest's test_port_sec_update_port_failed: turning port security off on
+/// a port that still has security groups is a conflict with the port's
+/// state (409 PortSecurityPortHasSecurityGroup); so are address pairs on a
+/// port without it (409 AddressPairAndPortSecurityRequired).
+#[tokio::test]
+async fn port_security_update_conflicts() {
+    let api = Api::new();
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    let path = format!("/ports/{}", p["id"].as_str().unwrap());
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": false}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "security group");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "PortSecurityPortHasSecurityGroup"
+    );
+    let (s, v) = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": false, "security_groups": []}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["port_security_enabled"], false);
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"allowed_address_pairs": [{"ip_address": "10.0.0.77", "mac_address": "fa:16:3e:00:00:77"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "Port Security");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "AddressPairAndPortSecurityRequired"
+    );
+    // Groups on a port without port security: the request is invalid (400).
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"security_groups": p["security_groups"]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "security groups");
+    // Both back on in one request.
+    let (s, v) = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": true, "security_groups": p["security_groups"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["security_groups"], p["security_groups"]);
 }

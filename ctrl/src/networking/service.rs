@@ -1541,12 +1541,22 @@ fn vnic(v: Option<String>) -> NetResult<Option<String>> {
 }
 
 /// Final consistency of a port's security settings (create and update).
-fn check_port_security(p: &Port) -> NetResult<()> {
+/// `disabling`: this request turns port security off on a port that had
+/// it; groups left on the port then conflict with its state (Neutron's
+/// PortSecurityPortHasSecurityGroup, 409) rather than make the request
+/// invalid (PortSecurityAndIPRequiredForSecurityGroups, 400).
+fn check_port_security(p: &Port, disabling: bool) -> NetResult<()> {
     if !p.port_security_enabled {
+        if !p.security_groups.is_empty() && disabling {
+            return Err(NetError::conflict(
+                "PortSecurityPortHasSecurityGroup",
+                "Port has security group associated. Cannot disable port security or IP address until security group is removed.",
+            ));
+        }
         if !p.security_groups.is_empty() {
-            return Err(NetError::invalid(
-                "port_security_enabled",
-                "Port security must be enabled and port must have an IP address in order to use security groups",
+            return Err(NetError::bad(
+                "PortSecurityAndIPRequiredForSecurityGroups",
+                "Port security must be enabled and port must have an IP address in order to use security groups.",
             ));
         }
         if !p.allowed_address_pairs.is_empty() {
@@ -1639,7 +1649,7 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
         security_groups,
         std: Std::new(&env.now, f.description.unwrap_or_default()),
     };
-    check_port_security(&p)?;
+    check_port_security(&p, false)?;
     changes.push(Change::Port(p.clone()));
     Ok((p, changes))
 }
@@ -1723,7 +1733,7 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         p.allowed_address_pairs = parse_pairs(&v)?;
     }
     accept_empty("extra_dhcp_opts", f.extra_dhcp_opts)?;
-    check_port_security(&p)?;
+    check_port_security(&p, old.port_security_enabled && !p.port_security_enabled)?;
     p.std.touch(&env.now);
     Ok((p.clone(), vec![Change::Port(p)]))
 }
