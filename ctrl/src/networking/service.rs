@@ -1703,6 +1703,10 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
     }
     if let Some(v) = f.admin_state_up {
         p.admin_state_up = v;
+        // Shut down: DOWN at once, not when the agent gets round to it.
+        if !v {
+            p.status = "DOWN".into();
+        }
     }
     if let Some(v) = f.device_id {
         p.device_id = v;
@@ -1780,6 +1784,9 @@ pub fn set_port_status(
             ),
         ));
     }
+    // An administratively down port is DOWN whatever a report sent before
+    // the agent saw the change says.
+    let status = if p.admin_state_up { status } else { "DOWN" };
     if p.status == status {
         return Ok(Vec::new());
     }
