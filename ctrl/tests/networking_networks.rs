@@ -553,3 +553,47 @@ async fn method_not_allowed_and_too_large_are_neutron_errors() {
     let (_, v) = api.get("/networks?name=x", ALICE).await;
     assert_eq!(v["networks"], json!([]));
 }
+
+/// Neutron counts a name's length in characters, not UTF-8 bytes: 255
+/// Chinese characters (765 bytes) are a valid name, 256 are not.
+#[tokio::test]
+async fn name_limits_count_characters() {
+    let api = Api::new();
+    let name = "网".repeat(255);
+    let n = api
+        .create(
+            "/networks",
+            ALICE,
+            json!({"network": {"name": name, "description": name}}),
+        )
+        .await;
+    assert_eq!(n["name"], name);
+    let (_, v) = api
+        .get(&format!("/networks/{}", n["id"].as_str().unwrap()), ALICE)
+        .await;
+    assert_eq!(v["network"]["name"], name);
+    let long = "网".repeat(256);
+    for body in [
+        json!({"network": {"name": long}}),
+        json!({"network": {"description": long}}),
+    ] {
+        let r = api.post("/networks", ALICE, body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "exceeds maximum length of 255");
+    }
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": n["id"], "name": name}}),
+        )
+        .await;
+    assert_eq!(p["name"], name);
+    let r = api
+        .post(
+            "/security-groups",
+            ALICE,
+            json!({"security_group": {"name": long}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "security_group.name");
+}
