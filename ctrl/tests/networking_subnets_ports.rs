@@ -732,3 +732,43 @@ async fn port_security_update_conflicts() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["port"]["security_groups"], p["security_groups"]);
 }
+
+/// Ids whose MACs are always the same: the second port on a network finds
+/// every draw taken.
+struct OneMac(u64);
+
+impl weft_ctrl::networking::service::Ids for OneMac {
+    fn uuid(&mut self) -> String {
+        self.0 += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.0)
+    }
+    fn mac_tail(&mut self) -> [u8; 3] {
+        [0, 0, 1]
+    }
+}
+
+/// MAC generation retries a bounded number of times, then answers as
+/// Neutron does (MacAddressGenerationFailure, 503) instead of spinning.
+#[tokio::test]
+async fn mac_generation_gives_up_with_503() {
+    let api = Api::with_ids(Box::new(OneMac(0)));
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    assert_eq!(p["mac_address"], "fa:16:3e:00:00:01");
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.post("/ports", ALICE, json!({"port": {"network_id": nid}})),
+    )
+    .await
+    .expect("port create gave up within 10 s");
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, &nid);
+    assert_eq!(r.1["NeutronError"]["type"], "MacAddressGenerationFailure");
+    // The same MAC on another network is fine (uniqueness is per network).
+    let (other, _) = net_and_subnet(&api, ALICE).await;
+    let q = api
+        .create("/ports", ALICE, json!({"port": {"network_id": other}}))
+        .await;
+    assert_eq!(q["mac_address"], "fa:16:3e:00:00:01");
+}

@@ -27,7 +27,8 @@ pub enum NetError {
     /// The request collides with existing state.
     #[error("{message}")]
     Conflict { kind: &'static str, message: String },
-    /// A tenant segment pool is exhausted (Neutron's NoNetworkAvailable).
+    /// A pool is exhausted: tenant segments (Neutron's NoNetworkAvailable),
+    /// MACs on a network (MacAddressGenerationFailure).
     #[error("{message}")]
     Unavailable { kind: &'static str, message: String },
     /// Stored data is inconsistent (never caused by client input).

@@ -1319,6 +1319,11 @@ const PORT_ATTRS: [&str; 8] = [
     "device_owner",
 ];
 
+/// Random MACs drawn for a new port before giving up (Neutron's
+/// `mac_generation_retries` default): with 2^24 MACs per network a miss
+/// this many times means the space is as good as full.
+const MAC_GENERATION_RETRIES: usize = 16;
+
 /// Whether a port with this `device_owner` is one of the network's own
 /// devices (DHCP, router interface...): Neutron's `rule:network_device`.
 fn is_network_device(device_owner: Option<&str>) -> bool {
@@ -1607,13 +1612,16 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
             }
             m
         }
-        None => loop {
-            let t = env.ids.mac_tail();
-            let m = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", t[0], t[1], t[2]);
-            if st.mac_owner(&network_id, &m).is_none() {
-                break m;
-            }
-        },
+        None => (0..MAC_GENERATION_RETRIES)
+            .map(|_| {
+                let t = env.ids.mac_tail();
+                format!("fa:16:3e:{:02x}:{:02x}:{:02x}", t[0], t[1], t[2])
+            })
+            .find(|m| st.mac_owner(&network_id, m).is_none())
+            .ok_or_else(|| NetError::Unavailable {
+                kind: "MacAddressGenerationFailure",
+                message: format!("Unable to generate unique mac on network {network_id}."),
+            })?,
     };
     let device_owner = f.device_owner.unwrap_or_default();
     let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[], &device_owner)?;
