@@ -772,3 +772,36 @@ async fn mac_generation_gives_up_with_503() {
         .await;
     assert_eq!(q["mac_address"], "fa:16:3e:00:00:01");
 }
+
+/// Subnets carry their network's `shared`, and `?shared=true` filters on it.
+#[tokio::test]
+async fn shared_filter_on_subnets() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    let s = api
+        .create(
+            "/subnets",
+            ADMIN,
+            json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+        )
+        .await;
+    assert_eq!(s["shared"], true);
+    let (_, own) = net_and_subnet(&api, ADMIN).await;
+    let (_, v) = api.get("/subnets?shared=true", ADMIN).await;
+    let ids: Vec<&Value> = v["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, vec![&s["id"]]);
+    let (_, v) = api.get("/subnets?shared=False", ADMIN).await;
+    assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
+    assert_eq!(v["subnets"][0]["id"], own);
+    assert_eq!(v["subnets"][0]["shared"], false);
+    // Bob sees the shared one.
+    let (_, v) = api.get("/subnets?shared=true", BOB).await;
+    assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
+}

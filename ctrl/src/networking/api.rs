@@ -192,7 +192,11 @@ fn view(st: &NetState, res: Res, id: &str, provider: bool) -> Option<Value> {
             }
             v
         }
-        Res::Subnets => subnet_view(st.subnets.get(id)?),
+        Res::Subnets => {
+            let s = st.subnets.get(id)?;
+            let shared = st.networks.get(&s.network_id).is_some_and(|n| n.shared);
+            subnet_view(s, shared)
+        }
         Res::Ports => port_view(st.ports.get(id)?),
         Res::SecurityGroups => sg_view(st.security_groups.get(id)?, &st.rules_of(id)),
         Res::Rules => rule_view(st.rules.get(id)?),
