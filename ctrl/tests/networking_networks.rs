@@ -363,7 +363,7 @@ async fn bad_network_input_names_the_field() {
             json!({"network": {"project_id": "p-bob"}}),
         )
         .await;
-    assert_error(&r, StatusCode::FORBIDDEN, "create_network");
+    assert_error(&r, StatusCode::BAD_REQUEST, "requires admin privileges");
     let (s, v) = api
         .call("POST", "/networking/v2.0/networks", Some(ALICE), None)
         .await;
@@ -596,4 +596,50 @@ async fn name_limits_count_characters() {
         )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "security_group.name");
+}
+
+/// Neutron's `_validate_privileges`: a project other than the caller's in
+/// a create body is a 400 for non-admins; an admin may name any project,
+/// even one identity does not know (Neutron does not ask keystone).
+#[tokio::test]
+async fn other_project_in_a_create_body() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": n["id"], "cidr": "10.0.0.0/24"}}),
+    )
+    .await;
+    for (path, body) in [
+        ("/networks", json!({"network": {"project_id": "p-bob"}})),
+        ("/networks", json!({"network": {"tenant_id": "p-bob"}})),
+        (
+            "/ports",
+            json!({"port": {"network_id": n["id"], "project_id": "p-bob"}}),
+        ),
+        (
+            "/security-groups",
+            json!({"security_group": {"name": "g", "project_id": "p-bob"}}),
+        ),
+    ] {
+        let r = api.post(path, ALICE, body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "requires admin privileges");
+    }
+    // Naming one's own project is fine.
+    api.create(
+        "/ports",
+        ALICE,
+        json!({"port": {"network_id": n["id"], "project_id": "p-alice"}}),
+    )
+    .await;
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": n["id"], "project_id": "no-such-project"}}),
+        )
+        .await;
+    assert_eq!(p["project_id"], "no-such-project");
+    assert_eq!(p["tenant_id"], "no-such-project");
 }

@@ -145,7 +145,18 @@ fn project_of(p: Option<String>, t: Option<String>, ctx: &Ctx) -> NetResult<Stri
                 "project_id and tenant_id do not match",
             ))
         }
-        (Some(p), _) | (None, Some(p)) => Some(p),
+        (Some(p), _) | (None, Some(p)) => {
+            // Neutron's _validate_privileges: only an admin acts for
+            // another project (and Neutron does not ask identity whether
+            // that project exists).
+            if !ctx.is_admin && ctx.project_id.as_deref() != Some(p.as_str()) {
+                return Err(NetError::bad(
+                    "HTTPBadRequest",
+                    "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
+                ));
+            }
+            Some(p)
+        }
         (None, None) => ctx.project_id.clone(),
     };
     chosen.filter(|p| !p.is_empty()).ok_or_else(|| {
