@@ -598,6 +598,85 @@ async fn name_limits_count_characters() {
     assert_error(&r, StatusCode::BAD_REQUEST, "security_group.name");
 }
 
+/// `router:external`: false by default, set by an admin, shown and
+/// filtered on; an external network is visible to every project (Neutron's
+/// `get_network`: owner, shared or external), though not theirs to change.
+#[tokio::test]
+async fn router_external_networks() {
+    let api = Api::new();
+    let plain = api.create("/networks", ALICE, json!({"network": {}})).await;
+    assert_eq!(plain["router:external"], false);
+    let r = api
+        .post(
+            "/networks",
+            ALICE,
+            json!({"network": {"router:external": true}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_network:router:external");
+    let ext = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"name": "public", "router:external": true}}),
+        )
+        .await;
+    assert_eq!(ext["router:external"], true);
+    let eid = ext["id"].as_str().unwrap();
+    let (_, v) = api.get("/networks?router:external=true", ADMIN).await;
+    let ids: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![eid]);
+    let (_, v) = api.get("/networks?router:external=False", ADMIN).await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 1);
+    assert_eq!(v["networks"][0]["id"], plain["id"]);
+    // Bob sees the external network, but may not change it.
+    let (s, v) = api.get(&format!("/networks/{eid}"), BOB).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["network"]["router:external"], true);
+    let (_, v) = api.get("/networks?router:external=true", BOB).await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 1);
+    let r = api
+        .put(
+            &format!("/networks/{eid}"),
+            BOB,
+            json!({"network": {"name": "x"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "update_network");
+    // ...nor plug into it, nor see its subnets (tempest's
+    // test_external_network_visibility: "Public subnets visible").
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": eid, "cidr": "203.0.113.0/24"}}),
+    )
+    .await;
+    let r = api
+        .post("/ports", BOB, json!({"port": {"network_id": eid}}))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "not allowed to create port");
+    let (_, v) = api.get(&format!("/subnets?network_id={eid}"), BOB).await;
+    assert_eq!(v["subnets"], json!([]));
+    // The admin turns it off: gone from bob's view.
+    let (s, _) = api
+        .put(
+            &format!("/networks/{eid}"),
+            ADMIN,
+            json!({"network": {"router:external": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/networks/{eid}"), BOB).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
 /// Neutron's `_validate_privileges`: a project other than the caller's in
 /// a create body is a 400 for non-admins; an admin may name any project,
 /// even one identity does not know (Neutron does not ask keystone).

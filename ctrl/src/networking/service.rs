@@ -75,16 +75,21 @@ pub type Write<T> = NetResult<(T, Vec<Change>)>;
 
 // ---------------------------------------------------------------- visibility
 
+/// Neutron's `get_network`: the owner's, shared, or external (every
+/// project may see the networks its routers' gateways go to).
 pub fn network_visible(ctx: &Ctx, n: &Network) -> bool {
-    ctx.owns(&n.project_id) || n.shared
+    ctx.owns(&n.project_id) || n.shared || n.router_external
 }
 
+/// Neutron's `get_subnet`: the owner's, or on a network the caller owns or
+/// that is shared. An external network's subnets stay hidden (tempest's
+/// test_external_network_visibility).
 pub fn subnet_visible(st: &State, ctx: &Ctx, s: &Subnet) -> bool {
     ctx.owns(&s.project_id)
         || st
             .networks
             .get(&s.network_id)
-            .is_some_and(|n| network_visible(ctx, n))
+            .is_some_and(|n| ctx.owns(&n.project_id) || n.shared)
 }
 
 pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
@@ -1592,6 +1597,14 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
         .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
     let net = get_network(st, ctx, &network_id)?;
     let project = project_of(f.project_id, f.tenant_id, ctx)?;
+    // Neutron's _validate_network_tenant_ownership: a network the caller
+    // sees but does not own (an external one) is not its to plug into
+    // unless it is shared.
+    if !ctx.is_admin && !net.shared && net.project_id != project {
+        return Err(NetError::Forbidden {
+            message: format!("Tenant {project} not allowed to create port on this network"),
+        });
+    }
     let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
                         "network:shared": net.shared,
                         "network_device": is_network_device(f.device_owner.as_deref())});
