@@ -805,3 +805,55 @@ async fn shared_filter_on_subnets() {
     let (_, v) = api.get("/subnets?shared=true", BOB).await;
     assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
 }
+
+/// An IP version needs a minimum MTU (IPv4 68, IPv6 1280): no IPv6 subnet
+/// on a network below 1280, and no MTU update below an existing subnet's
+/// minimum (400 InvalidInput).
+#[tokio::test]
+async fn mtu_below_the_ip_version_minimum() {
+    let api = Api::new();
+    let n = api
+        .create("/networks", ALICE, json!({"network": {"mtu": 1000}}))
+        .await;
+    let nid = n["id"].as_str().unwrap();
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24"}}),
+    )
+    .await;
+    let (s, v) = api
+        .put(
+            &format!("/networks/{nid}"),
+            ALICE,
+            json!({"network": {"mtu": 1400}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+    )
+    .await;
+    let r = api
+        .put(
+            &format!("/networks/{nid}"),
+            ALICE,
+            json!({"network": {"mtu": 1279}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    let (_, v) = api.get(&format!("/networks/{nid}"), ALICE).await;
+    assert_eq!(v["network"]["mtu"], 1400);
+}

@@ -442,6 +442,25 @@ fn provider_segment(
     }
 }
 
+/// The smallest MTU an IP version works over (RFC 791: 68; RFC 8200: 1280).
+fn min_mtu(ip_version: u8) -> u32 {
+    if ip_version == 6 {
+        1280
+    } else {
+        68
+    }
+}
+
+fn mtu_too_small(network_id: &str, mtu: u32, ip_version: u8) -> NetError {
+    NetError::bad(
+        "InvalidInput",
+        format!(
+            "Invalid input for operation: IPv{ip_version} requires an MTU of at least {}; network {network_id} has {mtu}.",
+            min_mtu(ip_version)
+        ),
+    )
+}
+
 fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResult<Option<u32>> {
     match mtu.flatten() {
         None => Ok(None),
@@ -577,6 +596,9 @@ pub fn update_network(
         n.port_security_enabled = v;
     }
     if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.mtu)? {
+        if let Some(s) = st.subnets_of(&n.id).find(|s| v < min_mtu(s.ip_version)) {
+            return Err(mtu_too_small(&n.id, v, s.ip_version));
+        }
         n.mtu = v;
     }
     accept_empty("availability_zone_hints", f.availability_zone_hints)?;
@@ -775,6 +797,9 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
             ))
         }
     };
+    if net.mtu < min_mtu(ip_version) {
+        return Err(mtu_too_small(&net.id, net.mtu, ip_version));
+    }
     let cidr_s = f.cidr.ok_or_else(|| {
         NetError::invalid("cidr", "cidr is required (subnet pools are not supported)")
     })?;
