@@ -8,7 +8,12 @@
 //!     .run().await             bind, serve, stop on SIGINT/SIGTERM
 //! ```
 
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -232,11 +237,73 @@ impl Server {
 }
 
 fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
-    let mut app = Router::new().nest("/identity", weft_identity::router(identity));
+    let identity = weft_identity::router(identity).layer(axum::middleware::from_fn(
+        |req: Request, next: Next| json_errors(keystone_body, req, next),
+    ));
+    let mut app = Router::new().nest("/identity", identity);
     for m in mounts {
         app = app.nest(&m.prefix, m.router.clone());
     }
     app.layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// How one API words an error body: (status, request method, what the
+/// framework said) -> its JSON (`{"error": ...}`, `{"NeutronError": ...}`).
+pub type ErrorBody = fn(StatusCode, &Method, &str) -> Value;
+
+/// Middleware for a service's router: answers that axum gives on its own
+/// (405 from the router on a known path, 413 from the body limit, an
+/// extractor's text rejection) are empty or text/plain; they get the
+/// service's JSON error body instead, keeping status and headers (`Allow`).
+/// A 413 also says `Connection: close`: the unread rest of the body makes
+/// the connection unusable, so the client learns it will not be kept.
+pub async fn json_errors(render: ErrorBody, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let said = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let body = render(status, &method, said.trim()).to_string();
+    (parts, body).into_response()
+}
+
+/// Keystone's shape: `{"error": {"code", "title", "message"}}`, in the
+/// words Keystone (Flask/werkzeug) uses for these statuses.
+pub fn keystone_body(status: StatusCode, method: &Method, said: &str) -> Value {
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("The method {method} is not allowed for the requested URL.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "Request is too large.".to_string(),
+        _ if !said.is_empty() => said.to_string(),
+        _ => status.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    json!({"error": {
+        "code": status.as_u16(),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+    }})
 }
 
 async fn shutdown_signal() {

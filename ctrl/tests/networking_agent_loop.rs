@@ -142,7 +142,11 @@ async fn in_process_agent_wires_reports_and_unplugs() {
     )
     .await;
     wait_status(&api, &pid, "DOWN").await;
-    assert!(!sw.applied.lock().unwrap().last().unwrap().contains(&dev));
+    // DOWN is set by the update itself now; the agent unplugs after.
+    eventually("admin-down port leaves the switch config", || {
+        !sw.applied.lock().unwrap().last().unwrap().contains(&dev)
+    })
+    .await;
     api.put(
         &format!("/ports/{pid}"),
         ADMIN,

@@ -338,3 +338,60 @@ async fn agents_register_tunnel_ips_and_learn_each_others() {
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "agent");
 }
+
+/// port_shut_down: a port set administratively down reports DOWN at once,
+/// and a late ACTIVE report (sent before the agent saw the change) does not
+/// bring it back; the agent's next report after admin up does.
+#[tokio::test]
+async fn admin_down_port_reports_down() {
+    let api = Api::new();
+    let (nid, pid) = bound_port(&api, "h1").await;
+    let report = |status: &'static str| {
+        let api = api.clone();
+        let pid = pid.clone();
+        async move {
+            let (s, v) = api
+                .call(
+                    "POST",
+                    "/networking/agent/v1/hosts/h1/status",
+                    Some(ADMIN),
+                    Some(json!({"ports": {pid: status}})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+        }
+    };
+    let status =
+        || async { api.get(&format!("/ports/{pid}"), ADMIN).await.1["port"]["status"].clone() };
+    report("ACTIVE").await;
+    assert_eq!(status().await, "ACTIVE");
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ADMIN,
+            json!({"port": {"admin_state_up": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["status"], "DOWN");
+    report("ACTIVE").await;
+    assert_eq!(status().await, "DOWN");
+    // Created down: DOWN too.
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": nid, "admin_state_up": false}}),
+        )
+        .await;
+    assert_eq!(p["status"], "DOWN");
+    // Up again: the agent's report counts.
+    api.put(
+        &format!("/ports/{pid}"),
+        ADMIN,
+        json!({"port": {"admin_state_up": true}}),
+    )
+    .await;
+    report("ACTIVE").await;
+    assert_eq!(status().await, "ACTIVE");
+}

@@ -3,7 +3,7 @@
 mod common;
 use axum::http::StatusCode;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn version_discovery_and_auth() {
@@ -363,7 +363,7 @@ async fn bad_network_input_names_the_field() {
             json!({"network": {"project_id": "p-bob"}}),
         )
         .await;
-    assert_error(&r, StatusCode::FORBIDDEN, "create_network");
+    assert_error(&r, StatusCode::BAD_REQUEST, "requires admin privileges");
     let (s, v) = api
         .call("POST", "/networking/v2.0/networks", Some(ALICE), None)
         .await;
@@ -484,4 +484,241 @@ impl RawCall for axum::Router {
         let b = resp.into_body().collect().await.unwrap().to_bytes();
         (s, String::from_utf8_lossy(&b).into_owned())
     }
+}
+
+/// Answers the framework gives (a method a path does not take, a body over
+/// the size limit) carry Neutron's JSON body like every other error.
+#[tokio::test]
+async fn method_not_allowed_and_too_large_are_neutron_errors() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let path = format!("/networking/v2.0/networks/{}", n["id"].as_str().unwrap());
+    for (method, path) in [
+        ("PATCH", path.as_str()),
+        ("POST", path.as_str()),
+        ("DELETE", "/networking/v2.0/networks"),
+    ] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", ALICE)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{\"network\": {}}"))
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(resp.headers().contains_key("allow"), "{method} {path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {body:?}"));
+        assert_eq!(v["NeutronError"]["type"], "HTTPMethodNotAllowed", "{v}");
+        assert!(
+            v["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(method),
+            "{v}"
+        );
+    }
+    // Over the limit (axum's 2 MiB default): 413, a JSON body, and the
+    // connection closed since the rest of the body was never read.
+    let big = format!(
+        "{{\"network\": {{\"name\": \"x\", \"description\": \"{}\"}}}}",
+        "a".repeat(3 << 20)
+    );
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/networking/v2.0/networks")
+        .header("x-auth-token", ALICE)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(big))
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.headers()["connection"], "close");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(
+        v["NeutronError"]["type"], "HTTPRequestEntityTooLarge",
+        "{v}"
+    );
+    // Nothing was created.
+    let (_, v) = api.get("/networks?name=x", ALICE).await;
+    assert_eq!(v["networks"], json!([]));
+}
+
+/// Neutron counts a name's length in characters, not UTF-8 bytes: 255
+/// Chinese characters (765 bytes) are a valid name, 256 are not.
+#[tokio::test]
+async fn name_limits_count_characters() {
+    let api = Api::new();
+    let name = "网".repeat(255);
+    let n = api
+        .create(
+            "/networks",
+            ALICE,
+            json!({"network": {"name": name, "description": name}}),
+        )
+        .await;
+    assert_eq!(n["name"], name);
+    let (_, v) = api
+        .get(&format!("/networks/{}", n["id"].as_str().unwrap()), ALICE)
+        .await;
+    assert_eq!(v["network"]["name"], name);
+    let long = "网".repeat(256);
+    for body in [
+        json!({"network": {"name": long}}),
+        json!({"network": {"description": long}}),
+    ] {
+        let r = api.post("/networks", ALICE, body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "exceeds maximum length of 255");
+    }
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": n["id"], "name": name}}),
+        )
+        .await;
+    assert_eq!(p["name"], name);
+    let r = api
+        .post(
+            "/security-groups",
+            ALICE,
+            json!({"security_group": {"name": long}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "security_group.name");
+}
+
+/// `router:external`: false by default, set by an admin, shown and
+/// filtered on; an external network is visible to every project (Neutron's
+/// `get_network`: owner, shared or external), though not theirs to change.
+#[tokio::test]
+async fn router_external_networks() {
+    let api = Api::new();
+    let plain = api.create("/networks", ALICE, json!({"network": {}})).await;
+    assert_eq!(plain["router:external"], false);
+    let r = api
+        .post(
+            "/networks",
+            ALICE,
+            json!({"network": {"router:external": true}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_network:router:external");
+    let ext = api
+        .create(
+            "/networks",
+            ADMIN,
+            json!({"network": {"name": "public", "router:external": true}}),
+        )
+        .await;
+    assert_eq!(ext["router:external"], true);
+    let eid = ext["id"].as_str().unwrap();
+    let (_, v) = api.get("/networks?router:external=true", ADMIN).await;
+    let ids: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![eid]);
+    let (_, v) = api.get("/networks?router:external=False", ADMIN).await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 1);
+    assert_eq!(v["networks"][0]["id"], plain["id"]);
+    // Bob sees the external network, but may not change it.
+    let (s, v) = api.get(&format!("/networks/{eid}"), BOB).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["network"]["router:external"], true);
+    let (_, v) = api.get("/networks?router:external=true", BOB).await;
+    assert_eq!(v["networks"].as_array().unwrap().len(), 1);
+    let r = api
+        .put(
+            &format!("/networks/{eid}"),
+            BOB,
+            json!({"network": {"name": "x"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "update_network");
+    // ...nor plug into it, nor see its subnets (tempest's
+    // test_external_network_visibility: "Public subnets visible").
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": eid, "cidr": "203.0.113.0/24"}}),
+    )
+    .await;
+    let r = api
+        .post("/ports", BOB, json!({"port": {"network_id": eid}}))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "not allowed to create port");
+    let (_, v) = api.get(&format!("/subnets?network_id={eid}"), BOB).await;
+    assert_eq!(v["subnets"], json!([]));
+    // The admin turns it off: gone from bob's view.
+    let (s, _) = api
+        .put(
+            &format!("/networks/{eid}"),
+            ADMIN,
+            json!({"network": {"router:external": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/networks/{eid}"), BOB).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Neutron's `_validate_privileges`: a project other than the caller's in
+/// a create body is a 400 for non-admins; an admin may name any project,
+/// even one identity does not know (Neutron does not ask keystone).
+#[tokio::test]
+async fn other_project_in_a_create_body() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": n["id"], "cidr": "10.0.0.0/24"}}),
+    )
+    .await;
+    for (path, body) in [
+        ("/networks", json!({"network": {"project_id": "p-bob"}})),
+        ("/networks", json!({"network": {"tenant_id": "p-bob"}})),
+        (
+            "/ports",
+            json!({"port": {"network_id": n["id"], "project_id": "p-bob"}}),
+        ),
+        (
+            "/security-groups",
+            json!({"security_group": {"name": "g", "project_id": "p-bob"}}),
+        ),
+    ] {
+        let r = api.post(path, ALICE, body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "requires admin privileges");
+    }
+    // Naming one's own project is fine.
+    api.create(
+        "/ports",
+        ALICE,
+        json!({"port": {"network_id": n["id"], "project_id": "p-alice"}}),
+    )
+    .await;
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": n["id"], "project_id": "no-such-project"}}),
+        )
+        .await;
+    assert_eq!(p["project_id"], "no-such-project");
+    assert_eq!(p["tenant_id"], "no-such-project");
 }

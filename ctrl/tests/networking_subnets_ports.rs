@@ -237,7 +237,8 @@ async fn port_defaults_and_allocation() {
         assert_error(&r, StatusCode::CONFLICT, ip);
     }
     let r = api.post("/ports", ALICE, json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": sid, "ip_address": "10.7.0.5"}]}})).await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "fixed_ips");
+    assert_error(&r, StatusCode::BAD_REQUEST, "10.7.0.5");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet");
     // No fixed IPs at all.
     let bare = api
         .create(
@@ -358,7 +359,11 @@ async fn port_mac_binding_security_and_policy() {
         "security_groups": [p["security_groups"][0]]}}),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "port_security_enabled");
+    assert_error(&r, StatusCode::BAD_REQUEST, "security groups");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "PortSecurityAndIPRequiredForSecurityGroups"
+    );
     let open = api
         .create(
             "/ports",
@@ -462,4 +467,393 @@ async fn member_may_plug_into_a_shared_network() {
     // Alice does not see bob's port.
     let (_, v) = api.get("/ports", ALICE).await;
     assert_eq!(v["ports"], json!([]));
+}
+
+/// Neutron's `create_port:device_owner` / `update_port:device_owner`: a
+/// `network:*` owner (a DHCP or router port) only by an admin or the
+/// network's owner, so a tenant on a shared network cannot pose as the
+/// network's own services.
+#[tokio::test]
+async fn network_device_owner_is_for_admins_and_the_network_owner() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    api.create(
+        "/subnets",
+        ADMIN,
+        json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+    )
+    .await;
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "device_owner": "network:dhcp"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "create_port:device_owner");
+    assert_eq!(r.1["NeutronError"]["type"], "PolicyNotAuthorized");
+    // Any other owner is the member's to set.
+    let p = api
+        .create(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "device_owner": "compute:nova"}}),
+        )
+        .await;
+    let pid = p["id"].as_str().unwrap();
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            BOB,
+            json!({"port": {"device_owner": "network:router_interface"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "update_port:device_owner");
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            BOB,
+            json!({"port": {"device_owner": "compute:other"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The admin may; so may the network's owner on its own network.
+    api.create(
+        "/ports",
+        ADMIN,
+        json!({"port": {"network_id": shared["id"], "device_owner": "network:dhcp"}}),
+    )
+    .await;
+    let (own, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": own, "device_owner": "network:dhcp"}}),
+        )
+        .await;
+    assert_eq!(p["device_owner"], "network:dhcp");
+}
+
+/// `create_port:fixed_ips:ip_address`: a specific address on a shared
+/// network only by an admin or the network's owner; a subnet alone is fine.
+#[tokio::test]
+async fn fixed_ip_address_on_a_shared_network_is_for_admins_and_the_owner() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    let s = api
+        .create(
+            "/subnets",
+            ADMIN,
+            json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+        )
+        .await;
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"],
+                "fixed_ips": [{"subnet_id": s["id"], "ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "create_port:fixed_ips:ip_address",
+    );
+    let r = api
+        .post(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "create_port:fixed_ips:ip_address",
+    );
+    let p = api
+        .create(
+            "/ports",
+            BOB,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"subnet_id": s["id"]}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["subnet_id"], s["id"]);
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": shared["id"], "fixed_ips": [{"ip_address": "10.5.0.20"}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["ip_address"], "10.5.0.20");
+    let (own, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": own, "fixed_ips": [{"ip_address": "10.0.0.20"}]}}),
+        )
+        .await;
+    assert_eq!(p["fixed_ips"][0]["ip_address"], "10.0.0.20");
+}
+
+/// Neutron's `check_subnet_ip`: never the network address, nor (IPv4) the
+/// broadcast address; `InvalidIpForSubnet`, 400.
+#[tokio::test]
+async fn network_and_broadcast_addresses_are_invalid_fixed_ips() {
+    let api = Api::new();
+    let (nid, sid) = net_and_subnet(&api, ALICE).await;
+    for ip in ["10.0.0.0", "10.0.0.255"] {
+        for fixed in [
+            json!([{"ip_address": ip}]),
+            json!([{"subnet_id": sid, "ip_address": ip}]),
+        ] {
+            let r = api
+                .post(
+                    "/ports",
+                    ALICE,
+                    json!({"port": {"network_id": nid, "fixed_ips": fixed}}),
+                )
+                .await;
+            assert_error(&r, StatusCode::BAD_REQUEST, ip);
+            assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+        }
+    }
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    let r = api
+        .put(
+            &format!("/ports/{}", p["id"].as_str().unwrap()),
+            ALICE,
+            json!({"port": {"fixed_ips": [{"subnet_id": sid, "ip_address": "10.0.0.255"}]}}),
+        )
+        .await;
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+    // IPv6: the subnet-router anycast (network) address is refused too.
+    let s6 = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+        )
+        .await;
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": s6["id"], "ip_address": "2001:db8::"}]}}),
+        )
+        .await;
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidIpForSubnet", "{}", r.1);
+    // The last IPv6 address is an ordinary one.
+    let p = api
+        .create(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": nid, "fixed_ips": [{"subnet_id": s6["id"], "ip_address": "2001:db8::ffff:ffff:ffff:ffff"}]}}),
+        )
+        .await;
+    assert_eq!(
+        p["fixed_ips"][0]["ip_address"],
+        "2001:db8::ffff:ffff:ffff:ffff"
+    );
+}
+
+/// tempest's test_port_sec_update_port_failed: turning port security off on
+/// a port that still has security groups is a conflict with the port's
+/// state (409 PortSecurityPortHasSecurityGroup); so are address pairs on a
+/// port without it (409 AddressPairAndPortSecurityRequired).
+#[tokio::test]
+async fn port_security_update_conflicts() {
+    let api = Api::new();
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    let path = format!("/ports/{}", p["id"].as_str().unwrap());
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": false}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "security group");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "PortSecurityPortHasSecurityGroup"
+    );
+    let (s, v) = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": false, "security_groups": []}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["port_security_enabled"], false);
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"allowed_address_pairs": [{"ip_address": "10.0.0.77", "mac_address": "fa:16:3e:00:00:77"}]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "Port Security");
+    assert_eq!(
+        r.1["NeutronError"]["type"],
+        "AddressPairAndPortSecurityRequired"
+    );
+    // Groups on a port without port security: the request is invalid (400).
+    let r = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"security_groups": p["security_groups"]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "security groups");
+    // Both back on in one request.
+    let (s, v) = api
+        .put(
+            &path,
+            ALICE,
+            json!({"port": {"port_security_enabled": true, "security_groups": p["security_groups"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["port"]["security_groups"], p["security_groups"]);
+}
+
+/// Ids whose MACs are always the same: the second port on a network finds
+/// every draw taken.
+struct OneMac(u64);
+
+impl weft_ctrl::networking::service::Ids for OneMac {
+    fn uuid(&mut self) -> String {
+        self.0 += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.0)
+    }
+    fn mac_tail(&mut self) -> [u8; 3] {
+        [0, 0, 1]
+    }
+}
+
+/// MAC generation retries a bounded number of times, then answers as
+/// Neutron does (MacAddressGenerationFailure, 503) instead of spinning.
+#[tokio::test]
+async fn mac_generation_gives_up_with_503() {
+    let api = Api::with_ids(Box::new(OneMac(0)));
+    let (nid, _) = net_and_subnet(&api, ALICE).await;
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": nid}}))
+        .await;
+    assert_eq!(p["mac_address"], "fa:16:3e:00:00:01");
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.post("/ports", ALICE, json!({"port": {"network_id": nid}})),
+    )
+    .await
+    .expect("port create gave up within 10 s");
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, &nid);
+    assert_eq!(r.1["NeutronError"]["type"], "MacAddressGenerationFailure");
+    // The same MAC on another network is fine (uniqueness is per network).
+    let (other, _) = net_and_subnet(&api, ALICE).await;
+    let q = api
+        .create("/ports", ALICE, json!({"port": {"network_id": other}}))
+        .await;
+    assert_eq!(q["mac_address"], "fa:16:3e:00:00:01");
+}
+
+/// Subnets carry their network's `shared`, and `?shared=true` filters on it.
+#[tokio::test]
+async fn shared_filter_on_subnets() {
+    let api = Api::new();
+    let shared = api
+        .create("/networks", ADMIN, json!({"network": {"shared": true}}))
+        .await;
+    let s = api
+        .create(
+            "/subnets",
+            ADMIN,
+            json!({"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24"}}),
+        )
+        .await;
+    assert_eq!(s["shared"], true);
+    let (_, own) = net_and_subnet(&api, ADMIN).await;
+    let (_, v) = api.get("/subnets?shared=true", ADMIN).await;
+    let ids: Vec<&Value> = v["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, vec![&s["id"]]);
+    let (_, v) = api.get("/subnets?shared=False", ADMIN).await;
+    assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
+    assert_eq!(v["subnets"][0]["id"], own);
+    assert_eq!(v["subnets"][0]["shared"], false);
+    // Bob sees the shared one.
+    let (_, v) = api.get("/subnets?shared=true", BOB).await;
+    assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
+}
+
+/// An IP version needs a minimum MTU (IPv4 68, IPv6 1280): no IPv6 subnet
+/// on a network below 1280, and no MTU update below an existing subnet's
+/// minimum (400 InvalidInput).
+#[tokio::test]
+async fn mtu_below_the_ip_version_minimum() {
+    let api = Api::new();
+    let n = api
+        .create("/networks", ALICE, json!({"network": {"mtu": 1000}}))
+        .await;
+    let nid = n["id"].as_str().unwrap();
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24"}}),
+    )
+    .await;
+    let (s, v) = api
+        .put(
+            &format!("/networks/{nid}"),
+            ALICE,
+            json!({"network": {"mtu": 1400}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    api.create(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
+    )
+    .await;
+    let r = api
+        .put(
+            &format!("/networks/{nid}"),
+            ALICE,
+            json!({"network": {"mtu": 1279}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
+    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    let (_, v) = api.get(&format!("/networks/{nid}"), ALICE).await;
+    assert_eq!(v["network"]["mtu"], 1400);
 }

@@ -197,3 +197,43 @@ async fn trailing_slash_is_the_same_resource() {
         assert_eq!(slash.status(), want, "{path}");
     }
 }
+
+/// Framework answers under /identity (405 on a known path) carry Keystone's `{"error": {"code", "title", "message"}}`.
+#[tokio::test]
+async fn identity_framework_errors_have_keystone_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::open(config(dir.path(), Some("pw"))).unwrap();
+    let app = server.service();
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::patch("/identity/v3/auth/tokens")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(v["error"]["code"], 405, "{v}");
+    assert_eq!(v["error"]["title"], "Method Not Allowed", "{v}");
+    // Over the body limit: identity's own JSON extractor answers it (a 400
+    // in Keystone's shape today), never a text/plain body.
+    let big = format!("{{\"auth\": \"{}\"}}", "a".repeat(3 << 20));
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post("/identity/v3/auth/tokens")
+                .header("content-type", "application/json")
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(status.is_client_error(), "{status}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(v["error"]["code"], status.as_u16(), "{v}");
+}

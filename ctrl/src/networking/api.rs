@@ -192,7 +192,11 @@ fn view(st: &NetState, res: Res, id: &str, provider: bool) -> Option<Value> {
             }
             v
         }
-        Res::Subnets => subnet_view(st.subnets.get(id)?),
+        Res::Subnets => {
+            let s = st.subnets.get(id)?;
+            let shared = st.networks.get(&s.network_id).is_some_and(|n| n.shared);
+            subnet_view(s, shared)
+        }
         Res::Ports => port_view(st.ports.get(id)?),
         Res::SecurityGroups => sg_view(st.security_groups.get(id)?, &st.rules_of(id)),
         Res::Rules => rule_view(st.rules.get(id)?),
@@ -695,6 +699,11 @@ pub fn router(net: Arc<Networking>) -> Router {
             post(agent_port_status_h),
         )
         .fallback(fallback_h)
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::server::json_errors(super::error::framework_body, req, next)
+            },
+        ))
         .with_state(net)
 }
 

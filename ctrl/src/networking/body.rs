@@ -410,11 +410,16 @@ attrs!(PortReq, post: &["id", "status", "binding:vif_type", "binding:vif_details
               "binding:vif_type", "binding:vif_details"]);
 
 impl PortReq {
-    /// The attributes of `PORT_ATTRS`-style policy checks that the request sets.
+    /// The attributes of `PORT_ATTRS`-style policy checks that the request sets
+    /// (`fixed_ips:ip_address`: some entry asks for a specific address).
     pub fn has(&self, attr: &str) -> bool {
         match attr {
             "mac_address" => self.mac_address.is_some(),
             "fixed_ips" => self.fixed_ips.is_some(),
+            "fixed_ips:ip_address" => self
+                .fixed_ips
+                .as_ref()
+                .is_some_and(|ips| ips.iter().any(|f| f.ip_address.is_some())),
             "binding:host_id" => self.binding_host_id.is_some(),
             "binding:profile" => self.binding_profile.is_some(),
             "port_security_enabled" => self.port_security_enabled.is_some(),

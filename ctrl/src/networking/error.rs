@@ -4,7 +4,7 @@
 //! [`NetError`] itself knows nothing of HTTP; only its `IntoResponse` impl
 //! below picks status codes.
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use weft_store::StoreError;
 
@@ -27,7 +27,8 @@ pub enum NetError {
     /// The request collides with existing state.
     #[error("{message}")]
     Conflict { kind: &'static str, message: String },
-    /// A tenant segment pool is exhausted (Neutron's NoNetworkAvailable).
+    /// A pool is exhausted: tenant segments (Neutron's NoNetworkAvailable),
+    /// MACs on a network (MacAddressGenerationFailure).
     #[error("{message}")]
     Unavailable { kind: &'static str, message: String },
     /// Stored data is inconsistent (never caused by client input).
@@ -116,13 +117,38 @@ impl IntoResponse for NetError {
                 )
             }
         };
-        let body = serde_json::json!({"NeutronError": {
-            "type": kind,
-            "message": message,
-            "detail": "",
-        }});
-        (status, axum::Json(body)).into_response()
+        (status, axum::Json(neutron_body(&kind, &message))).into_response()
     }
+}
+
+fn neutron_body(kind: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"NeutronError": {
+        "type": kind,
+        "message": message,
+        "detail": "",
+    }})
+}
+
+/// Neutron's body for answers the framework gives on its own (see
+/// `server::json_errors`): a method the path does not take, a body over the
+/// limit, an extractor's rejection. The type is webob's exception name.
+pub fn framework_body(status: StatusCode, method: &Method, said: &str) -> serde_json::Value {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let (kind, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "HTTPMethodNotAllowed".to_string(),
+            format!("The method {method} is not allowed for this resource."),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "HTTPRequestEntityTooLarge".to_string(),
+            "Request is too large.".to_string(),
+        ),
+        _ => (
+            format!("HTTP{}", reason.replace([' ', '-'], "")),
+            if said.is_empty() { reason } else { said }.to_string(),
+        ),
+    };
+    neutron_body(&kind, &message)
 }
 
 pub type NetResult<T> = Result<T, NetError>;

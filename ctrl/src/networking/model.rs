@@ -247,8 +247,10 @@ pub fn network_view(n: &Network, subnet_ids: Vec<String>) -> Value {
     Value::Object(o)
 }
 
-pub fn subnet_view(s: &Subnet) -> Value {
+/// Neutron's subnet JSON; `shared` is its network's.
+pub fn subnet_view(s: &Subnet, shared: bool) -> Value {
     let mut o = serde_json::Map::new();
+    o.insert("shared".into(), json!(shared));
     o.insert("id".into(), json!(s.id));
     o.insert("name".into(), json!(s.name));
     o.insert("network_id".into(), json!(s.network_id));

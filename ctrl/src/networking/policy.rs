@@ -27,6 +27,12 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "admin_or_network_owner",
         "rule:admin_only or rule:network_owner",
     ),
+    // Neutron's advanced services (an LBaaS or VPN service user) act for networks.
+    ("context_is_advsvc", "role:advsvc"),
+    // Neutron writes this `field:port:device_owner=~^network:`; this
+    // enforcer has no regex field checks, so the service puts the answer in
+    // the target (`network_device`: the port's new device_owner is `network:*`).
+    ("network_device", "True:%(network_device)s"),
     // networks
     ("create_network", "rule:admin_or_project_member"),
     ("create_network:shared", "rule:admin_only"),
@@ -59,12 +65,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     (
         "create_port:device_owner",
-        "rule:admin_or_project_member or rule:network_owner",
+        "not rule:network_device or rule:context_is_advsvc or rule:admin_or_network_owner",
     ),
     ("create_port:mac_address", "rule:admin_or_network_owner"),
     (
         "create_port:fixed_ips",
         "rule:admin_or_project_member or rule:network_owner",
+    ),
+    (
+        "create_port:fixed_ips:ip_address",
+        "rule:context_is_advsvc or rule:admin_or_network_owner",
     ),
     ("create_port:binding:host_id", "rule:admin_only"),
     ("create_port:binding:profile", "rule:admin_only"),
@@ -82,10 +92,14 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     (
         "update_port:device_owner",
-        "rule:admin_or_project_member or rule:network_owner",
+        "not rule:network_device or rule:context_is_advsvc or rule:admin_or_network_owner",
     ),
     ("update_port:mac_address", "rule:admin_only"),
     ("update_port:fixed_ips", "rule:admin_or_network_owner"),
+    (
+        "update_port:fixed_ips:ip_address",
+        "rule:context_is_advsvc or rule:admin_or_network_owner",
+    ),
     ("update_port:binding:host_id", "rule:admin_only"),
     ("update_port:binding:profile", "rule:admin_only"),
     (

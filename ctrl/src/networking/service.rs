@@ -75,16 +75,21 @@ pub type Write<T> = NetResult<(T, Vec<Change>)>;
 
 // ---------------------------------------------------------------- visibility
 
+/// Neutron's `get_network`: the owner's, shared, or external (every
+/// project may see the networks its routers' gateways go to).
 pub fn network_visible(ctx: &Ctx, n: &Network) -> bool {
-    ctx.owns(&n.project_id) || n.shared
+    ctx.owns(&n.project_id) || n.shared || n.router_external
 }
 
+/// Neutron's `get_subnet`: the owner's, or on a network the caller owns or
+/// that is shared. An external network's subnets stay hidden (tempest's
+/// test_external_network_visibility).
 pub fn subnet_visible(st: &State, ctx: &Ctx, s: &Subnet) -> bool {
     ctx.owns(&s.project_id)
         || st
             .networks
             .get(&s.network_id)
-            .is_some_and(|n| network_visible(ctx, n))
+            .is_some_and(|n| ctx.owns(&n.project_id) || n.shared)
 }
 
 pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
@@ -145,7 +150,18 @@ fn project_of(p: Option<String>, t: Option<String>, ctx: &Ctx) -> NetResult<Stri
                 "project_id and tenant_id do not match",
             ))
         }
-        (Some(p), _) | (None, Some(p)) => Some(p),
+        (Some(p), _) | (None, Some(p)) => {
+            // Neutron's _validate_privileges: only an admin acts for
+            // another project (and Neutron does not ask identity whether
+            // that project exists).
+            if !ctx.is_admin && ctx.project_id.as_deref() != Some(p.as_str()) {
+                return Err(NetError::bad(
+                    "HTTPBadRequest",
+                    "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
+                ));
+            }
+            Some(p)
+        }
         (None, None) => ctx.project_id.clone(),
     };
     chosen.filter(|p| !p.is_empty()).ok_or_else(|| {
@@ -426,6 +442,25 @@ fn provider_segment(
     }
 }
 
+/// The smallest MTU an IP version works over (RFC 791: 68; RFC 8200: 1280).
+fn min_mtu(ip_version: u8) -> u32 {
+    if ip_version == 6 {
+        1280
+    } else {
+        68
+    }
+}
+
+fn mtu_too_small(network_id: &str, mtu: u32, ip_version: u8) -> NetError {
+    NetError::bad(
+        "InvalidInput",
+        format!(
+            "Invalid input for operation: IPv{ip_version} requires an MTU of at least {}; network {network_id} has {mtu}.",
+            min_mtu(ip_version)
+        ),
+    )
+}
+
 fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResult<Option<u32>> {
     match mtu.flatten() {
         None => Ok(None),
@@ -561,6 +596,9 @@ pub fn update_network(
         n.port_security_enabled = v;
     }
     if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.mtu)? {
+        if let Some(s) = st.subnets_of(&n.id).find(|s| v < min_mtu(s.ip_version)) {
+            return Err(mtu_too_small(&n.id, v, s.ip_version));
+        }
         n.mtu = v;
     }
     accept_empty("availability_zone_hints", f.availability_zone_hints)?;
@@ -759,6 +797,9 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
             ))
         }
     };
+    if net.mtu < min_mtu(ip_version) {
+        return Err(mtu_too_small(&net.id, net.mtu, ip_version));
+    }
     let cidr_s = f.cidr.ok_or_else(|| {
         NetError::invalid("cidr", "cidr is required (subnet pools are not supported)")
     })?;
@@ -1308,9 +1349,10 @@ pub fn delete_rule(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> 
 
 // ---------------------------------------------------------------- ports
 
-const PORT_ATTRS: [&str; 7] = [
+const PORT_ATTRS: [&str; 8] = [
     "mac_address",
     "fixed_ips",
+    "fixed_ips:ip_address",
     "binding:host_id",
     "binding:profile",
     "port_security_enabled",
@@ -1318,12 +1360,43 @@ const PORT_ATTRS: [&str; 7] = [
     "device_owner",
 ];
 
-/// Resolves requested fixed_ips (or the defaults) to concrete addresses.
+/// Random MACs drawn for a new port before giving up (Neutron's
+/// `mac_generation_retries` default): with 2^24 MACs per network a miss
+/// this many times means the space is as good as full.
+const MAC_GENERATION_RETRIES: usize = 16;
+
+/// Whether a port with this `device_owner` is one of the network's own
+/// devices (DHCP, router interface...): Neutron's `rule:network_device`.
+fn is_network_device(device_owner: Option<&str>) -> bool {
+    device_owner.is_some_and(|o| o.starts_with("network:"))
+}
+
+/// Neutron's `check_subnet_ip`: inside the subnet, and never its network
+/// address, nor in IPv4 its broadcast address (point-to-point /31 and /32
+/// excepted). In IPv6 the network address is the subnet-router anycast
+/// address: only the network's own router and DHCP ports may hold it.
+fn ip_valid_on_subnet(cidr: &Cidr, version: u8, ip: u128, device_owner: &str) -> bool {
+    if !cidr.contains(version, ip) {
+        return false;
+    }
+    if cidr.version == 4 {
+        cidr.prefix >= 31 || (ip != cidr.first() && ip != cidr.last())
+    } else {
+        ip != cidr.first()
+            || device_owner == "network:dhcp"
+            || device_owner.starts_with("network:router")
+            || device_owner == "network:ha_router_replicated_interface"
+    }
+}
+
+/// Resolves requested fixed_ips (or the defaults) to concrete addresses for
+/// a port whose device_owner is `device_owner`.
 fn allocate_ips(
     st: &State,
     net: &Network,
     requested: Option<Vec<FixedIpReq>>,
     keep: &[FixedIp],
+    device_owner: &str,
 ) -> NetResult<Vec<FixedIp>> {
     let subnets: Vec<&Subnet> = st.subnets_of(&net.id).collect();
     let mut local_taken: Vec<(String, u128)> = Vec::new();
@@ -1412,11 +1485,11 @@ fn allocate_ips(
                 let v = match parsed {
                     Some((ver, v)) => {
                         let cidr = Cidr::parse(&subnet.cidr).map_err(NetError::Internal)?;
-                        if !cidr.contains(ver, v) {
-                            return Err(NetError::invalid(
-                                "fixed_ips",
+                        if !ip_valid_on_subnet(&cidr, ver, v, device_owner) {
+                            return Err(NetError::bad(
+                                "InvalidIpForSubnet",
                                 format!(
-                                    "IP address {} is not a valid IP for the specified subnet",
+                                    "IP address {} is not a valid IP for the specified subnet.",
                                     ip.unwrap_or("")
                                 ),
                             ));
@@ -1514,12 +1587,22 @@ fn vnic(v: Option<String>) -> NetResult<Option<String>> {
 }
 
 /// Final consistency of a port's security settings (create and update).
-fn check_port_security(p: &Port) -> NetResult<()> {
+/// `disabling`: this request turns port security off on a port that had
+/// it; groups left on the port then conflict with its state (Neutron's
+/// PortSecurityPortHasSecurityGroup, 409) rather than make the request
+/// invalid (PortSecurityAndIPRequiredForSecurityGroups, 400).
+fn check_port_security(p: &Port, disabling: bool) -> NetResult<()> {
     if !p.port_security_enabled {
+        if !p.security_groups.is_empty() && disabling {
+            return Err(NetError::conflict(
+                "PortSecurityPortHasSecurityGroup",
+                "Port has security group associated. Cannot disable port security or IP address until security group is removed.",
+            ));
+        }
         if !p.security_groups.is_empty() {
-            return Err(NetError::invalid(
-                "port_security_enabled",
-                "Port security must be enabled and port must have an IP address in order to use security groups",
+            return Err(NetError::bad(
+                "PortSecurityAndIPRequiredForSecurityGroups",
+                "Port security must be enabled and port must have an IP address in order to use security groups.",
             ));
         }
         if !p.allowed_address_pairs.is_empty() {
@@ -1539,8 +1622,17 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
         .ok_or_else(|| NetError::invalid("network_id", "network_id is required"))?;
     let net = get_network(st, ctx, &network_id)?;
     let project = project_of(f.project_id, f.tenant_id, ctx)?;
+    // Neutron's _validate_network_tenant_ownership: a network the caller
+    // sees but does not own (an external one) is not its to plug into
+    // unless it is shared.
+    if !ctx.is_admin && !net.shared && net.project_id != project {
+        return Err(NetError::Forbidden {
+            message: format!("Tenant {project} not allowed to create port on this network"),
+        });
+    }
     let target = json!({"project_id": project, "tenant_id": project, "network_project_id": net.project_id,
-                        "network:shared": net.shared});
+                        "network:shared": net.shared,
+                        "network_device": is_network_device(f.device_owner.as_deref())});
     check_attrs(
         env,
         ctx,
@@ -1569,16 +1661,19 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
             }
             m
         }
-        None => loop {
-            let t = env.ids.mac_tail();
-            let m = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", t[0], t[1], t[2]);
-            if st.mac_owner(&network_id, &m).is_none() {
-                break m;
-            }
-        },
+        None => (0..MAC_GENERATION_RETRIES)
+            .map(|_| {
+                let t = env.ids.mac_tail();
+                format!("fa:16:3e:{:02x}:{:02x}:{:02x}", t[0], t[1], t[2])
+            })
+            .find(|m| st.mac_owner(&network_id, m).is_none())
+            .ok_or_else(|| NetError::Unavailable {
+                kind: "MacAddressGenerationFailure",
+                message: format!("Unable to generate unique mac on network {network_id}."),
+            })?,
     };
-    let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[])?;
     let device_owner = f.device_owner.unwrap_or_default();
+    let fixed_ips = allocate_ips(st, net, f.fixed_ips, &[], &device_owner)?;
     let port_security_enabled = f.port_security_enabled.unwrap_or(net.port_security_enabled);
     let security_groups = match f.security_groups {
         Some(ids) => {
@@ -1611,7 +1706,7 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
         security_groups,
         std: Std::new(&env.now, f.description.unwrap_or_default()),
     };
-    check_port_security(&p)?;
+    check_port_security(&p, false)?;
     changes.push(Change::Port(p.clone()));
     Ok((p, changes))
 }
@@ -1623,7 +1718,8 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         .get(&old.network_id)
         .ok_or_else(|| NetError::not_found("Network", &old.network_id))?;
     let f = req.clone();
-    let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id});
+    let target = json!({"project_id": old.project_id, "tenant_id": old.project_id, "network_project_id": net.project_id,
+                        "network_device": is_network_device(req.device_owner.as_deref())});
     check_attrs(
         env,
         ctx,
@@ -1653,7 +1749,8 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         p.mac_address = m;
     }
     if let Some(ips) = f.fixed_ips {
-        p.fixed_ips = allocate_ips(st, net, Some(ips), &old.fixed_ips)?;
+        let owner = f.device_owner.as_deref().unwrap_or(&old.device_owner);
+        p.fixed_ips = allocate_ips(st, net, Some(ips), &old.fixed_ips, owner)?;
     }
     if let Some(v) = f.name {
         p.name = v;
@@ -1663,6 +1760,10 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
     }
     if let Some(v) = f.admin_state_up {
         p.admin_state_up = v;
+        // Shut down: DOWN at once, not when the agent gets round to it.
+        if !v {
+            p.status = "DOWN".into();
+        }
     }
     if let Some(v) = f.device_id {
         p.device_id = v;
@@ -1693,7 +1794,7 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         p.allowed_address_pairs = parse_pairs(&v)?;
     }
     accept_empty("extra_dhcp_opts", f.extra_dhcp_opts)?;
-    check_port_security(&p)?;
+    check_port_security(&p, old.port_security_enabled && !p.port_security_enabled)?;
     p.std.touch(&env.now);
     Ok((p.clone(), vec![Change::Port(p)]))
 }
@@ -1740,6 +1841,9 @@ pub fn set_port_status(
             ),
         ));
     }
+    // An administratively down port is DOWN whatever a report sent before
+    // the agent saw the change says.
+    let status = if p.admin_state_up { status } else { "DOWN" };
     if p.status == status {
         return Ok(Vec::new());
     }

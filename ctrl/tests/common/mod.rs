@@ -155,6 +155,33 @@ impl Api {
         }
     }
 
+    /// The service drawing ids and MACs from `ids` (deterministic tests).
+    pub fn with_ids(ids: Box<dyn networking::service::Ids + Send>) -> Api {
+        let backend = Arc::new(Backend::new());
+        let net = off_runtime(|| {
+            let enforcer = weft_identity::policy::Enforcer::new(
+                networking::policy::DEFAULTS,
+                None,
+                Mode::Enforce,
+                None,
+            )
+            .unwrap();
+            Networking::new(
+                backend.store(),
+                &config(),
+                Box::new(networking::policy::NetPolicy { enforcer }),
+                ids,
+                tokens(),
+            )
+            .unwrap()
+        });
+        Api {
+            app: axum::Router::new().nest(networking::MOUNT, networking::router(net.clone())),
+            net,
+            backend,
+        }
+    }
+
     pub async fn call(
         &self,
         method: &str,
