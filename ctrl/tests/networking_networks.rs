@@ -722,3 +722,39 @@ async fn other_project_in_a_create_body() {
     assert_eq!(p["project_id"], "no-such-project");
     assert_eq!(p["tenant_id"], "no-such-project");
 }
+
+/// Under `--policy-permissive` a member's provider network is allowed, and
+/// the denial it would have been is recorded in the state directory's one
+/// records file, so `weft policy workplan` plans networking with identity.
+#[tokio::test]
+async fn permissive_mode_records_networking_denials_for_the_workplan() {
+    let api = Api::permissive();
+    let (st, body) = api
+        .call(
+            "POST",
+            "/networking/v2.0/networks",
+            Some(ALICE),
+            Some(
+                json!({"network": {"name": "perm", "provider:network_type": "vlan",
+                "provider:physical_network": "physnet", "provider:segmentation_id": 101}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let path = weft_identity::policy::records_path(api.backend.dir.path());
+    let recs = weft_identity::policy::read_records(&path).unwrap();
+    assert!(
+        recs.iter()
+            .any(|r| r.action == "create_network:provider:network_type" && r.user_id == "u-alice"),
+        "{recs:?}"
+    );
+    let plan = weft_identity::policy::workplan(&recs);
+    assert!(
+        plan.grants.iter().any(|g| g.user_id == "u-alice"
+            && g.role == "admin"
+            && g.actions
+                .iter()
+                .any(|a| a == "create_network:provider:network_type")),
+        "{plan:?}"
+    );
+}

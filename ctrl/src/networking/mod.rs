@@ -138,7 +138,9 @@ impl Networking {
             policy::DEFAULTS,
             policy_file,
             mode,
-            Some(state_dir.join("networking-policy-denials.jsonl")),
+            // The one records file of the state directory: `weft policy
+            // workplan` plans networking's denials with identity's.
+            Some(weft_identity::policy::records_path(state_dir)),
         )
         .map_err(|e| e.to_string())?;
         Networking::new(

@@ -137,13 +137,22 @@ impl Api {
 
     /// The service on `backend`'s store (again, after a restart).
     pub fn open(backend: Arc<Backend>) -> Api {
+        Api::open_in(backend, Mode::Enforce)
+    }
+
+    /// Under `--policy-permissive`: denials are allowed and recorded.
+    pub fn permissive() -> Api {
+        Api::open_in(Arc::new(Backend::new()), Mode::Permissive)
+    }
+
+    fn open_in(backend: Arc<Backend>, mode: Mode) -> Api {
         let net = off_runtime(|| {
             Networking::open(
                 backend.store(),
                 backend.dir.path(),
                 &config(),
                 None,
-                Mode::Enforce,
+                mode,
                 tokens(),
             )
             .unwrap()
