@@ -2,4 +2,5 @@
 
 pub mod agent;
 pub mod networking;
+pub mod observe;
 pub mod server;

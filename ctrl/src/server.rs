@@ -123,6 +123,7 @@ pub struct StartReport {
 pub struct Server {
     cfg: ServerConfig,
     store: Arc<dyn Store>,
+    metrics: Arc<crate::observe::Metrics>,
     /// Every service's replica, kept current by the follower on a shared database.
     followers: Vec<Arc<dyn Follow>>,
     identity: Arc<Identity>,
@@ -149,6 +150,7 @@ impl Server {
         let mut server = Server {
             cfg,
             store,
+            metrics: Arc::default(),
             followers: Vec::new(),
             identity,
             mounts: Vec::new(),
@@ -197,7 +199,7 @@ impl Server {
 
     /// The whole HTTP app (for in-process tests as well as `run`).
     pub fn router(&self) -> Router {
-        build_router(self.identity.clone(), &self.mounts)
+        build_router(self.identity.clone(), &self.mounts, self.metrics.clone())
     }
 
     /// The app as served: the router behind trailing-slash normalisation.
@@ -236,7 +238,16 @@ impl Server {
     }
 }
 
-fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
+fn build_router(
+    identity: Arc<Identity>,
+    mounts: &[ServiceMount],
+    metrics: Arc<crate::observe::Metrics>,
+) -> Router {
+    use crate::observe;
+    let auth = observe::AuthLayer {
+        identity: identity.clone(),
+        metrics: metrics.clone(),
+    };
     let identity = weft_identity::router(identity).layer(axum::middleware::from_fn(
         |req: Request, next: Next| json_errors(keystone_body, req, next),
     ));
@@ -244,7 +255,18 @@ fn build_router(identity: Arc<Identity>, mounts: &[ServiceMount]) -> Router {
     for m in mounts {
         app = app.nest(&m.prefix, m.router.clone());
     }
-    app.layer(tower_http::trace::TraceLayer::new_for_http())
+    app.route(
+        "/metrics",
+        axum::routing::get(observe::metrics).with_state(metrics.clone()),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        auth,
+        observe::authenticate,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        metrics,
+        observe::observe,
+    ))
 }
 
 /// How one API words an error body: (status, request method, what the

@@ -237,3 +237,111 @@ async fn identity_framework_errors_have_keystone_bodies() {
     let v: Value = serde_json::from_slice(&body).expect("a JSON body");
     assert_eq!(v["error"]["code"], status.as_u16(), "{v}");
 }
+
+/// Every answer carries an `x-openstack-request-id`; `GET /metrics` parses as
+/// Prometheus text and counts requests by service, route template and status,
+/// their latency, and token validations by the one authentication layer.
+#[tokio::test]
+async fn request_ids_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::open(config(dir.path(), Some("pw"))).unwrap();
+    let svc = echo_service(server.identity());
+    server
+        .mount(ServiceMount::new("/networking", "network", "neutron", svc))
+        .unwrap();
+    let app = server.router();
+    let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": "pw"}}},
+                      "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}});
+    let (st, headers, _) = send(
+        &app,
+        Request::post("/identity/v3/auth/tokens")
+            .header("content-type", "application/json")
+            .body(Body::from(auth.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id1 = headers["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(id1.starts_with("req-"), "{id1}");
+    let token = headers["x-subject-token"].to_str().unwrap().to_string();
+    for t in [token.as_str(), token.as_str(), "garbage"] {
+        let (_, h, _) = send(
+            &app,
+            Request::get("/networking/whoami")
+                .header("x-auth-token", t)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_ne!(h["x-openstack-request-id"].to_str().unwrap(), id1);
+    }
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    // Parse: every sample line is `name{labels} value`, value a number.
+    let mut samples = std::collections::HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad sample: {line}"));
+        samples.insert(name.to_string(), v);
+    }
+    let get = |k: &str| samples.get(k).copied();
+    assert_eq!(
+        get(
+            r#"weft_http_requests_total{service="identity",route="/identity/v3/auth/tokens",method="POST",status="201"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(
+            r#"weft_http_requests_total{service="networking",route="/networking/whoami",method="GET",status="200"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(
+            r#"weft_http_requests_total{service="networking",route="/networking/whoami",method="GET",status="401"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"weft_token_validations_total{result="valid"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"weft_token_validations_total{result="invalid"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(
+            r#"weft_http_request_duration_seconds_count{service="networking",route="/networking/whoami"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+}

@@ -148,8 +148,46 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-auth-token").and_then(|v| v.to_str().ok())
 }
 
-fn ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
-    net.authenticate(token(headers))
+/// The caller: the context the server's authentication layer left in the
+/// request (`weft serve` validates every token once, in one place), or,
+/// for this router used on its own, the token to validate here.
+pub struct Caller {
+    ctx: Option<weft_identity::AuthContext>,
+    rejected: bool,
+    token: Option<String>,
+}
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            ctx: parts
+                .extensions
+                .get::<weft_identity::AuthContext>()
+                .cloned(),
+            rejected: parts
+                .extensions
+                .get::<weft_identity::api::TokenRejected>()
+                .is_some(),
+            token: token(&parts.headers).map(str::to_string),
+        })
+    }
+}
+
+impl Caller {
+    fn ctx(&self, net: &Networking) -> NetResult<Ctx> {
+        if let Some(c) = &self.ctx {
+            return Ok(Ctx::new(c.credentials()));
+        }
+        if self.rejected {
+            return Err(NetError::Unauthenticated);
+        }
+        net.authenticate(self.token.as_deref())
+    }
 }
 
 fn parse_body(b: &Bytes) -> NetResult<Value> {
@@ -251,10 +289,11 @@ fn check_visible(st: &NetState, c: &Ctx, res: Res, id: &str) -> NetResult<()> {
 async fn list_h(
     State(net): S,
     headers: HeaderMap,
+    caller: Caller,
     RawQuery(q): RawQuery,
     res: Res,
 ) -> NetResult<Response> {
-    let c = ctx(&net, &headers)?;
+    let c = caller.ctx(&net)?;
     let q = Query::parse(q.as_deref().unwrap_or(""))?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     let items = net.read(|st| {
@@ -285,12 +324,12 @@ fn fields_only(mut v: Value, q: Option<&str>) -> NetResult<Value> {
 
 async fn show_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     res: Res,
 ) -> NetResult<Response> {
-    let c = ctx(&net, &headers)?;
+    let c = caller.ctx(&net)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     let v = net.read(|st| -> NetResult<Value> {
         check_visible(st, &c, res, &id)?;
@@ -389,8 +428,8 @@ fn create_bulk(
     Ok((views, all))
 }
 
-async fn create_h(State(net): S, headers: HeaderMap, body: Bytes, res: Res) -> NetResult<Response> {
-    let c = ctx(&net, &headers)?;
+async fn create_h(State(net): S, caller: Caller, body: Bytes, res: Res) -> NetResult<Response> {
+    let c = caller.ctx(&net)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     if let Some(items) = body.get(res.plural()) {
@@ -422,12 +461,12 @@ async fn create_h(State(net): S, headers: HeaderMap, body: Bytes, res: Res) -> N
 
 async fn update_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
     res: Res,
 ) -> NetResult<Response> {
-    let c = ctx(&net, &headers)?;
+    let c = caller.ctx(&net)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     if let Res::Rules = res {
@@ -463,11 +502,11 @@ async fn update_h(
 
 async fn delete_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     res: Res,
 ) -> NetResult<Response> {
-    let c = ctx(&net, &headers)?;
+    let c = caller.ctx(&net)?;
     net.write_async(move |st, env| match res {
         Res::Networks => service::delete_network(st, env, &c, &id),
         Res::Subnets => service::delete_subnet(st, env, &c, &id),
@@ -501,8 +540,8 @@ fn ext_view(e: &(&str, &str, &str)) -> Value {
     json!({"alias": e.0, "name": e.1, "description": e.2, "updated": "2026-01-01T00:00:00-00:00", "links": []})
 }
 
-async fn extensions_h(State(net): S, headers: HeaderMap) -> NetResult<Response> {
-    ctx(&net, &headers)?;
+async fn extensions_h(State(net): S, caller: Caller) -> NetResult<Response> {
+    caller.ctx(&net)?;
     Ok(
         Json(json!({"extensions": EXTENSIONS.iter().map(ext_view).collect::<Vec<_>>()}))
             .into_response(),
@@ -511,10 +550,10 @@ async fn extensions_h(State(net): S, headers: HeaderMap) -> NetResult<Response> 
 
 async fn extension_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(alias): Path<String>,
 ) -> NetResult<Response> {
-    ctx(&net, &headers)?;
+    caller.ctx(&net)?;
     let e = EXTENSIONS
         .iter()
         .find(|e| e.0 == alias)
@@ -548,8 +587,8 @@ async fn resources_h(headers: HeaderMap) -> Response {
 
 // ---------------------------------------------------------------- agent sync
 
-fn agent_ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
-    let c = ctx(net, headers)?;
+fn agent_ctx(net: &Networking, caller: &Caller) -> NetResult<Ctx> {
+    let c = caller.ctx(net)?;
     if !c.is_admin {
         return Err(NetError::Forbidden {
             message: "(rule:agent_sync) is disallowed by policy".into(),
@@ -561,11 +600,11 @@ fn agent_ctx(net: &Networking, headers: &HeaderMap) -> NetResult<Ctx> {
 /// The long-poll: a pure read. It registers nothing (see `agent_register_h`).
 async fn agent_state_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(host): Path<String>,
     RawQuery(q): RawQuery,
 ) -> NetResult<Response> {
-    agent_ctx(&net, &headers)?;
+    agent_ctx(&net, &caller)?;
     let mut since = 0u64;
     let mut timeout = 0u64;
     for (k, v) in query::parse_pairs(q.as_deref().unwrap_or("")) {
@@ -594,11 +633,11 @@ async fn agent_state_h(
 /// changes). A write only when the endpoint changed.
 async fn agent_register_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(host): Path<String>,
     body: Bytes,
 ) -> NetResult<Response> {
-    agent_ctx(&net, &headers)?;
+    agent_ctx(&net, &caller)?;
     let req: body::AgentRegistration = body::parse(&body)?;
     let me = net.clone();
     let tunnel_ip = req.agent.tunnel_ip.clone();
@@ -609,11 +648,11 @@ async fn agent_register_h(
 /// `{"ports": {"<port id>": "ACTIVE", ...}}`
 async fn agent_status_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path(host): Path<String>,
     body: Bytes,
 ) -> NetResult<Response> {
-    agent_ctx(&net, &headers)?;
+    agent_ctx(&net, &caller)?;
     let req: body::StatusReport = body::parse(&body)?;
     let list: Vec<(String, String)> = req.ports.into_iter().collect();
     let me = net.clone();
@@ -623,11 +662,11 @@ async fn agent_status_h(
 
 async fn agent_port_status_h(
     State(net): S,
-    headers: HeaderMap,
+    caller: Caller,
     Path((host, id)): Path<(String, String)>,
     body: Bytes,
 ) -> NetResult<Response> {
-    agent_ctx(&net, &headers)?;
+    agent_ctx(&net, &caller)?;
     let req: body::PortStatus = body::parse(&body)?;
     net.write_async(move |st, env| {
         Ok((
@@ -663,18 +702,16 @@ fn v2_routes(p: &str) -> Router<Arc<Networking>> {
         r = r
             .route(
                 &format!("{p}/{}", res.path()),
-                get(move |s: S, h: HeaderMap, q: RawQuery| list_h(s, h, q, res))
-                    .post(move |s: S, h: HeaderMap, b: Bytes| create_h(s, h, b, res)),
+                get(move |s: S, h: HeaderMap, c: Caller, q: RawQuery| list_h(s, h, c, q, res))
+                    .post(move |s: S, c: Caller, b: Bytes| create_h(s, c, b, res)),
             )
             .route(
                 &format!("{p}/{}/{{id}}", res.path()),
-                get(move |s: S, h: HeaderMap, id: Path<String>, q: RawQuery| {
-                    show_h(s, h, id, q, res)
-                })
-                .put(move |s: S, h: HeaderMap, id: Path<String>, b: Bytes| {
-                    update_h(s, h, id, b, res)
-                })
-                .delete(move |s: S, h: HeaderMap, id: Path<String>| delete_h(s, h, id, res)),
+                get(move |s: S, c: Caller, id: Path<String>, q: RawQuery| show_h(s, c, id, q, res))
+                    .put(move |s: S, c: Caller, id: Path<String>, b: Bytes| {
+                        update_h(s, c, id, b, res)
+                    })
+                    .delete(move |s: S, c: Caller, id: Path<String>| delete_h(s, c, id, res)),
             );
     }
     r

@@ -8,7 +8,7 @@ mod delegation;
 mod resources;
 mod util;
 
-pub use util::{ApiError, Auth, JsonBody};
+pub use util::{ApiError, Auth, JsonBody, TokenRejected};
 
 use crate::service::Identity;
 use axum::routing::{get, post, put};

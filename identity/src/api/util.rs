@@ -59,6 +59,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Usable by any service whose router state yields an `Arc<Identity>`.
 pub struct Auth(pub AuthContext);
 
+/// Left in a request's extensions by a server-wide authentication layer
+/// (ctrl's `observe::authenticate`) that found the token invalid: the
+/// extractor answers 401 without validating it again.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRejected;
+
 impl<S> FromRequestParts<S> for Auth
 where
     Arc<Identity>: FromRef<S>,
@@ -67,7 +73,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // The server's authentication layer validated the token already.
+        if let Some(ctx) = parts.extensions.get::<AuthContext>() {
+            return Ok(Auth(ctx.clone()));
+        }
         let identity = Arc::<Identity>::from_ref(state);
+        if parts.extensions.get::<TokenRejected>().is_some() {
+            return Err(identity
+                .validate_token("")
+                .err()
+                .unwrap_or_else(|| {
+                    IdentityError::Unauthorized(
+                        "The request you have made requires authentication.".into(),
+                    )
+                })
+                .into());
+        }
         let token = parts
             .headers
             .get("x-auth-token")
