@@ -291,11 +291,13 @@ async fn agents_register_tunnel_ips_and_learn_each_others() {
     assert_eq!(get("h2").await.1["tunnel_peers"], json!(["192.0.2.1"]));
     let (_, st) = get("h1").await;
     assert_eq!(st["tunnel_peers"], json!(["192.0.2.2"]));
-    // Registering is a write only when the address changes.
     let rev2 = st["revision"].as_u64().unwrap();
     assert_eq!(rev2, rev1 + 1);
+    // Registering again is the agent's heartbeat (a write, what `alive` is
+    // judged by); the peers stay as they were.
     register("h1", json!("192.0.2.1")).await;
-    assert_eq!(api.net.revision(), rev2);
+    assert_eq!(api.net.revision(), rev2 + 1);
+    assert_eq!(get("h2").await.1["tunnel_peers"], json!(["192.0.2.1"]));
     // The long-poll is a read: an old agent's ?tunnel_ip= registers nothing.
     let (s, st) = api
         .call(
@@ -306,7 +308,7 @@ async fn agents_register_tunnel_ips_and_learn_each_others() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{st}");
-    assert_eq!(api.net.revision(), rev2);
+    assert_eq!(api.net.revision(), rev2 + 1);
     assert_eq!(st["tunnel_peers"], json!(["192.0.2.1", "192.0.2.2"]));
     // A host without a tunnel IP sees every endpoint and is nobody's peer.
     let (s, _) = register("h3", Value::Null).await;
@@ -394,4 +396,86 @@ async fn admin_down_port_reports_down() {
     .await;
     report("ACTIVE").await;
     assert_eq!(status().await, "ACTIVE");
+}
+
+/// `openstack network agent list/show/set/delete`, as Neutron answers them:
+/// one row per registered host agent, alive from its heartbeat, the tunnel
+/// IP in its configurations; admin only.
+#[tokio::test]
+async fn network_agents_api() {
+    let api = Api::new();
+    let (st, _) = api
+        .call(
+            "PUT",
+            "/networking/agent/v1/hosts/h1",
+            Some(ADMIN),
+            Some(json!({"agent": {"tunnel_ip": "192.0.2.1"}})),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    let (st, body) = api.get("/agents", ADMIN).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let agents = body["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{body}");
+    let a = &agents[0];
+    assert_eq!(a["host"], "h1");
+    assert_eq!(a["alive"], true);
+    assert_eq!(a["admin_state_up"], true);
+    assert_eq!(a["agent_type"], "Open vSwitch agent");
+    assert_eq!(a["configurations"]["tunneling_ip"], "192.0.2.1");
+    let id = a["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    // A heartbeat keeps the id.
+    api.call(
+        "PUT",
+        "/networking/agent/v1/hosts/h1",
+        Some(ADMIN),
+        Some(json!({"agent": {"tunnel_ip": "192.0.2.1"}})),
+    )
+    .await;
+    let (st, body) = api.get(&format!("/agents/{id}"), ADMIN).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["agent"]["host"], "h1");
+    let (st, body) = api.get("/agents?host=h1", ADMIN).await;
+    assert_eq!(
+        (st, body["agents"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (_, body) = api.get("/agents?host=h2", ADMIN).await;
+    assert!(body["agents"].as_array().unwrap().is_empty());
+    // Members see no agents.
+    let (st, _) = api.get("/agents", ALICE).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // set --disable / --description
+    let (st, body) = api
+        .call(
+            "PUT",
+            &format!("/networking/v2.0/agents/{id}"),
+            Some(ADMIN),
+            Some(json!({"agent": {"admin_state_up": false, "description": "drain"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["agent"]["admin_state_up"], false);
+    assert_eq!(body["agent"]["description"], "drain");
+    let (st, _) = api
+        .call(
+            "PUT",
+            &format!("/networking/v2.0/agents/{id}"),
+            Some(ADMIN),
+            Some(json!({"agent": {"host": "x"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = api
+        .call(
+            "DELETE",
+            &format!("/networking/v2.0/agents/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = api.get(&format!("/agents/{id}"), ADMIN).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 }

@@ -179,7 +179,7 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Caller {
 }
 
 impl Caller {
-    fn ctx(&self, net: &Networking) -> NetResult<Ctx> {
+    pub(crate) fn ctx(&self, net: &Networking) -> NetResult<Ctx> {
         if let Some(c) = &self.ctx {
             return Ok(Ctx::new(c.credentials()));
         }
@@ -522,6 +522,7 @@ async fn delete_h(
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
     ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("agent", "agent", "The agent management extension."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("security-group", "security-group", "The security groups extension."),
     ("port-security", "Port Security", "Provides port security"),
@@ -725,6 +726,13 @@ pub fn router(net: Arc<Networking>) -> Router {
         .route("/", get(versions_h))
         .route("/v2.0", get(resources_h))
         .route("/v2.0/", get(resources_h))
+        .route("/v2.0/agents", get(super::agents::list_h))
+        .route(
+            "/v2.0/agents/{id}",
+            get(super::agents::show_h)
+                .put(super::agents::update_h)
+                .delete(super::agents::delete_h),
+        )
         .route(
             "/agent/v1/hosts/{host}",
             axum::routing::put(agent_register_h),

@@ -17,6 +17,7 @@
 //!
 //! Non-goals: routers/L3, DHCP agents, subnet pools, QoS, trunk ports.
 
+pub mod agents;
 pub mod api;
 pub mod body;
 pub mod config;
@@ -271,8 +272,9 @@ impl Networking {
         self.host_state(host)
     }
 
-    /// Records the tunnel endpoint `host`'s agent reported (None: it has none). A change is a
-    /// write (revision bump), so every other agent learns the new peer on its long-poll.
+    /// The agent of `host` registers, or heartbeats: its tunnel endpoint (None: it has
+    /// none) and the time, which `GET /v2.0/agents` judges `alive` by. A write
+    /// (revision bump), so every other agent learns a new peer on its long-poll.
     /// Blocking: see [`Networking::write`].
     pub fn register_tunnel(&self, host: &str, tunnel_ip: Option<&str>) -> NetResult<()> {
         let ip = match tunnel_ip {
@@ -293,17 +295,7 @@ impl Networking {
         if host.is_empty() {
             return Err(NetError::invalid("host", "must not be empty"));
         }
-        self.write(|st, env| {
-            if st.agents.get(host).map(|a| &a.tunnel_ip) == Some(&ip) {
-                return Ok(((), Vec::new()));
-            }
-            let rec = model::AgentRecord {
-                id: host.to_string(),
-                tunnel_ip: ip.clone(),
-                updated_at: env.now.clone(),
-            };
-            Ok(((), vec![state::Change::Agent(rec)]))
-        })
+        self.write(|st, env| Ok(((), vec![agents::heartbeat(st, env, host, ip.clone())])))
     }
 
     /// Agent status reports for ports on `host`, in one commit. Blocking.

@@ -14,6 +14,22 @@ pub struct AgentRecord {
     /// Tunnel IP, None when the host has no tunnel endpoint.
     pub tunnel_ip: Option<String>,
     pub updated_at: String,
+    /// The agent's id in the agents API (a UUID, as Neutron's).
+    #[serde(default)]
+    pub agent_id: String,
+    /// The last heartbeat (registration): `alive` is judged from it.
+    #[serde(default)]
+    pub heartbeat_at: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Standard attributes every Neutron resource carries.

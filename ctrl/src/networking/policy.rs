@@ -120,6 +120,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("delete_security_group", "rule:admin_or_project_member"),
     ("create_security_group_rule", "rule:admin_or_project_member"),
     ("delete_security_group_rule", "rule:admin_or_project_member"),
+    ("get_agent", "rule:admin_only"),
+    ("update_agent", "rule:admin_only"),
+    ("delete_agent", "rule:admin_only"),
 ];
 
 /// Policy checks through the identity crate's enforcer.
