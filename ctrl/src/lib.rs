@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! weft-ctrl: the API server, the networking service and the agent sync.
 
 pub mod agent;

@@ -1,3 +1,6 @@
+// No unsafe code; `deny` rather than `forbid` only so that the policy tests'
+// counting allocator (test-only) can opt out.
+#![deny(unsafe_code)]
 //! weft-identity: a Keystone-v3-compatible identity service.
 //!
 //! ```text

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 //! weft-store: the one store behind every weft service (identity,
 //! networking, and the images, placement and compute services to come).
 //!
@@ -46,8 +48,11 @@ use std::time::Duration;
 /// One stored record, as loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The record kind (`port`, `user`, ...).
     pub kind: String,
+    /// The record's id within its kind.
     pub id: String,
+    /// The record, as JSON.
     pub body: String,
 }
 
@@ -55,18 +60,26 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Change {
+    /// Write `body` as record (kind, id), replacing any there.
     Put {
+        /// The record kind.
         kind: String,
+        /// The record's id.
         id: String,
+        /// The record, as JSON.
         body: String,
     },
+    /// Remove record (kind, id); nothing if absent.
     Delete {
+        /// The record kind.
         kind: String,
+        /// The record's id.
         id: String,
     },
 }
 
 impl Change {
+    /// A put of `body` as record (`kind`, `id`).
     pub fn put(kind: impl Into<String>, id: impl Into<String>, body: impl Into<String>) -> Change {
         Change::Put {
             kind: kind.into(),
@@ -75,6 +88,7 @@ impl Change {
         }
     }
 
+    /// A delete of record (`kind`, `id`).
     pub fn delete(kind: impl Into<String>, id: impl Into<String>) -> Change {
         Change::Delete {
             kind: kind.into(),
@@ -92,12 +106,14 @@ impl Change {
         Ok(Change::put(kind, id, body))
     }
 
+    /// The kind of the record changed.
     pub fn kind(&self) -> &str {
         match self {
             Change::Put { kind, .. } | Change::Delete { kind, .. } => kind,
         }
     }
 
+    /// The id of the record changed.
     pub fn id(&self) -> &str {
         match self {
             Change::Put { id, .. } | Change::Delete { id, .. } => id,
@@ -108,14 +124,18 @@ impl Change {
 /// A service's records and the revision they are at.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
+    /// The revision of the service these rows are at (0: never committed).
     pub revision: u64,
+    /// Every record of the service.
     pub rows: Vec<Row>,
 }
 
 /// One commit from the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
+    /// The revision this commit made.
     pub revision: u64,
+    /// What it changed, in order.
     pub changes: Vec<Change>,
 }
 
@@ -127,13 +147,21 @@ pub enum StoreError {
     /// (the service is at `actual`). Nothing was written.
     #[error("revision conflict on {service}: expected {expected}, store is at {actual}")]
     Conflict {
+        /// The service written.
         service: String,
+        /// The revision the writer read.
         expected: u64,
+        /// The revision the store is at.
         actual: u64,
     },
     /// The change log no longer holds the commits after `after`: reload.
     #[error("change log of {service} is truncated before revision {after}")]
-    LogTruncated { service: String, after: u64 },
+    LogTruncated {
+        /// The service followed.
+        service: String,
+        /// The revision the follower is at.
+        after: u64,
+    },
     /// The database's schema is newer than this binary, or a migration failed.
     #[error("schema migration: {0}")]
     Migration(String),
@@ -151,7 +179,9 @@ pub enum StoreError {
 /// A notice that `service` committed `revision` (possibly in another process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
+    /// The service that committed.
     pub service: String,
+    /// The revision it committed.
     pub revision: u64,
 }
 

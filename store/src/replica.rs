@@ -57,10 +57,12 @@ impl<M: Model> Replica<M> {
         })
     }
 
+    /// The service's name in the store.
     pub fn service(&self) -> &'static str {
         self.service
     }
 
+    /// The store it commits to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -75,6 +77,7 @@ impl<M: Model> Replica<M> {
         f(&self.published.load())
     }
 
+    /// The revision of the current snapshot.
     pub fn revision(&self) -> u64 {
         self.published.load().revision()
     }
@@ -213,8 +216,11 @@ impl<M: Model> Replica<M> {
 
 /// A replica as the follower sees it.
 pub trait Follow: Send + Sync {
+    /// The service followed.
     fn service(&self) -> &str;
+    /// The revision of its current snapshot.
     fn revision(&self) -> u64;
+    /// Replays the commits it has not seen; whether anything changed.
     fn catch_up(&self) -> Result<bool, StoreError>;
 }
 

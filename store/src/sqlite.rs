@@ -24,6 +24,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (creating it and its directory, owner-only) the database file at `path`, migrating it.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {

@@ -14,6 +14,7 @@ pub fn server_url() -> String {
 
 /// A database of its own for one test; dropped (connections closed) on drop.
 pub struct TestDatabase {
+    /// The database's URL, for `PgStore::connect` or `weft serve --database`.
     pub url: String,
     name: String,
 }
