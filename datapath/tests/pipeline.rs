@@ -896,3 +896,54 @@ fn trace_explains_each_stage() {
 fn tpid_constants_are_wired() {
     assert_eq!(TPID_8021Q, 0x8100);
 }
+
+// ---------------- issue 12: mutations the suite used to miss ----------------
+
+/// IPv6 anti-spoofing checks an allowed address pair's MAC as well as its
+/// address: the pair's address is allowed from the pair's MAC only, and the
+/// port's fixed IPv6 address from the port's own MAC only.
+#[test]
+fn ipv6_pairs_are_bound_to_their_mac() {
+    let text = HOST.replace(
+        r#"{ mac = "fa:16:3e:00:00:a1", ip_address = "10.0.0.101" }]"#,
+        r#"{ mac = "fa:16:3e:00:00:a1", ip_address = "10.0.0.101" }, { mac = "fa:16:3e:00:00:a2", ip_address = "2001:db8::a2" }]"#,
+    );
+    assert_ne!(text, HOST, "the fixture's pair line moved");
+    let mut h = Host::from_toml(&text);
+    let pair_mac = mac("fa:16:3e:00:00:a2");
+    let ok = udp(pair_mac, BCAST, "2001:db8::a2", "ff02::1").build();
+    assert_eq!(h.send("vm1", &ok, 0).0, Verdict::Forward);
+    let wrong_mac = udp(vm_mac(1), BCAST, "2001:db8::a2", "ff02::1").build();
+    assert_eq!(h.send("vm1", &wrong_mac, 0).0, drop(DropReason::IpSpoof));
+    let fixed_from_pair_mac = udp(pair_mac, BCAST, "2001:db8::1", "ff02::1").build();
+    assert_eq!(
+        h.send("vm1", &fixed_from_pair_mac, 0).0,
+        drop(DropReason::IpSpoof)
+    );
+    let v4_pair_from_v6_pair_mac = udp(pair_mac, BCAST, "10.0.0.101", "10.0.0.255").build();
+    assert_eq!(
+        h.send("vm1", &v4_pair_from_v6_pair_mac, 0).0,
+        drop(DropReason::IpSpoof)
+    );
+}
+
+/// A reload that turns port security on drops a spoofed flow that the flow
+/// cache already held as allowed.
+#[test]
+fn reload_enabling_port_security_drops_a_cached_spoofed_flow() {
+    let mut h = Host::new();
+    let spoofed = udp(mac("fa:16:3e:00:00:07"), BCAST, "10.0.0.99", "10.0.0.255").build();
+    assert_eq!(h.send("open1", &spoofed, 0).0, Verdict::Forward);
+    assert_eq!(h.send("open1", &spoofed, 0).0, Verdict::Forward);
+    let text = HOST.replace(
+        "name = \"open1\"\nnetwork = \"net100\"\nmac = \"fa:16:3e:00:00:07\"\nport_security = false\n",
+        "name = \"open1\"\nnetwork = \"net100\"\nmac = \"fa:16:3e:00:00:07\"\nfixed_ips = [\"10.0.0.7\"]\n",
+    );
+    assert_ne!(text, HOST, "the fixture's open1 section moved");
+    let cfg = SwitchConfig::from_toml(&text, "host.toml").unwrap();
+    let old = h.dp.snapshot();
+    h.dp.swap_snapshot(Snapshot::compile(&cfg, Some(&old)).unwrap());
+    assert_eq!(h.send("open1", &spoofed, SEC).0, drop(DropReason::IpSpoof));
+    let honest = udp(mac("fa:16:3e:00:00:07"), BCAST, "10.0.0.7", "10.0.0.255").build();
+    assert_eq!(h.send("open1", &honest, SEC).0, Verdict::Forward);
+}
