@@ -15,6 +15,9 @@ pub struct Query {
     pub limit: Option<usize>,
     pub marker: Option<String>,
     pub page_reverse: bool,
+    /// Every parameter as given, in order: page links repeat them (filters,
+    /// `fields`, sorts) with only the marker and direction changed.
+    pub raw: Vec<(String, String)>,
 }
 
 fn decode(s: &str) -> String {
@@ -56,7 +59,8 @@ impl Query {
         let mut q = Query::default();
         let mut keys = Vec::new();
         let mut dirs = Vec::new();
-        for (k, v) in parse_pairs(raw) {
+        q.raw = parse_pairs(raw);
+        for (k, v) in q.raw.clone() {
             match k.as_str() {
                 "fields" => q
                     .fields
@@ -145,6 +149,87 @@ fn cmp_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
+/// The page `q` asks for, of sorted `items`: `limit` items after the
+/// marker, or before it with `page_reverse` (the last `limit` without one).
+fn paginate(items: Vec<Value>, q: &Query) -> NetResult<Vec<Value>> {
+    let Some(limit) = q.limit else {
+        return Ok(items);
+    };
+    let pos = match &q.marker {
+        Some(m) => Some(
+            items
+                .iter()
+                .position(|i| i.get("id").and_then(Value::as_str) == Some(m.as_str()))
+                .ok_or_else(|| {
+                    NetError::invalid("marker", format!("marker {m} could not be found"))
+                })?,
+        ),
+        None => None,
+    };
+    let (lo, hi) = match (q.page_reverse, pos) {
+        (false, None) => (0, limit.min(items.len())),
+        (false, Some(p)) => (p + 1, (p + 1 + limit).min(items.len())),
+        (true, None) => (items.len().saturating_sub(limit), items.len()),
+        (true, Some(p)) => (p.saturating_sub(limit), p),
+    };
+    Ok(items[lo..hi].to_vec())
+}
+
+/// Neutron's `<plural>_links`: `next` unless a forward page came back short,
+/// `previous` unless a reverse page came back short; each repeats the
+/// request's parameters with the page's last (next) or first (previous) id
+/// as the marker.
+fn page_links(base: &str, q: &Query, page: &[Value], limit: usize) -> Vec<Value> {
+    let id = |v: Option<&Value>| {
+        v.and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let href = |marker: Option<String>, reverse: bool| {
+        let mut params: Vec<(String, String)> = q
+            .raw
+            .iter()
+            .filter(|(k, _)| k != "marker" && k != "page_reverse")
+            .cloned()
+            .collect();
+        if let Some(m) = marker {
+            params.push(("marker".into(), m));
+        }
+        if reverse {
+            params.push(("page_reverse".into(), "True".into()));
+        }
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!("{base}?{}", query.join("&"))
+    };
+    let short = page.len() < limit;
+    let mut links = Vec::new();
+    if !(short && !q.page_reverse) {
+        links.push(json!({"rel": "next", "href": href(id(page.last()), false)}));
+    }
+    if !(short && q.page_reverse) {
+        links.push(json!({"rel": "previous", "href": href(id(page.first()), true)}));
+    }
+    links
+}
+
+/// Percent-encodes a query component (form style, as Python's urlencode).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// One page of a list, and the links to the next/previous pages.
 pub struct Page {
     pub items: Vec<Value>,
@@ -186,57 +271,12 @@ pub fn apply(mut items: Vec<Value>, q: &Query, base: &str, sortable: &[&str]) ->
         Ordering::Equal
     };
     items.sort_by(order);
-    let mut links = Vec::new();
-    let start = match &q.marker {
-        Some(m) => {
-            let pos = items
-                .iter()
-                .position(|i| i.get("id").and_then(Value::as_str) == Some(m.as_str()))
-                .ok_or_else(|| {
-                    NetError::invalid("marker", format!("marker {m} could not be found"))
-                })?;
-            if q.page_reverse {
-                // Previous page: the `limit` items before the marker.
-                let lo = q.limit.map(|l| pos.saturating_sub(l)).unwrap_or(0);
-                items = items[lo..pos].to_vec();
-                0
-            } else {
-                pos + 1
-            }
-        }
-        None => 0,
+    let page = paginate(items, q)?;
+    let links = match q.limit {
+        Some(limit) => page_links(base, q, &page, limit),
+        None => Vec::new(),
     };
-    let mut page: Vec<Value> = items.iter().skip(start).cloned().collect();
-    if let Some(limit) = q.limit {
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let mut extra = String::new();
-        for (k, asc) in &q.sort {
-            extra.push_str(&format!(
-                "&sort_key={k}&sort_dir={}",
-                if *asc { "asc" } else { "desc" }
-            ));
-        }
-        if more {
-            if let Some(last) = page
-                .last()
-                .and_then(|v| v.get("id"))
-                .and_then(Value::as_str)
-            {
-                links.push(json!({"rel": "next", "href": format!("{base}?limit={limit}&marker={last}{extra}")}));
-            }
-        }
-        if q.marker.is_some() {
-            if let Some(first) = page
-                .first()
-                .and_then(|v| v.get("id"))
-                .and_then(Value::as_str)
-            {
-                links.push(json!({"rel": "previous",
-                    "href": format!("{base}?limit={limit}&marker={first}&page_reverse=True{extra}")}));
-            }
-        }
-    }
+    let mut page = page;
     if !q.fields.is_empty() {
         for item in &mut page {
             if let Value::Object(m) = item {
@@ -274,7 +314,7 @@ mod tests {
         let q = Query::parse("sort_key=name&sort_dir=asc&limit=2").unwrap();
         let p = apply(items(), &q, "/n", &["id", "name"]).unwrap();
         assert_eq!(p.items[0]["name"], "n0");
-        assert_eq!(p.links.len(), 1);
+        assert_eq!(p.links[0]["rel"], "next");
         let next = p.links[0]["href"].as_str().unwrap();
         assert!(next.contains("marker=id3"), "{next}");
 
@@ -286,6 +326,44 @@ mod tests {
                 .map(|i| i["name"].clone())
                 .collect::<Vec<_>>(),
             vec![json!("n2"), json!("n3")]
+        );
+
+        // Walk forward to the end, then back to the start, by the links.
+        let walk = |start: &str, rel: &str| {
+            let mut seen = Vec::new();
+            let mut q = Query::parse(start).unwrap();
+            for _ in 0..10 {
+                let p = apply(items(), &q, "/n", &["id", "name"]).unwrap();
+                let ids: Vec<String> = p
+                    .items
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_string())
+                    .collect();
+                if rel == "previous" {
+                    seen.splice(0..0, ids);
+                } else {
+                    seen.extend(ids);
+                }
+                match p.links.iter().find(|l| l["rel"] == rel) {
+                    Some(l) => {
+                        let h = l["href"].as_str().unwrap();
+                        assert!(h.starts_with("/n?"), "{h}");
+                        assert!(h.contains("shared=True"), "filters kept: {h}");
+                        q = Query::parse(h.split_once('?').unwrap().1).unwrap();
+                    }
+                    None => return seen,
+                }
+            }
+            panic!("no end to the {rel} links");
+        };
+        let all: Vec<String> = ["id0", "id2", "id4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(walk("shared=True&limit=1", "next"), all);
+        assert_eq!(
+            walk("shared=True&limit=2&page_reverse=True", "previous"),
+            all
         );
 
         assert!(Query::parse("sort_dir=up").is_err());
