@@ -1,7 +1,12 @@
-//! The agent loop against the in-process protocol and over HTTP on loopback,
-//! with a recording switch: it applies the plan, reports ACTIVE once the
-//! interface is attached, unplugs deleted ports, and resyncs identically.
+//! The agent (weft-agent) against ctrl: in-process on the networking service
+//! (`weft serve`'s adapter) and over HTTP on loopback, with a recording switch: it applies the plan,
+//! reports ACTIVE once the interface is attached, unplugs deleted ports, and
+//! resyncs identically.
+//!
+//! It lives in the root package, which links both, so that ctrl needs the
+//! agent not even as a dev-dependency; it borrows ctrl's test set-up.
 
+#[path = "../ctrl/tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::json;
@@ -9,41 +14,46 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use weft_ctrl::agent::{Agent, AgentAuth, Datapath, HttpCtrl, LocalCtrl};
+use weft::in_process::LocalCtrl;
+use weft_agent::{Agent, AgentAuth, Datapath, HostBase, HttpCtrl};
+use weft_datapath::{NetworkType, PortKind, SwitchConfig};
 
 #[derive(Clone, Default)]
 struct FakeSwitch {
-    applied: Arc<Mutex<Vec<String>>>,
+    applied: Arc<Mutex<Vec<SwitchConfig>>>,
     netdevs: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// Whether `cfg` has a port on interface `dev`.
+fn carries(cfg: &SwitchConfig, dev: &str) -> bool {
+    cfg.ports.iter().any(|p| p.name == dev)
+}
+
 impl Datapath for FakeSwitch {
-    fn apply(&mut self, config: &str) -> Result<(), String> {
-        self.applied.lock().unwrap().push(config.to_string());
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String> {
+        // The switch's own rules accept what the agent planned.
+        let cfg = config.validated("plan").map_err(|e| e.to_string())?;
+        self.applied.lock().unwrap().push(cfg);
         Ok(())
     }
     fn attached(&self) -> BTreeSet<String> {
         // Attached = configured and the netdev exists.
-        let cfg = self
-            .applied
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap_or_default();
+        let applied = self.applied.lock().unwrap();
+        let Some(cfg) = applied.last() else {
+            return BTreeSet::new();
+        };
         self.netdevs
             .lock()
             .unwrap()
             .iter()
-            .filter(|d| cfg.contains(d.as_str()))
+            .filter(|d| carries(cfg, d))
             .cloned()
             .collect()
     }
 }
 
-fn base() -> weft_ctrl::agent::HostBase {
-    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n")
-        .unwrap()
+fn base() -> HostBase {
+    HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n").unwrap()
 }
 
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
@@ -123,12 +133,18 @@ async fn in_process_agent_wires_reports_and_unplugs() {
             .lock()
             .unwrap()
             .last()
-            .is_some_and(|c| c.contains(&dev))
+            .is_some_and(|c| carries(c, &dev))
     })
     .await;
     let cfg = sw.applied.lock().unwrap().last().cloned().unwrap();
-    assert!(cfg.contains("segmentation_id = 100"), "{cfg}");
-    assert!(cfg.contains("kind = \"system\""), "{cfg}");
+    assert_eq!(
+        cfg.networks[0].network_type,
+        NetworkType::Vlan {
+            segmentation_id: 100
+        },
+        "{cfg:?}"
+    );
+    assert_eq!(cfg.ports[0].kind, PortKind::System, "{cfg:?}");
     // Not attached yet (Nova has not created the tap): DOWN.
     assert_eq!(status(&api, &pid).await, "DOWN");
     // The netdev appears: ACTIVE.
@@ -142,7 +158,7 @@ async fn in_process_agent_wires_reports_and_unplugs() {
     )
     .await;
     wait_status(&api, &pid, "DOWN").await;
-    assert!(!sw.applied.lock().unwrap().last().unwrap().contains(&dev));
+    assert!(!carries(sw.applied.lock().unwrap().last().unwrap(), &dev));
     api.put(
         &format!("/ports/{pid}"),
         ADMIN,
@@ -153,7 +169,7 @@ async fn in_process_agent_wires_reports_and_unplugs() {
     // Deleted: gone from the config.
     api.delete(&format!("/ports/{pid}"), ADMIN).await;
     eventually("port removed from the switch", || {
-        !sw.applied.lock().unwrap().last().unwrap().contains(&dev)
+        !carries(sw.applied.lock().unwrap().last().unwrap(), &dev)
     })
     .await;
     stop_tx.send(true).unwrap();

@@ -2,19 +2,19 @@
 //! the switch, report port status. Deciding is pure (`plan`, `statuses`);
 //! the loop only moves data between ctrl and the switch.
 
-use super::client::Ctrl;
-use super::translate::HostBase;
-use super::translate::{plan, Plan};
-use crate::networking::HostState;
+use crate::client::Ctrl;
+use crate::translate::{plan, HostBase, Plan};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::watch;
+use weft_datapath::SwitchConfig;
+use weft_proto::HostState;
 
 /// The switch as the agent sees it.
 pub trait Datapath: Send {
-    /// Moves the switch to `config` (the switch's TOML format). On error the
-    /// switch keeps what it had.
-    fn apply(&mut self, config: &str) -> Result<(), String>;
+    /// Moves the switch to `config`. On error (the config does not validate, a
+    /// port cannot be opened) the switch keeps what it had.
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String>;
     /// Interfaces whose I/O is open (a `system` port whose netdev has not
     /// appeared yet is configured but not attached).
     fn attached(&self) -> BTreeSet<String>;
@@ -39,7 +39,7 @@ pub struct Agent<C: Ctrl, D: Datapath> {
     pub ctrl: C,
     pub dp: D,
     pub base: HostBase,
-    applied: Option<String>,
+    applied: Option<SwitchConfig>,
     revision: u64,
     /// How long a long-poll waits when every wired port is attached.
     pub idle_wait: Duration,
@@ -63,16 +63,18 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
     /// Applies one host state: returns whether ports are still pending.
     pub async fn step(&mut self, st: &HostState) -> bool {
         let p = plan(&self.base, st);
-        if self.applied.as_deref() != Some(p.config.as_str()) {
-            match self.dp.apply(&p.config) {
-                Ok(()) => {
-                    tracing::info!(host = %st.host, revision = st.revision, ports = p.wired.len(), "applied desired state");
-                    self.applied = Some(p.config.clone());
-                }
-                Err(e) => {
-                    tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
-                }
-            }
+        // A state the plan cannot express as a switch config is refused like one
+        // the switch rejects: the switch keeps what it had.
+        let applied = match &p.config {
+            Ok(cfg) if self.applied.as_ref() == Some(cfg) => Ok(()),
+            Ok(cfg) => self.dp.apply(cfg).map(|()| {
+                tracing::info!(host = %st.host, revision = st.revision, ports = p.wired.len(), "applied desired state");
+                self.applied = Some(cfg.clone());
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        if let Err(e) = applied {
+            tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
         }
         let attached = self.dp.attached();
         let report = statuses(st, &p, &attached);

@@ -1,30 +1,44 @@
 //! Desired host state -> switch config, as a pure function.
 //!
-//! The output is the switch's own TOML format (the one `weft switch --config`
-//! reads), so the datapath's parser validates it and the agent depends only
-//! on that documented format. The host's `[switch]`, `[[physnet]]` (its
-//! bridge_mappings) and `[tunnel]` (its `local_ip`) sections are kept as
-//! written; networks, ports and the other hosts' tunnel endpoints
-//! (`[[tunnel_peer]]`) come from ctrl.
+//! The output is the switch's typed [`SwitchConfig`]: the host's own config
+//! (its `[switch]` settings, `[[physnet]]` bridge mappings and `[tunnel]`
+//! endpoint, as the host file gives them) plus the networks, ports and other
+//! hosts' tunnel endpoints that come from ctrl. The switch validates it with
+//! the rules of its config file ([`SwitchConfig::validated`]).
 //!
 //! vxlan networks become switch vxlan networks with their VNI when the host
 //! has a `[tunnel] local_ip`, else host-local (on one host that is all they
 //! need). geneve networks are wired host-local: the datapath has no Geneve
 //! endpoint.
 
-use crate::networking::sync::{HostNetwork, HostPort, HostState};
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
-use toml::{Table, Value};
+use std::net::IpAddr;
+use weft_datapath::config::{
+    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SwitchConfig,
+};
+use weft_datapath::MacAddr;
+use weft_proto::{HostNetwork, HostPort, HostState};
 
 /// How the host state maps onto this switch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The switch config as TOML text.
-    pub config: String,
+    /// The switch config; Err when a value from ctrl cannot be a switch value
+    /// (the agent then leaves the switch as it is, as when the switch refuses one).
+    pub config: Result<SwitchConfig, String>,
     /// Port id -> interface name, for ports the switch will carry.
     pub wired: BTreeMap<String, String>,
     /// Ports bound here that cannot be wired (unknown physnet, admin down), with why.
     pub unwired: BTreeMap<String, String>,
+}
+
+/// A network type the datapath carries here, before its segment is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carried {
+    Flat,
+    Vlan(Option<u32>),
+    Vxlan(u32),
+    Local,
 }
 
 /// The datapath's type for a network segment, or why it cannot carry it here.
@@ -32,89 +46,128 @@ fn datapath_type(
     n: &HostNetwork,
     physnets: &BTreeSet<String>,
     tunnel: bool,
-) -> Result<(&'static str, Option<String>, Option<u32>), String> {
+) -> Result<(Carried, Option<String>), String> {
     let need_physnet = |p: &Option<String>| match p {
         Some(p) if physnets.contains(p) => Ok(p.clone()),
         Some(p) => Err(format!("physical network {p} is not mapped on this host")),
         None => Err("network has no physical network".to_string()),
     };
     match n.network_type.as_str() {
-        "flat" => Ok(("flat", Some(need_physnet(&n.physical_network)?), None)),
+        "flat" => Ok((Carried::Flat, Some(need_physnet(&n.physical_network)?))),
         "vlan" => Ok((
-            "vlan",
+            Carried::Vlan(n.segmentation_id),
             Some(need_physnet(&n.physical_network)?),
-            n.segmentation_id,
         )),
         "vxlan" if tunnel => match n.segmentation_id {
-            Some(vni) => Ok(("vxlan", None, Some(vni))),
+            Some(vni) => Ok((Carried::Vxlan(vni), None)),
             None => Err("vxlan network has no segmentation id".to_string()),
         },
         // Without a tunnel endpoint (vxlan) or a datapath for it (geneve), an overlay is
         // wired host-local: ports on this host reach each other and nothing else.
-        "local" | "vxlan" | "geneve" => Ok(("local", None, None)),
+        "local" | "vxlan" | "geneve" => Ok((Carried::Local, None)),
         other => Err(format!(
             "network type {other} is not supported by this datapath"
         )),
     }
 }
 
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04X}", c as u32))
-            }
-            c => out.push(c),
+/// The switch network for a carried segment. A VLAN id is range-checked by the switch; one
+/// that does not even fit 12 bits' container, or a missing one, is refused here in its words.
+fn network_config(
+    id: &str,
+    ty: Carried,
+    physnet: &Option<String>,
+) -> Result<NetworkConfig, String> {
+    let network_type = match ty {
+        Carried::Flat => NetworkType::Flat,
+        Carried::Local => NetworkType::Local,
+        Carried::Vxlan(vni) => NetworkType::Vxlan {
+            segmentation_id: vni,
+        },
+        Carried::Vlan(None) => {
+            return Err(format!(
+                "network {id:?}: segmentation_id: a vlan network needs segmentation_id (1..=4094)"
+            ))
         }
-    }
-    out.push('"');
-    out
+        Carried::Vlan(Some(v)) => NetworkType::Vlan {
+            segmentation_id: u16::try_from(v).map_err(|_| {
+                format!("network {id:?}: segmentation_id: VLAN id {v} is out of range 1..=4094")
+            })?,
+        },
+    };
+    Ok(NetworkConfig {
+        name: id.to_string(),
+        network_type,
+        physnet: physnet.clone(),
+    })
 }
 
-fn write_port(out: &mut String, p: &HostPort, mtu: Option<u32>) {
-    use std::fmt::Write;
-    let ips: Vec<String> = p.fixed_ips.iter().map(|s| q(s)).collect();
-    let pairs: Vec<String> = p
+fn mac(obj: &str, field: &str, s: &str) -> Result<MacAddr, String> {
+    s.parse()
+        .map_err(|e: weft_datapath::mac::MacParseError| format!("{obj}: {field}: {e}"))
+}
+
+/// An IP address (a host prefix) or a CIDR, as the switch reads `ip_address`.
+fn ip_or_cidr(obj: &str, s: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("{obj}: allowed_address_pairs: ip_address: invalid IP address or CIDR {s:?}")
+    })
+}
+
+/// The switch port for a port from ctrl; `mtu` is its network's.
+fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
+    let obj = format!("port {:?}", p.devname);
+    let kind = match p.kind.as_str() {
+        "tap" => PortKind::Tap,
+        "system" => PortKind::System,
+        other => {
+            return Err(format!(
+                "{obj}: kind: unknown port kind {other:?} (expected tap or system)"
+            ))
+        }
+    };
+    let fixed_ips = p
+        .fixed_ips
+        .iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("{obj}: fixed_ips: invalid IP address {s:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_address_pairs = p
         .allowed_address_pairs
         .iter()
         .map(|a| {
-            if a.mac_address.is_empty() {
-                format!("{{ ip_address = {} }}", q(&a.ip_address))
-            } else {
-                format!(
-                    "{{ ip_address = {}, mac = {} }}",
-                    q(&a.ip_address),
-                    q(&a.mac_address)
-                )
-            }
+            Ok(AddressPair {
+                mac: match a.mac_address.as_str() {
+                    "" => None,
+                    m => Some(mac(&obj, "allowed_address_pairs: mac", m)?),
+                },
+                ip: ip_or_cidr(&obj, &a.ip_address)?,
+            })
         })
-        .collect();
-    let _ = write!(
-        out,
-        "\n[[port]]\nname = {}\nkind = {}\nnetwork = {}\nmac = {}\nfixed_ips = [{}]\nport_security = {}\nallowed_address_pairs = [{}]\n",
-        q(&p.devname),
-        q(&p.kind),
-        q(&p.network_id),
-        q(&p.mac_address),
-        ips.join(", "),
-        p.port_security_enabled,
-        pairs.join(", ")
-    );
-    // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
-    if let Some(m) = mtu.filter(|m| p.kind == "tap" && (68..=65535).contains(m)) {
-        let _ = writeln!(out, "mtu = {m}");
-    }
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(PortConfig {
+        name: p.devname.clone(),
+        kind,
+        network: p.network_id.clone(),
+        mac: Some(mac(&obj, "mac", &p.mac_address)?),
+        fixed_ips,
+        port_security: p.port_security_enabled,
+        allowed_address_pairs,
+        // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
+        mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
+    })
 }
 
-/// The host's own config: kept verbatim; ctrl's networks and ports are appended.
+/// The host's own config: kept as it is; ctrl's networks and ports are added to it.
 #[derive(Debug, Clone)]
 pub struct HostBase {
-    pub text: String,
+    /// The host's switch config, validated.
+    pub config: SwitchConfig,
     /// Names of the `[[physnet]]` sections (the bridge mappings).
     pub physnets: BTreeSet<String>,
     /// `[tunnel] local_ip`: this host's VXLAN endpoint, reported to ctrl.
@@ -124,64 +177,36 @@ pub struct HostBase {
 }
 
 impl HostBase {
-    pub fn parse(text: &str) -> Result<HostBase, String> {
-        let t: Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        for key in ["network", "port"] {
-            if t.get(key).is_some_and(|v| {
-                !v.is_array()
-                    || v.as_array()
-                        .is_some_and(|a| a.iter().any(|x| !x.is_table()))
-            }) {
-                return Err(format!("{key} must be written as [[{key}]] sections"));
-            }
-        }
-        let physnets = t
-            .get("physnet")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let tunnel = t.get("tunnel").and_then(Value::as_table);
-        let tunnel_ip = match tunnel.map(|t| t.get("local_ip")) {
-            None => None,
-            Some(Some(Value::String(s))) => Some(
-                s.parse::<std::net::IpAddr>()
-                    .map_err(|_| format!("tunnel: local_ip: invalid IP address {s:?}"))?
-                    .to_string(),
-            ),
-            Some(_) => return Err("tunnel: local_ip must be an IP address string".into()),
-        };
-        let canon = |v: &Value| {
-            v.as_str()
-                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                .map(|ip| ip.to_string())
-        };
-        let mut static_peers: BTreeSet<String> = tunnel
-            .and_then(|t| t.get("remote_ips"))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(canon).collect())
-            .unwrap_or_default();
-        if let Some(a) = t.get("tunnel_peer").and_then(Value::as_array) {
-            static_peers.extend(a.iter().filter_map(|p| p.get("ip").and_then(canon)));
-        }
-        Ok(HostBase {
-            text: text.to_string(),
+    /// The base for a host whose own switch config is `config`.
+    pub fn new(config: SwitchConfig) -> HostBase {
+        let physnets = config.physnets.iter().map(|p| p.name.clone()).collect();
+        let tunnel_ip = config.tunnel.as_ref().map(|t| t.local_ip.to_string());
+        let static_peers = config
+            .tunnel
+            .iter()
+            .flat_map(|t| t.peers.iter().map(|p| p.to_string()))
+            .collect();
+        HostBase {
+            config,
             physnets,
             tunnel_ip,
             static_peers,
-        })
+        }
+    }
+
+    /// Reads a host config in the switch's TOML format.
+    pub fn parse(text: &str) -> Result<HostBase, String> {
+        SwitchConfig::from_toml(text, "host config")
+            .map(HostBase::new)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// Builds the switch config for `st` on a host whose own config is `base`.
-/// Text is written directly (not through a TOML document model): a resync
-/// of 10,000 ports must take milliseconds, not seconds.
+/// A resync of 10,000 ports must take milliseconds, not seconds: values are
+/// converted once, with no text in between.
 pub fn plan(base: &HostBase, st: &HostState) -> Plan {
-    use std::fmt::Write;
-    let mut plan = Plan::default();
+    let mut unwired_nets = BTreeMap::new();
     let mut usable = BTreeMap::new();
     for n in &st.networks {
         match datapath_type(n, &base.physnets, base.tunnel_ip.is_some()) {
@@ -189,20 +214,18 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
                 usable.insert(n.id.as_str(), t);
             }
             Err(why) => {
-                plan.unwired.insert(n.id.clone(), why);
+                unwired_nets.insert(n.id.as_str(), why);
             }
         }
     }
-    let mut out = String::with_capacity(base.text.len() + 256 * st.ports.len());
-    out.push_str(&base.text);
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
+    let mut cfg = base.config.clone();
     let mut used_networks = BTreeSet::new();
-    let mut ports_text = String::new();
+    let mut ports = Vec::with_capacity(st.ports.len());
+    let mut wired = BTreeMap::new();
     let mut unwired = BTreeMap::new();
+    let mut bad: Option<String> = None;
     for p in &st.ports {
-        if let Some(why) = plan.unwired.get(&p.network_id) {
+        if let Some(why) = unwired_nets.get(p.network_id.as_str()) {
             unwired.insert(p.id.clone(), why.clone());
             continue;
         }
@@ -215,51 +238,59 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
             continue;
         }
         used_networks.insert(p.network_id.as_str());
-        plan.wired.insert(p.id.clone(), p.devname.clone());
+        wired.insert(p.id.clone(), p.devname.clone());
         let mtu = st
             .networks
             .iter()
             .find(|n| n.id == p.network_id)
             .map(|n| n.mtu);
-        write_port(&mut ports_text, p, mtu);
+        match port_config(p, mtu) {
+            Ok(pc) => ports.push(pc),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        }
     }
-    plan.unwired = unwired;
-    for (id, (ty, physnet, seg)) in &usable {
+    for (id, (ty, physnet)) in &usable {
         if !used_networks.contains(id) {
             continue;
         }
-        let _ = write!(out, "\n[[network]]\nname = {}\ntype = {}\n", q(id), q(ty));
-        if let Some(p) = physnet {
-            let _ = writeln!(out, "physnet = {}", q(p));
-        }
-        if let Some(s) = seg {
-            let _ = writeln!(out, "segmentation_id = {s}");
+        match network_config(id, *ty, physnet) {
+            Ok(n) => cfg.networks.push(n),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
         }
     }
-    out.push_str(&ports_text);
-    if let Some(own) = &base.tunnel_ip {
+    cfg.ports.extend(ports);
+    if let (Some(own), Some(tunnel)) = (&base.tunnel_ip, cfg.tunnel.as_mut()) {
         for peer in &st.tunnel_peers {
-            let canon = peer
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.to_string())
-                .unwrap_or_default();
+            let Ok(ip) = peer.parse::<IpAddr>() else {
+                continue;
+            };
+            let canon = ip.to_string();
             // Skip our own address, peers the host lists itself, and other families.
             let family_ok = own.contains(':') == canon.contains(':');
-            if canon.is_empty() || &canon == own || base.static_peers.contains(&canon) || !family_ok
-            {
+            if &canon == own || base.static_peers.contains(&canon) || !family_ok {
                 continue;
             }
-            let _ = write!(out, "\n[[tunnel_peer]]\nip = {}\n", q(&canon));
+            tunnel.peers.push(ip);
         }
     }
-    plan.config = out;
-    plan
+    Plan {
+        config: match bad {
+            Some(e) => Err(e),
+            None => Ok(cfg),
+        },
+        wired,
+        unwired,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::networking::model::AddressPair;
+    use weft_proto::AddressPair as WirePair;
 
     fn base() -> HostBase {
         HostBase::parse(
@@ -272,12 +303,6 @@ interface = "eth1"
 "#,
         )
         .unwrap()
-    }
-
-    #[test]
-    fn strings_are_escaped_and_inline_arrays_refused() {
-        assert_eq!(q("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
-        assert!(HostBase::parse("network = [\"x\"]").is_err());
     }
 
     fn net(id: &str, ty: &str, physnet: Option<&str>, seg: Option<u32>) -> HostNetwork {
@@ -299,7 +324,7 @@ interface = "eth1"
             fixed_ips: vec!["10.0.0.5".into()],
             admin_state_up: true,
             port_security_enabled: true,
-            allowed_address_pairs: vec![AddressPair {
+            allowed_address_pairs: vec![WirePair {
                 ip_address: "10.0.9.0/24".into(),
                 mac_address: String::new(),
             }],
@@ -310,52 +335,71 @@ interface = "eth1"
         }
     }
 
-    #[test]
-    fn vlan_port_becomes_system_port_on_mapped_physnet() {
-        let st = HostState {
+    fn state(networks: Vec<HostNetwork>, ports: Vec<HostPort>) -> HostState {
+        HostState {
             host: "h1".into(),
             revision: 7,
-            networks: vec![
+            networks,
+            ports,
+            security_groups: vec![],
+            tunnel_peers: vec![],
+        }
+    }
+
+    /// The plan's config, checked by the switch's own rules (names, MACs, IPs, pairs).
+    fn valid(p: &Plan) -> SwitchConfig {
+        let c = p.config.clone().unwrap();
+        assert_eq!(c.validated("plan").unwrap(), c);
+        c
+    }
+
+    #[test]
+    fn inline_arrays_are_refused_in_the_host_config() {
+        assert!(HostBase::parse("network = [\"x\"]").is_err());
+    }
+
+    #[test]
+    fn vlan_port_becomes_system_port_on_mapped_physnet() {
+        let st = state(
+            vec![
                 net("n1", "vlan", Some("physnet"), Some(100)),
                 net("n2", "vlan", Some("elsewhere"), Some(101)),
                 net("n3", "vxlan", None, Some(1001)),
             ],
-            ports: vec![
+            vec![
                 port("aaaaaaaa-1111-2222", "n1"),
                 port("bbbbbbbb-1111-2222", "n2"),
                 port("cccccccc-1111-2222", "n3"),
             ],
-            security_groups: vec![],
-            tunnel_peers: vec![],
-        };
-        let p = plan(&base(), &st);
-        let cfg: Table = toml::from_str(&p.config).unwrap();
-        // The switch's own parser accepts it (names, MACs, IPs, pairs).
-        weft_datapath::config::SwitchConfig::from_toml(&p.config, "plan").unwrap();
-        assert_eq!(
-            cfg["switch"]["control_socket"].as_str(),
-            Some("/run/weft/h1.sock")
         );
-        let nets = cfg["network"].as_array().unwrap();
-        assert_eq!(nets.len(), 2);
-        let n1 = nets
-            .iter()
-            .find(|n| n["name"].as_str() == Some("n1"))
-            .unwrap();
-        assert_eq!(n1["type"].as_str(), Some("vlan"));
-        assert_eq!(n1["segmentation_id"].as_integer(), Some(100));
-        let n3 = nets
-            .iter()
-            .find(|n| n["name"].as_str() == Some("n3"))
-            .unwrap();
-        assert_eq!(n3["type"].as_str(), Some("local"));
-        let ports = cfg["port"].as_array().unwrap();
-        assert_eq!(ports.len(), 2);
-        assert_eq!(ports[0]["name"].as_str(), Some("tapaaaaaaaa-11"));
-        assert_eq!(ports[0]["kind"].as_str(), Some("system"));
+        let p = plan(&base(), &st);
+        let cfg = valid(&p);
         assert_eq!(
-            ports[0]["allowed_address_pairs"][0]["ip_address"].as_str(),
-            Some("10.0.9.0/24")
+            cfg.switch.control_socket,
+            std::path::PathBuf::from("/run/weft/h1.sock")
+        );
+        assert_eq!(cfg.networks.len(), 2);
+        assert_eq!(
+            cfg.network("n1").unwrap().network_type,
+            NetworkType::Vlan {
+                segmentation_id: 100
+            }
+        );
+        assert_eq!(
+            cfg.network("n1").unwrap().physnet.as_deref(),
+            Some("physnet")
+        );
+        assert_eq!(cfg.network("n3").unwrap().network_type, NetworkType::Local);
+        assert_eq!(cfg.ports.len(), 2);
+        assert_eq!(cfg.ports[0].name, "tapaaaaaaaa-11");
+        assert_eq!(cfg.ports[0].kind, PortKind::System);
+        assert_eq!(cfg.ports[0].mac, Some("fa:16:3e:00:00:01".parse().unwrap()));
+        assert_eq!(
+            cfg.ports[0].allowed_address_pairs,
+            [AddressPair {
+                mac: None,
+                ip: "10.0.9.0/24".parse().unwrap()
+            }]
         );
         assert!(p.unwired["bbbbbbbb-1111-2222"].contains("not mapped"));
         assert_eq!(p.wired.len(), 2);
@@ -374,38 +418,31 @@ remote_ips = ["192.0.2.7"]
         )
         .unwrap();
         assert_eq!(tbase.tunnel_ip.as_deref(), Some("192.0.2.1"));
-        let st = HostState {
-            host: "h1".into(),
-            revision: 3,
-            networks: vec![
+        let mut st = state(
+            vec![
                 net("n3", "vxlan", None, Some(1001)),
                 net("n4", "geneve", None, Some(7)),
             ],
-            ports: vec![
+            vec![
                 port("cccccccc-1111-2222", "n3"),
                 port("eeeeeeee-1111-2222", "n4"),
             ],
-            security_groups: vec![],
-            tunnel_peers: vec![
-                "192.0.2.2".into(),
-                "192.0.2.1".into(),   // our own: skipped
-                "192.0.2.7".into(),   // listed by the host config: skipped
-                "2001:db8::5".into(), // other family: skipped
-            ],
-        };
+        );
+        st.tunnel_peers = vec![
+            "192.0.2.2".into(),
+            "192.0.2.1".into(),   // our own: skipped
+            "192.0.2.7".into(),   // listed by the host config: skipped
+            "2001:db8::5".into(), // other family: skipped
+        ];
         let p = plan(&tbase, &st);
-        let c = weft_datapath::config::SwitchConfig::from_toml(&p.config, "plan").unwrap();
-        let n3 = c.network("n3").unwrap();
+        let c = valid(&p);
         assert_eq!(
-            n3.network_type,
-            weft_datapath::NetworkType::Vxlan {
+            c.network("n3").unwrap().network_type,
+            NetworkType::Vxlan {
                 segmentation_id: 1001
             }
         );
-        assert_eq!(
-            c.network("n4").unwrap().network_type,
-            weft_datapath::NetworkType::Local
-        );
+        assert_eq!(c.network("n4").unwrap().network_type, NetworkType::Local);
         let t = c.tunnel.unwrap();
         let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
         assert_eq!(peers, ["192.0.2.7", "192.0.2.2"]);
@@ -415,20 +452,12 @@ remote_ips = ["192.0.2.7"]
         let mut tap_state = st.clone();
         tap_state.ports[0].kind = "tap".into();
         tap_state.networks[0].mtu = 1450;
-        let c = weft_datapath::config::SwitchConfig::from_toml(
-            &plan(&tbase, &tap_state).config,
-            "plan",
-        )
-        .unwrap();
+        let c = valid(&plan(&tbase, &tap_state));
         assert_eq!(c.ports[0].mtu, Some(1450));
 
         // Without a local_ip the same state is wired host-local and no peers are written.
-        let p = plan(&base(), &st);
-        let c = weft_datapath::config::SwitchConfig::from_toml(&p.config, "plan").unwrap();
-        assert_eq!(
-            c.network("n3").unwrap().network_type,
-            weft_datapath::NetworkType::Local
-        );
+        let c = valid(&plan(&base(), &st));
+        assert_eq!(c.network("n3").unwrap().network_type, NetworkType::Local);
         assert!(c.tunnel.is_none());
         assert!(HostBase::parse("[tunnel]\nlocal_ip = \"nope\"\n").is_err());
     }
@@ -437,17 +466,42 @@ remote_ips = ["192.0.2.7"]
     fn admin_down_ports_are_unplugged_and_output_is_deterministic() {
         let mut down = port("dddddddd-1111-2222", "n1");
         down.admin_state_up = false;
-        let st = HostState {
-            host: "h1".into(),
-            revision: 1,
-            networks: vec![net("n1", "flat", Some("physnet"), None)],
-            ports: vec![down],
-            security_groups: vec![],
-            tunnel_peers: vec![],
-        };
+        let st = state(vec![net("n1", "flat", Some("physnet"), None)], vec![down]);
         let a = plan(&base(), &st);
         assert!(a.wired.is_empty());
         assert_eq!(a.unwired.len(), 1);
+        assert_eq!(valid(&a), base().config);
         assert_eq!(a, plan(&base(), &st));
+    }
+
+    /// A value from ctrl the switch cannot take refuses the whole state, naming the port and
+    /// field, as the switch refuses a config it cannot validate.
+    #[test]
+    fn a_bad_value_from_ctrl_refuses_the_state() {
+        let mut bad = port("aaaaaaaa-1111-2222", "n1");
+        bad.mac_address = "zz".into();
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(100))],
+            vec![bad, port("bbbbbbbb-1111-2222", "n1")],
+        );
+        let e = plan(&base(), &st).config.unwrap_err();
+        assert!(e.starts_with("port \"tapaaaaaaaa-11\": mac: "), "{e}");
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(70000))],
+            vec![port("aaaaaaaa-1111-2222", "n1")],
+        );
+        let e = plan(&base(), &st).config.unwrap_err();
+        assert!(e.contains("VLAN id 70000 is out of range"), "{e}");
+        // One the types carry but the switch's rules refuse is refused when applied.
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(4095))],
+            vec![port("aaaaaaaa-1111-2222", "n1")],
+        );
+        let c = plan(&base(), &st).config.unwrap();
+        assert!(c
+            .validated("plan")
+            .unwrap_err()
+            .to_string()
+            .contains("VLAN id 4095 is out of range 1..=4094"));
     }
 }

@@ -1,5 +1,5 @@
-//! weft-ctrl: the API server, the networking service and the agent sync.
+//! weft-ctrl: the API server, the networking service and the agent sync endpoints.
+//! The agent itself is weft-agent; the wire types both speak are weft-proto.
 
-pub mod agent;
 pub mod networking;
 pub mod server;
