@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
-//! weft-ctrl: the API server, the networking service and the agent sync.
+//! weft-ctrl: the API server, the networking service and the agent sync endpoints.
+//! The agent itself is weft-agent; the wire types both speak are weft-proto.
 
-pub mod agent;
 pub mod networking;
 pub mod observe;
 pub mod server;

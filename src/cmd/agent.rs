@@ -4,7 +4,8 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use weft_ctrl::agent::{self, AgentAuth, LocalAgent};
+use weft::in_process::LocalCtrl;
+use weft_agent::{self as agent, AgentAuth, AgentError, LocalAgent};
 use weft_ctrl::networking::{self, Networking};
 use weft_ctrl::server::Server;
 
@@ -30,7 +31,7 @@ pub struct AgentArgs {
 /// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
 pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     let host = a.host.unwrap_or_else(agent::default_host);
-    let auth = AgentAuth::from_env()?;
+    let auth = auth_from_env()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -45,6 +46,30 @@ pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         agent::run_remote(&a.ctrl, &host, &a.config, a.tunnel_ip.as_deref(), auth, rx).await
     })?;
     Ok(())
+}
+
+/// The agent's credentials from the environment: `WEFT_AGENT_TOKEN`, else the `OS_*`
+/// variables of an openrc.
+fn auth_from_env() -> Result<AgentAuth, AgentError> {
+    if let Ok(t) = std::env::var("WEFT_AGENT_TOKEN") {
+        return Ok(AgentAuth::Token(t));
+    }
+    let var = |k: &str| {
+        std::env::var(k).map_err(|_| {
+            AgentError::Auth(format!(
+                "{k} is not set (source an openrc or set WEFT_AGENT_TOKEN)"
+            ))
+        })
+    };
+    let opt = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    Ok(AgentAuth::Password {
+        auth_url: var("OS_AUTH_URL")?,
+        username: var("OS_USERNAME")?,
+        password: var("OS_PASSWORD")?,
+        project_name: opt("OS_PROJECT_NAME", "admin"),
+        user_domain: opt("OS_USER_DOMAIN_NAME", "Default"),
+        project_domain: opt("OS_PROJECT_DOMAIN_NAME", "Default"),
+    })
 }
 
 /// Networking options of `weft serve`.
@@ -81,12 +106,16 @@ pub fn start_in_serve(
         Some(p) => {
             let host = a.host.clone().unwrap_or_else(agent::default_host);
             println!("weft: datapath agent for host {host} in-process");
+            let net = net.clone();
             Some(agent::spawn_local(
                 rt.handle(),
-                net.clone(),
-                &host,
                 p,
                 a.tunnel_ip.as_deref(),
+                |base| LocalCtrl {
+                    net,
+                    host,
+                    tunnel_ip: base.tunnel_ip.clone(),
+                },
             )?)
         }
         None => None,

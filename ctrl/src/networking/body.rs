@@ -5,7 +5,6 @@ use super::error::{NetError, NetResult};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// Reads a typed request body; a bad field's 400 names its path
 /// (`Invalid input for ports.<id>: ...`).
@@ -42,34 +41,8 @@ fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> NetError {
     }
 }
 
-/// `PUT /agent/v1/hosts/{host}`: an agent registers its tunnel endpoint.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentRegistration {
-    pub agent: AgentFields,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentFields {
-    /// None (or absent): the host has no tunnel endpoint.
-    #[serde(default)]
-    pub tunnel_ip: Option<String>,
-}
-
-/// `POST /agent/v1/hosts/{host}/status`: `{"ports": {"<port id>": "ACTIVE"}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusReport {
-    pub ports: BTreeMap<String, String>,
-}
-
-/// `POST /agent/v1/hosts/{host}/ports/{id}/status`: `{"status": "ACTIVE"}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortStatus {
-    pub status: String,
-}
+/// The agent sync bodies are the wire's (weft-proto).
+pub use weft_proto::{AgentRegistration, PortStatus, StatusReport};
 
 /// One resource's attributes found at `path` (`port`, `ports[1]`).
 pub fn attrs_at<T: DeserializeOwned + Attrs>(inner: &Value, path: &str, op: &str) -> NetResult<T> {

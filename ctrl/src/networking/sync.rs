@@ -1,71 +1,12 @@
 //! What one host must wire, computed from the state: the ports bound there,
 //! their networks' segments and their security groups. Sent to agents as a
-//! whole at a revision; the agent diffs against what it has applied.
+//! whole at a revision; the agent diffs against what it has applied. The
+//! types are the wire's (weft-proto).
 
-use super::model::{AddressPair, SecurityGroupRule};
+use super::model::SecurityGroupRule;
 use super::state::State;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostNetwork {
-    pub id: String,
-    pub network_type: String,
-    pub physical_network: Option<String>,
-    pub segmentation_id: Option<u32>,
-    pub mtu: u32,
-    pub admin_state_up: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostPort {
-    pub id: String,
-    pub network_id: String,
-    pub mac_address: String,
-    pub fixed_ips: Vec<String>,
-    pub admin_state_up: bool,
-    pub port_security_enabled: bool,
-    pub allowed_address_pairs: Vec<AddressPair>,
-    pub security_groups: Vec<String>,
-    /// `tap` when the binding profile asks weft to create the tap
-    /// (`{"weft_port_kind": "tap"}`), otherwise `system`: Nova's tap, attached by name.
-    pub kind: String,
-    pub devname: String,
-    pub status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostRule {
-    pub id: String,
-    pub direction: String,
-    pub ethertype: String,
-    pub protocol: Option<String>,
-    pub port_range_min: Option<u32>,
-    pub port_range_max: Option<u32>,
-    pub remote_ip_prefix: Option<String>,
-    pub remote_group_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostSecurityGroup {
-    pub id: String,
-    pub stateful: bool,
-    pub rules: Vec<HostRule>,
-    /// Addresses of every port in the group (any host), for remote_group_id rules.
-    pub member_ips: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostState {
-    pub host: String,
-    pub revision: u64,
-    pub networks: Vec<HostNetwork>,
-    pub ports: Vec<HostPort>,
-    pub security_groups: Vec<HostSecurityGroup>,
-    /// Tunnel endpoints of the other hosts' agents: this host's VXLAN peers.
-    #[serde(default)]
-    pub tunnel_peers: Vec<String>,
-}
+pub use weft_proto::{AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
 
 fn rule(r: &SecurityGroupRule) -> HostRule {
     HostRule {
@@ -105,7 +46,14 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             fixed_ips: p.fixed_ips.iter().map(|f| f.ip_address.clone()).collect(),
             admin_state_up: p.admin_state_up && net.admin_state_up,
             port_security_enabled: p.port_security_enabled,
-            allowed_address_pairs: p.allowed_address_pairs.clone(),
+            allowed_address_pairs: p
+                .allowed_address_pairs
+                .iter()
+                .map(|a| AddressPair {
+                    ip_address: a.ip_address.clone(),
+                    mac_address: a.mac_address.clone(),
+                })
+                .collect(),
             security_groups: p.security_groups.clone(),
             kind: kind.into(),
             devname: p.devname(),

@@ -37,6 +37,9 @@ impl std::error::Error for ConfigError {}
 pub(super) struct Ctx<'a> {
     pub text: &'a str,
     pub source: &'a str,
+    /// Whether spans point into `text`: false for a config built in code, whose errors
+    /// have no line.
+    pub has_lines: bool,
 }
 
 impl Ctx<'_> {
@@ -52,7 +55,9 @@ impl Ctx<'_> {
     pub fn err(&self, span: Option<Range<usize>>, path: String, message: String) -> ConfigError {
         ConfigError {
             source_name: self.source.to_string(),
-            line: span.map(|s| self.line_of(s.start)),
+            line: span
+                .filter(|_| self.has_lines)
+                .map(|s| self.line_of(s.start)),
             path,
             message,
         }

@@ -47,7 +47,9 @@
 //!
 //! Reading a config is two steps: `raw` parses the TOML into typed structs that keep each
 //! value's span (syntax, unknown keys, wrong types), then `validate` checks values, references
-//! and duplicates and builds the [`SwitchConfig`].
+//! and duplicates and builds the [`SwitchConfig`]. A config built in code
+//! ([`SwitchConfig::validated`]) goes through the same `validate`, so one set of rules and
+//! messages holds for both.
 
 mod error;
 mod raw;
@@ -278,9 +280,23 @@ impl SwitchConfig {
         let cx = Ctx {
             text,
             source: source_name,
+            has_lines: true,
         };
         let raw = raw::parse(&cx)?;
         validate::validate(&cx, raw)
+    }
+
+    /// Checks a config built in code (the agent's plan) with the same rules and the same
+    /// messages as [`SwitchConfig::from_toml`], and returns it as the switch will use it
+    /// (allowed address pairs truncated to their prefix, tunnel peers in one list). Errors
+    /// name `source_name`, the object and the field, but no line.
+    pub fn validated(&self, source_name: &str) -> Result<SwitchConfig, ConfigError> {
+        let cx = Ctx {
+            text: "",
+            source: source_name,
+            has_lines: false,
+        };
+        validate::validate(&cx, raw::RawFile::from_config(self))
     }
 
     /// Looks up a network by name.

@@ -97,3 +97,91 @@ pub(super) struct RawPair {
     pub mac: Option<Spanned<String>>,
     pub ip_address: Spanned<String>,
 }
+
+/// A value of a config built in code: it has no place in any text.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+impl RawFile {
+    /// The raw form of a typed config, for [`super::SwitchConfig::validated`]: every value
+    /// as the TOML reader would have found it, so that one validator checks both.
+    pub(super) fn from_config(c: &super::SwitchConfig) -> RawFile {
+        let s = &c.switch;
+        RawFile {
+            switch: Some(RawSwitch {
+                control_socket: Some(unplaced(s.control_socket.to_string_lossy().into_owned())),
+                mac_aging_secs: Some(unplaced(clamp_i64(s.mac_aging_secs))),
+                workers: s.workers.map(|w| unplaced(clamp_i64(w as u64))),
+                mac_table_size: Some(unplaced(clamp_i64(s.mac_table_size as u64))),
+                worker_nice: Some(unplaced(i64::from(s.worker_nice))),
+                busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
+            }),
+            physnet: c
+                .physnets
+                .iter()
+                .map(|p| RawPhysnet {
+                    name: unplaced(p.name.clone()),
+                    interface: unplaced(p.interface.clone()),
+                })
+                .collect(),
+            network: c.networks.iter().map(RawNetwork::from_config).collect(),
+            port: c.ports.iter().map(RawPort::from_config).collect(),
+            tunnel: c.tunnel.as_ref().map(|t| RawTunnel {
+                local_ip: unplaced(t.local_ip.to_string()),
+                udp_port: Some(unplaced(i64::from(t.udp_port))),
+                remote_ips: t.peers.iter().map(|p| unplaced(p.to_string())).collect(),
+            }),
+            tunnel_peer: Vec::new(),
+        }
+    }
+}
+
+/// A u64 setting as TOML's integer; one past i64 stays out of range for the range checks.
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl RawNetwork {
+    fn from_config(n: &super::NetworkConfig) -> RawNetwork {
+        use super::NetworkType;
+        let (ty, seg) = match n.network_type {
+            NetworkType::Flat => ("flat", None),
+            NetworkType::Vlan { segmentation_id } => ("vlan", Some(i64::from(segmentation_id))),
+            NetworkType::Local => ("local", None),
+            NetworkType::Vxlan { segmentation_id } => ("vxlan", Some(i64::from(segmentation_id))),
+        };
+        RawNetwork {
+            name: unplaced(n.name.clone()),
+            network_type: unplaced(ty.to_string()),
+            physnet: n.physnet.clone().map(unplaced),
+            segmentation_id: seg.map(unplaced),
+        }
+    }
+}
+
+impl RawPort {
+    fn from_config(p: &super::PortConfig) -> RawPort {
+        RawPort {
+            name: unplaced(p.name.clone()),
+            kind: Some(unplaced(p.kind.to_string())),
+            network: unplaced(p.network.clone()),
+            mac: p.mac.map(|m| unplaced(m.to_string())),
+            fixed_ips: p
+                .fixed_ips
+                .iter()
+                .map(|ip| unplaced(ip.to_string()))
+                .collect(),
+            port_security: Some(unplaced(p.port_security)),
+            allowed_address_pairs: p
+                .allowed_address_pairs
+                .iter()
+                .map(|a| RawPair {
+                    mac: a.mac.map(|m| unplaced(m.to_string())),
+                    ip_address: unplaced(a.ip.to_string()),
+                })
+                .collect(),
+            mtu: p.mtu.map(|m| unplaced(i64::from(m))),
+        }
+    }
+}

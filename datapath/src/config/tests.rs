@@ -379,3 +379,53 @@ fn load_reports_missing_file() {
         "{e}"
     );
 }
+
+/// A config built in code passes the same rules as the TOML text, with the same messages
+/// (no line: there is no text).
+#[test]
+fn typed_configs_are_validated_like_text() {
+    let good = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
+    assert_eq!(good.validated("plan").unwrap(), good);
+    let tunnel = SwitchConfig::from_toml(
+        "[tunnel]\nlocal_ip = \"192.0.2.1\"\nremote_ips = [\"192.0.2.7\"]\n\
+         [[tunnel_peer]]\nip = \"192.0.2.2\"\n\
+         [[network]]\nname = \"vx\"\ntype = \"vxlan\"\nsegmentation_id = 1001\n",
+        "host.toml",
+    )
+    .unwrap();
+    assert_eq!(tunnel.validated("plan").unwrap(), tunnel);
+
+    let typed_err = |c: &SwitchConfig| c.validated("plan").unwrap_err();
+    let mut dup = good.clone();
+    dup.ports.push(dup.ports[0].clone());
+    let e = typed_err(&dup);
+    assert_eq!(e.line, None);
+    assert_eq!(
+        e.to_string(),
+        "plan: port \"tap-vm1\": name: duplicate port name \"tap-vm1\""
+    );
+    let mut no_mac = good.clone();
+    no_mac.ports[0].mac = None;
+    no_mac.ports[0].allowed_address_pairs.clear();
+    assert_eq!(
+        typed_err(&no_mac).to_string(),
+        "plan: port \"tap-vm1\": mac: required when port_security = true"
+    );
+    let mut unknown_net = good.clone();
+    unknown_net.ports[1].network = "nope".into();
+    assert_eq!(
+        typed_err(&unknown_net).to_string(),
+        "plan: port \"vm2\": network: unknown network \"nope\""
+    );
+    let mut no_tunnel = tunnel.clone();
+    no_tunnel.tunnel = None;
+    assert_eq!(
+        typed_err(&no_tunnel).to_string(),
+        "plan: network \"vx\": type: a vxlan network needs a [tunnel] section with local_ip"
+    );
+    let mut vlan0 = good.clone();
+    vlan0.networks[0].network_type = NetworkType::Vlan { segmentation_id: 0 };
+    assert!(typed_err(&vlan0)
+        .to_string()
+        .contains("VLAN id 0 is out of range 1..=4094"));
+}

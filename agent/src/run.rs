@@ -2,19 +2,19 @@
 //! the switch, report port status. Deciding is pure (`plan`, `statuses`);
 //! the loop only moves data between ctrl and the switch.
 
-use super::client::Ctrl;
-use super::translate::HostBase;
-use super::translate::{plan, Plan};
-use crate::networking::HostState;
+use crate::client::Ctrl;
+use crate::translate::{plan, HostBase, Plan};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::watch;
+use weft_datapath::SwitchConfig;
+use weft_proto::HostState;
 
 /// The switch as the agent sees it.
 pub trait Datapath: Send {
-    /// Moves the switch to `config` (the switch's TOML format). On error the
-    /// switch keeps what it had.
-    fn apply(&mut self, config: &str) -> Result<(), String>;
+    /// Moves the switch to `config`. On error (the config does not validate, a
+    /// port cannot be opened) the switch keeps what it had.
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String>;
     /// Interfaces whose I/O is open (a `system` port whose netdev has not
     /// appeared yet is configured but not attached).
     fn attached(&self) -> BTreeSet<String>;
@@ -39,10 +39,13 @@ pub struct Agent<C: Ctrl, D: Datapath> {
     pub ctrl: C,
     pub dp: D,
     pub base: HostBase,
-    applied: Option<String>,
+    applied: Option<SwitchConfig>,
     revision: u64,
     /// How long a long-poll waits when every wired port is attached.
     pub idle_wait: Duration,
+    /// How often the agent re-registers: its heartbeat, which ctrl's agents
+    /// API judges `alive` by (Neutron's agent_down_time is 75 s).
+    pub heartbeat: Duration,
     /// How long it waits while some port is still pending (to see it attach soon).
     pub pending_wait: Duration,
 }
@@ -56,6 +59,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             applied: None,
             revision: 0,
             idle_wait: Duration::from_secs(25),
+            heartbeat: Duration::from_secs(30),
             pending_wait: Duration::from_secs(1),
         }
     }
@@ -63,16 +67,18 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
     /// Applies one host state: returns whether ports are still pending.
     pub async fn step(&mut self, st: &HostState) -> bool {
         let p = plan(&self.base, st);
-        if self.applied.as_deref() != Some(p.config.as_str()) {
-            match self.dp.apply(&p.config) {
-                Ok(()) => {
-                    tracing::info!(host = %st.host, revision = st.revision, ports = p.wired.len(), "applied desired state");
-                    self.applied = Some(p.config.clone());
-                }
-                Err(e) => {
-                    tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
-                }
-            }
+        // A state the plan cannot express as a switch config is refused like one
+        // the switch rejects: the switch keeps what it had.
+        let applied = match &p.config {
+            Ok(cfg) if self.applied.as_ref() == Some(cfg) => Ok(()),
+            Ok(cfg) => self.dp.apply(cfg).map(|()| {
+                tracing::info!(host = %st.host, revision = st.revision, ports = p.wired.len(), "applied desired state");
+                self.applied = Some(cfg.clone());
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        if let Err(e) = applied {
+            tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
         }
         let attached = self.dp.attached();
         let report = statuses(st, &p, &attached);
@@ -85,15 +91,20 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
     }
 
     /// Runs until `stop` turns true. Errors from ctrl are retried after a pause.
-    /// The agent registers (its tunnel endpoint) before its first poll and
-    /// again after any failed call, since ctrl may have been replaced.
+    /// The agent registers (its tunnel endpoint) before its first poll, again
+    /// after any failed call, since ctrl may have been replaced, and every
+    /// `heartbeat` (the long-poll wakes at least every `idle_wait`).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> D {
         let mut pending = false;
         let mut since = 0u64;
         let mut registered = false;
+        let mut last_beat = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 return self.dp;
+            }
+            if last_beat.elapsed() >= self.heartbeat {
+                registered = false;
             }
             if !registered {
                 let r = tokio::select! {
@@ -101,7 +112,10 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                     _ = stop.changed() => return self.dp,
                 };
                 match r {
-                    Ok(()) => registered = true,
+                    Ok(()) => {
+                        registered = true;
+                        last_beat = tokio::time::Instant::now();
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot register with ctrl; retrying");
                         tokio::select! {

@@ -18,11 +18,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-use weft_ctrl::agent::{plan, Agent, Datapath, LocalCtrl, WeftSwitch};
-use weft_ctrl::networking::model::AddressPair;
-use weft_ctrl::networking::sync::{HostNetwork, HostPort, HostState};
+use weft::in_process::LocalCtrl;
+use weft_agent::{plan, Agent, Datapath, HostBase, WeftSwitch};
 use weft_ctrl::networking::{self, NetConfig, Networking, TokenValidator};
+use weft_datapath::SwitchConfig;
 use weft_identity::policy::{Credentials, Mode};
+use weft_proto::{AddressPair, HostNetwork, HostPort, HostState};
 
 fn host_state(n: usize) -> HostState {
     let networks: Vec<HostNetwork> = (0..16)
@@ -68,9 +69,8 @@ fn host_state(n: usize) -> HostState {
     }
 }
 
-fn base() -> weft_ctrl::agent::HostBase {
-    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"eth1\"\n")
-        .unwrap()
+fn base() -> HostBase {
+    HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"eth1\"\n").unwrap()
 }
 
 fn bench_resync(c: &mut Criterion) {
@@ -178,13 +178,12 @@ struct Recorder {
 }
 
 impl Datapath for Recorder {
-    fn apply(&mut self, config: &str) -> Result<(), String> {
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String> {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap();
-        for line in config.lines() {
-            if let Some(name) = line.strip_prefix("name = \"tap") {
-                seen.entry(name.trim_end_matches('"').to_string())
-                    .or_insert(now);
+        for p in &config.ports {
+            if let Some(name) = p.name.strip_prefix("tap") {
+                seen.entry(name.to_string()).or_insert(now);
             }
         }
         Ok(())
@@ -263,22 +262,22 @@ const PENDING_BASE: &str = "[[physnet]]\nname = \"physnet\"\ninterface = \"wbnrs
 /// host state and apply it to the running switch, which already carries that
 /// state (so nothing is reopened). This is the Neutron OVS agent's "resync".
 fn bench_resync_real_switch(c: &mut Criterion) {
-    let base = weft_ctrl::agent::HostBase::parse(PENDING_BASE).unwrap();
+    let base = HostBase::parse(PENDING_BASE).unwrap();
     let mut g = c.benchmark_group("agent_resync_real_switch");
     g.sample_size(10);
     for n in [1_000usize, 10_000] {
         let st = host_state(n);
-        let mut sw = WeftSwitch::start(PENDING_BASE, "bench base").unwrap();
+        let mut sw = WeftSwitch::start(&HostBase::parse(PENDING_BASE).unwrap().config).unwrap();
         // First apply: what a cold start (switch and agent both new) costs.
         let t0 = Instant::now();
-        sw.apply(&plan(&base, &st).config).unwrap();
+        sw.apply(plan(&base, &st).config.as_ref().unwrap()).unwrap();
         println!(
             "agent_resync_real_switch/{n}: cold start (empty switch -> {n} ports) {:?}",
             t0.elapsed()
         );
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &st, |b, st| {
-            b.iter(|| sw.apply(&plan(&base, st).config).unwrap())
+            b.iter(|| sw.apply(plan(&base, st).config.as_ref().unwrap()).unwrap())
         });
         sw.handle.shutdown();
     }
@@ -289,9 +288,8 @@ fn bench_resync_real_switch(c: &mut Criterion) {
 struct SharedSwitch(Arc<weft_datapath::daemon::SwitchHandle>);
 
 impl Datapath for SharedSwitch {
-    fn apply(&mut self, config: &str) -> Result<(), String> {
-        let cfg = weft_datapath::config::SwitchConfig::from_toml(config, "bench")
-            .map_err(|e| e.to_string())?;
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String> {
+        let cfg = config.validated("bench").map_err(|e| e.to_string())?;
         self.0.apply(cfg).map(|_| ()).map_err(|e| e.to_string())
     }
     fn attached(&self) -> BTreeSet<String> {
@@ -325,7 +323,7 @@ fn port_to_real_datapath_latency(_c: &mut Criterion) {
     let net = service(dir.path());
     let app = axum::Router::new().nest(networking::MOUNT, networking::router(net.clone()));
     let sw = SharedSwitch(Arc::new(
-        WeftSwitch::start(PENDING_BASE, "bench base")
+        WeftSwitch::start(&HostBase::parse(PENDING_BASE).unwrap().config)
             .unwrap()
             .handle,
     ));
@@ -340,7 +338,7 @@ fn port_to_real_datapath_latency(_c: &mut Criterion) {
                 tunnel_ip: None,
             },
             sw,
-            weft_ctrl::agent::HostBase::parse(PENDING_BASE).unwrap(),
+            HostBase::parse(PENDING_BASE).unwrap(),
         );
         agent.idle_wait = Duration::from_secs(5);
         let task = tokio::spawn(agent.run(stop_rx));

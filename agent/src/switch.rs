@@ -1,6 +1,6 @@
 //! The agent's `Datapath` over the weft switch daemon library.
 
-use super::run::Datapath;
+use crate::run::Datapath;
 use std::collections::BTreeSet;
 use weft_datapath::config::SwitchConfig;
 use weft_datapath::daemon::{Switch, SwitchHandle};
@@ -11,16 +11,16 @@ pub struct WeftSwitch {
 
 impl WeftSwitch {
     /// Starts the switch with the host's base config (its physnets, no ports yet).
-    pub fn start(base_toml: &str, source: &str) -> Result<WeftSwitch, String> {
-        let cfg = SwitchConfig::from_toml(base_toml, source).map_err(|e| e.to_string())?;
-        let handle = Switch::start(cfg).map_err(|e| e.to_string())?;
+    pub fn start(base: &SwitchConfig) -> Result<WeftSwitch, String> {
+        let handle = Switch::start(base.clone()).map_err(|e| e.to_string())?;
         Ok(WeftSwitch { handle })
     }
 }
 
 impl Datapath for WeftSwitch {
-    fn apply(&mut self, config: &str) -> Result<(), String> {
-        let cfg = SwitchConfig::from_toml(config, "desired state from ctrl")
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String> {
+        let cfg = config
+            .validated("desired state from ctrl")
             .map_err(|e| e.to_string())?;
         let rep = self.handle.apply(cfg).map_err(|e| e.to_string())?;
         tracing::info!(added = ?rep.added, removed = ?rep.removed, updated = ?rep.updated,

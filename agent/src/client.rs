@@ -1,16 +1,17 @@
-//! The agent's side of the sync protocol: in-process (for `weft serve`) or
-//! over HTTP (for `weft agent --ctrl URL`). Both speak the same calls:
+//! The agent's side of the sync protocol: the [`Ctrl`] calls, and [`HttpCtrl`]
+//! speaking them over HTTP (for `weft agent --ctrl URL`). `weft serve` implements
+//! [`Ctrl`] in-process over its networking service. Both speak the same calls:
 //! "my host's state once the revision passes R" and "these ports are now X".
 
-use crate::networking::{HostState, Networking};
-use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
+use weft_proto::{AgentFields, AgentRegistration, HostState, StatusReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -46,52 +47,13 @@ pub trait Ctrl: Send + Sync {
     ) -> impl Future<Output = Result<(), AgentError>> + Send;
 }
 
-/// The in-process protocol: direct calls on the service.
-pub struct LocalCtrl {
-    pub net: Arc<Networking>,
-    pub host: String,
-    /// This host's tunnel endpoint, registered at start.
-    pub tunnel_ip: Option<String>,
-}
-
-impl LocalCtrl {
-    /// Runs a blocking service call (a commit) off the async workers.
-    async fn blocking(
-        &self,
-        f: impl FnOnce(&Networking) -> crate::networking::NetResult<()> + Send + 'static,
-    ) -> Result<(), AgentError> {
-        let net = self.net.clone();
-        match tokio::task::spawn_blocking(move || f(&net)).await {
-            Ok(r) => r.map_err(|e| AgentError::Local(e.to_string())),
-            Err(e) => Err(AgentError::Local(format!("blocking task failed: {e}"))),
-        }
-    }
-}
-
-impl Ctrl for LocalCtrl {
-    async fn register(&self) -> Result<(), AgentError> {
-        let (host, ip) = (self.host.clone(), self.tunnel_ip.clone());
-        self.blocking(move |net| net.register_tunnel(&host, ip.as_deref()))
-            .await
-    }
-
-    async fn state(&self, since: u64, wait: Duration) -> Result<HostState, AgentError> {
-        Ok(self.net.wait_host_state(&self.host, since, wait).await)
-    }
-
-    async fn report(&self, statuses: &[(String, String)]) -> Result<(), AgentError> {
-        let (host, statuses) = (self.host.clone(), statuses.to_vec());
-        self.blocking(move |net| net.report_status(&host, &statuses))
-            .await
-    }
-}
-
 /// How the agent gets a token for ctrl.
 #[derive(Debug, Clone)]
 pub enum AgentAuth {
-    /// A fixed token (e.g. from `WEFT_AGENT_TOKEN`).
+    /// A fixed token (`weft agent` takes it from `WEFT_AGENT_TOKEN`).
     Token(String),
-    /// Keystone v3 password auth, as in an openrc file.
+    /// Keystone v3 password auth, as in an openrc file (`weft agent` reads its `OS_*`
+    /// variables).
     Password {
         auth_url: String,
         username: String,
@@ -100,31 +62,6 @@ pub enum AgentAuth {
         user_domain: String,
         project_domain: String,
     },
-}
-
-impl AgentAuth {
-    /// From the environment: `WEFT_AGENT_TOKEN`, else the `OS_*` variables of an openrc.
-    pub fn from_env() -> Result<AgentAuth, AgentError> {
-        if let Ok(t) = std::env::var("WEFT_AGENT_TOKEN") {
-            return Ok(AgentAuth::Token(t));
-        }
-        let var = |k: &str| {
-            std::env::var(k).map_err(|_| {
-                AgentError::Auth(format!(
-                    "{k} is not set (source an openrc or set WEFT_AGENT_TOKEN)"
-                ))
-            })
-        };
-        let opt = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-        Ok(AgentAuth::Password {
-            auth_url: var("OS_AUTH_URL")?,
-            username: var("OS_USERNAME")?,
-            password: var("OS_PASSWORD")?,
-            project_name: opt("OS_PROJECT_NAME", "admin"),
-            user_domain: opt("OS_USER_DOMAIN_NAME", "Default"),
-            project_domain: opt("OS_PROJECT_DOMAIN_NAME", "Default"),
-        })
-    }
 }
 
 /// A parsed `http://host:port/prefix` URL.
@@ -423,7 +360,12 @@ impl HttpCtrl {
 impl Ctrl for HttpCtrl {
     async fn register(&self) -> Result<(), AgentError> {
         let path = format!("/networking/agent/v1/hosts/{}", self.host);
-        let body = json!({"agent": {"tunnel_ip": self.tunnel_ip}});
+        let body = AgentRegistration {
+            agent: AgentFields {
+                tunnel_ip: self.tunnel_ip.clone(),
+            },
+        };
+        let body = serde_json::to_value(body).map_err(|e| AgentError::Local(e.to_string()))?;
         self.call(Method::PUT, &path, Some(body), "agent registration")
             .await?;
         Ok(())
@@ -443,18 +385,13 @@ impl Ctrl for HttpCtrl {
     }
 
     async fn report(&self, statuses: &[(String, String)]) -> Result<(), AgentError> {
-        let ports: serde_json::Map<String, Value> = statuses
-            .iter()
-            .map(|(id, s)| (id.clone(), json!(s)))
-            .collect();
+        let report = StatusReport {
+            ports: statuses.iter().cloned().collect(),
+        };
+        let body = serde_json::to_value(report).map_err(|e| AgentError::Local(e.to_string()))?;
         let path = format!("/networking/agent/v1/hosts/{}/status", self.host);
-        self.call(
-            Method::POST,
-            &path,
-            Some(json!({ "ports": ports })),
-            "status report",
-        )
-        .await?;
+        self.call(Method::POST, &path, Some(body), "status report")
+            .await?;
         Ok(())
     }
 }
@@ -497,6 +434,32 @@ mod tests {
         assert!(HttpCtrl::new("http://a:1,https://b", "h", auth).is_err());
     }
 
+    /// A minimal HTTP/1.1 server: every request gets 200 `{"ok":true}`.
+    async fn answer_ok(l: tokio::net::TcpListener) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"ok":true}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    }
+
     /// A replica that is down is skipped; the call lands on the next one and
     /// the next call starts there.
     #[tokio::test]
@@ -507,11 +470,7 @@ mod tests {
         drop(dead);
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let live_addr = live.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/ping",
-            axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
-        );
-        tokio::spawn(async move { axum::serve(live, app).await });
+        tokio::spawn(answer_ok(live));
         let c = HttpCtrl::new(
             &format!("http://{dead_addr},http://{live_addr}"),
             "h",

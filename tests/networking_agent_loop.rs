@@ -1,7 +1,12 @@
-//! The agent loop against the in-process protocol and over HTTP on loopback,
-//! with a recording switch: it applies the plan, reports ACTIVE once the
-//! interface is attached, unplugs deleted ports, and resyncs identically.
+//! The agent (weft-agent) against ctrl: in-process on the networking service
+//! (`weft serve`'s adapter) and over HTTP on loopback, with a recording switch: it applies the plan,
+//! reports ACTIVE once the interface is attached, unplugs deleted ports, and
+//! resyncs identically.
+//!
+//! It lives in the root package, which links both, so that ctrl needs the
+//! agent not even as a dev-dependency; it borrows ctrl's test set-up.
 
+#[path = "../ctrl/tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::json;
@@ -9,41 +14,46 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use weft_ctrl::agent::{Agent, AgentAuth, Datapath, HttpCtrl, LocalCtrl};
+use weft::in_process::LocalCtrl;
+use weft_agent::{Agent, AgentAuth, Datapath, HostBase, HttpCtrl};
+use weft_datapath::{NetworkType, PortKind, SwitchConfig};
 
 #[derive(Clone, Default)]
 struct FakeSwitch {
-    applied: Arc<Mutex<Vec<String>>>,
+    applied: Arc<Mutex<Vec<SwitchConfig>>>,
     netdevs: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// Whether `cfg` has a port on interface `dev`.
+fn carries(cfg: &SwitchConfig, dev: &str) -> bool {
+    cfg.ports.iter().any(|p| p.name == dev)
+}
+
 impl Datapath for FakeSwitch {
-    fn apply(&mut self, config: &str) -> Result<(), String> {
-        self.applied.lock().unwrap().push(config.to_string());
+    fn apply(&mut self, config: &SwitchConfig) -> Result<(), String> {
+        // The switch's own rules accept what the agent planned.
+        let cfg = config.validated("plan").map_err(|e| e.to_string())?;
+        self.applied.lock().unwrap().push(cfg);
         Ok(())
     }
     fn attached(&self) -> BTreeSet<String> {
         // Attached = configured and the netdev exists.
-        let cfg = self
-            .applied
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap_or_default();
+        let applied = self.applied.lock().unwrap();
+        let Some(cfg) = applied.last() else {
+            return BTreeSet::new();
+        };
         self.netdevs
             .lock()
             .unwrap()
             .iter()
-            .filter(|d| cfg.contains(d.as_str()))
+            .filter(|d| carries(cfg, d))
             .cloned()
             .collect()
     }
 }
 
-fn base() -> weft_ctrl::agent::HostBase {
-    weft_ctrl::agent::HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n")
-        .unwrap()
+fn base() -> HostBase {
+    HostBase::parse("[[physnet]]\nname = \"physnet\"\ninterface = \"wnet-up\"\n").unwrap()
 }
 
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
@@ -123,12 +133,18 @@ async fn in_process_agent_wires_reports_and_unplugs() {
             .lock()
             .unwrap()
             .last()
-            .is_some_and(|c| c.contains(&dev))
+            .is_some_and(|c| carries(c, &dev))
     })
     .await;
     let cfg = sw.applied.lock().unwrap().last().cloned().unwrap();
-    assert!(cfg.contains("segmentation_id = 100"), "{cfg}");
-    assert!(cfg.contains("kind = \"system\""), "{cfg}");
+    assert_eq!(
+        cfg.networks[0].network_type,
+        NetworkType::Vlan {
+            segmentation_id: 100
+        },
+        "{cfg:?}"
+    );
+    assert_eq!(cfg.ports[0].kind, PortKind::System, "{cfg:?}");
     // Not attached yet (Nova has not created the tap): DOWN.
     assert_eq!(status(&api, &pid).await, "DOWN");
     // The netdev appears: ACTIVE.
@@ -144,7 +160,7 @@ async fn in_process_agent_wires_reports_and_unplugs() {
     wait_status(&api, &pid, "DOWN").await;
     // DOWN is set by the update itself now; the agent unplugs after.
     eventually("admin-down port leaves the switch config", || {
-        !sw.applied.lock().unwrap().last().unwrap().contains(&dev)
+        !carries(sw.applied.lock().unwrap().last().unwrap(), &dev)
     })
     .await;
     api.put(
@@ -157,7 +173,7 @@ async fn in_process_agent_wires_reports_and_unplugs() {
     // Deleted: gone from the config.
     api.delete(&format!("/ports/{pid}"), ADMIN).await;
     eventually("port removed from the switch", || {
-        !sw.applied.lock().unwrap().last().unwrap().contains(&dev)
+        !carries(sw.applied.lock().unwrap().last().unwrap(), &dev)
     })
     .await;
     stop_tx.send(true).unwrap();
@@ -211,4 +227,43 @@ async fn http_agent_and_restart_resync() {
     task3.await.unwrap();
     stop_tx.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// The agent heartbeats (re-registers) every `heartbeat`, so the agents API
+/// keeps it alive; without heartbeats the registration would be its last sign.
+#[tokio::test]
+async fn the_agent_heartbeats() {
+    let api = Api::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = api.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let ctrl = HttpCtrl::new(
+        &format!("http://{addr}"),
+        "hb",
+        AgentAuth::Token(ADMIN.into()),
+    )
+    .unwrap();
+    let mut agent = Agent::new(ctrl, FakeSwitch::default(), base());
+    agent.idle_wait = Duration::from_millis(50);
+    agent.heartbeat = Duration::from_millis(200);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(agent.run(stop_rx));
+    eventually("registered", || {
+        api.net.read(|st| st.agents.contains_key("hb"))
+    })
+    .await;
+    let first = api.net.revision();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let beats = api.net.revision() - first;
+    assert!(
+        (3..=8).contains(&beats),
+        "{beats} heartbeats in 1.1 s at 200 ms"
+    );
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let (st, body) = api.get("/agents", ADMIN).await;
+    assert_eq!(st, axum::http::StatusCode::OK);
+    assert_eq!(body["agents"][0]["host"], "hb");
+    assert_eq!(body["agents"][0]["alive"], true);
 }

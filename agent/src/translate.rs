@@ -1,0 +1,507 @@
+//! Desired host state -> switch config, as a pure function.
+//!
+//! The output is the switch's typed [`SwitchConfig`]: the host's own config
+//! (its `[switch]` settings, `[[physnet]]` bridge mappings and `[tunnel]`
+//! endpoint, as the host file gives them) plus the networks, ports and other
+//! hosts' tunnel endpoints that come from ctrl. The switch validates it with
+//! the rules of its config file ([`SwitchConfig::validated`]).
+//!
+//! vxlan networks become switch vxlan networks with their VNI when the host
+//! has a `[tunnel] local_ip`, else host-local (on one host that is all they
+//! need). geneve networks are wired host-local: the datapath has no Geneve
+//! endpoint.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use weft_datapath::config::{
+    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SwitchConfig,
+};
+use weft_datapath::MacAddr;
+use weft_proto::{HostNetwork, HostPort, HostState};
+
+/// How the host state maps onto this switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The switch config; Err when a value from ctrl cannot be a switch value
+    /// (the agent then leaves the switch as it is, as when the switch refuses one).
+    pub config: Result<SwitchConfig, String>,
+    /// Port id -> interface name, for ports the switch will carry.
+    pub wired: BTreeMap<String, String>,
+    /// Ports bound here that cannot be wired (unknown physnet, admin down), with why.
+    pub unwired: BTreeMap<String, String>,
+}
+
+/// A network type the datapath carries here, before its segment is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carried {
+    Flat,
+    Vlan(Option<u32>),
+    Vxlan(u32),
+    Local,
+}
+
+/// The datapath's type for a network segment, or why it cannot carry it here.
+fn datapath_type(
+    n: &HostNetwork,
+    physnets: &BTreeSet<String>,
+    tunnel: bool,
+) -> Result<(Carried, Option<String>), String> {
+    let need_physnet = |p: &Option<String>| match p {
+        Some(p) if physnets.contains(p) => Ok(p.clone()),
+        Some(p) => Err(format!("physical network {p} is not mapped on this host")),
+        None => Err("network has no physical network".to_string()),
+    };
+    match n.network_type.as_str() {
+        "flat" => Ok((Carried::Flat, Some(need_physnet(&n.physical_network)?))),
+        "vlan" => Ok((
+            Carried::Vlan(n.segmentation_id),
+            Some(need_physnet(&n.physical_network)?),
+        )),
+        "vxlan" if tunnel => match n.segmentation_id {
+            Some(vni) => Ok((Carried::Vxlan(vni), None)),
+            None => Err("vxlan network has no segmentation id".to_string()),
+        },
+        // Without a tunnel endpoint (vxlan) or a datapath for it (geneve), an overlay is
+        // wired host-local: ports on this host reach each other and nothing else.
+        "local" | "vxlan" | "geneve" => Ok((Carried::Local, None)),
+        other => Err(format!(
+            "network type {other} is not supported by this datapath"
+        )),
+    }
+}
+
+/// The switch network for a carried segment. A VLAN id is range-checked by the switch; one
+/// that does not even fit 12 bits' container, or a missing one, is refused here in its words.
+fn network_config(
+    id: &str,
+    ty: Carried,
+    physnet: &Option<String>,
+) -> Result<NetworkConfig, String> {
+    let network_type = match ty {
+        Carried::Flat => NetworkType::Flat,
+        Carried::Local => NetworkType::Local,
+        Carried::Vxlan(vni) => NetworkType::Vxlan {
+            segmentation_id: vni,
+        },
+        Carried::Vlan(None) => {
+            return Err(format!(
+                "network {id:?}: segmentation_id: a vlan network needs segmentation_id (1..=4094)"
+            ))
+        }
+        Carried::Vlan(Some(v)) => NetworkType::Vlan {
+            segmentation_id: u16::try_from(v).map_err(|_| {
+                format!("network {id:?}: segmentation_id: VLAN id {v} is out of range 1..=4094")
+            })?,
+        },
+    };
+    Ok(NetworkConfig {
+        name: id.to_string(),
+        network_type,
+        physnet: physnet.clone(),
+    })
+}
+
+fn mac(obj: &str, field: &str, s: &str) -> Result<MacAddr, String> {
+    s.parse()
+        .map_err(|e: weft_datapath::mac::MacParseError| format!("{obj}: {field}: {e}"))
+}
+
+/// An IP address (a host prefix) or a CIDR, as the switch reads `ip_address`.
+fn ip_or_cidr(obj: &str, s: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("{obj}: allowed_address_pairs: ip_address: invalid IP address or CIDR {s:?}")
+    })
+}
+
+/// The switch port for a port from ctrl; `mtu` is its network's.
+fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
+    let obj = format!("port {:?}", p.devname);
+    let kind = match p.kind.as_str() {
+        "tap" => PortKind::Tap,
+        "system" => PortKind::System,
+        other => {
+            return Err(format!(
+                "{obj}: kind: unknown port kind {other:?} (expected tap or system)"
+            ))
+        }
+    };
+    let fixed_ips = p
+        .fixed_ips
+        .iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("{obj}: fixed_ips: invalid IP address {s:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_address_pairs = p
+        .allowed_address_pairs
+        .iter()
+        .map(|a| {
+            Ok(AddressPair {
+                mac: match a.mac_address.as_str() {
+                    "" => None,
+                    m => Some(mac(&obj, "allowed_address_pairs: mac", m)?),
+                },
+                ip: ip_or_cidr(&obj, &a.ip_address)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(PortConfig {
+        name: p.devname.clone(),
+        kind,
+        network: p.network_id.clone(),
+        mac: Some(mac(&obj, "mac", &p.mac_address)?),
+        fixed_ips,
+        port_security: p.port_security_enabled,
+        allowed_address_pairs,
+        // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
+        mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
+    })
+}
+
+/// The host's own config: kept as it is; ctrl's networks and ports are added to it.
+#[derive(Debug, Clone)]
+pub struct HostBase {
+    /// The host's switch config, validated.
+    pub config: SwitchConfig,
+    /// Names of the `[[physnet]]` sections (the bridge mappings).
+    pub physnets: BTreeSet<String>,
+    /// `[tunnel] local_ip`: this host's VXLAN endpoint, reported to ctrl.
+    pub tunnel_ip: Option<String>,
+    /// Peers the host config lists itself (`remote_ips`, `[[tunnel_peer]]`).
+    pub static_peers: BTreeSet<String>,
+}
+
+impl HostBase {
+    /// The base for a host whose own switch config is `config`.
+    pub fn new(config: SwitchConfig) -> HostBase {
+        let physnets = config.physnets.iter().map(|p| p.name.clone()).collect();
+        let tunnel_ip = config.tunnel.as_ref().map(|t| t.local_ip.to_string());
+        let static_peers = config
+            .tunnel
+            .iter()
+            .flat_map(|t| t.peers.iter().map(|p| p.to_string()))
+            .collect();
+        HostBase {
+            config,
+            physnets,
+            tunnel_ip,
+            static_peers,
+        }
+    }
+
+    /// Reads a host config in the switch's TOML format.
+    pub fn parse(text: &str) -> Result<HostBase, String> {
+        SwitchConfig::from_toml(text, "host config")
+            .map(HostBase::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Builds the switch config for `st` on a host whose own config is `base`.
+/// A resync of 10,000 ports must take milliseconds, not seconds: values are
+/// converted once, with no text in between.
+pub fn plan(base: &HostBase, st: &HostState) -> Plan {
+    let mut unwired_nets = BTreeMap::new();
+    let mut usable = BTreeMap::new();
+    for n in &st.networks {
+        match datapath_type(n, &base.physnets, base.tunnel_ip.is_some()) {
+            Ok(t) => {
+                usable.insert(n.id.as_str(), t);
+            }
+            Err(why) => {
+                unwired_nets.insert(n.id.as_str(), why);
+            }
+        }
+    }
+    let mut cfg = base.config.clone();
+    let mut used_networks = BTreeSet::new();
+    let mut ports = Vec::with_capacity(st.ports.len());
+    let mut wired = BTreeMap::new();
+    let mut unwired = BTreeMap::new();
+    let mut bad: Option<String> = None;
+    for p in &st.ports {
+        if let Some(why) = unwired_nets.get(p.network_id.as_str()) {
+            unwired.insert(p.id.clone(), why.clone());
+            continue;
+        }
+        if !usable.contains_key(p.network_id.as_str()) {
+            unwired.insert(p.id.clone(), "network missing from host state".into());
+            continue;
+        }
+        if !p.admin_state_up {
+            unwired.insert(p.id.clone(), "administratively down".into());
+            continue;
+        }
+        used_networks.insert(p.network_id.as_str());
+        wired.insert(p.id.clone(), p.devname.clone());
+        let mtu = st
+            .networks
+            .iter()
+            .find(|n| n.id == p.network_id)
+            .map(|n| n.mtu);
+        match port_config(p, mtu) {
+            Ok(pc) => ports.push(pc),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        }
+    }
+    for (id, (ty, physnet)) in &usable {
+        if !used_networks.contains(id) {
+            continue;
+        }
+        match network_config(id, *ty, physnet) {
+            Ok(n) => cfg.networks.push(n),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        }
+    }
+    cfg.ports.extend(ports);
+    if let (Some(own), Some(tunnel)) = (&base.tunnel_ip, cfg.tunnel.as_mut()) {
+        for peer in &st.tunnel_peers {
+            let Ok(ip) = peer.parse::<IpAddr>() else {
+                continue;
+            };
+            let canon = ip.to_string();
+            // Skip our own address, peers the host lists itself, and other families.
+            let family_ok = own.contains(':') == canon.contains(':');
+            if &canon == own || base.static_peers.contains(&canon) || !family_ok {
+                continue;
+            }
+            tunnel.peers.push(ip);
+        }
+    }
+    Plan {
+        config: match bad {
+            Some(e) => Err(e),
+            None => Ok(cfg),
+        },
+        wired,
+        unwired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_proto::AddressPair as WirePair;
+
+    fn base() -> HostBase {
+        HostBase::parse(
+            r#"
+[switch]
+control_socket = "/run/weft/h1.sock"
+[[physnet]]
+name = "physnet"
+interface = "eth1"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn net(id: &str, ty: &str, physnet: Option<&str>, seg: Option<u32>) -> HostNetwork {
+        HostNetwork {
+            id: id.into(),
+            network_type: ty.into(),
+            physical_network: physnet.map(String::from),
+            segmentation_id: seg,
+            mtu: 1500,
+            admin_state_up: true,
+        }
+    }
+
+    fn port(id: &str, net: &str) -> HostPort {
+        HostPort {
+            id: id.into(),
+            network_id: net.into(),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            fixed_ips: vec!["10.0.0.5".into()],
+            admin_state_up: true,
+            port_security_enabled: true,
+            allowed_address_pairs: vec![WirePair {
+                ip_address: "10.0.9.0/24".into(),
+                mac_address: String::new(),
+            }],
+            security_groups: vec![],
+            kind: "system".into(),
+            devname: format!("tap{}", &id[..11]),
+            status: "DOWN".into(),
+        }
+    }
+
+    fn state(networks: Vec<HostNetwork>, ports: Vec<HostPort>) -> HostState {
+        HostState {
+            host: "h1".into(),
+            revision: 7,
+            networks,
+            ports,
+            security_groups: vec![],
+            tunnel_peers: vec![],
+        }
+    }
+
+    /// The plan's config, checked by the switch's own rules (names, MACs, IPs, pairs).
+    fn valid(p: &Plan) -> SwitchConfig {
+        let c = p.config.clone().unwrap();
+        assert_eq!(c.validated("plan").unwrap(), c);
+        c
+    }
+
+    #[test]
+    fn inline_arrays_are_refused_in_the_host_config() {
+        assert!(HostBase::parse("network = [\"x\"]").is_err());
+    }
+
+    #[test]
+    fn vlan_port_becomes_system_port_on_mapped_physnet() {
+        let st = state(
+            vec![
+                net("n1", "vlan", Some("physnet"), Some(100)),
+                net("n2", "vlan", Some("elsewhere"), Some(101)),
+                net("n3", "vxlan", None, Some(1001)),
+            ],
+            vec![
+                port("aaaaaaaa-1111-2222", "n1"),
+                port("bbbbbbbb-1111-2222", "n2"),
+                port("cccccccc-1111-2222", "n3"),
+            ],
+        );
+        let p = plan(&base(), &st);
+        let cfg = valid(&p);
+        assert_eq!(
+            cfg.switch.control_socket,
+            std::path::PathBuf::from("/run/weft/h1.sock")
+        );
+        assert_eq!(cfg.networks.len(), 2);
+        assert_eq!(
+            cfg.network("n1").unwrap().network_type,
+            NetworkType::Vlan {
+                segmentation_id: 100
+            }
+        );
+        assert_eq!(
+            cfg.network("n1").unwrap().physnet.as_deref(),
+            Some("physnet")
+        );
+        assert_eq!(cfg.network("n3").unwrap().network_type, NetworkType::Local);
+        assert_eq!(cfg.ports.len(), 2);
+        assert_eq!(cfg.ports[0].name, "tapaaaaaaaa-11");
+        assert_eq!(cfg.ports[0].kind, PortKind::System);
+        assert_eq!(cfg.ports[0].mac, Some("fa:16:3e:00:00:01".parse().unwrap()));
+        assert_eq!(
+            cfg.ports[0].allowed_address_pairs,
+            [AddressPair {
+                mac: None,
+                ip: "10.0.9.0/24".parse().unwrap()
+            }]
+        );
+        assert!(p.unwired["bbbbbbbb-1111-2222"].contains("not mapped"));
+        assert_eq!(p.wired.len(), 2);
+    }
+
+    #[test]
+    fn vxlan_networks_tunnel_when_the_host_has_a_local_ip() {
+        let tbase = HostBase::parse(
+            r#"
+[switch]
+control_socket = "/run/weft/h1.sock"
+[tunnel]
+local_ip = "192.0.2.1"
+remote_ips = ["192.0.2.7"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(tbase.tunnel_ip.as_deref(), Some("192.0.2.1"));
+        let mut st = state(
+            vec![
+                net("n3", "vxlan", None, Some(1001)),
+                net("n4", "geneve", None, Some(7)),
+            ],
+            vec![
+                port("cccccccc-1111-2222", "n3"),
+                port("eeeeeeee-1111-2222", "n4"),
+            ],
+        );
+        st.tunnel_peers = vec![
+            "192.0.2.2".into(),
+            "192.0.2.1".into(),   // our own: skipped
+            "192.0.2.7".into(),   // listed by the host config: skipped
+            "2001:db8::5".into(), // other family: skipped
+        ];
+        let p = plan(&tbase, &st);
+        let c = valid(&p);
+        assert_eq!(
+            c.network("n3").unwrap().network_type,
+            NetworkType::Vxlan {
+                segmentation_id: 1001
+            }
+        );
+        assert_eq!(c.network("n4").unwrap().network_type, NetworkType::Local);
+        let t = c.tunnel.unwrap();
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.7", "192.0.2.2"]);
+        assert_eq!(p.wired.len(), 2);
+        // System ports keep their netdev's MTU; a tap weft creates gets the network's.
+        assert_eq!(c.ports[0].mtu, None);
+        let mut tap_state = st.clone();
+        tap_state.ports[0].kind = "tap".into();
+        tap_state.networks[0].mtu = 1450;
+        let c = valid(&plan(&tbase, &tap_state));
+        assert_eq!(c.ports[0].mtu, Some(1450));
+
+        // Without a local_ip the same state is wired host-local and no peers are written.
+        let c = valid(&plan(&base(), &st));
+        assert_eq!(c.network("n3").unwrap().network_type, NetworkType::Local);
+        assert!(c.tunnel.is_none());
+        assert!(HostBase::parse("[tunnel]\nlocal_ip = \"nope\"\n").is_err());
+    }
+
+    #[test]
+    fn admin_down_ports_are_unplugged_and_output_is_deterministic() {
+        let mut down = port("dddddddd-1111-2222", "n1");
+        down.admin_state_up = false;
+        let st = state(vec![net("n1", "flat", Some("physnet"), None)], vec![down]);
+        let a = plan(&base(), &st);
+        assert!(a.wired.is_empty());
+        assert_eq!(a.unwired.len(), 1);
+        assert_eq!(valid(&a), base().config);
+        assert_eq!(a, plan(&base(), &st));
+    }
+
+    /// A value from ctrl the switch cannot take refuses the whole state, naming the port and
+    /// field, as the switch refuses a config it cannot validate.
+    #[test]
+    fn a_bad_value_from_ctrl_refuses_the_state() {
+        let mut bad = port("aaaaaaaa-1111-2222", "n1");
+        bad.mac_address = "zz".into();
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(100))],
+            vec![bad, port("bbbbbbbb-1111-2222", "n1")],
+        );
+        let e = plan(&base(), &st).config.unwrap_err();
+        assert!(e.starts_with("port \"tapaaaaaaaa-11\": mac: "), "{e}");
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(70000))],
+            vec![port("aaaaaaaa-1111-2222", "n1")],
+        );
+        let e = plan(&base(), &st).config.unwrap_err();
+        assert!(e.contains("VLAN id 70000 is out of range"), "{e}");
+        // One the types carry but the switch's rules refuse is refused when applied.
+        let st = state(
+            vec![net("n1", "vlan", Some("physnet"), Some(4095))],
+            vec![port("aaaaaaaa-1111-2222", "n1")],
+        );
+        let c = plan(&base(), &st).config.unwrap();
+        assert!(c
+            .validated("plan")
+            .unwrap_err()
+            .to_string()
+            .contains("VLAN id 4095 is out of range 1..=4094"));
+    }
+}

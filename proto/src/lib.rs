@@ -1,0 +1,155 @@
+//! weft-proto: what ctrl and a host's agent say to each other, as plain serde structs.
+//!
+//! ```text
+//!   agent ── PUT  /networking/agent/v1/hosts/{host}         AgentRegistration ──► ctrl
+//!   agent ── GET  /networking/agent/v1/hosts/{host}/state?since=R&timeout=S  ──► ctrl
+//!         ◄────────────────────────────────────────────────  HostState (at revision > R)
+//!   agent ── POST /networking/agent/v1/hosts/{host}/status  StatusReport ─────► ctrl
+//! ```
+//!
+//! The same types travel in-process when `weft serve` runs the agent itself.
+//!
+//! Non-goals: no HTTP, no service logic, no switch types. ctrl builds a [`HostState`] from its
+//! state; the agent turns it into the switch's config. Both depend on this crate and on
+//! nothing of each other.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A network with ports on the host: its segment, as the switch must carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostNetwork {
+    pub id: String,
+    /// `flat`, `vlan`, `vxlan`, `geneve` or `local` (Neutron's `provider:network_type`).
+    pub network_type: String,
+    pub physical_network: Option<String>,
+    pub segmentation_id: Option<u32>,
+    pub mtu: u32,
+    pub admin_state_up: bool,
+}
+
+/// An extra (IP or prefix, MAC) a port may send from; an empty MAC is the port's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPair {
+    pub ip_address: String,
+    pub mac_address: String,
+}
+
+/// A port bound to the host (`binding:host_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPort {
+    pub id: String,
+    pub network_id: String,
+    pub mac_address: String,
+    pub fixed_ips: Vec<String>,
+    /// The port's and its network's admin state together.
+    pub admin_state_up: bool,
+    pub port_security_enabled: bool,
+    pub allowed_address_pairs: Vec<AddressPair>,
+    pub security_groups: Vec<String>,
+    /// `tap` when the binding profile asks weft to create the tap
+    /// (`{"weft_port_kind": "tap"}`), otherwise `system`: Nova's tap, attached by name.
+    pub kind: String,
+    /// The interface name (`tap` + the first 11 characters of the id, as Nova names it).
+    pub devname: String,
+    /// The status ctrl has, so that the agent reports only changes.
+    pub status: String,
+}
+
+/// A security group rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRule {
+    pub id: String,
+    pub direction: String,
+    pub ethertype: String,
+    pub protocol: Option<String>,
+    pub port_range_min: Option<u32>,
+    pub port_range_max: Option<u32>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+}
+
+/// A security group used by the host's ports (or named as remote by their rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSecurityGroup {
+    pub id: String,
+    pub stateful: bool,
+    pub rules: Vec<HostRule>,
+    /// Addresses of every port in the group (any host), for remote_group_id rules.
+    pub member_ips: Vec<String>,
+}
+
+/// What one host must wire at one revision, sent whole; the agent diffs against what it has
+/// applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    pub host: String,
+    pub revision: u64,
+    pub networks: Vec<HostNetwork>,
+    pub ports: Vec<HostPort>,
+    pub security_groups: Vec<HostSecurityGroup>,
+    /// Tunnel endpoints of the other hosts' agents: this host's VXLAN peers.
+    #[serde(default)]
+    pub tunnel_peers: Vec<String>,
+}
+
+/// `PUT /networking/agent/v1/hosts/{host}`: an agent registers its tunnel endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRegistration {
+    pub agent: AgentFields,
+}
+
+/// The body of an [`AgentRegistration`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    /// None (or absent): the host has no tunnel endpoint.
+    #[serde(default)]
+    pub tunnel_ip: Option<String>,
+}
+
+/// `POST /networking/agent/v1/hosts/{host}/status`: `{"ports": {"<port id>": "ACTIVE"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    pub ports: BTreeMap<String, String>,
+}
+
+/// `POST /networking/agent/v1/hosts/{host}/ports/{id}/status`: `{"status": "ACTIVE"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortStatus {
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bodies keep the JSON shapes that agents of earlier builds send.
+    #[test]
+    fn wire_shapes() {
+        let r = AgentRegistration {
+            agent: AgentFields {
+                tunnel_ip: Some("192.0.2.1".into()),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"agent":{"tunnel_ip":"192.0.2.1"}}"#
+        );
+        let none: AgentRegistration = serde_json::from_str(r#"{"agent": {}}"#).unwrap();
+        assert_eq!(none.agent.tunnel_ip, None);
+        assert!(serde_json::from_str::<AgentRegistration>(r#"{"agent": {"x": 1}}"#).is_err());
+        let s: StatusReport = serde_json::from_str(r#"{"ports": {"p1": "ACTIVE"}}"#).unwrap();
+        assert_eq!(s.ports["p1"], "ACTIVE");
+        // A state from a ctrl that predates tunnel peers still reads.
+        let st: HostState = serde_json::from_str(
+            r#"{"host":"h","revision":3,"networks":[],"ports":[],"security_groups":[]}"#,
+        )
+        .unwrap();
+        assert!(st.tunnel_peers.is_empty());
+    }
+}
