@@ -206,10 +206,10 @@ fn page_links(base: &str, q: &Query, page: &[Value], limit: usize) -> Vec<Value>
     };
     let short = page.len() < limit;
     let mut links = Vec::new();
-    if !(short && !q.page_reverse) {
+    if !short || q.page_reverse {
         links.push(json!({"rel": "next", "href": href(id(page.last()), false)}));
     }
-    if !(short && q.page_reverse) {
+    if !short || !q.page_reverse {
         links.push(json!({"rel": "previous", "href": href(id(page.first()), true)}));
     }
     links
