@@ -86,14 +86,17 @@ measure() {
     "${bases[0]}/networking/v2.0/subnets" >/dev/null
   sleep 0.5
   local c=$((conns / ${#bases[@]}))
+  # Wait for the wrk processes only: the servers are background jobs too.
+  local wrks=()
   i=0; for b in "${bases[@]}"; do
     wrk --latency -t1 -c"$c" -d"${dur}s" -H "X-Auth-Token: $tok" -H "X-Subject-Token: $tok" \
-      "$b/identity/v3/auth/tokens?nocatalog" >"$dir/val.$i" & i=$((i+1))
-  done; wait
+      "$b/identity/v3/auth/tokens?nocatalog" >"$dir/val.$i" & wrks+=($!); i=$((i+1))
+  done; wait "${wrks[@]}"
+  wrks=()
   i=0; for b in "${bases[@]}"; do
     WEFT_BENCH_BODY='{"port":{"network_id":"'$net'"}}' wrk --latency --timeout 10s -t1 -c"$c" -d"${dur}s" \
-      -H "X-Auth-Token: $tok" -s "$dir/post.lua" "$b/networking/v2.0/ports" >"$dir/port.$i" & i=$((i+1))
-  done; wait
+      -H "X-Auth-Token: $tok" -s "$dir/post.lua" "$b/networking/v2.0/ports" >"$dir/port.$i" & wrks+=($!); i=$((i+1))
+  done; wait "${wrks[@]}"
   local val=0 port=0 bad=0
   for f in "$dir"/val.*; do val=$(python3 -c "print($val + $(wrk_rps "$f"))"); done
   for f in "$dir"/port.*; do port=$(python3 -c "print($port + $(wrk_rps "$f"))"); done
