@@ -286,6 +286,17 @@ fn two_replicas_on_postgresql_serve_one_cloud() {
     wait_for("both ports ACTIVE", 60, || {
         port_status(&env_b, id1) == "ACTIVE" && port_status(&env_b, id2) == "ACTIVE"
     });
+    // The agent shows in `openstack network agent list`, alive, on either replica.
+    let agents = os_ok(&env_b, &["network", "agent", "list", "-f", "json"]);
+    let row = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Host"] == "wrep-host")
+        .unwrap_or_else(|| panic!("no agent for wrep-host: {agents}"))
+        .clone();
+    assert_eq!(row["Alive"], true, "{row}");
+    assert_eq!(row["State"], true, "{row}");
     let ip2 = p2["fixed_ips"][0]["ip_address"]
         .as_str()
         .unwrap()

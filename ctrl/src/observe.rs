@@ -4,9 +4,9 @@
 //! place where `X-Auth-Token` is validated for every API.
 //!
 //! ```text
-//!  request ─► observe (id, span, timer) ─► authenticate (token -> AuthContext
-//!             │                                 in the request's extensions)
-//!             │                             ─► service router (extractors read it)
+//!  request ─► observe: id, span, timer, and the token validated once
+//!             │         (AuthContext left in the request's extensions)
+//!             │  ─► service router (its extractors take the caller from there)
 //!             ◄─ x-openstack-request-id, weft_http_requests_total{...}, latency
 //! ```
 
@@ -50,7 +50,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
-    validations: Family<ResultLabels, Counter>,
+    validated: Counter,
+    rejected: Counter,
 }
 
 impl Default for Metrics {
@@ -77,11 +78,22 @@ impl Default for Metrics {
             "X-Auth-Token validations by result (valid, invalid)",
             validations.clone(),
         );
+        let validated = validations
+            .get_or_create(&ResultLabels {
+                result: "valid".into(),
+            })
+            .clone();
+        let rejected = validations
+            .get_or_create(&ResultLabels {
+                result: "invalid".into(),
+            })
+            .clone();
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
-            validations,
+            validated,
+            rejected,
         }
     }
 }
@@ -107,12 +119,19 @@ fn service_of(path: &str) -> String {
         .to_string()
 }
 
+/// `req-<uuid>` as OpenStack services make them. The bits come from the
+/// thread's userspace CSPRNG, not a getrandom(2) call per request.
 fn new_request_id() -> String {
-    format!("req-{}", uuid::Uuid::new_v4())
+    let bits: u128 = rand::random();
+    format!(
+        "req-{}",
+        uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
+    )
 }
 
 /// Outermost middleware: request id, span, log line and metrics.
-pub async fn observe(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -> Response {
+    let m = &a.metrics;
     let started = Instant::now();
     let id = new_request_id();
     let method = req.method().clone();
@@ -131,6 +150,10 @@ pub async fn observe(State(m): State<Arc<Metrics>>, req: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
+    {
+        let _in = span.enter();
+        authenticate(&a, &mut req);
+    }
     let mut resp = {
         use tracing::Instrument;
         next.run(req).instrument(span.clone()).await
@@ -174,41 +197,31 @@ pub struct AuthLayer {
 /// request's extensions (`AuthContext`), where each service's extractor
 /// takes it. A missing or invalid token is left to the service, which
 /// answers 401 in its own error shape (a route may need no token at all).
-pub async fn authenticate(State(a): State<AuthLayer>, mut req: Request, next: Next) -> Response {
-    let token = req
+fn authenticate(a: &AuthLayer, req: &mut Request) {
+    let Some(t) = req
         .headers()
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-        .map(|t| t.trim().to_string());
-    if let Some(t) = token {
-        match a.identity.validate_token(&t) {
-            Ok(ctx) => {
-                let span = tracing::Span::current();
-                span.record("user", ctx.user_id.as_str());
-                if let Some(p) = &ctx.project_id {
-                    span.record("project", p.as_str());
-                }
-                a.metrics
-                    .validations
-                    .get_or_create(&ResultLabels {
-                        result: "valid".into(),
-                    })
-                    .inc();
-                req.extensions_mut().insert::<AuthContext>(ctx);
+        .map(str::trim)
+    else {
+        return;
+    };
+    match a.identity.validate_token(t) {
+        Ok(ctx) => {
+            let span = tracing::Span::current();
+            span.record("user", ctx.user_id.as_str());
+            if let Some(p) = &ctx.project_id {
+                span.record("project", p.as_str());
             }
-            Err(_) => {
-                a.metrics
-                    .validations
-                    .get_or_create(&ResultLabels {
-                        result: "invalid".into(),
-                    })
-                    .inc();
-                req.extensions_mut()
-                    .insert(weft_identity::api::TokenRejected);
-            }
+            a.metrics.validated.inc();
+            req.extensions_mut().insert::<AuthContext>(ctx);
+        }
+        Err(_) => {
+            a.metrics.rejected.inc();
+            req.extensions_mut()
+                .insert(weft_identity::api::TokenRejected);
         }
     }
-    next.run(req).await
 }
 
 /// `GET /metrics`.

@@ -259,14 +259,7 @@ fn build_router(
         "/metrics",
         axum::routing::get(observe::metrics).with_state(metrics.clone()),
     )
-    .layer(axum::middleware::from_fn_with_state(
-        auth,
-        observe::authenticate,
-    ))
-    .layer(axum::middleware::from_fn_with_state(
-        metrics,
-        observe::observe,
-    ))
+    .layer(axum::middleware::from_fn_with_state(auth, observe::observe))
 }
 
 /// How one API words an error body: (status, request method, what the

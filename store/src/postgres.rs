@@ -10,7 +10,7 @@
 use crate::migrate;
 use crate::sqlite::collect_log;
 use crate::{
-    encode_changes, Change, Committed, Listener, Loaded, Notice, Row, Store, StoreError,
+    encode_changes, resolve, Change, Committed, Listener, Loaded, Notice, Row, Store, StoreError,
     CHANGELOG_KEEP,
 };
 use postgres::{Client, IsolationLevel, NoTls};
@@ -236,8 +236,16 @@ impl Store for PgStore {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
+            let log = collect_log(service, after, current, rows)?;
+            let get = tx
+                .prepare("SELECT body FROM records WHERE service = $1 AND kind = $2 AND id = $3")?;
+            let resolved = resolve(log, |kind, id| {
+                Ok(tx
+                    .query_opt(&get, &[&service, &kind, &id])?
+                    .map(|r| r.get::<_, String>(0)))
+            })?;
             tx.commit()?;
-            collect_log(service, after, current, rows)
+            Ok(resolved)
         })
     }
 

@@ -20,25 +20,71 @@ use tokio::sync::watch;
 /// A service's in-memory state, rebuilt from rows and moved by commits.
 /// `apply` must be deterministic: every replica replays the same commits.
 pub trait Model: Clone + Send + Sync + 'static {
+    /// A commit's changes decoded from their records (typed values), so a
+    /// commit is decoded once and applied to both copies of the state.
+    type Decoded: Send;
     /// The state from every stored record of the service, at `revision`.
     fn from_rows(revision: u64, rows: Vec<Row>) -> Result<Self, StoreError>;
-    /// Applies one commit (this replica's or another's) and sets `revision`.
-    fn apply(&mut self, revision: u64, changes: &[Change]) -> Result<(), StoreError>;
+    /// Decodes one commit; a record that does not decode fails it whole.
+    fn decode(changes: &[Change]) -> Result<Self::Decoded, StoreError>;
+    /// Applies one decoded commit (this replica's or another's) and sets `revision`.
+    fn apply_decoded(&mut self, revision: u64, commit: &Self::Decoded);
     /// The revision this state is at.
     fn revision(&self) -> u64;
+    /// Decodes and applies one commit.
+    fn apply(&mut self, revision: u64, changes: &[Change]) -> Result<(), StoreError> {
+        let d = Self::decode(changes)?;
+        self.apply_decoded(revision, &d);
+        Ok(())
+    }
+}
+
+/// The writer's second copy of the state. After a publish the previous
+/// snapshot is *retired*: readers may still hold it, so it is reclaimed only
+/// at the next write (by then they are done), brought forward by the commits
+/// it missed (`pending`, kept decoded), and written into. A clone of the
+/// whole state happens only when a reader still holds it at that point.
+pub struct Spare<M: Model> {
+    retired: Option<Arc<M>>,
+    pending: Vec<(u64, M::Decoded)>,
+}
+
+impl<M: Model> Default for Spare<M> {
+    fn default() -> Self {
+        Spare {
+            retired: None,
+            pending: Vec::new(),
+        }
+    }
 }
 
 /// How many times a write is rerun on fresh state after a conflict before
-/// the conflict reaches the client (as a 409).
-pub const MAX_ATTEMPTS: usize = 16;
+/// the conflict reaches the client (as a 409). Replicas writing one service
+/// flat out conflict often; with the backoff below, 16 attempts still let a
+/// few hundred of ten thousand port creates through as 409s (benches/RESULTS.md).
+pub const MAX_ATTEMPTS: usize = 64;
+
+/// A random pause after the second conflict in a row, growing with the
+/// attempt (up to ~5 ms): two replicas that keep colliding stop doing so in
+/// lockstep.
+fn backoff(attempt: usize) {
+    if attempt < 2 {
+        return;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(attempt);
+    let cap = (attempt as u64 * 200).min(5_000);
+    std::thread::sleep(Duration::from_micros(h.finish() % cap));
+}
 
 /// A service's state in this process, kept current with the store.
 pub struct Replica<M: Model> {
     service: &'static str,
     store: Arc<dyn Store>,
     published: ArcSwap<M>,
-    /// The writer's private copy (at the published revision) when it has one.
-    writer: Mutex<Option<M>>,
+    /// The writer's side: the copy it will write next (see [`Spare`]).
+    writer: Mutex<Spare<M>>,
     rev_tx: watch::Sender<u64>,
 }
 
@@ -52,7 +98,7 @@ impl<M: Model> Replica<M> {
             service,
             store,
             published: ArcSwap::from_pointee(state),
-            writer: Mutex::new(None),
+            writer: Mutex::new(Spare::default()),
             rev_tx,
         })
     }
@@ -87,7 +133,7 @@ impl<M: Model> Replica<M> {
         self.rev_tx.subscribe()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<M>> {
+    fn lock(&self) -> MutexGuard<'_, Spare<M>> {
         // The private copy is only replaced whole, so a panic mid-write
         // leaves either the old copy or none: both are safe.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
@@ -124,6 +170,7 @@ impl<M: Model> Replica<M> {
                         attempt,
                         "write conflict, catching up"
                     );
+                    backoff(attempt);
                     self.catch_up_locked(&mut spare)?;
                 }
                 Err(e) => return Err(e.into()),
@@ -154,7 +201,7 @@ impl<M: Model> Replica<M> {
         self.catch_up_locked(&mut spare)
     }
 
-    fn catch_up_locked(&self, spare: &mut Option<M>) -> Result<bool, StoreError> {
+    fn catch_up_locked(&self, spare: &mut Spare<M>) -> Result<bool, StoreError> {
         let from = self.revision();
         match self.store.changes_since(self.service, from) {
             Ok(commits) if commits.is_empty() => Ok(false),
@@ -170,7 +217,7 @@ impl<M: Model> Replica<M> {
                 );
                 let loaded = self.store.load(self.service)?;
                 let state = M::from_rows(loaded.revision, loaded.rows)?;
-                *spare = None;
+                *spare = Spare::default();
                 self.publish(state);
                 Ok(true)
             }
@@ -178,31 +225,36 @@ impl<M: Model> Replica<M> {
         }
     }
 
-    /// Applies `commits` to the private copy, publishes it, and recycles the
-    /// previously published copy as the next private one.
-    fn advance(&self, spare: &mut Option<M>, commits: &[Committed]) -> Result<(), StoreError> {
+    /// Applies `commits` to the writer's copy, publishes it, and retires the
+    /// previously published copy for the next write.
+    fn advance(&self, spare: &mut Spare<M>, commits: &[Committed]) -> Result<(), StoreError> {
+        let decoded = commits
+            .iter()
+            .map(|c| Ok((c.revision, M::decode(&c.changes)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let current = self.published.load_full();
-        let mut next = match spare.take() {
-            Some(s) if s.revision() == current.revision() => s,
-            _ => (*current).clone(),
+        let reclaimed = spare
+            .retired
+            .take()
+            .and_then(|old| Arc::try_unwrap(old).ok())
+            .map(|mut old| {
+                for (rev, d) in &spare.pending {
+                    old.apply_decoded(*rev, d);
+                }
+                old
+            })
+            .filter(|old| old.revision() == current.revision());
+        let mut next = match reclaimed {
+            Some(old) => old,
+            None => (*current).clone(),
         };
         drop(current);
-        for c in commits {
-            next.apply(c.revision, &c.changes)?;
+        for (rev, d) in &decoded {
+            next.apply_decoded(*rev, d);
         }
         let old = self.publish(next);
-        if let Ok(mut old) = Arc::try_unwrap(old) {
-            let mut ok = true;
-            for c in commits {
-                if old.apply(c.revision, &c.changes).is_err() {
-                    ok = false;
-                    break;
-                }
-            }
-            if ok {
-                *spare = Some(old);
-            }
-        }
+        spare.retired = Some(old);
+        spare.pending = decoded;
         Ok(())
     }
 

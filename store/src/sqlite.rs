@@ -4,8 +4,8 @@
 
 use crate::migrate;
 use crate::{
-    decode_changes, encode_changes, Change, Committed, Listener, Loaded, Row, Store, StoreError,
-    CHANGELOG_KEEP,
+    decode_changes, encode_changes, resolve, Change, Committed, Listener, Loaded, LogEntry, Row,
+    Store, StoreError, CHANGELOG_KEEP,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -191,8 +191,19 @@ impl Store for SqliteStore {
             rows
         };
         let current = revision_of(&tx, service)?;
+        let log = collect_log(service, after, current, out)?;
+        let resolved = {
+            let mut get = tx.prepare_cached(
+                "SELECT body FROM records WHERE service = ?1 AND kind = ?2 AND id = ?3",
+            )?;
+            resolve(log, |kind, id| {
+                Ok(get
+                    .query_row(params![service, kind, id], |r| r.get(0))
+                    .optional()?)
+            })?
+        };
         tx.commit()?;
-        collect_log(service, after, current, out)
+        Ok(resolved)
     }
 
     fn import(&self, service: &str, revision: u64, rows: &[Row]) -> Result<bool, StoreError> {
@@ -247,7 +258,7 @@ pub(crate) fn collect_log(
     after: u64,
     current: u64,
     rows: Vec<(i64, String)>,
-) -> Result<Vec<Committed>, StoreError> {
+) -> Result<Vec<(u64, Vec<LogEntry>)>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     let mut want = after + 1;
     for (rev, text) in rows {
@@ -261,10 +272,7 @@ pub(crate) fn collect_log(
                 after,
             });
         }
-        out.push(Committed {
-            revision: rev,
-            changes: decode_changes(&text)?,
-        });
+        out.push((rev, decode_changes(&text)?));
         want += 1;
     }
     if want <= current {

@@ -87,6 +87,20 @@ fn change_log_replays_commits_in_order() {
             "{b}"
         );
         assert!(s.changes_since("net", 5).unwrap().is_empty(), "{b}");
+        // The log names records; a follower reads their bodies as of the
+        // revision it catches up to: a record rewritten later shows its last
+        // body, one deleted later shows as deleted.
+        s.commit("net", 5, &[Change::put("port", "p3", "{\"n\":33}")])
+            .unwrap();
+        s.commit("net", 6, &[Change::delete("port", "p4")]).unwrap();
+        let log = s.changes_since("net", 2).unwrap();
+        assert_eq!(
+            log[1].changes,
+            vec![Change::put("port", "p3", "{\"n\":33}")],
+            "{b}"
+        );
+        assert_eq!(log[2].changes, vec![Change::delete("port", "p4")], "{b}");
+        assert_eq!(log[4].changes, vec![Change::delete("port", "p4")], "{b}");
     }
 }
 
@@ -115,20 +129,74 @@ fn import_only_into_a_service_that_never_committed() {
 }
 
 /// A toy model: a set of (kind, id) keys.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Keys {
     rev: u64,
     keys: std::collections::BTreeSet<String>,
 }
 
+thread_local! {
+    /// Whole-state clones made on this thread (the writer's, in these tests).
+    static CLONES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Clone for Keys {
+    fn clone(&self) -> Self {
+        CLONES.with(|c| c.set(c.get() + 1));
+        Keys {
+            rev: self.rev,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+/// A write costs its changes, not a copy of the state: the writer reuses the
+/// snapshot it retired at the previous write once no reader holds it, and
+/// clones only when one still does.
+#[test]
+fn writes_do_not_clone_the_state_unless_a_reader_holds_it() {
+    let s: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let r: Replica<Keys> = Replica::open("c", s).unwrap();
+    let put = |i: usize| {
+        r.write(|_: &Keys| Ok::<_, StoreError>(((), vec![Change::put("k", format!("k{i}"), "")])))
+            .unwrap()
+    };
+    CLONES.with(|c| c.set(0));
+    for i in 0..50 {
+        put(i);
+    }
+    assert_eq!(
+        CLONES.with(|c| c.get()),
+        1,
+        "only the first write has nothing retired"
+    );
+    assert_eq!(r.snapshot().keys.len(), 50);
+    // A reader keeps a snapshot across two writes: its copy cannot be reused.
+    let held = r.snapshot();
+    put(50);
+    put(51);
+    assert_eq!(CLONES.with(|c| c.get()), 2);
+    assert_eq!(held.keys.len(), 50, "a held snapshot never changes");
+    drop(held);
+    put(52);
+    put(53);
+    assert_eq!(CLONES.with(|c| c.get()), 2);
+    assert_eq!(r.snapshot().keys.len(), 54);
+    assert_eq!(r.revision(), 54);
+}
+
 impl Model for Keys {
+    type Decoded = Vec<Change>;
     fn from_rows(revision: u64, rows: Vec<Row>) -> Result<Self, StoreError> {
         Ok(Keys {
             rev: revision,
             keys: rows.into_iter().map(|r| r.id).collect(),
         })
     }
-    fn apply(&mut self, revision: u64, changes: &[Change]) -> Result<(), StoreError> {
+    fn decode(changes: &[Change]) -> Result<Vec<Change>, StoreError> {
+        Ok(changes.to_vec())
+    }
+    fn apply_decoded(&mut self, revision: u64, changes: &Vec<Change>) {
         for c in changes {
             match c {
                 Change::Put { id, .. } => self.keys.insert(id.clone()),
@@ -136,7 +204,6 @@ impl Model for Keys {
             };
         }
         self.rev = revision;
-        Ok(())
     }
     fn revision(&self) -> u64 {
         self.rev

@@ -165,10 +165,8 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Caller {
         _: &St,
     ) -> Result<Self, Self::Rejection> {
         Ok(Caller {
-            ctx: parts
-                .extensions
-                .get::<weft_identity::AuthContext>()
-                .cloned(),
+            // Taken, not cloned: one extractor per request reads it.
+            ctx: parts.extensions.remove::<weft_identity::AuthContext>(),
             rejected: parts
                 .extensions
                 .get::<weft_identity::api::TokenRejected>()

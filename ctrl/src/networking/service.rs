@@ -1408,19 +1408,19 @@ fn allocate_ips(
             || local.iter().any(|(s, x)| s == subnet && *x == v)
     };
     let alloc_from = |s: &Subnet, local: &[(String, u128)]| -> NetResult<u128> {
-        let mut taken: BTreeSet<u128> = st.taken_ips(&s.id).cloned().unwrap_or_default();
-        for k in keep.iter().filter(|k| k.subnet_id == s.id) {
-            if let Some((_, v)) = ipam::parse_ip(&k.ip_address) {
-                taken.remove(&v);
-            }
-        }
-        taken.extend(
-            local
-                .iter()
-                .filter(|(sid, _)| *sid == s.id)
-                .map(|(_, v)| *v),
-        );
-        ipam::first_free(&stored_pools(s), &taken).ok_or_else(|| {
+        let empty = BTreeSet::new();
+        let taken = st.taken_ips(&s.id).unwrap_or(&empty);
+        let freed: Vec<u128> = keep
+            .iter()
+            .filter(|k| k.subnet_id == s.id)
+            .filter_map(|k| ipam::parse_ip(&k.ip_address).map(|x| x.1))
+            .collect();
+        let extra: Vec<u128> = local
+            .iter()
+            .filter(|(sid, _)| *sid == s.id)
+            .map(|(_, v)| *v)
+            .collect();
+        ipam::first_free_except(&stored_pools(s), taken, &freed, &extra).ok_or_else(|| {
             NetError::conflict(
                 "IpAddressGenerationFailure",
                 format!("No more IP addresses available on network {}.", net.id),

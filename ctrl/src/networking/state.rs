@@ -151,15 +151,17 @@ impl Model for State {
         Ok(st)
     }
 
-    fn apply(&mut self, revision: u64, changes: &[weft_store::Change]) -> Result<(), StoreError> {
-        // Decode the whole commit first, so a bad record leaves the state untouched.
-        let typed = changes
-            .iter()
-            .map(from_store)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.apply_changes(&typed);
+    type Decoded = Vec<Change>;
+
+    /// The whole commit is decoded before any of it applies, so a bad
+    /// record leaves the state untouched.
+    fn decode(changes: &[weft_store::Change]) -> Result<Vec<Change>, StoreError> {
+        changes.iter().map(from_store).collect()
+    }
+
+    fn apply_decoded(&mut self, revision: u64, typed: &Vec<Change>) {
+        self.apply_changes(typed);
         self.revision = revision;
-        Ok(())
     }
 
     fn revision(&self) -> u64 {

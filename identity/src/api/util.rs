@@ -74,8 +74,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         // The server's authentication layer validated the token already.
-        if let Some(ctx) = parts.extensions.get::<AuthContext>() {
-            return Ok(Auth(ctx.clone()));
+        // Taken, not cloned: one extractor per request reads it.
+        if let Some(ctx) = parts.extensions.remove::<AuthContext>() {
+            return Ok(Auth(ctx));
         }
         let identity = Arc::<Identity>::from_ref(state);
         if parts.extensions.get::<TokenRejected>().is_some() {
