@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use weft_store::{Follow, Replica, Row, Store, StoreError};
+use weft_store::{Follow, Replica, Row, Store};
 
 /// How an [`Identity`] is set up.
 #[derive(Debug, Clone)]
@@ -970,40 +970,7 @@ impl Identity {
 
 /// Reads an older version's `identity.sqlite`: its records and revision.
 fn read_legacy(path: &Path) -> Result<(u64, Vec<Row>), IdentityError> {
-    let legacy = |e: rusqlite::Error| {
-        IdentityError::Store(StoreError::Backend(format!("{}: {e}", path.display())))
-    };
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(legacy)?;
-    let revision: String = conn
-        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
-            r.get(0)
-        })
-        .map_err(legacy)?;
-    let revision = revision.parse::<u64>().map_err(|e| {
-        IdentityError::Store(StoreError::Encode(format!(
-            "{}: revision {revision:?}: {e}",
-            path.display()
-        )))
-    })?;
-    let mut stmt = conn
-        .prepare("SELECT kind, id, body FROM records")
-        .map_err(legacy)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Row {
-                kind: r.get(0)?,
-                id: r.get(1)?,
-                body: r.get(2)?,
-            })
-        })
-        .map_err(legacy)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(legacy)?;
-    Ok((revision, rows))
+    Ok(weft_store::read_legacy(path, "records")?)
 }
 
 /// Makes sure the store holds Fernet keys: those of an older version's

@@ -38,7 +38,7 @@ pub mod testing;
 
 pub use postgres::PgStore;
 pub use replica::{follow, Follow, Model, Replica, FOLLOW_POLL, MAX_ATTEMPTS};
-pub use sqlite::SqliteStore;
+pub use sqlite::{read_legacy, SqliteStore};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

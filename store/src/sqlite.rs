@@ -252,6 +252,42 @@ impl Listener for Poll {
     }
 }
 
+/// Reads a state file from before the store (one SQLite file per service: a
+/// `meta(key, value)` table holding `revision`, and `table` of (kind, id,
+/// body) rows), read-only, for a service's one-time import with
+/// [`Store::import`]. The revision may be stored as text or as an integer.
+pub fn read_legacy(path: &Path, table: &str) -> Result<(u64, Vec<Row>), StoreError> {
+    let err = |e: rusqlite::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let revision: i64 = conn
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'revision'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    // `table` is one of the callers' own constants, never input.
+    let mut stmt = conn
+        .prepare(&format!("SELECT kind, id, body FROM {table}"))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok((revision.max(0) as u64, rows))
+}
+
 /// Checks that the log rows read are exactly revisions `after+1..=current`.
 pub(crate) fn collect_log(
     service: &str,

@@ -43,7 +43,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weft_identity::policy::{Credentials, Enforcer, Mode};
-use weft_store::{Replica, Row, Store, StoreError};
+use weft_store::{Replica, Store, StoreError};
 
 /// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
 pub trait TokenValidator: Send + Sync {
@@ -87,35 +87,13 @@ pub fn import_legacy(store: &dyn Store, state_dir: &Path) -> Result<bool, StoreE
     if loaded.revision != 0 || !loaded.rows.is_empty() {
         return Ok(false);
     }
-    let legacy = |e: rusqlite::Error| StoreError::Backend(format!("{}: {e}", path.display()));
-    let conn =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(legacy)?;
-    let revision: i64 = conn
-        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
-            r.get(0)
-        })
-        .map_err(legacy)?;
-    let mut stmt = conn
-        .prepare("SELECT kind, id, body FROM resources")
-        .map_err(legacy)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Row {
-                kind: r.get(0)?,
-                id: r.get(1)?,
-                body: r.get(2)?,
-            })
-        })
-        .map_err(legacy)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(legacy)?;
-    if revision <= 0 && rows.is_empty() {
+    let (revision, rows) = weft_store::read_legacy(&path, "resources")?;
+    if revision == 0 && rows.is_empty() {
         return Ok(false);
     }
     // Decode before writing: a file this binary cannot read is not imported.
-    <State as weft_store::Model>::from_rows(revision as u64, rows.clone())?;
-    let done = store.import(state::SERVICE, revision as u64, &rows)?;
+    <State as weft_store::Model>::from_rows(revision, rows.clone())?;
+    let done = store.import(state::SERVICE, revision, &rows)?;
     if done {
         tracing::info!(file = %path.display(), revision, records = rows.len(), "networking: imported the legacy state file");
     }
