@@ -758,3 +758,79 @@ async fn permissive_mode_records_networking_denials_for_the_workplan() {
         "{plan:?}"
     );
 }
+
+/// Neutron's revision-if-match: `If-Match: revision_number=N` makes an
+/// update or delete conditional on the resource still being at revision N
+/// (412 otherwise, nothing written); without the header nothing changes
+/// (tempest test_update_network_constrained_by_revision).
+#[tokio::test]
+async fn writes_constrained_by_revision() {
+    let api = Api::new();
+    let n = api
+        .create("/networks", ALICE, json!({"network": {"name": "rev"}}))
+        .await;
+    let id = n["id"].as_str().unwrap();
+    let path = format!("/networking/v2.0/networks/{id}");
+    let rev = n["revision_number"].as_u64().unwrap();
+    let put = |want: String| {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            api.call_with(
+                "PUT",
+                &path,
+                Some(ALICE),
+                Some(json!({"network": {"name": format!("at {want}")}})),
+                &[("if-match", &format!("revision_number={want}"))],
+            )
+            .await
+        }
+    };
+    for stale in [rev as i64 - 1, rev as i64 + 1] {
+        let r = put(stale.to_string()).await;
+        assert_error(&r, StatusCode::PRECONDITION_FAILED, "Constrained to");
+    }
+    let (_, v) = api.get(&format!("/networks/{id}"), ALICE).await;
+    assert_eq!(
+        v["network"]["name"], "rev",
+        "a failed constraint writes nothing"
+    );
+    assert_eq!(v["network"]["revision_number"], rev);
+    let (s, v) = put(rev.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["network"]["revision_number"], rev + 1);
+    let r = put("x".into()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "revision_number=<int>");
+    // Another project's network stays a 404, whatever the constraint.
+    let r = api
+        .call_with(
+            "PUT",
+            &path,
+            Some(BOB),
+            Some(json!({"network": {"name": "b"}})),
+            &[("if-match", "revision_number=0")],
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, id);
+    // Deletes too.
+    let del = |want: u64| {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            api.call_with(
+                "DELETE",
+                &path,
+                Some(ALICE),
+                None,
+                &[("if-match", &format!("revision_number={want}"))],
+            )
+            .await
+        }
+    };
+    assert_error(
+        &del(rev).await,
+        StatusCode::PRECONDITION_FAILED,
+        "Constrained to",
+    );
+    assert_eq!(del(rev + 1).await.0, StatusCode::NO_CONTENT);
+    let (_, v) = api.get("/extensions/revision-if-match", ALICE).await;
+    assert_eq!(v["extension"]["alias"], "revision-if-match");
+}

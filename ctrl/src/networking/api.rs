@@ -5,6 +5,7 @@ use super::body;
 use super::error::{NetError, NetResult};
 use super::model::{network_view, port_view, rule_view, sg_view, subnet_view};
 use super::query::{self, Query};
+use super::revision;
 use super::service::{self, Ctx};
 use super::state::State as NetState;
 use super::Networking;
@@ -459,12 +460,14 @@ async fn create_h(State(net): S, caller: Caller, body: Bytes, res: Res) -> NetRe
 
 async fn update_h(
     State(net): S,
+    headers: HeaderMap,
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
     res: Res,
 ) -> NetResult<Response> {
     let c = caller.ctx(&net)?;
+    let want = revision::constraint(&headers)?;
     let body = parse_body(&body)?;
     let provider = matches!(res, Res::Networks) && shows_provider(&net, &c);
     if let Res::Rules = res {
@@ -478,18 +481,22 @@ async fn update_h(
     let target = id.clone();
     net.write_async(move |st, env| {
         let (c, id) = (&c, &target);
-        Ok(match &req {
-            Req::Network(r) => ((), service::update_network(st, env, c, id, r)?.1),
-            Req::Subnet(r) => ((), service::update_subnet(st, env, c, id, r)?.1),
-            Req::Port(r) => ((), service::update_port(st, env, c, id, r)?.1),
-            Req::SecurityGroup(r) => ((), service::update_sg(st, env, c, id, r)?.1),
+        let changes = match &req {
+            Req::Network(r) => service::update_network(st, env, c, id, r)?.1,
+            Req::Subnet(r) => service::update_subnet(st, env, c, id, r)?.1,
+            Req::Port(r) => service::update_port(st, env, c, id, r)?.1,
+            Req::SecurityGroup(r) => service::update_sg(st, env, c, id, r)?.1,
             Req::Rule(_) => {
                 return Err(NetError::bad(
                     "HTTPBadRequest",
                     "Security group rules cannot be updated",
                 ))
             }
-        })
+        };
+        // After the update's own checks (visibility, policy), so a constraint
+        // tells nothing about a resource the caller may not write.
+        revision::check(want, revision_of(st, res, id))?;
+        Ok(((), changes))
     })
     .await?;
     let v = net
@@ -500,20 +507,39 @@ async fn update_h(
 
 async fn delete_h(
     State(net): S,
+    headers: HeaderMap,
     caller: Caller,
     Path(id): Path<String>,
     res: Res,
 ) -> NetResult<Response> {
     let c = caller.ctx(&net)?;
-    net.write_async(move |st, env| match res {
-        Res::Networks => service::delete_network(st, env, &c, &id),
-        Res::Subnets => service::delete_subnet(st, env, &c, &id),
-        Res::Ports => service::delete_port(st, env, &c, &id),
-        Res::SecurityGroups => service::delete_sg(st, env, &c, &id),
-        Res::Rules => service::delete_rule(st, env, &c, &id),
+    let want = revision::constraint(&headers)?;
+    net.write_async(move |st, env| {
+        let done = match res {
+            Res::Networks => service::delete_network(st, env, &c, &id),
+            Res::Subnets => service::delete_subnet(st, env, &c, &id),
+            Res::Ports => service::delete_port(st, env, &c, &id),
+            Res::SecurityGroups => service::delete_sg(st, env, &c, &id),
+            Res::Rules => service::delete_rule(st, env, &c, &id),
+        }?;
+        revision::check(want, revision_of(st, res, &id))?;
+        Ok(done)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The revision of `res` `id` in `st` (0 when absent: the write itself has
+/// answered 404 by then).
+fn revision_of(st: &NetState, res: Res, id: &str) -> u64 {
+    let std = match res {
+        Res::Networks => st.networks.get(id).map(|x| &x.std),
+        Res::Subnets => st.subnets.get(id).map(|x| &x.std),
+        Res::Ports => st.ports.get(id).map(|x| &x.std),
+        Res::SecurityGroups => st.security_groups.get(id).map(|x| &x.std),
+        Res::Rules => st.rules.get(id).map(|x| &x.std),
+    };
+    std.map_or(0, |s| s.revision_number)
 }
 
 /// The extensions this service really implements, so clients enable the right features.
@@ -530,6 +556,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
+    ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("stateful-security-group", "Stateful security group", "Extension adding possibility to make security groups stateless."),
@@ -707,10 +734,14 @@ fn v2_routes(p: &str) -> Router<Arc<Networking>> {
             .route(
                 &format!("{p}/{}/{{id}}", res.path()),
                 get(move |s: S, c: Caller, id: Path<String>, q: RawQuery| show_h(s, c, id, q, res))
-                    .put(move |s: S, c: Caller, id: Path<String>, b: Bytes| {
-                        update_h(s, c, id, b, res)
-                    })
-                    .delete(move |s: S, c: Caller, id: Path<String>| delete_h(s, c, id, res)),
+                    .put(
+                        move |s: S, h: HeaderMap, c: Caller, id: Path<String>, b: Bytes| {
+                            update_h(s, h, c, id, b, res)
+                        },
+                    )
+                    .delete(move |s: S, h: HeaderMap, c: Caller, id: Path<String>| {
+                        delete_h(s, h, c, id, res)
+                    }),
             );
     }
     r

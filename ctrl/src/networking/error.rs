@@ -27,6 +27,9 @@ pub enum NetError {
     /// The request collides with existing state.
     #[error("{message}")]
     Conflict { kind: &'static str, message: String },
+    /// An `If-Match: revision_number=N` constraint the resource no longer meets.
+    #[error("{message}")]
+    PreconditionFailed { message: String },
     /// A pool is exhausted: tenant segments (Neutron's NoNetworkAvailable),
     /// MACs on a network (MacAddressGenerationFailure).
     #[error("{message}")]
@@ -95,6 +98,11 @@ impl IntoResponse for NetError {
             NetError::Conflict { kind, message } => {
                 (StatusCode::CONFLICT, kind.to_string(), message.clone())
             }
+            NetError::PreconditionFailed { message } => (
+                StatusCode::PRECONDITION_FAILED,
+                "HTTPPreconditionFailed".into(),
+                message.clone(),
+            ),
             NetError::Unavailable { kind, message } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 kind.to_string(),

@@ -26,6 +26,7 @@ pub mod ipam;
 pub mod model;
 pub mod policy;
 pub mod query;
+pub mod revision;
 pub mod service;
 pub mod state;
 pub mod sync;

@@ -198,12 +198,27 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`Api::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "ctrl.test:8080");
         if let Some(t) = token {
             req = req.header("x-auth-token", t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = match body {
             Some(b) => req
