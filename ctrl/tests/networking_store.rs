@@ -201,12 +201,12 @@ async fn bulk_port_create_is_all_or_nothing() {
     assert_eq!(ports(&api).await, 2);
     // Bulk networks too: an invalid second item creates neither.
     let local =
-        |name: &str, mtu: u32| json!({"name": name, "provider:network_type": "local", "mtu": mtu});
+        |name: &str, mtu: i64| json!({"name": name, "provider:network_type": "local", "mtu": mtu});
     let r = api
         .post(
             "/networks",
             ADMIN,
-            json!({"networks": [local("x", 1400), local("y", 1)]}),
+            json!({"networks": [local("x", 1400), local("y", -1)]}),
         )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "mtu");

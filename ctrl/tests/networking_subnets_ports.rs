@@ -806,12 +806,41 @@ async fn shared_filter_on_subnets() {
     assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
 }
 
-/// An IP version needs a minimum MTU (IPv4 68, IPv6 1280): no IPv6 subnet
-/// on a network below 1280, and no MTU update below an existing subnet's
-/// minimum (400 InvalidInput).
+/// An IP version needs a minimum MTU (IPv4 68, IPv6 1280). As Neutron's
+/// net-mtu-writable, the network may have a smaller one (0 is the type's
+/// maximum); its subnets refuse it: no subnet on a network below its
+/// version's minimum, and no MTU update below an existing subnet's minimum
+/// (409 NetworkMTUSubnetConflict, tempest's test_*_mtu_below_minimum_*).
 #[tokio::test]
 async fn mtu_below_the_ip_version_minimum() {
     let api = Api::new();
+    let tiny = api
+        .create("/networks", ALICE, json!({"network": {"mtu": 67}}))
+        .await;
+    assert_eq!(tiny["mtu"], 67);
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": tiny["id"], "cidr": "10.9.0.0/24"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "minimum of 68");
+    assert_eq!(r.1["NeutronError"]["type"], "NetworkMTUSubnetConflict");
+    let r = api
+        .post("/networks", ALICE, json!({"network": {"mtu": -1}}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "mtu");
+    let tiny_id = tiny["id"].as_str().unwrap();
+    let (_, v) = api
+        .put(
+            &format!("/networks/{tiny_id}"),
+            ALICE,
+            json!({"network": {"mtu": 0}}),
+        )
+        .await;
+    assert_eq!(v["network"]["mtu"], 1500, "0 is the type's maximum");
+
     let n = api
         .create("/networks", ALICE, json!({"network": {"mtu": 1000}}))
         .await;
@@ -823,14 +852,22 @@ async fn mtu_below_the_ip_version_minimum() {
             json!({"subnet": {"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6}}),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
-    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    assert_error(&r, StatusCode::CONFLICT, "minimum of 1280");
+    assert_eq!(r.1["NeutronError"]["type"], "NetworkMTUSubnetConflict");
     api.create(
         "/subnets",
         ALICE,
         json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24"}}),
     )
     .await;
+    let r = api
+        .put(
+            &format!("/networks/{nid}"),
+            ALICE,
+            json!({"network": {"mtu": 67}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "minimum of 68");
     let (s, v) = api
         .put(
             &format!("/networks/{nid}"),
@@ -852,8 +889,107 @@ async fn mtu_below_the_ip_version_minimum() {
             json!({"network": {"mtu": 1279}}),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "1280");
-    assert_eq!(r.1["NeutronError"]["type"], "InvalidInput");
+    assert_error(&r, StatusCode::CONFLICT, "minimum of 1280");
+    assert_eq!(r.1["NeutronError"]["type"], "NetworkMTUSubnetConflict");
     let (_, v) = api.get(&format!("/networks/{nid}"), ALICE).await;
     assert_eq!(v["network"]["mtu"], 1400);
+}
+
+/// A subnet's create, update and delete revise its network (Neutron's
+/// `revises_on_change`; tempest test_update_subnet_bumps_network_revision).
+#[tokio::test]
+async fn subnet_writes_revise_the_network() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let nid = n["id"].as_str().unwrap();
+    let rev = || {
+        let api = api.clone();
+        let path = format!("/networks/{nid}");
+        async move {
+            api.get(&path, ALICE).await.1["network"]["revision_number"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let r0 = rev().await;
+    let s = api
+        .create(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": nid, "cidr": "10.0.0.0/24"}}),
+        )
+        .await;
+    let r1 = rev().await;
+    assert!(r1 > r0, "create: {r0} -> {r1}");
+    let sid = s["id"].as_str().unwrap();
+    let (st, _) = api
+        .put(
+            &format!("/subnets/{sid}"),
+            ALICE,
+            json!({"subnet": {"name": "x"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let r2 = rev().await;
+    assert!(r2 > r1, "update: {r1} -> {r2}");
+    assert_eq!(
+        api.delete(&format!("/subnets/{sid}"), ALICE).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let r3 = rev().await;
+    assert!(r3 > r2, "delete: {r2} -> {r3}");
+}
+
+/// An IPv6 subnet's two modes, as Neutron checks them together: they must
+/// agree when both are given, need DHCP on, and automatic addresses need a
+/// /64 (tempest test_dhcpv6_invalid_options).
+#[tokio::test]
+async fn ipv6_modes_checked_together() {
+    let api = Api::new();
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let nid = n["id"].as_str().unwrap();
+    let subnet = |extra: Value| {
+        let mut b = json!({"network_id": nid, "cidr": "2001:db8::/64", "ip_version": 6});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "subnet": b })
+    };
+    let modes = ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
+    for ra in modes {
+        for am in modes.iter().filter(|m| **m != ra) {
+            let r = api
+                .post(
+                    "/subnets",
+                    ALICE,
+                    subnet(json!({"ipv6_ra_mode": ra, "ipv6_address_mode": am})),
+                )
+                .await;
+            assert_error(&r, StatusCode::BAD_REQUEST, "must be the same value");
+        }
+    }
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            subnet(json!({"ipv6_address_mode": "slaac", "enable_dhcp": false})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "enable_dhcp");
+    let r = api
+        .post(
+            "/subnets",
+            ALICE,
+            subnet(json!({"ipv6_ra_mode": "slaac", "cidr": "2001:db8::/80"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "EUI-64");
+    let s = api
+        .create(
+            "/subnets",
+            ALICE,
+            subnet(json!({"ipv6_ra_mode": "dhcpv6-stateful", "ipv6_address_mode": "dhcpv6-stateful", "cidr": "2001:db8::/80"})),
+        )
+        .await;
+    assert_eq!(s["ipv6_address_mode"], "dhcpv6-stateful");
 }

@@ -451,26 +451,39 @@ fn min_mtu(ip_version: u8) -> u32 {
     }
 }
 
-fn mtu_too_small(network_id: &str, mtu: u32, ip_version: u8) -> NetError {
-    NetError::bad(
-        "InvalidInput",
+/// Neutron's NetworkMTUSubnetConflict (409): the network's MTU is below what
+/// one of its subnets' IP versions needs (on subnet create and on MTU update).
+fn mtu_too_small(network_id: &str, ip_version: u8) -> NetError {
+    NetError::conflict(
+        "NetworkMTUSubnetConflict",
         format!(
-            "Invalid input for operation: IPv{ip_version} requires an MTU of at least {}; network {network_id} has {mtu}.",
+            "MTU of {network_id} is not valid, subnet requires a minimum of {}",
             min_mtu(ip_version)
         ),
     )
 }
 
+/// A requested MTU as Neutron's net-mtu-writable takes it: non-negative, 0
+/// meaning the type's maximum, and no more than that maximum. A value below
+/// an IP version's minimum is the network's to have; its subnets are what
+/// refuse it (see [`mtu_too_small`]).
 fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResult<Option<u32>> {
     match mtu.flatten() {
         None => Ok(None),
         Some(v) => {
             let max = segs.max_mtu(ntype);
-            if v < 68 || v > i64::from(max) {
+            if v < 0 {
                 Err(NetError::invalid(
                     "mtu",
-                    format!("Requested MTU {v} is outside 68..{max} for a {ntype} network"),
+                    format!("'{v}' should be non-negative"),
                 ))
+            } else if v > i64::from(max) {
+                Err(NetError::invalid(
+                    "mtu",
+                    format!("Requested MTU is too big, maximum is {max} for a {ntype} network"),
+                ))
+            } else if v == 0 {
+                Ok(Some(max))
             } else {
                 Ok(Some(v as u32))
             }
@@ -597,7 +610,7 @@ pub fn update_network(
     }
     if let Some(v) = check_mtu(env.segs, &n.segment.network_type, f.mtu)? {
         if let Some(s) = st.subnets_of(&n.id).find(|s| v < min_mtu(s.ip_version)) {
-            return Err(mtu_too_small(&n.id, v, s.ip_version));
+            return Err(mtu_too_small(&n.id, s.ip_version));
         }
         n.mtu = v;
     }
@@ -774,6 +787,49 @@ fn ipv6_mode(v: Option<Option<String>>, field: &str, version: u8) -> NetResult<O
     Ok(v)
 }
 
+/// Neutron's checks of an IPv6 subnet's modes together: the router
+/// advertisements and the address assignment must agree when both are given
+/// (radvd and dnsmasq cannot be told different things), either needs DHCP
+/// on, and automatic (EUI-64) addresses need a /64.
+fn check_ipv6_modes(
+    ra: Option<&str>,
+    am: Option<&str>,
+    enable_dhcp: bool,
+    cidr: &Cidr,
+) -> NetResult<()> {
+    let bad =
+        |m: String| NetError::bad("InvalidInput", format!("Invalid input for operation: {m}."));
+    if (ra.is_some() || am.is_some()) && !enable_dhcp {
+        return Err(bad(
+            "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False"
+                .into(),
+        ));
+    }
+    if let (Some(r), Some(a)) = (ra, am) {
+        if r != a {
+            return Err(bad(format!(
+                "ipv6_ra_mode set to '{r}' with ipv6_address_mode set to '{a}' is not valid. If both attributes are set, they must be the same value"
+            )));
+        }
+    }
+    let auto = |m: Option<&str>| matches!(m, Some("slaac" | "dhcpv6-stateless"));
+    let auto_address = auto(am) || (am.is_none() && auto(ra));
+    if auto_address && cidr.prefix != 64 {
+        return Err(bad(format!(
+            "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"
+        )));
+    }
+    Ok(())
+}
+
+/// The network `id` with its revision bumped: a subnet's create, update and
+/// delete revise its network, as Neutron's `revises_on_change`.
+fn revise_network(st: &State, env: &Env, id: &str) -> Option<Change> {
+    let mut n = st.networks.get(id)?.clone();
+    n.std.touch(&env.now);
+    Some(Change::Network(n))
+}
+
 pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> Write<Subnet> {
     let f = req.clone();
     let network_id = f
@@ -798,7 +854,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
         }
     };
     if net.mtu < min_mtu(ip_version) {
-        return Err(mtu_too_small(&net.id, net.mtu, ip_version));
+        return Err(mtu_too_small(&net.id, ip_version));
     }
     let cidr_s = f.cidr.ok_or_else(|| {
         NetError::invalid("cidr", "cidr is required (subnet pools are not supported)")
@@ -842,6 +898,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
     let routes = parse_routes(&cidr, &f.host_routes.unwrap_or_default())?;
     let ra = ipv6_mode(f.ipv6_ra_mode, "ipv6_ra_mode", ip_version)?;
     let am = ipv6_mode(f.ipv6_address_mode, "ipv6_address_mode", ip_version)?;
+    check_ipv6_modes(ra.as_deref(), am.as_deref(), enable_dhcp, &cidr)?;
     accept_empty("subnetpool_id", f.subnetpool_id)?;
     accept_empty("segment_id", f.segment_id)?;
     accept_empty("service_types", f.service_types)?;
@@ -862,7 +919,9 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
         ipv6_address_mode: am,
         std: Std::new(&env.now, description),
     };
-    Ok((s.clone(), vec![Change::Subnet(s)]))
+    let mut changes = vec![Change::Subnet(s.clone())];
+    changes.extend(revise_network(st, env, &s.network_id));
+    Ok((s, changes))
 }
 
 pub fn update_subnet(
@@ -934,7 +993,9 @@ pub fn update_subnet(
     accept_empty("service_types", f.service_types)?;
     accept_empty("use_default_subnetpool", f.use_default_subnetpool)?;
     s.std.touch(&env.now);
-    Ok((s.clone(), vec![Change::Subnet(s)]))
+    let mut changes = vec![Change::Subnet(s.clone())];
+    changes.extend(revise_network(st, env, &s.network_id));
+    Ok((s, changes))
 }
 
 pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
@@ -959,7 +1020,9 @@ pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()
             format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
         ));
     }
-    Ok(((), vec![Change::Delete(Kind::Subnet, id.to_string())]))
+    let mut changes = vec![Change::Delete(Kind::Subnet, id.to_string())];
+    changes.extend(revise_network(st, env, &s.network_id));
+    Ok(((), changes))
 }
 
 // ---------------------------------------------------------------- security groups
