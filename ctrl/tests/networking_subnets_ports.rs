@@ -993,3 +993,63 @@ async fn ipv6_modes_checked_together() {
         .await;
     assert_eq!(s["ipv6_address_mode"], "dhcpv6-stateful");
 }
+
+/// A subnet whose addresses are automatic (SLAAC, DHCPv6-stateless) may be
+/// deleted while ports hold addresses on it: they are withdrawn from the
+/// ports, which stay (so the network is still in use); a router interface
+/// keeps it, and a stateful subnet with ports stays in use (Neutron's
+/// _remove_subnet_ip_allocations_from_ports; tempest
+/// test_create_delete_{slaac,stateless}_subnet_with_ports).
+#[tokio::test]
+async fn auto_address_subnet_deleted_under_its_ports() {
+    let api = Api::new();
+    let n = api.create("/networks", ADMIN, json!({"network": {}})).await;
+    let nid = n["id"].as_str().unwrap();
+    let v6 = |cidr: &str, mode: &str| {
+        json!({"subnet": {"network_id": nid, "cidr": cidr, "ip_version": 6,
+            "ipv6_ra_mode": mode, "ipv6_address_mode": mode}})
+    };
+    let port = |owner: &str, subnet: &Value| {
+        json!({"port": {"network_id": nid, "device_owner": owner,
+            "fixed_ips": [{"subnet_id": subnet["id"]}]}})
+    };
+    let stateful = api
+        .create("/subnets", ADMIN, v6("2001:db8:1::/64", "dhcpv6-stateful"))
+        .await;
+    let held = api.create("/ports", ADMIN, port("", &stateful)).await;
+    let r = api
+        .delete(
+            &format!("/subnets/{}", stateful["id"].as_str().unwrap()),
+            ADMIN,
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "One or more ports");
+    api.delete(&format!("/ports/{}", held["id"].as_str().unwrap()), ADMIN)
+        .await;
+
+    for mode in ["slaac", "dhcpv6-stateless"] {
+        let s = api
+            .create("/subnets", ADMIN, v6("2001:db8::/64", mode))
+            .await;
+        let sid = s["id"].as_str().unwrap();
+        let router = api
+            .create("/ports", ADMIN, port("network:router_interface", &s))
+            .await;
+        let r = api.delete(&format!("/subnets/{sid}"), ADMIN).await;
+        assert_error(&r, StatusCode::CONFLICT, "One or more ports");
+        let rid = router["id"].as_str().unwrap();
+        api.delete(&format!("/ports/{rid}"), ADMIN).await;
+
+        let p = api.create("/ports", ADMIN, port("compute:nova", &s)).await;
+        let pid = p["id"].as_str().unwrap();
+        assert_eq!(p["fixed_ips"][0]["subnet_id"], sid);
+        let (st, _) = api.delete(&format!("/subnets/{sid}"), ADMIN).await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{mode}");
+        let (_, v) = api.get(&format!("/ports/{pid}"), ADMIN).await;
+        assert_eq!(v["port"]["fixed_ips"], json!([]), "{mode}");
+        assert!(v["port"]["revision_number"].as_u64() > p["revision_number"].as_u64());
+        let r = api.delete(&format!("/networks/{nid}"), ADMIN).await;
+        assert_error(&r, StatusCode::CONFLICT, "ports still in use");
+        api.delete(&format!("/ports/{pid}"), ADMIN).await;
+    }
+}

@@ -812,14 +812,19 @@ fn check_ipv6_modes(
             )));
         }
     }
-    let auto = |m: Option<&str>| matches!(m, Some("slaac" | "dhcpv6-stateless"));
-    let auto_address = auto(am) || (am.is_none() && auto(ra));
-    if auto_address && cidr.prefix != 64 {
+    if auto_address(ra, am) && cidr.prefix != 64 {
         return Err(bad(format!(
             "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"
         )));
     }
     Ok(())
+}
+
+/// Whether hosts on a subnet with these modes configure their own addresses
+/// (SLAAC or DHCPv6-stateless; Neutron's `is_auto_address_subnet`).
+fn auto_address(ra: Option<&str>, am: Option<&str>) -> bool {
+    let auto = |m: Option<&str>| matches!(m, Some("slaac" | "dhcpv6-stateless"));
+    auto(am) || (am.is_none() && auto(ra))
 }
 
 /// The network `id` with its revision bumped: a subnet's create, update and
@@ -998,6 +1003,13 @@ pub fn update_subnet(
     Ok((s, changes))
 }
 
+/// Neutron's ROUTER_INTERFACE_OWNERS: ports that are a router's leg on a subnet.
+const ROUTER_INTERFACE_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+];
+
 pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let s = get_subnet(st, ctx, id)?;
     let net_project = st
@@ -1010,17 +1022,36 @@ pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()
         "delete_subnet",
         &json!({"project_id": s.project_id, "tenant_id": s.project_id, "network_project_id": net_project}),
     )?;
-    let users = st
+    // As Neutron's _remove_subnet_ip_allocations_from_ports: a router's
+    // interface always keeps the subnet; other ports keep it unless their
+    // addresses are automatic (SLAAC, DHCPv6-stateless), which are simply
+    // withdrawn from the ports; DHCP ports' addresses go with the subnet.
+    let holders: Vec<&Port> = st
         .ports
         .values()
-        .any(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id));
-    if users {
+        .filter(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id))
+        .collect();
+    let auto = auto_address(s.ipv6_ra_mode.as_deref(), s.ipv6_address_mode.as_deref());
+    let blocks = |p: &&Port| {
+        ROUTER_INTERFACE_OWNERS.contains(&p.device_owner.as_str())
+            || (!auto && p.device_owner != "network:dhcp")
+    };
+    if holders.iter().any(blocks) {
         return Err(NetError::conflict(
             "SubnetInUse",
             format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
         ));
     }
-    let mut changes = vec![Change::Delete(Kind::Subnet, id.to_string())];
+    let mut changes: Vec<Change> = holders
+        .into_iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p.fixed_ips.retain(|f| f.subnet_id != id);
+            p.std.touch(&env.now);
+            Change::Port(p)
+        })
+        .collect();
+    changes.push(Change::Delete(Kind::Subnet, id.to_string()));
     changes.extend(revise_network(st, env, &s.network_id));
     Ok(((), changes))
 }
