@@ -51,6 +51,10 @@ async fn version_discovery_and_auth() {
         "port-security",
         "allowed-address-pairs",
         "external-net",
+        // Neutron's aliases for the MTU attribute and for its being writable
+        // (clients look for these names; tempest's NetworksMtuTestJSON).
+        "net-mtu",
+        "net-mtu-writable",
     ] {
         assert!(aliases.contains(&want), "{want} missing from {aliases:?}");
     }
