@@ -7,6 +7,8 @@
 #   scripts/tempest-network.sh                  # builds nothing; starts target/debug/weft serve
 #   WEFT_URL=http://host:port WEFT_ADMIN_PASSWORD=pw scripts/tempest-network.sh
 #                                                # against a weft serve already running
+#                                                # (its own network config then: give it a
+#                                                # VLAN range on physnet for the provider tests)
 # Environment: as scripts/lib-tempest.sh describes, and
 #   TEMPEST_REGEX tests to run (default: both suites above)
 # Output: $TEMPEST_OUT/summary.txt (one line per test: PASS/FAIL/SKIP + reason)
