@@ -3,6 +3,7 @@
 //! the loop only moves data between ctrl and the switch.
 
 use crate::client::Ctrl;
+use crate::metrics::{AgentMetrics, SyncStep};
 use crate::translate::{plan, HostBase, Plan};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct Agent<C: Ctrl, D: Datapath> {
     pub heartbeat: Duration,
     /// How long it waits while some port is still pending (to see it attach soon).
     pub pending_wait: Duration,
+    /// Sync rounds, their lag and failures (handles: clone them before `run`).
+    pub metrics: AgentMetrics,
 }
 
 impl<C: Ctrl, D: Datapath> Agent<C, D> {
@@ -61,6 +64,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             idle_wait: Duration::from_secs(25),
             heartbeat: Duration::from_secs(30),
             pending_wait: Duration::from_secs(1),
+            metrics: AgentMetrics::default(),
         }
     }
 
@@ -78,12 +82,14 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             Err(e) => Err(e.clone()),
         };
         if let Err(e) = applied {
+            self.metrics.failed(SyncStep::Apply);
             tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
         }
         let attached = self.dp.attached();
         let report = statuses(st, &p, &attached);
         if !report.is_empty() {
             if let Err(e) = self.ctrl.report(&report).await {
+                self.metrics.failed(SyncStep::Report);
                 tracing::warn!(error = %e, "status report failed; will retry");
             }
         }
@@ -117,6 +123,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                         last_beat = tokio::time::Instant::now();
                     }
                     Err(e) => {
+                        self.metrics.failed(SyncStep::Register);
                         tracing::warn!(error = %e, "cannot register with ctrl; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -137,8 +144,10 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             };
             match got {
                 Ok(st) => {
+                    let received = tokio::time::Instant::now();
                     self.revision = st.revision;
                     pending = self.step(&st).await;
+                    self.metrics.round(st.revision, received.elapsed());
                     since = if pending { 0 } else { st.revision };
                     // While ports are pending, re-ask at once-per-pending_wait
                     // rather than blocking on the revision.
@@ -150,6 +159,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                     }
                 }
                 Err(e) => {
+                    self.metrics.failed(SyncStep::State);
                     tracing::warn!(error = %e, "cannot get desired state; retrying");
                     registered = false;
                     tokio::select! {

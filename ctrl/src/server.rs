@@ -180,6 +180,13 @@ impl Server {
         self.followers.push(replica);
     }
 
+    /// The metrics `GET /metrics` shows; components outside ctrl (the
+    /// in-process agent and its switch) add theirs with
+    /// [`crate::observe::Metrics::extend`].
+    pub fn metrics(&self) -> Arc<crate::observe::Metrics> {
+        self.metrics.clone()
+    }
+
     pub fn start_report(&self) -> &StartReport {
         &self.report
     }
