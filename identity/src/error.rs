@@ -6,6 +6,10 @@ pub enum IdentityError {
     /// Bad input: names the field.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over the size limit (Keystone's `RequestTooLarge`):
+    /// not a malformed request, so a client must not be told to fix its JSON.
+    #[error("{0}")]
+    TooLarge(String),
     /// Authentication failed (same answer for unknown user and wrong password).
     #[error("{0}")]
     Unauthorized(String),
