@@ -16,6 +16,7 @@
 //! networking service. Credentials come typed ([`AgentAuth`]); reading them from
 //! the environment is the binary's job.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod client;
 pub mod metrics;

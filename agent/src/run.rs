@@ -36,9 +36,14 @@ pub fn statuses(st: &HostState, plan: &Plan, attached: &BTreeSet<String>) -> Vec
         .collect()
 }
 
+/// The agent: follows `ctrl`'s desired state for this host and keeps `dp` in
+/// line with it. Generic over both so that tests drive it with fakes.
 pub struct Agent<C: Ctrl, D: Datapath> {
+    /// Where the desired state comes from.
     pub ctrl: C,
+    /// The switch it drives.
     pub dp: D,
+    /// The host's own config, which ctrl's networks and ports are added to.
     pub base: HostBase,
     applied: Option<SwitchConfig>,
     revision: u64,
@@ -54,6 +59,7 @@ pub struct Agent<C: Ctrl, D: Datapath> {
 }
 
 impl<C: Ctrl, D: Datapath> Agent<C, D> {
+    /// An agent that has applied nothing yet (revision 0), with the default waits.
     pub fn new(ctrl: C, dp: D, base: HostBase) -> Self {
         Agent {
             ctrl,
@@ -171,6 +177,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
         }
     }
 
+    /// The revision of the last host state it received.
     pub fn revision(&self) -> u64 {
         self.revision
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use weft_datapath::config::SwitchConfig;
 use weft_datapath::daemon::{Switch, SwitchHandle};
 
+/// The weft switch, driven by the agent through [`Datapath`].
 pub struct WeftSwitch {
     /// Shared so that a metrics collector can read its counters at scrape time.
     pub handle: Arc<SwitchHandle>,

@@ -195,7 +195,9 @@ pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -
 /// State of the authentication layer.
 #[derive(Clone)]
 pub struct AuthLayer {
+    /// Validates the tokens.
     pub identity: Arc<Identity>,
+    /// Counts requests and validations.
     pub metrics: Arc<Metrics>,
 }
 
