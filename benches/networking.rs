@@ -322,11 +322,11 @@ fn port_to_real_datapath_latency(_c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let net = service(dir.path());
     let app = axum::Router::new().nest(networking::MOUNT, networking::router(net.clone()));
-    let sw = SharedSwitch(Arc::new(
+    let sw = SharedSwitch(
         WeftSwitch::start(&HostBase::parse(PENDING_BASE).unwrap().config)
             .unwrap()
             .handle,
-    ));
+    );
     let handle = sw.0.clone();
     let mut lat = rt.block_on(async {
         let nid = network_with_subnet(&app, "10.2.0.0/16").await;

@@ -13,34 +13,59 @@ use std::sync::Mutex;
 use std::time::Duration;
 use weft_proto::{AgentFields, AgentRegistration, HostState, StatusReport};
 
+/// What can go wrong between the agent and ctrl; the loop retries every one
+/// of them, and a replica that is unreachable or answers 5xx is failed over.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// No connection, or the connection broke.
     #[error("ctrl at {url} unreachable: {message}")]
-    Unreachable { url: String, message: String },
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// What the OS or HTTP client said.
+        message: String,
+    },
+    /// ctrl answered with an error status.
     #[error("ctrl refused {what}: HTTP {status}: {body}")]
     Refused {
+        /// The call (`register`, `state`, `report`).
         what: String,
+        /// HTTP status.
         status: u16,
+        /// The error body, for the log.
         body: String,
     },
+    /// ctrl answered 2xx with a body the agent cannot read.
     #[error("bad answer from ctrl for {what}: {message}")]
-    BadAnswer { what: String, message: String },
+    BadAnswer {
+        /// The call.
+        what: String,
+        /// The decoding error.
+        message: String,
+    },
+    /// No token could be had (bad credentials, identity unreachable).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// A local problem: bad flag or config, a switch that would not start.
     #[error("{0}")]
     Local(String),
 }
 
+/// The calls the agent makes on ctrl, over HTTP ([`HttpCtrl`]) or in-process
+/// (`weft serve`): the loop is written once against this trait and tested with fakes.
 pub trait Ctrl: Send + Sync {
     /// Registers this host's agent and its tunnel endpoint (None: it has
     /// none), a write on ctrl. Called at start and after ctrl was lost, not
     /// on every poll: the long-poll is a pure read.
     fn register(&self) -> impl Future<Output = Result<(), AgentError>> + Send;
+    /// The host's desired state at a revision after `since`, waiting up to
+    /// `wait` for one (a long-poll); at the timeout, the state as it is.
     fn state(
         &self,
         since: u64,
         wait: Duration,
     ) -> impl Future<Output = Result<HostState, AgentError>> + Send;
+    /// Reports (port id, `ACTIVE`/`DOWN`) for ports whose status changed.
     fn report(
         &self,
         statuses: &[(String, String)],
@@ -55,24 +80,30 @@ pub enum AgentAuth {
     /// Keystone v3 password auth, as in an openrc file (`weft agent` reads its `OS_*`
     /// variables).
     Password {
+        /// `OS_AUTH_URL`: the identity endpoint (`http://ctrl:8080/identity/v3`).
         auth_url: String,
+        /// `OS_USERNAME`.
         username: String,
+        /// `OS_PASSWORD`.
         password: String,
+        /// `OS_PROJECT_NAME`: the token is scoped to it.
         project_name: String,
+        /// `OS_USER_DOMAIN_NAME`.
         user_domain: String,
+        /// `OS_PROJECT_DOMAIN_NAME`.
         project_domain: String,
     },
 }
 
 /// A parsed `http://host:port/prefix` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub authority: String,
-    pub path: String,
+pub(crate) struct Url {
+    pub(crate) authority: String,
+    pub(crate) path: String,
 }
 
 impl Url {
-    pub fn parse(s: &str) -> Result<Url, AgentError> {
+    pub(crate) fn parse(s: &str) -> Result<Url, AgentError> {
         let rest = s
             .strip_prefix("http://")
             .ok_or_else(|| AgentError::Local(format!("{s}: only http:// URLs are supported")))?;
@@ -95,14 +126,14 @@ impl Url {
     }
 }
 
-pub struct Response {
-    pub status: StatusCode,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: hyper::HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// One HTTP/1.1 request on a fresh connection (the agent makes few, long ones).
-pub async fn http(
+pub(crate) async fn http(
     method: Method,
     url: &Url,
     path: &str,
@@ -164,12 +195,14 @@ pub async fn http(
 /// switch (no port is lost or wired twice).
 pub struct HttpCtrl {
     /// The replicas, in the order given.
-    pub ctrls: Vec<Url>,
+    pub(crate) ctrls: Vec<Url>,
     /// Index of the replica in use (the last one that answered).
     current: std::sync::atomic::AtomicUsize,
+    /// This host's name (`binding:host_id`), in every call's path.
     pub host: String,
     /// This host's tunnel endpoint, registered at start.
     pub tunnel_ip: Option<String>,
+    /// How it gets (and renews) its token.
     pub auth: AgentAuth,
     token: Mutex<Option<String>>,
 }
@@ -207,7 +240,8 @@ impl HttpCtrl {
     }
 
     /// The replica in use.
-    pub fn ctrl(&self) -> &Url {
+    #[cfg(test)]
+    pub(crate) fn ctrl(&self) -> &Url {
         &self.ctrls[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len()]
     }
 

@@ -16,20 +16,27 @@
 //! networking service. Credentials come typed ([`AgentAuth`]); reading them from
 //! the environment is the binary's job.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod client;
+pub mod metrics;
 pub mod run;
 pub mod switch;
 pub mod translate;
 
 pub use client::{AgentAuth, AgentError, Ctrl, HttpCtrl};
+pub use metrics::AgentMetrics;
 pub use run::{Agent, Datapath};
 pub use switch::WeftSwitch;
 pub use translate::{plan, HostBase, Plan};
 
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::watch;
 use weft_datapath::config::{SwitchConfig, TunnelConfig};
+use weft_datapath::metrics::{encode_registry, MetricsServer, SwitchCollector};
 
 /// Reads a host config: the switch's TOML (its `[switch]`, `[[physnet]]` and
 /// `[tunnel]` sections matter here). `tunnel_ip` (the `--tunnel-ip` flag) adds
@@ -73,27 +80,72 @@ pub fn with_tunnel_ip(
 }
 
 /// `weft agent`: joins the ctrl at `ctrl_url` as `host` until `stop` turns true.
+/// With `metrics_listen`, serves the agent's and its switch's metrics at
+/// `http://ADDR/metrics`.
 pub async fn run_remote(
     ctrl_url: &str,
     host: &str,
     config: &Path,
     tunnel_ip: Option<&str>,
     auth: AgentAuth,
+    metrics_listen: Option<SocketAddr>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let base = read_host_config(config, tunnel_ip)?;
     let mut ctrl = HttpCtrl::new(ctrl_url, host, auth)?;
     ctrl.tunnel_ip = base.tunnel_ip.clone();
     let sw = WeftSwitch::start(&base.config).map_err(AgentError::Local)?;
-    tracing::info!(%host, ctrl = %ctrl_url, tunnel_ip = ?base.tunnel_ip, "weft agent: switch started, syncing");
-    let sw = Agent::new(ctrl, sw, base).run(stop).await;
+    let agent = Agent::new(ctrl, sw, base);
+    let _metrics = match metrics_listen {
+        Some(addr) => {
+            let m = serve_metrics(addr, &agent.metrics, &agent.dp.handle)
+                .map_err(|e| AgentError::Local(format!("--metrics-listen {addr}: {e}")))?;
+            tracing::info!(addr = %m.local_addr(), "serving /metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    tracing::info!(%host, ctrl = %ctrl_url, tunnel_ip = ?agent.base.tunnel_ip, "weft agent: switch started, syncing");
+    let sw = agent.run(stop).await;
     sw.handle.shutdown();
     Ok(())
+}
+
+/// Registers the agent's metrics and its switch's counters in `reg`.
+pub fn register_metrics(
+    reg: &mut Registry,
+    metrics: &AgentMetrics,
+    switch: &Arc<weft_datapath::daemon::SwitchHandle>,
+) {
+    metrics.register(reg);
+    reg.register_collector(Box::new(SwitchCollector::new(switch)));
+}
+
+/// Serves `metrics` and `switch`'s counters at `http://addr/metrics` (a
+/// blocking responder on its own thread: the agent has no HTTP server).
+pub fn serve_metrics(
+    addr: SocketAddr,
+    metrics: &AgentMetrics,
+    switch: &Arc<weft_datapath::daemon::SwitchHandle>,
+) -> std::io::Result<MetricsServer> {
+    let mut reg = Registry::with_prefix("weft");
+    register_metrics(&mut reg, metrics, switch);
+    MetricsServer::bind(addr, Arc::new(move || encode_registry(&reg)))
 }
 
 /// A running in-process agent (`weft serve`); stops when dropped.
 pub struct LocalAgent {
     stop: watch::Sender<bool>,
+    metrics: AgentMetrics,
+    switch: Arc<weft_datapath::daemon::SwitchHandle>,
+}
+
+impl LocalAgent {
+    /// Registers the agent's metrics and its switch's counters in `reg`
+    /// (`weft serve` adds them to its own `/metrics`).
+    pub fn register_metrics(&self, reg: &mut Registry) {
+        register_metrics(reg, &self.metrics, &self.switch);
+    }
 }
 
 impl Drop for LocalAgent {
@@ -115,11 +167,17 @@ pub fn spawn_local<C: Ctrl + 'static>(
     let sw = WeftSwitch::start(&base.config).map_err(AgentError::Local)?;
     let (tx, rx) = watch::channel(false);
     let ctrl = ctrl(&base);
+    let agent = Agent::new(ctrl, sw, base);
+    let local = LocalAgent {
+        stop: tx,
+        metrics: agent.metrics.clone(),
+        switch: agent.dp.handle.clone(),
+    };
     rt.spawn(async move {
-        let sw = Agent::new(ctrl, sw, base).run(rx).await;
+        let sw = agent.run(rx).await;
         sw.handle.shutdown();
     });
-    Ok(LocalAgent { stop: tx })
+    Ok(local)
 }
 
 /// The kernel's host name, the default `binding:host_id` of this host.

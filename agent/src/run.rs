@@ -3,6 +3,7 @@
 //! the loop only moves data between ctrl and the switch.
 
 use crate::client::Ctrl;
+use crate::metrics::{AgentMetrics, SyncStep};
 use crate::translate::{plan, HostBase, Plan};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -35,9 +36,14 @@ pub fn statuses(st: &HostState, plan: &Plan, attached: &BTreeSet<String>) -> Vec
         .collect()
 }
 
+/// The agent: follows `ctrl`'s desired state for this host and keeps `dp` in
+/// line with it. Generic over both so that tests drive it with fakes.
 pub struct Agent<C: Ctrl, D: Datapath> {
+    /// Where the desired state comes from.
     pub ctrl: C,
+    /// The switch it drives.
     pub dp: D,
+    /// The host's own config, which ctrl's networks and ports are added to.
     pub base: HostBase,
     applied: Option<SwitchConfig>,
     revision: u64,
@@ -48,9 +54,12 @@ pub struct Agent<C: Ctrl, D: Datapath> {
     pub heartbeat: Duration,
     /// How long it waits while some port is still pending (to see it attach soon).
     pub pending_wait: Duration,
+    /// Sync rounds, their lag and failures (handles: clone them before `run`).
+    pub metrics: AgentMetrics,
 }
 
 impl<C: Ctrl, D: Datapath> Agent<C, D> {
+    /// An agent that has applied nothing yet (revision 0), with the default waits.
     pub fn new(ctrl: C, dp: D, base: HostBase) -> Self {
         Agent {
             ctrl,
@@ -61,6 +70,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             idle_wait: Duration::from_secs(25),
             heartbeat: Duration::from_secs(30),
             pending_wait: Duration::from_secs(1),
+            metrics: AgentMetrics::default(),
         }
     }
 
@@ -78,12 +88,14 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             Err(e) => Err(e.clone()),
         };
         if let Err(e) = applied {
+            self.metrics.failed(SyncStep::Apply);
             tracing::error!(host = %st.host, revision = st.revision, error = %e, "switch refused the desired state")
         }
         let attached = self.dp.attached();
         let report = statuses(st, &p, &attached);
         if !report.is_empty() {
             if let Err(e) = self.ctrl.report(&report).await {
+                self.metrics.failed(SyncStep::Report);
                 tracing::warn!(error = %e, "status report failed; will retry");
             }
         }
@@ -117,6 +129,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                         last_beat = tokio::time::Instant::now();
                     }
                     Err(e) => {
+                        self.metrics.failed(SyncStep::Register);
                         tracing::warn!(error = %e, "cannot register with ctrl; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -137,8 +150,10 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
             };
             match got {
                 Ok(st) => {
+                    let received = tokio::time::Instant::now();
                     self.revision = st.revision;
                     pending = self.step(&st).await;
+                    self.metrics.round(st.revision, received.elapsed());
                     since = if pending { 0 } else { st.revision };
                     // While ports are pending, re-ask at once-per-pending_wait
                     // rather than blocking on the revision.
@@ -150,6 +165,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
                     }
                 }
                 Err(e) => {
+                    self.metrics.failed(SyncStep::State);
                     tracing::warn!(error = %e, "cannot get desired state; retrying");
                     registered = false;
                     tokio::select! {
@@ -161,6 +177,7 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
         }
     }
 
+    /// The revision of the last host state it received.
     pub fn revision(&self) -> u64 {
         self.revision
     }

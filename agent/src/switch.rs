@@ -2,18 +2,23 @@
 
 use crate::run::Datapath;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use weft_datapath::config::SwitchConfig;
 use weft_datapath::daemon::{Switch, SwitchHandle};
 
+/// The weft switch, driven by the agent through [`Datapath`].
 pub struct WeftSwitch {
-    pub handle: SwitchHandle,
+    /// Shared so that a metrics collector can read its counters at scrape time.
+    pub handle: Arc<SwitchHandle>,
 }
 
 impl WeftSwitch {
     /// Starts the switch with the host's base config (its physnets, no ports yet).
     pub fn start(base: &SwitchConfig) -> Result<WeftSwitch, String> {
         let handle = Switch::start(base.clone()).map_err(|e| e.to_string())?;
-        Ok(WeftSwitch { handle })
+        Ok(WeftSwitch {
+            handle: Arc::new(handle),
+        })
     }
 }
 

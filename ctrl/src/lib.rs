@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 //! weft-ctrl: the API server, the networking service and the agent sync endpoints.
 //! The agent itself is weft-agent; the wire types both speak are weft-proto.
 

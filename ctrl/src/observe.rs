@@ -99,6 +99,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds metrics kept outside ctrl (the in-process agent's sync rounds,
+    /// its switch's counters) to the same registry, so one scrape shows them.
+    pub fn extend(&self, add: impl FnOnce(&mut Registry)) {
+        add(&mut self.registry.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     /// The exposition text (OpenMetrics, which Prometheus reads).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -189,7 +195,9 @@ pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -
 /// State of the authentication layer.
 #[derive(Clone)]
 pub struct AuthLayer {
+    /// Validates the tokens.
     pub identity: Arc<Identity>,
+    /// Counts requests and validations.
     pub metrics: Arc<Metrics>,
 }
 

@@ -24,12 +24,17 @@ use weft_store::{Follow, Store};
 /// How `weft serve` runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// SQLite file (by default), Fernet keys, admin-openrc, policy records.
     pub state_dir: PathBuf,
+    /// Address and port to listen on.
     pub listen: SocketAddr,
     /// Base URL clients reach the server by; catalog URLs start with it.
     pub public_url: String,
+    /// Lifetime of issued tokens.
     pub token_ttl: Duration,
+    /// A YAML or JSON file overriding the default policy rules.
     pub policy_file: Option<PathBuf>,
+    /// Allow every action but record what the policy would deny.
     pub policy_permissive: bool,
     /// Admin password for the first bootstrap (`WEFT_ADMIN_PASSWORD`); generated when `None`.
     pub admin_password: Option<String>,
@@ -67,22 +72,32 @@ pub fn default_public_url(listen: SocketAddr) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why the server could not start or stopped.
 pub enum ServerError {
     #[error("identity: {0}")]
+    /// The identity service did not open or bootstrap.
     Identity(#[from] IdentityError),
     #[error("store: {0}")]
+    /// The store did not open.
     Store(#[from] weft_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
+    /// The listen address is taken or not ours.
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// What the OS said.
         source: std::io::Error,
     },
     #[error("writing {path}: {source}")]
+    /// A first-start file (admin-openrc) could not be written.
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
     #[error("serving: {0}")]
+    /// Serving failed.
     Serve(std::io::Error),
 }
 
@@ -90,6 +105,7 @@ pub enum ServerError {
 pub struct ServiceMount {
     /// Path prefix, e.g. `/networking`.
     pub prefix: String,
+    /// The service's routes, relative to `prefix`.
     pub router: Router,
     /// Catalog type, e.g. `network`.
     pub service_type: String,
@@ -115,11 +131,15 @@ impl ServiceMount {
 /// What happened at start: shown to the operator once.
 #[derive(Debug, Clone)]
 pub struct StartReport {
+    /// True on the first start, when the admin user was created.
     pub bootstrapped: bool,
+    /// The admin password, when it was generated (shown once).
     pub generated_password: Option<String>,
+    /// Where admin-openrc was written, if it was.
     pub openrc: Option<PathBuf>,
 }
 
+/// The API server: identity and the mounted services behind one auth and observability layer.
 pub struct Server {
     cfg: ServerConfig,
     store: Arc<dyn Store>,
@@ -165,6 +185,7 @@ impl Server {
         self.identity.clone()
     }
 
+    /// The config it runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
     }
@@ -180,6 +201,14 @@ impl Server {
         self.followers.push(replica);
     }
 
+    /// The metrics `GET /metrics` shows; components outside ctrl (the
+    /// in-process agent and its switch) add theirs with
+    /// [`crate::observe::Metrics::extend`].
+    pub fn metrics(&self) -> Arc<crate::observe::Metrics> {
+        self.metrics.clone()
+    }
+
+    /// What happened at start.
     pub fn start_report(&self) -> &StartReport {
         &self.report
     }
@@ -365,6 +394,7 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Writes an openrc (mode 0600) for the admin user, for `source admin-openrc; openstack ...`.
 pub fn write_openrc(path: &Path, auth_url: &str, password: &str) -> Result<(), ServerError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -96,6 +96,7 @@ mod hash;
 pub mod io;
 pub mod mac;
 mod mac_table;
+pub mod metrics;
 pub mod offload;
 mod pipeline;
 pub mod snapshot;

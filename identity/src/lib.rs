@@ -1,6 +1,7 @@
 // No unsafe code; `deny` rather than `forbid` only so that the policy tests'
 // counting allocator (test-only) can opt out.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 //! weft-identity: a Keystone-v3-compatible identity service.
 //!
 //! ```text

@@ -4,6 +4,7 @@ use crate::model::*;
 use crate::service::new_id;
 use crate::state::Tx;
 
+/// Revokes every token of the user (a revocation event).
 pub fn revoke_user(tx: &mut Tx, user_id: &str, now: Micros) {
     tx.put_revocation(RevocationEvent {
         id: new_id(),
@@ -13,6 +14,7 @@ pub fn revoke_user(tx: &mut Tx, user_id: &str, now: Micros) {
     });
 }
 
+/// Revokes every token issued under the trust and under trusts redelegated from it.
 pub fn revoke_trust(tx: &mut Tx, trust_id: &str, now: Micros) {
     tx.put_revocation(RevocationEvent {
         id: new_id(),
@@ -49,6 +51,7 @@ fn drop_trusts(tx: &mut Tx, pred: impl Fn(&Trust) -> bool, now: Micros) {
     }
 }
 
+/// Deletes the user with what hangs on it: assignments, memberships, credentials, trusts; its tokens are revoked.
 pub fn delete_user(tx: &mut Tx, user_id: &str, now: Micros) {
     let groups: Vec<String> = tx
         .state
@@ -80,6 +83,7 @@ pub fn delete_user(tx: &mut Tx, user_id: &str, now: Micros) {
     revoke_user(tx, user_id, now);
 }
 
+/// Deletes the group with its assignments and memberships.
 pub fn delete_group(tx: &mut Tx, group_id: &str) {
     let users: Vec<String> = tx
         .state
@@ -95,6 +99,7 @@ pub fn delete_group(tx: &mut Tx, group_id: &str) {
     tx.del_group(group_id);
 }
 
+/// Deletes the project with its assignments; its tokens are revoked.
 pub fn delete_project(tx: &mut Tx, project_id: &str, now: Micros) {
     drop_assignments(tx, |a| a.target == Target::Project(project_id.into()));
     let creds: Vec<String> = tx
@@ -111,6 +116,7 @@ pub fn delete_project(tx: &mut Tx, project_id: &str, now: Micros) {
     tx.del_project(project_id);
 }
 
+/// Deletes the domain with everything in it; its tokens are revoked.
 pub fn delete_domain(tx: &mut Tx, domain_id: &str, now: Micros) {
     // Children before parents so no project is left pointing at a deleted one.
     loop {
@@ -166,6 +172,7 @@ pub fn delete_domain(tx: &mut Tx, domain_id: &str, now: Micros) {
     tx.del_domain(domain_id);
 }
 
+/// Deletes the role with its assignments and implications.
 pub fn delete_role(tx: &mut Tx, role_id: &str) {
     drop_assignments(tx, |a| a.role_id == role_id);
     let rules: Vec<(String, String)> = tx

@@ -21,12 +21,16 @@ pub struct IdentityConfig {
     pub state_dir: PathBuf,
     /// Base URL clients reach the server by (no trailing slash), e.g. `http://10.0.0.5:8080`.
     pub public_url: String,
+    /// Lifetime of an issued token.
     pub token_ttl: Duration,
+    /// A YAML or JSON file overriding the default policy rules.
     pub policy_file: Option<PathBuf>,
+    /// Allow every action but record what the policy would deny.
     pub policy_permissive: bool,
 }
 
 impl IdentityConfig {
+    /// A config with the defaults: one-hour tokens, the built-in policy, enforced.
     pub fn new(state_dir: impl Into<PathBuf>, public_url: impl Into<String>) -> Self {
         IdentityConfig {
             state_dir: state_dir.into(),
@@ -48,8 +52,11 @@ pub const MAX_REDELEGATION: u32 = 3;
 /// What `bootstrap` made (ids), and the admin password when it generated one.
 #[derive(Debug, Clone)]
 pub struct BootstrapReport {
+    /// The admin user's id.
     pub admin_user_id: String,
+    /// The admin project's id.
     pub admin_project_id: String,
+    /// The admin role's id.
     pub admin_role_id: String,
     /// `Some` only when bootstrap created the admin user with a generated password.
     pub generated_password: Option<String>,
@@ -60,37 +67,60 @@ pub struct BootstrapReport {
 /// The trust a trust-scoped token acts under.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrustInfo {
+    /// The trust's id.
     pub id: String,
+    /// Who delegated.
     pub trustor_user_id: String,
+    /// Who acts.
     pub trustee_user_id: String,
+    /// True: the token shows the trustor as its user.
     pub impersonation: bool,
 }
 
 /// A validated token: who, in what scope, with which effective roles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthContext {
+    /// The user's id.
     pub user_id: String,
+    /// The user's name.
     pub user_name: String,
+    /// The user's domain id.
     pub user_domain_id: String,
+    /// The user's domain name.
     pub user_domain_name: String,
+    /// Set for a project-scoped token.
     pub project_id: Option<String>,
+    /// The scoped project's name.
     pub project_name: Option<String>,
+    /// The scoped project's domain id.
     pub project_domain_id: Option<String>,
+    /// The scoped project's domain name.
     pub project_domain_name: Option<String>,
+    /// Set for a domain-scoped token.
     pub domain_id: Option<String>,
+    /// The scoped domain's name.
     pub domain_name: Option<String>,
+    /// True for a system-scoped token.
     pub system_scope: bool,
     /// Effective role names for the scope (implied roles expanded).
     pub roles: Vec<String>,
     /// Ids of `roles`, same order.
     pub role_ids: Vec<String>,
+    /// Scoped to the admin project (Keystone's `is_admin_project`).
     pub is_admin_project: bool,
+    /// How the token was obtained (`password`, `token`, `application_credential`).
     pub methods: Vec<String>,
+    /// When it was issued (micros).
     pub issued_at: Micros,
+    /// When it expires (micros).
     pub expires_at: Micros,
+    /// Its audit id, then the audit id of the token it was made from, if any.
     pub audit_ids: Vec<String>,
+    /// Set for a trust-scoped token.
     pub trust: Option<TrustInfo>,
+    /// Set for a token from an application credential.
     pub app_cred_id: Option<String>,
+    /// When the user's password expires, shown in the token body.
     pub password_expires_at: Option<Micros>,
     pub(crate) payload: Payload,
 }
@@ -109,6 +139,7 @@ impl AuthContext {
             is_admin_project: self.is_admin_project,
         }
     }
+    /// Whether the token carries the role (by name, implied roles included).
     pub fn has_role(&self, name: &str) -> bool {
         self.roles.iter().any(|r| r == name)
     }
@@ -117,51 +148,78 @@ impl AuthContext {
 /// The `identity.auth` section of `POST /auth/tokens`, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct AuthRequest {
+    /// The `password` method.
     pub password: Option<PasswordAuth>,
     /// The `token` method's token id.
     pub token: Option<String>,
+    /// The `application_credential` method.
     pub app_cred: Option<AppCredAuth>,
+    /// What the token is to be scoped to.
     pub scope: ScopeRequest,
 }
 
 /// A user named by id, or by name within a domain named by id or name.
 #[derive(Debug, Clone, Default)]
 pub struct UserRef {
+    /// By id.
     pub id: Option<String>,
+    /// By name, with a domain.
     pub name: Option<String>,
+    /// The domain of `name`, by id.
     pub domain_id: Option<String>,
+    /// The domain of `name`, by name.
     pub domain_name: Option<String>,
 }
 
+/// The `password` method: a user and its password.
 #[derive(Debug, Clone, Default)]
 pub struct PasswordAuth {
+    /// The user.
     pub user: UserRef,
+    /// The password, checked against the stored hash.
     pub password: String,
 }
 
+/// The `application_credential` method: a credential by id, or by name with its user, and its secret.
 #[derive(Debug, Clone, Default)]
 pub struct AppCredAuth {
+    /// By id.
     pub id: Option<String>,
+    /// By name, with `user`.
     pub name: Option<String>,
+    /// The owner of a credential named by name.
     pub user: Option<UserRef>,
+    /// The secret shown once when it was created.
     pub secret: String,
 }
 
+/// The `scope` of a token request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum ScopeRequest {
     #[default]
+    /// No scope: the token only proves who the user is.
     Unscoped,
+    /// A project, by id or by name within a domain.
     Project {
+        /// By id.
         id: Option<String>,
+        /// By name, with a domain.
         name: Option<String>,
+        /// The domain of `name`, by id.
         domain_id: Option<String>,
+        /// The domain of `name`, by name.
         domain_name: Option<String>,
     },
+    /// A domain, by id or name.
     Domain {
+        /// By id.
         id: Option<String>,
+        /// By name.
         name: Option<String>,
     },
+    /// The whole deployment (`system: all`).
     System,
+    /// A trust, by id (`OS-TRUST:trust`).
     Trust(String),
 }
 
@@ -200,10 +258,12 @@ struct RenderedBody {
 /// distinct tokens costs a re-validation each, never unbounded memory.
 const VALIDATION_CACHE_MAX: usize = 100_000;
 
+/// Now, in the service's time unit; the HTTP shell passes it in, the logic never reads a clock.
 pub fn now_micros() -> Micros {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A new random id, in Keystone's form (32 hex digits).
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -350,10 +410,12 @@ impl Identity {
         })
     }
 
+    /// The config it was opened with.
     pub fn config(&self) -> &IdentityConfig {
         &self.cfg
     }
 
+    /// The policy enforcer (other services check their rules with it).
     pub fn enforcer(&self) -> &Enforcer {
         &self.enforcer
     }
@@ -409,6 +471,7 @@ impl Identity {
             .await
     }
 
+    /// A password hash at the configured bcrypt cost (for imports and tests that build users directly).
     pub fn hash_password(&self, pw: &str) -> Result<String, IdentityError> {
         if pw.len() > 4096 {
             return Err(IdentityError::bad(

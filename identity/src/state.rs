@@ -23,48 +23,77 @@ pub const SERVICE: &str = "identity";
 
 /// Record kinds as stored.
 pub mod kind {
+    /// A [`Domain`].
     pub const DOMAIN: &str = "domain";
+    /// A [`Project`].
     pub const PROJECT: &str = "project";
+    /// A [`User`].
     pub const USER: &str = "user";
+    /// A [`Group`].
     pub const GROUP: &str = "group";
+    /// A [`Role`].
     pub const ROLE: &str = "role";
+    /// A [`Region`].
     pub const REGION: &str = "region";
+    /// A catalog [`Service`].
     pub const SERVICE: &str = "service";
+    /// An [`Endpoint`].
     pub const ENDPOINT: &str = "endpoint";
+    /// An [`AppCred`].
     pub const APP_CRED: &str = "app_cred";
+    /// A [`Trust`].
     pub const TRUST: &str = "trust";
+    /// A [`RevocationEvent`].
     pub const REVOCATION: &str = "revocation";
+    /// An [`Assignment`], keyed by [`Assignment::key`].
     pub const ASSIGNMENT: &str = "assignment";
+    /// A group membership, keyed `group_id|user_id`.
     pub const MEMBERSHIP: &str = "membership";
+    /// An implied-role rule, keyed `prior|implied`.
     pub const IMPLIED: &str = "implied";
     /// A Fernet key: id is its index (0 staged, the highest primary), body
     /// the key as a JSON string. Shared by every replica on the database.
     pub const FERNET_KEY: &str = "fernet_key";
 }
 
+/// Every identity record at one store revision: an immutable snapshot readers share.
 #[derive(Debug, Clone, Default)]
 pub struct State {
+    /// The store revision it reflects: caches keyed by it are current while it is.
     pub revision: u64,
+    /// By id.
     pub domains: OrdMap<String, Domain>,
+    /// By id.
     pub projects: OrdMap<String, Project>,
+    /// By id.
     pub users: OrdMap<String, User>,
+    /// By id.
     pub groups: OrdMap<String, Group>,
     /// (group_id, user_id)
     pub memberships: OrdSet<(String, String)>,
+    /// By id.
     pub roles: OrdMap<String, Role>,
     /// (prior_role_id, implied_role_id)
     pub implied: OrdSet<(String, String)>,
+    /// By [`Assignment::key`].
     pub assignments: OrdMap<String, Assignment>,
+    /// By id.
     pub regions: OrdMap<String, Region>,
+    /// By id.
     pub services: OrdMap<String, Service>,
+    /// By id.
     pub endpoints: OrdMap<String, Endpoint>,
+    /// By id.
     pub app_creds: OrdMap<String, AppCred>,
+    /// By id.
     pub trusts: OrdMap<String, Trust>,
+    /// By id.
     pub revocations: OrdMap<String, RevocationEvent>,
     /// Fernet keys by index (0 staged, the highest primary).
     pub fernet_keys: OrdMap<u64, String>,
     /// `fernet_keys`, ready to seal and open tokens.
     pub keys: KeySet,
+    /// Derived lookups, so that validating a token walks no whole map.
     pub index: Index,
 }
 
@@ -73,6 +102,7 @@ pub struct State {
 /// is recomputed when an implied-role rule changes).
 #[derive(Debug, Clone, Default)]
 pub struct Index {
+    /// user_id -> its groups.
     pub user_groups: PMap<String, Vec<String>>,
     /// (actor, target) -> [(role_id, inherited)]
     pub grants: PMap<(Actor, Target), Vec<(String, bool)>>,
@@ -80,27 +110,36 @@ pub struct Index {
     pub implies: PMap<String, Vec<String>>,
     /// audit id -> the events revoking it
     pub revoked_audit: PMap<String, Vec<String>>,
+    /// user_id -> the events revoking its tokens.
     pub revoke_by_user: PMap<String, Vec<String>>,
+    /// trust_id -> the events revoking its tokens.
     pub revoke_by_trust: PMap<String, Vec<String>>,
+    /// Events that name neither a user, a trust nor an audit id (checked against every token).
     pub revoke_other: OrdSet<String>,
+    /// (domain_id, user name) -> user_id.
     pub user_by_name: PMap<(String, String), String>,
 }
 
 /// The scope a set of roles is resolved for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
+    /// On a project.
     Project(String),
+    /// On a domain.
     Domain(String),
+    /// System-wide.
     System,
 }
 
 macro_rules! record_ops {
     ($put:ident, $del:ident, $field:ident, $ty:ty, $kind:expr) => {
+        /// Stores the record (replacing the one with its id) and records the change.
         pub fn $put(&mut self, v: $ty) {
             let body = serde_json::to_string(&v).expect("records serialize");
             self.changes.push(Change::put($kind, v.id.clone(), body));
             self.state.$field.insert(v.id.clone(), v);
         }
+        /// Deletes the record with this id, if any, and records the change.
         pub fn $del(&mut self, id: &str) {
             if self.state.$field.remove(id).is_some() {
                 self.changes.push(Change::delete($kind, id));
@@ -113,11 +152,14 @@ macro_rules! record_ops {
 /// persistent) changed in place, plus the changes to commit. Its `index`
 /// is the snapshot's: lookups through it do not see this write's own changes.
 pub struct Tx {
+    /// The state as this write changes it.
     pub state: State,
+    /// The changes to commit, in order.
     pub changes: Vec<Change>,
 }
 
 impl Tx {
+    /// A write starting from `state`.
     pub fn new(state: State) -> Tx {
         Tx {
             state,
@@ -154,6 +196,7 @@ impl Tx {
         kind::REVOCATION
     );
 
+    /// Adds the user to the group.
     pub fn add_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
         if self.state.memberships.insert(k).is_none() {
@@ -164,6 +207,7 @@ impl Tx {
             ));
         }
     }
+    /// Removes the user from the group.
     pub fn remove_membership(&mut self, group_id: &str, user_id: &str) {
         let k = (group_id.to_string(), user_id.to_string());
         if self.state.memberships.remove(&k).is_some() {
@@ -173,6 +217,7 @@ impl Tx {
             ));
         }
     }
+    /// Records that holding `prior` implies holding `implied`.
     pub fn add_implied(&mut self, prior: &str, implied: &str) {
         if self
             .state
@@ -187,6 +232,7 @@ impl Tx {
             ));
         }
     }
+    /// Removes an implied-role rule.
     pub fn remove_implied(&mut self, prior: &str, implied: &str) {
         if self
             .state
@@ -198,6 +244,7 @@ impl Tx {
                 .push(Change::delete(kind::IMPLIED, format!("{prior}|{implied}")));
         }
     }
+    /// Stores an assignment under its key.
     pub fn put_assignment(&mut self, a: Assignment) {
         let key = a.key();
         let body = serde_json::to_string(&a).expect("records serialize");
@@ -205,6 +252,7 @@ impl Tx {
             .push(Change::put(kind::ASSIGNMENT, key.clone(), body));
         self.state.assignments.insert(key, a);
     }
+    /// Deletes the assignment with this key, if any.
     pub fn del_assignment(&mut self, key: &str) {
         if self.state.assignments.remove(key).is_some() {
             self.changes.push(Change::delete(kind::ASSIGNMENT, key));
@@ -217,6 +265,7 @@ impl Tx {
             .push(Change::put(kind::FERNET_KEY, index.to_string(), body));
         self.state.fernet_keys.insert(index, key);
     }
+    /// Deletes the Fernet key at this index.
     pub fn del_fernet_key(&mut self, index: u64) {
         if self.state.fernet_keys.remove(&index).is_some() {
             self.changes
@@ -229,8 +278,11 @@ impl Tx {
 #[derive(Debug, thiserror::Error)]
 #[error("stored {kind} {id}: {message}")]
 pub struct LoadError {
+    /// The record kind.
     pub kind: String,
+    /// The record id.
     pub id: String,
+    /// Why it does not decode.
     pub message: String,
 }
 
@@ -715,6 +767,7 @@ impl State {
             .is_some_and(|r| r.domain_id.is_none())
     }
 
+    /// A user by (domain, name): how password auth names users.
     pub fn user_by_name(&self, domain_id: &str, name: &str) -> Option<&User> {
         self.index
             .user_by_name
@@ -783,11 +836,17 @@ impl weft_store::Model for State {
 /// What revocation events match against.
 #[derive(Debug, Clone)]
 pub struct TokenFacts<'a> {
+    /// The token's user.
     pub user_id: &'a str,
+    /// Its project scope.
     pub project_id: Option<&'a str>,
+    /// Its domain scope.
     pub domain_id: Option<&'a str>,
+    /// Its trust.
     pub trust_id: Option<&'a str>,
+    /// Its audit chain.
     pub audit_ids: Vec<&'a str>,
+    /// When it was issued (micros).
     pub issued_at: Micros,
 }
 
@@ -812,8 +871,11 @@ fn event_matches(ev: &RevocationEvent, t: &TokenFacts<'_>) -> bool {
 /// One row of `GET /role_assignments`, with how an effective row came about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AssignmentRow {
+    /// Who holds the role.
     pub actor: Actor,
+    /// Where.
     pub target: Target,
+    /// The role.
     pub role_id: String,
     /// Shown as `OS-INHERIT:inherited_to: projects` (only in non-effective lists).
     pub inherited: bool,

@@ -16,8 +16,11 @@ use fernet::{Fernet, MultiFernet};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Method bit: authenticated with a password.
 pub const METHOD_PASSWORD: u8 = 1;
+/// Method bit: made from another token (rescoped).
 pub const METHOD_TOKEN: u8 = 2;
+/// Method bit: authenticated with an application credential.
 pub const METHOD_APP_CRED: u8 = 4;
 
 /// Method names in the order Keystone lists them.
@@ -36,23 +39,34 @@ pub fn method_names(bits: u8) -> Vec<&'static str> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What a token is scoped to, as sealed in it.
 pub enum TokenScope {
+    /// No scope.
     Unscoped,
+    /// A project, by id.
     Project(String),
+    /// A domain, by id.
     Domain(String),
+    /// The whole deployment.
     System,
     /// Trust-scoped: the project comes from the trust.
     Trust(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What a Fernet token carries (no roles: they are resolved at each validation).
 pub struct Payload {
     /// The authenticated user (the trustee for a trust token).
     pub user_id: String,
+    /// [`METHOD_PASSWORD`]-style bits.
     pub methods: u8,
+    /// The scope.
     pub scope: TokenScope,
+    /// The application credential it was made with, if any.
     pub app_cred_id: Option<String>,
+    /// When it was issued (micros).
     pub issued_at: Micros,
+    /// When it expires (micros).
     pub expires_at: Micros,
     /// This token's audit id, then the chain's first (when rescoped).
     pub audit_ids: Vec<[u8; 16]>,
@@ -110,6 +124,7 @@ impl Reader<'_> {
 }
 
 impl Payload {
+    /// The compact binary form sealed in the token.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(80);
         out.push(1);
@@ -247,6 +262,7 @@ impl KeySet {
         )
     }
 
+    /// The payload of a token sealed with one of these keys; None when none opens it or it does not decode.
     pub fn open_token(&self, token: &str) -> Option<Payload> {
         if token.len() > 1024 {
             return None;

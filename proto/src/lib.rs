@@ -13,6 +13,7 @@
 //! state; the agent turns it into the switch's config. Both depend on this crate and on
 //! nothing of each other.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,33 +21,47 @@ use std::collections::BTreeMap;
 /// A network with ports on the host: its segment, as the switch must carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostNetwork {
+    /// Neutron network id: the switch names its network by it.
     pub id: String,
     /// `flat`, `vlan`, `vxlan`, `geneve` or `local` (Neutron's `provider:network_type`).
     pub network_type: String,
+    /// The physnet of a flat or vlan network (the host maps it to an uplink).
     pub physical_network: Option<String>,
+    /// VLAN id or VNI; None for flat and local networks.
     pub segmentation_id: Option<u32>,
+    /// The network's MTU, given to the taps weft creates on it.
     pub mtu: u32,
+    /// False: the host carries no traffic on it (ports report DOWN).
     pub admin_state_up: bool,
 }
 
 /// An extra (IP or prefix, MAC) a port may send from; an empty MAC is the port's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressPair {
+    /// An address or a CIDR prefix.
     pub ip_address: String,
+    /// The MAC it may come from; empty: the port's own.
     pub mac_address: String,
 }
 
 /// A port bound to the host (`binding:host_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPort {
+    /// Neutron port id: the status report names the port by it.
     pub id: String,
+    /// The [`HostNetwork`] it is on.
     pub network_id: String,
+    /// The port's MAC, which port security holds it to.
     pub mac_address: String,
+    /// Its fixed IP addresses (no prefix), which port security holds it to.
     pub fixed_ips: Vec<String>,
     /// The port's and its network's admin state together.
     pub admin_state_up: bool,
+    /// Anti-spoofing (MAC, IP, ARP, DHCP guard) on; off lets it send from anything.
     pub port_security_enabled: bool,
+    /// Extra (address, MAC) pairs it may send from (a VRRP address, say).
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// Ids of its security groups (in [`HostState::security_groups`]).
     pub security_groups: Vec<String>,
     /// `tap` when the binding profile asks weft to create the tap
     /// (`{"weft_port_kind": "tap"}`), otherwise `system`: Nova's tap, attached by name.
@@ -60,21 +75,32 @@ pub struct HostPort {
 /// A security group rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRule {
+    /// Neutron rule id.
     pub id: String,
+    /// `ingress` or `egress`, seen from the port.
     pub direction: String,
+    /// `IPv4` or `IPv6`.
     pub ethertype: String,
+    /// `tcp`, `udp`, `icmp`, a protocol number; None: any.
     pub protocol: Option<String>,
+    /// Lowest port (ICMP: type); None: any.
     pub port_range_min: Option<u32>,
+    /// Highest port (ICMP: code); None: any.
     pub port_range_max: Option<u32>,
+    /// The remote end's prefix; None (and no group): anywhere.
     pub remote_ip_prefix: Option<String>,
+    /// The remote end is any member of this group.
     pub remote_group_id: Option<String>,
 }
 
 /// A security group used by the host's ports (or named as remote by their rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSecurityGroup {
+    /// Neutron security group id.
     pub id: String,
+    /// Stateful (replies allowed back) or stateless.
     pub stateful: bool,
+    /// Its rules; traffic that matches none is dropped.
     pub rules: Vec<HostRule>,
     /// Addresses of every port in the group (any host), for remote_group_id rules.
     pub member_ips: Vec<String>,
@@ -84,10 +110,15 @@ pub struct HostSecurityGroup {
 /// applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostState {
+    /// The host (`binding:host_id`) it is for.
     pub host: String,
+    /// ctrl's revision it was read at: the agent's next long-poll asks for a later one.
     pub revision: u64,
+    /// Networks with ports on the host.
     pub networks: Vec<HostNetwork>,
+    /// Ports bound to the host.
     pub ports: Vec<HostPort>,
+    /// Security groups its ports use or name as remote.
     pub security_groups: Vec<HostSecurityGroup>,
     /// Tunnel endpoints of the other hosts' agents: this host's VXLAN peers.
     #[serde(default)]
@@ -98,6 +129,7 @@ pub struct HostState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRegistration {
+    /// Neutron's agent-API shape: the fields under `agent`.
     pub agent: AgentFields,
 }
 
@@ -114,6 +146,7 @@ pub struct AgentFields {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusReport {
+    /// Port id -> `ACTIVE` or `DOWN`.
     pub ports: BTreeMap<String, String>,
 }
 
@@ -121,6 +154,7 @@ pub struct StatusReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortStatus {
+    /// `ACTIVE` or `DOWN`.
     pub status: String,
 }
 

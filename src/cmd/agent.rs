@@ -26,6 +26,10 @@ pub struct AgentArgs {
     /// [tunnel] section. Without one, vxlan networks are wired host-local.
     #[arg(long)]
     pub tunnel_ip: Option<String>,
+    /// Serve the agent's sync metrics and its switch's counters in Prometheus' text format at
+    /// http://ADDR/metrics (no authentication: bind a management address).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
@@ -43,7 +47,16 @@ pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
             }
             let _ = tx.send(true);
         });
-        agent::run_remote(&a.ctrl, &host, &a.config, a.tunnel_ip.as_deref(), auth, rx).await
+        agent::run_remote(
+            &a.ctrl,
+            &host,
+            &a.config,
+            a.tunnel_ip.as_deref(),
+            auth,
+            a.metrics_listen,
+            rx,
+        )
+        .await
     })?;
     Ok(())
 }
@@ -107,16 +120,15 @@ pub fn start_in_serve(
             let host = a.host.clone().unwrap_or_else(agent::default_host);
             println!("weft: datapath agent for host {host} in-process");
             let net = net.clone();
-            Some(agent::spawn_local(
-                rt.handle(),
-                p,
-                a.tunnel_ip.as_deref(),
-                |base| LocalCtrl {
+            let local =
+                agent::spawn_local(rt.handle(), p, a.tunnel_ip.as_deref(), |base| LocalCtrl {
                     net,
                     host,
                     tunnel_ip: base.tunnel_ip.clone(),
-                },
-            )?)
+                })?;
+            // Its sync rounds and the switch's counters join weft serve's /metrics.
+            server.metrics().extend(|reg| local.register_metrics(reg));
+            Some(local)
         }
         None => None,
     };

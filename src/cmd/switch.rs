@@ -4,11 +4,13 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weft_datapath::daemon::{control, ApplyReport, Switch};
 use weft_datapath::io::sys;
+use weft_datapath::metrics;
 use weft_datapath::SwitchConfig;
 
 #[derive(Args)]
@@ -16,6 +18,10 @@ pub struct SwitchArgs {
     /// Switch config (TOML): physnets, networks, ports.
     #[arg(long)]
     pub config: PathBuf,
+    /// Serve the counters in Prometheus' text format at http://ADDR/metrics
+    /// (e.g. 127.0.0.1:9101; no authentication: bind a management address).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -38,6 +44,8 @@ pub enum CtlCmd {
     Macs,
     /// Counters per port, per drop reason and per stage.
     Counters,
+    /// The same counters in Prometheus' text format (what --metrics-listen serves).
+    Metrics,
     /// Re-read the config file and apply it (like SIGHUP).
     Reload,
 }
@@ -79,6 +87,21 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
     let server = handle
         .serve_control(&sock, Some(reload.clone()))
         .with_context(|| format!("control socket {}", sock.display()))?;
+    let metrics = match a.metrics_listen {
+        Some(addr) => {
+            let h = Arc::downgrade(&handle);
+            let render = Arc::new(move || {
+                h.upgrade()
+                    .map(|h| metrics::render(&h.metrics()))
+                    .unwrap_or_default()
+            });
+            let m = metrics::MetricsServer::bind(addr, render)
+                .with_context(|| format!("--metrics-listen {addr}"))?;
+            tracing::info!(addr = %m.local_addr(), "serving /metrics");
+            Some(m)
+        }
+        None => None,
+    };
     for p in handle.port_states() {
         tracing::info!(
             port = %p.name, kind = %p.kind, network = ?p.network, local_vlan = p.local_vlan,
@@ -96,6 +119,7 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
+    drop(metrics);
     drop(server);
     handle.shutdown();
     Ok(())
@@ -153,6 +177,7 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
         CtlCmd::Ports => "ports",
         CtlCmd::Macs => "macs",
         CtlCmd::Counters => "counters",
+        CtlCmd::Metrics => "metrics",
         CtlCmd::Reload => "reload",
     };
     let reply = call(&a.socket, json!({ "cmd": cmd }))?;
@@ -161,6 +186,7 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match a.cmd {
+        CtlCmd::Metrics => print!("{}", s(&reply, "metrics")),
         CtlCmd::Ports => {
             let rows: Vec<Vec<String>> = reply["ports"]
                 .as_array()

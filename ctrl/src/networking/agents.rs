@@ -21,9 +21,6 @@ use std::sync::Arc;
 /// Neutron's `agent_down_time`: an agent silent this long is not alive.
 pub const AGENT_DOWN_SECS: i64 = 75;
 
-/// How often an agent heartbeats (re-registers); well inside [`AGENT_DOWN_SECS`].
-pub const HEARTBEAT_SECS: u64 = 30;
-
 /// The registration/heartbeat of `host`'s agent at `env.now`.
 pub fn heartbeat(st: &State, env: &mut Env, host: &str, tunnel_ip: Option<String>) -> Change {
     let rec = match st.agents.get(host) {

@@ -208,14 +208,19 @@ mod de {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolReq {
+    /// First address of the pool.
     pub start: String,
+    /// Last address of the pool (inclusive).
     pub end: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `{"destination", "nexthop"}` of a subnet's host route.
 pub struct RouteReq {
+    /// The route's prefix (CIDR).
     pub destination: String,
+    /// The gateway for it.
     pub nexthop: String,
 }
 
@@ -224,16 +229,21 @@ pub struct RouteReq {
 #[serde(deny_unknown_fields)]
 pub struct FixedIpReq {
     #[serde(default)]
+    /// The subnet to take an address from.
     pub subnet_id: Option<String>,
     #[serde(default)]
+    /// The address asked for (policy decides who may pick one).
     pub ip_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `{"ip_address", "mac_address"}` of an allowed address pair.
 pub struct PairReq {
+    /// An address or a CIDR prefix the port may also send from.
     pub ip_address: String,
     #[serde(default)]
+    /// The MAC that goes with it; absent: the port's own.
     pub mac_address: Option<String>,
 }
 
@@ -255,42 +265,55 @@ macro_rules! attrs {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NetworkReq {
     #[serde(default, deserialize_with = "de::name")]
+    /// Display name (at most 255 characters).
     pub name: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Free text (at most 255 characters).
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner; only an admin may name another project.
     pub project_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner under its legacy name; must agree with `project_id`.
     pub tenant_id: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// False: the network carries no traffic (its ports report DOWN).
     pub admin_state_up: Option<bool>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// Visible to and usable by every project (admin only).
     pub shared: Option<bool>,
     #[serde(default, rename = "router:external", deserialize_with = "de::boolean")]
+    /// `router:external` (admin only).
     pub router_external: Option<bool>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// The default of its ports' `port_security_enabled`.
     pub port_security_enabled: Option<bool>,
     #[serde(default, deserialize_with = "de::int")]
+    /// The MTU; null: derived from the segment.
     pub mtu: Option<Option<i64>>,
     #[serde(default)]
+    /// Accepted for clients that send it; weft has one zone.
     pub availability_zone_hints: Option<Value>,
     #[serde(
         default,
         rename = "provider:network_type",
         deserialize_with = "de::name"
     )]
+    /// `provider:network_type` (admin only): flat, vlan, vxlan, geneve or local.
     pub network_type: Option<String>,
     #[serde(
         default,
         rename = "provider:physical_network",
         deserialize_with = "de::name_or_null"
     )]
+    /// `provider:physical_network` (admin only); null: none.
     pub physical_network: Option<Option<String>>,
     #[serde(
         default,
         rename = "provider:segmentation_id",
         deserialize_with = "de::int"
     )]
+    /// `provider:segmentation_id` (admin only): VLAN id or VNI; null: allocated.
     pub segmentation_id: Option<Option<i64>>,
 }
 attrs!(NetworkReq, post: &["id", "status", "subnets"],
@@ -300,40 +323,58 @@ attrs!(NetworkReq, post: &["id", "status", "subnets"],
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SubnetReq {
     #[serde(default, deserialize_with = "de::name")]
+    /// The network (required on create, fixed after).
     pub network_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Display name (at most 255 characters).
     pub name: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Free text (at most 255 characters).
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner; only an admin may name another project.
     pub project_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner under its legacy name; must agree with `project_id`.
     pub tenant_id: Option<String>,
     #[serde(default, deserialize_with = "de::int")]
+    /// 4 or 6; null is refused.
     pub ip_version: Option<Option<i64>>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The subnet's prefix (required on create, fixed after).
     pub cidr: Option<String>,
     #[serde(default, deserialize_with = "de::name_or_null")]
+    /// The gateway; null: none; absent: the first address.
     pub gateway_ip: Option<Option<String>>,
     #[serde(default, deserialize_with = "de::list")]
+    /// Where addresses are allocated from; absent: the whole prefix but the gateway.
     pub allocation_pools: Option<Vec<PoolReq>>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// Whether DHCP serves the subnet.
     pub enable_dhcp: Option<bool>,
     #[serde(default, deserialize_with = "de::list")]
+    /// DNS servers handed to instances.
     pub dns_nameservers: Option<Vec<String>>,
     #[serde(default, deserialize_with = "de::list")]
+    /// Extra routes handed to instances.
     pub host_routes: Option<Vec<RouteReq>>,
     #[serde(default, deserialize_with = "de::name_or_null")]
+    /// IPv6 router advertisement mode; null: none.
     pub ipv6_ra_mode: Option<Option<String>>,
     #[serde(default, deserialize_with = "de::name_or_null")]
+    /// IPv6 address mode; null: none.
     pub ipv6_address_mode: Option<Option<String>>,
     #[serde(default)]
+    /// Accepted only as null: weft has no subnet pools.
     pub subnetpool_id: Option<Value>,
     #[serde(default)]
+    /// Accepted only as null: weft has no routed segments.
     pub segment_id: Option<Value>,
     #[serde(default)]
+    /// Accepted only as empty: weft has no service subnets.
     pub service_types: Option<Value>,
     #[serde(default)]
+    /// Accepted only as false: weft has no subnet pools.
     pub use_default_subnetpool: Option<Value>,
 }
 attrs!(SubnetReq, post: &["id"],
@@ -343,39 +384,55 @@ attrs!(SubnetReq, post: &["id"],
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct PortReq {
     #[serde(default, deserialize_with = "de::name")]
+    /// The network (required on create, fixed after).
     pub network_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Display name (at most 255 characters).
     pub name: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Free text (at most 255 characters).
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner; only an admin may name another project.
     pub project_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner under its legacy name; must agree with `project_id`.
     pub tenant_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The MAC; absent: generated.
     pub mac_address: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// False: the port carries no traffic (it reports DOWN).
     pub admin_state_up: Option<bool>,
     #[serde(default, deserialize_with = "de::list")]
+    /// The addresses asked for; absent: one from each subnet of the network.
     pub fixed_ips: Option<Vec<FixedIpReq>>,
     #[serde(default, deserialize_with = "de::name")]
+    /// What uses the port (an instance id).
     pub device_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// What kind of thing uses it (`compute:nova`, `network:dhcp`).
     pub device_owner: Option<String>,
     #[serde(default, rename = "binding:host_id", deserialize_with = "de::name")]
+    /// `binding:host_id`: the host whose agent wires the port.
     pub binding_host_id: Option<String>,
     /// null resets it to `{}`.
     #[serde(default, rename = "binding:profile", deserialize_with = "de::present")]
     pub binding_profile: Option<Option<Map<String, Value>>>,
     #[serde(default, rename = "binding:vnic_type", deserialize_with = "de::name")]
+    /// `binding:vnic_type`: only `normal` is carried.
     pub binding_vnic_type: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// Anti-spoofing on; absent: the network's setting.
     pub port_security_enabled: Option<bool>,
     #[serde(default, deserialize_with = "de::list")]
+    /// Its security groups; absent: the project's default group.
     pub security_groups: Option<Vec<String>>,
     #[serde(default, deserialize_with = "de::list")]
+    /// Extra (address, MAC) pairs it may send from.
     pub allowed_address_pairs: Option<Vec<PairReq>>,
     #[serde(default)]
+    /// Accepted for clients that send it; weft runs no DHCP agent.
     pub extra_dhcp_opts: Option<Value>,
 }
 attrs!(PortReq, post: &["id", "status", "binding:vif_type", "binding:vif_details"],
@@ -404,6 +461,7 @@ impl PortReq {
 }
 
 impl NetworkReq {
+    /// Whether the request sets `attr` (for policy rules on attributes).
     pub fn has(&self, attr: &str) -> bool {
         match attr {
             "shared" => self.shared.is_some(),
@@ -420,14 +478,19 @@ impl NetworkReq {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SecurityGroupReq {
     #[serde(default, deserialize_with = "de::name")]
+    /// Display name (at most 255 characters).
     pub name: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Free text (at most 255 characters).
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner; only an admin may name another project.
     pub project_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner under its legacy name; must agree with `project_id`.
     pub tenant_id: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
+    /// Stateful (replies allowed back) or stateless.
     pub stateful: Option<bool>,
 }
 attrs!(SecurityGroupReq, post: &["id"], put: &["id", "project_id", "tenant_id"]);
@@ -436,29 +499,40 @@ attrs!(SecurityGroupReq, post: &["id"], put: &["id", "project_id", "tenant_id"])
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RuleReq {
     #[serde(default, deserialize_with = "de::name")]
+    /// The group the rule belongs to (required).
     pub security_group_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner; only an admin may name another project.
     pub project_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// The owner under its legacy name; must agree with `project_id`.
     pub tenant_id: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// `ingress` or `egress` (required).
     pub direction: Option<String>,
     #[serde(default, deserialize_with = "de::name")]
+    /// `IPv4` (default) or `IPv6`; must agree with the remote prefix.
     pub ethertype: Option<String>,
     /// A name ("tcp"), a number (6 or "6"), or null / "" / "any" for any.
     #[serde(default)]
     pub protocol: Option<Value>,
     #[serde(default, deserialize_with = "de::int")]
+    /// Lowest port (ICMP: type); null: any.
     pub port_range_min: Option<Option<i64>>,
     #[serde(default, deserialize_with = "de::int")]
+    /// Highest port (ICMP: code); null: any.
     pub port_range_max: Option<Option<i64>>,
     #[serde(default, deserialize_with = "de::name_or_null")]
+    /// The remote end's prefix; null: anywhere.
     pub remote_ip_prefix: Option<Option<String>>,
     #[serde(default, deserialize_with = "de::name_or_null")]
+    /// The remote end is any member of this group.
     pub remote_group_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "de::name")]
+    /// Free text (at most 255 characters).
     pub description: Option<String>,
     #[serde(default)]
+    /// Accepted only as null: weft has no address groups.
     pub remote_address_group_id: Option<Value>,
 }
 attrs!(RuleReq, post: &["id"], put: &["id"]);

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 /// provider networks on it but gives tenants nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VlanRange {
+    /// The physnet (`[[physnet]]` name on the hosts).
     pub physnet: String,
+    /// The VLAN ids tenant networks may take on it; None: provider networks only.
     pub range: Option<(u32, u32)>,
 }
 
 impl VlanRange {
+    /// Parses `physnet` or `physnet:min:max`, as Neutron's `network_vlan_ranges`.
     pub fn parse(s: &str) -> Result<VlanRange, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let bad = || format!("network_vlan_ranges entry '{s}' is not physnet[:min:max]");
@@ -49,10 +52,12 @@ pub fn parse_id_range(s: &str) -> Result<(u32, u32), String> {
     Ok((a, b))
 }
 
+/// The largest VXLAN/Geneve network identifier (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// The networking service's settings (Neutron's ML2 options), as read from TOML.
 pub struct NetConfig {
     /// Types tenant networks draw from, in order of preference (devstack: vxlan).
     pub tenant_network_types: Vec<String>,
@@ -60,7 +65,9 @@ pub struct NetConfig {
     pub network_vlan_ranges: Vec<String>,
     /// Physnets on which flat networks may be created; `*` allows any.
     pub flat_networks: Vec<String>,
+    /// `min:max` VNI ranges tenant vxlan networks are drawn from.
     pub vni_ranges: Vec<String>,
+    /// `min:max` VNI ranges tenant geneve networks are drawn from.
     pub geneve_vni_ranges: Vec<String>,
     /// MTU of the physical networks; overlay networks subtract their header.
     pub global_physnet_mtu: u32,
@@ -82,17 +89,25 @@ impl Default for NetConfig {
 /// The configuration checked and parsed once.
 #[derive(Debug, Clone)]
 pub struct Segments {
+    /// Network types tenant networks get, in order of preference.
     pub tenant_types: Vec<String>,
+    /// VLAN ranges per physnet.
     pub vlan: Vec<VlanRange>,
+    /// Physnets flat networks may use (`*`: any).
     pub flat: Vec<String>,
+    /// Tenant VNI ranges for vxlan.
     pub vxlan: Vec<(u32, u32)>,
+    /// Tenant VNI ranges for geneve.
     pub geneve: Vec<(u32, u32)>,
+    /// The MTU of the physical networks; tunnelled networks get it less their overhead.
     pub physnet_mtu: u32,
 }
 
+/// The `provider:network_type` values weft knows.
 pub const NETWORK_TYPES: [&str; 5] = ["flat", "vlan", "vxlan", "geneve", "local"];
 
 impl Segments {
+    /// Checks and parses the config's ranges: a bad range fails the start, not a later create.
     pub fn from_config(c: &NetConfig) -> Result<Segments, String> {
         for t in &c.tenant_network_types {
             if !NETWORK_TYPES.contains(&t.as_str()) {
@@ -121,10 +136,12 @@ impl Segments {
         })
     }
 
+    /// Whether the physnet is in `network_vlan_ranges` (a vlan network may use it).
     pub fn vlan_physnet_known(&self, physnet: &str) -> bool {
         self.vlan.iter().any(|r| r.physnet == physnet)
     }
 
+    /// Whether a flat network may use the physnet.
     pub fn flat_allowed(&self, physnet: &str) -> bool {
         self.flat.iter().any(|p| p == "*" || p == physnet)
     }

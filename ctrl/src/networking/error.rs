@@ -14,26 +14,52 @@ use weft_store::StoreError;
 pub enum NetError {
     /// A field is missing, malformed or inconsistent; the message names it.
     #[error("{message}")]
-    BadRequest { kind: &'static str, message: String },
+    BadRequest {
+        /// Neutron's exception name (`InvalidInput`, `BadRequest`).
+        kind: &'static str,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// No token, or a token the identity service rejects.
     #[error("Authentication required")]
     Unauthenticated,
     /// Policy refused the action (or one of its attributes).
     #[error("{message}")]
-    Forbidden { message: String },
+    Forbidden {
+        /// What was refused.
+        message: String,
+    },
     /// Absent, or belonging to another project (Neutron hides which).
     #[error("{kind} {id} could not be found.")]
-    NotFound { kind: &'static str, id: String },
+    NotFound {
+        /// The resource kind (`Network`, `Port`).
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
     /// The request collides with existing state.
     #[error("{message}")]
-    Conflict { kind: &'static str, message: String },
+    Conflict {
+        /// Neutron's exception name (`NetworkInUse`, `IpAddressAlreadyAllocated`).
+        kind: &'static str,
+        /// What collides.
+        message: String,
+    },
     /// An `If-Match: revision_number=N` constraint the resource no longer meets.
     #[error("{message}")]
-    PreconditionFailed { message: String },
+    PreconditionFailed {
+        /// Neutron's "Constrained to N, but current revision is M".
+        message: String,
+    },
     /// A pool is exhausted: tenant segments (Neutron's NoNetworkAvailable),
     /// MACs on a network (MacAddressGenerationFailure).
     #[error("{message}")]
-    Unavailable { kind: &'static str, message: String },
+    Unavailable {
+        /// Neutron's exception name (`NoNetworkAvailable`).
+        kind: &'static str,
+        /// What ran out.
+        message: String,
+    },
     /// Stored data is inconsistent (never caused by client input).
     #[error("internal: {0}")]
     Internal(String),
@@ -52,6 +78,7 @@ impl NetError {
         }
     }
 
+    /// A 400 about a resource kind.
     pub fn bad(kind: &'static str, message: impl Into<String>) -> Self {
         NetError::BadRequest {
             kind,
@@ -59,6 +86,7 @@ impl NetError {
         }
     }
 
+    /// A 409 about a resource kind.
     pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
         NetError::Conflict {
             kind,
@@ -66,6 +94,7 @@ impl NetError {
         }
     }
 
+    /// A 404 for a resource kind and id.
     pub fn not_found(kind: &'static str, id: &str) -> Self {
         NetError::NotFound {
             kind,
@@ -159,4 +188,5 @@ pub fn framework_body(status: StatusCode, method: &Method, said: &str) -> serde_
     neutron_body(&kind, &message)
 }
 
+/// What the networking service's calls return.
 pub type NetResult<T> = Result<T, NetError>;

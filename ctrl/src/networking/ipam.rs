@@ -267,6 +267,7 @@ pub fn first_free_except(
     None
 }
 
+#[cfg(test)]
 pub fn first_free(pools: &[Range], taken: &BTreeSet<u128>) -> Option<u128> {
     let mut sorted: Vec<Range> = pools.to_vec();
     sorted.sort();

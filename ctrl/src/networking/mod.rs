@@ -17,19 +17,19 @@
 //!
 //! Non-goals: routers/L3, DHCP agents, subnet pools, QoS, trunk ports.
 
-pub mod agents;
-pub mod api;
+pub(crate) mod agents;
+pub(crate) mod api;
 pub mod body;
 pub mod config;
 pub mod error;
-pub mod ipam;
+pub(crate) mod ipam;
 pub mod model;
 pub mod policy;
-pub mod query;
-pub mod revision;
+pub(crate) mod query;
+pub(crate) mod revision;
 pub mod service;
 pub mod state;
-pub mod sync;
+pub(crate) mod sync;
 
 pub use api::{router, MOUNT};
 pub use config::NetConfig;
@@ -48,6 +48,7 @@ use weft_store::{Replica, Store, StoreError};
 
 /// Validates `X-Auth-Token`s; `weft serve` implements it with the identity service.
 pub trait TokenValidator: Send + Sync {
+    /// The caller's credentials, or None when the token does not validate.
     fn validate(&self, token: &str) -> Option<Credentials>;
 }
 
@@ -67,6 +68,7 @@ pub struct Networking {
     auth: Arc<dyn TokenValidator>,
 }
 
+/// Now, as Neutron writes timestamps (`2024-01-02T03:04:05Z`).
 pub fn now_string() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -132,6 +134,7 @@ impl Networking {
         )
     }
 
+    /// Loads the service's state from the store, with its policy, id source and token validator.
     pub fn new(
         store: Arc<dyn Store>,
         cfg: &NetConfig,
@@ -161,6 +164,7 @@ impl Networking {
         Ok(self.replica.catch_up()?)
     }
 
+    /// The caller of a request from its `X-Auth-Token`; 401 when missing or invalid.
     pub fn authenticate(&self, token: Option<&str>) -> NetResult<Ctx> {
         let token = token.ok_or(NetError::Unauthenticated)?;
         self.auth
@@ -169,6 +173,7 @@ impl Networking {
             .ok_or(NetError::Unauthenticated)
     }
 
+    /// The policy checks.
     pub fn authz(&self) -> &dyn Authz {
         self.authz.as_ref()
     }
@@ -232,10 +237,12 @@ impl Networking {
         self.replica.snapshot()
     }
 
+    /// The revision of the state readers see now.
     pub fn revision(&self) -> u64 {
         self.replica.revision()
     }
 
+    /// What `host` must wire at the current revision.
     pub fn host_state(&self, host: &str) -> HostState {
         self.read(|st| sync::host_state(st, host))
     }

@@ -13,6 +13,7 @@ pub struct AgentRecord {
     pub id: String,
     /// Tunnel IP, None when the host has no tunnel endpoint.
     pub tunnel_ip: Option<String>,
+    /// When the record last changed.
     pub updated_at: String,
     /// The agent's id in the agents API (a UUID, as Neutron's).
     #[serde(default)]
@@ -21,10 +22,13 @@ pub struct AgentRecord {
     #[serde(default)]
     pub heartbeat_at: String,
     #[serde(default)]
+    /// When the agent first registered.
     pub created_at: String,
     #[serde(default = "yes")]
+    /// Set by an admin (`openstack network agent set`); shown, not enforced.
     pub admin_state_up: bool,
     #[serde(default)]
+    /// Set by an admin.
     pub description: String,
 }
 
@@ -35,15 +39,21 @@ fn yes() -> bool {
 /// Standard attributes every Neutron resource carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Std {
+    /// Free text.
     pub description: String,
+    /// When it was created (Neutron's timestamp format).
     pub created_at: String,
+    /// When it last changed.
     pub updated_at: String,
+    /// Bumped on every change (Neutron's revision_number, for If-Match).
     pub revision_number: u64,
     #[serde(default)]
+    /// Neutron tags, kept as given.
     pub tags: Vec<String>,
 }
 
 impl Std {
+    /// Attributes of a resource created at `now`.
     pub fn new(now: &str, description: String) -> Std {
         Std {
             description,
@@ -54,6 +64,7 @@ impl Std {
         }
     }
 
+    /// Marks a change at `now`: Neutron bumps `revision_number` on every update.
     pub fn touch(&mut self, now: &str) {
         self.updated_at = now.to_string();
         self.revision_number += 1;
@@ -73,87 +84,146 @@ impl Std {
 pub struct Segment {
     /// flat | vlan | vxlan | geneve | local
     pub network_type: String,
+    /// The physnet of a flat or vlan segment.
     pub physical_network: Option<String>,
+    /// VLAN id or VNI; None for flat and local.
     pub segmentation_id: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Neutron network.
 pub struct Network {
+    /// Random UUID.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// The owning project.
     pub project_id: String,
+    /// False: it carries no traffic (reported DOWN).
     pub admin_state_up: bool,
+    /// Visible to and usable by every project.
     pub shared: bool,
+    /// `router:external`.
     pub router_external: bool,
+    /// Largest IP packet on it.
     pub mtu: u32,
+    /// ACTIVE/DOWN as the agents report it.
     pub status: String,
+    /// Anti-spoofing on (for a network: its ports' default).
     pub port_security_enabled: bool,
+    /// How it appears on the wire.
     pub segment: Segment,
     /// Whether the segment came from the tenant pools (released on delete).
     pub tenant_segment: bool,
+    /// Standard attributes.
     pub std: Std,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An allocation pool of a subnet.
 pub struct Pool {
+    /// First address (inclusive).
     pub start: String,
+    /// Last address (inclusive).
     pub end: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A host route of a subnet.
 pub struct HostRoute {
+    /// The route's prefix.
     pub destination: String,
+    /// Its gateway.
     pub nexthop: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Neutron subnet: a prefix of a network, with its IPAM settings.
 pub struct Subnet {
+    /// Random UUID.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// The network it is on.
     pub network_id: String,
+    /// The owning project.
     pub project_id: String,
+    /// 4 or 6.
     pub ip_version: u8,
+    /// The prefix.
     pub cidr: String,
+    /// The gateway; None: none.
     pub gateway_ip: Option<String>,
+    /// Where addresses are allocated from.
     pub allocation_pools: Vec<Pool>,
+    /// Whether DHCP serves it.
     pub enable_dhcp: bool,
+    /// DNS servers handed to instances.
     pub dns_nameservers: Vec<String>,
+    /// Extra routes handed to instances.
     pub host_routes: Vec<HostRoute>,
+    /// IPv6 router advertisement mode.
     pub ipv6_ra_mode: Option<String>,
+    /// IPv6 address mode.
     pub ipv6_address_mode: Option<String>,
+    /// Standard attributes.
     pub std: Std,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An address of a port.
 pub struct FixedIp {
+    /// The subnet the address is from.
     pub subnet_id: String,
+    /// The address (a prefix, for an address pair).
     pub ip_address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An allowed address pair of a port.
 pub struct AddressPair {
+    /// The address (a prefix, for an address pair).
     pub ip_address: String,
+    /// The MAC (empty in an address pair: the port's own).
     pub mac_address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Neutron port.
 pub struct Port {
+    /// Random UUID.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// The network it is on.
     pub network_id: String,
+    /// The owning project.
     pub project_id: String,
+    /// The MAC (empty in an address pair: the port's own).
     pub mac_address: String,
+    /// False: it carries no traffic (reported DOWN).
     pub admin_state_up: bool,
+    /// ACTIVE/DOWN as the agents report it.
     pub status: String,
+    /// Its addresses.
     pub fixed_ips: Vec<FixedIp>,
+    /// What uses it (an instance id).
     pub device_id: String,
+    /// What kind of thing uses it (`compute:nova`, `network:dhcp`).
     pub device_owner: String,
+    /// `binding:host_id`: the host whose agent wires it; empty: unbound.
     pub binding_host_id: String,
+    /// `binding:profile`, kept as given (`weft_port_kind`).
     pub binding_profile: Value,
+    /// `binding:vnic_type`.
     pub binding_vnic_type: String,
+    /// Anti-spoofing on (for a network: its ports' default).
     pub port_security_enabled: bool,
+    /// Extra (address, MAC) pairs it may send from.
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// Its security groups' ids.
     pub security_groups: Vec<String>,
+    /// Standard attributes.
     pub std: Std,
 }
 
@@ -164,6 +234,7 @@ pub struct Port {
 pub const VIF_TYPE: &str = "tap";
 
 impl Port {
+    /// `binding:vif_type`: `unbound` until a host is set.
     pub fn vif_type(&self) -> &'static str {
         if self.binding_host_id.is_empty() {
             "unbound"
@@ -179,28 +250,44 @@ impl Port {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Neutron security group.
 pub struct SecurityGroup {
+    /// Random UUID.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// The owning project.
     pub project_id: String,
+    /// Stateful (replies allowed back) or stateless.
     pub stateful: bool,
+    /// Standard attributes.
     pub std: Std,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A rule of a security group.
 pub struct SecurityGroupRule {
+    /// Random UUID.
     pub id: String,
+    /// The group it belongs to.
     pub security_group_id: String,
+    /// The owning project.
     pub project_id: String,
     /// ingress | egress
     pub direction: String,
     /// IPv4 | IPv6
     pub ethertype: String,
+    /// tcp, udp, icmp or a number; None: any.
     pub protocol: Option<String>,
+    /// Lowest port (ICMP: type); None: any.
     pub port_range_min: Option<u32>,
+    /// Highest port (ICMP: code); None: any.
     pub port_range_max: Option<u32>,
+    /// The remote end's prefix; None: anywhere.
     pub remote_ip_prefix: Option<String>,
+    /// The remote end is any member of this group.
     pub remote_group_id: Option<String>,
+    /// Standard attributes.
     pub std: Std,
 }
 
@@ -287,6 +374,7 @@ pub fn subnet_view(s: &Subnet, shared: bool) -> Value {
     Value::Object(o)
 }
 
+/// The port as the API shows it.
 pub fn port_view(p: &Port) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), json!(p.id));
@@ -323,6 +411,7 @@ pub fn port_view(p: &Port) -> Value {
     Value::Object(o)
 }
 
+/// The rule as the API shows it.
 pub fn rule_view(r: &SecurityGroupRule) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), json!(r.id));
@@ -341,6 +430,7 @@ pub fn rule_view(r: &SecurityGroupRule) -> Value {
     Value::Object(o)
 }
 
+/// The group as the API shows it, with its rules.
 pub fn sg_view(g: &SecurityGroup, rules: &[&SecurityGroupRule]) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), json!(g.id));

@@ -127,6 +127,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 
 /// Policy checks through the identity crate's enforcer.
 pub struct NetPolicy {
+    /// The enforcer holding networking's rules (defaults, or the policy file's).
     pub enforcer: Enforcer,
 }
 

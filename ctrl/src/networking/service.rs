@@ -18,14 +18,18 @@ use weft_identity::policy::Credentials;
 /// The caller, as the token says.
 #[derive(Debug, Clone)]
 pub struct Ctx {
+    /// The caller's user id.
     pub user_id: String,
+    /// The token's project: what it owns.
     pub project_id: Option<String>,
     /// Neutron's `context.is_admin`: the caller holds the admin role.
     pub is_admin: bool,
+    /// The whole credentials, for policy rules.
     pub creds: Credentials,
 }
 
 impl Ctx {
+    /// The caller of a validated token.
     pub fn new(creds: Credentials) -> Ctx {
         Ctx {
             user_id: creds.user_id.clone(),
@@ -42,16 +46,19 @@ impl Ctx {
 
 /// Policy check for one action against its target (see `policy.rs`).
 pub trait Authz {
+    /// Ok when policy allows `action` on `target` for the caller, else 403 (or 404 to hide it).
     fn check(&self, ctx: &Ctx, action: &str, target: &Value) -> NetResult<()>;
 }
 
 /// Where new identifiers and MACs come from (random in the server, fixed in tests).
 pub trait Ids {
+    /// A new resource id (a UUID).
     fn uuid(&mut self) -> String;
     /// Three random bytes for the `fa:16:3e` MAC prefix.
     fn mac_tail(&mut self) -> [u8; 3];
 }
 
+/// Random ids and MACs: the server's [`Ids`].
 pub struct RandomIds;
 
 impl Ids for RandomIds {
@@ -65,12 +72,17 @@ impl Ids for RandomIds {
 
 /// Everything a write needs besides the state: clock, ids, policy, segment config.
 pub struct Env<'a> {
+    /// Now, as the records' timestamps take it.
     pub now: String,
+    /// Where new ids and MACs come from.
     pub ids: &'a mut dyn Ids,
+    /// The policy checks.
     pub authz: &'a dyn Authz,
+    /// The segment ranges tenant networks draw from.
     pub segs: &'a Segments,
 }
 
+/// A write's answer and the changes to commit for it.
 pub type Write<T> = NetResult<(T, Vec<Change>)>;
 
 // ---------------------------------------------------------------- visibility
@@ -92,6 +104,7 @@ pub fn subnet_visible(st: &State, ctx: &Ctx, s: &Subnet) -> bool {
             .is_some_and(|n| ctx.owns(&n.project_id) || n.shared)
 }
 
+/// Whether the caller may see the port: its owner, the network's owner, or an admin.
 pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
     ctx.owns(&p.project_id)
         || st
@@ -100,10 +113,12 @@ pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
             .is_some_and(|n| ctx.owns(&n.project_id))
 }
 
+/// Whether the caller may see the security group: its owner or an admin.
 pub fn sg_visible(ctx: &Ctx, g: &SecurityGroup) -> bool {
     ctx.owns(&g.project_id)
 }
 
+/// The network, or 404 when absent or not visible to the caller.
 pub fn get_network<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Network> {
     st.networks
         .get(id)
@@ -111,6 +126,7 @@ pub fn get_network<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Netw
         .ok_or_else(|| NetError::not_found("Network", id))
 }
 
+/// The subnet, or 404 when absent or not visible to the caller.
 pub fn get_subnet<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Subnet> {
     st.subnets
         .get(id)
@@ -118,6 +134,7 @@ pub fn get_subnet<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Subne
         .ok_or_else(|| NetError::not_found("Subnet", id))
 }
 
+/// The port, or 404 when absent or not visible to the caller.
 pub fn get_port<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Port> {
     st.ports
         .get(id)
@@ -125,6 +142,7 @@ pub fn get_port<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s Port> {
         .ok_or_else(|| NetError::not_found("Port", id))
 }
 
+/// The security group, or 404 when absent or not visible to the caller.
 pub fn get_sg<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s SecurityGroup> {
     st.security_groups
         .get(id)
@@ -132,6 +150,7 @@ pub fn get_sg<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s SecurityG
         .ok_or_else(|| NetError::not_found("Security group", id))
 }
 
+/// The rule, or 404 when absent or not visible to the caller.
 pub fn get_rule<'s>(st: &'s State, ctx: &Ctx, id: &str) -> NetResult<&'s SecurityGroupRule> {
     st.rules
         .get(id)
@@ -199,6 +218,7 @@ fn accept_empty(field: &str, v: Option<Value>) -> NetResult<()> {
     }
 }
 
+/// Whether `s` is a MAC in `aa:bb:cc:dd:ee:ff` form.
 pub fn valid_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6
@@ -491,6 +511,7 @@ fn check_mtu(segs: &Segments, ntype: &str, mtu: Option<Option<i64>>) -> NetResul
     }
 }
 
+/// `POST /networks`: checks policy and provider attributes, draws a tenant segment when none is given.
 pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, req: &NetworkReq) -> Write<Network> {
     let f = req.clone();
     let project = project_of(f.project_id, f.tenant_id, ctx)?;
@@ -552,6 +573,7 @@ pub fn create_network(st: &State, env: &mut Env, ctx: &Ctx, req: &NetworkReq) ->
     Ok((n, changes))
 }
 
+/// `PUT /networks/{id}`.
 pub fn update_network(
     st: &State,
     env: &mut Env,
@@ -631,6 +653,7 @@ pub fn update_network(
     Ok((n.clone(), vec![Change::Network(n)]))
 }
 
+/// `DELETE /networks/{id}`: refused (409) while ports other than the network's own use it; releases a tenant segment.
 pub fn delete_network(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let n = get_network(st, ctx, id)?;
     env.authz.check(
@@ -835,6 +858,7 @@ fn revise_network(st: &State, env: &Env, id: &str) -> Option<Change> {
     Some(Change::Network(n))
 }
 
+/// `POST /subnets`: checks the prefix, gateway and pools against the network's other subnets.
 pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> Write<Subnet> {
     let f = req.clone();
     let network_id = f
@@ -929,6 +953,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
     Ok((s, changes))
 }
 
+/// `PUT /subnets/{id}`.
 pub fn update_subnet(
     st: &State,
     env: &mut Env,
@@ -1010,6 +1035,9 @@ const ROUTER_INTERFACE_OWNERS: &[&str] = &[
     "network:ha_router_replicated_interface",
 ];
 
+/// `DELETE /subnets/{id}`: refused (409) while non-DHCP ports hold addresses
+/// in it, except on SLAAC/DHCPv6-stateless subnets, whose addresses are
+/// withdrawn from the ports.
 pub fn delete_subnet(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let s = get_subnet(st, ctx, id)?;
     let net_project = st
@@ -1107,6 +1135,7 @@ pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, V
     (g.id, changes)
 }
 
+/// `POST /security-groups`: a new group gets Neutron's two egress rules.
 pub fn create_sg(
     st: &State,
     env: &mut Env,
@@ -1142,6 +1171,7 @@ pub fn create_sg(
     Ok((g, changes))
 }
 
+/// `PUT /security-groups/{id}`.
 pub fn update_sg(
     st: &State,
     env: &mut Env,
@@ -1176,6 +1206,7 @@ pub fn update_sg(
     Ok((g.clone(), vec![Change::SecurityGroup(g)]))
 }
 
+/// `DELETE /security-groups/{id}`: refused (409) while a port uses it; the default group cannot be deleted.
 pub fn delete_sg(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let g = get_sg(st, ctx, id)?;
     env.authz.check(
@@ -1224,6 +1255,7 @@ fn protocol_number(p: &str) -> Option<u8> {
     })
 }
 
+/// `POST /security-group-rules`: refused (409) when the same rule exists.
 pub fn create_rule(
     st: &State,
     env: &mut Env,
@@ -1431,6 +1463,7 @@ pub fn create_rule(
     Ok((r.clone(), vec![Change::Rule(r)]))
 }
 
+/// `DELETE /security-group-rules/{id}`.
 pub fn delete_rule(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let r = get_rule(st, ctx, id)?;
     env.authz.check(
@@ -1709,6 +1742,7 @@ fn check_port_security(p: &Port, disabling: bool) -> NetResult<()> {
     Ok(())
 }
 
+/// `POST /ports`: MAC, fixed IPs (IPAM), security groups and binding.
 pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write<Port> {
     let f = req.clone();
     let network_id = f
@@ -1805,6 +1839,7 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
     Ok((p, changes))
 }
 
+/// `PUT /ports/{id}`.
 pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq) -> Write<Port> {
     let old = get_port(st, ctx, id)?;
     let net = st
@@ -1893,6 +1928,7 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
     Ok((p.clone(), vec![Change::Port(p)]))
 }
 
+/// `DELETE /ports/{id}`: its addresses return to the pools.
 pub fn delete_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let p = get_port(st, ctx, id)?;
     let net_project = st

@@ -15,27 +15,43 @@ use weft_store::{Model, Row, StoreError};
 pub const SERVICE: &str = "networking";
 
 #[derive(Debug, Clone, PartialEq)]
+/// One change a write commits: a record put whole, or a record deleted.
 pub enum Change {
+    /// A network put.
     Network(Network),
+    /// A subnet put.
     Subnet(Subnet),
+    /// A port put.
     Port(Port),
+    /// A security group put.
     SecurityGroup(SecurityGroup),
+    /// A security group rule put.
     Rule(SecurityGroupRule),
+    /// A host agent's record put.
     Agent(AgentRecord),
+    /// A record of this kind and id deleted.
     Delete(Kind, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of networking records, as the store names them.
 pub enum Kind {
+    /// Networks.
     Network,
+    /// Subnets.
     Subnet,
+    /// Ports.
     Port,
+    /// Security groups.
     SecurityGroup,
+    /// Security group rules.
     Rule,
+    /// Host agents.
     Agent,
 }
 
 impl Kind {
+    /// The store's name for the kind.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Network => "network",
@@ -47,6 +63,7 @@ impl Kind {
         }
     }
 
+    /// The kind the store names `s`.
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "network" => Kind::Network,
@@ -61,6 +78,7 @@ impl Kind {
 }
 
 impl Change {
+    /// The record it changes.
     pub fn kind_id(&self) -> (Kind, &str) {
         match self {
             Change::Network(x) => (Kind::Network, &x.id),
@@ -75,12 +93,19 @@ impl Change {
 }
 
 #[derive(Debug, Clone, Default)]
+/// Every networking record at one store revision, with derived indexes; readers share it immutable.
 pub struct State {
+    /// The store revision it reflects (what agents long-poll on).
     pub revision: u64,
+    /// By id.
     pub networks: BTreeMap<String, Network>,
+    /// By id.
     pub subnets: BTreeMap<String, Subnet>,
+    /// By id.
     pub ports: BTreeMap<String, Port>,
+    /// By id.
     pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// By id.
     pub rules: BTreeMap<String, SecurityGroupRule>,
     /// host -> its datapath agent (tunnel endpoint)
     pub agents: BTreeMap<String, AgentRecord>,
@@ -260,16 +285,19 @@ impl State {
         }
     }
 
+    /// Addresses allocated in the subnet (for IPAM).
     pub fn taken_ips(&self, subnet_id: &str) -> Option<&BTreeSet<u128>> {
         self.ips.get(subnet_id)
     }
 
+    /// The port on the network that has this MAC, if any.
     pub fn mac_owner(&self, network_id: &str, mac: &str) -> Option<&str> {
         self.macs
             .get(&(network_id.to_string(), mac.to_lowercase()))
             .map(String::as_str)
     }
 
+    /// Ports bound to the host (`binding:host_id`).
     pub fn ports_on_host(&self, host: &str) -> impl Iterator<Item = &Port> {
         self.bound
             .get(host)
@@ -278,11 +306,13 @@ impl State {
             .filter_map(|id| self.ports.get(id))
     }
 
+    /// The network's subnets.
     pub fn subnets_of(&self, network_id: &str) -> impl Iterator<Item = &Subnet> {
         let nid = network_id.to_string();
         self.subnets.values().filter(move |s| s.network_id == nid)
     }
 
+    /// The group's rules.
     pub fn rules_of(&self, sg_id: &str) -> Vec<&SecurityGroupRule> {
         self.rules
             .values()

@@ -2,7 +2,8 @@
 //! request is one JSON object on one line (`{"cmd":"ports"}`), each reply one
 //! JSON object on one line: `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
 //!
-//! Commands: `ports`, `macs`, `counters`, `reload`, `trace` (with `"frame"`:
+//! Commands: `ports`, `macs`, `counters`, `metrics` (the counters in
+//! Prometheus' text format, see [`crate::metrics`]), `reload`, `trace` (with `"frame"`:
 //! a frame description such as `in_port=tap1 dl_src=... dl_dst=...`).
 
 use std::io::{self, BufRead, BufReader, Write};

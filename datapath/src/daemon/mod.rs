@@ -503,6 +503,7 @@ impl SwitchHandle {
             "ports" => json!({"ok": true, "ports": self.port_states()}),
             "macs" => json!({"ok": true, "macs": self.mac_table_json()}),
             "counters" => json!({"ok": true, "counters": self.counters_json()}),
+            "metrics" => json!({"ok": true, "metrics": crate::metrics::render(&self.metrics())}),
             "reload" => match reload {
                 Some(f) => match f() {
                     Ok(r) => json!({"ok": true, "report": r}),
@@ -518,7 +519,7 @@ impl SwitchHandle {
                 }
             }
             other => control::error_reply(&format!(
-                "unknown command {other:?} (ports, macs, counters, reload, trace)"
+                "unknown command {other:?} (ports, macs, counters, metrics, reload, trace)"
             )),
         }
     }
@@ -577,6 +578,69 @@ impl SwitchHandle {
             })
             .collect();
         Value::Array(rows)
+    }
+
+    /// What `weft ctl counters` shows, as plain numbers for `/metrics`.
+    pub fn metrics(&self) -> crate::metrics::SwitchMetrics {
+        use crate::metrics::{PortDrop, PortMetrics, SwitchMetrics};
+        let c = self.shared.dp.counters();
+        let table = self.shared.ports.load();
+        let ports = self
+            .port_states()
+            .into_iter()
+            .map(|s| {
+                let pc = c.port(PortNo(s.no));
+                let mut drops: Vec<PortDrop> = crate::DropReason::ALL
+                    .iter()
+                    .filter_map(|&r| {
+                        let count = pc.map(|p| p.drop_count(r)).unwrap_or(0);
+                        (count > 0).then(|| PortDrop {
+                            reason: r.name(),
+                            stage: r.stage().name(),
+                            count,
+                        })
+                    })
+                    .collect();
+                if let Some(PortIo::Tunnel(t)) =
+                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
+                {
+                    drops.extend(t.drop_counts().into_iter().map(|(r, count)| PortDrop {
+                        reason: r.name(),
+                        stage: "tunnel",
+                        count,
+                    }));
+                }
+                PortMetrics {
+                    name: s.name,
+                    kind: s.kind,
+                    role: s.role,
+                    attached: s.attached,
+                    rx_frames: s.rx_frames,
+                    rx_bytes: s.rx_bytes,
+                    tx_frames: s.tx_frames,
+                    tx_bytes: s.tx_bytes,
+                    rx_errors: s.rx_errors,
+                    rx_ring_drops: s.rx_ring_drops,
+                    tx_dropped: s.tx_dropped,
+                    drops,
+                }
+            })
+            .collect();
+        SwitchMetrics {
+            processed: c.processed,
+            flow_cache_hits: c.flow_cache_hits,
+            flow_cache_misses: c.flow_cache_misses,
+            stages: c.stages(),
+            drop_reasons: crate::DropReason::ALL
+                .iter()
+                .map(|&r| PortDrop {
+                    reason: r.name(),
+                    stage: r.stage().name(),
+                    count: c.drops(r),
+                })
+                .collect(),
+            ports,
+        }
     }
 
     fn counters_json(&self) -> Value {

@@ -4,7 +4,7 @@ use crate::error::IdentityError;
 use crate::service::{AuthContext, Identity};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -25,6 +25,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, title) = match &self.0 {
             IdentityError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            IdentityError::TooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
             IdentityError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             IdentityError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             IdentityError::NotFound { .. } => (StatusCode::NOT_FOUND, "Not Found"),
@@ -48,6 +51,12 @@ impl IntoResponse for ApiError {
                 "WWW-Authenticate",
                 HeaderValue::from_static("Keystone uri=\"/identity/v3\""),
             );
+        }
+        if code == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read, so the connection cannot
+            // carry another request: say it will be closed.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -116,7 +125,14 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| IdentityError::bad(format!("Could not read the request body: {e}")))?;
+            .map_err(|e| {
+                // Over the body limit is a 413 (Keystone's RequestTooLarge), not a bad request.
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    IdentityError::TooLarge("Request is too large.".into())
+                } else {
+                    IdentityError::bad(format!("Could not read the request body: {e}"))
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(IdentityError::bad("Expecting to find a JSON body in the request.").into());
         }

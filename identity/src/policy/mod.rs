@@ -46,16 +46,21 @@ use std::path::{Path, PathBuf};
 /// Who is asking: what a validated token says about its holder and scope.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Credentials {
+    /// The user's id (`user_id:%(...)s` rules).
     pub user_id: String,
+    /// The user's domain (`domain_id:%(target.user.domain_id)s`-style rules).
     pub user_domain_id: Option<String>,
     /// Effective role names for the token's scope (implied roles expanded).
     pub roles: Vec<String>,
+    /// Set for a project-scoped token (owner checks: `project_id:%(target.project_id)s`).
     pub project_id: Option<String>,
+    /// The domain of the token's project.
     pub project_domain_id: Option<String>,
     /// Set for a domain-scoped token.
     pub domain_id: Option<String>,
     /// `Some("all")` for a system-scoped token.
     pub system_scope: Option<String>,
+    /// Scoped to the admin project (Keystone's `is_admin_project`).
     pub is_admin_project: bool,
 }
 
@@ -63,7 +68,9 @@ pub struct Credentials {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
+    /// A denied action is refused (403).
     Enforce,
+    /// A denied action is allowed and recorded, for `weft policy workplan`.
     Permissive,
 }
 
@@ -71,17 +78,31 @@ pub enum Mode {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("policy does not allow {action} to be performed")]
 pub struct PolicyDenied {
+    /// The action (`identity:create_user`).
     pub action: String,
+    /// The rule text that refused it.
     pub rule: String,
 }
 
 /// Bad policy file or rule text.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The policy file does not read or parse.
     #[error("policy file {path}: {message}")]
-    File { path: PathBuf, message: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A rule's text does not parse.
     #[error("rule for {action}: {message}")]
-    Rule { action: String, message: String },
+    Rule {
+        /// The action the rule is for.
+        action: String,
+        /// What is wrong with its text.
+        message: String,
+    },
 }
 
 /// The role implications weft bootstraps (`admin` implies `member` implies
@@ -227,6 +248,7 @@ impl Enforcer {
         Ok(enforcer)
     }
 
+    /// Whether denials are enforced or only recorded.
     pub fn mode(&self) -> Mode {
         self.mode
     }

@@ -29,9 +29,13 @@ pub enum Rule {
     Always,
     /// `!` or `False`.
     Never,
+    /// Every one must hold.
     And(Vec<Rule>),
+    /// One must hold.
     Or(Vec<Rule>),
+    /// Must not hold.
     Not(Box<Rule>),
+    /// One check (`role:admin`, `rule:owner`, `project_id:%(target.project_id)s`).
     Check(Check),
 }
 
@@ -199,6 +203,7 @@ impl fmt::Display for Template {
 pub struct ParseError {
     /// 1-based character column in the rule text.
     pub column: usize,
+    /// What is wrong.
     pub message: String,
 }
 

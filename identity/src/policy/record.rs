@@ -26,19 +26,27 @@ pub const MEMORY_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Scope {
+    /// A project-scoped token.
     Project {
+        /// The project.
         id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The project's domain.
         domain_id: Option<String>,
     },
+    /// A domain-scoped token.
     Domain {
+        /// The domain.
         id: String,
     },
+    /// A system-scoped token.
     System,
+    /// A token with no scope.
     Unscoped,
 }
 
 impl Scope {
+    /// The scope of the credentials' token.
     pub fn of(creds: &Credentials) -> Scope {
         if let Some(id) = &creds.project_id {
             Scope::Project {
@@ -69,14 +77,18 @@ impl std::fmt::Display for Scope {
 /// One would-be denial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// The action (`identity:create_user`).
     pub action: String,
     /// The rule text in force for the action.
     pub rule: String,
+    /// Who asked.
     pub user_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The caller's domain.
     pub user_domain_id: Option<String>,
     /// The caller's effective roles on its scope.
     pub roles: Vec<String>,
+    /// The token's scope.
     pub scope: Scope,
     /// Scalar fields of the target (`target.user.domain_id` -> value), secrets left out.
     #[serde(default)]

@@ -16,8 +16,11 @@ use std::fmt;
 /// A role assignment to make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
+    /// Who gets the role.
     pub user_id: String,
+    /// Where.
     pub scope: Scope,
+    /// The role's name.
     pub role: String,
     /// The recorded actions this grant would have allowed.
     pub actions: Vec<String>,
@@ -28,9 +31,13 @@ pub struct Grant {
 /// creates a trust to `trustee_user_id`, who then asks for trust-scoped tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrustSuggestion {
+    /// The workflow user.
     pub trustee_user_id: String,
+    /// The project the roles are delegated on.
     pub project_id: String,
+    /// The roles to delegate.
     pub roles: Vec<String>,
+    /// The recorded actions it would have allowed.
     pub actions: Vec<String>,
 }
 
@@ -38,18 +45,26 @@ pub struct TrustSuggestion {
 /// role: ownership, a matching domain, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unsatisfied {
+    /// Who was denied.
     pub user_id: String,
+    /// With which scope.
     pub scope: Scope,
+    /// The action.
     pub action: String,
+    /// The rule that no role satisfies.
     pub rule: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+/// What permissive mode's records ask for: grants, trusts, and what neither would fix.
 pub struct Workplan {
     /// How many records the plan was made from.
     pub records: usize,
+    /// Role assignments to make.
     pub grants: Vec<Grant>,
+    /// Trusts to create instead of assignments.
     pub trusts: Vec<TrustSuggestion>,
+    /// Denials no role would fix.
     pub unsatisfied: Vec<Unsatisfied>,
 }
 

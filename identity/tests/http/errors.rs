@@ -236,3 +236,35 @@ async fn project_and_domain_names_longer_than_64_are_rejected() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+/// A body over the limit (axum's 2 MiB default) is Keystone's 413
+/// RequestTooLarge with its JSON body, not a 400 asking to fix the JSON, and
+/// the connection is announced closed (the rest of the body was not read).
+#[tokio::test]
+async fn oversized_body_is_413_with_a_json_body() {
+    let h = H::new().await;
+    let admin = h.admin.clone();
+    let big = format!(
+        r#"{{"user": {{"name": "big", "description": "{}"}}}}"#,
+        "a".repeat(3 << 20)
+    );
+    for path in ["/v3/users", "/v3/auth/tokens"] {
+        let r = h
+            .raw(Method::POST, path, Some(&admin), Some(big.clone()), &[])
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {:?}",
+            r.body
+        );
+        assert_eq!(r.headers["content-type"], "application/json", "{path}");
+        assert_eq!(r.headers["connection"], "close", "{path}");
+        assert_eq!(r.body["error"]["code"], 413, "{path}");
+        assert_eq!(r.body["error"]["title"], "Request Entity Too Large");
+        assert_eq!(r.msg(), "Request is too large.");
+    }
+    // Nothing was created.
+    let r = h.get("/v3/users?name=big").await;
+    assert_eq!(r.body["users"], json!([]));
+}
