@@ -12,16 +12,19 @@
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 use weft_identity::{AuthContext, Identity};
 
@@ -233,57 +236,98 @@ impl RequestId {
     }
 }
 
-/// Outermost middleware: request id, span, log line and metrics.
-pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -> Response {
-    let m = &a.metrics;
-    let started = Instant::now();
-    let id = RequestId::new();
-    let method = MethodLabel(req.method().clone());
-    let service = a.services.of(req.uri().path());
-    // The span formats its fields now: the path is borrowed, not copied.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id.as_str(),
-        method = %method.0,
-        path = %req.uri().path(),
-        user = tracing::field::Empty,
-        project = tracing::field::Empty,
-    );
-    // `Router::layer` wraps each route after matching: the route template
-    // (`/networking/v2.0/ports/{id}`) is known here, so labels stay bounded.
-    let route = Route(req.extensions().get::<MatchedPath>().cloned());
-    {
-        let _in = span.enter();
-        authenticate(&a, &mut req);
+/// Outermost layer: request id, span, log line and metrics, around every
+/// route (`Router::layer`, so the matched route template is known).
+///
+/// A tower layer rather than `middleware::from_fn`: everything up to the
+/// inner call is synchronous (the id, the span, the token check), so the
+/// route's future is created in `call` and only the tail (metrics, header,
+/// log line) is boxed. `from_fn` boxes its own future, re-boxes the inner
+/// service and clones it on every request: three allocations per request
+/// that this layer does not make.
+#[derive(Clone)]
+pub struct ObserveLayer(pub AuthLayer);
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            a: self.0.clone(),
+            inner,
+        }
     }
-    let mut resp = {
+}
+
+/// The service [`ObserveLayer`] wraps a route in.
+#[derive(Clone)]
+pub struct Observe<S> {
+    a: AuthLayer,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
         use tracing::Instrument;
-        next.run(req).instrument(span.clone()).await
-    };
-    let status = resp.status();
-    let elapsed = started.elapsed();
-    let labels = RequestLabels {
-        service,
-        route,
-        method,
-        status: status.as_u16(),
-    };
-    m.requests.get_or_create(&labels).inc();
-    let RequestLabels { service, route, .. } = labels;
-    m.latency
-        .get_or_create(&RouteLabels { service, route })
-        .observe(elapsed.as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
-        resp.headers_mut().insert(REQUEST_ID, v);
+        let started = Instant::now();
+        let id = RequestId::new();
+        let method = MethodLabel(req.method().clone());
+        let service = self.a.services.of(req.uri().path());
+        // The span formats its fields now: the path is borrowed, not copied.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.as_str(),
+            method = %method.0,
+            path = %req.uri().path(),
+            user = tracing::field::Empty,
+            project = tracing::field::Empty,
+        );
+        // `Router::layer` wraps each route after matching: the route template
+        // (`/networking/v2.0/ports/{id}`) is known here, so labels stay bounded.
+        let route = Route(req.extensions().get::<MatchedPath>().cloned());
+        span.in_scope(|| authenticate(&self.a, &mut req));
+        let inner = self.inner.call(req).instrument(span.clone());
+        let m = self.a.metrics.clone();
+        Box::pin(async move {
+            let Ok(mut resp) = inner.await;
+            let status = resp.status();
+            let elapsed = started.elapsed();
+            let labels = RequestLabels {
+                service,
+                route,
+                method,
+                status: status.as_u16(),
+            };
+            m.requests.get_or_create(&labels).inc();
+            let RequestLabels { service, route, .. } = labels;
+            m.latency
+                .get_or_create(&RouteLabels { service, route })
+                .observe(elapsed.as_secs_f64());
+            if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+                resp.headers_mut().insert(REQUEST_ID, v);
+            }
+            span.in_scope(|| {
+                tracing::info!(
+                    status = status.as_u16(),
+                    ms = format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
+                    "request"
+                )
+            });
+            Ok(resp)
+        })
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            ms = format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
-            "request"
-        )
-    });
-    resp
 }
 
 /// State of the authentication layer.

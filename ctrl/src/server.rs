@@ -293,7 +293,7 @@ fn build_router(
         "/metrics",
         axum::routing::get(observe::metrics).with_state(metrics.clone()),
     )
-    .layer(axum::middleware::from_fn_with_state(auth, observe::observe))
+    .layer(observe::ObserveLayer(auth))
 }
 
 /// How one API words an error body: (status, request method, what the
