@@ -11,33 +11,131 @@
 //! ```
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 use weft_identity::{AuthContext, Identity};
 
 /// The header OpenStack services answer every request with.
 pub const REQUEST_ID: &str = "x-openstack-request-id";
 
+// Label values are built for every request, so none of them copies a
+// string: a service name is a shared `Arc<str>`, the route is axum's own
+// `MatchedPath` (an `Arc<str>` inside), the method is `http::Method` (no
+// allocation for the standard ones). A family's entry is looked up by them
+// and cloned only the first time a label set is seen.
+
+/// A service name (`identity`, `networking`), shared by every request to it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Service(Arc<str>);
+
+impl EncodeLabelValue for Service {
+    fn encode(&self, e: &mut LabelValueEncoder) -> std::fmt::Result {
+        e.write_str(&self.0)
+    }
+}
+
+/// The route template axum matched (`/networking/v2.0/ports/{id}`), or
+/// `unmatched`: never the raw path, so that the number of series stays bounded.
+#[derive(Clone, Debug)]
+struct Route(Option<MatchedPath>);
+
+impl Route {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl Hash for Route {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, e: &mut LabelValueEncoder) -> std::fmt::Result {
+        e.write_str(self.as_str())
+    }
+}
+
+/// The request's method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct MethodLabel(Method);
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, e: &mut LabelValueEncoder) -> std::fmt::Result {
+        e.write_str(self.0.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    service: String,
-    route: String,
-    method: String,
+    service: Service,
+    route: Route,
+    method: MethodLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    service: String,
-    route: String,
+    service: Service,
+    route: Route,
+}
+
+/// The services a path's first segment may name (the mounts' prefixes,
+/// `identity`, `metrics`); any other path counts as `other`, so that a
+/// scan of random paths cannot grow the metrics without bound.
+#[derive(Clone, Debug)]
+pub struct Services {
+    known: Arc<[Service]>,
+    other: Service,
+}
+
+impl Services {
+    /// The services named by `prefixes` (`/networking`, `identity`).
+    pub fn new<'a>(prefixes: impl IntoIterator<Item = &'a str>) -> Services {
+        let known: Vec<Service> = prefixes
+            .into_iter()
+            // A service is named by its prefix's first segment (`/compute/v2.1`: compute).
+            .filter_map(|p| p.trim_start_matches('/').split('/').next())
+            .filter(|p| !p.is_empty())
+            .map(|p| Service(p.into()))
+            .collect();
+        Services {
+            known: known.into(),
+            other: Service("other".into()),
+        }
+    }
+
+    /// The service a path belongs to: its first segment, if a known one.
+    fn of(&self, path: &str) -> Service {
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        self.known
+            .iter()
+            .find(|s| &*s.0 == first)
+            .unwrap_or(&self.other)
+            .clone()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,81 +213,121 @@ impl Metrics {
     }
 }
 
-/// The service a path belongs to: its first segment (`identity`, `networking`).
-fn service_of(path: &str) -> String {
-    path.trim_start_matches('/')
-        .split('/')
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("root")
-        .to_string()
-}
+/// A request id, `req-<uuid>`, on the stack.
+struct RequestId([u8; 4 + uuid::fmt::Hyphenated::LENGTH]);
 
-/// `req-<uuid>` as OpenStack services make them. The bits come from the
-/// thread's userspace CSPRNG, not a getrandom(2) call per request.
-fn new_request_id() -> String {
-    let bits: u128 = rand::random();
-    format!(
-        "req-{}",
-        uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
-    )
-}
-
-/// Outermost middleware: request id, span, log line and metrics.
-pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -> Response {
-    let m = &a.metrics;
-    let started = Instant::now();
-    let id = new_request_id();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        user = tracing::field::Empty,
-        project = tracing::field::Empty,
-    );
-    // `Router::layer` wraps each route after matching: the route template
-    // (`/networking/v2.0/ports/{id}`) is known here, so labels stay bounded.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    {
-        let _in = span.enter();
-        authenticate(&a, &mut req);
+impl RequestId {
+    /// A new id as OpenStack services make them. The bits come from the
+    /// thread's userspace CSPRNG, not a getrandom(2) call per request.
+    fn new() -> RequestId {
+        let bits: u128 = rand::random();
+        let mut buf = [0u8; 4 + uuid::fmt::Hyphenated::LENGTH];
+        buf[..4].copy_from_slice(b"req-");
+        uuid::Builder::from_random_bytes(bits.to_le_bytes())
+            .into_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf[4..]);
+        RequestId(buf)
     }
-    let mut resp = {
+
+    fn as_str(&self) -> &str {
+        // "req-" and a hyphenated lower-case uuid: ASCII.
+        std::str::from_utf8(&self.0).unwrap_or("req-")
+    }
+}
+
+/// Outermost layer: request id, span, log line and metrics, around every
+/// route (`Router::layer`, so the matched route template is known).
+///
+/// A tower layer rather than `middleware::from_fn`: everything up to the
+/// inner call is synchronous (the id, the span, the token check), so the
+/// route's future is created in `call` and only the tail (metrics, header,
+/// log line) is boxed. `from_fn` boxes its own future, re-boxes the inner
+/// service and clones it on every request: three allocations per request
+/// that this layer does not make.
+#[derive(Clone)]
+pub struct ObserveLayer(pub AuthLayer);
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            a: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`ObserveLayer`] wraps a route in.
+#[derive(Clone)]
+pub struct Observe<S> {
+    a: AuthLayer,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
         use tracing::Instrument;
-        next.run(req).instrument(span.clone()).await
-    };
-    let route = route.unwrap_or_else(|| "unmatched".into());
-    let status = resp.status();
-    let elapsed = started.elapsed();
-    let service = service_of(&path);
-    m.requests
-        .get_or_create(&RequestLabels {
-            service: service.clone(),
-            route: route.clone(),
-            method: method.to_string(),
-            status: status.as_u16(),
+        let started = Instant::now();
+        let id = RequestId::new();
+        let method = MethodLabel(req.method().clone());
+        let service = self.a.services.of(req.uri().path());
+        // The span formats its fields now: the path is borrowed, not copied.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.as_str(),
+            method = %method.0,
+            path = %req.uri().path(),
+            user = tracing::field::Empty,
+            project = tracing::field::Empty,
+        );
+        // `Router::layer` wraps each route after matching: the route template
+        // (`/networking/v2.0/ports/{id}`) is known here, so labels stay bounded.
+        let route = Route(req.extensions().get::<MatchedPath>().cloned());
+        span.in_scope(|| authenticate(&self.a, &mut req));
+        let inner = self.inner.call(req).instrument(span.clone());
+        let m = self.a.metrics.clone();
+        Box::pin(async move {
+            let Ok(mut resp) = inner.await;
+            let status = resp.status();
+            let elapsed = started.elapsed();
+            let labels = RequestLabels {
+                service,
+                route,
+                method,
+                status: status.as_u16(),
+            };
+            m.requests.get_or_create(&labels).inc();
+            let RequestLabels { service, route, .. } = labels;
+            m.latency
+                .get_or_create(&RouteLabels { service, route })
+                .observe(elapsed.as_secs_f64());
+            if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+                resp.headers_mut().insert(REQUEST_ID, v);
+            }
+            span.in_scope(|| {
+                tracing::info!(
+                    status = status.as_u16(),
+                    ms = format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
+                    "request"
+                )
+            });
+            Ok(resp)
         })
-        .inc();
-    m.latency
-        .get_or_create(&RouteLabels { service, route })
-        .observe(elapsed.as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            ms = format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
-            "request"
-        )
-    });
-    resp
 }
 
 /// State of the authentication layer.
@@ -199,6 +337,8 @@ pub struct AuthLayer {
     pub identity: Arc<Identity>,
     /// Counts requests and validations.
     pub metrics: Arc<Metrics>,
+    /// The services a request's `service` label may name.
+    pub services: Services,
 }
 
 /// Validates `X-Auth-Token` once for every API and leaves the caller in the
@@ -247,10 +387,24 @@ pub async fn metrics(State(m): State<Arc<Metrics>>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn service_is_the_first_segment() {
-        assert_eq!(super::service_of("/networking/v2.0/ports"), "networking");
-        assert_eq!(super::service_of("/"), "root");
-        assert!(super::new_request_id().starts_with("req-"));
+    fn service_is_a_known_first_segment() {
+        let s = Services::new(["/identity", "/networking", "metrics", "/compute/v2.1"]);
+        assert_eq!(&*s.of("/networking/v2.0/ports").0, "networking");
+        assert_eq!(&*s.of("/metrics").0, "metrics");
+        assert_eq!(&*s.of("/compute/v2.1/servers").0, "compute");
+        assert_eq!(&*s.of("/").0, "other");
+        assert_eq!(&*s.of("/random-scan-123/x").0, "other");
+    }
+
+    #[test]
+    fn request_ids_are_openstack_shaped_and_distinct() {
+        let (a, b) = (RequestId::new(), RequestId::new());
+        assert_ne!(a.as_str(), b.as_str());
+        let uuid = a.as_str().strip_prefix("req-").unwrap();
+        assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
+        assert_eq!(uuid, uuid.to_lowercase());
     }
 }

@@ -276,6 +276,11 @@ fn build_router(
     let auth = observe::AuthLayer {
         identity: identity.clone(),
         metrics: metrics.clone(),
+        services: observe::Services::new(
+            ["identity", "metrics"]
+                .into_iter()
+                .chain(mounts.iter().map(|m| m.prefix.as_str())),
+        ),
     };
     let identity = weft_identity::router(identity).layer(axum::middleware::from_fn(
         |req: Request, next: Next| json_errors(keystone_body, req, next),
@@ -288,7 +293,7 @@ fn build_router(
         "/metrics",
         axum::routing::get(observe::metrics).with_state(metrics.clone()),
     )
-    .layer(axum::middleware::from_fn_with_state(auth, observe::observe))
+    .layer(observe::ObserveLayer(auth))
 }
 
 /// How one API words an error body: (status, request method, what the
