@@ -7,7 +7,8 @@
 //! ```text
 //!   apply(cfg) ─> Snapshot::compile ─> open new ports ─> swap snapshot ─> swap port table
 //!                  (error: nothing changed)                               │ workers re-read
-//!   workers: epoll ─> drain ports ─> Datapath::process ─> tx (batched)  <─┘ at next wakeup
+//!   workers: epoll ─> Port::recv ─> Worker::process ─> Port::send       <─┘ at next wakeup
+//!            (per port: one RxBatch in, one send per destination port out)
 //!   monitor: every 200 ms, attach `system` ports whose netdev appeared
 //! ```
 
@@ -28,7 +29,7 @@ use serde_json::{json, Value};
 use crate::io::sys::EventFd;
 /// Re-exported from [`crate::io`], where the port shells that count into it live.
 pub use crate::io::IoCounters;
-use crate::io::{PacketConfig, PacketPort, PortIo, TapPort};
+use crate::io::{PacketConfig, PacketPort, Port, TapPort};
 use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
 
 /// How often pending `system` ports are looked for.
@@ -65,7 +66,7 @@ pub enum DaemonError {
 pub(crate) struct LivePort {
     pub(crate) no: PortNo,
     pub(crate) info: PortInfo,
-    pub(crate) io: Option<Arc<PortIo>>,
+    pub(crate) io: Option<Arc<dyn Port>>,
     pub(crate) counters: Arc<IoCounters>,
     /// Set by a worker when the netdev behind `io` vanished.
     pub(crate) dead: AtomicBool,
@@ -214,17 +215,24 @@ fn open_port(
     reuse: Option<&Arc<LivePort>>,
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
-    let io = match info.kind {
-        PortKind::Tap => Some(Arc::new(PortIo::Tap(
-            TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
+    let io: Option<Arc<dyn Port>> = match info.kind {
+        PortKind::Tap => {
+            let tap = TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
                 DaemonError::Tap {
                     name: info.name.clone(),
                     source,
                 }
-            })?,
-        ))),
+            })?;
+            // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
+            if let Some(mtu) = info.mtu {
+                if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
+                    tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
+                }
+            }
+            Some(Arc::new(tap))
+        }
         PortKind::System => match PacketPort::open(&info.name, packet) {
-            Ok(p) => Some(Arc::new(PortIo::Packet(p))),
+            Ok(p) => Some(Arc::new(p)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(DaemonError::Attach {
@@ -238,22 +246,16 @@ fn open_port(
                 name: info.name.clone(),
                 source: std::io::Error::other("tunnel endpoint without an address"),
             })?;
-            Some(Arc::new(PortIo::Tunnel(
+            Some(Arc::new(
                 crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
                     DaemonError::Attach {
                         name: format!("{} ({ep})", info.name),
                         source,
                     }
                 })?,
-            )))
+            ))
         }
     };
-    // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
-    if let (Some(PortIo::Tap(_)), Some(mtu)) = (io.as_deref(), info.mtu) {
-        if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
-            tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
-        }
-    }
     Ok(LivePort {
         no: info.no,
         info: info.clone(),
@@ -453,9 +455,9 @@ impl SwitchHandle {
             .iter()
             .map(|p| {
                 let c = &p.counters;
-                if let Some(PortIo::Packet(pp)) = p.io.as_deref() {
+                if let Some(io) = p.io.as_deref() {
                     c.rx_ring_drops
-                        .fetch_add(pp.take_ring_drops(), Ordering::Relaxed);
+                        .fetch_add(io.take_kernel_drops(), Ordering::Relaxed);
                 }
                 PortState {
                     no: p.no.0,
@@ -594,12 +596,11 @@ impl SwitchHandle {
                         (n > 0).then(|| (r.name().to_string(), json!(n)))
                     })
                     .collect();
-                // The tunnel endpoint's refused datagrams (unknown VNI, bad flags...).
-                if let Some(PortIo::Tunnel(t)) =
-                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
-                {
-                    for (r, n) in t.drop_counts() {
-                        drops.insert(r.name().to_string(), json!(n));
+                // Drops a port counts itself: the tunnel endpoint's refused datagrams
+                // (unknown VNI, bad flags...).
+                if let Some(io) = table.get(PortNo(s.no)).and_then(|p| p.io.as_deref()) {
+                    for (r, n) in io.drop_counts() {
+                        drops.insert(r.to_string(), json!(n));
                     }
                 }
                 json!({

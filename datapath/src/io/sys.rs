@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -421,36 +422,61 @@ impl Drop for RxRing {
     }
 }
 
-/// Sends a batch of frames on a bound AF_PACKET socket with sendmmsg; each
-/// frame is given as up to 4 slices (e.g. vnet header, frame). A frame the
+/// Most messages one sendmmsg/recvmmsg call takes: the mmsghdr and iovec arrays live on the
+/// stack (about 5 KiB), so a batch costs no allocation.
+const MMSG_MAX: usize = 64;
+
+/// Sends frames on a bound AF_PACKET socket with sendmmsg, in calls of up to 64. Frame `i` is
+/// `arena[vnet] ++ arena[body]` (`vnet` empty when the socket has no vnet header). A frame the
 /// kernel refuses (too big, bad vnet header) is skipped, not retried.
 /// Returns (frames sent, bytes sent).
-pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
-    if frames.is_empty() {
-        return (0, 0);
-    }
-    let mut iovs: Vec<[libc::iovec; 4]> = Vec::with_capacity(frames.len());
-    for fr in frames {
-        iovs.push(fr.map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        }));
-    }
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+pub fn send_batch(
+    fd: RawFd,
+    arena: &[u8],
+    frames: &[(Range<usize>, Range<usize>)],
+) -> (usize, usize) {
+    let (mut sent, mut bytes) = (0, 0);
+    for chunk in frames.chunks(MMSG_MAX) {
+        let mut iovs = [[empty_iovec(); 2]; MMSG_MAX];
+        // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+        for ((iov, m), (vnet, body)) in iovs.iter_mut().zip(msgs.iter_mut()).zip(chunk) {
+            *iov = [
+                iovec_of(&arena[vnet.clone()]),
+                iovec_of(&arena[body.clone()]),
+            ];
             m.msg_hdr.msg_iov = iov.as_mut_ptr();
-            m.msg_hdr.msg_iovlen = 4;
-            m
-        })
-        .collect();
+            m.msg_hdr.msg_iovlen = 2;
+        }
+        let (s, b) = sendmmsg_all(fd, &mut msgs[..chunk.len()]);
+        sent += s;
+        bytes += b;
+    }
+    (sent, bytes)
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+fn iovec_of(s: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: s.as_ptr() as *mut libc::c_void,
+        iov_len: s.len(),
+    }
+}
+
+/// sendmmsg until every message is sent or refused: EINTR retried, a full queue given three
+/// chances (then the rest is dropped), a refused message skipped. Returns (sent, bytes).
+fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> (usize, usize) {
     let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
     let mut retries = 0;
     while at < msgs.len() {
-        // SAFETY: msgs[at..] are valid mmsghdrs whose iovecs point into `frames`,
-        // which outlive this call; the kernel only reads them.
+        // SAFETY: msgs[at..] are valid mmsghdrs whose iovecs (and names) point into buffers
+        // the caller keeps alive for this call; the kernel only reads them.
         let r = unsafe {
             libc::sendmmsg(
                 fd,
@@ -727,6 +753,12 @@ enum SockAddr {
 }
 
 impl SockAddr {
+    /// A placeholder for the unused entries of a stack array.
+    fn unset() -> SockAddr {
+        // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
+        SockAddr::V4(unsafe { std::mem::zeroed() })
+    }
+
     fn new(a: std::net::SocketAddr) -> SockAddr {
         match a {
             std::net::SocketAddr::V4(a) => SockAddr::V4(libc::sockaddr_in {
@@ -764,65 +796,36 @@ impl SockAddr {
 }
 
 /// Sends datagrams on an unbound-peer UDP socket with sendmmsg, each to its own address (the
-/// VXLAN endpoint's tx batch). A datagram the kernel refuses is skipped, not retried.
-/// Returns (datagrams sent, bytes sent).
-pub fn send_to_batch(fd: RawFd, dgrams: &[(std::net::SocketAddr, &[u8])]) -> (usize, usize) {
-    if dgrams.is_empty() {
-        return (0, 0);
-    }
-    let mut addrs: Vec<SockAddr> = dgrams.iter().map(|(a, _)| SockAddr::new(*a)).collect();
-    let mut iovs: Vec<libc::iovec> = dgrams
-        .iter()
-        .map(|(_, d)| libc::iovec {
-            iov_base: d.as_ptr() as *mut libc::c_void,
-            iov_len: d.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = addrs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .map(|(a, iov)| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+/// VXLAN endpoint's tx batch): datagram `i` is `arena[range]` to `addr`. A datagram the kernel
+/// refuses is skipped, not retried. Returns (datagrams sent, bytes sent).
+pub fn send_to_batch(
+    fd: RawFd,
+    arena: &[u8],
+    dgrams: &[(std::net::SocketAddr, Range<usize>)],
+) -> (usize, usize) {
+    let (mut sent, mut bytes) = (0, 0);
+    for chunk in dgrams.chunks(MMSG_MAX) {
+        let mut iovs = [empty_iovec(); MMSG_MAX];
+        let mut addrs: [SockAddr; MMSG_MAX] = std::array::from_fn(|_| SockAddr::unset());
+        // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+        for (((iov, a), m), (to, r)) in iovs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .zip(msgs.iter_mut())
+            .zip(chunk)
+        {
+            *iov = iovec_of(&arena[r.clone()]);
+            *a = SockAddr::new(*to);
             let (name, namelen) = a.ptr_len();
             m.msg_hdr.msg_name = name;
             m.msg_hdr.msg_namelen = namelen;
             m.msg_hdr.msg_iov = iov as *mut libc::iovec;
             m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
-    let mut retries = 0;
-    while at < msgs.len() {
-        // SAFETY: msgs[at..] are valid mmsghdrs whose names point into `addrs` and iovecs into
-        // `iovs` (pointing into `dgrams`), all alive for the call; the kernel only reads them.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                msgs[at..].as_mut_ptr(),
-                (msgs.len() - at) as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r > 0 {
-            for m in &msgs[at..at + r as usize] {
-                bytes += m.msg_len as usize;
-            }
-            at += r as usize;
-            sent += r as usize;
-            continue;
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock if retries < 3 => {
-                retries += 1;
-                std::thread::yield_now();
-            }
-            io::ErrorKind::WouldBlock => break,
-            _ => at += 1,
-        }
+        let (s, b) = sendmmsg_all(fd, &mut msgs[..chunk.len()]);
+        sent += s;
+        bytes += b;
     }
     (sent, bytes)
 }
@@ -855,7 +858,7 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
     }
 }
 
-/// Receives up to `buf.len() / slot` datagrams with one recvmmsg, datagram i into
+/// Receives up to `buf.len() / slot` datagrams (at most 64) with one recvmmsg, datagram i into
 /// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
 /// nothing is queued.
 pub fn recv_from_batch(
@@ -864,35 +867,31 @@ pub fn recv_from_batch(
     slot: usize,
     out: &mut Vec<(usize, Option<std::net::SocketAddr>, bool)>,
 ) -> io::Result<usize> {
-    let n = buf.len().checked_div(slot).unwrap_or(0);
+    let n = buf.len().checked_div(slot).unwrap_or(0).min(MMSG_MAX);
     if n == 0 {
         return Ok(0);
     }
     // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
-    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; n];
-    let mut iovs: Vec<libc::iovec> = buf
-        .chunks_exact_mut(slot)
-        .map(|c| libc::iovec {
-            iov_base: c.as_mut_ptr().cast(),
-            iov_len: c.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = addrs
+    let mut addrs: [libc::sockaddr_storage; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    let mut iovs = [empty_iovec(); MMSG_MAX];
+    // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+    let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    for ((a, iov), (m, c)) in addrs
         .iter_mut()
         .zip(iovs.iter_mut())
-        .map(|(a, iov)| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-            m.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    // SAFETY: each mmsghdr points at its own sockaddr_storage in `addrs` and its own slot of
-    // `buf` (through `iovs`), all alive and exclusively borrowed for the call.
+        .zip(msgs.iter_mut().zip(buf.chunks_exact_mut(slot)))
+    {
+        *iov = libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: c.len(),
+        };
+        m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first n mmsghdrs point at their own sockaddr_storage in `addrs` and their own
+    // slot of `buf` (through `iovs`), all alive and exclusively borrowed for the call.
     let r = unsafe {
         libc::recvmmsg(
             fd,
