@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use crate::io::sys::EventFd;
 /// Re-exported from [`crate::io`], where the port shells that count into it live.
 pub use crate::io::IoCounters;
-use crate::io::{PacketConfig, PacketPort, Port, TapPort};
+use crate::io::{Capture, PacketConfig, PacketPort, Port, TapPort};
 use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
 
 /// How often pending `system` ports are looked for.
@@ -57,6 +57,16 @@ pub enum DaemonError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A port's `capture` file could not be created.
+    #[error("cannot open capture file {path} for {name}: {source}")]
+    Capture {
+        /// Interface name.
+        name: String,
+        /// The configured path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// Threads, epoll, eventfd.
     #[error("switch runtime: {0}")]
     Runtime(std::io::Error),
@@ -66,7 +76,10 @@ pub enum DaemonError {
 pub(crate) struct LivePort {
     pub(crate) no: PortNo,
     pub(crate) info: PortInfo,
+    /// What the workers drive: `base` in its wrappers (capture, a test's fault injector).
     pub(crate) io: Option<Arc<dyn Port>>,
+    /// The port as opened, kept to re-dress it when its `capture` changes.
+    pub(crate) base: Option<Arc<dyn Port>>,
     pub(crate) counters: Arc<IoCounters>,
     /// Set by a worker when the netdev behind `io` vanished.
     pub(crate) dead: AtomicBool,
@@ -107,7 +120,7 @@ pub(crate) struct Shared {
     wakers: Vec<Arc<EventFd>>,
     /// Serialises apply() and the pending-port monitor.
     apply_lock: Mutex<()>,
-    packet_cfg: PacketConfig,
+    opts: SwitchOptions,
 }
 
 impl Shared {
@@ -129,13 +142,29 @@ pub(crate) fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// Puts a port the switch opened in a wrapper (tests: a [`crate::io::FaultInjector`]); called
+/// with the port's info each time the port is opened or re-dressed.
+pub type PortWrapper = Arc<dyn Fn(&PortInfo, Arc<dyn Port>) -> Arc<dyn Port> + Send + Sync>;
+
 /// Options for [`Switch::start_with`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct SwitchOptions {
     /// Packet worker threads (default: the config's `workers`, else one per core).
     pub workers: Option<usize>,
     /// AF_PACKET settings for `system` ports and uplinks.
     pub packet: PacketConfig,
+    /// Wraps every port as it is opened, inside a capture if the port has one.
+    pub wrap_port: Option<PortWrapper>,
+}
+
+impl std::fmt::Debug for SwitchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchOptions")
+            .field("workers", &self.workers)
+            .field("packet", &self.packet)
+            .field("wrap_port", &self.wrap_port.is_some())
+            .finish()
+    }
 }
 
 /// Entry point: start a switch.
@@ -163,7 +192,7 @@ impl Switch {
             .max(1);
         let mut live = Vec::new();
         for info in snap.ports() {
-            live.push(Arc::new(open_port(info, opts.packet, None)?));
+            live.push(Arc::new(open_port(info, &opts, None)?));
         }
         let mut wakers = Vec::new();
         for _ in 0..workers {
@@ -176,7 +205,7 @@ impl Switch {
             stop: AtomicBool::new(false),
             wakers,
             apply_lock: Mutex::new(()),
-            packet_cfg: opts.packet,
+            opts: opts.clone(),
         });
         let mut threads = Vec::new();
         for i in 0..workers {
@@ -211,11 +240,12 @@ impl Switch {
 
 fn open_port(
     info: &PortInfo,
-    packet: PacketConfig,
+    opts: &SwitchOptions,
     reuse: Option<&Arc<LivePort>>,
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
-    let io: Option<Arc<dyn Port>> = match info.kind {
+    let packet = opts.packet;
+    let base: Option<Arc<dyn Port>> = match info.kind {
         PortKind::Tap => {
             let tap = TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
                 DaemonError::Tap {
@@ -256,13 +286,38 @@ fn open_port(
             ))
         }
     };
+    let io = base.clone().map(|b| dress(info, b, opts)).transpose()?;
     Ok(LivePort {
         no: info.no,
         info: info.clone(),
         io,
+        base,
         counters,
         dead: AtomicBool::new(false),
     })
+}
+
+/// The port the workers drive: `base` in the options' wrapper, then in a pcap capture when
+/// the port's config asks for one (outermost, so it records what the switch sees).
+fn dress(
+    info: &PortInfo,
+    base: Arc<dyn Port>,
+    opts: &SwitchOptions,
+) -> Result<Arc<dyn Port>, DaemonError> {
+    let port = match &opts.wrap_port {
+        Some(wrap) => wrap(info, base),
+        None => base,
+    };
+    let Some(path) = &info.capture else {
+        return Ok(port);
+    };
+    let cap = Capture::create(port, path).map_err(|source| DaemonError::Capture {
+        name: info.name.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(port = %info.name, path = %path.display(), "capturing the port's frames");
+    Ok(Arc::new(cap))
 }
 
 /// Needs the monitor: a pending netdev that appeared, or a dead one.
@@ -305,7 +360,7 @@ fn monitor(shared: Arc<Shared>) {
                 continue;
             }
             // Re-create a tap we own; attach (or leave pending) a system netdev.
-            match open_port(&p.info, shared.packet_cfg, Some(p)) {
+            match open_port(&p.info, &shared.opts, Some(p)) {
                 Ok(lp) => {
                     tracing::info!(port = %p.info.name, attached = lp.io.is_some(), "port (re)attached");
                     changed = true;
@@ -409,7 +464,7 @@ impl SwitchHandle {
             };
             opened.insert(
                 info.name.clone(),
-                Arc::new(open_port(info, self.shared.packet_cfg, lp)?),
+                Arc::new(open_port(info, &self.shared.opts, lp)?),
             );
         }
         let mut report = ApplyReport {
@@ -430,12 +485,21 @@ impl SwitchHandle {
             if cur.info == *info {
                 next.push(cur.clone());
             } else {
-                // New metadata (network, MAC, IPs...), same fd, counters kept.
+                // New metadata (network, MAC, IPs, capture...), same fd, counters kept.
                 report.updated.push(info.name.clone());
+                let io = if cur.info.capture == info.capture {
+                    cur.io.clone()
+                } else {
+                    cur.base
+                        .clone()
+                        .map(|b| dress(info, b, &self.shared.opts))
+                        .transpose()?
+                };
                 next.push(Arc::new(LivePort {
                     no: info.no,
                     info: info.clone(),
-                    io: cur.io.clone(),
+                    io,
+                    base: cur.base.clone(),
                     counters: cur.counters.clone(),
                     dead: AtomicBool::new(cur.dead.load(Ordering::Acquire)),
                 }));

@@ -88,11 +88,21 @@ impl PacketThread {
                 }
                 continue;
             }
+            if ready[..n].iter().any(|&(tok, _)| tok == WAKE_TOKEN) {
+                // The port set changed (or we are stopping): take the new one before reading
+                // any port, so that nothing is read through a port's old wrappers (a capture
+                // just removed) once apply() has returned.
+                self.wake.drain();
+                let g = self.shared.port_gen.load(Ordering::Acquire);
+                if g != gen {
+                    gen = g;
+                    self.refresh(&epoll, &mut mine);
+                }
+            }
             let mut moved = 0usize;
             let table = self.shared.ports.load();
             for &(tok, bad) in &ready[..n] {
                 if tok == WAKE_TOKEN {
-                    self.wake.drain();
                     continue;
                 }
                 let Some(port) = mine.get(&PortNo(tok as u16)) else {

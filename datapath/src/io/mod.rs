@@ -10,7 +10,9 @@
 //!   UDP (VXLAN) ───┘   (VLAN tag re-inserted)    └─sendmmsg─> UDP peers
 //! ```
 
+mod capture;
 mod counters;
+mod fault;
 mod port;
 pub mod sys;
 pub mod tunnel;
@@ -22,7 +24,9 @@ use std::sync::Mutex;
 
 use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr};
 
+pub use capture::{Capture, PcapWriter};
 pub use counters::IoCounters;
+pub use fault::{FaultConfig, FaultCounts, FaultInjector};
 pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
 
