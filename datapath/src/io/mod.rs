@@ -32,7 +32,7 @@ pub use sys::VNET_HDR_LEN;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
 /// CHECKSUM_PARTIAL and TSO (64 KiB) frames, and accepts them from us.
-pub const TAP_OFFLOADS: u32 =
+pub(crate) const TAP_OFFLOADS: u32 =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 
 /// Largest frame we accept from a port: a 64 KiB GSO frame plus a tag.
@@ -190,7 +190,7 @@ const RING_MAX_BYTES: usize = 16 << 20;
 
 /// (slot size, block size, slots) of the rx ring for a netdev of `mtu` when
 /// `frames` slots are asked for: whole blocks, at most [`RING_MAX_BYTES`].
-pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
+pub(crate) fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
     let frame_size = ring_slot_size(mtu);
     let block_size = RING_BLOCK.max(frame_size);
     let per_block = (block_size / frame_size) as u32;
@@ -202,7 +202,7 @@ pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
 /// Slot size for frames of up to `mtu` bytes of payload: the frame with a
 /// tag, the tpacket2 header, sockaddr_ll and vnet header in front of it, as
 /// a power of two (so that slots tile blocks exactly), at least 2 KiB.
-pub fn ring_slot_size(mtu: u32) -> usize {
+pub(crate) fn ring_slot_size(mtu: u32) -> usize {
     (mtu as usize + 18 + 128).next_power_of_two().max(2048)
 }
 
@@ -433,18 +433,13 @@ impl PacketPort {
     }
 }
 
-/// True when netdev `name` exists in our namespace.
-pub fn netdev_exists(name: &str) -> bool {
-    sys::if_index(name).is_some()
-}
-
-pub use sys::NetdevProbe;
+pub(crate) use sys::NetdevProbe;
 
 /// Puts back the 802.1Q tag the kernel moved into the packet metadata
 /// (`tp_vlan_tci`): writes the tagged frame into `out` and returns the vnet
 /// header adjusted for it. The kernel reports checksum/GSO offsets for the
 /// untagged frame, so they move by the 4 bytes put back.
-pub fn reinsert_tag(
+pub(crate) fn reinsert_tag(
     vnet: &[u8],
     data: &[u8],
     tpid: u16,

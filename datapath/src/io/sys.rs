@@ -1,5 +1,5 @@
 //! Every syscall the switch's I/O shells make, and the only `unsafe` in the
-//! crate. Each function hands back safe owned types (`OwnedFd`, [`RxRing`]);
+//! crate. Crate-private but for the signal helpers `weft switch` uses. Each function hands back safe owned types (`OwnedFd`, [`RxRing`]);
 //! callers above this module never see a raw pointer.
 
 use std::ffi::CString;
@@ -39,7 +39,7 @@ fn ifreq_with_name(name: &str) -> io::Result<libc::ifreq> {
 /// Opens /dev/net/tun and attaches (creating if needed) tap `name` with
 /// IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 10-byte vnet header and the given
 /// TUN_F_* offloads. The fd is non-blocking and close-on-exec.
-pub fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
+pub(crate) fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
     let path = CString::new("/dev/net/tun").expect("static path has no NUL");
     // SAFETY: path is a valid NUL-terminated string; open has no other preconditions.
     let fd = cvt(unsafe {
@@ -71,7 +71,7 @@ pub fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
 
 /// The interface index of `name`, or None when no such netdev exists (in
 /// this network namespace).
-pub fn if_index(name: &str) -> Option<u32> {
+pub(crate) fn if_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
     // SAFETY: c is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -88,7 +88,7 @@ fn ctl_socket() -> io::Result<OwnedFd> {
 /// Answers "does this netdev exist?" over one socket kept open, so the
 /// pending-port monitor can ask for thousands of names per scan without a
 /// socket(2)/close(2) pair per name (what `if_nametoindex` does).
-pub struct NetdevProbe(OwnedFd);
+pub(crate) struct NetdevProbe(OwnedFd);
 
 impl NetdevProbe {
     /// Opens the probe's socket.
@@ -107,7 +107,7 @@ impl NetdevProbe {
 }
 
 /// Sets the niceness of the calling thread (Linux: per-thread, by tid).
-pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() };
     // SAFETY: plain setpriority(2) on our own thread id.
@@ -116,7 +116,7 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
 }
 
 /// Whether `name` has IFF_UP.
-pub fn link_is_up(name: &str) -> io::Result<bool> {
+pub(crate) fn link_is_up(name: &str) -> io::Result<bool> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
@@ -127,7 +127,7 @@ pub fn link_is_up(name: &str) -> io::Result<bool> {
 }
 
 /// Sets IFF_UP on `name` (no-op if already up).
-pub fn set_link_up(name: &str) -> io::Result<()> {
+pub(crate) fn set_link_up(name: &str) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
@@ -144,7 +144,7 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
 }
 
 /// Sets the Ethernet address of `name` (SIOCSIFHWADDR).
-pub fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+pub(crate) fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: all-zero is a valid sockaddr; we only fill family and the first 6 data bytes.
@@ -160,7 +160,7 @@ pub fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
 }
 
 /// The MTU of `name`.
-pub fn link_mtu(name: &str) -> io::Result<u32> {
+pub(crate) fn link_mtu(name: &str) -> io::Result<u32> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFMTU fills ifru_mtu of the ifreq we own.
@@ -185,7 +185,7 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io
 
 /// Options for an AF_PACKET port.
 #[derive(Debug, Clone, Copy)]
-pub struct PacketOpts {
+pub(crate) struct PacketOpts {
     /// Prepend a virtio_net_hdr on rx and expect one on tx (PACKET_VNET_HDR):
     /// GSO frames then cross the socket whole.
     pub vnet_hdr: bool,
@@ -210,7 +210,7 @@ pub struct PacketOpts {
 /// for [`recv`] to read. TPACKET_V3 packs variable-sized frames too, but
 /// hands a block over only when it is full or its retire timer fires
 /// (milliseconds), which would add that much latency at low rates.
-pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
+pub(crate) fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call.
     let fd = cvt(unsafe {
@@ -325,7 +325,7 @@ pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRin
 /// One frame taken from the rx ring: its bytes (starting at the MAC header,
 /// or at the vnet header when `vnet` is set), the VLAN tag the kernel moved
 /// out of the frame, and whether it was truncated to the ring slot.
-pub struct RingFrame<'a> {
+pub(crate) struct RingFrame<'a> {
     /// virtio_net_hdr bytes when the socket has PACKET_VNET_HDR.
     pub vnet: Option<&'a [u8]>,
     /// The frame from its destination MAC on (without the stripped tag).
@@ -344,7 +344,7 @@ pub struct RingFrame<'a> {
 }
 
 /// A TPACKET_V2 rx ring mapped into our memory.
-pub struct RxRing {
+pub(crate) struct RxRing {
     base: *mut u8,
     len: usize,
     frame_size: usize,
@@ -430,7 +430,7 @@ const MMSG_MAX: usize = 64;
 /// `arena[vnet] ++ arena[body]` (`vnet` empty when the socket has no vnet header). A frame the
 /// kernel refuses (too big, bad vnet header) is skipped, not retried.
 /// Returns (frames sent, bytes sent).
-pub fn send_batch(
+pub(crate) fn send_batch(
     fd: RawFd,
     arena: &[u8],
     frames: &[(Range<usize>, Range<usize>)],
@@ -510,7 +510,7 @@ fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> (usize, usize) {
 
 /// Writes one frame given as up to 4 slices with writev (tap fds take one
 /// frame per write). More than 4 slices is an InvalidInput error.
-pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+pub(crate) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
     // On the stack: this runs once per frame sent to a tap.
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -536,7 +536,7 @@ pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
 }
 
 /// recv(2) with MSG_DONTWAIT into `buf` (a datagram longer than `buf` is cut).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid writable region of buf.len() bytes.
     let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if r < 0 {
@@ -547,7 +547,7 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// read(2) into `buf`.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid writable region of buf.len() bytes.
     let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
@@ -558,7 +558,7 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// An epoll instance.
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
 }
 
@@ -621,7 +621,7 @@ impl Epoll {
 }
 
 /// An eventfd used to wake a worker (new port set, shutdown).
-pub struct EventFd {
+pub(crate) struct EventFd {
     fd: OwnedFd,
 }
 
@@ -709,7 +709,7 @@ struct TpacketStats {
 
 /// Frames the kernel dropped on this AF_PACKET socket because its rx ring was
 /// full, since the last call (PACKET_STATISTICS reads and resets).
-pub fn packet_ring_drops(fd: RawFd) -> u64 {
+pub(crate) fn packet_ring_drops(fd: RawFd) -> u64 {
     let mut st = TpacketStats::default();
     let mut len = std::mem::size_of::<TpacketStats>() as libc::socklen_t;
     // SAFETY: st and len are live and sized for PACKET_STATISTICS's tpacket_stats.
@@ -730,7 +730,7 @@ pub fn packet_ring_drops(fd: RawFd) -> u64 {
 }
 
 /// Reads and clears a socket's pending error (SO_ERROR).
-pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
+pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are live and sized for SO_ERROR's c_int.
@@ -798,7 +798,7 @@ impl SockAddr {
 /// Sends datagrams on an unbound-peer UDP socket with sendmmsg, each to its own address (the
 /// VXLAN endpoint's tx batch): datagram `i` is `arena[range]` to `addr`. A datagram the kernel
 /// refuses is skipped, not retried. Returns (datagrams sent, bytes sent).
-pub fn send_to_batch(
+pub(crate) fn send_to_batch(
     fd: RawFd,
     arena: &[u8],
     dgrams: &[(std::net::SocketAddr, Range<usize>)],
@@ -834,7 +834,7 @@ pub fn send_to_batch(
 /// SO_SNDBUFFORCE when we may (CAP_NET_ADMIN, past net.core.rmem_max), else as far as the
 /// sysctl limit allows. A burst of 64 KiB TSO frames becomes ~45 datagrams per frame, which
 /// overflows the default 208 KiB receive buffer of the tunnel socket.
-pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
+pub(crate) fn set_socket_buffers(fd: RawFd, bytes: usize) {
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -861,7 +861,7 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
 /// Receives up to `buf.len() / slot` datagrams (at most 64) with one recvmmsg, datagram i into
 /// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
 /// nothing is queued.
-pub fn recv_from_batch(
+pub(crate) fn recv_from_batch(
     fd: RawFd,
     buf: &mut [u8],
     slot: usize,
@@ -943,7 +943,7 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
 }
 
 /// Sets the MTU of `name` (a tap the switch created: the network's MTU, e.g. 1450 on vxlan).
-pub fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
+pub(crate) fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)

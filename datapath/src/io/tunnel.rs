@@ -25,19 +25,19 @@ use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR
 use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
 
 /// Learned (VNI, MAC) -> VTEP entries kept at most.
-pub const FDB_CAPACITY: usize = 65536;
+pub(crate) const FDB_CAPACITY: usize = 65536;
 
 /// Receive/send buffer of the tunnel socket.
-pub const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Datagrams queued before a flush (one sendmmsg per batch).
-pub const TX_BATCH: usize = 64;
+pub(crate) const TX_BATCH: usize = 64;
 
 /// Per-thread encapsulation buffers and the tx queue: datagrams back to back in one arena,
 /// sent with one sendmmsg when the worker flushes (or the queue is full). No allocation per
 /// datagram once warm.
 #[derive(Default)]
-pub struct TunnelTx {
+pub(crate) struct TunnelTx {
     segs: Segments,
     arena: Vec<u8>,
     queue: Vec<(SocketAddr, Range<usize>)>,
@@ -50,8 +50,9 @@ impl TunnelTx {
         TunnelTx::default()
     }
 
-    /// The tunnel port with datagrams queued, if any (the worker flushes it).
-    pub fn pending_port(&self) -> Option<PortNo> {
+    /// The tunnel port with datagrams queued, if any.
+    #[cfg(test)]
+    fn pending_port(&self) -> Option<PortNo> {
         if self.queue.is_empty() {
             None
         } else {
@@ -268,7 +269,7 @@ impl TunnelPort {
     /// edit the pipeline chose for this port: `PushTag(local VLAN)`) and sends it to the VTEP
     /// the destination MAC was learned behind, or to every peer.
     #[allow(clippy::too_many_arguments)]
-    pub fn transmit(
+    pub(crate) fn transmit(
         &self,
         counters: &IoCounters,
         snap: &Snapshot,
@@ -326,7 +327,7 @@ impl TunnelPort {
     }
 
     /// Sends everything queued in `tx` (one sendmmsg per batch).
-    pub fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
+    pub(crate) fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
         if tx.queue.is_empty() {
             return;
         }
