@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::io::sys::{Epoll, EventFd};
 use crate::io::{Port, PortCtx, RxBatch, TxFrame, TxScratch};
-use crate::{Output, PortNo, Verdict};
+use crate::{FrameResult, Output, PortNo, Verdict};
 
 use super::{now_ns, LivePort, PortTable, Shared};
 
@@ -29,10 +29,11 @@ pub(crate) struct PacketThread {
     pub(crate) busy_poll_ns: u64,
 }
 
-/// A worker's reusable buffers: one rx batch, the outputs the core decided for it, and the
-/// tx scratch every port's `send` borrows. Allocated once per thread.
+/// A worker's reusable buffers: one rx batch, the verdicts and outputs the core decided for
+/// it, and the tx scratch every port's `send` borrows. Allocated once per thread.
 struct Buffers {
     batch: RxBatch,
+    results: Vec<FrameResult>,
     outs: Vec<Output>,
     sends: Vec<TxFrame>,
     tx: TxScratch,
@@ -59,6 +60,7 @@ impl PacketThread {
         let mut gen = u64::MAX;
         let mut bufs = Buffers {
             batch: RxBatch::new(),
+            results: Vec::with_capacity(crate::io::RX_BATCH),
             outs: Vec::with_capacity(64),
             sends: Vec::with_capacity(64),
             tx: TxScratch::new(),
@@ -172,20 +174,32 @@ impl PacketThread {
         read.map(|()| n)
     }
 
-    /// Runs each frame of the batch through the core, one `process` call per frame, and
-    /// collects the copies to send.
+    /// Runs the batch through the core with one `process_batch` call (the snapshot loaded
+    /// once, flow keys of the whole batch computed before the cache is probed, counters
+    /// flushed once) and collects the copies to send. Measured against one `process` call per
+    /// frame (`WEFT_PIPELINE_PER_FRAME=1 cargo bench --bench pipeline`, alternating rounds):
+    /// 24-27 % more frames per core with cached and thrashing flows, 3 % with cold frames
+    /// (benches/RESULTS.md, "Worker batch path").
     fn decide(&mut self, in_port: PortNo, now: u64, bufs: &mut Buffers) {
         bufs.sends.clear();
-        for i in 0..bufs.batch.len() {
-            bufs.outs.clear();
-            let frame = bufs.batch.frame(i).1;
-            let verdict = self.core.process(in_port, frame, now, &mut bufs.outs);
-            if matches!(verdict, Verdict::Forward) {
-                bufs.sends.extend(bufs.outs.iter().map(|o| TxFrame {
-                    port: o.port,
-                    index: i,
-                    edit: o.edit,
-                }));
+        bufs.outs.clear();
+        bufs.results.clear();
+        let batch = &bufs.batch;
+        self.core.process_batch(
+            in_port,
+            (0..batch.len()).map(|i| batch.frame(i).1),
+            now,
+            &mut bufs.outs,
+            &mut bufs.results,
+        );
+        for (index, r) in bufs.results.iter().enumerate() {
+            if r.verdict == Verdict::Forward {
+                bufs.sends
+                    .extend(bufs.outs[r.outputs.clone()].iter().map(|o| TxFrame {
+                        port: o.port,
+                        index,
+                        edit: o.edit,
+                    }));
             }
         }
     }
