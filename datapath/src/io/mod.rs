@@ -168,7 +168,7 @@ pub struct PacketConfig {
     pub vnet_hdr: bool,
     /// Ring slots, each sized for one MTU-sized frame (2 KiB up to MTU
     /// ~1900); larger frames go through the socket queue instead (see
-    /// [`sys::open_packet`]).
+    /// `sys::open_packet`).
     pub frames: u32,
 }
 

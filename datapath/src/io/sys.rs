@@ -1,6 +1,7 @@
 //! Every syscall the switch's I/O shells make, and the only `unsafe` in the
-//! crate. Crate-private but for the signal helpers `weft switch` uses. Each function hands back safe owned types (`OwnedFd`, [`RxRing`]);
-//! callers above this module never see a raw pointer.
+//! crate. Crate-private but for the signal helpers `weft switch` uses. Each
+//! function hands back safe owned types (`OwnedFd`, `RxRing`); callers above
+//! this module never see a raw pointer.
 
 use std::ffi::CString;
 use std::io;
