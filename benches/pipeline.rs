@@ -10,6 +10,10 @@
 //! `WEFT_PIPELINE_PASSES=5 valgrind --tool=callgrind --toggle-collect='*run_pass*'
 //! target/release/deps/pipeline-<hash>`; (Ir with N=5 - Ir with N=0) / (5 * 32 000) is the cost
 //! of one frame, the ring copy included.
+//!
+//! `WEFT_PIPELINE_PER_FRAME=1` runs every scenario with one `Worker::process` call per frame
+//! instead of one `Worker::process_batch` call per batch, to compare the two paths the switch's
+//! workers could take (benches/RESULTS.md, "Worker batch path").
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use std::fmt::Write as _;
@@ -133,6 +137,8 @@ struct Rx {
     ring: Vec<u8>,
     lens: [usize; BATCH],
     use_ring: bool,
+    /// One `process` call per frame instead of `process_batch` (`WEFT_PIPELINE_PER_FRAME=1`).
+    per_frame: bool,
 }
 
 const SLOT: usize = 128;
@@ -149,6 +155,25 @@ fn run_pass(
     for (port, frames) in &s.batches {
         out.clear();
         res.clear();
+        if rx.per_frame {
+            // As the switch's workers did before they used the batch path: one call per frame.
+            for (i, f) in frames.iter().enumerate() {
+                let frame: &[u8] = if rx.use_ring {
+                    let src: &[u8; 60] = f[..60].try_into().expect("60-byte frame");
+                    let dst: &mut [u8; 60] = (&mut rx.ring[i * SLOT..i * SLOT + 60])
+                        .try_into()
+                        .expect("slot");
+                    *dst = *src;
+                    &rx.ring[i * SLOT..i * SLOT + 60]
+                } else {
+                    f
+                };
+                if w.process(*port, frame, 2 * SEC, out) == Verdict::Forward {
+                    fwd += 1;
+                }
+            }
+            continue;
+        }
         if rx.use_ring {
             for (i, f) in frames.iter().enumerate() {
                 // Fixed-size copy (the frames are 60 bytes): what a kernel copy into the ring
@@ -188,6 +213,7 @@ fn rx(use_ring: bool) -> Rx {
         ring: vec![0u8; BATCH * SLOT],
         lens: [0; BATCH],
         use_ring,
+        per_frame: std::env::var("WEFT_PIPELINE_PER_FRAME").as_deref() == Ok("1"),
     }
 }
 

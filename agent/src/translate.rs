@@ -151,6 +151,7 @@ fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(PortConfig {
+        capture: None,
         name: p.devname.clone(),
         kind,
         network: p.network_id.clone(),

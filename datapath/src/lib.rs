@@ -4,7 +4,11 @@
 //!
 //! This crate's core is sans-IO: frames in, decisions out. It owns no sockets, threads or clocks
 //! (time is an argument, `now_ns`). The I/O shells (taps, AF_PACKET rings, the switch daemon, the
-//! control socket) live in `io/` and `daemon/` and drive the core through [`Worker`].
+//! control socket) live in `io/` and `daemon/` and drive the core through [`Worker`]. Every kind
+//! of port (tap, AF_PACKET netdev, VXLAN endpoint) implements one [`io::Port`] trait (batched
+//! rx/tx, its fd, counters), so the daemon drives them alike and wrappers work over any of them:
+//! [`io::Capture`] (a pcap file per port, `capture = "/path.pcap"` in its config) and
+//! [`io::FaultInjector`] (seeded drops, truncation and bit flips, for tests).
 //!
 //! ```text
 //!  config.toml --SwitchConfig::load--> SwitchConfig --Snapshot::compile(cfg, prev)--> Snapshot

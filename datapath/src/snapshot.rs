@@ -52,6 +52,8 @@ pub struct PortInfo {
     pub tunnel_endpoint: Option<SocketAddr>,
     /// MTU for a tap the switch creates.
     pub mtu: Option<u32>,
+    /// The pcap file the port's frames are written to, if any.
+    pub capture: Option<std::path::PathBuf>,
 }
 
 /// A network with its allocated local VLAN.
@@ -302,6 +304,7 @@ impl Snapshot {
                 port_security: p.port_security,
                 tunnel_endpoint: None,
                 mtu: p.mtu,
+                capture: p.capture.clone(),
             });
             if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
                 v.members.push(Member {
@@ -487,6 +490,7 @@ fn uplink_port(no: PortNo, name: &str, kind: PortKind) -> PortInfo {
         port_security: false,
         tunnel_endpoint: None,
         mtu: None,
+        capture: None,
     }
 }
 

@@ -39,6 +39,7 @@
 //! port_security = true
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
+//! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -260,6 +261,10 @@ pub struct PortConfig {
     /// MTU to give a tap the switch creates (the network's MTU: 1450 for vxlan on a
     /// 1500-byte underlay). None: the kernel default. Tap ports only.
     pub mtu: Option<u32>,
+    /// Write every frame the port receives and sends to this pcap file (absolute path), for
+    /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
+    /// capture.
+    pub capture: Option<std::path::PathBuf>,
 }
 
 impl SwitchConfig {

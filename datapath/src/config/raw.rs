@@ -89,6 +89,7 @@ pub(super) struct RawPort {
     #[serde(default)]
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
+    pub capture: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +183,10 @@ impl RawPort {
                 })
                 .collect(),
             mtu: p.mtu.map(|m| unplaced(i64::from(m))),
+            capture: p
+                .capture
+                .as_ref()
+                .map(|c| unplaced(c.display().to_string())),
         }
     }
 }

@@ -366,6 +366,31 @@ fn vxlan_errors_name_the_field() {
         "fixed_ips = [\"10.10.0.1\"]\nkind = \"system\"\nmtu = 1450",
     ));
     assert!(e.contains("only tap ports take an mtu"), "{e}");
+    let c = SwitchConfig::from_toml(
+        &TUNNEL.replace(
+            "fixed_ips = [\"10.10.0.1\"]",
+            "fixed_ips = [\"10.10.0.1\"]\ncapture = \"/var/tmp/vx1.pcap\"",
+        ),
+        "host.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.ports[0].capture.as_deref(),
+        Some(std::path::Path::new("/var/tmp/vx1.pcap"))
+    );
+    // A config built in code checks it the same way.
+    assert_eq!(
+        c.validated("code").unwrap().ports[0].capture,
+        c.ports[0].capture
+    );
+    let e = err(&TUNNEL.replace(
+        "fixed_ips = [\"10.10.0.1\"]",
+        "fixed_ips = [\"10.10.0.1\"]\ncapture = \"vx1.pcap\"",
+    ));
+    assert!(
+        e.contains("port \"tap-vx1\": capture: \"vx1.pcap\" is not an absolute path"),
+        "{e}"
+    );
     let e = err("[[tunnel_peer]]\nip = \"192.0.2.2\"\n");
     assert!(e.contains("need a [tunnel] section"), "{e}");
 }

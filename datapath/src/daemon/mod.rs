@@ -7,7 +7,8 @@
 //! ```text
 //!   apply(cfg) ─> Snapshot::compile ─> open new ports ─> swap snapshot ─> swap port table
 //!                  (error: nothing changed)                               │ workers re-read
-//!   workers: epoll ─> drain ports ─> Datapath::process ─> tx (batched)  <─┘ at next wakeup
+//!   workers: epoll ─> Port::recv ─> Worker::process ─> Port::send       <─┘ at next wakeup
+//!            (per port: one RxBatch in, one send per destination port out)
 //!   monitor: every 200 ms, attach `system` ports whose netdev appeared
 //! ```
 
@@ -28,7 +29,7 @@ use serde_json::{json, Value};
 use crate::io::sys::EventFd;
 /// Re-exported from [`crate::io`], where the port shells that count into it live.
 pub use crate::io::IoCounters;
-use crate::io::{PacketConfig, PacketPort, PortIo, TapPort};
+use crate::io::{Capture, PacketConfig, PacketPort, Port, TapPort};
 use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
 
 /// How often pending `system` ports are looked for.
@@ -56,6 +57,16 @@ pub enum DaemonError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A port's `capture` file could not be created.
+    #[error("cannot open capture file {path} for {name}: {source}")]
+    Capture {
+        /// Interface name.
+        name: String,
+        /// The configured path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// Threads, epoll, eventfd.
     #[error("switch runtime: {0}")]
     Runtime(std::io::Error),
@@ -65,7 +76,10 @@ pub enum DaemonError {
 pub(crate) struct LivePort {
     pub(crate) no: PortNo,
     pub(crate) info: PortInfo,
-    pub(crate) io: Option<Arc<PortIo>>,
+    /// What the workers drive: `base` in its wrappers (capture, a test's fault injector).
+    pub(crate) io: Option<Arc<dyn Port>>,
+    /// The port as opened, kept to re-dress it when its `capture` changes.
+    pub(crate) base: Option<Arc<dyn Port>>,
     pub(crate) counters: Arc<IoCounters>,
     /// Set by a worker when the netdev behind `io` vanished.
     pub(crate) dead: AtomicBool,
@@ -106,7 +120,7 @@ pub(crate) struct Shared {
     wakers: Vec<Arc<EventFd>>,
     /// Serialises apply() and the pending-port monitor.
     apply_lock: Mutex<()>,
-    packet_cfg: PacketConfig,
+    opts: SwitchOptions,
 }
 
 impl Shared {
@@ -128,13 +142,29 @@ pub(crate) fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// Puts a port the switch opened in a wrapper (tests: a [`crate::io::FaultInjector`]); called
+/// with the port's info each time the port is opened or re-dressed.
+pub type PortWrapper = Arc<dyn Fn(&PortInfo, Arc<dyn Port>) -> Arc<dyn Port> + Send + Sync>;
+
 /// Options for [`Switch::start_with`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct SwitchOptions {
     /// Packet worker threads (default: the config's `workers`, else one per core).
     pub workers: Option<usize>,
     /// AF_PACKET settings for `system` ports and uplinks.
     pub packet: PacketConfig,
+    /// Wraps every port as it is opened, inside a capture if the port has one.
+    pub wrap_port: Option<PortWrapper>,
+}
+
+impl std::fmt::Debug for SwitchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchOptions")
+            .field("workers", &self.workers)
+            .field("packet", &self.packet)
+            .field("wrap_port", &self.wrap_port.is_some())
+            .finish()
+    }
 }
 
 /// Entry point: start a switch.
@@ -162,7 +192,7 @@ impl Switch {
             .max(1);
         let mut live = Vec::new();
         for info in snap.ports() {
-            live.push(Arc::new(open_port(info, opts.packet, None)?));
+            live.push(Arc::new(open_port(info, &opts, None)?));
         }
         let mut wakers = Vec::new();
         for _ in 0..workers {
@@ -175,7 +205,7 @@ impl Switch {
             stop: AtomicBool::new(false),
             wakers,
             apply_lock: Mutex::new(()),
-            packet_cfg: opts.packet,
+            opts: opts.clone(),
         });
         let mut threads = Vec::new();
         for i in 0..workers {
@@ -210,21 +240,29 @@ impl Switch {
 
 fn open_port(
     info: &PortInfo,
-    packet: PacketConfig,
+    opts: &SwitchOptions,
     reuse: Option<&Arc<LivePort>>,
 ) -> Result<LivePort, DaemonError> {
     let counters = reuse.map(|r| r.counters.clone()).unwrap_or_default();
-    let io = match info.kind {
-        PortKind::Tap => Some(Arc::new(PortIo::Tap(
-            TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
+    let packet = opts.packet;
+    let base: Option<Arc<dyn Port>> = match info.kind {
+        PortKind::Tap => {
+            let tap = TapPort::create(&info.name, info.mac.map(|m| m.0)).map_err(|source| {
                 DaemonError::Tap {
                     name: info.name.clone(),
                     source,
                 }
-            })?,
-        ))),
+            })?;
+            // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
+            if let Some(mtu) = info.mtu {
+                if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
+                    tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
+                }
+            }
+            Some(Arc::new(tap))
+        }
         PortKind::System => match PacketPort::open(&info.name, packet) {
-            Ok(p) => Some(Arc::new(PortIo::Packet(p))),
+            Ok(p) => Some(Arc::new(p)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(DaemonError::Attach {
@@ -238,29 +276,48 @@ fn open_port(
                 name: info.name.clone(),
                 source: std::io::Error::other("tunnel endpoint without an address"),
             })?;
-            Some(Arc::new(PortIo::Tunnel(
+            Some(Arc::new(
                 crate::io::tunnel::TunnelPort::open(ep.ip(), ep.port()).map_err(|source| {
                     DaemonError::Attach {
                         name: format!("{} ({ep})", info.name),
                         source,
                     }
                 })?,
-            )))
+            ))
         }
     };
-    // A tap we created gets its network's MTU (e.g. 1450 on vxlan).
-    if let (Some(PortIo::Tap(_)), Some(mtu)) = (io.as_deref(), info.mtu) {
-        if let Err(e) = crate::io::sys::set_link_mtu(&info.name, mtu) {
-            tracing::warn!(port = %info.name, mtu, "cannot set the tap's MTU: {e}");
-        }
-    }
+    let io = base.clone().map(|b| dress(info, b, opts)).transpose()?;
     Ok(LivePort {
         no: info.no,
         info: info.clone(),
         io,
+        base,
         counters,
         dead: AtomicBool::new(false),
     })
+}
+
+/// The port the workers drive: `base` in the options' wrapper, then in a pcap capture when
+/// the port's config asks for one (outermost, so it records what the switch sees).
+fn dress(
+    info: &PortInfo,
+    base: Arc<dyn Port>,
+    opts: &SwitchOptions,
+) -> Result<Arc<dyn Port>, DaemonError> {
+    let port = match &opts.wrap_port {
+        Some(wrap) => wrap(info, base),
+        None => base,
+    };
+    let Some(path) = &info.capture else {
+        return Ok(port);
+    };
+    let cap = Capture::create(port, path).map_err(|source| DaemonError::Capture {
+        name: info.name.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(port = %info.name, path = %path.display(), "capturing the port's frames");
+    Ok(Arc::new(cap))
 }
 
 /// Needs the monitor: a pending netdev that appeared, or a dead one.
@@ -303,7 +360,7 @@ fn monitor(shared: Arc<Shared>) {
                 continue;
             }
             // Re-create a tap we own; attach (or leave pending) a system netdev.
-            match open_port(&p.info, shared.packet_cfg, Some(p)) {
+            match open_port(&p.info, &shared.opts, Some(p)) {
                 Ok(lp) => {
                     tracing::info!(port = %p.info.name, attached = lp.io.is_some(), "port (re)attached");
                     changed = true;
@@ -407,7 +464,7 @@ impl SwitchHandle {
             };
             opened.insert(
                 info.name.clone(),
-                Arc::new(open_port(info, self.shared.packet_cfg, lp)?),
+                Arc::new(open_port(info, &self.shared.opts, lp)?),
             );
         }
         let mut report = ApplyReport {
@@ -428,12 +485,21 @@ impl SwitchHandle {
             if cur.info == *info {
                 next.push(cur.clone());
             } else {
-                // New metadata (network, MAC, IPs...), same fd, counters kept.
+                // New metadata (network, MAC, IPs, capture...), same fd, counters kept.
                 report.updated.push(info.name.clone());
+                let io = if cur.info.capture == info.capture {
+                    cur.io.clone()
+                } else {
+                    cur.base
+                        .clone()
+                        .map(|b| dress(info, b, &self.shared.opts))
+                        .transpose()?
+                };
                 next.push(Arc::new(LivePort {
                     no: info.no,
                     info: info.clone(),
-                    io: cur.io.clone(),
+                    io,
+                    base: cur.base.clone(),
                     counters: cur.counters.clone(),
                     dead: AtomicBool::new(cur.dead.load(Ordering::Acquire)),
                 }));
@@ -453,9 +519,9 @@ impl SwitchHandle {
             .iter()
             .map(|p| {
                 let c = &p.counters;
-                if let Some(PortIo::Packet(pp)) = p.io.as_deref() {
+                if let Some(io) = p.io.as_deref() {
                     c.rx_ring_drops
-                        .fetch_add(pp.take_ring_drops(), Ordering::Relaxed);
+                        .fetch_add(io.take_kernel_drops(), Ordering::Relaxed);
                 }
                 PortState {
                     no: p.no.0,
@@ -585,47 +651,48 @@ impl SwitchHandle {
         use crate::metrics::{PortDrop, PortMetrics, SwitchMetrics};
         let c = self.shared.dp.counters();
         let table = self.shared.ports.load();
-        let ports = self
-            .port_states()
-            .into_iter()
-            .map(|s| {
-                let pc = c.port(PortNo(s.no));
-                let mut drops: Vec<PortDrop> = crate::DropReason::ALL
-                    .iter()
-                    .filter_map(|&r| {
-                        let count = pc.map(|p| p.drop_count(r)).unwrap_or(0);
-                        (count > 0).then(|| PortDrop {
-                            reason: r.name(),
-                            stage: r.stage().name(),
-                            count,
+        let ports =
+            self.port_states()
+                .into_iter()
+                .map(|s| {
+                    let pc = c.port(PortNo(s.no));
+                    let mut drops: Vec<PortDrop> = crate::DropReason::ALL
+                        .iter()
+                        .filter_map(|&r| {
+                            let count = pc.map(|p| p.drop_count(r)).unwrap_or(0);
+                            (count > 0).then(|| PortDrop {
+                                reason: r.name(),
+                                stage: r.stage().name(),
+                                count,
+                            })
                         })
-                    })
-                    .collect();
-                if let Some(PortIo::Tunnel(t)) =
-                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
-                {
-                    drops.extend(t.drop_counts().into_iter().map(|(r, count)| PortDrop {
-                        reason: r.name(),
-                        stage: "tunnel",
-                        count,
-                    }));
-                }
-                PortMetrics {
-                    name: s.name,
-                    kind: s.kind,
-                    role: s.role,
-                    attached: s.attached,
-                    rx_frames: s.rx_frames,
-                    rx_bytes: s.rx_bytes,
-                    tx_frames: s.tx_frames,
-                    tx_bytes: s.tx_bytes,
-                    rx_errors: s.rx_errors,
-                    rx_ring_drops: s.rx_ring_drops,
-                    tx_dropped: s.tx_dropped,
-                    drops,
-                }
-            })
-            .collect();
+                        .collect();
+                    // Drops a port counts itself (the tunnel endpoint's refused datagrams).
+                    if let Some(io) = table.get(PortNo(s.no)).and_then(|p| p.io.as_deref()) {
+                        drops.extend(io.drop_counts().into_iter().map(|(reason, count)| {
+                            PortDrop {
+                                reason,
+                                stage: "tunnel",
+                                count,
+                            }
+                        }));
+                    }
+                    PortMetrics {
+                        name: s.name,
+                        kind: s.kind,
+                        role: s.role,
+                        attached: s.attached,
+                        rx_frames: s.rx_frames,
+                        rx_bytes: s.rx_bytes,
+                        tx_frames: s.tx_frames,
+                        tx_bytes: s.tx_bytes,
+                        rx_errors: s.rx_errors,
+                        rx_ring_drops: s.rx_ring_drops,
+                        tx_dropped: s.tx_dropped,
+                        drops,
+                    }
+                })
+                .collect();
         SwitchMetrics {
             processed: c.processed,
             flow_cache_hits: c.flow_cache_hits,
@@ -658,12 +725,11 @@ impl SwitchHandle {
                         (n > 0).then(|| (r.name().to_string(), json!(n)))
                     })
                     .collect();
-                // The tunnel endpoint's refused datagrams (unknown VNI, bad flags...).
-                if let Some(PortIo::Tunnel(t)) =
-                    table.get(PortNo(s.no)).and_then(|p| p.io.as_deref())
-                {
-                    for (r, n) in t.drop_counts() {
-                        drops.insert(r.name().to_string(), json!(n));
+                // Drops a port counts itself: the tunnel endpoint's refused datagrams
+                // (unknown VNI, bad flags...).
+                if let Some(io) = table.get(PortNo(s.no)).and_then(|p| p.io.as_deref()) {
+                    for (r, n) in io.drop_counts() {
+                        drops.insert(r.to_string(), json!(n));
                     }
                 }
                 json!({

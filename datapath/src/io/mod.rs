@@ -1,30 +1,38 @@
-//! The switch's I/O shells: taps through /dev/net/tun with vnet headers, and
-//! existing netdevs through AF_PACKET with a memory-mapped rx ring. All
-//! syscalls (and all `unsafe`) live in [`sys`]; the rest is safe glue that
-//! moves frames in batches between the kernel and the sans-IO core.
+//! The switch's I/O shells: taps through /dev/net/tun with vnet headers,
+//! existing netdevs through AF_PACKET with a memory-mapped rx ring, and the
+//! VXLAN endpoint's UDP socket, all behind one [`Port`] trait. All syscalls
+//! (and all `unsafe`) live in [`sys`]; the rest is safe glue that moves
+//! frames in batches between the kernel and the sans-IO core.
 //!
 //! ```text
-//!   tap fd ──read──┐                          ┌──writev──> tap fd
-//!                  ├─> [vnet hdr|frame] batch ─┤
-//!   AF_PACKET ring ┘   (VLAN tag re-inserted)  └─sendmmsg─> AF_PACKET
+//!   tap fd ──read──┐                            ┌──writev──> tap fd
+//!   AF_PACKET ring ┼─> RxBatch [vnet hdr|frame] ─┼─sendmmsg─> AF_PACKET
+//!   UDP (VXLAN) ───┘   (VLAN tag re-inserted)    └─sendmmsg─> UDP peers
 //! ```
 
+mod capture;
 mod counters;
+mod fault;
+mod port;
 pub mod sys;
 pub mod tunnel;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use crate::VirtioNetHdr;
+use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr};
 
+pub use capture::{Capture, PcapWriter};
 pub use counters::IoCounters;
+pub use fault::{FaultConfig, FaultCounts, FaultInjector};
+pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
 /// CHECKSUM_PARTIAL and TSO (64 KiB) frames, and accepts them from us.
-pub const TAP_OFFLOADS: u32 =
+pub(crate) const TAP_OFFLOADS: u32 =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 
 /// Largest frame we accept from a port: a 64 KiB GSO frame plus a tag.
@@ -66,7 +74,7 @@ impl TapPort {
     }
 
     /// Reads one `[vnet hdr | frame]` into `buf`; None when nothing is queued.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match sys::read(self.fd.as_raw_fd(), buf) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -75,9 +83,82 @@ impl TapPort {
     }
 
     /// Writes one frame: its vnet header then the frame's parts.
-    pub fn send(&self, parts: &[&[u8]]) -> io::Result<()> {
+    pub fn write_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
         sys::writev(self.fd.as_raw_fd(), parts).map(|_| ())
     }
+}
+
+impl Port for TapPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn recv(&self, ctx: &PortCtx<'_>, batch: &mut RxBatch) -> io::Result<()> {
+        let mut failed = None;
+        // A tap hands over one frame per read, straight into the batch's buffer.
+        batch.fill(|slot| match self.read_frame(slot) {
+            Ok(Some(len)) if len > VNET_HDR_LEN => RxStep::Frame(len),
+            Ok(Some(_)) => {
+                ctx.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                RxStep::Skip
+            }
+            Ok(None) => RxStep::Empty,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => RxStep::Skip,
+            Err(e) => {
+                ctx.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                failed = Some(e);
+                RxStep::Empty
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn send(&self, ctx: &PortCtx<'_>, batch: &RxBatch, frames: &[TxFrame], s: &mut TxScratch) {
+        let c = ctx.counters;
+        for t in frames {
+            let (vnet, frame) = batch.frame(t.index);
+            // Tap to tap without a tag change (the common VM-to-VM case): no copy, the vnet
+            // header (GSO, partial checksum) passes through as is.
+            let sent = if t.edit == EgressEdit::Keep {
+                self.write_frame(&[vnet, frame]).map(|()| frame.len())
+            } else {
+                let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+                s.edited.clear();
+                match apply_edit(t.edit, frame, Some(&mut hdr), &mut s.edited) {
+                    Ok(()) => self
+                        .write_frame(&[&hdr_bytes(&hdr), &s.edited])
+                        .map(|()| s.edited.len()),
+                    Err(_) => Err(io::Error::from(io::ErrorKind::InvalidData)),
+                }
+            };
+            match sent {
+                Ok(len) => {
+                    c.tx_frames.fetch_add(1, Ordering::Relaxed);
+                    c.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    c.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn still_usable(&self) -> bool {
+        // A tap fd reports errors only once its netdev is gone.
+        false
+    }
+}
+
+/// A vnet header as bytes.
+pub(crate) fn hdr_bytes(h: &VirtioNetHdr) -> [u8; VNET_HDR_LEN] {
+    let mut b = [0u8; VNET_HDR_LEN];
+    // Only fails for a wrong length, and VNET_HDR_LEN is the right one.
+    let _ = h.write(&mut b, VNET_HDR_LEN);
+    b
 }
 
 /// Rx ring geometry for AF_PACKET ports.
@@ -87,7 +168,7 @@ pub struct PacketConfig {
     pub vnet_hdr: bool,
     /// Ring slots, each sized for one MTU-sized frame (2 KiB up to MTU
     /// ~1900); larger frames go through the socket queue instead (see
-    /// [`sys::open_packet`]).
+    /// `sys::open_packet`).
     pub frames: u32,
 }
 
@@ -109,7 +190,7 @@ const RING_MAX_BYTES: usize = 16 << 20;
 
 /// (slot size, block size, slots) of the rx ring for a netdev of `mtu` when
 /// `frames` slots are asked for: whole blocks, at most [`RING_MAX_BYTES`].
-pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
+pub(crate) fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
     let frame_size = ring_slot_size(mtu);
     let block_size = RING_BLOCK.max(frame_size);
     let per_block = (block_size / frame_size) as u32;
@@ -121,7 +202,7 @@ pub fn ring_geometry(mtu: u32, frames: u32) -> (usize, usize, u32) {
 /// Slot size for frames of up to `mtu` bytes of payload: the frame with a
 /// tag, the tpacket2 header, sockaddr_ll and vnet header in front of it, as
 /// a power of two (so that slots tile blocks exactly), at least 2 KiB.
-pub fn ring_slot_size(mtu: u32) -> usize {
+pub(crate) fn ring_slot_size(mtu: u32) -> usize {
     (mtu as usize + 18 + 128).next_power_of_two().max(2048)
 }
 
@@ -129,8 +210,8 @@ pub fn ring_slot_size(mtu: u32) -> usize {
 pub struct PacketPort {
     fd: OwnedFd,
     ifindex: u32,
-    /// The ring, and a buffer for frames too big for a slot.
-    ring: Mutex<(sys::RxRing, Vec<u8>)>,
+    /// The ring, a buffer for frames too big for a slot, and one for re-tagged frames.
+    ring: Mutex<(sys::RxRing, Vec<u8>, Vec<u8>)>,
     name: String,
     vnet_hdr: bool,
     mtu: u32,
@@ -159,7 +240,11 @@ impl PacketPort {
         Ok(PacketPort {
             fd,
             ifindex,
-            ring: Mutex::new((ring, vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64])),
+            ring: Mutex::new((
+                ring,
+                vec![0u8; MAX_FRAME + VNET_HDR_LEN + 64],
+                Vec::with_capacity(MAX_FRAME),
+            )),
             name: name.to_string(),
             vnet_hdr: cfg.vnet_hdr,
             mtu,
@@ -196,14 +281,9 @@ impl PacketPort {
     /// `frame` has the kernel-stripped VLAN tag put back. Frames too big for
     /// a slot are read whole from the socket queue. `f` gets None for frames
     /// that were truncated (too big, and the socket queue was full).
-    pub fn drain(
-        &self,
-        max: usize,
-        scratch: &mut Vec<u8>,
-        mut f: impl FnMut(Option<(&[u8], &[u8])>),
-    ) -> usize {
+    pub fn drain(&self, max: usize, mut f: impl FnMut(Option<(&[u8], &[u8])>)) -> usize {
         let mut guard = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let (ring, big) = &mut *guard;
+        let (ring, big, scratch) = &mut *guard;
         let fd = self.fd.as_raw_fd();
         let vlen = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
         ring.drain(max, |fr| {
@@ -248,7 +328,7 @@ impl PacketPort {
                 None => f(Some((vnet, data))),
                 Some(tci) => {
                     let vb = reinsert_tag(vnet, data, fr.vlan_tpid, tci, scratch);
-                    f(Some((&vb, scratch)))
+                    f(Some((&vb, &scratch[..])))
                 }
             }
         })
@@ -259,56 +339,107 @@ impl PacketPort {
     pub fn take_ring_drops(&self) -> u64 {
         sys::packet_ring_drops(self.fd.as_raw_fd())
     }
+}
 
-    /// Sends frames (each as [vnet hdr, mac hdr, tag, rest] slices; the
-    /// vnet slice is left out by the caller when the socket has none).
-    pub fn send_batch(&self, frames: &[[&[u8]; 4]]) -> (usize, usize) {
-        sys::send_batch(self.fd.as_raw_fd(), frames)
+impl Port for PacketPort {
+    fn name(&self) -> &str {
+        &self.name
     }
-}
 
-/// A port's I/O, whatever its kind.
-pub enum PortIo {
-    /// A tap we own.
-    Tap(TapPort),
-    /// An AF_PACKET-attached netdev.
-    Packet(PacketPort),
-    /// The VXLAN endpoint's UDP socket.
-    Tunnel(tunnel::TunnelPort),
-}
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 
-impl PortIo {
-    /// The fd to poll for input.
-    pub fn raw_fd(&self) -> RawFd {
-        match self {
-            PortIo::Tap(t) => t.fd.as_raw_fd(),
-            PortIo::Packet(p) => p.fd.as_raw_fd(),
-            PortIo::Tunnel(t) => t.raw_fd(),
+    fn recv(&self, ctx: &PortCtx<'_>, batch: &mut RxBatch) -> io::Result<()> {
+        // The batch has room for `room()` frames of any size, so none is lost here.
+        self.drain(batch.room(), |fr| match fr {
+            Some((vnet, frame)) if batch.push(vnet, frame) => {}
+            _ => {
+                ctx.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(())
+    }
+
+    fn send(&self, ctx: &PortCtx<'_>, batch: &RxBatch, frames: &[TxFrame], s: &mut TxScratch) {
+        s.arena.clear();
+        s.queue.clear();
+        let mut dropped = 0u64;
+        for t in frames {
+            let (vnet, frame) = batch.frame(t.index);
+            if self.queue_frame(vnet, frame, t.edit, s).is_err() {
+                dropped += 1;
+            }
         }
+        let (sent, bytes) = sys::send_batch(self.fd.as_raw_fd(), &s.arena, &s.queue);
+        let c = ctx.counters;
+        c.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
+        c.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        c.tx_dropped
+            .fetch_add(dropped + (s.queue.len() - sent) as u64, Ordering::Relaxed);
     }
 
-    /// Interface name.
-    pub fn name(&self) -> &str {
-        match self {
-            PortIo::Tap(t) => t.name(),
-            PortIo::Packet(p) => p.name(),
-            PortIo::Tunnel(t) => t.name(),
+    fn still_usable(&self) -> bool {
+        let _ = self.take_error();
+        self.still_attached()
+    }
+
+    fn take_kernel_drops(&self) -> u64 {
+        self.take_ring_drops()
+    }
+}
+
+impl PacketPort {
+    /// Appends one edited frame to the send arena: with its vnet header when the socket takes
+    /// one, else segmented (GSO) or checksummed here, since the wire gets plain frames.
+    fn queue_frame(
+        &self,
+        vnet: &[u8],
+        frame: &[u8],
+        edit: EgressEdit,
+        s: &mut TxScratch,
+    ) -> Result<(), ()> {
+        let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+        let start = s.arena.len();
+        let vlen = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
+        s.arena.resize(start + vlen, 0);
+        if apply_edit(edit, frame, Some(&mut hdr), &mut s.arena).is_err() {
+            s.arena.truncate(start);
+            return Err(());
         }
+        let body = start + vlen..s.arena.len();
+        if self.vnet_hdr {
+            s.arena[start..body.start].copy_from_slice(&hdr_bytes(&hdr));
+        } else if hdr.is_gso() {
+            // The socket takes no offload metadata: segment here.
+            s.segs.clear();
+            let ok = gso_segment(&s.arena[body.clone()], &hdr, &mut s.segs).is_ok();
+            s.arena.truncate(start);
+            if !ok {
+                return Err(());
+            }
+            for seg in s.segs.iter() {
+                let at = s.arena.len();
+                s.arena.extend_from_slice(seg);
+                s.queue.push((at..at, at..s.arena.len()));
+            }
+            return Ok(());
+        } else if complete_checksum(&mut s.arena[body.clone()], &mut hdr).is_err() {
+            s.arena.truncate(start);
+            return Err(());
+        }
+        s.queue.push((start..body.start, body));
+        Ok(())
     }
 }
 
-/// True when netdev `name` exists in our namespace.
-pub fn netdev_exists(name: &str) -> bool {
-    sys::if_index(name).is_some()
-}
-
-pub use sys::NetdevProbe;
+pub(crate) use sys::NetdevProbe;
 
 /// Puts back the 802.1Q tag the kernel moved into the packet metadata
 /// (`tp_vlan_tci`): writes the tagged frame into `out` and returns the vnet
 /// header adjusted for it. The kernel reports checksum/GSO offsets for the
 /// untagged frame, so they move by the 4 bytes put back.
-pub fn reinsert_tag(
+pub(crate) fn reinsert_tag(
     vnet: &[u8],
     data: &[u8],
     tpid: u16,

@@ -1,9 +1,11 @@
 //! Every syscall the switch's I/O shells make, and the only `unsafe` in the
-//! crate. Each function hands back safe owned types (`OwnedFd`, [`RxRing`]);
-//! callers above this module never see a raw pointer.
+//! crate. Crate-private but for the signal helpers `weft switch` uses. Each
+//! function hands back safe owned types (`OwnedFd`, `RxRing`); callers above
+//! this module never see a raw pointer.
 
 use std::ffi::CString;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -38,7 +40,7 @@ fn ifreq_with_name(name: &str) -> io::Result<libc::ifreq> {
 /// Opens /dev/net/tun and attaches (creating if needed) tap `name` with
 /// IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 10-byte vnet header and the given
 /// TUN_F_* offloads. The fd is non-blocking and close-on-exec.
-pub fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
+pub(crate) fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
     let path = CString::new("/dev/net/tun").expect("static path has no NUL");
     // SAFETY: path is a valid NUL-terminated string; open has no other preconditions.
     let fd = cvt(unsafe {
@@ -70,7 +72,7 @@ pub fn open_tap(name: &str, offloads: u32) -> io::Result<OwnedFd> {
 
 /// The interface index of `name`, or None when no such netdev exists (in
 /// this network namespace).
-pub fn if_index(name: &str) -> Option<u32> {
+pub(crate) fn if_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
     // SAFETY: c is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -87,7 +89,7 @@ fn ctl_socket() -> io::Result<OwnedFd> {
 /// Answers "does this netdev exist?" over one socket kept open, so the
 /// pending-port monitor can ask for thousands of names per scan without a
 /// socket(2)/close(2) pair per name (what `if_nametoindex` does).
-pub struct NetdevProbe(OwnedFd);
+pub(crate) struct NetdevProbe(OwnedFd);
 
 impl NetdevProbe {
     /// Opens the probe's socket.
@@ -106,7 +108,7 @@ impl NetdevProbe {
 }
 
 /// Sets the niceness of the calling thread (Linux: per-thread, by tid).
-pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() };
     // SAFETY: plain setpriority(2) on our own thread id.
@@ -115,7 +117,7 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
 }
 
 /// Whether `name` has IFF_UP.
-pub fn link_is_up(name: &str) -> io::Result<bool> {
+pub(crate) fn link_is_up(name: &str) -> io::Result<bool> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
@@ -126,7 +128,7 @@ pub fn link_is_up(name: &str) -> io::Result<bool> {
 }
 
 /// Sets IFF_UP on `name` (no-op if already up).
-pub fn set_link_up(name: &str) -> io::Result<()> {
+pub(crate) fn set_link_up(name: &str) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
@@ -143,7 +145,7 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
 }
 
 /// Sets the Ethernet address of `name` (SIOCSIFHWADDR).
-pub fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+pub(crate) fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: all-zero is a valid sockaddr; we only fill family and the first 6 data bytes.
@@ -159,7 +161,7 @@ pub fn set_link_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
 }
 
 /// The MTU of `name`.
-pub fn link_mtu(name: &str) -> io::Result<u32> {
+pub(crate) fn link_mtu(name: &str) -> io::Result<u32> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     // SAFETY: SIOCGIFMTU fills ifru_mtu of the ifreq we own.
@@ -184,7 +186,7 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io
 
 /// Options for an AF_PACKET port.
 #[derive(Debug, Clone, Copy)]
-pub struct PacketOpts {
+pub(crate) struct PacketOpts {
     /// Prepend a virtio_net_hdr on rx and expect one on tx (PACKET_VNET_HDR):
     /// GSO frames then cross the socket whole.
     pub vnet_hdr: bool,
@@ -209,7 +211,7 @@ pub struct PacketOpts {
 /// for [`recv`] to read. TPACKET_V3 packs variable-sized frames too, but
 /// hands a block over only when it is full or its retire timer fires
 /// (milliseconds), which would add that much latency at low rates.
-pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
+pub(crate) fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRing)> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call.
     let fd = cvt(unsafe {
@@ -324,7 +326,7 @@ pub fn open_packet(ifindex: u32, opts: PacketOpts) -> io::Result<(OwnedFd, RxRin
 /// One frame taken from the rx ring: its bytes (starting at the MAC header,
 /// or at the vnet header when `vnet` is set), the VLAN tag the kernel moved
 /// out of the frame, and whether it was truncated to the ring slot.
-pub struct RingFrame<'a> {
+pub(crate) struct RingFrame<'a> {
     /// virtio_net_hdr bytes when the socket has PACKET_VNET_HDR.
     pub vnet: Option<&'a [u8]>,
     /// The frame from its destination MAC on (without the stripped tag).
@@ -343,7 +345,7 @@ pub struct RingFrame<'a> {
 }
 
 /// A TPACKET_V2 rx ring mapped into our memory.
-pub struct RxRing {
+pub(crate) struct RxRing {
     base: *mut u8,
     len: usize,
     frame_size: usize,
@@ -421,36 +423,61 @@ impl Drop for RxRing {
     }
 }
 
-/// Sends a batch of frames on a bound AF_PACKET socket with sendmmsg; each
-/// frame is given as up to 4 slices (e.g. vnet header, frame). A frame the
+/// Most messages one sendmmsg/recvmmsg call takes: the mmsghdr and iovec arrays live on the
+/// stack (about 5 KiB), so a batch costs no allocation.
+const MMSG_MAX: usize = 64;
+
+/// Sends frames on a bound AF_PACKET socket with sendmmsg, in calls of up to 64. Frame `i` is
+/// `arena[vnet] ++ arena[body]` (`vnet` empty when the socket has no vnet header). A frame the
 /// kernel refuses (too big, bad vnet header) is skipped, not retried.
 /// Returns (frames sent, bytes sent).
-pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
-    if frames.is_empty() {
-        return (0, 0);
-    }
-    let mut iovs: Vec<[libc::iovec; 4]> = Vec::with_capacity(frames.len());
-    for fr in frames {
-        iovs.push(fr.map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        }));
-    }
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+pub(crate) fn send_batch(
+    fd: RawFd,
+    arena: &[u8],
+    frames: &[(Range<usize>, Range<usize>)],
+) -> (usize, usize) {
+    let (mut sent, mut bytes) = (0, 0);
+    for chunk in frames.chunks(MMSG_MAX) {
+        let mut iovs = [[empty_iovec(); 2]; MMSG_MAX];
+        // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+        for ((iov, m), (vnet, body)) in iovs.iter_mut().zip(msgs.iter_mut()).zip(chunk) {
+            *iov = [
+                iovec_of(&arena[vnet.clone()]),
+                iovec_of(&arena[body.clone()]),
+            ];
             m.msg_hdr.msg_iov = iov.as_mut_ptr();
-            m.msg_hdr.msg_iovlen = 4;
-            m
-        })
-        .collect();
+            m.msg_hdr.msg_iovlen = 2;
+        }
+        let (s, b) = sendmmsg_all(fd, &mut msgs[..chunk.len()]);
+        sent += s;
+        bytes += b;
+    }
+    (sent, bytes)
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+fn iovec_of(s: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: s.as_ptr() as *mut libc::c_void,
+        iov_len: s.len(),
+    }
+}
+
+/// sendmmsg until every message is sent or refused: EINTR retried, a full queue given three
+/// chances (then the rest is dropped), a refused message skipped. Returns (sent, bytes).
+fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> (usize, usize) {
     let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
     let mut retries = 0;
     while at < msgs.len() {
-        // SAFETY: msgs[at..] are valid mmsghdrs whose iovecs point into `frames`,
-        // which outlive this call; the kernel only reads them.
+        // SAFETY: msgs[at..] are valid mmsghdrs whose iovecs (and names) point into buffers
+        // the caller keeps alive for this call; the kernel only reads them.
         let r = unsafe {
             libc::sendmmsg(
                 fd,
@@ -484,7 +511,7 @@ pub fn send_batch(fd: RawFd, frames: &[[&[u8]; 4]]) -> (usize, usize) {
 
 /// Writes one frame given as up to 4 slices with writev (tap fds take one
 /// frame per write). More than 4 slices is an InvalidInput error.
-pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+pub(crate) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
     // On the stack: this runs once per frame sent to a tap.
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -510,7 +537,7 @@ pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
 }
 
 /// recv(2) with MSG_DONTWAIT into `buf` (a datagram longer than `buf` is cut).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid writable region of buf.len() bytes.
     let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if r < 0 {
@@ -521,7 +548,7 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// read(2) into `buf`.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid writable region of buf.len() bytes.
     let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
@@ -532,7 +559,7 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// An epoll instance.
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
 }
 
@@ -595,7 +622,7 @@ impl Epoll {
 }
 
 /// An eventfd used to wake a worker (new port set, shutdown).
-pub struct EventFd {
+pub(crate) struct EventFd {
     fd: OwnedFd,
 }
 
@@ -683,7 +710,7 @@ struct TpacketStats {
 
 /// Frames the kernel dropped on this AF_PACKET socket because its rx ring was
 /// full, since the last call (PACKET_STATISTICS reads and resets).
-pub fn packet_ring_drops(fd: RawFd) -> u64 {
+pub(crate) fn packet_ring_drops(fd: RawFd) -> u64 {
     let mut st = TpacketStats::default();
     let mut len = std::mem::size_of::<TpacketStats>() as libc::socklen_t;
     // SAFETY: st and len are live and sized for PACKET_STATISTICS's tpacket_stats.
@@ -704,7 +731,7 @@ pub fn packet_ring_drops(fd: RawFd) -> u64 {
 }
 
 /// Reads and clears a socket's pending error (SO_ERROR).
-pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
+pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are live and sized for SO_ERROR's c_int.
@@ -727,6 +754,12 @@ enum SockAddr {
 }
 
 impl SockAddr {
+    /// A placeholder for the unused entries of a stack array.
+    fn unset() -> SockAddr {
+        // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
+        SockAddr::V4(unsafe { std::mem::zeroed() })
+    }
+
     fn new(a: std::net::SocketAddr) -> SockAddr {
         match a {
             std::net::SocketAddr::V4(a) => SockAddr::V4(libc::sockaddr_in {
@@ -764,65 +797,36 @@ impl SockAddr {
 }
 
 /// Sends datagrams on an unbound-peer UDP socket with sendmmsg, each to its own address (the
-/// VXLAN endpoint's tx batch). A datagram the kernel refuses is skipped, not retried.
-/// Returns (datagrams sent, bytes sent).
-pub fn send_to_batch(fd: RawFd, dgrams: &[(std::net::SocketAddr, &[u8])]) -> (usize, usize) {
-    if dgrams.is_empty() {
-        return (0, 0);
-    }
-    let mut addrs: Vec<SockAddr> = dgrams.iter().map(|(a, _)| SockAddr::new(*a)).collect();
-    let mut iovs: Vec<libc::iovec> = dgrams
-        .iter()
-        .map(|(_, d)| libc::iovec {
-            iov_base: d.as_ptr() as *mut libc::c_void,
-            iov_len: d.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = addrs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .map(|(a, iov)| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+/// VXLAN endpoint's tx batch): datagram `i` is `arena[range]` to `addr`. A datagram the kernel
+/// refuses is skipped, not retried. Returns (datagrams sent, bytes sent).
+pub(crate) fn send_to_batch(
+    fd: RawFd,
+    arena: &[u8],
+    dgrams: &[(std::net::SocketAddr, Range<usize>)],
+) -> (usize, usize) {
+    let (mut sent, mut bytes) = (0, 0);
+    for chunk in dgrams.chunks(MMSG_MAX) {
+        let mut iovs = [empty_iovec(); MMSG_MAX];
+        let mut addrs: [SockAddr; MMSG_MAX] = std::array::from_fn(|_| SockAddr::unset());
+        // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+        for (((iov, a), m), (to, r)) in iovs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .zip(msgs.iter_mut())
+            .zip(chunk)
+        {
+            *iov = iovec_of(&arena[r.clone()]);
+            *a = SockAddr::new(*to);
             let (name, namelen) = a.ptr_len();
             m.msg_hdr.msg_name = name;
             m.msg_hdr.msg_namelen = namelen;
             m.msg_hdr.msg_iov = iov as *mut libc::iovec;
             m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    let (mut at, mut sent, mut bytes) = (0usize, 0usize, 0usize);
-    let mut retries = 0;
-    while at < msgs.len() {
-        // SAFETY: msgs[at..] are valid mmsghdrs whose names point into `addrs` and iovecs into
-        // `iovs` (pointing into `dgrams`), all alive for the call; the kernel only reads them.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                msgs[at..].as_mut_ptr(),
-                (msgs.len() - at) as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r > 0 {
-            for m in &msgs[at..at + r as usize] {
-                bytes += m.msg_len as usize;
-            }
-            at += r as usize;
-            sent += r as usize;
-            continue;
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock if retries < 3 => {
-                retries += 1;
-                std::thread::yield_now();
-            }
-            io::ErrorKind::WouldBlock => break,
-            _ => at += 1,
-        }
+        let (s, b) = sendmmsg_all(fd, &mut msgs[..chunk.len()]);
+        sent += s;
+        bytes += b;
     }
     (sent, bytes)
 }
@@ -831,7 +835,7 @@ pub fn send_to_batch(fd: RawFd, dgrams: &[(std::net::SocketAddr, &[u8])]) -> (us
 /// SO_SNDBUFFORCE when we may (CAP_NET_ADMIN, past net.core.rmem_max), else as far as the
 /// sysctl limit allows. A burst of 64 KiB TSO frames becomes ~45 datagrams per frame, which
 /// overflows the default 208 KiB receive buffer of the tunnel socket.
-pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
+pub(crate) fn set_socket_buffers(fd: RawFd, bytes: usize) {
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -855,44 +859,40 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) {
     }
 }
 
-/// Receives up to `buf.len() / slot` datagrams with one recvmmsg, datagram i into
+/// Receives up to `buf.len() / slot` datagrams (at most 64) with one recvmmsg, datagram i into
 /// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
 /// nothing is queued.
-pub fn recv_from_batch(
+pub(crate) fn recv_from_batch(
     fd: RawFd,
     buf: &mut [u8],
     slot: usize,
     out: &mut Vec<(usize, Option<std::net::SocketAddr>, bool)>,
 ) -> io::Result<usize> {
-    let n = buf.len().checked_div(slot).unwrap_or(0);
+    let n = buf.len().checked_div(slot).unwrap_or(0).min(MMSG_MAX);
     if n == 0 {
         return Ok(0);
     }
     // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
-    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; n];
-    let mut iovs: Vec<libc::iovec> = buf
-        .chunks_exact_mut(slot)
-        .map(|c| libc::iovec {
-            iov_base: c.as_mut_ptr().cast(),
-            iov_len: c.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = addrs
+    let mut addrs: [libc::sockaddr_storage; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    let mut iovs = [empty_iovec(); MMSG_MAX];
+    // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
+    let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    for ((a, iov), (m, c)) in addrs
         .iter_mut()
         .zip(iovs.iter_mut())
-        .map(|(a, iov)| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-            m.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    // SAFETY: each mmsghdr points at its own sockaddr_storage in `addrs` and its own slot of
-    // `buf` (through `iovs`), all alive and exclusively borrowed for the call.
+        .zip(msgs.iter_mut().zip(buf.chunks_exact_mut(slot)))
+    {
+        *iov = libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: c.len(),
+        };
+        m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first n mmsghdrs point at their own sockaddr_storage in `addrs` and their own
+    // slot of `buf` (through `iovs`), all alive and exclusively borrowed for the call.
     let r = unsafe {
         libc::recvmmsg(
             fd,
@@ -944,7 +944,7 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
 }
 
 /// Sets the MTU of `name` (a tap the switch created: the network's MTU, e.g. 1450 on vxlan).
-pub fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
+pub(crate) fn set_link_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let sock = ctl_socket()?;
     let mut ifr = ifreq_with_name(name)?;
     ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)

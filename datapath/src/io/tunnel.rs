@@ -20,25 +20,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use crate::config::tunnel_port_name;
-use crate::io::IoCounters;
-use crate::io::{sys, VNET_HDR_LEN};
+use crate::io::{sys, IoCounters, Port, PortCtx, RxBatch, TxFrame, TxScratch, VNET_HDR_LEN};
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
 use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
 
 /// Learned (VNI, MAC) -> VTEP entries kept at most.
-pub const FDB_CAPACITY: usize = 65536;
+pub(crate) const FDB_CAPACITY: usize = 65536;
 
 /// Receive/send buffer of the tunnel socket.
-pub const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Datagrams queued before a flush (one sendmmsg per batch).
-pub const TX_BATCH: usize = 64;
+pub(crate) const TX_BATCH: usize = 64;
 
 /// Per-thread encapsulation buffers and the tx queue: datagrams back to back in one arena,
 /// sent with one sendmmsg when the worker flushes (or the queue is full). No allocation per
 /// datagram once warm.
 #[derive(Default)]
-pub struct TunnelTx {
+pub(crate) struct TunnelTx {
     segs: Segments,
     arena: Vec<u8>,
     queue: Vec<(SocketAddr, Range<usize>)>,
@@ -51,8 +50,9 @@ impl TunnelTx {
         TunnelTx::default()
     }
 
-    /// The tunnel port with datagrams queued, if any (the worker flushes it).
-    pub fn pending_port(&self) -> Option<PortNo> {
+    /// The tunnel port with datagrams queued, if any.
+    #[cfg(test)]
+    fn pending_port(&self) -> Option<PortNo> {
         if self.queue.is_empty() {
             None
         } else {
@@ -92,14 +92,15 @@ pub struct TunnelPort {
     drops: [AtomicU64; TunnelDrop::COUNT],
     last_age: AtomicU64,
     /// recvmmsg slots; only the worker polling this port drains it, so uncontended.
-    rx: Mutex<RxBatch>,
+    rx: Mutex<RecvBufs>,
 }
 
-/// Receive buffers for one recvmmsg.
+/// Receive buffers for one recvmmsg, and the decapsulated frame.
 #[derive(Default)]
-struct RxBatch {
+struct RecvBufs {
     buf: Vec<u8>,
     got: Vec<(usize, Option<SocketAddr>, bool)>,
+    inner: Vec<u8>,
 }
 
 /// Datagrams read per recvmmsg.
@@ -121,7 +122,7 @@ impl TunnelPort {
             fdb: RwLock::new(TunnelFdb::new(FDB_CAPACITY)),
             drops: Default::default(),
             last_age: AtomicU64::new(0),
-            rx: Mutex::new(RxBatch::default()),
+            rx: Mutex::new(RecvBufs::default()),
         })
     }
 
@@ -171,7 +172,6 @@ impl TunnelPort {
         snap: &Snapshot,
         now: u64,
         counters: &IoCounters,
-        scratch: &mut Vec<u8>,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> usize {
         let Some(tn) = snap.tunnel() else { return 0 };
@@ -185,9 +185,10 @@ impl TunnelPort {
         let mut n = 0;
         while n < max {
             rx.got.clear();
+            let want = (max - n).min(RX_SLOTS);
             let got = match sys::recv_from_batch(
                 self.sock.as_raw_fd(),
-                &mut rx.buf,
+                &mut rx.buf[..want * RX_SLOT],
                 RX_SLOT,
                 &mut rx.got,
             ) {
@@ -209,7 +210,7 @@ impl TunnelPort {
                             remote,
                             |ip| tn.is_peer(ip),
                             |vni| tn.vlan_of_vni(vni),
-                            scratch,
+                            &mut rx.inner,
                         )
                         .map(|d| (d, remote))
                     }
@@ -217,7 +218,7 @@ impl TunnelPort {
                 match res {
                     Ok((d, remote)) => {
                         self.learn(d.vni, d.inner_src, remote, now);
-                        f(&vnet, scratch);
+                        f(&vnet, &rx.inner);
                     }
                     Err(r) => {
                         self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
@@ -225,7 +226,7 @@ impl TunnelPort {
                     }
                 }
             }
-            if got < RX_SLOTS {
+            if got < want {
                 break;
             }
         }
@@ -268,7 +269,7 @@ impl TunnelPort {
     /// edit the pipeline chose for this port: `PushTag(local VLAN)`) and sends it to the VTEP
     /// the destination MAC was learned behind, or to every peer.
     #[allow(clippy::too_many_arguments)]
-    pub fn transmit(
+    pub(crate) fn transmit(
         &self,
         counters: &IoCounters,
         snap: &Snapshot,
@@ -326,16 +327,11 @@ impl TunnelPort {
     }
 
     /// Sends everything queued in `tx` (one sendmmsg per batch).
-    pub fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
+    pub(crate) fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
         if tx.queue.is_empty() {
             return;
         }
-        let dgrams: Vec<(SocketAddr, &[u8])> = tx
-            .queue
-            .iter()
-            .map(|(a, r)| (*a, &tx.arena[r.clone()]))
-            .collect();
-        let (sent, bytes) = sys::send_to_batch(self.sock.as_raw_fd(), &dgrams);
+        let (sent, bytes) = sys::send_to_batch(self.sock.as_raw_fd(), &tx.arena, &tx.queue);
         counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
         counters.tx_bytes.fetch_add(
             bytes.saturating_sub(sent * VXLAN_HDR_LEN) as u64,
@@ -343,9 +339,57 @@ impl TunnelPort {
         );
         counters
             .tx_dropped
-            .fetch_add((dgrams.len() - sent) as u64, Ordering::Relaxed);
-        drop(dgrams);
+            .fetch_add((tx.queue.len() - sent) as u64, Ordering::Relaxed);
         tx.clear();
+    }
+}
+
+impl Port for TunnelPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    fn recv(&self, ctx: &PortCtx<'_>, batch: &mut RxBatch) -> io::Result<()> {
+        let room = batch.room();
+        self.drain(room, ctx.snap, ctx.now_ns, ctx.counters, |vnet, frame| {
+            if !batch.push(vnet, frame) {
+                ctx.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(())
+    }
+
+    fn send(&self, ctx: &PortCtx<'_>, batch: &RxBatch, frames: &[TxFrame], s: &mut TxScratch) {
+        for t in frames {
+            let (vnet, frame) = batch.frame(t.index);
+            self.transmit(
+                ctx.counters,
+                ctx.snap,
+                ctx.now_ns,
+                vnet,
+                frame,
+                t.edit,
+                &mut s.tunnel,
+            );
+        }
+        self.flush(ctx.counters, &mut s.tunnel);
+    }
+
+    fn still_usable(&self) -> bool {
+        // A UDP socket's error (an ICMP unreachable from a peer) is transient.
+        let _ = self.take_error();
+        true
+    }
+
+    fn drop_counts(&self) -> Vec<(&'static str, u64)> {
+        TunnelPort::drop_counts(self)
+            .into_iter()
+            .map(|(r, n)| (r.name(), n))
+            .collect()
     }
 }
 
@@ -427,9 +471,8 @@ mod tests {
         assert_eq!(tx.pending_port(), None);
 
         let mut got = Vec::new();
-        let mut scratch = Vec::new();
         for _ in 0..100 {
-            b.drain(64, &sb, 2, &cb, &mut scratch, |_, f| got.push(f.to_vec()));
+            b.drain(64, &sb, 2, &cb, |_, f| got.push(f.to_vec()));
             if got.len() == 40 {
                 break;
             }

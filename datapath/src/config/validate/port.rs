@@ -1,5 +1,5 @@
 //! `[[port]]`: names (unique, not an uplink's or the tunnel's), kind, network reference, MAC,
-//! fixed IPs, allowed address pairs and MTU.
+//! fixed IPs, allowed address pairs, MTU and capture file.
 
 use super::{check_ifname, parse_ip_or_cidr, ConfigError, Ctx, Names};
 use crate::config::raw::{RawPair, RawPort};
@@ -60,8 +60,14 @@ pub(super) fn ports(
             .map(|pair| address_pair(cx, pair, mac, &obj))
             .collect::<Result<Vec<_>, _>>()?;
         let mtu = p.mtu.as_ref().map(|m| mtu(cx, m, kind, &obj)).transpose()?;
+        let capture = p
+            .capture
+            .as_ref()
+            .map(|c| capture(cx, c, &obj))
+            .transpose()?;
         ports.push(PortConfig {
             mtu,
+            capture,
             name,
             kind,
             network: p.network.into_inner(),
@@ -177,6 +183,23 @@ fn address_pair(
         )
     })?;
     Ok(AddressPair { mac: pmac, ip })
+}
+
+/// `capture`: an absolute path (the switch's working directory is nobody's business).
+fn capture(
+    cx: &Ctx<'_>,
+    c: &Spanned<String>,
+    obj: &str,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let path = std::path::Path::new(c.get_ref());
+    if !path.is_absolute() {
+        return Err(cx.err(
+            Some(c.span()),
+            format!("{obj}: capture"),
+            format!("{:?} is not an absolute path", c.get_ref()),
+        ));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// `mtu`: tap ports only, 68..=65535.
