@@ -120,13 +120,34 @@ async fn stream_and_store(
     im: &Arc<Images>,
     id: &str,
     plan: &UploadPlan,
-    mut body: Body,
+    body: Body,
 ) -> ImageResult<Data> {
     let store = im.data_store();
     let target = id.to_string();
     let staged = blocking(move || store.stage(&target)).await?;
     let mut pipe = Pipeline::start(staged);
-    let cap = im.limits().image_size_cap;
+    if let Err(e) = feed(&mut pipe, plan, im.limits().image_size_cap, body).await {
+        pipe.abort().await;
+        return Err(e);
+    }
+    let (staged, d) = pipe.finish().await?;
+    blocking(move || staged.commit()).await?;
+    let disk_format = im.read(|st| st.images.get(id).and_then(|i| i.disk_format.clone()));
+    let virtual_size = match disk_format.as_deref() {
+        Some("raw") => Some(d.size),
+        _ => qcow2_virtual_size(&d.head),
+    };
+    Ok(Data {
+        size: d.size,
+        virtual_size,
+        checksum: d.md5,
+        sha512: d.sha512,
+    })
+}
+
+/// Reads the body into the pipeline, coalescing frames into [`CHUNK`]s,
+/// and stops at the plan's limit.
+async fn feed(pipe: &mut Pipeline, plan: &UploadPlan, cap: u64, mut body: Body) -> ImageResult<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     loop {
         let frame = match body.frame().await {
@@ -150,19 +171,7 @@ async fn stream_and_store(
     if !buf.is_empty() {
         pipe.send(Bytes::from(buf)).await?;
     }
-    let (staged, d) = pipe.finish().await?;
-    blocking(move || staged.commit()).await?;
-    let disk_format = im.read(|st| st.images.get(id).and_then(|i| i.disk_format.clone()));
-    let virtual_size = match disk_format.as_deref() {
-        Some("raw") => Some(d.size),
-        _ => qcow2_virtual_size(&d.head),
-    };
-    Ok(Data {
-        size: d.size,
-        virtual_size,
-        checksum: d.md5,
-        sha512: d.sha512,
-    })
+    Ok(())
 }
 
 /// `GET /v2/images/{id}/file`: the data, with `Content-MD5` (the hex

@@ -38,10 +38,13 @@ pub struct Digests {
     pub head: Vec<u8>,
 }
 
+/// What the writer thread hands back: the staged data and its first bytes.
+type Written = std::io::Result<(Box<dyn Staged>, Vec<u8>)>;
+
 /// A running upload pipeline.
 pub struct Pipeline {
     txs: Vec<mpsc::Sender<Bytes>>,
-    writer: JoinHandle<std::io::Result<(Box<dyn Staged>, Vec<u8>)>>,
+    writer: JoinHandle<Written>,
     md5: JoinHandle<String>,
     sha512: JoinHandle<String>,
     size: u64,
@@ -115,6 +118,17 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Stops the threads and waits for them, so the staged data is gone
+    /// (dropped by the writer) before the caller answers.
+    pub async fn abort(self) {
+        drop(self.txs);
+        if let Ok(Ok((staged, _))) = self.writer.await {
+            drop(staged);
+        }
+        let _ = self.md5.await;
+        let _ = self.sha512.await;
+    }
+
     /// Waits for the threads to drain; the staged data (not yet committed)
     /// and the digests.
     pub async fn finish(self) -> ImageResult<(Box<dyn Staged>, Digests)> {
@@ -170,8 +184,11 @@ mod tests {
         let (staged, d) = p.finish().await.unwrap();
         staged.commit().unwrap();
         assert_eq!(d.size, data.len() as u64);
-        assert_eq!(d.md5, hex::encode(md5::Digest::digest(&data)));
-        assert_eq!(d.sha512, hex::encode(sha2::Digest::digest(&data)));
+        assert_eq!(d.md5, hex::encode(<md5::Md5 as md5::Digest>::digest(&data)));
+        assert_eq!(
+            d.sha512,
+            hex::encode(<sha2::Sha512 as sha2::Digest>::digest(&data))
+        );
         let mut back = Vec::new();
         store
             .open("x")

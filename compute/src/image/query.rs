@@ -160,6 +160,12 @@ impl ListQuery {
                     "Number of sort dirs does not match the number of sort keys".into(),
                 ));
             }
+            for d in &dirs {
+                parse_dir(d)?;
+            }
+            if keys.is_empty() && !dirs.is_empty() {
+                keys.push("created_at".into());
+            }
             for (n, k) in keys.iter().enumerate() {
                 let d = dirs
                     .get(n)

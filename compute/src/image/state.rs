@@ -11,7 +11,8 @@ use weft_store::{Model, Row, StoreError};
 /// The service's name in the store.
 pub const SERVICE: &str = "image";
 
-/// One change of a write.
+/// One change of a write. Most changes are images, so they are not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// An image written whole.

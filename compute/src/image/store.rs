@@ -91,9 +91,14 @@ impl Staged for StagedFile {
             .file
             .take()
             .ok_or_else(|| io::Error::other("staged file already closed"))?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&self.tmp, &self.dest)?;
+        let placed = f.sync_all().and_then(|()| {
+            drop(f);
+            fs::rename(&self.tmp, &self.dest)
+        });
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         // The rename itself is durable only once the directory is.
         File::open(&self.dir)?.sync_all()?;
         Ok(())
