@@ -179,18 +179,17 @@ pub fn parse_patch(b: &[u8]) -> ImageResult<Vec<Patch>> {
         .collect()
 }
 
-/// `POST /v2/images/{id}/members`.
+/// `POST /v2/images/{id}/members` (other keys ignored, as Glance does).
 #[allow(missing_docs)] // Glance's attribute names: the Image API v2 reference documents them.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MemberReq {
     pub member: String,
 }
 
-/// `PUT /v2/images/{id}/members/{member}`.
+/// `PUT /v2/images/{id}/members/{member}`. Other keys are ignored, as
+/// Glance does: openstacksdk sends the whole member back (`member`, `status`).
 #[allow(missing_docs)] // Glance's attribute names: the Image API v2 reference documents them.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MemberStatusReq {
     pub status: String,
 }
