@@ -655,8 +655,14 @@ async fn visibility_members_and_policy_across_projects() {
             .status,
         StatusCode::BAD_REQUEST
     );
+    // openstacksdk sends the whole member back; the extra key is ignored.
     let r = s
-        .call("bob", Method::PUT, &me, Some(json!({"status": "accepted"})))
+        .call(
+            "bob",
+            Method::PUT,
+            &me,
+            Some(json!({"member": "p-bob", "status": "accepted"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["status"], "accepted");
