@@ -1103,3 +1103,46 @@ async fn records_and_files_survive_a_restart_and_a_crash_mid_upload_is_undone() 
         "staged leftovers and orphans swept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_deleted_during_its_upload_keeps_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(dir.path(), Limits::default()));
+    let img = s
+        .create(
+            "alice",
+            json!({"name": "gone", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    // The body is fed by hand: one chunk, then the image is deleted, then the rest.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|x| (x, rx))
+    }));
+    let up = {
+        let (s, id) = (s.clone(), id.clone());
+        tokio::spawn(async move { s.upload("alice", &id, body).await })
+    };
+    tx.send(Ok(Bytes::from(raw(1 << 20)))).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.show("alice", &id).await.json()["status"] != "saving" {
+        assert!(std::time::Instant::now() < deadline, "upload never began");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let del = s
+        .call("alice", Method::DELETE, &format!("/v2/images/{id}"), None)
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    tx.send(Ok(Bytes::from(raw(1 << 20)))).await.unwrap();
+    drop(tx);
+    let r = up.await.unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::GONE,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(s.show("alice", &id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.files(), Vec::<String>::new(), "no stray file");
+}
