@@ -1146,3 +1146,66 @@ async fn an_image_deleted_during_its_upload_keeps_no_data() {
     assert_eq!(s.show("alice", &id).await.status, StatusCode::NOT_FOUND);
     assert_eq!(s.files(), Vec::<String>::new(), "no stray file");
 }
+
+/// The service on PostgreSQL, as two replicas of one database would run it
+/// (each with its own file store): an image created through one is updated
+/// through the other, which catches up on the refusal instead of answering
+/// 404. The blocking PostgreSQL client is opened and dropped outside the
+/// runtime, as `weft serve` does.
+#[test]
+fn records_replicate_through_postgresql() {
+    let db = weft_store::testing::TestDatabase::create().expect("PostgreSQL (scripts/postgres.sh)");
+    let open_pg = |dir: &Path| {
+        let store = Arc::new(weft_store::PgStore::connect(&db.url).unwrap());
+        let images = Images::open(
+            store,
+            dir,
+            &ImageConfig::default(),
+            None,
+            Mode::Enforce,
+            Arc::new(Table),
+        )
+        .unwrap();
+        Svc {
+            dir: dir.to_path_buf(),
+            app: image::router(images.clone()),
+            images,
+        }
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open_pg(a_dir.path()), open_pg(b_dir.path()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let img = a
+            .create(
+                "alice",
+                json!({"name": "rep", "disk_format": "raw", "container_format": "bare"}),
+            )
+            .await;
+        let id = img["id"].as_str().unwrap();
+        assert_eq!(
+            a.upload("alice", id, Body::from(raw(4096))).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let r = b
+            .patch(
+                "alice",
+                id,
+                json!([{"op": "add", "path": "/site", "value": "b"}]),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["status"], "active");
+        assert_eq!(b.show("alice", id).await.json()["site"], "b");
+    });
+    drop(rt);
+}
