@@ -14,7 +14,7 @@ use super::api::{Caller, S};
 use super::error::{ImageError, ImageResult};
 use super::model::{Data, Status};
 use super::pipeline::{qcow2_virtual_size, Pipeline, CHUNK};
-use super::service::{self, Ctx};
+use super::service;
 use super::upload::{self, UploadPlan};
 use super::Images;
 use axum::body::{Body, Bytes};
@@ -58,11 +58,11 @@ pub async fn upload_h(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (target, ctx) = (id.clone(), c.clone());
+    let (target, ctx) = (id.clone(), c);
     let plan = im
         .write_async(move |st, env| upload::begin_upload(st, env, &ctx, &target, declared))
         .await?;
-    match tokio::spawn(receive(im, c, id, plan, body)).await {
+    match tokio::spawn(receive(im, id, plan, body)).await {
         Ok(r) => r?,
         Err(e) => return Err(ImageError::Internal(format!("upload task failed: {e}"))),
     }
@@ -70,13 +70,7 @@ pub async fn upload_h(
 }
 
 /// Everything after `begin_upload`: stream, hash, store, finish; or undo.
-async fn receive(
-    im: Arc<Images>,
-    _ctx: Ctx,
-    id: String,
-    plan: UploadPlan,
-    body: Body,
-) -> ImageResult<()> {
+async fn receive(im: Arc<Images>, id: String, plan: UploadPlan, body: Body) -> ImageResult<()> {
     let outcome = stream_and_store(&im, &id, &plan, body).await;
     let failed = match outcome {
         Ok(data) => {
