@@ -2,7 +2,8 @@
 //! `openstack` CLI (python-openstackclient + openstacksdk): a real qcow2 made
 //! by qemu-img goes up with `image create --file`, comes back with `image
 //! save`, and its sha256 and sha512 match; properties, list and show by
-//! name; another project gets a 404; an image past `--image-size-cap` is a
+//! name; another project gets a 404 until it is added as a member and
+//! accepts (publishing is admin-only); an image past `--image-size-cap` is a
 //! 413; an upload whose client hangs up midway leaves a queued image and no
 //! file; images and their data survive a restart; delete removes the file.
 //!
@@ -397,6 +398,40 @@ fn openstack_cli_images_end_to_end() {
         .unwrap()
         .iter()
         .any(|i| i["ID"] == id.as_str()));
+
+    // Only an admin publishes; sharing goes through members.
+    let out = openstack(&demo, &["image", "set", "--public", &id]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    // By id: a member (not admin) cannot look projects up by name.
+    let other_id = os_ok(
+        &admin,
+        &["project", "show", "other", "-f", "value", "-c", "id"],
+    );
+    let other_id = other_id.trim();
+    os_ok(&demo, &["image", "add", "project", &id, other_id]);
+    let list = os_json(&other, &["image", "list"]);
+    assert!(
+        !list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["ID"] == id.as_str()),
+        "pending: not listed"
+    );
+    os_ok(&other, &["image", "set", "--accept", &id]);
+    let list = os_json(&other, &["image", "list"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["ID"] == id.as_str()),
+        "accepted: listed"
+    );
+    let members = os_json(&demo, &["image", "member", "list", &id]);
+    assert_eq!(members[0]["Status"], "accepted", "{members}");
+    os_ok(&demo, &["image", "remove", "project", &id, other_id]);
+    assert!(!openstack(&other, &["image", "show", &id]).status.success());
 
     // Past the size cap: a 413, no data kept.
     let big = work.join("big.raw");
