@@ -121,11 +121,38 @@ impl Patch {
     }
 }
 
+/// One operation as sent: `{"op": "replace", "path": "/name", "value": ..}`
+/// (v2.1, RFC 6902 style) or `{"replace": "/name", "value": ..}` (the v2.0
+/// media type, JSON-patch draft 4, which tempest still sends).
 #[derive(Deserialize)]
 struct RawOp {
     op: Option<String>,
     path: Option<String>,
     value: Option<Value>,
+    add: Option<String>,
+    replace: Option<String>,
+    remove: Option<String>,
+}
+
+impl RawOp {
+    /// (op, path) in either form; `None` unless exactly one form names one op.
+    fn op_path(&self) -> Option<(String, Option<String>)> {
+        let draft4: Vec<(&str, &String)> = [
+            ("add", &self.add),
+            ("replace", &self.replace),
+            ("remove", &self.remove),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        match (&self.op, draft4.as_slice()) {
+            (Some(op), []) => Some((op.clone(), self.path.clone())),
+            (None, [(op, path)]) if self.path.is_none() => {
+                Some((op.to_string(), Some((*path).clone())))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One JSON pointer segment: `~1` is `/`, `~0` is `~`.
@@ -138,24 +165,24 @@ pub fn parse_patch(b: &[u8]) -> ImageResult<Vec<Patch>> {
     let raw: Vec<RawOp> = parse(b)?;
     raw.into_iter()
         .map(|r| {
-            let op = match r.op.as_deref() {
-                Some("add") => Op::Add,
-                Some("replace") => Op::Replace,
-                Some("remove") => Op::Remove,
-                Some(o) => {
+            let Some((op, path)) = r.op_path() else {
+                return Err(ImageError::BadRequest(
+                    "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".".into(),
+                ));
+            };
+            let op = match op.as_str() {
+                "add" => Op::Add,
+                "replace" => Op::Replace,
+                "remove" => Op::Remove,
+                o => {
                     return Err(ImageError::BadRequest(format!(
                         "Operation '{o}' is not supported: use 'add', 'remove' or 'replace'."
                     )))
                 }
-                None => {
-                    return Err(ImageError::BadRequest(
-                        "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".".into(),
-                    ))
-                }
             };
-            let path = r
-                .path
-                .ok_or_else(|| ImageError::BadRequest("Unable to find 'path' in JSON Schema change".into()))?;
+            let path = path.ok_or_else(|| {
+                ImageError::BadRequest("Unable to find 'path' in JSON Schema change".into())
+            })?;
             let segs: Vec<&str> = path.strip_prefix('/').map(|p| p.split('/').collect()).unwrap_or_default();
             let attr = match segs.as_slice() {
                 [one] if !one.is_empty() => unescape(one),
@@ -215,17 +242,24 @@ mod tests {
     #[test]
     fn patch_paths_decode_to_one_attribute() {
         let p = parse_patch(
-            br#"[{"op":"add","path":"/a~1b","value":"1"},{"op":"remove","path":"/tags"}]"#,
+            br#"[{"op":"add","path":"/a~1b","value":"1"},{"op":"remove","path":"/tags"},{"replace":"/name","value":"n"}]"#,
         )
         .unwrap();
         assert_eq!(p[0].attr, "a/b");
         assert_eq!(p[1].op, Op::Remove);
         assert!(p[1].is_core());
+        assert_eq!(
+            (p[2].op, p[2].attr.as_str()),
+            (Op::Replace, "name"),
+            "v2.0 form"
+        );
         for bad in [
             r#"[{"op":"add","path":"/a/b","value":"1"}]"#,
             r#"[{"op":"move","path":"/a","from":"/b"}]"#,
             r#"[{"op":"add","path":"/a"}]"#,
             r#"{"op":"add"}"#,
+            r#"[{"add":"/a","remove":"/b","value":"1"}]"#,
+            r#"[{"op":"add","replace":"/a","path":"/a","value":"1"}]"#,
         ] {
             assert!(
                 matches!(parse_patch(bad.as_bytes()), Err(ImageError::BadRequest(_))),

@@ -152,24 +152,6 @@ fn check_format(field: &str, v: &Option<String>, allowed: &[&str]) -> ImageResul
     }
 }
 
-/// Glance's rule for the Amazon formats: if either is ami/ari/aki, both match.
-fn check_format_mix(i: &Image) -> ImageResult<()> {
-    let amazon = |f: &Option<String>| {
-        f.as_deref()
-            .is_some_and(|f| ["ami", "ari", "aki"].contains(&f))
-    };
-    if (amazon(&i.disk_format) || amazon(&i.container_format))
-        && i.disk_format.is_some()
-        && i.container_format.is_some()
-        && i.disk_format != i.container_format
-    {
-        return Err(ImageError::BadRequest(
-            "Invalid mix of disk and container formats. When setting a disk or container format to one of 'aki', 'ari', or 'ami', the container and disk formats must match.".into(),
-        ));
-    }
-    Ok(())
-}
-
 fn check_name(name: &Option<String>) -> ImageResult<()> {
     match name {
         Some(n) if n.chars().count() > 255 => Err(ImageError::BadRequest(
@@ -275,7 +257,6 @@ pub fn create_image(
         updated_at: env.now.clone(),
         upload: None,
     };
-    check_format_mix(&image)?;
     let t = target(st, ctx, &image);
     env.authz.check(ctx, "add_image", &t)?;
     check_visibility(env, ctx, visibility, &t)?;
@@ -421,7 +402,6 @@ pub fn update_image(st: &State, env: &mut Env, ctx: &Ctx, id: &str, ops: &[Patch
     for p in ops {
         apply_patch(env, ctx, st, &mut i, p)?;
     }
-    check_format_mix(&i)?;
     if i == *old {
         return Ok((i, vec![]));
     }
