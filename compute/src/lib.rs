@@ -1,4 +1,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 //! weft-compute: images, placement, flavors, servers, scheduler and the
-//! compute agent. Nothing here yet: the compute issues build it.
+//! compute agent.
+//!
+//! - [`image`]: the OpenStack Image service API v2 (Glance), served by
+//!   `weft serve` under `/image`.
+
+pub mod image;

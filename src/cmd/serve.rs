@@ -33,6 +33,8 @@ pub struct ServeArgs {
     pub database: Option<String>,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
+    #[command(flatten)]
+    pub image: super::image::ImageServeArgs,
 }
 
 /// `/var/lib/weft` for root, `~/.local/state/weft` for anyone else.
@@ -74,6 +76,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let mut server = Server::open(cfg)?;
     let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
+    let _images = super::image::start_in_serve(&mut server, &a.image)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).

@@ -1,0 +1,237 @@
+//! The HTTP shell for image data: `PUT /v2/images/{id}/file` streams the
+//! body through the pipeline (writer + hash threads) into the store;
+//! `GET` streams it back. Neither holds an image in memory: at most a few
+//! MiB per transfer are in flight.
+//!
+//! An upload is three commits around the bytes: `begin_upload` (queued ->
+//! saving), the data staged, committed to the store, then `finish_upload`
+//! (saving -> active), or `abort_upload` (back to queued, staged data
+//! dropped) when anything fails, the client hanging up included. The work
+//! after `begin_upload` runs in its own task, so a client that goes away
+//! cannot stop the cleanup halfway.
+
+use super::api::{Caller, S};
+use super::error::{ImageError, ImageResult};
+use super::model::{Data, Status};
+use super::pipeline::{qcow2_virtual_size, Pipeline, CHUNK};
+use super::service;
+use super::upload::{self, UploadPlan};
+use super::Images;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> ImageResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| ImageError::Io(e.to_string())),
+        Err(e) => Err(ImageError::Internal(format!("store task failed: {e}"))),
+    }
+}
+
+/// `PUT /v2/images/{id}/file`.
+pub async fn upload_h(
+    State(im): S,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ImageResult<Response> {
+    let c = caller.ctx(&im)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if ct != "application/octet-stream" {
+        return Err(ImageError::UnsupportedMedia(format!(
+            "Unsupported Content-Type '{ct}': image data is application/octet-stream"
+        )));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (target, ctx) = (id.clone(), c);
+    let plan = im
+        .write_async(move |st, env| upload::begin_upload(st, env, &ctx, &target, declared))
+        .await?;
+    match tokio::spawn(receive(im, id, plan, body)).await {
+        Ok(r) => r?,
+        Err(e) => return Err(ImageError::Internal(format!("upload task failed: {e}"))),
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Everything after `begin_upload`: stream, hash, store, finish; or undo.
+async fn receive(im: Arc<Images>, id: String, plan: UploadPlan, body: Body) -> ImageResult<()> {
+    let outcome = stream_and_store(&im, &id, &plan, body).await;
+    let failed = match outcome {
+        Ok(data) => {
+            let (target, up) = (id.clone(), plan.upload.clone());
+            match im
+                .write_async(move |st, env| {
+                    upload::finish_upload(st, env, &target, &up, data.clone())
+                })
+                .await
+            {
+                Ok(img) => {
+                    tracing::info!(image = %id, size = img.data.as_ref().map(|d| d.size), "image uploaded");
+                    return Ok(());
+                }
+                Err(e) => {
+                    // The data is in place but the image will not have it.
+                    let (store, target) = (im.data_store(), id.clone());
+                    if let Err(de) = blocking(move || store.delete(&target)).await {
+                        tracing::warn!(image = %id, error = %de, "uploaded data not removed");
+                    }
+                    e
+                }
+            }
+        }
+        Err(e) => e,
+    };
+    let (target, up) = (id.clone(), plan.upload.clone());
+    if let Err(ae) = im
+        .write_async(move |st, env| upload::abort_upload(st, env, &target, &up))
+        .await
+    {
+        tracing::error!(image = %id, error = %ae, "cut-off upload not set back to queued");
+    }
+    tracing::info!(image = %id, error = %failed, "image upload failed: back to queued");
+    Err(failed)
+}
+
+/// Streams the body through the pipeline into a staged file, commits it to
+/// the store, and returns what the data turned out to be.
+async fn stream_and_store(
+    im: &Arc<Images>,
+    id: &str,
+    plan: &UploadPlan,
+    body: Body,
+) -> ImageResult<Data> {
+    let store = im.data_store();
+    let target = id.to_string();
+    let staged = blocking(move || store.stage(&target)).await?;
+    let mut pipe = Pipeline::start(staged);
+    if let Err(e) = feed(&mut pipe, plan, im.limits().image_size_cap, body).await {
+        pipe.abort().await;
+        return Err(e);
+    }
+    let (staged, d) = pipe.finish().await?;
+    blocking(move || staged.commit()).await?;
+    let disk_format = im.read(|st| st.images.get(id).and_then(|i| i.disk_format.clone()));
+    let virtual_size = match disk_format.as_deref() {
+        Some("raw") => Some(d.size),
+        _ => qcow2_virtual_size(&d.head),
+    };
+    Ok(Data {
+        size: d.size,
+        virtual_size,
+        checksum: d.md5,
+        sha512: d.sha512,
+    })
+}
+
+/// Reads the body into the pipeline, coalescing frames into [`CHUNK`]s,
+/// and stops at the plan's limit.
+async fn feed(pipe: &mut Pipeline, plan: &UploadPlan, cap: u64, mut body: Body) -> ImageResult<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Err(ImageError::CutOff(e.to_string())),
+        };
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        let received = pipe.size() + (buf.len() + chunk.len()) as u64;
+        if received > plan.limit {
+            return Err(upload::over_limit(plan, cap, received));
+        }
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= CHUNK {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+            pipe.send(Bytes::from(full)).await?;
+        }
+    }
+    if !buf.is_empty() {
+        pipe.send(Bytes::from(buf)).await?;
+    }
+    Ok(())
+}
+
+/// `GET /v2/images/{id}/file`: the data, with `Content-MD5` (the hex
+/// checksum, as Glance sends it) and `Content-Length`; 204 while the image
+/// has none.
+pub async fn download_h(
+    State(im): S,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ImageResult<Response> {
+    let c = caller.ctx(&im)?;
+    let img = im.read_env(|st, env| {
+        let i = service::get_image(st, &c, &id)?;
+        env.authz
+            .check(&c, "download_image", &service::target(st, &c, i))?;
+        Ok::<_, ImageError>(i.clone())
+    })?;
+    if img.status == Status::Deactivated && !c.is_admin {
+        return Err(ImageError::Forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.".into(),
+        ));
+    }
+    let Some(data) = img.data.filter(|_| img.status != Status::Saving) else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let store = im.data_store();
+    let target = id.clone();
+    let Some((mut reader, len)) = blocking(move || store.open(&target)).await? else {
+        return Err(ImageError::Io(format!("the data of image {id} is missing")));
+    };
+    if len != data.size {
+        return Err(ImageError::Io(format!(
+            "the data of image {id} is {len} bytes, the record says {}",
+            data.size
+        )));
+    }
+    // A reader thread fills a small bounded channel; the response body
+    // drains it. Backpressure: a slow client stops the reads.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        buf.truncate(n);
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return; // the client went away
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Body::from_stream(stream).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(data.size));
+    if let Ok(v) = HeaderValue::from_str(&data.checksum) {
+        h.insert("content-md5", v);
+    }
+    Ok(resp)
+}
