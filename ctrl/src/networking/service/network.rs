@@ -60,6 +60,8 @@ fn tenant_segment(st: &State, segs: &Segments) -> NetResult<Segment> {
     })
 }
 
+/// A network's segment from its provider attributes, checked against the
+/// configured physical networks and ranges and the segments already taken.
 fn provider_segment(
     st: &State,
     segs: &Segments,
@@ -76,169 +78,220 @@ fn provider_segment(
         )
     })?;
     let taken = taken_segments(st);
-    let in_use = |s: &Segment, kind: &'static str, what: String| {
-        if taken.contains(s) {
-            Err(NetError::conflict(kind, what))
-        } else {
-            Ok(())
-        }
-    };
     match ntype.as_str() {
-        "flat" => {
-            let p = physnet.ok_or_else(|| {
-                NetError::invalid(
-                    "provider:physical_network",
-                    "physical_network required for flat provider network",
-                )
-            })?;
-            if seg_id.is_some() {
-                return Err(NetError::invalid(
-                    "provider:segmentation_id",
-                    "segmentation_id not allowed for flat provider network",
-                ));
-            }
-            if !segs.flat_allowed(&p) {
-                return Err(NetError::invalid(
-                    "provider:physical_network",
-                    format!("physical_network '{p}' unknown for flat provider network"),
-                ));
-            }
-            let s = Segment {
-                network_type: ntype,
-                physical_network: Some(p.clone()),
-                segmentation_id: None,
-            };
-            in_use(
-                &s,
-                "FlatNetworkInUse",
-                format!("Unable to create the flat network. Physical network {p} is in use."),
-            )?;
-            Ok(s)
-        }
-        "vlan" => {
-            let p = physnet.ok_or_else(|| {
-                NetError::invalid(
-                    "provider:physical_network",
-                    "physical_network required for VLAN provider network",
-                )
-            })?;
-            if !segs.vlan_physnet_known(&p) {
-                return Err(NetError::invalid(
-                    "provider:physical_network",
-                    format!("physical_network '{p}' unknown for VLAN provider network"),
-                ));
-            }
-            let id = match seg_id {
-                Some(v) => {
-                    if !(1..=4094).contains(&v) {
-                        return Err(NetError::invalid(
-                            "provider:segmentation_id",
-                            format!("segmentation_id {v} out of range (1 through 4094)"),
-                        ));
-                    }
-                    v as u32
-                }
-                None => {
-                    let range = segs
-                        .vlan
-                        .iter()
-                        .find(|r| r.physnet == p)
-                        .and_then(|r| r.range);
-                    let Some((lo, hi)) = range else {
-                        return Err(NetError::invalid(
-                            "provider:segmentation_id",
-                            format!("physical_network '{p}' has no VLAN range to allocate from; give a segmentation_id"),
-                        ));
-                    };
-                    (lo..=hi)
-                        .find(|id| {
-                            !taken.contains(&Segment {
-                                network_type: "vlan".into(),
-                                physical_network: Some(p.clone()),
-                                segmentation_id: Some(*id),
-                            })
-                        })
-                        .ok_or_else(|| NetError::Unavailable {
-                            kind: "NoNetworkAvailable",
-                            message: format!("No VLAN is available on physical network {p}."),
-                        })?
-                }
-            };
-            let s = Segment {
-                network_type: ntype,
-                physical_network: Some(p.clone()),
-                segmentation_id: Some(id),
-            };
-            in_use(&s, "VlanIdInUse", format!("Unable to create the network. The VLAN {id} on physical network {p} is in use."))?;
-            Ok(s)
-        }
-        "vxlan" | "geneve" => {
-            if physnet.is_some() {
-                return Err(NetError::invalid(
-                    "provider:physical_network",
-                    format!("provider:physical_network specified for {ntype} network"),
-                ));
-            }
-            let ranges = if ntype == "vxlan" {
-                &segs.vxlan
-            } else {
-                &segs.geneve
-            };
-            let id = match seg_id {
-                Some(v) => {
-                    if !(1..=i64::from(MAX_VNI)).contains(&v) {
-                        return Err(NetError::invalid(
-                            "provider:segmentation_id",
-                            format!("{ntype} network segmentation_id {v} out of range (1 through {MAX_VNI})"),
-                        ));
-                    }
-                    v as u32
-                }
-                None => ranges
-                    .iter()
-                    .flat_map(|(lo, hi)| *lo..=*hi)
-                    .find(|id| {
-                        !taken.contains(&Segment {
-                            network_type: ntype.clone(),
-                            physical_network: None,
-                            segmentation_id: Some(*id),
-                        })
-                    })
-                    .ok_or_else(|| NetError::Unavailable {
-                        kind: "NoNetworkAvailable",
-                        message: format!("No {ntype} id is available."),
-                    })?,
-            };
-            let s = Segment {
-                network_type: ntype.clone(),
-                physical_network: None,
-                segmentation_id: Some(id),
-            };
-            in_use(
-                &s,
-                "TunnelIdInUse",
-                format!("Unable to create the network. The tunnel ID {id} is in use."),
-            )?;
-            Ok(s)
-        }
-        "local" => {
-            if physnet.is_some() || seg_id.is_some() {
-                return Err(NetError::invalid(
-                    "provider:network_type",
-                    "local networks take no physical_network or segmentation_id",
-                ));
-            }
-            Ok(Segment {
-                network_type: ntype,
-                physical_network: None,
-                segmentation_id: None,
-            })
-        }
+        "flat" => flat_segment(&taken, segs, ntype, physnet, seg_id),
+        "vlan" => vlan_segment(&taken, segs, ntype, physnet, seg_id),
+        "vxlan" | "geneve" => tunnel_segment(&taken, segs, ntype, physnet, seg_id),
+        "local" => local_segment(ntype, physnet, seg_id),
         other => Err(NetError::invalid(
             "provider:network_type",
             format!("network_type value '{other}' not supported"),
         )),
     }
+}
+
+/// Neutron's `*InUse` (409) when another network already has segment `s`.
+fn check_free(
+    taken: &HashSet<Segment>,
+    s: &Segment,
+    kind: &'static str,
+    what: String,
+) -> NetResult<()> {
+    if taken.contains(s) {
+        Err(NetError::conflict(kind, what))
+    } else {
+        Ok(())
+    }
+}
+
+/// A flat network: a configured physical network, untagged, one network each.
+fn flat_segment(
+    taken: &HashSet<Segment>,
+    segs: &Segments,
+    ntype: String,
+    physnet: Option<String>,
+    seg_id: Option<i64>,
+) -> NetResult<Segment> {
+    let p = physnet.ok_or_else(|| {
+        NetError::invalid(
+            "provider:physical_network",
+            "physical_network required for flat provider network",
+        )
+    })?;
+    if seg_id.is_some() {
+        return Err(NetError::invalid(
+            "provider:segmentation_id",
+            "segmentation_id not allowed for flat provider network",
+        ));
+    }
+    if !segs.flat_allowed(&p) {
+        return Err(NetError::invalid(
+            "provider:physical_network",
+            format!("physical_network '{p}' unknown for flat provider network"),
+        ));
+    }
+    let s = Segment {
+        network_type: ntype,
+        physical_network: Some(p.clone()),
+        segmentation_id: None,
+    };
+    check_free(
+        taken,
+        &s,
+        "FlatNetworkInUse",
+        format!("Unable to create the flat network. Physical network {p} is in use."),
+    )?;
+    Ok(s)
+}
+
+/// A VLAN network: a configured physical network and a VLAN id, given or
+/// drawn from the physical network's range.
+fn vlan_segment(
+    taken: &HashSet<Segment>,
+    segs: &Segments,
+    ntype: String,
+    physnet: Option<String>,
+    seg_id: Option<i64>,
+) -> NetResult<Segment> {
+    let p = physnet.ok_or_else(|| {
+        NetError::invalid(
+            "provider:physical_network",
+            "physical_network required for VLAN provider network",
+        )
+    })?;
+    if !segs.vlan_physnet_known(&p) {
+        return Err(NetError::invalid(
+            "provider:physical_network",
+            format!("physical_network '{p}' unknown for VLAN provider network"),
+        ));
+    }
+    let id = match seg_id {
+        Some(v) => {
+            if !(1..=4094).contains(&v) {
+                return Err(NetError::invalid(
+                    "provider:segmentation_id",
+                    format!("segmentation_id {v} out of range (1 through 4094)"),
+                ));
+            }
+            v as u32
+        }
+        None => {
+            let range = segs
+                .vlan
+                .iter()
+                .find(|r| r.physnet == p)
+                .and_then(|r| r.range);
+            let Some((lo, hi)) = range else {
+                return Err(NetError::invalid(
+                    "provider:segmentation_id",
+                    format!("physical_network '{p}' has no VLAN range to allocate from; give a segmentation_id"),
+                ));
+            };
+            (lo..=hi)
+                .find(|id| {
+                    !taken.contains(&Segment {
+                        network_type: "vlan".into(),
+                        physical_network: Some(p.clone()),
+                        segmentation_id: Some(*id),
+                    })
+                })
+                .ok_or_else(|| NetError::Unavailable {
+                    kind: "NoNetworkAvailable",
+                    message: format!("No VLAN is available on physical network {p}."),
+                })?
+        }
+    };
+    let s = Segment {
+        network_type: ntype,
+        physical_network: Some(p.clone()),
+        segmentation_id: Some(id),
+    };
+    check_free(
+        taken,
+        &s,
+        "VlanIdInUse",
+        format!("Unable to create the network. The VLAN {id} on physical network {p} is in use."),
+    )?;
+    Ok(s)
+}
+
+/// A VXLAN or Geneve network: a VNI, given or drawn from the type's ranges.
+fn tunnel_segment(
+    taken: &HashSet<Segment>,
+    segs: &Segments,
+    ntype: String,
+    physnet: Option<String>,
+    seg_id: Option<i64>,
+) -> NetResult<Segment> {
+    if physnet.is_some() {
+        return Err(NetError::invalid(
+            "provider:physical_network",
+            format!("provider:physical_network specified for {ntype} network"),
+        ));
+    }
+    let ranges = if ntype == "vxlan" {
+        &segs.vxlan
+    } else {
+        &segs.geneve
+    };
+    let id = match seg_id {
+        Some(v) => {
+            if !(1..=i64::from(MAX_VNI)).contains(&v) {
+                return Err(NetError::invalid(
+                    "provider:segmentation_id",
+                    format!(
+                        "{ntype} network segmentation_id {v} out of range (1 through {MAX_VNI})"
+                    ),
+                ));
+            }
+            v as u32
+        }
+        None => ranges
+            .iter()
+            .flat_map(|(lo, hi)| *lo..=*hi)
+            .find(|id| {
+                !taken.contains(&Segment {
+                    network_type: ntype.clone(),
+                    physical_network: None,
+                    segmentation_id: Some(*id),
+                })
+            })
+            .ok_or_else(|| NetError::Unavailable {
+                kind: "NoNetworkAvailable",
+                message: format!("No {ntype} id is available."),
+            })?,
+    };
+    let s = Segment {
+        network_type: ntype.clone(),
+        physical_network: None,
+        segmentation_id: Some(id),
+    };
+    check_free(
+        taken,
+        &s,
+        "TunnelIdInUse",
+        format!("Unable to create the network. The tunnel ID {id} is in use."),
+    )?;
+    Ok(s)
+}
+
+/// A local network: no physical network, no segmentation id.
+fn local_segment(
+    ntype: String,
+    physnet: Option<String>,
+    seg_id: Option<i64>,
+) -> NetResult<Segment> {
+    if physnet.is_some() || seg_id.is_some() {
+        return Err(NetError::invalid(
+            "provider:network_type",
+            "local networks take no physical_network or segmentation_id",
+        ));
+    }
+    Ok(Segment {
+        network_type: ntype,
+        physical_network: None,
+        segmentation_id: None,
+    })
 }
 
 /// The smallest MTU an IP version works over (RFC 791: 68; RFC 8200: 1280).

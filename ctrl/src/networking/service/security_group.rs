@@ -2,7 +2,7 @@
 
 use super::{accept_empty, get_rule, get_sg, project_of, Ctx, Env, Write};
 use crate::networking::body::{RuleReq, SecurityGroupReq};
-use crate::networking::error::NetError;
+use crate::networking::error::{NetError, NetResult};
 use crate::networking::ipam;
 use crate::networking::model::*;
 use crate::networking::state::{Change, Kind, State};
@@ -178,6 +178,8 @@ fn protocol_number(p: &str) -> Option<u8> {
 }
 
 /// `POST /security-group-rules`: refused (409) when the same rule exists.
+/// The checks run in Neutron's order, so the first error a bad body meets
+/// is the one it answers with.
 pub fn create_rule(
     st: &State,
     env: &mut Env,
@@ -195,23 +197,68 @@ pub fn create_rule(
         "create_security_group_rule",
         &json!({"project_id": g.project_id, "tenant_id": g.project_id}),
     )?;
-    let direction = f
-        .direction
-        .ok_or_else(|| NetError::invalid("direction", "direction is required"))?;
+    let direction = rule_direction(f.direction)?;
+    let ethertype = rule_ethertype(f.ethertype)?;
+    let protocol = rule_protocol(f.protocol)?;
+    let min = f.port_range_min.flatten();
+    let max = f.port_range_max.flatten();
+    check_port_range(protocol.as_deref(), min, max)?;
+    let remote_ip_prefix = rule_remote_ip_prefix(f.remote_ip_prefix.flatten(), &ethertype)?;
+    let remote_group_id = f.remote_group_id.flatten();
+    check_remote_group(
+        st,
+        ctx,
+        remote_group_id.as_deref(),
+        remote_ip_prefix.is_some(),
+    )?;
+    let description = f.description.unwrap_or_default();
+    accept_empty("remote_address_group_id", f.remote_address_group_id)?;
+    let r = SecurityGroupRule {
+        id: env.ids.uuid(),
+        security_group_id: sg_id.clone(),
+        project_id: g.project_id.clone(),
+        direction,
+        ethertype,
+        protocol,
+        port_range_min: min.map(|v| v as u32),
+        port_range_max: max.map(|v| v as u32),
+        remote_ip_prefix,
+        remote_group_id,
+        std: Std::new(&env.now, description),
+    };
+    check_not_duplicate(st, &sg_id, &r)?;
+    Ok((r.clone(), vec![Change::Rule(r)]))
+}
+
+/// A rule's `direction`: required, `ingress` or `egress`.
+fn rule_direction(direction: Option<String>) -> NetResult<String> {
+    let direction =
+        direction.ok_or_else(|| NetError::invalid("direction", "direction is required"))?;
     if direction != "ingress" && direction != "egress" {
         return Err(NetError::invalid(
             "direction",
             format!("'{direction}' is not in ['ingress', 'egress']"),
         ));
     }
-    let ethertype = f.ethertype.unwrap_or_else(|| "IPv4".into());
+    Ok(direction)
+}
+
+/// A rule's `ethertype`: `IPv4` (the default) or `IPv6`.
+fn rule_ethertype(ethertype: Option<String>) -> NetResult<String> {
+    let ethertype = ethertype.unwrap_or_else(|| "IPv4".into());
     if ethertype != "IPv4" && ethertype != "IPv6" {
         return Err(NetError::invalid(
             "ethertype",
             format!("'{ethertype}' is not in ['IPv4', 'IPv6']"),
         ));
     }
-    let protocol = match f.protocol {
+    Ok(ethertype)
+}
+
+/// A rule's `protocol`: absent, empty or `any` for every protocol; a name
+/// Neutron knows (stored lowercase) or a number 0..255 (stored as text).
+fn rule_protocol(protocol: Option<Value>) -> NetResult<Option<String>> {
+    Ok(match protocol {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() || s == "any" => None,
         Some(Value::String(s)) => {
@@ -233,10 +280,14 @@ pub fn create_rule(
                 format!("'{v}' is not a valid protocol"),
             ))
         }
-    };
-    let min = f.port_range_min.flatten();
-    let max = f.port_range_max.flatten();
-    let pnum = protocol.as_deref().and_then(protocol_number);
+    })
+}
+
+/// `port_range_min`/`max` as the protocol reads them: a port range 1..65535
+/// for TCP, UDP and SCTP (both ends or neither); ICMP type and code 0..255
+/// (no code without a type); nothing for any other protocol.
+fn check_port_range(protocol: Option<&str>, min: Option<i64>, max: Option<i64>) -> NetResult<()> {
+    let pnum = protocol.and_then(protocol_number);
     match pnum {
         Some(6) | Some(17) | Some(132) => {
             for (field, v) in [("port_range_min", min), ("port_range_max", max)] {
@@ -301,7 +352,13 @@ pub fn create_rule(
             }
         }
     }
-    let remote_ip_prefix = match f.remote_ip_prefix.flatten() {
+    Ok(())
+}
+
+/// A rule's `remote_ip_prefix`: an address or prefix of the rule's
+/// ethertype, stored with its host bits cleared.
+fn rule_remote_ip_prefix(prefix: Option<String>, ethertype: &str) -> NetResult<Option<String>> {
+    Ok(match prefix {
         None => None,
         Some(s) => {
             let (addr, len) = match s.split_once('/') {
@@ -346,34 +403,34 @@ pub fn create_rule(
             };
             Some(format!("{}/{}", ipam::fmt_ip(ver, v & !host), len))
         }
-    };
-    let remote_group_id = f.remote_group_id.flatten();
-    if let Some(rg) = &remote_group_id {
+    })
+}
+
+/// A rule's `remote_group_id`: a group the caller sees, and never together
+/// with a `remote_ip_prefix`.
+fn check_remote_group(
+    st: &State,
+    ctx: &Ctx,
+    remote_group_id: Option<&str>,
+    has_prefix: bool,
+) -> NetResult<()> {
+    if let Some(rg) = remote_group_id {
         get_sg(st, ctx, rg)?;
-        if remote_ip_prefix.is_some() {
+        if has_prefix {
             return Err(NetError::invalid(
                 "remote_group_id",
                 "Only remote_ip_prefix or remote_group_id may be provided",
             ));
         }
     }
-    let description = f.description.unwrap_or_default();
-    accept_empty("remote_address_group_id", f.remote_address_group_id)?;
-    let r = SecurityGroupRule {
-        id: env.ids.uuid(),
-        security_group_id: sg_id.clone(),
-        project_id: g.project_id.clone(),
-        direction,
-        ethertype,
-        protocol,
-        port_range_min: min.map(|v| v as u32),
-        port_range_max: max.map(|v| v as u32),
-        remote_ip_prefix,
-        remote_group_id,
-        std: Std::new(&env.now, description),
-    };
+    Ok(())
+}
+
+/// Neutron's SecurityGroupRuleExists (409): group `sg_id` already has a rule
+/// that matches the same traffic as `r`.
+fn check_not_duplicate(st: &State, sg_id: &str, r: &SecurityGroupRule) -> NetResult<()> {
     if let Some(dup) = st
-        .rules_of(&sg_id)
+        .rules_of(sg_id)
         .into_iter()
         .find(|o| o.identity() == r.identity())
     {
@@ -382,7 +439,7 @@ pub fn create_rule(
             format!("Security group rule already exists. Rule id is {}.", dup.id),
         ));
     }
-    Ok((r.clone(), vec![Change::Rule(r)]))
+    Ok(())
 }
 
 /// `DELETE /security-group-rules/{id}`.
