@@ -177,11 +177,7 @@ pub fn context_from_payload(
     if state.is_revoked(&facts) {
         return Err(unauthorized());
     }
-    let enabled_user = |id: &str| -> Option<&User> {
-        let u = state.users.get(id)?;
-        (u.enabled && state.domains.get(&u.domain_id).is_some_and(|d| d.enabled)).then_some(u)
-    };
-    let authn_user = enabled_user(&payload.user_id).ok_or_else(unauthorized)?;
+    let authn_user = enabled_user(state, &payload.user_id).ok_or_else(unauthorized)?;
     let mut shown_user = authn_user;
     let mut trust_info = None;
     let role_ids: Vec<String> = match &payload.scope {
@@ -200,70 +196,13 @@ pub fn context_from_payload(
                 .collect()
         }
         TokenScope::Project(p) => {
-            let proj = state
-                .projects
-                .get(p)
-                .filter(|p| p.enabled)
-                .ok_or_else(unauthorized)?;
-            if !state
-                .domains
-                .get(&proj.domain_id)
-                .is_some_and(|d| d.enabled)
-            {
-                return Err(unauthorized());
-            }
-            let held = state.effective_role_ids(&authn_user.id, &Scope::Project(p.clone()));
-            match &payload.app_cred_id {
-                None => held.into_iter().collect(),
-                Some(acid) => {
-                    let ac = state.app_creds.get(acid).ok_or_else(unauthorized)?;
-                    if ac.user_id != authn_user.id || ac.expires_at.is_some_and(|e| e <= now) {
-                        return Err(unauthorized());
-                    }
-                    state
-                        .expand_implied(ac.role_ids.iter().cloned())
-                        .into_iter()
-                        .filter(|r| held.contains(r))
-                        .collect()
-                }
-            }
+            project_roles(state, authn_user, p, payload.app_cred_id.as_ref(), now)?
         }
         TokenScope::Trust(tid) => {
-            let t = state.trusts.get(tid).ok_or_else(unauthorized)?;
-            if t.expires_at.is_some_and(|e| e <= now) || t.trustee_user_id != authn_user.id {
-                return Err(unauthorized());
-            }
-            let trustor = enabled_user(&t.trustor_user_id).ok_or_else(unauthorized)?;
-            let held = match &t.project_id {
-                Some(p) => {
-                    state
-                        .projects
-                        .get(p)
-                        .filter(|p| p.enabled)
-                        .ok_or_else(unauthorized)?;
-                    state.held_role_ids(&trustor.id, &Scope::Project(p.clone()))
-                }
-                None => Default::default(),
-            };
-            // The trustor must still hold every delegated role.
-            if !t.role_ids.iter().all(|r| held.contains(r)) {
-                return Err(unauthorized());
-            }
-            trust_info = Some(TrustInfo {
-                id: t.id.clone(),
-                trustor_user_id: t.trustor_user_id.clone(),
-                trustee_user_id: t.trustee_user_id.clone(),
-                impersonation: t.impersonation,
-            });
-            if t.impersonation {
-                shown_user = trustor;
-            }
-            // Delegated roles and what they imply, global ones only (as
-            // Keystone's trust tokens).
-            state
-                .global_roles(state.expand_implied(t.role_ids.iter().cloned()))
-                .into_iter()
-                .collect()
+            let (roles, info, shown) = trust_roles(state, authn_user, tid, now)?;
+            trust_info = Some(info);
+            shown_user = shown;
+            roles
         }
     };
     let scoped = !matches!(payload.scope, TokenScope::Unscoped);
@@ -313,4 +252,95 @@ pub fn context_from_payload(
         password_expires_at: shown_user.password_expires_at,
         payload,
     })
+}
+
+/// The user `id`, if it and its domain are enabled.
+fn enabled_user<'s>(state: &'s State, id: &str) -> Option<&'s User> {
+    let u = state.users.get(id)?;
+    (u.enabled && state.domains.get(&u.domain_id).is_some_and(|d| d.enabled)).then_some(u)
+}
+
+/// A project-scoped token's roles: what the user holds on enabled project
+/// `p` of an enabled domain; through an application credential, only its
+/// roles (and what they imply) that the user still holds.
+fn project_roles(
+    state: &State,
+    authn_user: &User,
+    p: &str,
+    app_cred_id: Option<&String>,
+    now: Micros,
+) -> Result<Vec<String>, IdentityError> {
+    let proj = state
+        .projects
+        .get(p)
+        .filter(|p| p.enabled)
+        .ok_or_else(unauthorized)?;
+    if !state
+        .domains
+        .get(&proj.domain_id)
+        .is_some_and(|d| d.enabled)
+    {
+        return Err(unauthorized());
+    }
+    let held = state.effective_role_ids(&authn_user.id, &Scope::Project(p.to_string()));
+    Ok(match app_cred_id {
+        None => held.into_iter().collect(),
+        Some(acid) => {
+            let ac = state.app_creds.get(acid).ok_or_else(unauthorized)?;
+            if ac.user_id != authn_user.id || ac.expires_at.is_some_and(|e| e <= now) {
+                return Err(unauthorized());
+            }
+            state
+                .expand_implied(ac.role_ids.iter().cloned())
+                .into_iter()
+                .filter(|r| held.contains(r))
+                .collect()
+        }
+    })
+}
+
+/// A trust-scoped token's roles, the trust as the token shows it, and the
+/// user it acts as (the trustor when the trust impersonates). The trust must
+/// be live, this user its trustee, and the trustor must still hold every
+/// delegated role.
+fn trust_roles<'s>(
+    state: &'s State,
+    authn_user: &'s User,
+    tid: &str,
+    now: Micros,
+) -> Result<(Vec<String>, TrustInfo, &'s User), IdentityError> {
+    let t = state.trusts.get(tid).ok_or_else(unauthorized)?;
+    if t.expires_at.is_some_and(|e| e <= now) || t.trustee_user_id != authn_user.id {
+        return Err(unauthorized());
+    }
+    let trustor = enabled_user(state, &t.trustor_user_id).ok_or_else(unauthorized)?;
+    let held = match &t.project_id {
+        Some(p) => {
+            state
+                .projects
+                .get(p)
+                .filter(|p| p.enabled)
+                .ok_or_else(unauthorized)?;
+            state.held_role_ids(&trustor.id, &Scope::Project(p.clone()))
+        }
+        None => Default::default(),
+    };
+    // The trustor must still hold every delegated role.
+    if !t.role_ids.iter().all(|r| held.contains(r)) {
+        return Err(unauthorized());
+    }
+    let info = TrustInfo {
+        id: t.id.clone(),
+        trustor_user_id: t.trustor_user_id.clone(),
+        trustee_user_id: t.trustee_user_id.clone(),
+        impersonation: t.impersonation,
+    };
+    let shown = if t.impersonation { trustor } else { authn_user };
+    // Delegated roles and what they imply, global ones only (as
+    // Keystone's trust tokens).
+    let roles = state
+        .global_roles(state.expand_implied(t.role_ids.iter().cloned()))
+        .into_iter()
+        .collect();
+    Ok((roles, info, shown))
 }
