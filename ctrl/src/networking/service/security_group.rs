@@ -452,3 +452,104 @@ pub fn delete_rule(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> 
     )?;
     Ok(((), vec![Change::Delete(Kind::Rule, id.to_string())]))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rule checks on their own, each bound from both sides (the HTTP
+    //! tests cover the rule API; these pin the edges).
+    use super::*;
+
+    fn err_names(r: NetResult<impl std::fmt::Debug>, field: &str) {
+        let e = r.expect_err("should be refused");
+        assert!(e.to_string().contains(field), "{e} does not name {field}");
+    }
+
+    #[test]
+    fn tcp_udp_sctp_ports_are_1_to_65535_both_ends_ordered() {
+        for p in ["tcp", "udp", "sctp", "6"] {
+            assert!(check_port_range(Some(p), Some(1), Some(65535)).is_ok());
+            assert!(check_port_range(Some(p), None, None).is_ok());
+            err_names(
+                check_port_range(Some(p), Some(0), Some(10)),
+                "port_range_min",
+            );
+            err_names(
+                check_port_range(Some(p), Some(1), Some(65536)),
+                "port_range_max",
+            );
+            err_names(
+                check_port_range(Some(p), Some(20), Some(10)),
+                "port_range_min",
+            );
+            err_names(check_port_range(Some(p), Some(22), None), "port_range_max");
+            err_names(check_port_range(Some(p), None, Some(22)), "port_range_min");
+        }
+    }
+
+    #[test]
+    fn icmp_type_and_code_are_0_to_255_and_a_code_needs_a_type() {
+        for p in ["icmp", "ipv6-icmp", "58"] {
+            assert!(check_port_range(Some(p), Some(0), Some(255)).is_ok());
+            assert!(check_port_range(Some(p), Some(255), None).is_ok());
+            err_names(check_port_range(Some(p), Some(256), None), "port_range_min");
+            err_names(
+                check_port_range(Some(p), Some(8), Some(256)),
+                "port_range_max",
+            );
+            err_names(check_port_range(Some(p), Some(-1), None), "port_range_min");
+            err_names(check_port_range(Some(p), None, Some(0)), "port_range_max");
+        }
+    }
+
+    #[test]
+    fn other_protocols_take_no_port_range() {
+        for p in [None, Some("gre"), Some("112")] {
+            assert!(check_port_range(p, None, None).is_ok());
+            err_names(check_port_range(p, Some(1), None), "port_range_min");
+            err_names(check_port_range(p, None, Some(1)), "port_range_max");
+        }
+    }
+
+    #[test]
+    fn protocols_by_name_or_number() {
+        assert_eq!(
+            rule_protocol(Some(json!("TCP"))).unwrap().as_deref(),
+            Some("tcp")
+        );
+        assert_eq!(rule_protocol(Some(json!(6))).unwrap().as_deref(), Some("6"));
+        assert_eq!(
+            rule_protocol(Some(json!(255))).unwrap().as_deref(),
+            Some("255")
+        );
+        assert_eq!(rule_protocol(Some(json!("any"))).unwrap(), None);
+        assert_eq!(rule_protocol(None).unwrap(), None);
+        err_names(rule_protocol(Some(json!(256))), "protocol");
+        err_names(rule_protocol(Some(json!("bogus"))), "protocol");
+        err_names(rule_protocol(Some(json!(true))), "protocol");
+    }
+
+    #[test]
+    fn remote_prefixes_lose_host_bits_and_match_the_ethertype() {
+        let p = |s: &str, e: &str| rule_remote_ip_prefix(Some(s.to_string()), e);
+        assert_eq!(
+            p("10.1.2.3/8", "IPv4").unwrap().as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(
+            p("10.0.0.1", "IPv4").unwrap().as_deref(),
+            Some("10.0.0.1/32")
+        );
+        assert_eq!(
+            p("0.0.0.0/0", "IPv4").unwrap().as_deref(),
+            Some("0.0.0.0/0")
+        );
+        assert_eq!(
+            p("2001:db8::1/32", "IPv6").unwrap().as_deref(),
+            Some("2001:db8::/32")
+        );
+        assert_eq!(p("::/0", "IPv6").unwrap().as_deref(), Some("::/0"));
+        err_names(p("10.0.0.0/33", "IPv4"), "remote_ip_prefix");
+        err_names(p("10.0.0.0/8", "IPv6"), "remote_ip_prefix");
+        err_names(p("nonsense", "IPv4"), "remote_ip_prefix");
+    }
+}
