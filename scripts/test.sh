@@ -7,6 +7,8 @@ bash scripts/install-deps.sh
 export PATH="${WEFT_VENV:-/opt/weft-venv}/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# No import cycle between sibling modules of any crate (scripts/module-cycles.py says why).
+python3 scripts/module-cycles.py
 cargo build --workspace --bins
 cargo test --workspace --all-targets --no-fail-fast
 # Every service's HTTP tests once more on the other backend: PostgreSQL

@@ -30,7 +30,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::counters::StageCounters;
-use crate::daemon::SwitchHandle;
 
 /// The content type of [`render`]'s text (OpenMetrics, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -260,16 +259,25 @@ pub fn encode_registry(reg: &Registry) -> String {
     out
 }
 
+/// Whatever can say its counters now: the running switch (`SwitchHandle`).
+/// A trait rather than the handle itself, so this module (the format) does
+/// not depend on the daemon (the runtime), which depends on it.
+pub trait MetricsSource: Send + Sync {
+    /// The counters at this instant.
+    fn metrics(&self) -> SwitchMetrics;
+}
+
 /// A running switch as a `prometheus_client` collector: its counters are read
 /// at each scrape. Holds the switch weakly, so registering it does not keep a
 /// stopped switch alive; a dropped switch shows no samples.
 #[derive(Clone)]
-pub struct SwitchCollector(Weak<SwitchHandle>);
+pub struct SwitchCollector(Weak<dyn MetricsSource>);
 
 impl SwitchCollector {
     /// Collects from `switch`.
-    pub fn new(switch: &Arc<SwitchHandle>) -> SwitchCollector {
-        SwitchCollector(Arc::downgrade(switch))
+    pub fn new<S: MetricsSource + 'static>(switch: &Arc<S>) -> SwitchCollector {
+        let weak: Weak<dyn MetricsSource> = Arc::downgrade(switch) as Weak<dyn MetricsSource>;
+        SwitchCollector(weak)
     }
 }
 

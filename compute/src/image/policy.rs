@@ -6,9 +6,35 @@
 //! `member_id` (the caller's project when it is a member) and `visibility`.
 
 use super::error::{ImageError, ImageResult};
-use super::service::Ctx;
+use super::model::Image;
 use serde_json::Value;
-use weft_identity::policy::Enforcer;
+use weft_identity::policy::{Credentials, Enforcer};
+
+/// The caller, as the token says.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The token's project scope (`None`: domain- or system-scoped).
+    pub project_id: Option<String>,
+    /// Glance's `context.is_admin`: the caller holds the admin role.
+    pub is_admin: bool,
+    /// What the policy rules are evaluated against.
+    pub creds: Credentials,
+}
+
+impl Ctx {
+    /// The context of a validated token's credentials.
+    pub fn new(creds: Credentials) -> Ctx {
+        Ctx {
+            project_id: creds.project_id.clone(),
+            is_admin: creds.roles.iter().any(|r| r == "admin"),
+            creds,
+        }
+    }
+
+    pub(super) fn owns(&self, i: &Image) -> bool {
+        self.project_id.is_some() && i.owner == self.project_id
+    }
+}
 
 /// (action, rule). Overridable by the operator's policy file.
 pub const DEFAULTS: &[(&str, &str)] = &[

@@ -9,33 +9,8 @@ use super::policy::Authz;
 use super::state::{Change, State};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use weft_identity::policy::Credentials;
 
-/// The caller, as the token says.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The token's project scope (`None`: domain- or system-scoped).
-    pub project_id: Option<String>,
-    /// Glance's `context.is_admin`: the caller holds the admin role.
-    pub is_admin: bool,
-    /// What the policy rules are evaluated against.
-    pub creds: Credentials,
-}
-
-impl Ctx {
-    /// The context of a validated token's credentials.
-    pub fn new(creds: Credentials) -> Ctx {
-        Ctx {
-            project_id: creds.project_id.clone(),
-            is_admin: creds.roles.iter().any(|r| r == "admin"),
-            creds,
-        }
-    }
-
-    fn owns(&self, i: &Image) -> bool {
-        self.project_id.is_some() && i.owner == self.project_id
-    }
-}
+pub use super::policy::Ctx;
 
 /// Where new image ids come from (random in the server, fixed in tests).
 pub trait Ids: Send {

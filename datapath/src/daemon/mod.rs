@@ -648,6 +648,12 @@ impl SwitchHandle {
 
     /// What `weft ctl counters` shows, as plain numbers for `/metrics`.
     pub fn metrics(&self) -> crate::metrics::SwitchMetrics {
+        crate::metrics::MetricsSource::metrics(self)
+    }
+}
+
+impl crate::metrics::MetricsSource for SwitchHandle {
+    fn metrics(&self) -> crate::metrics::SwitchMetrics {
         use crate::metrics::{PortDrop, PortMetrics, SwitchMetrics};
         let c = self.shared.dp.counters();
         let table = self.shared.ports.load();
@@ -709,7 +715,9 @@ impl SwitchHandle {
             ports,
         }
     }
+}
 
+impl SwitchHandle {
     fn counters_json(&self) -> Value {
         let c = self.shared.dp.counters();
         let states = self.port_states();

@@ -406,25 +406,11 @@ pub async fn revoke(
     Ok(NO_CONTENT)
 }
 
-/// Projects where the user holds any effective role (enabled ones only).
-pub fn projects_of(state: &State, user_id: &str) -> Vec<String> {
-    state
-        .projects
-        .values()
-        .filter(|p| {
-            p.enabled
-                && !state
-                    .effective_role_ids(user_id, &Scope::Project(p.id.clone()))
-                    .is_empty()
-        })
-        .map(|p| p.id.clone())
-        .collect()
-}
-
 /// `GET /auth/projects`
 pub async fn auth_projects(St(id): St<Arc<Identity>>, Auth(ctx): Auth) -> JsonResult {
     let state = id.snapshot();
-    let items = projects_of(&state, &ctx.user_id)
+    let items = state
+        .projects_of(&ctx.user_id)
         .iter()
         .filter_map(|p| state.projects.get(p))
         .map(|p| project_json(&id, p))

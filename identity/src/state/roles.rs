@@ -106,6 +106,21 @@ impl State {
         self.expand_implied(self.direct_role_ids(user_id, scope))
     }
 
+    /// Projects where the user holds any effective role (enabled ones only):
+    /// what `GET /auth/projects` and `GET /users/{id}/projects` list.
+    pub fn projects_of(&self, user_id: &str) -> Vec<String> {
+        self.projects
+            .values()
+            .filter(|p| {
+                p.enabled
+                    && !self
+                        .effective_role_ids(user_id, &Scope::Project(p.id.clone()))
+                        .is_empty()
+            })
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
     /// Effective role ids of the user on the scope, as a token carries them:
     /// [`Self::held_role_ids`] without domain-specific roles, which only serve
     /// to imply global roles (Keystone strips them the same way).

@@ -2,6 +2,7 @@
 //! `/networking/v2.0/...` (the Neutron API) and `/agent/v1/...` (agent sync).
 
 mod agent_sync;
+mod agents;
 mod discovery;
 mod read;
 mod write;
@@ -263,12 +264,12 @@ pub fn router(net: Arc<Networking>) -> Router {
         .route("/", get(versions_h))
         .route("/v2.0", get(resources_h))
         .route("/v2.0/", get(resources_h))
-        .route("/v2.0/agents", get(super::agents::list_h))
+        .route("/v2.0/agents", get(agents::list_h))
         .route(
             "/v2.0/agents/{id}",
-            get(super::agents::show_h)
-                .put(super::agents::update_h)
-                .delete(super::agents::delete_h),
+            get(agents::show_h)
+                .put(agents::update_h)
+                .delete(agents::delete_h),
         )
         .route(
             "/agent/v1/hosts/{host}",

@@ -4,7 +4,6 @@ use super::{
     default_domain, domain_filter_ok, get_or_404, group_json, project_json, q_bool, user_json,
     user_target, Q,
 };
-use crate::api::auth::projects_of;
 use crate::api::util::*;
 use crate::error::IdentityError;
 use crate::model::*;
@@ -350,7 +349,8 @@ pub async fn user_projects(
         "identity:list_user_projects",
         &json!({"target": {"user": user_target(u)}}),
     )?;
-    let items = projects_of(&state, &uid)
+    let items = state
+        .projects_of(&uid)
         .iter()
         .filter_map(|p| state.projects.get(p))
         .map(|p| project_json(&id, p))
