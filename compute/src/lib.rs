@@ -1,4 +1,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 //! weft-compute: images, placement, flavors, servers, scheduler and the
-//! compute agent. Nothing here yet: the compute issues build it.
+//! compute agent.
+//!
+//! - [`placement`]: the OpenStack Placement API (resource providers,
+//!   inventories, traits, aggregates, allocations, allocation candidates),
+//!   served by `weft serve` under `/placement`.
+
+pub mod placement;

@@ -154,6 +154,11 @@ pub async fn observe(State(a): State<AuthLayer>, mut req: Request, next: Next) -
         let _in = span.enter();
         authenticate(&a, &mut req);
     }
+    // Services that put the request id in their error bodies (Placement's
+    // `request_id`) read it from the request; a client's own value is replaced.
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
     let mut resp = {
         use tracing::Instrument;
         next.run(req).instrument(span.clone()).await

@@ -74,6 +74,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let mut server = Server::open(cfg)?;
     let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
+    mount_placement(&mut server)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
@@ -91,5 +92,33 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         server.config().listen
     );
     rt.block_on(server.run())?;
+    Ok(())
+}
+
+/// Placement under `/placement` (catalog type `placement`), on the shared
+/// store and the server's policy settings.
+fn mount_placement(server: &mut Server) -> anyhow::Result<()> {
+    use weft_compute::placement;
+    let sc = server.config().clone();
+    let mode = if sc.policy_permissive {
+        weft_identity::policy::Mode::Permissive
+    } else {
+        weft_identity::policy::Mode::Enforce
+    };
+    let pl = placement::Placement::open(
+        server.store(),
+        Some(&sc.state_dir),
+        sc.policy_file.as_deref(),
+        mode,
+        Some(server.identity()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    server.mount(weft_ctrl::server::ServiceMount::new(
+        placement::MOUNT,
+        "placement",
+        "placement",
+        placement::router(pl.clone()),
+    ))?;
+    server.follow(pl.replica());
     Ok(())
 }
