@@ -110,7 +110,7 @@ fn mount_placement(server: &mut Server) -> anyhow::Result<()> {
         Some(&sc.state_dir),
         sc.policy_file.as_deref(),
         mode,
-        Some(server.identity()),
+        Some(server.identity() as std::sync::Arc<dyn placement::Authenticator>),
     )
     .map_err(anyhow::Error::msg)?;
     server.mount(weft_ctrl::server::ServiceMount::new(

@@ -64,8 +64,10 @@ fn generation_conflict(
 /// Writes the allocations of every consumer in `writes` together: all or none.
 pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> Write<()> {
     let mut seen = BTreeSet::new();
-    // Usage after the write, per provider and class, for the classes written.
-    let mut delta: BTreeMap<(&str, &str), i128> = BTreeMap::new();
+    // What the write adds and what it takes back, per provider and class:
+    // usage after it is `used - removed + added`.
+    let mut added: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut removed: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     let mut touched: BTreeSet<&str> = BTreeSet::new();
     let mut changes = Vec::new();
     for c in writes {
@@ -126,16 +128,14 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
                         ),
                     ));
                 }
-                *delta.entry((rp.as_str(), rc.as_str())).or_default() += i128::from(*n);
+                *added.entry((rp.as_str(), rc.as_str())).or_default() += n;
             }
         }
         if let Some(old) = existing {
             for (rp, resources) in &old.allocations {
                 touched.insert(rp.as_str());
                 for (rc, n) in resources {
-                    if let Some(d) = delta.get_mut(&(rp.as_str(), rc.as_str())) {
-                        *d -= i128::from(*n);
-                    }
+                    *removed.entry((rp.as_str(), rc.as_str())).or_default() += n;
                 }
             }
         }
@@ -165,12 +165,13 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
             })
         });
     }
-    for ((rp, rc), d) in &delta {
+    for ((rp, rc), n) in &added {
         // Every class written is held to capacity as Placement does, even
         // one the consumer shrinks: usage after the write must fit.
         let inv = &st.providers[*rp].inventories[*rc];
-        let after = i128::from(st.used(rp, rc)) + d;
-        if after > i128::from(inv.capacity()) {
+        let back = removed.get(&(*rp, *rc)).copied().unwrap_or(0);
+        let after = st.used(rp, rc).saturating_sub(back) + n;
+        if after > inv.capacity() {
             return Err(PlacementError::conflict(
                 Code::Undefined,
                 format!(

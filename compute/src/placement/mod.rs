@@ -53,11 +53,24 @@ use weft_identity::policy::{Credentials, Enforcer, Mode};
 use weft_identity::Identity;
 use weft_store::{Replica, Store};
 
+/// Validates `X-Auth-Token`s when the server's auth layer has not (the
+/// router used on its own); `weft serve` passes the identity service.
+pub trait Authenticator: Send + Sync {
+    /// The caller behind `token`, if it is valid.
+    fn validate(&self, token: &str) -> Option<Credentials>;
+}
+
+impl Authenticator for Identity {
+    fn validate(&self, token: &str) -> Option<Credentials> {
+        self.validate_token(token).ok().map(|a| a.credentials())
+    }
+}
+
 /// The running placement service: its replica of the state, policy and auth.
 pub struct Placement {
     replica: Arc<Replica<State>>,
     enforcer: Enforcer,
-    identity: Option<Arc<Identity>>,
+    auth: Option<Arc<dyn Authenticator>>,
 }
 
 fn now_string() -> String {
@@ -68,14 +81,14 @@ fn now_string() -> String {
 
 impl Placement {
     /// Opens placement on `store` with Placement's default policy
-    /// (overridable by `policy_file`); `identity` validates tokens when the
+    /// (overridable by `policy_file`); `auth` validates tokens when the
     /// server's auth layer has not (the router used on its own).
     pub fn open(
         store: Arc<dyn Store>,
         state_dir: Option<&Path>,
         policy_file: Option<&Path>,
         mode: Mode,
-        identity: Option<Arc<Identity>>,
+        auth: Option<Arc<dyn Authenticator>>,
     ) -> Result<Arc<Placement>, String> {
         let enforcer = Enforcer::new(
             policy::DEFAULTS,
@@ -88,7 +101,7 @@ impl Placement {
         Ok(Arc::new(Placement {
             replica: Arc::new(replica),
             enforcer,
-            identity,
+            auth,
         }))
     }
 
@@ -115,10 +128,7 @@ impl Placement {
 
     /// The caller behind a token, when the server's auth layer did not run.
     pub fn validate(&self, token: &str) -> Option<Credentials> {
-        self.identity
-            .as_ref()
-            .and_then(|i| i.validate_token(token).ok())
-            .map(|a| a.credentials())
+        self.auth.as_ref().and_then(|a| a.validate(token))
     }
 
     /// Runs a pure write on the current state and commits what it returns
