@@ -29,6 +29,8 @@ pub mod aggregates;
 pub mod allocations;
 pub mod api;
 pub mod candidates;
+#[cfg(test)]
+mod candidates_tests;
 pub mod catalog;
 pub mod classes;
 pub mod error;
