@@ -117,11 +117,14 @@ fn unsuffixed_options<'s>(
         })
         .collect();
     let mut out = Vec::new();
+    let traits_asked = !(g.required.all.is_empty() && g.required.any_of.is_empty());
     product(&per_class, &mut |combo: &[Pick<'s>]| {
-        let used: Vec<&Provider> = combo.iter().map(|p| &st.providers[p.rp]).collect();
-        if g.required
-            .matches_union(|t| used.iter().any(|p| p.traits.contains(t)))
-        {
+        let ok = !traits_asked || {
+            let used: Vec<&Provider> = combo.iter().map(|p| &st.providers[p.rp]).collect();
+            g.required
+                .matches_union(|t| used.iter().any(|p| p.traits.contains(t)))
+        };
+        if ok {
             out.push(combo.to_vec());
         }
         true
@@ -205,16 +208,17 @@ pub fn candidates<'s>(st: &'s State, req: &'s Request) -> Candidates<'s> {
             Err(()) => return out,
         }
     }
-    let mut trees: BTreeMap<&str, Vec<&Provider>> = BTreeMap::new();
-    for p in st.providers.values() {
-        if !req.nested && p.parent.is_some() {
-            continue;
-        }
-        trees.entry(p.root.as_str()).or_default().push(p);
-    }
+    // Providers grouped by tree: one sorted list cut into runs, rather than
+    // a map of small vectors (a thousand allocations at a thousand hosts).
+    let mut all: Vec<&Provider> = st
+        .providers
+        .values()
+        .filter(|p| req.nested || p.parent.is_none())
+        .collect();
+    all.sort_by(|a, b| a.root.cmp(&b.root));
     let limit = req.limit.unwrap_or(usize::MAX);
     let mut seen: HashSet<Candidate<'s>> = HashSet::new();
-    for members in trees.values() {
+    for members in all.chunk_by(|a, b| a.root == b.root) {
         if out.requests.len() >= limit {
             break;
         }
@@ -231,7 +235,10 @@ pub fn candidates<'s>(st: &'s State, req: &'s Request) -> Candidates<'s> {
         let refs: Vec<Vec<&Vec<Pick<'s>>>> = options.iter().map(|o| o.iter().collect()).collect();
         product(&refs, &mut |combo: &[&Vec<Pick<'s>>]| {
             if let Some(c) = merge(st, req, combo) {
-                if seen.insert(c.clone()) {
+                // Without numbered groups each combination places each
+                // class on its own provider choice, so no two are alike and
+                // the (hashing, cloning) dedupe is skipped.
+                if req.groups.is_empty() || seen.insert(c.clone()) {
                     out.requests.push(c);
                 }
             }

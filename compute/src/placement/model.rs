@@ -47,6 +47,8 @@ impl Inventory {
     }
 
     /// Whether one allocation of `amount` respects min/max/step.
+    // `u64::is_multiple_of` is newer than the workspace's rust-version (1.85).
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn fits_unit(&self, amount: u64) -> bool {
         amount >= self.min_unit
             && amount <= self.max_unit

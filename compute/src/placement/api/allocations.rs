@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -429,65 +429,133 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
     })
 }
 
-/// The response of `GET /allocation_candidates` at `v`.
-pub fn render_candidates(
-    st: &State,
+/// One provider's share of an allocation request.
+#[derive(Serialize)]
+struct Share<'a> {
+    resources: &'a BTreeMap<&'a str, u64>,
+}
+
+/// The list form of an allocation request's items (before 1.12).
+#[derive(Serialize)]
+struct ListShare<'a> {
+    resource_provider: Uuid<'a>,
+    resources: &'a BTreeMap<&'a str, u64>,
+}
+
+#[derive(Serialize)]
+struct Uuid<'a> {
+    uuid: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AllocationRequest<'a> {
+    List {
+        allocations: Vec<ListShare<'a>>,
+    },
+    Dict {
+        allocations: BTreeMap<&'a str, Share<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mappings: Option<&'a BTreeMap<&'a str, BTreeSet<&'a str>>>,
+    },
+}
+
+#[derive(Serialize)]
+struct Capacity {
+    capacity: u64,
+    used: u64,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    resources: BTreeMap<&'a str, Capacity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traits: Option<&'a BTreeSet<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_provider_uuid: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_provider_uuid: Option<&'a str>,
+}
+
+/// The body of `GET /allocation_candidates`.
+#[derive(Serialize)]
+pub struct CandidatesBody<'a> {
+    allocation_requests: Vec<AllocationRequest<'a>>,
+    provider_summaries: BTreeMap<&'a str, Summary<'a>>,
+}
+
+/// The response of `GET /allocation_candidates` at `v`, borrowing from the
+/// snapshot and the search (serialized straight to bytes: at thousands of
+/// candidates an intermediate `serde_json::Value` cost more than the search).
+pub fn render_candidates<'a>(
+    st: &'a State,
     v: Version,
-    req: &Request,
-    found: &candidates::Candidates,
-) -> Value {
-    let requests: Vec<Value> = found
+    req: &'a Request,
+    found: &'a candidates::Candidates<'a>,
+) -> CandidatesBody<'a> {
+    let allocation_requests = found
         .requests
         .iter()
         .map(|c| {
             if !v.at_least(12) {
-                let list: Vec<Value> = c
+                return AllocationRequest::List {
+                    allocations: c
+                        .allocations
+                        .iter()
+                        .map(|(rp, r)| ListShare {
+                            resource_provider: Uuid { uuid: rp },
+                            resources: r,
+                        })
+                        .collect(),
+                };
+            }
+            AllocationRequest::Dict {
+                allocations: c
                     .allocations
                     .iter()
-                    .map(|(rp, r)| json!({"resource_provider": {"uuid": rp}, "resources": r}))
-                    .collect();
-                return json!({"allocations": list});
+                    .map(|(rp, r)| (*rp, Share { resources: r }))
+                    .collect(),
+                mappings: v.at_least(34).then_some(&c.mappings),
             }
-            let mut a = Map::new();
-            for (rp, r) in &c.allocations {
-                a.insert(rp.to_string(), json!({"resources": r}));
-            }
-            let mut o = json!({"allocations": a});
-            if v.at_least(34) {
-                o["mappings"] = json!(c.mappings);
-            }
-            o
         })
         .collect();
     let asked: BTreeSet<&str> = std::iter::once(&req.unsuffixed)
         .chain(&req.groups)
         .flat_map(|g| g.resources.keys().map(String::as_str))
         .collect();
-    let mut summaries = Map::new();
+    let mut provider_summaries = BTreeMap::new();
     for rp in &found.summaries {
         let Some(p) = st.providers.get(*rp) else {
             continue;
         };
-        let mut res = Map::new();
-        for (rc, inv) in &p.inventories {
-            if v.at_least(27) || asked.contains(rc.as_str()) {
-                res.insert(
-                    rc.clone(),
-                    json!({"capacity": inv.capacity(), "used": st.used(rp, rc)}),
-                );
-            }
-        }
-        let mut o = json!({"resources": res});
-        if v.at_least(17) {
-            o["traits"] = json!(p.traits);
-        }
-        if v.at_least(29) {
-            o["parent_provider_uuid"] = json!(p.parent);
-            o["root_provider_uuid"] = json!(p.root);
-        }
-        summaries.insert(rp.to_string(), o);
+        let resources = p
+            .inventories
+            .iter()
+            .filter(|(rc, _)| v.at_least(27) || asked.contains(rc.as_str()))
+            .map(|(rc, inv)| {
+                (
+                    rc.as_str(),
+                    Capacity {
+                        capacity: inv.capacity(),
+                        used: st.used(rp, rc),
+                    },
+                )
+            })
+            .collect();
+        provider_summaries.insert(
+            *rp,
+            Summary {
+                resources,
+                traits: v.at_least(17).then_some(&p.traits),
+                parent_provider_uuid: v.at_least(29).then_some(p.parent.as_deref()),
+                root_provider_uuid: v.at_least(29).then_some(p.root.as_str()),
+            },
+        );
     }
-    json!({"allocation_requests": requests, "provider_summaries": summaries})
+    CandidatesBody {
+        allocation_requests,
+        provider_summaries,
+    }
 }
 
 pub async fn candidates(
