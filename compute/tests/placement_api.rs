@@ -277,7 +277,10 @@ async fn providers_per_microversion() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["root_provider_uuid"], kid);
-    assert_eq!(r.body["generation"], 1);
+    assert_eq!(
+        r.body["generation"], 0,
+        "a rename or move is not a generation"
+    );
     // A loop is refused.
     let r = admin(
         &e.app,
@@ -631,4 +634,40 @@ async fn traits_classes_and_aggregates() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["resource_provider_generation"], gen + 1);
+}
+
+#[tokio::test]
+async fn noauth2_takes_tokens_as_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        weft_store::SqliteStore::open(&dir.path().join("weft.sqlite")).unwrap(),
+    );
+    let pl = weft_compute::placement::Placement::open_noauth2(store, None).unwrap();
+    let app = weft_compute::placement::router(pl);
+    let r = call(
+        &app,
+        "GET",
+        "/resource_providers",
+        Some("admin"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&app, "GET", "/resource_providers", Some("user"), None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&app, "GET", "/resource_providers", None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Off by default: the same name is no token to a normal placement.
+    let e = env();
+    let r = call(
+        &e.app,
+        "GET",
+        "/resource_providers",
+        Some("admin-by-name"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

@@ -31,7 +31,7 @@ fn sqlite_pair() -> (tempfile::TempDir, [Arc<dyn Store>; 2]) {
     (dir, [a, b])
 }
 
-fn inv(total: u64) -> InventoryReq {
+fn inv(total: i64) -> InventoryReq {
     InventoryReq {
         total,
         reserved: None,
@@ -43,7 +43,7 @@ fn inv(total: u64) -> InventoryReq {
 }
 
 /// A provider with `vcpu` VCPUs, made through `pl`; its uuid.
-fn host(pl: &Placement, vcpu: u64) -> String {
+fn host(pl: &Placement, vcpu: i64) -> String {
     let p = pl
         .write(CTX, |st, env, ctx| {
             providers::create(
@@ -150,7 +150,7 @@ fn never_double_books(stores: [Arc<dyn Store>; 2]) {
     let results = race(&replicas, 2, move |pl, i| {
         let req = SetInventories {
             resource_provider_generation: g,
-            inventories: BTreeMap::from([("VCPU".to_string(), inv(16 + i as u64))]),
+            inventories: BTreeMap::from([("VCPU".to_string(), inv(16 + i as i64))]),
         };
         pl.write(CTX, |st, env, ctx| {
             inventories::set_all(st, env, ctx, &rp2, &req)
@@ -165,7 +165,7 @@ fn never_double_books(stores: [Arc<dyn Store>; 2]) {
     assert!(is_conflict(e, Code::ConcurrentUpdate), "{e:?}");
 }
 
-fn host_named(pl: &Placement, name: &str, vcpu: u64) -> String {
+fn host_named(pl: &Placement, name: &str, vcpu: i64) -> String {
     let req = CreateProvider {
         name: name.into(),
         uuid: None,

@@ -14,20 +14,22 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReq {
-    /// Units there are (1..=2^31-1).
-    pub total: u64,
+    /// Units there are (1..=2^31-1). Numbers are read signed so a
+    /// negative one is refused as "less than the minimum", as Placement's
+    /// schema words it.
+    pub total: i64,
     /// Default 0.
     #[serde(default)]
-    pub reserved: Option<u64>,
+    pub reserved: Option<i64>,
     /// Default 1.
     #[serde(default)]
-    pub min_unit: Option<u64>,
+    pub min_unit: Option<i64>,
     /// Default 2^31-1.
     #[serde(default)]
-    pub max_unit: Option<u64>,
+    pub max_unit: Option<i64>,
     /// Default 1.
     #[serde(default)]
-    pub step_size: Option<u64>,
+    pub step_size: Option<i64>,
     /// Default 1.0.
     #[serde(default)]
     pub allocation_ratio: Option<f64>,
@@ -47,25 +49,27 @@ pub struct SetInventories {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetInventory {
-    /// The generation the writer read.
-    pub resource_provider_generation: u64,
+    /// The generation the writer read: required by `PUT`, checked when
+    /// given to `POST` (whose schema does not require it).
+    #[serde(default)]
+    pub resource_provider_generation: Option<u64>,
     /// Only in `POST`: the class to add.
     #[serde(default)]
     pub resource_class: Option<String>,
     /// See [`InventoryReq`].
-    pub total: u64,
+    pub total: i64,
     /// See [`InventoryReq`].
     #[serde(default)]
-    pub reserved: Option<u64>,
+    pub reserved: Option<i64>,
     /// See [`InventoryReq`].
     #[serde(default)]
-    pub min_unit: Option<u64>,
+    pub min_unit: Option<i64>,
     /// See [`InventoryReq`].
     #[serde(default)]
-    pub max_unit: Option<u64>,
+    pub max_unit: Option<i64>,
     /// See [`InventoryReq`].
     #[serde(default)]
-    pub step_size: Option<u64>,
+    pub step_size: Option<i64>,
     /// See [`InventoryReq`].
     #[serde(default)]
     pub allocation_ratio: Option<f64>,
@@ -98,6 +102,7 @@ pub fn validate(
     p: &Provider,
     rc: &str,
     r: &InventoryReq,
+    verb: &str,
 ) -> PlacementResult<Inventory> {
     if !known_class(st, rc) {
         return Err(PlacementError::bad(format!(
@@ -105,38 +110,42 @@ pub fn validate(
             p.uuid
         )));
     }
-    let inv = Inventory {
-        total: r.total,
-        reserved: r.reserved.unwrap_or(0),
-        min_unit: r.min_unit.unwrap_or(1),
-        max_unit: r.max_unit.unwrap_or(MAX_INT),
-        step_size: r.step_size.unwrap_or(1),
-        allocation_ratio: r.allocation_ratio.unwrap_or(1.0),
-    };
-    for (field, v, min) in [
-        ("total", inv.total, 1),
-        ("reserved", inv.reserved, 0),
-        ("min_unit", inv.min_unit, 1),
-        ("max_unit", inv.max_unit, 1),
-        ("step_size", inv.step_size, 1),
-    ] {
+    let max = MAX_INT as i64;
+    let fields = [
+        ("total", r.total, 1),
+        ("reserved", r.reserved.unwrap_or(0), 0),
+        ("min_unit", r.min_unit.unwrap_or(1), 1),
+        ("max_unit", r.max_unit.unwrap_or(max), 1),
+        ("step_size", r.step_size.unwrap_or(1), 1),
+    ];
+    for (field, v, min) in fields {
         if v < min {
             return Err(schema(field, v, &format!("less than the minimum of {min}")));
         }
-        if v > MAX_INT {
+        if v > max {
             return Err(schema(
                 field,
                 v,
-                &format!("greater than the maximum of {MAX_INT}"),
+                &format!("greater than the maximum of {max}. Failed validating 'maximum'"),
             ));
         }
     }
+    // In range 0..=2^31-1 now, so the casts are exact.
+    let [total, reserved, min_unit, max_unit, step_size] = fields.map(|(_, v, _)| v as u64);
+    let inv = Inventory {
+        total,
+        reserved,
+        min_unit,
+        max_unit,
+        step_size,
+        allocation_ratio: r.allocation_ratio.unwrap_or(1.0),
+    };
     let ratio = inv.allocation_ratio;
     if !(ratio.is_finite() && ratio > 0.0 && ratio <= f32::MAX as f64) {
         return Err(schema(
             "allocation_ratio",
             ratio,
-            "not a number greater than 0 and at most 3.40282e+38",
+            "not a number greater than 0 and at most 3.40282e+38. Failed validating 'maximum'",
         ));
     }
     // 1.26 allows reserving everything (a host taken out of service).
@@ -147,7 +156,7 @@ pub fn validate(
     };
     if too_much {
         return Err(PlacementError::bad(format!(
-            "Unable to update inventory for resource provider {}: Invalid inventory for \
+            "Unable to {verb} inventory for resource provider {}: Invalid inventory for \
              '{rc}' on resource provider '{}'. The reserved value is greater than {}total.",
             p.uuid,
             p.uuid,
@@ -183,7 +192,7 @@ pub fn set_all(
     check_generation(p, req.resource_provider_generation)?;
     let mut next = BTreeMap::new();
     for (rc, r) in &req.inventories {
-        next.insert(rc.clone(), validate(st, ctx, p, rc, r)?);
+        next.insert(rc.clone(), validate(st, ctx, p, rc, r, "update")?);
     }
     for rc in p.inventories.keys() {
         if !next.contains_key(rc) && st.used(uuid, rc) > 0 {
@@ -206,8 +215,10 @@ pub fn create_one(
     let rc = req.resource_class.clone().ok_or_else(|| {
         PlacementError::bad("JSON does not validate: 'resource_class' is a required property")
     })?;
-    check_generation(p, req.resource_provider_generation)?;
-    let inv = validate(st, ctx, p, &rc, &req.inventory())?;
+    if let Some(g) = req.resource_provider_generation {
+        check_generation(p, g)?;
+    }
+    let inv = validate(st, ctx, p, &rc, &req.inventory(), "create")?;
     if p.inventories.contains_key(&rc) {
         return Err(PlacementError::conflict(
             Code::Undefined,
@@ -239,8 +250,13 @@ pub fn set_one(
              ('resource_class' was unexpected)",
         ));
     }
-    check_generation(p, req.resource_provider_generation)?;
-    let inv = validate(st, ctx, p, rc, &req.inventory())?;
+    let g = req.resource_provider_generation.ok_or_else(|| {
+        PlacementError::bad(
+            "JSON does not validate: 'resource_provider_generation' is a required property",
+        )
+    })?;
+    check_generation(p, g)?;
+    let inv = validate(st, ctx, p, rc, &req.inventory(), "update")?;
     if !p.inventories.contains_key(rc) {
         return Err(PlacementError::bad(format!(
             "No inventory record with resource class for resource provider {uuid}: {rc}"

@@ -68,11 +68,36 @@ impl Authenticator for Identity {
     }
 }
 
+/// Placement's `noauth2` strategy, for test deployments only (Placement's
+/// own gabbi suite authenticates this way): the `X-Auth-Token` value names
+/// the caller, `user[:project]`, and `admin` is the admin. Nothing is
+/// validated, so it is off unless `weft serve --placement-noauth2` asks.
+pub struct NoAuth2;
+
+impl Authenticator for NoAuth2 {
+    fn validate(&self, token: &str) -> Option<Credentials> {
+        let (user, project) = token.split_once(':').unwrap_or((token, token));
+        let roles = if user == "admin" {
+            vec!["admin".to_string()]
+        } else {
+            Vec::new()
+        };
+        Some(Credentials {
+            user_id: user.to_string(),
+            roles,
+            project_id: Some(project.to_string()),
+            ..Default::default()
+        })
+    }
+}
+
 /// The running placement service: its replica of the state, policy and auth.
 pub struct Placement {
     replica: Arc<Replica<State>>,
     enforcer: Enforcer,
     auth: Option<Arc<dyn Authenticator>>,
+    /// `noauth2`: tokens are names, never validated (see [`NoAuth2`]).
+    noauth2: bool,
 }
 
 fn now_string() -> String {
@@ -104,7 +129,31 @@ impl Placement {
             replica: Arc::new(replica),
             enforcer,
             auth,
+            noauth2: false,
         }))
+    }
+
+    /// Placement in `noauth2` mode (test deployments only): every
+    /// `X-Auth-Token` is taken as a name, see [`NoAuth2`].
+    pub fn open_noauth2(
+        store: Arc<dyn Store>,
+        state_dir: Option<&Path>,
+    ) -> Result<Arc<Placement>, String> {
+        let pl = Placement::open(
+            store,
+            state_dir,
+            None,
+            Mode::Enforce,
+            Some(Arc::new(NoAuth2)),
+        )?;
+        let mut pl = Arc::into_inner(pl).ok_or("placement opened twice")?;
+        pl.noauth2 = true;
+        Ok(Arc::new(pl))
+    }
+
+    /// Whether tokens are names (`noauth2`) rather than identity's tokens.
+    pub fn noauth2(&self) -> bool {
+        self.noauth2
     }
 
     /// This service's replica, for the follower that keeps it current with

@@ -4,7 +4,7 @@
 use super::error::{Code, PlacementError, PlacementResult};
 use super::model::Provider;
 use super::query::{AggFilter, TraitFilter};
-use super::service::{bumped, canonical_uuid, provider, Ctx, Env, Write};
+use super::service::{canonical_uuid, provider, Ctx, Env, Write};
 use super::state::{Change, State};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -95,6 +95,14 @@ pub fn create(st: &State, env: &mut Env, ctx: &Ctx, req: &CreateProvider) -> Wri
         None => (None, uuid.clone()),
         Some(p) => {
             let p = parent_uuid(ctx, p)?;
+            if p == uuid {
+                return Err(PlacementError::bad(format!(
+                    "Unable to create resource provider \"{}\", {uuid}: parent provider UUID \
+                     cannot be same as UUID. Please specify a parent provider UUID that is \
+                     different from the UUID of the resource provider.",
+                    req.name
+                )));
+            }
             let parent = st.providers.get(&p).ok_or_else(|| {
                 PlacementError::bad(format!("parent provider UUID does not exist: {p}"))
             })?;
@@ -191,25 +199,31 @@ pub fn update(
         };
         if root != old.root {
             for d in descendants(st, uuid) {
-                let dp = provider(st, &d)?;
-                changes.push(Change::Provider(bumped(dp, &env.now, |x| {
-                    x.root = root.clone()
-                })));
+                let mut dp = provider(st, &d)?.clone();
+                dp.root = root.clone();
+                dp.updated_at = env.now.clone();
+                changes.push(Change::Provider(dp));
             }
         }
     }
-    let p = bumped(old, &env.now, |x| {
-        x.name = req.name.clone();
-        x.parent = new_parent;
-        x.root = root;
-    });
+    // Placement moves the generation for what the provider holds
+    // (inventory, traits, aggregates, allocations), not for its name or place.
+    let mut p = old.clone();
+    p.name = req.name.clone();
+    p.parent = new_parent;
+    p.root = root;
+    p.updated_at = env.now.clone();
     changes.insert(0, Change::Provider(p.clone()));
     Ok((p, changes))
 }
 
 /// Deletes a provider with no children and no allocations against it.
 pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, uuid: &str) -> Write<()> {
-    provider(st, uuid)?;
+    if !st.providers.contains_key(uuid) {
+        return Err(PlacementError::not_found(format!(
+            "No resource provider with uuid {uuid} found for delete"
+        )));
+    }
     if st.children_of(uuid).next().is_some() {
         return Err(PlacementError::conflict(
             Code::CannotDeleteParent,

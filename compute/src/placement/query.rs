@@ -166,14 +166,14 @@ pub fn required<'a>(
     };
     for value in values {
         let invalid = || {
-            let forbidden = if version.at_least(22) {
-                ", optionally prefixed with '!'"
+            let form = if version.at_least(22) {
+                "HW_CPU_X86_VMX,!CUSTOM_MAGIC"
             } else {
-                ""
+                "HW_CPU_X86_VMX,CUSTOM_MAGIC"
             };
             PlacementError::bad_query(format!(
                 "Invalid query string parameters: Expected '{key}' parameter value of the form: \
-                 HW_CPU_X86_VMX,CUSTOM_MAGIC{forbidden}. Got: {value}"
+                 {form}. Got: {value}"
             ))
         };
         if let Some(list) = value.strip_prefix("in:") {

@@ -12,7 +12,7 @@ use super::microversion::{self, Version};
 use super::Placement;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -127,6 +127,7 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
+    let method = req.method().clone();
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -167,14 +168,35 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             }
         }
     }
-    finish(resp, version, request_id).await
+    finish(resp, method, version, request_id).await
 }
 
-async fn finish(resp: Response, version: Option<Version>, request_id: Option<String>) -> Response {
+async fn finish(
+    resp: Response,
+    method: Method,
+    version: Option<Version>,
+    request_id: Option<String>,
+) -> Response {
     let (mut parts, body) = resp.into_parts();
     if let Some(v) = version {
         if let Ok(h) = HeaderValue::from_str(&format!("{} {v}", microversion::SERVICE_TYPE)) {
             parts.headers.insert(microversion::HEADER, h);
+        }
+        // 1.15: answers say not to cache them. Their Last-Modified is the
+        // time of the answer (what Placement sends where a record has no
+        // timestamp of its own), never later than any record in it.
+        let shown = matches!(method, Method::GET | Method::PUT)
+            || (method == Method::POST && parts.status == StatusCode::OK);
+        if v.at_least(15) && parts.status.is_success() && shown {
+            parts
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let now = chrono::Utc::now()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
+            if let Ok(h) = HeaderValue::from_str(&now) {
+                parts.headers.insert(header::LAST_MODIFIED, h);
+            }
         }
     }
     parts
@@ -267,6 +289,12 @@ impl Caller {
         project_id: Option<&str>,
     ) -> PlacementResult<Credentials> {
         let creds = match &self.ctx {
+            // noauth2: the token is a name even where identity knows it.
+            _ if pl.noauth2() => self
+                .token
+                .as_deref()
+                .and_then(|t| pl.validate(t))
+                .ok_or(PlacementError::Unauthenticated)?,
             Some(c) => c.credentials(),
             None if self.rejected => return Err(PlacementError::Unauthenticated),
             None => self
@@ -287,15 +315,16 @@ pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> PlacementResult<T> {
             "Malformed JSON: the request has no body.",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(b);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    // Syntax first, as Placement does: `{"foo": }` is malformed JSON, not
+    // an unknown field.
+    let v: Value = serde_json::from_slice(b)
+        .map_err(|e| PlacementError::bad(format!("Malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            PlacementError::bad(format!("Malformed JSON: {inner}"))
-        } else {
-            PlacementError::bad(format!("JSON does not validate: {path}: {inner}"))
-        }
+        PlacementError::bad(format!(
+            "JSON does not validate: {path}: {}",
+            e.into_inner()
+        ))
     })
 }
 
