@@ -445,7 +445,7 @@ async fn inventories_with_generations() {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = call(&e.app, "PUT", &path, Some("admin"), Some("1.26"), None).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]

@@ -101,7 +101,9 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
             for (rc, n) in resources {
                 if !known_class(st, rc) {
                     return Err(PlacementError::bad(format!(
-                        "Unable to allocate inventory: No such resource class {rc}."
+                        "Unable to allocate inventory for consumer {}: No such resource class \
+                         {rc}.",
+                        c.consumer
                     )));
                 }
                 if *n == 0 {
@@ -133,7 +135,12 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
         }
         if let Some(old) = existing {
             for (rp, resources) in &old.allocations {
-                touched.insert(rp.as_str());
+                // Placement moves the generation of the providers a write
+                // allocates against, and of the old ones only when the
+                // consumer gives up everything (its "used=0" rows).
+                if c.allocations.is_empty() {
+                    touched.insert(rp.as_str());
+                }
                 for (rc, n) in resources {
                     *removed.entry((rp.as_str(), rc.as_str())).or_default() += n;
                 }
@@ -189,18 +196,15 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
     Ok(((), changes))
 }
 
-/// `DELETE /allocations/{consumer}`.
-pub fn delete(st: &State, env: &mut Env, _ctx: &Ctx, consumer: &str) -> Write<()> {
-    let c = st.consumers.get(consumer).ok_or_else(|| {
-        PlacementError::not_found(format!("No allocations for consumer '{consumer}'"))
-    })?;
-    let mut changes = vec![Change::DeleteConsumer(consumer.to_string())];
-    for rp in c.allocations.keys() {
-        if let Some(p) = st.providers.get(rp) {
-            changes.push(Change::Provider(bumped(p, &env.now, |_| {})));
-        }
+/// `DELETE /allocations/{consumer}`. As in Placement, the providers'
+/// generations stay: freeing capacity cannot invalidate a writer's view.
+pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, consumer: &str) -> Write<()> {
+    if !st.consumers.contains_key(consumer) {
+        return Err(PlacementError::not_found(format!(
+            "No allocations for consumer '{consumer}'"
+        )));
     }
-    Ok(((), changes))
+    Ok(((), vec![Change::DeleteConsumer(consumer.to_string())]))
 }
 
 /// `GET /resource_providers/{uuid}/usages`: every inventory class, used or not.

@@ -89,6 +89,9 @@ pub enum PlacementError {
         /// What collided.
         message: String,
     },
+    /// A body in another media type than JSON (or none named).
+    #[error("The media type {0} is not supported, use application/json")]
+    UnsupportedMediaType(String),
     /// The requested microversion is malformed (400) or not served (406).
     #[error("{0}")]
     Version(#[from] VersionError),
@@ -158,6 +161,9 @@ impl IntoResponse for PlacementError {
             PlacementError::Forbidden { .. } => (StatusCode::FORBIDDEN, Code::Undefined),
             PlacementError::NotFound(_) => (StatusCode::NOT_FOUND, Code::Undefined),
             PlacementError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Code::Undefined),
+            PlacementError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::Undefined)
+            }
             PlacementError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
             PlacementError::Version(VersionError::Malformed(_)) => {
                 (StatusCode::BAD_REQUEST, Code::Undefined)

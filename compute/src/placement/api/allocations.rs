@@ -1,7 +1,7 @@
 //! `/allocations` (by consumer, and `POST` for several at once), `/usages`
 //! and `/allocation_candidates`.
 
-use super::{body, no_content, since, Caller, Mv, S};
+use super::{body, no_content, since, Caller, JsonBytes, Mv, S};
 use crate::placement::allocations::{self as allocs, Allocs, ConsumerWrite};
 use crate::placement::candidates::{self, Group, Request};
 use crate::placement::error::{Code, PlacementError, PlacementResult};
@@ -118,7 +118,14 @@ fn required_field(name: &str) -> PlacementError {
     ))
 }
 
-fn dict_write(v: Version, consumer: String, b: DictBody) -> PlacementResult<ConsumerWrite> {
+/// One consumer's dict-form body; `allow_empty`: `POST /allocations`, where
+/// `{}` has always meant "this consumer holds nothing now".
+fn dict_write(
+    v: Version,
+    consumer: String,
+    b: DictBody,
+    allow_empty: bool,
+) -> PlacementResult<ConsumerWrite> {
     if v.at_least(8) && (b.project_id.is_none() || b.user_id.is_none()) {
         return Err(required_field(if b.project_id.is_none() {
             "project_id"
@@ -151,8 +158,23 @@ fn dict_write(v: Version, consumer: String, b: DictBody) -> PlacementResult<Cons
              was unexpected)",
         ));
     }
+    if b.allocations.is_empty() && !v.at_least(28) && !allow_empty {
+        return Err(PlacementError::bad(
+            "JSON does not validate: {} does not have enough properties (allocations)",
+        ));
+    }
     let mut allocations = Allocs::new();
     for (rp, item) in b.allocations {
+        if let Some(rc) = item.resources.keys().find(|rc| {
+            rc.is_empty()
+                || !rc
+                    .bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+        }) {
+            return Err(PlacementError::bad(format!(
+                "JSON does not validate: '{rc}' does not match '^[A-Z0-9_]+$' (resources)"
+            )));
+        }
         let rp = canonical_uuid(&rp).ok_or_else(|| {
             PlacementError::bad(format!(
                 "JSON does not validate: '{rp}' is not a valid uuid"
@@ -172,7 +194,7 @@ fn dict_write(v: Version, consumer: String, b: DictBody) -> PlacementResult<Cons
 
 fn parse_put(v: Version, consumer: String, b: &Bytes) -> PlacementResult<ConsumerWrite> {
     if v.at_least(12) {
-        return dict_write(v, consumer, body(b)?);
+        return dict_write(v, consumer, body(b)?, false);
     }
     let l: ListBody = body(b)?;
     if l.allocations.is_empty() {
@@ -205,7 +227,7 @@ pub async fn put(
     c: Caller,
     Mv(v): Mv,
     Path(consumer): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:allocations:update", None)?;
     let w = parse_put(v, consumer, &b)?;
@@ -217,7 +239,7 @@ pub async fn put(
     Ok(no_content())
 }
 
-pub async fn post(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, b: Bytes) -> R {
+pub async fn post(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, JsonBytes(b): JsonBytes) -> R {
     if !v.at_least(13) {
         return Err(PlacementError::MethodNotAllowed);
     }
@@ -225,7 +247,7 @@ pub async fn post(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, b: Bytes) -
     let all: BTreeMap<String, DictBody> = body(&b)?;
     let mut writes = Vec::with_capacity(all.len());
     for (consumer, d) in all {
-        writes.push(dict_write(v, consumer, d)?);
+        writes.push(dict_write(v, consumer, d, true)?);
     }
     pl.write_async(Ctx { version: v }, move |st, env, ctx| {
         allocs::write(st, env, ctx, &writes)

@@ -1,11 +1,10 @@
 //! `/resource_classes` (1.2) and `/traits` (1.6).
 
-use super::{body, created_at, no_content, render, since, Caller, Mv, S};
+use super::{body, created_at, no_content, render, since, Caller, JsonBytes, Mv, S};
 use crate::placement::error::{PlacementError, PlacementResult};
 use crate::placement::query::{known_class, Params};
 use crate::placement::service::Ctx;
 use crate::placement::{classes, traits};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,7 +30,12 @@ struct NewClass {
     name: String,
 }
 
-pub async fn create_class(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, b: Bytes) -> R {
+pub async fn create_class(
+    axum::extract::State(pl): S,
+    c: Caller,
+    Mv(v): Mv,
+    JsonBytes(b): JsonBytes,
+) -> R {
     since(v, 2)?;
     c.admit(&pl, "placement:resource_classes:create", None)?;
     let req: NewClass = body(&b)?;

@@ -308,6 +308,33 @@ impl Caller {
     }
 }
 
+/// A request body declared as JSON, as Placement's `require_content`
+/// wants: another media type, or none, is a 415.
+pub struct JsonBytes(pub Bytes);
+
+impl<St: Send + Sync> axum::extract::FromRequest<St> for JsonBytes {
+    type Rejection = PlacementError;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
+        let media = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty());
+        if media.as_deref() != Some("application/json") {
+            return Err(PlacementError::UnsupportedMediaType(
+                media.unwrap_or_else(|| "None".into()),
+            ));
+        }
+        let b = <Bytes as axum::extract::FromRequest<St>>::from_request(req, state)
+            .await
+            .map_err(|e| PlacementError::bad(format!("Unreadable body: {e}")))?;
+        Ok(JsonBytes(b))
+    }
+}
+
 /// A JSON body as `T`, or Placement's 400 naming the field at fault.
 pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> PlacementResult<T> {
     if b.is_empty() {

@@ -1,7 +1,7 @@
 //! `/resource_providers` and everything under a provider: inventories,
 //! traits, aggregates, usages, allocations.
 
-use super::{body, created_at, no_content, render, since, Caller, Mv, S};
+use super::{body, created_at, no_content, render, since, Caller, JsonBytes, Mv, S};
 use crate::placement::error::{PlacementError, PlacementResult};
 use crate::placement::inventories::{self, SetInventories, SetInventory};
 use crate::placement::microversion::Version;
@@ -9,7 +9,6 @@ use crate::placement::providers::{self, CreateProvider, ListFilter, UpdateProvid
 use crate::placement::query::{self, Params};
 use crate::placement::service::{canonical_uuid, provider, Ctx};
 use crate::placement::{aggregates, allocations as allocs, traits};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,7 +82,12 @@ pub async fn list(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, RawQuery(ra
     Ok(Json(json!({"resource_providers": list})).into_response())
 }
 
-pub async fn create(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, b: Bytes) -> R {
+pub async fn create(
+    axum::extract::State(pl): S,
+    c: Caller,
+    Mv(v): Mv,
+    JsonBytes(b): JsonBytes,
+) -> R {
     c.admit(&pl, "placement:resource_providers:create", None)?;
     let req: CreateProvider = body(&b)?;
     let p = pl
@@ -118,7 +122,7 @@ pub async fn update(
     c: Caller,
     Mv(v): Mv,
     Path(uuid): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:update", None)?;
     let req: UpdateProvider = body(&b)?;
@@ -155,7 +159,7 @@ pub async fn set_inventories(
     c: Caller,
     Mv(v): Mv,
     Path(uuid): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:inventories:update", None)?;
     let req: SetInventories = body(&b)?;
@@ -172,7 +176,7 @@ pub async fn create_inventory(
     c: Caller,
     Mv(v): Mv,
     Path(uuid): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:inventories:create", None)?;
     let req: SetInventory = body(&b)?;
@@ -227,7 +231,7 @@ pub async fn set_inventory(
     c: Caller,
     Mv(v): Mv,
     Path((uuid, rc)): Path<(String, String)>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:inventories:update", None)?;
     let req: SetInventory = body(&b)?;
@@ -273,7 +277,7 @@ pub async fn set_traits(
     c: Caller,
     Mv(v): Mv,
     Path(uuid): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     since(v, 6)?;
     c.admit(&pl, "placement:resource_providers:traits:update", None)?;
@@ -326,7 +330,7 @@ pub async fn set_aggregates(
     c: Caller,
     Mv(v): Mv,
     Path(uuid): Path<String>,
-    b: Bytes,
+    JsonBytes(b): JsonBytes,
 ) -> R {
     since(v, 1)?;
     c.admit(&pl, "placement:resource_providers:aggregates:update", None)?;
