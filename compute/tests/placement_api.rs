@@ -671,3 +671,43 @@ async fn noauth2_takes_tokens_as_names() {
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn only_json_is_served() {
+    use tower::ServiceExt;
+    let e = env();
+    let get = |accept: &'static str| {
+        axum::http::Request::get("/resource_providers")
+            .header("x-auth-token", "admin")
+            .header("accept", accept)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    for (accept, want) in [
+        ("text/plain", StatusCode::NOT_ACCEPTABLE),
+        (
+            "text/html,application/xml;q=0.9",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        ("application/json;q=0", StatusCode::NOT_ACCEPTABLE),
+        ("text/html,application/xml;q=0.9,*/*;q=0.8", StatusCode::OK),
+        ("application/json", StatusCode::OK),
+    ] {
+        let r = e.app.clone().oneshot(get(accept)).await.unwrap();
+        assert_eq!(r.status(), want, "{accept}");
+    }
+    // A body that is not JSON is a 415.
+    let r = e
+        .app
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/resource_providers")
+                .header("x-auth-token", "admin")
+                .header("content-type", "text/plain")
+                .body(axum::body::Body::from("name=x"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

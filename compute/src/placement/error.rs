@@ -89,6 +89,9 @@ pub enum PlacementError {
         /// What collided.
         message: String,
     },
+    /// The client accepts no JSON, the only thing placement answers in.
+    #[error("Only application/json is provided")]
+    NotAcceptable,
     /// A body in another media type than JSON (or none named).
     #[error("The media type {0} is not supported, use application/json")]
     UnsupportedMediaType(String),
@@ -161,6 +164,7 @@ impl IntoResponse for PlacementError {
             PlacementError::Forbidden { .. } => (StatusCode::FORBIDDEN, Code::Undefined),
             PlacementError::NotFound(_) => (StatusCode::NOT_FOUND, Code::Undefined),
             PlacementError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Code::Undefined),
+            PlacementError::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, Code::Undefined),
             PlacementError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::Undefined)
             }

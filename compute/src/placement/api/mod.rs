@@ -148,6 +148,9 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             format!("{scheme}://{h}")
         });
     let (version, mut resp) = match asked {
+        Ok(v) if method == Method::GET && !accepts_json(req.headers()) => {
+            (Some(v), PlacementError::NotAcceptable.into_response())
+        }
         Ok(v) => {
             req.extensions_mut().insert(v);
             (Some(v), next.run(req).await)
@@ -169,6 +172,26 @@ async fn versioned(mut req: Request, next: Next) -> Response {
         }
     }
     finish(resp, method, version, request_id).await
+}
+
+/// Whether the `Accept` header (if any) takes JSON: `application/json`,
+/// `application/*` or `*/*` with a non-zero quality (Placement's
+/// `check_accept` on its GET handlers).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let zero = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !zero && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    })
 }
 
 async fn finish(
