@@ -3,8 +3,9 @@
 //! A write replaces the allocations of one or more consumers in one commit.
 //! It is checked on the state it commits on: capacity
 //! (`(total - reserved) * allocation_ratio`), min/max/step per allocation,
-//! the consumer generation the writer read (1.28). Every provider touched
-//! moves its generation. Because the store commits only on the revision the
+//! the consumer generation the writer read (1.28). The providers allocated
+//! against move their generation (as in Placement). Because the store
+//! commits only on the revision the
 //! check read (and reruns the check on newer state otherwise), two writers
 //! never both fit into the same free capacity.
 
