@@ -413,6 +413,26 @@ async fn inventories_with_generations() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Amounts past any inventory are no match, not an overflow.
+    let r = admin(
+        &e.app,
+        "GET",
+        "/resource_providers?resources=DISK_GB:18446744073709551615",
+        "1.4",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["resource_providers"], json!([]));
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources=DISK_GB:18446744073709551615",
+        "1.39",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
     let r = admin(&e.app, "DELETE", &format!("{path}/DISK_GB"), "1.26", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), Some("placement.inventory.inuse"));

@@ -280,7 +280,7 @@ pub fn list<'s>(st: &'s State, f: &ListFilter) -> Vec<&'s Provider> {
         .filter(|p| {
             f.resources.iter().all(|(rc, n)| {
                 p.inventories.get(rc).is_some_and(|inv| {
-                    inv.capacity() >= st.used(&p.uuid, rc) + n && *n <= inv.max_unit
+                    *n <= inv.max_unit && inv.capacity() >= st.used(&p.uuid, rc).saturating_add(*n)
                 })
             })
         })
