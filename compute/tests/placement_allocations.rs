@@ -338,6 +338,43 @@ async fn allocation_candidates_over_http() {
         json!({&a: {"resources": {"VCPU": 1}}})
     );
     assert_eq!(r.body["allocation_requests"].as_array().unwrap().len(), 1);
+    // root_required (1.35): the tree's root must (not) carry the trait, as
+    // Nova asks with root_required=!COMPUTE_STATUS_DISABLED.
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources=VCPU:1&root_required=!HW_CPU_X86_AVX2",
+        "1.35",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["allocation_requests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r.body["allocation_requests"][0]["allocations"],
+        json!({&a: {"resources": {"VCPU": 1}}})
+    );
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources=VCPU:1&root_required=HW_CPU_X86_AVX2",
+        "1.35",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["allocation_requests"][0]["allocations"],
+        json!({&b: {"resources": {"VCPU": 1}}})
+    );
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources=VCPU:1&root_required=HW_CPU_X86_AVX2",
+        "1.34",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Bad requests.
     for q in [
         "",

@@ -9,9 +9,9 @@
 //!     product of the groups' options ─► isolate? ─► summed amounts fit? ─► dedupe
 //! ```
 //!
-//! Sharing providers (`MISC_SHARES_VIA_AGGREGATE`), `same_subtree` and
-//! `root_required` are not implemented: requests using them are refused by
-//! the API shell rather than answered wrongly.
+//! Sharing providers (`MISC_SHARES_VIA_AGGREGATE`) and `same_subtree` are
+//! not implemented: requests using `same_subtree` are refused by the API
+//! shell rather than answered wrongly.
 
 use super::model::Provider;
 use super::query::{AggFilter, TraitFilter};
@@ -45,6 +45,9 @@ pub struct Request {
     pub isolate: bool,
     /// At most this many candidates.
     pub limit: Option<usize>,
+    /// 1.35 `root_required`: traits the root of each candidate's tree must
+    /// (and, `!T`, must not) have.
+    pub root_required: TraitFilter,
     /// 1.29+: the unsuffixed group may draw on every provider of a tree;
     /// before, only on a root provider alone.
     pub nested: bool,
@@ -221,6 +224,14 @@ pub fn candidates<'s>(st: &'s State, req: &'s Request) -> Candidates<'s> {
     for members in all.chunk_by(|a, b| a.root == b.root) {
         if out.requests.len() >= limit {
             break;
+        }
+        if !req.root_required.is_empty()
+            && !st
+                .providers
+                .get(&members[0].root)
+                .is_some_and(|root| req.root_required.matches(&root.traits))
+        {
+            continue;
         }
         let mut options: Vec<Vec<Vec<Pick<'s>>>> = Vec::with_capacity(1 + req.groups.len());
         if req.unsuffixed.resources.is_empty() {

@@ -154,6 +154,7 @@ fn gen_request() -> impl Strategy<Value = Request> {
                 isolate,
                 limit: None,
                 nested,
+                ..Default::default()
             }
         })
 }

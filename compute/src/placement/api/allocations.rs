@@ -352,7 +352,8 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
         match k {
             "limit" if v.at_least(16) => continue,
             "group_policy" if v.at_least(25) => continue,
-            "root_required" | "same_subtree" if v.at_least(35) => {
+            "root_required" if v.at_least(35) => continue,
+            "same_subtree" if v.at_least(36) => {
                 return Err(PlacementError::bad_query(format!(
                     "'{k}' is not supported by this placement service."
                 )))
@@ -442,11 +443,22 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
             ))
         })?),
     };
+    let root_required = match q.one("root_required")? {
+        None => Default::default(),
+        Some(r) if r.starts_with("in:") => {
+            return Err(PlacementError::bad_query(format!(
+                "Invalid query string parameters: Expected 'root_required' parameter value of \
+                 the form: HW_CPU_X86_VMX,!CUSTOM_MAGIC. Got: {r}"
+            )))
+        }
+        Some(r) => query::required(st, v, "root_required", [r])?,
+    };
     Ok(Request {
         unsuffixed,
         groups,
         isolate,
         limit,
+        root_required,
         nested: v.at_least(29),
     })
 }
