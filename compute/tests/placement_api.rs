@@ -585,6 +585,8 @@ async fn traits_classes_and_aggregates() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = admin(&e.app, "PUT", "/resource_classes/gpu", "1.7", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = admin(&e.app, "PUT", "/resource_classes/VCPU", "1.7", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = admin(&e.app, "DELETE", "/resource_classes/VCPU", "1.7", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     inventory(&e.app, &u, &[("CUSTOM_GPU", 2)]).await;
@@ -606,6 +608,48 @@ async fn traits_classes_and_aggregates() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    // The 1.2-1.6 rename follows the class into inventories.
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/resource_classes/VCPU",
+        "1.6",
+        Some(json!({"name": "CUSTOM_X"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/resource_classes/CUSTOM_GPU",
+        "1.6",
+        Some(json!({"name": "CUSTOM_NFV"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["name"], "CUSTOM_NFV");
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/resource_classes/CUSTOM_NFV",
+        "1.6",
+        Some(json!({"name": "CUSTOM_NFV"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = admin(
+        &e.app,
+        "GET",
+        &format!("/resource_providers/{u}/inventories"),
+        "1.6",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["inventories"]["CUSTOM_NFV"]["total"], 2);
+    assert!(r.body["inventories"].get("CUSTOM_GPU").is_none());
+    let r = admin(&e.app, "GET", "/resource_classes/CUSTOM_GPU", "1.6", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Aggregates: a bare list before 1.19, with the generation after.
     let ap = format!("/resource_providers/{u}/aggregates");

@@ -37,7 +37,9 @@ pub fn create(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
 /// `PUT /resource_classes/{name}` (1.7): whether it was created.
 pub fn ensure(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<bool> {
     if catalog::is_standard_class(name) {
-        return Ok((false, Vec::new()));
+        return Err(PlacementError::bad(format!(
+            "Cannot update standard resource class {name}"
+        )));
     }
     if !catalog::is_custom_name(name) {
         return Err(invalid(name));
@@ -71,4 +73,54 @@ pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
         ));
     }
     Ok(((), vec![Change::DeleteClass(name.to_string())]))
+}
+
+/// `PUT /resource_classes/{name}` with `{"name": new}` (1.2 to 1.6): renames
+/// a custom class everywhere it is used. Placement keys inventories and
+/// allocations by the class's id, so a rename moves no generation; here
+/// they are keyed by name, so every provider and consumer using it is
+/// rewritten in the same commit.
+pub fn rename(st: &State, env: &mut Env, _ctx: &Ctx, old: &str, new: &str) -> Write<()> {
+    if catalog::is_standard_class(old) {
+        return Err(PlacementError::bad(format!(
+            "Cannot update standard resource class {old}"
+        )));
+    }
+    if !st.classes.contains(old) {
+        return Err(PlacementError::not_found(format!(
+            "No such resource class {old}."
+        )));
+    }
+    if !catalog::is_custom_name(new) {
+        return Err(invalid(new));
+    }
+    if st.classes.contains(new) {
+        return Err(PlacementError::conflict(
+            Code::DuplicateName,
+            format!("Resource class already exists: {new}"),
+        ));
+    }
+    let mut changes = vec![Change::Class(new.to_string())];
+    for p in st.providers.values() {
+        if let Some(inv) = p.inventories.get(old) {
+            let mut p = p.clone();
+            p.inventories.remove(old);
+            p.inventories.insert(new.to_string(), inv.clone());
+            p.updated_at = env.now.clone();
+            changes.push(Change::Provider(p));
+        }
+    }
+    for c in st.consumers.values() {
+        if c.allocations.values().any(|r| r.contains_key(old)) {
+            let mut c = c.clone();
+            for r in c.allocations.values_mut() {
+                if let Some(n) = r.remove(old) {
+                    r.insert(new.to_string(), n);
+                }
+            }
+            changes.push(Change::Consumer(c));
+        }
+    }
+    changes.push(Change::DeleteClass(old.to_string()));
+    Ok(((), changes))
 }

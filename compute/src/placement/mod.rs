@@ -22,8 +22,7 @@
 //! `placement.concurrent_update` and capacity is never double-booked.
 //!
 //! Non-goals (for now): sharing providers (`MISC_SHARES_VIA_AGGREGATE`) in
-//! allocation candidates, `same_subtree`, `/reshaper`, the 1.2-1.6 rename
-//! of resource classes.
+//! allocation candidates, `same_subtree`, `/reshaper`.
 
 pub mod aggregates;
 pub mod allocations;

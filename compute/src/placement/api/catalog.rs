@@ -67,22 +67,28 @@ pub async fn class(
     Ok(Json(render::class(&name)).into_response())
 }
 
-/// `PUT /resource_classes/{name}`: from 1.7 a bodiless create-or-confirm.
-/// The 1.2-1.6 rename form is not offered (nothing current uses it).
+/// `PUT /resource_classes/{name}`: from 1.7 a bodiless create-or-confirm;
+/// from 1.2 to 1.6 a rename, with `{"name": new}`.
 pub async fn ensure_class(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
     Path(name): Path<String>,
+    req: axum::extract::Request,
 ) -> R {
     since(v, 2)?;
-    if !v.at_least(7) {
-        return Err(PlacementError::bad(
-            "Renaming a resource class (microversions 1.2 to 1.6) is not supported; use \
-             microversion 1.7 or later to create one with PUT.",
-        ));
-    }
     c.admit(&pl, "placement:resource_classes:update", None)?;
+    if !v.at_least(7) {
+        let JsonBytes(b) =
+            <JsonBytes as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+        let to: NewClass = body(&b)?;
+        let (old, new) = (name.clone(), to.name.clone());
+        pl.write_async(Ctx { version: v }, move |st, env, ctx| {
+            classes::rename(st, env, ctx, &old, &new)
+        })
+        .await?;
+        return Ok(Json(render::class(&to.name)).into_response());
+    }
     let n = name.clone();
     let created = pl
         .write_async(Ctx { version: v }, move |st, env, ctx| {
@@ -90,11 +96,15 @@ pub async fn ensure_class(
         })
         .await?;
     let location = format!("{}/resource_classes/{name}", super::MOUNT);
-    Ok(if created {
+    let mut r = if created {
         created_at(&location)
     } else {
         no_content()
-    })
+    };
+    if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
+        r.headers_mut().insert(axum::http::header::LOCATION, h);
+    }
+    Ok(r)
 }
 
 pub async fn delete_class(
