@@ -3,6 +3,7 @@
 //! request into typed values, and call the pure logic.
 
 mod allocations;
+mod candidates;
 mod catalog;
 mod providers;
 mod render;
@@ -98,7 +99,7 @@ pub fn router(pl: Arc<Placement>) -> Router {
                 .delete(allocations::delete),
         )
         .route("/usages", g(allocations::usages))
-        .route("/allocation_candidates", g(allocations::candidates))
+        .route("/allocation_candidates", g(candidates::candidates))
         .fallback(|| async { PlacementError::not_found("The resource could not be found.") })
         .method_not_allowed_fallback(|| async { PlacementError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(versioned))
