@@ -27,6 +27,11 @@ if [ ! -x "$venv/bin/openstack" ]; then
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   "$venv/bin/pip" install -q python-openstackclient openstacksdk
 fi
+# The Placement plugin of the CLI (tests/placement_cli.rs).
+if ! "$venv/bin/python" -c 'import osc_placement' 2>/dev/null; then
+  echo "install-deps: adding osc-placement to $venv"
+  "$venv/bin/pip" install -q osc-placement
+fi
 # PostgreSQL for the store's second backend and the replica tests: the
 # Debian cluster started (no systemd needed), and a superuser role for root
 # so tests connect over the Unix socket with peer authentication.

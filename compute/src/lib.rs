@@ -5,5 +5,9 @@
 //!
 //! - [`image`]: the OpenStack Image service API v2 (Glance), served by
 //!   `weft serve` under `/image`.
+//! - [`placement`]: the OpenStack Placement API (resource providers,
+//!   inventories, traits, aggregates, allocations, allocation candidates),
+//!   served by `weft serve` under `/placement`.
 
 pub mod image;
+pub mod placement;

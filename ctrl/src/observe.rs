@@ -283,6 +283,11 @@ where
         use tracing::Instrument;
         let started = Instant::now();
         let id = RequestId::new();
+        // Services that put the request id in their error bodies (Placement's
+        // `request_id`) read it from the request; a client's own value is replaced.
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            req.headers_mut().insert(REQUEST_ID, v);
+        }
         let method = MethodLabel(req.method().clone());
         let service = self.a.services.of(req.uri().path());
         // The span formats its fields now: the path is borrowed, not copied.

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// replicas serving one cloud, or a SQLite file path. Default: STATE_DIR/weft.sqlite.
     #[arg(long)]
     pub database: Option<String>,
+    /// Placement's `noauth2` mode, for running Placement's own functional
+    /// tests only: X-Auth-Token names the caller (`admin` is the admin), unchecked.
+    #[arg(long)]
+    pub placement_noauth2: bool,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
@@ -77,6 +81,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let mut server = Server::open(cfg)?;
     let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let _images = super::image::start_in_serve(&mut server, &a.image)?;
+    mount_placement(&mut server, a.placement_noauth2)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
@@ -94,5 +99,42 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         server.config().listen
     );
     rt.block_on(server.run())?;
+    Ok(())
+}
+
+/// Placement under `/placement` (catalog type `placement`), on the shared
+/// store and the server's policy settings.
+fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
+    use weft_compute::placement;
+    let sc = server.config().clone();
+    let pl = if noauth2 {
+        tracing::warn!(
+            "placement: --placement-noauth2 is on: X-Auth-Token values are taken as user names \
+             unchecked (`admin` is the admin); for test deployments only"
+        );
+        eprintln!("weft: WARNING: placement noauth2 mode: anyone can act as admin on /placement");
+        placement::Placement::open_noauth2(server.store(), Some(&sc.state_dir))
+    } else {
+        let mode = if sc.policy_permissive {
+            weft_identity::policy::Mode::Permissive
+        } else {
+            weft_identity::policy::Mode::Enforce
+        };
+        placement::Placement::open(
+            server.store(),
+            Some(&sc.state_dir),
+            sc.policy_file.as_deref(),
+            mode,
+            Some(server.identity() as std::sync::Arc<dyn placement::Authenticator>),
+        )
+    }
+    .map_err(anyhow::Error::msg)?;
+    server.mount(weft_ctrl::server::ServiceMount::new(
+        placement::MOUNT,
+        "placement",
+        "placement",
+        placement::router(pl.clone()),
+    ))?;
+    server.follow(pl.replica());
     Ok(())
 }
