@@ -72,6 +72,15 @@ async fn serve_metrics_show_the_in_process_agent_and_switch() {
     server.metrics().extend(|reg| local.register_metrics(reg));
     let app = server.router();
 
+    // One API request first: a request is counted when its answer is done,
+    // so a scrape never counts itself, and a first scrape that already sees
+    // the agent's round would otherwise find no request counted at all.
+    let req = Request::builder()
+        .uri("/identity/v3")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+
     let rounds = "weft_agent_sync_rounds_total";
     let mut m = scrape(&app).await;
     for _ in 0..200 {
