@@ -79,7 +79,10 @@ async fn serve_metrics_show_the_in_process_agent_and_switch() {
         .uri("/identity/v3")
         .body(Body::empty())
         .unwrap();
-    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
 
     let rounds = "weft_agent_sync_rounds_total";
     let mut m = scrape(&app).await;
