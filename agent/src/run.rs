@@ -74,8 +74,16 @@ impl<C: Ctrl, D: Datapath> Agent<C, D> {
         }
     }
 
-    /// Applies one host state: returns whether ports are still pending.
+    /// Applies one host state: returns whether ports are still pending. One
+    /// `sync_round` span (host, revision) covers the plan, the switch reload
+    /// and the status report, so a round's log lines read together.
     pub async fn step(&mut self, st: &HostState) -> bool {
+        use tracing::Instrument;
+        let span = tracing::info_span!("sync_round", host = %st.host, revision = st.revision);
+        self.round(st).instrument(span).await
+    }
+
+    async fn round(&mut self, st: &HostState) -> bool {
         let p = plan(&self.base, st);
         // A state the plan cannot express as a switch config is refused like one
         // the switch rejects: the switch keeps what it had.

@@ -28,7 +28,7 @@ impl Datapath for WeftSwitch {
             .validated("desired state from ctrl")
             .map_err(|e| e.to_string())?;
         let rep = self.handle.apply(cfg).map_err(|e| e.to_string())?;
-        tracing::info!(added = ?rep.added, removed = ?rep.removed, updated = ?rep.updated,
+        tracing::debug!(added = ?rep.added, removed = ?rep.removed, updated = ?rep.updated,
             reattached = ?rep.reattached, generation = rep.generation, "switch updated");
         Ok(())
     }

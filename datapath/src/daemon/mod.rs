@@ -439,6 +439,26 @@ impl SwitchHandle {
     /// opens new ports, swaps the pipeline snapshot, then closes removed ports.
     /// Unchanged ports keep their fds, counters and learned MACs.
     pub fn apply(&self, cfg: SwitchConfig) -> Result<ApplyReport, DaemonError> {
+        // One `switch_reload` span per apply, whoever asked (the agent, `weft
+        // ctl reload`): the port (re)opens it causes log inside it.
+        let span = tracing::info_span!("switch_reload", ports = cfg.ports.len());
+        let _in = span.enter();
+        let started = std::time::Instant::now();
+        let r = self.apply_locked(cfg);
+        match &r {
+            Ok(rep) => tracing::info!(
+                added = rep.added.len(),
+                removed = rep.removed.len(),
+                updated = rep.updated.len(),
+                us = started.elapsed().as_micros() as u64,
+                "switch reloaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "switch reload refused; the running config stays"),
+        }
+        r
+    }
+
+    fn apply_locked(&self, cfg: SwitchConfig) -> Result<ApplyReport, DaemonError> {
         let _g = self
             .shared
             .apply_lock

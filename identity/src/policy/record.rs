@@ -131,7 +131,7 @@ impl Recorder {
                 // file is incomplete rather than failing every request.
                 if !state.warned {
                     state.warned = true;
-                    eprintln!("weft policy: cannot append to {}: {e}", path.display());
+                    tracing::warn!(path = %path.display(), error = %e, "weft policy: cannot append a permissive-mode record");
                 }
             }
         }
