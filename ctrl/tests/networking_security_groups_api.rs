@@ -1,6 +1,7 @@
 //! HTTP tests: the security-group API as Neutron's (issue 14): protocols by
 //! name or number for both ethertypes, port ranges refused with Neutron's
-//! messages, duplicate rules, remote prefixes.
+//! messages, duplicate rules, remote prefixes, the default group, a group
+//! named twice on a port, every rule shown, and stateless groups.
 
 mod common;
 use axum::http::StatusCode;
@@ -434,4 +435,334 @@ async fn remote_prefixes_keep_host_bits_and_agents_get_the_network() {
     let rules = st["security_groups"][0]["rules"].as_array().unwrap();
     let sent = rules.iter().find(|x| x["id"] == r["id"]).unwrap();
     assert_eq!(sent["remote_ip_prefix"], "10.0.0.0/24", "{st}");
+}
+
+#[tokio::test]
+async fn the_default_group_keeps_its_name_and_is_removed_only_by_an_admin() {
+    let api = Api::new();
+    let other = group(&api, json!({"name": "other"})).await;
+    let (_, v) = api.get("/security-groups?name=default", ALICE).await;
+    let default = v["security_groups"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/security-groups/{default}");
+    for name in ["test", "default"] {
+        let r = api
+            .put(&path, ALICE, json!({"security_group": {"name": name}}))
+            .await;
+        assert_eq!(r.0, StatusCode::CONFLICT, "{name}: {}", r.1);
+    }
+    let r = api
+        .put(&path, ALICE, json!({"security_group": {"name": "test"}}))
+        .await;
+    assert_neutron(
+        &r,
+        StatusCode::CONFLICT,
+        "SecurityGroupCannotUpdateDefault",
+        "Updating default security group not allowed.",
+    );
+    // Its description may change.
+    let (s, v) = api
+        .put(
+            &path,
+            ALICE,
+            json!({"security_group": {"description": "mine"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["security_group"]["name"], "default");
+    // No other group takes the name, in any case, on create or update.
+    for name in ["default", "Default", "DEFAULT"] {
+        let r = api
+            .put(
+                &format!("/security-groups/{other}"),
+                ALICE,
+                json!({"security_group": {"name": name}}),
+            )
+            .await;
+        assert_neutron(
+            &r,
+            StatusCode::CONFLICT,
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        );
+        let r = api
+            .post(
+                "/security-groups",
+                ALICE,
+                json!({"security_group": {"name": name}}),
+            )
+            .await;
+        assert_neutron(
+            &r,
+            StatusCode::CONFLICT,
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        );
+    }
+    // In use: 409 for everyone, the admin too (Neutron checks use first).
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": n["id"]}}))
+        .await;
+    assert_eq!(p["security_groups"], json!([default]));
+    let pid = p["id"].as_str().unwrap();
+    assert_neutron(
+        &api.delete(&path, ADMIN).await,
+        StatusCode::CONFLICT,
+        "SecurityGroupInUse",
+        &format!("Security Group {default} in use."),
+    );
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"security_groups": []}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Unused: still not alice's to remove; an admin may.
+    assert_neutron(
+        &api.delete(&path, ALICE).await,
+        StatusCode::CONFLICT,
+        "SecurityGroupCannotRemoveDefault",
+        "Insufficient rights for removing default security group.",
+    );
+    assert_eq!(api.delete(&path, ADMIN).await.0, StatusCode::NO_CONTENT);
+    let (_, v) = api.get("/security-groups?name=default", ALICE).await;
+    assert_eq!(v["security_groups"], json!([]));
+    // The project's next port write brings a new default group
+    // (neutron-tempest-plugin's test_security_group_recreated_on_port_update).
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"name": "update"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = api.get("/security-groups?name=default", ALICE).await;
+    let again = v["security_groups"].as_array().unwrap();
+    assert_eq!(again.len(), 1, "{v}");
+    assert_ne!(again[0]["id"], json!(default));
+    assert_eq!(
+        again[0]["security_group_rules"].as_array().unwrap().len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_group_named_twice_on_a_port_is_refused() {
+    let api = Api::new();
+    let gid = group(&api, json!({"name": "web"})).await;
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": n["id"], "security_groups": [gid, gid]}}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "Invalid input for security_groups. Reason: Duplicate items in the list: '{gid}'."
+        ),
+    );
+    let p = api
+        .create("/ports", ALICE, json!({"port": {"network_id": n["id"]}}))
+        .await;
+    let pid = p["id"].as_str().unwrap();
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"security_groups": [gid, gid]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "Duplicate items in the list");
+    let (_, v) = api.get(&format!("/ports/{pid}"), ALICE).await;
+    assert_eq!(v["port"]["security_groups"], p["security_groups"]);
+    // Each once is fine.
+    let (s, v) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"security_groups": [gid, p["security_groups"][0]]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Missing groups are named in the 404.
+    let r = api
+        .put(
+            &format!("/ports/{pid}"),
+            ALICE,
+            json!({"port": {"security_groups": [gid, "no-such-1", "no-such-2"]}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "no-such-1, no-such-2");
+}
+
+#[tokio::test]
+async fn every_rule_of_a_group_is_shown_in_show_and_list() {
+    let api = Api::new();
+    let gid = group(&api, json!({"name": "all"})).await;
+    for (p, port) in [("tcp", 22), ("udp", 53), ("sctp", 9)] {
+        let (s, v) = post_rule(
+            &api,
+            &gid,
+            json!({"protocol": p, "port_range_min": port, "port_range_max": port}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    // A rule an admin adds to alice's group is hers to see too.
+    let (s, v) = api
+        .post(
+            "/security-group-rules",
+            ADMIN,
+            json!({"security_group_rule": {"security_group_id": gid, "direction": "ingress",
+                "protocol": "igmp"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let ids = |rules: &Value| {
+        let mut v: Vec<String> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let (_, listed) = api
+        .get(
+            &format!("/security-group-rules?security_group_id={gid}"),
+            ALICE,
+        )
+        .await;
+    let want = ids(&listed["security_group_rules"]);
+    assert_eq!(want.len(), 6, "2 egress + 4: {listed}");
+    let (_, shown) = api.get(&format!("/security-groups/{gid}"), ALICE).await;
+    assert_eq!(ids(&shown["security_group"]["security_group_rules"]), want);
+    let (_, groups) = api.get("/security-groups", ALICE).await;
+    let g = groups["security_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == json!(gid))
+        .unwrap();
+    assert_eq!(ids(&g["security_group_rules"]), want);
+    // Each shown rule is the rule itself.
+    let one = &shown["security_group"]["security_group_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == "udp")
+        .unwrap()
+        .clone();
+    let (_, alone) = api
+        .get(
+            &format!("/security-group-rules/{}", one["id"].as_str().unwrap()),
+            ALICE,
+        )
+        .await;
+    assert_eq!(&alone["security_group_rule"], one);
+}
+
+#[tokio::test]
+async fn stateless_groups_do_not_mix_with_stateful_ones_nor_flip_in_use() {
+    let api = Api::new();
+    let stateless = api
+        .create(
+            "/security-groups",
+            ALICE,
+            json!({"security_group": {"name": "sl", "stateful": false}}),
+        )
+        .await;
+    assert_eq!(stateless["stateful"], false);
+    // Neutron gives a stateless group the same two egress rules.
+    let rules = stateless["security_group_rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(rules.iter().all(|r| r["direction"] == "egress"));
+    let sl = stateless["id"].as_str().unwrap().to_string();
+    let sf = group(&api, json!({"name": "sf", "stateful": "true"})).await;
+    let (_, v) = api.get(&format!("/security-groups/{sl}"), ALICE).await;
+    assert_eq!(v["security_group"]["stateful"], false);
+    let n = api.create("/networks", ALICE, json!({"network": {}})).await;
+    let conflict = "Cannot apply both stateful and stateless security groups on the same port";
+    let r = api
+        .post(
+            "/ports",
+            ALICE,
+            json!({"port": {"network_id": n["id"], "security_groups": [sf, sl]}}),
+        )
+        .await;
+    assert_neutron(&r, StatusCode::CONFLICT, "SecurityGroupConflict", conflict);
+    for (first, then) in [(&sl, &sf), (&sf, &sl)] {
+        let p = api
+            .create(
+                "/ports",
+                ALICE,
+                json!({"port": {"network_id": n["id"], "security_groups": [first]}}),
+            )
+            .await;
+        let r = api
+            .put(
+                &format!("/ports/{}", p["id"].as_str().unwrap()),
+                ALICE,
+                json!({"port": {"security_groups": [first, then]}}),
+            )
+            .await;
+        assert_neutron(&r, StatusCode::CONFLICT, "SecurityGroupConflict", conflict);
+    }
+    // Both groups are in use now: neither flips; setting the value it
+    // already has is no flip.
+    for (g, now) in [(&sl, false), (&sf, true)] {
+        let path = format!("/security-groups/{g}");
+        let r = api
+            .put(&path, ALICE, json!({"security_group": {"stateful": !now}}))
+            .await;
+        assert_neutron(
+            &r,
+            StatusCode::CONFLICT,
+            "SecurityGroupInUse",
+            &format!("Security Group {g} in use."),
+        );
+        let (s, v) = api
+            .put(
+                &path,
+                ALICE,
+                json!({"security_group": {"stateful": now, "name": "same"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["security_group"]["stateful"], now);
+    }
+    // An unused group flips both ways.
+    let free = group(&api, json!({"name": "free"})).await;
+    for want in [false, true] {
+        let (s, v) = api
+            .put(
+                &format!("/security-groups/{free}"),
+                ALICE,
+                json!({"security_group": {"stateful": want}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["security_group"]["stateful"], want);
+    }
+    // Agents learn what each group is.
+    let p = api
+        .create(
+            "/ports",
+            ADMIN,
+            json!({"port": {"network_id": n["id"], "project_id": "p-alice",
+                "binding:host_id": "h1", "security_groups": [sl]}}),
+        )
+        .await;
+    assert_eq!(p["security_groups"], json!([sl]));
+    let st = api.net.host_state("h1");
+    let g = st.security_groups.iter().find(|g| g.id == sl).unwrap();
+    assert!(!g.stateful);
 }

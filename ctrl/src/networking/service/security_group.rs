@@ -2,7 +2,7 @@
 
 use super::{get_sg, project_of, Ctx, Env, Write};
 use crate::networking::body::SecurityGroupReq;
-use crate::networking::error::NetError;
+use crate::networking::error::{NetError, NetResult};
 use crate::networking::model::*;
 use crate::networking::state::{Change, Kind, State};
 use serde_json::json;
@@ -56,7 +56,28 @@ pub fn ensure_default_sg(st: &State, env: &mut Env, project: &str) -> (String, V
     (g.id, changes)
 }
 
-/// `POST /security-groups`: a new group gets Neutron's two egress rules.
+/// Neutron's `name_not_default` validator, on create and update alike: only
+/// the project's own default group is called `default`, in any case.
+fn check_name_not_default(name: &str) -> NetResult<()> {
+    if name.eq_ignore_ascii_case("default") {
+        return Err(NetError::conflict(
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether any port uses group `id`.
+fn in_use(st: &State, id: &str) -> bool {
+    st.ports
+        .values()
+        .any(|p| p.security_groups.iter().any(|s| s == id))
+}
+
+/// `POST /security-groups`: a new group, stateful or not, gets Neutron's
+/// two egress rules (its default rule templates for non-default groups);
+/// a stateless group's replies then need ingress rules of their own.
 pub fn create_sg(
     st: &State,
     env: &mut Env,
@@ -64,22 +85,17 @@ pub fn create_sg(
     req: &SecurityGroupReq,
 ) -> Write<SecurityGroup> {
     let f = req.clone();
+    let name = f.name.unwrap_or_default();
+    check_name_not_default(&name)?;
     let project = project_of(f.project_id, f.tenant_id, ctx)?;
     env.authz.check(
         ctx,
         "create_security_group",
         &json!({"project_id": project, "tenant_id": project}),
     )?;
-    let name = f.name.unwrap_or_default();
     let description = f.description.unwrap_or_default();
     let stateful = f.stateful.unwrap_or(true);
     let (_, mut changes) = ensure_default_sg(st, env, &project);
-    if name == "default" {
-        return Err(NetError::conflict(
-            "SecurityGroupDefaultAlreadyExists",
-            "Default security group already exists.",
-        ));
-    }
     let g = SecurityGroup {
         id: env.ids.uuid(),
         name,
@@ -92,7 +108,8 @@ pub fn create_sg(
     Ok((g, changes))
 }
 
-/// `PUT /security-groups/{id}`.
+/// `PUT /security-groups/{id}`: the default group keeps its name; no group
+/// takes the name `default`; `stateful` flips only on a group no port uses.
 pub fn update_sg(
     st: &State,
     env: &mut Env,
@@ -107,9 +124,23 @@ pub fn update_sg(
         &json!({"project_id": old.project_id, "tenant_id": old.project_id}),
     )?;
     let f = req.clone();
+    if let Some(name) = &f.name {
+        check_name_not_default(name)?;
+    }
     let mut g = old.clone();
+    if let Some(v) = f.stateful {
+        // The ports' firewalls were built for what the group was: Neutron
+        // refuses the flip while any port uses the group.
+        if v != old.stateful && in_use(st, id) {
+            return Err(NetError::conflict(
+                "SecurityGroupInUse",
+                format!("Security Group {id} in use."),
+            ));
+        }
+        g.stateful = v;
+    }
     if let Some(v) = f.name {
-        if old.name == "default" && v != "default" {
+        if old.name == "default" {
             return Err(NetError::conflict(
                 "SecurityGroupCannotUpdateDefault",
                 "Updating default security group not allowed.",
@@ -120,14 +151,13 @@ pub fn update_sg(
     if let Some(v) = f.description {
         g.std.description = v;
     }
-    if let Some(v) = f.stateful {
-        g.stateful = v;
-    }
     g.std.touch(&env.now);
     Ok((g.clone(), vec![Change::SecurityGroup(g)]))
 }
 
-/// `DELETE /security-groups/{id}`: refused (409) while a port uses it; the default group cannot be deleted.
+/// `DELETE /security-groups/{id}`: refused (409) while a port uses it, and
+/// for the default group unless by an admin (Neutron's order of the two).
+/// Rules of other groups that name it as their remote go with it.
 pub fn delete_sg(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
     let g = get_sg(st, ctx, id)?;
     env.authz.check(
@@ -135,20 +165,16 @@ pub fn delete_sg(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
         "delete_security_group",
         &json!({"project_id": g.project_id, "tenant_id": g.project_id}),
     )?;
+    if in_use(st, id) {
+        return Err(NetError::conflict(
+            "SecurityGroupInUse",
+            format!("Security Group {id} in use."),
+        ));
+    }
     if g.name == "default" && !ctx.is_admin {
         return Err(NetError::conflict(
             "SecurityGroupCannotRemoveDefault",
             "Insufficient rights for removing default security group.",
-        ));
-    }
-    if st
-        .ports
-        .values()
-        .any(|p| p.security_groups.iter().any(|s| s == id))
-    {
-        return Err(NetError::conflict(
-            "SecurityGroupInUse",
-            format!("Security Group {id} in use."),
         ));
     }
     let mut changes: Vec<Change> = st
