@@ -1,7 +1,7 @@
 //! HTTP tests: the security-group API as Neutron's (issue 14): protocols by
 //! name or number for both ethertypes, port ranges refused with Neutron's
-//! messages, duplicate rules, remote prefixes, the default group, a group
-//! named twice on a port, every rule shown, and stateless groups.
+//! messages, duplicate rules, the default group, bulk creates, a group named
+//! twice on a port, every rule shown, and stateless groups.
 
 mod common;
 use axum::http::StatusCode;
@@ -546,6 +546,95 @@ async fn the_default_group_keeps_its_name_and_is_removed_only_by_an_admin() {
     assert_eq!(
         again[0]["security_group_rules"].as_array().unwrap().len(),
         4
+    );
+}
+
+#[tokio::test]
+async fn bulk_create_of_groups_and_rules_is_all_or_nothing() {
+    let api = Api::new();
+    // Neutron takes the items bare or wrapped, as the tempest plugin sends them.
+    let v = api
+        .create(
+            "/security-groups",
+            ALICE,
+            json!({"security_groups": [
+                {"security_group": {"name": "a", "stateful": false}},
+                {"name": "b", "description": "bare"},
+            ]}),
+        )
+        .await;
+    let made = v.as_array().unwrap();
+    assert_eq!(made.len(), 2, "{v}");
+    assert_eq!(made[0]["name"], "a");
+    assert_eq!(made[0]["stateful"], false);
+    assert_eq!(made[1]["name"], "b");
+    assert_eq!(made[1]["description"], "bare");
+    assert_eq!(made[1]["stateful"], true);
+    for g in made {
+        assert_eq!(
+            g["security_group_rules"].as_array().unwrap().len(),
+            2,
+            "{g}"
+        );
+    }
+    let count = |v: &Value| v["security_groups"].as_array().unwrap().len();
+    let before = count(&api.get("/security-groups", ALICE).await.1);
+    assert_eq!(before, 3, "a, b and the default group");
+    let rev = api.net.revision();
+    // One bad item: nothing is created, whichever item it is.
+    for bad in [
+        json!({"security_groups": [{"name": "c"}, {"security_group": {"name": "default"}}]}),
+        json!({"security_groups": [{"name": "x".repeat(256)}, {"name": "d"}]}),
+        json!({"security_groups": [{"name": "e"}, {"security_group": {"name": "f", "bogus": 1}}]}),
+    ] {
+        let (s, v) = api.post("/security-groups", ALICE, bad.clone()).await;
+        assert!(
+            s == StatusCode::CONFLICT || s == StatusCode::BAD_REQUEST,
+            "{bad}: {s} {v}"
+        );
+        assert!(v["NeutronError"]["message"].is_string(), "{v}");
+    }
+    assert_eq!(api.net.revision(), rev);
+    assert_eq!(count(&api.get("/security-groups", ALICE).await.1), before);
+    // Rules in bulk too; a duplicate among them refuses them all.
+    let gid = made[1]["id"].as_str().unwrap();
+    let rule = |port: u32| {
+        json!({"security_group_id": gid, "direction": "ingress", "protocol": "tcp",
+               "port_range_min": port, "port_range_max": port})
+    };
+    let v = api
+        .create(
+            "/security-group-rules",
+            ALICE,
+            json!({"security_group_rules": [rule(22), {"security_group_rule": rule(80)}]}),
+        )
+        .await;
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let rev = api.net.revision();
+    let r = api
+        .post(
+            "/security-group-rules",
+            ALICE,
+            json!({"security_group_rules": [rule(443), rule(443)]}),
+        )
+        .await;
+    assert_neutron(
+        &r,
+        StatusCode::CONFLICT,
+        "SecurityGroupRuleExists",
+        "already exists",
+    );
+    assert_eq!(api.net.revision(), rev);
+    let (_, v) = api
+        .get(
+            &format!("/security-group-rules?security_group_id={gid}"),
+            ALICE,
+        )
+        .await;
+    assert_eq!(
+        v["security_group_rules"].as_array().unwrap().len(),
+        4,
+        "{v}"
     );
 }
 
