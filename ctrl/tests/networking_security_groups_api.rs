@@ -417,6 +417,26 @@ async fn remote_prefixes_keep_host_bits_and_agents_get_the_network() {
         .await;
     assert_eq!(r6["remote_ip_prefix"], "2001:db8::1/128");
     assert_eq!(r6["normalized_cidr"], "2001:db8::1/128");
+    let rg = api
+        .create(
+            "/security-group-rules",
+            ADMIN,
+            json!({"security_group_rule": {"security_group_id": gid, "direction": "ingress",
+                "remote_group_id": gid}}),
+        )
+        .await;
+    assert_eq!(rg["remote_ip_prefix"], Value::Null);
+    assert_eq!(rg["normalized_cidr"], Value::Null);
+    // Advertised, so tempest's SecGroupNormalizedCidrTest runs against it.
+    let (_, v) = api.get("/extensions", ALICE).await;
+    assert!(
+        v["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["alias"] == "security-groups-normalized-cidr"),
+        "{v}"
+    );
     api.create(
         "/ports",
         ADMIN,
