@@ -103,6 +103,7 @@ mod mac_table;
 pub mod metrics;
 pub mod offload;
 mod pipeline;
+pub mod secgroup;
 pub mod snapshot;
 pub mod tunnel;
 pub mod verdict;
