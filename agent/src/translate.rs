@@ -152,6 +152,7 @@ fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
         .collect::<Result<Vec<_>, String>>()?;
     Ok(PortConfig {
         capture: None,
+        firewall: None,
         name: p.devname.clone(),
         kind,
         network: p.network_id.clone(),

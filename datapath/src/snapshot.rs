@@ -5,11 +5,13 @@
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
+use crate::secgroup::CompiledFirewall;
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Local VLAN ids are allocated from 1..=MAX_LOCAL_VLAN (4095 is reserved).
 pub const MAX_LOCAL_VLAN: u16 = 4094;
@@ -120,6 +122,8 @@ pub(crate) struct VlanEntry {
     /// Index in `members` of the network's uplink (or tunnel) port, if it has one: the most
     /// looked-up member (every frame to a remote MAC), found without a search.
     pub uplink: Option<usize>,
+    /// Whether a member has a firewall (a flood then goes through the firewall stage).
+    pub firewalled: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -137,6 +141,8 @@ pub struct Snapshot {
     config: SwitchConfig,
     ports: Vec<Option<PortInfo>>,
     security: Vec<Option<PortSecurity>>,
+    /// Per port number: its security groups, compiled (None: no firewall).
+    firewalls: Vec<Option<Arc<CompiledFirewall>>>,
     uplinks: Vec<Option<UplinkRt>>,
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
@@ -213,6 +219,7 @@ impl Snapshot {
         let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut firewalls: Vec<Option<Arc<CompiledFirewall>>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
 
@@ -276,6 +283,7 @@ impl Snapshot {
                 network: idx,
                 members,
                 uplink: None,
+                firewalled: false,
             });
             networks.push(NetworkInfo {
                 name: n.name.clone(),
@@ -321,6 +329,12 @@ impl Snapshot {
             }
             if p.port_security {
                 security[usize::from(no.0)] = Some(build_security(p));
+                if let Some(f) = &p.firewall {
+                    firewalls[usize::from(no.0)] = Some(firewall(f, no, &p.name, local_vlan, prev));
+                    if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
+                        v.firewalled = true;
+                    }
+                }
             }
         }
         for v in vlans.iter_mut().flatten() {
@@ -334,6 +348,7 @@ impl Snapshot {
             config: cfg.clone(),
             ports,
             security,
+            firewalls,
             uplinks,
             by_name,
             networks,
@@ -415,6 +430,26 @@ impl Snapshot {
             }
         }
         d
+    }
+
+    /// A port's firewall (None: it has none).
+    #[inline]
+    pub fn firewall(&self, no: PortNo) -> Option<&Arc<CompiledFirewall>> {
+        self.firewalls
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
+    }
+
+    /// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
+    #[inline]
+    pub(crate) fn firewalled(&self, in_port: PortNo, fwd: crate::pipeline::Fwd) -> bool {
+        self.firewall(in_port).is_some()
+            || match fwd {
+                crate::pipeline::Fwd::Unicast(o) => self.firewall(o.port).is_some(),
+                crate::pipeline::Fwd::Flood { vlan, .. } => {
+                    self.vlan(vlan).is_some_and(|v| v.firewalled)
+                }
+            }
     }
 
     // ---- crate-internal accessors for the pipeline ----
@@ -642,6 +677,26 @@ fn build_security(p: &crate::config::PortConfig) -> PortSecurity {
         }
     }
     s
+}
+
+/// A port's compiled firewall: the previous snapshot's (same port, name, local VLAN and config)
+/// when the reload left it alone, so that its hit counters carry on and the datapath can tell
+/// by pointer which ports' firewalls changed.
+fn firewall(
+    f: &crate::config::FirewallConfig,
+    no: PortNo,
+    name: &str,
+    vlan: u16,
+    prev: Option<&Snapshot>,
+) -> Arc<CompiledFirewall> {
+    prev.filter(|s| {
+        s.port(no)
+            .is_some_and(|p| p.name == name && p.local_vlan == vlan)
+    })
+    .and_then(|s| s.firewall(no))
+    .filter(|c| c.source == *f)
+    .cloned()
+    .unwrap_or_else(|| Arc::new(CompiledFirewall::new(f)))
 }
 
 #[cfg(test)]

@@ -40,6 +40,17 @@
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
+//!
+//! [port.firewall]               # optional: security groups (port_security must be on);
+//! stateful = true               # present with no rule, everything but DHCP/ND is dropped
+//! [[port.firewall.rule]]        # one per security-group rule, as Neutron stores it
+//! id = "5d0c..."                # the rule id (traces, hit counters)
+//! direction = "ingress"         # ingress | egress, seen from the port
+//! ethertype = "IPv4"            # IPv4 | IPv6
+//! protocol = "tcp"              # tcp udp icmp icmpv6 sctp ... or a number; absent: any
+//! port_range_min = 22           # destination ports, or ICMP type (min) and code (max)
+//! port_range_max = 22
+//! remote_ip_prefix = "10.0.0.0/24"  # or remote_group (an id) with remote_members
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -82,6 +93,8 @@ pub const DEFAULT_WORKER_NICE: i32 = -10;
 /// Default busy polling after a wakeup that moved frames: none (see
 /// [`SwitchSettings::busy_poll_us`]).
 pub const DEFAULT_BUSY_POLL_US: u64 = 0;
+/// Default bound of the connection table (Linux's `nf_conntrack_max` on a host of 16 GiB).
+pub const DEFAULT_CONNTRACK_SIZE: usize = 262_144;
 /// Upper bound of `busy_poll_us` (100 ms).
 pub const MAX_BUSY_POLL_US: u64 = 100_000;
 
@@ -146,6 +159,9 @@ pub struct SwitchSettings {
     /// the VMs need; worth trying (e.g. 50) where the switch has cores of its own. Read when
     /// the workers start, like `workers` and `worker_nice`.
     pub busy_poll_us: u64,
+    /// The most connections the firewall tracks at once (all ports together); a new connection
+    /// beyond it is refused and counted, established ones are never evicted.
+    pub conntrack_size: usize,
 }
 
 impl Default for SwitchSettings {
@@ -157,6 +173,7 @@ impl Default for SwitchSettings {
             mac_table_size: DEFAULT_MAC_TABLE_SIZE,
             worker_nice: DEFAULT_WORKER_NICE,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            conntrack_size: DEFAULT_CONNTRACK_SIZE,
         }
     }
 }
@@ -265,6 +282,18 @@ pub struct PortConfig {
     /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
     /// capture.
     pub capture: Option<std::path::PathBuf>,
+    /// The port's security groups, compiled into rules; None: no firewall (the port passes
+    /// everything port security lets through). Only with port_security.
+    pub firewall: Option<FirewallConfig>,
+}
+
+/// `[port.firewall]`: every rule of every security group of a port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FirewallConfig {
+    /// Stateful (connection tracking: replies pass) or stateless groups.
+    pub stateful: bool,
+    /// The rules; traffic no rule admits is dropped.
+    pub rules: Vec<crate::secgroup::Rule>,
 }
 
 impl SwitchConfig {

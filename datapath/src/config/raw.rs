@@ -57,6 +57,7 @@ pub(super) struct RawSwitch {
     pub mac_table_size: Option<Spanned<i64>>,
     pub worker_nice: Option<Spanned<i64>>,
     pub busy_poll_us: Option<Spanned<i64>>,
+    pub conntrack_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +91,30 @@ pub(super) struct RawPort {
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
+    pub firewall: Option<RawFirewall>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFirewall {
+    pub stateful: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub id: Spanned<String>,
+    pub direction: Spanned<String>,
+    pub ethertype: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub port_range_min: Option<Spanned<i64>>,
+    pub port_range_max: Option<Spanned<i64>>,
+    pub remote_ip_prefix: Option<Spanned<String>>,
+    pub remote_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub remote_members: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +142,7 @@ impl RawFile {
                 mac_table_size: Some(unplaced(clamp_i64(s.mac_table_size as u64))),
                 worker_nice: Some(unplaced(i64::from(s.worker_nice))),
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
+                conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
             }),
             physnet: c
                 .physnets
@@ -187,6 +213,48 @@ impl RawPort {
                 .capture
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
+            firewall: p.firewall.as_ref().map(RawFirewall::from_config),
+        }
+    }
+}
+
+impl RawFirewall {
+    fn from_config(f: &super::FirewallConfig) -> RawFirewall {
+        use crate::secgroup::{Family, Remote};
+        RawFirewall {
+            stateful: Some(unplaced(f.stateful)),
+            rule: f
+                .rules
+                .iter()
+                .map(|r| {
+                    let (prefix, group, members) = match &r.remote {
+                        Remote::Any => (None, None, Vec::new()),
+                        Remote::Prefix(n) => (Some(unplaced(n.to_string())), None, Vec::new()),
+                        Remote::Group { id, members } => (
+                            None,
+                            Some(unplaced(id.clone())),
+                            members.iter().map(|m| unplaced(m.to_string())).collect(),
+                        ),
+                    };
+                    RawRule {
+                        id: unplaced(r.id.clone()),
+                        direction: unplaced(r.direction.name().to_string()),
+                        ethertype: unplaced(
+                            match r.family {
+                                Family::V4 => "IPv4",
+                                Family::V6 => "IPv6",
+                            }
+                            .to_string(),
+                        ),
+                        protocol: r.protocol.map(|p| unplaced(p.to_string())),
+                        port_range_min: r.port_min.map(|v| unplaced(i64::from(v))),
+                        port_range_max: r.port_max.map(|v| unplaced(i64::from(v))),
+                        remote_ip_prefix: prefix,
+                        remote_group: group,
+                        remote_members: members,
+                    }
+                })
+                .collect(),
         }
     }
 }

@@ -355,6 +355,19 @@ impl ConnTable {
         t
     }
 
+    /// What [`ConnTable::track`] would say, changing nothing (for traces).
+    pub fn probe(&self, zone: u16, port: PortNo, p: &Packet, now: u64) -> Track {
+        let key = ConnKey::of(zone, port, p);
+        match self.map.get(&key) {
+            Some(c) if now <= c.expires => advance(&mut c.clone(), p, now),
+            Some(_) => fresh(p),
+            None => match related(&self.map, zone, port, p, now) {
+                Some(rule) => Track::Related { rule },
+                None => fresh(p),
+            },
+        }
+    }
+
     /// Records a new connection opened by `p` (which [`ConnTable::track`] found `New` and a rule
     /// admitted). False (and counted) when the table is full of live connections.
     pub fn commit(

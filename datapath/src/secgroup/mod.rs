@@ -21,6 +21,7 @@ pub mod packet;
 pub mod rules;
 #[cfg(test)]
 mod tests;
+pub(crate) mod trace;
 
 pub use conntrack::{ConnKey, ConnState, ConnStats, ConnTable, Endpoint, Track};
 pub use packet::{Packet, Transport};
@@ -210,4 +211,119 @@ pub fn recheck(ct: &mut ConnTable, port: PortNo, fw: &PortFirewall) -> usize {
             None
         }
     })
+}
+
+/// What the firewall would do, without changing any state (for `weft trace`): a new connection
+/// is reported as admitted by its rule even if the table happens to be full.
+pub fn probe(
+    ct: &ConnTable,
+    fw: &PortFirewall,
+    zone: u16,
+    port: PortNo,
+    dir: Direction,
+    p: &Packet,
+    now: u64,
+) -> Result<Allow, Deny> {
+    if let Some(why) = implicit(dir, p) {
+        return Ok(Allow::Implicit(why));
+    }
+    if !fw.stateful {
+        return fw
+            .rules
+            .first_match(dir, p)
+            .map(Allow::Rule)
+            .ok_or(Deny::NoRule);
+    }
+    match ct.probe(zone, port, p, now) {
+        Track::Established { rule, reply } => Ok(Allow::Established { rule, reply }),
+        Track::Related { rule } => Ok(Allow::Related { rule }),
+        Track::Invalid => Err(Deny::Invalid),
+        Track::New => fw
+            .rules
+            .first_match(dir, p)
+            .map(Allow::Rule)
+            .ok_or(Deny::NoRule),
+    }
+}
+
+/// A port's firewall as a snapshot holds it: the config it came from (a reload compares it to
+/// keep the same compiled firewall, and its hit counters, when nothing changed), the compiled
+/// rules, and a hit counter per rule.
+#[derive(Debug)]
+pub struct CompiledFirewall {
+    /// The port's `[port.firewall]`.
+    pub source: crate::config::FirewallConfig,
+    /// Compiled.
+    pub fw: PortFirewall,
+    hits: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl CompiledFirewall {
+    /// Compiles a port's firewall config.
+    pub fn new(source: &crate::config::FirewallConfig) -> CompiledFirewall {
+        CompiledFirewall {
+            fw: PortFirewall {
+                rules: RuleSet::compile(&source.rules),
+                stateful: source.stateful,
+            },
+            hits: (0..source.rules.len())
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            source: source.clone(),
+        }
+    }
+
+    /// Credits rule `index` with one packet.
+    #[inline]
+    pub fn hit(&self, index: u32) {
+        if let Some(h) = self.hits.get(index as usize) {
+            h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// (rule id, packets admitted by it), in rule order.
+    pub fn hits(&self) -> Vec<(String, u64)> {
+        self.source
+            .rules
+            .iter()
+            .zip(self.hits.iter())
+            .map(|(r, h)| (r.id.clone(), h.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The drop reason a denial is counted under.
+pub fn drop_reason(d: Deny) -> crate::verdict::DropReason {
+    use crate::verdict::DropReason;
+    match d {
+        Deny::NoRule => DropReason::SecurityGroup,
+        Deny::Invalid => DropReason::ConntrackInvalid,
+        Deny::TableFull => DropReason::ConntrackFull,
+    }
+}
+
+/// After a snapshot swap: the table takes the new bound, and each port whose firewall changed
+/// (other rules, removed, or the port gone) has its connections re-checked against its new
+/// rules, or dropped when it has none. Ports whose firewall is the same compiled one (the
+/// snapshot reuses it when their config did not change) are not touched.
+pub fn reload(
+    ct: &mut ConnTable,
+    old: &crate::snapshot::Snapshot,
+    new: &crate::snapshot::Snapshot,
+) {
+    ct.set_capacity(new.config().switch.conntrack_size);
+    for p in old.ports() {
+        let Some(before) = old.firewall(p.no) else {
+            continue;
+        };
+        match new.firewall(p.no) {
+            Some(after) if std::sync::Arc::ptr_eq(before, after) => {}
+            Some(after) => {
+                recheck(ct, p.no, &after.fw);
+            }
+            None => {
+                ct.retain(|c| c.key.port != p.no);
+            }
+        }
+    }
 }

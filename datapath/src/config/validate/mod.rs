@@ -4,6 +4,7 @@
 //! `[tunnel]`, `[[physnet]]`, `[[network]]`, `[[port]]`, and the first error is reported with
 //! the line of the offending value.
 
+mod firewall;
 mod network;
 mod port;
 
@@ -90,6 +91,10 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
     if let Some(b) = s.busy_poll_us {
         let max = MAX_BUSY_POLL_US as i64;
         switch.busy_poll_us = in_range(cx, &b, "switch: busy_poll_us", 0..=max)? as u64;
+    }
+    if let Some(c) = s.conntrack_size {
+        switch.conntrack_size =
+            in_range(cx, &c, "switch: conntrack_size", 16..=(1 << 24))? as usize;
     }
     if let Some(m) = s.mac_table_size {
         switch.mac_table_size =

@@ -1,5 +1,5 @@
 //! `[[port]]`: names (unique, not an uplink's or the tunnel's), kind, network reference, MAC,
-//! fixed IPs, allowed address pairs, MTU and capture file.
+//! fixed IPs, allowed address pairs, MTU, capture file and firewall (see `firewall`).
 
 use super::{check_ifname, parse_ip_or_cidr, ConfigError, Ctx, Names};
 use crate::config::raw::{RawPair, RawPort};
@@ -65,7 +65,24 @@ pub(super) fn ports(
             .as_ref()
             .map(|c| capture(cx, c, &obj))
             .transpose()?;
+        let firewall = match &p.firewall {
+            None => None,
+            Some(f) if !port_security => {
+                let span = f
+                    .stateful
+                    .as_ref()
+                    .map(|s| s.span())
+                    .unwrap_or(p.name.span());
+                return Err(cx.err(
+                    Some(span),
+                    format!("{obj}: firewall"),
+                    "security groups need port_security = true".into(),
+                ));
+            }
+            Some(f) => Some(super::firewall::firewall(cx, f, &obj)?),
+        };
         ports.push(PortConfig {
+            firewall,
             mtu,
             capture,
             name,

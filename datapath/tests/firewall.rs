@@ -1,0 +1,262 @@
+//! The firewall stage through a Worker (flow cache in the path): a port opening only TCP 22,
+//! replies, reloads that remove a rule, ports without groups or with port security off, trace
+//! and hit counters.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use weft_datapath::build::{FrameBuilder, SpecL4};
+use weft_datapath::{DropReason, MacAddr, Snapshot, SwitchConfig, Verdict};
+
+/// vm1 (10.0.0.1) has security groups: TCP 22 in, anything out. vm2 (10.0.0.2) has none, vm3
+/// (10.0.0.3) has port security off.
+fn config(ssh_rule: bool) -> String {
+    let rule = if ssh_rule {
+        r#"
+[[port.firewall.rule]]
+id = "ssh-in"
+direction = "ingress"
+ethertype = "IPv4"
+protocol = "tcp"
+port_range_min = 22
+port_range_max = 22
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[switch]
+conntrack_size = 64
+
+[[network]]
+name = "n1"
+type = "local"
+
+[[port]]
+name = "vm1"
+network = "n1"
+mac = "fa:16:3e:00:00:01"
+fixed_ips = ["10.0.0.1"]
+[port.firewall]
+{rule}
+[[port.firewall.rule]]
+id = "all-out"
+direction = "egress"
+ethertype = "IPv4"
+
+[[port]]
+name = "vm2"
+network = "n1"
+mac = "fa:16:3e:00:00:02"
+fixed_ips = ["10.0.0.2"]
+
+[[port]]
+name = "vm3"
+network = "n1"
+mac = "fa:16:3e:00:00:03"
+port_security = false
+"#
+    )
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// A TCP segment from vm `a` to vm `b` with these ports, flags, seq and ack.
+fn tcp(a: u8, b: u8, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let mut f = FrameBuilder::ip(
+        vm_mac(a),
+        vm_mac(b),
+        ip(&format!("10.0.0.{a}")),
+        ip(&format!("10.0.0.{b}")),
+        SpecL4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    )
+    .build();
+    // Ethernet 14 + IPv4 20: the TCP header.
+    f[34 + 4..34 + 8].copy_from_slice(&seq.to_be_bytes());
+    f[34 + 8..34 + 12].copy_from_slice(&ack.to_be_bytes());
+    f
+}
+
+fn to(port: &str) -> Vec<(String, String)> {
+    outs(&[(port, "keep")])
+}
+
+/// Teaches the switch where the VMs are (ARP is not the firewall's business).
+fn learn(h: &mut Host) {
+    for i in 1..=3u8 {
+        let arp =
+            FrameBuilder::arp(vm_mac(i), 1, v4(&format!("10.0.0.{i}")), v4("10.0.0.9")).build();
+        assert_eq!(h.send(&format!("vm{i}"), &arp, 0).0, Verdict::Forward);
+    }
+}
+
+#[test]
+fn only_the_opened_port_connects_and_its_replies_flow() {
+    let mut h = Host::from_toml(&config(true));
+    learn(&mut h);
+    let syn = tcp(2, 1, 40000, 22, SYN, 100, 0);
+    assert_eq!(h.send("vm2", &syn, 1), (Verdict::Forward, to("vm1")));
+    let synack = tcp(1, 2, 22, 40000, SYN | ACK, 500, 101);
+    assert_eq!(h.send("vm1", &synack, 2), (Verdict::Forward, to("vm2")));
+    let ack = tcp(2, 1, 40000, 22, ACK, 101, 501);
+    for t in 3..10 {
+        // Repeated: the flow cache hits, the firewall still runs per frame.
+        assert_eq!(h.send("vm2", &ack, t), (Verdict::Forward, to("vm1")));
+    }
+    // Port 23 is closed; a mid-stream segment with no connection is invalid.
+    let syn23 = tcp(2, 1, 40001, 23, SYN, 100, 0);
+    let (v, o) = h.send("vm2", &syn23, 11);
+    assert_eq!(
+        v,
+        Verdict::Drop {
+            reason: DropReason::SecurityGroup
+        }
+    );
+    assert!(o.is_empty());
+    let stray = tcp(2, 1, 40002, 22, ACK, 5, 5);
+    assert_eq!(
+        h.send("vm2", &stray, 12).0,
+        Verdict::Drop {
+            reason: DropReason::ConntrackInvalid
+        }
+    );
+    // vm1 may open anything outwards (the egress rule), and vm2's reply comes back.
+    let out = tcp(1, 2, 50000, 8080, SYN, 1, 0);
+    assert_eq!(h.send("vm1", &out, 13), (Verdict::Forward, to("vm2")));
+    let back = tcp(2, 1, 8080, 50000, SYN | ACK, 9, 2);
+    assert_eq!(h.send("vm2", &back, 14), (Verdict::Forward, to("vm1")));
+    // Drops are counted on vm1, whose rules denied them.
+    let c = h.dp.counters();
+    let vm1 = c.ports.iter().find(|p| p.name == "vm1").unwrap();
+    assert_eq!(vm1.drops[DropReason::SecurityGroup as usize], 1);
+    assert_eq!(vm1.drops[DropReason::ConntrackInvalid as usize], 1);
+    // Hit counters per rule: the SSH connection's 9 frames, the outbound one's 2.
+    let snap = h.dp.snapshot();
+    let fw = snap.firewall(h.port("vm1")).unwrap();
+    assert_eq!(
+        fw.hits(),
+        [("ssh-in".to_string(), 9), ("all-out".to_string(), 2)]
+    );
+}
+
+#[test]
+fn ports_without_groups_or_port_security_are_not_filtered() {
+    let mut h = Host::from_toml(&config(true));
+    learn(&mut h);
+    for dport in [22, 23, 9999] {
+        let to3 = tcp(2, 3, 1000, dport, SYN, 1, 0);
+        assert_eq!(h.send("vm2", &to3, 1), (Verdict::Forward, to("vm3")));
+        let to2 = tcp(3, 2, 1000, dport, ACK, 1, 7);
+        assert_eq!(h.send("vm3", &to2, 1), (Verdict::Forward, to("vm2")));
+    }
+    assert!(h.dp.conntrack().is_empty());
+    // A broadcast reaches the unfiltered ports even when vm1's rules refuse it.
+    let bcast = FrameBuilder::ip(
+        vm_mac(2),
+        MacAddr::BROADCAST,
+        ip("10.0.0.2"),
+        ip("10.0.0.255"),
+        SpecL4::Udp { sport: 1, dport: 9 },
+    )
+    .build();
+    assert_eq!(h.send("vm2", &bcast, 2), (Verdict::Forward, to("vm3")));
+}
+
+#[test]
+fn removing_the_rule_cuts_the_established_connection_only() {
+    let mut h = Host::from_toml(&config(true));
+    learn(&mut h);
+    h.send("vm2", &tcp(2, 1, 40000, 22, SYN, 100, 0), 1);
+    h.send("vm1", &tcp(1, 2, 22, 40000, SYN | ACK, 500, 101), 2);
+    h.send("vm2", &tcp(2, 1, 40000, 22, ACK, 101, 501), 3);
+    // And an outbound connection, admitted by the egress rule that stays.
+    h.send("vm1", &tcp(1, 2, 50000, 8080, SYN, 1, 0), 3);
+    assert_eq!(h.dp.conntrack().len(), 2);
+    let cfg = SwitchConfig::from_toml(&config(false), "host.toml").unwrap();
+    let new = Snapshot::compile(&cfg, Some(&h.dp.snapshot())).unwrap();
+    h.dp.swap_snapshot(new);
+    assert_eq!(h.dp.conntrack().len(), 1);
+    let ack = tcp(2, 1, 40000, 22, ACK, 101, 501);
+    assert_eq!(
+        h.send("vm2", &ack, 4).0,
+        Verdict::Drop {
+            reason: DropReason::ConntrackInvalid
+        }
+    );
+    let back = tcp(2, 1, 8080, 50000, SYN | ACK, 9, 2);
+    assert_eq!(h.send("vm2", &back, 5), (Verdict::Forward, to("vm1")));
+    // A reload that leaves vm1's rules alone keeps its firewall (and counters) as they are.
+    let before = h.dp.snapshot().firewall(h.port("vm1")).cloned().unwrap();
+    let again = Snapshot::compile(&cfg, Some(&h.dp.snapshot())).unwrap();
+    h.dp.swap_snapshot(again);
+    let after = h.dp.snapshot().firewall(h.port("vm1")).cloned().unwrap();
+    assert!(Arc::ptr_eq(&before, &after));
+    assert_eq!(h.dp.conntrack().len(), 1);
+}
+
+#[test]
+fn trace_names_the_rule_or_the_drop_reason() {
+    let mut h = Host::from_toml(&config(true));
+    learn(&mut h);
+    let text = |steps: Vec<weft_datapath::TraceStep>| {
+        steps
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let t = text(h.dp.trace(h.port("vm2"), &tcp(2, 1, 40000, 22, SYN, 100, 0), 1));
+    assert!(
+        t.contains("firewall   ingress vm1: allowed by rule ssh-in (new connection)"),
+        "{t}"
+    );
+    assert!(t.contains("output to vm1"), "{t}");
+    let t = text(h.dp.trace(h.port("vm2"), &tcp(2, 1, 40000, 23, SYN, 100, 0), 1));
+    assert!(t.contains("ingress vm1: no rule admits it"), "{t}");
+    assert!(t.contains("Datapath actions: drop (security_group)"), "{t}");
+    // Tracing changed nothing.
+    assert!(h.dp.conntrack().is_empty());
+}
+
+#[test]
+fn a_firewall_needs_port_security_and_rules_are_checked() {
+    let bad = |extra: &str| {
+        let text = format!(
+            "[[network]]\nname = \"n1\"\ntype = \"local\"\n[[port]]\nname = \"p\"\nnetwork = \"n1\"\n\
+             mac = \"fa:16:3e:00:00:01\"\n{extra}"
+        );
+        SwitchConfig::from_toml(&text, "h.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    let rule = |body: &str| {
+        format!("[port.firewall]\n[[port.firewall.rule]]\nid = \"r\"\ndirection = \"ingress\"\nethertype = \"IPv4\"\n{body}")
+    };
+    let e = bad("port_security = false\n[port.firewall]\nstateful = true\n");
+    assert!(
+        e.contains("security groups need port_security = true"),
+        "{e}"
+    );
+    let e = bad(&rule(
+        "protocol = \"tcp\"\nport_range_min = 30\nport_range_max = 20\n",
+    ));
+    assert!(e.contains("30 is above port_range_max 20"), "{e}");
+    let e = bad(&rule("protocol = \"bogus\"\n"));
+    assert!(e.contains("unknown protocol \"bogus\""), "{e}");
+    let e = bad(&rule("port_range_min = 22\nport_range_max = 22\n"));
+    assert!(e.contains("port ranges need a protocol"), "{e}");
+    let e = bad(&rule("remote_ip_prefix = \"fd00::/64\"\n"));
+    assert!(e.contains("not of the rule's ethertype"), "{e}");
+    let e = bad(&rule("protocol = \"icmp\"\nport_range_max = 3\n"));
+    assert!(e.contains("needs a type"), "{e}");
+    // A config built in code round-trips through the same checks.
+    let ok = SwitchConfig::from_toml(&config(true), "h.toml").unwrap();
+    assert_eq!(ok.validated("code").unwrap(), ok);
+}
