@@ -5,7 +5,7 @@
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
-use crate::secgroup::CompiledFirewall;
+use crate::secgroup::{CompiledFirewall, Members};
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
@@ -143,6 +143,8 @@ pub struct Snapshot {
     security: Vec<Option<PortSecurity>>,
     /// Per port number: its security groups, compiled (None: no firewall).
     firewalls: Vec<Option<Arc<CompiledFirewall>>>,
+    /// Security group id -> its members, compiled once and shared by the rules naming it.
+    groups: HashMap<String, Arc<Members>>,
     uplinks: Vec<Option<UplinkRt>>,
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
@@ -294,6 +296,7 @@ impl Snapshot {
             });
         }
 
+        let groups = group_members(cfg, prev);
         let mut static_macs: HashMap<u64, PortNo, FxBuild> = HashMap::default();
         for p in &cfg.ports {
             let no = no_of[p.name.as_str()];
@@ -329,8 +332,9 @@ impl Snapshot {
             }
             if p.port_security {
                 security[usize::from(no.0)] = Some(build_security(p));
-                if let Some(f) = &p.firewall {
-                    firewalls[usize::from(no.0)] = Some(firewall(f, no, &p.name, local_vlan, prev));
+                if let Some(ids) = &p.security_groups {
+                    let fw = firewall(cfg, &groups, ids, no, &p.name, local_vlan, prev);
+                    firewalls[usize::from(no.0)] = Some(fw);
                     if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
                         v.firewalled = true;
                     }
@@ -349,6 +353,7 @@ impl Snapshot {
             ports,
             security,
             firewalls,
+            groups,
             uplinks,
             by_name,
             networks,
@@ -683,20 +688,66 @@ fn build_security(p: &crate::config::PortConfig) -> PortSecurity {
 /// when the reload left it alone, so that its hit counters carry on and the datapath can tell
 /// by pointer which ports' firewalls changed.
 fn firewall(
-    f: &crate::config::FirewallConfig,
+    cfg: &SwitchConfig,
+    members: &HashMap<String, Arc<Members>>,
+    ids: &[String],
     no: PortNo,
     name: &str,
     vlan: u16,
     prev: Option<&Snapshot>,
 ) -> Arc<CompiledFirewall> {
+    use crate::config::RuleRemote;
+    use crate::secgroup::{Remote, Rule};
+    let groups: Vec<_> = ids
+        .iter()
+        .filter_map(|id| cfg.security_groups.iter().find(|g| g.id == *id))
+        .collect();
+    // Validation refuses a port mixing stateful and stateless groups.
+    let stateful = groups.first().is_none_or(|g| g.stateful);
+    let rules: Vec<Rule> = groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .map(|r| Rule {
+            id: r.id.clone(),
+            direction: r.direction,
+            family: r.family,
+            protocol: r.protocol,
+            port_min: r.port_min,
+            port_max: r.port_max,
+            remote: match &r.remote {
+                RuleRemote::Any => Remote::Any,
+                RuleRemote::Prefix(n) => Remote::Prefix(*n),
+                RuleRemote::Group(id) => Remote::Group {
+                    id: id.clone(),
+                    members: members.get(id).cloned().unwrap_or_default(),
+                },
+            },
+        })
+        .collect();
+    // Members are shared Arcs reused across snapshots, so this compares pointers, not lists.
     prev.filter(|s| {
         s.port(no)
             .is_some_and(|p| p.name == name && p.local_vlan == vlan)
     })
     .and_then(|s| s.firewall(no))
-    .filter(|c| c.source == *f)
+    .filter(|c| c.fw.stateful == stateful && c.source == rules)
     .cloned()
-    .unwrap_or_else(|| Arc::new(CompiledFirewall::new(f)))
+    .unwrap_or_else(|| Arc::new(CompiledFirewall::new(stateful, rules)))
+}
+
+/// Every group's members, compiled; the previous snapshot's when its list is unchanged.
+fn group_members(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> HashMap<String, Arc<Members>> {
+    cfg.security_groups
+        .iter()
+        .map(|g| {
+            let m = prev
+                .and_then(|s| s.groups.get(&g.id))
+                .filter(|m| m.nets() == g.members.as_slice())
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Members::new(g.members.clone())));
+            (g.id.clone(), m)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use weft_datapath::{DropReason, MacAddr, Snapshot, SwitchConfig, Verdict};
 fn config(ssh_rule: bool) -> String {
     let rule = if ssh_rule {
         r#"
-[[port.firewall.rule]]
+[[security_group.rule]]
 id = "ssh-in"
 direction = "ingress"
 ethertype = "IPv4"
@@ -39,12 +39,7 @@ name = "vm1"
 network = "n1"
 mac = "fa:16:3e:00:00:01"
 fixed_ips = ["10.0.0.1"]
-[port.firewall]
-{rule}
-[[port.firewall.rule]]
-id = "all-out"
-direction = "egress"
-ethertype = "IPv4"
+security_groups = ["sg1"]
 
 [[port]]
 name = "vm2"
@@ -57,6 +52,32 @@ name = "vm3"
 network = "n1"
 mac = "fa:16:3e:00:00:03"
 port_security = false
+
+[[port]]
+name = "vm4"
+network = "n1"
+mac = "fa:16:3e:00:00:04"
+fixed_ips = ["10.0.0.4"]
+security_groups = ["peers"]
+
+[[security_group]]
+id = "sg1"
+members = ["10.0.0.1"]
+{rule}
+[[security_group.rule]]
+id = "all-out"
+direction = "egress"
+ethertype = "IPv4"
+
+# vm4 takes anything from members of sg1 (vm1), and nothing else.
+[[security_group]]
+id = "peers"
+members = ["10.0.0.4"]
+[[security_group.rule]]
+id = "from-sg1"
+direction = "ingress"
+ethertype = "IPv4"
+remote_group = "sg1"
 "#
     )
 }
@@ -90,7 +111,7 @@ fn to(port: &str) -> Vec<(String, String)> {
 
 /// Teaches the switch where the VMs are (ARP is not the firewall's business).
 fn learn(h: &mut Host) {
-    for i in 1..=3u8 {
+    for i in 1..=4u8 {
         let arp =
             FrameBuilder::arp(vm_mac(i), 1, v4(&format!("10.0.0.{i}")), v4("10.0.0.9")).build();
         assert_eq!(h.send(&format!("vm{i}"), &arp, 0).0, Verdict::Forward);
@@ -237,11 +258,26 @@ fn a_firewall_needs_port_security_and_rules_are_checked() {
             .to_string()
     };
     let rule = |body: &str| {
-        format!("[port.firewall]\n[[port.firewall.rule]]\nid = \"r\"\ndirection = \"ingress\"\nethertype = \"IPv4\"\n{body}")
+        format!(
+            "[[security_group]]\nid = \"g\"\n[[security_group.rule]]\nid = \"r\"\n\
+             direction = \"ingress\"\nethertype = \"IPv4\"\n{body}"
+        )
     };
-    let e = bad("port_security = false\n[port.firewall]\nstateful = true\n");
+    let e = bad("port_security = false\nsecurity_groups = []\n");
     assert!(
         e.contains("security groups need port_security = true"),
+        "{e}"
+    );
+    let e = bad("security_groups = [\"nope\"]\n");
+    assert!(e.contains("unknown security group \"nope\""), "{e}");
+    let e = bad(&format!(
+        "security_groups = [\"g\", \"s\"]\n{}\n[[security_group]]\nid = \"s\"\nstateful = false\n",
+        rule("")
+    ));
+    assert!(e.contains("cannot be mixed"), "{e}");
+    let e = bad(&rule("remote_group = \"other\"\n"));
+    assert!(
+        e.contains("remote_group: unknown security group \"other\""),
         "{e}"
     );
     let e = bad(&rule(
@@ -259,4 +295,45 @@ fn a_firewall_needs_port_security_and_rules_are_checked() {
     // A config built in code round-trips through the same checks.
     let ok = SwitchConfig::from_toml(&config(true), "h.toml").unwrap();
     assert_eq!(ok.validated("code").unwrap(), ok);
+}
+
+#[test]
+fn a_remote_group_rule_admits_its_members_and_follows_membership() {
+    let mut h = Host::from_toml(&config(true));
+    learn(&mut h);
+    // vm1 (in sg1) may reach vm4; vm2 (in no group) may not.
+    assert_eq!(
+        h.send("vm1", &tcp(1, 4, 1000, 5555, SYN, 1, 0), 1),
+        (Verdict::Forward, to("vm4"))
+    );
+    assert_eq!(
+        h.send("vm2", &tcp(2, 4, 1000, 5555, SYN, 1, 0), 1).0,
+        Verdict::Drop {
+            reason: DropReason::SecurityGroup
+        }
+    );
+    // vm2 joins sg1 (its address among the members): now admitted, and vm1's connection to
+    // vm4 survives the reload (its rule still admits it).
+    let text = config(true).replace(
+        "id = \"sg1\"\nmembers = [\"10.0.0.1\"]",
+        "id = \"sg1\"\nmembers = [\"10.0.0.1\", \"10.0.0.2\"]",
+    );
+    let cfg = SwitchConfig::from_toml(&text, "host.toml").unwrap();
+    let new = Snapshot::compile(&cfg, Some(&h.dp.snapshot())).unwrap();
+    h.dp.swap_snapshot(new);
+    assert_eq!(
+        h.send("vm2", &tcp(2, 4, 1001, 5555, SYN, 1, 0), 2),
+        (Verdict::Forward, to("vm4"))
+    );
+    // vm1's connection: on vm1 (egress) and on vm4 (ingress); vm2's on vm4 only.
+    assert_eq!(h.dp.conntrack().len(), 3);
+    // And leaves it again: its connection to vm4 is cut, vm1's is kept.
+    let cfg = SwitchConfig::from_toml(&config(true), "host.toml").unwrap();
+    let new = Snapshot::compile(&cfg, Some(&h.dp.snapshot())).unwrap();
+    h.dp.swap_snapshot(new);
+    assert_eq!(h.dp.conntrack().len(), 2);
+    assert_eq!(
+        h.send("vm4", &tcp(4, 1, 5555, 1000, SYN | ACK, 9, 2), 3),
+        (Verdict::Forward, to("vm1"))
+    );
 }

@@ -40,17 +40,21 @@
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
+//! security_groups = ["sg-web"] # optional (needs port_security): the port's firewall;
+//!                               # [] drops everything but DHCP/ND; absent: no firewall
 //!
-//! [port.firewall]               # optional: security groups (port_security must be on);
-//! stateful = true               # present with no rule, everything but DHCP/ND is dropped
-//! [[port.firewall.rule]]        # one per security-group rule, as Neutron stores it
+//! [[security_group]]            # a group the ports name, or their rules name as remote
+//! id = "sg-web"
+//! stateful = true               # default true; a port's groups must all agree
+//! members = ["10.0.0.11", "10.0.0.0/28"]  # its ports' fixed IPs and allowed address pairs
+//! [[security_group.rule]]       # one per security-group rule, as Neutron stores it
 //! id = "5d0c..."                # the rule id (traces, hit counters)
 //! direction = "ingress"         # ingress | egress, seen from the port
 //! ethertype = "IPv4"            # IPv4 | IPv6
 //! protocol = "tcp"              # tcp udp icmp icmpv6 sctp ... or a number; absent: any
 //! port_range_min = 22           # destination ports, or ICMP type (min) and code (max)
 //! port_range_max = 22
-//! remote_ip_prefix = "10.0.0.0/24"  # or remote_group (an id) with remote_members
+//! remote_ip_prefix = "10.0.0.0/24"  # or remote_group = "<group id>" (its members)
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -111,6 +115,51 @@ pub struct SwitchConfig {
     pub ports: Vec<PortConfig>,
     /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
     pub tunnel: Option<TunnelConfig>,
+    /// `[[security_group]]`: the groups ports name or rules name as remote.
+    pub security_groups: Vec<SecurityGroupConfig>,
+}
+
+/// `[[security_group]]`: a Neutron security group with its rules and its members' addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupConfig {
+    /// Group id (unique).
+    pub id: String,
+    /// Stateful (connection tracking: replies pass) or stateless.
+    pub stateful: bool,
+    /// Addresses of the group's ports (any host): what a `remote_group` rule admits.
+    pub members: Vec<IpNet>,
+    /// Its rules.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[[security_group.rule]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleConfig {
+    /// Neutron rule id.
+    pub id: String,
+    /// Seen from the port.
+    pub direction: crate::secgroup::Direction,
+    /// `ethertype`.
+    pub family: crate::secgroup::Family,
+    /// IP protocol number; None: any.
+    pub protocol: Option<u8>,
+    /// Lowest destination port, or ICMP type.
+    pub port_min: Option<u16>,
+    /// Highest destination port, or ICMP code.
+    pub port_max: Option<u16>,
+    /// The peer.
+    pub remote: RuleRemote,
+}
+
+/// A rule's peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleRemote {
+    /// Anywhere.
+    Any,
+    /// `remote_ip_prefix`.
+    Prefix(IpNet),
+    /// `remote_group`: the members of that `[[security_group]]`.
+    Group(String),
 }
 
 /// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
@@ -282,18 +331,10 @@ pub struct PortConfig {
     /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
     /// capture.
     pub capture: Option<std::path::PathBuf>,
-    /// The port's security groups, compiled into rules; None: no firewall (the port passes
-    /// everything port security lets through). Only with port_security.
-    pub firewall: Option<FirewallConfig>,
-}
-
-/// `[port.firewall]`: every rule of every security group of a port.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FirewallConfig {
-    /// Stateful (connection tracking: replies pass) or stateless groups.
-    pub stateful: bool,
-    /// The rules; traffic no rule admits is dropped.
-    pub rules: Vec<crate::secgroup::Rule>,
+    /// Ids of the port's `[[security_group]]`s: its firewall. None: no firewall (the port
+    /// passes everything port security lets through); empty: only DHCP/ND pass. Only with
+    /// port_security.
+    pub security_groups: Option<Vec<String>>,
 }
 
 impl SwitchConfig {

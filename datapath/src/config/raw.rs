@@ -31,6 +31,19 @@ pub(super) struct RawFile {
     pub tunnel: Option<RawTunnel>,
     #[serde(default)]
     pub tunnel_peer: Vec<RawTunnelPeer>,
+    #[serde(default)]
+    pub security_group: Vec<RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub id: Spanned<String>,
+    pub stateful: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
 }
 
 #[derive(Deserialize)]
@@ -91,15 +104,7 @@ pub(super) struct RawPort {
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
-    pub firewall: Option<RawFirewall>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawFirewall {
-    pub stateful: Option<Spanned<bool>>,
-    #[serde(default)]
-    pub rule: Vec<RawRule>,
+    pub security_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -113,8 +118,6 @@ pub(super) struct RawRule {
     pub port_range_max: Option<Spanned<i64>>,
     pub remote_ip_prefix: Option<Spanned<String>>,
     pub remote_group: Option<Spanned<String>>,
-    #[serde(default)]
-    pub remote_members: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +163,11 @@ impl RawFile {
                 remote_ips: t.peers.iter().map(|p| unplaced(p.to_string())).collect(),
             }),
             tunnel_peer: Vec::new(),
+            security_group: c
+                .security_groups
+                .iter()
+                .map(RawGroup::from_config)
+                .collect(),
         }
     }
 }
@@ -213,46 +221,46 @@ impl RawPort {
                 .capture
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
-            firewall: p.firewall.as_ref().map(RawFirewall::from_config),
+            security_groups: p
+                .security_groups
+                .as_ref()
+                .map(|g| unplaced(g.iter().map(|id| unplaced(id.clone())).collect())),
         }
     }
 }
 
-impl RawFirewall {
-    fn from_config(f: &super::FirewallConfig) -> RawFirewall {
-        use crate::secgroup::{Family, Remote};
-        RawFirewall {
-            stateful: Some(unplaced(f.stateful)),
-            rule: f
+impl RawGroup {
+    fn from_config(g: &super::SecurityGroupConfig) -> RawGroup {
+        use super::RuleRemote;
+        use crate::secgroup::Family;
+        RawGroup {
+            id: unplaced(g.id.clone()),
+            stateful: Some(unplaced(g.stateful)),
+            members: g.members.iter().map(|m| unplaced(m.to_string())).collect(),
+            rule: g
                 .rules
                 .iter()
-                .map(|r| {
-                    let (prefix, group, members) = match &r.remote {
-                        Remote::Any => (None, None, Vec::new()),
-                        Remote::Prefix(n) => (Some(unplaced(n.to_string())), None, Vec::new()),
-                        Remote::Group { id, members } => (
-                            None,
-                            Some(unplaced(id.clone())),
-                            members.iter().map(|m| unplaced(m.to_string())).collect(),
-                        ),
-                    };
-                    RawRule {
-                        id: unplaced(r.id.clone()),
-                        direction: unplaced(r.direction.name().to_string()),
-                        ethertype: unplaced(
-                            match r.family {
-                                Family::V4 => "IPv4",
-                                Family::V6 => "IPv6",
-                            }
-                            .to_string(),
-                        ),
-                        protocol: r.protocol.map(|p| unplaced(p.to_string())),
-                        port_range_min: r.port_min.map(|v| unplaced(i64::from(v))),
-                        port_range_max: r.port_max.map(|v| unplaced(i64::from(v))),
-                        remote_ip_prefix: prefix,
-                        remote_group: group,
-                        remote_members: members,
-                    }
+                .map(|r| RawRule {
+                    id: unplaced(r.id.clone()),
+                    direction: unplaced(r.direction.name().to_string()),
+                    ethertype: unplaced(
+                        match r.family {
+                            Family::V4 => "IPv4",
+                            Family::V6 => "IPv6",
+                        }
+                        .to_string(),
+                    ),
+                    protocol: r.protocol.map(|p| unplaced(p.to_string())),
+                    port_range_min: r.port_min.map(|v| unplaced(i64::from(v))),
+                    port_range_max: r.port_max.map(|v| unplaced(i64::from(v))),
+                    remote_ip_prefix: match &r.remote {
+                        RuleRemote::Prefix(n) => Some(unplaced(n.to_string())),
+                        _ => None,
+                    },
+                    remote_group: match &r.remote {
+                        RuleRemote::Group(id) => Some(unplaced(id.clone())),
+                        _ => None,
+                    },
                 })
                 .collect(),
         }

@@ -25,7 +25,7 @@ pub(crate) mod trace;
 
 pub use conntrack::{ConnKey, ConnState, ConnStats, ConnTable, Endpoint, Track};
 pub use packet::{Packet, Transport};
-pub use rules::{Family, Remote, Rule, RuleSet};
+pub use rules::{Family, Members, Remote, Rule, RuleSet};
 
 use crate::verdict::PortNo;
 use std::fmt;
@@ -251,25 +251,25 @@ pub fn probe(
 /// rules, and a hit counter per rule.
 #[derive(Debug)]
 pub struct CompiledFirewall {
-    /// The port's `[port.firewall]`.
-    pub source: crate::config::FirewallConfig,
+    /// The rules of the port's groups, resolved (remote groups to their members).
+    pub source: Vec<Rule>,
     /// Compiled.
     pub fw: PortFirewall,
     hits: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 impl CompiledFirewall {
-    /// Compiles a port's firewall config.
-    pub fn new(source: &crate::config::FirewallConfig) -> CompiledFirewall {
+    /// Compiles a port's rules.
+    pub fn new(stateful: bool, source: Vec<Rule>) -> CompiledFirewall {
         CompiledFirewall {
             fw: PortFirewall {
-                rules: RuleSet::compile(&source.rules),
-                stateful: source.stateful,
+                rules: RuleSet::compile(&source),
+                stateful,
             },
-            hits: (0..source.rules.len())
+            hits: (0..source.len())
                 .map(|_| std::sync::atomic::AtomicU64::new(0))
                 .collect(),
-            source: source.clone(),
+            source,
         }
     }
 
@@ -284,7 +284,6 @@ impl CompiledFirewall {
     /// (rule id, packets admitted by it), in rule order.
     pub fn hits(&self) -> Vec<(String, u64)> {
         self.source
-            .rules
             .iter()
             .zip(self.hits.iter())
             .map(|(r, h)| (r.id.clone(), h.load(std::sync::atomic::Ordering::Relaxed)))

@@ -13,6 +13,7 @@
 
 use super::{Direction, Packet, Transport};
 use ipnet::IpNet;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -30,6 +31,46 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_SCTP: u8 = 132;
 /// UDP-Lite (ports).
 pub const PROTO_UDPLITE: u8 = 136;
+
+/// Protocol names Neutron accepts (`neutron_lib.constants.IP_PROTOCOL_MAP`), and their numbers.
+const PROTOCOLS: [(&str, u8); 23] = [
+    ("ah", 51),
+    ("dccp", 33),
+    ("egp", 8),
+    ("esp", 50),
+    ("gre", 47),
+    ("icmp", 1),
+    ("icmpv6", 58),
+    ("igmp", 2),
+    ("ipip", 4),
+    ("ipv6-encap", 41),
+    ("ipv6-frag", 44),
+    ("ipv6-icmp", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("ipv6-route", 43),
+    ("ospf", 89),
+    ("pgm", 113),
+    ("rsvp", 46),
+    ("sctp", 132),
+    ("tcp", 6),
+    ("udp", 17),
+    ("udplite", 136),
+    ("vrrp", 112),
+];
+
+/// A protocol name or number; `any` (or an empty string) is no protocol.
+pub fn protocol(s: &str) -> Result<Option<u8>, String> {
+    if s.is_empty() || s == "any" {
+        return Ok(None);
+    }
+    if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == s) {
+        return Ok(Some(*n));
+    }
+    s.parse::<u8>()
+        .map(Some)
+        .map_err(|_| format!("unknown protocol {s:?} (a name such as tcp, or 0..=255)"))
+}
 
 /// Whether Neutron applies a port range to this protocol.
 pub fn has_ports(proto: u8) -> bool {
@@ -75,9 +116,63 @@ pub enum Remote {
     Group {
         /// The group's id (for traces).
         id: String,
-        /// Its members' addresses.
-        members: Vec<IpNet>,
+        /// Its members' addresses, compiled once per group and shared by every rule naming it.
+        members: Arc<Members>,
     },
+}
+
+/// A security group's member addresses, compiled for lookup: host addresses in a hash set (a
+/// default group of thousands of ports costs one probe per new connection), prefixes (allowed
+/// address pairs) in a list. Built once per group per snapshot, shared by every rule and port.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    nets: Vec<IpNet>,
+    hosts: HashSet<(bool, u128)>,
+    prefixes: Vec<(bool, u128, u128)>,
+    /// [has an IPv4 member, has an IPv6 member].
+    families: [bool; 2],
+}
+
+impl Members {
+    /// Compiles a member list (duplicates and both families allowed).
+    pub fn new(nets: Vec<IpNet>) -> Members {
+        let mut hosts = HashSet::new();
+        let mut prefixes = Vec::new();
+        let mut families = [false; 2];
+        for n in &nets {
+            let v6 = matches!(n, IpNet::V6(_));
+            families[usize::from(v6)] = true;
+            if n.prefix_len() == n.max_prefix_len() {
+                hosts.insert((v6, wide(n.addr())));
+            } else {
+                let (v, m) = net_mask(n);
+                prefixes.push((v6, v, m));
+            }
+        }
+        Members {
+            nets,
+            hosts,
+            prefixes,
+            families,
+        }
+    }
+
+    /// The addresses as given.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+
+    fn has_family(&self, fam: Family) -> bool {
+        self.families[usize::from(fam == Family::V6)]
+    }
+
+    fn contains(&self, v6: bool, addr: u128) -> bool {
+        self.hosts.contains(&(v6, addr))
+            || self
+                .prefixes
+                .iter()
+                .any(|&(f, v, m)| f == v6 && addr & m == v)
+    }
 }
 
 /// One security-group rule, as the switch config carries it.
@@ -110,8 +205,10 @@ struct Compiled {
     ports: (u16, u16),
     /// ICMP type and code (None: any).
     icmp: (Option<u8>, Option<u8>),
-    /// Peer prefixes; empty means anywhere.
-    remotes: Box<[(u128, u128)]>,
+    /// Peer prefix (`remote_ip_prefix`); None and no group: anywhere.
+    prefix: Option<(u128, u128)>,
+    /// Peer group (`remote_group_id`).
+    group: Option<Arc<Members>>,
     /// True when the rule can match nothing (a group without members of its family).
     never: bool,
 }
@@ -176,17 +273,11 @@ impl RuleSet {
             });
             // A group with no member of the rule's family, or a prefix of the other family
             // (validation refuses those), matches nothing.
-            let (remotes, never): (Vec<_>, bool) = match &r.remote {
-                Remote::Any => (Vec::new(), false),
-                Remote::Prefix(n) => (vec![net_mask(n)], Family::of(n.addr()) != r.family),
+            let (prefix, group, never) = match &r.remote {
+                Remote::Any => (None, None, false),
+                Remote::Prefix(n) => (Some(net_mask(n)), None, Family::of(n.addr()) != r.family),
                 Remote::Group { members, .. } => {
-                    let v: Vec<_> = members
-                        .iter()
-                        .filter(|n| Family::of(n.addr()) == r.family)
-                        .map(net_mask)
-                        .collect();
-                    let empty = v.is_empty();
-                    (v, empty)
+                    (None, Some(members.clone()), !members.has_family(r.family))
                 }
             };
             set.lists[slot(r.direction, r.family)].push(Compiled {
@@ -197,7 +288,8 @@ impl RuleSet {
                     r.port_min.and_then(|v| u8::try_from(v).ok()),
                     r.port_max.and_then(|v| u8::try_from(v).ok()),
                 ),
-                remotes: remotes.into_boxed_slice(),
+                prefix,
+                group,
                 never,
             });
         }
@@ -222,6 +314,7 @@ impl RuleSet {
     /// The first rule (its index) that admits `p` starting a connection in direction `dir`.
     pub fn first_match(&self, dir: Direction, p: &Packet) -> Option<u32> {
         let fam = Family::of(p.src);
+        let v6 = fam == Family::V6;
         let peer = wide(match dir {
             Direction::Ingress => p.src,
             Direction::Egress => p.dst,
@@ -251,7 +344,9 @@ impl RuleSet {
                         }
                     }
                 }
-                !c.never && (c.remotes.is_empty() || c.remotes.iter().any(|(v, m)| peer & m == *v))
+                !c.never
+                    && c.prefix.is_none_or(|(v, m)| peer & m == v)
+                    && c.group.as_ref().is_none_or(|g| g.contains(v6, peer))
             })
             .map(|c| c.index)
     }

@@ -626,7 +626,7 @@ fn reference(rules: &[Rule], dir: Direction, p: &Packet) -> Option<u32> {
         let ok = match &r.remote {
             Remote::Any => true,
             Remote::Prefix(n) => n.contains(&peer),
-            Remote::Group { members, .. } => members.iter().any(|n| n.contains(&peer)),
+            Remote::Group { members, .. } => members.nets().iter().any(|n| n.contains(&peer)),
         };
         if ok {
             return Some(i as u32);
@@ -698,7 +698,7 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
                 )
                 .prop_map(|members| Remote::Group {
                     id: "g".into(),
-                    members
+                    members: std::sync::Arc::new(rules::Members::new(members)),
                 }),
             ];
             (ports, remote).prop_map(move |((port_min, port_max), remote)| Rule {

@@ -4,9 +4,9 @@
 //! `[tunnel]`, `[[physnet]]`, `[[network]]`, `[[port]]`, and the first error is reported with
 //! the line of the offending value.
 
-mod firewall;
 mod network;
 mod port;
+mod security_group;
 
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawFile, RawPhysnet, RawSwitch, RawTunnel, RawTunnelPeer};
@@ -38,13 +38,15 @@ pub(super) fn validate(cx: &Ctx<'_>, raw: RawFile) -> Result<SwitchConfig, Confi
     let mut names = Names::default();
     let physnets = physnets(cx, raw.physnet, &mut names)?;
     let networks = network::networks(cx, raw.network, tunnel.is_some(), &mut names)?;
-    let ports = port::ports(cx, raw.port, tunnel.as_ref(), &names)?;
+    let security_groups = security_group::groups(cx, &raw.security_group)?;
+    let ports = port::ports(cx, raw.port, tunnel.as_ref(), &names, &security_groups)?;
     Ok(SwitchConfig {
         switch,
         physnets,
         networks,
         ports,
         tunnel,
+        security_groups,
     })
 }
 

@@ -1,60 +1,64 @@
-//! `[port.firewall]`: security-group rules, checked as Neutron's API checks them (so that a
-//! rule the switch cannot enforce exactly is refused, never half applied).
+//! `[[security_group]]`: groups, members and rules, checked as Neutron's API checks them (so
+//! that a rule the switch cannot enforce exactly is refused, never half applied).
 
 use super::{parse_ip_or_cidr, ConfigError, Ctx};
-use crate::config::raw::{RawFirewall, RawRule};
-use crate::config::FirewallConfig;
-use crate::secgroup::rules::{has_ports, is_icmp, PROTO_ICMPV6};
-use crate::secgroup::{Direction, Family, Remote, Rule};
+use crate::config::raw::{RawGroup, RawRule};
+use crate::config::{RuleConfig, RuleRemote, SecurityGroupConfig};
+use crate::secgroup::rules::{has_ports, is_icmp, protocol, PROTO_ICMPV6};
+use crate::secgroup::{Direction, Family};
+use std::collections::HashSet;
 use toml::Spanned;
 
-/// Protocol names Neutron accepts (`neutron_lib.constants.IP_PROTOCOL_MAP`), and their numbers.
-const PROTOCOLS: [(&str, u8); 23] = [
-    ("ah", 51),
-    ("dccp", 33),
-    ("egp", 8),
-    ("esp", 50),
-    ("gre", 47),
-    ("icmp", 1),
-    ("icmpv6", 58),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("ipv6-encap", 41),
-    ("ipv6-frag", 44),
-    ("ipv6-icmp", 58),
-    ("ipv6-nonxt", 59),
-    ("ipv6-opts", 60),
-    ("ipv6-route", 43),
-    ("ospf", 89),
-    ("pgm", 113),
-    ("rsvp", 46),
-    ("sctp", 132),
-    ("tcp", 6),
-    ("udp", 17),
-    ("udplite", 136),
-    ("vrrp", 112),
-];
-
-/// The firewall of port `obj`.
-pub(super) fn firewall(
+/// Every `[[security_group]]`: unique ids, members, rules; a `remote_group` must name one of
+/// them.
+pub(super) fn groups(
     cx: &Ctx<'_>,
-    f: &RawFirewall,
-    obj: &str,
-) -> Result<FirewallConfig, ConfigError> {
-    let rules = f
-        .rule
-        .iter()
-        .map(|r| rule(cx, r, obj))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(FirewallConfig {
-        stateful: f.stateful.as_ref().map(|s| *s.get_ref()).unwrap_or(true),
-        rules,
-    })
+    raw: &[RawGroup],
+) -> Result<Vec<SecurityGroupConfig>, ConfigError> {
+    let mut ids = HashSet::new();
+    for g in raw {
+        if g.id.get_ref().is_empty() || !ids.insert(g.id.get_ref().as_str()) {
+            return Err(cx.err(
+                Some(g.id.span()),
+                format!("security_group {:?}: id", g.id.get_ref()),
+                "empty or duplicate security group id".into(),
+            ));
+        }
+    }
+    raw.iter()
+        .map(|g| {
+            let obj = format!("security_group {:?}", g.id.get_ref());
+            let members = g
+                .members
+                .iter()
+                .map(|m| {
+                    parse_ip_or_cidr(m.get_ref())
+                        .map_err(|e| cx.err(Some(m.span()), format!("{obj}: members"), e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let rules = g
+                .rule
+                .iter()
+                .map(|r| rule(cx, r, &obj, &ids))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SecurityGroupConfig {
+                id: g.id.get_ref().clone(),
+                stateful: g.stateful.as_ref().map(|s| *s.get_ref()).unwrap_or(true),
+                members,
+                rules,
+            })
+        })
+        .collect()
 }
 
-fn rule(cx: &Ctx<'_>, r: &RawRule, obj: &str) -> Result<Rule, ConfigError> {
+fn rule(
+    cx: &Ctx<'_>,
+    r: &RawRule,
+    obj: &str,
+    groups: &HashSet<&str>,
+) -> Result<RuleConfig, ConfigError> {
     let id = r.id.get_ref();
-    let at = |field: &str| format!("{obj}: firewall: rule {id:?}: {field}");
+    let at = |field: &str| format!("{obj}: rule {id:?}: {field}");
     let bad = |s: &Spanned<String>, field: &str, m: String| cx.err(Some(s.span()), at(field), m);
     if id.is_empty() {
         return Err(bad(&r.id, "id", "must not be empty".into()));
@@ -90,8 +94,8 @@ fn rule(cx: &Ctx<'_>, r: &RawRule, obj: &str) -> Result<Rule, ConfigError> {
         return Err(bad(p, "protocol", "ICMPv6 in an IPv4 rule".into()));
     }
     let (port_min, port_max) = ports(cx, r, protocol, &at)?;
-    let remote = remote(cx, r, family, &at)?;
-    Ok(Rule {
+    let remote = remote(cx, r, family, groups, &at)?;
+    Ok(RuleConfig {
         id: id.clone(),
         direction,
         family,
@@ -100,19 +104,6 @@ fn rule(cx: &Ctx<'_>, r: &RawRule, obj: &str) -> Result<Rule, ConfigError> {
         port_max,
         remote,
     })
-}
-
-/// A protocol name or number; `any` (or an empty string) is no protocol.
-fn protocol(s: &str) -> Result<Option<u8>, String> {
-    if s.is_empty() || s == "any" {
-        return Ok(None);
-    }
-    if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == s) {
-        return Ok(Some(*n));
-    }
-    s.parse::<u8>()
-        .map(Some)
-        .map_err(|_| format!("unknown protocol {s:?} (a name such as tcp, or 0..=255)"))
 }
 
 /// Port ranges: both or neither, 1..=65535 and min <= max for the protocols with ports; ICMP
@@ -179,13 +170,14 @@ fn ports(
     }
 }
 
-/// `remote_ip_prefix` (of the rule's family) or `remote_group` with its members, not both.
+/// `remote_ip_prefix` (of the rule's family) or `remote_group` (a known group), not both.
 fn remote(
     cx: &Ctx<'_>,
     r: &RawRule,
     family: Family,
+    groups: &HashSet<&str>,
     at: &dyn Fn(&str) -> String,
-) -> Result<Remote, ConfigError> {
+) -> Result<RuleRemote, ConfigError> {
     let bad = |s: &Spanned<String>, field: &str, m: String| cx.err(Some(s.span()), at(field), m);
     match (&r.remote_ip_prefix, &r.remote_group) {
         (Some(p), Some(_)) => Err(bad(
@@ -202,25 +194,14 @@ fn remote(
                     format!("{net} is not of the rule's ethertype"),
                 ));
             }
-            if let Some(m) = r.remote_members.first() {
-                return Err(bad(m, "remote_members", "only with remote_group".into()));
-            }
-            Ok(Remote::Prefix(net))
+            Ok(RuleRemote::Prefix(net))
         }
-        (None, Some(g)) => {
-            let members = r
-                .remote_members
-                .iter()
-                .map(|m| parse_ip_or_cidr(m.get_ref()).map_err(|e| bad(m, "remote_members", e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Remote::Group {
-                id: g.get_ref().clone(),
-                members,
-            })
-        }
-        (None, None) => match r.remote_members.first() {
-            Some(m) => Err(bad(m, "remote_members", "only with remote_group".into())),
-            None => Ok(Remote::Any),
-        },
+        (None, Some(g)) if !groups.contains(g.get_ref().as_str()) => Err(bad(
+            g,
+            "remote_group",
+            format!("unknown security group {:?}", g.get_ref()),
+        )),
+        (None, Some(g)) => Ok(RuleRemote::Group(g.get_ref().clone())),
+        (None, None) => Ok(RuleRemote::Any),
     }
 }
