@@ -279,5 +279,41 @@ fn tcp_22_connects_23_does_not_and_removing_the_rule_cuts_the_connection() {
         "TCP 22 after the rule came back"
     );
     assert!(c.ask("s ssh3"));
+
+    // What operators see: the connection listed on vm1 with its rule, per-rule hits in the
+    // metrics, and a flush by port that cuts it.
+    let ct = h.handle_request(
+        &serde_json::json!({"cmd": "conntrack", "port": taps[0]}),
+        None,
+    );
+    let entries = ct["entries"].as_array().expect("entries");
+    let ssh: Vec<_> = entries
+        .iter()
+        .filter(|e| e["state"] == "ESTABLISHED" && e["rule"] == "ssh")
+        .collect();
+    assert_eq!(ssh.len(), 1, "{ct}");
+    assert_eq!(ssh[0]["responder"], "10.77.0.1:22");
+    assert_eq!(ssh[0]["direction"], "ingress");
+    assert!(
+        entries.iter().all(|e| e["port"] == taps[0].as_str()),
+        "{ct}"
+    );
+    let bad = h.handle_request(&serde_json::json!({"cmd": "conntrack", "zone": 5000}), None);
+    assert_eq!(bad["ok"], false, "{bad}");
+    let metrics = weft_datapath::metrics::render(&h.metrics());
+    let hits = format!(
+        "switch_secgroup_rule_hits_total{{port=\"{}\",rule=\"ssh\"}}",
+        taps[0]
+    );
+    assert!(metrics.contains(&hits), "{metrics}");
+    let flushed = h.handle_request(
+        &serde_json::json!({"cmd": "conntrack", "port": taps[0], "flush": true}),
+        None,
+    );
+    assert!(flushed["flushed"].as_u64().unwrap() >= 1, "{flushed}");
+    assert!(
+        !c.ask("s ssh3"),
+        "a flushed connection still passes mid-stream"
+    );
     h.shutdown();
 }
