@@ -221,6 +221,9 @@ struct CacheEntry {
     unicast: Option<Output>,
 }
 
+// Two cache lines per entry, as before the firewall flag joined the decision.
+const _: () = assert!(std::mem::size_of::<CacheEntry>() == 128);
+
 /// Exact-match flow cache, 4-way set associative, owned by one worker (no sharing, no locks).
 struct FlowCache {
     sets: Box<[[CacheEntry; WAYS]; SETS]>,
