@@ -150,6 +150,21 @@ fn rule_config(obj: &str, r: &HostRule) -> Result<RuleConfig, String> {
         v.map(|v| u16::try_from(v).map_err(|_| format!("{obj}: {field}: {v} is out of range")))
             .transpose()
     };
+    let family = match r.ethertype.as_str() {
+        "IPv4" => Family::V4,
+        "IPv6" => Family::V6,
+        o => return Err(format!("{obj}: ethertype: {o:?} is not IPv4 or IPv6")),
+    };
+    let protocol = match &r.protocol {
+        None => None,
+        Some(p) => weft_datapath::secgroup::rules::protocol(p)
+            .map_err(|e| format!("{obj}: protocol: {e}"))?,
+    };
+    // Networking refuses these; a state that has one anyway is refused here, by name, rather
+    // than by the switch's validation of the whole config.
+    if protocol == Some(weft_datapath::secgroup::rules::PROTO_ICMPV6) && family == Family::V4 {
+        return Err(format!("{obj}: protocol: ICMPv6 in an IPv4 rule"));
+    }
     Ok(RuleConfig {
         id: r.id.clone(),
         direction: match r.direction.as_str() {
@@ -157,16 +172,8 @@ fn rule_config(obj: &str, r: &HostRule) -> Result<RuleConfig, String> {
             "egress" => Direction::Egress,
             o => return Err(format!("{obj}: direction: {o:?} is not ingress or egress")),
         },
-        family: match r.ethertype.as_str() {
-            "IPv4" => Family::V4,
-            "IPv6" => Family::V6,
-            o => return Err(format!("{obj}: ethertype: {o:?} is not IPv4 or IPv6")),
-        },
-        protocol: match &r.protocol {
-            None => None,
-            Some(p) => weft_datapath::secgroup::rules::protocol(p)
-                .map_err(|e| format!("{obj}: protocol: {e}"))?,
-        },
+        family,
+        protocol,
         port_min: port(r.port_range_min, "port_range_min")?,
         port_max: port(r.port_range_max, "port_range_max")?,
         remote: match (&r.remote_ip_prefix, &r.remote_group_id) {
@@ -485,6 +492,70 @@ interface = "eth1"
         st.security_groups[0].rules[0].port_range_max = Some(70000);
         let e = plan(&base(), &st).config.unwrap_err();
         assert!(e.contains("rule \"ssh\": port_range_max: 70000"), "{e}");
+    }
+
+    /// Every way networking stores a rule's protocol (Neutron's names, their legacy aliases,
+    /// numbers as text, `any`, and protocol 0) reaches the switch as the protocol it means, for
+    /// both ethertypes; none of them fails the host's config.
+    #[test]
+    fn protocols_by_name_or_number_reach_the_switch() {
+        let cases: &[(&str, &str, Option<u8>)] = &[
+            ("IPv4", "tcp", Some(6)),
+            ("IPv4", "6", Some(6)),
+            ("IPv6", "tcp", Some(6)),
+            ("IPv4", "udp", Some(17)),
+            ("IPv6", "17", Some(17)),
+            ("IPv4", "icmp", Some(1)),
+            ("IPv4", "1", Some(1)),
+            ("IPv6", "ipv6-icmp", Some(58)),
+            ("IPv6", "icmpv6", Some(58)),
+            ("IPv6", "58", Some(58)),
+            ("IPv4", "sctp", Some(132)),
+            ("IPv4", "vrrp", Some(112)),
+            ("IPv4", "112", Some(112)),
+            ("IPv6", "ipv6-route", Some(43)),
+            ("IPv4", "any", None),
+            ("IPv4", "ip", None),
+            ("IPv6", "hopopt", None),
+            ("IPv4", "0", None),
+        ];
+        let mut a = port("aaaaaaaa-aaaa-aaaa", "n1");
+        a.security_groups = vec!["g".into()];
+        let mut st = state(vec![net("n1", "local", None, None)], vec![a]);
+        st.security_groups = vec![HostSecurityGroup {
+            id: "g".into(),
+            stateful: true,
+            rules: cases
+                .iter()
+                .enumerate()
+                .map(|(i, (eth, proto, _))| HostRule {
+                    id: format!("r{i}"),
+                    direction: "ingress".into(),
+                    ethertype: (*eth).into(),
+                    protocol: Some((*proto).into()),
+                    port_range_min: None,
+                    port_range_max: None,
+                    remote_ip_prefix: None,
+                    remote_group_id: None,
+                })
+                .collect(),
+            member_ips: vec![],
+        }];
+        let c = valid(&plan(&base(), &st));
+        let got: Vec<Option<u8>> = c.security_groups[0]
+            .rules
+            .iter()
+            .map(|r| r.protocol)
+            .collect();
+        let want: Vec<Option<u8>> = cases.iter().map(|c| c.2).collect();
+        assert_eq!(got, want);
+        // ICMPv6 by any of its names in an IPv4 rule is refused, naming the rule.
+        for proto in ["ipv6-icmp", "icmpv6", "58"] {
+            st.security_groups[0].rules[7].ethertype = "IPv4".into();
+            st.security_groups[0].rules[7].protocol = Some(proto.into());
+            let e = plan(&base(), &st).config.unwrap_err();
+            assert!(e.contains("rule \"r7\""), "{proto}: {e}");
+        }
     }
 
     #[test]

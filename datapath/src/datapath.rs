@@ -644,6 +644,9 @@ fn firewall_emit(
             }
             Err(deny) => {
                 out.truncate(start);
+                if deny == secgroup::Deny::TableFull {
+                    report_refusals(&mut ct, now);
+                }
                 return dropped(counters, in_port, secgroup::drop_reason(deny));
             }
         }
@@ -668,6 +671,9 @@ fn firewall_emit(
                     }
                 }
                 Err(deny) => {
+                    if deny == secgroup::Deny::TableFull {
+                        report_refusals(&mut ct, now);
+                    }
                     let reason = secgroup::drop_reason(deny);
                     counters.dropped(o.port, reason);
                     last = Some(reason);
@@ -683,6 +689,20 @@ fn firewall_emit(
     match last {
         Some(reason) if kept == start => Verdict::Drop { reason },
         _ => Verdict::Forward,
+    }
+}
+
+/// Logs the connections the full table refused, at most once per
+/// [`crate::secgroup::conntrack::REFUSAL_LOG_INTERVAL`] (the core keeps the limit): a SYN flood
+/// is visible in the log without writing a line per packet.
+pub(crate) fn report_refusals(ct: &mut ConnTable, now: u64) {
+    if let Some(n) = ct.refusal_report(now) {
+        tracing::warn!(
+            refused = n,
+            capacity = ct.capacity(),
+            "connection table full: new connections refused (a flood, or [switch] \
+             conntrack_size too small)"
+        );
     }
 }
 

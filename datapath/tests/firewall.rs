@@ -244,6 +244,42 @@ fn trace_names_the_rule_or_the_drop_reason() {
     assert!(t.contains("Datapath actions: drop (security_group)"), "{t}");
     // Tracing changed nothing.
     assert!(h.dp.conntrack().is_empty());
+    // A mid-stream segment with no connection.
+    let t = text(h.dp.trace(h.port("vm2"), &tcp(2, 1, 40000, 22, ACK, 5, 5), 1));
+    assert!(
+        t.contains("ingress vm1: invalid in its connection's state"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Datapath actions: drop (conntrack_invalid)"),
+        "{t}"
+    );
+    // The reply of an admitted connection names the rule that admitted it.
+    h.send("vm2", &tcp(2, 1, 40000, 22, SYN, 100, 0), 2);
+    let synack = tcp(1, 2, 22, 40000, SYN | ACK, 500, 101);
+    let t = text(h.dp.trace(h.port("vm1"), &synack, 3));
+    assert!(
+        t.contains("egress vm1: allowed: reply of a connection admitted by rule ssh-in"),
+        "{t}"
+    );
+    assert!(t.contains("output to vm2"), "{t}");
+    // A table at its bound (64) refuses the next connection, and the trace says so.
+    for sport in 1..64 {
+        h.send("vm2", &tcp(2, 1, sport, 22, SYN, 100, 0), 4);
+    }
+    assert_eq!(h.dp.conntrack().len(), 64);
+    let t = text(h.dp.trace(h.port("vm2"), &tcp(2, 1, 41000, 22, SYN, 100, 0), 5));
+    assert!(t.contains("ingress vm1: connection table full"), "{t}");
+    assert!(t.contains("Datapath actions: drop (conntrack_full)"), "{t}");
+    assert_eq!(
+        h.send("vm2", &tcp(2, 1, 41000, 22, SYN, 100, 0), 5).0,
+        Verdict::Drop {
+            reason: DropReason::ConntrackFull
+        }
+    );
+    // The established connection's reply still passes.
+    let t = text(h.dp.trace(h.port("vm1"), &synack, 6));
+    assert!(t.contains("output to vm2"), "{t}");
 }
 
 #[test]
@@ -336,4 +372,93 @@ fn a_remote_group_rule_admits_its_members_and_follows_membership() {
         h.send("vm4", &tcp(4, 1, 5555, 1000, SYN | ACK, 9, 2), 3),
         (Verdict::Forward, to("vm1"))
     );
+}
+
+/// Neutron's openvswitch firewall driver lets a port whose groups have no rules at all take an
+/// address by DHCP (and DHCPv6), resolve and be resolved by ARP and neighbour discovery, and
+/// hear router advertisements; everything else, both ways, is dropped.
+#[test]
+fn a_port_with_groups_and_no_rules_still_dhcps_arps_and_does_nd() {
+    let mut h = Host::from_toml(
+        r#"
+[[network]]
+name = "n1"
+type = "local"
+
+[[port]]
+name = "bare"
+network = "n1"
+mac = "fa:16:3e:00:00:05"
+fixed_ips = ["10.0.0.5"]
+security_groups = ["empty"]
+
+# The DHCP server, router and peer: no port security.
+[[port]]
+name = "srv"
+network = "n1"
+mac = "fa:16:3e:00:00:06"
+port_security = false
+
+[[security_group]]
+id = "empty"
+members = ["10.0.0.5"]
+"#,
+    );
+    let (bare, srv) = (vm_mac(5), vm_mac(6));
+    let fwd = Verdict::Forward;
+    let drop = Verdict::Drop {
+        reason: DropReason::SecurityGroup,
+    };
+    let udp = |sm, dm, s: &str, d: &str, sport, dport| {
+        FrameBuilder::udp4(sm, dm, v4(s), v4(d), sport, dport).build()
+    };
+    // DHCP: the client's broadcast out, the server's reply in.
+    let discover = udp(
+        bare,
+        MacAddr::BROADCAST,
+        "0.0.0.0",
+        "255.255.255.255",
+        68,
+        67,
+    );
+    assert_eq!(h.send("bare", &discover, 1), (fwd, to("srv")));
+    let offer = udp(srv, bare, "10.0.0.6", "10.0.0.5", 67, 68);
+    assert_eq!(h.send("srv", &offer, 2), (fwd, to("bare")));
+    // ARP both ways.
+    let arp = FrameBuilder::arp(bare, 1, v4("10.0.0.5"), v4("10.0.0.6")).build();
+    assert_eq!(h.send("bare", &arp, 3), (fwd, to("srv")));
+    let arp = FrameBuilder::arp(srv, 1, v4("10.0.0.6"), v4("10.0.0.5")).build();
+    assert_eq!(h.send("srv", &arp, 3), (fwd, to("bare")));
+    // Neighbour discovery both ways, router solicitation out, router advertisement in.
+    let target = bare.ipv6_link_local();
+    let ns = FrameBuilder::nd(srv, 135, target, Some(srv)).build();
+    assert_eq!(h.send("srv", &ns, 4), (fwd, to("bare")));
+    let na = FrameBuilder::nd(bare, 136, target, Some(bare)).build();
+    assert_eq!(h.send("bare", &na, 4), (fwd, to("srv")));
+    let ra = FrameBuilder::nd(srv, 134, srv.ipv6_link_local(), None).build();
+    assert_eq!(h.send("srv", &ra, 5), (fwd, to("bare")));
+    let rs = FrameBuilder::nd(bare, 133, srv.ipv6_link_local(), None).build();
+    assert_eq!(h.send("bare", &rs, 5), (fwd, to("srv")));
+    // Nothing else: not a connection in, not a connection out, not a look-alike of DHCP.
+    assert_eq!(h.send("srv", &tcp_between(6, 5, 22), 6).0, drop);
+    assert_eq!(h.send("bare", &tcp_between(5, 6, 80), 6).0, drop);
+    let echo = FrameBuilder::ip(
+        srv,
+        bare,
+        ip("10.0.0.6"),
+        ip("10.0.0.5"),
+        SpecL4::Icmp { ty: 8, code: 0 },
+    )
+    .build();
+    assert_eq!(h.send("srv", &echo, 7).0, drop);
+    let dns_to_68 = udp(srv, bare, "10.0.0.6", "10.0.0.5", 53, 68);
+    assert_eq!(h.send("srv", &dns_to_68, 7).0, drop);
+    let client_to_client = udp(srv, bare, "10.0.0.6", "10.0.0.5", 68, 67);
+    assert_eq!(h.send("srv", &client_to_client, 7).0, drop);
+    assert!(h.dp.conntrack().is_empty());
+}
+
+/// A TCP SYN from vm `a` to vm `b`'s `dport`.
+fn tcp_between(a: u8, b: u8, dport: u16) -> Vec<u8> {
+    tcp(a, b, 40000, dport, SYN, 1, 0)
 }

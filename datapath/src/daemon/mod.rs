@@ -334,7 +334,11 @@ fn monitor(shared: Arc<Shared>) {
         let now = now_ns();
         if now - last_age > 1_000_000_000 {
             shared.dp.age_macs(now);
-            shared.dp.conntrack().expire(now);
+            let mut ct = shared.dp.conntrack();
+            ct.expire(now);
+            // Refusals since the last line, once the flood that caused them has stopped too.
+            crate::datapath::report_refusals(&mut ct, now);
+            drop(ct);
             last_age = now;
         }
         let probe = match crate::io::NetdevProbe::new() {

@@ -23,7 +23,10 @@
 //! flows are keyed by their identifier. ICMP errors quoting a tracked flow are "related".
 //!
 //! The table is bounded: when full, expired entries are reclaimed; if none, the new connection is
-//! refused and counted. Established connections are never evicted to make room.
+//! refused and counted. Established connections are never evicted to make room: under a SYN
+//! flood, the half-open entries a flood creates hold the table until they time out, and the
+//! connections that existed before keep passing. The refusals are reported at most once per
+//! [`REFUSAL_LOG_INTERVAL`] ([`ConnTable::refusal_report`]), so a flood cannot flood the log.
 
 use super::packet::{Packet, Transport, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use super::Direction;
@@ -36,6 +39,9 @@ use std::net::IpAddr;
 pub const MAX_WINDOW: u32 = 1 << 30;
 
 const SEC: u64 = 1_000_000_000;
+
+/// The least time between two reports of refused connections.
+pub const REFUSAL_LOG_INTERVAL: u64 = 10 * SEC;
 
 /// Timeouts, as Linux's defaults (`nf_conntrack_tcp_timeout_*`, `..._udp_timeout*`).
 pub mod timeout {
@@ -280,6 +286,9 @@ pub struct ConnTable {
     /// The next time a full table may be swept for expired entries (a flood must not cost a
     /// sweep per packet).
     next_sweep: u64,
+    /// Refusals not reported yet, and the earliest time the next report may be made.
+    unreported: u64,
+    next_report: u64,
 }
 
 /// seq a is after b (serial number arithmetic).
@@ -300,6 +309,8 @@ impl ConnTable {
             capacity,
             stats: ConnStats::default(),
             next_sweep: 0,
+            unreported: 0,
+            next_report: 0,
         }
     }
 
@@ -368,6 +379,23 @@ impl ConnTable {
         }
     }
 
+    /// The refusals (table full) since the last report, when there are some and the last report
+    /// is at least [`REFUSAL_LOG_INTERVAL`] old; the caller logs them. Rate-limited here, in the
+    /// core, so that every caller (packet path, periodic sweep) shares one limit.
+    pub fn refusal_report(&mut self, now: u64) -> Option<u64> {
+        if self.unreported == 0 || now < self.next_report {
+            return None;
+        }
+        self.next_report = now.saturating_add(REFUSAL_LOG_INTERVAL);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// Whether a new connection would be refused at `now`: the table is at its bound and none
+    /// of its entries has expired (read-only, for traces; walks the table).
+    pub fn would_refuse(&self, now: u64) -> bool {
+        self.map.len() >= self.capacity && self.map.values().all(|c| now <= c.expires)
+    }
+
     /// Records a new connection opened by `p` (which [`ConnTable::track`] found `New` and a rule
     /// admitted). False (and counted) when the table is full of live connections.
     pub fn commit(
@@ -387,6 +415,7 @@ impl ConnTable {
             }
             if self.map.len() >= self.capacity {
                 self.stats.refused_full += 1;
+                self.unreported += 1;
                 return false;
             }
         }

@@ -214,7 +214,8 @@ pub fn recheck(ct: &mut ConnTable, port: PortNo, fw: &PortFirewall) -> usize {
 }
 
 /// What the firewall would do, without changing any state (for `weft trace`): a new connection
-/// is reported as admitted by its rule even if the table happens to be full.
+/// a rule admits is reported refused when the table is at its bound with nothing expired to
+/// reclaim, as [`check`] would refuse it.
 pub fn probe(
     ct: &ConnTable,
     fw: &PortFirewall,
@@ -238,11 +239,14 @@ pub fn probe(
         Track::Established { rule, reply } => Ok(Allow::Established { rule, reply }),
         Track::Related { rule } => Ok(Allow::Related { rule }),
         Track::Invalid => Err(Deny::Invalid),
-        Track::New => fw
-            .rules
-            .first_match(dir, p)
-            .map(Allow::Rule)
-            .ok_or(Deny::NoRule),
+        Track::New => {
+            let rule = fw.rules.first_match(dir, p).ok_or(Deny::NoRule)?;
+            let opens = !matches!(p.transport, Transport::Icmp { inner: Some(_), .. });
+            if opens && ct.would_refuse(now) {
+                return Err(Deny::TableFull);
+            }
+            Ok(Allow::Rule(rule))
+        }
     }
 }
 

@@ -59,17 +59,26 @@ const PROTOCOLS: [(&str, u8); 23] = [
     ("vrrp", 112),
 ];
 
-/// A protocol name or number; `any` (or an empty string) is no protocol.
+/// A protocol as Neutron's API stores it: a name of its table (any case), or a number 0..=255 as
+/// text. `any`, an empty string, and protocol 0 (`0`, `ip`, `hopopt`, which the API also
+/// accepts) are no protocol: Linux's firewalls, Neutron's iptables driver among them, read
+/// protocol 0 as every protocol, and a rule the API accepted must never fail a host's whole
+/// config.
 pub fn protocol(s: &str) -> Result<Option<u8>, String> {
-    if s.is_empty() || s == "any" {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() || s == "any" || s == "ip" || s == "hopopt" {
         return Ok(None);
     }
     if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == s) {
         return Ok(Some(*n));
     }
-    s.parse::<u8>()
-        .map(Some)
-        .map_err(|_| format!("unknown protocol {s:?} (a name such as tcp, or 0..=255)"))
+    match s.parse::<u8>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(format!(
+            "unknown protocol {s:?} (a name such as tcp, or 0..=255)"
+        )),
+    }
 }
 
 /// Whether Neutron applies a port range to this protocol.

@@ -395,6 +395,16 @@ fn a_full_table_refuses_new_connections_and_keeps_established_ones() {
     assert_eq!(ct.len(), 4);
     assert_eq!(refused, 97);
     assert_eq!(ct.stats().refused_full, 97);
+    // The refusals are reported (for the log) once, then not again within the interval.
+    assert_eq!(ct.refusal_report(S), Some(97));
+    assert_eq!(ct.refusal_report(S), None);
+    for sport in 2100..2105 {
+        let _ = chk(&mut ct, &fw, i, &c(sport, TCP_SYN, 1, 0), 2 * S);
+    }
+    assert_eq!(ct.refusal_report(2 * S), None);
+    let next = S + super::conntrack::REFUSAL_LOG_INTERVAL;
+    assert_eq!(ct.refusal_report(next), Some(5));
+    assert_eq!(ct.len(), 4);
     // The established connection still passes, both ways.
     assert!(chk(&mut ct, &fw, i, &c(1000, TCP_ACK, 2, 10), 2 * S).is_ok());
     assert!(chk(
