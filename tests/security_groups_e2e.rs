@@ -124,11 +124,7 @@ impl Client {
 /// `weft serve` in `ct-h1` with a local-network tenant type; returns the admin's environment.
 fn serve(lab: &mut Lab) -> HashMap<String, String> {
     let dir = lab.dir.clone();
-    std::fs::write(
-        dir.join("net.toml"),
-        "tenant_network_types = [\"local\"]\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("net.toml"), "tenant_network_types = [\"local\"]\n").unwrap();
     std::fs::write(
         dir.join("h1.toml"),
         format!(
@@ -245,22 +241,46 @@ fn openstack_security_groups_on_namespace_vms() {
         ],
     );
     // vm1's group: new groups come with Neutron's two egress rules; TCP 22 in.
-    os(&env, &["security", "group", "create", "ct-web", "-f", "json"]);
+    os(
+        &env,
+        &["security", "group", "create", "ct-web", "-f", "json"],
+    );
     let ssh = os(
         &env,
         &[
-            "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "22",
-            "ct-web", "-f", "json",
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            "22",
+            "ct-web",
+            "-f",
+            "json",
         ],
     );
     let ssh_id = ssh["id"].as_str().unwrap().to_string();
     // The group whose members vm1 takes anything TCP from (empty for now).
-    os(&env, &["security", "group", "create", "ct-friends", "-f", "json"]);
+    os(
+        &env,
+        &["security", "group", "create", "ct-friends", "-f", "json"],
+    );
     os(
         &env,
         &[
-            "security", "group", "rule", "create", "--protocol", "tcp", "--remote-group",
-            "ct-friends", "ct-web", "-f", "json",
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--remote-group",
+            "ct-friends",
+            "ct-web",
+            "-f",
+            "json",
         ],
     );
     let p1 = port(&env, "ct-p1", "10.62.0.11", &["--security-group", "ct-web"]);
@@ -278,9 +298,13 @@ fn openstack_security_groups_on_namespace_vms() {
     for p in [&p1, &p2, &p3] {
         let id = p["id"].as_str().unwrap();
         wait_for(&format!("port {id} ACTIVE"), 60, || {
-            os_in(H1, &env, &["port", "show", id, "-f", "value", "-c", "status"])
-                .map(|v| v == "ACTIVE")
-                .unwrap_or(false)
+            os_in(
+                H1,
+                &env,
+                &["port", "show", id, "-f", "value", "-c", "status"],
+            )
+            .map(|v| v == "ACTIVE")
+            .unwrap_or(false)
         });
     }
     echo_server(&mut lab, "ct-vm1", &["22", "23"]);
@@ -288,7 +312,9 @@ fn openstack_security_groups_on_namespace_vms() {
     let mut vm2 = Client::new(&mut lab, "ct-vm2");
 
     // TCP 22 opens, 23 does not; the replies of 22 flow.
-    wait_for("vm2 -> vm1 TCP 22", 30, || vm2.connects("ssh", "10.62.0.11", 22));
+    wait_for("vm2 -> vm1 TCP 22", 30, || {
+        vm2.connects("ssh", "10.62.0.11", 22)
+    });
     assert!(vm2.echoes("ssh"), "the open connection stopped echoing");
     assert!(
         !vm2.connects("telnet", "10.62.0.11", 23),
@@ -296,8 +322,9 @@ fn openstack_security_groups_on_namespace_vms() {
     );
     let ct = ctl_conntrack(&lab, &[]);
     assert!(
-        ct.lines()
-            .any(|l| l.contains("10.62.0.11:22") && l.contains("ESTABLISHED") && l.contains(&ssh_id)),
+        ct.lines().any(|l| l.contains("10.62.0.11:22")
+            && l.contains("ESTABLISHED")
+            && l.contains(&ssh_id)),
         "weft ctl conntrack does not show the SSH connection and its rule:\n{ct}"
     );
 
@@ -344,9 +371,11 @@ fn openstack_security_groups_on_namespace_vms() {
         &["port", "unset", "--security-group", "ct-friends", id2],
     )
     .unwrap();
-    wait_for("vm2's connection to be cut once it left ct-friends", 30, || {
-        !vm2.echoes("friend")
-    });
+    wait_for(
+        "vm2's connection to be cut once it left ct-friends",
+        30,
+        || !vm2.echoes("friend"),
+    );
     assert!(
         !vm2.connects("friend2", "10.62.0.11", 23),
         "vm2 reaches vm1 after leaving the remote group"
@@ -363,6 +392,9 @@ fn openstack_security_groups_on_namespace_vms() {
         out.starts_with("flushed ") && !out.starts_with("flushed 0 "),
         "{out}"
     );
-    assert!(!vm2.echoes("vm3-again"), "a flushed connection still passes");
+    assert!(
+        !vm2.echoes("vm3-again"),
+        "a flushed connection still passes"
+    );
     assert!(!ctl_conntrack(&lab, &["--port", &tap2]).contains("10.62.0.13:23"));
 }
