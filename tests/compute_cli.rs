@@ -24,7 +24,7 @@ fn names(rows: &Value, key: &str) -> Vec<String> {
 
 #[test]
 fn openstack_cli_flavors_and_keypairs() {
-    let s = Serve::start("compute-cli", &[]);
+    let s = Serve::start("compute-cli", &["--compute-driver", "none"]);
     let ep = s.json(&["catalog", "show", "compute"]);
     assert_eq!(ep["type"], "compute");
     assert!(
@@ -222,7 +222,8 @@ fn openstack_cli_flavors_and_keypairs() {
             "vm1",
         ],
     );
-    assert_eq!(server["status"], "BUILD", "{server}");
+    // The build loop may have failed it already (no host at all).
+    assert!(server["status"] == "BUILD" || server["status"] == "ERROR", "{server}");
     let id = server["id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let shown = loop {

@@ -1,6 +1,6 @@
 //! What a compute host's build asks of the control plane, answered by the
-//! services of this process (the in-process agent of `weft serve`): the
-//! image's bytes for the host's cache, and the server's ports created or
+//! services of this process (the in-process agent of `weft serve`): a
+//! reader of the image's bytes for the host's cache, and the server's ports created or
 //! bound to the host (so that the host's switch wires their taps), and
 //! undone at teardown. A remote agent will ask the same over HTTP.
 
@@ -8,8 +8,6 @@ use crate::networking::body::PortReq;
 use crate::networking::service::{self, Ctx};
 use crate::networking::Networking;
 use serde_json::json;
-use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::image::Images;
@@ -58,31 +56,22 @@ impl HostServices {
         HostServices { images, net }
     }
 
-    /// Copies image `id`'s data to `dest` (temp name, fsync, rename: a
-    /// crash leaves the whole file or none); its disk format.
-    pub fn fetch_image(&self, id: &str, dest: &Path) -> Result<String, String> {
-        let format = self
+    /// A reader of active image `id`'s data, for the host's image cache.
+    pub fn open_image(&self, id: &str) -> Result<Box<dyn std::io::Read + Send>, String> {
+        let active = self
             .images
-            .read(|st| st.images.get(id).map(|i| i.disk_format.clone()))
-            .ok_or_else(|| format!("image {id} not found"))?
-            .unwrap_or_else(|| "raw".into());
-        let (mut r, _) = self
+            .read(|st| st.images.get(id).map(|i| i.status.as_str() == "active"))
+            .ok_or_else(|| format!("image {id} not found"))?;
+        if !active {
+            return Err(format!("image {id} is not active"));
+        }
+        let (r, _) = self
             .images
             .data_store()
             .open(id)
             .map_err(|e| format!("image {id}: {e}"))?
             .ok_or_else(|| format!("image {id} has no data"))?;
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        let tmp = dest.with_extension("part");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        std::io::copy(&mut r, &mut f).map_err(|e| format!("image {id}: {e}"))?;
-        f.flush()
-            .and_then(|_| f.sync_all())
-            .map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, dest).map_err(|e| e.to_string())?;
-        Ok(format)
+        Ok(r)
     }
 
     /// The network `auto` picks: the project's own, else a shared one

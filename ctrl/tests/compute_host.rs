@@ -88,11 +88,7 @@ async fn plug_and_unplug_ports_for_a_build() {
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let (_, given) = api
-        .post(
-            "/ports",
-            ALICE,
-            json!({"port": {"network_id": net_id}}),
-        )
+        .post("/ports", ALICE, json!({"port": {"network_id": net_id}}))
         .await;
     let given_id = given["port"]["id"].as_str().unwrap().to_string();
 
@@ -160,9 +156,7 @@ async fn plug_and_unplug_ports_for_a_build() {
         err.contains("10.5.0.77") || err.to_lowercase().contains("ip"),
         "{err}"
     );
-    let (_, ports) = api
-        .get(&format!("/ports?device_id={}", t.id), ALICE)
-        .await;
+    let (_, ports) = api.get(&format!("/ports?device_id={}", t.id), ALICE).await;
     assert_eq!(ports["ports"], json!([]), "no leaked port");
     t.created_ports.clear();
 

@@ -38,6 +38,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
+    pub compute: super::compute::ComputeServeArgs,
+    #[command(flatten)]
     pub image: super::image::ImageServeArgs,
 }
 
@@ -82,8 +84,26 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let (net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let images = super::image::start_in_serve(&mut server, &a.image)?;
     let placement = mount_placement(&mut server, a.placement_noauth2)?;
-    let _compute = weft_ctrl::compute::mount(&mut server, images, net, placement, rt.handle())
-        .map_err(anyhow::Error::msg)?;
+    let compute = weft_ctrl::compute::mount(
+        &mut server,
+        images.clone(),
+        net.clone(),
+        placement.clone(),
+        rt.handle(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    // The same host name as the in-process datapath agent: the ports a build
+    // binds to it are the ones this host's switch wires.
+    let host = a.net.host.clone().unwrap_or_else(weft_agent::default_host);
+    super::compute::start_in_serve(
+        &a.compute,
+        &host,
+        &server.config().state_dir.clone(),
+        &compute,
+        &placement,
+        weft_ctrl::compute_host::HostServices::new(images, net),
+        rt.handle(),
+    )?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
