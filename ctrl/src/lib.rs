@@ -3,6 +3,7 @@
 //! weft-ctrl: the API server, the networking service and the agent sync endpoints.
 //! The agent itself is weft-agent; the wire types both speak are weft-proto.
 
+pub mod compute;
 pub mod image;
 pub mod networking;
 pub mod observe;

@@ -82,6 +82,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let _images = super::image::start_in_serve(&mut server, &a.image)?;
     mount_placement(&mut server, a.placement_noauth2)?;
+    let _compute = weft_ctrl::compute::mount(&mut server).map_err(anyhow::Error::msg)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
