@@ -698,6 +698,46 @@ async fn visibility_members_and_policy_across_projects() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(s.show("bob", sid).await.status, StatusCode::NOT_FOUND);
+
+    // Added again, bob rejects: he can still look it up by id (as in
+    // Glance), but it leaves his lists unless he asks for rejected ones.
+    let r = s
+        .call(
+            "alice",
+            Method::POST,
+            &members,
+            Some(json!({"member": "p-bob"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s
+        .call("bob", Method::PUT, &me, Some(json!({"status": "rejected"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "rejected");
+    assert_eq!(s.show("bob", sid).await.status, StatusCode::OK);
+    for q in ["", "?visibility=shared", "?member_status=pending"] {
+        let l = s
+            .call("bob", Method::GET, &format!("/v2/images{q}"), None)
+            .await
+            .json();
+        assert!(!ids(&l).contains(&"shr".to_string()), "{q}: {l}");
+    }
+    assert_eq!(
+        ids(&s
+            .call(
+                "bob",
+                Method::GET,
+                "/v2/images?visibility=shared&member_status=rejected",
+                None
+            )
+            .await
+            .json()),
+        ["shr"]
+    );
+    // The owner sees the answer.
+    let r = s.call("alice", Method::GET, &me, None).await;
+    assert_eq!(r.json()["status"], "rejected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
