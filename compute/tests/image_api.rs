@@ -283,6 +283,10 @@ async fn create_show_list_filter_sort_and_page() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            json!({"name": "x", "container_format": "crate"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             json!({"name": "x", "status": "active"}),
             StatusCode::FORBIDDEN,
         ),
@@ -414,6 +418,14 @@ async fn json_patch_as_glance_applies_it() {
         ),
         (
             json!([{"op": "replace", "path": "/a/b", "value": "x"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "add", "path": "/container_format", "value": "crate"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/disk_format", "value": "floppy"}]),
             StatusCode::BAD_REQUEST,
         ),
     ] {
