@@ -10,6 +10,11 @@
 //! of that transfer. A server that buffered the body, or read the file
 //! whole for the download, would peak at about the image's size.
 //!
+//! The same upload checks that md5 and sha512 ran on separate threads (the
+//! hash work must not serialise the upload): no thread of the server spent
+//! anywhere near the CPU time both hashes of the image cost on one thread,
+//! as timed here, in this process, with the same crates.
+//!
 //! `WEFT_IMAGE_RSS_MIB` sets the size (default 4096); a smaller one is for
 //! a quick run, and must stay well above the bound to prove anything.
 
@@ -40,6 +45,38 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 fn reset_peak(pid: u32) -> u64 {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs (same user)");
     status_kib(pid, "VmRSS")
+}
+
+/// Clock ticks (utime + stime) from the text of a `/proc/.../stat` file.
+fn stat_ticks(stat: &str) -> u64 {
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// CPU clock ticks so far of each thread of process `pid`.
+fn thread_ticks(pid: u32) -> std::collections::HashMap<String, u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| {
+            let tid = e.ok()?.file_name().to_string_lossy().into_owned();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+            Some((tid, stat_ticks(&stat)))
+        })
+        .collect()
+}
+
+/// This thread's CPU ticks so far.
+fn own_ticks() -> u64 {
+    stat_ticks(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())
+}
+
+/// CPU ticks this thread spends on `work`.
+fn ticks_of(work: impl FnOnce()) -> u64 {
+    let t0 = own_ticks();
+    work();
+    own_ticks() - t0
 }
 
 /// Sends a request head; the connection then carries the body, if any.
@@ -166,6 +203,7 @@ fn a_4_gib_image_goes_up_and_down_in_constant_rss() {
         *b = seed as u8;
     }
     let base_up = reset_peak(pid);
+    let ticks_before = thread_ticks(pid);
     let started = Instant::now();
     let mut s = head(
         port,
@@ -187,6 +225,11 @@ fn a_4_gib_image_goes_up_and_down_in_constant_rss() {
     assert_eq!(st, 204, "{lines:?}");
     let up_secs = started.elapsed().as_secs_f64();
     let peak_up = status_kib(pid, "VmHWM");
+    let mut busiest: Vec<u64> = thread_ticks(pid)
+        .into_iter()
+        .map(|(tid, t)| t - ticks_before.get(&tid).copied().unwrap_or(0))
+        .collect();
+    busiest.sort_unstable_by(|a, b| b.cmp(a));
     let want = hex(&want.finalize());
     let (_, v) = call(port, "GET", &image_path, &token, None);
     assert_eq!(v["status"], "active");
@@ -213,7 +256,25 @@ fn a_4_gib_image_goes_up_and_down_in_constant_rss() {
     let peak_down = status_kib(pid, "VmHWM");
     assert_eq!((n, hex(&got.finalize())), (size, want));
 
+    // Each hash alone over a quarter of the image (at least 256 MiB), scaled.
+    let cal = (mib / 4).max(256);
+    let scale = |t: u64| t * mib / cal;
+    let md5 = scale(ticks_of(|| {
+        let mut d = <md5::Md5 as md5::Digest>::new();
+        (0..cal).for_each(|_| md5::Digest::update(&mut d, &block));
+        std::hint::black_box(md5::Digest::finalize(d));
+    }));
+    let sha512 = scale(ticks_of(|| {
+        let mut d = Sha512::new();
+        (0..cal).for_each(|_| d.update(&block));
+        std::hint::black_box(d.finalize());
+    }));
     let mb = |secs: f64| size as f64 / 1e6 / secs;
+    eprintln!(
+        "CPU ticks: md5 alone {md5}, sha512 alone {sha512}; the server's busiest threads \
+         during the upload: {:?}",
+        &busiest[..busiest.len().min(5)]
+    );
     eprintln!(
         "{mib} MiB: up {:.0} MB/s, server RSS {} -> peak {} MiB; down {:.0} MB/s, RSS {} -> peak {} MiB",
         mb(up_secs),
@@ -223,6 +284,7 @@ fn a_4_gib_image_goes_up_and_down_in_constant_rss() {
         base_down >> 10,
         peak_down >> 10
     );
+    assert_hashes_spread(&busiest, md5, sha512);
     for (what, base, peak) in [
         ("upload", base_up, peak_up),
         ("download", base_down, peak_down),
@@ -234,6 +296,20 @@ fn a_4_gib_image_goes_up_and_down_in_constant_rss() {
             peak >> 10
         );
     }
+}
+
+/// No thread did both hashes: the busiest spent less than the slower hash
+/// plus half the faster (one thread doing both would spend their sum).
+fn assert_hashes_spread(busiest: &[u64], md5: u64, sha512: u64) {
+    let bound = md5.max(sha512) + md5.min(sha512) / 2;
+    assert!(
+        busiest[0] < bound,
+        "a server thread spent {} ticks on the upload; md5 and sha512 on one thread cost \
+         {} + {} (bound {bound}): the hashes ran on one thread",
+        busiest[0],
+        md5,
+        sha512
+    );
 }
 
 fn hex(b: &[u8]) -> String {
