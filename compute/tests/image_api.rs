@@ -710,9 +710,18 @@ async fn visibility_members_and_policy_across_projects() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(s.show("bob", sid).await.status, StatusCode::NOT_FOUND);
+}
 
-    // Added again, bob rejects: he can still look it up by id (as in
-    // Glance), but it leaves his lists unless he asks for rejected ones.
+/// A member who rejects a share can still look the image up by id (as in
+/// Glance), but it leaves his lists unless he asks for rejected ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_share_leaves_the_members_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let shared = s.create("alice", json!({"name": "shr"})).await;
+    let sid = shared["id"].as_str().unwrap();
+    let members = format!("/v2/images/{sid}/members");
+    let me = format!("{members}/p-bob");
     let r = s
         .call(
             "alice",
@@ -747,9 +756,17 @@ async fn visibility_members_and_policy_across_projects() {
             .json()),
         ["shr"]
     );
-    // The owner sees the answer.
+    // The owner sees the answer; the member may change his mind.
     let r = s.call("alice", Method::GET, &me, None).await;
     assert_eq!(r.json()["status"], "rejected");
+    let r = s
+        .call("bob", Method::PUT, &me, Some(json!({"status": "accepted"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        ids(&s.call("bob", Method::GET, "/v2/images", None).await.json())
+            .contains(&"shr".to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
