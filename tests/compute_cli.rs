@@ -1,7 +1,8 @@
 //! End to end: the Compute API of `weft serve` driven by the real
 //! `openstack` CLI: the catalog's compute endpoint, flavors (public and
 //! private with project access, properties, admin-only create), and key
-//! pairs (import, generate, per user) as a user and an admin type them.
+//! pairs (import, generate, per user) as a user and an admin type them;
+//! a server with no compute host going ERROR with Nova's fault, and deleted.
 //!
 //! Needs python-openstackclient in /opt/weft-venv (scripts/install-deps.sh).
 
@@ -174,6 +175,103 @@ fn openstack_cli_flavors_and_keypairs() {
     assert!(
         err.contains("409") || err.contains("already exists"),
         "{err}"
+    );
+
+    // Servers: with no compute host registered, a create is accepted and
+    // goes ERROR with Nova's fault, never hangs in BUILD.
+    let img_file = dir.path().join("disk.raw");
+    std::fs::write(&img_file, vec![0u8; 1 << 20]).unwrap();
+    s.json(&[
+        "image",
+        "create",
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--public",
+        "--file",
+        img_file.to_str().unwrap(),
+        "tiny-img",
+    ]);
+    let net = json_as(&demo, &["network", "create", "demo-net"]);
+    json_as(
+        &demo,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "demo-net",
+            "--subnet-range",
+            "10.9.0.0/24",
+            "demo-sub",
+        ],
+    );
+    let server = json_as(
+        &demo,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "m1.tiny",
+            "--image",
+            "tiny-img",
+            "--network",
+            net["id"].as_str().unwrap(),
+            "--key-name",
+            "demo-gen",
+            "vm1",
+        ],
+    );
+    assert_eq!(server["status"], "BUILD", "{server}");
+    let id = server["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let shown = loop {
+        let v = json_as(&demo, &["server", "show", &id]);
+        if v["status"] != "BUILD" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "still BUILD: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert_eq!(shown["status"], "ERROR", "{shown}");
+    assert!(
+        shown["fault"]
+            .to_string()
+            .contains("No valid host was found"),
+        "{shown}"
+    );
+    let listed = json_as(&demo, &["server", "list"]);
+    assert_eq!(names(&listed, "Name"), ["vm1"]);
+    assert_eq!(
+        s.json(&["server", "list"]),
+        serde_json::json!([]),
+        "the admin's project has none"
+    );
+    let err = fails_as(
+        &demo,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "m1.tiny",
+            "--image",
+            "no-such-image",
+            "--network",
+            "demo-net",
+            "vm2",
+        ],
+    );
+    assert!(
+        err.contains("No Image found") || err.contains("image"),
+        "{err}"
+    );
+    assert!(serve_util::run(&demo, &["server", "delete", "--wait", &id])
+        .status
+        .success());
+    assert_eq!(json_as(&demo, &["server", "list"]), serde_json::json!([]));
+    assert_eq!(
+        s.json(&["compute", "service", "list"]),
+        serde_json::json!([])
     );
 
     // Deletes.

@@ -79,10 +79,11 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     let mut server = Server::open(cfg)?;
-    let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
-    let _images = super::image::start_in_serve(&mut server, &a.image)?;
-    mount_placement(&mut server, a.placement_noauth2)?;
-    let _compute = weft_ctrl::compute::mount(&mut server).map_err(anyhow::Error::msg)?;
+    let (net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
+    let images = super::image::start_in_serve(&mut server, &a.image)?;
+    let placement = mount_placement(&mut server, a.placement_noauth2)?;
+    let _compute = weft_ctrl::compute::mount(&mut server, images, net, placement, rt.handle())
+        .map_err(anyhow::Error::msg)?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
@@ -105,7 +106,10 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
 
 /// Placement under `/placement` (catalog type `placement`), on the shared
 /// store and the server's policy settings.
-fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
+fn mount_placement(
+    server: &mut Server,
+    noauth2: bool,
+) -> anyhow::Result<std::sync::Arc<weft_compute::placement::Placement>> {
     use weft_compute::placement;
     let sc = server.config().clone();
     let pl = if noauth2 {
@@ -137,5 +141,5 @@ fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
         placement::router(pl.clone()),
     ))?;
     server.follow(pl.replica());
-    Ok(())
+    Ok(pl)
 }

@@ -1,5 +1,6 @@
-//! The Compute API v2.1 (Nova) service: flavors and key pairs so far;
-//! servers, the scheduler and the compute agent are built on it.
+//! The Compute API v2.1 (Nova) service: flavors, key pairs, servers, the
+//! compute hosts, and the build loop (filter scheduler over placement,
+//! claims, the hosts' drivers) in [`build`].
 //!
 //! ```text
 //!  HTTP (axum: api/*.rs) ─► Caller ─► Ctx (token validated by ctrl's layer)
@@ -13,12 +14,14 @@
 
 pub mod api;
 pub mod body;
+pub mod build;
 pub mod error;
 pub mod flavors;
 pub mod keypairs;
 pub mod microversion;
 pub mod model;
 pub mod policy;
+pub mod servers;
 pub mod service;
 pub mod state;
 
@@ -34,12 +37,24 @@ use std::sync::{Arc, Mutex};
 use weft_identity::policy::{Enforcer, Mode};
 use weft_store::{Replica, Store};
 
+/// What server create looks up in the other services (images, networking)
+/// as the caller may see them; `weft serve` implements it over its
+/// in-process services.
+pub trait Lookups: Send + Sync {
+    /// The facts about `req`'s image, networks, ports and groups for `ctx`.
+    fn facts(&self, ctx: &Ctx, req: &servers::request::CreateServer) -> servers::Facts;
+}
+
 /// The running compute API service: its replica of the records, policy and auth.
 pub struct Compute {
     replica: Arc<Replica<State>>,
     ids: Mutex<Box<dyn Ids>>,
     authz: Box<dyn policy::Authz>,
     tokens: Arc<dyn Tokens>,
+    lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
+    quota: servers::Quota,
+    builds: build::Builds,
+    weights: build::scheduler::Weights,
 }
 
 /// RFC 3339 UTC with microseconds, as Nova shows times.
@@ -87,7 +102,98 @@ impl Compute {
             ids: Mutex::new(ids),
             authz,
             tokens,
+            lookups: std::sync::OnceLock::new(),
+            quota: servers::Quota::default(),
+            builds: build::Builds::default(),
+            weights: build::scheduler::Weights::default(),
         }))
+    }
+
+    /// Sets where server create looks up images and networks (once).
+    pub fn set_lookups(&self, l: Arc<dyn Lookups>) {
+        let _ = self.lookups.set(l);
+    }
+
+    /// The facts for a create; without lookups nothing is found.
+    pub fn facts(&self, ctx: &Ctx, req: &servers::request::CreateServer) -> servers::Facts {
+        match self.lookups.get() {
+            Some(l) => l.facts(ctx, req),
+            None => servers::Facts::default(),
+        }
+    }
+
+    /// The build loop's registry of drivers and work in flight.
+    pub fn builds(&self) -> &build::Builds {
+        &self.builds
+    }
+
+    /// Wakes the build loop.
+    pub fn kick_builds(&self) {
+        self.builds.kick();
+    }
+
+    /// The weigher multipliers.
+    pub fn weights(&self) -> build::scheduler::Weights {
+        self.weights
+    }
+
+    /// The current records.
+    pub fn snapshot(&self) -> Arc<State> {
+        self.replica.snapshot()
+    }
+
+    /// Applies other replicas' commits now.
+    pub fn catch_up(&self) -> ComputeResult<bool> {
+        Ok(self.replica.catch_up()?)
+    }
+
+    /// Registers (or refreshes) a compute host this process runs: its
+    /// provider and inventory in placement, its record with a heartbeat,
+    /// and its driver for the build loop.
+    pub fn register_host(
+        &self,
+        claims: &dyn build::claims::Claims,
+        mut host: build::host::ComputeHost,
+        inventory: &std::collections::BTreeMap<String, crate::placement::model::Inventory>,
+        spawner: Arc<dyn build::Spawner>,
+    ) -> ComputeResult<()> {
+        host.provider = claims
+            .register(&host.name, inventory)
+            .map_err(ComputeError::Internal)?;
+        self.write(|st, env| {
+            let mut h = host.clone();
+            h.heartbeat = env.now.clone();
+            if let Some(old) = st.hosts.get(&h.name) {
+                // An operator's enable/disable and forced_down outlive restarts.
+                h.enabled = old.enabled;
+                h.disabled_reason = old.disabled_reason.clone();
+                h.forced_down = old.forced_down;
+                h.seq = old.seq;
+            } else {
+                h.seq = st.hosts.values().map(|x| x.seq).max().unwrap_or(0) + 1;
+            }
+            Ok(((), vec![state::Change::Host(h)]))
+        })?;
+        self.builds.add_spawner(&host.name, spawner);
+        Ok(())
+    }
+
+    /// A host's heartbeat.
+    pub fn heartbeat(&self, host: &str) -> ComputeResult<()> {
+        let host = host.to_string();
+        self.write(move |st, env| match st.hosts.get(&host) {
+            Some(h) => {
+                let mut h = h.clone();
+                h.heartbeat = env.now.clone();
+                Ok(((), vec![state::Change::Host(h)]))
+            }
+            None => Ok(((), vec![])),
+        })
+    }
+
+    /// Per-project limits.
+    pub fn quota(&self) -> servers::Quota {
+        self.quota
     }
 
     /// The replica, for `weft serve` to follow other replicas' commits.

@@ -35,6 +35,8 @@ impl Ctx {
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("context_is_admin", "role:admin"),
     ("admin_api", "role:admin"),
+    ("os_compute_api:os-services:list", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:list", "rule:admin_api"),
     (
         "project_reader_or_admin",
         "role:admin or (role:reader and project_id:%(project_id)s)",
@@ -70,6 +72,42 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     (
         "os_compute_api:os-flavor-extra-specs:show",
         "rule:project_reader_or_admin",
+    ),
+    (
+        "project_member_or_admin",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "os_compute_api:servers:create",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:servers:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:detail",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:delete",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:update",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:delete",
+        "rule:project_member_or_admin",
     ),
     (
         "os_compute_api:os-keypairs:index",

@@ -2,10 +2,12 @@
 //!
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
-//! `flavor`, `flavor_access` and `keypair`) and every replica applies the
+//! `flavor`, `flavor_access`, `keypair`, `server` and `host`) and every replica applies the
 //! same commit here.
 
+use super::build::host::ComputeHost;
 use super::model::{Flavor, Keypair};
+use super::servers::record::Server;
 use std::collections::{BTreeMap, BTreeSet};
 use weft_store::{Model, Row, StoreError};
 
@@ -27,6 +29,14 @@ pub enum Change {
     Keypair(Keypair),
     /// A key pair removed: (user id, name).
     DeleteKeypair(String, String),
+    /// A server written whole.
+    Server(Box<Server>),
+    /// A server gone (after its teardown).
+    DeleteServer(String),
+    /// A compute host's record (registration, heartbeat, enable/disable).
+    Host(ComputeHost),
+    /// A compute host removed (`openstack compute service delete`).
+    DeleteHost(String),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -40,6 +50,10 @@ pub struct State {
     pub flavor_access: BTreeSet<(String, String)>,
     /// Key pairs by (user id, name).
     pub keypairs: BTreeMap<(String, String), Keypair>,
+    /// Servers by id.
+    pub servers: BTreeMap<String, Server>,
+    /// Compute hosts by name.
+    pub hosts: BTreeMap<String, ComputeHost>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -74,6 +88,10 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
             Change::DeleteKeypair(u, n) => {
                 Ok(weft_store::Change::delete("keypair", pair_key(u, n)))
             }
+            Change::Server(sv) => weft_store::Change::put_json("server", &sv.id, sv),
+            Change::DeleteServer(id) => Ok(weft_store::Change::delete("server", id)),
+            Change::Host(h) => weft_store::Change::put_json("host", &h.name, h),
+            Change::DeleteHost(n) => Ok(weft_store::Change::delete("host", n)),
         })
         .collect()
 }
@@ -87,6 +105,10 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
             Ok(Change::Access(f, p))
         }
         "keypair" => Ok(Change::Keypair(serde_json::from_str(body).map_err(bad)?)),
+        "server" => Ok(Change::Server(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
+        "host" => Ok(Change::Host(serde_json::from_str(body).map_err(bad)?)),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -106,6 +128,8 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
                 let (u, n) = split_pair(id)?;
                 Ok(Change::DeleteKeypair(u, n))
             }
+            "server" => Ok(Change::DeleteServer(id.clone())),
+            "host" => Ok(Change::DeleteHost(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -164,6 +188,18 @@ impl State {
                 }
                 Change::DeleteKeypair(u, n) => {
                     self.keypairs.remove(&(u.clone(), n.clone()));
+                }
+                Change::Server(sv) => {
+                    self.servers.insert(sv.id.clone(), (**sv).clone());
+                }
+                Change::DeleteServer(id) => {
+                    self.servers.remove(id);
+                }
+                Change::Host(h) => {
+                    self.hosts.insert(h.name.clone(), h.clone());
+                }
+                Change::DeleteHost(n) => {
+                    self.hosts.remove(n);
                 }
             }
         }

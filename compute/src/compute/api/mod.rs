@@ -3,7 +3,9 @@
 //! live in their own files.
 
 mod flavors;
+mod hosts;
 mod keypairs;
+mod servers;
 
 use super::error::{ComputeError, ComputeResult};
 use super::microversion::{self, MAX, MIN};
@@ -170,6 +172,34 @@ pub fn router(compute: Arc<Compute>) -> Router {
             get(flavors::access_h),
         )
         .route("/v2.1/flavors/{id}/action", post(flavors::action_h))
+        .route(
+            "/v2.1/servers",
+            get(servers::list_h).post(servers::create_h),
+        )
+        .route("/v2.1/servers/detail", get(servers::detail_h))
+        .route(
+            "/v2.1/servers/{id}",
+            get(servers::show_h).delete(servers::delete_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/metadata",
+            get(servers::metadata_h)
+                .put(servers::put_metadata_h)
+                .post(servers::post_metadata_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/metadata/{key}",
+            get(servers::meta_item_h)
+                .put(servers::put_meta_item_h)
+                .delete(servers::delete_meta_item_h),
+        )
+        .route("/v2.1/os-services", get(hosts::services_h))
+        .route("/v2.1/os-hypervisors", get(hosts::hypervisors_h))
+        .route(
+            "/v2.1/os-hypervisors/detail",
+            get(hosts::hypervisors_detail_h),
+        )
+        .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(
             "/v2.1/os-keypairs",
             get(keypairs::list_h).post(keypairs::create_h),
