@@ -88,11 +88,7 @@ async fn plug_and_unplug_ports_for_a_build() {
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let (_, given) = api
-        .post(
-            "/ports",
-            ALICE,
-            json!({"port": {"network_id": net_id}}),
-        )
+        .post("/ports", ALICE, json!({"port": {"network_id": net_id}}))
         .await;
     let given_id = given["port"]["id"].as_str().unwrap().to_string();
 
@@ -160,9 +156,7 @@ async fn plug_and_unplug_ports_for_a_build() {
         err.contains("10.5.0.77") || err.to_lowercase().contains("ip"),
         "{err}"
     );
-    let (_, ports) = api
-        .get(&format!("/ports?device_id={}", t.id), ALICE)
-        .await;
+    let (_, ports) = api.get(&format!("/ports?device_id={}", t.id), ALICE).await;
     assert_eq!(ports["ports"], json!([]), "no leaked port");
     t.created_ports.clear();
 
@@ -178,4 +172,102 @@ async fn plug_and_unplug_ports_for_a_build() {
     assert_eq!(port["port"]["binding:host_id"], "");
     // Idempotent.
     off_runtime(|| hs.unplug(&s));
+}
+
+/// Any token is alice, a member of her project (for the image service's
+/// own HTTP API, used here to put an image in place).
+struct Alice;
+impl Tokens for Alice {
+    fn validate(&self, _: &str) -> Option<Credentials> {
+        Some(Credentials {
+            user_id: "alice".into(),
+            roles: vec!["member".into(), "reader".into()],
+            project_id: Some("p-alice".into()),
+            ..Credentials::default()
+        })
+    }
+}
+
+/// A compute host's copy of an image: the whole data, read from the store
+/// window by window (over 8 MiB windows, so three of them here), under the
+/// destination name only once complete; an image without data is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_image_copies_the_data_whole() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new();
+    let backend = api.backend.clone();
+    let images = off_runtime(|| {
+        Images::open(
+            backend.store(),
+            backend.dir.path(),
+            &ImageConfig::default(),
+            None,
+            Mode::Enforce,
+            Arc::new(Alice),
+        )
+        .unwrap()
+    });
+    let app = weft_compute::image::router(images.clone());
+    let call = |method: &str, path: String, ct: &str, body: Vec<u8>| {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", "t")
+            .header("content-type", ct)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let new_image = || {
+        call(
+            "POST",
+            "/v2/images".into(),
+            "application/json",
+            json!({"name": "disk", "disk_format": "qcow2", "container_format": "bare"})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let (st, body) = new_image().await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data: Vec<u8> = (0..(17u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (st, _) = call(
+        "PUT",
+        format!("/v2/images/{id}/file"),
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    let hs = HostServices::new(images, api.net.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("disks").join("disk.qcow2");
+    let format = off_runtime(|| hs.fetch_image(&id, &dest)).unwrap();
+    assert_eq!(format, "qcow2");
+    assert!(std::fs::read(&dest).unwrap() == data, "the copy differs");
+    assert!(!dest.with_extension("part").exists());
+
+    let (_, body) = new_image().await;
+    let empty = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = dir.path().join("empty.qcow2");
+    let err = off_runtime(|| hs.fetch_image(&empty, &other)).unwrap_err();
+    assert!(err.contains("has no data"), "{err}");
+    assert!(!other.exists());
 }
