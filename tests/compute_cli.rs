@@ -223,7 +223,10 @@ fn openstack_cli_flavors_and_keypairs() {
         ],
     );
     // The build loop may have failed it already (no host at all).
-    assert!(server["status"] == "BUILD" || server["status"] == "ERROR", "{server}");
+    assert!(
+        server["status"] == "BUILD" || server["status"] == "ERROR",
+        "{server}"
+    );
     let id = server["id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let shown = loop {
