@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use weft_hypervisor::disk::{self, ImageCache};
 use weft_hypervisor::{
-    probe_accel, Driver, Error, InstanceSpec, InterfaceSpec, LibvirtConfig, LibvirtDriver,
-    PowerState, RebootKind,
+    probe_accel, Driver, Error, ExtraDisk, InstanceSpec, InterfaceSpec, LibvirtConfig,
+    LibvirtDriver, PowerState, RebootKind,
 };
 
 const TAP: &str = "hvtap0";
@@ -113,7 +113,9 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         shutdown_timeout: Duration::from_secs(3),
         ..Default::default()
     };
-    let driver = LibvirtDriver::connect(cfg.clone()).expect("libvirtd answers on qemu:///system");
+    // As the agent holds it: shared, behind the trait.
+    let driver: std::sync::Arc<dyn Driver> =
+        std::sync::Arc::new(LibvirtDriver::connect(cfg.clone()).expect("libvirtd answers"));
     let accel = probe_accel();
     eprintln!("accelerator: {:?} ({})", accel.accel, accel.reason);
 
@@ -126,6 +128,8 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
     let inst = cfg.instance_dir(uuid);
     let overlay = inst.join("disk");
     disk::create_overlay(&base, &overlay, 1).unwrap();
+    let ephemeral = inst.join("disk.eph0");
+    disk::create_blank(&ephemeral, 1).unwrap();
     assert_eq!(disk::image_info(&overlay).unwrap().virtual_size, 1 << 30);
 
     let spec = InstanceSpec {
@@ -134,7 +138,9 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         vcpus: 1,
         memory_mb: 256,
         root_disk: overlay.clone(),
-        ephemeral: None,
+        ephemeral: Some(ExtraDisk {
+            path: ephemeral.clone(),
+        }),
         swap: None,
         interfaces: vec![InterfaceSpec {
             tap: TAP.into(),
@@ -172,6 +178,16 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         driver.list().unwrap(),
         vec![(uuid, PowerState::Running)],
         "only weft's domains"
+    );
+    // An agent restarted with a new connection finds the same instance.
+    let again = LibvirtDriver::connect(cfg.clone()).unwrap();
+    assert_eq!(again.list().unwrap(), vec![(uuid, PowerState::Running)]);
+    drop(again);
+    let xml = virsh(&["dumpxml", &name]);
+    let xml = String::from_utf8_lossy(&xml.stdout);
+    assert!(
+        xml.contains(&format!("<source file='{}'", ephemeral.display())),
+        "{xml}"
     );
 
     // The guest boots from the overlay, asks for DHCP through the tap (no
@@ -228,11 +244,15 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
             .contains("udhcpc: started")
     });
 
+    // Suspended while paused, it still resumes running.
+    driver.pause(uuid).unwrap();
     driver.suspend(uuid).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Suspended);
     assert_eq!(driver.list().unwrap(), vec![(uuid, PowerState::Suspended)]);
+    assert!(!tap_exists(), "no QEMU while suspended");
     driver.resume(uuid).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Running);
+    assert!(tap_exists());
     driver.reboot(uuid, RebootKind::Hard).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Running);
 
@@ -252,6 +272,7 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         !overlay.exists() && !inst.exists(),
         "instance dir and overlay removed"
     );
+    assert!(!ephemeral.exists());
     assert!(!tap_exists(), "tap gone");
     assert!(base.exists(), "the cached image stays for the next build");
     driver.destroy(uuid).unwrap();
