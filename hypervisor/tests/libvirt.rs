@@ -89,8 +89,21 @@ fn state_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
+/// What the test made: the driver as the agent holds it (shared, behind
+/// the trait), the spec, and the files to check after destroy.
+struct Fixture {
+    driver: std::sync::Arc<dyn Driver>,
+    cfg: LibvirtConfig,
+    spec: InstanceSpec,
+    base: PathBuf,
+    ephemeral: PathBuf,
+    other: String,
+    _cleanup: Cleanup,
+}
+
+/// Image cache, overlay and ephemeral disk as the agent will make them, a
+/// plain non-weft domain beside ours, and the spec.
+fn setup() -> Fixture {
     assert!(
         is_root(),
         "this test needs root (libvirt qemu:///system, taps)"
@@ -98,28 +111,24 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
     run("libvirt.sh");
     run("guest-image.sh");
     let image = repo().join("target/guest/weft-guest.qcow2");
-
     let dir = state_dir();
     let pid = std::process::id();
     let name = format!("weft-hv-{pid}");
     let other = format!("weft-hv-{pid}-other");
-    let _cleanup = Cleanup {
+    let cleanup = Cleanup {
         dir: dir.clone(),
         domains: vec![name.clone(), other.clone()],
     };
-
     let cfg = LibvirtConfig {
         instances_dir: dir.join("instances"),
         shutdown_timeout: Duration::from_secs(3),
         ..Default::default()
     };
-    // As the agent holds it: shared, behind the trait.
     let driver: std::sync::Arc<dyn Driver> =
         std::sync::Arc::new(LibvirtDriver::connect(cfg.clone()).expect("libvirtd answers"));
     let accel = probe_accel();
     eprintln!("accelerator: {:?} ({})", accel.accel, accel.reason);
 
-    // The image cache and the overlay, as the agent will make them.
     let cache = ImageCache::new(dir.join("images"));
     let base = cache
         .install("weft-guest", &mut std::fs::File::open(&image).unwrap())
@@ -132,12 +141,20 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
     disk::create_blank(&ephemeral, 1).unwrap();
     assert_eq!(disk::image_info(&overlay).unwrap().virtual_size, 1 << 30);
 
+    // A domain that is not weft's: list() must leave it out.
+    let xml = format!("<domain type='qemu'><name>{other}</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>");
+    let other_xml = dir.join("other.xml");
+    std::fs::write(&other_xml, xml).unwrap();
+    assert!(virsh(&["define", other_xml.to_str().unwrap()])
+        .status
+        .success());
+
     let spec = InstanceSpec {
         uuid,
-        name: name.clone(),
+        name,
         vcpus: 1,
         memory_mb: 256,
-        root_disk: overlay.clone(),
+        root_disk: overlay,
         ephemeral: Some(ExtraDisk {
             path: ephemeral.clone(),
         }),
@@ -151,25 +168,39 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         accel: accel.accel,
         metadata: [("project".to_string(), "hv-test".to_string())].into(),
     };
+    Fixture {
+        driver,
+        cfg,
+        spec,
+        base,
+        ephemeral,
+        other,
+        _cleanup: cleanup,
+    }
+}
 
+#[test]
+fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
+    let f = setup();
+    spawn_and_boot(&f);
+    power_operations(&f);
+    destroy_leaves_nothing(&f);
+}
+
+/// Spawn (refusing a missing disk and a second start), the tap, list(), and
+/// the guest's first boot on the console.
+fn spawn_and_boot(f: &Fixture) {
+    let (driver, uuid) = (&f.driver, f.spec.uuid);
     // A build whose disk is missing defines nothing.
-    let mut broken = spec.clone();
-    broken.root_disk = dir.join("nope");
+    let mut broken = f.spec.clone();
+    broken.root_disk = "/tmp/hv-nonexistent/disk".into();
     assert!(matches!(driver.spawn(&broken), Err(Error::InvalidSpec(_))));
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Absent);
 
-    // A domain that is not weft's: list() must leave it out.
-    let xml = format!("<domain type='qemu'><name>{other}</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>");
-    let other_xml = dir.join("other.xml");
-    std::fs::write(&other_xml, xml).unwrap();
-    assert!(virsh(&["define", other_xml.to_str().unwrap()])
-        .status
-        .success());
-
-    driver.spawn(&spec).unwrap();
+    driver.spawn(&f.spec).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Running);
     assert!(
-        matches!(driver.spawn(&spec), Err(Error::AlreadyExists(u)) if u == uuid),
+        matches!(driver.spawn(&f.spec), Err(Error::AlreadyExists(u)) if u == uuid),
         "never started twice"
     );
     assert!(tap_exists(), "libvirt made the tap");
@@ -180,13 +211,13 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         "only weft's domains"
     );
     // An agent restarted with a new connection finds the same instance.
-    let again = LibvirtDriver::connect(cfg.clone()).unwrap();
+    let again = LibvirtDriver::connect(f.cfg.clone()).unwrap();
     assert_eq!(again.list().unwrap(), vec![(uuid, PowerState::Running)]);
     drop(again);
-    let xml = virsh(&["dumpxml", &name]);
+    let xml = virsh(&["dumpxml", &f.spec.name]);
     let xml = String::from_utf8_lossy(&xml.stdout);
     assert!(
-        xml.contains(&format!("<source file='{}'", ephemeral.display())),
+        xml.contains(&format!("<source file='{}'", f.ephemeral.display())),
         "{xml}"
     );
 
@@ -212,7 +243,12 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         driver.console_output(uuid, Some(1)).unwrap().trim_end(),
         "WEFT-GUEST up"
     );
+}
 
+/// Pause, stop/start (a fresh console log, the tap gone and back),
+/// suspend while paused, hard reboot.
+fn power_operations(f: &Fixture) {
+    let (driver, uuid) = (&f.driver, f.spec.uuid);
     driver.pause(uuid).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Paused);
     assert!(matches!(
@@ -261,25 +297,31 @@ fn guest_boots_on_an_overlay_with_a_tap_and_is_torn_down() {
         hr.vcpus >= 1 && hr.memory_mb > 256 && hr.disk_gb >= 1,
         "{hr:?}"
     );
+}
 
+/// Destroy: domain, disks, directory and tap gone, the cache kept; twice is
+/// fine; the other domain untouched.
+fn destroy_leaves_nothing(f: &Fixture) {
+    let (driver, uuid) = (&f.driver, f.spec.uuid);
+    let inst = f.cfg.instance_dir(uuid);
     driver.destroy(uuid).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Absent);
     assert!(
-        !virsh(&["dominfo", &name]).status.success(),
+        !virsh(&["dominfo", &f.spec.name]).status.success(),
         "domain undefined"
     );
     assert!(
-        !overlay.exists() && !inst.exists(),
+        !f.spec.root_disk.exists() && !inst.exists(),
         "instance dir and overlay removed"
     );
-    assert!(!ephemeral.exists());
+    assert!(!f.ephemeral.exists());
     assert!(!tap_exists(), "tap gone");
-    assert!(base.exists(), "the cached image stays for the next build");
+    assert!(f.base.exists(), "the cached image stays for the next build");
     driver.destroy(uuid).unwrap();
     assert!(driver.list().unwrap().is_empty());
     assert!(matches!(driver.start(uuid), Err(Error::NotFound(_))));
     assert!(
-        virsh(&["dominfo", &other]).status.success(),
+        virsh(&["dominfo", &f.other]).status.success(),
         "the other domain was not touched"
     );
 }
