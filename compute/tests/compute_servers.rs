@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use weft_compute::compute::build::{self, host::ComputeHost, Spawned, Spawner};
+use weft_compute::compute::servers::actions::Power;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
 use weft_compute::compute::{self, Compute, Ctx, Lookups};
@@ -73,6 +74,7 @@ impl Lookups for World {
 struct Recorder {
     spawned: Mutex<Vec<String>>,
     destroyed: Mutex<Vec<String>>,
+    powered: Mutex<Vec<(String, Power)>>,
 }
 
 impl Spawner for Recorder {
@@ -93,6 +95,13 @@ impl Spawner for Recorder {
     fn destroy(&self, s: &Server) -> Result<(), String> {
         self.destroyed.lock().unwrap().push(s.id.clone());
         Ok(())
+    }
+    fn power(&self, s: &Server, op: Power) -> Result<(), String> {
+        self.powered.lock().unwrap().push((s.id.clone(), op));
+        Ok(())
+    }
+    fn console(&self, s: &Server, _lines: Option<usize>) -> Result<String, String> {
+        Ok(format!("console of {}\n", s.name))
     }
 }
 

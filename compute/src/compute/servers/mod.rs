@@ -3,6 +3,7 @@
 //! facts the handler looked up elsewhere ([`Facts`]); the build itself
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
+pub mod actions;
 pub mod record;
 pub mod request;
 pub mod view;
