@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_agent::compute::{Build, HostCompute, ImageSource, Nic};
-use weft_compute::compute::build::{host::ComputeHost, Spawned, Spawner};
+use weft_compute::compute::build::{host::ComputeHost, Observed, Spawned, Spawner};
 use weft_compute::compute::servers::actions::Power;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::compute::Compute;
 use weft_compute::placement::model::Inventory;
 use weft_compute::placement::Placement;
 use weft_ctrl::compute_host::HostServices;
-use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver, RebootKind};
+use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver, PowerState, RebootKind};
 
 /// Which driver this host's servers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +149,27 @@ impl Spawner for LocalHost {
 
     fn console(&self, s: &Server, lines: Option<usize>) -> Result<String, String> {
         self.compute.console(&s.id, lines)
+    }
+
+    fn observe(&self) -> Result<BTreeMap<String, Observed>, String> {
+        let list = self.compute.driver().list().map_err(|e| e.to_string())?;
+        Ok(list
+            .into_iter()
+            .map(|(u, st)| {
+                let seen = match st {
+                    PowerState::Running => Observed::Running,
+                    PowerState::Shutoff | PowerState::Crashed => Observed::Shutoff,
+                    PowerState::Paused => Observed::Paused,
+                    PowerState::Suspended => Observed::Suspended,
+                    PowerState::Absent => Observed::Absent,
+                };
+                (u.to_string(), seen)
+            })
+            .collect())
+    }
+
+    fn destroy_orphan(&self, server_id: &str) -> Result<(), String> {
+        self.compute.destroy(server_id)
     }
 }
 

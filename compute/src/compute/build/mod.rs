@@ -15,6 +15,7 @@
 pub mod claims;
 pub mod host;
 pub mod plan;
+pub mod reconcile;
 pub mod scheduler;
 
 use super::servers::actions::Power;
@@ -34,6 +35,21 @@ pub struct Spawned {
     pub created_ports: Vec<String>,
 }
 
+/// A domain's state as the host's driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Running guest code.
+    Running,
+    /// Defined, not running.
+    Shutoff,
+    /// Paused in memory.
+    Paused,
+    /// Saved to disk.
+    Suspended,
+    /// Not on the host.
+    Absent,
+}
+
 /// A compute host's driver, as the build calls it: the in-process agent of
 /// `weft serve` implements it over the hypervisor crate.
 pub trait Spawner: Send + Sync {
@@ -45,6 +61,10 @@ pub trait Spawner: Send + Sync {
     fn power(&self, server: &Server, op: Power) -> Result<(), String>;
     /// The last `lines` lines of its serial console (all with `None`).
     fn console(&self, server: &Server, lines: Option<usize>) -> Result<String, String>;
+    /// Every weft domain on the host: server id -> state (for reconcile).
+    fn observe(&self) -> Result<BTreeMap<String, Observed>, String>;
+    /// Destroys a domain no server owns any more (a leak after a restart).
+    fn destroy_orphan(&self, server_id: &str) -> Result<(), String>;
 }
 
 /// The build loop's state: who spawns on which host, what is in flight.
