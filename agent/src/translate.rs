@@ -15,10 +15,10 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use weft_datapath::config::{
-    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SwitchConfig,
+    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SubnetConfig, SwitchConfig,
 };
 use weft_datapath::MacAddr;
-use weft_proto::{HostNetwork, HostPort, HostState};
+use weft_proto::{HostNetwork, HostPort, HostState, HostSubnet};
 
 /// How the host state maps onto this switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +161,45 @@ fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
         allowed_address_pairs,
         // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
         mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
+        dns_name: p.dns_name.clone(),
+    })
+}
+
+/// The switch subnet for a subnet from ctrl (its DHCP server's options).
+fn subnet_config(network: &str, s: &HostSubnet) -> Result<SubnetConfig, String> {
+    let obj = format!("subnet {:?}", s.id);
+    let ip = |field: &str, v: &str| {
+        v.parse::<IpAddr>()
+            .map_err(|_| format!("{obj}: {field}: invalid IP address {v:?}"))
+    };
+    let net = |field: &str, v: &str| {
+        v.parse::<IpNet>()
+            .map_err(|_| format!("{obj}: {field}: invalid CIDR {v:?}"))
+    };
+    Ok(SubnetConfig {
+        network: network.to_string(),
+        cidr: net("cidr", &s.cidr)?,
+        gateway_ip: s
+            .gateway_ip
+            .as_deref()
+            .map(|g| ip("gateway_ip", g))
+            .transpose()?,
+        dns_nameservers: s
+            .dns_nameservers
+            .iter()
+            .map(|d| ip("dns_nameservers", d))
+            .collect::<Result<_, _>>()?,
+        host_routes: s
+            .host_routes
+            .iter()
+            .map(|r| {
+                Ok((
+                    net("host_routes: destination", &r.destination)?,
+                    ip("host_routes: nexthop", &r.nexthop)?,
+                ))
+            })
+            .collect::<Result<_, String>>()?,
+        enable_dhcp: s.enable_dhcp,
     })
 }
 
@@ -262,6 +301,20 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
                 bad.get_or_insert(e);
             }
         }
+        // The network's subnets: the switch answers DHCP on the enable_dhcp ones.
+        let subnets = st
+            .networks
+            .iter()
+            .filter(|n| n.id == *id)
+            .flat_map(|n| &n.subnets);
+        for s in subnets {
+            match subnet_config(id, s) {
+                Ok(s) => cfg.subnets.push(s),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
     }
     cfg.ports.extend(ports);
     if let (Some(own), Some(tunnel)) = (&base.tunnel_ip, cfg.tunnel.as_mut()) {
@@ -314,6 +367,7 @@ interface = "eth1"
             segmentation_id: seg,
             mtu: 1500,
             admin_state_up: true,
+            subnets: vec![],
         }
     }
 
@@ -333,6 +387,7 @@ interface = "eth1"
             kind: "system".into(),
             devname: format!("tap{}", &id[..11]),
             status: "DOWN".into(),
+            dns_name: None,
         }
     }
 
@@ -352,6 +407,44 @@ interface = "eth1"
         let c = p.config.clone().unwrap();
         assert_eq!(c.validated("plan").unwrap(), c);
         c
+    }
+
+    #[test]
+    fn subnets_reach_the_switch_and_a_port_on_one_gets_dhcp() {
+        let mut n = net("n1", "vlan", Some("physnet"), Some(100));
+        n.subnets = vec![weft_proto::HostSubnet {
+            id: "s1".into(),
+            cidr: "10.0.0.0/24".into(),
+            gateway_ip: Some("10.0.0.1".into()),
+            dns_nameservers: vec!["10.0.0.53".into()],
+            host_routes: vec![weft_proto::HostSubnetRoute {
+                destination: "192.168.0.0/16".into(),
+                nexthop: "10.0.0.254".into(),
+            }],
+            enable_dhcp: true,
+        }];
+        let mut p = port("aaaaaaaa-1111-2222", "n1");
+        p.dns_name = Some("web-1".into());
+        let c = valid(&plan(&base(), &state(vec![n.clone()], vec![p])));
+        assert_eq!(c.subnets.len(), 1);
+        assert_eq!(c.subnets[0].network, "n1");
+        assert_eq!(c.subnets[0].host_routes[0].1.to_string(), "10.0.0.254");
+        let snap = weft_datapath::Snapshot::compile(&c, None).unwrap();
+        let d = snap
+            .dhcp(snap.port_by_name("tapaaaaaaaa-11").unwrap().no)
+            .unwrap();
+        assert_eq!(d.address.to_string(), "10.0.0.5/24");
+        assert_eq!(d.hostname, "web-1");
+        // A subnet value that is no address is refused, naming the subnet and the field.
+        n.subnets[0].gateway_ip = Some("10.0.0.x".into());
+        let bad = plan(
+            &base(),
+            &state(vec![n], vec![port("aaaaaaaa-1111-2222", "n1")]),
+        );
+        assert_eq!(
+            bad.config.unwrap_err(),
+            "subnet \"s1\": gateway_ip: invalid IP address \"10.0.0.x\""
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::counters::{CounterBlock, Counters};
 use crate::describe::{self, DescribeError};
+use crate::dhcp::{DhcpCounters, DhcpStats};
 use crate::frame::FrameView;
 use crate::mac_table::{MacEntry, MacTable};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
@@ -18,6 +19,7 @@ pub struct Datapath {
     snapshot: ArcSwap<Snapshot>,
     macs: MacTable,
     blocks: Mutex<Vec<Arc<CounterBlock>>>,
+    dhcp: DhcpCounters,
 }
 
 /// Result of one frame of a batch: its verdict and its outputs' range in the output vector.
@@ -37,6 +39,7 @@ impl Datapath {
             snapshot: ArcSwap::from_pointee(snapshot),
             macs: MacTable::new(cap),
             blocks: Mutex::new(Vec::new()),
+            dhcp: DhcpCounters::default(),
         }
     }
 
@@ -98,6 +101,12 @@ impl Datapath {
         v
     }
 
+    /// What the switch's DHCP server did: replies sent, requests left unanswered by design
+    /// (RELEASE, DECLINE, a REQUEST for another server), bad requests dropped.
+    pub fn dhcp_stats(&self) -> DhcpStats {
+        self.dhcp.stats()
+    }
+
     /// Number of learned (dynamic) MAC entries, fresh or not yet aged out.
     pub fn learned_mac_count(&self) -> usize {
         self.macs.len()
@@ -149,6 +158,9 @@ impl Datapath {
         let mut steps = rec.0;
         let last = match d.drop {
             Some(r) => format!("Datapath actions: drop ({r})"),
+            None if d.fwd == Fwd::Dhcp => {
+                "Datapath actions: answered by the switch's DHCP server on the ingress port".into()
+            }
             None => {
                 let mut outs = Vec::new();
                 pipeline::expand(&snap, in_port, d.fwd, &mut outs);
@@ -380,6 +392,17 @@ impl Worker {
         &self.dp
     }
 
+    /// The reply to a frame that got [`Verdict::Dhcp`] from `in_port`, to send back out of
+    /// `in_port` (and nowhere else); None when the request gets no answer (RELEASE, a REQUEST
+    /// for another server) or is malformed, which is counted ([`Datapath::dhcp_stats`]) and
+    /// dropped. Uses the running snapshot, so a reload that changed the port's fixed IP or
+    /// its subnet's options is in the very next answer.
+    pub fn answer_dhcp(&mut self, in_port: PortNo, frame: &[u8]) -> Option<Vec<u8>> {
+        let snap: &Snapshot = self.snap.load();
+        let port = snap.dhcp(in_port)?;
+        self.dp.dhcp.count(crate::dhcp::answer(frame, port))
+    }
+
     /// Runs one frame received on `in_port` at `now_ns`. Outputs are appended to `out`.
     pub fn process(
         &mut self,
@@ -544,6 +567,7 @@ fn decide_and_emit(
             out.push(o);
             tally.tx(counters, o.port);
         }
+        Fwd::Dhcp => return Verdict::Dhcp,
         f => {
             let start = out.len();
             pipeline::expand(snap, key.in_port(), f, out);

@@ -22,6 +22,8 @@
 //!                  |        classify (in_port -> local VLAN; uplink: segment -> local VLAN;
 //!                  |                  VLAN 4095, tagged frames on VM ports, unknown segments: drop)
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
+//!                  |        dhcp (UDP 68 -> 67 from a port on an enable_dhcp subnet: Verdict::Dhcp,
+//!                  |              the shell sends Worker::answer_dhcp's reply back out of it)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
 //!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
@@ -93,6 +95,7 @@ mod csum;
 pub mod daemon;
 mod datapath;
 pub mod describe;
+pub mod dhcp;
 pub mod egress;
 mod flow_key;
 pub mod frame;
@@ -109,7 +112,7 @@ pub mod verdict;
 
 pub use config::{
     AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
-    SwitchConfig, SwitchSettings, TunnelConfig,
+    SubnetConfig, SwitchConfig, SwitchSettings, TunnelConfig,
 };
 pub use counters::{Counters, PortCounters, StageCounters};
 pub use datapath::{Datapath, FrameResult, Worker};

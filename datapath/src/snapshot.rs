@@ -3,6 +3,7 @@
 //! VLANs stay stable across recompiles for ports/networks whose names are unchanged.
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
+use crate::dhcp::PortDhcp;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
@@ -137,6 +138,8 @@ pub struct Snapshot {
     config: SwitchConfig,
     ports: Vec<Option<PortInfo>>,
     security: Vec<Option<PortSecurity>>,
+    /// What the switch's DHCP server hands each VM port on an enable_dhcp subnet.
+    dhcp: Vec<Option<PortDhcp>>,
     uplinks: Vec<Option<UplinkRt>>,
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
@@ -213,6 +216,7 @@ impl Snapshot {
         let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut dhcp: Vec<Option<PortDhcp>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
 
@@ -322,6 +326,7 @@ impl Snapshot {
             if p.port_security {
                 security[usize::from(no.0)] = Some(build_security(p));
             }
+            dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);
@@ -334,6 +339,7 @@ impl Snapshot {
             config: cfg.clone(),
             ports,
             security,
+            dhcp,
             uplinks,
             by_name,
             networks,
@@ -418,6 +424,13 @@ impl Snapshot {
     }
 
     // ---- crate-internal accessors for the pipeline ----
+
+    /// What the switch's DHCP server hands VM port `no`; None: it answers no DHCP there (no
+    /// fixed IPv4 address on an enable_dhcp subnet of its network, or not a VM port).
+    #[inline]
+    pub fn dhcp(&self, no: PortNo) -> Option<&PortDhcp> {
+        self.dhcp.get(usize::from(no.0)).and_then(|s| s.as_ref())
+    }
 
     #[inline]
     pub(crate) fn security(&self, no: PortNo) -> Option<&PortSecurity> {

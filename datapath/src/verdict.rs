@@ -203,6 +203,9 @@ pub enum Verdict {
         /// Why.
         reason: DropReason,
     },
+    /// A DHCP request the switch answers itself: not forwarded anywhere; the I/O shell sends
+    /// [`crate::Worker::answer_dhcp`]'s reply back out of the ingress port.
+    Dhcp,
 }
 
 /// What to do to the frame's VLAN tag on its way out of a port.

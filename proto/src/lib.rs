@@ -33,6 +33,35 @@ pub struct HostNetwork {
     pub mtu: u32,
     /// False: the host carries no traffic on it (ports report DOWN).
     pub admin_state_up: bool,
+    /// Its subnets, for the DHCP server in the switch (absent from a ctrl that predates it).
+    #[serde(default)]
+    pub subnets: Vec<HostSubnet>,
+}
+
+/// A subnet of a [`HostNetwork`]: what the switch's DHCP server hands out on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSubnet {
+    /// Neutron subnet id.
+    pub id: String,
+    /// Its prefix (`10.0.0.0/24`).
+    pub cidr: String,
+    /// The router address; None: no gateway.
+    pub gateway_ip: Option<String>,
+    /// DNS servers, in order.
+    pub dns_nameservers: Vec<String>,
+    /// Extra routes handed to guests.
+    pub host_routes: Vec<HostSubnetRoute>,
+    /// Whether guests on it get their addresses by DHCP.
+    pub enable_dhcp: bool,
+}
+
+/// A subnet's host route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSubnetRoute {
+    /// The route's prefix.
+    pub destination: String,
+    /// Its next hop.
+    pub nexthop: String,
 }
 
 /// An extra (IP or prefix, MAC) a port may send from; an empty MAC is the port's own.
@@ -70,6 +99,10 @@ pub struct HostPort {
     pub devname: String,
     /// The status ctrl has, so that the agent reports only changes.
     pub status: String,
+    /// Neutron's `dns_name`: the DHCP host name. None: `host-<ip>`, as Neutron without DNS
+    /// integration names hosts.
+    #[serde(default)]
+    pub dns_name: Option<String>,
 }
 
 /// A security group rule.
@@ -185,5 +218,16 @@ mod tests {
         )
         .unwrap();
         assert!(st.tunnel_peers.is_empty());
+        // A network and a port from a ctrl that predates the switch's DHCP server still read.
+        let n: HostNetwork = serde_json::from_str(
+            r#"{"id":"n","network_type":"local","physical_network":null,"segmentation_id":null,"mtu":1500,"admin_state_up":true}"#,
+        )
+        .unwrap();
+        assert!(n.subnets.is_empty());
+        let p: HostPort = serde_json::from_str(
+            r#"{"id":"p","network_id":"n","mac_address":"fa:16:3e:00:00:01","fixed_ips":[],"admin_state_up":true,"port_security_enabled":true,"allowed_address_pairs":[],"security_groups":[],"kind":"tap","devname":"tapp","status":"DOWN"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.dns_name, None);
     }
 }

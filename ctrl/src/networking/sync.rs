@@ -6,7 +6,10 @@
 use super::model::SecurityGroupRule;
 use super::state::State;
 use std::collections::{BTreeMap, BTreeSet};
-pub use weft_proto::{AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
+pub use weft_proto::{
+    AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState, HostSubnet,
+    HostSubnetRoute,
+};
 
 fn rule(r: &SecurityGroupRule) -> HostRule {
     HostRule {
@@ -58,6 +61,8 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             kind: kind.into(),
             devname: p.devname(),
             status: p.status.clone(),
+            // weft stores no dns_name yet (no DNS integration): guests are `host-<ip>`.
+            dns_name: None,
         });
     }
     let networks = nets
@@ -70,6 +75,24 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             segmentation_id: n.segment.segmentation_id,
             mtu: n.mtu,
             admin_state_up: n.admin_state_up,
+            subnets: st
+                .subnets_of(&n.id)
+                .map(|s| HostSubnet {
+                    id: s.id.clone(),
+                    cidr: s.cidr.clone(),
+                    gateway_ip: s.gateway_ip.clone(),
+                    dns_nameservers: s.dns_nameservers.clone(),
+                    host_routes: s
+                        .host_routes
+                        .iter()
+                        .map(|r| HostSubnetRoute {
+                            destination: r.destination.clone(),
+                            nexthop: r.nexthop.clone(),
+                        })
+                        .collect(),
+                    enable_dhcp: s.enable_dhcp,
+                })
+                .collect(),
         })
         .collect();
     // Members of the groups (and of groups their rules name as remote).

@@ -40,6 +40,15 @@
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
+//! dns_name = "vm1"              # optional: DHCP host name (default host-10-0-0-11)
+//!
+//! [[subnet]]                    # optional: the switch answers DHCPv4 for ports on it
+//! network = "net-vlan100"
+//! cidr = "10.0.0.0/24"
+//! gateway_ip = "10.0.0.1"       # optional: router (option 3) and DHCP server address
+//! dns_nameservers = ["10.0.0.53"]
+//! host_routes = [{ destination = "192.168.0.0/16", nexthop = "10.0.0.254" }]
+//! enable_dhcp = true            # default true, as in Neutron
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -98,6 +107,26 @@ pub struct SwitchConfig {
     pub ports: Vec<PortConfig>,
     /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
     pub tunnel: Option<TunnelConfig>,
+    /// `[[subnet]]`: the networks' subnets, for the switch's DHCP server.
+    pub subnets: Vec<SubnetConfig>,
+}
+
+/// `[[subnet]]`: a subnet of a network, with the options its DHCP server hands out. An IPv6
+/// subnet is accepted and kept (for the ports' addressing) but has no DHCP server here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetConfig {
+    /// The network it belongs to.
+    pub network: String,
+    /// Its prefix.
+    pub cidr: IpNet,
+    /// gateway_ip: the router handed out, and the DHCP server's own address. None: no router.
+    pub gateway_ip: Option<IpAddr>,
+    /// dns_nameservers, in order.
+    pub dns_nameservers: Vec<IpAddr>,
+    /// host_routes (destination, nexthop).
+    pub host_routes: Vec<(IpNet, IpAddr)>,
+    /// Whether the switch answers DHCP for ports on it.
+    pub enable_dhcp: bool,
 }
 
 /// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
@@ -265,6 +294,8 @@ pub struct PortConfig {
     /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
     /// capture.
     pub capture: Option<std::path::PathBuf>,
+    /// DNS name given as the DHCP host name (Neutron's `dns_name`). None: `host-<ip>`.
+    pub dns_name: Option<String>,
 }
 
 impl SwitchConfig {

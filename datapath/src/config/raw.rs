@@ -31,6 +31,28 @@ pub(super) struct RawFile {
     pub tunnel: Option<RawTunnel>,
     #[serde(default)]
     pub tunnel_peer: Vec<RawTunnelPeer>,
+    #[serde(default)]
+    pub subnet: Vec<RawSubnet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubnet {
+    pub network: Spanned<String>,
+    pub cidr: Spanned<String>,
+    pub gateway_ip: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns_nameservers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub host_routes: Vec<RawRoute>,
+    pub enable_dhcp: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub destination: Spanned<String>,
+    pub nexthop: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +112,7 @@ pub(super) struct RawPort {
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
+    pub dns_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +157,29 @@ impl RawFile {
                 remote_ips: t.peers.iter().map(|p| unplaced(p.to_string())).collect(),
             }),
             tunnel_peer: Vec::new(),
+            subnet: c
+                .subnets
+                .iter()
+                .map(|s| RawSubnet {
+                    network: unplaced(s.network.clone()),
+                    cidr: unplaced(s.cidr.to_string()),
+                    gateway_ip: s.gateway_ip.map(|g| unplaced(g.to_string())),
+                    dns_nameservers: s
+                        .dns_nameservers
+                        .iter()
+                        .map(|d| unplaced(d.to_string()))
+                        .collect(),
+                    host_routes: s
+                        .host_routes
+                        .iter()
+                        .map(|(d, n)| RawRoute {
+                            destination: unplaced(d.to_string()),
+                            nexthop: unplaced(n.to_string()),
+                        })
+                        .collect(),
+                    enable_dhcp: Some(unplaced(s.enable_dhcp)),
+                })
+                .collect(),
         }
     }
 }
@@ -187,6 +233,7 @@ impl RawPort {
                 .capture
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
+            dns_name: p.dns_name.clone().map(unplaced),
         }
     }
 }

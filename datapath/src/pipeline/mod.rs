@@ -9,6 +9,7 @@
 //! |---------------------|---------------------|----------------------------------------------------|
 //! | [`classify`]        | br-int 0            | in_port / uplink segment -> local VLAN             |
 //! | [`port_security`]   | 24, 25, 71 (part)   | arp_spoof, mac_spoof, ip_spoof + DHCP guard        |
+//! | [`dhcp`]            | (the DHCP agent)    | DHCPv4 requests answered by the switch             |
 //! | *(security groups)* | 71-73, 81-82        | the slot for the stateful security-group stage     |
 //! | [`forward`]         | 60, 94 NORMAL       | MAC learning per local VLAN, unicast / flood       |
 //! | [`uplink`]          | br-phys 0/2, br-tun | local VLAN -> wire, as each output's egress edit   |
@@ -32,6 +33,8 @@ pub(crate) enum Fwd {
     Unicast(Output),
     /// All members of `vlan` but the ingress port.
     Flood { vlan: u16, tagged_ingress: bool },
+    /// Nowhere: the switch's DHCP server answers it ([`dhcp`]).
+    Dhcp,
 }
 
 /// A pipeline decision (cacheable).
@@ -115,6 +118,7 @@ macro_rules! trace {
 }
 
 pub(crate) mod classify;
+pub(crate) mod dhcp;
 pub(crate) mod forward;
 pub(crate) mod port_security;
 pub(crate) mod uplink;
@@ -138,6 +142,11 @@ pub(crate) fn decide<T: Tracer>(
     };
     if let Err(r) = port_security::port_security(snap, ingress.port, k, t) {
         return Decision::drop(r);
+    }
+    // DHCP requests the switch answers go no further: the guest's DHCP is allowed whatever
+    // its security groups say (as Neutron's implicit rules allow it), and never flooded.
+    if let Some(d) = dhcp::dhcp(snap, ingress.port.no, k, t) {
+        return d;
     }
     // The security-group stage (Neutron tables 71-73 / 81-82, stateful, userspace conntrack)
     // slots in here: after anti-spoofing, before learning and forwarding.
