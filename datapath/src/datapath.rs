@@ -6,6 +6,7 @@ use crate::describe::{self, DescribeError};
 use crate::dhcp::{DhcpCounters, DhcpStats};
 use crate::frame::FrameView;
 use crate::mac_table::{MacEntry, MacTable};
+use crate::metadata::{MetadataServer, MetadataStats};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Output, PortNo, Stage, Verdict};
@@ -20,6 +21,7 @@ pub struct Datapath {
     macs: MacTable,
     blocks: Mutex<Vec<Arc<CounterBlock>>>,
     dhcp: DhcpCounters,
+    metadata: MetadataServer,
 }
 
 /// Result of one frame of a batch: its verdict and its outputs' range in the output vector.
@@ -40,6 +42,7 @@ impl Datapath {
             macs: MacTable::new(cap),
             blocks: Mutex::new(Vec::new()),
             dhcp: DhcpCounters::default(),
+            metadata: MetadataServer::default(),
         }
     }
 
@@ -61,6 +64,8 @@ impl Datapath {
                     crate::snapshot::PortRole::Uplink => new.member(vlan, port).is_none(),
                 },
             });
+        // A port gone or no longer served loses its metadata stack (and its connections).
+        self.metadata.retain(|p| new.metadata(p).is_some());
         old
     }
 
@@ -105,6 +110,11 @@ impl Datapath {
     /// (RELEASE, DECLINE, a REQUEST for another server), bad requests dropped.
     pub fn dhcp_stats(&self) -> DhcpStats {
         self.dhcp.stats()
+    }
+
+    /// What the metadata service answered, and how many ports hold a stack for it.
+    pub fn metadata_stats(&self) -> (MetadataStats, usize) {
+        (self.metadata.stats(), self.metadata.stacks())
     }
 
     /// Number of learned (dynamic) MAC entries, fresh or not yet aged out.
@@ -160,6 +170,9 @@ impl Datapath {
             Some(r) => format!("Datapath actions: drop ({r})"),
             None if d.fwd == Fwd::Dhcp => {
                 "Datapath actions: answered by the switch's DHCP server on the ingress port".into()
+            }
+            None if d.fwd == Fwd::Metadata => {
+                "Datapath actions: answered by the switch's metadata service (169.254.169.254) on the ingress port".into()
             }
             None => {
                 let mut outs = Vec::new();
@@ -403,6 +416,18 @@ impl Worker {
         self.dp.dhcp.count(crate::dhcp::answer(frame, port))
     }
 
+    /// The frames the metadata service sends back out of `in_port` after a frame that got
+    /// [`Verdict::Metadata`] (a SYN-ACK, an HTTP answer, an ARP reply or request; often
+    /// none). The answers come from the running snapshot's data for `in_port`, so the
+    /// guest only ever reads its own port's instance, and a reload is in the next answer.
+    pub fn answer_metadata(&mut self, in_port: PortNo, frame: &[u8], now_ns: u64) -> Vec<Vec<u8>> {
+        let snap: &Snapshot = self.snap.load();
+        match snap.metadata(in_port) {
+            Some(m) => self.dp.metadata.handle(in_port, m, frame, now_ns),
+            None => Vec::new(),
+        }
+    }
+
     /// Runs one frame received on `in_port` at `now_ns`. Outputs are appended to `out`.
     pub fn process(
         &mut self,
@@ -568,6 +593,7 @@ fn decide_and_emit(
             tally.tx(counters, o.port);
         }
         Fwd::Dhcp => return Verdict::Dhcp,
+        Fwd::Metadata => return Verdict::Metadata,
         f => {
             let start = out.len();
             pipeline::expand(snap, key.in_port(), f, out);

@@ -24,6 +24,8 @@
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
 //!                  |        dhcp (UDP 68 -> 67 from a port on an enable_dhcp subnet: Verdict::Dhcp,
 //!                  |              the shell sends Worker::answer_dhcp's reply back out of it)
+//!                  |        metadata (IPv4 to / ARP for 169.254.169.254: Verdict::Metadata; the
+//!                  |              port's smoltcp stack answers HTTP, Worker::answer_metadata)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
 //!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
@@ -103,6 +105,7 @@ mod hash;
 pub mod io;
 pub mod mac;
 mod mac_table;
+pub mod metadata;
 pub mod metrics;
 pub mod offload;
 mod pipeline;

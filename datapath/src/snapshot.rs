@@ -6,6 +6,7 @@ use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::dhcp::PortDhcp;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
+use crate::metadata::PortMetadata;
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
@@ -140,6 +141,8 @@ pub struct Snapshot {
     security: Vec<Option<PortSecurity>>,
     /// What the switch's DHCP server hands each VM port on an enable_dhcp subnet.
     dhcp: Vec<Option<PortDhcp>>,
+    /// What the metadata service at 169.254.169.254 serves each VM port with a fixed IPv4.
+    metadata: Vec<Option<PortMetadata>>,
     uplinks: Vec<Option<UplinkRt>>,
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
@@ -217,6 +220,7 @@ impl Snapshot {
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
         let mut dhcp: Vec<Option<PortDhcp>> = vec![None; table_len];
+        let mut metadata: Vec<Option<PortMetadata>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
 
@@ -327,6 +331,8 @@ impl Snapshot {
                 security[usize::from(no.0)] = Some(build_security(p));
             }
             dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
+            metadata[usize::from(no.0)] =
+                PortMetadata::for_port(p, dhcp[usize::from(no.0)].as_ref());
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);
@@ -340,6 +346,7 @@ impl Snapshot {
             ports,
             security,
             dhcp,
+            metadata,
             uplinks,
             by_name,
             networks,
@@ -430,6 +437,15 @@ impl Snapshot {
     #[inline]
     pub fn dhcp(&self, no: PortNo) -> Option<&PortDhcp> {
         self.dhcp.get(usize::from(no.0)).and_then(|s| s.as_ref())
+    }
+
+    /// What the metadata service serves VM port `no`; None: the port's frames to
+    /// 169.254.169.254 are not answered (no fixed IPv4 address, or not a VM port).
+    #[inline]
+    pub fn metadata(&self, no: PortNo) -> Option<&PortMetadata> {
+        self.metadata
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
     }
 
     #[inline]

@@ -299,6 +299,11 @@ fixed_ips = ["10.78.0.15"]
     SwitchConfig::from_toml(&text, "dhcp.toml").expect("test config")
 }
 
+/// `ip route show dev X` has `169.254.169.254` alone on its line: a route with no gateway.
+fn on_link_metadata_route(routes: &str) -> bool {
+    routes.lines().any(|l| l.trim() == "169.254.169.254")
+}
+
 fn routes(vm: &Vm, ifname: &str) -> String {
     vm.ip(&["-4", "route", "show", "dev", ifname])
 }
@@ -337,7 +342,7 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     assert_eq!(value(&lease, "lease"), "86400");
     assert_eq!(
         value(&lease, "staticroutes"),
-        "0.0.0.0/0 10.77.0.1 192.168.77.0/24 10.77.0.254 169.254.169.254/32 10.77.0.1"
+        "0.0.0.0/0 10.77.0.1 192.168.77.0/24 10.77.0.254 169.254.169.254/32 0.0.0.0"
     );
     let addr = a.ip(&["-4", "addr", "show", "dev", &t.a]);
     assert!(addr.contains("inet 10.77.0.11/24"), "{addr}");
@@ -345,7 +350,8 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     let rt = routes(&a, &t.a);
     assert!(rt.contains("default via 10.77.0.1"), "{rt}");
     assert!(rt.contains("192.168.77.0/24 via 10.77.0.254"), "{rt}");
-    assert!(rt.contains("169.254.169.254 via 10.77.0.1"), "{rt}");
+    // On-link: the switch answers ARP for 169.254.169.254 itself.
+    assert!(on_link_metadata_route(&rt), "{rt}");
 
     // B, on the same network as a rogue server: the switch's answer, never the rogue's (its
     // requests are answered by the switch and not flooded, so the rogue never sees them).
@@ -396,4 +402,150 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     // And A and B reach each other at the addresses the switch handed out.
     let ping = a.exec("ping", &["-c", "1", "-W", "2", "10.77.0.12"]);
     assert!(ping.status.success(), "a cannot ping b");
+}
+
+/// Three VMs, two on n1 and one on n2, each with its own instance in `[port.metadata]`.
+fn metadata_config(taps: &[String; 3]) -> SwitchConfig {
+    let mut text = String::from(
+        r#"
+[switch]
+workers = 1
+
+[[network]]
+name = "n1"
+type = "local"
+
+[[network]]
+name = "n2"
+type = "local"
+
+[[subnet]]
+network = "n1"
+cidr = "10.77.0.0/24"
+gateway_ip = "10.77.0.1"
+
+[[subnet]]
+network = "n2"
+cidr = "10.78.0.0/24"
+gateway_ip = "10.78.0.1"
+"#,
+    );
+    let vms = [
+        ("n1", M_A, "10.77.0.11", "a"),
+        ("n1", M_B, "10.77.0.12", "b"),
+        ("n2", M_C, "10.78.0.13", "c"),
+    ];
+    for (tap, (net, mac, ip, who)) in taps.iter().zip(vms) {
+        text.push_str(&format!(
+            r#"
+[[port]]
+name = "{tap}"
+kind = "tap"
+network = "{net}"
+mac = "{mac}"
+fixed_ips = ["{ip}"]
+[port.metadata]
+uuid = "00000000-0000-4000-8000-00000000000{who}"
+name = "vm-{who}"
+project_id = "proj"
+public_keys = {{ key-{who} = "ssh-ed25519 AAAA{who} {who}@test" }}
+user_data = "{ud}"
+"#,
+            ud = match who {
+                "a" => "I2Nsb3VkLWNvbmZpZwo=", // "#cloud-config\n"
+                _ => "ZWNobyBoaQo=",           // "echo hi\n"
+            }
+        ));
+    }
+    SwitchConfig::from_toml(&text, "metadata.toml").expect("metadata test config")
+}
+
+impl Vm {
+    /// `curl -s` of a metadata path from inside the VM; (HTTP status, body).
+    fn curl(&self, path: &str) -> (String, String) {
+        let out = self.exec(
+            "curl",
+            &[
+                "-s",
+                "-m",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://169.254.169.254{path}"),
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_string(), body.to_string())
+    }
+}
+
+#[test]
+fn guests_read_their_own_metadata_from_the_switch() {
+    if !Path::new("/bin/busybox").exists() && !Path::new("/usr/bin/busybox").exists() {
+        panic!("busybox is missing: scripts/install-deps.sh installs it");
+    }
+    let taps = [uniq("ma"), uniq("mb"), uniq("mc")];
+    let sw = Running(Switch::start(metadata_config(&taps)).expect("switch"));
+    let macs = [M_A, M_B, M_C];
+    let vms: Vec<Vm> = taps.iter().zip(macs).map(|(t, m)| Vm::plug(t, m)).collect();
+    for (vm, tap) in vms.iter().zip(&taps) {
+        // The lease brings the on-link route to 169.254.169.254 (option 121).
+        vm.udhcpc(tap, "5").expect("no lease");
+        let rt = routes(vm, tap);
+        assert!(on_link_metadata_route(&rt), "{rt}");
+    }
+    let (a, b, c) = (&vms[0], &vms[1], &vms[2]);
+
+    let (code, body) = a.curl("/openstack/latest/meta_data.json");
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("meta_data.json is JSON");
+    assert_eq!(v["uuid"], "00000000-0000-4000-8000-00000000000a");
+    assert_eq!(v["name"], "vm-a");
+    assert_eq!(v["public_keys"]["key-a"], "ssh-ed25519 AAAAa a@test");
+    assert_eq!(
+        a.curl("/latest/meta-data/local-ipv4"),
+        ("200".into(), "10.77.0.11".into())
+    );
+    assert_eq!(a.curl("/openstack/latest/user_data").1, "#cloud-config\n");
+    assert_eq!(
+        a.curl("/latest/meta-data/public-keys/0/openssh-key").1,
+        "ssh-ed25519 AAAAa a@test"
+    );
+    let nd: serde_json::Value =
+        serde_json::from_str(&a.curl("/openstack/latest/network_data.json").1).unwrap();
+    assert_eq!(nd["networks"][0]["ip_address"], "10.77.0.11");
+    assert_eq!(a.curl("/nope").0, "404");
+
+    // B on the same network and C on another read their own data, never A's.
+    assert_eq!(b.curl("/latest/meta-data/local-ipv4").1, "10.77.0.12");
+    assert_eq!(
+        b.curl("/latest/meta-data/instance-id").1,
+        "00000000-0000-4000-8000-00000000000b"
+    );
+    assert_eq!(c.curl("/latest/meta-data/local-ipv4").1, "10.78.0.13");
+    let (code, body) = c.curl("/openstack/latest/meta_data.json");
+    assert_eq!(code, "200");
+    assert!(body.contains("00000000-0000-4000-8000-00000000000c") && !body.contains("vm-a"));
+    // A guest that claims another's address gets nothing: port security drops it first.
+    b.ip(&["addr", "add", "10.77.0.11/32", "dev", &taps[1]]);
+    let out = b.exec(
+        "curl",
+        &[
+            "-s",
+            "-m",
+            "2",
+            "--interface",
+            "10.77.0.11",
+            "http://169.254.169.254/latest/meta-data/instance-id",
+        ],
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (stats, stacks) = sw.0.datapath().metadata_stats();
+    assert!(stats.requests >= 10, "{stats:?}");
+    assert_eq!(stacks, 3);
 }

@@ -41,6 +41,11 @@
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
 //! dns_name = "vm1"              # optional: DHCP host name (default host-10-0-0-11)
+//! [port.metadata]               # optional: what 169.254.169.254 tells this port's guest
+//! uuid = "0b6f…"                # instance id (required in the section)
+//! name = "vm1"                  # optional: also hostname, availability_zone, project_id,
+//! public_keys = { mykey = "ssh-ed25519 AAAA…" }  # launch_index, meta = { k = "v" },
+//! user_data = "I2Nsb3VkLWNvbmZpZwo="          # user data, base64
 //!
 //! [[subnet]]                    # optional: the switch answers DHCPv4 for ports on it
 //! network = "net-vlan100"
@@ -296,6 +301,9 @@ pub struct PortConfig {
     pub capture: Option<std::path::PathBuf>,
     /// DNS name given as the DHCP host name (Neutron's `dns_name`). None: `host-<ip>`.
     pub dns_name: Option<String>,
+    /// `[port.metadata]`: the instance the metadata service at 169.254.169.254 describes to
+    /// this port. None: the port has no instance, every metadata path is 404.
+    pub metadata: Option<crate::metadata::InstanceMetadata>,
 }
 
 impl SwitchConfig {

@@ -113,6 +113,7 @@ pub(super) struct RawPort {
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
     pub dns_name: Option<Spanned<String>>,
+    pub metadata: Option<Spanned<crate::metadata::InstanceMetadata>>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +235,7 @@ impl RawPort {
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
             dns_name: p.dns_name.clone().map(unplaced),
+            metadata: p.metadata.clone().map(unplaced),
         }
     }
 }

@@ -206,6 +206,11 @@ impl PacketThread {
                 Verdict::Dhcp => {
                     replies.extend(self.core.answer_dhcp(in_port, batch.frame(index).1))
                 }
+                Verdict::Metadata => replies.extend(self.core.answer_metadata(
+                    in_port,
+                    batch.frame(index).1,
+                    now,
+                )),
                 Verdict::Drop { .. } => {}
             }
         }

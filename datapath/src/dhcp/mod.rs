@@ -48,8 +48,10 @@ pub const LEASE_SECS: u32 = 86_400;
 /// `fa:16:3e` MACs randomly; this one is reserved here for the switch).
 pub const SERVER_MAC: MacAddr = MacAddr([0xfa, 0x16, 0x3e, 0xff, 0xff, 0xfe]);
 
-/// The metadata service's address: a route to it goes in option 121 via the server address,
-/// as Neutron's DHCP agent pushes it when it serves metadata on an isolated network.
+/// The metadata service's address: a route to it goes in option 121, on-link (next hop
+/// 0.0.0.0, Neutron's way of saying "directly connected" in option 121): the switch answers
+/// ARP for 169.254.169.254 on every port it serves metadata on (see [`crate::metadata`]),
+/// whereas a route via the gateway would need a router to answer for the gateway first.
 pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// What the DHCP server hands one port: compiled from the port's fixed IPv4 address and the
@@ -93,8 +95,8 @@ impl PortDhcp {
     /// The DHCP data of a port holding `ip` on the subnet `s`, with the network's `mtu` and
     /// the port's `dns_name`. Routes as Neutron's DHCP agent gives them: the default route
     /// via the gateway first (RFC 3442: a client that takes option 121 ignores option 3), the
-    /// host routes, then 169.254.169.254/32 via the server unless a host route already
-    /// covers it.
+    /// host routes, then 169.254.169.254/32 on-link (next hop 0.0.0.0: the switch answers
+    /// for it) unless a host route already covers it.
     pub fn new(
         ip: Ipv4Addr,
         s: &SubnetOptions<'_>,
@@ -109,7 +111,7 @@ impl PortDhcp {
         routes.extend(s.host_routes.iter().copied());
         let metadata = Ipv4Net::from(METADATA_IP);
         if !s.host_routes.iter().any(|(d, _)| *d == metadata) {
-            routes.push((metadata, server));
+            routes.push((metadata, Ipv4Addr::UNSPECIFIED));
         }
         PortDhcp {
             address: Ipv4Net::new(ip, s.cidr.prefix_len()).unwrap_or_else(|_| Ipv4Net::from(ip)),
@@ -240,10 +242,7 @@ mod tests {
             vec![
                 ("0.0.0.0/0".parse().unwrap(), Ipv4Addr::new(10, 0, 0, 1)),
                 hr[0],
-                (
-                    "169.254.169.254/32".parse().unwrap(),
-                    Ipv4Addr::new(10, 0, 0, 1)
-                ),
+                ("169.254.169.254/32".parse().unwrap(), Ipv4Addr::UNSPECIFIED),
             ]
         );
         // No gateway: no default route, the server is the first host address.

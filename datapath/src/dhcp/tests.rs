@@ -151,7 +151,7 @@ fn discover_gets_an_offer_with_every_option() {
         Some(DhcpOption::ClasslessStaticRoute(vec![
             (net("0.0.0.0/0"), gw),
             (net("192.168.0.0/16"), Ipv4Addr::new(10, 0, 0, 254)),
-            (net("169.254.169.254/32"), gw),
+            (net("169.254.169.254/32"), Ipv4Addr::UNSPECIFIED),
         ]))
     );
     assert_eq!(

@@ -71,7 +71,17 @@ pub(super) fn ports(
             .map(|n| dns_name(cx, n, &obj))
             .transpose()?
             .flatten();
+        let metadata = match p.metadata {
+            None => None,
+            Some(m) => {
+                if let Err(e) = m.get_ref().validate() {
+                    return Err(cx.err(Some(m.span()), format!("{obj}: metadata"), e));
+                }
+                Some(m.into_inner())
+            }
+        };
         ports.push(PortConfig {
+            metadata,
             dns_name,
             mtu,
             capture,
