@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use weft_datapath::config::{
     AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SubnetConfig, SwitchConfig,
 };
+use weft_datapath::metadata::InstanceMetadata;
 use weft_datapath::MacAddr;
 use weft_proto::{HostNetwork, HostPort, HostState, HostSubnet};
 
@@ -161,8 +162,44 @@ fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
         allowed_address_pairs,
         // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
         mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
-        dns_name: p.dns_name.clone(),
+        dns_name: p.dns_name.clone().or_else(|| host_name(&p.name)),
+        metadata: p.instance.as_ref().and_then(instance_metadata),
     })
+}
+
+/// A port name usable as the guest's host name (the "port name as host name"):
+/// letters, digits and hyphens in dot-separated labels, as the switch's config accepts a
+/// dns_name. Anything else (spaces, an empty name): None, and the guest is `host-<ip>`.
+fn host_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    ok.then(|| name.to_string())
+}
+
+/// The switch's `[port.metadata]` for the instance behind a port. User data that is not
+/// base64 within Nova's limit is left out rather than refusing the whole host's config (the
+/// guest still gets its other metadata); an instance without an id has none.
+fn instance_metadata(i: &weft_proto::HostInstance) -> Option<InstanceMetadata> {
+    let mut m = InstanceMetadata {
+        uuid: i.uuid.clone(),
+        name: i.name.clone(),
+        hostname: host_name(&i.hostname).unwrap_or_default(),
+        availability_zone: i.availability_zone.clone(),
+        project_id: i.project_id.clone(),
+        launch_index: i.launch_index,
+        public_keys: i.public_keys.clone(),
+        meta: i.meta.clone(),
+        user_data: i.user_data.clone(),
+    };
+    if m.validate().is_err() {
+        m.user_data = None;
+    }
+    m.validate().is_ok().then_some(m)
 }
 
 /// The switch subnet for a subnet from ctrl (its DHCP server's options).
@@ -388,6 +425,8 @@ interface = "eth1"
             devname: format!("tap{}", &id[..11]),
             status: "DOWN".into(),
             dns_name: None,
+            name: String::new(),
+            instance: None,
         }
     }
 
@@ -445,6 +484,43 @@ interface = "eth1"
             bad.config.unwrap_err(),
             "subnet \"s1\": gateway_ip: invalid IP address \"10.0.0.x\""
         );
+    }
+
+    #[test]
+    fn port_name_is_the_host_name_and_the_instance_reaches_the_metadata_service() {
+        let n = net("n1", "vlan", Some("physnet"), Some(100));
+        let mut p = port("aaaaaaaa-1111-2222", "n1");
+        p.name = "web-2".into();
+        p.instance = Some(weft_proto::HostInstance {
+            uuid: "srv-1".into(),
+            name: "web 2".into(),
+            hostname: "web-2".into(),
+            project_id: "p1".into(),
+            user_data: Some("aGk=".into()),
+            ..Default::default()
+        });
+        let mut q = port("bbbbbbbb-1111-2222", "n1");
+        q.mac_address = "fa:16:3e:00:00:02".into();
+        q.fixed_ips = vec!["10.0.0.6".into()];
+        q.name = "not a host name".into();
+        q.instance = Some(weft_proto::HostInstance {
+            uuid: "srv-2".into(),
+            user_data: Some("not base64!".into()),
+            ..Default::default()
+        });
+        let c = valid(&plan(&base(), &state(vec![n], vec![p, q])));
+        let (a, b) = (&c.ports[0], &c.ports[1]);
+        assert_eq!(a.dns_name.as_deref(), Some("web-2"));
+        assert_eq!(b.dns_name, None, "an invalid name falls back to host-<ip>");
+        let m = a.metadata.as_ref().unwrap();
+        assert_eq!(
+            (m.uuid.as_str(), m.name.as_str(), m.hostname.as_str()),
+            ("srv-1", "web 2", "web-2")
+        );
+        assert_eq!(m.user_data_bytes().unwrap(), b"hi");
+        // Bad user data is left out; the rest of the instance stays.
+        let m = b.metadata.as_ref().unwrap();
+        assert_eq!((m.uuid.as_str(), m.user_data.as_deref()), ("srv-2", None));
     }
 
     #[test]

@@ -68,6 +68,33 @@ async fn host_state_lists_bound_ports_with_segments() {
     assert_eq!(sub["gateway_ip"], "10.0.0.1");
     assert_eq!(sub["enable_dhcp"], true);
     assert_eq!(p["dns_name"], Value::Null);
+    // No device_id: no instance for the metadata service (every path 404).
+    assert_eq!(p["instance"], Value::Null);
+    // A device_id and a name: the instance the switch's metadata service describes.
+    let (s, _) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ADMIN,
+            json!({"port": {"device_id": "5f1c2d3e-0000-4000-8000-000000000001", "name": "web-1"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, st3) = api
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let p3 = &st3["ports"][0];
+    assert_eq!(p3["name"], "web-1");
+    assert_eq!(
+        p3["instance"]["uuid"],
+        "5f1c2d3e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(p3["instance"]["hostname"], "web-1");
+    assert!(!p3["instance"]["project_id"].as_str().unwrap().is_empty());
     // A change of the subnet's options is in the next state the agent reads.
     let sid = sub["id"].as_str().unwrap().to_string();
     let (s, _) = api

@@ -103,6 +103,47 @@ pub struct HostPort {
     /// integration names hosts.
     #[serde(default)]
     pub dns_name: Option<String>,
+    /// The port's name (Neutron's `name`): the guest's DHCP host name when it has no
+    /// dns_name and the name is a valid host name.
+    #[serde(default)]
+    pub name: String,
+    /// The instance behind the port, for the metadata service at 169.254.169.254. None: no
+    /// device_id, every metadata path is 404.
+    #[serde(default)]
+    pub instance: Option<HostInstance>,
+}
+
+/// What the metadata service tells a port's guest about its instance. ctrl fills it from the
+/// port today (device_id, name, project); compute fills in the rest (key, user data, server
+/// metadata) once it exists. Every field but `uuid` is optional on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInstance {
+    /// Instance id: the server's id (the port's device_id).
+    pub uuid: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Host name.
+    #[serde(default)]
+    pub hostname: String,
+    /// Availability zone (empty: `nova`).
+    #[serde(default)]
+    pub availability_zone: String,
+    /// Owning project.
+    #[serde(default)]
+    pub project_id: String,
+    /// Index within a multi-instance boot.
+    #[serde(default)]
+    pub launch_index: u32,
+    /// Key pair name -> OpenSSH public key.
+    #[serde(default)]
+    pub public_keys: BTreeMap<String, String>,
+    /// Server metadata.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// User data, base64.
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 /// A security group rule.

@@ -29,6 +29,22 @@ fn rule(r: &SecurityGroupRule) -> HostRule {
     }
 }
 
+/// The instance behind a port, for the switch's metadata service: until compute sets
+/// servers' keys and user data, the port's device_id is the instance id and its name the
+/// instance's name and host name. A port with no device_id has no instance (404).
+fn instance(p: &crate::networking::model::Port) -> Option<weft_proto::HostInstance> {
+    if p.device_id.is_empty() {
+        return None;
+    }
+    Some(weft_proto::HostInstance {
+        uuid: p.device_id.clone(),
+        name: p.name.clone(),
+        hostname: p.name.clone(),
+        project_id: p.project_id.clone(),
+        ..Default::default()
+    })
+}
+
 pub fn host_state(st: &State, host: &str) -> HostState {
     let mut ports = Vec::new();
     let mut nets = BTreeSet::new();
@@ -66,8 +82,11 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             kind: kind.into(),
             devname: p.devname(),
             status: p.status.clone(),
-            // weft stores no dns_name yet (no DNS integration): guests are `host-<ip>`.
+            // weft stores no dns_name yet (no DNS integration): the host name is the port's
+            // name (the agent falls back to `host-<ip>` when that is no host name).
             dns_name: None,
+            name: p.name.clone(),
+            instance: instance(p),
         });
     }
     let networks = nets
