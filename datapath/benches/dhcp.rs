@@ -89,7 +89,7 @@ fn leases(c: &mut Criterion) {
         .collect();
     let exchanges: Vec<(Vec<u8>, Vec<u8>)> = (0..PORTS)
         .map(|i| {
-            let server = [10, (i % NETWORKS) as u8, 0, 1];
+            let server = [169, 254, 169, 254]; // the switch's server id
             (
                 client_frame(mac(i), i as u32, None),
                 client_frame(mac(i), i as u32, Some((ip(i), server))),

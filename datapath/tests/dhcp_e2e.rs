@@ -93,34 +93,7 @@ impl Vm {
     /// configures the lease (address, MTU, option 121 routes) and records its options.
     /// Returns the recorded options of the `bound` event, or None when there was no lease.
     fn udhcpc(&self, ifname: &str, tries: &str) -> Option<String> {
-        let script = self.dir.join("udhcpc.sh");
-        let record = self.dir.join("bound.env");
-        let _ = std::fs::remove_file(&record);
-        std::fs::write(
-            &script,
-            format!(
-                r#"#!/bin/sh
-case "$1" in
-  deconfig) ip addr flush dev "$interface" ;;
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-    set -- $staticroutes
-    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
-    for v in ip mask router dns mtu staticroutes hostname lease serverid; do
-      eval "echo $v=\$$v"
-    done > {rec}.tmp
-    mv {rec}.tmp {rec}
-    ;;
-esac
-exit 0
-"#,
-                rec = record.display()
-            ),
-        )
-        .unwrap();
-        sh("chmod", &["+x", &script.to_string_lossy()]);
+        let (script, record) = self.script();
         let out = self.exec(
             "busybox",
             &[
@@ -152,6 +125,59 @@ exit 0
             );
         }
         rec
+    }
+
+    /// A udhcpc that stays (bound, then renewing when sent SIGUSR1), with the same script;
+    /// returns it and the file its script records each bound/renew event's options in.
+    fn udhcpc_daemon(&self, ifname: &str) -> (Daemon, PathBuf) {
+        let (script, record) = self.script();
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "busybox", "udhcpc", "-i", ifname, "-f",
+            ])
+            .args(["-O", "mtu", "-O", "staticroutes", "-T", "3", "-s"])
+            .arg(&script)
+            .stdout(std::fs::File::create(self.dir.join("udhcpc.log")).unwrap())
+            .stderr(std::fs::File::create(self.dir.join("udhcpc.err")).unwrap())
+            .spawn()
+            .expect("udhcpc");
+        (Daemon(child), record)
+    }
+
+    /// The udhcpc script: configures the lease (address, MTU, option 121 routes) and records
+    /// its options and the event (bound or renew) in the returned file.
+    fn script(&self) -> (PathBuf, PathBuf) {
+        let script = self.dir.join("udhcpc.sh");
+        let record = self.dir.join("bound.env");
+        let _ = std::fs::remove_file(&record);
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+event="$1"
+case "$1" in
+  deconfig) ip addr flush dev "$interface" ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    set -- $staticroutes
+    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+    for v in ip mask router dns mtu staticroutes hostname lease serverid; do
+      eval "echo $v=\$$v"
+    done > {rec}.tmp
+    echo "event=$event" >> {rec}.tmp
+    mv {rec}.tmp {rec}
+    ;;
+esac
+exit 0
+"#,
+                rec = record.display()
+            ),
+        )
+        .unwrap();
+        sh("chmod", &["+x", &script.to_string_lossy()]);
+        (script, record)
     }
 
     /// A rogue `busybox udhcpd` on `ifname` (which has `addr`), offering 10.77.x.150-160.
@@ -338,7 +364,9 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     assert_eq!(value(&lease, "dns").trim(), "10.77.0.53");
     assert_eq!(value(&lease, "mtu"), "1400");
     assert_eq!(value(&lease, "hostname"), "vm-a");
-    assert_eq!(value(&lease, "serverid"), "10.77.0.1");
+    // The server is 169.254.169.254, routed on-link by the lease itself: a renewal at T1
+    // reaches the switch even on a network with no router.
+    assert_eq!(value(&lease, "serverid"), "169.254.169.254");
     assert_eq!(value(&lease, "lease"), "86400");
     assert_eq!(
         value(&lease, "staticroutes"),
@@ -366,7 +394,7 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     let before = rogue_tx(&t.rogue);
     let lease_b = b.udhcpc(&t.b, "5").expect("vm b got no lease");
     assert_eq!(value(&lease_b, "ip"), "10.77.0.12");
-    assert_eq!(value(&lease_b, "serverid"), "10.77.0.1");
+    assert_eq!(value(&lease_b, "serverid"), "169.254.169.254");
     assert_eq!(value(&lease_b, "hostname"), "host-10-77-0-12");
     assert_eq!(
         rogue_tx(&t.rogue),
@@ -388,10 +416,55 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
         "the rogue never answered, so the guard was not tried: {rogue2:?}"
     );
 
+    // B keeps a udhcpc running, bound.
+    let (b_client, b_record) = b.udhcpc_daemon(&t.b);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(10, || read(&b_record).contains("event=bound")),
+        "b's udhcpc never bound: {}",
+        read(&b.dir.join("udhcpc.err"))
+    );
+    let _ = std::fs::remove_file(&b_record);
+
     // A reload changes A's fixed IP and the subnet's DNS server: the next lease has both,
     // with no restart of the switch.
     sw.0.apply(config(&t, "10.77.0.21", "10.77.0.54"))
         .expect("reload");
+    // B renews (RENEWING: a unicast REQUEST from its address to the server id,
+    // 169.254.169.254, ARP resolved by the switch) and its renewal carries the new DNS. It
+    // must be answered as unicast, not by the broadcast fallback (REBINDING) that follows an
+    // unanswered one and would hide a server id the guest cannot reach. busybox says its
+    // renewal socket sometimes fails to bind (EADDRNOTAVAIL) and falls back at once, so
+    // up to three renewals are tried; with an unreachable server id all three broadcast.
+    let err_log = b.dir.join("udhcpc.err");
+    let mut unicast = false;
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&b_record);
+        let seen = read(&err_log).len();
+        sh("kill", &["-USR1", &b_client.0.id().to_string()]);
+        assert!(
+            wait_until(10, || {
+                let r = read(&b_record);
+                r.contains("event=renew") && r.contains("dns=10.77.0.54")
+            }),
+            "b's renewal did not carry the new DNS server: {:?}",
+            read(&b_record)
+        );
+        if !read(&err_log)[seen..].contains("broadcasting renew") {
+            unicast = true;
+            break;
+        }
+    }
+    assert!(
+        unicast,
+        "no unicast renewal answered: {}\n{:?} {:?}\n{}\n{}",
+        read(&err_log),
+        sw.0.datapath().dhcp_stats(),
+        sw.0.datapath().metadata_stats(),
+        b.ip(&["neigh"]),
+        b.ip(&["route"])
+    );
+    drop(b_client);
     let lease = a
         .udhcpc(&t.a, "5")
         .expect("vm a got no lease after the reload");

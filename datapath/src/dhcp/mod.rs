@@ -16,13 +16,15 @@
 //! port's fixed IPs or of its subnet's options gets the new data from the snapshot in force
 //! (a config reload replaces it), and a RELEASE has nothing to forget.
 //!
-//! The server's address (option 54, the IP source of replies) is the subnet's gateway_ip, or,
-//! for a subnet without a gateway, its first host address: Neutron uses its DHCP port's
-//! address, which weft does not allocate; the gateway is already reserved by IPAM, so it never
-//! collides with a guest. A guest renewing by unicast sends to that address; the switch
-//! answers whatever UDP 68 -> 67 a port sends, whatever its destination, so the renewal is
-//! answered once the guest can resolve the address (a router's port on it, or a rebinding
-//! broadcast at T2 otherwise).
+//! The server's address (option 54, the IP source of replies) is 169.254.169.254, the
+//! metadata service's, as Google Compute Engine's DHCP server does it. Neutron uses its DHCP
+//! port's address, which weft does not allocate; the subnet's gateway (the first choice here
+//! before) belongs to a router that a network without one lacks, so a guest renewing by
+//! unicast at T1 could not resolve it and waited for the broadcast rebinding at T2 (21 hours
+//! on a one-day lease). 169.254.169.254 is routed on-link by the lease's own option 121 and
+//! the switch answers ARP for it on every port it serves ([`crate::metadata`]), so a renewal
+//! reaches the switch at T1, and a change of the port or its subnet is in that renewal. The
+//! switch answers whatever UDP 68 -> 67 a port sends, whatever its destination.
 //!
 //! Non-goals: no DHCPv6 (see the networking API's refusal of ipv6_address_mode), no relay
 //! (giaddr) handling, no dynamic pools.
@@ -103,7 +105,7 @@ impl PortDhcp {
         mtu: Option<u32>,
         dns_name: Option<&str>,
     ) -> PortDhcp {
-        let server = s.gateway.unwrap_or_else(|| first_host(s.cidr));
+        let server = METADATA_IP;
         let mut routes = Vec::new();
         if let Some(gw) = s.gateway {
             routes.push((Ipv4Net::default(), gw));
@@ -208,15 +210,6 @@ pub fn default_hostname(ip: Ipv4Addr) -> String {
     format!("host-{a}-{b}-{c}-{d}")
 }
 
-/// The first host address of a prefix (network address + 1; the address itself for /31, /32).
-fn first_host(n: Ipv4Net) -> Ipv4Addr {
-    if n.prefix_len() >= 31 {
-        n.network()
-    } else {
-        Ipv4Addr::from(u32::from(n.network()).wrapping_add(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +228,7 @@ mod tests {
         };
         let d = PortDhcp::new(Ipv4Addr::new(10, 0, 0, 5), &s, Some(1450), None);
         assert_eq!(d.address.to_string(), "10.0.0.5/24");
-        assert_eq!(d.server, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(d.server, METADATA_IP);
         assert_eq!(d.hostname, "host-10-0-0-5");
         assert_eq!(
             d.routes,
@@ -245,10 +238,10 @@ mod tests {
                 ("169.254.169.254/32".parse().unwrap(), Ipv4Addr::UNSPECIFIED),
             ]
         );
-        // No gateway: no default route, the server is the first host address.
+        // No gateway: no default route; the server is still 169.254.169.254.
         let s = SubnetOptions { gateway: None, ..s };
         let d = PortDhcp::new(Ipv4Addr::new(10, 0, 0, 5), &s, None, Some("web-1"));
-        assert_eq!(d.server, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(d.server, METADATA_IP);
         assert_eq!(d.router, None);
         assert_eq!(d.hostname, "web-1");
         assert_eq!(d.routes[0].0, "192.168.0.0/16".parse::<Ipv4Net>().unwrap());

@@ -123,13 +123,13 @@ fn discover_gets_an_offer_with_every_option() {
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
     assert_eq!(
         (s.dst_mac, s.src, s.dst),
-        (CLIENT, Ipv4Addr::new(10, 0, 0, 1), m.yiaddr())
+        (CLIENT, crate::dhcp::METADATA_IP, m.yiaddr())
     );
-    let gw = Ipv4Addr::new(10, 0, 0, 1);
     assert_eq!(
         opt(m, OptionCode::ServerIdentifier),
-        Some(DhcpOption::ServerIdentifier(gw))
+        Some(DhcpOption::ServerIdentifier(crate::dhcp::METADATA_IP))
     );
+    let gw = Ipv4Addr::new(10, 0, 0, 1);
     assert_eq!(
         opt(m, OptionCode::SubnetMask),
         Some(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
@@ -179,7 +179,7 @@ fn discover_gets_an_offer_with_every_option() {
 #[test]
 fn request_for_the_ports_address_is_acked_and_any_other_is_naked() {
     let ours = DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 5));
-    let sid = DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 1));
+    let sid = DhcpOption::ServerIdentifier(crate::dhcp::METADATA_IP);
     let s = run(&message(
         MessageType::Request,
         Ipv4Addr::UNSPECIFIED,
