@@ -8,6 +8,9 @@
 //! - [`placement`]: the OpenStack Placement API (resource providers,
 //!   inventories, traits, aggregates, allocations, allocation candidates),
 //!   served by `weft serve` under `/placement`.
+//! - [`compute`]: the Compute API v2.1 (Nova) with microversions to 2.79:
+//!   flavors and key pairs so far, served under `/compute/v2.1`.
 
+pub mod compute;
 pub mod image;
 pub mod placement;

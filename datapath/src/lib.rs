@@ -26,6 +26,10 @@
 //!                  |              the shell sends Worker::answer_dhcp's reply back out of it)
 //!                  |        metadata (IPv4 to / ARP for 169.254.169.254: Verdict::Metadata; the
 //!                  |              port's smoltcp stack answers HTTP, Worker::answer_metadata)
+//!                  |        firewall: the decision only marks frames crossing a port with security
+//!                  |                 groups; for those, per frame (cache hit or not): egress rules
+//!                  |                 of the sender, ingress rules of each output, conntrack
+//!                  |                 (`secgroup`, one table behind a mutex in the Datapath)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
 //!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
@@ -109,6 +113,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod offload;
 mod pipeline;
+pub mod secgroup;
 pub mod snapshot;
 pub mod tunnel;
 pub mod verdict;

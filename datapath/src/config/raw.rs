@@ -33,6 +33,8 @@ pub(super) struct RawFile {
     pub tunnel_peer: Vec<RawTunnelPeer>,
     #[serde(default)]
     pub subnet: Vec<RawSubnet>,
+    #[serde(default)]
+    pub security_group: Vec<RawGroup>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +55,17 @@ pub(super) struct RawSubnet {
 pub(super) struct RawRoute {
     pub destination: Spanned<String>,
     pub nexthop: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub id: Spanned<String>,
+    pub stateful: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +92,7 @@ pub(super) struct RawSwitch {
     pub mac_table_size: Option<Spanned<i64>>,
     pub worker_nice: Option<Spanned<i64>>,
     pub busy_poll_us: Option<Spanned<i64>>,
+    pub conntrack_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +128,20 @@ pub(super) struct RawPort {
     pub capture: Option<Spanned<String>>,
     pub dns_name: Option<Spanned<String>>,
     pub metadata: Option<Spanned<crate::metadata::InstanceMetadata>>,
+    pub security_groups: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub id: Spanned<String>,
+    pub direction: Spanned<String>,
+    pub ethertype: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub port_range_min: Option<Spanned<i64>>,
+    pub port_range_max: Option<Spanned<i64>>,
+    pub remote_ip_prefix: Option<Spanned<String>>,
+    pub remote_group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +169,7 @@ impl RawFile {
                 mac_table_size: Some(unplaced(clamp_i64(s.mac_table_size as u64))),
                 worker_nice: Some(unplaced(i64::from(s.worker_nice))),
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
+                conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
             }),
             physnet: c
                 .physnets
@@ -180,6 +209,11 @@ impl RawFile {
                         .collect(),
                     enable_dhcp: Some(unplaced(s.enable_dhcp)),
                 })
+                .collect(),
+            security_group: c
+                .security_groups
+                .iter()
+                .map(RawGroup::from_config)
                 .collect(),
         }
     }
@@ -236,6 +270,48 @@ impl RawPort {
                 .map(|c| unplaced(c.display().to_string())),
             dns_name: p.dns_name.clone().map(unplaced),
             metadata: p.metadata.clone().map(unplaced),
+            security_groups: p
+                .security_groups
+                .as_ref()
+                .map(|g| unplaced(g.iter().map(|id| unplaced(id.clone())).collect())),
+        }
+    }
+}
+
+impl RawGroup {
+    fn from_config(g: &super::SecurityGroupConfig) -> RawGroup {
+        use super::RuleRemote;
+        use crate::secgroup::Family;
+        RawGroup {
+            id: unplaced(g.id.clone()),
+            stateful: Some(unplaced(g.stateful)),
+            members: g.members.iter().map(|m| unplaced(m.to_string())).collect(),
+            rule: g
+                .rules
+                .iter()
+                .map(|r| RawRule {
+                    id: unplaced(r.id.clone()),
+                    direction: unplaced(r.direction.name().to_string()),
+                    ethertype: unplaced(
+                        match r.family {
+                            Family::V4 => "IPv4",
+                            Family::V6 => "IPv6",
+                        }
+                        .to_string(),
+                    ),
+                    protocol: r.protocol.map(|p| unplaced(p.to_string())),
+                    port_range_min: r.port_min.map(|v| unplaced(i64::from(v))),
+                    port_range_max: r.port_max.map(|v| unplaced(i64::from(v))),
+                    remote_ip_prefix: match &r.remote {
+                        RuleRemote::Prefix(n) => Some(unplaced(n.to_string())),
+                        _ => None,
+                    },
+                    remote_group: match &r.remote {
+                        RuleRemote::Group(id) => Some(unplaced(id.clone())),
+                        _ => None,
+                    },
+                })
+                .collect(),
         }
     }
 }

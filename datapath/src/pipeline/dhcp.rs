@@ -37,6 +37,7 @@ pub(crate) fn dhcp<T: Tracer>(
         fwd: Fwd::Dhcp,
         learn_slot: None,
         valid_until: u64::MAX,
+        firewall: false,
     })
 }
 

@@ -36,5 +36,6 @@ pub(crate) fn metadata<T: Tracer>(
         fwd: Fwd::Metadata,
         learn_slot: None,
         valid_until: u64::MAX,
+        firewall: false,
     })
 }
