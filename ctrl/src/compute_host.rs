@@ -8,10 +8,39 @@ use crate::networking::body::PortReq;
 use crate::networking::service::{self, Ctx};
 use crate::networking::Networking;
 use serde_json::json;
+use std::io::Read;
 use std::sync::Arc;
 use weft_compute::compute::servers::record::Server;
+use weft_compute::image::store::Stored;
 use weft_compute::image::Images;
 use weft_identity::policy::Credentials;
+
+/// The store hands out mapped windows of an image (a few MiB at a time, as
+/// a download does), never the whole image in memory; this reads them in
+/// order.
+struct StoredReader {
+    data: Box<dyn Stored>,
+    at: u64,
+}
+
+impl Read for StoredReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const WINDOW: usize = 8 << 20;
+        if self.at >= self.data.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.data.chunk(self.at, buf.len().min(WINDOW))?;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "image data shorter than its stored length",
+            ));
+        }
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        self.at += chunk.len() as u64;
+        Ok(chunk.len())
+    }
+}
 
 /// One plugged NIC of a server.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +86,7 @@ impl HostServices {
     }
 
     /// A reader of active image `id`'s data, for the host's image cache.
-    pub fn open_image(&self, id: &str) -> Result<Box<dyn std::io::Read + Send>, String> {
+    pub fn open_image(&self, id: &str) -> Result<Box<dyn Read + Send>, String> {
         let active = self
             .images
             .read(|st| st.images.get(id).map(|i| i.status.as_str() == "active"))
@@ -65,13 +94,13 @@ impl HostServices {
         if !active {
             return Err(format!("image {id} is not active"));
         }
-        let (r, _) = self
+        let data = self
             .images
             .data_store()
             .open(id)
             .map_err(|e| format!("image {id}: {e}"))?
             .ok_or_else(|| format!("image {id} has no data"))?;
-        Ok(r)
+        Ok(Box::new(StoredReader { data, at: 0 }))
     }
 
     /// The network `auto` picks: the project's own, else a shared one

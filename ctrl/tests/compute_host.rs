@@ -173,3 +173,98 @@ async fn plug_and_unplug_ports_for_a_build() {
     // Idempotent.
     off_runtime(|| hs.unplug(&s));
 }
+
+/// Any token is alice, a member of her project (for the image service's
+/// own HTTP API, used here to put an image in place).
+struct Alice;
+impl Tokens for Alice {
+    fn validate(&self, _: &str) -> Option<Credentials> {
+        Some(Credentials {
+            user_id: "alice".into(),
+            roles: vec!["member".into(), "reader".into()],
+            project_id: Some("p-alice".into()),
+            ..Credentials::default()
+        })
+    }
+}
+
+/// A compute host's read of an image: the whole data, read from the store
+/// window by window (over 8 MiB windows, so three of them here); an image
+/// without data (queued) is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_image_reads_the_data_whole() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new();
+    let backend = api.backend.clone();
+    let images = off_runtime(|| {
+        Images::open(
+            backend.store(),
+            backend.dir.path(),
+            &ImageConfig::default(),
+            None,
+            Mode::Enforce,
+            Arc::new(Alice),
+        )
+        .unwrap()
+    });
+    let app = weft_compute::image::router(images.clone());
+    let call = |method: &str, path: String, ct: &str, body: Vec<u8>| {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", "t")
+            .header("content-type", ct)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let new_image = || {
+        call(
+            "POST",
+            "/v2/images".into(),
+            "application/json",
+            json!({"name": "disk", "disk_format": "qcow2", "container_format": "bare"})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let (st, body) = new_image().await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data: Vec<u8> = (0..(17u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (st, _) = call(
+        "PUT",
+        format!("/v2/images/{id}/file"),
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    let hs = HostServices::new(images, api.net.clone());
+    let mut copy = Vec::new();
+    let mut r = off_runtime(|| hs.open_image(&id)).unwrap();
+    std::io::Read::read_to_end(&mut r, &mut copy).unwrap();
+    assert!(copy == data, "the copy differs");
+
+    // An image without data (queued: not active) is an error.
+    let (_, body) = new_image().await;
+    let empty = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = off_runtime(|| hs.open_image(&empty).map(|_| ())).unwrap_err();
+    assert!(err.contains("not active"), "{err}");
+}
