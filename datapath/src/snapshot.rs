@@ -3,8 +3,10 @@
 //! VLANs stay stable across recompiles for ports/networks whose names are unchanged.
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
+use crate::dhcp::PortDhcp;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
+use crate::metadata::PortMetadata;
 use crate::secgroup::{CompiledFirewall, Members};
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -141,6 +143,10 @@ pub struct Snapshot {
     config: SwitchConfig,
     ports: Vec<Option<PortInfo>>,
     security: Vec<Option<PortSecurity>>,
+    /// What the switch's DHCP server hands each VM port on an enable_dhcp subnet.
+    dhcp: Vec<Option<PortDhcp>>,
+    /// What the metadata service at 169.254.169.254 serves each VM port with a fixed IPv4.
+    metadata: Vec<Option<PortMetadata>>,
     /// Per port number: its security groups, compiled (None: no firewall).
     firewalls: Vec<Option<Arc<CompiledFirewall>>>,
     /// Security group id -> its members, compiled once and shared by the rules naming it.
@@ -221,6 +227,8 @@ impl Snapshot {
         let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut dhcp: Vec<Option<PortDhcp>> = vec![None; table_len];
+        let mut metadata: Vec<Option<PortMetadata>> = vec![None; table_len];
         let mut firewalls: Vec<Option<Arc<CompiledFirewall>>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
@@ -340,6 +348,9 @@ impl Snapshot {
                     }
                 }
             }
+            dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
+            metadata[usize::from(no.0)] =
+                PortMetadata::for_port(p, dhcp[usize::from(no.0)].as_ref());
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);
@@ -352,6 +363,8 @@ impl Snapshot {
             config: cfg.clone(),
             ports,
             security,
+            dhcp,
+            metadata,
             firewalls,
             groups,
             uplinks,
@@ -454,10 +467,29 @@ impl Snapshot {
                 crate::pipeline::Fwd::Flood { vlan, .. } => {
                     self.vlan(vlan).is_some_and(|v| v.firewalled)
                 }
+                // Answered by the switch itself, before the firewall (Neutron's implicit
+                // rules let DHCP through; the metadata service is the switch's own).
+                crate::pipeline::Fwd::Dhcp | crate::pipeline::Fwd::Metadata => false,
             }
     }
 
     // ---- crate-internal accessors for the pipeline ----
+
+    /// What the switch's DHCP server hands VM port `no`; None: it answers no DHCP there (no
+    /// fixed IPv4 address on an enable_dhcp subnet of its network, or not a VM port).
+    #[inline]
+    pub fn dhcp(&self, no: PortNo) -> Option<&PortDhcp> {
+        self.dhcp.get(usize::from(no.0)).and_then(|s| s.as_ref())
+    }
+
+    /// What the metadata service serves VM port `no`; None: the port's frames to
+    /// 169.254.169.254 are not answered (no fixed IPv4 address, or not a VM port).
+    #[inline]
+    pub fn metadata(&self, no: PortNo) -> Option<&PortMetadata> {
+        self.metadata
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
+    }
 
     #[inline]
     pub(crate) fn security(&self, no: PortNo) -> Option<&PortSecurity> {

@@ -9,6 +9,8 @@
 //! |---------------------|---------------------|----------------------------------------------------|
 //! | [`classify`]        | br-int 0            | in_port / uplink segment -> local VLAN             |
 //! | [`port_security`]   | 24, 25, 71 (part)   | arp_spoof, mac_spoof, ip_spoof + DHCP guard        |
+//! | [`dhcp`]            | (the DHCP agent)    | DHCPv4 requests answered by the switch             |
+//! | [`metadata`]        | (the metadata agent)| TCP to / ARP for 169.254.169.254, answered here    |
 //! | firewall            | 71-73, 81-82        | security groups + conntrack ([`crate::secgroup`])  |
 //! | [`forward`]         | 60, 94 NORMAL       | MAC learning per local VLAN, unicast / flood       |
 //! | [`uplink`]          | br-phys 0/2, br-tun | local VLAN -> wire, as each output's egress edit   |
@@ -37,6 +39,10 @@ pub(crate) enum Fwd {
     Unicast(Output),
     /// All members of `vlan` but the ingress port.
     Flood { vlan: u16, tagged_ingress: bool },
+    /// Nowhere: the switch's DHCP server answers it ([`dhcp`]).
+    Dhcp,
+    /// Nowhere: the switch's metadata service answers it ([`metadata`]).
+    Metadata,
 }
 
 /// A pipeline decision (cacheable).
@@ -124,7 +130,9 @@ macro_rules! trace {
 }
 
 pub(crate) mod classify;
+pub(crate) mod dhcp;
 pub(crate) mod forward;
+pub(crate) mod metadata;
 pub(crate) mod port_security;
 pub(crate) mod uplink;
 
@@ -147,6 +155,16 @@ pub(crate) fn decide<T: Tracer>(
     };
     if let Err(r) = port_security::port_security(snap, ingress.port, k, t) {
         return Decision::drop(r);
+    }
+    // DHCP requests the switch answers go no further: the guest's DHCP is allowed whatever
+    // its security groups say (as Neutron's implicit rules allow it), and never flooded.
+    if let Some(d) = dhcp::dhcp(snap, ingress.port.no, k, t) {
+        return d;
+    }
+    // So is the metadata service (Neutron's openvswitch firewall lets the metadata traffic
+    // through whatever the groups say, too).
+    if let Some(d) = metadata::metadata(snap, ingress.port.no, k, t) {
+        return d;
     }
     // The firewall (Neutron tables 71-73 / 81-82) runs per frame after this decision, on the
     // frames it marks (see the module doc).
