@@ -21,8 +21,7 @@
 //! the very state it commits on, so a stale one is a 409
 //! `placement.concurrent_update` and capacity is never double-booked.
 //!
-//! Non-goals (for now): sharing providers (`MISC_SHARES_VIA_AGGREGATE`) in
-//! allocation candidates, `same_subtree`, `/reshaper`.
+//! Non-goals (for now): `/reshaper`.
 
 pub mod aggregates;
 pub mod allocations;

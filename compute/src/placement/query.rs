@@ -109,10 +109,19 @@ impl AggFilter {
 
     /// Whether a provider in `aggs` passes.
     pub fn matches(&self, aggs: &BTreeSet<String>) -> bool {
+        self.within(aggs) && !self.excluded(aggs)
+    }
+
+    /// The positive half: in one aggregate of each `in:` set.
+    pub fn within(&self, aggs: &BTreeSet<String>) -> bool {
         self.any_of
             .iter()
             .all(|set| set.iter().any(|a| aggs.contains(a)))
-            && !self.none_of.iter().any(|a| aggs.contains(a))
+    }
+
+    /// The negative half: in one of the forbidden aggregates.
+    pub fn excluded(&self, aggs: &BTreeSet<String>) -> bool {
+        self.none_of.iter().any(|a| aggs.contains(a))
     }
 }
 
