@@ -340,7 +340,7 @@ async fn resourceless_and_same_subtree_errors() {
         (
             "resources_A=VCPU:1&same_subtree=_A",
             "1.35",
-            "Additional properties are not allowed",
+            "'same_subtree' does not match any of the regexes",
         ),
         (
             "required=CUSTOM_FOO&required1=CUSTOM_BAR",
@@ -351,6 +351,16 @@ async fn resourceless_and_same_subtree_errors() {
             "resources=VCPU:1&in_tree1=aaaaaaaa-1111-4111-8111-111111111111",
             "1.31",
             "All request groups must specify resources.",
+        ),
+        (
+            "resources1@=VCPU:1",
+            "1.33",
+            "'resources1@' does not match any of the regexes: '^in_tree([a-zA-Z0-9_-]{1,64})?$'",
+        ),
+        (
+            "resources=VCPU:1&required=in:HW_NUMA_ROOT,HW_NIC_ROOT",
+            "1.38",
+            "The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' only supported since microversion 1.39.",
         ),
         (
             "group_policy=isolate",
@@ -370,4 +380,23 @@ async fn resourceless_and_same_subtree_errors() {
         let detail = r.body["errors"][0]["detail"].as_str().unwrap();
         assert!(detail.contains(want), "{q}: {detail}");
     }
+    // Repeated single-valued keys are read at their first value; a repeated
+    // `required` before 1.39 at its last.
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources=VCPU:1&limit=1&limit=0",
+        "1.16",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let cn = provider(&e.app, "cn", None).await;
+    inventory(&e.app, &cn, &[("VCPU", 1)]).await;
+    traits(&e.app, &cn, &["HW_NUMA_ROOT"]).await;
+    let q = "resources=VCPU:1&required=HW_NIC_ROOT&required=HW_NUMA_ROOT";
+    let body = get(&e.app, q, "1.38").await;
+    assert_eq!(body["allocation_requests"].as_array().unwrap().len(), 1);
+    let body = get(&e.app, q, "1.39").await;
+    assert_eq!(body["allocation_requests"], json!([]));
 }

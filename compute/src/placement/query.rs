@@ -187,7 +187,10 @@ pub fn required<'a>(
         };
         if let Some(list) = value.strip_prefix("in:") {
             if !version.at_least(39) {
-                return Err(invalid());
+                return Err(PlacementError::bad_query(
+                    "The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' only supported since \
+                     microversion 1.39.",
+                ));
             }
             let set: BTreeSet<String> = list
                 .split(',')

@@ -37,10 +37,33 @@ fn valid_suffix(v: Version, s: &str) -> bool {
     }
 }
 
-fn bad_key(k: &str) -> PlacementError {
+/// An unknown key, worded as Placement's JSON schema validator words it:
+/// from 1.25 the group keys are patterns, and a key matching none of them
+/// is listed against them.
+fn bad_key(v: Version, k: &str) -> PlacementError {
+    if !v.at_least(25) {
+        return PlacementError::bad_query(format!(
+            "Invalid query string parameters: Additional properties are not allowed ('{k}' was \
+             unexpected)"
+        ));
+    }
+    let suffix = if v.at_least(33) {
+        "[a-zA-Z0-9_-]{1,64}"
+    } else {
+        "[1-9][0-9]*"
+    };
+    let bases: &[&str] = if v.at_least(31) {
+        &["in_tree", "member_of", "required", "resources"]
+    } else {
+        &["member_of", "required", "resources"]
+    };
+    let patterns: Vec<String> = bases
+        .iter()
+        .map(|b| format!("'^{b}({suffix})?$'"))
+        .collect();
     PlacementError::bad_query(format!(
-        "Invalid query string parameters: Additional properties are not allowed ('{k}' was \
-         unexpected)"
+        "Invalid query string parameters: '{k}' does not match any of the regexes: {}",
+        patterns.join(", ")
     ))
 }
 
@@ -57,7 +80,7 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
             "same_subtree" if v.at_least(36) => continue,
             _ => {}
         }
-        let (base, suffix) = split_key(k).ok_or_else(|| bad_key(k))?;
+        let (base, suffix) = split_key(k).ok_or_else(|| bad_key(v, k))?;
         let from = match base {
             "resources" => 10,
             "required" => 17,
@@ -65,11 +88,11 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
             _ => 31,
         };
         if !v.at_least(from) {
-            return Err(bad_key(k));
+            return Err(bad_key(v, k));
         }
         if !suffix.is_empty() {
             if !v.at_least(25) || !valid_suffix(v, suffix) {
-                return Err(bad_key(k));
+                return Err(bad_key(v, k));
             }
             suffixes.insert(suffix);
         }
@@ -98,7 +121,14 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
                 Some(r) => query::resources(st, &rkey, r)?,
                 None => BTreeMap::new(),
             },
-            required: query::required(st, v, &key("required"), q.all(&key("required")))?,
+            // Before 1.39 a repeated `required` is one value, the last
+            // given (Placement reads the query as a dict); from 1.39 each
+            // is a further condition.
+            required: if v.at_least(39) {
+                query::required(st, v, &key("required"), q.all(&key("required")))?
+            } else {
+                query::required(st, v, &key("required"), q.all(&key("required")).last())?
+            },
             member_of: query::member_of(v, q.all(&key("member_of")))?,
             in_tree,
         })
@@ -108,11 +138,13 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
         .iter()
         .map(|s| group(s))
         .collect::<PlacementResult<Vec<_>>>()?;
-    let isolate = match q.one("group_policy")? {
+    // A repeated `group_policy` or `limit` is read at its first value, as
+    // Placement reads them.
+    let isolate = match q.all("group_policy").next() {
         None if groups.len() > 1 => {
             return Err(PlacementError::bad_query(
                 "The \"group_policy\" parameter is required when specifying more than one \
-                 \"resources{$S}\" parameter.",
+                 \"resources{N}\" parameter.",
             ))
         }
         None | Some("none") => false,
@@ -123,7 +155,7 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
             )))
         }
     };
-    let limit = match q.one("limit")? {
+    let limit = match q.all("limit").next() {
         None => None,
         Some(l) => Some(l.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             PlacementError::bad_query(format!(

@@ -58,10 +58,13 @@ fn list_filter(
             .map(|u| uuid_of("in_tree", u))
             .transpose()?,
         member_of: query::member_of(v, q.all("member_of"))?,
-        required: if q.all("required").next().is_some() {
+        // Before 1.39 a repeated `required` is one value, the last given.
+        required: if q.all("required").next().is_none() {
+            Default::default()
+        } else if v.at_least(39) {
             query::required(st, v, "required", q.all("required"))?
         } else {
-            Default::default()
+            query::required(st, v, "required", q.all("required").last())?
         },
         resources: match q.one("resources")? {
             Some(r) => query::resources(st, "resources", r)?,
