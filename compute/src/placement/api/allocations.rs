@@ -93,7 +93,7 @@ struct DictItem {
 /// `PUT /allocations/{consumer}` from 1.12, and each consumer of `POST /allocations`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DictBody {
+pub(super) struct DictBody {
     allocations: BTreeMap<String, DictItem>,
     #[serde(default)]
     project_id: Option<String>,
@@ -115,9 +115,16 @@ fn required_field(name: &str) -> PlacementError {
     ))
 }
 
+impl DictBody {
+    /// Whether the body carries `mappings` (schema-valid from 1.34).
+    pub(super) fn has_mappings(&self) -> bool {
+        self.mappings.is_some()
+    }
+}
+
 /// One consumer's dict-form body; `allow_empty`: `POST /allocations`, where
 /// `{}` has always meant "this consumer holds nothing now".
-fn dict_write(
+pub(super) fn dict_write(
     v: Version,
     consumer: String,
     b: DictBody,

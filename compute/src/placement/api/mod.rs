@@ -7,6 +7,7 @@ mod candidates;
 mod catalog;
 mod providers;
 mod render;
+mod reshaper;
 
 use super::error::{PlacementError, PlacementResult};
 use super::microversion::{self, Version};
@@ -100,6 +101,7 @@ pub fn router(pl: Arc<Placement>) -> Router {
         )
         .route("/usages", g(allocations::usages))
         .route("/allocation_candidates", g(candidates::candidates))
+        .route("/reshaper", p(reshaper::reshape))
         .fallback(|| async { PlacementError::not_found("The resource could not be found.") })
         .method_not_allowed_fallback(|| async { PlacementError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(versioned))
