@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Placement's own functional tests (the gabbi YAML files of
 # openstack-placement, fetched from PyPI at a pinned version) against
-# `weft serve --placement-noauth2`, one fresh server per file, and prints
-# the pass count per file and in total.
+# `weft serve --placement-noauth2 --placement-listen` (Placement alone at the
+# root of a port of its own, as the suite addresses it), one fresh server
+# per file, and prints the pass count per file and in total.
 #
 # Files whose fixture is `APIFixture` (an empty database plus some uuids in
 # the environment, which this script exports) run as they are. The data
@@ -16,7 +17,9 @@
 #
 # Usage: scripts/placement-gabbi.sh [FILE.yaml ...]   (default: all)
 # Env: WEFT_BIN (default target/release/weft, else target/debug/weft),
-#      WEFT_VENV (default /opt/weft-venv), PLACEMENT_VERSION (default 16.0.0).
+#      WEFT_VENV (default /opt/weft-venv), PLACEMENT_VERSION (default 16.0.0),
+#      GABBI_VERBOSE=1 (print the failing assertions), GABBI_LOGS=DIR (keep
+#      each file's whole gabbi output as DIR/FILE.log).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${WEFT_VENV:-/opt/weft-venv}
@@ -229,12 +232,15 @@ for name in "${files[@]}"; do
     continue
   fi
   state=$(mktemp -d "$work/state.XXXXXX")
-  port=$(free_port)
+  port=$(free_port) pport=$(free_port)
+  # Placement alone at the root of its own port, as the suite addresses it
+  # (its links and Locations are then root-relative, as it expects).
   WEFT_ADMIN_PASSWORD=gabbi "$bin" serve --state-dir "$state" --listen "127.0.0.1:$port" \
-    --placement-noauth2 >"$state/serve.log" 2>&1 &
+    --placement-noauth2 --placement-listen "127.0.0.1:$pport" >"$state/serve.log" 2>&1 &
   pid=$!
+  url="http://127.0.0.1:$pport"
   for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/placement" >/dev/null 2>&1 && break
+    curl -sf "$url/" >/dev/null 2>&1 && break
     sleep 0.1
   done
   # What Placement's APIFixture puts in the environment.
@@ -245,14 +251,18 @@ for name in "${files[@]}"; do
   done
   export CUSTOM_RES_CLASS=CUSTOM_IRON_NFV CUSTOM_RES_CLASS1=CUSTOM_IRON_NFV1 CUSTOM_RES_CLASS2=CUSTOM_IRON_NFV2
   if [ "$fixtures" = "APIFixture" ]; then
-    out=$("$venv/bin/gabbi-run" "http://127.0.0.1:$port/placement" -- "$f" 2>&1 || true)
+    out=$("$venv/bin/gabbi-run" "$url" -- "$f" 2>&1 || true)
   else
-    out=$("$venv/bin/python" "$harness" "$fixtures_py" "$fixtures" "http://127.0.0.1:$port/placement" \
+    out=$("$venv/bin/python" "$harness" "$fixtures_py" "$fixtures" "$url" \
           "$venv/bin/gabbi-run" "$f" 2>&1 || true)
     grep '^fixture ' <<<"$out" || true
   fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  if [ -n "${GABBI_LOGS:-}" ]; then
+    mkdir -p "$GABBI_LOGS"
+    printf '%s\n' "$out" >"$GABBI_LOGS/$name.log"
+  fi
   # gabbi-run marks each test: ✓ passed, ✗ failed, - skipped (after a failure).
   pass=$(grep -c '^\.\.\. ✓' <<<"$out" || true)
   fail=$(grep -c '^\.\.\. [✗E]' <<<"$out" || true)

@@ -1,7 +1,8 @@
 //! `POST /reshaper` over HTTP on a real SQLite store: a host's VCPU
 //! inventory and the allocation using it move to a new NUMA child in one
 //! request; a refused reshape (stale generation, inventory left in use,
-//! allocation over capacity) changes nothing.
+//! allocation over capacity) changes nothing; generations move as
+//! Placement's; `mappings` are checked as its schema does.
 
 mod common;
 
@@ -136,7 +137,12 @@ async fn reshape_moves_inventory_and_allocations_together() {
     assert_eq!(usages["usages"], json!({"VCPU": 4}));
     let inv = get(&e.app, &format!("/resource_providers/{cn}/inventories")).await;
     assert_eq!(inv["inventories"], json!({}));
-    assert!(generation(&e.app, &cn).await > cn_gen);
+    // Generations move as Placement's three steps move them (Nova's report
+    // client reads them back): the emptied host once (final inventory; it
+    // has no interim and no new allocation), the NUMA child three times
+    // (interim inventory, allocation, final inventory).
+    assert_eq!(generation(&e.app, &cn).await, cn_gen + 1);
+    assert_eq!(generation(&e.app, &numa).await, numa_gen + 3);
     let alloc = get(&e.app, &format!("/allocations/{CONSUMER}")).await;
     assert_eq!(alloc["consumer_generation"], json!(2));
 }

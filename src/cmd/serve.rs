@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// tests only: X-Auth-Token names the caller (`admin` is the admin), unchecked.
     #[arg(long)]
     pub placement_noauth2: bool,
+    /// Also serve Placement alone at the root of this address (as a standalone
+    /// placement-api on port 8778), besides /placement on --listen.
+    #[arg(long)]
+    pub placement_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
@@ -81,7 +85,12 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let mut server = Server::open(cfg)?;
     let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let _images = super::image::start_in_serve(&mut server, &a.image)?;
-    mount_placement(&mut server, a.placement_noauth2)?;
+    let placement = mount_placement(&mut server, a.placement_noauth2)?;
+    if let Some(addr) = a.placement_listen {
+        let router = weft_compute::placement::router(placement);
+        rt.block_on(server.spawn_alone("placement", addr, router))?;
+        println!("weft: serving placement alone on http://{addr}/");
+    }
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
@@ -104,7 +113,10 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
 
 /// Placement under `/placement` (catalog type `placement`), on the shared
 /// store and the server's policy settings.
-fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
+fn mount_placement(
+    server: &mut Server,
+    noauth2: bool,
+) -> anyhow::Result<std::sync::Arc<weft_compute::placement::Placement>> {
     use weft_compute::placement;
     let sc = server.config().clone();
     let pl = if noauth2 {
@@ -136,5 +148,5 @@ fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
         placement::router(pl.clone()),
     ))?;
     server.follow(pl.replica());
-    Ok(())
+    Ok(pl)
 }

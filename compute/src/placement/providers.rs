@@ -280,7 +280,9 @@ pub fn list<'s>(st: &'s State, f: &ListFilter) -> Vec<&'s Provider> {
         .filter(|p| {
             f.resources.iter().all(|(rc, n)| {
                 p.inventories.get(rc).is_some_and(|inv| {
-                    *n <= inv.max_unit && inv.capacity() >= st.used(&p.uuid, rc).saturating_add(*n)
+                    // Units first (max_unit bounds the sum below), as
+                    // Placement filters: min_unit, max_unit, step_size.
+                    inv.fits_unit(*n) && inv.capacity() >= st.used(&p.uuid, rc).saturating_add(*n)
                 })
             })
         })

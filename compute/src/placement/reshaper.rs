@@ -3,12 +3,16 @@
 //! new NUMA children (inventory and the allocations using it) without a
 //! moment where either is missing or counted twice.
 //!
-//! The new inventories apply first, to a copy of the state, without the
-//! "still in use" refusal a plain inventory write makes: the allocations
-//! moving off them come in the same request. The allocations are then
-//! written on that copy with every check of an ordinary write (capacity,
-//! units, consumer generations). Only what is left in use on an inventory
-//! the reshape removed is refused, as Placement does.
+//! It runs in Placement's three steps, whose generation moves clients
+//! (Nova's report client) count on: an interim inventory, the old one with
+//! the new classes laid over it (the provider's generation moves once),
+//! so allocations can move between classes the reshape keeps, adds or
+//! drops; then the allocations, written on that interim state with every
+//! check of an ordinary write (capacity, units, consumer generations; the
+//! providers allocated against move again); then the final inventory,
+//! exactly as sent (every provider in `inventories` moves once more). Only
+//! usage left on a class the final inventory drops is refused (409
+//! `placement.inventory.inuse`). All of it is one commit.
 
 use super::allocations::{self, ConsumerWrite};
 use super::error::{Code, PlacementError};
@@ -26,7 +30,8 @@ pub fn reshape(
     inventories: &BTreeMap<String, SetInventories>,
     writes: &[ConsumerWrite],
 ) -> Write<()> {
-    let mut changes = Vec::with_capacity(inventories.len());
+    let mut interim = Vec::with_capacity(inventories.len());
+    let mut finals = BTreeMap::new();
     for (uuid, req) in inventories {
         let p = st
             .providers
@@ -52,19 +57,24 @@ pub fn reshape(
                 inventories::validate(st, ctx, p, rc, r, "update")?,
             );
         }
-        changes.push(Change::Provider(bumped(p, &env.now, |x| {
-            x.inventories = next
-        })));
+        // Placement skips the interim step for an emptied provider.
+        if !next.is_empty() {
+            interim.push(Change::Provider(bumped(p, &env.now, |x| {
+                x.inventories.extend(next.clone())
+            })));
+        }
+        finals.insert(uuid.clone(), next);
     }
     let mut after = st.clone();
-    after.apply_changes(&changes);
+    after.apply_changes(&interim);
     let ((), moved) = allocations::write(&after, env, ctx, writes)?;
     after.apply_changes(&moved);
-    for uuid in inventories.keys() {
-        let p = &after.providers[uuid];
-        for (rc, used) in after.usages_of(uuid).into_iter().flatten() {
-            let gone = !p.inventories.contains_key(rc);
-            if *used > 0 && gone {
+    let mut last = Vec::with_capacity(finals.len());
+    for (uuid, next) in finals {
+        let p = &after.providers[&uuid];
+        for (rc, used) in after.usages_of(&uuid).into_iter().flatten() {
+            let kept = next.get(rc);
+            if *used > 0 && kept.is_none() {
                 return Err(PlacementError::conflict(
                     Code::InventoryInUse,
                     format!(
@@ -73,7 +83,7 @@ pub fn reshape(
                     ),
                 ));
             }
-            if !gone && *used > p.inventories[rc].capacity() {
+            if kept.is_some_and(|inv| *used > inv.capacity()) {
                 return Err(PlacementError::conflict(
                     Code::Undefined,
                     format!(
@@ -84,17 +94,29 @@ pub fn reshape(
                 ));
             }
         }
+        last.push(Change::Provider(bumped(p, &env.now, |x| {
+            x.inventories = next
+        })));
     }
-    // A provider both re-inventoried and allocated against is written once,
-    // as the allocation write left it (new inventories, generation moved).
-    let rewritten: BTreeSet<String> = moved
+    after.apply_changes(&last);
+    // One record per provider, as the three steps left it.
+    let providers: BTreeSet<String> = interim
         .iter()
+        .chain(&moved)
+        .chain(&last)
         .filter_map(|c| match c {
             Change::Provider(p) => Some(p.uuid.clone()),
             _ => None,
         })
         .collect();
-    changes.retain(|c| !matches!(c, Change::Provider(p) if rewritten.contains(&p.uuid)));
-    changes.extend(moved);
+    let mut changes: Vec<Change> = moved
+        .into_iter()
+        .filter(|c| !matches!(c, Change::Provider(_)))
+        .collect();
+    changes.extend(
+        providers
+            .iter()
+            .map(|u| Change::Provider(after.providers[u].clone())),
+    );
     Ok(((), changes))
 }

@@ -8,6 +8,7 @@ mod catalog;
 mod providers;
 mod render;
 mod reshaper;
+pub(crate) mod schema;
 
 use super::error::{PlacementError, PlacementResult};
 use super::microversion::{self, Version};
@@ -24,7 +25,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use weft_identity::policy::Credentials;
 
-/// Where `weft serve` mounts placement (and the prefix of its links).
+/// Where `weft serve` mounts placement on its main listener. Links are
+/// not built from it but from where each request was routed ([`Base`]),
+/// so placement on a listener of its own answers with root links.
 pub const MOUNT: &str = "/placement";
 
 /// The request id header ctrl's observe layer sets on each request.
@@ -102,10 +105,43 @@ pub fn router(pl: Arc<Placement>) -> Router {
         .route("/usages", g(allocations::usages))
         .route("/allocation_candidates", g(candidates::candidates))
         .route("/reshaper", p(reshaper::reshape))
-        .fallback(|| async { PlacementError::not_found("The resource could not be found.") })
-        .method_not_allowed_fallback(|| async { PlacementError::MethodNotAllowed })
+        .fallback(|| async {
+            unrouted(PlacementError::not_found(
+                "The resource could not be found.",
+            ))
+        })
+        .method_not_allowed_fallback(|| async { unrouted(PlacementError::MethodNotAllowed) })
         .layer(axum::middleware::from_fn(versioned))
         .with_state(pl)
+}
+
+/// Marks an answer the router gave before any handler ran (no route: 404,
+/// or not this method: 405), which Placement gives before it looks at
+/// `Accept` (its routing precedes each handler's `check_accept`).
+#[derive(Clone, Copy)]
+struct Unrouted;
+
+fn unrouted(e: PlacementError) -> Response {
+    let mut r = e.into_response();
+    r.extensions_mut().insert(Unrouted);
+    r
+}
+
+/// The microversion a route first appears at, when later than 1.0. Below
+/// it the route does not exist: a 404 before anything else is looked at
+/// (content type, body, method), as Placement's version-masked routing.
+fn first_version(method: &Method, path: &str) -> Option<u16> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["resource_classes", ..] => Some(2),
+        ["traits", ..] | ["resource_providers", _, "traits"] => Some(6),
+        ["resource_providers", _, "aggregates"] => Some(1),
+        ["usages"] => Some(9),
+        ["allocation_candidates"] => Some(10),
+        ["allocations"] if method == Method::POST => Some(13),
+        ["reshaper"] => Some(30),
+        _ => None,
+    }
 }
 
 /// `GET /`: version discovery, open to anyone (no token needed).
@@ -131,6 +167,7 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             .filter_map(|v| v.to_str().ok()),
     );
     let method = req.method().clone();
+    let html = wants_html(req.headers());
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -151,8 +188,20 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             format!("{scheme}://{h}")
         });
     let (version, mut resp) = match asked {
+        Ok(v) if first_version(&method, req.uri().path()).is_some_and(|m| !v.at_least(m)) => {
+            let e = PlacementError::not_found("The resource could not be found.");
+            (Some(v), unrouted(e))
+        }
         Ok(v) if method == Method::GET && !accepts_json(req.headers()) => {
-            (Some(v), PlacementError::NotAcceptable.into_response())
+            // A GET reads only: the handler runs to learn whether the path
+            // is routed at all; an unrouted path stays a 404 (or 405).
+            req.extensions_mut().insert(v);
+            let resp = next.run(req).await;
+            if resp.extensions().get::<Unrouted>().is_some() {
+                (Some(v), resp)
+            } else {
+                (Some(v), PlacementError::NotAcceptable.into_response())
+            }
         }
         Ok(v) => {
             req.extensions_mut().insert(v);
@@ -174,7 +223,7 @@ async fn versioned(mut req: Request, next: Next) -> Response {
             }
         }
     }
-    finish(resp, method, version, request_id).await
+    finish(resp, method, version, request_id, html).await
 }
 
 /// Whether the `Accept` header (if any) takes JSON: `application/json`,
@@ -197,11 +246,43 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Whether the client asks for HTML and takes no JSON: its errors are then
+/// an HTML page, as WebOb renders Placement's errors for a browser.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
+        && !accepts_json(headers)
+}
+
+/// An error body as the HTML page WebOb makes of it: the status as title,
+/// then the detail (escaped).
+fn html_error(status: StatusCode, errors: &Value) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let detail = errors[0]["detail"].as_str().unwrap_or("");
+    format!(
+        "<html>\n <head>\n  <title>{t}</title>\n </head>\n <body>\n  <h1>{t}</h1>\n  {d}<br /><br />\n\n\n\n </body>\n</html>",
+        t = esc(&title),
+        d = esc(detail)
+    )
+}
+
 async fn finish(
     resp: Response,
     method: Method,
     version: Option<Version>,
     request_id: Option<String>,
+    html: bool,
 ) -> Response {
     let (mut parts, body) = resp.into_parts();
     if let Some(v) = version {
@@ -255,6 +336,14 @@ async fn finish(
         }
     }
     parts.headers.remove(header::CONTENT_LENGTH);
+    if html {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        let page = html_error(parts.status, &v["errors"]);
+        return Response::from_parts(parts, axum::body::Body::from(page));
+    }
     Response::from_parts(parts, axum::body::Body::from(v.to_string()))
 }
 
@@ -273,6 +362,35 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Mv {
             .get::<Version>()
             .copied()
             .unwrap_or(microversion::MIN)))
+    }
+}
+
+/// The path placement is served under for this request: `/placement` when
+/// nested in `weft serve`'s app, empty at the root of a listener of its
+/// own. Placement's links and `Location`s are relative to where it is
+/// mounted (WSGI's `SCRIPT_NAME`), and clients and its own test suite
+/// follow them as given, so they come from the request, not a constant.
+pub struct Base(pub String);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Base {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, Self::Rejection> {
+        let here = parts.uri.path();
+        let full = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(here, |o| o.0.path());
+        // Nesting strips the prefix; at the prefix itself the rest is `/`.
+        let base = if here == "/" {
+            full.trim_end_matches('/')
+        } else {
+            full.strip_suffix(here).unwrap_or("")
+        };
+        Ok(Base(base.to_string()))
     }
 }
 
@@ -372,12 +490,9 @@ pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> PlacementResult<T> {
     // an unknown field.
     let v: Value = serde_json::from_slice(b)
         .map_err(|e| PlacementError::bad(format!("Malformed JSON: {e}")))?;
-    serde_path_to_error::deserialize(v).map_err(|e| {
+    serde_path_to_error::deserialize(&v).map_err(|e| {
         let path = e.path().to_string();
-        PlacementError::bad(format!(
-            "JSON does not validate: {path}: {}",
-            e.into_inner()
-        ))
+        schema::from_serde(&v, &path, &e.into_inner().to_string())
     })
 }
 

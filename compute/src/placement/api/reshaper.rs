@@ -3,7 +3,7 @@
 
 use super::allocations::{dict_write, DictBody};
 use super::{body, no_content, since, Caller, JsonBytes, Mv, S};
-use crate::placement::error::{PlacementError, PlacementResult};
+use crate::placement::error::PlacementResult;
 use crate::placement::inventories::SetInventories;
 use crate::placement::reshaper;
 use crate::placement::service::Ctx;
@@ -30,12 +30,6 @@ pub async fn reshape(
     let req: ReshapeBody = body(&b)?;
     let mut writes = Vec::with_capacity(req.allocations.len());
     for (consumer, d) in req.allocations {
-        if d.has_mappings() && !v.at_least(34) {
-            return Err(PlacementError::bad(
-                "JSON does not validate: Additional properties are not allowed ('mappings' \
-                 was unexpected)",
-            ));
-        }
         writes.push(dict_write(v, consumer, d, true)?);
     }
     let inventories = req.inventories;

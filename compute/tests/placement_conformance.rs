@@ -1,0 +1,305 @@
+//! Behaviour Placement's own gabbi suite (scripts/placement-gabbi.sh)
+//! found missing or different, each checked here over HTTP on a real
+//! SQLite store: routes below their microversion are a 404 before the
+//! body is looked at; `mappings` are checked as Placement's schema checks
+//! them; `/usages` ids are 1 to 255 characters and `consumer_type=all` is
+//! one sum; a dashless consumer uuid names the same consumer; the
+//! `resources` filter of `GET /resource_providers` honours min_unit and
+//! step_size; body errors use jsonschema's words.
+
+mod common;
+
+use axum::http::StatusCode;
+use axum::Router;
+use common::*;
+use serde_json::{json, Value};
+
+fn detail(r: &Resp) -> &str {
+    r.body["errors"][0]["detail"].as_str().unwrap_or("")
+}
+
+fn put_body(rp: &str, vcpu: u64, extra: Value) -> Value {
+    let mut b = json!({"allocations": {rp: {"resources": {"VCPU": vcpu}}},
+        "project_id": "p", "user_id": "u", "consumer_generation": null});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+#[tokio::test]
+async fn routes_below_their_microversion_are_404_first() {
+    let e = env();
+    // Content type wrong too: the route's absence answers first.
+    let r = call(
+        &e.app,
+        "POST",
+        "/resource_classes",
+        Some("admin"),
+        Some("1.1"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = admin(&e.app, "POST", "/allocations", "1.12", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // At their version they are there (and the missing type is a 415).
+    let r = call(
+        &e.app,
+        "POST",
+        "/resource_classes",
+        Some("admin"),
+        Some("1.2"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.body);
+}
+
+#[tokio::test]
+async fn mappings_are_checked_and_only_from_1_34() {
+    let e = env();
+    let rp = provider(&e.app, "cn", None).await;
+    inventory(&e.app, &rp, &[("VCPU", 2)]).await;
+    let c = "0b2c687e-89eb-47f6-bb68-2fc83e28032a";
+    let path = format!("/allocations/{c}");
+    let good = json!({"mappings": {"": [&rp]}});
+    let r = admin(
+        &e.app,
+        "PUT",
+        &path,
+        "1.33",
+        Some(put_body(&rp, 1, good.clone())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        detail(&r).contains("Additional properties are not allowed ('mappings' was unexpected)")
+    );
+    for (bad, said) in [
+        (json!({"alpha": "beta"}), "'beta' is not of type 'array'"),
+        (json!({}), "{} does not have enough properties"),
+        (json!({"": [1]}), "1 is not of type 'string'"),
+    ] {
+        let b = put_body(&rp, 1, json!({ "mappings": bad }));
+        let r = admin(&e.app, "PUT", &path, "1.34", Some(b)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(detail(&r).contains(said), "{}", r.body);
+    }
+    // Nothing was written by the refusals: both VCPUs are still free.
+    let r = admin(
+        &e.app,
+        "PUT",
+        &path,
+        "1.34",
+        Some(put_body(&rp, 2, good.clone())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = admin(
+        &e.app,
+        "POST",
+        "/allocations",
+        "1.33",
+        Some(json!({c: put_body(&rp, 2, good)})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
+
+#[tokio::test]
+async fn usages_ids_are_bounded_and_all_is_one_sum() {
+    let e = env();
+    for (q, said) in [
+        ("project_id=", "Failed validating 'minLength'"),
+        ("project_id=p&user_id=", "Failed validating 'minLength'"),
+        (
+            &*format!("project_id={}", "x".repeat(256)),
+            "Failed validating 'maxLength'",
+        ),
+        (
+            &*format!("project_id=p&user_id={}", "x".repeat(256)),
+            "Failed validating 'maxLength'",
+        ),
+    ] {
+        let r = admin(&e.app, "GET", &format!("/usages?{q}"), "1.9", None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.body);
+        assert!(detail(&r).contains(said), "{q}: {}", r.body);
+    }
+    let r = admin(
+        &e.app,
+        "GET",
+        &format!("/usages?project_id={}", "x".repeat(255)),
+        "1.9",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let rp = provider(&e.app, "cn", None).await;
+    inventory(&e.app, &rp, &[("VCPU", 8)]).await;
+    for (i, ty) in ["INSTANCE", "MIGRATION"].iter().enumerate() {
+        let path = format!("/allocations/00000000-0000-4000-8000-00000000000{i}");
+        let b = put_body(&rp, 1 + i as u64, json!({"consumer_type": ty}));
+        let r = admin(&e.app, "PUT", &path, "1.38", Some(b)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let r = admin(
+        &e.app,
+        "GET",
+        "/usages?project_id=p&consumer_type=all",
+        "1.38",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["usages"],
+        json!({"all": {"consumer_count": 2, "VCPU": 3}}),
+        "{}",
+        r.body
+    );
+    let r = admin(&e.app, "GET", "/usages?project_id=p", "1.38", None).await;
+    assert_eq!(r.body["usages"].as_object().unwrap().len(), 2, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_dashless_consumer_uuid_is_the_same_consumer() {
+    let e = env();
+    let rp = provider(&e.app, "cn", None).await;
+    inventory(&e.app, &rp, &[("VCPU", 8)]).await;
+    let dashless = "75d0f5f775d9458cb204f90ac91604ec";
+    let dashed = "75d0f5f7-75d9-458c-b204-f90ac91604ec";
+    let r = admin(
+        &e.app,
+        "PUT",
+        &format!("/allocations/{dashless}"),
+        "1.28",
+        Some(put_body(&rp, 1, json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = admin(
+        &e.app,
+        "GET",
+        &format!("/allocations/{dashed}"),
+        "1.28",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["consumer_generation"], 1, "{}", r.body);
+    let b = put_body(&rp, 2, json!({"consumer_generation": 1}));
+    let r = admin(
+        &e.app,
+        "PUT",
+        &format!("/allocations/{dashed}"),
+        "1.28",
+        Some(b),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = admin(
+        &e.app,
+        "GET",
+        &format!("/allocations/{dashless}"),
+        "1.28",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["allocations"][&rp]["resources"]["VCPU"], 2,
+        "{}",
+        r.body
+    );
+    let r = admin(
+        &e.app,
+        "DELETE",
+        &format!("/allocations/{dashless}"),
+        "1.28",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Not a uuid at all is still refused.
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/allocations/not-a-uuid",
+        "1.28",
+        Some(put_body(&rp, 1, json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
+
+async fn matching(app: &Router, resources: &str) -> usize {
+    let r = admin(
+        app,
+        "GET",
+        &format!("/resource_providers?resources={resources}"),
+        "1.4",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["resource_providers"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn resources_filter_honours_min_unit_and_step_size() {
+    let e = env();
+    let rp = provider(&e.app, "cn", None).await;
+    let inv = json!({"resource_provider_generation": 0, "inventories": {
+        "DISK_GB": {"total": 1000, "min_unit": 10, "step_size": 10, "max_unit": 500}}});
+    let r = admin(
+        &e.app,
+        "PUT",
+        &format!("/resource_providers/{rp}/inventories"),
+        "1.4",
+        Some(inv),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(matching(&e.app, "DISK_GB:20").await, 1);
+    assert_eq!(matching(&e.app, "DISK_GB:1").await, 0, "under min_unit");
+    assert_eq!(matching(&e.app, "DISK_GB:11").await, 0, "off step_size");
+    assert_eq!(matching(&e.app, "DISK_GB:510").await, 0, "over max_unit");
+}
+
+#[tokio::test]
+async fn body_errors_use_jsonschema_words() {
+    let e = env();
+    let r = admin(
+        &e.app,
+        "POST",
+        "/resource_providers",
+        "1.20",
+        Some(json!({"name": "a", "bogus": 1})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        detail(&r).contains("Additional properties are not allowed ('bogus' was unexpected)"),
+        "{}",
+        r.body
+    );
+    let rp = provider(&e.app, "cn", None).await;
+    let path = format!("/resource_providers/{rp}/traits");
+    for (b, said) in [
+        (
+            json!({"traits": []}),
+            "'resource_provider_generation' is a required property",
+        ),
+        (
+            json!({"traits": "x", "resource_provider_generation": 0}),
+            "'x' is not of type 'array'",
+        ),
+        (
+            json!({"traits": [], "resource_provider_generation": "g"}),
+            "'g' is not of type 'integer'",
+        ),
+    ] {
+        let r = admin(&e.app, "PUT", &path, "1.6", Some(b.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{b}");
+        assert!(detail(&r).contains(said), "{b}: {}", r.body);
+    }
+}
