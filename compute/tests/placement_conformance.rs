@@ -303,3 +303,83 @@ async fn body_errors_use_jsonschema_words() {
         assert!(detail(&r).contains(said), "{b}: {}", r.body);
     }
 }
+
+#[tokio::test]
+async fn refusals_in_placements_words_and_order() {
+    let e = env();
+    let rp = provider(&e.app, "cn", None).await;
+    for (path, said) in [
+        ("/resource_providers?resources=", "Got: empty string."),
+        ("/resource_providers?resources=DISK_GB:500,", "Got: ."),
+        (
+            "/resource_providers?resources=VCPU:-2",
+            "Requested resource VCPU requires amount >= 1.",
+        ),
+        (
+            "/resource_providers?resources=VCPU:fred",
+            "Requested resource VCPU expected positive integer amount.",
+        ),
+        (
+            "/allocation_candidates?resources=VCPU:1&limit=0",
+            "Failed validating 'pattern'",
+        ),
+        (
+            "/resource_providers?member_of=!5e0c0c1e-1111-4c2f-8f0e-000000000001",
+            "Forbidden member_of parameters are not supported in the specified microversion",
+        ),
+    ] {
+        let r = admin(&e.app, "GET", path, "1.31", None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert!(detail(&r).contains(said), "{path}: {}", r.body);
+    }
+    // The body's schema is checked before the generation: a 400, not a 409.
+    let b = json!({"resource_provider_generation": 99, "inventories": {"DISK_GB": {"total": 2147483648_u64}}});
+    let r = admin(
+        &e.app,
+        "PUT",
+        &format!("/resource_providers/{rp}/inventories"),
+        "1.20",
+        Some(b),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        detail(&r).contains("Failed validating 'maximum' in schema['properties']['total']"),
+        "{}",
+        r.body
+    );
+    // An unknown provider is a 404 before its aggregates body is read.
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/resource_providers/6984bb2d-830d-4c8d-ac64-c5a8103664be/aggregates",
+        "1.19",
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // A standard class fails the custom pattern at 1.7; a rename's new name
+    // is checked before the old one is looked up.
+    let r = admin(&e.app, "PUT", "/resource_classes/VCPU", "1.7", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        detail(&r).contains("Failed validating 'pattern'"),
+        "{}",
+        r.body
+    );
+    let long = format!("CUSTOM_{}", "S".repeat(250));
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/resource_classes/CUSTOM_NOT_THERE",
+        "1.6",
+        Some(json!({"name": long})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        detail(&r).contains("Failed validating 'maxLength'"),
+        "{}",
+        r.body
+    );
+}

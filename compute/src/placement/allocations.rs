@@ -51,7 +51,7 @@ fn generation_conflict(
     }
     let current = existing.map(|x| x.generation);
     if current != c.consumer_generation {
-        let show = |g: Option<u64>| g.map_or("None".to_string(), |g| g.to_string());
+        let show = |g: Option<u64>| g.map_or("null".to_string(), |g| g.to_string());
         return Err(PlacementError::stale(format!(
             "consumer generation conflict - expected {} but got {} (consumer {})",
             show(current),

@@ -89,9 +89,17 @@ impl SetInventory {
     }
 }
 
+/// A value outside the schema's range, in jsonschema's words (`-1 is less
+/// than the minimum of 1`, then which rule of which field failed).
 fn schema(field: &str, value: impl std::fmt::Display, rule: &str) -> PlacementError {
+    let validator = if rule.starts_with("less") {
+        "minimum"
+    } else {
+        "maximum"
+    };
     PlacementError::bad(format!(
-        "JSON does not validate: {value} is {rule} ({field})"
+        "JSON does not validate: {value} is {rule}\n\nFailed validating '{validator}' in \
+         schema['properties']['{field}']"
     ))
 }
 
@@ -106,7 +114,8 @@ pub fn validate(
 ) -> PlacementResult<Inventory> {
     if !known_class(st, rc) {
         return Err(PlacementError::bad(format!(
-            "Unknown resource class in inventory for resource provider {}: {rc}",
+            "Unknown resource class in inventory for resource provider {}: No such resource \
+             class {rc}.",
             p.uuid
         )));
     }
@@ -126,7 +135,7 @@ pub fn validate(
             return Err(schema(
                 field,
                 v,
-                &format!("greater than the maximum of {max}. Failed validating 'maximum'"),
+                &format!("greater than the maximum of {max}"),
             ));
         }
     }
@@ -145,7 +154,7 @@ pub fn validate(
         return Err(schema(
             "allocation_ratio",
             ratio,
-            "not a number greater than 0 and at most 3.40282e+38. Failed validating 'maximum'",
+            "not a number greater than 0 and at most 3.40282e+38",
         ));
     }
     // 1.26 allows reserving everything (a host taken out of service).
@@ -189,11 +198,13 @@ pub fn set_all(
     req: &SetInventories,
 ) -> Write<Provider> {
     let p = provider(st, uuid)?;
-    check_generation(p, req.resource_provider_generation)?;
+    // The body is checked before the generation, as Placement's schema and
+    // classes are looked at before it saves.
     let mut next = BTreeMap::new();
     for (rc, r) in &req.inventories {
         next.insert(rc.clone(), validate(st, ctx, p, rc, r, "update")?);
     }
+    check_generation(p, req.resource_provider_generation)?;
     for rc in p.inventories.keys() {
         if !next.contains_key(rc) && st.used(uuid, rc) > 0 {
             return Err(in_use(p, rc));
@@ -215,10 +226,10 @@ pub fn create_one(
     let rc = req.resource_class.clone().ok_or_else(|| {
         PlacementError::bad("JSON does not validate: 'resource_class' is a required property")
     })?;
+    let inv = validate(st, ctx, p, &rc, &req.inventory(), "create")?;
     if let Some(g) = req.resource_provider_generation {
         check_generation(p, g)?;
     }
-    let inv = validate(st, ctx, p, &rc, &req.inventory(), "create")?;
     if p.inventories.contains_key(&rc) {
         return Err(PlacementError::conflict(
             Code::Undefined,
@@ -255,8 +266,8 @@ pub fn set_one(
             "JSON does not validate: 'resource_provider_generation' is a required property",
         )
     })?;
-    check_generation(p, g)?;
     let inv = validate(st, ctx, p, rc, &req.inventory(), "update")?;
+    check_generation(p, g)?;
     if !p.inventories.contains_key(rc) {
         return Err(PlacementError::bad(format!(
             "No inventory record with resource class for resource provider {uuid}: {rc}"

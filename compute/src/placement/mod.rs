@@ -37,6 +37,7 @@ pub mod policy;
 pub mod providers;
 pub mod query;
 pub mod reshaper;
+pub mod schema;
 pub mod service;
 pub mod state;
 pub mod traits;

@@ -1,11 +1,11 @@
 //! `/allocations` (by consumer, and `POST` for several at once) and `/usages`.
 
-use super::schema::{self, py};
 use super::{body, no_content, since, Caller, JsonBytes, Mv, S};
 use crate::placement::allocations::{self as allocs, Allocs, ConsumerWrite};
 use crate::placement::error::{Code, PlacementError, PlacementResult};
 use crate::placement::microversion::Version;
 use crate::placement::query::Params;
+use crate::placement::schema::{self, py};
 use crate::placement::service::{canonical_uuid, Ctx};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
@@ -217,12 +217,16 @@ pub(super) fn dict_write(
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
         }) {
             return Err(PlacementError::bad(format!(
-                "JSON does not validate: '{rc}' does not match '^[A-Z0-9_]+$' (resources)"
+                "JSON does not validate: '{rc}' does not match any of the regexes: \
+                 '^[A-Z0-9_]+$'\n\nFailed validating 'additionalProperties' in schema \
+                 (resources)"
             )));
         }
         let rp = canonical_uuid(&rp).ok_or_else(|| {
             PlacementError::bad(format!(
-                "JSON does not validate: '{rp}' is not a valid uuid"
+                "JSON does not validate: '{rp}' does not match any of the regexes: \
+                 '^[0-9a-fA-F-]{{36}}$'\n\nFailed validating 'additionalProperties' in \
+                 schema['properties']['allocations']"
             ))
         })?;
         allocations.insert(rp, item.resources);

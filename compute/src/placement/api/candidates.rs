@@ -159,7 +159,8 @@ pub fn candidates_request(st: &State, v: Version, q: &Params) -> PlacementResult
         None => None,
         Some(l) => Some(l.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             PlacementError::bad_query(format!(
-                "Invalid query string parameters: '{l}' does not match '^[1-9][0-9]*$'"
+                "Invalid query string parameters: '{l}' does not match '^[1-9][0-9]*$'\n\n\
+                 Failed validating 'pattern' in schema['properties']['limit']"
             ))
         })?),
     };

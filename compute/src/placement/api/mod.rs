@@ -8,7 +8,6 @@ mod catalog;
 mod providers;
 mod render;
 mod reshaper;
-pub(crate) mod schema;
 
 use super::error::{PlacementError, PlacementResult};
 use super::microversion::{self, Version};
@@ -492,7 +491,7 @@ pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> PlacementResult<T> {
         .map_err(|e| PlacementError::bad(format!("Malformed JSON: {e}")))?;
     serde_path_to_error::deserialize(&v).map_err(|e| {
         let path = e.path().to_string();
-        schema::from_serde(&v, &path, &e.into_inner().to_string())
+        super::schema::from_serde(&v, &path, &e.into_inner().to_string())
     })
 }
 

@@ -347,6 +347,8 @@ pub async fn set_aggregates(
 ) -> R {
     since(v, 1)?;
     c.admit(&pl, "placement:resource_providers:aggregates:update", None)?;
+    // An unknown provider is a 404 before its body is read, as Placement.
+    provider(&pl.snapshot(), &uuid)?;
     let (list, generation) = if v.at_least(19) {
         let r: SetAggregates = body(&b)?;
         (r.aggregates, Some(r.resource_provider_generation))

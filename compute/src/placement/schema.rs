@@ -5,7 +5,7 @@
 //! and Placement's own test suite look for those words, so weft's checks
 //! (serde's, and the ones done by hand) are worded the same way here.
 
-use crate::placement::error::PlacementError;
+use super::error::PlacementError;
 use serde_json::Value;
 
 /// A value as Python prints it (`repr`), which is how jsonschema quotes
