@@ -383,3 +383,64 @@ async fn refusals_in_placements_words_and_order() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn http_details_as_placement() {
+    let e = env();
+    // 405s name the methods as Placement does: no HEAD, `, ` between.
+    let r = admin(&e.app, "POST", "/", "1.0", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "GET");
+    let r = admin(&e.app, "PUT", "/resource_providers", "1.0", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r.headers["allow"].to_str().unwrap();
+    assert!(allow == "GET, POST" || allow == "POST, GET", "{allow}");
+    assert_eq!(
+        detail(&r),
+        "The method PUT is not allowed for this resource."
+    );
+    // A body without a content type is a 400 saying so.
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/resource_providers")
+        .header("x-auth-token", "admin")
+        .header("content-length", "4")
+        .body(axum::body::Body::from("abcd"))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(e.app.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // A PUT that creates (201) carries no Last-Modified; a GET does (1.15).
+    let r = admin(&e.app, "PUT", "/resource_classes/CUSTOM_MOO", "1.15", None).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(!r.headers.contains_key("last-modified"), "{:?}", r.headers);
+    let r = admin(&e.app, "GET", "/resource_classes/CUSTOM_MOO", "1.15", None).await;
+    assert!(r.headers.contains_key("last-modified"), "{:?}", r.headers);
+    // A trait's PUT and GET (201, 204) do carry them.
+    for m in ["PUT", "GET"] {
+        let r = admin(&e.app, m, "/traits/CUSTOM_MOO", "1.15", None).await;
+        assert!(r.status.is_success(), "{m}: {}", r.status);
+        assert_eq!(r.headers["cache-control"], "no-cache", "{m}");
+    }
+    // Several aggregates need `in:`; a group number has no leading zero.
+    let q = "/allocation_candidates?resources=VCPU:1&member_of=\
+             5e0c0c1e-1111-4c2f-8f0e-000000000001,5e0c0c1e-1111-4c2f-8f0e-000000000002";
+    let r = admin(&e.app, "GET", q, "1.25", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        detail(&r).contains("must be prefixed with the 'in:'"),
+        "{}",
+        r.body
+    );
+    let r = admin(
+        &e.app,
+        "GET",
+        "/allocation_candidates?resources01=VCPU:1",
+        "1.25",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(detail(&r).contains("'resources01' does not match any of the regexes"));
+}

@@ -72,8 +72,7 @@ pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
             Code::Undefined,
             format!(
                 "Error in delete resource class: Unable to delete resource class {name}: \
-                 Resource class {name} is in use in \
-                 inventory"
+                 Class is in use in inventory"
             ),
         ));
     }

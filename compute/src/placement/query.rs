@@ -289,7 +289,15 @@ pub fn member_of<'a>(
             }
             None => (false, value),
         };
-        let list = rest.strip_prefix("in:").unwrap_or(rest);
+        let list =
+            match rest.strip_prefix("in:") {
+                Some(list) => list,
+                None if rest.contains(',') => return Err(PlacementError::bad_query(
+                    "Multiple values for 'member_of' must be prefixed with the 'in:' or '!in:' \
+                     keyword using the valid microversion.",
+                )),
+                None => rest,
+            };
         let mut set = BTreeSet::new();
         for u in list.split(',') {
             let u = canonical_uuid(u.trim()).ok_or_else(|| {

@@ -33,7 +33,8 @@ fn valid_suffix(v: Version, s: &str) -> bool {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     } else {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+        // `[1-9][0-9]*`: `resources01` is no group.
+        !s.is_empty() && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit())
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn ensure_class(
     } else {
         no_content()
     };
+    r.extensions_mut().insert(super::Uncached);
     if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
         r.headers_mut().insert(axum::http::header::LOCATION, h);
     }

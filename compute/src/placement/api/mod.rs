@@ -37,7 +37,7 @@ type S = axum::extract::State<Arc<Placement>>;
 /// The placement router, to nest under [`MOUNT`].
 pub fn router(pl: Arc<Placement>) -> Router {
     use axum::routing::{get as g, post as p};
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
         .route(
             "/resource_providers",
@@ -111,8 +111,39 @@ pub fn router(pl: Arc<Placement>) -> Router {
         })
         .method_not_allowed_fallback(|| async { unrouted(PlacementError::MethodNotAllowed) })
         .layer(axum::middleware::from_fn(versioned))
-        .with_state(pl)
+        .with_state(pl);
+    // Outside the routes: axum sets `Allow` after a route's layers ran.
+    let routes = tower::ServiceExt::<Request>::map_response(routes, placement_allow);
+    Router::new().fallback_service(routes)
 }
+
+/// Placement lists the methods it routes, `GET, POST`: the HEAD axum adds
+/// to every GET route is not one it names, and it separates them by `, `.
+fn placement_allow(mut resp: Response) -> Response {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty() && *m != "HEAD")
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    if let Some(h) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        resp.headers_mut().insert(header::ALLOW, h);
+    }
+    resp
+}
+
+/// Marks an answer Placement sends without its 1.15 cache headers (a
+/// resource class's PUT, which it answers bare).
+#[derive(Clone, Copy)]
+pub(crate) struct Uncached;
 
 /// Marks an answer the router gave before any handler ran (no route: 404,
 /// or not this method: 405), which Placement gives before it looks at
@@ -291,8 +322,9 @@ async fn finish(
         // 1.15: answers say not to cache them. Their Last-Modified is the
         // time of the answer (what Placement sends where a record has no
         // timestamp of its own), never later than any record in it.
-        let shown = matches!(method, Method::GET | Method::PUT)
-            || (method == Method::POST && parts.status == StatusCode::OK);
+        let shown = (matches!(method, Method::GET | Method::PUT)
+            || (method == Method::POST && parts.status == StatusCode::OK))
+            && parts.extensions.get::<Uncached>().is_none();
         if v.at_least(15) && parts.status.is_success() && shown {
             parts
                 .headers
@@ -330,6 +362,10 @@ async fn finish(
                 }
                 if let Some(id) = &request_id {
                     o.insert("request_id".into(), Value::String(id.clone()));
+                }
+                if parts.status == StatusCode::METHOD_NOT_ALLOWED {
+                    let said = format!("The method {method} is not allowed for this resource.");
+                    o.insert("detail".into(), Value::String(said));
                 }
             }
         }
@@ -466,6 +502,17 @@ impl<St: Send + Sync> axum::extract::FromRequest<St> for JsonBytes {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .filter(|v| !v.is_empty());
+        let length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if media.is_none() && length > 0 {
+            return Err(PlacementError::bad(
+                "content-type header required when content-length > 0",
+            ));
+        }
         if media.as_deref() != Some("application/json") {
             return Err(PlacementError::UnsupportedMediaType(
                 media.unwrap_or_else(|| "None".into()),
