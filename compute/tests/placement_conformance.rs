@@ -444,3 +444,51 @@ async fn http_details_as_placement() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert!(detail(&r).contains("'resources01' does not match any of the regexes"));
 }
+
+#[tokio::test]
+async fn inventory_in_use_names_every_class_in_placements_order() {
+    let e = env();
+    let rp = provider(&e.app, "cn", None).await;
+    inventory(
+        &e.app,
+        &rp,
+        &[("DISK_GB", 100), ("VCPU", 8), ("MEMORY_MB", 512)],
+    )
+    .await;
+    let b = json!({"allocations": {&rp: {"resources": {"DISK_GB": 10, "VCPU": 1}}},
+        "project_id": "p", "user_id": "u", "consumer_generation": null});
+    let r = admin(
+        &e.app,
+        "PUT",
+        "/allocations/1835b1c9-1c61-45af-9eb3-3e0e9f29487b",
+        "1.28",
+        Some(b),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Class-id order (VCPU before DISK_GB), not the alphabet's.
+    let want = format!("Inventory for 'VCPU, DISK_GB' on resource provider '{rp}' in use");
+    let r = admin(
+        &e.app,
+        "DELETE",
+        &format!("/resource_providers/{rp}/inventories"),
+        "1.5",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(detail(&r).contains(&want), "{}", r.body);
+    let b =
+        json!({"resource_provider_generation": 2, "inventories": {"MEMORY_MB": {"total": 512}}});
+    let r = admin(
+        &e.app,
+        "PUT",
+        &format!("/resource_providers/{rp}/inventories"),
+        "1.23",
+        Some(b),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.code(), Some("placement.inventory.inuse"));
+    assert!(detail(&r).contains(&want), "{}", r.body);
+}

@@ -115,6 +115,13 @@ pub fn is_custom_name(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Where a class sorts as Placement orders classes (by id): the standard
+/// ones in catalog order, then custom ones (by name here).
+pub fn class_rank(name: &str) -> (usize, &str) {
+    let i = STANDARD_CLASSES.iter().position(|s| *s == name);
+    (i.unwrap_or(STANDARD_CLASSES.len()), name)
+}
+
 /// Whether `name` is a standard resource class.
 pub fn is_standard_class(name: &str) -> bool {
     STANDARD_CLASSES.contains(&name)

@@ -2,6 +2,7 @@
 //! carries the provider generation the writer read; an inventory still
 //! used by allocations cannot be removed.
 
+use super::catalog;
 use super::error::{Code, PlacementError, PlacementResult};
 use super::model::{Inventory, Provider, MAX_INT};
 use super::query::known_class;
@@ -179,11 +180,17 @@ pub fn validate(
     Ok(inv)
 }
 
-fn in_use(p: &Provider, rc: &str) -> PlacementError {
+/// The 409 for inventory still allocated: every class in use is named,
+/// in the order Placement names them (its class ids: the standard classes
+/// in their catalog order, then custom ones).
+fn in_use<'a>(p: &Provider, classes: impl IntoIterator<Item = &'a String>) -> PlacementError {
+    let mut classes: Vec<&str> = classes.into_iter().map(String::as_str).collect();
+    classes.sort_by_key(|rc| catalog::class_rank(rc));
     PlacementError::conflict(
         Code::InventoryInUse,
         format!(
-            "update conflict: Inventory for '{rc}' on resource provider '{}' in use.",
+            "update conflict: Inventory for '{}' on resource provider '{}' in use.",
+            classes.join(", "),
             p.uuid
         ),
     )
@@ -205,10 +212,13 @@ pub fn set_all(
         next.insert(rc.clone(), validate(st, ctx, p, rc, r, "update")?);
     }
     check_generation(p, req.resource_provider_generation)?;
-    for rc in p.inventories.keys() {
-        if !next.contains_key(rc) && st.used(uuid, rc) > 0 {
-            return Err(in_use(p, rc));
-        }
+    let gone: Vec<&String> = p
+        .inventories
+        .keys()
+        .filter(|rc| !next.contains_key(*rc) && st.used(uuid, rc) > 0)
+        .collect();
+    if !gone.is_empty() {
+        return Err(in_use(p, gone));
     }
     let p = bumped(p, &env.now, |x| x.inventories = next);
     Ok((p.clone(), vec![Change::Provider(p)]))
@@ -288,7 +298,7 @@ pub fn delete_one(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str, rc: &str) -
         )));
     }
     if st.used(uuid, rc) > 0 {
-        return Err(in_use(p, rc));
+        return Err(in_use(p, [&rc.to_string()]));
     }
     let p = bumped(p, &env.now, |x| {
         x.inventories.remove(rc);
@@ -299,8 +309,13 @@ pub fn delete_one(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str, rc: &str) -
 /// Removes every class (1.5), if nothing uses any.
 pub fn delete_all(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str) -> Write<()> {
     let p = provider(st, uuid)?;
-    if let Some(rc) = p.inventories.keys().find(|rc| st.used(uuid, rc) > 0) {
-        return Err(in_use(p, rc));
+    let used: Vec<&String> = p
+        .inventories
+        .keys()
+        .filter(|rc| st.used(uuid, rc) > 0)
+        .collect();
+    if !used.is_empty() {
+        return Err(in_use(p, used));
     }
     let p = bumped(p, &env.now, |x| x.inventories.clear());
     Ok(((), vec![Change::Provider(p)]))
