@@ -234,9 +234,11 @@ for name in "${files[@]}"; do
   state=$(mktemp -d "$work/state.XXXXXX")
   port=$(free_port) pport=$(free_port)
   # Placement alone at the root of its own port, as the suite addresses it
-  # (its links and Locations are then root-relative, as it expects).
+  # (its links and Locations are then root-relative, as it expects); no
+  # in-process compute host, which would register this host as a provider.
   WEFT_ADMIN_PASSWORD=gabbi "$bin" serve --state-dir "$state" --listen "127.0.0.1:$port" \
-    --placement-noauth2 --placement-listen "127.0.0.1:$pport" >"$state/serve.log" 2>&1 &
+    --placement-noauth2 --placement-listen "127.0.0.1:$pport" --compute-driver none \
+    >"$state/serve.log" 2>&1 &
   pid=$!
   url="http://127.0.0.1:$pport"
   for _ in $(seq 1 100); do

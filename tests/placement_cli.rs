@@ -81,6 +81,9 @@ impl Serve {
             .arg(&state)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--placement-listen", &format!("127.0.0.1:{placement_port}")])
+            // No in-process compute host: it would register this host as a
+            // provider, and the test counts providers and candidates.
+            .args(["--compute-driver", "none"])
             .env("WEFT_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -42,6 +42,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
+    pub compute: super::compute::ComputeServeArgs,
+    #[command(flatten)]
     pub image: super::image::ImageServeArgs,
 }
 
@@ -83,14 +85,34 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     let mut server = Server::open(cfg)?;
-    let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
-    let _images = super::image::start_in_serve(&mut server, &a.image)?;
+    let (net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
+    let images = super::image::start_in_serve(&mut server, &a.image)?;
     let placement = mount_placement(&mut server, a.placement_noauth2)?;
     if let Some(addr) = a.placement_listen {
-        let router = weft_compute::placement::router(placement);
+        let router = weft_compute::placement::router(placement.clone());
         rt.block_on(server.spawn_alone("placement", addr, router))?;
         println!("weft: serving placement alone on http://{addr}/");
     }
+    let compute = weft_ctrl::compute::mount(
+        &mut server,
+        images.clone(),
+        net.clone(),
+        placement.clone(),
+        rt.handle(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    // The same host name as the in-process datapath agent: the ports a build
+    // binds to it are the ones this host's switch wires.
+    let host = a.net.host.clone().unwrap_or_else(weft_agent::default_host);
+    super::compute::start_in_serve(
+        &a.compute,
+        &host,
+        &server.config().state_dir.clone(),
+        &compute,
+        &placement,
+        weft_ctrl::compute_host::HostServices::new(images, net),
+        rt.handle(),
+    )?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
