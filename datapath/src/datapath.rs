@@ -72,7 +72,7 @@ impl Datapath {
             });
         // A port gone or no longer served loses its metadata stack (and its connections).
         self.metadata.retain(|p| new.metadata(p).is_some());
-        crate::secgroup::reload(&mut self.conntrack(), &old, &new);
+        crate::snapshot::reload_conntrack(&mut self.conntrack(), &old, &new);
         old
     }
 
@@ -184,7 +184,7 @@ impl Datapath {
             pipeline::expand(&snap, in_port, d.fwd, &mut outs);
             if d.firewall {
                 let ct = self.conntrack();
-                drop = crate::secgroup::trace::trace(
+                drop = crate::pipeline::firewall_trace::trace(
                     &snap, &ct, in_port, frame, &view, now_ns, &mut outs, &mut steps,
                 );
             }

@@ -458,21 +458,6 @@ impl Snapshot {
             .and_then(|s| s.as_ref())
     }
 
-    /// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
-    #[inline]
-    pub(crate) fn firewalled(&self, in_port: PortNo, fwd: crate::pipeline::Fwd) -> bool {
-        self.firewall(in_port).is_some()
-            || match fwd {
-                crate::pipeline::Fwd::Unicast(o) => self.firewall(o.port).is_some(),
-                crate::pipeline::Fwd::Flood { vlan, .. } => {
-                    self.vlan(vlan).is_some_and(|v| v.firewalled)
-                }
-                // Answered by the switch itself, before the firewall (Neutron's implicit
-                // rules let DHCP through; the metadata service is the switch's own).
-                crate::pipeline::Fwd::Dhcp | crate::pipeline::Fwd::Metadata => false,
-            }
-    }
-
     // ---- crate-internal accessors for the pipeline ----
 
     /// What the switch's DHCP server hands VM port `no`; None: it answers no DHCP there (no
@@ -780,6 +765,28 @@ fn group_members(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> HashMap<String,
             (g.id.clone(), m)
         })
         .collect()
+}
+
+/// After a snapshot swap: the table takes the new bound, and each port whose firewall changed
+/// (other rules, removed, or the port gone) has its connections re-checked against its new
+/// rules, or dropped when it has none. Ports whose firewall is the same compiled one (the
+/// snapshot reuses it when their config did not change) are not touched.
+pub fn reload_conntrack(ct: &mut crate::secgroup::ConnTable, old: &Snapshot, new: &Snapshot) {
+    ct.set_capacity(new.config().switch.conntrack_size);
+    for p in old.ports() {
+        let Some(before) = old.firewall(p.no) else {
+            continue;
+        };
+        match new.firewall(p.no) {
+            Some(after) if std::sync::Arc::ptr_eq(before, after) => {}
+            Some(after) => {
+                crate::secgroup::recheck(ct, p.no, &after.fw);
+            }
+            None => {
+                ct.retain(|c| c.key.port != p.no);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -82,12 +82,14 @@
 //! messages holds for both.
 
 mod error;
+mod instance;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use error::ConfigError;
+pub use instance::InstanceMetadata;
 
 use crate::mac::MacAddr;
 use error::Ctx;
@@ -369,7 +371,7 @@ pub struct PortConfig {
     pub dns_name: Option<String>,
     /// `[port.metadata]`: the instance the metadata service at 169.254.169.254 describes to
     /// this port. None: the port has no instance, every metadata path is 404.
-    pub metadata: Option<crate::metadata::InstanceMetadata>,
+    pub metadata: Option<InstanceMetadata>,
     /// Ids of the port's `[[security_group]]`s: its firewall. None: no firewall (the port
     /// passes everything port security lets through); empty: only DHCP/ND pass. Only with
     /// port_security.

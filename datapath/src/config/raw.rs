@@ -127,7 +127,7 @@ pub(super) struct RawPort {
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
     pub dns_name: Option<Spanned<String>>,
-    pub metadata: Option<Spanned<crate::metadata::InstanceMetadata>>,
+    pub metadata: Option<Spanned<super::InstanceMetadata>>,
     pub security_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

@@ -131,6 +131,7 @@ macro_rules! trace {
 
 pub(crate) mod classify;
 pub(crate) mod dhcp;
+pub(crate) mod firewall_trace;
 pub(crate) mod forward;
 pub(crate) mod metadata;
 pub(crate) mod port_security;
@@ -169,7 +170,7 @@ pub(crate) fn decide<T: Tracer>(
     // The firewall (Neutron tables 71-73 / 81-82) runs per frame after this decision, on the
     // frames it marks (see the module doc).
     let mut d = forward::forward(snap, macs, k, &ingress, now, learn, t);
-    d.firewall = d.drop.is_none() && snap.firewalled(k.in_port(), d.fwd);
+    d.firewall = d.drop.is_none() && firewalled(snap, k.in_port(), d.fwd);
     if T::ON && d.drop.is_none() {
         uplink::trace_uplink(snap, ingress.vlan, k.in_port(), d.fwd, t);
     }
@@ -185,6 +186,19 @@ pub(crate) fn port_name(snap: &Snapshot, p: PortNo) -> String {
 
 #[cfg(test)]
 pub(crate) mod fixture;
+
+/// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
+#[inline]
+pub(crate) fn firewalled(snap: &Snapshot, in_port: PortNo, fwd: Fwd) -> bool {
+    snap.firewall(in_port).is_some()
+        || match fwd {
+            Fwd::Unicast(o) => snap.firewall(o.port).is_some(),
+            Fwd::Flood { vlan, .. } => snap.vlan(vlan).is_some_and(|v| v.firewalled),
+            // Answered by the switch itself, before the firewall (Neutron's implicit
+            // rules let DHCP through; the metadata service is the switch's own).
+            Fwd::Dhcp | Fwd::Metadata => false,
+        }
+}
 
 #[cfg(test)]
 mod tests {

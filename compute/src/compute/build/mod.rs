@@ -13,7 +13,7 @@
 //! ```
 
 pub mod claims;
-pub mod host;
+pub use super::model::host;
 pub mod plan;
 pub mod reconcile;
 pub mod scheduler;

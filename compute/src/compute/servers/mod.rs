@@ -4,7 +4,7 @@
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
 pub mod actions;
-pub mod record;
+pub use super::model::server as record;
 pub mod request;
 pub mod view;
 
