@@ -144,10 +144,12 @@ transfer() {
   [ "${down#* }" = $(( size << 20 )) ] || die "$s round $r: downloaded ${down#* } bytes, want $(( size << 20 ))"
   curl -fsS -o /dev/null -X DELETE "${auth[@]}" "$base/v2/images/$id"
   log "round $r $s: $(awk -v u="$up" -v d="${down% *}" 'BEGIN{printf "upload %.0f MB/s, download %.0f MB/s", u/1e6, d/1e6}')"
-  printf '%s\tup_mbs\t%s\t%s\n' "$s" "$r" "$up" >>"$results"
-  printf '%s\tdown_mbs\t%s\t%s\n' "$s" "$r" "${down% *}" >>"$results"
-  printf '%s\tup_cpu\t%s\t%s\n' "$s" "$r" "$(( c1 - c0 ))" >>"$results"
-  printf '%s\tdown_cpu\t%s\t%s\n' "$s" "$r" "$(( c3 - c2 ))" >>"$results"
+  {
+    printf '%s\tup_mbs\t%s\t%s\n' "$s" "$r" "$up"
+    printf '%s\tdown_mbs\t%s\t%s\n' "$s" "$r" "${down% *}"
+    printf '%s\tup_cpu\t%s\t%s\n' "$s" "$r" "$(( c1 - c0 ))"
+    printf '%s\tdown_cpu\t%s\t%s\n' "$s" "$r" "$(( c3 - c2 ))"
+  } >>"$results"
 }
 
 for r in $(seq 1 "$rounds"); do

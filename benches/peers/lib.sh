@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2154
+# (here and work are the caller's.)
 # Shared by benches/peers/placement.sh and benches/peers/glance.sh (sourced,
 # not run): installing a peer from PyPI into its own venv, starting servers
 # and waiting for them, measuring their memory, and ending exactly the
@@ -31,18 +33,18 @@ peers_apt() {
 # marker file records what was installed; a different SPEC list reinstalls.
 peers_venv() {
   local name=$1; shift
-  local dir=$peers_root/$name want="$*"
-  if [ -f "$dir/.weft-peers-installed" ] && [ "$(cat "$dir/.weft-peers-installed")" = "$want" ]; then
+  local dir=$peers_root/$name spec="$*"
+  if [ -f "$dir/.weft-peers-installed" ] && [ "$(cat "$dir/.weft-peers-installed")" = "$spec" ]; then
     return 0
   fi
   peers_apt
-  log "installing $want into $dir (a few minutes: uWSGI compiles)"
+  log "installing $spec into $dir (a few minutes: uWSGI compiles)"
   rm -rf "$dir"
   mkdir -p "$peers_root"
   /usr/bin/python3 -m venv "$dir"
   "$dir/bin/pip" install -q --upgrade pip wheel >/dev/null
   "$dir/bin/pip" install -q "$@"
-  echo "$want" >"$dir/.weft-peers-installed"
+  echo "$spec" >"$dir/.weft-peers-installed"
 }
 
 # Versions of what a venv holds, for the record: `peers_versions DIR pkg...`.
@@ -85,7 +87,9 @@ peers_add_pid() { echo "$1" >>"$work/pids"; }
 peers_cleanup() {
   local p
   if [ -s "$work/pids" ]; then
+    # shellcheck disable=SC2013 # one pid a line
     for p in $(cat "$work/pids"); do kill "$p" 2>/dev/null || true; done
+    # shellcheck disable=SC2013
     for p in $(cat "$work/pids"); do
       for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$p" 2>/dev/null || true

@@ -52,7 +52,15 @@ work=$(mktemp -d "$parent/weft-peers-placement.XXXXXX")
 trap peers_cleanup EXIT
 : >"$work/pids"
 results=$work/results.tsv
-load() { "$venv/bin/python" "$here/benches/peers/placement_load.py" "$@"; }
+# The load driver; when it fails, the servers' last words.
+load() {
+  "$venv/bin/python" "$here/benches/peers/placement_load.py" "$@" && return 0
+  local f
+  for f in "$work"/real-*/uwsgi.log "$work"/weft-*/serve.log; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -15 "$f" >&2; }
+  done
+  die "placement_load.py $1 failed"
+}
 field() { "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 start_date=$(date -u '+%Y-%m-%d %H:%M')
