@@ -36,3 +36,7 @@ fi
 # Debian cluster started (no systemd needed), and a superuser role for root
 # so tests connect over the Unix socket with peer authentication.
 bash "$(dirname "$0")/postgres.sh"
+# libvirt and QEMU for the compute driver (hypervisor/), and the tiny test
+# guest it boots (built once into target/guest from Debian's packages).
+bash "$(dirname "$0")/libvirt.sh"
+bash "$(dirname "$0")/guest-image.sh"

@@ -32,7 +32,7 @@ enum Command {
     /// Ask a running switch what a frame would do, stage by stage (like ofproto/trace).
     Trace(cmd::switch::TraceArgs),
     /// Run everything on one host: API server, identity, networking, in-process agent.
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Run the datapath agent of a compute host that joins a controller.
     Agent(cmd::agent::AgentArgs),
     /// Create the default domain, admin project/user, roles and catalog.
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Switch(a) => cmd::switch::run_switch(a),
         Command::Ctl(a) => cmd::switch::run_ctl(a),
         Command::Trace(a) => cmd::switch::run_trace(a),
-        Command::Serve(a) => cmd::serve::run_serve(a),
+        Command::Serve(a) => cmd::serve::run_serve(*a),
         Command::Agent(a) => cmd::agent::run_agent(a),
         Command::Bootstrap(a) => cmd::identity::run_bootstrap(a),
         Command::Identity(a) => cmd::identity::run_identity(a),

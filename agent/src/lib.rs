@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod compute;
 pub mod metrics;
 pub mod run;
 pub mod switch;

@@ -4,20 +4,36 @@ use crate::run::Datapath;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use weft_datapath::config::SwitchConfig;
+use weft_datapath::daemon::control::ControlServer;
 use weft_datapath::daemon::{Switch, SwitchHandle};
 
 /// The weft switch, driven by the agent through [`Datapath`].
 pub struct WeftSwitch {
     /// Shared so that a metrics collector can read its counters at scrape time.
     pub handle: Arc<SwitchHandle>,
+    /// The switch's control socket, so that `weft ctl` (ports, conntrack, counters) and
+    /// `weft trace` work on an agent's host as on a standalone switch. None when it could not
+    /// be bound (logged): the agent runs without it.
+    _control: Option<ControlServer>,
 }
 
 impl WeftSwitch {
-    /// Starts the switch with the host's base config (its physnets, no ports yet).
+    /// Starts the switch with the host's base config (its physnets, no ports yet) and serves its
+    /// control socket (`[switch] control_socket`). `reload` is refused there: ctrl, not a file,
+    /// holds this switch's config.
     pub fn start(base: &SwitchConfig) -> Result<WeftSwitch, String> {
-        let handle = Switch::start(base.clone()).map_err(|e| e.to_string())?;
+        let handle = Arc::new(Switch::start(base.clone()).map_err(|e| e.to_string())?);
+        let path = &base.switch.control_socket;
+        let control = match handle.serve_control(path, None) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), "no control socket for weft ctl: {e}");
+                None
+            }
+        };
         Ok(WeftSwitch {
-            handle: Arc::new(handle),
+            handle,
+            _control: control,
         })
     }
 }

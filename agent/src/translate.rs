@@ -15,10 +15,12 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use weft_datapath::config::{
-    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, SwitchConfig,
+    AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, RuleConfig, RuleRemote,
+    SecurityGroupConfig, SwitchConfig,
 };
+use weft_datapath::secgroup::{Direction, Family};
 use weft_datapath::MacAddr;
-use weft_proto::{HostNetwork, HostPort, HostState};
+use weft_proto::{HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
 
 /// How the host state maps onto this switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,16 +111,85 @@ fn mac(obj: &str, field: &str, s: &str) -> Result<MacAddr, String> {
 
 /// An IP address (a host prefix) or a CIDR, as the switch reads `ip_address`.
 fn ip_or_cidr(obj: &str, s: &str) -> Result<IpNet, String> {
+    net(obj, "allowed_address_pairs: ip_address", s)
+}
+
+/// An address or prefix (host bits cleared); errors name `obj` and `field`.
+fn net(obj: &str, field: &str, s: &str) -> Result<IpNet, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
-    s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
-        format!("{obj}: allowed_address_pairs: ip_address: invalid IP address or CIDR {s:?}")
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{obj}: {field}: invalid IP address or CIDR {s:?}"))
+}
+
+/// A security group from ctrl as a switch `[[security_group]]`: its members (fixed IPs, and
+/// allowed address pairs where ctrl lists them) for the rules of other groups that name it.
+fn group_config(g: &HostSecurityGroup) -> Result<SecurityGroupConfig, String> {
+    let obj = format!("security group {:?}", g.id);
+    Ok(SecurityGroupConfig {
+        id: g.id.clone(),
+        stateful: g.stateful,
+        members: g
+            .member_ips
+            .iter()
+            .map(|m| net(&obj, "member_ips", m))
+            .collect::<Result<_, _>>()?,
+        rules: g
+            .rules
+            .iter()
+            .map(|r| rule_config(&obj, r))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn rule_config(obj: &str, r: &HostRule) -> Result<RuleConfig, String> {
+    let obj = format!("{obj}: rule {:?}", r.id);
+    let port = |v: Option<u32>, field: &str| {
+        v.map(|v| u16::try_from(v).map_err(|_| format!("{obj}: {field}: {v} is out of range")))
+            .transpose()
+    };
+    let family = match r.ethertype.as_str() {
+        "IPv4" => Family::V4,
+        "IPv6" => Family::V6,
+        o => return Err(format!("{obj}: ethertype: {o:?} is not IPv4 or IPv6")),
+    };
+    let protocol = match &r.protocol {
+        None => None,
+        Some(p) => weft_datapath::secgroup::rules::protocol(p)
+            .map_err(|e| format!("{obj}: protocol: {e}"))?,
+    };
+    // Networking refuses these; a state that has one anyway is refused here, by name, rather
+    // than by the switch's validation of the whole config.
+    if protocol == Some(weft_datapath::secgroup::rules::PROTO_ICMPV6) && family == Family::V4 {
+        return Err(format!("{obj}: protocol: ICMPv6 in an IPv4 rule"));
+    }
+    Ok(RuleConfig {
+        id: r.id.clone(),
+        direction: match r.direction.as_str() {
+            "ingress" => Direction::Ingress,
+            "egress" => Direction::Egress,
+            o => return Err(format!("{obj}: direction: {o:?} is not ingress or egress")),
+        },
+        family,
+        protocol,
+        port_min: port(r.port_range_min, "port_range_min")?,
+        port_max: port(r.port_range_max, "port_range_max")?,
+        remote: match (&r.remote_ip_prefix, &r.remote_group_id) {
+            (Some(p), _) => RuleRemote::Prefix(net(&obj, "remote_ip_prefix", p)?),
+            (None, Some(g)) => RuleRemote::Group(g.clone()),
+            (None, None) => RuleRemote::Any,
+        },
     })
 }
 
 /// The switch port for a port from ctrl; `mtu` is its network's.
-fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
+fn port_config(
+    p: &HostPort,
+    mtu: Option<u32>,
+    groups: &BTreeSet<&str>,
+) -> Result<PortConfig, String> {
     let obj = format!("port {:?}", p.devname);
     let kind = match p.kind.as_str() {
         "tap" => PortKind::Tap,
@@ -152,6 +223,16 @@ fn port_config(p: &HostPort, mtu: Option<u32>) -> Result<PortConfig, String> {
         .collect::<Result<Vec<_>, String>>()?;
     Ok(PortConfig {
         capture: None,
+        // Neutron's semantics: a port with port security is firewalled by its groups (none:
+        // only DHCP/ND pass); without port security it has no firewall at all. A group ctrl did
+        // not send cannot admit anything, so leaving it out fails closed.
+        security_groups: p.port_security_enabled.then(|| {
+            p.security_groups
+                .iter()
+                .filter(|g| groups.contains(g.as_str()))
+                .cloned()
+                .collect()
+        }),
         name: p.devname.clone(),
         kind,
         network: p.network_id.clone(),
@@ -225,6 +306,15 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
     let mut wired = BTreeMap::new();
     let mut unwired = BTreeMap::new();
     let mut bad: Option<String> = None;
+    let groups: BTreeSet<&str> = st.security_groups.iter().map(|g| g.id.as_str()).collect();
+    for g in &st.security_groups {
+        match group_config(g) {
+            Ok(g) => cfg.security_groups.push(g),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        }
+    }
     for p in &st.ports {
         if let Some(why) = unwired_nets.get(p.network_id.as_str()) {
             unwired.insert(p.id.clone(), why.clone());
@@ -245,7 +335,7 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
             .iter()
             .find(|n| n.id == p.network_id)
             .map(|n| n.mtu);
-        match port_config(p, mtu) {
+        match port_config(p, mtu, &groups) {
             Ok(pc) => ports.push(pc),
             Err(e) => {
                 bad.get_or_insert(e);
@@ -352,6 +442,120 @@ interface = "eth1"
         let c = p.config.clone().unwrap();
         assert_eq!(c.validated("plan").unwrap(), c);
         c
+    }
+
+    #[test]
+    fn security_groups_become_the_ports_firewall() {
+        use weft_datapath::config::{RuleRemote, SecurityGroupConfig};
+        let net = || net("n1", "local", None, None);
+        let mut a = port("aaaaaaaa-aaaa-aaaa", "n1");
+        a.security_groups = vec!["web".into(), "gone".into()];
+        let mut b = port("bbbbbbbb-bbbb-bbbb", "n1");
+        b.mac_address = "fa:16:3e:00:00:02".into();
+        b.fixed_ips = vec!["10.0.0.6".into()];
+        b.port_security_enabled = false;
+        b.security_groups = vec!["web".into()];
+        b.allowed_address_pairs = vec![];
+        let mut st = state(vec![net()], vec![a, b]);
+        let rule = |id: &str, proto: Option<&str>, min, max, group: Option<&str>| HostRule {
+            id: id.into(),
+            direction: "ingress".into(),
+            ethertype: "IPv4".into(),
+            protocol: proto.map(Into::into),
+            port_range_min: min,
+            port_range_max: max,
+            remote_ip_prefix: None,
+            remote_group_id: group.map(Into::into),
+        };
+        st.security_groups = vec![HostSecurityGroup {
+            id: "web".into(),
+            stateful: true,
+            rules: vec![
+                rule("ssh", Some("tcp"), Some(22), Some(22), None),
+                rule("peers", Some("17"), None, None, Some("web")),
+            ],
+            member_ips: vec!["10.0.0.5".into(), "10.0.9.0/24".into()],
+        }];
+        let c = valid(&plan(&base(), &st));
+        // The secured port gets its known groups; the unsecured one no firewall at all.
+        assert_eq!(
+            c.ports[0].security_groups.as_deref(),
+            Some(&["web".to_string()][..])
+        );
+        assert_eq!(c.ports[1].security_groups, None);
+        let g: &SecurityGroupConfig = &c.security_groups[0];
+        assert_eq!(g.members.len(), 2);
+        assert_eq!(g.rules[0].protocol, Some(6));
+        assert_eq!(g.rules[0].port_min, Some(22));
+        assert_eq!(g.rules[1].remote, RuleRemote::Group("web".into()));
+        // A rule the switch cannot enforce refuses the state, naming it.
+        st.security_groups[0].rules[0].port_range_max = Some(70000);
+        let e = plan(&base(), &st).config.unwrap_err();
+        assert!(e.contains("rule \"ssh\": port_range_max: 70000"), "{e}");
+    }
+
+    /// Every way networking stores a rule's protocol (Neutron's names, their legacy aliases,
+    /// numbers as text, `any`, and protocol 0) reaches the switch as the protocol it means, for
+    /// both ethertypes; none of them fails the host's config.
+    #[test]
+    fn protocols_by_name_or_number_reach_the_switch() {
+        let cases: &[(&str, &str, Option<u8>)] = &[
+            ("IPv4", "tcp", Some(6)),
+            ("IPv4", "6", Some(6)),
+            ("IPv6", "tcp", Some(6)),
+            ("IPv4", "udp", Some(17)),
+            ("IPv6", "17", Some(17)),
+            ("IPv4", "icmp", Some(1)),
+            ("IPv4", "1", Some(1)),
+            ("IPv6", "ipv6-icmp", Some(58)),
+            ("IPv6", "icmpv6", Some(58)),
+            ("IPv6", "58", Some(58)),
+            ("IPv4", "sctp", Some(132)),
+            ("IPv4", "vrrp", Some(112)),
+            ("IPv4", "112", Some(112)),
+            ("IPv6", "ipv6-route", Some(43)),
+            ("IPv4", "any", None),
+            ("IPv4", "ip", None),
+            ("IPv6", "hopopt", None),
+            ("IPv4", "0", None),
+        ];
+        let mut a = port("aaaaaaaa-aaaa-aaaa", "n1");
+        a.security_groups = vec!["g".into()];
+        let mut st = state(vec![net("n1", "local", None, None)], vec![a]);
+        st.security_groups = vec![HostSecurityGroup {
+            id: "g".into(),
+            stateful: true,
+            rules: cases
+                .iter()
+                .enumerate()
+                .map(|(i, (eth, proto, _))| HostRule {
+                    id: format!("r{i}"),
+                    direction: "ingress".into(),
+                    ethertype: (*eth).into(),
+                    protocol: Some((*proto).into()),
+                    port_range_min: None,
+                    port_range_max: None,
+                    remote_ip_prefix: None,
+                    remote_group_id: None,
+                })
+                .collect(),
+            member_ips: vec![],
+        }];
+        let c = valid(&plan(&base(), &st));
+        let got: Vec<Option<u8>> = c.security_groups[0]
+            .rules
+            .iter()
+            .map(|r| r.protocol)
+            .collect();
+        let want: Vec<Option<u8>> = cases.iter().map(|c| c.2).collect();
+        assert_eq!(got, want);
+        // ICMPv6 by any of its names in an IPv4 rule is refused, naming the rule.
+        for proto in ["ipv6-icmp", "icmpv6", "58"] {
+            st.security_groups[0].rules[7].ethertype = "IPv4".into();
+            st.security_groups[0].rules[7].protocol = Some(proto.into());
+            let e = plan(&base(), &st).config.unwrap_err();
+            assert!(e.contains("rule \"r7\""), "{proto}: {e}");
+        }
     }
 
     #[test]

@@ -5,8 +5,12 @@
 #             MB/s as curl measures it; then the image must be active with the
 #             file's md5 as checksum (the hashes were computed while streaming)
 #   download  GET .../file to /dev/null, MB/s as curl measures it
-#   RSS       the server's VmHWM (peak resident set) after all rounds, and
-#             VmRSS before and after
+#   CPU       the server's CPU seconds (user+system, /proc/PID/stat) during
+#             each upload and each download: a copy avoided shows here even
+#             where curl, not the server, sets the MB/s
+#   RSS       the server's VmHWM (peak resident set) per phase (reset between
+#             phases through /proc/PID/clear_refs), and VmRSS before and after
+#   both      a last step uploads one image while downloading another, at once
 # Each round uses a new image; ROUNDS rounds, each number printed.
 #
 # Usage: benches/image/transfer.sh [--size-mib N] [--rounds N] [--weft-bin PATH] [--dir DIR]
@@ -56,20 +60,47 @@ token=$(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json' "$base/i
 echo "generating $size MiB of random data..." >&2
 head -c $((size << 20)) /dev/urandom >"$dir/data"
 want_md5=$(md5sum "$dir/data" | cut -d' ' -f1)
-rss() { awk -v k="$1:" '$1==k{print $2/1024 " MiB"}' "/proc/$pid/status"; }
+rss() { awk -v k="$1:" '$1==k{printf "%.1f MiB", $2/1024}' "/proc/$pid/status"; }
+# The server's CPU time so far, in clock ticks (utime + stime).
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+secs() { python3 -c "print(f'{($2 - $1) / $hz:.2f}')"; }
+# Resets VmHWM to the current RSS, so the next phase's peak is its own.
+reset_peak() { echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; }
+peak_up=0 peak_down=0
+kib() { awk '$1=="VmHWM:"{print $2}' "/proc/$pid/status"; }
 echo "size: $size MiB, rounds: $rounds, server RSS at start: $(rss VmRSS)"
 echo "cpu: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+new_image() {
+  curl -fsS -H "X-Auth-Token: $token" -H 'Content-Type: application/json' "$base/image/v2/images" \
+    -d '{"name":"bench-'"$1"'","disk_format":"raw","container_format":"bare"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
 for r in $(seq 1 "$rounds"); do
-  id=$(curl -fsS -H "X-Auth-Token: $token" -H 'Content-Type: application/json' "$base/image/v2/images" \
-        -d '{"name":"bench-'"$r"'","disk_format":"raw","container_format":"bare"}' |
-       python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  id=$(new_image "$r")
+  reset_peak; c0=$(cpu)
   up=$(curl -fsS -o /dev/null -w '%{speed_upload}' -X PUT -H "X-Auth-Token: $token" \
         -H 'Content-Type: application/octet-stream' -T "$dir/data" "$base/image/v2/images/$id/file")
+  c1=$(cpu); p=$(kib); [ "$p" -gt "$peak_up" ] && peak_up=$p
   got=$(curl -fsS -H "X-Auth-Token: $token" "$base/image/v2/images/$id" |
         python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["status"], i["checksum"])')
   [ "$got" = "active $want_md5" ] || { echo "transfer.sh: round $r: image is '$got', want 'active $want_md5'" >&2; exit 1; }
+  reset_peak; c2=$(cpu)
   down=$(curl -fsS -o /dev/null -w '%{speed_download}' -H "X-Auth-Token: $token" "$base/image/v2/images/$id/file")
-  python3 -c "print(f'round $r: upload {$up/1e6:.0f} MB/s, download {$down/1e6:.0f} MB/s')"
-  curl -fsS -o /dev/null -X DELETE -H "X-Auth-Token: $token" "$base/image/v2/images/$id"
+  c3=$(cpu); p=$(kib); [ "$p" -gt "$peak_down" ] && peak_down=$p
+  python3 -c "print(f'round $r: upload {$up/1e6:.0f} MB/s (server CPU $(secs "$c0" "$c1") s), download {$down/1e6:.0f} MB/s (server CPU $(secs "$c2" "$c3") s)')"
+  if [ "$r" -lt "$rounds" ]; then
+    curl -fsS -o /dev/null -X DELETE -H "X-Auth-Token: $token" "$base/image/v2/images/$id"
+  fi
 done
-echo "server RSS now: $(rss VmRSS), peak (VmHWM): $(rss VmHWM)"
+echo "peak RSS (VmHWM) while uploading: $((peak_up / 1024)) MiB, while downloading: $((peak_down / 1024)) MiB"
+# Both at once: upload a new image while the last one downloads.
+reset_peak
+both=$(new_image both)
+curl -fsS -o /dev/null -H "X-Auth-Token: $token" "$base/image/v2/images/$id/file" &
+dl=$!
+curl -fsS -o /dev/null -X PUT -H "X-Auth-Token: $token" -H 'Content-Type: application/octet-stream' \
+  -T "$dir/data" "$base/image/v2/images/$both/file"
+wait "$dl"
+echo "peak RSS (VmHWM) uploading and downloading at once: $(rss VmHWM)"
+echo "server RSS now: $(rss VmRSS)"

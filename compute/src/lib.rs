@@ -1,4 +1,6 @@
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `image::mapped` alone maps image files (mmap is
+// unsafe in Rust's terms) and allows it for that one call.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 //! weft-compute: images, placement, flavors, servers, scheduler and the
 //! compute agent.
@@ -8,6 +10,9 @@
 //! - [`placement`]: the OpenStack Placement API (resource providers,
 //!   inventories, traits, aggregates, allocations, allocation candidates),
 //!   served by `weft serve` under `/placement`.
+//! - [`compute`]: the Compute API v2.1 (Nova) with microversions to 2.79:
+//!   flavors and key pairs so far, served under `/compute/v2.1`.
 
+pub mod compute;
 pub mod image;
 pub mod placement;

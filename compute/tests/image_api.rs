@@ -48,7 +48,10 @@ fn open(dir: &Path, limits: Limits) -> Svc {
     let images = Images::open(
         store,
         dir,
-        &ImageConfig { limits },
+        &ImageConfig {
+            limits,
+            ..ImageConfig::default()
+        },
         None,
         Mode::Enforce,
         Arc::new(Table),
@@ -280,6 +283,10 @@ async fn create_show_list_filter_sort_and_page() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            json!({"name": "x", "container_format": "crate"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             json!({"name": "x", "status": "active"}),
             StatusCode::FORBIDDEN,
         ),
@@ -411,6 +418,14 @@ async fn json_patch_as_glance_applies_it() {
         ),
         (
             json!([{"op": "replace", "path": "/a/b", "value": "x"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "add", "path": "/container_format", "value": "crate"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/disk_format", "value": "floppy"}]),
             StatusCode::BAD_REQUEST,
         ),
     ] {
@@ -697,6 +712,63 @@ async fn visibility_members_and_policy_across_projects() {
     assert_eq!(s.show("bob", sid).await.status, StatusCode::NOT_FOUND);
 }
 
+/// A member who rejects a share can still look the image up by id (as in
+/// Glance), but it leaves his lists unless he asks for rejected ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_share_leaves_the_members_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let shared = s.create("alice", json!({"name": "shr"})).await;
+    let sid = shared["id"].as_str().unwrap();
+    let members = format!("/v2/images/{sid}/members");
+    let me = format!("{members}/p-bob");
+    let r = s
+        .call(
+            "alice",
+            Method::POST,
+            &members,
+            Some(json!({"member": "p-bob"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s
+        .call("bob", Method::PUT, &me, Some(json!({"status": "rejected"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "rejected");
+    assert_eq!(s.show("bob", sid).await.status, StatusCode::OK);
+    for q in ["", "?visibility=shared", "?member_status=pending"] {
+        let l = s
+            .call("bob", Method::GET, &format!("/v2/images{q}"), None)
+            .await
+            .json();
+        assert!(!ids(&l).contains(&"shr".to_string()), "{q}: {l}");
+    }
+    assert_eq!(
+        ids(&s
+            .call(
+                "bob",
+                Method::GET,
+                "/v2/images?visibility=shared&member_status=rejected",
+                None
+            )
+            .await
+            .json()),
+        ["shr"]
+    );
+    // The owner sees the answer; the member may change his mind.
+    let r = s.call("alice", Method::GET, &me, None).await;
+    assert_eq!(r.json()["status"], "rejected");
+    let r = s
+        .call("bob", Method::PUT, &me, Some(json!({"status": "accepted"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        ids(&s.call("bob", Method::GET, "/v2/images", None).await.json())
+            .contains(&"shr".to_string())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_download_deactivate_and_hashes() {
     let dir = tempfile::tempdir().unwrap();
@@ -882,6 +954,64 @@ async fn upload_download_deactivate_and_hashes() {
             .status,
         StatusCode::OK
     );
+}
+
+/// Range, as Glance answers it: one span is a 206 with Content-Range (and
+/// the whole image's Content-MD5); a span across a download window comes
+/// back whole; a bad or multiple range is a 416 with `bytes */size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_the_data_is_a_206() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let img = s
+        .create(
+            "alice",
+            json!({"name": "r", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap();
+    let data = raw(3 * 1024 * 1024 + 17);
+    let r = s.upload("alice", id, Body::from(data.clone())).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let v = s.show("alice", id).await.json();
+    let ranged = |h: &'static str| {
+        let s = &s;
+        async move {
+            let req = Request::get(format!("/v2/images/{id}/file"))
+                .header("x-auth-token", "alice")
+                .header("range", h)
+                .body(Body::empty())
+                .unwrap();
+            let resp = s.app.clone().oneshot(req).await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, body)
+        }
+    };
+    let n = data.len();
+    let (st, h, b) = ranged("bytes=3-10").await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(b.as_ref(), &data[3..=10]);
+    assert_eq!(h["content-range"], format!("bytes 3-10/{n}").as_str());
+    assert_eq!(h["content-length"], "8");
+    assert_eq!(h["content-md5"], v["checksum"].as_str().unwrap());
+    let (st, _, b) = ranged("bytes=1000000-3000000").await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(b.as_ref(), &data[1_000_000..=3_000_000]);
+    let (st, h, b) = ranged("bytes=-5").await;
+    assert_eq!(
+        (st, b.as_ref()),
+        (StatusCode::PARTIAL_CONTENT, &data[n - 5..])
+    );
+    assert_eq!(
+        h["content-range"],
+        format!("bytes {}-{}/{n}", n - 5, n - 1).as_str()
+    );
+    for bad in ["bytes=10-5", "bytes=0-1,4-5", "bytes=99999999-"] {
+        let (st, h, _) = ranged(bad).await;
+        assert_eq!(st, StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
+        assert_eq!(h["content-range"], format!("bytes */{n}").as_str(), "{bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1202,6 +1332,170 @@ fn records_replicate_through_postgresql() {
         );
         assert_eq!(r.json()["status"], "active");
         assert_eq!(b.show("alice", id).await.json()["site"], "b");
+    });
+    drop(rt);
+}
+
+/// A replica of the image service on PostgreSQL `db`, with its own state
+/// directory, and image files in `shared/images` when given one directory
+/// all replicas share, else in its own state directory.
+fn open_replica(db: &str, state: &Path, shared: Option<&Path>) -> Svc {
+    let store = Arc::new(weft_store::PgStore::connect(db).unwrap());
+    let cfg = ImageConfig {
+        image_dir: shared.map(|d| d.join("images")),
+        ..ImageConfig::default()
+    };
+    let images = Images::open(store, state, &cfg, None, Mode::Enforce, Arc::new(Table)).unwrap();
+    Svc {
+        dir: shared.unwrap_or(state).to_path_buf(),
+        app: image::router(images.clone()),
+        images,
+    }
+}
+
+/// Begins an upload of `id` by `who` through `s` and stages some data, as
+/// a replica does when the body starts coming (blocking: outside a runtime).
+fn begin_and_stage(s: &Svc, who: &str, id: &str) {
+    let ctx = weft_compute::image::Ctx::new(Table.validate(who).unwrap());
+    let target = id.to_string();
+    s.images
+        .write(move |st, env| {
+            weft_compute::image::upload::begin_upload(st, env, &ctx, &target, None)
+        })
+        .unwrap();
+    let mut staged = s.images.data_store().stage(id).unwrap();
+    staged.write(b"the first bytes").unwrap();
+    std::mem::forget(staged); // still being written (or, for a crash, left behind)
+}
+
+/// Two replicas sharing one PostgreSQL and one image directory: a replica
+/// that restarts sets back to queued only the upload it was receiving, and
+/// leaves the other replica's upload (record and staged file) alone; an
+/// image uploaded through one downloads whole through the other.
+#[test]
+fn a_restarting_replica_recovers_only_its_own_uploads() {
+    let db = weft_store::testing::TestDatabase::create().expect("PostgreSQL (scripts/postgres.sh)");
+    let (a_state, b_state, shared) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = open_replica(&db.url, a_state.path(), Some(shared.path()));
+    let b = open_replica(&db.url, b_state.path(), Some(shared.path()));
+    assert_ne!(a.images.replica_id(), b.images.replica_id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let new_image = |s: &Svc, name: &str| {
+        rt.block_on(s.create(
+            "alice",
+            json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+        ))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (on_a, on_b, whole) = (
+        new_image(&a, "a"),
+        new_image(&a, "b"),
+        new_image(&a, "whole"),
+    );
+    let data = raw(3 * 1024 * 1024 + 17);
+    let r = rt.block_on(a.upload("alice", &whole, Body::from(data.clone())));
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    begin_and_stage(&a, "alice", &on_a);
+    begin_and_stage(&b, "alice", &on_b);
+    let staged = |s: &Svc| {
+        s.files()
+            .into_iter()
+            .filter(|f| f.starts_with(".staging-"))
+            .count()
+    };
+    assert_eq!(staged(&a), 2);
+
+    // Replica a restarts (same state directory, so the same replica id).
+    let a_id = a.images.replica_id().to_string();
+    drop(a);
+    let a = open_replica(&db.url, a_state.path(), Some(shared.path()));
+    assert_eq!(a.images.replica_id(), a_id);
+    rt.block_on(async {
+        assert_eq!(a.show("alice", &on_a).await.json()["status"], "queued");
+        assert_eq!(
+            a.show("alice", &on_b).await.json()["status"],
+            "saving",
+            "b's upload is still under way"
+        );
+        // Through b, which never saw the file arrive: the shared directory.
+        let r = b
+            .call(
+                "alice",
+                Method::GET,
+                &format!("/v2/images/{whole}/file"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body.as_ref(), data.as_slice());
+    });
+    assert_eq!(staged(&a), 1, "a's leftover swept, b's staged data kept");
+    assert!(a.files().contains(&whole));
+    drop(rt);
+}
+
+/// Replicas that do not share an image directory: data uploaded through
+/// one is a 503 through the other, saying where it is, not a 500; a Range
+/// of it through the first is a 206 as Glance gives it.
+#[test]
+fn a_replica_without_the_data_says_so() {
+    let db = weft_store::testing::TestDatabase::create().expect("PostgreSQL (scripts/postgres.sh)");
+    let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open_replica(&db.url, a_state.path(), None);
+    let b = open_replica(&db.url, b_state.path(), None);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let img = a
+            .create(
+                "alice",
+                json!({"name": "here", "disk_format": "raw", "container_format": "bare"}),
+            )
+            .await;
+        let id = img["id"].as_str().unwrap();
+        let data = raw(100_000);
+        let up = a.upload("alice", id, Body::from(data.clone())).await;
+        assert_eq!(up.status, StatusCode::NO_CONTENT);
+        let path = format!("/v2/images/{id}/file");
+        // What b's store follower does in `weft serve`: replay a's commits
+        // (the PostgreSQL client blocks: off the async worker).
+        tokio::task::block_in_place(|| b.images.replica().catch_up().unwrap());
+        let r = b.call("alice", Method::GET, &path, None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let msg = r.json()["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(a.images.replica_id()), "{msg}");
+        assert!(msg.contains("--image-dir"), "{msg}");
+        let r = a.call("alice", Method::GET, &path, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body.as_ref(), data.as_slice());
+        let req = Request::get(&path)
+            .header("x-auth-token", "alice")
+            .header("range", "bytes=99990-")
+            .body(Body::empty())
+            .unwrap();
+        let resp = a.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(resp.headers()["content-range"], "bytes 99990-99999/100000");
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(got.as_ref(), &data[99_990..]);
     });
     drop(rt);
 }

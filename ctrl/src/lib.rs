@@ -3,6 +3,8 @@
 //! weft-ctrl: the API server, the networking service and the agent sync endpoints.
 //! The agent itself is weft-agent; the wire types both speak are weft-proto.
 
+pub mod compute;
+pub mod compute_host;
 pub mod image;
 pub mod networking;
 pub mod observe;

@@ -235,9 +235,11 @@ impl Server {
     /// Keystone and Neutron answer `/identity/`, `/v3/users/` and
     /// `/OS-TRUST/trusts/` like their slash-less forms, and clients (tempest,
     /// an OS_AUTH_URL ending in `/`) rely on it; axum's router matches
-    /// paths exactly, so the slash is trimmed before routing.
-    pub fn service(&self) -> tower_http::normalize_path::NormalizePath<Router> {
-        tower_http::normalize_path::NormalizePath::trim_trailing_slash(self.router())
+    /// paths exactly, so the slash is trimmed before routing. Not every
+    /// API forgives it (Glance answers `GET /v2/images/` with a 404), so a
+    /// trimmed request carries [`TrimmedSlash`] for such a service to act on.
+    pub fn service(&self) -> Served {
+        Served(tower_http::normalize_path::NormalizePath::trim_trailing_slash(self.router()))
     }
 
     /// Bind and serve until SIGINT or SIGTERM.
@@ -264,6 +266,41 @@ impl Server {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(ServerError::Serve)
+    }
+}
+
+/// Marks a request whose path ended in `/` before [`Server::service`]
+/// trimmed it, so that a service whose upstream routes paths exactly can
+/// still refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimmedSlash;
+
+/// The served app ([`Server::service`]): trailing slashes trimmed, and marked.
+#[derive(Clone)]
+pub struct Served(tower_http::normalize_path::NormalizePath<Router>);
+
+impl tower::Service<Request> for Served {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        <tower_http::normalize_path::NormalizePath<Router> as tower::Service<Request>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        <tower_http::normalize_path::NormalizePath<Router> as tower::Service<Request>>::poll_ready(
+            &mut self.0,
+            cx,
+        )
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let path = req.uri().path();
+        if path.len() > 1 && path.ends_with('/') {
+            req.extensions_mut().insert(TrimmedSlash);
+        }
+        self.0.call(req)
     }
 }
 

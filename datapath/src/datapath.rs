@@ -6,6 +6,7 @@ use crate::describe::{self, DescribeError};
 use crate::frame::FrameView;
 use crate::mac_table::{MacEntry, MacTable};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
+use crate::secgroup::ConnTable;
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Output, PortNo, Stage, Verdict};
 use arc_swap::cache::Cache;
@@ -17,6 +18,9 @@ use std::sync::{Arc, Mutex};
 pub struct Datapath {
     snapshot: ArcSwap<Snapshot>,
     macs: MacTable,
+    /// The firewall's connections, all ports together. Only frames that cross a firewalled
+    /// port take the lock.
+    conntrack: Mutex<ConnTable>,
     blocks: Mutex<Vec<Arc<CounterBlock>>>,
 }
 
@@ -33,7 +37,9 @@ impl Datapath {
     /// A datapath running `snapshot`, with a MAC table sized by its config.
     pub fn new(snapshot: Snapshot) -> Datapath {
         let cap = snapshot.config().switch.mac_table_size;
+        let ct = snapshot.config().switch.conntrack_size;
         Datapath {
+            conntrack: Mutex::new(ConnTable::new(ct)),
             snapshot: ArcSwap::from_pointee(snapshot),
             macs: MacTable::new(cap),
             blocks: Mutex::new(Vec::new()),
@@ -58,7 +64,13 @@ impl Datapath {
                     crate::snapshot::PortRole::Uplink => new.member(vlan, port).is_none(),
                 },
             });
+        crate::secgroup::reload(&mut self.conntrack(), &old, &new);
         old
+    }
+
+    /// The connection table (lock it briefly: packet workers wait on it).
+    pub fn conntrack(&self) -> std::sync::MutexGuard<'_, ConnTable> {
+        self.conntrack.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A worker for one packet thread.
@@ -147,11 +159,20 @@ impl Datapath {
         let key = FlowKey::from_view(in_port, &view);
         let d = pipeline::decide(&snap, &self.macs, &key, now_ns, false, &mut rec);
         let mut steps = rec.0;
-        let last = match d.drop {
+        let mut outs = Vec::new();
+        let mut drop = d.drop;
+        if drop.is_none() {
+            pipeline::expand(&snap, in_port, d.fwd, &mut outs);
+            if d.firewall {
+                let ct = self.conntrack();
+                drop = crate::secgroup::trace::trace(
+                    &snap, &ct, in_port, frame, &view, now_ns, &mut outs, &mut steps,
+                );
+            }
+        }
+        let last = match drop {
             Some(r) => format!("Datapath actions: drop ({r})"),
             None => {
-                let mut outs = Vec::new();
-                pipeline::expand(&snap, in_port, d.fwd, &mut outs);
                 let list: Vec<String> = outs
                     .iter()
                     .map(|o| {
@@ -199,6 +220,9 @@ struct CacheEntry {
     /// refresh): the whole hit path is then one push.
     unicast: Option<Output>,
 }
+
+// Two cache lines per entry, as before the firewall flag joined the decision.
+const _: () = assert!(std::mem::size_of::<CacheEntry>() == 128);
 
 /// Exact-match flow cache, 4-way set associative, owned by one worker (no sharing, no locks).
 struct FlowCache {
@@ -272,6 +296,7 @@ impl FlowCache {
                 drop: None,
                 fwd: Fwd::Unicast(o),
                 learn_slot: None,
+                firewall: false,
                 ..
             } => Some(o),
             _ => None,
@@ -406,8 +431,9 @@ impl Worker {
                 counters,
                 &mut tally,
                 snap,
-                macs,
+                dp,
                 &key,
+                frame,
                 h,
                 snap.generation(),
                 &mut macs.epoch(),
@@ -452,12 +478,14 @@ impl Worker {
             ends,
         } = &mut **scratch;
         let mut it = frames.into_iter();
+        let mut group: [&[u8]; GROUP] = [&[]; GROUP];
         let mut total = 0u64;
         let mut tally = Tally::NEW;
         loop {
             let mut n = 0;
             while n < GROUP {
                 let Some(frame) = it.next() else { break };
+                group[n] = frame;
                 match FlowKey::extract_hashed(in_port, frame, &mut keys[n]) {
                     Ok(h) => {
                         hashes[n] = h;
@@ -484,8 +512,8 @@ impl Worker {
                 verdicts[i] = match errs[i] {
                     Some(reason) => dropped(counters, in_port, reason),
                     None => decide_and_emit(
-                        cache, counters, &mut tally, snap, macs, &keys[i], hashes[i], generation,
-                        &mut epoch, now_ns, out,
+                        cache, counters, &mut tally, snap, dp, &keys[i], group[i], hashes[i],
+                        generation, &mut epoch, now_ns, out,
                     ),
                 };
                 ends[i] = out.len();
@@ -509,14 +537,16 @@ fn decide_and_emit(
     counters: &CounterBlock,
     tally: &mut Tally,
     snap: &Snapshot,
-    macs: &MacTable,
+    dp: &Datapath,
     key: &FlowKey,
+    frame: &[u8],
     h: u64,
     generation: u64,
     epoch: &mut u64,
     now: u64,
     out: &mut Vec<Output>,
 ) -> Verdict {
+    let macs = &dp.macs;
     let d = match cache.get(key, h, generation, *epoch, now) {
         Some(e) => {
             tally.hits += 1;
@@ -539,6 +569,9 @@ fn decide_and_emit(
     if let Some(reason) = d.drop {
         return dropped(counters, key.in_port(), reason);
     }
+    if d.firewall {
+        return firewall_emit(counters, tally, snap, dp, key, d.fwd, frame, now, out);
+    }
     match d.fwd {
         Fwd::Unicast(o) => {
             out.push(o);
@@ -553,6 +586,124 @@ fn decide_and_emit(
         }
     }
     Verdict::Forward
+}
+
+/// The firewall stage for one frame that crosses a firewalled port (out of line: ports without
+/// security groups never come here): egress rules of the sending port, then the outputs, each
+/// kept only if its port's ingress rules admit the frame. Denials are counted on the port whose
+/// rules denied; the frame is dropped when no output is left.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn firewall_emit(
+    counters: &CounterBlock,
+    tally: &mut Tally,
+    snap: &Snapshot,
+    dp: &Datapath,
+    key: &FlowKey,
+    fwd: Fwd,
+    frame: &[u8],
+    now: u64,
+    out: &mut Vec<Output>,
+) -> Verdict {
+    use crate::secgroup::{self, Direction, Packet};
+    let in_port = key.in_port();
+    let start = out.len();
+    match fwd {
+        Fwd::Unicast(o) => out.push(o),
+        f => {
+            pipeline::expand(snap, in_port, f, out);
+        }
+    }
+    // Non-IP frames (ARP) pass, as in Neutron's firewall; port security has checked them.
+    let pkt = FrameView::parse(frame)
+        .ok()
+        .and_then(|v| Packet::parse(frame, &v));
+    let Some(pkt) = pkt else {
+        for o in &out[start..] {
+            tally.tx(counters, o.port);
+        }
+        return Verdict::Forward;
+    };
+    let mut ct = dp.conntrack();
+    let zone = |p: PortNo| snap.port(p).map_or(0, |i| i.local_vlan);
+    if let Some(fw) = snap.firewall(in_port) {
+        match secgroup::check(
+            &mut ct,
+            &fw.fw,
+            zone(in_port),
+            in_port,
+            Direction::Egress,
+            &pkt,
+            now,
+        ) {
+            Ok(a) => {
+                if let Some(r) = a.rule() {
+                    fw.hit(r);
+                }
+            }
+            Err(deny) => {
+                out.truncate(start);
+                if deny == secgroup::Deny::TableFull {
+                    report_refusals(&mut ct, now);
+                }
+                return dropped(counters, in_port, secgroup::drop_reason(deny));
+            }
+        }
+    }
+    let mut kept = start;
+    let mut last = None;
+    for i in start..out.len() {
+        let o = out[i];
+        if let Some(fw) = snap.firewall(o.port) {
+            match secgroup::check(
+                &mut ct,
+                &fw.fw,
+                zone(o.port),
+                o.port,
+                Direction::Ingress,
+                &pkt,
+                now,
+            ) {
+                Ok(a) => {
+                    if let Some(r) = a.rule() {
+                        fw.hit(r);
+                    }
+                }
+                Err(deny) => {
+                    if deny == secgroup::Deny::TableFull {
+                        report_refusals(&mut ct, now);
+                    }
+                    let reason = secgroup::drop_reason(deny);
+                    counters.dropped(o.port, reason);
+                    last = Some(reason);
+                    continue;
+                }
+            }
+        }
+        out[kept] = o;
+        kept += 1;
+        tally.tx(counters, o.port);
+    }
+    out.truncate(kept);
+    match last {
+        Some(reason) if kept == start => Verdict::Drop { reason },
+        _ => Verdict::Forward,
+    }
+}
+
+/// Logs the connections the full table refused, at most once per
+/// [`crate::secgroup::conntrack::REFUSAL_LOG_INTERVAL`] (the core keeps the limit): a SYN flood
+/// is visible in the log without writing a line per packet.
+pub(crate) fn report_refusals(ct: &mut ConnTable, now: u64) {
+    if let Some(n) = ct.refusal_report(now) {
+        tracing::warn!(
+            refused = n,
+            capacity = ct.capacity(),
+            "connection table full: new connections refused (a flood, or [switch] \
+             conntrack_size too small)"
+        );
+    }
 }
 
 /// Counts a drop (out of line: the hot loop stays small).

@@ -22,6 +22,10 @@
 //!                  |        classify (in_port -> local VLAN; uplink: segment -> local VLAN;
 //!                  |                  VLAN 4095, tagged frames on VM ports, unknown segments: drop)
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
+//!                  |        firewall: the decision only marks frames crossing a port with security
+//!                  |                 groups; for those, per frame (cache hit or not): egress rules
+//!                  |                 of the sender, ingress rules of each output, conntrack
+//!                  |                 (`secgroup`, one table behind a mutex in the Datapath)
 //!                  |        forward (learn src, look up dst per local VLAN) / flood (same VLAN,
 //!                  |                 never the ingress port)
 //!                  |        uplink translation as egress edits (flat: untagged, vlan: push VID,
@@ -103,6 +107,7 @@ mod mac_table;
 pub mod metrics;
 pub mod offload;
 mod pipeline;
+pub mod secgroup;
 pub mod snapshot;
 pub mod tunnel;
 pub mod verdict;

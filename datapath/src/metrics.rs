@@ -91,6 +91,37 @@ pub struct SwitchMetrics {
     pub drop_reasons: Vec<PortDrop>,
     /// Per port, in port-number order.
     pub ports: Vec<PortMetrics>,
+    /// Per security-group rule of each firewalled port: packets it admitted (new connections
+    /// and every packet of the connections it admitted).
+    pub rule_hits: Vec<RuleHits>,
+    /// Connection table: (entries, bound, created, invalid, refused when full).
+    pub conntrack: ConntrackMetrics,
+}
+
+/// One rule's hits on one port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleHits {
+    /// Port name.
+    pub port: String,
+    /// Neutron rule id.
+    pub rule: String,
+    /// Packets admitted.
+    pub packets: u64,
+}
+
+/// The connection table's size and counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConntrackMetrics {
+    /// Entries now.
+    pub entries: u64,
+    /// The bound (`conntrack_size`).
+    pub capacity: u64,
+    /// Connections created.
+    pub created: u64,
+    /// Packets found invalid.
+    pub invalid: u64,
+    /// New connections refused because the table was full.
+    pub refused_full: u64,
 }
 
 /// A counter family: one descriptor, one sample per label set.
@@ -218,6 +249,48 @@ impl SwitchMetrics {
                     .map(|p| ([("port", p.name.as_str())], field(p))),
             )?;
         }
+        counters(
+            e,
+            "switch_secgroup_rule_hits",
+            "Packets a security-group rule admitted on a port (its connections' packets too)",
+            self.rule_hits.iter().map(|h| {
+                (
+                    [("port", h.port.as_str()), ("rule", h.rule.as_str())],
+                    h.packets,
+                )
+            }),
+        )?;
+        let ct = &self.conntrack;
+        {
+            let mut m = e.encode_descriptor(
+                "switch_conntrack_entries",
+                "Connections tracked now",
+                None,
+                MetricType::Gauge,
+            )?;
+            m.encode_gauge(&i64::try_from(ct.entries).unwrap_or(i64::MAX))?;
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "switch_conntrack_capacity",
+                "The connection table's bound (conntrack_size)",
+                None,
+                MetricType::Gauge,
+            )?;
+            m.encode_gauge(&i64::try_from(ct.capacity).unwrap_or(i64::MAX))?;
+        }
+        counter(
+            e,
+            "switch_conntrack_created",
+            "Connections created",
+            ct.created,
+        )?;
+        counter(
+            e,
+            "switch_conntrack_refused_full",
+            "New connections refused because the connection table was full",
+            ct.refused_full,
+        )?;
         counters(
             e,
             "switch_port_drops",
@@ -445,6 +518,16 @@ mod tests {
                 stage: "classify",
                 count: 2,
             }],
+            rule_hits: vec![RuleHits {
+                port: "tap1".into(),
+                rule: "r1".into(),
+                packets: 5,
+            }],
+            conntrack: ConntrackMetrics {
+                entries: 1,
+                capacity: 16,
+                ..Default::default()
+            },
             ports: vec![PortMetrics {
                 name: "tap1".into(),
                 kind: "tap".into(),

@@ -5,11 +5,13 @@
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
+use crate::secgroup::{CompiledFirewall, Members};
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Local VLAN ids are allocated from 1..=MAX_LOCAL_VLAN (4095 is reserved).
 pub const MAX_LOCAL_VLAN: u16 = 4094;
@@ -120,6 +122,8 @@ pub(crate) struct VlanEntry {
     /// Index in `members` of the network's uplink (or tunnel) port, if it has one: the most
     /// looked-up member (every frame to a remote MAC), found without a search.
     pub uplink: Option<usize>,
+    /// Whether a member has a firewall (a flood then goes through the firewall stage).
+    pub firewalled: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -137,6 +141,10 @@ pub struct Snapshot {
     config: SwitchConfig,
     ports: Vec<Option<PortInfo>>,
     security: Vec<Option<PortSecurity>>,
+    /// Per port number: its security groups, compiled (None: no firewall).
+    firewalls: Vec<Option<Arc<CompiledFirewall>>>,
+    /// Security group id -> its members, compiled once and shared by the rules naming it.
+    groups: HashMap<String, Arc<Members>>,
     uplinks: Vec<Option<UplinkRt>>,
     by_name: HashMap<String, PortNo>,
     networks: Vec<NetworkInfo>,
@@ -213,6 +221,7 @@ impl Snapshot {
         let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut firewalls: Vec<Option<Arc<CompiledFirewall>>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
 
@@ -276,6 +285,7 @@ impl Snapshot {
                 network: idx,
                 members,
                 uplink: None,
+                firewalled: false,
             });
             networks.push(NetworkInfo {
                 name: n.name.clone(),
@@ -286,6 +296,7 @@ impl Snapshot {
             });
         }
 
+        let groups = group_members(cfg, prev);
         let mut static_macs: HashMap<u64, PortNo, FxBuild> = HashMap::default();
         for p in &cfg.ports {
             let no = no_of[p.name.as_str()];
@@ -321,6 +332,13 @@ impl Snapshot {
             }
             if p.port_security {
                 security[usize::from(no.0)] = Some(build_security(p));
+                if let Some(ids) = &p.security_groups {
+                    let fw = firewall(cfg, &groups, ids, no, &p.name, local_vlan, prev);
+                    firewalls[usize::from(no.0)] = Some(fw);
+                    if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
+                        v.firewalled = true;
+                    }
+                }
             }
         }
         for v in vlans.iter_mut().flatten() {
@@ -334,6 +352,8 @@ impl Snapshot {
             config: cfg.clone(),
             ports,
             security,
+            firewalls,
+            groups,
             uplinks,
             by_name,
             networks,
@@ -415,6 +435,26 @@ impl Snapshot {
             }
         }
         d
+    }
+
+    /// A port's firewall (None: it has none).
+    #[inline]
+    pub fn firewall(&self, no: PortNo) -> Option<&Arc<CompiledFirewall>> {
+        self.firewalls
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
+    }
+
+    /// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
+    #[inline]
+    pub(crate) fn firewalled(&self, in_port: PortNo, fwd: crate::pipeline::Fwd) -> bool {
+        self.firewall(in_port).is_some()
+            || match fwd {
+                crate::pipeline::Fwd::Unicast(o) => self.firewall(o.port).is_some(),
+                crate::pipeline::Fwd::Flood { vlan, .. } => {
+                    self.vlan(vlan).is_some_and(|v| v.firewalled)
+                }
+            }
     }
 
     // ---- crate-internal accessors for the pipeline ----
@@ -642,6 +682,72 @@ fn build_security(p: &crate::config::PortConfig) -> PortSecurity {
         }
     }
     s
+}
+
+/// A port's compiled firewall: the previous snapshot's (same port, name, local VLAN and config)
+/// when the reload left it alone, so that its hit counters carry on and the datapath can tell
+/// by pointer which ports' firewalls changed.
+fn firewall(
+    cfg: &SwitchConfig,
+    members: &HashMap<String, Arc<Members>>,
+    ids: &[String],
+    no: PortNo,
+    name: &str,
+    vlan: u16,
+    prev: Option<&Snapshot>,
+) -> Arc<CompiledFirewall> {
+    use crate::config::RuleRemote;
+    use crate::secgroup::{Remote, Rule};
+    let groups: Vec<_> = ids
+        .iter()
+        .filter_map(|id| cfg.security_groups.iter().find(|g| g.id == *id))
+        .collect();
+    // Validation refuses a port mixing stateful and stateless groups.
+    let stateful = groups.first().is_none_or(|g| g.stateful);
+    let rules: Vec<Rule> = groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .map(|r| Rule {
+            id: r.id.clone(),
+            direction: r.direction,
+            family: r.family,
+            protocol: r.protocol,
+            port_min: r.port_min,
+            port_max: r.port_max,
+            remote: match &r.remote {
+                RuleRemote::Any => Remote::Any,
+                RuleRemote::Prefix(n) => Remote::Prefix(*n),
+                RuleRemote::Group(id) => Remote::Group {
+                    id: id.clone(),
+                    members: members.get(id).cloned().unwrap_or_default(),
+                },
+            },
+        })
+        .collect();
+    // Members are shared Arcs reused across snapshots, so this compares pointers, not lists.
+    prev.filter(|s| {
+        s.port(no)
+            .is_some_and(|p| p.name == name && p.local_vlan == vlan)
+    })
+    .and_then(|s| s.firewall(no))
+    .filter(|c| c.fw.stateful == stateful && c.source == rules)
+    .cloned()
+    .unwrap_or_else(|| Arc::new(CompiledFirewall::new(stateful, rules)))
+}
+
+/// Every group's members, compiled; the previous snapshot's when its list is unchanged.
+fn group_members(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> HashMap<String, Arc<Members>> {
+    cfg.security_groups
+        .iter()
+        .map(|g| {
+            let m = prev
+                .and_then(|s| s.groups.get(&g.id))
+                .filter(|m| m.nets() == g.members.as_slice())
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Members::new(g.members.clone())));
+            (g.id.clone(), m)
+        })
+        .collect()
 }
 
 #[cfg(test)]

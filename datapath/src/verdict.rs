@@ -30,6 +30,8 @@ pub enum Stage {
     MacSpoof,
     /// Table 71 (part): source IP, ND targets, DHCP guard.
     IpSpoof,
+    /// Tables 71-73 / 81-82: security-group rules and connection tracking.
+    Firewall,
     /// Table 60/94 NORMAL: MAC learning and unicast lookup per local VLAN.
     Forward,
     /// Flood within the local VLAN.
@@ -40,7 +42,7 @@ pub enum Stage {
 
 impl Stage {
     /// Number of stages.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// All stages in pipeline order.
     pub const ALL: [Stage; Stage::COUNT] = [
         Stage::Parse,
@@ -48,6 +50,7 @@ impl Stage {
         Stage::ArpSpoof,
         Stage::MacSpoof,
         Stage::IpSpoof,
+        Stage::Firewall,
         Stage::Forward,
         Stage::Flood,
         Stage::Uplink,
@@ -61,6 +64,7 @@ impl Stage {
             Stage::ArpSpoof => "arp_spoof",
             Stage::MacSpoof => "mac_spoof",
             Stage::IpSpoof => "ip_spoof",
+            Stage::Firewall => "firewall",
             Stage::Forward => "forward",
             Stage::Flood => "flood",
             Stage::Uplink => "uplink",
@@ -116,11 +120,17 @@ pub enum DropReason {
     Hairpin,
     /// Nowhere to send it (alone in its VLAN).
     NoDestination,
+    /// No security-group rule of the port admits it (nor a tracked connection).
+    SecurityGroup,
+    /// Not valid in its tracked connection's state (or a TCP segment with no connection).
+    ConntrackInvalid,
+    /// A new connection the full connection table could not take.
+    ConntrackFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 22;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Truncated,
@@ -142,6 +152,9 @@ impl DropReason {
         DropReason::EthertypeNotAllowed,
         DropReason::Hairpin,
         DropReason::NoDestination,
+        DropReason::SecurityGroup,
+        DropReason::ConntrackInvalid,
+        DropReason::ConntrackFull,
     ];
 
     /// snake_case name for counters and traces.
@@ -166,6 +179,9 @@ impl DropReason {
             DropReason::EthertypeNotAllowed => "ethertype_not_allowed",
             DropReason::Hairpin => "hairpin",
             DropReason::NoDestination => "no_destination",
+            DropReason::SecurityGroup => "security_group",
+            DropReason::ConntrackInvalid => "conntrack_invalid",
+            DropReason::ConntrackFull => "conntrack_full",
         }
     }
 
@@ -183,6 +199,7 @@ impl DropReason {
             }
             Hairpin => Stage::Forward,
             NoDestination => Stage::Flood,
+            SecurityGroup | ConntrackInvalid | ConntrackFull => Stage::Firewall,
         }
     }
 }

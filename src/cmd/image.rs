@@ -1,6 +1,7 @@
 //! The image service's options of `weft serve`.
 
 use clap::Args;
+use std::path::PathBuf;
 use std::sync::Arc;
 use weft_compute::image::{ImageConfig, Images, Limits};
 use weft_ctrl::server::Server;
@@ -14,6 +15,11 @@ pub struct ImageServeArgs {
     /// quota); uploads past it are 413s. Default: unlimited.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub image_project_quota: Option<u64>,
+    /// Directory for image data. Default: STATE_DIR/images. Replicas on one
+    /// PostgreSQL given one shared directory (NFS) serve each other's images;
+    /// otherwise a replica asked for data another holds answers 503.
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
 }
 
 impl ImageServeArgs {
@@ -23,6 +29,7 @@ impl ImageServeArgs {
                 image_size_cap: self.image_size_cap,
                 project_quota: self.image_project_quota,
             },
+            image_dir: self.image_dir.clone(),
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
+    pub compute: super::compute::ComputeServeArgs,
+    #[command(flatten)]
     pub image: super::image::ImageServeArgs,
 }
 
@@ -79,9 +81,29 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     let mut server = Server::open(cfg)?;
-    let (_net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
-    let _images = super::image::start_in_serve(&mut server, &a.image)?;
-    mount_placement(&mut server, a.placement_noauth2)?;
+    let (net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
+    let images = super::image::start_in_serve(&mut server, &a.image)?;
+    let placement = mount_placement(&mut server, a.placement_noauth2)?;
+    let compute = weft_ctrl::compute::mount(
+        &mut server,
+        images.clone(),
+        net.clone(),
+        placement.clone(),
+        rt.handle(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    // The same host name as the in-process datapath agent: the ports a build
+    // binds to it are the ones this host's switch wires.
+    let host = a.net.host.clone().unwrap_or_else(weft_agent::default_host);
+    super::compute::start_in_serve(
+        &a.compute,
+        &host,
+        &server.config().state_dir.clone(),
+        &compute,
+        &placement,
+        weft_ctrl::compute_host::HostServices::new(images, net),
+        rt.handle(),
+    )?;
     let rep = server.start_report();
     if let Some(pw) = &rep.generated_password {
         // Printed once, on the first start; it is also in admin-openrc (mode 0600).
@@ -104,7 +126,10 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
 
 /// Placement under `/placement` (catalog type `placement`), on the shared
 /// store and the server's policy settings.
-fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
+fn mount_placement(
+    server: &mut Server,
+    noauth2: bool,
+) -> anyhow::Result<std::sync::Arc<weft_compute::placement::Placement>> {
     use weft_compute::placement;
     let sc = server.config().clone();
     let pl = if noauth2 {
@@ -136,5 +161,5 @@ fn mount_placement(server: &mut Server, noauth2: bool) -> anyhow::Result<()> {
         placement::router(pl.clone()),
     ))?;
     server.follow(pl.replica());
-    Ok(())
+    Ok(pl)
 }

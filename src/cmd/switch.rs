@@ -48,6 +48,18 @@ pub enum CtlCmd {
     Metrics,
     /// Re-read the config file and apply it (like SIGHUP).
     Reload,
+    /// The security groups' tracked connections (with --flush: remove the selected ones).
+    Conntrack {
+        /// Only this port's connections.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only this zone's (the network's local VLAN).
+        #[arg(long)]
+        zone: Option<u16>,
+        /// Remove the selected connections (their next packet must be admitted anew).
+        #[arg(long)]
+        flush: bool,
+    },
 }
 
 #[derive(Args)]
@@ -173,20 +185,74 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
-    let cmd = match a.cmd {
-        CtlCmd::Ports => "ports",
-        CtlCmd::Macs => "macs",
-        CtlCmd::Counters => "counters",
-        CtlCmd::Metrics => "metrics",
-        CtlCmd::Reload => "reload",
+    let req = match &a.cmd {
+        CtlCmd::Ports => json!({ "cmd": "ports" }),
+        CtlCmd::Macs => json!({ "cmd": "macs" }),
+        CtlCmd::Counters => json!({ "cmd": "counters" }),
+        CtlCmd::Metrics => json!({ "cmd": "metrics" }),
+        CtlCmd::Reload => json!({ "cmd": "reload" }),
+        CtlCmd::Conntrack { port, zone, flush } => {
+            json!({ "cmd": "conntrack", "port": port, "zone": zone, "flush": flush })
+        }
     };
-    let reply = call(&a.socket, json!({ "cmd": cmd }))?;
+    let reply = call(&a.socket, req)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
     }
     match a.cmd {
         CtlCmd::Metrics => print!("{}", s(&reply, "metrics")),
+        CtlCmd::Conntrack { flush: true, .. } => {
+            println!("flushed {} connections", s(&reply, "flushed"))
+        }
+        CtlCmd::Conntrack { .. } => {
+            let rows: Vec<Vec<String>> = reply["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    [
+                        "zone",
+                        "port",
+                        "proto",
+                        "origin",
+                        "responder",
+                        "direction",
+                        "state",
+                        "rule",
+                        "expires_in_secs",
+                    ]
+                    .iter()
+                    .map(|k| s(c, k))
+                    .collect()
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "ZONE",
+                        "PORT",
+                        "PROTO",
+                        "ORIGIN",
+                        "RESPONDER",
+                        "DIR",
+                        "STATE",
+                        "RULE",
+                        "EXPIRES_S"
+                    ],
+                    &rows
+                )
+            );
+            println!(
+                "{} of {} entries; created {}, invalid {}, refused (full) {}",
+                s(&reply, "count"),
+                s(&reply, "capacity"),
+                s(&reply, "created"),
+                s(&reply, "invalid"),
+                s(&reply, "refused_full")
+            );
+        }
         CtlCmd::Ports => {
             let rows: Vec<Vec<String>> = reply["ports"]
                 .as_array()

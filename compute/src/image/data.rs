@@ -1,7 +1,7 @@
 //! The HTTP shell for image data: `PUT /v2/images/{id}/file` streams the
 //! body through the pipeline (writer + hash threads) into the store;
-//! `GET` streams it back. Neither holds an image in memory: at most a few
-//! MiB per transfer are in flight.
+//! `GET` streams it back as mapped windows of the file. Neither holds an
+//! image in memory: at most a few MiB per transfer are in flight.
 //!
 //! An upload is three commits around the bytes: `begin_upload` (queued ->
 //! saving), the data staged, committed to the store, then `finish_upload`
@@ -14,7 +14,9 @@ use super::api::{Caller, S};
 use super::error::{ImageError, ImageResult};
 use super::model::{Data, Status};
 use super::pipeline::{qcow2_virtual_size, Pipeline, CHUNK};
+use super::range;
 use super::service;
+use super::store::Stored;
 use super::upload::{self, UploadPlan};
 use super::Images;
 use axum::body::{Body, Bytes};
@@ -136,6 +138,7 @@ async fn stream_and_store(
         virtual_size,
         checksum: d.md5,
         sha512: d.sha512,
+        stored_by: None, // the record's uploader, set by finish_upload
     })
 }
 
@@ -168,13 +171,24 @@ async fn feed(pipe: &mut Pipeline, plan: &UploadPlan, cap: u64, mut body: Body) 
     Ok(())
 }
 
+/// The window of the file one download chunk maps: big enough that the
+/// mmap/munmap per chunk is noise, small enough that the windows in flight
+/// (the channel's depth, one being made, one hyper writes) stay a few MiB
+/// of the server's RSS.
+const WINDOW: usize = 2 << 20;
+/// Windows queued between the mapping thread and the response body.
+const WINDOWS_QUEUED: usize = 2;
+
 /// `GET /v2/images/{id}/file`: the data, with `Content-MD5` (the hex
 /// checksum, as Glance sends it) and `Content-Length`; 204 while the image
-/// has none.
+/// has none. A `Range` of one span is a 206 with `Content-Range` (Glance's
+/// rules, [`super::range`]). The body is windows of the mapped file, so the
+/// bytes go from the page cache to the socket with no userspace copy.
 pub async fn download_h(
     State(im): S,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> ImageResult<Response> {
     let c = caller.ctx(&im)?;
     let img = im.read_env(|st, env| {
@@ -191,47 +205,88 @@ pub async fn download_h(
     let Some(data) = img.data.filter(|_| img.status != Status::Saving) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let span = match headers.get(header::RANGE) {
+        Some(v) => Some(range::parse(v.to_str().unwrap_or(""), data.size)?),
+        None => None,
+    };
     let store = im.data_store();
     let target = id.clone();
-    let Some((mut reader, len)) = blocking(move || store.open(&target)).await? else {
-        return Err(ImageError::Io(format!("the data of image {id} is missing")));
+    let Some(stored) = blocking(move || store.open(&target)).await? else {
+        return Err(missing(&im, &id, &data));
     };
-    if len != data.size {
+    if stored.len() != data.size {
         return Err(ImageError::Io(format!(
-            "the data of image {id} is {len} bytes, the record says {}",
+            "the data of image {id} is {} bytes, the record says {}",
+            stored.len(),
             data.size
         )));
     }
-    // A reader thread fills a small bounded channel; the response body
-    // drains it. Backpressure: a slow client stops the reads.
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = match std::io::Read::read(&mut reader, &mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        buf.truncate(n);
-        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-            return; // the client went away
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let mut resp = Body::from_stream(stream).into_response();
+    let (start, len) = span.map_or((0, data.size), |s| (s.start, s.len()));
+    let mut resp = Body::from_stream(windows(stored, start, len)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(data.size));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(s) = span {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&s.content_range(data.size)) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&data.checksum) {
-        h.insert("content-md5", v);
+        resp.headers_mut().insert("content-md5", v);
     }
     Ok(resp)
+}
+
+/// The answer when this replica's store lacks an active image's data: 503
+/// naming the replica that received it when that is another one (the
+/// replicas do not share an image directory); data this replica itself
+/// stored and lost is a server fault.
+fn missing(im: &Images, id: &str, data: &Data) -> ImageError {
+    match data.stored_by.as_deref() {
+        Some(r) if r != im.replica_id() => ImageError::Unavailable(format!(
+            "The data of image {id} is held by another API replica ({r}), not by this one's \
+             image store ({}). Replicas serve each other's image data only from a shared \
+             --image-dir.",
+            im.data_store().describe()
+        )),
+        _ => ImageError::Io(format!("the data of image {id} is missing")),
+    }
+}
+
+/// `len` bytes from `start` of `stored`, as a stream of mapped windows. A
+/// blocking thread maps them (a window not in the page cache is read from
+/// disk there) into a small bounded channel; a slow client stops the
+/// mapping, so at most a few windows are ever resident.
+fn windows(
+    stored: Box<dyn Stored>,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(WINDOWS_QUEUED);
+    tokio::task::spawn_blocking(move || {
+        let end = start + len;
+        let mut at = start;
+        while at < end {
+            let want = usize::try_from(end - at).unwrap_or(WINDOW).min(WINDOW);
+            let chunk = match stored.chunk(at, want) {
+                Ok(c) if c.is_empty() => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "image data shorter than its record",
+                )),
+                r => r,
+            };
+            let failed = chunk.is_err();
+            at += chunk.as_ref().map_or(0, |c| c.len() as u64);
+            if tx.blocking_send(chunk).is_err() || failed {
+                return; // the client went away, or the read failed
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }

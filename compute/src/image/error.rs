@@ -35,6 +35,17 @@ pub enum ImageError {
     /// The image was deleted while its data was uploading.
     #[error("{0}")]
     Gone(String),
+    /// A download's `Range` that cannot be served from data of `size` bytes.
+    #[error("{message}")]
+    RangeNotSatisfiable {
+        /// What was wrong with it.
+        message: String,
+        /// The data's size, for `Content-Range: bytes */size`.
+        size: u64,
+    },
+    /// The data is held by another replica's image store, not this one's.
+    #[error("{0}")]
+    Unavailable(String),
     /// The upload stopped before its end (client gone); never reaches a client.
     #[error("upload cut off: {0}")]
     CutOff(String),
@@ -87,6 +98,8 @@ impl IntoResponse for ImageError {
             ImageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ImageError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ImageError::Gone(_) => StatusCode::GONE,
+            ImageError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ImageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ImageError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             ImageError::Io(_) | ImageError::Internal(_) | ImageError::Store(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -109,6 +122,11 @@ impl IntoResponse for ImageError {
             // The unread rest of an upload makes the connection unusable.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ImageError::RangeNotSatisfiable { size, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

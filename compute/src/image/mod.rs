@@ -14,9 +14,14 @@
 //!
 //! Non-goals for now: the import API (`/v2/info/import` says no method is
 //! enabled), multiple stores, image locations, the cache API, tasks.
-//! With several replicas on PostgreSQL, records are shared but each
-//! replica's file store is its own: run images on one replica until an
-//! object-store backend of [`store::ImageStore`] exists.
+//!
+//! Several replicas on PostgreSQL share the records. Each replica has an id
+//! (kept in its state directory): an upload under way names the replica
+//! receiving it, so a replica that starts resets only its own cut-off
+//! uploads. Data is shared when the replicas are given one `--image-dir`
+//! (NFS, as Glance's file store needs across API nodes); without it each
+//! keeps its own files, and a replica asked for data another one holds
+//! answers 503 saying so.
 
 pub mod api;
 pub mod api_members;
@@ -24,11 +29,13 @@ pub mod body;
 pub mod data;
 pub mod discovery;
 pub mod error;
+mod mapped;
 pub mod members;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod query;
+pub mod range;
 pub mod service;
 pub mod state;
 pub mod store;
@@ -40,7 +47,7 @@ pub use service::{Ctx, Limits};
 
 use service::{Env, Ids, RandomIds};
 use state::State;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use store::ImageStore;
 use weft_identity::policy::{Credentials, Enforcer, Mode};
@@ -64,6 +71,30 @@ impl Tokens for weft_identity::Identity {
 pub struct ImageConfig {
     /// Size cap and per-project quota.
     pub limits: Limits,
+    /// Where image files live; `None` is `STATE_DIR/images`. Replicas that
+    /// share one (NFS) serve each other's images.
+    pub image_dir: Option<PathBuf>,
+}
+
+/// The file in the state directory that keeps this replica's id.
+const REPLICA_ID_FILE: &str = "image-replica-id";
+
+/// This replica's id: made once, then kept in `STATE_DIR/image-replica-id`
+/// so that a restart knows its own uploads again.
+pub fn replica_id(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join(REPLICA_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(state_dir)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let tmp = state_dir.join(format!(".{REPLICA_ID_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
 }
 
 /// The running image service: its replica of the records, the data store,
@@ -75,6 +106,7 @@ pub struct Images {
     tokens: Arc<dyn Tokens>,
     store: Arc<dyn ImageStore>,
     limits: Limits,
+    replica_id: String,
 }
 
 /// RFC 3339 UTC with seconds, as Glance shows times.
@@ -84,7 +116,8 @@ pub fn now_string() -> String {
 
 impl Images {
     /// Opens the service on `store` with Glance's default policy
-    /// (overridable by `policy_file`), image files under `STATE_DIR/images`.
+    /// (overridable by `policy_file`), image files under `STATE_DIR/images`
+    /// or `cfg.image_dir`, as the replica whose id the state directory keeps.
     pub fn open(
         store: Arc<dyn Store>,
         state_dir: &Path,
@@ -100,8 +133,14 @@ impl Images {
             Some(weft_identity::policy::records_path(state_dir)),
         )
         .map_err(|e| e.to_string())?;
-        let files = store::FileStore::open(state_dir.join("images"))
-            .map_err(|e| format!("{}: {e}", state_dir.join("images").display()))?;
+        let replica = replica_id(state_dir)
+            .map_err(|e| format!("{}: {e}", state_dir.join(REPLICA_ID_FILE).display()))?;
+        let dir = cfg
+            .image_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("images"));
+        let files = store::FileStore::open(&dir, &replica)
+            .map_err(|e| format!("image directory {}: {e}", dir.display()))?;
         Images::new(
             store,
             Arc::new(files),
@@ -109,12 +148,14 @@ impl Images {
             Box::new(policy::ImagePolicy { enforcer }),
             Box::new(RandomIds),
             tokens,
+            replica,
         )
     }
 
-    /// The service over any record store, data store, policy and ids.
-    /// Recovers from a previous run: uploads that were under way go back
-    /// to queued, and data no active image owns is removed.
+    /// The service over any record store, data store, policy and ids, as
+    /// replica `replica_id`. Recovers from its previous run: the uploads it
+    /// was receiving go back to queued, and data no image owns is removed
+    /// (data of uploads other replicas are receiving is kept).
     pub fn new(
         store: Arc<dyn Store>,
         data: Arc<dyn ImageStore>,
@@ -122,6 +163,7 @@ impl Images {
         authz: Box<dyn policy::Authz>,
         ids: Box<dyn Ids>,
         tokens: Arc<dyn Tokens>,
+        replica_id: String,
     ) -> Result<Arc<Images>, String> {
         let replica = Replica::open(state::SERVICE, store).map_err(|e| e.to_string())?;
         let images = Arc::new(Images {
@@ -131,6 +173,7 @@ impl Images {
             tokens,
             store: data,
             limits: cfg.limits,
+            replica_id,
         });
         let reset = images
             .write(upload::recover)
@@ -138,11 +181,26 @@ impl Images {
         if !reset.is_empty() {
             tracing::warn!(images = ?reset, "uploads cut off by the last stop: back to queued");
         }
-        let snap = images.snapshot();
-        let keep = |id: &str| snap.images.get(id).is_some_and(|i| i.data.is_some());
+        // Read the records only once the store has listed its files (on
+        // the first question), caught up with the other replicas: a file
+        // another replica renamed into place is then on a record.
+        let mut snap: Option<Arc<State>> = None;
+        let mut keep = |id: &str| {
+            let st = snap.get_or_insert_with(|| {
+                if let Err(e) = images.replica.catch_up() {
+                    tracing::warn!(error = %e, "image store sweep: catch-up failed");
+                }
+                images.snapshot()
+            });
+            st.images.get(id).is_some_and(|i| {
+                i.data.is_some()
+                    || (i.status == model::Status::Saving
+                        && !upload::is_own_upload(i, &images.replica_id))
+            })
+        };
         let removed = images
             .store
-            .sweep(&keep)
+            .sweep(&mut keep)
             .map_err(|e| format!("image store sweep: {e}"))?;
         if !removed.is_empty() {
             tracing::info!(files = ?removed, "image store: removed data no image owns");
@@ -158,6 +216,11 @@ impl Images {
     /// The data store.
     pub fn data_store(&self) -> Arc<dyn ImageStore> {
         self.store.clone()
+    }
+
+    /// This replica's id (which uploads are its own).
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
     }
 
     /// The configured limits.
@@ -195,6 +258,7 @@ impl Images {
                     ids: ids.as_mut(),
                     authz: self.authz.as_ref(),
                     limits: self.limits,
+                    replica: &self.replica_id,
                 };
                 let (out, changes) = f(st, &mut env)?;
                 Ok((out, state::to_store(&changes)?))
@@ -242,6 +306,7 @@ impl Images {
             ids: &mut ids,
             authz: self.authz.as_ref(),
             limits: self.limits,
+            replica: &self.replica_id,
         };
         self.replica.read(|st| f(st, &env))
     }

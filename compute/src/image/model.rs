@@ -93,6 +93,10 @@ pub struct Data {
     pub checksum: String,
     /// sha512, hex (`os_hash_value`, with `os_hash_algo` = sha512).
     pub sha512: String,
+    /// The replica that received the data (see [`Image::uploader`]): where
+    /// it lives when replicas do not share an image directory. Not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_by: Option<String>,
 }
 
 /// One image record.
@@ -120,6 +124,12 @@ pub struct Image {
     /// While `saving`: the upload under way, so only it can finish or abort.
     #[serde(default)]
     pub upload: Option<String>,
+    /// While `saving`: the replica receiving the data. A replica that
+    /// starts sets back to queued only the uploads it was receiving; the
+    /// others are still under way elsewhere. `None` in records written
+    /// before replicas were told apart: any replica recovers those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<String>,
 }
 
 /// A member's answer to a share.

@@ -170,12 +170,11 @@ pub fn qcow2_virtual_size(head: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::image::store::{FileStore, ImageStore};
-    use std::io::Read;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashes_and_writes_what_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path(), "r1").unwrap();
         let mut p = Pipeline::start(store.stage("x").unwrap());
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         for c in data.chunks(70_000) {
@@ -189,15 +188,13 @@ mod tests {
             d.sha512,
             hex::encode(<sha2::Sha512 as sha2::Digest>::digest(&data))
         );
-        let mut back = Vec::new();
-        store
+        let back = store
             .open("x")
             .unwrap()
             .unwrap()
-            .0
-            .read_to_end(&mut back)
+            .chunk(0, usize::MAX)
             .unwrap();
-        assert_eq!(back, data);
+        assert_eq!(back.as_ref(), data.as_slice());
         assert_eq!(d.head, data[..HEADER]);
     }
 

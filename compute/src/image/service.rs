@@ -56,6 +56,8 @@ pub struct Env<'a> {
     pub authz: &'a dyn Authz,
     /// Size cap and quota.
     pub limits: Limits,
+    /// This replica's id: which uploads are its own.
+    pub replica: &'a str,
 }
 
 /// A write's result and the changes to commit.
@@ -231,6 +233,7 @@ pub fn create_image(
         created_at: env.now.clone(),
         updated_at: env.now.clone(),
         upload: None,
+        uploader: None,
     };
     let t = target(st, ctx, &image);
     env.authz.check(ctx, "add_image", &t)?;

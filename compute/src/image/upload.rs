@@ -78,6 +78,7 @@ pub fn begin_upload(
     let mut i = i.clone();
     i.status = Status::Saving;
     i.upload = Some(plan.upload.clone());
+    i.uploader = Some(env.replica.to_string());
     i.updated_at = env.now.clone();
     Ok((plan, vec![Change::Image(i)]))
 }
@@ -132,7 +133,10 @@ pub fn finish_upload(
     let mut i = i.clone();
     i.status = Status::Active;
     i.upload = None;
-    i.data = Some(data);
+    i.data = Some(Data {
+        stored_by: i.uploader.take(),
+        ..data
+    });
     i.updated_at = env.now.clone();
     Ok((i.clone(), vec![Change::Image(i)]))
 }
@@ -145,6 +149,7 @@ pub fn abort_upload(st: &State, env: &mut Env, id: &str, upload: &str) -> Write<
             let mut i = i.clone();
             i.status = Status::Queued;
             i.upload = None;
+            i.uploader = None;
             i.updated_at = env.now.clone();
             Ok(((), vec![Change::Image(i)]))
         }
@@ -152,13 +157,16 @@ pub fn abort_upload(st: &State, env: &mut Env, id: &str, upload: &str) -> Write<
     }
 }
 
-/// At start: uploads that were under way when the server stopped will never
-/// finish; their images go back to queued. Returns their ids.
+/// At start: the uploads this replica was receiving when it stopped will
+/// never finish; their images go back to queued. Uploads other replicas
+/// are receiving are left alone (their files are not this replica's to
+/// judge), and so are their images. Records from before uploads named a
+/// replica are recovered by whichever replica starts. Returns the ids.
 pub fn recover(st: &State, env: &mut Env) -> Write<Vec<String>> {
     let stuck: Vec<&Image> = st
         .images
         .values()
-        .filter(|i| i.status == Status::Saving)
+        .filter(|i| i.status == Status::Saving && is_own_upload(i, env.replica))
         .collect();
     let ids = stuck.iter().map(|i| i.id.clone()).collect();
     let changes = stuck
@@ -167,9 +175,15 @@ pub fn recover(st: &State, env: &mut Env) -> Write<Vec<String>> {
             let mut i = i.clone();
             i.status = Status::Queued;
             i.upload = None;
+            i.uploader = None;
             i.updated_at = env.now.clone();
             Change::Image(i)
         })
         .collect();
     Ok((ids, changes))
+}
+
+/// Whether `i`'s upload under way is `replica`'s (or names no replica).
+pub fn is_own_upload(i: &Image, replica: &str) -> bool {
+    i.uploader.as_deref().is_none_or(|r| r == replica)
 }

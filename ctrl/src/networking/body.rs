@@ -516,12 +516,13 @@ pub struct RuleReq {
     /// A name ("tcp"), a number (6 or "6"), or null / "" / "any" for any.
     #[serde(default)]
     pub protocol: Option<Value>,
-    #[serde(default, deserialize_with = "de::int")]
-    /// Lowest port (ICMP: type); null: any.
-    pub port_range_min: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "de::int")]
-    /// Highest port (ICMP: code); null: any.
-    pub port_range_max: Option<Option<i64>>,
+    /// Lowest port (ICMP: type), an integer or its text; null: any. Read by
+    /// the service, which words a bad value as Neutron does.
+    #[serde(default)]
+    pub port_range_min: Option<Value>,
+    /// Highest port (ICMP: code), as `port_range_min`.
+    #[serde(default)]
+    pub port_range_max: Option<Value>,
     #[serde(default, deserialize_with = "de::name_or_null")]
     /// The remote end's prefix; null: anywhere.
     pub remote_ip_prefix: Option<Option<String>>,

@@ -291,22 +291,6 @@ pub struct SecurityGroupRule {
     pub std: Std,
 }
 
-impl SecurityGroupRule {
-    /// The fields that make two rules the same rule (Neutron's SecurityGroupRuleExists).
-    pub fn identity(&self) -> impl PartialEq + '_ {
-        (
-            &self.security_group_id,
-            &self.direction,
-            &self.ethertype,
-            &self.protocol,
-            self.port_range_min,
-            self.port_range_max,
-            &self.remote_ip_prefix,
-            &self.remote_group_id,
-        )
-    }
-}
-
 fn with_project(out: &mut serde_json::Map<String, Value>, project_id: &str) {
     out.insert("project_id".into(), json!(project_id));
     out.insert("tenant_id".into(), json!(project_id));
@@ -411,6 +395,24 @@ pub fn port_view(p: &Port) -> Value {
     Value::Object(o)
 }
 
+/// The network a stored `remote_ip_prefix` falls in (Neutron's
+/// `normalized_cidr`): its host bits cleared.
+pub fn normalized_cidr(prefix: &str) -> Option<String> {
+    let (addr, len) = prefix.split_once('/')?;
+    let (ver, v) = crate::networking::ipam::parse_ip(addr)?;
+    let len: u32 = len.parse().ok()?;
+    let bits: u32 = if ver == 4 { 32 } else { 128 };
+    let host = match bits.checked_sub(len)? {
+        0 => 0,
+        128 => u128::MAX,
+        n => (1u128 << n) - 1,
+    };
+    Some(format!(
+        "{}/{len}",
+        crate::networking::ipam::fmt_ip(ver, v & !host)
+    ))
+}
+
 /// The rule as the API shows it.
 pub fn rule_view(r: &SecurityGroupRule) -> Value {
     let mut o = serde_json::Map::new();
@@ -425,7 +427,10 @@ pub fn rule_view(r: &SecurityGroupRule) -> Value {
     o.insert("remote_ip_prefix".into(), json!(r.remote_ip_prefix));
     o.insert("remote_group_id".into(), json!(r.remote_group_id));
     o.insert("remote_address_group_id".into(), Value::Null);
-    o.insert("normalized_cidr".into(), json!(r.remote_ip_prefix));
+    o.insert(
+        "normalized_cidr".into(),
+        json!(r.remote_ip_prefix.as_deref().and_then(normalized_cidr)),
+    );
     r.std.render(&mut o);
     Value::Object(o)
 }

@@ -3,7 +3,7 @@
 //! whole at a revision; the agent diffs against what it has applied. The
 //! types are the wire's (weft-proto).
 
-use super::model::SecurityGroupRule;
+use super::model::{normalized_cidr, SecurityGroupRule};
 use super::state::State;
 use std::collections::{BTreeMap, BTreeSet};
 pub use weft_proto::{AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
@@ -16,7 +16,12 @@ fn rule(r: &SecurityGroupRule) -> HostRule {
         protocol: r.protocol.clone(),
         port_range_min: r.port_range_min,
         port_range_max: r.port_range_max,
-        remote_ip_prefix: r.remote_ip_prefix.clone(),
+        // The network, not the prefix as the user wrote it: a rule for
+        // 10.0.0.34/24 lets 10.0.0.0/24 in, as Neutron's firewalls read it.
+        remote_ip_prefix: r
+            .remote_ip_prefix
+            .as_deref()
+            .map(|p| normalized_cidr(p).unwrap_or_else(|| p.to_string())),
         remote_group_id: r.remote_group_id.clone(),
     }
 }

@@ -40,6 +40,21 @@
 //! allowed_address_pairs = [{ mac = "fa:16:3e:00:00:99", ip_address = "10.0.0.0/24" }]
 //! mtu = 1450                    # optional, tap ports: the MTU of the tap weft creates
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
+//! security_groups = ["sg-web"] # optional (needs port_security): the port's firewall;
+//!                               # [] drops everything but DHCP/ND; absent: no firewall
+//!
+//! [[security_group]]            # a group the ports name, or their rules name as remote
+//! id = "sg-web"
+//! stateful = true               # default true; a port's groups must all agree
+//! members = ["10.0.0.11", "10.0.0.0/28"]  # its ports' fixed IPs and allowed address pairs
+//! [[security_group.rule]]       # one per security-group rule, as Neutron stores it
+//! id = "5d0c..."                # the rule id (traces, hit counters)
+//! direction = "ingress"         # ingress | egress, seen from the port
+//! ethertype = "IPv4"            # IPv4 | IPv6
+//! protocol = "tcp"              # tcp udp icmp icmpv6 sctp ... or a number; absent: any
+//! port_range_min = 22           # destination ports, or ICMP type (min) and code (max)
+//! port_range_max = 22
+//! remote_ip_prefix = "10.0.0.0/24"  # or remote_group = "<group id>" (its members)
 //! ```
 //!
 //! Every error names the source, the line, the object and the field:
@@ -82,6 +97,8 @@ pub const DEFAULT_WORKER_NICE: i32 = -10;
 /// Default busy polling after a wakeup that moved frames: none (see
 /// [`SwitchSettings::busy_poll_us`]).
 pub const DEFAULT_BUSY_POLL_US: u64 = 0;
+/// Default bound of the connection table (Linux's `nf_conntrack_max` on a host of 16 GiB).
+pub const DEFAULT_CONNTRACK_SIZE: usize = 262_144;
 /// Upper bound of `busy_poll_us` (100 ms).
 pub const MAX_BUSY_POLL_US: u64 = 100_000;
 
@@ -98,6 +115,51 @@ pub struct SwitchConfig {
     pub ports: Vec<PortConfig>,
     /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
     pub tunnel: Option<TunnelConfig>,
+    /// `[[security_group]]`: the groups ports name or rules name as remote.
+    pub security_groups: Vec<SecurityGroupConfig>,
+}
+
+/// `[[security_group]]`: a Neutron security group with its rules and its members' addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupConfig {
+    /// Group id (unique).
+    pub id: String,
+    /// Stateful (connection tracking: replies pass) or stateless.
+    pub stateful: bool,
+    /// Addresses of the group's ports (any host): what a `remote_group` rule admits.
+    pub members: Vec<IpNet>,
+    /// Its rules.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[[security_group.rule]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleConfig {
+    /// Neutron rule id.
+    pub id: String,
+    /// Seen from the port.
+    pub direction: crate::secgroup::Direction,
+    /// `ethertype`.
+    pub family: crate::secgroup::Family,
+    /// IP protocol number; None: any.
+    pub protocol: Option<u8>,
+    /// Lowest destination port, or ICMP type.
+    pub port_min: Option<u16>,
+    /// Highest destination port, or ICMP code.
+    pub port_max: Option<u16>,
+    /// The peer.
+    pub remote: RuleRemote,
+}
+
+/// A rule's peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleRemote {
+    /// Anywhere.
+    Any,
+    /// `remote_ip_prefix`.
+    Prefix(IpNet),
+    /// `remote_group`: the members of that `[[security_group]]`.
+    Group(String),
 }
 
 /// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
@@ -146,6 +208,9 @@ pub struct SwitchSettings {
     /// the VMs need; worth trying (e.g. 50) where the switch has cores of its own. Read when
     /// the workers start, like `workers` and `worker_nice`.
     pub busy_poll_us: u64,
+    /// The most connections the firewall tracks at once (all ports together); a new connection
+    /// beyond it is refused and counted, established ones are never evicted.
+    pub conntrack_size: usize,
 }
 
 impl Default for SwitchSettings {
@@ -157,6 +222,7 @@ impl Default for SwitchSettings {
             mac_table_size: DEFAULT_MAC_TABLE_SIZE,
             worker_nice: DEFAULT_WORKER_NICE,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            conntrack_size: DEFAULT_CONNTRACK_SIZE,
         }
     }
 }
@@ -265,6 +331,10 @@ pub struct PortConfig {
     /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
     /// capture.
     pub capture: Option<std::path::PathBuf>,
+    /// Ids of the port's `[[security_group]]`s: its firewall. None: no firewall (the port
+    /// passes everything port security lets through); empty: only DHCP/ND pass. Only with
+    /// port_security.
+    pub security_groups: Option<Vec<String>>,
 }
 
 impl SwitchConfig {

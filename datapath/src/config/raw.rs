@@ -31,6 +31,19 @@ pub(super) struct RawFile {
     pub tunnel: Option<RawTunnel>,
     #[serde(default)]
     pub tunnel_peer: Vec<RawTunnelPeer>,
+    #[serde(default)]
+    pub security_group: Vec<RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub id: Spanned<String>,
+    pub stateful: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +70,7 @@ pub(super) struct RawSwitch {
     pub mac_table_size: Option<Spanned<i64>>,
     pub worker_nice: Option<Spanned<i64>>,
     pub busy_poll_us: Option<Spanned<i64>>,
+    pub conntrack_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +104,20 @@ pub(super) struct RawPort {
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
+    pub security_groups: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub id: Spanned<String>,
+    pub direction: Spanned<String>,
+    pub ethertype: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub port_range_min: Option<Spanned<i64>>,
+    pub port_range_max: Option<Spanned<i64>>,
+    pub remote_ip_prefix: Option<Spanned<String>>,
+    pub remote_group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +145,7 @@ impl RawFile {
                 mac_table_size: Some(unplaced(clamp_i64(s.mac_table_size as u64))),
                 worker_nice: Some(unplaced(i64::from(s.worker_nice))),
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
+                conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
             }),
             physnet: c
                 .physnets
@@ -134,6 +163,11 @@ impl RawFile {
                 remote_ips: t.peers.iter().map(|p| unplaced(p.to_string())).collect(),
             }),
             tunnel_peer: Vec::new(),
+            security_group: c
+                .security_groups
+                .iter()
+                .map(RawGroup::from_config)
+                .collect(),
         }
     }
 }
@@ -187,6 +221,48 @@ impl RawPort {
                 .capture
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
+            security_groups: p
+                .security_groups
+                .as_ref()
+                .map(|g| unplaced(g.iter().map(|id| unplaced(id.clone())).collect())),
+        }
+    }
+}
+
+impl RawGroup {
+    fn from_config(g: &super::SecurityGroupConfig) -> RawGroup {
+        use super::RuleRemote;
+        use crate::secgroup::Family;
+        RawGroup {
+            id: unplaced(g.id.clone()),
+            stateful: Some(unplaced(g.stateful)),
+            members: g.members.iter().map(|m| unplaced(m.to_string())).collect(),
+            rule: g
+                .rules
+                .iter()
+                .map(|r| RawRule {
+                    id: unplaced(r.id.clone()),
+                    direction: unplaced(r.direction.name().to_string()),
+                    ethertype: unplaced(
+                        match r.family {
+                            Family::V4 => "IPv4",
+                            Family::V6 => "IPv6",
+                        }
+                        .to_string(),
+                    ),
+                    protocol: r.protocol.map(|p| unplaced(p.to_string())),
+                    port_range_min: r.port_min.map(|v| unplaced(i64::from(v))),
+                    port_range_max: r.port_max.map(|v| unplaced(i64::from(v))),
+                    remote_ip_prefix: match &r.remote {
+                        RuleRemote::Prefix(n) => Some(unplaced(n.to_string())),
+                        _ => None,
+                    },
+                    remote_group: match &r.remote {
+                        RuleRemote::Group(id) => Some(unplaced(id.clone())),
+                        _ => None,
+                    },
+                })
+                .collect(),
         }
     }
 }

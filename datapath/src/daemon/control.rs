@@ -3,8 +3,9 @@
 //! JSON object on one line: `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
 //!
 //! Commands: `ports`, `macs`, `counters`, `metrics` (the counters in
-//! Prometheus' text format, see [`crate::metrics`]), `reload`, `trace` (with `"frame"`:
-//! a frame description such as `in_port=tap1 dl_src=... dl_dst=...`).
+//! Prometheus' text format, see [`crate::metrics`]), `conntrack` (optional `"port"` name,
+//! `"zone"` local VLAN, `"flush": true`), `reload`, `trace` (with `"frame"`: a frame
+//! description such as `in_port=tap1 dl_src=... dl_dst=...`).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

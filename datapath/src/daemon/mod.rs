@@ -12,6 +12,7 @@
 //!   monitor: every 200 ms, attach `system` ports whose netdev appeared
 //! ```
 
+mod conntrack;
 pub mod control;
 mod worker;
 
@@ -333,6 +334,11 @@ fn monitor(shared: Arc<Shared>) {
         let now = now_ns();
         if now - last_age > 1_000_000_000 {
             shared.dp.age_macs(now);
+            let mut ct = shared.dp.conntrack();
+            ct.expire(now);
+            // Refusals since the last line, once the flood that caused them has stopped too.
+            crate::datapath::report_refusals(&mut ct, now);
+            drop(ct);
             last_age = now;
         }
         let probe = match crate::io::NetdevProbe::new() {
@@ -590,6 +596,7 @@ impl SwitchHandle {
             "macs" => json!({"ok": true, "macs": self.mac_table_json()}),
             "counters" => json!({"ok": true, "counters": self.counters_json()}),
             "metrics" => json!({"ok": true, "metrics": crate::metrics::render(&self.metrics())}),
+            "conntrack" => conntrack::request(&self.shared.dp, req, now_ns()),
             "reload" => match reload {
                 Some(f) => match f() {
                     Ok(r) => json!({"ok": true, "report": r}),
@@ -605,7 +612,8 @@ impl SwitchHandle {
                 }
             }
             other => control::error_reply(&format!(
-                "unknown command {other:?} (ports, macs, counters, metrics, reload, trace)"
+                "unknown command {other:?} (ports, macs, counters, metrics, conntrack, reload, \
+                 trace)"
             )),
         }
     }
@@ -676,6 +684,7 @@ impl crate::metrics::MetricsSource for SwitchHandle {
     fn metrics(&self) -> crate::metrics::SwitchMetrics {
         use crate::metrics::{PortDrop, PortMetrics, SwitchMetrics};
         let c = self.shared.dp.counters();
+        let snap = self.shared.dp.snapshot();
         let table = self.shared.ports.load();
         let ports =
             self.port_states()
@@ -733,6 +742,30 @@ impl crate::metrics::MetricsSource for SwitchHandle {
                 })
                 .collect(),
             ports,
+            rule_hits: snap
+                .ports()
+                .filter_map(|p| snap.firewall(p.no).map(|f| (p, f)))
+                .flat_map(|(p, f)| {
+                    f.hits()
+                        .into_iter()
+                        .map(|(rule, packets)| crate::metrics::RuleHits {
+                            port: p.name.clone(),
+                            rule,
+                            packets,
+                        })
+                })
+                .collect(),
+            conntrack: {
+                let ct = self.shared.dp.conntrack();
+                let st = ct.stats();
+                crate::metrics::ConntrackMetrics {
+                    entries: ct.len() as u64,
+                    capacity: ct.capacity() as u64,
+                    created: st.created,
+                    invalid: st.invalid,
+                    refused_full: st.refused_full,
+                }
+            },
         }
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn forward<T: Tracer>(
         fwd,
         learn_slot,
         valid_until,
+        firewall: false,
     }
 }
 

@@ -9,13 +9,18 @@
 //! |---------------------|---------------------|----------------------------------------------------|
 //! | [`classify`]        | br-int 0            | in_port / uplink segment -> local VLAN             |
 //! | [`port_security`]   | 24, 25, 71 (part)   | arp_spoof, mac_spoof, ip_spoof + DHCP guard        |
-//! | *(security groups)* | 71-73, 81-82        | the slot for the stateful security-group stage     |
+//! | firewall            | 71-73, 81-82        | security groups + conntrack ([`crate::secgroup`])  |
 //! | [`forward`]         | 60, 94 NORMAL       | MAC learning per local VLAN, unicast / flood       |
 //! | [`uplink`]          | br-phys 0/2, br-tun | local VLAN -> wire, as each output's egress edit   |
 //!
-//! The security-group stage goes into [`decide`] between port security and forward: it sees the
-//! classified frame (port, local VLAN) after anti-spoofing has vouched for its addresses, and
-//! before the frame is learned or forwarded, so a denied frame never teaches the MAC table.
+//! The firewall stage is the one stage that is not a function of the key: connection tracking
+//! reads each frame's TCP flags and sequence numbers and changes state. So [`decide`] only
+//! records, in the cacheable [`Decision`], whether the frame touches a firewalled port (the
+//! sending port, the unicast destination, or a member of the flooded VLAN): a fact of the key
+//! and the snapshot. The worker then runs [`crate::secgroup`] per frame for those decisions
+//! only: egress rules of the sending port, ingress rules of each destination. Ports without
+//! security groups (and port_security = false) never reach it: their cached decisions keep the
+//! one-push unicast path.
 //!
 //! Each stage returns `Err(DropReason)` (or a dropping [`Decision`]) to stop the frame; with a
 //! [`Tracer`] that is `ON` it also says why, stage by stage, for `weft trace`.
@@ -43,6 +48,8 @@ pub(crate) struct Decision {
     pub learn_slot: Option<u32>,
     /// The decision holds until this time (a learned destination may age out).
     pub valid_until: u64,
+    /// The frame crosses a firewalled port: run the firewall stage per frame.
+    pub firewall: bool,
 }
 
 impl Decision {
@@ -55,6 +62,7 @@ impl Decision {
         },
         learn_slot: None,
         valid_until: 0,
+        firewall: false,
     };
 
     pub(crate) fn drop(r: DropReason) -> Decision {
@@ -66,6 +74,7 @@ impl Decision {
             },
             learn_slot: None,
             valid_until: u64::MAX,
+            firewall: false,
         }
     }
 }
@@ -139,9 +148,10 @@ pub(crate) fn decide<T: Tracer>(
     if let Err(r) = port_security::port_security(snap, ingress.port, k, t) {
         return Decision::drop(r);
     }
-    // The security-group stage (Neutron tables 71-73 / 81-82, stateful, userspace conntrack)
-    // slots in here: after anti-spoofing, before learning and forwarding.
-    let d = forward::forward(snap, macs, k, &ingress, now, learn, t);
+    // The firewall (Neutron tables 71-73 / 81-82) runs per frame after this decision, on the
+    // frames it marks (see the module doc).
+    let mut d = forward::forward(snap, macs, k, &ingress, now, learn, t);
+    d.firewall = d.drop.is_none() && snap.firewalled(k.in_port(), d.fwd);
     if T::ON && d.drop.is_none() {
         uplink::trace_uplink(snap, ingress.vlan, k.in_port(), d.fwd, t);
     }

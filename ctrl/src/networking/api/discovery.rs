@@ -27,6 +27,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("stateful-security-group", "Stateful security group", "Extension adding possibility to make security groups stateless."),
+    ("security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
 ];
 
 fn ext_view(e: &(&str, &str, &str)) -> Value {

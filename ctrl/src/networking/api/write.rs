@@ -121,7 +121,16 @@ pub(super) async fn create_h(
         let reqs = items
             .iter()
             .enumerate()
-            .map(|(i, item)| req_at(res, item, &format!("{}[{i}]", res.plural()), "POST"))
+            .map(|(i, item)| {
+                // Neutron takes each item bare or wrapped in its singular
+                // (`{"security_groups": [{"security_group": {...}}]}`, as
+                // neutron-tempest-plugin's bulk client sends it).
+                let (inner, path) = match item.get(res.singular()) {
+                    Some(inner) => (inner, format!("{}[{i}].{}", res.plural(), res.singular())),
+                    None => (item, format!("{}[{i}]", res.plural())),
+                };
+                req_at(res, inner, &path, "POST")
+            })
             .collect::<NetResult<Vec<_>>>()?;
         let out = net
             .write_async(move |st, env| create_bulk(st, env, &c, res, &reqs, provider))

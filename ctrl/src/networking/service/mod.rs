@@ -4,6 +4,8 @@
 
 mod network;
 mod port;
+mod protocol;
+mod rule;
 mod security_group;
 mod subnet;
 
@@ -13,9 +15,8 @@ use super::model::*;
 use super::state::{Change, State};
 pub use network::{create_network, delete_network, update_network};
 pub use port::{create_port, delete_port, set_port_status, update_port};
-pub use security_group::{
-    create_rule, create_sg, delete_rule, delete_sg, ensure_default_sg, update_sg,
-};
+pub use rule::{create_rule, delete_rule};
+pub use security_group::{create_sg, delete_sg, ensure_default_sg, update_sg};
 use serde_json::Value;
 pub use subnet::{create_subnet, delete_subnet, update_subnet};
 use weft_identity::policy::Credentials;

@@ -222,14 +222,54 @@ fn parse_pairs(v: &[PairReq]) -> NetResult<Vec<AddressPair>> {
     Ok(out)
 }
 
+/// Neutron's `uuid_list` validation of a port's `security_groups`, which
+/// runs before anything else looks at the request: a group named twice is
+/// a 400, not a silent merge.
+fn check_sg_list(ids: Option<&[String]>) -> NetResult<()> {
+    let Some(ids) = ids else {
+        return Ok(());
+    };
+    let mut dups: Vec<&str> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) && !dups.contains(&id.as_str()) {
+            dups.push(id);
+        }
+    }
+    if dups.is_empty() {
+        return Ok(());
+    }
+    Err(NetError::invalid(
+        "security_groups",
+        format!("Duplicate items in the list: '{}'", dups.join(", ")),
+    ))
+}
+
+/// The port's groups: each one the port's project (or an admin) may use
+/// (404 naming the missing ones, as Neutron), and either all stateful or
+/// all stateless: one port's firewall either tracks connections or it
+/// does not (Neutron's SecurityGroupConflict, 409).
 fn check_sgs(st: &State, ctx: &Ctx, ids: &[String], project: &str) -> NetResult<()> {
+    let mut groups = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
     for id in ids {
-        let g = st
+        match st
             .security_groups
             .get(id)
             .filter(|g| g.project_id == project || ctx.is_admin || sg_visible(ctx, g))
-            .ok_or_else(|| NetError::not_found("Security group", id))?;
-        let _ = g;
+        {
+            Some(g) => groups.push(g),
+            None => missing.push(id.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(NetError::not_found("Security group", &missing.join(", ")));
+    }
+    if groups.iter().any(|g| g.stateful) && groups.iter().any(|g| !g.stateful) {
+        return Err(NetError::conflict(
+            "SecurityGroupConflict",
+            "Error Cannot apply both stateful and stateless security groups on the same \
+             port at the same time while attempting the operation.",
+        ));
     }
     Ok(())
 }
@@ -282,6 +322,7 @@ fn check_port_security(p: &Port, disabling: bool) -> NetResult<()> {
 
 /// `POST /ports`: MAC, fixed IPs (IPAM), security groups and binding.
 pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write<Port> {
+    check_sg_list(req.security_groups.as_deref())?;
     let f = req.clone();
     let network_id = f
         .network_id
@@ -379,6 +420,7 @@ pub fn create_port(st: &State, env: &mut Env, ctx: &Ctx, req: &PortReq) -> Write
 
 /// `PUT /ports/{id}`.
 pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq) -> Write<Port> {
+    check_sg_list(req.security_groups.as_deref())?;
     let old = get_port(st, ctx, id)?;
     let net = st
         .networks
@@ -395,6 +437,14 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
         &PORT_ATTRS,
         &target,
     )?;
+    // A port write brings back the project's default group if an admin
+    // deleted it (Neutron's port BEFORE_UPDATE handler); only the project
+    // itself or an admin makes one for it.
+    let mut changes = if ctx.is_admin || ctx.project_id.as_deref() == Some(&old.project_id) {
+        ensure_default_sg(st, env, &old.project_id).1
+    } else {
+        Vec::new()
+    };
     let mut p = old.clone();
     if let Some(m) = f.mac_address {
         let m = m.to_lowercase();
@@ -463,7 +513,8 @@ pub fn update_port(st: &State, env: &mut Env, ctx: &Ctx, id: &str, req: &PortReq
     accept_empty("extra_dhcp_opts", f.extra_dhcp_opts)?;
     check_port_security(&p, old.port_security_enabled && !p.port_security_enabled)?;
     p.std.touch(&env.now);
-    Ok((p.clone(), vec![Change::Port(p)]))
+    changes.push(Change::Port(p.clone()));
+    Ok((p, changes))
 }
 
 /// `DELETE /ports/{id}`: its addresses return to the pools.

@@ -6,6 +6,7 @@
 
 mod network;
 mod port;
+mod security_group;
 
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawFile, RawPhysnet, RawSwitch, RawTunnel, RawTunnelPeer};
@@ -37,13 +38,15 @@ pub(super) fn validate(cx: &Ctx<'_>, raw: RawFile) -> Result<SwitchConfig, Confi
     let mut names = Names::default();
     let physnets = physnets(cx, raw.physnet, &mut names)?;
     let networks = network::networks(cx, raw.network, tunnel.is_some(), &mut names)?;
-    let ports = port::ports(cx, raw.port, tunnel.as_ref(), &names)?;
+    let security_groups = security_group::groups(cx, &raw.security_group)?;
+    let ports = port::ports(cx, raw.port, tunnel.as_ref(), &names, &security_groups)?;
     Ok(SwitchConfig {
         switch,
         physnets,
         networks,
         ports,
         tunnel,
+        security_groups,
     })
 }
 
@@ -90,6 +93,10 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
     if let Some(b) = s.busy_poll_us {
         let max = MAX_BUSY_POLL_US as i64;
         switch.busy_poll_us = in_range(cx, &b, "switch: busy_poll_us", 0..=max)? as u64;
+    }
+    if let Some(c) = s.conntrack_size {
+        switch.conntrack_size =
+            in_range(cx, &c, "switch: conntrack_size", 16..=(1 << 24))? as usize;
     }
     if let Some(m) = s.mac_table_size {
         switch.mac_table_size =

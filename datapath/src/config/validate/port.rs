@@ -1,9 +1,9 @@
 //! `[[port]]`: names (unique, not an uplink's or the tunnel's), kind, network reference, MAC,
-//! fixed IPs, allowed address pairs, MTU and capture file.
+//! fixed IPs, allowed address pairs, MTU, capture file and security groups.
 
 use super::{check_ifname, parse_ip_or_cidr, ConfigError, Ctx, Names};
 use crate::config::raw::{RawPair, RawPort};
-use crate::config::{AddressPair, PortConfig, PortKind, TunnelConfig};
+use crate::config::{AddressPair, PortConfig, PortKind, SecurityGroupConfig, TunnelConfig};
 use crate::mac::MacAddr;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -15,6 +15,7 @@ pub(super) fn ports(
     raw: Vec<RawPort>,
     tunnel: Option<&TunnelConfig>,
     names: &Names,
+    groups: &[SecurityGroupConfig],
 ) -> Result<Vec<PortConfig>, ConfigError> {
     let mut ports = Vec::new();
     let mut port_names = HashSet::new();
@@ -65,7 +66,13 @@ pub(super) fn ports(
             .as_ref()
             .map(|c| capture(cx, c, &obj))
             .transpose()?;
+        let security_groups = p
+            .security_groups
+            .as_ref()
+            .map(|g| security_groups(cx, g, port_security, groups, &obj))
+            .transpose()?;
         ports.push(PortConfig {
+            security_groups,
             mtu,
             capture,
             name,
@@ -220,4 +227,49 @@ fn mtu(cx: &Ctx<'_>, m: &Spanned<i64>, kind: PortKind, obj: &str) -> Result<u32,
         ));
     }
     Ok(v as u32)
+}
+
+/// `security_groups`: known groups, each once, all stateful or all stateless (Neutron refuses
+/// the mix), and only with port security.
+fn security_groups(
+    cx: &Ctx<'_>,
+    list: &Spanned<Vec<Spanned<String>>>,
+    port_security: bool,
+    groups: &[SecurityGroupConfig],
+    obj: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let at = format!("{obj}: security_groups");
+    if !port_security {
+        return Err(cx.err(
+            Some(list.span()),
+            at,
+            "security groups need port_security = true".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut stateful = None;
+    for id in list.get_ref() {
+        let Some(g) = groups.iter().find(|g| g.id == *id.get_ref()) else {
+            return Err(cx.err(
+                Some(id.span()),
+                at,
+                format!("unknown security group {:?}", id.get_ref()),
+            ));
+        };
+        if !seen.insert(id.get_ref().as_str()) {
+            return Err(cx.err(
+                Some(id.span()),
+                at,
+                format!("security group {:?} given twice", id.get_ref()),
+            ));
+        }
+        if *stateful.get_or_insert(g.stateful) != g.stateful {
+            return Err(cx.err(
+                Some(id.span()),
+                at,
+                "stateful and stateless security groups cannot be mixed on a port".into(),
+            ));
+        }
+    }
+    Ok(list.get_ref().iter().map(|s| s.get_ref().clone()).collect())
 }

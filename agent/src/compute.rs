@@ -1,0 +1,176 @@
+//! The compute side of a host agent: a build's host steps over the
+//! hypervisor crate's driver. The image comes into the host's cache (once
+//! per image), the root disk is a qcow2 overlay on it (ephemeral and swap
+//! disks blank), and the domain is defined and started on taps named after
+//! the ports, which the host's switch attaches. The control-plane steps
+//! (image bytes, ports) are the caller's: in-process in `weft serve`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weft_hypervisor::{disk, Accel, Driver, ExtraDisk, InstanceSpec, InterfaceSpec, PowerState};
+
+/// One NIC of a build: the port's tap, MAC and network MTU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// Tap name (`tap` + 11 characters of the port id).
+    pub tap: String,
+    /// The port's MAC.
+    pub mac: String,
+    /// The network's MTU.
+    pub mtu: u16,
+}
+
+/// What the host needs to know to run one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// The server's id (the domain's UUID).
+    pub server_id: String,
+    /// The image to boot.
+    pub image_id: String,
+    /// Flavor sizes.
+    pub vcpus: u32,
+    /// MiB.
+    pub memory_mb: u64,
+    /// Root disk GiB (0: the image's virtual size).
+    pub root_gb: u64,
+    /// Ephemeral GiB.
+    pub ephemeral_gb: u64,
+    /// Swap MiB.
+    pub swap_mb: u64,
+    /// NICs in guest order.
+    pub nics: Vec<Nic>,
+    /// Kept in the domain's metadata (project, flavor...).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Where the image bytes come from when the cache lacks them.
+pub trait ImageSource {
+    /// A reader of image `id`'s data.
+    fn open(&self, id: &str) -> Result<Box<dyn Read + Send>, String>;
+}
+
+/// A compute host: its driver, image cache and instances directory.
+pub struct HostCompute {
+    driver: Arc<dyn Driver>,
+    cache: disk::ImageCache,
+    instances_dir: PathBuf,
+    accel: Accel,
+}
+
+fn parse_uuid(id: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(id).map_err(|e| format!("server id {id}: {e}"))
+}
+
+impl HostCompute {
+    /// A host keeping images in `state_dir/images-cache` and instances in
+    /// `instances_dir`, running guests with `accel`.
+    pub fn new(
+        driver: Arc<dyn Driver>,
+        state_dir: &Path,
+        instances_dir: &Path,
+        accel: Accel,
+    ) -> HostCompute {
+        HostCompute {
+            driver,
+            cache: disk::ImageCache::new(state_dir.join("images-cache")),
+            instances_dir: instances_dir.to_path_buf(),
+            accel,
+        }
+    }
+
+    /// The driver (power actions, console, reconcile).
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    /// Runs `b`: image cached, disks made, domain defined and started.
+    /// On a failure the instance's directory and domain are removed again.
+    pub fn spawn(&self, b: &Build, images: &dyn ImageSource) -> Result<(), String> {
+        let uuid = parse_uuid(&b.server_id)?;
+        let base = match self.cache.get(&b.image_id).map_err(|e| e.to_string())? {
+            Some(p) => p,
+            None => {
+                let mut r = images.open(&b.image_id)?;
+                self.cache
+                    .install(&b.image_id, &mut r)
+                    .map_err(|e| format!("image {}: {e}", b.image_id))?
+            }
+        };
+        let dir = self.instances_dir.join(uuid.to_string());
+        let r = self.make_and_start(b, uuid, &base, &dir);
+        if r.is_err() {
+            let _ = self.driver.destroy(uuid);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        r
+    }
+
+    fn make_and_start(
+        &self,
+        b: &Build,
+        uuid: uuid::Uuid,
+        base: &Path,
+        dir: &Path,
+    ) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // libvirt's QEMU runs as its own user: it must reach the disks.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        let root = dir.join("disk");
+        disk::create_overlay(base, &root, b.root_gb).map_err(|e| e.to_string())?;
+        let blank = |name: &str, gb: u64| -> Result<Option<ExtraDisk>, String> {
+            if gb == 0 {
+                return Ok(None);
+            }
+            let path = dir.join(name);
+            disk::create_blank(&path, gb).map_err(|e| e.to_string())?;
+            Ok(Some(ExtraDisk { path }))
+        };
+        let spec = InstanceSpec {
+            uuid,
+            name: format!("weft-{uuid}"),
+            vcpus: b.vcpus,
+            memory_mb: b.memory_mb,
+            root_disk: root,
+            ephemeral: blank("disk.eph0", b.ephemeral_gb)?,
+            swap: blank("disk.swap", b.swap_mb.div_ceil(1024))?,
+            interfaces: b
+                .nics
+                .iter()
+                .map(|n| InterfaceSpec {
+                    tap: n.tap.clone(),
+                    mac: n.mac.clone(),
+                    mtu: n.mtu,
+                })
+                .collect(),
+            console_log: dir.join("console.log"),
+            accel: self.accel,
+            metadata: b.metadata.clone(),
+        };
+        self.driver.spawn(&spec).map_err(|e| e.to_string())
+    }
+
+    /// Domain and disks gone; absent is fine.
+    pub fn destroy(&self, server_id: &str) -> Result<(), String> {
+        let uuid = parse_uuid(server_id)?;
+        self.driver.destroy(uuid).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(self.instances_dir.join(uuid.to_string()));
+        Ok(())
+    }
+
+    /// The domain's power state.
+    pub fn state(&self, server_id: &str) -> Result<PowerState, String> {
+        self.driver
+            .state(parse_uuid(server_id)?)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The serial console's last lines.
+    pub fn console(&self, server_id: &str, lines: Option<usize>) -> Result<String, String> {
+        self.driver
+            .console_output(parse_uuid(server_id)?, lines)
+            .map_err(|e| e.to_string())
+    }
+}

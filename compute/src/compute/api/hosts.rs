@@ -1,0 +1,148 @@
+//! `/v2.1/os-services`, `/v2.1/os-hypervisors`, `/v2.1/os-availability-zone`:
+//! the compute hosts as registered by their agents, up or down by their
+//! heartbeats.
+
+use super::{Caller, Mv, S};
+use crate::compute::build::host::ComputeHost;
+use crate::compute::error::ComputeResult;
+use crate::compute::now_string;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn admin(c: &crate::compute::Compute, caller: &Caller, action: &str) -> ComputeResult<()> {
+    let ctx = caller.ctx(c)?;
+    c.read_env(|_, env| env.authz.check(&ctx, action, &json!({})))
+}
+
+fn state(h: &ComputeHost, now: &str) -> &'static str {
+    if h.is_up(now) {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+/// Before 2.53 ids are integers; from 2.53 uuids (here derived from the
+/// provider, which is one per host).
+fn id(h: &ComputeHost, mv: (u32, u32)) -> Value {
+    if mv >= (2, 53) {
+        json!(h.provider)
+    } else {
+        json!(h.seq)
+    }
+}
+
+/// `GET /os-services` (admin).
+pub async fn services_h(State(c): S, caller: Caller, Mv(mv): Mv) -> ComputeResult<Response> {
+    admin(&c, &caller, "os_compute_api:os-services:list")?;
+    let now = now_string();
+    let st = c.snapshot();
+    let list: Vec<Value> = st
+        .hosts
+        .values()
+        .map(|h| {
+            let mut v = json!({
+                "id": id(h, mv),
+                "binary": "nova-compute",
+                "host": h.name,
+                "zone": h.availability_zone,
+                "status": if h.enabled { "enabled" } else { "disabled" },
+                "state": state(h, &now),
+                "updated_at": h.heartbeat,
+                "disabled_reason": h.disabled_reason,
+            });
+            if mv >= (2, 11) {
+                v["forced_down"] = json!(h.forced_down);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "services": list })).into_response())
+}
+
+fn hypervisor(
+    h: &ComputeHost,
+    st: &crate::compute::state::State,
+    mv: (u32, u32),
+    now: &str,
+    detail: bool,
+) -> Value {
+    let mut v = json!({
+        "id": id(h, mv),
+        "hypervisor_hostname": h.name,
+        "state": state(h, now),
+        "status": if h.enabled { "enabled" } else { "disabled" },
+    });
+    if detail {
+        let on: Vec<_> = st
+            .servers
+            .values()
+            .filter(|s| s.host.as_deref() == Some(h.name.as_str()))
+            .collect();
+        let vcpus_used: u64 = on.iter().map(|s| u64::from(s.flavor.vcpus)).sum();
+        let ram_used: u64 = on.iter().map(|s| s.flavor.ram).sum();
+        let disk_used: u64 = on.iter().map(|s| s.flavor.disk + s.flavor.ephemeral).sum();
+        v["hypervisor_type"] = json!(h.hypervisor_type);
+        v["hypervisor_version"] = json!(1);
+        v["host_ip"] = json!(h.host_ip);
+        v["service"] =
+            json!({"host": h.name, "id": id(h, mv), "disabled_reason": h.disabled_reason});
+        if mv < (2, 88) {
+            v["vcpus"] = json!(h.vcpus);
+            v["memory_mb"] = json!(h.memory_mb);
+            v["local_gb"] = json!(h.disk_gb);
+            v["vcpus_used"] = json!(vcpus_used);
+            v["memory_mb_used"] = json!(ram_used);
+            v["local_gb_used"] = json!(disk_used);
+            v["free_ram_mb"] = json!(h.memory_mb as i64 - ram_used as i64);
+            v["free_disk_gb"] = json!(h.disk_gb as i64 - disk_used as i64);
+            v["running_vms"] = json!(on.len());
+            v["current_workload"] = json!(0);
+            v["disk_available_least"] = json!(h.disk_gb as i64 - disk_used as i64);
+            v["cpu_info"] = json!("{}");
+        }
+    }
+    v
+}
+
+async fn hypervisors(c: S, caller: Caller, mv: Mv, detail: bool) -> ComputeResult<Response> {
+    let (State(c), Mv(mv)) = (c, mv);
+    admin(&c, &caller, "os_compute_api:os-hypervisors:list")?;
+    let now = now_string();
+    let st = c.snapshot();
+    let list: Vec<Value> = st
+        .hosts
+        .values()
+        .map(|h| hypervisor(h, &st, mv, &now, detail))
+        .collect();
+    Ok(Json(json!({ "hypervisors": list })).into_response())
+}
+
+/// `GET /os-hypervisors` (admin).
+pub async fn hypervisors_h(c: S, caller: Caller, mv: Mv) -> ComputeResult<Response> {
+    hypervisors(c, caller, mv, false).await
+}
+
+/// `GET /os-hypervisors/detail` (admin).
+pub async fn hypervisors_detail_h(c: S, caller: Caller, mv: Mv) -> ComputeResult<Response> {
+    hypervisors(c, caller, mv, true).await
+}
+
+/// `GET /os-availability-zone`: zones with at least one enabled host.
+pub async fn zones_h(State(c): S, caller: Caller) -> ComputeResult<Response> {
+    caller.ctx(&c)?;
+    let now = now_string();
+    let st = c.snapshot();
+    let mut zones: BTreeMap<&str, bool> = BTreeMap::new();
+    for h in st.hosts.values().filter(|h| h.enabled) {
+        *zones.entry(h.availability_zone.as_str()).or_default() |= h.is_up(&now);
+    }
+    let list: Vec<Value> = zones
+        .into_iter()
+        .map(|(z, up)| json!({"zoneName": z, "zoneState": {"available": up}, "hosts": null}))
+        .collect();
+    Ok(Json(json!({ "availabilityZoneInfo": list })).into_response())
+}

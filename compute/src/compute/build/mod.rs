@@ -1,0 +1,280 @@
+//! Builds: the conductor's loop that takes servers from BUILD/scheduling to
+//! a host (filter scheduler over placement candidates, claim with the
+//! consumer generation, next host on a conflict) and on to the host's
+//! driver; and the teardown of deleted servers. The decisions are pure
+//! functions ([`scheduler`], [`plan`]); the loop around them does the I/O.
+//!
+//! ```text
+//!  POST /servers ─► Server{building, scheduling} ─► kick
+//!  loop: scheduling ─► candidates(VCPU, MEMORY_MB, DISK_GB) ─► filters ─► weighers
+//!        ─► claim on the best host (409: the next) ─► {host, spawning} ─► Spawner::spawn
+//!        ─► ACTIVE | ERROR(fault)          no host: ERROR "No valid host was found."
+//!        deleting ─► Spawner::destroy ─► release the claim ─► record removed
+//! ```
+
+pub mod claims;
+pub mod host;
+pub mod plan;
+pub mod scheduler;
+
+use super::servers::record::{vm_state, Fault, Server};
+use super::state::{Change, State};
+use super::{now_string, Compute};
+use claims::{ClaimError, Claims};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// What a driver reports of a spawned server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spawned {
+    /// Network name -> (address, version, MAC).
+    pub addresses: BTreeMap<String, Vec<(String, u8, String)>>,
+    /// Ports the build made (deleted with the server).
+    pub created_ports: Vec<String>,
+}
+
+/// A compute host's driver, as the build calls it: the in-process agent of
+/// `weft serve` implements it over the hypervisor crate.
+pub trait Spawner: Send + Sync {
+    /// Image, disk, ports, domain: the server runs when this returns Ok.
+    fn spawn(&self, server: &Server) -> Result<Spawned, String>;
+    /// Domain, disk and the ports it made gone; idempotent.
+    fn destroy(&self, server: &Server) -> Result<(), String>;
+}
+
+/// The build loop's state: who spawns on which host, what is in flight.
+#[derive(Default)]
+pub struct Builds {
+    spawners: Mutex<BTreeMap<String, Arc<dyn Spawner>>>,
+    in_flight: Mutex<BTreeSet<String>>,
+    kick: tokio::sync::Notify,
+}
+
+impl Builds {
+    /// Wakes the loop (a server was created or deleted).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Registers the driver of a host this process runs.
+    pub fn add_spawner(&self, host: &str, s: Arc<dyn Spawner>) {
+        self.spawners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), s);
+    }
+
+    fn spawner(&self, host: &str) -> Option<Arc<dyn Spawner>> {
+        self.spawners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .cloned()
+    }
+
+    /// Marks `id` in flight; false if it already was.
+    fn start(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string())
+    }
+
+    fn done(&self, id: &str) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+/// Writes `f`'s update of server `id` if it still exists and `still`
+/// holds of it (another replica or request may have moved it on).
+fn update(
+    c: &Compute,
+    id: &str,
+    still: impl Fn(&Server) -> bool,
+    f: impl Fn(&mut Server, &str),
+) -> bool {
+    c.write(|st: &State, env| match st.servers.get(id) {
+        Some(s) if still(s) => {
+            let mut s = s.clone();
+            f(&mut s, &env.now);
+            s.updated = env.now.clone();
+            Ok((true, vec![Change::Server(Box::new(s))]))
+        }
+        _ => Ok((false, vec![])),
+    })
+    .unwrap_or(false)
+}
+
+fn fail(c: &Compute, id: &str, message: String) {
+    update(
+        c,
+        id,
+        |_| true,
+        |s, now| {
+            s.vm_state = vm_state::ERROR.into();
+            s.task_state = None;
+            s.power_state = 0;
+            s.fault = Some(Fault {
+                code: 500,
+                message: message.clone(),
+                created: now.to_string(),
+            });
+        },
+    );
+}
+
+/// Schedules one server: the first host, best first, that takes the claim.
+fn schedule(c: &Compute, claims: &dyn Claims, s: &Server) -> Result<String, String> {
+    let st = c.snapshot();
+    let want = plan::resources(&s.flavor);
+    let free = claims.candidates(&want)?;
+    let now = now_string();
+    let hosts = plan::host_states(&st, &free, &now);
+    let spec = plan::request_spec(&st, s);
+    let cands: BTreeSet<String> = free.keys().cloned().collect();
+    let (order, rejected) = scheduler::select(&hosts, &cands, &spec, c.weights());
+    for h in order {
+        match claims.claim(&s.id, &h.provider, &want, &s.project_id, &s.user_id) {
+            Ok(()) => return Ok(h.name.clone()),
+            Err(ClaimError::Conflict(why)) => {
+                tracing::info!(server = %s.id, host = %h.name, %why, "claim refused, next host");
+            }
+            Err(ClaimError::Failed(why)) => return Err(why),
+        }
+    }
+    tracing::info!(server = %s.id, ?rejected, "no valid host");
+    Err(format!(
+        "No valid host was found. There are not enough hosts available. ({} hosts, {} filtered)",
+        hosts.len(),
+        rejected.len()
+    ))
+}
+
+/// Builds one server (blocking): schedule, claim, spawn, report.
+fn build_one(c: &Compute, claims: &dyn Claims, s: Server) {
+    let host = match schedule(c, claims, &s) {
+        Ok(h) => h,
+        Err(why) => return fail(c, &s.id, why),
+    };
+    let placed = update(
+        c,
+        &s.id,
+        |x| x.task_state.as_deref() == Some("scheduling"),
+        |x, _| {
+            x.host = Some(host.clone());
+            x.allocated = true;
+            x.task_state = Some("spawning".into());
+        },
+    );
+    if !placed {
+        // Deleted meanwhile: give the claim back.
+        let _ = claims.release(&s.id);
+        return;
+    }
+    let Some(spawner) = c.builds().spawner(&host) else {
+        return fail(
+            c,
+            &s.id,
+            format!("compute host {host} has no driver in this process"),
+        );
+    };
+    let mut s = s;
+    s.host = Some(host);
+    match spawner.spawn(&s) {
+        Ok(done) => {
+            update(
+                c,
+                &s.id,
+                |x| x.task_state.as_deref() == Some("spawning"),
+                |x, now| {
+                    x.vm_state = vm_state::ACTIVE.into();
+                    x.task_state = None;
+                    x.power_state = 1;
+                    x.launched_at = Some(now.to_string());
+                    x.addresses = done.addresses.clone();
+                    x.created_ports = done.created_ports.clone();
+                },
+            );
+        }
+        Err(why) => fail(
+            c,
+            &s.id,
+            format!("Build of instance {} aborted: {why}", s.id),
+        ),
+    }
+}
+
+/// Tears one deleted server down (blocking) and removes its record.
+fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
+    if let Some(sp) = s.host.as_deref().and_then(|h| c.builds().spawner(h)) {
+        if let Err(why) = sp.destroy(&s) {
+            tracing::warn!(server = %s.id, %why, "teardown failed; retried on the next round");
+            return;
+        }
+    }
+    if let Err(why) = claims.release(&s.id) {
+        tracing::warn!(server = %s.id, %why, "allocation not released; retried");
+        return;
+    }
+    let id = s.id.clone();
+    let _ = c.write(move |st: &State, _| {
+        Ok((
+            (),
+            if st.servers.contains_key(&id) {
+                vec![Change::DeleteServer(id.clone())]
+            } else {
+                vec![]
+            },
+        ))
+    });
+}
+
+/// One round: every server waiting for a build or a teardown gets a task.
+fn round(c: &Arc<Compute>, claims: &Arc<dyn Claims>, rt: &tokio::runtime::Handle) {
+    let st = c.snapshot();
+    for s in st.servers.values() {
+        let job = match s.task_state.as_deref() {
+            Some("scheduling") => true,
+            Some("deleting") => false,
+            _ => continue,
+        };
+        // A deleted server whose build still runs waits for it to end.
+        if !c.builds().start(&s.id) {
+            continue;
+        }
+        let (c, claims, s) = (c.clone(), claims.clone(), s.clone());
+        rt.spawn_blocking(move || {
+            let id = s.id.clone();
+            if job {
+                build_one(&c, claims.as_ref(), s);
+            } else {
+                teardown(&c, claims.as_ref(), s);
+            }
+            c.builds().done(&id);
+            c.builds().kick();
+        });
+    }
+}
+
+/// The build loop: a round on every kick, and every 2 s (so work another
+/// replica committed, or a teardown to retry, is picked up).
+pub async fn run(c: Arc<Compute>, claims: Arc<dyn Claims>) {
+    let rt = tokio::runtime::Handle::current();
+    loop {
+        {
+            let (c, claims, rt2) = (c.clone(), claims.clone(), rt.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = c.catch_up();
+                round(&c, &claims, &rt2)
+            })
+            .await;
+        }
+        tokio::select! {
+            _ = c.builds().kick.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+    }
+}

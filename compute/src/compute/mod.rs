@@ -1,0 +1,265 @@
+//! The Compute API v2.1 (Nova) service: flavors, key pairs, servers, the
+//! compute hosts, and the build loop (filter scheduler over placement,
+//! claims, the hosts' drivers) in [`build`].
+//!
+//! ```text
+//!  HTTP (axum: api/*.rs) ─► Caller ─► Ctx (token validated by ctrl's layer)
+//!        │   microversion from OpenStack-API-Version: compute 2.N (2.1-2.79)
+//!        ▼  (spawn_blocking: database I/O never runs on an async worker)
+//!  flavors.rs / keypairs.rs: pure fn(&State, &mut Env, &Ctx, req) -> (T, Vec<Change>)
+//!        │                   (policy: Nova's defaults, policy.rs)
+//!        ▼
+//!  Replica<State>::write ── weft-store, service "compute", on the revision read
+//! ```
+
+pub mod api;
+pub mod body;
+pub mod build;
+pub mod error;
+pub mod flavors;
+pub mod keypairs;
+pub mod microversion;
+pub mod model;
+pub mod policy;
+pub mod servers;
+pub mod service;
+pub mod state;
+
+pub use api::{router, MOUNT};
+pub use error::{ComputeError, ComputeResult};
+pub use service::Ctx;
+
+use crate::image::Tokens;
+use service::{Env, Ids, RandomIds};
+use state::State;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use weft_identity::policy::{Enforcer, Mode};
+use weft_store::{Replica, Store};
+
+/// What server create looks up in the other services (images, networking)
+/// as the caller may see them; `weft serve` implements it over its
+/// in-process services.
+pub trait Lookups: Send + Sync {
+    /// The facts about `req`'s image, networks, ports and groups for `ctx`.
+    fn facts(&self, ctx: &Ctx, req: &servers::request::CreateServer) -> servers::Facts;
+}
+
+/// The running compute API service: its replica of the records, policy and auth.
+pub struct Compute {
+    replica: Arc<Replica<State>>,
+    ids: Mutex<Box<dyn Ids>>,
+    authz: Box<dyn policy::Authz>,
+    tokens: Arc<dyn Tokens>,
+    lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
+    quota: servers::Quota,
+    builds: build::Builds,
+    weights: build::scheduler::Weights,
+}
+
+/// RFC 3339 UTC with microseconds, as Nova shows times.
+pub fn now_string() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
+impl Compute {
+    /// Opens the service on `store` with Nova's default policy
+    /// (overridable by `policy_file`).
+    pub fn open(
+        store: Arc<dyn Store>,
+        state_dir: &Path,
+        policy_file: Option<&Path>,
+        mode: Mode,
+        tokens: Arc<dyn Tokens>,
+    ) -> Result<Arc<Compute>, String> {
+        let enforcer = Enforcer::new(
+            policy::DEFAULTS,
+            policy_file,
+            mode,
+            Some(weft_identity::policy::records_path(state_dir)),
+        )
+        .map_err(|e| e.to_string())?;
+        Compute::new(
+            store,
+            Box::new(policy::ComputePolicy { enforcer }),
+            Box::new(RandomIds),
+            tokens,
+        )
+    }
+
+    /// The service over any store, policy and ids.
+    pub fn new(
+        store: Arc<dyn Store>,
+        authz: Box<dyn policy::Authz>,
+        ids: Box<dyn Ids>,
+        tokens: Arc<dyn Tokens>,
+    ) -> Result<Arc<Compute>, String> {
+        let replica = Replica::open(state::SERVICE, store).map_err(|e| e.to_string())?;
+        Ok(Arc::new(Compute {
+            replica: Arc::new(replica),
+            ids: Mutex::new(ids),
+            authz,
+            tokens,
+            lookups: std::sync::OnceLock::new(),
+            quota: servers::Quota::default(),
+            builds: build::Builds::default(),
+            weights: build::scheduler::Weights::default(),
+        }))
+    }
+
+    /// Sets where server create looks up images and networks (once).
+    pub fn set_lookups(&self, l: Arc<dyn Lookups>) {
+        let _ = self.lookups.set(l);
+    }
+
+    /// The facts for a create; without lookups nothing is found.
+    pub fn facts(&self, ctx: &Ctx, req: &servers::request::CreateServer) -> servers::Facts {
+        match self.lookups.get() {
+            Some(l) => l.facts(ctx, req),
+            None => servers::Facts::default(),
+        }
+    }
+
+    /// The build loop's registry of drivers and work in flight.
+    pub fn builds(&self) -> &build::Builds {
+        &self.builds
+    }
+
+    /// Wakes the build loop.
+    pub fn kick_builds(&self) {
+        self.builds.kick();
+    }
+
+    /// The weigher multipliers.
+    pub fn weights(&self) -> build::scheduler::Weights {
+        self.weights
+    }
+
+    /// The current records.
+    pub fn snapshot(&self) -> Arc<State> {
+        self.replica.snapshot()
+    }
+
+    /// Applies other replicas' commits now.
+    pub fn catch_up(&self) -> ComputeResult<bool> {
+        Ok(self.replica.catch_up()?)
+    }
+
+    /// Registers (or refreshes) a compute host this process runs: its
+    /// provider and inventory in placement, its record with a heartbeat,
+    /// and its driver for the build loop.
+    pub fn register_host(
+        &self,
+        claims: &dyn build::claims::Claims,
+        mut host: build::host::ComputeHost,
+        inventory: &std::collections::BTreeMap<String, crate::placement::model::Inventory>,
+        spawner: Arc<dyn build::Spawner>,
+    ) -> ComputeResult<()> {
+        host.provider = claims
+            .register(&host.name, inventory)
+            .map_err(ComputeError::Internal)?;
+        self.write(|st, env| {
+            let mut h = host.clone();
+            h.heartbeat = env.now.clone();
+            if let Some(old) = st.hosts.get(&h.name) {
+                // An operator's enable/disable and forced_down outlive restarts.
+                h.enabled = old.enabled;
+                h.disabled_reason = old.disabled_reason.clone();
+                h.forced_down = old.forced_down;
+                h.seq = old.seq;
+            } else {
+                h.seq = st.hosts.values().map(|x| x.seq).max().unwrap_or(0) + 1;
+            }
+            Ok(((), vec![state::Change::Host(h)]))
+        })?;
+        self.builds.add_spawner(&host.name, spawner);
+        Ok(())
+    }
+
+    /// A host's heartbeat.
+    pub fn heartbeat(&self, host: &str) -> ComputeResult<()> {
+        let host = host.to_string();
+        self.write(move |st, env| match st.hosts.get(&host) {
+            Some(h) => {
+                let mut h = h.clone();
+                h.heartbeat = env.now.clone();
+                Ok(((), vec![state::Change::Host(h)]))
+            }
+            None => Ok(((), vec![])),
+        })
+    }
+
+    /// Per-project limits.
+    pub fn quota(&self) -> servers::Quota {
+        self.quota
+    }
+
+    /// The replica, for `weft serve` to follow other replicas' commits.
+    pub fn replica(&self) -> Arc<dyn weft_store::Follow> {
+        self.replica.clone()
+    }
+
+    /// The caller of a token this router validates itself, or 401.
+    pub fn authenticate(&self, token: Option<&str>) -> ComputeResult<Ctx> {
+        token
+            .and_then(|t| self.tokens.validate(t))
+            .map(Ctx::new)
+            .ok_or(ComputeError::Unauthenticated)
+    }
+
+    /// Runs a pure write on the current state and commits its changes;
+    /// a refusal is retried once on caught-up state, so that a replica
+    /// behind another never answers from stale data.
+    pub fn write<T>(
+        &self,
+        mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
+    ) -> ComputeResult<T> {
+        let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
+            self.replica.write(|st| {
+                let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+                let mut env = Env {
+                    now: now_string(),
+                    ids: ids.as_mut(),
+                    authz: self.authz.as_ref(),
+                };
+                let (out, changes) = f(st, &mut env)?;
+                Ok((out, state::to_store(&changes)?))
+            })
+        };
+        match attempt(&mut f) {
+            Err(e) if !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)) => {
+                if self.replica.catch_up()? {
+                    attempt(&mut f)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// [`Compute::write`] on a blocking thread, for async handlers.
+    pub async fn write_async<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnMut(&State, &mut Env) -> service::Write<T> + Send + 'static,
+    ) -> ComputeResult<T> {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.write(f)).await {
+            Ok(r) => r,
+            Err(e) => Err(ComputeError::Internal(format!("writer task failed: {e}"))),
+        }
+    }
+
+    /// A read that also needs the policy; never waits for a write.
+    pub fn read_env<T>(&self, f: impl FnOnce(&State, &Env) -> T) -> T {
+        let mut ids = RandomIds;
+        let env = Env {
+            now: now_string(),
+            ids: &mut ids,
+            authz: self.authz.as_ref(),
+        };
+        self.replica.read(|st| f(st, &env))
+    }
+}

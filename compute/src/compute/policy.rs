@@ -1,0 +1,148 @@
+//! Nova's default policy (the secure-RBAC defaults), in the oslo.policy
+//! language the identity crate's enforcer evaluates. Targets carry
+//! `project_id` and, for key pairs, `user_id` (the key pair's owner).
+
+use super::error::{ComputeError, ComputeResult};
+use serde_json::Value;
+use weft_identity::policy::{Credentials, Enforcer};
+
+/// The caller, as the token says.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The token's user.
+    pub user_id: String,
+    /// The token's project scope (`None`: domain- or system-scoped).
+    pub project_id: Option<String>,
+    /// The caller holds the admin role (Nova's `context.is_admin`).
+    pub is_admin: bool,
+    /// What the policy rules are evaluated against.
+    pub creds: Credentials,
+}
+
+impl Ctx {
+    /// The context of a validated token's credentials.
+    pub fn new(creds: Credentials) -> Ctx {
+        Ctx {
+            user_id: creds.user_id.clone(),
+            project_id: creds.project_id.clone(),
+            is_admin: creds.roles.iter().any(|r| r == "admin"),
+            creds,
+        }
+    }
+}
+
+/// (action, rule). Overridable by the operator's policy file.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("context_is_admin", "role:admin"),
+    ("admin_api", "role:admin"),
+    ("os_compute_api:os-services:list", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:list", "rule:admin_api"),
+    (
+        "project_reader_or_admin",
+        "role:admin or (role:reader and project_id:%(project_id)s)",
+    ),
+    ("os_compute_api:os-flavor-manage:create", "rule:admin_api"),
+    ("os_compute_api:os-flavor-manage:update", "rule:admin_api"),
+    ("os_compute_api:os-flavor-manage:delete", "rule:admin_api"),
+    ("os_compute_api:os-flavor-access", "rule:admin_api"),
+    (
+        "os_compute_api:os-flavor-access:add_tenant_access",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-flavor-access:remove_tenant_access",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:create",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:update",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:delete",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "project_member_or_admin",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "os_compute_api:servers:create",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:servers:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:detail",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:servers:delete",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:update",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:server-metadata:delete",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-keypairs:index",
+        "role:admin or user_id:%(user_id)s",
+    ),
+    (
+        "os_compute_api:os-keypairs:create",
+        "role:admin or user_id:%(user_id)s",
+    ),
+    (
+        "os_compute_api:os-keypairs:show",
+        "role:admin or user_id:%(user_id)s",
+    ),
+    (
+        "os_compute_api:os-keypairs:delete",
+        "role:admin or user_id:%(user_id)s",
+    ),
+];
+
+/// Policy check for one action against its target.
+pub trait Authz: Send + Sync {
+    /// Ok, or [`ComputeError::Forbidden`] naming the action.
+    fn check(&self, ctx: &Ctx, action: &str, target: &Value) -> ComputeResult<()>;
+}
+
+/// Policy checks through the identity crate's enforcer.
+pub struct ComputePolicy {
+    /// Nova's defaults, with the operator's overrides.
+    pub enforcer: Enforcer,
+}
+
+impl Authz for ComputePolicy {
+    fn check(&self, ctx: &Ctx, action: &str, target: &Value) -> ComputeResult<()> {
+        self.enforcer
+            .authorize(action, target, &ctx.creds)
+            .map_err(|_| ComputeError::policy(action))
+    }
+}

@@ -1,0 +1,227 @@
+//! The compute API's state as plain data, and the changes a write makes.
+//!
+//! Service functions read a [`State`] and return typed [`Change`]s; the
+//! replica commits them through weft-store (service `compute`, record kinds
+//! `flavor`, `flavor_access`, `keypair`, `server` and `host`) and every replica applies the
+//! same commit here.
+
+use super::build::host::ComputeHost;
+use super::model::{Flavor, Keypair};
+use super::servers::record::Server;
+use std::collections::{BTreeMap, BTreeSet};
+use weft_store::{Model, Row, StoreError};
+
+/// The service's name in the store.
+pub const SERVICE: &str = "compute";
+
+/// One change of a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A flavor written whole.
+    Flavor(Flavor),
+    /// A flavor removed (its access entries go by their own changes).
+    DeleteFlavor(String),
+    /// A project given access to a private flavor: (flavor id, project id).
+    Access(String, String),
+    /// That access taken away.
+    DeleteAccess(String, String),
+    /// A key pair written whole.
+    Keypair(Keypair),
+    /// A key pair removed: (user id, name).
+    DeleteKeypair(String, String),
+    /// A server written whole.
+    Server(Box<Server>),
+    /// A server gone (after its teardown).
+    DeleteServer(String),
+    /// A compute host's record (registration, heartbeat, enable/disable).
+    Host(ComputeHost),
+    /// A compute host removed (`openstack compute service delete`).
+    DeleteHost(String),
+}
+
+/// Flavors, flavor access and key pairs, at a store revision.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// The store revision this state is at.
+    pub revision: u64,
+    /// Flavors by id.
+    pub flavors: BTreeMap<String, Flavor>,
+    /// (flavor id, project id) pairs of private flavors' access lists.
+    pub flavor_access: BTreeSet<(String, String)>,
+    /// Key pairs by (user id, name).
+    pub keypairs: BTreeMap<(String, String), Keypair>,
+    /// Servers by id.
+    pub servers: BTreeMap<String, Server>,
+    /// Compute hosts by name.
+    pub hosts: BTreeMap<String, ComputeHost>,
+}
+
+/// A two-part key as one store id. The first part (a flavor or user id)
+/// never contains `/`; a key pair name might, so it goes last and the id is
+/// split at the first `/`.
+fn pair_key(a: &str, b: &str) -> String {
+    format!("{a}/{b}")
+}
+
+fn split_pair(id: &str) -> Result<(String, String), StoreError> {
+    id.split_once('/')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| StoreError::Encode(format!("bad compute key {id}")))
+}
+
+/// The one place typed changes become store records.
+pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreError> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Flavor(f) => weft_store::Change::put_json("flavor", &f.id, f),
+            Change::DeleteFlavor(id) => Ok(weft_store::Change::delete("flavor", id)),
+            Change::Access(f, p) => {
+                weft_store::Change::put_json("flavor_access", pair_key(f, p), &())
+            }
+            Change::DeleteAccess(f, p) => {
+                Ok(weft_store::Change::delete("flavor_access", pair_key(f, p)))
+            }
+            Change::Keypair(k) => {
+                weft_store::Change::put_json("keypair", pair_key(&k.user_id, &k.name), k)
+            }
+            Change::DeleteKeypair(u, n) => {
+                Ok(weft_store::Change::delete("keypair", pair_key(u, n)))
+            }
+            Change::Server(sv) => weft_store::Change::put_json("server", &sv.id, sv),
+            Change::DeleteServer(id) => Ok(weft_store::Change::delete("server", id)),
+            Change::Host(h) => weft_store::Change::put_json("host", &h.name, h),
+            Change::DeleteHost(n) => Ok(weft_store::Change::delete("host", n)),
+        })
+        .collect()
+}
+
+fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
+    let bad = |e: serde_json::Error| StoreError::Encode(format!("compute {kind} {id}: {e}"));
+    match kind {
+        "flavor" => Ok(Change::Flavor(serde_json::from_str(body).map_err(bad)?)),
+        "flavor_access" => {
+            let (f, p) = split_pair(id)?;
+            Ok(Change::Access(f, p))
+        }
+        "keypair" => Ok(Change::Keypair(serde_json::from_str(body).map_err(bad)?)),
+        "server" => Ok(Change::Server(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
+        "host" => Ok(Change::Host(serde_json::from_str(body).map_err(bad)?)),
+        _ => Err(StoreError::Encode(format!(
+            "unknown compute kind {kind} ({id})"
+        ))),
+    }
+}
+
+fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
+    match c {
+        weft_store::Change::Put { kind, id, body } => decode_put(kind, id, body),
+        weft_store::Change::Delete { kind, id } => match kind.as_str() {
+            "flavor" => Ok(Change::DeleteFlavor(id.clone())),
+            "flavor_access" => {
+                let (f, p) = split_pair(id)?;
+                Ok(Change::DeleteAccess(f, p))
+            }
+            "keypair" => {
+                let (u, n) = split_pair(id)?;
+                Ok(Change::DeleteKeypair(u, n))
+            }
+            "server" => Ok(Change::DeleteServer(id.clone())),
+            "host" => Ok(Change::DeleteHost(id.clone())),
+            _ => Err(StoreError::Encode(format!(
+                "unknown compute kind {kind} ({id})"
+            ))),
+        },
+    }
+}
+
+impl Model for State {
+    fn from_rows(revision: u64, rows: Vec<Row>) -> Result<State, StoreError> {
+        let changes = rows
+            .iter()
+            .map(|r| decode_put(&r.kind, &r.id, &r.body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut st = State::default();
+        st.apply_changes(&changes);
+        st.revision = revision;
+        Ok(st)
+    }
+
+    type Decoded = Vec<Change>;
+
+    fn decode(changes: &[weft_store::Change]) -> Result<Vec<Change>, StoreError> {
+        changes.iter().map(from_store).collect()
+    }
+
+    fn apply_decoded(&mut self, revision: u64, typed: &Vec<Change>) {
+        self.apply_changes(typed);
+        self.revision = revision;
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
+impl State {
+    /// Applies typed changes (the revision is the caller's to set).
+    pub fn apply_changes(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Flavor(f) => {
+                    self.flavors.insert(f.id.clone(), f.clone());
+                }
+                Change::DeleteFlavor(id) => {
+                    self.flavors.remove(id);
+                }
+                Change::Access(f, p) => {
+                    self.flavor_access.insert((f.clone(), p.clone()));
+                }
+                Change::DeleteAccess(f, p) => {
+                    self.flavor_access.remove(&(f.clone(), p.clone()));
+                }
+                Change::Keypair(k) => {
+                    self.keypairs
+                        .insert((k.user_id.clone(), k.name.clone()), k.clone());
+                }
+                Change::DeleteKeypair(u, n) => {
+                    self.keypairs.remove(&(u.clone(), n.clone()));
+                }
+                Change::Server(sv) => {
+                    self.servers.insert(sv.id.clone(), (**sv).clone());
+                }
+                Change::DeleteServer(id) => {
+                    self.servers.remove(id);
+                }
+                Change::Host(h) => {
+                    self.hosts.insert(h.name.clone(), h.clone());
+                }
+                Change::DeleteHost(n) => {
+                    self.hosts.remove(n);
+                }
+            }
+        }
+    }
+
+    /// The projects with access to flavor `id`.
+    pub fn access_of<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let lo = (id.to_string(), String::new());
+        let id = id.to_string();
+        self.flavor_access
+            .range(lo..)
+            .take_while(move |(f, _)| *f == id)
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// One user's key pairs, by name.
+    pub fn keypairs_of<'a>(&'a self, user: &str) -> impl Iterator<Item = &'a Keypair> + 'a {
+        let lo = (user.to_string(), String::new());
+        let user = user.to_string();
+        self.keypairs
+            .range(lo..)
+            .take_while(move |((u, _), _)| *u == user)
+            .map(|(_, k)| k)
+    }
+}

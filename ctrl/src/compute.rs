@@ -1,0 +1,111 @@
+//! Mounting the Compute API (weft-compute's `compute`) in `weft serve`:
+//! `/compute/v2.1`, catalog type `compute`, name `nova`; the lookups server
+//! create makes in the image and networking services of this process; and
+//! the build loop over this process's placement.
+
+use crate::networking::Networking;
+use crate::server::{json_errors, Server, ServiceMount};
+use std::sync::Arc;
+use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
+use weft_compute::compute::{self, build, Compute, Ctx, Lookups};
+use weft_compute::image::Images;
+use weft_compute::placement::Placement;
+use weft_identity::policy::Mode;
+
+/// The services a server create consults, as the caller may see them.
+struct InProcess {
+    images: Arc<Images>,
+    net: Arc<Networking>,
+}
+
+impl Lookups for InProcess {
+    fn facts(&self, ctx: &Ctx, req: &CreateServer) -> Facts {
+        let ictx = weft_compute::image::policy::Ctx::new(ctx.creds.clone());
+        let image = self.images.read(|st| {
+            st.images
+                .get(&req.image_ref)
+                .filter(|i| weft_compute::image::service::visible(st, &ictx, i))
+                .map(|i| ImageFacts {
+                    status: i.status.as_str().to_string(),
+                    min_disk: i.min_disk,
+                    min_ram: i.min_ram,
+                    size: i.data.as_ref().map_or(0, |d| d.size),
+                })
+        });
+        let own = ctx.project_id.as_deref().unwrap_or("");
+        self.net.read(|st| {
+            let mut f = Facts {
+                image,
+                ..Facts::default()
+            };
+            for nic in &req.nics {
+                if let Some(n) = &nic.network {
+                    let seen = st.networks.get(n).is_some_and(|net| {
+                        ctx.is_admin || net.shared || net.router_external || net.project_id == own
+                    });
+                    if !seen {
+                        f.missing_networks.push(n.clone());
+                    }
+                }
+                if let Some(p) = &nic.port {
+                    match st.ports.get(p) {
+                        Some(port) if ctx.is_admin || port.project_id == own => {
+                            if !port.device_id.is_empty() {
+                                f.ports_in_use.push(p.clone());
+                            }
+                        }
+                        _ => f.missing_ports.push(p.clone()),
+                    }
+                }
+            }
+            for g in &req.security_groups {
+                // `default` is made with the project's first port, as Neutron does.
+                let found = g == "default"
+                    || st.security_groups.values().any(|sg| {
+                        (sg.name == *g || sg.id == *g) && (ctx.is_admin || sg.project_id == own)
+                    });
+                if !found {
+                    f.missing_groups.push(g.clone());
+                }
+            }
+            f
+        })
+    }
+}
+
+/// Opens the compute service on the server's store, mounts it, and starts
+/// its build loop on `rt` over `placement`.
+pub fn mount(
+    server: &mut Server,
+    images: Arc<Images>,
+    net: Arc<Networking>,
+    placement: Arc<Placement>,
+    rt: &tokio::runtime::Handle,
+) -> Result<Arc<Compute>, String> {
+    let sc = server.config().clone();
+    let mode = if sc.policy_permissive {
+        Mode::Permissive
+    } else {
+        Mode::Enforce
+    };
+    let svc = Compute::open(
+        server.store(),
+        &sc.state_dir,
+        sc.policy_file.as_deref(),
+        mode,
+        server.identity(),
+    )?;
+    svc.set_lookups(Arc::new(InProcess { images, net }));
+    let router = compute::router(svc.clone()).layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| {
+            json_errors(compute::error::framework_body, req, next)
+        },
+    ));
+    // Nova's catalog entry carries the version: clients append paths to it.
+    let mut m = ServiceMount::new(compute::MOUNT, "compute", "nova", router);
+    m.catalog_path = format!("{}/v2.1", compute::MOUNT);
+    server.mount(m).map_err(|e| e.to_string())?;
+    server.follow(svc.replica());
+    rt.spawn(build::run(svc.clone(), placement));
+    Ok(svc)
+}

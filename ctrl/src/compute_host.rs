@@ -1,0 +1,284 @@
+//! What a compute host's build asks of the control plane, answered by the
+//! services of this process (the in-process agent of `weft serve`): a
+//! reader of the image's bytes for the host's cache, and the server's ports created or
+//! bound to the host (so that the host's switch wires their taps), and
+//! undone at teardown. A remote agent will ask the same over HTTP.
+
+use crate::networking::body::PortReq;
+use crate::networking::service::{self, Ctx};
+use crate::networking::Networking;
+use serde_json::json;
+use std::io::Read;
+use std::sync::Arc;
+use weft_compute::compute::servers::record::Server;
+use weft_compute::image::store::Stored;
+use weft_compute::image::Images;
+use weft_identity::policy::Credentials;
+
+/// The store hands out mapped windows of an image (a few MiB at a time, as
+/// a download does), never the whole image in memory; this reads them in
+/// order.
+struct StoredReader {
+    data: Box<dyn Stored>,
+    at: u64,
+}
+
+impl Read for StoredReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const WINDOW: usize = 8 << 20;
+        if self.at >= self.data.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.data.chunk(self.at, buf.len().min(WINDOW))?;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "image data shorter than its stored length",
+            ));
+        }
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        self.at += chunk.len() as u64;
+        Ok(chunk.len())
+    }
+}
+
+/// One plugged NIC of a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plugged {
+    /// The port.
+    pub port_id: String,
+    /// Its MAC.
+    pub mac: String,
+    /// Its network's name (the key of the server's `addresses`).
+    pub network_name: String,
+    /// (address, 4 or 6).
+    pub ips: Vec<(String, u8)>,
+    /// The network's MTU.
+    pub mtu: u32,
+    /// The tap the switch expects (`tap` + 11 characters of the port id).
+    pub devname: String,
+    /// Made for this server (deleted with it) rather than given.
+    pub created: bool,
+}
+
+/// The image and networking services of this process, as a build uses them.
+pub struct HostServices {
+    images: Arc<Images>,
+    net: Arc<Networking>,
+}
+
+/// The context a build acts in: the server's project, with the rights the
+/// compute service has in Nova's deployments (it creates and binds ports
+/// for its users' servers).
+fn build_ctx(s: &Server) -> Ctx {
+    Ctx::new(Credentials {
+        user_id: s.user_id.clone(),
+        roles: vec!["admin".into(), "member".into(), "reader".into()],
+        project_id: Some(s.project_id.clone()),
+        ..Credentials::default()
+    })
+}
+
+impl HostServices {
+    /// Over this process's image and networking services.
+    pub fn new(images: Arc<Images>, net: Arc<Networking>) -> HostServices {
+        HostServices { images, net }
+    }
+
+    /// A reader of active image `id`'s data, for the host's image cache.
+    pub fn open_image(&self, id: &str) -> Result<Box<dyn Read + Send>, String> {
+        let active = self
+            .images
+            .read(|st| st.images.get(id).map(|i| i.status.as_str() == "active"))
+            .ok_or_else(|| format!("image {id} not found"))?;
+        if !active {
+            return Err(format!("image {id} is not active"));
+        }
+        let data = self
+            .images
+            .data_store()
+            .open(id)
+            .map_err(|e| format!("image {id}: {e}"))?
+            .ok_or_else(|| format!("image {id} has no data"))?;
+        Ok(Box::new(StoredReader { data, at: 0 }))
+    }
+
+    /// The network `auto` picks: the project's own, else a shared one
+    /// (Nova's get-me-a-network would make one; weft asks for one to exist).
+    fn auto_network(&self, s: &Server) -> Result<String, String> {
+        self.net.read(|st| {
+            let mut own: Vec<_> = st
+                .networks
+                .values()
+                .filter(|n| n.project_id == s.project_id)
+                .collect();
+            own.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut shared: Vec<_> = st.networks.values().filter(|n| n.shared).collect();
+            shared.sort_by(|a, b| a.id.cmp(&b.id));
+            match (own.as_slice(), shared.as_slice()) {
+                ([one], _) => Ok(one.id.clone()),
+                ([], [one]) => Ok(one.id.clone()),
+                ([], []) => Err(
+                    "no network available for this project: create one, or pass --network".into(),
+                ),
+                _ => Err(
+                    "Multiple possible networks found, use a Network ID to be more specific."
+                        .into(),
+                ),
+            }
+        })
+    }
+
+    /// Security group names of the server as ids of its project.
+    fn group_ids(&self, s: &Server) -> Result<Option<Vec<String>>, String> {
+        if s.security_groups == ["default"] {
+            return Ok(None);
+        }
+        self.net.read(|st| {
+            s.security_groups
+                .iter()
+                .map(|g| {
+                    st.security_groups
+                        .values()
+                        .find(|sg| sg.project_id == s.project_id && (sg.name == *g || sg.id == *g))
+                        .map(|sg| sg.id.clone())
+                        .ok_or_else(|| format!("security group {g} not found"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        })
+    }
+
+    /// Creates or binds every port of `s` to `host`; on a failure the ports
+    /// made so far are deleted again.
+    pub fn plug(&self, s: &Server, host: &str) -> Result<Vec<Plugged>, String> {
+        let ctx = build_ctx(s);
+        let mut nics = s.nics.clone();
+        if s.auto_network && nics.is_empty() {
+            nics.push(weft_compute::compute::servers::record::NicRequest {
+                network: Some(self.auto_network(s)?),
+                port: None,
+                fixed_ip: None,
+            });
+        }
+        let groups = self.group_ids(s)?;
+        let mut out: Vec<Plugged> = Vec::new();
+        for nic in &nics {
+            let bind =
+                json!({"device_id": s.id, "device_owner": "compute:nova", "binding:host_id": host});
+            let r = match (&nic.port, &nic.network) {
+                (Some(port), _) => {
+                    let req: PortReq = serde_json::from_value(bind).map_err(|e| e.to_string())?;
+                    let id = port.clone();
+                    self.net
+                        .write(|st, env| service::update_port(st, env, &ctx, &id, &req))
+                        .map(|p| (p, false))
+                }
+                (None, Some(network)) => {
+                    let mut body = bind;
+                    body["network_id"] = json!(network);
+                    body["project_id"] = json!(s.project_id);
+                    body["name"] = json!(format!("{}-port", s.hostname));
+                    if let Some(ip) = &nic.fixed_ip {
+                        body["fixed_ips"] = json!([{"ip_address": ip}]);
+                    }
+                    if let Some(g) = &groups {
+                        body["security_groups"] = json!(g);
+                    }
+                    let req: PortReq = serde_json::from_value(body).map_err(|e| e.to_string())?;
+                    self.net
+                        .write(|st, env| service::create_port(st, env, &ctx, &req))
+                        .map(|p| (p, true))
+                }
+                (None, None) => continue,
+            };
+            let (p, created) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    self.unplug_ports(s, &out);
+                    return Err(format!("port for network {:?}: {e}", nic.network));
+                }
+            };
+            let (network_name, mtu) = self.net.read(|st| {
+                st.networks
+                    .get(&p.network_id)
+                    .map(|n| {
+                        (
+                            if n.name.is_empty() {
+                                n.id.clone()
+                            } else {
+                                n.name.clone()
+                            },
+                            n.mtu,
+                        )
+                    })
+                    .unwrap_or_default()
+            });
+            out.push(Plugged {
+                devname: p.devname(),
+                port_id: p.id.clone(),
+                mac: p.mac_address.clone(),
+                network_name,
+                ips: p
+                    .fixed_ips
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.ip_address.clone(),
+                            if f.ip_address.contains(':') { 6 } else { 4 },
+                        )
+                    })
+                    .collect(),
+                mtu,
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    fn unplug_ports(&self, s: &Server, ports: &[Plugged]) {
+        let ctx = build_ctx(s);
+        for p in ports {
+            let id = p.port_id.clone();
+            let r = if p.created {
+                self.net
+                    .write(|st, env| service::delete_port(st, env, &ctx, &id))
+            } else {
+                let req: PortReq = serde_json::from_value(
+                    json!({"device_id": "", "device_owner": "", "binding:host_id": ""}),
+                )
+                .expect("static body");
+                self.net
+                    .write(|st, env| service::update_port(st, env, &ctx, &id, &req))
+                    .map(|_| ())
+            };
+            if let Err(e) = r {
+                tracing::warn!(port = %id, error = %e, "port not released");
+            }
+        }
+    }
+
+    /// Deletes the ports made for `s` and unbinds the ones it was given;
+    /// ports already gone are fine (teardown is idempotent).
+    pub fn unplug(&self, s: &Server) {
+        let given: Vec<String> = s.nics.iter().filter_map(|n| n.port.clone()).collect();
+        let ports: Vec<Plugged> = self.net.read(|st| {
+            s.created_ports
+                .iter()
+                .map(|id| (id, true))
+                .chain(given.iter().map(|id| (id, false)))
+                .filter(|(id, _)| st.ports.contains_key(*id))
+                .map(|(id, created)| Plugged {
+                    port_id: id.clone(),
+                    mac: String::new(),
+                    network_name: String::new(),
+                    ips: vec![],
+                    mtu: 0,
+                    devname: String::new(),
+                    created,
+                })
+                .collect()
+        });
+        self.unplug_ports(s, &ports);
+    }
+}

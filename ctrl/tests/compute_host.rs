@@ -1,0 +1,270 @@
+//! What a build asks of the control plane in `weft serve`, against the real
+//! networking and image services on the test store: a server's ports
+//! created (or a given port bound) on the host with its device id, its
+//! addresses reported back, a failure midway leaving no port behind, and
+//! teardown deleting what it made and unbinding what it was given.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{off_runtime, Api, ALICE};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weft_compute::compute::servers::record::{FlavorCopy, NicRequest, Server};
+use weft_compute::image::{ImageConfig, Images, Tokens};
+use weft_ctrl::compute_host::HostServices;
+use weft_identity::policy::{Credentials, Mode};
+
+struct NoTokens;
+impl Tokens for NoTokens {
+    fn validate(&self, _: &str) -> Option<Credentials> {
+        None
+    }
+}
+
+fn server(id: &str, nics: Vec<NicRequest>) -> Server {
+    Server {
+        id: id.into(),
+        name: "vm".into(),
+        project_id: "p-alice".into(),
+        user_id: "u-alice".into(),
+        flavor: FlavorCopy {
+            id: "1".into(),
+            name: "f".into(),
+            vcpus: 1,
+            ram: 128,
+            disk: 1,
+            ephemeral: 0,
+            swap: 0,
+            extra_specs: BTreeMap::new(),
+        },
+        image_ref: "img".into(),
+        key_name: None,
+        public_key: None,
+        user_data: None,
+        metadata: BTreeMap::new(),
+        security_groups: vec!["default".into()],
+        nics,
+        auto_network: false,
+        availability_zone: None,
+        server_group: None,
+        launch_index: 0,
+        reservation_id: "r-1".into(),
+        vm_state: "building".into(),
+        task_state: Some("spawning".into()),
+        power_state: 0,
+        host: Some("h1".into()),
+        allocated: true,
+        fault: None,
+        ports: vec![],
+        created_ports: vec![],
+        addresses: BTreeMap::new(),
+        created: String::new(),
+        updated: String::new(),
+        launched_at: None,
+        tags: vec![],
+        description: None,
+        locked: false,
+        instance_name: format!("weft-{id}"),
+        hostname: "vm".into(),
+    }
+}
+
+#[tokio::test]
+async fn plug_and_unplug_ports_for_a_build() {
+    let api = Api::new();
+    let (st, net) = api
+        .post("/networks", ALICE, json!({"network": {"name": "n1"}}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{net}");
+    let net_id = net["network"]["id"].as_str().unwrap().to_string();
+    let (st, _) = api
+        .post(
+            "/subnets",
+            ALICE,
+            json!({"subnet": {"network_id": net_id, "cidr": "10.5.0.0/24", "ip_version": 4}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, given) = api
+        .post("/ports", ALICE, json!({"port": {"network_id": net_id}}))
+        .await;
+    let given_id = given["port"]["id"].as_str().unwrap().to_string();
+
+    let backend = api.backend.clone();
+    let images = off_runtime(|| {
+        Images::open(
+            backend.store(),
+            backend.dir.path(),
+            &ImageConfig::default(),
+            None,
+            Mode::Enforce,
+            Arc::new(NoTokens),
+        )
+        .unwrap()
+    });
+    let hs = HostServices::new(images, api.net.clone());
+    let sid = "3f1c0a52-0000-4000-8000-000000000001";
+    let nics = vec![
+        NicRequest {
+            network: Some(net_id.clone()),
+            port: None,
+            fixed_ip: Some("10.5.0.77".into()),
+        },
+        NicRequest {
+            network: None,
+            port: Some(given_id.clone()),
+            fixed_ip: None,
+        },
+    ];
+    let mut s = server(sid, nics);
+    let plugged = off_runtime(|| hs.plug(&s, "h1")).unwrap();
+    assert_eq!(plugged.len(), 2);
+    assert_eq!(plugged[0].ips, [("10.5.0.77".to_string(), 4)]);
+    assert_eq!(plugged[0].network_name, "n1");
+    assert!(plugged[0].created && !plugged[1].created);
+    assert_eq!(
+        plugged[0].devname,
+        format!("tap{}", &plugged[0].port_id[..11])
+    );
+    for p in &plugged {
+        let (_, port) = api.get(&format!("/ports/{}", p.port_id), ALICE).await;
+        assert_eq!(port["port"]["device_id"], sid, "{port}");
+        assert_eq!(port["port"]["binding:host_id"], "h1");
+        assert_eq!(port["port"]["device_owner"], "compute:nova");
+    }
+
+    // A failure midway (an address already taken) leaves no port made for it.
+    let mut t = server(
+        "3f1c0a52-0000-4000-8000-000000000002",
+        vec![
+            NicRequest {
+                network: Some(net_id.clone()),
+                port: None,
+                fixed_ip: None,
+            },
+            NicRequest {
+                network: Some(net_id.clone()),
+                port: None,
+                fixed_ip: Some("10.5.0.77".into()),
+            },
+        ],
+    );
+    let err = off_runtime(|| hs.plug(&t, "h1")).unwrap_err();
+    assert!(
+        err.contains("10.5.0.77") || err.to_lowercase().contains("ip"),
+        "{err}"
+    );
+    let (_, ports) = api.get(&format!("/ports?device_id={}", t.id), ALICE).await;
+    assert_eq!(ports["ports"], json!([]), "no leaked port");
+    t.created_ports.clear();
+
+    // Teardown: the made port goes, the given one is unbound and stays.
+    s.created_ports = vec![plugged[0].port_id.clone()];
+    off_runtime(|| hs.unplug(&s));
+    let (st, _) = api
+        .get(&format!("/ports/{}", plugged[0].port_id), ALICE)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, port) = api.get(&format!("/ports/{given_id}"), ALICE).await;
+    assert_eq!(port["port"]["device_id"], "");
+    assert_eq!(port["port"]["binding:host_id"], "");
+    // Idempotent.
+    off_runtime(|| hs.unplug(&s));
+}
+
+/// Any token is alice, a member of her project (for the image service's
+/// own HTTP API, used here to put an image in place).
+struct Alice;
+impl Tokens for Alice {
+    fn validate(&self, _: &str) -> Option<Credentials> {
+        Some(Credentials {
+            user_id: "alice".into(),
+            roles: vec!["member".into(), "reader".into()],
+            project_id: Some("p-alice".into()),
+            ..Credentials::default()
+        })
+    }
+}
+
+/// A compute host's read of an image: the whole data, read from the store
+/// window by window (over 8 MiB windows, so three of them here); an image
+/// without data (queued) is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_image_reads_the_data_whole() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new();
+    let backend = api.backend.clone();
+    let images = off_runtime(|| {
+        Images::open(
+            backend.store(),
+            backend.dir.path(),
+            &ImageConfig::default(),
+            None,
+            Mode::Enforce,
+            Arc::new(Alice),
+        )
+        .unwrap()
+    });
+    let app = weft_compute::image::router(images.clone());
+    let call = |method: &str, path: String, ct: &str, body: Vec<u8>| {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", "t")
+            .header("content-type", ct)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let new_image = || {
+        call(
+            "POST",
+            "/v2/images".into(),
+            "application/json",
+            json!({"name": "disk", "disk_format": "qcow2", "container_format": "bare"})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let (st, body) = new_image().await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data: Vec<u8> = (0..(17u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (st, _) = call(
+        "PUT",
+        format!("/v2/images/{id}/file"),
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    let hs = HostServices::new(images, api.net.clone());
+    let mut copy = Vec::new();
+    let mut r = off_runtime(|| hs.open_image(&id)).unwrap();
+    std::io::Read::read_to_end(&mut r, &mut copy).unwrap();
+    assert!(copy == data, "the copy differs");
+
+    // An image without data (queued: not active) is an error.
+    let (_, body) = new_image().await;
+    let empty = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = off_runtime(|| hs.open_image(&empty).map(|_| ())).unwrap_err();
+    assert!(err.contains("not active"), "{err}");
+}

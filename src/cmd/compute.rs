@@ -1,0 +1,246 @@
+//! The in-process compute host of `weft serve`: registers this host in
+//! placement with its real inventory, heartbeats, and runs builds through
+//! the driver (libvirt by default; `fake` only when asked, for scheduler
+//! tests). The control-plane steps (image bytes, ports) are ctrl's
+//! `HostServices`; the host steps (cache, disks, domain) the agent's.
+
+use clap::{Args, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weft_agent::compute::{Build, HostCompute, ImageSource, Nic};
+use weft_compute::compute::build::{host::ComputeHost, Spawned, Spawner};
+use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::Compute;
+use weft_compute::placement::model::Inventory;
+use weft_compute::placement::Placement;
+use weft_ctrl::compute_host::HostServices;
+use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver};
+
+/// Which driver this host's servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverKind {
+    /// QEMU through libvirt (KVM when /dev/kvm works, TCG otherwise).
+    Libvirt,
+    /// No guests: records only, for scheduler tests with many hosts.
+    Fake,
+    /// This process is no compute host.
+    None,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ComputeServeArgs {
+    /// The compute driver of this host.
+    #[arg(long, value_enum, default_value = "libvirt")]
+    pub compute_driver: DriverKind,
+    /// Where instance disks and console logs live. Default: STATE_DIR/instances.
+    #[arg(long)]
+    pub instances_dir: Option<PathBuf>,
+    /// libvirt connection URI.
+    #[arg(long, default_value = "qemu:///system")]
+    pub libvirt_uri: String,
+    /// VCPU overcommit in placement (Nova's initial_cpu_allocation_ratio).
+    #[arg(long, default_value_t = 4.0)]
+    pub cpu_allocation_ratio: f64,
+    /// MEMORY_MB overcommit (initial_ram_allocation_ratio).
+    #[arg(long, default_value_t = 1.0)]
+    pub ram_allocation_ratio: f64,
+    /// DISK_GB overcommit (initial_disk_allocation_ratio).
+    #[arg(long, default_value_t = 1.0)]
+    pub disk_allocation_ratio: f64,
+    /// Memory kept for the host itself (Nova's reserved_host_memory_mb).
+    #[arg(long, default_value_t = 512)]
+    pub reserved_host_memory_mb: u64,
+    /// This host's availability zone.
+    #[arg(long, default_value = "nova")]
+    pub availability_zone: String,
+}
+
+/// This host, as the build loop calls it.
+struct LocalHost {
+    host: String,
+    compute: HostCompute,
+    services: HostServices,
+}
+
+struct Images<'a>(&'a HostServices);
+
+impl ImageSource for Images<'_> {
+    fn open(&self, id: &str) -> Result<Box<dyn std::io::Read + Send>, String> {
+        self.0.open_image(id)
+    }
+}
+
+impl Spawner for LocalHost {
+    fn spawn(&self, s: &Server) -> Result<Spawned, String> {
+        let plugged = self.services.plug(s, &self.host)?;
+        let build = Build {
+            server_id: s.id.clone(),
+            image_id: s.image_ref.clone(),
+            vcpus: s.flavor.vcpus,
+            memory_mb: s.flavor.ram,
+            root_gb: s.flavor.disk,
+            ephemeral_gb: s.flavor.ephemeral,
+            swap_mb: s.flavor.swap,
+            nics: plugged
+                .iter()
+                .map(|p| Nic {
+                    tap: p.devname.clone(),
+                    mac: p.mac.clone(),
+                    mtu: u16::try_from(p.mtu).unwrap_or(1500),
+                })
+                .collect(),
+            metadata: [
+                ("project_id".to_string(), s.project_id.clone()),
+                ("flavor".to_string(), s.flavor.name.clone()),
+            ]
+            .into(),
+        };
+        let created: Vec<String> = plugged
+            .iter()
+            .filter(|p| p.created)
+            .map(|p| p.port_id.clone())
+            .collect();
+        if let Err(e) = self.compute.spawn(&build, &Images(&self.services)) {
+            let mut undo = s.clone();
+            undo.created_ports = created;
+            self.services.unplug(&undo);
+            return Err(e);
+        }
+        let mut addresses: BTreeMap<String, Vec<(String, u8, String)>> = BTreeMap::new();
+        for p in &plugged {
+            let list = addresses.entry(p.network_name.clone()).or_default();
+            for (ip, v) in &p.ips {
+                list.push((ip.clone(), *v, p.mac.clone()));
+            }
+        }
+        Ok(Spawned {
+            addresses,
+            created_ports: created,
+        })
+    }
+
+    fn destroy(&self, s: &Server) -> Result<(), String> {
+        self.compute.destroy(&s.id)?;
+        self.services.unplug(s);
+        Ok(())
+    }
+}
+
+fn inventory(
+    a: &ComputeServeArgs,
+    r: &weft_hypervisor::HostResources,
+) -> BTreeMap<String, Inventory> {
+    let inv = |total: u64, reserved: u64, ratio: f64| Inventory {
+        reserved: reserved.min(total),
+        allocation_ratio: ratio,
+        max_unit: total,
+        ..Inventory::with_total(total)
+    };
+    [
+        (
+            "VCPU".to_string(),
+            inv(u64::from(r.vcpus), 0, a.cpu_allocation_ratio),
+        ),
+        (
+            "MEMORY_MB".to_string(),
+            inv(
+                r.memory_mb,
+                a.reserved_host_memory_mb,
+                a.ram_allocation_ratio,
+            ),
+        ),
+        (
+            "DISK_GB".to_string(),
+            inv(r.disk_gb, 0, a.disk_allocation_ratio),
+        ),
+    ]
+    .into()
+}
+
+/// Registers this host as a compute host of `compute` (unless the driver is
+/// `none`) and starts its heartbeat on `rt`.
+pub fn start_in_serve(
+    a: &ComputeServeArgs,
+    host: &str,
+    state_dir: &Path,
+    compute: &Arc<Compute>,
+    placement: &Arc<Placement>,
+    services: HostServices,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let instances = a
+        .instances_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("instances"));
+    std::fs::create_dir_all(&instances)?;
+    let resources = weft_hypervisor::host_resources(&instances)?;
+    let probe = weft_hypervisor::probe_accel();
+    let (driver, hv_type): (Arc<dyn Driver>, &str) = match a.compute_driver {
+        DriverKind::None => return Ok(()),
+        DriverKind::Fake => (Arc::new(FakeDriver::new(resources)), "fake"),
+        DriverKind::Libvirt => {
+            let cfg = LibvirtConfig {
+                uri: a.libvirt_uri.clone(),
+                instances_dir: instances.clone(),
+                ..LibvirtConfig::default()
+            };
+            match LibvirtDriver::connect(cfg) {
+                Ok(d) => (Arc::new(d), "QEMU"),
+                Err(e) => {
+                    // Not a compute host until libvirtd answers: servers get
+                    // "No valid host" rather than a driver that cannot run them.
+                    tracing::warn!(error = %e, "compute: libvirt unavailable; this host runs no servers");
+                    eprintln!(
+                        "weft: compute: libvirt unavailable ({e}); this host runs no servers"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::info!(host, accel = ?probe.accel, reason = %probe.reason, "compute host");
+    let local = LocalHost {
+        host: host.to_string(),
+        compute: HostCompute::new(driver, state_dir, &instances, probe.accel),
+        services,
+    };
+    let record = ComputeHost {
+        name: host.to_string(),
+        provider: String::new(),
+        availability_zone: a.availability_zone.clone(),
+        enabled: true,
+        disabled_reason: None,
+        forced_down: false,
+        driver: format!("{:?}", a.compute_driver).to_lowercase(),
+        hypervisor_type: hv_type.into(),
+        arch: std::env::consts::ARCH.into(),
+        vcpus: u64::from(resources.vcpus),
+        memory_mb: resources.memory_mb,
+        disk_gb: resources.disk_gb,
+        host_ip: "127.0.0.1".into(),
+        heartbeat: String::new(),
+        seq: 0,
+    };
+    compute
+        .register_host(
+            placement.as_ref(),
+            record,
+            &inventory(a, &resources),
+            Arc::new(local),
+        )
+        .map_err(|e| anyhow::anyhow!("compute host {host}: {e}"))?;
+    println!(
+        "weft: compute host {host} in-process ({:?}, {})",
+        a.compute_driver, probe.reason
+    );
+    let (c, h) = (compute.clone(), host.to_string());
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            let (c, h) = (c.clone(), h.clone());
+            let _ = tokio::task::spawn_blocking(move || c.heartbeat(&h)).await;
+        }
+    });
+    Ok(())
+}
