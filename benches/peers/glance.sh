@@ -9,8 +9,11 @@
 #             byte count checked
 #   CPU       the server's CPU seconds (user+system, all its processes)
 #             spent on each transfer
-#   RSS       each server's peak resident memory after all rounds: VmHWM
-#             summed over all its processes, and VmRSS once started (idle)
+#   RSS       each server's peak resident memory during each upload and
+#             each download: VmHWM summed over all its processes, reset
+#             (/proc/PID/clear_refs) before the transfer; and VmRSS once
+#             started (idle). A file the server mmaps to send it counts
+#             in its RSS (file-backed pages, the page cache's).
 # Rounds alternate between the servers (weft first in odd rounds), each on
 # a new image deleted after; the table shows medians and every round.
 #
@@ -24,7 +27,8 @@
 #
 # Usage: benches/peers/glance.sh [--size-mib 1024] [--rounds 3] [--dir DIR]
 # Run as root on Debian 12 (it may apt-get install what the venv needs).
-# Env: WEFT_BIN, KEEP=1 (keep the temp dir), WEFT_PEERS_ROOT (/opt/weft-peers).
+# Env: WEFT_BIN, KEEP=1 (keep the temp dir), WEFT_PEERS_ROOT (/opt/weft-peers),
+# WEFT_PEERS_PORTS=LO-HI (listen ports from that range, not the kernel's pick).
 # Needs SIZE x 3 of free disk under DIR (/tmp): the file and one image in
 # each server's store. Prints a markdown table on stdout; progress on
 # stderr. Numbers mean something only on an otherwise idle machine.
@@ -46,7 +50,7 @@ done
 peers_venv glance "glance==$glance_version" uwsgi
 venv=$peers_root/glance
 bin=$(peers_weft_bin)
-work=$(mktemp -d "$parent/weft-peers-glance.XXXXXX")
+work=$(mktemp -d "$parent/peer-glance.XXXXXX")
 trap peers_cleanup EXIT
 : >"$work/pids"
 results=$work/results.tsv
@@ -121,7 +125,7 @@ cpu_s() {
 
 # transfer SERVER ROUND: one upload and one download against SERVER.
 transfer() {
-  local s=$1 r=$2 base pid auth=() id up down got c0 c1 c2 c3
+  local s=$1 r=$2 base pid auth=() id up down got c0 c1 c2 c3 up_rss down_rss
   if [ "$s" = weft ]; then
     base=$weft_base pid=$weft_pid auth=(-H "X-Auth-Token: $token")
   else
@@ -130,25 +134,31 @@ transfer() {
   id=$(curl -fsS "${auth[@]}" -H 'Content-Type: application/json' "$base/v2/images" \
          -d '{"name":"bench-'"$r"'","disk_format":"raw","container_format":"bare"}' |
        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  peers_reset_peak "$pid"
   c0=$(cpu_s "$pid")
   up=$(curl -fsS -o /dev/null -w '%{speed_upload}' -X PUT "${auth[@]}" \
          -H 'Content-Type: application/octet-stream' -T "$work/data" "$base/v2/images/$id/file")
   c1=$(cpu_s "$pid")
+  up_rss=$(peers_mem_mib VmHWM "$pid")
   got=$(curl -fsS "${auth[@]}" "$base/v2/images/$id" |
         python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["status"], i["checksum"], i["os_hash_algo"])')
   [ "$got" = "active $want_md5 sha512" ] ||
     die "$s round $r: image is '$got', want 'active $want_md5 sha512'"
+  peers_reset_peak "$pid"
   c2=$(cpu_s "$pid")
   down=$(curl -fsS -o /dev/null -w '%{speed_download} %{size_download}' "${auth[@]}" "$base/v2/images/$id/file")
   c3=$(cpu_s "$pid")
+  down_rss=$(peers_mem_mib VmHWM "$pid")
   [ "${down#* }" = $(( size << 20 )) ] || die "$s round $r: downloaded ${down#* } bytes, want $(( size << 20 ))"
   curl -fsS -o /dev/null -X DELETE "${auth[@]}" "$base/v2/images/$id"
-  log "round $r $s: $(awk -v u="$up" -v d="${down% *}" 'BEGIN{printf "upload %.0f MB/s, download %.0f MB/s", u/1e6, d/1e6}')"
+  log "round $r $s: $(awk -v u="$up" -v d="${down% *}" 'BEGIN{printf "upload %.0f MB/s, download %.0f MB/s", u/1e6, d/1e6}'), peak RSS up $up_rss MiB, down $down_rss MiB; load $(cut -d' ' -f1 /proc/loadavg)"
   {
     printf '%s\tup_mbs\t%s\t%s\n' "$s" "$r" "$up"
     printf '%s\tdown_mbs\t%s\t%s\n' "$s" "$r" "${down% *}"
     printf '%s\tup_cpu\t%s\t%s\n' "$s" "$r" "$(( c1 - c0 ))"
     printf '%s\tdown_cpu\t%s\t%s\n' "$s" "$r" "$(( c3 - c2 ))"
+    printf '%s\tup_rss\t%s\t%s\n' "$s" "$r" "$up_rss"
+    printf '%s\tdown_rss\t%s\t%s\n' "$s" "$r" "$down_rss"
   } >>"$results"
 }
 
@@ -156,8 +166,6 @@ for r in $(seq 1 "$rounds"); do
   if [ $(( r % 2 )) -eq 1 ]; then order="weft real"; else order="real weft"; fi
   for s in $order; do transfer "$s" "$r"; done
 done
-printf 'real\tpeak_rss\t0\t%s\n' "$(peers_mem_mib VmHWM "$glance_pid")" >>"$results"
-printf 'weft\tpeak_rss\t0\t%s\n' "$(peers_mem_mib VmHWM "$weft_pid")" >>"$results"
 glance_procs=$(peers_nproc "$glance_pid")
 
 python3 - "$results" "$hz" <<'EOF'
@@ -172,12 +180,12 @@ def cell(s, m, fmt):
     vs = [v * scale.get(m, 1) for v in rows[(s, m)]]
     med = fmt.format(statistics.median(vs))
     return f"**{med}** ({'/'.join(fmt.format(v) for v in vs)})" if len(vs) > 1 else med
-print("| server | upload MB/s | download MB/s | server CPU s per upload | per download | peak RSS MiB (VmHWM) | RSS idle MiB |")
-print("|---|---|---|---|---|---|---|")
+print("| server | upload MB/s | download MB/s | server CPU s per upload | per download | peak RSS MiB during upload (VmHWM) | during download | RSS idle MiB |")
+print("|---|---|---|---|---|---|---|---|")
 for s, name in (("weft", "weft serve"), ("real", "Glance")):
     print(f"| {name} | {cell(s, 'up_mbs', '{:.0f}')} | {cell(s, 'down_mbs', '{:.0f}')} | "
           f"{cell(s, 'up_cpu', '{:.1f}')} | {cell(s, 'down_cpu', '{:.1f}')} | "
-          f"{cell(s, 'peak_rss', '{:.0f}')} | {cell(s, 'idle_rss', '{:.0f}')} |")
+          f"{cell(s, 'up_rss', '{:.0f}')} | {cell(s, 'down_rss', '{:.0f}')} | {cell(s, 'idle_rss', '{:.0f}')} |")
 EOF
 echo
 echo "Run $start_date UTC: $rounds alternating rounds of a $size MiB image (random bytes), curl on loopback."

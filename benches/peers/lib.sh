@@ -54,8 +54,36 @@ peers_versions() {
     awk -F'==' -v want=" $* " '{k=tolower($1); gsub("_", "-", k)} index(want, " " k " ") {printf "%s%s %s", sep, $1, $2; sep=", "}'
 }
 
+# A loopback TCP port nothing listens on. By default the kernel's pick; with
+# WEFT_PEERS_PORTS=LO-HI the first port of that range that binds and that
+# this run has not handed out yet (recorded in $work/ports), for machines
+# where each user of loopback keeps to a range of its own.
 peers_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - "${WEFT_PEERS_PORTS:-}" "$work/ports" <<'PY'
+import os, socket, sys
+rng, used_file = sys.argv[1], sys.argv[2]
+def binds(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+if not rng:
+    print(binds(0))
+    sys.exit(0)
+lo, hi = (int(x) for x in rng.split("-"))
+used = set(open(used_file).read().split()) if os.path.exists(used_file) else set()
+for port in range(lo, hi + 1):
+    if str(port) not in used and binds(port):
+        with open(used_file, "a") as f:
+            f.write(f"{port}\n")
+        print(port)
+        sys.exit(0)
+sys.exit(f"no free port in {rng}")
+PY
 }
 
 # The weft binary: WEFT_BIN if set, else a release build of this checkout.
@@ -113,11 +141,14 @@ peers_wait() {
 
 # peers_start_weft BIN DIR PORT ARGS...: `weft serve` on 127.0.0.1:PORT with
 # its state in DIR; sets weft_pid. The admin password is bench-admin-pw.
+# `--compute-driver none`: this process is no compute host, as the peer is
+# not (by default `weft serve` registers its own host in placement, which
+# would be one provider more than the bench made, and talks to libvirt).
 peers_start_weft() {
   local bin=$1 dir=$2 port=$3; shift 3
   mkdir -p "$dir"
   WEFT_ADMIN_PASSWORD=bench-admin-pw WEFT_LOG=warn "$bin" serve --state-dir "$dir" \
-    --listen "127.0.0.1:$port" "$@" >"$dir/serve.log" 2>&1 &
+    --listen "127.0.0.1:$port" --compute-driver none "$@" >"$dir/serve.log" 2>&1 &
   weft_pid=$!
   peers_add_pid "$weft_pid"
   peers_wait "http://127.0.0.1:$port/identity/v3" "$weft_pid" "$dir/serve.log"
@@ -169,6 +200,14 @@ peers_mem_mib() {
     kb=$(( kb + ${v:-0} ))
   done
   echo $(( kb / 1024 ))
+}
+
+# peers_reset_peak PID: VmHWM back to the current RSS in the process and its
+# descendants (/proc/PID/clear_refs, value 5), so that the next reading of
+# VmHWM is the peak of what happened in between.
+peers_reset_peak() {
+  local p
+  for p in $(peers_tree "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
 }
 
 peers_nproc() { peers_tree "$1" | wc -l; }

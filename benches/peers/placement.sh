@@ -20,10 +20,11 @@
 # weft: `weft serve --placement-noauth2` (release build of this checkout, or
 # WEFT_BIN), SQLite, the same noauth2 header (X-Auth-Token: admin).
 #
-# Usage: benches/peers/placement.sh [--providers "100 1000 5000"] [--rounds 3]
+# Usage: benches/peers/placement.sh [--providers "100 1000"] [--rounds 3]
 #          [--queries 100] [--limit 1000] [--writes 300] [--clients 4] [--dir DIR]
 # Run as root on Debian 12 (it may apt-get install what the venv needs).
-# Env: WEFT_BIN, KEEP=1 (keep the temp dir), WEFT_PEERS_ROOT (/opt/weft-peers).
+# Env: WEFT_BIN, KEEP=1 (keep the temp dir), WEFT_PEERS_ROOT (/opt/weft-peers),
+# WEFT_PEERS_PORTS=LO-HI (listen ports from that range, not the kernel's pick).
 # Prints a markdown table on stdout; progress on stderr. Numbers mean
 # something only on an otherwise idle machine: say what else ran.
 set -euo pipefail
@@ -31,7 +32,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/benches/peers/lib.sh"
 
 placement_version=16.0.0
-providers="100 1000 5000" rounds=3 queries=100 limit=1000 writes=300 clients=4 parent=/tmp
+providers="100 1000" rounds=3 queries=100 limit=1000 writes=300 clients=4 parent=/tmp
 while [ $# -gt 0 ]; do
   case "$1" in
     --providers) providers=$2; shift 2 ;;
@@ -48,7 +49,7 @@ done
 peers_venv placement "openstack-placement==$placement_version" uwsgi
 venv=$peers_root/placement
 bin=$(peers_weft_bin)
-work=$(mktemp -d "$parent/weft-peers-placement.XXXXXX")
+work=$(mktemp -d "$parent/peer-placement.XXXXXX")
 trap peers_cleanup EXIT
 : >"$work/pids"
 results=$work/results.tsv
@@ -111,7 +112,7 @@ for n in $providers; do
   for r in $(seq 1 "$rounds"); do
     for s in $(order "$r"); do
       out=$(load candidates --url "$(url_of $s)" --n "$n" --k "$queries" --limit "$limit")
-      log "N=$n round $r $s: candidates $out"
+      log "N=$n round $r $s: candidates $out; load $(cut -d" " -f1 /proc/loadavg)"
       printf '%s\t%s\tp50_ms\t%s\t%s\n' "$n" "$s" "$r" "$(field p50_ms <<<"$out")" >>"$results"
       printf '%s\t%s\tp99_ms\t%s\t%s\n' "$n" "$s" "$r" "$(field p99_ms <<<"$out")" >>"$results"
     done
@@ -121,7 +122,7 @@ for n in $providers; do
       for c in 1 "$clients"; do
         out=$(load allocate --url "$(url_of $s)" --n "$n" --m "$writes" --clients "$c" \
                 --tag "r$r-c$c" --offset $(( (r * 2 + (c > 1)) * writes )))
-        log "N=$n round $r $s: writes $out"
+        log "N=$n round $r $s: writes $out; load $(cut -d" " -f1 /proc/loadavg)"
         printf '%s\t%s\twrites_c%s\t%s\t%s\n' "$n" "$s" "$c" "$r" "$(field writes_per_s <<<"$out")" >>"$results"
         printf '%s\t%s\tfailed_c%s\t%s\t%s\n' "$n" "$s" "$c" "$r" "$(field errors <<<"$out")" >>"$results"
       done
