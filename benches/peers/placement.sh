@@ -20,7 +20,7 @@
 # weft: `weft serve --placement-noauth2` (release build of this checkout, or
 # WEFT_BIN), SQLite, the same noauth2 header (X-Auth-Token: admin).
 #
-# Usage: benches/peers/placement.sh [--providers "100 1000"] [--rounds 3]
+# Usage: benches/peers/placement.sh [--providers "100 1000 5000"] [--rounds 3]
 #          [--queries 100] [--limit 1000] [--writes 300] [--clients 4] [--dir DIR]
 # Run as root on Debian 12 (it may apt-get install what the venv needs).
 # Env: WEFT_BIN, KEEP=1 (keep the temp dir), WEFT_PEERS_ROOT (/opt/weft-peers),
@@ -32,7 +32,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/benches/peers/lib.sh"
 
 placement_version=16.0.0
-providers="100 1000" rounds=3 queries=100 limit=1000 writes=300 clients=4 parent=/tmp
+providers="100 1000 5000" rounds=3 queries=100 limit=1000 writes=300 clients=4 parent=/tmp
 while [ $# -gt 0 ]; do
   case "$1" in
     --providers) providers=$2; shift 2 ;;
@@ -82,6 +82,11 @@ connection = sqlite:///$dir/placement.sqlite
 EOF
   "$venv/bin/placement-manage" --config-file "$dir/placement.conf" db sync >"$dir/db-sync.log" 2>&1 ||
     { tail -20 "$dir/db-sync.log" >&2; die "placement-manage db sync failed"; }
+  # Loading the app writes the standard traits and resource classes into
+  # the database. Done once here: two uWSGI workers loading it at once on
+  # SQLite race, one gets "database is locked" and uWSGI (need-app) exits.
+  (cd "$dir" && OS_PLACEMENT_CONFIG_DIR="$dir" "$venv/bin/python" -c 'import placement.wsgi.api' \
+    >"$dir/app-sync.log" 2>&1) || { tail -20 "$dir/app-sync.log" >&2; die "loading the Placement app failed"; }
   port=$(peers_free_port)
   peers_uwsgi "$venv" "$dir" "$port" placement.wsgi.api:application OS_PLACEMENT_CONFIG_DIR="$dir"
   real_pid=$uwsgi_pid
