@@ -110,13 +110,13 @@ for n in $providers; do
   start_real "$work/real-$n"
   start_weft "$work/weft-$n"
   for s in weft real; do
-    out=$(load populate --url "$(url_of $s)" --n "$n")
+    out=$(load populate --url "$(url_of "$s")" --n "$n")
     log "N=$n $s: populated in $(field seconds <<<"$out" | cut -c1-6) s"
     printf '%s\t%s\tpopulate_s\t0\t%s\n' "$n" "$s" "$(field seconds <<<"$out")" >>"$results"
   done
   for r in $(seq 1 "$rounds"); do
     for s in $(order "$r"); do
-      out=$(load candidates --url "$(url_of $s)" --n "$n" --k "$queries" --limit "$limit")
+      out=$(load candidates --url "$(url_of "$s")" --n "$n" --k "$queries" --limit "$limit")
       log "N=$n round $r $s: candidates $out; load $(cut -d" " -f1 /proc/loadavg)"
       printf '%s\t%s\tp50_ms\t%s\t%s\n' "$n" "$s" "$r" "$(field p50_ms <<<"$out")" >>"$results"
       printf '%s\t%s\tp99_ms\t%s\t%s\n' "$n" "$s" "$r" "$(field p99_ms <<<"$out")" >>"$results"
@@ -125,7 +125,7 @@ for n in $providers; do
   for r in $(seq 1 "$rounds"); do
     for s in $(order "$r"); do
       for c in 1 "$clients"; do
-        out=$(load allocate --url "$(url_of $s)" --n "$n" --m "$writes" --clients "$c" \
+        out=$(load allocate --url "$(url_of "$s")" --n "$n" --m "$writes" --clients "$c" \
                 --tag "r$r-c$c" --offset $(( (r * 2 + (c > 1)) * writes )))
         log "N=$n round $r $s: writes $out; load $(cut -d" " -f1 /proc/loadavg)"
         printf '%s\t%s\twrites_c%s\t%s\t%s\n' "$n" "$s" "$c" "$r" "$(field writes_per_s <<<"$out")" >>"$results"
