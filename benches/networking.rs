@@ -34,6 +34,7 @@ fn host_state(n: usize) -> HostState {
             segmentation_id: Some(100 + i as u32),
             mtu: 1500,
             admin_state_up: true,
+            subnets: vec![],
         })
         .collect();
     let ports = (0..n)
@@ -57,6 +58,9 @@ fn host_state(n: usize) -> HostState {
             kind: "system".into(),
             devname: format!("tap{i:08x}-aa"),
             status: "ACTIVE".into(),
+            dns_name: None,
+            name: String::new(),
+            instance: None,
         })
         .collect();
     HostState {

@@ -3,7 +3,8 @@
 # need, idempotently: a second run on a ready machine does nothing but check.
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds Open vSwitch etc.)
 set -euo pipefail
-want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl postgresql)
+# busybox: its udhcpc (and a rogue udhcpd) in the DHCP end-to-end test (datapath/tests/dhcp_e2e.rs).
+want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl postgresql busybox)
 if [ "${1:-}" = "--bench" ]; then
   want+=(openvswitch-switch bridge-utils wrk)
 fi

@@ -34,6 +34,16 @@ struct Serve {
     child: Child,
     dir: PathBuf,
     env: BTreeMap<String, String>,
+    /// Where `--placement-listen` serves placement alone, at the root.
+    placement_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for Serve {
@@ -55,12 +65,12 @@ impl Drop for Serve {
 
 impl Serve {
     fn start() -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("weft-placement-cli-{}", std::process::id()));
+        let (port, placement_port) = (free_port(), free_port());
+        // One directory per server: the tests of this file run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("weft-placement-cli-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
@@ -70,6 +80,10 @@ impl Serve {
             .arg("--state-dir")
             .arg(&state)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--placement-listen", &format!("127.0.0.1:{placement_port}")])
+            // No in-process compute host: it would register this host as a
+            // provider, and the test counts providers and candidates.
+            .args(["--compute-driver", "none"])
             .env("WEFT_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -79,10 +93,12 @@ impl Serve {
             child,
             dir,
             env: BTreeMap::new(),
+            placement_port,
         };
         let openrc = state.join("admin-openrc");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(openrc.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+        let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !(openrc.exists() && up(port) && up(placement_port)) {
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("weft serve exited early: {st}");
             }
@@ -336,4 +352,79 @@ fn osc_placement_drives_weft_placement() {
     }
     let list = s.json(&["resource", "provider", "list"]);
     assert_eq!(list, serde_json::json!([]));
+}
+
+/// One HTTP/1.1 request to `port` (placement alone): status line, headers
+/// and body as text.
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Auth-Token: {token}\r\n\
+         OpenStack-API-Version: placement 1.20\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `--placement-listen`: Placement alone at the root of a port of its own
+/// (as a standalone placement-api on 8778), on the same service and tokens
+/// as `/placement`, with root-relative links.
+#[test]
+fn placement_alone_on_its_own_port() {
+    let s = Serve::start();
+    let token = s.json(&["token", "issue"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http(s.placement_port, "GET", "/", "", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("\"max_version\":\"1.39\""), "{r}");
+    // No valid token, no provider.
+    let r = http(
+        s.placement_port,
+        "POST",
+        "/resource_providers",
+        "bogus",
+        r#"{"name":"x"}"#,
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let r = http(
+        s.placement_port,
+        "POST",
+        "/resource_providers",
+        &token,
+        r#"{"name":"alone"}"#,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    let v: Value = serde_json::from_str(body).unwrap();
+    let uuid = v["uuid"].as_str().unwrap();
+    let here = format!("/resource_providers/{uuid}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!(
+            "location: http://127.0.0.1:{}{here}\r\n",
+            s.placement_port
+        )),
+        "{head}"
+    );
+    let links = v["links"].as_array().unwrap();
+    assert!(links.iter().any(|l| l["href"] == here.as_str()), "{v}");
+    // The same provider through the catalog's /placement, with its links there.
+    let shown = s.json(&["resource", "provider", "show", uuid]);
+    assert_eq!(shown["name"], "alone");
+    let r = http(
+        s.placement_port,
+        "GET",
+        &format!("/resource_providers/{uuid}"),
+        &token,
+        "",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }

@@ -16,11 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use weft_datapath::config::{
     AddressPair, NetworkConfig, NetworkType, PortConfig, PortKind, RuleConfig, RuleRemote,
-    SecurityGroupConfig, SwitchConfig,
+    SecurityGroupConfig, SubnetConfig, SwitchConfig,
 };
+use weft_datapath::metadata::InstanceMetadata;
 use weft_datapath::secgroup::{Direction, Family};
 use weft_datapath::MacAddr;
-use weft_proto::{HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
+use weft_proto::{HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState, HostSubnet};
 
 /// How the host state maps onto this switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +243,81 @@ fn port_config(
         allowed_address_pairs,
         // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
         mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
+        dns_name: p.dns_name.clone().or_else(|| host_name(&p.name)),
+        metadata: p.instance.as_ref().and_then(instance_metadata),
+    })
+}
+
+/// A port name usable as the guest's host name (the "port name as host name"):
+/// letters, digits and hyphens in dot-separated labels, as the switch's config accepts a
+/// dns_name. Anything else (spaces, an empty name): None, and the guest is `host-<ip>`.
+fn host_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    ok.then(|| name.to_string())
+}
+
+/// The switch's `[port.metadata]` for the instance behind a port. User data that is not
+/// base64 within Nova's limit is left out rather than refusing the whole host's config (the
+/// guest still gets its other metadata); an instance without an id has none.
+fn instance_metadata(i: &weft_proto::HostInstance) -> Option<InstanceMetadata> {
+    let mut m = InstanceMetadata {
+        uuid: i.uuid.clone(),
+        name: i.name.clone(),
+        hostname: host_name(&i.hostname).unwrap_or_default(),
+        availability_zone: i.availability_zone.clone(),
+        project_id: i.project_id.clone(),
+        launch_index: i.launch_index,
+        public_keys: i.public_keys.clone(),
+        meta: i.meta.clone(),
+        user_data: i.user_data.clone(),
+    };
+    if m.validate().is_err() {
+        m.user_data = None;
+    }
+    m.validate().is_ok().then_some(m)
+}
+
+/// The switch subnet for a subnet from ctrl (its DHCP server's options).
+fn subnet_config(network: &str, s: &HostSubnet) -> Result<SubnetConfig, String> {
+    let obj = format!("subnet {:?}", s.id);
+    let ip = |field: &str, v: &str| {
+        v.parse::<IpAddr>()
+            .map_err(|_| format!("{obj}: {field}: invalid IP address {v:?}"))
+    };
+    let net = |field: &str, v: &str| {
+        v.parse::<IpNet>()
+            .map_err(|_| format!("{obj}: {field}: invalid CIDR {v:?}"))
+    };
+    Ok(SubnetConfig {
+        network: network.to_string(),
+        cidr: net("cidr", &s.cidr)?,
+        gateway_ip: s
+            .gateway_ip
+            .as_deref()
+            .map(|g| ip("gateway_ip", g))
+            .transpose()?,
+        dns_nameservers: s
+            .dns_nameservers
+            .iter()
+            .map(|d| ip("dns_nameservers", d))
+            .collect::<Result<_, _>>()?,
+        host_routes: s
+            .host_routes
+            .iter()
+            .map(|r| {
+                Ok((
+                    net("host_routes: destination", &r.destination)?,
+                    ip("host_routes: nexthop", &r.nexthop)?,
+                ))
+            })
+            .collect::<Result<_, String>>()?,
+        enable_dhcp: s.enable_dhcp,
     })
 }
 
@@ -352,6 +428,20 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
                 bad.get_or_insert(e);
             }
         }
+        // The network's subnets: the switch answers DHCP on the enable_dhcp ones.
+        let subnets = st
+            .networks
+            .iter()
+            .filter(|n| n.id == *id)
+            .flat_map(|n| &n.subnets);
+        for s in subnets {
+            match subnet_config(id, s) {
+                Ok(s) => cfg.subnets.push(s),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
     }
     cfg.ports.extend(ports);
     if let (Some(own), Some(tunnel)) = (&base.tunnel_ip, cfg.tunnel.as_mut()) {
@@ -404,6 +494,7 @@ interface = "eth1"
             segmentation_id: seg,
             mtu: 1500,
             admin_state_up: true,
+            subnets: vec![],
         }
     }
 
@@ -423,6 +514,9 @@ interface = "eth1"
             kind: "system".into(),
             devname: format!("tap{}", &id[..11]),
             status: "DOWN".into(),
+            dns_name: None,
+            name: String::new(),
+            instance: None,
         }
     }
 
@@ -442,6 +536,81 @@ interface = "eth1"
         let c = p.config.clone().unwrap();
         assert_eq!(c.validated("plan").unwrap(), c);
         c
+    }
+
+    #[test]
+    fn subnets_reach_the_switch_and_a_port_on_one_gets_dhcp() {
+        let mut n = net("n1", "vlan", Some("physnet"), Some(100));
+        n.subnets = vec![weft_proto::HostSubnet {
+            id: "s1".into(),
+            cidr: "10.0.0.0/24".into(),
+            gateway_ip: Some("10.0.0.1".into()),
+            dns_nameservers: vec!["10.0.0.53".into()],
+            host_routes: vec![weft_proto::HostSubnetRoute {
+                destination: "192.168.0.0/16".into(),
+                nexthop: "10.0.0.254".into(),
+            }],
+            enable_dhcp: true,
+        }];
+        let mut p = port("aaaaaaaa-1111-2222", "n1");
+        p.dns_name = Some("web-1".into());
+        let c = valid(&plan(&base(), &state(vec![n.clone()], vec![p])));
+        assert_eq!(c.subnets.len(), 1);
+        assert_eq!(c.subnets[0].network, "n1");
+        assert_eq!(c.subnets[0].host_routes[0].1.to_string(), "10.0.0.254");
+        let snap = weft_datapath::Snapshot::compile(&c, None).unwrap();
+        let d = snap
+            .dhcp(snap.port_by_name("tapaaaaaaaa-11").unwrap().no)
+            .unwrap();
+        assert_eq!(d.address.to_string(), "10.0.0.5/24");
+        assert_eq!(d.hostname, "web-1");
+        // A subnet value that is no address is refused, naming the subnet and the field.
+        n.subnets[0].gateway_ip = Some("10.0.0.x".into());
+        let bad = plan(
+            &base(),
+            &state(vec![n], vec![port("aaaaaaaa-1111-2222", "n1")]),
+        );
+        assert_eq!(
+            bad.config.unwrap_err(),
+            "subnet \"s1\": gateway_ip: invalid IP address \"10.0.0.x\""
+        );
+    }
+
+    #[test]
+    fn port_name_is_the_host_name_and_the_instance_reaches_the_metadata_service() {
+        let n = net("n1", "vlan", Some("physnet"), Some(100));
+        let mut p = port("aaaaaaaa-1111-2222", "n1");
+        p.name = "web-2".into();
+        p.instance = Some(weft_proto::HostInstance {
+            uuid: "srv-1".into(),
+            name: "web 2".into(),
+            hostname: "web-2".into(),
+            project_id: "p1".into(),
+            user_data: Some("aGk=".into()),
+            ..Default::default()
+        });
+        let mut q = port("bbbbbbbb-1111-2222", "n1");
+        q.mac_address = "fa:16:3e:00:00:02".into();
+        q.fixed_ips = vec!["10.0.0.6".into()];
+        q.name = "not a host name".into();
+        q.instance = Some(weft_proto::HostInstance {
+            uuid: "srv-2".into(),
+            user_data: Some("not base64!".into()),
+            ..Default::default()
+        });
+        let c = valid(&plan(&base(), &state(vec![n], vec![p, q])));
+        let (a, b) = (&c.ports[0], &c.ports[1]);
+        assert_eq!(a.dns_name.as_deref(), Some("web-2"));
+        assert_eq!(b.dns_name, None, "an invalid name falls back to host-<ip>");
+        let m = a.metadata.as_ref().unwrap();
+        assert_eq!(
+            (m.uuid.as_str(), m.name.as_str(), m.hostname.as_str()),
+            ("srv-1", "web 2", "web-2")
+        );
+        assert_eq!(m.user_data_bytes().unwrap(), b"hi");
+        // Bad user data is left out; the rest of the instance stays.
+        let m = b.metadata.as_ref().unwrap();
+        assert_eq!((m.uuid.as_str(), m.user_data.as_deref()), ("srv-2", None));
     }
 
     #[test]

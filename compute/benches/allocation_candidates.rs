@@ -152,6 +152,43 @@ fn bench(c: &mut Criterion) {
     c.bench_function("allocation_candidates_pure/1000", |b| {
         b.iter(|| candidates(&st, &req).requests.len())
     });
+
+    // The same hosts without local disk, drawing DISK_GB from ten shared
+    // pools (MISC_SHARES_VIA_AGGREGATE), each aggregated with a hundred of
+    // them: every candidate is a host plus its pool.
+    let mut changes = hosts(1_000);
+    for c in &mut changes {
+        if let Change::Provider(p) = c {
+            let i: usize = p.name["compute".len()..].parse().unwrap();
+            p.inventories.remove("DISK_GB");
+            p.aggregates.insert(uuid(3, i / 100));
+        }
+        if let Change::Consumer(x) = c {
+            for r in x.allocations.values_mut() {
+                r.remove("DISK_GB");
+            }
+        }
+    }
+    for k in 0..10 {
+        changes.push(Change::Provider(Provider {
+            uuid: uuid(4, k),
+            name: format!("pool{k}"),
+            generation: 1,
+            parent: None,
+            root: uuid(4, k),
+            inventories: BTreeMap::from([("DISK_GB".to_string(), Inventory::with_total(100_000))]),
+            traits: BTreeSet::from(["MISC_SHARES_VIA_AGGREGATE".to_string()]),
+            aggregates: BTreeSet::from([uuid(3, k)]),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }));
+    }
+    let mut shared = State::default();
+    shared.apply_changes(&changes);
+    assert_eq!(candidates(&shared, &req).requests.len(), 1_000);
+    c.bench_function("allocation_candidates_pure_shared_disk/1000", |b| {
+        b.iter(|| candidates(&shared, &req).requests.len())
+    });
 }
 
 criterion_group!(benches, bench);

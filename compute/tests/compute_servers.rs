@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-use weft_compute::compute::build::{self, host::ComputeHost, Spawned, Spawner};
+use weft_compute::compute::build::{self, host::ComputeHost, Observed, Spawned, Spawner};
+use weft_compute::compute::servers::actions::Power;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
 use weft_compute::compute::{self, Compute, Ctx, Lookups};
@@ -73,6 +74,9 @@ impl Lookups for World {
 struct Recorder {
     spawned: Mutex<Vec<String>>,
     destroyed: Mutex<Vec<String>>,
+    powered: Mutex<Vec<(String, Power)>>,
+    /// What observe() reports (the reconcile test sets it).
+    seen: Mutex<BTreeMap<String, Observed>>,
 }
 
 impl Spawner for Recorder {
@@ -92,6 +96,20 @@ impl Spawner for Recorder {
     }
     fn destroy(&self, s: &Server) -> Result<(), String> {
         self.destroyed.lock().unwrap().push(s.id.clone());
+        Ok(())
+    }
+    fn power(&self, s: &Server, op: Power) -> Result<(), String> {
+        self.powered.lock().unwrap().push((s.id.clone(), op));
+        Ok(())
+    }
+    fn console(&self, s: &Server, _lines: Option<usize>) -> Result<String, String> {
+        Ok(format!("console of {}\n", s.name))
+    }
+    fn observe(&self) -> Result<BTreeMap<String, Observed>, String> {
+        Ok(self.seen.lock().unwrap().clone())
+    }
+    fn destroy_orphan(&self, id: &str) -> Result<(), String> {
+        self.destroyed.lock().unwrap().push(id.to_string());
         Ok(())
     }
 }
@@ -667,4 +685,42 @@ async fn bad_input_quota_and_listing() {
     assert_eq!(b, json!({"metadata": {"a": "9"}}));
     let (st, _) = e.call("bob", "", Method::GET, &path, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_host_reconciles_with_its_domains() {
+    let e = env();
+    e.add_host("h1", 4);
+    e.flavor("1", 1).await;
+    let (_, b) = e.create("alice", "keep", "1").await;
+    let keep = b["server"]["id"].as_str().unwrap().to_string();
+    let (_, b) = e.create("alice", "lost", "1").await;
+    let lost = b["server"]["id"].as_str().unwrap().to_string();
+    assert_eq!(e.settled("alice", &keep).await["status"], "ACTIVE");
+    assert_eq!(e.settled("alice", &lost).await["status"], "ACTIVE");
+    // The host comes back: `keep` was found powered off, `lost` has no
+    // domain any more, and a domain of a server deleted meanwhile remains.
+    let orphan = "0b0b0b0b-0000-4000-8000-000000000000".to_string();
+    *e.rec.seen.lock().unwrap() = [
+        (keep.clone(), Observed::Shutoff),
+        (orphan.clone(), Observed::Running),
+    ]
+    .into();
+    e.add_host("h1", 4);
+    let k = e.settled("alice", &keep).await;
+    assert_eq!(k["status"], "SHUTOFF", "{k}");
+    let l = e.settled("alice", &lost).await;
+    assert_eq!(l["status"], "ERROR", "{l}");
+    assert!(l["fault"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("domain is gone"));
+    assert!(
+        e.rec.destroyed.lock().unwrap().contains(&orphan),
+        "orphan left running"
+    );
+    assert!(
+        !e.rec.destroyed.lock().unwrap().contains(&keep),
+        "a live server's domain destroyed"
+    );
 }

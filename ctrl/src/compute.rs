@@ -73,6 +73,32 @@ impl Lookups for InProcess {
     }
 }
 
+/// A server's data for the switch's metadata service (keys, user data,
+/// metadata, names), by the port's device id.
+pub struct ServerInstances(pub Arc<Compute>);
+
+impl crate::networking::InstanceInfo for ServerInstances {
+    fn instance(&self, device_id: &str) -> Option<weft_proto::HostInstance> {
+        let st = self.0.snapshot();
+        let s = st.servers.get(device_id)?;
+        let public_keys = match (&s.key_name, &s.public_key) {
+            (Some(n), Some(k)) => [(n.clone(), k.clone())].into(),
+            _ => Default::default(),
+        };
+        Some(weft_proto::HostInstance {
+            uuid: s.id.clone(),
+            name: s.name.clone(),
+            hostname: s.hostname.clone(),
+            availability_zone: s.availability_zone.clone().unwrap_or_else(|| "nova".into()),
+            project_id: s.project_id.clone(),
+            launch_index: s.launch_index,
+            public_keys,
+            meta: s.metadata.clone(),
+            user_data: s.user_data.clone(),
+        })
+    }
+}
+
 /// Opens the compute service on the server's store, mounts it, and starts
 /// its build loop on `rt` over `placement`.
 pub fn mount(
@@ -95,6 +121,7 @@ pub fn mount(
         mode,
         server.identity(),
     )?;
+    net.set_instance_info(Arc::new(ServerInstances(svc.clone())));
     svc.set_lookups(Arc::new(InProcess { images, net }));
     let router = compute::router(svc.clone()).layer(axum::middleware::from_fn(
         |req: axum::extract::Request, next: axum::middleware::Next| {

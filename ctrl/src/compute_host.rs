@@ -259,23 +259,27 @@ impl HostServices {
     }
 
     /// Deletes the ports made for `s` and unbinds the ones it was given;
-    /// ports already gone are fine (teardown is idempotent).
+    /// ports already gone are fine (teardown is idempotent). Ports bound to
+    /// the server but not in its record (a build cut off by a restart) are
+    /// found by their device id.
     pub fn unplug(&self, s: &Server) {
         let given: Vec<String> = s.nics.iter().filter_map(|n| n.port.clone()).collect();
         let ports: Vec<Plugged> = self.net.read(|st| {
-            s.created_ports
-                .iter()
-                .map(|id| (id, true))
-                .chain(given.iter().map(|id| (id, false)))
-                .filter(|(id, _)| st.ports.contains_key(*id))
-                .map(|(id, created)| Plugged {
-                    port_id: id.clone(),
+            st.ports
+                .values()
+                .filter(|p| {
+                    s.created_ports.contains(&p.id)
+                        || given.contains(&p.id)
+                        || (p.device_id == s.id && p.device_owner == "compute:nova")
+                })
+                .map(|p| Plugged {
+                    port_id: p.id.clone(),
                     mac: String::new(),
                     network_name: String::new(),
                     ips: vec![],
                     mtu: 0,
                     devname: String::new(),
-                    created,
+                    created: !given.contains(&p.id),
                 })
                 .collect()
         });

@@ -242,6 +242,38 @@ impl Server {
         Served(tower_http::normalize_path::NormalizePath::trim_trailing_slash(self.router()))
     }
 
+    /// Binds `addr` and serves `router` alone at its root, behind the same
+    /// observe layer as the main app (request ids, token validation,
+    /// metrics), on a task of the current runtime until it stops. For a
+    /// service also deployed on a port of its own, as Placement is on 8778:
+    /// clients configured with that endpoint get root-relative links.
+    pub async fn spawn_alone(
+        &self,
+        service: &str,
+        addr: SocketAddr,
+        router: Router,
+    ) -> Result<(), ServerError> {
+        let auth = crate::observe::AuthLayer {
+            identity: self.identity.clone(),
+            metrics: self.metrics.clone(),
+            services: crate::observe::Services::new([service]),
+        };
+        let app = tower_http::normalize_path::NormalizePath::trim_trailing_slash(
+            router.layer(crate::observe::ObserveLayer(auth)),
+        );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(listen = %addr, service, "serving alone at the root");
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(listen = %addr, error = %e, "listener stopped");
+            }
+        });
+        Ok(())
+    }
+
     /// Bind and serve until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
         let (store, followers) = (self.store.clone(), self.followers.clone());

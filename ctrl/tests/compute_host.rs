@@ -268,3 +268,84 @@ async fn open_image_reads_the_data_whole() {
     let err = off_runtime(|| hs.open_image(&empty).map(|_| ())).unwrap_err();
     assert!(err.contains("not active"), "{err}");
 }
+
+/// The switch's metadata service gets a server's own data (its key, user
+/// data, metadata, names) for the server's ports, through the host state
+/// ctrl sends the host; other ports keep what the port says.
+#[tokio::test]
+async fn host_state_carries_the_servers_instance_data() {
+    use weft_compute::compute::state::Change;
+    use weft_compute::compute::Compute;
+    use weft_ctrl::compute::ServerInstances;
+    let api = Api::new();
+    let (_, net) = api
+        .post("/networks", ALICE, json!({"network": {"name": "n1"}}))
+        .await;
+    let net_id = net["network"]["id"].as_str().unwrap().to_string();
+    api.post(
+        "/subnets",
+        ALICE,
+        json!({"subnet": {"network_id": net_id, "cidr": "10.6.0.0/24", "ip_version": 4}}),
+    )
+    .await;
+    let backend = api.backend.clone();
+    let compute = off_runtime(|| {
+        Compute::open(
+            backend.store(),
+            backend.dir.path(),
+            None,
+            Mode::Enforce,
+            Arc::new(NoTokens),
+        )
+        .unwrap()
+    });
+    let sid = "3f1c0a52-0000-4000-8000-0000000000aa";
+    let mut s = server(sid, vec![]);
+    s.name = "web one".into();
+    s.hostname = "web-one".into();
+    s.key_name = Some("k".into());
+    s.public_key = Some("ssh-ed25519 AAAA test".into());
+    s.user_data = Some("IyEvYmluL3NoCg==".into());
+    s.metadata = [("role".to_string(), "web".to_string())].into();
+    let rec = s.clone();
+    off_runtime(|| {
+        compute.write(move |_, _| Ok(((), vec![Change::Server(Box::new(rec.clone()))])))
+    })
+    .unwrap();
+    api.net
+        .set_instance_info(Arc::new(ServerInstances(compute.clone())));
+    for (device, name) in [(sid, "srv-port"), ("not-a-server", "other")] {
+        let (st, _) = api
+            .post(
+                "/ports",
+                common::ADMIN,
+                json!({"port": {"network_id": net_id, "name": name, "device_id": device,
+                "binding:host_id": "h9", "project_id": "p-alice"}}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let hs = api.net.host_state("h9");
+    let inst = |name: &str| {
+        hs.ports
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.instance.clone())
+            .unwrap()
+    };
+    let i = inst("srv-port");
+    assert_eq!(i.uuid, sid);
+    assert_eq!(i.name, "web one");
+    assert_eq!(i.hostname, "web-one");
+    assert_eq!(
+        i.public_keys.get("k").map(String::as_str),
+        Some("ssh-ed25519 AAAA test")
+    );
+    assert_eq!(i.user_data.as_deref(), Some("IyEvYmluL3NoCg=="));
+    assert_eq!(i.meta.get("role").map(String::as_str), Some("web"));
+    assert_eq!(i.availability_zone, "nova");
+    let o = inst("other");
+    assert_eq!(o.uuid, "not-a-server");
+    assert_eq!(o.name, "other", "a port of no server keeps the port's data");
+    assert!(o.public_keys.is_empty());
+}

@@ -62,6 +62,64 @@ async fn host_state_lists_bound_ports_with_segments() {
     assert_eq!(p["fixed_ips"], json!(["10.0.0.2"]));
     assert_eq!(st["networks"][0]["segmentation_id"], 300);
     assert_eq!(st["networks"][0]["physical_network"], "physnet");
+    // The network's subnets, for the switch's DHCP server; the port has no dns_name.
+    let sub = &st["networks"][0]["subnets"][0];
+    assert_eq!(sub["cidr"], "10.0.0.0/24");
+    assert_eq!(sub["gateway_ip"], "10.0.0.1");
+    assert_eq!(sub["enable_dhcp"], true);
+    assert_eq!(p["dns_name"], Value::Null);
+    // No device_id: no instance for the metadata service (every path 404).
+    assert_eq!(p["instance"], Value::Null);
+    // A device_id and a name: the instance the switch's metadata service describes.
+    let (s, _) = api
+        .put(
+            &format!("/ports/{pid}"),
+            ADMIN,
+            json!({"port": {"device_id": "5f1c2d3e-0000-4000-8000-000000000001", "name": "web-1"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, st3) = api
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let p3 = &st3["ports"][0];
+    assert_eq!(p3["name"], "web-1");
+    assert_eq!(
+        p3["instance"]["uuid"],
+        "5f1c2d3e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(p3["instance"]["hostname"], "web-1");
+    assert!(!p3["instance"]["project_id"].as_str().unwrap().is_empty());
+    // A change of the subnet's options is in the next state the agent reads.
+    let sid = sub["id"].as_str().unwrap().to_string();
+    let (s, _) = api
+        .put(
+            &format!("/subnets/{sid}"),
+            ADMIN,
+            json!({"subnet": {"dns_nameservers": ["10.0.0.53"],
+                "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, st2) = api
+        .call(
+            "GET",
+            "/networking/agent/v1/hosts/h1/state",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let sub = &st2["networks"][0]["subnets"][0];
+    assert_eq!(sub["dns_nameservers"], json!(["10.0.0.53"]));
+    assert_eq!(
+        sub["host_routes"],
+        json!([{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}])
+    );
     assert_eq!(
         st["security_groups"][0]["rules"].as_array().unwrap().len(),
         4

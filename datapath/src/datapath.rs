@@ -3,8 +3,10 @@
 
 use crate::counters::{CounterBlock, Counters};
 use crate::describe::{self, DescribeError};
+use crate::dhcp::{DhcpCounters, DhcpStats};
 use crate::frame::FrameView;
 use crate::mac_table::{MacEntry, MacTable};
+use crate::metadata::{MetadataServer, MetadataStats};
 use crate::pipeline::{self, Decision, FlowKey, Fwd, NoTrace, Recorder, TraceStep};
 use crate::secgroup::ConnTable;
 use crate::snapshot::Snapshot;
@@ -22,6 +24,8 @@ pub struct Datapath {
     /// port take the lock.
     conntrack: Mutex<ConnTable>,
     blocks: Mutex<Vec<Arc<CounterBlock>>>,
+    dhcp: DhcpCounters,
+    metadata: MetadataServer,
 }
 
 /// Result of one frame of a batch: its verdict and its outputs' range in the output vector.
@@ -43,6 +47,8 @@ impl Datapath {
             snapshot: ArcSwap::from_pointee(snapshot),
             macs: MacTable::new(cap),
             blocks: Mutex::new(Vec::new()),
+            dhcp: DhcpCounters::default(),
+            metadata: MetadataServer::default(),
         }
     }
 
@@ -64,7 +70,9 @@ impl Datapath {
                     crate::snapshot::PortRole::Uplink => new.member(vlan, port).is_none(),
                 },
             });
-        crate::secgroup::reload(&mut self.conntrack(), &old, &new);
+        // A port gone or no longer served loses its metadata stack (and its connections).
+        self.metadata.retain(|p| new.metadata(p).is_some());
+        crate::snapshot::reload_conntrack(&mut self.conntrack(), &old, &new);
         old
     }
 
@@ -108,6 +116,17 @@ impl Datapath {
         }));
         v.sort_by_key(|e| (e.vlan, e.mac, !e.is_static));
         v
+    }
+
+    /// What the switch's DHCP server did: replies sent, requests left unanswered by design
+    /// (RELEASE, DECLINE, a REQUEST for another server), bad requests dropped.
+    pub fn dhcp_stats(&self) -> DhcpStats {
+        self.dhcp.stats()
+    }
+
+    /// What the metadata service answered, and how many ports hold a stack for it.
+    pub fn metadata_stats(&self) -> (MetadataStats, usize) {
+        (self.metadata.stats(), self.metadata.stacks())
     }
 
     /// Number of learned (dynamic) MAC entries, fresh or not yet aged out.
@@ -165,13 +184,19 @@ impl Datapath {
             pipeline::expand(&snap, in_port, d.fwd, &mut outs);
             if d.firewall {
                 let ct = self.conntrack();
-                drop = crate::secgroup::trace::trace(
+                drop = crate::pipeline::firewall_trace::trace(
                     &snap, &ct, in_port, frame, &view, now_ns, &mut outs, &mut steps,
                 );
             }
         }
         let last = match drop {
             Some(r) => format!("Datapath actions: drop ({r})"),
+            None if d.fwd == Fwd::Dhcp => {
+                "Datapath actions: answered by the switch's DHCP server on the ingress port".into()
+            }
+            None if d.fwd == Fwd::Metadata => {
+                "Datapath actions: answered by the switch's metadata service (169.254.169.254) on the ingress port".into()
+            }
             None => {
                 let list: Vec<String> = outs
                     .iter()
@@ -405,6 +430,29 @@ impl Worker {
         &self.dp
     }
 
+    /// The reply to a frame that got [`Verdict::Dhcp`] from `in_port`, to send back out of
+    /// `in_port` (and nowhere else); None when the request gets no answer (RELEASE, a REQUEST
+    /// for another server) or is malformed, which is counted ([`Datapath::dhcp_stats`]) and
+    /// dropped. Uses the running snapshot, so a reload that changed the port's fixed IP or
+    /// its subnet's options is in the very next answer.
+    pub fn answer_dhcp(&mut self, in_port: PortNo, frame: &[u8]) -> Option<Vec<u8>> {
+        let snap: &Snapshot = self.snap.load();
+        let port = snap.dhcp(in_port)?;
+        self.dp.dhcp.count(crate::dhcp::answer(frame, port))
+    }
+
+    /// The frames the metadata service sends back out of `in_port` after a frame that got
+    /// [`Verdict::Metadata`] (a SYN-ACK, an HTTP answer, an ARP reply or request; often
+    /// none). The answers come from the running snapshot's data for `in_port`, so the
+    /// guest only ever reads its own port's instance, and a reload is in the next answer.
+    pub fn answer_metadata(&mut self, in_port: PortNo, frame: &[u8], now_ns: u64) -> Vec<Vec<u8>> {
+        let snap: &Snapshot = self.snap.load();
+        match snap.metadata(in_port) {
+            Some(m) => self.dp.metadata.handle(in_port, m, frame, now_ns),
+            None => Vec::new(),
+        }
+    }
+
     /// Runs one frame received on `in_port` at `now_ns`. Outputs are appended to `out`.
     pub fn process(
         &mut self,
@@ -577,6 +625,8 @@ fn decide_and_emit(
             out.push(o);
             tally.tx(counters, o.port);
         }
+        Fwd::Dhcp => return Verdict::Dhcp,
+        Fwd::Metadata => return Verdict::Metadata,
         f => {
             let start = out.len();
             pipeline::expand(snap, key.in_port(), f, out);

@@ -38,6 +38,18 @@ fn dhcp_port(p: u16) -> u16 {
     p & 0u16.wrapping_sub(u16::from(keep))
 }
 
+/// The metadata address 169.254.169.254 as the flow key compares it (one `u32` compare of the
+/// destination's bytes, read as they lie in the frame).
+const METADATA_BE: u32 = u32::from_be_bytes([169, 254, 169, 254]);
+/// w0 bit: the IPv4 destination, or the ARP target, is 169.254.169.254 (the metadata stage
+/// reads it; every other frame pays only the compare that clears it).
+const META_BIT: u32 = 26;
+
+#[inline(always)]
+fn meta_bit(dst: [u8; 4]) -> u64 {
+    u64::from(u32::from_be_bytes(dst) == METADATA_BE) << META_BIT
+}
+
 #[inline]
 fn tpid_kind(t: u16) -> u64 {
     match t {
@@ -62,7 +74,7 @@ fn unmac48(w: u64) -> MacAddr {
 const MASK48: u64 = (1 << 48) - 1;
 
 /// Packed key. w0: in_port[0..16] tag_count[16..18] tpid_kind[18..20] l3_kind[20..23]
-/// l4_kind[23..25] has_ll[25] outer_vid[32..44] ethertype[48..64]; w1: dst | sub<<48;
+/// l4_kind[23..25] has_ll[25] for_metadata[26] outer_vid[32..44] ethertype[48..64]; w1: dst | sub<<48;
 /// w2: src | sport<<48; w3: l2addr | dport<<48; w4,w5: IP source; w6,w7: ND target.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
@@ -120,6 +132,11 @@ impl FlowKey {
     #[inline]
     pub fn has_ll(&self) -> bool {
         (self.w[0] >> 25) & 1 == 1
+    }
+    /// IPv4 to, or ARP for, 169.254.169.254: the metadata service's.
+    #[inline]
+    pub fn for_metadata(&self) -> bool {
+        (self.w[0] >> META_BIT) & 1 == 1
     }
     #[inline]
     pub fn outer_vid(&self) -> u16 {
@@ -225,6 +242,7 @@ impl FlowKey {
         let mut has_ll = false;
         let (mut w4, mut w5, mut w6, mut w7) = (0, 0, 0, 0);
         let (mut sport, mut dport) = (0u16, 0u16);
+        let mut meta = 0;
         match v.l3 {
             L3::Other => {}
             L3::ArpOther => l3 = L3_ARP_OTHER,
@@ -233,10 +251,12 @@ impl FlowKey {
                 sub = a.op;
                 l2addr = mac48(a.sha.0);
                 w4 = Self::v4_word(a.spa.octets());
+                meta = meta_bit(a.tpa.octets());
             }
-            L3::Ipv4 { src, .. } => {
+            L3::Ipv4 { src, dst, .. } => {
                 l3 = L3_V4;
                 w4 = Self::v4_word(src.octets());
+                meta = meta_bit(dst.octets());
             }
             L3::Ipv6 { src, .. } => {
                 l3 = L3_V6;
@@ -264,7 +284,7 @@ impl FlowKey {
         }
         FlowKey {
             w: [
-                Self::head(in_port, v.tag_count, tpid, vid, l3, l4, has_ll, v.ethertype),
+                Self::head(in_port, v.tag_count, tpid, vid, l3, l4, has_ll, v.ethertype) | meta,
                 mac48(v.dst.0) | u64::from(sub) << 48,
                 mac48(v.src.0) | u64::from(sport) << 48,
                 l2addr | u64::from(dport) << 48,
@@ -349,7 +369,8 @@ impl FlowKey {
             ])
         };
         let k = [
-            Self::head(in_port, 0, 0, 0, L3_V4, l4, false, ETH_P_IPV4),
+            Self::head(in_port, 0, 0, 0, L3_V4, l4, false, ETH_P_IPV4)
+                | meta_bit([h[30], h[31], h[32], h[33]]),
             w(0) & MASK48,
             (w(6) & MASK48) | u64::from(sport) << 48,
             u64::from(dport) << 48,
@@ -390,6 +411,7 @@ impl FlowKey {
         let (l3, l4);
         let mut sub = 0u16;
         let (mut sport, mut dport) = (0u16, 0u16);
+        let mut meta = 0;
         match et {
             ETH_P_IPV4 => {
                 if b.len() < 20 || b[0] != 0x45 {
@@ -401,6 +423,7 @@ impl FlowKey {
                 }
                 l3 = L3_V4;
                 k[4] = Self::v4_word([b[12], b[13], b[14], b[15]]);
+                meta = meta_bit([b[16], b[17], b[18], b[19]]);
                 match b[9] {
                     IPPROTO_UDP => {
                         if total < 28 {
@@ -424,6 +447,7 @@ impl FlowKey {
                 sub = u16::from_be_bytes([b[6], b[7]]);
                 k[3] = mac48([b[8], b[9], b[10], b[11], b[12], b[13]]);
                 k[4] = Self::v4_word([b[14], b[15], b[16], b[17]]);
+                meta = meta_bit([b[24], b[25], b[26], b[27]]);
             }
             ETH_P_IPV6 => {
                 if b.len() < 40 || b[0] >> 4 != 6 {
@@ -451,7 +475,7 @@ impl FlowKey {
                 l4 = L4_NONE;
             }
         }
-        k[0] = Self::head(in_port, tags, tpid, vid, l3, l4, false, et);
+        k[0] = Self::head(in_port, tags, tpid, vid, l3, l4, false, et) | meta;
         k[1] = dst | u64::from(sub) << 48;
         k[2] = src | u64::from(sport) << 48;
         k[3] |= u64::from(dport) << 48;

@@ -22,6 +22,10 @@
 //!                  |        classify (in_port -> local VLAN; uplink: segment -> local VLAN;
 //!                  |                  VLAN 4095, tagged frames on VM ports, unknown segments: drop)
 //!                  |        arp_spoof -> mac_spoof -> ip_spoof + DHCP guard (port_security ports)
+//!                  |        dhcp (UDP 68 -> 67 from a port on an enable_dhcp subnet: Verdict::Dhcp,
+//!                  |              the shell sends Worker::answer_dhcp's reply back out of it)
+//!                  |        metadata (IPv4 to / ARP for 169.254.169.254: Verdict::Metadata; the
+//!                  |              port's smoltcp stack answers HTTP, Worker::answer_metadata)
 //!                  |        firewall: the decision only marks frames crossing a port with security
 //!                  |                 groups; for those, per frame (cache hit or not): egress rules
 //!                  |                 of the sender, ingress rules of each output, conntrack
@@ -97,6 +101,7 @@ mod csum;
 pub mod daemon;
 mod datapath;
 pub mod describe;
+pub mod dhcp;
 pub mod egress;
 mod flow_key;
 pub mod frame;
@@ -104,6 +109,7 @@ mod hash;
 pub mod io;
 pub mod mac;
 mod mac_table;
+pub mod metadata;
 pub mod metrics;
 pub mod offload;
 mod pipeline;
@@ -114,7 +120,7 @@ pub mod verdict;
 
 pub use config::{
     AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
-    SwitchConfig, SwitchSettings, TunnelConfig,
+    SubnetConfig, SwitchConfig, SwitchSettings, TunnelConfig,
 };
 pub use counters::{Counters, PortCounters, StageCounters};
 pub use datapath::{Datapath, FrameResult, Worker};

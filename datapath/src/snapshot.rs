@@ -3,8 +3,10 @@
 //! VLANs stay stable across recompiles for ports/networks whose names are unchanged.
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
+use crate::dhcp::PortDhcp;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
+use crate::metadata::PortMetadata;
 use crate::secgroup::{CompiledFirewall, Members};
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -141,6 +143,10 @@ pub struct Snapshot {
     config: SwitchConfig,
     ports: Vec<Option<PortInfo>>,
     security: Vec<Option<PortSecurity>>,
+    /// What the switch's DHCP server hands each VM port on an enable_dhcp subnet.
+    dhcp: Vec<Option<PortDhcp>>,
+    /// What the metadata service at 169.254.169.254 serves each VM port with a fixed IPv4.
+    metadata: Vec<Option<PortMetadata>>,
     /// Per port number: its security groups, compiled (None: no firewall).
     firewalls: Vec<Option<Arc<CompiledFirewall>>>,
     /// Security group id -> its members, compiled once and shared by the rules naming it.
@@ -221,6 +227,8 @@ impl Snapshot {
         let (no_of, table_len) = port_numbers(&names, prev)?;
         let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
         let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
+        let mut dhcp: Vec<Option<PortDhcp>> = vec![None; table_len];
+        let mut metadata: Vec<Option<PortMetadata>> = vec![None; table_len];
         let mut firewalls: Vec<Option<Arc<CompiledFirewall>>> = vec![None; table_len];
         let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
         let mut by_name = HashMap::new();
@@ -340,6 +348,9 @@ impl Snapshot {
                     }
                 }
             }
+            dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
+            metadata[usize::from(no.0)] =
+                PortMetadata::for_port(p, dhcp[usize::from(no.0)].as_ref());
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);
@@ -352,6 +363,8 @@ impl Snapshot {
             config: cfg.clone(),
             ports,
             security,
+            dhcp,
+            metadata,
             firewalls,
             groups,
             uplinks,
@@ -445,19 +458,23 @@ impl Snapshot {
             .and_then(|s| s.as_ref())
     }
 
-    /// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
+    // ---- crate-internal accessors for the pipeline ----
+
+    /// What the switch's DHCP server hands VM port `no`; None: it answers no DHCP there (no
+    /// fixed IPv4 address on an enable_dhcp subnet of its network, or not a VM port).
     #[inline]
-    pub(crate) fn firewalled(&self, in_port: PortNo, fwd: crate::pipeline::Fwd) -> bool {
-        self.firewall(in_port).is_some()
-            || match fwd {
-                crate::pipeline::Fwd::Unicast(o) => self.firewall(o.port).is_some(),
-                crate::pipeline::Fwd::Flood { vlan, .. } => {
-                    self.vlan(vlan).is_some_and(|v| v.firewalled)
-                }
-            }
+    pub fn dhcp(&self, no: PortNo) -> Option<&PortDhcp> {
+        self.dhcp.get(usize::from(no.0)).and_then(|s| s.as_ref())
     }
 
-    // ---- crate-internal accessors for the pipeline ----
+    /// What the metadata service serves VM port `no`; None: the port's frames to
+    /// 169.254.169.254 are not answered (no fixed IPv4 address, or not a VM port).
+    #[inline]
+    pub fn metadata(&self, no: PortNo) -> Option<&PortMetadata> {
+        self.metadata
+            .get(usize::from(no.0))
+            .and_then(|s| s.as_ref())
+    }
 
     #[inline]
     pub(crate) fn security(&self, no: PortNo) -> Option<&PortSecurity> {
@@ -748,6 +765,28 @@ fn group_members(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> HashMap<String,
             (g.id.clone(), m)
         })
         .collect()
+}
+
+/// After a snapshot swap: the table takes the new bound, and each port whose firewall changed
+/// (other rules, removed, or the port gone) has its connections re-checked against its new
+/// rules, or dropped when it has none. Ports whose firewall is the same compiled one (the
+/// snapshot reuses it when their config did not change) are not touched.
+pub fn reload_conntrack(ct: &mut crate::secgroup::ConnTable, old: &Snapshot, new: &Snapshot) {
+    ct.set_capacity(new.config().switch.conntrack_size);
+    for p in old.ports() {
+        let Some(before) = old.firewall(p.no) else {
+            continue;
+        };
+        match new.firewall(p.no) {
+            Some(after) if std::sync::Arc::ptr_eq(before, after) => {}
+            Some(after) => {
+                crate::secgroup::recheck(ct, p.no, &after.fw);
+            }
+            None => {
+                ct.retain(|c| c.key.port != p.no);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

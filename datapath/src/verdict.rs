@@ -220,6 +220,13 @@ pub enum Verdict {
         /// Why.
         reason: DropReason,
     },
+    /// A DHCP request the switch answers itself: not forwarded anywhere; the I/O shell sends
+    /// [`crate::Worker::answer_dhcp`]'s reply back out of the ingress port.
+    Dhcp,
+    /// A frame for the metadata service at 169.254.169.254 (TCP, or ARP for it): not
+    /// forwarded anywhere; the I/O shell sends [`crate::Worker::answer_metadata`]'s frames
+    /// back out of the ingress port.
+    Metadata,
 }
 
 /// What to do to the frame's VLAN tag on its way out of a port.

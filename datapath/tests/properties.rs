@@ -159,6 +159,19 @@ proptest! {
             let _ = h.dp.trace(in_port, f, t);
             match v {
                 Verdict::Drop { .. } => prop_assert!(out.is_empty()),
+                // These hosts have no subnets: the switch answers no DHCP here.
+                Verdict::Dhcp => prop_assert!(false, "a DHCP answer without a DHCP subnet"),
+                // Taken by the metadata service: only IPv4 to, or ARP for, 169.254.169.254.
+                Verdict::Metadata => {
+                    prop_assert!(out.is_empty());
+                    let meta = weft_datapath::metadata::METADATA_IP;
+                    let l3 = FrameView::parse(f).unwrap().l3;
+                    prop_assert!(
+                        matches!(l3, weft_datapath::frame::L3::Ipv4 { dst, .. } if dst == meta)
+                            || matches!(l3, weft_datapath::frame::L3::Arp(a) if a.tpa == meta),
+                        "{l3:?}"
+                    );
+                }
                 Verdict::Forward => {
                     prop_assert!(!out.is_empty());
                     let allowed = allowed_outputs(&snap, in_port, f);

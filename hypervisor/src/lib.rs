@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! weft-hypervisor: the compute driver the compute agent calls to run
 //! guests on its host.
 //!

@@ -174,7 +174,12 @@ impl LibvirtDriver {
             }
             PowerOp::Pause => dom.suspend().map(drop).map_err(lv(what)),
             PowerOp::Unpause => dom.resume().map(drop).map_err(lv(what)),
-            PowerOp::Suspend => dom.managed_save(0).map(drop).map_err(lv(what)),
+            // SAVE_RUNNING: a guest suspended while paused resumes running,
+            // as resume promises (libvirt would otherwise restore it paused).
+            PowerOp::Suspend => dom
+                .managed_save(sys::VIR_DOMAIN_SAVE_RUNNING)
+                .map(drop)
+                .map_err(lv(what)),
         }
     }
 }

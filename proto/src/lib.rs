@@ -33,6 +33,35 @@ pub struct HostNetwork {
     pub mtu: u32,
     /// False: the host carries no traffic on it (ports report DOWN).
     pub admin_state_up: bool,
+    /// Its subnets, for the DHCP server in the switch (absent from a ctrl that predates it).
+    #[serde(default)]
+    pub subnets: Vec<HostSubnet>,
+}
+
+/// A subnet of a [`HostNetwork`]: what the switch's DHCP server hands out on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSubnet {
+    /// Neutron subnet id.
+    pub id: String,
+    /// Its prefix (`10.0.0.0/24`).
+    pub cidr: String,
+    /// The router address; None: no gateway.
+    pub gateway_ip: Option<String>,
+    /// DNS servers, in order.
+    pub dns_nameservers: Vec<String>,
+    /// Extra routes handed to guests.
+    pub host_routes: Vec<HostSubnetRoute>,
+    /// Whether guests on it get their addresses by DHCP.
+    pub enable_dhcp: bool,
+}
+
+/// A subnet's host route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSubnetRoute {
+    /// The route's prefix.
+    pub destination: String,
+    /// Its next hop.
+    pub nexthop: String,
 }
 
 /// An extra (IP or prefix, MAC) a port may send from; an empty MAC is the port's own.
@@ -70,6 +99,51 @@ pub struct HostPort {
     pub devname: String,
     /// The status ctrl has, so that the agent reports only changes.
     pub status: String,
+    /// Neutron's `dns_name`: the DHCP host name. None: `host-<ip>`, as Neutron without DNS
+    /// integration names hosts.
+    #[serde(default)]
+    pub dns_name: Option<String>,
+    /// The port's name (Neutron's `name`): the guest's DHCP host name when it has no
+    /// dns_name and the name is a valid host name.
+    #[serde(default)]
+    pub name: String,
+    /// The instance behind the port, for the metadata service at 169.254.169.254. None: no
+    /// device_id, every metadata path is 404.
+    #[serde(default)]
+    pub instance: Option<HostInstance>,
+}
+
+/// What the metadata service tells a port's guest about its instance. ctrl fills it from the
+/// port today (device_id, name, project); compute fills in the rest (key, user data, server
+/// metadata) once it exists. Every field but `uuid` is optional on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInstance {
+    /// Instance id: the server's id (the port's device_id).
+    pub uuid: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Host name.
+    #[serde(default)]
+    pub hostname: String,
+    /// Availability zone (empty: `nova`).
+    #[serde(default)]
+    pub availability_zone: String,
+    /// Owning project.
+    #[serde(default)]
+    pub project_id: String,
+    /// Index within a multi-instance boot.
+    #[serde(default)]
+    pub launch_index: u32,
+    /// Key pair name -> OpenSSH public key.
+    #[serde(default)]
+    pub public_keys: BTreeMap<String, String>,
+    /// Server metadata.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// User data, base64.
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 /// A security group rule.
@@ -185,5 +259,16 @@ mod tests {
         )
         .unwrap();
         assert!(st.tunnel_peers.is_empty());
+        // A network and a port from a ctrl that predates the switch's DHCP server still read.
+        let n: HostNetwork = serde_json::from_str(
+            r#"{"id":"n","network_type":"local","physical_network":null,"segmentation_id":null,"mtu":1500,"admin_state_up":true}"#,
+        )
+        .unwrap();
+        assert!(n.subnets.is_empty());
+        let p: HostPort = serde_json::from_str(
+            r#"{"id":"p","network_id":"n","mac_address":"fa:16:3e:00:00:01","fixed_ips":[],"admin_state_up":true,"port_security_enabled":true,"allowed_address_pairs":[],"security_groups":[],"kind":"tap","devname":"tapp","status":"DOWN"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.dns_name, None);
     }
 }

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_agent::compute::{Build, HostCompute, ImageSource, Nic};
-use weft_compute::compute::build::{host::ComputeHost, Spawned, Spawner};
+use weft_compute::compute::build::{host::ComputeHost, Observed, Spawned, Spawner};
+use weft_compute::compute::servers::actions::Power;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::compute::Compute;
 use weft_compute::placement::model::Inventory;
 use weft_compute::placement::Placement;
 use weft_ctrl::compute_host::HostServices;
-use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver};
+use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver, PowerState, RebootKind};
 
 /// Which driver this host's servers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,6 +52,10 @@ pub struct ComputeServeArgs {
     /// Memory kept for the host itself (Nova's reserved_host_memory_mb).
     #[arg(long, default_value_t = 512)]
     pub reserved_host_memory_mb: u64,
+    /// How long stop and soft reboot wait for the guest to power off before
+    /// pulling the plug (Nova's shutdown_timeout).
+    #[arg(long, default_value_t = 60)]
+    pub shutdown_timeout_secs: u64,
     /// This host's availability zone.
     #[arg(long, default_value = "nova")]
     pub availability_zone: String,
@@ -125,6 +130,47 @@ impl Spawner for LocalHost {
         self.services.unplug(s);
         Ok(())
     }
+
+    fn power(&self, s: &Server, op: Power) -> Result<(), String> {
+        let u = uuid::Uuid::parse_str(&s.id).map_err(|e| e.to_string())?;
+        let d = self.compute.driver();
+        match op {
+            Power::Start => d.start(u),
+            Power::Stop => d.stop(u),
+            Power::SoftReboot => d.reboot(u, RebootKind::Soft),
+            Power::HardReboot => d.reboot(u, RebootKind::Hard),
+            Power::Pause => d.pause(u),
+            Power::Unpause => d.unpause(u),
+            Power::Suspend => d.suspend(u),
+            Power::Resume => d.resume(u),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn console(&self, s: &Server, lines: Option<usize>) -> Result<String, String> {
+        self.compute.console(&s.id, lines)
+    }
+
+    fn observe(&self) -> Result<BTreeMap<String, Observed>, String> {
+        let list = self.compute.driver().list().map_err(|e| e.to_string())?;
+        Ok(list
+            .into_iter()
+            .map(|(u, st)| {
+                let seen = match st {
+                    PowerState::Running => Observed::Running,
+                    PowerState::Shutoff | PowerState::Crashed => Observed::Shutoff,
+                    PowerState::Paused => Observed::Paused,
+                    PowerState::Suspended => Observed::Suspended,
+                    PowerState::Absent => Observed::Absent,
+                };
+                (u.to_string(), seen)
+            })
+            .collect())
+    }
+
+    fn destroy_orphan(&self, server_id: &str) -> Result<(), String> {
+        self.compute.destroy(server_id)
+    }
 }
 
 fn inventory(
@@ -183,7 +229,7 @@ pub fn start_in_serve(
             let cfg = LibvirtConfig {
                 uri: a.libvirt_uri.clone(),
                 instances_dir: instances.clone(),
-                ..LibvirtConfig::default()
+                shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout_secs),
             };
             match LibvirtDriver::connect(cfg) {
                 Ok(d) => (Arc::new(d), "QEMU"),

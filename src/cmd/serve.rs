@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// tests only: X-Auth-Token names the caller (`admin` is the admin), unchecked.
     #[arg(long)]
     pub placement_noauth2: bool,
+    /// Also serve Placement alone at the root of this address (as a standalone
+    /// placement-api on port 8778), besides /placement on --listen.
+    #[arg(long)]
+    pub placement_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
@@ -84,6 +88,11 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     let (net, _agent) = super::agent::start_in_serve(&mut server, &a.net, &rt)?;
     let images = super::image::start_in_serve(&mut server, &a.image)?;
     let placement = mount_placement(&mut server, a.placement_noauth2)?;
+    if let Some(addr) = a.placement_listen {
+        let router = weft_compute::placement::router(placement.clone());
+        rt.block_on(server.spawn_alone("placement", addr, router))?;
+        println!("weft: serving placement alone on http://{addr}/");
+    }
     let compute = weft_ctrl::compute::mount(
         &mut server,
         images.clone(),

@@ -174,6 +174,20 @@ impl Compute {
             }
             Ok(((), vec![state::Change::Host(h)]))
         })?;
+        // Before this host takes builds: records and domains agree again.
+        match spawner.observe() {
+            Ok(seen) => {
+                for orphan in build::reconcile::reconcile(self, &host.name, &seen) {
+                    tracing::warn!(server = %orphan, host = %host.name, "destroying a domain no server owns");
+                    if let Err(e) = spawner.destroy_orphan(&orphan) {
+                        tracing::warn!(server = %orphan, error = %e, "orphan domain not destroyed");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(host = %host.name, error = %e, "reconcile: driver list failed")
+            }
+        }
         self.builds.add_spawner(&host.name, spawner);
         Ok(())
     }

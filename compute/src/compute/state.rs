@@ -5,9 +5,9 @@
 //! `flavor`, `flavor_access`, `keypair`, `server` and `host`) and every replica applies the
 //! same commit here.
 
-use super::build::host::ComputeHost;
+use super::model::host::ComputeHost;
+use super::model::server::Server;
 use super::model::{Flavor, Keypair};
-use super::servers::record::Server;
 use std::collections::{BTreeMap, BTreeSet};
 use weft_store::{Model, Row, StoreError};
 

@@ -51,7 +51,7 @@ fn generation_conflict(
     }
     let current = existing.map(|x| x.generation);
     if current != c.consumer_generation {
-        let show = |g: Option<u64>| g.map_or("None".to_string(), |g| g.to_string());
+        let show = |g: Option<u64>| g.map_or("null".to_string(), |g| g.to_string());
         return Err(PlacementError::stale(format!(
             "consumer generation conflict - expected {} but got {} (consumer {})",
             show(current),
@@ -109,7 +109,8 @@ pub fn write(st: &State, env: &mut Env, ctx: &Ctx, writes: &[ConsumerWrite]) -> 
                 }
                 if *n == 0 {
                     return Err(PlacementError::bad(format!(
-                        "JSON does not validate: 0 is less than the minimum of 1 ({rp}: {rc})"
+                        "JSON does not validate: 0 is less than the minimum of 1\n\nFailed \
+                         validating 'minimum' in schema (resources of {rp}: {rc})"
                     )));
                 }
                 let inv = p.inventories.get(rc).ok_or_else(|| {
@@ -233,7 +234,7 @@ pub struct TypeUsage {
 }
 
 /// `GET /usages?project_id=&user_id=&consumer_type=`: per consumer type
-/// (`unknown` for consumers written without one).
+/// (`unknown` for consumers written without one; `all`: one sum, `all`).
 pub fn usages(
     st: &State,
     project_id: &str,
@@ -245,7 +246,11 @@ pub fn usages(
         if c.project_id != project_id || user_id.is_some_and(|u| c.user_id != u) {
             continue;
         }
-        let ty = c.consumer_type.as_deref().unwrap_or("unknown");
+        let ty = match consumer_type {
+            // `all` sums every type into one entry named `all`.
+            Some("all") => "all",
+            _ => c.consumer_type.as_deref().unwrap_or("unknown"),
+        };
         match consumer_type {
             Some("all") | None => {}
             Some("unknown") if c.consumer_type.is_none() => {}

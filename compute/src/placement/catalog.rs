@@ -79,15 +79,18 @@ pub const STANDARD_TRAITS: &[&str] = &[
     "HW_CPU_X86_SSSE3",
     "HW_CPU_X86_SVM",
     "HW_CPU_X86_VMX",
+    "HW_GPU_API_DXVA",
     "HW_GPU_API_VULKAN",
     "HW_GPU_MAX_DISPLAY_HEADS_1",
     "HW_NIC_ACCEL_SSL",
+    "HW_NIC_ACCEL_TLS",
     "HW_NIC_DCB_PFC",
     "HW_NIC_OFFLOAD_GRO",
     "HW_NIC_OFFLOAD_GSO",
     "HW_NIC_OFFLOAD_RX",
     "HW_NIC_OFFLOAD_TSO",
     "HW_NIC_OFFLOAD_TX",
+    "HW_NIC_ROOT",
     "HW_NIC_SRIOV",
     "HW_NIC_VMDQ",
     "HW_NUMA_ROOT",
@@ -110,6 +113,13 @@ pub fn is_custom_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Where a class sorts as Placement orders classes (by id): the standard
+/// ones in catalog order, then custom ones (by name here).
+pub fn class_rank(name: &str) -> (usize, &str) {
+    let i = STANDARD_CLASSES.iter().position(|s| *s == name);
+    (i.unwrap_or(STANDARD_CLASSES.len()), name)
 }
 
 /// Whether `name` is a standard resource class.

@@ -2,13 +2,21 @@
 
 use super::catalog::{self, STANDARD_CLASSES};
 use super::error::{Code, PlacementError};
+use super::schema;
 use super::service::{Ctx, Env, Write};
 use super::state::{Change, State};
 
+/// A name the schema refuses, in jsonschema's words: too long (255), or
+/// not `CUSTOM_...`.
 fn invalid(name: &str) -> PlacementError {
-    PlacementError::bad(format!(
-        "JSON does not validate: {name:?} does not match '^CUSTOM_[A-Z0-9_]+$'"
-    ))
+    let v = serde_json::Value::String(name.to_string());
+    schema::length(name, 1, 255, &["name"]).unwrap_or_else(|| {
+        schema::invalid(
+            &format!("{} does not match '^CUSTOM_[A-Z0-9_]+$'", schema::py(&v)),
+            "pattern",
+            &["name"],
+        )
+    })
 }
 
 /// Every class: standard ones first in their order, then custom ones.
@@ -35,12 +43,8 @@ pub fn create(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
 }
 
 /// `PUT /resource_classes/{name}` (1.7): whether it was created.
+/// A standard class is refused by the name's pattern, as Placement's.
 pub fn ensure(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<bool> {
-    if catalog::is_standard_class(name) {
-        return Err(PlacementError::bad(format!(
-            "Cannot update standard resource class {name}"
-        )));
-    }
     if !catalog::is_custom_name(name) {
         return Err(invalid(name));
     }
@@ -67,8 +71,8 @@ pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
         return Err(PlacementError::conflict(
             Code::Undefined,
             format!(
-                "Unable to delete resource class {name}: Resource class {name} is in use in \
-                 inventory"
+                "Error in delete resource class: Unable to delete resource class {name}: \
+                 Class is in use in inventory"
             ),
         ));
     }
@@ -81,6 +85,10 @@ pub fn delete(st: &State, _env: &mut Env, _ctx: &Ctx, name: &str) -> Write<()> {
 /// they are keyed by name, so every provider and consumer using it is
 /// rewritten in the same commit.
 pub fn rename(st: &State, env: &mut Env, _ctx: &Ctx, old: &str, new: &str) -> Write<()> {
+    // The body (the new name) is checked first, as Placement's schema.
+    if !catalog::is_custom_name(new) {
+        return Err(invalid(new));
+    }
     if catalog::is_standard_class(old) {
         return Err(PlacementError::bad(format!(
             "Cannot update standard resource class {old}"
@@ -90,9 +98,6 @@ pub fn rename(st: &State, env: &mut Env, _ctx: &Ctx, old: &str, new: &str) -> Wr
         return Err(PlacementError::not_found(format!(
             "No such resource class {old}."
         )));
-    }
-    if !catalog::is_custom_name(new) {
-        return Err(invalid(new));
     }
     if st.classes.contains(new) {
         return Err(PlacementError::conflict(

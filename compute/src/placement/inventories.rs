@@ -2,6 +2,7 @@
 //! carries the provider generation the writer read; an inventory still
 //! used by allocations cannot be removed.
 
+use super::catalog;
 use super::error::{Code, PlacementError, PlacementResult};
 use super::model::{Inventory, Provider, MAX_INT};
 use super::query::known_class;
@@ -89,9 +90,17 @@ impl SetInventory {
     }
 }
 
+/// A value outside the schema's range, in jsonschema's words (`-1 is less
+/// than the minimum of 1`, then which rule of which field failed).
 fn schema(field: &str, value: impl std::fmt::Display, rule: &str) -> PlacementError {
+    let validator = if rule.starts_with("less") {
+        "minimum"
+    } else {
+        "maximum"
+    };
     PlacementError::bad(format!(
-        "JSON does not validate: {value} is {rule} ({field})"
+        "JSON does not validate: {value} is {rule}\n\nFailed validating '{validator}' in \
+         schema['properties']['{field}']"
     ))
 }
 
@@ -106,7 +115,8 @@ pub fn validate(
 ) -> PlacementResult<Inventory> {
     if !known_class(st, rc) {
         return Err(PlacementError::bad(format!(
-            "Unknown resource class in inventory for resource provider {}: {rc}",
+            "Unknown resource class in inventory for resource provider {}: No such resource \
+             class {rc}.",
             p.uuid
         )));
     }
@@ -126,7 +136,7 @@ pub fn validate(
             return Err(schema(
                 field,
                 v,
-                &format!("greater than the maximum of {max}. Failed validating 'maximum'"),
+                &format!("greater than the maximum of {max}"),
             ));
         }
     }
@@ -145,7 +155,7 @@ pub fn validate(
         return Err(schema(
             "allocation_ratio",
             ratio,
-            "not a number greater than 0 and at most 3.40282e+38. Failed validating 'maximum'",
+            "not a number greater than 0 and at most 3.40282e+38",
         ));
     }
     // 1.26 allows reserving everything (a host taken out of service).
@@ -170,11 +180,17 @@ pub fn validate(
     Ok(inv)
 }
 
-fn in_use(p: &Provider, rc: &str) -> PlacementError {
+/// The 409 for inventory still allocated: every class in use is named,
+/// in the order Placement names them (its class ids: the standard classes
+/// in their catalog order, then custom ones).
+fn in_use<'a>(p: &Provider, classes: impl IntoIterator<Item = &'a String>) -> PlacementError {
+    let mut classes: Vec<&str> = classes.into_iter().map(String::as_str).collect();
+    classes.sort_by_key(|rc| catalog::class_rank(rc));
     PlacementError::conflict(
         Code::InventoryInUse,
         format!(
-            "update conflict: Inventory for '{rc}' on resource provider '{}' in use.",
+            "update conflict: Inventory for '{}' on resource provider '{}' in use.",
+            classes.join(", "),
             p.uuid
         ),
     )
@@ -189,15 +205,20 @@ pub fn set_all(
     req: &SetInventories,
 ) -> Write<Provider> {
     let p = provider(st, uuid)?;
-    check_generation(p, req.resource_provider_generation)?;
+    // The body is checked before the generation, as Placement's schema and
+    // classes are looked at before it saves.
     let mut next = BTreeMap::new();
     for (rc, r) in &req.inventories {
         next.insert(rc.clone(), validate(st, ctx, p, rc, r, "update")?);
     }
-    for rc in p.inventories.keys() {
-        if !next.contains_key(rc) && st.used(uuid, rc) > 0 {
-            return Err(in_use(p, rc));
-        }
+    check_generation(p, req.resource_provider_generation)?;
+    let gone: Vec<&String> = p
+        .inventories
+        .keys()
+        .filter(|rc| !next.contains_key(*rc) && st.used(uuid, rc) > 0)
+        .collect();
+    if !gone.is_empty() {
+        return Err(in_use(p, gone));
     }
     let p = bumped(p, &env.now, |x| x.inventories = next);
     Ok((p.clone(), vec![Change::Provider(p)]))
@@ -215,10 +236,10 @@ pub fn create_one(
     let rc = req.resource_class.clone().ok_or_else(|| {
         PlacementError::bad("JSON does not validate: 'resource_class' is a required property")
     })?;
+    let inv = validate(st, ctx, p, &rc, &req.inventory(), "create")?;
     if let Some(g) = req.resource_provider_generation {
         check_generation(p, g)?;
     }
-    let inv = validate(st, ctx, p, &rc, &req.inventory(), "create")?;
     if p.inventories.contains_key(&rc) {
         return Err(PlacementError::conflict(
             Code::Undefined,
@@ -255,8 +276,8 @@ pub fn set_one(
             "JSON does not validate: 'resource_provider_generation' is a required property",
         )
     })?;
-    check_generation(p, g)?;
     let inv = validate(st, ctx, p, rc, &req.inventory(), "update")?;
+    check_generation(p, g)?;
     if !p.inventories.contains_key(rc) {
         return Err(PlacementError::bad(format!(
             "No inventory record with resource class for resource provider {uuid}: {rc}"
@@ -277,7 +298,7 @@ pub fn delete_one(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str, rc: &str) -
         )));
     }
     if st.used(uuid, rc) > 0 {
-        return Err(in_use(p, rc));
+        return Err(in_use(p, [&rc.to_string()]));
     }
     let p = bumped(p, &env.now, |x| {
         x.inventories.remove(rc);
@@ -288,8 +309,13 @@ pub fn delete_one(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str, rc: &str) -
 /// Removes every class (1.5), if nothing uses any.
 pub fn delete_all(st: &State, env: &mut Env, _ctx: &Ctx, uuid: &str) -> Write<()> {
     let p = provider(st, uuid)?;
-    if let Some(rc) = p.inventories.keys().find(|rc| st.used(uuid, rc) > 0) {
-        return Err(in_use(p, rc));
+    let used: Vec<&String> = p
+        .inventories
+        .keys()
+        .filter(|rc| st.used(uuid, rc) > 0)
+        .collect();
+    if !used.is_empty() {
+        return Err(in_use(p, used));
     }
     let p = bumped(p, &env.now, |x| x.inventories.clear());
     Ok(((), vec![Change::Provider(p)]))

@@ -20,9 +20,6 @@
 //! provider (or consumer) generation it read, and the write is checked on
 //! the very state it commits on, so a stale one is a 409
 //! `placement.concurrent_update` and capacity is never double-booked.
-//!
-//! Non-goals (for now): sharing providers (`MISC_SHARES_VIA_AGGREGATE`) in
-//! allocation candidates, `same_subtree`, `/reshaper`.
 
 pub mod aggregates;
 pub mod allocations;
@@ -39,6 +36,8 @@ pub mod model;
 pub mod policy;
 pub mod providers;
 pub mod query;
+pub mod reshaper;
+pub mod schema;
 pub mod service;
 pub mod state;
 pub mod traits;

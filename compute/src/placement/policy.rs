@@ -115,6 +115,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("placement:allocations:manage", "rule:admin_or_service_api"),
     ("placement:allocations:update", "rule:admin_or_service_api"),
     ("placement:allocations:delete", "rule:admin_or_service_api"),
+    ("placement:reshaper:reshape", "rule:admin_or_service_api"),
     (
         "placement:allocation_candidates:list",
         "rule:admin_or_service_api",

@@ -4,6 +4,7 @@
 use super::error::{Code, PlacementError, PlacementResult};
 use super::model::Provider;
 use super::query::{AggFilter, TraitFilter};
+use super::schema;
 use super::service::{canonical_uuid, provider, Ctx, Env, Write};
 use super::state::{Change, State};
 use serde::Deserialize;
@@ -40,13 +41,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 }
 
 fn check_name(name: &str) -> PlacementResult<()> {
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(PlacementError::bad(format!(
-            "JSON does not validate: name must be 1 to 200 characters long, got {:?}",
-            name
-        )));
+    match schema::length(name, 1, 200, &["name"]) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn name_taken(st: &State, name: &str, except: &str) -> PlacementResult<()> {
@@ -67,9 +65,11 @@ fn parent_uuid(ctx: &Ctx, p: &str) -> PlacementResult<String> {
         ));
     }
     canonical_uuid(p).ok_or_else(|| {
-        PlacementError::bad(format!(
-            "JSON does not validate: '{p}' is not a 'uuid' (parent_provider_uuid)"
-        ))
+        schema::invalid(
+            &format!("'{p}' is not a 'uuid'"),
+            "format",
+            &["parent_provider_uuid"],
+        )
     })
 }
 
@@ -78,9 +78,7 @@ pub fn create(st: &State, env: &mut Env, ctx: &Ctx, req: &CreateProvider) -> Wri
     check_name(&req.name)?;
     let uuid = match &req.uuid {
         Some(u) => canonical_uuid(u).ok_or_else(|| {
-            PlacementError::bad(format!(
-                "JSON does not validate: '{u}' is not a 'uuid' (uuid)"
-            ))
+            schema::invalid(&format!("'{u}' is not a 'uuid'"), "format", &["uuid"])
         })?,
         None => (env.new_uuid)(),
     };
@@ -168,7 +166,8 @@ pub fn update(
         Some(None) => {
             if old.parent.is_some() && !ctx.version.at_least(37) {
                 return Err(PlacementError::bad(
-                    "Un-parenting a provider is not allowed before microversion 1.37.",
+                    "Unable to unset the parent provider: un-parenting a provider is not currently \
+                     allowed (before microversion 1.37).",
                 ));
             }
             None
@@ -280,7 +279,9 @@ pub fn list<'s>(st: &'s State, f: &ListFilter) -> Vec<&'s Provider> {
         .filter(|p| {
             f.resources.iter().all(|(rc, n)| {
                 p.inventories.get(rc).is_some_and(|inv| {
-                    *n <= inv.max_unit && inv.capacity() >= st.used(&p.uuid, rc).saturating_add(*n)
+                    // Units first (max_unit bounds the sum below), as
+                    // Placement filters: min_unit, max_unit, step_size.
+                    inv.fits_unit(*n) && inv.capacity() >= st.used(&p.uuid, rc).saturating_add(*n)
                 })
             })
         })

@@ -39,7 +39,7 @@ impl Params {
         if it.next().is_some() {
             return Err(PlacementError::BadRequest {
                 code: Code::DuplicateKey,
-                message: format!("Query parameter {key:?} may be given only once."),
+                message: format!("Query parameter '{key}' may be specified only once."),
             });
         }
         Ok(first)
@@ -109,10 +109,19 @@ impl AggFilter {
 
     /// Whether a provider in `aggs` passes.
     pub fn matches(&self, aggs: &BTreeSet<String>) -> bool {
+        self.within(aggs) && !self.excluded(aggs)
+    }
+
+    /// The positive half: in one aggregate of each `in:` set.
+    pub fn within(&self, aggs: &BTreeSet<String>) -> bool {
         self.any_of
             .iter()
             .all(|set| set.iter().any(|a| aggs.contains(a)))
-            && !self.none_of.iter().any(|a| aggs.contains(a))
+    }
+
+    /// The negative half: in one of the forbidden aggregates.
+    pub fn excluded(&self, aggs: &BTreeSet<String>) -> bool {
+        self.none_of.iter().any(|a| aggs.contains(a))
     }
 }
 
@@ -124,27 +133,47 @@ pub fn known_class(st: &State, rc: &str) -> bool {
 /// `VCPU:2,MEMORY_MB:1024` -> class -> amount. Amounts are positive
 /// integers; a class given twice, or one that does not exist, is a 400.
 pub fn resources(st: &State, key: &str, text: &str) -> PlacementResult<BTreeMap<String, u64>> {
-    let malformed = || {
+    // Placement's words: the part at fault after `Got:`.
+    let malformed = |got: &str| {
         PlacementError::bad_query(format!(
             "Badly formed resources parameter. Expected resources query string parameter \
-             in form: ?{key}=VCPU:2,MEMORY_MB:1024. Got: {text}."
+             in form: ?{key}=VCPU:2,MEMORY_MB:1024. Got: {got}."
         ))
     };
+    if text.trim().is_empty() {
+        return Err(malformed("empty string"));
+    }
     let mut out = BTreeMap::new();
     for part in text.split(',') {
-        let (rc, n) = part.split_once(':').ok_or_else(malformed)?;
+        let (rc, n) = part.split_once(':').ok_or_else(|| malformed(part))?;
         let (rc, n) = (rc.trim(), n.trim());
-        let amount: u64 = n.parse().map_err(|_| malformed())?;
-        if amount == 0 || rc.is_empty() {
-            return Err(malformed());
+        if rc.is_empty() {
+            return Err(malformed(part));
         }
+        let amount: u64 = match n.parse::<i64>() {
+            Ok(a) if a >= 1 => a as u64,
+            Ok(a) => {
+                return Err(PlacementError::bad_query(format!(
+                    "Requested resource {rc} requires amount >= 1. Got: {a}."
+                )))
+            }
+            // Past i64 but a whole number: larger than any inventory.
+            Err(_) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().unwrap_or(u64::MAX)
+            }
+            Err(_) => {
+                return Err(PlacementError::bad_query(format!(
+                    "Requested resource {rc} expected positive integer amount. Got: {n}."
+                )))
+            }
+        };
         if !known_class(st, rc) {
             return Err(PlacementError::bad_query(format!(
                 "Invalid resource class in resources parameter: No such resource class {rc}."
             )));
         }
         if out.insert(rc.to_string(), amount).is_some() {
-            return Err(malformed());
+            return Err(malformed(part));
         }
     }
     Ok(out)
@@ -178,7 +207,10 @@ pub fn required<'a>(
         };
         if let Some(list) = value.strip_prefix("in:") {
             if !version.at_least(39) {
-                return Err(invalid());
+                return Err(PlacementError::bad_query(
+                    "The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' only supported since \
+                     microversion 1.39.",
+                ));
             }
             let set: BTreeSet<String> = list
                 .split(',')
@@ -216,10 +248,15 @@ pub fn required<'a>(
         )));
     }
     if let Some(t) = f.all.intersection(&f.forbidden).next() {
-        return Err(PlacementError::bad_query(format!(
-            "Conflicting required and forbidden traits found in the following traits \
-             keys: {key}: ({t})"
-        )));
+        // Placement words root_required's conflict on its own.
+        return Err(PlacementError::bad_query(if key == "root_required" {
+            format!("Conflicting required and forbidden traits found in root_required: {t}")
+        } else {
+            format!(
+                "Conflicting required and forbidden traits found in the following traits \
+                 keys: {key}: ({t})"
+            )
+        }));
     }
     Ok(f)
 }
@@ -246,13 +283,21 @@ pub fn member_of<'a>(
             Some(r) if version.at_least(32) => (true, r),
             Some(_) => {
                 return Err(PlacementError::bad_query(format!(
-                    "Invalid query string parameters: Forbidden member_of is not supported \
-                     at this microversion (1.32 or later). Got: {value}"
+                    "Invalid query string parameters: Forbidden member_of parameters are not \
+                     supported in the specified microversion (1.32 or later). Got: {value}"
                 )))
             }
             None => (false, value),
         };
-        let list = rest.strip_prefix("in:").unwrap_or(rest);
+        let list =
+            match rest.strip_prefix("in:") {
+                Some(list) => list,
+                None if rest.contains(',') => return Err(PlacementError::bad_query(
+                    "Multiple values for 'member_of' must be prefixed with the 'in:' or '!in:' \
+                     keyword using the valid microversion.",
+                )),
+                None => rest,
+            };
         let mut set = BTreeSet::new();
         for u in list.split(',') {
             let u = canonical_uuid(u.trim()).ok_or_else(|| {

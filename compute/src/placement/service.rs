@@ -46,8 +46,9 @@ pub fn provider<'s>(st: &'s State, uuid: &str) -> PlacementResult<&'s Provider> 
 pub fn check_generation(p: &Provider, sent: u64) -> PlacementResult<()> {
     if p.generation != sent {
         return Err(PlacementError::stale(format!(
-            "resource provider generation conflict: the provider {} is at generation {}, \
-             the request was made at {sent}. Please update the generation and try again.",
+            "resource provider generation conflict: Resource provider's generation already \
+             changed. Please update the generation and try again. (provider {} is at \
+             generation {}, the request was made at {sent})",
             p.uuid, p.generation
         )));
     }

@@ -58,9 +58,19 @@ impl TokenValidator for weft_identity::Identity {
     }
 }
 
+/// Where the metadata service's instance data comes from beyond the port:
+/// compute's server records (name, key, user data, metadata), set by the
+/// composition when compute runs in this process.
+pub trait InstanceInfo: Send + Sync {
+    /// The instance a port with `device_id` belongs to, if it is a server.
+    fn instance(&self, device_id: &str) -> Option<weft_proto::HostInstance>;
+}
+
 /// The running networking service: its replica of the state, policy, and auth.
 pub struct Networking {
     replica: Arc<Replica<State>>,
+    /// Servers' instance data for the metadata service (compute's, when mounted).
+    instances: std::sync::OnceLock<Arc<dyn InstanceInfo>>,
     /// Drawn from on every attempt of a write (a rerun after a conflict gets fresh ids).
     ids: Mutex<Box<dyn Ids + Send>>,
     segs: Segments,
@@ -146,6 +156,7 @@ impl Networking {
         let replica = Replica::open(state::SERVICE, store).map_err(|e| e.to_string())?;
         Ok(Arc::new(Networking {
             replica: Arc::new(replica),
+            instances: std::sync::OnceLock::new(),
             ids: Mutex::new(ids),
             segs,
             authz,
@@ -244,7 +255,26 @@ impl Networking {
 
     /// What `host` must wire at the current revision.
     pub fn host_state(&self, host: &str) -> HostState {
-        self.read(|st| sync::host_state(st, host))
+        let mut hs = self.read(|st| sync::host_state(st, host));
+        self.fill_instances(&mut hs);
+        hs
+    }
+
+    /// Sets where servers' instance data comes from (once).
+    pub fn set_instance_info(&self, i: Arc<dyn InstanceInfo>) {
+        let _ = self.instances.set(i);
+    }
+
+    /// Ports of servers get their server's instance data.
+    fn fill_instances(&self, hs: &mut HostState) {
+        let Some(info) = self.instances.get() else {
+            return;
+        };
+        for p in &mut hs.ports {
+            if let Some(i) = p.instance.as_ref().and_then(|i| info.instance(&i.uuid)) {
+                p.instance = Some(i);
+            }
+        }
     }
 
     /// Long-poll: returns at once if the revision is past `since`, else when

@@ -6,7 +6,10 @@
 use super::model::{normalized_cidr, SecurityGroupRule};
 use super::state::State;
 use std::collections::{BTreeMap, BTreeSet};
-pub use weft_proto::{AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState};
+pub use weft_proto::{
+    AddressPair, HostNetwork, HostPort, HostRule, HostSecurityGroup, HostState, HostSubnet,
+    HostSubnetRoute,
+};
 
 fn rule(r: &SecurityGroupRule) -> HostRule {
     HostRule {
@@ -24,6 +27,22 @@ fn rule(r: &SecurityGroupRule) -> HostRule {
             .map(|p| normalized_cidr(p).unwrap_or_else(|| p.to_string())),
         remote_group_id: r.remote_group_id.clone(),
     }
+}
+
+/// The instance behind a port, for the switch's metadata service: until compute sets
+/// servers' keys and user data, the port's device_id is the instance id and its name the
+/// instance's name and host name. A port with no device_id has no instance (404).
+fn instance(p: &crate::networking::model::Port) -> Option<weft_proto::HostInstance> {
+    if p.device_id.is_empty() {
+        return None;
+    }
+    Some(weft_proto::HostInstance {
+        uuid: p.device_id.clone(),
+        name: p.name.clone(),
+        hostname: p.name.clone(),
+        project_id: p.project_id.clone(),
+        ..Default::default()
+    })
 }
 
 pub fn host_state(st: &State, host: &str) -> HostState {
@@ -63,6 +82,11 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             kind: kind.into(),
             devname: p.devname(),
             status: p.status.clone(),
+            // weft stores no dns_name yet (no DNS integration): the host name is the port's
+            // name (the agent falls back to `host-<ip>` when that is no host name).
+            dns_name: None,
+            name: p.name.clone(),
+            instance: instance(p),
         });
     }
     let networks = nets
@@ -75,6 +99,24 @@ pub fn host_state(st: &State, host: &str) -> HostState {
             segmentation_id: n.segment.segmentation_id,
             mtu: n.mtu,
             admin_state_up: n.admin_state_up,
+            subnets: st
+                .subnets_of(&n.id)
+                .map(|s| HostSubnet {
+                    id: s.id.clone(),
+                    cidr: s.cidr.clone(),
+                    gateway_ip: s.gateway_ip.clone(),
+                    dns_nameservers: s.dns_nameservers.clone(),
+                    host_routes: s
+                        .host_routes
+                        .iter()
+                        .map(|r| HostSubnetRoute {
+                            destination: r.destination.clone(),
+                            nexthop: r.nexthop.clone(),
+                        })
+                        .collect(),
+                    enable_dhcp: s.enable_dhcp,
+                })
+                .collect(),
         })
         .collect();
     // Members of the groups (and of groups their rules name as remote).

@@ -42,6 +42,20 @@
 //! capture = "/var/tmp/vm1.pcap" # optional: write the port's frames to a pcap file
 //! security_groups = ["sg-web"] # optional (needs port_security): the port's firewall;
 //!                               # [] drops everything but DHCP/ND; absent: no firewall
+//! dns_name = "vm1"              # optional: DHCP host name (default host-10-0-0-11)
+//! [port.metadata]               # optional: what 169.254.169.254 tells this port's guest
+//! uuid = "0b6f…"                # instance id (required in the section)
+//! name = "vm1"                  # optional: also hostname, availability_zone, project_id,
+//! public_keys = { mykey = "ssh-ed25519 AAAA…" }  # launch_index, meta = { k = "v" },
+//! user_data = "I2Nsb3VkLWNvbmZpZwo="          # user data, base64
+//!
+//! [[subnet]]                    # optional: the switch answers DHCPv4 for ports on it
+//! network = "net-vlan100"
+//! cidr = "10.0.0.0/24"
+//! gateway_ip = "10.0.0.1"       # optional: router (option 3) and DHCP server address
+//! dns_nameservers = ["10.0.0.53"]
+//! host_routes = [{ destination = "192.168.0.0/16", nexthop = "10.0.0.254" }]
+//! enable_dhcp = true            # default true, as in Neutron
 //!
 //! [[security_group]]            # a group the ports name, or their rules name as remote
 //! id = "sg-web"
@@ -68,12 +82,14 @@
 //! messages holds for both.
 
 mod error;
+mod instance;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use error::ConfigError;
+pub use instance::InstanceMetadata;
 
 use crate::mac::MacAddr;
 use error::Ctx;
@@ -115,8 +131,28 @@ pub struct SwitchConfig {
     pub ports: Vec<PortConfig>,
     /// `[tunnel]` plus `[[tunnel_peer]]`: the VXLAN endpoint, if this host has one.
     pub tunnel: Option<TunnelConfig>,
+    /// `[[subnet]]`: the networks' subnets, for the switch's DHCP server.
+    pub subnets: Vec<SubnetConfig>,
     /// `[[security_group]]`: the groups ports name or rules name as remote.
     pub security_groups: Vec<SecurityGroupConfig>,
+}
+
+/// `[[subnet]]`: a subnet of a network, with the options its DHCP server hands out. An IPv6
+/// subnet is accepted and kept (for the ports' addressing) but has no DHCP server here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetConfig {
+    /// The network it belongs to.
+    pub network: String,
+    /// Its prefix.
+    pub cidr: IpNet,
+    /// gateway_ip: the router handed out, and the DHCP server's own address. None: no router.
+    pub gateway_ip: Option<IpAddr>,
+    /// dns_nameservers, in order.
+    pub dns_nameservers: Vec<IpAddr>,
+    /// host_routes (destination, nexthop).
+    pub host_routes: Vec<(IpNet, IpAddr)>,
+    /// Whether the switch answers DHCP for ports on it.
+    pub enable_dhcp: bool,
 }
 
 /// `[[security_group]]`: a Neutron security group with its rules and its members' addresses.
@@ -331,6 +367,11 @@ pub struct PortConfig {
     /// `tcpdump -r`; a reload that changes or removes it moves or stops the capture. None: no
     /// capture.
     pub capture: Option<std::path::PathBuf>,
+    /// DNS name given as the DHCP host name (Neutron's `dns_name`). None: `host-<ip>`.
+    pub dns_name: Option<String>,
+    /// `[port.metadata]`: the instance the metadata service at 169.254.169.254 describes to
+    /// this port. None: the port has no instance, every metadata path is 404.
+    pub metadata: Option<InstanceMetadata>,
     /// Ids of the port's `[[security_group]]`s: its firewall. None: no firewall (the port
     /// passes everything port security lets through); empty: only DHCP/ND pass. Only with
     /// port_security.

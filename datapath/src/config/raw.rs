@@ -32,7 +32,29 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub tunnel_peer: Vec<RawTunnelPeer>,
     #[serde(default)]
+    pub subnet: Vec<RawSubnet>,
+    #[serde(default)]
     pub security_group: Vec<RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubnet {
+    pub network: Spanned<String>,
+    pub cidr: Spanned<String>,
+    pub gateway_ip: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns_nameservers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub host_routes: Vec<RawRoute>,
+    pub enable_dhcp: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub destination: Spanned<String>,
+    pub nexthop: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +126,8 @@ pub(super) struct RawPort {
     pub allowed_address_pairs: Vec<RawPair>,
     pub mtu: Option<Spanned<i64>>,
     pub capture: Option<Spanned<String>>,
+    pub dns_name: Option<Spanned<String>>,
+    pub metadata: Option<Spanned<super::InstanceMetadata>>,
     pub security_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -163,6 +187,29 @@ impl RawFile {
                 remote_ips: t.peers.iter().map(|p| unplaced(p.to_string())).collect(),
             }),
             tunnel_peer: Vec::new(),
+            subnet: c
+                .subnets
+                .iter()
+                .map(|s| RawSubnet {
+                    network: unplaced(s.network.clone()),
+                    cidr: unplaced(s.cidr.to_string()),
+                    gateway_ip: s.gateway_ip.map(|g| unplaced(g.to_string())),
+                    dns_nameservers: s
+                        .dns_nameservers
+                        .iter()
+                        .map(|d| unplaced(d.to_string()))
+                        .collect(),
+                    host_routes: s
+                        .host_routes
+                        .iter()
+                        .map(|(d, n)| RawRoute {
+                            destination: unplaced(d.to_string()),
+                            nexthop: unplaced(n.to_string()),
+                        })
+                        .collect(),
+                    enable_dhcp: Some(unplaced(s.enable_dhcp)),
+                })
+                .collect(),
             security_group: c
                 .security_groups
                 .iter()
@@ -221,6 +268,8 @@ impl RawPort {
                 .capture
                 .as_ref()
                 .map(|c| unplaced(c.display().to_string())),
+            dns_name: p.dns_name.clone().map(unplaced),
+            metadata: p.metadata.clone().map(unplaced),
             security_groups: p
                 .security_groups
                 .as_ref()

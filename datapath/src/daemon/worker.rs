@@ -192,14 +192,38 @@ impl PacketThread {
             &mut bufs.outs,
             &mut bufs.results,
         );
+        let mut replies = Vec::new();
         for (index, r) in bufs.results.iter().enumerate() {
-            if r.verdict == Verdict::Forward {
-                bufs.sends
-                    .extend(bufs.outs[r.outputs.clone()].iter().map(|o| TxFrame {
-                        port: o.port,
-                        index,
-                        edit: o.edit,
-                    }));
+            match r.verdict {
+                Verdict::Forward => {
+                    bufs.sends
+                        .extend(bufs.outs[r.outputs.clone()].iter().map(|o| TxFrame {
+                            port: o.port,
+                            index,
+                            edit: o.edit,
+                        }))
+                }
+                Verdict::Dhcp => {
+                    replies.extend(self.core.answer_dhcp(in_port, batch.frame(index).1))
+                }
+                Verdict::Metadata => replies.extend(self.core.answer_metadata(
+                    in_port,
+                    batch.frame(index).1,
+                    now,
+                )),
+                Verdict::Drop { .. } => {}
+            }
+        }
+        // The switch's DHCP replies ride in the same batch, after the frames read, so that
+        // they go out through the port's ordinary send (captures included). A batch that is
+        // full loses the reply; the guest retransmits, as it would after any lost reply.
+        for reply in replies {
+            if bufs.batch.push(&[], &reply) {
+                bufs.sends.push(TxFrame {
+                    port: in_port,
+                    index: bufs.batch.len() - 1,
+                    edit: crate::EgressEdit::Keep,
+                });
             }
         }
     }

@@ -9,6 +9,8 @@
 //! |---------------------|---------------------|----------------------------------------------------|
 //! | [`classify`]        | br-int 0            | in_port / uplink segment -> local VLAN             |
 //! | [`port_security`]   | 24, 25, 71 (part)   | arp_spoof, mac_spoof, ip_spoof + DHCP guard        |
+//! | [`dhcp`]            | (the DHCP agent)    | DHCPv4 requests answered by the switch             |
+//! | [`metadata`]        | (the metadata agent)| TCP to / ARP for 169.254.169.254, answered here    |
 //! | firewall            | 71-73, 81-82        | security groups + conntrack ([`crate::secgroup`])  |
 //! | [`forward`]         | 60, 94 NORMAL       | MAC learning per local VLAN, unicast / flood       |
 //! | [`uplink`]          | br-phys 0/2, br-tun | local VLAN -> wire, as each output's egress edit   |
@@ -37,6 +39,10 @@ pub(crate) enum Fwd {
     Unicast(Output),
     /// All members of `vlan` but the ingress port.
     Flood { vlan: u16, tagged_ingress: bool },
+    /// Nowhere: the switch's DHCP server answers it ([`dhcp`]).
+    Dhcp,
+    /// Nowhere: the switch's metadata service answers it ([`metadata`]).
+    Metadata,
 }
 
 /// A pipeline decision (cacheable).
@@ -124,7 +130,10 @@ macro_rules! trace {
 }
 
 pub(crate) mod classify;
+pub(crate) mod dhcp;
+pub(crate) mod firewall_trace;
 pub(crate) mod forward;
+pub(crate) mod metadata;
 pub(crate) mod port_security;
 pub(crate) mod uplink;
 
@@ -148,10 +157,20 @@ pub(crate) fn decide<T: Tracer>(
     if let Err(r) = port_security::port_security(snap, ingress.port, k, t) {
         return Decision::drop(r);
     }
+    // DHCP requests the switch answers go no further: the guest's DHCP is allowed whatever
+    // its security groups say (as Neutron's implicit rules allow it), and never flooded.
+    if let Some(d) = dhcp::dhcp(snap, ingress.port.no, k, t) {
+        return d;
+    }
+    // So is the metadata service (Neutron's openvswitch firewall lets the metadata traffic
+    // through whatever the groups say, too).
+    if let Some(d) = metadata::metadata(snap, ingress.port.no, k, t) {
+        return d;
+    }
     // The firewall (Neutron tables 71-73 / 81-82) runs per frame after this decision, on the
     // frames it marks (see the module doc).
     let mut d = forward::forward(snap, macs, k, &ingress, now, learn, t);
-    d.firewall = d.drop.is_none() && snap.firewalled(k.in_port(), d.fwd);
+    d.firewall = d.drop.is_none() && firewalled(snap, k.in_port(), d.fwd);
     if T::ON && d.drop.is_none() {
         uplink::trace_uplink(snap, ingress.vlan, k.in_port(), d.fwd, t);
     }
@@ -167,6 +186,19 @@ pub(crate) fn port_name(snap: &Snapshot, p: PortNo) -> String {
 
 #[cfg(test)]
 pub(crate) mod fixture;
+
+/// Whether a frame decided to go out of `fwd` from `in_port` needs the firewall stage.
+#[inline]
+pub(crate) fn firewalled(snap: &Snapshot, in_port: PortNo, fwd: Fwd) -> bool {
+    snap.firewall(in_port).is_some()
+        || match fwd {
+            Fwd::Unicast(o) => snap.firewall(o.port).is_some(),
+            Fwd::Flood { vlan, .. } => snap.vlan(vlan).is_some_and(|v| v.firewalled),
+            // Answered by the switch itself, before the firewall (Neutron's implicit
+            // rules let DHCP through; the metadata service is the switch's own).
+            Fwd::Dhcp | Fwd::Metadata => false,
+        }
+}
 
 #[cfg(test)]
 mod tests {

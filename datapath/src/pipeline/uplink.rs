@@ -87,6 +87,7 @@ pub(crate) fn expand(snap: &Snapshot, in_port: PortNo, fwd: Fwd, out: &mut Vec<O
             out.push(o);
             1
         }
+        Fwd::Dhcp | Fwd::Metadata => 0,
         Fwd::Flood {
             vlan,
             tagged_ingress,

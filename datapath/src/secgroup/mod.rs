@@ -21,7 +21,6 @@ pub mod packet;
 pub mod rules;
 #[cfg(test)]
 mod tests;
-pub(crate) mod trace;
 
 pub use conntrack::{ConnKey, ConnState, ConnStats, ConnTable, Endpoint, Track};
 pub use packet::{Packet, Transport};
@@ -302,31 +301,5 @@ pub fn drop_reason(d: Deny) -> crate::verdict::DropReason {
         Deny::NoRule => DropReason::SecurityGroup,
         Deny::Invalid => DropReason::ConntrackInvalid,
         Deny::TableFull => DropReason::ConntrackFull,
-    }
-}
-
-/// After a snapshot swap: the table takes the new bound, and each port whose firewall changed
-/// (other rules, removed, or the port gone) has its connections re-checked against its new
-/// rules, or dropped when it has none. Ports whose firewall is the same compiled one (the
-/// snapshot reuses it when their config did not change) are not touched.
-pub fn reload(
-    ct: &mut ConnTable,
-    old: &crate::snapshot::Snapshot,
-    new: &crate::snapshot::Snapshot,
-) {
-    ct.set_capacity(new.config().switch.conntrack_size);
-    for p in old.ports() {
-        let Some(before) = old.firewall(p.no) else {
-            continue;
-        };
-        match new.firewall(p.no) {
-            Some(after) if std::sync::Arc::ptr_eq(before, after) => {}
-            Some(after) => {
-                recheck(ct, p.no, &after.fw);
-            }
-            None => {
-                ct.retain(|c| c.key.port != p.no);
-            }
-        }
     }
 }

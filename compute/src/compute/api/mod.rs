@@ -181,6 +181,7 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/servers/{id}",
             get(servers::show_h).delete(servers::delete_h),
         )
+        .route("/v2.1/servers/{id}/action", post(servers::action_h))
         .route(
             "/v2.1/servers/{id}/metadata",
             get(servers::metadata_h)

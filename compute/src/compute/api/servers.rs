@@ -296,3 +296,54 @@ pub async fn delete_meta_item_h(
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// `POST /servers/{id}/action`: power actions (202), lock/unlock (202),
+/// `os-getConsoleOutput` (200 with the output).
+pub async fn action_h(
+    State(c): S,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Bytes,
+) -> ComputeResult<Response> {
+    use crate::compute::servers::actions::{self, Action};
+    let ctx = caller.ctx(&c)?;
+    let action = actions::parse(&body::object(&b)?)?;
+    match action {
+        Action::Power(p) => {
+            c.write_async(move |st, env| actions::power(st, env, &ctx, &id, p))
+                .await?;
+            c.kick_builds();
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Action::Lock(on) => {
+            c.write_async(move |st, env| actions::lock(st, env, &ctx, &id, on))
+                .await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Action::Console(lines) => {
+            let s = c.read_env(|st, env| -> ComputeResult<_> {
+                let s = servers::get(st, &ctx, &id)?;
+                env.authz.check(
+                    &ctx,
+                    "os_compute_api:os-console-output",
+                    &json!({"project_id": s.project_id}),
+                )?;
+                Ok(s.clone())
+            })?;
+            let sp = s
+                .host
+                .as_deref()
+                .and_then(|h| c.builds().spawner(h))
+                .ok_or_else(|| {
+                    ComputeError::Conflict(format!(
+                        "Cannot 'get_console_output' instance {id}: it is not running on a host of this cloud's API replica"
+                    ))
+                })?;
+            let out = tokio::task::spawn_blocking(move || sp.console(&s, lines))
+                .await
+                .map_err(|e| ComputeError::Internal(e.to_string()))?
+                .map_err(ComputeError::Conflict)?;
+            Ok(Json(json!({ "output": out })).into_response())
+        }
+    }
+}

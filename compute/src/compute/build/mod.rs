@@ -13,10 +13,12 @@
 //! ```
 
 pub mod claims;
-pub mod host;
+pub use super::model::host;
 pub mod plan;
+pub mod reconcile;
 pub mod scheduler;
 
+use super::servers::actions::Power;
 use super::servers::record::{vm_state, Fault, Server};
 use super::state::{Change, State};
 use super::{now_string, Compute};
@@ -33,6 +35,21 @@ pub struct Spawned {
     pub created_ports: Vec<String>,
 }
 
+/// A domain's state as the host's driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Running guest code.
+    Running,
+    /// Defined, not running.
+    Shutoff,
+    /// Paused in memory.
+    Paused,
+    /// Saved to disk.
+    Suspended,
+    /// Not on the host.
+    Absent,
+}
+
 /// A compute host's driver, as the build calls it: the in-process agent of
 /// `weft serve` implements it over the hypervisor crate.
 pub trait Spawner: Send + Sync {
@@ -40,6 +57,14 @@ pub trait Spawner: Send + Sync {
     fn spawn(&self, server: &Server) -> Result<Spawned, String>;
     /// Domain, disk and the ports it made gone; idempotent.
     fn destroy(&self, server: &Server) -> Result<(), String>;
+    /// A power action on the running server.
+    fn power(&self, server: &Server, op: Power) -> Result<(), String>;
+    /// The last `lines` lines of its serial console (all with `None`).
+    fn console(&self, server: &Server, lines: Option<usize>) -> Result<String, String>;
+    /// Every weft domain on the host: server id -> state (for reconcile).
+    fn observe(&self) -> Result<BTreeMap<String, Observed>, String>;
+    /// Destroys a domain no server owns any more (a leak after a restart).
+    fn destroy_orphan(&self, server_id: &str) -> Result<(), String>;
 }
 
 /// The build loop's state: who spawns on which host, what is in flight.
@@ -64,7 +89,8 @@ impl Builds {
             .insert(host.to_string(), s);
     }
 
-    fn spawner(&self, host: &str) -> Option<Arc<dyn Spawner>> {
+    /// The driver of `host` if this process runs it.
+    pub fn spawner(&self, host: &str) -> Option<Arc<dyn Spawner>> {
         self.spawners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -232,14 +258,56 @@ fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
     });
 }
 
+enum Job {
+    Build,
+    Teardown,
+    Power(Power),
+}
+
+/// Carries out a power action recorded in the server's task state.
+fn power_one(c: &Compute, s: Server, op: Power) {
+    let Some(sp) = s.host.as_deref().and_then(|h| c.builds().spawner(h)) else {
+        return;
+    };
+    let r = sp.power(&s, op);
+    let task = op.task_state();
+    update(
+        c,
+        &s.id,
+        |x| x.task_state.as_deref() == Some(task),
+        |x, _| {
+            x.task_state = None;
+            if r.is_ok() {
+                let (vm, power) = op.outcome();
+                x.vm_state = vm.into();
+                x.power_state = power;
+            }
+        },
+    );
+    if let Err(why) = r {
+        tracing::warn!(server = %s.id, ?op, %why, "power action failed");
+    }
+}
+
 /// One round: every server waiting for a build or a teardown gets a task.
 fn round(c: &Arc<Compute>, claims: &Arc<dyn Claims>, rt: &tokio::runtime::Handle) {
     let st = c.snapshot();
     for s in st.servers.values() {
         let job = match s.task_state.as_deref() {
-            Some("scheduling") => true,
-            Some("deleting") => false,
-            _ => continue,
+            Some("scheduling") => Job::Build,
+            Some("deleting") => Job::Teardown,
+            Some(t) => match Power::from_task_state(t) {
+                // Only the process that runs the host acts on it.
+                Some(p)
+                    if s.host
+                        .as_deref()
+                        .is_some_and(|h| c.builds().spawner(h).is_some()) =>
+                {
+                    Job::Power(p)
+                }
+                _ => continue,
+            },
+            None => continue,
         };
         // A deleted server whose build still runs waits for it to end.
         if !c.builds().start(&s.id) {
@@ -248,10 +316,10 @@ fn round(c: &Arc<Compute>, claims: &Arc<dyn Claims>, rt: &tokio::runtime::Handle
         let (c, claims, s) = (c.clone(), claims.clone(), s.clone());
         rt.spawn_blocking(move || {
             let id = s.id.clone();
-            if job {
-                build_one(&c, claims.as_ref(), s);
-            } else {
-                teardown(&c, claims.as_ref(), s);
+            match job {
+                Job::Build => build_one(&c, claims.as_ref(), s),
+                Job::Teardown => teardown(&c, claims.as_ref(), s),
+                Job::Power(p) => power_one(&c, s, p),
             }
             c.builds().done(&id);
             c.builds().kick();

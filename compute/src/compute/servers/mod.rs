@@ -3,7 +3,8 @@
 //! facts the handler looked up elsewhere ([`Facts`]); the build itself
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
-pub mod record;
+pub mod actions;
+pub use super::model::server as record;
 pub mod request;
 pub mod view;
 

@@ -5,6 +5,7 @@ use crate::placement::allocations::{self as allocs, Allocs, ConsumerWrite};
 use crate::placement::error::{Code, PlacementError, PlacementResult};
 use crate::placement::microversion::Version;
 use crate::placement::query::Params;
+use crate::placement::schema::{self, py};
 use crate::placement::service::{canonical_uuid, Ctx};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
@@ -16,12 +17,20 @@ use std::collections::BTreeMap;
 
 type R = PlacementResult<Response>;
 
+/// The consumer of a `/allocations/{consumer}` path in its stored form: a
+/// dashless (or upper-case) uuid names the same consumer, as Placement's
+/// UUID field reads it; anything else stays as given, to be refused.
+fn consumer_id(path: String) -> String {
+    canonical_uuid(&path).unwrap_or(path)
+}
+
 pub async fn show(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
     Path(consumer): Path<String>,
 ) -> R {
+    let consumer = consumer_id(consumer);
     c.admit(&pl, "placement:allocations:list", None)?;
     let st = pl.snapshot();
     let Some(x) = st.consumers.get(&consumer) else {
@@ -93,7 +102,7 @@ struct DictItem {
 /// `PUT /allocations/{consumer}` from 1.12, and each consumer of `POST /allocations`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DictBody {
+pub(super) struct DictBody {
     allocations: BTreeMap<String, DictItem>,
     #[serde(default)]
     project_id: Option<String>,
@@ -103,36 +112,75 @@ struct DictBody {
     consumer_generation: Option<Option<u64>>,
     #[serde(default)]
     consumer_type: Option<String>,
-    /// 1.34: what candidates said; accepted and not kept.
+    /// 1.34: what candidates said; checked, not kept.
     #[serde(default)]
-    #[allow(dead_code)]
     mappings: Option<Value>,
 }
 
 fn required_field(name: &str) -> PlacementError {
-    PlacementError::bad(format!(
-        "JSON does not validate: '{name}' is a required property"
-    ))
+    schema::required(name, &[])
+}
+
+/// From 1.8 the body names who the consumer is for: both ids, each 1 to
+/// 255 characters (Placement's schema).
+fn check_owner(v: Version, project_id: Option<&str>, user_id: Option<&str>) -> PlacementResult<()> {
+    if !v.at_least(8) {
+        return Ok(());
+    }
+    for (key, id) in [("project_id", project_id), ("user_id", user_id)] {
+        let id = id.ok_or_else(|| required_field(key))?;
+        if let Some(e) = schema::length(id, 1, 255, &[key]) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `mappings` as Placement's schema takes it: not before 1.34, then a
+/// non-empty object of request group suffix -> list of provider uuids.
+fn check_mappings(v: Version, mappings: Option<&Value>) -> PlacementResult<()> {
+    let Some(m) = mappings else { return Ok(()) };
+    if !v.at_least(34) {
+        return Err(PlacementError::bad(
+            "JSON does not validate: Additional properties are not allowed ('mappings' was \
+             unexpected)",
+        ));
+    }
+    let bad = |what: String| {
+        Err(PlacementError::bad(format!(
+            "JSON does not validate: {what}"
+        )))
+    };
+    let Some(groups) = m.as_object() else {
+        return bad(format!("{} is not of type 'object'", py(m)));
+    };
+    if groups.is_empty() {
+        return bad("{} does not have enough properties".into());
+    }
+    for providers in groups.values() {
+        let Some(list) = providers.as_array() else {
+            return bad(format!("{} is not of type 'array'", py(providers)));
+        };
+        if let Some(x) = list.iter().find(|x| !x.is_string()) {
+            return bad(format!("{} is not of type 'string'", py(x)));
+        }
+    }
+    Ok(())
 }
 
 /// One consumer's dict-form body; `allow_empty`: `POST /allocations`, where
 /// `{}` has always meant "this consumer holds nothing now".
-fn dict_write(
+pub(super) fn dict_write(
     v: Version,
     consumer: String,
     b: DictBody,
     allow_empty: bool,
 ) -> PlacementResult<ConsumerWrite> {
-    if v.at_least(8) && (b.project_id.is_none() || b.user_id.is_none()) {
-        return Err(required_field(if b.project_id.is_none() {
-            "project_id"
-        } else {
-            "user_id"
-        }));
-    }
+    check_owner(v, b.project_id.as_deref(), b.user_id.as_deref())?;
     if v.at_least(28) && b.consumer_generation.is_none() {
         return Err(required_field("consumer_generation"));
     }
+    check_mappings(v, b.mappings.as_ref())?;
     if v.at_least(38) {
         match &b.consumer_type {
             None => return Err(required_field("consumer_type")),
@@ -169,12 +217,16 @@ fn dict_write(
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
         }) {
             return Err(PlacementError::bad(format!(
-                "JSON does not validate: '{rc}' does not match '^[A-Z0-9_]+$' (resources)"
+                "JSON does not validate: '{rc}' does not match any of the regexes: \
+                 '^[A-Z0-9_]+$'\n\nFailed validating 'additionalProperties' in schema \
+                 (resources)"
             )));
         }
         let rp = canonical_uuid(&rp).ok_or_else(|| {
             PlacementError::bad(format!(
-                "JSON does not validate: '{rp}' is not a valid uuid"
+                "JSON does not validate: '{rp}' does not match any of the regexes: \
+                 '^[0-9a-fA-F-]{{36}}$'\n\nFailed validating 'additionalProperties' in \
+                 schema['properties']['allocations']"
             ))
         })?;
         allocations.insert(rp, item.resources);
@@ -195,13 +247,13 @@ fn parse_put(v: Version, consumer: String, b: &Bytes) -> PlacementResult<Consume
     }
     let l: ListBody = body(b)?;
     if l.allocations.is_empty() {
-        return Err(PlacementError::bad(
-            "JSON does not validate: [] is too short (allocations)",
+        return Err(schema::invalid(
+            "[] is too short",
+            "minItems",
+            &["allocations"],
         ));
     }
-    if v.at_least(8) && (l.project_id.is_none() || l.user_id.is_none()) {
-        return Err(required_field("project_id"));
-    }
+    check_owner(v, l.project_id.as_deref(), l.user_id.as_deref())?;
     let mut allocations = Allocs::new();
     for item in l.allocations {
         let rp = canonical_uuid(&item.resource_provider.uuid).ok_or_else(|| {
@@ -226,6 +278,7 @@ pub async fn put(
     Path(consumer): Path<String>,
     JsonBytes(b): JsonBytes,
 ) -> R {
+    let consumer = consumer_id(consumer);
     c.admit(&pl, "placement:allocations:update", None)?;
     let w = parse_put(v, consumer, &b)?;
     let writes = vec![w];
@@ -238,7 +291,9 @@ pub async fn put(
 
 pub async fn post(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, JsonBytes(b): JsonBytes) -> R {
     if !v.at_least(13) {
-        return Err(PlacementError::MethodNotAllowed);
+        return Err(PlacementError::not_found(
+            "The resource could not be found.",
+        ));
     }
     c.admit(&pl, "placement:allocations:manage", None)?;
     let all: BTreeMap<String, DictBody> = body(&b)?;
@@ -259,6 +314,7 @@ pub async fn delete(
     Mv(v): Mv,
     Path(consumer): Path<String>,
 ) -> R {
+    let consumer = consumer_id(consumer);
     c.admit(&pl, "placement:allocations:delete", None)?;
     pl.write_async(Ctx { version: v }, move |st, env, ctx| {
         allocs::delete(st, env, ctx, &consumer)
@@ -290,6 +346,22 @@ pub async fn usages(
             code: Code::MissingValue,
             message: "Invalid query string parameters: 'project_id' is a required property".into(),
         })?;
+    // Placement's query schema: both ids are 1 to 255 characters.
+    for key in ["project_id", "user_id"] {
+        if let Some(id) = q.one(key)? {
+            let rule = match id.chars().count() {
+                0 => Some(("is too short", "minLength")),
+                256.. => Some(("is too long", "maxLength")),
+                _ => None,
+            };
+            if let Some((said, validator)) = rule {
+                return Err(PlacementError::bad_query(format!(
+                    "Invalid query string parameters: '{id}' {said}\n\nFailed validating \
+                     '{validator}' in schema['properties']['{key}']"
+                )));
+            }
+        }
+    }
     c.admit(&pl, "placement:usages", Some(project))?;
     let st = pl.snapshot();
     let by_type = allocs::usages(&st, project, q.one("user_id")?, q.one("consumer_type")?);

@@ -1,6 +1,6 @@
 //! `/resource_classes` (1.2) and `/traits` (1.6).
 
-use super::{body, created_at, no_content, render, since, Caller, JsonBytes, Mv, S};
+use super::{body, created_at, no_content, render, since, Base, Caller, JsonBytes, Mv, S};
 use crate::placement::error::{PlacementError, PlacementResult};
 use crate::placement::query::{known_class, Params};
 use crate::placement::service::Ctx;
@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 
 type R = PlacementResult<Response>;
 
-pub async fn classes(axum::extract::State(pl): S, c: Caller, Mv(v): Mv) -> R {
+pub async fn classes(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, Base(base): Base) -> R {
     since(v, 2)?;
     c.admit(&pl, "placement:resource_classes:list", None)?;
     let st = pl.snapshot();
     let list: Vec<Value> = classes::list(&st)
         .iter()
-        .map(|n| render::class(n))
+        .map(|n| render::class(&base, n))
         .collect();
     Ok(Json(json!({"resource_classes": list})).into_response())
 }
@@ -34,6 +34,7 @@ pub async fn create_class(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     JsonBytes(b): JsonBytes,
 ) -> R {
     since(v, 2)?;
@@ -44,16 +45,14 @@ pub async fn create_class(
         classes::create(st, env, ctx, &req.name)
     })
     .await?;
-    Ok(created_at(&format!(
-        "{}/resource_classes/{name}",
-        super::MOUNT
-    )))
+    Ok(created_at(&format!("{base}/resource_classes/{name}")))
 }
 
 pub async fn class(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(name): Path<String>,
 ) -> R {
     since(v, 2)?;
@@ -64,7 +63,7 @@ pub async fn class(
             "No such resource class {name}."
         )));
     }
-    Ok(Json(render::class(&name)).into_response())
+    Ok(Json(render::class(&base, &name)).into_response())
 }
 
 /// `PUT /resource_classes/{name}`: from 1.7 a bodiless create-or-confirm;
@@ -73,6 +72,7 @@ pub async fn ensure_class(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(name): Path<String>,
     req: axum::extract::Request,
 ) -> R {
@@ -87,7 +87,7 @@ pub async fn ensure_class(
             classes::rename(st, env, ctx, &old, &new)
         })
         .await?;
-        return Ok(Json(render::class(&to.name)).into_response());
+        return Ok(Json(render::class(&base, &to.name)).into_response());
     }
     let n = name.clone();
     let created = pl
@@ -95,12 +95,13 @@ pub async fn ensure_class(
             classes::ensure(st, env, ctx, &n)
         })
         .await?;
-    let location = format!("{}/resource_classes/{name}", super::MOUNT);
+    let location = format!("{base}/resource_classes/{name}");
     let mut r = if created {
         created_at(&location)
     } else {
         no_content()
     };
+    r.extensions_mut().insert(super::Uncached);
     if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
         r.headers_mut().insert(axum::http::header::LOCATION, h);
     }
@@ -165,6 +166,7 @@ pub async fn put_trait(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(name): Path<String>,
 ) -> R {
     since(v, 6)?;
@@ -175,7 +177,7 @@ pub async fn put_trait(
             traits::create(st, env, ctx, &n)
         })
         .await?;
-    let location = format!("{}/traits/{name}", super::MOUNT);
+    let location = format!("{base}/traits/{name}");
     let mut r = if created {
         created_at(&location)
     } else {

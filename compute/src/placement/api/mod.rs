@@ -5,25 +5,30 @@
 mod allocations;
 mod candidates;
 mod catalog;
+mod middleware;
 mod providers;
 mod render;
+mod reshaper;
 
 use super::error::{PlacementError, PlacementResult};
 use super::microversion::{self, Version};
 use super::Placement;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+pub(crate) use middleware::Uncached;
+use middleware::{placement_allow, unrouted, versioned};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use weft_identity::policy::Credentials;
 
-/// Where `weft serve` mounts placement (and the prefix of its links).
+/// Where `weft serve` mounts placement on its main listener. Links are
+/// not built from it but from where each request was routed ([`Base`]),
+/// so placement on a listener of its own answers with root links.
 pub const MOUNT: &str = "/placement";
 
 /// The request id header ctrl's observe layer sets on each request.
@@ -34,7 +39,7 @@ type S = axum::extract::State<Arc<Placement>>;
 /// The placement router, to nest under [`MOUNT`].
 pub fn router(pl: Arc<Placement>) -> Router {
     use axum::routing::{get as g, post as p};
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
         .route(
             "/resource_providers",
@@ -100,10 +105,18 @@ pub fn router(pl: Arc<Placement>) -> Router {
         )
         .route("/usages", g(allocations::usages))
         .route("/allocation_candidates", g(candidates::candidates))
-        .fallback(|| async { PlacementError::not_found("The resource could not be found.") })
-        .method_not_allowed_fallback(|| async { PlacementError::MethodNotAllowed })
+        .route("/reshaper", p(reshaper::reshape))
+        .fallback(|| async {
+            unrouted(PlacementError::not_found(
+                "The resource could not be found.",
+            ))
+        })
+        .method_not_allowed_fallback(|| async { unrouted(PlacementError::MethodNotAllowed) })
         .layer(axum::middleware::from_fn(versioned))
-        .with_state(pl)
+        .with_state(pl);
+    // Outside the routes: axum sets `Allow` after a route's layers ran.
+    let routes = tower::ServiceExt::<Request>::map_response(routes, placement_allow);
+    Router::new().fallback_service(routes)
 }
 
 /// `GET /`: version discovery, open to anyone (no token needed).
@@ -115,145 +128,6 @@ async fn root() -> Json<Value> {
         "status": "CURRENT",
         "links": [{"rel": "self", "href": ""}],
     }]}))
-}
-
-/// The microversion middleware: agrees the version (or answers 400/406),
-/// leaves it in the request for the handlers, and on the way out says it
-/// (`OpenStack-API-Version`, `Vary`) and finishes error bodies: no `code`
-/// before 1.23, the request id in each error.
-async fn versioned(mut req: Request, next: Next) -> Response {
-    let asked = microversion::negotiate(
-        req.headers()
-            .get_all(microversion::HEADER)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
-    let method = req.method().clone();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    // WebOb, under Placement, makes a relative `Location` absolute against
-    // the request's host; clients (osc-placement) follow it as given.
-    let origin = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(|h| {
-            let scheme = req
-                .headers()
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("http");
-            format!("{scheme}://{h}")
-        });
-    let (version, mut resp) = match asked {
-        Ok(v) if method == Method::GET && !accepts_json(req.headers()) => {
-            (Some(v), PlacementError::NotAcceptable.into_response())
-        }
-        Ok(v) => {
-            req.extensions_mut().insert(v);
-            (Some(v), next.run(req).await)
-        }
-        Err(e) => (None, PlacementError::from(e).into_response()),
-    };
-    if let Some(origin) = origin {
-        let loc = resp
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok());
-        if let Some(abs) = loc
-            .filter(|l| l.starts_with('/'))
-            .map(|l| format!("{origin}{l}"))
-        {
-            if let Ok(h) = HeaderValue::from_str(&abs) {
-                resp.headers_mut().insert(header::LOCATION, h);
-            }
-        }
-    }
-    finish(resp, method, version, request_id).await
-}
-
-/// Whether the `Accept` header (if any) takes JSON: `application/json`,
-/// `application/*` or `*/*` with a non-zero quality (Placement's
-/// `check_accept` on its GET handlers).
-fn accepts_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    accept.split(',').any(|range| {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let zero = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        !zero && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
-    })
-}
-
-async fn finish(
-    resp: Response,
-    method: Method,
-    version: Option<Version>,
-    request_id: Option<String>,
-) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    if let Some(v) = version {
-        if let Ok(h) = HeaderValue::from_str(&format!("{} {v}", microversion::SERVICE_TYPE)) {
-            parts.headers.insert(microversion::HEADER, h);
-        }
-        // 1.15: answers say not to cache them. Their Last-Modified is the
-        // time of the answer (what Placement sends where a record has no
-        // timestamp of its own), never later than any record in it.
-        let shown = matches!(method, Method::GET | Method::PUT)
-            || (method == Method::POST && parts.status == StatusCode::OK);
-        if v.at_least(15) && parts.status.is_success() && shown {
-            parts
-                .headers
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            let now = chrono::Utc::now()
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string();
-            if let Ok(h) = HeaderValue::from_str(&now) {
-                parts.headers.insert(header::LAST_MODIFIED, h);
-            }
-        }
-    }
-    parts
-        .headers
-        .append(header::VARY, HeaderValue::from_static(microversion::HEADER));
-    let is_json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(parts.status.is_client_error() || parts.status.is_server_error()) || !is_json {
-        return Response::from_parts(parts, body);
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        return Response::from_parts(parts, axum::body::Body::empty());
-    };
-    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, axum::body::Body::from(bytes));
-    };
-    if let Some(errors) = v.get_mut("errors").and_then(Value::as_array_mut) {
-        for e in errors {
-            if let Some(o) = e.as_object_mut() {
-                // Placement added `code` at 1.23; a 406 has no version at all.
-                if version.is_some_and(|v| !v.at_least(23)) {
-                    o.remove("code");
-                }
-                if let Some(id) = &request_id {
-                    o.insert("request_id".into(), Value::String(id.clone()));
-                }
-            }
-        }
-    }
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(v.to_string()))
 }
 
 /// The microversion the middleware agreed (1.0 when the router runs without it).
@@ -271,6 +145,35 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Mv {
             .get::<Version>()
             .copied()
             .unwrap_or(microversion::MIN)))
+    }
+}
+
+/// The path placement is served under for this request: `/placement` when
+/// nested in `weft serve`'s app, empty at the root of a listener of its
+/// own. Placement's links and `Location`s are relative to where it is
+/// mounted (WSGI's `SCRIPT_NAME`), and clients and its own test suite
+/// follow them as given, so they come from the request, not a constant.
+pub struct Base(pub String);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Base {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, Self::Rejection> {
+        let here = parts.uri.path();
+        let full = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(here, |o| o.0.path());
+        // Nesting strips the prefix; at the prefix itself the rest is `/`.
+        let base = if here == "/" {
+            full.trim_end_matches('/')
+        } else {
+            full.strip_suffix(here).unwrap_or("")
+        };
+        Ok(Base(base.to_string()))
     }
 }
 
@@ -347,6 +250,17 @@ impl<St: Send + Sync> axum::extract::FromRequest<St> for JsonBytes {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .filter(|v| !v.is_empty());
+        let length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if media.is_none() && length > 0 {
+            return Err(PlacementError::bad(
+                "content-type header required when content-length > 0",
+            ));
+        }
         if media.as_deref() != Some("application/json") {
             return Err(PlacementError::UnsupportedMediaType(
                 media.unwrap_or_else(|| "None".into()),
@@ -370,12 +284,9 @@ pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> PlacementResult<T> {
     // an unknown field.
     let v: Value = serde_json::from_slice(b)
         .map_err(|e| PlacementError::bad(format!("Malformed JSON: {e}")))?;
-    serde_path_to_error::deserialize(v).map_err(|e| {
+    serde_path_to_error::deserialize(&v).map_err(|e| {
         let path = e.path().to_string();
-        PlacementError::bad(format!(
-            "JSON does not validate: {path}: {}",
-            e.into_inner()
-        ))
+        super::schema::from_serde(&v, &path, &e.into_inner().to_string())
     })
 }
 

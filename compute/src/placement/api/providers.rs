@@ -1,7 +1,7 @@
 //! `/resource_providers` and everything under a provider: inventories,
 //! traits, aggregates, usages, allocations.
 
-use super::{body, created_at, no_content, render, since, Caller, JsonBytes, Mv, S};
+use super::{body, created_at, no_content, render, since, Base, Caller, JsonBytes, Mv, S};
 use crate::placement::error::{PlacementError, PlacementResult};
 use crate::placement::inventories::{self, SetInventories, SetInventory};
 use crate::placement::microversion::Version;
@@ -58,10 +58,13 @@ fn list_filter(
             .map(|u| uuid_of("in_tree", u))
             .transpose()?,
         member_of: query::member_of(v, q.all("member_of"))?,
-        required: if q.all("required").next().is_some() {
+        // Before 1.39 a repeated `required` is one value, the last given.
+        required: if q.all("required").next().is_none() {
+            Default::default()
+        } else if v.at_least(39) {
             query::required(st, v, "required", q.all("required"))?
         } else {
-            Default::default()
+            query::required(st, v, "required", q.all("required").last())?
         },
         resources: match q.one("resources")? {
             Some(r) => query::resources(st, "resources", r)?,
@@ -70,14 +73,20 @@ fn list_filter(
     })
 }
 
-pub async fn list(axum::extract::State(pl): S, c: Caller, Mv(v): Mv, RawQuery(raw): RawQuery) -> R {
+pub async fn list(
+    axum::extract::State(pl): S,
+    c: Caller,
+    Mv(v): Mv,
+    Base(base): Base,
+    RawQuery(raw): RawQuery,
+) -> R {
     c.admit(&pl, "placement:resource_providers:list", None)?;
     let st = pl.snapshot();
     let q = Params::parse(raw.as_deref());
     let f = list_filter(&st, v, &q)?;
     let list: Vec<Value> = providers::list(&st, &f)
         .into_iter()
-        .map(|p| render::provider(p, v))
+        .map(|p| render::provider(&base, p, v))
         .collect();
     Ok(Json(json!({"resource_providers": list})).into_response())
 }
@@ -86,6 +95,7 @@ pub async fn create(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     JsonBytes(b): JsonBytes,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:create", None)?;
@@ -95,9 +105,9 @@ pub async fn create(
             providers::create(st, env, ctx, &req)
         })
         .await?;
-    let location = render::provider_url(&p.uuid);
+    let location = render::provider_url(&base, &p.uuid);
     if v.at_least(20) {
-        let mut r = Json(render::provider(&p, v)).into_response();
+        let mut r = Json(render::provider(&base, &p, v)).into_response();
         if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
             r.headers_mut().insert(axum::http::header::LOCATION, h);
         }
@@ -110,17 +120,19 @@ pub async fn show(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(uuid): Path<String>,
 ) -> R {
     c.admit(&pl, "placement:resource_providers:show", None)?;
     let st = pl.snapshot();
-    Ok(Json(render::provider(provider(&st, &uuid)?, v)).into_response())
+    Ok(Json(render::provider(&base, provider(&st, &uuid)?, v)).into_response())
 }
 
 pub async fn update(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(uuid): Path<String>,
     JsonBytes(b): JsonBytes,
 ) -> R {
@@ -131,7 +143,7 @@ pub async fn update(
             providers::update(st, env, ctx, &uuid, &req)
         })
         .await?;
-    Ok(Json(render::provider(&p, v)).into_response())
+    Ok(Json(render::provider(&base, &p, v)).into_response())
 }
 
 pub async fn delete(
@@ -175,6 +187,7 @@ pub async fn create_inventory(
     axum::extract::State(pl): S,
     c: Caller,
     Mv(v): Mv,
+    Base(base): Base,
     Path(uuid): Path<String>,
     JsonBytes(b): JsonBytes,
 ) -> R {
@@ -187,7 +200,7 @@ pub async fn create_inventory(
         .await?;
     let body = render::one_inventory(&p, &rc)
         .ok_or_else(|| PlacementError::Internal("inventory vanished".into()))?;
-    let location = format!("{}/inventories/{rc}", render::provider_url(&p.uuid));
+    let location = format!("{}/inventories/{rc}", render::provider_url(&base, &p.uuid));
     let mut r = (axum::http::StatusCode::CREATED, Json(body)).into_response();
     if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
         r.headers_mut().insert(axum::http::header::LOCATION, h);
@@ -334,6 +347,8 @@ pub async fn set_aggregates(
 ) -> R {
     since(v, 1)?;
     c.admit(&pl, "placement:resource_providers:aggregates:update", None)?;
+    // An unknown provider is a 404 before its body is read, as Placement.
+    provider(&pl.snapshot(), &uuid)?;
     let (list, generation) = if v.at_least(19) {
         let r: SetAggregates = body(&b)?;
         (r.aggregates, Some(r.resource_provider_generation))

@@ -1,18 +1,19 @@
 //! Placement's JSON shapes, per microversion.
 
-use super::MOUNT;
 use crate::placement::microversion::Version;
 use crate::placement::model::{Inventory, Provider};
 use serde_json::{json, Map, Value};
 
-/// The path of provider `uuid` (Placement's links are server-relative).
-pub fn provider_url(uuid: &str) -> String {
-    format!("{MOUNT}/resource_providers/{uuid}")
+/// The path of provider `uuid` under `mount` (Placement's links are
+/// server-relative, see [`super::Base`]).
+pub fn provider_url(mount: &str, uuid: &str) -> String {
+    format!("{mount}/resource_providers/{uuid}")
 }
 
-/// A provider as `GET /resource_providers/{uuid}` shows it at `v`.
-pub fn provider(p: &Provider, v: Version) -> Value {
-    let base = provider_url(&p.uuid);
+/// A provider as `GET /resource_providers/{uuid}` shows it at `v`, its
+/// links under `mount`.
+pub fn provider(mount: &str, p: &Provider, v: Version) -> Value {
+    let base = provider_url(mount, &p.uuid);
     let mut links = vec![
         json!({"rel": "self", "href": base}),
         json!({"rel": "inventories", "href": format!("{base}/inventories")}),
@@ -83,7 +84,7 @@ pub fn provider_aggregates(p: &Provider, v: Version) -> Value {
     o
 }
 
-/// A resource class with its link.
-pub fn class(name: &str) -> Value {
-    json!({"name": name, "links": [{"rel": "self", "href": format!("{MOUNT}/resource_classes/{name}")}]})
+/// A resource class with its link under `mount`.
+pub fn class(mount: &str, name: &str) -> Value {
+    json!({"name": name, "links": [{"rel": "self", "href": format!("{mount}/resource_classes/{name}")}]})
 }

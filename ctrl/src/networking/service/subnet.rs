@@ -168,6 +168,26 @@ fn check_ipv6_modes(
     Ok(())
 }
 
+/// The modes this deployment cannot serve are refused, never stored as a silent no-op: the
+/// switch answers DHCPv4 only, so nothing would answer a guest's DHCPv6 (stateful addresses,
+/// or stateless options). `slaac` is accepted: ports get their EUI-64 addresses from IPAM and
+/// port security holds guests to them (the router advertisements themselves are not sent by
+/// the switch; a guest configured with its port's address works).
+fn refuse_dhcpv6(ra: Option<&str>, am: Option<&str>) -> NetResult<()> {
+    for (field, mode) in [("ipv6_ra_mode", ra), ("ipv6_address_mode", am)] {
+        if let Some(m @ ("dhcpv6-stateful" | "dhcpv6-stateless")) = mode {
+            return Err(NetError::invalid(
+                field,
+                format!(
+                    "'{m}' needs a DHCPv6 server, which this deployment does not run (the \
+                     switch answers DHCPv4 only); use slaac or leave {field} unset"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether hosts on a subnet with these modes configure their own addresses
 /// (SLAAC or DHCPv6-stateless; Neutron's `is_auto_address_subnet`).
 fn auto_address(ra: Option<&str>, am: Option<&str>) -> bool {
@@ -253,6 +273,7 @@ pub fn create_subnet(st: &State, env: &mut Env, ctx: &Ctx, req: &SubnetReq) -> W
     let ra = ipv6_mode(f.ipv6_ra_mode, "ipv6_ra_mode", ip_version)?;
     let am = ipv6_mode(f.ipv6_address_mode, "ipv6_address_mode", ip_version)?;
     check_ipv6_modes(ra.as_deref(), am.as_deref(), enable_dhcp, &cidr)?;
+    refuse_dhcpv6(ra.as_deref(), am.as_deref())?;
     accept_empty("subnetpool_id", f.subnetpool_id)?;
     accept_empty("segment_id", f.segment_id)?;
     accept_empty("service_types", f.service_types)?;

@@ -1,12 +1,13 @@
 //! Validation: raw structs -> [`SwitchConfig`]. Ranges, references between sections (a
 //! network's physnet, a port's network, vxlan networks and `[tunnel]`) and duplicates (names,
 //! interfaces, segments, VNIs, peers). Sections are checked in file order, `[switch]`,
-//! `[tunnel]`, `[[physnet]]`, `[[network]]`, `[[port]]`, and the first error is reported with
+//! `[tunnel]`, `[[physnet]]`, `[[network]]`, `[[port]]`, `[[subnet]]`, and the first error is reported with
 //! the line of the offending value.
 
 mod network;
 mod port;
 mod security_group;
+mod subnet;
 
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawFile, RawPhysnet, RawSwitch, RawTunnel, RawTunnelPeer};
@@ -40,12 +41,14 @@ pub(super) fn validate(cx: &Ctx<'_>, raw: RawFile) -> Result<SwitchConfig, Confi
     let networks = network::networks(cx, raw.network, tunnel.is_some(), &mut names)?;
     let security_groups = security_group::groups(cx, &raw.security_group)?;
     let ports = port::ports(cx, raw.port, tunnel.as_ref(), &names, &security_groups)?;
+    let subnets = subnet::subnets(cx, raw.subnet, &names)?;
     Ok(SwitchConfig {
         switch,
         physnets,
         networks,
         ports,
         tunnel,
+        subnets,
         security_groups,
     })
 }

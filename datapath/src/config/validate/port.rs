@@ -66,12 +66,29 @@ pub(super) fn ports(
             .as_ref()
             .map(|c| capture(cx, c, &obj))
             .transpose()?;
+        let dns_name = p
+            .dns_name
+            .as_ref()
+            .map(|n| dns_name(cx, n, &obj))
+            .transpose()?
+            .flatten();
+        let metadata = match p.metadata {
+            None => None,
+            Some(m) => {
+                if let Err(e) = m.get_ref().validate() {
+                    return Err(cx.err(Some(m.span()), format!("{obj}: metadata"), e));
+                }
+                Some(m.into_inner())
+            }
+        };
         let security_groups = p
             .security_groups
             .as_ref()
             .map(|g| security_groups(cx, g, port_security, groups, &obj))
             .transpose()?;
         ports.push(PortConfig {
+            metadata,
+            dns_name,
             security_groups,
             mtu,
             capture,
@@ -227,6 +244,29 @@ fn mtu(cx: &Ctx<'_>, m: &Spanned<i64>, kind: PortKind, obj: &str) -> Result<u32,
         ));
     }
     Ok(v as u32)
+}
+
+/// `dns_name`: a host name (letters, digits, hyphens, dots; at most 253 characters), as the
+/// DHCP host name option carries it; empty is no name.
+fn dns_name(cx: &Ctx<'_>, n: &Spanned<String>, obj: &str) -> Result<Option<String>, ConfigError> {
+    let s = n.get_ref();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ok = s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(cx.err(
+            Some(n.span()),
+            format!("{obj}: dns_name"),
+            format!("invalid host name {s:?}"),
+        ));
+    }
+    Ok(Some(s.clone()))
 }
 
 /// `security_groups`: known groups, each once, all stateful or all stateless (Neutron refuses

@@ -2,9 +2,9 @@
 //! which direction, or why it was dropped; read-only (the connection table is probed, not
 //! advanced).
 
-use super::{probe, Allow, CompiledFirewall, ConnTable, Deny, Direction, Packet};
+use super::{port_name, TraceStep};
 use crate::frame::FrameView;
-use crate::pipeline::{port_name, TraceStep};
+use crate::secgroup::{probe, Allow, CompiledFirewall, ConnTable, Deny, Direction, Packet};
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Output, PortNo, Stage};
 
@@ -58,7 +58,7 @@ pub(crate) fn trace(
             stage: Stage::Firewall,
             decision: format!("{dir} {}: {}", port_name(snap, no), describe(fw, r)),
         });
-        r.err().map(super::drop_reason)
+        r.err().map(crate::secgroup::drop_reason)
     };
     if let Some(fw) = snap.firewall(in_port) {
         if let Some(r) = step(in_port, Direction::Egress, fw) {

@@ -1,5 +1,8 @@
 //! The compute API's records as stored, and their API views per microversion.
 
+pub mod host;
+pub mod server;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
