@@ -16,8 +16,8 @@
 # Usage: benches/image/transfer.sh [--size-mib N] [--rounds N] [--weft-bin PATH] [--dir DIR]
 # Needs curl, python3, md5sum. Numbers are only meaningful on an otherwise
 # idle machine (no compiles running beside it): say what else ran.
-# Not done here: the same run against the real Glance (the issue asks for it
-# beside weft; a script that installs glance from PyPI is still to come).
+# The same transfers against the real Glance, in the same run, alternating
+# with weft: benches/peers/glance.sh (it installs glance from PyPI).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 size=1024 rounds=3 bin= work=
