@@ -7,185 +7,37 @@
 //! (`scripts/install-deps.sh`; or set WEFT_VENV). The test fails, rather
 //! than skips, when they are missing.
 
+mod serve_util;
+
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use serve_util::{free_port, row, Serve};
 use std::time::{Duration, Instant};
 
-const ADMIN_PASSWORD: &str = "weft-placement-cli-pw";
-const CMD_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn venv_bin() -> PathBuf {
-    let venv = std::env::var_os("WEFT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/weft-venv"));
-    let bin = venv.join("bin");
-    assert!(
-        bin.join("openstack").exists(),
-        "the openstack CLI is not installed: run scripts/install-deps.sh (or set WEFT_VENV)"
+/// `weft serve` with Placement also alone on a port of its own
+/// (`--placement-listen`), and no in-process compute host: it would register
+/// this host as a provider, and the tests count providers and candidates.
+fn start() -> (Serve, u16) {
+    let placement_port = free_port();
+    let s = Serve::start(
+        "placement-cli",
+        &[
+            "--placement-listen",
+            &format!("127.0.0.1:{placement_port}"),
+            "--compute-driver",
+            "none",
+        ],
     );
-    bin
-}
-
-/// A running `weft serve` with its own state directory, killed on drop.
-struct Serve {
-    child: Child,
-    dir: PathBuf,
-    env: BTreeMap<String, String>,
-    /// Where `--placement-listen` serves placement alone, at the root.
-    placement_port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Ok(log) = std::fs::read_to_string(self.dir.join("serve.log")) {
-                eprintln!("--- weft serve log (last 40 lines) ---");
-                let lines: Vec<&str> = log.lines().collect();
-                for l in &lines[lines.len().saturating_sub(40)..] {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", placement_port)).is_err() {
+        assert!(Instant::now() < deadline, "placement port did not come up");
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let (port, placement_port) = (free_port(), free_port());
-        // One directory per server: the tests of this file run in parallel.
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("weft-placement-cli-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let state = dir.join("state");
-        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("serve")
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--placement-listen", &format!("127.0.0.1:{placement_port}")])
-            // No in-process compute host: it would register this host as a
-            // provider, and the test counts providers and candidates.
-            .args(["--compute-driver", "none"])
-            .env("WEFT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start weft serve");
-        let mut s = Serve {
-            child,
-            dir,
-            env: BTreeMap::new(),
-            placement_port,
-        };
-        let openrc = state.join("admin-openrc");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
-        while !(openrc.exists() && up(port) && up(placement_port)) {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("weft serve exited early: {st}");
-            }
-            assert!(Instant::now() < deadline, "weft serve did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for line in std::fs::read_to_string(&openrc).unwrap().lines() {
-            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-                s.env
-                    .insert(k.to_string(), v.trim_matches('\'').to_string());
-            }
-        }
-        s
-    }
-
-    /// `openstack ARGS` as the admin, with a deadline.
-    fn openstack(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(venv_bin().join("openstack"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("OS_") {
-                cmd.env_remove(&k);
-            }
-        }
-        let mut child = cmd
-            .envs(&self.env)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn openstack");
-        let deadline = Instant::now() + CMD_TIMEOUT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("timed out: openstack {}", args.join(" "));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// `openstack ARGS -f json`, which must succeed.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-f", "json"]);
-        let out = self.openstack(&all);
-        assert!(
-            out.status.success(),
-            "openstack {} failed:\n{}\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "openstack {}: {e}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    /// `openstack ARGS`, which must fail; its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.openstack(args);
-        assert!(
-            !out.status.success(),
-            "openstack {} should have failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-/// The rows of a `-f json` table whose `key` is `value`.
-fn row<'a>(rows: &'a Value, key: &str, value: &str) -> &'a Value {
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r[key] == value)
-        .unwrap_or_else(|| panic!("no row with {key}={value} in {rows}"))
+    (s, placement_port)
 }
 
 #[test]
 fn osc_placement_drives_weft_placement() {
-    let s = Serve::start();
+    let (s, _) = start();
     let catalog = s.json(&["catalog", "show", "placement"]);
     assert_eq!(catalog["type"], "placement");
 
@@ -378,17 +230,17 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> String 
 /// as `/placement`, with root-relative links.
 #[test]
 fn placement_alone_on_its_own_port() {
-    let s = Serve::start();
+    let (s, placement_port) = start();
     let token = s.json(&["token", "issue"])["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let r = http(s.placement_port, "GET", "/", "", "");
+    let r = http(placement_port, "GET", "/", "", "");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains("\"max_version\":\"1.39\""), "{r}");
     // No valid token, no provider.
     let r = http(
-        s.placement_port,
+        placement_port,
         "POST",
         "/resource_providers",
         "bogus",
@@ -396,7 +248,7 @@ fn placement_alone_on_its_own_port() {
     );
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let r = http(
-        s.placement_port,
+        placement_port,
         "POST",
         "/resource_providers",
         &token,
@@ -410,7 +262,7 @@ fn placement_alone_on_its_own_port() {
     assert!(
         head.to_ascii_lowercase().contains(&format!(
             "location: http://127.0.0.1:{}{here}\r\n",
-            s.placement_port
+            placement_port
         )),
         "{head}"
     );
@@ -420,7 +272,7 @@ fn placement_alone_on_its_own_port() {
     let shown = s.json(&["resource", "provider", "show", uuid]);
     assert_eq!(shown["name"], "alone");
     let r = http(
-        s.placement_port,
+        placement_port,
         "GET",
         &format!("/resource_providers/{uuid}"),
         &token,

@@ -61,7 +61,10 @@ impl Serve {
             .local_addr()
             .unwrap()
             .port();
-        let dir = std::env::temp_dir().join(format!("weft-{name}-{}", std::process::id()));
+        // One directory per server: a file's tests run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("weft-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
@@ -185,6 +188,15 @@ pub fn fails_as(env: &Env, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The row of a `-f json` table whose `key` is `value`.
