@@ -243,7 +243,13 @@ fn port_config(
         allowed_address_pairs,
         // A tap weft creates gets its network's MTU (1450 on vxlan), as os-vif sets Nova's taps.
         mtu: mtu.filter(|m| kind == PortKind::Tap && (68..=65535).contains(m)),
-        dns_name: p.dns_name.clone().or_else(|| host_name(&p.name)),
+        // The server's hostname when the port is a server's (Nova names the guest, not the
+        // port), else the port's name.
+        dns_name: p
+            .dns_name
+            .clone()
+            .or_else(|| p.instance.as_ref().and_then(|i| host_name(&i.hostname)))
+            .or_else(|| host_name(&p.name)),
         metadata: p.instance.as_ref().and_then(instance_metadata),
     })
 }
@@ -580,7 +586,8 @@ interface = "eth1"
     fn port_name_is_the_host_name_and_the_instance_reaches_the_metadata_service() {
         let n = net("n1", "vlan", Some("physnet"), Some(100));
         let mut p = port("aaaaaaaa-1111-2222", "n1");
-        p.name = "web-2".into();
+        // A server's port: the guest is named after the server, not the port.
+        p.name = "srv-1-port".into();
         p.instance = Some(weft_proto::HostInstance {
             uuid: "srv-1".into(),
             name: "web 2".into(),

@@ -136,27 +136,24 @@ impl Claims for Placement {
         host: &str,
         inventory: &BTreeMap<String, Inventory>,
     ) -> Result<String, String> {
-        let existing = self
-            .snapshot()
-            .providers
-            .values()
-            .find(|p| p.name == host)
-            .map(|p| p.uuid.clone());
-        let uuid = match existing {
-            Some(u) => u,
-            None => {
+        // Found or made in one write: another replica registering the same
+        // host at the same moment is seen on the write's catch-up and rerun
+        // (its provider is then found, not made twice).
+        let name = host.to_string();
+        let uuid = self
+            .write(ctx(), move |st, env, cx| {
+                if let Some(p) = st.providers.values().find(|p| p.name == name) {
+                    return Ok((p.uuid.clone(), vec![]));
+                }
                 let req = CreateProvider {
-                    name: host.to_string(),
+                    name: name.clone(),
                     uuid: None,
                     parent_provider_uuid: None,
                 };
-                self.write(ctx(), move |st, env, cx| {
-                    providers::create(st, env, cx, &req)
-                })
-                .map_err(|e| e.to_string())?
-                .uuid
-            }
-        };
+                let (p, changes) = providers::create(st, env, cx, &req)?;
+                Ok((p.uuid, changes))
+            })
+            .map_err(|e| e.to_string())?;
         let inv = inventory.clone();
         let u = uuid.clone();
         // The inventory is the host's own truth: written whole, on the
