@@ -2,8 +2,9 @@
 //! guest through libvirt (TCG on hosts without a usable KVM): the tiny guest
 //! image of scripts/guest-image.sh uploaded with `image create`, a tenant
 //! network, `server create --wait` ACTIVE with its address, a libvirt
-//! domain running on the tap named after its port, the guest's boot lines
-//! in `console log show`, stop/start, and `server delete --wait` leaving no
+//! domain running on the tap named after its port, which the in-process
+//! switch wires: the guest's DHCP lease from the switch (its address, the
+//! router, the server's name) in `console log show`, stop/start, and `server delete --wait` leaving no
 //! domain, disk, port or allocation behind.
 //!
 //! Needs root, libvirt and the openstack CLI (scripts/install-deps.sh); the
@@ -46,6 +47,15 @@ fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Deletes a link when dropped (the test's physnet veth).
+struct DelLink(&'static str);
+
+impl Drop for DelLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).output();
+    }
+}
+
 fn status(s: &Serve, id: &str) -> Value {
     s.json(&["server", "show", id])
 }
@@ -56,9 +66,46 @@ fn server_create_boots_a_real_guest() {
     script("guest-image.sh");
     let image = repo().join("target/guest/weft-guest.qcow2");
     assert!(image.exists(), "{} missing", image.display());
+    // This host's switch in-process: a VLAN physnet on a veth nobody reads
+    // (the guest's network is a tenant VLAN), so the switch wires the
+    // guest's tap and answers its DHCP.
+    let cfg = tempfile::tempdir().unwrap();
+    let _ = Command::new("ip").args(["link", "del", "cee-w1"]).output();
+    for args in [
+        &[
+            "link", "add", "cee-w1", "type", "veth", "peer", "name", "cee-w2",
+        ][..],
+        &["link", "set", "cee-w1", "up"],
+        &["link", "set", "cee-w2", "up"],
+    ] {
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        );
+    }
+    let _veth = DelLink("cee-w1");
+    let net_toml = cfg.path().join("net.toml");
+    std::fs::write(
+        &net_toml,
+        "tenant_network_types = [\"vlan\"]\nnetwork_vlan_ranges = [\"physnet:600:699\"]\n",
+    )
+    .unwrap();
+    let sw_toml = cfg.path().join("host.toml");
+    std::fs::write(
+        &sw_toml,
+        format!(
+            "[switch]\ncontrol_socket = \"{}\"\n\n[[physnet]]\nname = \"physnet\"\ninterface = \"cee-w1\"\n",
+            cfg.path().join("switch.sock").display()
+        ),
+    )
+    .unwrap();
     let s = Serve::start(
         "compute-e2e",
         &[
+            "--network-config",
+            net_toml.to_str().unwrap(),
+            "--switch-config",
+            sw_toml.to_str().unwrap(),
             "--compute-driver",
             "libvirt",
             "--host",
@@ -128,11 +175,28 @@ fn server_create_boots_a_real_guest() {
     assert_eq!(port["binding_host_id"], "weft-e2e-host", "{port}");
     assert_eq!(port["device_owner"], "compute:nova");
 
-    // The guest boots: its init prints on the serial console.
-    wait("the guest's boot lines in console log show", 180, || {
-        let out = s.openstack(&["console", "log", "show", &id]);
-        String::from_utf8_lossy(&out.stdout).contains("WEFT-GUEST")
-    });
+    // The guest boots and takes its address from the host's switch (DHCP
+    // answered inside the switch), named after the server.
+    let ip = server["addresses"]["e2e-net"][0]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            addrs
+                .split('"')
+                .find(|x| x.starts_with("10.61.0."))
+                .unwrap()
+                .to_string()
+        });
+    let lease = format!("WEFT-GUEST lease ip={ip}/24 router=10.61.0.1");
+    wait(
+        "the guest's DHCP lease from the switch on its console",
+        180,
+        || {
+            let out = s.openstack(&["console", "log", "show", &id]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains(&lease) && text.contains("hostname=e2e-vm")
+        },
+    );
 
     // Stop and start through the driver.
     assert!(s.openstack(&["server", "stop", &id]).status.success());
