@@ -230,8 +230,11 @@ impl Compute {
         &self,
         mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
     ) -> ComputeResult<T> {
+        // The revision the last attempt ran on (see Placement::write).
+        let seen = std::cell::Cell::new(0u64);
         let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
             self.replica.write(|st| {
+                seen.set(st.revision);
                 let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
                 let mut env = Env {
                     now: now_string(),
@@ -244,7 +247,8 @@ impl Compute {
         };
         match attempt(&mut f) {
             Err(e) if !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)) => {
-                if self.replica.catch_up()? {
+                self.replica.catch_up()?;
+                if self.replica.revision() != seen.get() {
                     attempt(&mut f)
                 } else {
                     Err(e)

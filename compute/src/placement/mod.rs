@@ -191,8 +191,13 @@ impl Placement {
         ctx: Ctx,
         mut f: impl FnMut(&State, &mut Env, &Ctx) -> Write<T>,
     ) -> PlacementResult<T> {
+        // The revision the last attempt ran on: a refusal is rerun whenever the
+        // replica is past it after catching up, whether this call or the
+        // follower applied the newer commits.
+        let seen = std::cell::Cell::new(0u64);
         let attempt = |f: &mut dyn FnMut(&State, &mut Env, &Ctx) -> Write<T>| {
             self.replica.write(|st| {
+                seen.set(st.revision);
                 let mut ids = || uuid::Uuid::new_v4().hyphenated().to_string();
                 let mut env = Env {
                     now: now_string(),
@@ -204,7 +209,8 @@ impl Placement {
         };
         match attempt(&mut f) {
             Err(e) if e.is_refusal() => {
-                if self.replica.catch_up()? {
+                self.replica.catch_up()?;
+                if self.replica.revision() != seen.get() {
                     attempt(&mut f)
                 } else {
                     Err(e)
