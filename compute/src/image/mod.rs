@@ -250,8 +250,13 @@ impl Images {
         &self,
         mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
     ) -> ImageResult<T> {
+        // The revision the last attempt ran on: a refusal is rerun whenever the
+        // replica is past it after catching up (the follower may have applied
+        // the newer commits already).
+        let seen = std::cell::Cell::new(0u64);
         let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
             self.replica.write(|st| {
+                seen.set(st.revision);
                 let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
                 let mut env = Env {
                     now: now_string(),
@@ -266,7 +271,8 @@ impl Images {
         };
         match attempt(&mut f) {
             Err(e) if !matches!(e, ImageError::Store(_) | ImageError::Internal(_)) => {
-                if self.replica.catch_up()? {
+                self.replica.catch_up()?;
+                if self.replica.revision() != seen.get() {
                     attempt(&mut f)
                 } else {
                     Err(e)
