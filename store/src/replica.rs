@@ -139,6 +139,37 @@ impl<M: Model> Replica<M> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// [`Replica::write`], and a refusal (`is_refusal`) given on a snapshot
+    /// older than the store's is not final: the replica catches up and, if
+    /// it is then past the revision `f` ran on (whether this call or the
+    /// follower applied the newer commits), `f` runs once more. So a replica
+    /// behind another never refuses from stale data.
+    pub fn write_fresh<T, E>(
+        &self,
+        mut f: impl FnMut(&M) -> Result<(T, Vec<Change>), E>,
+        is_refusal: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let seen = std::cell::Cell::new(0u64);
+        let mut run = |m: &M| {
+            seen.set(m.revision());
+            f(m)
+        };
+        match self.write(&mut run) {
+            Err(e) if is_refusal(&e) => {
+                self.catch_up()?;
+                if self.revision() != seen.get() {
+                    self.write(&mut run)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
     /// Runs the pure write `f` on the current state and commits its changes
     /// on the revision it read. On a conflict (another replica committed
     /// first) it catches up and reruns `f` on the new state, so `f` must be

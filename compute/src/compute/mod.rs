@@ -230,11 +230,8 @@ impl Compute {
         &self,
         mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
     ) -> ComputeResult<T> {
-        // The revision the last attempt ran on (see Placement::write).
-        let seen = std::cell::Cell::new(0u64);
-        let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
-            self.replica.write(|st| {
-                seen.set(st.revision);
+        self.replica.write_fresh(
+            |st| {
                 let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
                 let mut env = Env {
                     now: now_string(),
@@ -243,19 +240,9 @@ impl Compute {
                 };
                 let (out, changes) = f(st, &mut env)?;
                 Ok((out, state::to_store(&changes)?))
-            })
-        };
-        match attempt(&mut f) {
-            Err(e) if !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)) => {
-                self.replica.catch_up()?;
-                if self.replica.revision() != seen.get() {
-                    attempt(&mut f)
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+            },
+            |e: &ComputeError| !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)),
+        )
     }
 
     /// [`Compute::write`] on a blocking thread, for async handlers.

@@ -250,13 +250,8 @@ impl Images {
         &self,
         mut f: impl FnMut(&State, &mut Env) -> service::Write<T>,
     ) -> ImageResult<T> {
-        // The revision the last attempt ran on: a refusal is rerun whenever the
-        // replica is past it after catching up (the follower may have applied
-        // the newer commits already).
-        let seen = std::cell::Cell::new(0u64);
-        let attempt = |f: &mut dyn FnMut(&State, &mut Env) -> service::Write<T>| {
-            self.replica.write(|st| {
-                seen.set(st.revision);
+        self.replica.write_fresh(
+            |st| {
                 let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
                 let mut env = Env {
                     now: now_string(),
@@ -267,19 +262,9 @@ impl Images {
                 };
                 let (out, changes) = f(st, &mut env)?;
                 Ok((out, state::to_store(&changes)?))
-            })
-        };
-        match attempt(&mut f) {
-            Err(e) if !matches!(e, ImageError::Store(_) | ImageError::Internal(_)) => {
-                self.replica.catch_up()?;
-                if self.replica.revision() != seen.get() {
-                    attempt(&mut f)
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+            },
+            |e: &ImageError| !matches!(e, ImageError::Store(_) | ImageError::Internal(_)),
+        )
     }
 
     /// [`Images::write`] on a blocking thread, for async handlers.

@@ -191,13 +191,8 @@ impl Placement {
         ctx: Ctx,
         mut f: impl FnMut(&State, &mut Env, &Ctx) -> Write<T>,
     ) -> PlacementResult<T> {
-        // The revision the last attempt ran on: a refusal is rerun whenever the
-        // replica is past it after catching up, whether this call or the
-        // follower applied the newer commits.
-        let seen = std::cell::Cell::new(0u64);
-        let attempt = |f: &mut dyn FnMut(&State, &mut Env, &Ctx) -> Write<T>| {
-            self.replica.write(|st| {
-                seen.set(st.revision);
+        self.replica.write_fresh(
+            |st| {
                 let mut ids = || uuid::Uuid::new_v4().hyphenated().to_string();
                 let mut env = Env {
                     now: now_string(),
@@ -205,19 +200,9 @@ impl Placement {
                 };
                 let (out, changes) = f(st, &mut env, &ctx)?;
                 Ok::<_, PlacementError>((out, state::to_store(&changes)?))
-            })
-        };
-        match attempt(&mut f) {
-            Err(e) if e.is_refusal() => {
-                self.replica.catch_up()?;
-                if self.replica.revision() != seen.get() {
-                    attempt(&mut f)
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+            },
+            |e: &PlacementError| e.is_refusal(),
+        )
     }
 
     /// [`Placement::write`] on a blocking thread, for async handlers.
