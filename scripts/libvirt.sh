@@ -30,8 +30,20 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null &&
   chgrp kvm /dev/kvm && chmod g+rw /dev/kvm
 fi
 # Without systemd (containers, CI) the daemons are started by hand.
-pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || libvirtd -d
+# The daemons must not inherit this shell's descriptors beyond stdio (a
+# caller's lock file or output pipe would stay held for the daemon's life):
+# start them with every other descriptor closed.
+daemon() {
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec "$@" </dev/null >/dev/null 2>&1
+  )
+}
+pgrep -x virtlogd >/dev/null || daemon virtlogd -d
+pgrep -x libvirtd >/dev/null || daemon libvirtd -d
 for _ in $(seq 50); do
   virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
   sleep 0.2

@@ -16,6 +16,17 @@ use crate::{
     domain_xml, Driver, Error, HostResources, InstanceSpec, PowerState, RebootKind, METADATA_NS,
 };
 
+/// The `<weft:meta>` key naming a domain's owner (see `LibvirtDriver::owner`).
+const OWNER_KEY: &str = "owner";
+
+/// Whether libvirt's copy of weft's `<metadata>` element names `owner` (libvirt
+/// may rewrite the attribute quotes).
+fn owned_by(meta: &str, owner: &str) -> bool {
+    let v = crate::xml::escape(owner);
+    meta.contains(&format!("key='{OWNER_KEY}'>{v}<"))
+        || meta.contains(&format!("key=\"{OWNER_KEY}\">{v}<"))
+}
+
 /// Where and how the libvirt driver runs instances.
 #[derive(Clone, Debug)]
 pub struct LibvirtConfig {
@@ -83,6 +94,16 @@ impl LibvirtDriver {
     /// The config it runs with.
     pub fn config(&self) -> &LibvirtConfig {
         &self.cfg
+    }
+
+    /// Who owns the domains this driver defines: its instances directory
+    /// (one per weft state directory, the same across restarts).
+    fn owner(&self) -> String {
+        let dir = &self.cfg.instances_dir;
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.clone())
+            .display()
+            .to_string()
     }
 
     /// The domain, or `None` when libvirt has none with this uuid.
@@ -211,7 +232,12 @@ impl Driver for LibvirtDriver {
         if let Some(dir) = spec.console_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let dom = Domain::define_xml(&self.conn, &domain_xml(spec))
+        // Stamp the domain with its owner, so that `list` (and so the
+        // agent's reconcile, which destroys what no server owns) never
+        // reaches for another deployment's guests on the same libvirtd.
+        let mut owned = spec.clone();
+        owned.metadata.insert(OWNER_KEY.into(), self.owner());
+        let dom = Domain::define_xml(&self.conn, &domain_xml(&owned))
             .map_err(lv(format!("define {}", spec.name)))?;
         if let Err(e) = dom.create() {
             // Leave nothing defined for a build that did not start.
@@ -278,16 +304,18 @@ impl Driver for LibvirtDriver {
     fn list(&self) -> Result<Vec<(Uuid, PowerState)>, Error> {
         let doms = self.conn.list_all_domains(0).map_err(lv("list domains"))?;
         let mut out = Vec::new();
+        let mine = self.owner();
         for dom in doms {
-            if dom
-                .get_metadata(
-                    sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-                    Some(METADATA_NS),
-                    0,
-                )
-                .is_err()
-            {
-                continue;
+            // weft's domains of this driver's instances directory only: a
+            // domain of another weft (another state directory on the same
+            // libvirtd) or of no weft at all is never listed.
+            match dom.get_metadata(
+                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(METADATA_NS),
+                0,
+            ) {
+                Ok(meta) if owned_by(&meta, &mine) => {}
+                _ => continue,
             }
             let uuid = dom.get_uuid().map_err(lv("domain uuid"))?;
             match Self::state_of(&dom, uuid) {

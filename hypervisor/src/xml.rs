@@ -87,7 +87,7 @@ pub fn domain_xml(spec: &InstanceSpec) -> String {
 }
 
 /// XML text/attribute escaping for the free-form metadata values.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -214,6 +214,17 @@ fn spawn_and_boot(f: &Fixture) {
     let again = LibvirtDriver::connect(f.cfg.clone()).unwrap();
     assert_eq!(again.list().unwrap(), vec![(uuid, PowerState::Running)]);
     drop(again);
+    // A weft of another state directory on the same libvirtd never lists
+    // it (its reconcile destroys the listed domains no server owns).
+    let elsewhere = f.cfg.instances_dir.with_file_name("other-instances");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let stranger = LibvirtDriver::connect(LibvirtConfig {
+        instances_dir: elsewhere,
+        ..f.cfg.clone()
+    })
+    .unwrap();
+    assert_eq!(stranger.list().unwrap(), vec![], "another weft's domain");
+    drop(stranger);
     let xml = virsh(&["dumpxml", &f.spec.name]);
     let xml = String::from_utf8_lossy(&xml.stdout);
     assert!(
