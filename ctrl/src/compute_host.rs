@@ -61,7 +61,9 @@ pub struct Plugged {
     pub created: bool,
 }
 
-/// The image and networking services of this process, as a build uses them.
+/// The image and networking services of this process, as a build uses them
+/// (cheap to clone: every compute host of the process shares them).
+#[derive(Clone)]
 pub struct HostServices {
     images: Arc<Images>,
     net: Arc<Networking>,

@@ -16,7 +16,9 @@ use weft_compute::compute::Compute;
 use weft_compute::placement::model::Inventory;
 use weft_compute::placement::Placement;
 use weft_ctrl::compute_host::HostServices;
-use weft_hypervisor::{Driver, FakeDriver, LibvirtConfig, LibvirtDriver, PowerState, RebootKind};
+use weft_hypervisor::{
+    Driver, FakeDriver, HostResources, LibvirtConfig, LibvirtDriver, PowerState, RebootKind,
+};
 
 /// Which driver this host's servers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,6 +61,35 @@ pub struct ComputeServeArgs {
     /// This host's availability zone.
     #[arg(long, default_value = "nova")]
     pub availability_zone: String,
+    /// With `--compute-driver fake`: run this many compute hosts in this
+    /// process, this host and N-1 more named HOST-fake-0002..., each with
+    /// its own fake driver, provider and heartbeat (scheduler tests and
+    /// benchmarks with many hosts on one machine).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub fake_hosts: u32,
+    /// With `--compute-driver fake`: each fake host's vCPUs (default: this
+    /// machine's).
+    #[arg(long)]
+    pub fake_host_vcpus: Option<u32>,
+    /// With `--compute-driver fake`: each fake host's memory in MiB (default:
+    /// this machine's).
+    #[arg(long)]
+    pub fake_host_memory_mb: Option<u64>,
+}
+
+impl ComputeServeArgs {
+    /// Refuses options that only mean something with another driver.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let fake_only = self.fake_hosts > 1
+            || self.fake_host_vcpus.is_some()
+            || self.fake_host_memory_mb.is_some();
+        if fake_only && self.compute_driver != DriverKind::Fake {
+            anyhow::bail!(
+                "--fake-hosts, --fake-host-vcpus and --fake-host-memory-mb need --compute-driver fake"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// This host, as the build loop calls it.
@@ -205,7 +236,8 @@ fn inventory(
 }
 
 /// Registers this host as a compute host of `compute` (unless the driver is
-/// `none`) and starts its heartbeat on `rt`.
+/// `none`), with `--fake-hosts` more beside it for the fake driver, and
+/// starts their heartbeats on `rt`.
 pub fn start_in_serve(
     a: &ComputeServeArgs,
     host: &str,
@@ -215,6 +247,7 @@ pub fn start_in_serve(
     services: HostServices,
     rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
+    a.check()?;
     let instances = a
         .instances_dir
         .clone()
@@ -222,9 +255,27 @@ pub fn start_in_serve(
     std::fs::create_dir_all(&instances)?;
     let resources = weft_hypervisor::host_resources(&instances)?;
     let probe = weft_hypervisor::probe_accel();
-    let (driver, hv_type): (Arc<dyn Driver>, &str) = match a.compute_driver {
+    let mut hosts: Vec<(String, Arc<dyn Driver>, PathBuf, HostResources)> = Vec::new();
+    let hv_type = match a.compute_driver {
         DriverKind::None => return Ok(()),
-        DriverKind::Fake => (Arc::new(FakeDriver::new(resources)), "fake"),
+        DriverKind::Fake => {
+            let r = HostResources {
+                vcpus: a.fake_host_vcpus.unwrap_or(resources.vcpus),
+                memory_mb: a.fake_host_memory_mb.unwrap_or(resources.memory_mb),
+                ..resources
+            };
+            for i in 1..=a.fake_hosts {
+                let (name, dir) = if i == 1 {
+                    (host.to_string(), instances.clone())
+                } else {
+                    let name = format!("{host}-fake-{i:04}");
+                    let dir = instances.join(&name);
+                    (name, dir)
+                };
+                hosts.push((name, Arc::new(FakeDriver::new(r)), dir, r));
+            }
+            "fake"
+        }
         DriverKind::Libvirt => {
             let cfg = LibvirtConfig {
                 uri: a.libvirt_uri.clone(),
@@ -232,7 +283,7 @@ pub fn start_in_serve(
                 shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout_secs),
             };
             match LibvirtDriver::connect(cfg) {
-                Ok(d) => (Arc::new(d), "QEMU"),
+                Ok(d) => hosts.push((host.to_string(), Arc::new(d), instances.clone(), resources)),
                 Err(e) => {
                     // Not a compute host until libvirtd answers: servers get
                     // "No valid host" rather than a driver that cannot run them.
@@ -243,49 +294,61 @@ pub fn start_in_serve(
                     return Ok(());
                 }
             }
+            "QEMU"
         }
     };
-    tracing::info!(host, accel = ?probe.accel, reason = %probe.reason, "compute host");
-    let local = LocalHost {
-        host: host.to_string(),
-        compute: HostCompute::new(driver, state_dir, &instances, probe.accel),
-        services,
-    };
-    let record = ComputeHost {
-        name: host.to_string(),
-        provider: String::new(),
-        availability_zone: a.availability_zone.clone(),
-        enabled: true,
-        disabled_reason: None,
-        forced_down: false,
-        driver: format!("{:?}", a.compute_driver).to_lowercase(),
-        hypervisor_type: hv_type.into(),
-        arch: std::env::consts::ARCH.into(),
-        vcpus: u64::from(resources.vcpus),
-        memory_mb: resources.memory_mb,
-        disk_gb: resources.disk_gb,
-        host_ip: "127.0.0.1".into(),
-        heartbeat: String::new(),
-        seq: 0,
-    };
-    compute
-        .register_host(
-            placement.as_ref(),
-            record,
-            &inventory(a, &resources),
-            Arc::new(local),
-        )
-        .map_err(|e| anyhow::anyhow!("compute host {host}: {e}"))?;
+    tracing::info!(host, accel = ?probe.accel, reason = %probe.reason, hosts = hosts.len(), "compute host");
+    let mut names = Vec::new();
+    for (name, driver, dir, r) in hosts {
+        std::fs::create_dir_all(&dir)?;
+        let local = LocalHost {
+            host: name.clone(),
+            compute: HostCompute::new(driver, state_dir, &dir, probe.accel),
+            services: services.clone(),
+        };
+        let record = ComputeHost {
+            name: name.clone(),
+            provider: String::new(),
+            availability_zone: a.availability_zone.clone(),
+            enabled: true,
+            disabled_reason: None,
+            forced_down: false,
+            driver: format!("{:?}", a.compute_driver).to_lowercase(),
+            hypervisor_type: hv_type.into(),
+            arch: std::env::consts::ARCH.into(),
+            vcpus: u64::from(r.vcpus),
+            memory_mb: r.memory_mb,
+            disk_gb: r.disk_gb,
+            host_ip: "127.0.0.1".into(),
+            heartbeat: String::new(),
+            seq: 0,
+        };
+        compute
+            .register_host(
+                placement.as_ref(),
+                record,
+                &inventory(a, &r),
+                Arc::new(local),
+            )
+            .map_err(|e| anyhow::anyhow!("compute host {name}: {e}"))?;
+        names.push(name);
+    }
     println!(
-        "weft: compute host {host} in-process ({:?}, {})",
-        a.compute_driver, probe.reason
+        "weft: compute host {host} in-process ({:?}, {}){}",
+        a.compute_driver,
+        probe.reason,
+        if names.len() > 1 {
+            format!(", with {} more fake hosts", names.len() - 1)
+        } else {
+            String::new()
+        }
     );
-    let (c, h) = (compute.clone(), host.to_string());
+    let c = compute.clone();
     rt.spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-            let (c, h) = (c.clone(), h.clone());
-            let _ = tokio::task::spawn_blocking(move || c.heartbeat(&h)).await;
+            let (c, names) = (c.clone(), names.clone());
+            let _ = tokio::task::spawn_blocking(move || c.heartbeat_all(&names)).await;
         }
     });
     Ok(())

@@ -194,14 +194,23 @@ impl Compute {
 
     /// A host's heartbeat.
     pub fn heartbeat(&self, host: &str) -> ComputeResult<()> {
-        let host = host.to_string();
-        self.write(move |st, env| match st.hosts.get(&host) {
-            Some(h) => {
-                let mut h = h.clone();
-                h.heartbeat = env.now.clone();
-                Ok(((), vec![state::Change::Host(h)]))
-            }
-            None => Ok(((), vec![])),
+        self.heartbeat_all(&[host.to_string()])
+    }
+
+    /// The heartbeats of several hosts of one process in one commit (a
+    /// process that runs many fake hosts beats for all of them at once).
+    pub fn heartbeat_all(&self, hosts: &[String]) -> ComputeResult<()> {
+        self.write(move |st, env| {
+            let changes = hosts
+                .iter()
+                .filter_map(|name| st.hosts.get(name))
+                .map(|h| {
+                    let mut h = h.clone();
+                    h.heartbeat = env.now.clone();
+                    state::Change::Host(h)
+                })
+                .collect();
+            Ok(((), changes))
         })
     }
 
