@@ -261,7 +261,7 @@ impl Server {
         let auth = crate::observe::AuthLayer {
             identity: self.identity.clone(),
             metrics: self.metrics.clone(),
-            services: crate::observe::Services::new([service]),
+            services: crate::observe::Services::alone(service),
         };
         let app = tower_http::normalize_path::NormalizePath::trim_trailing_slash(
             router.layer(crate::observe::ObserveLayer(auth)),
