@@ -121,6 +121,16 @@ pub fn mount(
         mode,
         server.identity(),
     )?;
+    // Builds act through trusts, with roles the policy asks for.
+    let roles = crate::delegation::derive_roles(sc.policy_file.as_deref())?;
+    let delegate = Arc::new(crate::delegation::Delegate::open(
+        server.identity(),
+        &sc.state_dir,
+        roles,
+    )?);
+    tracing::info!(trust_roles = ?delegate.roles().trust, service_roles = ?delegate.roles().service,
+        user = %delegate.user().user_id, "compute: builds act through trusts");
+    svc.set_delegation(delegate.clone());
     net.set_instance_info(Arc::new(ServerInstances(svc.clone())));
     svc.set_lookups(Arc::new(InProcess { images, net }));
     let router = compute::router(svc.clone()).layer(axum::middleware::from_fn(
@@ -133,6 +143,11 @@ pub fn mount(
     m.catalog_path = format!("{}/v2.1", compute::MOUNT);
     server.mount(m).map_err(|e| e.to_string())?;
     server.follow(svc.replica());
-    rt.spawn(build::run(svc.clone(), placement));
+    let claims = crate::delegation::ServiceClaims {
+        placement,
+        identity: server.identity(),
+        delegation: delegate,
+    };
+    rt.spawn(build::run(svc.clone(), Arc::new(claims)));
     Ok(svc)
 }

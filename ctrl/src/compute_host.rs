@@ -3,17 +3,26 @@
 //! reader of the image's bytes for the host's cache, and the server's ports created or
 //! bound to the host (so that the host's switch wires their taps), and
 //! undone at teardown. A remote agent will ask the same over HTTP.
+//!
+//! Every step acts with a step token from the build's delegation, through
+//! the checks an HTTP request passes (token validation and binding, then
+//! the service's policy): the image and the ports the user asked for with
+//! the server's trust, the port binding and teardown as the compute
+//! service itself (see `crate::delegation`).
 
+use crate::delegation::step_credentials;
 use crate::networking::body::PortReq;
 use crate::networking::service::{self, Ctx};
 use crate::networking::Networking;
 use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
+use weft_compute::compute::build::trusts::Delegation;
 use weft_compute::compute::servers::record::Server;
 use weft_compute::image::store::Stored;
 use weft_compute::image::Images;
-use weft_identity::policy::Credentials;
+use weft_identity::token::Audience;
+use weft_identity::Identity;
 
 /// The store hands out mapped windows of an image (a few MiB at a time, as
 /// a download does), never the whole image in memory; this reads them in
@@ -61,39 +70,79 @@ pub struct Plugged {
     pub created: bool,
 }
 
+/// The trust `s`'s build acts through (its routing slip).
+fn trust_of(s: &Server) -> Result<&str, String> {
+    s.trust_id.as_deref().ok_or_else(|| {
+        format!(
+            "server {} has no trust to build with (made before builds acted through trusts?)",
+            s.id
+        )
+    })
+}
+
 /// The image and networking services of this process, as a build uses them
 /// (cheap to clone: every compute host of the process shares them).
 #[derive(Clone)]
 pub struct HostServices {
     images: Arc<Images>,
     net: Arc<Networking>,
-}
-
-/// The context a build acts in: the server's project, with the rights the
-/// compute service has in Nova's deployments (it creates and binds ports
-/// for its users' servers).
-fn build_ctx(s: &Server) -> Ctx {
-    Ctx::new(Credentials {
-        user_id: s.user_id.clone(),
-        roles: vec!["admin".into(), "member".into(), "reader".into()],
-        project_id: Some(s.project_id.clone()),
-        ..Credentials::default()
-    })
+    identity: Arc<Identity>,
+    delegation: Arc<dyn Delegation>,
 }
 
 impl HostServices {
-    /// Over this process's image and networking services.
-    pub fn new(images: Arc<Images>, net: Arc<Networking>) -> HostServices {
-        HostServices { images, net }
+    /// Over this process's image and networking services, acting with
+    /// `delegation`'s step tokens, validated by `identity`.
+    pub fn new(
+        images: Arc<Images>,
+        net: Arc<Networking>,
+        identity: Arc<Identity>,
+        delegation: Arc<dyn Delegation>,
+    ) -> HostServices {
+        HostServices {
+            images,
+            net,
+            identity,
+            delegation,
+        }
     }
 
-    /// A reader of active image `id`'s data, for the host's image cache.
-    pub fn open_image(&self, id: &str) -> Result<Box<dyn Read + Send>, String> {
-        let active = self
-            .images
-            .read(|st| st.images.get(id).map(|i| i.status.as_str() == "active"))
-            .ok_or_else(|| format!("image {id} not found"))?;
-        if !active {
+    /// The networking context of a step: for the user through `s`'s trust
+    /// (`for_user`), else the compute service's own.
+    fn net_ctx(&self, s: &Server, for_user: bool) -> Result<Ctx, String> {
+        let trust = if for_user { Some(trust_of(s)?) } else { None };
+        step_credentials(
+            &self.identity,
+            self.delegation.as_ref(),
+            trust,
+            Audience::Network,
+            "networking",
+        )
+        .map(Ctx::new)
+    }
+
+    /// A reader of `s`'s image data, for the host's image cache: read with
+    /// the server's trust, under the image service's `get_image` and
+    /// `download_image` rules.
+    pub fn open_image(&self, s: &Server) -> Result<Box<dyn Read + Send>, String> {
+        use weft_compute::image::{policy, service as images};
+        let id = &s.image_ref;
+        let creds = step_credentials(
+            &self.identity,
+            self.delegation.as_ref(),
+            Some(trust_of(s)?),
+            Audience::Image,
+            "image",
+        )?;
+        let c = policy::Ctx::new(creds);
+        let active = self.images.read_env(|st, env| {
+            let i = images::get_image(st, &c, id)?;
+            let target = images::target(st, &c, i);
+            env.authz.check(&c, "get_image", &target)?;
+            env.authz.check(&c, "download_image", &target)?;
+            Ok::<_, weft_compute::image::error::ImageError>(i.status.as_str() == "active")
+        });
+        if !active.map_err(|e| format!("image {id}: {e}"))? {
             return Err(format!("image {id} is not active"));
         }
         let data = self
@@ -151,10 +200,12 @@ impl HostServices {
         })
     }
 
-    /// Creates or binds every port of `s` to `host`; on a failure the ports
-    /// made so far are deleted again.
+    /// Creates (or takes) every port of `s` for the user, with the trust,
+    /// and binds it to `host` as the compute service; on a failure the
+    /// ports made so far are deleted again.
     pub fn plug(&self, s: &Server, host: &str) -> Result<Vec<Plugged>, String> {
-        let ctx = build_ctx(s);
+        let user = self.net_ctx(s, true)?;
+        let own = self.net_ctx(s, false)?;
         let mut nics = s.nics.clone();
         if s.auto_network && nics.is_empty() {
             nics.push(weft_compute::compute::servers::record::NicRequest {
@@ -166,18 +217,17 @@ impl HostServices {
         let groups = self.group_ids(s)?;
         let mut out: Vec<Plugged> = Vec::new();
         for nic in &nics {
-            let bind =
-                json!({"device_id": s.id, "device_owner": "compute:nova", "binding:host_id": host});
+            let device = json!({"device_id": s.id, "device_owner": "compute:nova"});
             let r = match (&nic.port, &nic.network) {
                 (Some(port), _) => {
-                    let req: PortReq = serde_json::from_value(bind).map_err(|e| e.to_string())?;
+                    let req: PortReq = serde_json::from_value(device).map_err(|e| e.to_string())?;
                     let id = port.clone();
                     self.net
-                        .write(|st, env| service::update_port(st, env, &ctx, &id, &req))
+                        .write(|st, env| service::update_port(st, env, &user, &id, &req))
                         .map(|p| (p, false))
                 }
                 (None, Some(network)) => {
-                    let mut body = bind;
+                    let mut body = device;
                     body["network_id"] = json!(network);
                     body["project_id"] = json!(s.project_id);
                     body["name"] = json!(format!("{}-port", s.hostname));
@@ -189,15 +239,36 @@ impl HostServices {
                     }
                     let req: PortReq = serde_json::from_value(body).map_err(|e| e.to_string())?;
                     self.net
-                        .write(|st, env| service::create_port(st, env, &ctx, &req))
+                        .write(|st, env| service::create_port(st, env, &user, &req))
                         .map(|p| (p, true))
                 }
                 (None, None) => continue,
             };
+            // Binding to a host is the compute service's own act (Neutron's
+            // rule asks for `service` or `admin`, which a user cannot delegate).
+            let r = r.and_then(|(p, created)| {
+                let bind: PortReq =
+                    serde_json::from_value(json!({"binding:host_id": host})).expect("static body");
+                let id = p.id.clone();
+                match self
+                    .net
+                    .write(|st, env| service::update_port(st, env, &own, &id, &bind))
+                {
+                    Ok(p) => Ok((p, created)),
+                    Err(e) => {
+                        if created {
+                            let _ = self
+                                .net
+                                .write(|st, env| service::delete_port(st, env, &own, &id));
+                        }
+                        Err(e)
+                    }
+                }
+            });
             let (p, created) = match r {
                 Ok(x) => x,
                 Err(e) => {
-                    self.unplug_ports(s, &out);
+                    self.unplug_ports(&own, &out);
                     return Err(format!("port for network {:?}: {e}", nic.network));
                 }
             };
@@ -238,20 +309,19 @@ impl HostServices {
         Ok(out)
     }
 
-    fn unplug_ports(&self, s: &Server, ports: &[Plugged]) {
-        let ctx = build_ctx(s);
+    fn unplug_ports(&self, ctx: &Ctx, ports: &[Plugged]) {
         for p in ports {
             let id = p.port_id.clone();
             let r = if p.created {
                 self.net
-                    .write(|st, env| service::delete_port(st, env, &ctx, &id))
+                    .write(|st, env| service::delete_port(st, env, ctx, &id))
             } else {
                 let req: PortReq = serde_json::from_value(
                     json!({"device_id": "", "device_owner": "", "binding:host_id": ""}),
                 )
                 .expect("static body");
                 self.net
-                    .write(|st, env| service::update_port(st, env, &ctx, &id, &req))
+                    .write(|st, env| service::update_port(st, env, ctx, &id, &req))
                     .map(|_| ())
             };
             if let Err(e) = r {
@@ -263,8 +333,11 @@ impl HostServices {
     /// Deletes the ports made for `s` and unbinds the ones it was given;
     /// ports already gone are fine (teardown is idempotent). Ports bound to
     /// the server but not in its record (a build cut off by a restart) are
-    /// found by their device id.
-    pub fn unplug(&self, s: &Server) {
+    /// found by their device id. Done as the compute service, so a user who
+    /// lost their role cannot keep their ports from being cleaned up; `Err`
+    /// when the service's own token is refused (the teardown is retried).
+    pub fn unplug(&self, s: &Server) -> Result<(), String> {
+        let own = self.net_ctx(s, false)?;
         let given: Vec<String> = s.nics.iter().filter_map(|n| n.port.clone()).collect();
         let ports: Vec<Plugged> = self.net.read(|st| {
             st.ports
@@ -285,6 +358,7 @@ impl HostServices {
                 })
                 .collect()
         });
-        self.unplug_ports(s, &ports);
+        self.unplug_ports(&own, &ports);
+        Ok(())
     }
 }

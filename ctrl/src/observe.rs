@@ -109,6 +109,8 @@ struct RouteLabels {
 pub struct Services {
     known: Arc<[Service]>,
     other: Service,
+    /// Every path is this service's (one served alone at the root).
+    alone: Option<Service>,
 }
 
 impl Services {
@@ -124,11 +126,24 @@ impl Services {
         Services {
             known: known.into(),
             other: Service("other".into()),
+            alone: None,
+        }
+    }
+
+    /// One service served alone at the root of its own listener: every
+    /// path is its.
+    pub fn alone(service: &str) -> Services {
+        Services {
+            alone: Some(Service(service.into())),
+            ..Services::new([service])
         }
     }
 
     /// The service a path belongs to: its first segment, if a known one.
     fn of(&self, path: &str) -> Service {
+        if let Some(s) = &self.alone {
+            return s.clone();
+        }
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
         self.known
             .iter()
@@ -302,11 +317,18 @@ where
         // `Router::layer` wraps each route after matching: the route template
         // (`/networking/v2.0/ports/{id}`) is known here, so labels stay bounded.
         let route = Route(req.extensions().get::<MatchedPath>().cloned());
-        span.in_scope(|| authenticate(&self.a, &mut req));
-        let inner = self.inner.call(req).instrument(span.clone());
+        let refused = span.in_scope(|| authenticate(&self.a, &service.0, &mut req));
+        // A token bound to another service never reaches the route.
+        let inner = match refused {
+            None => Ok(self.inner.call(req).instrument(span.clone())),
+            Some(resp) => Err(resp),
+        };
         let m = self.a.metrics.clone();
         Box::pin(async move {
-            let Ok(mut resp) = inner.await;
+            let Ok(mut resp) = match inner {
+                Ok(f) => f.await,
+                Err(resp) => Ok(resp),
+            };
             let status = resp.status();
             let elapsed = started.elapsed();
             let labels = RequestLabels {
@@ -346,20 +368,78 @@ pub struct AuthLayer {
     pub services: Services,
 }
 
+/// The catalog type of the service mounted at `prefix`'s first segment
+/// (`networking` -> `network`), as token audiences name services.
+pub fn catalog_type(prefix: &str) -> &str {
+    match prefix
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+    {
+        "networking" => "network",
+        other => other,
+    }
+}
+
+/// Why [`request_context`] refused a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRefusal {
+    /// Not a valid token (expired, revoked, its trust or role gone...).
+    #[error("{0}")]
+    Invalid(weft_identity::IdentityError),
+    /// Valid, but bound to another service.
+    #[error("{0}")]
+    OtherService(weft_identity::IdentityError),
+}
+
+/// Turns a token into the caller's context for a request to the service
+/// mounted at `prefix` (`identity`, `networking`, `image`, ...): validated,
+/// and refused when it is bound to another service (or let through and
+/// recorded, under permissive binding). The HTTP layer below uses it for
+/// every request; in-process callers (a build's steps) use it too, so
+/// their tokens pass exactly the checks a request would.
+pub fn request_context(
+    identity: &Identity,
+    token: &str,
+    prefix: &str,
+) -> Result<AuthContext, TokenRefusal> {
+    let ctx = identity
+        .validate_token(token)
+        .map_err(TokenRefusal::Invalid)?;
+    identity
+        .check_audience(&ctx, catalog_type(prefix))
+        .map_err(TokenRefusal::OtherService)?;
+    Ok(ctx)
+}
+
 /// Validates `X-Auth-Token` once for every API and leaves the caller in the
 /// request's extensions (`AuthContext`), where each service's extractor
 /// takes it. A missing or invalid token is left to the service, which
 /// answers 401 in its own error shape (a route may need no token at all).
-fn authenticate(a: &AuthLayer, req: &mut Request) {
-    let Some(t) = req
+/// A valid token bound to another service is answered here: 401 with the
+/// reason, in the JSON shape keystonemiddleware gives every service.
+fn authenticate(a: &AuthLayer, service: &str, req: &mut Request) -> Option<Response> {
+    let t = req
         .headers()
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    else {
-        return;
-    };
-    match a.identity.validate_token(t) {
+        .map(str::trim)?;
+    match request_context(&a.identity, t, service) {
+        Err(TokenRefusal::OtherService(why)) => {
+            a.metrics.rejected.inc();
+            let why = why.to_string();
+            tracing::info!(%why, "token refused: bound to another service");
+            let body = crate::server::keystone_body(StatusCode::UNAUTHORIZED, req.method(), &why);
+            Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response(),
+            )
+        }
         Ok(ctx) => {
             let span = tracing::Span::current();
             span.record("user", ctx.user_id.as_str());
@@ -368,11 +448,13 @@ fn authenticate(a: &AuthLayer, req: &mut Request) {
             }
             a.metrics.validated.inc();
             req.extensions_mut().insert::<AuthContext>(ctx);
+            None
         }
         Err(_) => {
             a.metrics.rejected.inc();
             req.extensions_mut()
                 .insert(weft_identity::api::TokenRejected);
+            None
         }
     }
 }

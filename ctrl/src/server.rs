@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// `--database`: `postgresql://...` for replicas sharing one database,
     /// or a SQLite path; `None` is `<state_dir>/weft.sqlite`.
     pub database: Option<String>,
+    /// `--token-binding`: refuse a build step's token on any service but
+    /// its own, or only record it.
+    pub token_binding: weft_identity::service::TokenBinding,
 }
 
 impl ServerConfig {
@@ -55,6 +58,7 @@ impl ServerConfig {
             policy_permissive: false,
             admin_password: None,
             database: None,
+            token_binding: Default::default(),
         }
     }
 }
@@ -163,6 +167,7 @@ impl Server {
                 token_ttl: cfg.token_ttl,
                 policy_file: cfg.policy_file.clone(),
                 policy_permissive: cfg.policy_permissive,
+                token_binding: cfg.token_binding,
             },
             store.clone(),
         )?);
@@ -256,7 +261,7 @@ impl Server {
         let auth = crate::observe::AuthLayer {
             identity: self.identity.clone(),
             metrics: self.metrics.clone(),
-            services: crate::observe::Services::new([service]),
+            services: crate::observe::Services::alone(service),
         };
         let app = tower_http::normalize_path::NormalizePath::trim_trailing_slash(
             router.layer(crate::observe::ObserveLayer(auth)),

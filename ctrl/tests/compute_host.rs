@@ -2,19 +2,23 @@
 //! networking and image services on the test store: a server's ports
 //! created (or a given port bound) on the host with its device id, its
 //! addresses reported back, a failure midway leaving no port behind, and
-//! teardown deleting what it made and unbinding what it was given.
+//! teardown deleting what it made and unbinding what it was given. Each
+//! step acts with the build's trust (or the compute service's own token),
+//! through the whole `weft serve` control plane ([`world`]).
 
 mod common;
+mod world;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use common::{off_runtime, Api, ALICE};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_compute::compute::servers::record::{FlavorCopy, NicRequest, Server};
-use weft_compute::image::{ImageConfig, Images, Tokens};
-use weft_ctrl::compute_host::HostServices;
+use weft_compute::image::Tokens;
 use weft_identity::policy::{Credentials, Mode};
+use weft_identity::service::TokenBinding;
+use world::World;
 
 struct NoTokens;
 impl Tokens for NoTokens {
@@ -68,45 +72,64 @@ fn server(id: &str, nics: Vec<NicRequest>) -> Server {
         locked: false,
         instance_name: format!("weft-{id}"),
         hostname: "vm".into(),
+        trust_id: None,
     }
 }
 
-#[tokio::test]
-async fn plug_and_unplug_ports_for_a_build() {
-    let api = Api::new();
-    let (st, net) = api
-        .post("/networks", ALICE, json!({"network": {"name": "n1"}}))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{net}");
-    let net_id = net["network"]["id"].as_str().unwrap().to_string();
-    let (st, _) = api
-        .post(
-            "/subnets",
-            ALICE,
-            json!({"subnet": {"network_id": net_id, "cidr": "10.5.0.0/24", "ip_version": 4}}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED);
-    let (_, given) = api
-        .post("/ports", ALICE, json!({"port": {"network_id": net_id}}))
-        .await;
-    let given_id = given["port"]["id"].as_str().unwrap().to_string();
+/// alice (a member of her project) and a server of hers whose build acts
+/// through a trust she gave: (world, alice's token, the server).
+async fn alices_build(id: &str, nics: Vec<NicRequest>) -> (World, String, Server) {
+    let w = World::new(TokenBinding::Enforce).await;
+    let (alice, project, token) = w.member("alice", "member").await;
+    let mut s = server(id, nics);
+    s.project_id = project.clone();
+    s.user_id = alice.clone();
+    let d = w.compute.delegation().unwrap();
+    let creds = Credentials {
+        user_id: alice,
+        project_id: Some(project),
+        roles: vec!["member".into()],
+        ..Credentials::default()
+    };
+    s.trust_id = Some(
+        tokio::task::spawn_blocking(move || d.create_trust(&creds))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    (w, token, s)
+}
 
-    let backend = api.backend.clone();
-    let images = off_runtime(|| {
-        Images::open(
-            backend.store(),
-            backend.dir.path(),
-            &ImageConfig::default(),
-            None,
-            Mode::Enforce,
-            Arc::new(NoTokens),
-        )
-        .unwrap()
-    });
-    let hs = HostServices::new(images, api.net.clone());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plug_and_unplug_ports_for_a_build() {
     let sid = "3f1c0a52-0000-4000-8000-000000000001";
-    let nics = vec![
+    let (w, alice, mut s) = alices_build(sid, vec![]).await;
+    let net_id = w.network(&alice, "10.5.0.0/24").await;
+    let given_id = w
+        .make(
+            "/networking/v2.0/ports",
+            &alice,
+            json!({"port": {"network_id": net_id}}),
+        )
+        .await["port"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |id: String| {
+        let w = &w;
+        let alice = alice.clone();
+        async move {
+            w.call(
+                Method::GET,
+                &format!("/networking/v2.0/{id}"),
+                Some(&alice),
+                None,
+            )
+            .await
+        }
+    };
+    let hs = w.host_services();
+    s.nics = vec![
         NicRequest {
             network: Some(net_id.clone()),
             port: None,
@@ -118,7 +141,6 @@ async fn plug_and_unplug_ports_for_a_build() {
             fixed_ip: None,
         },
     ];
-    let mut s = server(sid, nics);
     let plugged = off_runtime(|| hs.plug(&s, "h1")).unwrap();
     assert_eq!(plugged.len(), 2);
     assert_eq!(plugged[0].ips, [("10.5.0.77".to_string(), 4)]);
@@ -129,10 +151,11 @@ async fn plug_and_unplug_ports_for_a_build() {
         format!("tap{}", &plugged[0].port_id[..11])
     );
     for p in &plugged {
-        let (_, port) = api.get(&format!("/ports/{}", p.port_id), ALICE).await;
+        let (_, port) = get(format!("ports/{}", p.port_id)).await;
         assert_eq!(port["port"]["device_id"], sid, "{port}");
         assert_eq!(port["port"]["binding:host_id"], "h1");
         assert_eq!(port["port"]["device_owner"], "compute:nova");
+        assert_eq!(port["port"]["project_id"], s.project_id);
     }
 
     // A failure midway (an address already taken) leaves no port made for it.
@@ -151,122 +174,73 @@ async fn plug_and_unplug_ports_for_a_build() {
             },
         ],
     );
+    t.project_id = s.project_id.clone();
+    t.trust_id = s.trust_id.clone();
     let err = off_runtime(|| hs.plug(&t, "h1")).unwrap_err();
     assert!(
         err.contains("10.5.0.77") || err.to_lowercase().contains("ip"),
         "{err}"
     );
-    let (_, ports) = api.get(&format!("/ports?device_id={}", t.id), ALICE).await;
+    let (_, ports) = get(format!("ports?device_id={}", t.id)).await;
     assert_eq!(ports["ports"], json!([]), "no leaked port");
-    t.created_ports.clear();
+
+    // A server without a trust builds nothing.
+    let mut u = t.clone();
+    u.trust_id = None;
+    let err = off_runtime(|| hs.plug(&u, "h1")).unwrap_err();
+    assert!(err.contains("no trust"), "{err}");
 
     // Teardown: the made port goes, the given one is unbound and stays.
     s.created_ports = vec![plugged[0].port_id.clone()];
-    off_runtime(|| hs.unplug(&s));
-    let (st, _) = api
-        .get(&format!("/ports/{}", plugged[0].port_id), ALICE)
-        .await;
+    off_runtime(|| hs.unplug(&s)).unwrap();
+    let (st, _) = get(format!("ports/{}", plugged[0].port_id)).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (_, port) = api.get(&format!("/ports/{given_id}"), ALICE).await;
+    let (_, port) = get(format!("ports/{given_id}")).await;
     assert_eq!(port["port"]["device_id"], "");
     assert_eq!(port["port"]["binding:host_id"], "");
     // Idempotent.
-    off_runtime(|| hs.unplug(&s));
-}
-
-/// Any token is alice, a member of her project (for the image service's
-/// own HTTP API, used here to put an image in place).
-struct Alice;
-impl Tokens for Alice {
-    fn validate(&self, _: &str) -> Option<Credentials> {
-        Some(Credentials {
-            user_id: "alice".into(),
-            roles: vec!["member".into(), "reader".into()],
-            project_id: Some("p-alice".into()),
-            ..Credentials::default()
-        })
-    }
+    off_runtime(|| hs.unplug(&s)).unwrap();
 }
 
 /// A compute host's read of an image: the whole data, read from the store
-/// window by window (over 8 MiB windows, so three of them here); an image
-/// without data (queued) is an error.
+/// window by window (over 8 MiB windows, so three of them here), with the
+/// build's trust; an image without data (queued) is an error, and so is one
+/// the trust's project does not see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_image_reads_the_data_whole() {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let api = Api::new();
-    let backend = api.backend.clone();
-    let images = off_runtime(|| {
-        Images::open(
-            backend.store(),
-            backend.dir.path(),
-            &ImageConfig::default(),
-            None,
-            Mode::Enforce,
-            Arc::new(Alice),
-        )
-        .unwrap()
-    });
-    let app = weft_compute::image::router(images.clone());
-    let call = |method: &str, path: String, ct: &str, body: Vec<u8>| {
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("x-auth-token", "t")
-            .header("content-type", ct)
-            .body(axum::body::Body::from(body))
-            .unwrap();
-        let app = app.clone();
-        async move {
-            let resp = app.oneshot(req).await.unwrap();
-            let status = resp.status();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (status, body)
-        }
-    };
-    let new_image = || {
-        call(
-            "POST",
-            "/v2/images".into(),
-            "application/json",
-            json!({"name": "disk", "disk_format": "qcow2", "container_format": "bare"})
-                .to_string()
-                .into_bytes(),
-        )
-    };
-    let (st, body) = new_image().await;
-    assert_eq!(st, StatusCode::CREATED);
-    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (w, alice, mut s) = alices_build("3f1c0a52-0000-4000-8000-000000000003", vec![]).await;
     let data: Vec<u8> = (0..(17u32 << 20) + 5)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let (st, _) = call(
-        "PUT",
-        format!("/v2/images/{id}/file"),
-        "application/octet-stream",
-        data.clone(),
-    )
-    .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
-
-    let hs = HostServices::new(images, api.net.clone());
+    s.image_ref = w.image(&alice, data.clone()).await;
+    let hs = w.host_services();
     let mut copy = Vec::new();
-    let mut r = off_runtime(|| hs.open_image(&id)).unwrap();
+    let mut r = off_runtime(|| hs.open_image(&s)).unwrap();
     std::io::Read::read_to_end(&mut r, &mut copy).unwrap();
     assert!(copy == data, "the copy differs");
 
     // An image without data (queued: not active) is an error.
-    let (_, body) = new_image().await;
-    let empty = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+    let empty = w
+        .make(
+            "/image/v2/images",
+            &alice,
+            json!({"name": "e", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let err = off_runtime(|| hs.open_image(&empty).map(|_| ())).unwrap_err();
+    s.image_ref = empty;
+    let err = off_runtime(|| hs.open_image(&s).map(|_| ())).unwrap_err();
     assert!(err.contains("not active"), "{err}");
+    // Another project's private image is not found through alice's trust.
+    let (_, _, bob) = w.member("bob", "member").await;
+    s.image_ref = w.image(&bob, vec![1, 2, 3]).await;
+    let err = off_runtime(|| hs.open_image(&s).map(|_| ())).unwrap_err();
+    assert!(
+        err.contains("not found") || err.contains("No image"),
+        "{err}"
+    );
 }
 
 /// The switch's metadata service gets a server's own data (its key, user

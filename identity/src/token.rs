@@ -9,6 +9,11 @@
 //! i64 issued_at_us | i64 expires_at_us | u8 n | n x 16-byte audit ids
 //! id = 0x00 + 16 bytes (a 32-hex-digit id) | 0x01 + u8 len + utf-8 bytes
 //! ```
+//!
+//! Version 2 is version 1 followed by one byte, the token's [`Audience`]:
+//! the one service a delegated build step's token may be used on. Only
+//! those tokens are sealed as version 2, so every token an older weft
+//! issued (and every ordinary token) still reads as version 1.
 
 use crate::model::Micros;
 use base64::Engine;
@@ -53,6 +58,56 @@ pub enum TokenScope {
     Trust(String),
 }
 
+/// The one service a token is bound to. A build's step tokens carry one, so
+/// that a token taken from a compute host opens nothing but the service the
+/// step was for: not identity (no new tokens, no trusts), not another API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Audience {
+    /// The image API (`/image`, catalog type `image`).
+    Image,
+    /// The networking API (`/networking`, catalog type `network`).
+    Network,
+    /// Placement (`/placement`, catalog type `placement`).
+    Placement,
+}
+
+impl Audience {
+    /// Every audience, for parsers and tests.
+    pub const ALL: [Audience; 3] = [Audience::Image, Audience::Network, Audience::Placement];
+
+    /// The catalog type of the service, as errors and records name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Image => "image",
+            Audience::Network => "network",
+            Audience::Placement => "placement",
+        }
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Audience::Image => 1,
+            Audience::Network => 2,
+            Audience::Placement => 3,
+        }
+    }
+
+    fn from_tag(t: u8) -> Option<Audience> {
+        Audience::ALL.into_iter().find(|a| a.tag() == t)
+    }
+
+    /// The audience a catalog type names (`image`, `network`, `placement`).
+    pub fn parse(s: &str) -> Option<Audience> {
+        Audience::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// What a Fernet token carries (no roles: they are resolved at each validation).
 pub struct Payload {
@@ -70,6 +125,8 @@ pub struct Payload {
     pub expires_at: Micros,
     /// This token's audit id, then the chain's first (when rescoped).
     pub audit_ids: Vec<[u8; 16]>,
+    /// The one service it may be used on; `None`: any (every ordinary token).
+    pub audience: Option<Audience>,
 }
 
 /// The audit id as Keystone prints it: 22 url-safe base64 characters.
@@ -127,7 +184,7 @@ impl Payload {
     /// The compact binary form sealed in the token.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(80);
-        out.push(1);
+        out.push(if self.audience.is_some() { 2 } else { 1 });
         out.push(self.methods);
         let (tag, sid) = match &self.scope {
             TokenScope::Unscoped => (0, None),
@@ -152,13 +209,17 @@ impl Payload {
         for a in &self.audit_ids[..n] {
             out.extend(a);
         }
+        if let Some(a) = self.audience {
+            out.push(a.tag());
+        }
         out
     }
 
     /// `None` for anything malformed (never panics on input).
     pub fn decode(b: &[u8]) -> Option<Payload> {
         let mut r = Reader(b);
-        if r.u8()? != 1 {
+        let version = r.u8()?;
+        if version != 1 && version != 2 {
             return None;
         }
         let methods = r.u8()?;
@@ -184,6 +245,10 @@ impl Payload {
         for _ in 0..n {
             audit_ids.push(r.take(16)?.try_into().ok()?);
         }
+        let audience = match version {
+            2 => Some(Audience::from_tag(r.u8()?)?),
+            _ => None,
+        };
         if !r.0.is_empty() || audit_ids.is_empty() {
             return None;
         }
@@ -195,6 +260,7 @@ impl Payload {
             issued_at,
             expires_at,
             audit_ids,
+            audience,
         })
     }
 }
@@ -321,7 +387,39 @@ mod tests {
             issued_at: 1_700_000_000_123_456,
             expires_at: 1_700_003_600_123_456,
             audit_ids: vec![[7; 16], [9; 16]],
+            audience: None,
         }
+    }
+
+    #[test]
+    fn audience_round_trips_and_old_tokens_still_decode() {
+        for a in Audience::ALL {
+            let p = Payload {
+                audience: Some(a),
+                ..sample(TokenScope::Trust("fedcba9876543210fedcba9876543210".into()))
+            };
+            let b = p.encode();
+            assert_eq!(b[0], 2, "an audience token is version 2");
+            assert_eq!(Payload::decode(&b), Some(p));
+            assert_eq!(Audience::parse(a.as_str()), Some(a));
+        }
+        // A version-1 payload (every token sealed before audiences) reads
+        // with no audience.
+        let old = sample(TokenScope::System).encode();
+        assert_eq!(old[0], 1);
+        assert_eq!(Payload::decode(&old).unwrap().audience, None);
+        // An unknown audience tag, or a version-1 payload with a trailing
+        // audience byte, is malformed.
+        let mut bad = Payload {
+            audience: Some(Audience::Image),
+            ..sample(TokenScope::System)
+        }
+        .encode();
+        *bad.last_mut().unwrap() = 9;
+        assert_eq!(Payload::decode(&bad), None);
+        let mut v1_tail = old.clone();
+        v1_tail.push(1);
+        assert_eq!(Payload::decode(&v1_tail), None);
     }
 
     #[test]

@@ -99,11 +99,15 @@ struct LocalHost {
     services: HostServices,
 }
 
-struct Images<'a>(&'a HostServices);
+/// The image source of one build: the server's image, read with its trust.
+struct Images<'a>(&'a HostServices, &'a Server);
 
 impl ImageSource for Images<'_> {
     fn open(&self, id: &str) -> Result<Box<dyn std::io::Read + Send>, String> {
-        self.0.open_image(id)
+        if id != self.1.image_ref {
+            return Err(format!("image {id} is not this build's image"));
+        }
+        self.0.open_image(self.1)
     }
 }
 
@@ -137,10 +141,12 @@ impl Spawner for LocalHost {
             .filter(|p| p.created)
             .map(|p| p.port_id.clone())
             .collect();
-        if let Err(e) = self.compute.spawn(&build, &Images(&self.services)) {
+        if let Err(e) = self.compute.spawn(&build, &Images(&self.services, s)) {
             let mut undo = s.clone();
             undo.created_ports = created;
-            self.services.unplug(&undo);
+            if let Err(why) = self.services.unplug(&undo) {
+                tracing::warn!(server = %s.id, %why, "ports of a failed build not released");
+            }
             return Err(e);
         }
         let mut addresses: BTreeMap<String, Vec<(String, u8, String)>> = BTreeMap::new();
@@ -158,8 +164,7 @@ impl Spawner for LocalHost {
 
     fn destroy(&self, s: &Server) -> Result<(), String> {
         self.compute.destroy(&s.id)?;
-        self.services.unplug(s);
-        Ok(())
+        self.services.unplug(s)
     }
 
     fn power(&self, s: &Server, op: Power) -> Result<(), String> {

@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Allow every action but record the ones the policy would deny (see `weft policy workplan`).
     #[arg(long)]
     pub policy_permissive: bool,
+    /// Tokens bound to one service (a build step's): `enforce` refuses them on
+    /// any other API; `permissive` lets them through and records the refusal
+    /// (see `weft policy workplan`).
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub token_binding: TokenBindingArg,
     /// The database every service stores in: `postgresql://user@host/db` for several
     /// replicas serving one cloud, or a SQLite file path. Default: STATE_DIR/weft.sqlite.
     #[arg(long)]
@@ -45,6 +50,15 @@ pub struct ServeArgs {
     pub compute: super::compute::ComputeServeArgs,
     #[command(flatten)]
     pub image: super::image::ImageServeArgs,
+}
+
+/// `--token-binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenBindingArg {
+    /// Refuse a bound token on any service but its own.
+    Enforce,
+    /// Let it through and record the would-be refusal.
+    Permissive,
 }
 
 /// `/var/lib/weft` for root, `~/.local/state/weft` for anyone else.
@@ -73,6 +87,10 @@ pub fn server_config(a: &ServeArgs) -> ServerConfig {
     cfg.token_ttl = Duration::from_secs(a.token_ttl_minutes * 60);
     cfg.policy_file = a.policy_file.clone();
     cfg.policy_permissive = a.policy_permissive;
+    cfg.token_binding = match a.token_binding {
+        TokenBindingArg::Enforce => weft_identity::service::TokenBinding::Enforce,
+        TokenBindingArg::Permissive => weft_identity::service::TokenBinding::Permissive,
+    };
     cfg.database = a.database.clone();
     cfg.admin_password = std::env::var("WEFT_ADMIN_PASSWORD")
         .ok()
@@ -110,7 +128,14 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         &server.config().state_dir.clone(),
         &compute,
         &placement,
-        weft_ctrl::compute_host::HostServices::new(images, net),
+        weft_ctrl::compute_host::HostServices::new(
+            images,
+            net,
+            server.identity(),
+            compute
+                .delegation()
+                .ok_or_else(|| anyhow::anyhow!("compute: no delegation for builds"))?,
+        ),
         rt.handle(),
     )?;
     let rep = server.start_report();

@@ -52,6 +52,7 @@ pub struct Compute {
     authz: Box<dyn policy::Authz>,
     tokens: Arc<dyn Tokens>,
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
+    delegation: std::sync::OnceLock<Arc<dyn build::trusts::Delegation>>,
     quota: servers::Quota,
     builds: build::Builds,
     weights: build::scheduler::Weights,
@@ -103,6 +104,7 @@ impl Compute {
             authz,
             tokens,
             lookups: std::sync::OnceLock::new(),
+            delegation: std::sync::OnceLock::new(),
             quota: servers::Quota::default(),
             builds: build::Builds::default(),
             weights: build::scheduler::Weights::default(),
@@ -112,6 +114,16 @@ impl Compute {
     /// Sets where server create looks up images and networks (once).
     pub fn set_lookups(&self, l: Arc<dyn Lookups>) {
         let _ = self.lookups.set(l);
+    }
+
+    /// Sets how builds act for their users (once): through trusts.
+    pub fn set_delegation(&self, d: Arc<dyn build::trusts::Delegation>) {
+        let _ = self.delegation.set(d);
+    }
+
+    /// The delegation builds act through, if this process has one.
+    pub fn delegation(&self) -> Option<Arc<dyn build::trusts::Delegation>> {
+        self.delegation.get().cloned()
     }
 
     /// The facts for a create; without lookups nothing is found.

@@ -29,6 +29,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     // Neutron's advanced services (an LBaaS or VPN service user) act for networks.
     ("context_is_advsvc", "role:advsvc"),
+    // Neutron's secure-RBAC defaults (2023.2+): a service user (Nova, holding
+    // the `service` role) creates, binds and deletes ports for its servers.
+    ("service_api", "role:service"),
     // Neutron writes this `field:port:device_owner=~^network:`; this
     // enforcer has no regex field checks, so the service puts the answer in
     // the target (`network_device`: the port's new device_owner is `network:*`).
@@ -61,7 +64,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // ports
     (
         "create_port",
-        "rule:admin_or_project_member or rule:network_owner",
+        "rule:admin_or_project_member or rule:network_owner or rule:service_api",
     ),
     (
         "create_port:device_owner",
@@ -76,7 +79,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "create_port:fixed_ips:ip_address",
         "rule:context_is_advsvc or rule:admin_or_network_owner",
     ),
-    ("create_port:binding:host_id", "rule:admin_only"),
+    (
+        "create_port:binding:host_id",
+        "rule:admin_only or rule:service_api",
+    ),
     ("create_port:binding:profile", "rule:admin_only"),
     (
         "create_port:port_security_enabled",
@@ -88,7 +94,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     (
         "update_port",
-        "rule:admin_or_project_member or rule:network_owner",
+        "rule:admin_or_project_member or rule:network_owner or rule:service_api",
     ),
     (
         "update_port:device_owner",
@@ -100,7 +106,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "update_port:fixed_ips:ip_address",
         "rule:context_is_advsvc or rule:admin_or_network_owner",
     ),
-    ("update_port:binding:host_id", "rule:admin_only"),
+    (
+        "update_port:binding:host_id",
+        "rule:admin_only or rule:service_api",
+    ),
     ("update_port:binding:profile", "rule:admin_only"),
     (
         "update_port:port_security_enabled",
@@ -112,7 +121,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     (
         "delete_port",
-        "rule:admin_or_project_member or rule:network_owner",
+        "rule:admin_or_project_member or rule:network_owner or rule:service_api",
     ),
     // security groups
     ("create_security_group", "rule:admin_or_project_member"),

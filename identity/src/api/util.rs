@@ -108,7 +108,11 @@ where
                     "The request you have made requires authentication.".into(),
                 )
             })?;
-        Ok(Auth(identity.validate_token(token.trim())?))
+        let ctx = identity.validate_token(token.trim())?;
+        // Behind ctrl's layer the binding was checked already (for every
+        // API); alone, the identity API refuses any token bound to a service.
+        identity.check_audience(&ctx, "identity")?;
+        Ok(Auth(ctx))
     }
 }
 

@@ -35,6 +35,7 @@ mod record;
 mod workplan;
 
 pub use parser::{parse_rule, ParseError, Rule};
+pub(crate) use record::Recorder;
 pub use record::{read_records, records_path, Record, Scope, RECORDS_FILE};
 pub use workplan::{workplan, Grant, TrustSuggestion, Unsatisfied, Workplan};
 

@@ -29,6 +29,17 @@ struct Proof {
 impl Identity {
     /// Authenticate and issue a token: `(token id, its context)`.
     pub fn issue_token(&self, req: &AuthRequest) -> Result<(String, AuthContext), IdentityError> {
+        self.issue(req, None)
+    }
+
+    /// [`Identity::issue_token`], the token bound to `audience` when one is
+    /// given: a build step's token (trust-scoped, or the compute service's
+    /// own project token), which lives at most [`super::STEP_TOKEN_TTL`].
+    pub(crate) fn issue(
+        &self,
+        req: &AuthRequest,
+        audience: Option<token::Audience>,
+    ) -> Result<(String, AuthContext), IdentityError> {
         let now = now_micros();
         let state = self.snapshot();
         let mut proof = Proof {
@@ -72,6 +83,15 @@ impl Identity {
             now,
             &mut proof.expires_at,
         )?;
+        if audience.is_some() {
+            if !matches!(scope, TokenScope::Trust(_) | TokenScope::Project(_)) {
+                return Err(IdentityError::bad(
+                    "Only a trust- or project-scoped token can be bound to one service.",
+                ));
+            }
+            let step = i64::try_from(super::STEP_TOKEN_TTL.as_micros()).unwrap_or(i64::MAX / 2);
+            proof.expires_at = proof.expires_at.min(now + step);
+        }
         let payload = Payload {
             user_id: user_id.clone(),
             methods: proof.methods,
@@ -84,6 +104,7 @@ impl Identity {
                 v.extend(proof.audit_chain);
                 v
             },
+            audience,
         };
         // Resolve before counting a trust use, so a refused token costs nothing.
         let ctx = context_from_payload(&state, payload.clone(), now)?;

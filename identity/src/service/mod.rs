@@ -2,6 +2,7 @@
 //! validation. HTTP lives in `api`; this module knows nothing of it.
 
 mod bootstrap;
+mod delegation;
 mod issue;
 mod validate;
 
@@ -12,6 +13,7 @@ use crate::state::{State, Tx, SERVICE};
 use crate::token::{self, Payload};
 use axum::body::Bytes;
 use dashmap::DashMap;
+pub use delegation::{BuildTrust, ServiceUser, STEP_TOKEN_TTL};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,20 @@ pub struct IdentityConfig {
     pub policy_file: Option<PathBuf>,
     /// Allow every action but record what the policy would deny.
     pub policy_permissive: bool,
+    /// Whether a token bound to one service ([`crate::token::Audience`]) is
+    /// refused elsewhere, or let through with the refusal recorded.
+    pub token_binding: TokenBinding,
+}
+
+/// What happens to a token used on a service other than its audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenBinding {
+    /// Refused (401).
+    #[default]
+    Enforce,
+    /// Let through; the would-be refusal is recorded with the policy's
+    /// permissive-mode records, so `weft policy workplan` lists it.
+    Permissive,
 }
 
 impl IdentityConfig {
@@ -43,6 +59,7 @@ impl IdentityConfig {
             token_ttl: Duration::from_secs(3600),
             policy_file: None,
             policy_permissive: false,
+            token_binding: TokenBinding::Enforce,
         }
     }
 }
@@ -127,6 +144,8 @@ pub struct AuthContext {
     pub app_cred_id: Option<String>,
     /// When the user's password expires, shown in the token body.
     pub password_expires_at: Option<Micros>,
+    /// The one service the token may be used on (a build step's token).
+    pub audience: Option<token::Audience>,
     pub(crate) payload: Payload,
 }
 
@@ -239,6 +258,8 @@ pub struct Identity {
     validated: DashMap<String, Validated>,
     /// Rendered `GET /auth/tokens` bodies, keyed by (token, with catalog).
     bodies: DashMap<(String, bool), RenderedBody>,
+    /// Where permissive token binding records what it let through.
+    binding_records: Option<policy::Recorder>,
 }
 
 /// A token validated against one state revision: every write (role removed,
@@ -365,7 +386,10 @@ impl Identity {
             })
             .collect();
         enforcer.set_role_implications(&pairs);
+        let binding_records = (cfg.token_binding == TokenBinding::Permissive)
+            .then(|| policy::Recorder::new(Some(policy::records_path(&cfg.state_dir))));
         Ok(Identity {
+            binding_records,
             cfg,
             replica,
             enforcer,

@@ -250,6 +250,7 @@ pub fn context_from_payload(
         trust: trust_info,
         app_cred_id: payload.app_cred_id.clone(),
         password_expires_at: shown_user.password_expires_at,
+        audience: payload.audience,
         payload,
     })
 }

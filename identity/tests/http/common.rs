@@ -124,8 +124,19 @@ impl Store for OffRuntime {
 
 /// An `Identity` on `store` with state dir `dir` (bcrypt cost 4). Blocking.
 pub fn open_blocking(store: Arc<dyn Store>, dir: &Path, permissive: bool) -> Arc<Identity> {
+    open_with(store, dir, permissive, Default::default())
+}
+
+/// [`open_blocking`] with a token binding mode.
+pub fn open_with(
+    store: Arc<dyn Store>,
+    dir: &Path,
+    permissive: bool,
+    binding: weft_identity::service::TokenBinding,
+) -> Arc<Identity> {
     let mut cfg = IdentityConfig::new(dir, "http://weft.test:8080");
     cfg.policy_permissive = permissive;
+    cfg.token_binding = binding;
     let mut id = Identity::open(cfg, store).unwrap();
     id.set_bcrypt_cost(4);
     Arc::new(id)
@@ -142,11 +153,18 @@ impl H {
     }
 
     pub async fn with(permissive: bool) -> H {
+        Self::with_binding(permissive, Default::default()).await
+    }
+
+    pub async fn with_binding(
+        permissive: bool,
+        binding: weft_identity::service::TokenBinding,
+    ) -> H {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let (store, id, rep) = blocking(move || {
             let store = test_store(&path);
-            let id = open_blocking(store.clone(), &path, permissive);
+            let id = open_with(store.clone(), &path, permissive, binding);
             let rep = id.bootstrap(Some(ADMIN_PW)).unwrap();
             id.register_service("identity", "keystone", &id.v3_url())
                 .unwrap();

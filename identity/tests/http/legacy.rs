@@ -114,6 +114,7 @@ fn an_old_state_dir_is_imported_at_its_revision_once() {
             issued_at: now,
             expires_at: now + 3_600_000_000,
             audit_ids: vec![[1; 16]],
+            audience: None,
         })
         .unwrap();
     assert_eq!(id.validate_token(&old_token).unwrap().user_id, admin);

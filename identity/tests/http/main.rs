@@ -4,6 +4,7 @@
 
 mod common;
 
+mod audience;
 mod catalog;
 mod delegation;
 mod errors;

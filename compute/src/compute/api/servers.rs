@@ -114,8 +114,10 @@ pub async fn create_h(
             .map_err(|e| ComputeError::Internal(e.to_string()))?
     };
     let quota = c.quota();
-    let made = c
-        .write_async(move |st, env| servers::create(st, env, &ctx, &req, &facts, quota))
+    let made =
+        crate::compute::build::trusts::create_with_trust(&c, &ctx.clone(), move |st, env| {
+            servers::create(st, env, &ctx, &req, &facts, quota)
+        })
         .await?;
     c.kick_builds();
     let first = &made[0];

@@ -17,6 +17,7 @@ pub use super::model::host;
 pub mod plan;
 pub mod reconcile;
 pub mod scheduler;
+pub mod trusts;
 
 use super::servers::actions::Power;
 use super::servers::record::{vm_state, Fault, Server};
@@ -246,7 +247,7 @@ fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
         return;
     }
     let id = s.id.clone();
-    let _ = c.write(move |st: &State, _| {
+    let removed = c.write(move |st: &State, _| {
         Ok((
             (),
             if st.servers.contains_key(&id) {
@@ -256,6 +257,9 @@ fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
             },
         ))
     });
+    if removed.is_ok() {
+        trusts::release(c, &s);
+    }
 }
 
 enum Job {

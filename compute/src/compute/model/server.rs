@@ -132,6 +132,10 @@ pub struct Server {
     pub instance_name: String,
     /// Hostname the guest gets (`OS-EXT-SRV-ATTR:hostname`, 2.3).
     pub hostname: String,
+    /// The trust its build acts through (the routing slip, see
+    /// `build::trusts`); `None` for a server made without delegation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_id: Option<String>,
 }
 
 impl Server {

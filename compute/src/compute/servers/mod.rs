@@ -243,6 +243,7 @@ pub fn create(
             tags: req.tags.clone(),
             description: req.description.clone(),
             locked: false,
+            trust_id: None,
         });
     }
     let changes = out

@@ -30,6 +30,9 @@ pub struct Ctx {
     pub project_id: Option<String>,
     /// Neutron's `context.is_admin`: the caller holds the admin role.
     pub is_admin: bool,
+    /// Neutron's `context.is_service_role`: a service user (Nova) that
+    /// binds and unbinds its servers' ports in every project.
+    pub is_service: bool,
     /// The whole credentials, for policy rules.
     pub creds: Credentials,
 }
@@ -41,6 +44,7 @@ impl Ctx {
             user_id: creds.user_id.clone(),
             project_id: creds.project_id.clone(),
             is_admin: creds.roles.iter().any(|r| r == "admin"),
+            is_service: creds.roles.iter().any(|r| r == "service"),
             creds,
         }
     }
@@ -112,7 +116,8 @@ pub fn subnet_visible(st: &State, ctx: &Ctx, s: &Subnet) -> bool {
 
 /// Whether the caller may see the port: its owner, the network's owner, or an admin.
 pub fn port_visible(st: &State, ctx: &Ctx, p: &Port) -> bool {
-    ctx.owns(&p.project_id)
+    ctx.is_service
+        || ctx.owns(&p.project_id)
         || st
             .networks
             .get(&p.network_id)
