@@ -9,3 +9,4 @@ pub mod image;
 pub mod networking;
 pub mod observe;
 pub mod server;
+pub mod zerocopy;

@@ -265,6 +265,8 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(listen = %addr, service, "serving alone at the root");
+        let listener =
+            crate::zerocopy::SendfileListener::new(listener, self.metrics.sendfile_bytes());
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -293,6 +295,9 @@ impl Server {
                 source,
             })?;
         tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
+        // Image downloads leave by sendfile from their files (zerocopy.rs).
+        let listener =
+            crate::zerocopy::SendfileListener::new(listener, self.metrics.sendfile_bytes());
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
