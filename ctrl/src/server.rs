@@ -41,6 +41,8 @@ pub struct ServerConfig {
     /// `--database`: `postgresql://...` for replicas sharing one database,
     /// or a SQLite path; `None` is `<state_dir>/weft.sqlite`.
     pub database: Option<String>,
+    /// Send image data with sendfile(2) ([`crate::zerocopy`]); else writev.
+    pub sendfile: bool,
 }
 
 impl ServerConfig {
@@ -55,6 +57,7 @@ impl ServerConfig {
             policy_permissive: false,
             admin_password: None,
             database: None,
+            sendfile: true,
         }
     }
 }
@@ -265,8 +268,10 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(listen = %addr, service, "serving alone at the root");
-        let listener =
-            crate::zerocopy::SendfileListener::new(listener, self.metrics.sendfile_bytes());
+        let listener = crate::zerocopy::SendfileListener::new(
+            listener,
+            self.cfg.sendfile.then(|| self.metrics.sendfile_bytes()),
+        );
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -296,8 +301,10 @@ impl Server {
             })?;
         tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
         // Image downloads leave by sendfile from their files (zerocopy.rs).
-        let listener =
-            crate::zerocopy::SendfileListener::new(listener, self.metrics.sendfile_bytes());
+        let listener = crate::zerocopy::SendfileListener::new(
+            listener,
+            self.cfg.sendfile.then(|| self.metrics.sendfile_bytes()),
+        );
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())

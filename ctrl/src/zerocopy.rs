@@ -32,12 +32,13 @@ use weft_compute::image::zerocopy::file_span;
 /// Accepts [`SendfileStream`]s; counts the bytes they sendfile in `sent`.
 pub struct SendfileListener {
     inner: TcpListener,
-    sent: Counter,
+    sent: Option<Counter>,
 }
 
 impl SendfileListener {
-    /// Wraps a bound listener.
-    pub fn new(inner: TcpListener, sent: Counter) -> SendfileListener {
+    /// Wraps a bound listener; `sent: None` turns sendfile off (every
+    /// write is the plain stream's, as `weft serve --no-sendfile` asks).
+    pub fn new(inner: TcpListener, sent: Option<Counter>) -> SendfileListener {
         SendfileListener { inner, sent }
     }
 }
@@ -65,7 +66,8 @@ impl axum::serve::Listener for SendfileListener {
 /// One accepted connection; see the module doc.
 pub struct SendfileStream {
     tcp: TcpStream,
-    sent: Counter,
+    /// Where sendfile's bytes are counted; `None`: sendfile is off.
+    sent: Option<Counter>,
 }
 
 impl SendfileStream {
@@ -111,6 +113,9 @@ impl AsyncWrite for SendfileStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let Some(sent) = &this.sent else {
+            return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        };
         let bufs = skip_empty(bufs);
         let Some(first) = bufs.first() else {
             return Poll::Ready(Ok(0));
@@ -126,7 +131,7 @@ impl AsyncWrite for SendfileStream {
                     len,
                 )?)
             }))?;
-            this.sent.inc_by(n as u64);
+            sent.inc_by(n as u64);
             return Poll::Ready(Ok(n));
         }
         let plain = bufs
