@@ -10,3 +10,4 @@ pub mod image;
 pub mod networking;
 pub mod observe;
 pub mod server;
+pub mod zerocopy;

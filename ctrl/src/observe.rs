@@ -165,6 +165,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     validated: Counter,
     rejected: Counter,
+    sendfile_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -201,12 +202,19 @@ impl Default for Metrics {
                 result: "invalid".into(),
             })
             .clone();
+        let sendfile_bytes = Counter::default();
+        registry.register(
+            "sendfile_bytes",
+            "Response body bytes sent with sendfile(2) from image files (zero-copy downloads)",
+            sendfile_bytes.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
             validated,
             rejected,
+            sendfile_bytes,
         }
     }
 }
@@ -216,6 +224,12 @@ impl Metrics {
     /// its switch's counters) to the same registry, so one scrape shows them.
     pub fn extend(&self, add: impl FnOnce(&mut Registry)) {
         add(&mut self.registry.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The count of bytes connections sent with sendfile
+    /// ([`crate::zerocopy::SendfileListener`]).
+    pub fn sendfile_bytes(&self) -> Counter {
+        self.sendfile_bytes.clone()
     }
 
     /// The exposition text (OpenMetrics, which Prometheus reads).

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     /// `--token-binding`: refuse a build step's token on any service but
     /// its own, or only record it.
     pub token_binding: weft_identity::service::TokenBinding,
+    /// Send image data with sendfile(2) ([`crate::zerocopy`]); else writev.
+    pub sendfile: bool,
 }
 
 impl ServerConfig {
@@ -59,6 +61,7 @@ impl ServerConfig {
             admin_password: None,
             database: None,
             token_binding: Default::default(),
+            sendfile: true,
         }
     }
 }
@@ -270,6 +273,10 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(listen = %addr, service, "serving alone at the root");
+        let listener = crate::zerocopy::SendfileListener::new(
+            listener,
+            self.cfg.sendfile.then(|| self.metrics.sendfile_bytes()),
+        );
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -298,6 +305,11 @@ impl Server {
                 source,
             })?;
         tracing::info!(listen = %self.cfg.listen, public_url = %self.cfg.public_url, "weft serve: listening");
+        // Image downloads leave by sendfile from their files (zerocopy.rs).
+        let listener = crate::zerocopy::SendfileListener::new(
+            listener,
+            self.cfg.sendfile.then(|| self.metrics.sendfile_bytes()),
+        );
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())

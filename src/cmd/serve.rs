@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// placement-api on port 8778), besides /placement on --listen.
     #[arg(long)]
     pub placement_listen: Option<SocketAddr>,
+    /// Send image downloads with writev from their mapped windows instead of
+    /// sendfile(2): for measuring what sendfile saves, or a file system
+    /// whose sendfile misbehaves.
+    #[arg(long)]
+    pub no_sendfile: bool,
     #[command(flatten)]
     pub net: super::agent::NetServeArgs,
     #[command(flatten)]
@@ -92,6 +97,7 @@ pub fn server_config(a: &ServeArgs) -> ServerConfig {
         TokenBindingArg::Permissive => weft_identity::service::TokenBinding::Permissive,
     };
     cfg.database = a.database.clone();
+    cfg.sendfile = !a.no_sendfile;
     cfg.admin_password = std::env::var("WEFT_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

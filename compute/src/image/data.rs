@@ -182,8 +182,9 @@ const WINDOWS_QUEUED: usize = 2;
 /// `GET /v2/images/{id}/file`: the data, with `Content-MD5` (the hex
 /// checksum, as Glance sends it) and `Content-Length`; 204 while the image
 /// has none. A `Range` of one span is a 206 with `Content-Range` (Glance's
-/// rules, [`super::range`]). The body is windows of the mapped file, so the
-/// bytes go from the page cache to the socket with no userspace copy.
+/// rules, [`super::range`]). The body is windows of the mapped file, which
+/// `weft serve`'s connections send with sendfile ([`super::zerocopy`]): the
+/// bytes go from the page cache to the socket with no copy on the way.
 pub async fn download_h(
     State(im): S,
     caller: Caller,

@@ -40,6 +40,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod upload;
+pub mod zerocopy;
 
 pub use api::{router, MOUNT};
 pub use error::{ImageError, ImageResult};

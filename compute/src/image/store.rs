@@ -14,8 +14,9 @@
 //!
 //! Reading hands out [`Bytes`] that are windows of the file mapped into
 //! memory (`mmap`): the response body is the page cache itself, with no
-//! `read()` copy into a userspace buffer; the kernel's copy into the socket
-//! remains (this is not `sendfile`).
+//! `read()` copy into a userspace buffer. Each window is registered as the
+//! file's bytes ([`super::zerocopy`]), so `weft serve`'s connections send
+//! it with `sendfile`, sparing the kernel's copy into the socket as well.
 
 use axum::body::Bytes;
 use std::fs::{self, File, OpenOptions};
@@ -168,7 +169,10 @@ impl ImageStore for FileStore {
         match File::open(self.dir.join(id)) {
             Ok(file) => {
                 let len = file.metadata()?.len();
-                Ok(Some(Box::new(StoredFile { file, len })))
+                Ok(Some(Box::new(StoredFile {
+                    file: std::sync::Arc::new(file),
+                    len,
+                })))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -212,7 +216,8 @@ impl ImageStore for FileStore {
 
 /// An image file, read as mapped windows.
 struct StoredFile {
-    file: File,
+    /// Shared with the windows in flight, which sendfile from it.
+    file: std::sync::Arc<File>,
     len: u64,
 }
 
@@ -228,10 +233,14 @@ impl Stored for StoredFile {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        // Unmapped when hyper has written the window and drops the Bytes.
-        Ok(Bytes::from_owner(super::mapped::window(
-            &self.file, offset, len,
-        )?))
+        // Unmapped when hyper has written the window and drops the Bytes;
+        // registered as the file's bytes until then, for sendfile.
+        let map = super::mapped::window(&self.file, offset, len)?;
+        Ok(Bytes::from_owner(super::zerocopy::FileWindow::new(
+            map,
+            self.file.clone(),
+            offset,
+        )))
     }
 }
 
