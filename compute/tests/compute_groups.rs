@@ -342,18 +342,28 @@ async fn anti_affinity_spreads_and_a_full_group_has_no_valid_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_builds_of_one_group_never_share_a_host() {
     let e = env();
-    for h in ["h1", "h2", "h3", "h4"] {
-        e.add_host(h, 16);
+    for i in 0..8 {
+        e.add_host(&format!("h{i}"), 16);
     }
     e.flavor("1", 1).await;
+    let (st, b) = e
+        .call(
+            "admin",
+            "",
+            Method::PUT,
+            "/v2.1/os-quota-sets/p-admin",
+            Some(json!({"quota_set": {"instances": 20, "server_group_members": 20}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
     let g = new_group(&e, "admin", "anti-affinity").await;
-    // Six in one request: the build loop schedules them all at once, each
+    // Twelve in one request: the build loop schedules them all at once, each
     // on its own snapshot, so the placement write must settle the race.
     let (st, b) = e
         .create_with(
             "admin",
             "2.79",
-            json!({"min_count": 6, "max_count": 6, "return_reservation_id": true}),
+            json!({"min_count": 12, "max_count": 12, "return_reservation_id": true}),
             hint(&g),
         )
         .await;
@@ -373,7 +383,7 @@ async fn parallel_builds_of_one_group_never_share_a_host() {
         .iter()
         .map(|m| m.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 6);
+    assert_eq!(ids.len(), 12);
     let mut on = Vec::new();
     let mut errors = 0;
     for id in &ids {
@@ -385,7 +395,7 @@ async fn parallel_builds_of_one_group_never_share_a_host() {
     }
     let distinct: BTreeSet<&String> = on.iter().collect();
     assert_eq!(distinct.len(), on.len(), "two members on one host: {on:?}");
-    assert_eq!((on.len(), errors), (4, 2), "{on:?}");
+    assert_eq!((on.len(), errors), (8, 4), "{on:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

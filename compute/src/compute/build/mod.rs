@@ -247,7 +247,7 @@ fn schedule_and_place(
     claims: &dyn Claims,
     s: &Server,
 ) -> Result<Option<String>, String> {
-    for _ in 0..5 {
+    for _ in 0..10 {
         let host = schedule(c, claims, s)?;
         match place(c, &s.id, &host) {
             Placed::Yes => return Ok(Some(host)),
