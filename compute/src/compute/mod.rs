@@ -55,7 +55,6 @@ pub struct Compute {
     authz: Box<dyn policy::Authz>,
     tokens: Arc<dyn Tokens>,
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
-    quota: servers::Quota,
     builds: build::Builds,
     weights: build::scheduler::Weights,
 }
@@ -106,7 +105,6 @@ impl Compute {
             authz,
             tokens,
             lookups: std::sync::OnceLock::new(),
-            quota: servers::Quota::default(),
             builds: build::Builds::default(),
             weights: build::scheduler::Weights::default(),
         }))
@@ -206,11 +204,6 @@ impl Compute {
             }
             None => Ok(((), vec![])),
         })
-    }
-
-    /// Per-project limits.
-    pub fn quota(&self) -> servers::Quota {
-        self.quota
     }
 
     /// The replica, for `weft serve` to follow other replicas' commits.

@@ -47,7 +47,7 @@ pub struct Facts {
     pub missing_groups: Vec<String>,
 }
 
-/// Per-project limits (Nova's defaults: 10 instances, 20 cores, 50 GiB RAM).
+/// The limits server create checks (from [`crate::compute::quotas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     /// Servers.
