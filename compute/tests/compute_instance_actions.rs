@@ -146,6 +146,57 @@ async fn actions_and_events_of_a_server() {
     let (st, b) = e.call("alice", "2.21", Method::GET, &path, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(actions(&b), ["delete", "stop", "create"]);
+    // 2.58 pages by request id; before it the paging keys are ignored.
+    let (_, b) = e
+        .call(
+            "alice",
+            "2.58",
+            Method::GET,
+            &format!("{path}?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(actions(&b), ["delete"]);
+    let marker = b["instanceActions"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, b) = e
+        .call(
+            "alice",
+            "2.58",
+            Method::GET,
+            &format!("{path}?limit=5&marker={marker}"),
+            None,
+        )
+        .await;
+    assert_eq!(actions(&b), ["stop", "create"]);
+    let (_, b) = e
+        .call(
+            "alice",
+            "2.57",
+            Method::GET,
+            &format!("{path}?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(actions(&b).len(), 3);
+    for q in ["marker=req-nope", "limit=x", "changes-since=soon"] {
+        let (st, b) = e
+            .call("alice", "2.66", Method::GET, &format!("{path}?{q}"), None)
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {b}");
+    }
+    let (_, b) = e
+        .call(
+            "alice",
+            "2.66",
+            Method::GET,
+            &format!("{path}?changes-before=2000-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(actions(&b).len(), 0);
     let (st, _) = e.call("alice", "2.20", Method::GET, &path, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = e.call("bob", "2.21", Method::GET, &path, None).await;

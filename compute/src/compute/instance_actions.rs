@@ -174,20 +174,56 @@ fn event_view(e: &ActionEvent, project: &str, mv: (u32, u32), admin: bool) -> Va
     Value::Object(m)
 }
 
+/// The paging and time filters of an action list (2.58; `changes_before`
+/// 2.66), times already checked.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Page size.
+    pub limit: Option<usize>,
+    /// The request id of the last action of the previous page.
+    pub marker: Option<String>,
+    /// Only actions updated at or after.
+    pub changes_since: Option<chrono::NaiveDateTime>,
+    /// Only actions updated at or before.
+    pub changes_before: Option<chrono::NaiveDateTime>,
+}
+
 /// `GET /servers/{id}/os-instance-actions`, newest first.
-pub fn list(st: &State, env: &Env, ctx: &Ctx, id: &str, mv: (u32, u32)) -> ComputeResult<Value> {
+pub fn list(
+    st: &State,
+    env: &Env,
+    ctx: &Ctx,
+    id: &str,
+    mv: (u32, u32),
+    q: &ListQuery,
+) -> ComputeResult<Value> {
     let project = owner(st, ctx, id, mv)?;
     env.authz.check(
         ctx,
         "os_compute_api:os-instance-actions:list",
         &json!({"project_id": project}),
     )?;
-    let mut rows: Vec<&InstanceAction> = of_server(st, id).collect();
+    let instant = super::servers::filters::instant;
+    let mut rows: Vec<&InstanceAction> = of_server(st, id)
+        .filter(|a| {
+            let at = instant(&a.updated_at);
+            q.changes_since.is_none_or(|t| at.is_some_and(|u| u >= t))
+                && q.changes_before.is_none_or(|t| at.is_some_and(|u| u <= t))
+        })
+        .collect();
     rows.sort_by(|a, b| {
         b.start_time
             .cmp(&a.start_time)
             .then(b.request_id.cmp(&a.request_id))
     });
+    if let Some(m) = &q.marker {
+        let at = rows
+            .iter()
+            .position(|a| &a.request_id == m)
+            .ok_or_else(|| ComputeError::BadRequest(format!("Marker {m} could not be found.")))?;
+        rows.drain(..=at);
+    }
+    rows.truncate(q.limit.unwrap_or(usize::MAX));
     let rows: Vec<Value> = rows.into_iter().map(|a| summary(a, mv)).collect();
     Ok(json!({ "instanceActions": rows }))
 }

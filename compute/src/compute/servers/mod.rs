@@ -312,7 +312,7 @@ pub struct ListQuery {
     pub all_tenants: bool,
     /// `project_id`/`tenant_id` (admin with all_tenants).
     pub project_id: Option<String>,
-    /// `host` (admin).
+    /// `host` (admin; ignored for others, as Nova).
     pub host: Option<String>,
     /// `flavor`, `image`.
     pub flavor: Option<String>,
@@ -354,7 +354,8 @@ pub fn list<'a>(
                     .is_none_or(|x| s.status().eq_ignore_ascii_case(x))
                 && q.host
                     .as_ref()
-                    .is_none_or(|h| ctx.is_admin && s.host.as_deref() == Some(h))
+                    // An admin's filter; Nova drops it for anyone else.
+                    .is_none_or(|h| !ctx.is_admin || s.host.as_deref() == Some(h))
                 && q.flavor.as_ref().is_none_or(|f| &s.flavor.id == f)
                 && q.image.as_ref().is_none_or(|i| &s.image_ref == i)
         })
