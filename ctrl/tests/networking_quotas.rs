@@ -29,8 +29,9 @@ async fn quotas_are_unlimited_with_usage_and_cannot_be_set() {
     assert_eq!(v["quota"]["subnet"]["used"], 0);
     let r = api.get("/quotas/p-alice", BOB).await;
     assert_error(&r, StatusCode::FORBIDDEN, "get_quota");
-    let (s, _) = api.get("/quotas/p-alice/details.json", ADMIN).await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, v) = api.get("/quotas/p-alice/details", ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "openstacksdk's path");
+    assert_eq!(v["quota"]["network"]["used"], 1);
     let r = api
         .put("/quotas/p-alice", ADMIN, json!({"quota": {"network": 5}}))
         .await;

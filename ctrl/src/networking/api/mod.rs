@@ -277,6 +277,7 @@ pub fn router(net: Arc<Networking>) -> Router {
             "/v2.0/quotas/{project}/details.json",
             get(quotas::details_h),
         )
+        .route("/v2.0/quotas/{project}/details", get(quotas::details_h))
         .route(
             "/v2.0/agents/{id}",
             get(agents::show_h)

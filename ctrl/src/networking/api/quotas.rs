@@ -1,9 +1,9 @@
-//! Neutron's quotas API, read-only: `GET /v2.0/quotas/{project}` (with
-//! `/default` and `/details.json`). weft's networking enforces no quotas,
-//! so every limit is -1 (unlimited), which is the truth a client should
-//! see; `details.json` reports what the project uses. `openstack quota
-//! show` reads these beside Nova's quota set. Setting networking quotas is
-//! refused, not ignored.
+//! Neutron's quotas API, read-only: `GET /v2.0/quotas/{project}`, with
+//! `/default` and `/details.json` (openstacksdk asks for `/details`).
+//! weft's networking enforces no quotas, so every limit is -1 (unlimited),
+//! which is the truth a client should see; the details report what the
+//! project uses. `openstack quota show` reads these beside Nova's quota
+//! set. Setting networking quotas is refused, not ignored.
 
 use super::Caller;
 use crate::networking::error::{NetError, NetResult};
@@ -95,7 +95,7 @@ pub async fn default_h(
     Ok(Json(limits()).into_response())
 }
 
-/// `GET /v2.0/quotas/{project}/details.json`: limits with usage.
+/// `GET /v2.0/quotas/{project}/details[.json]`: limits with usage.
 pub async fn details_h(
     AxState(net): S,
     caller: Caller,
