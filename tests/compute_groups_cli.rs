@@ -162,7 +162,11 @@ fn openstack_cli_server_groups_events_quotas_and_limits() {
     assert_eq!(row(&q, "Resource", "networks")["Limit"], -1, "{q}");
     let q = s.json(&["quota", "show", "--usage", "ca-demo"]);
     let inst = row(&q, "Resource", "instances");
-    assert_eq!((inst["Limit"].as_i64(), inst["In Use"].as_i64()), (Some(2), Some(2)), "{q}");
+    assert_eq!(
+        (inst["Limit"].as_i64(), inst["In Use"].as_i64()),
+        (Some(2), Some(2)),
+        "{q}"
+    );
     let q = s.json(&["quota", "show", "--default", "ca-demo"]);
     assert_eq!(row(&q, "Resource", "instances")["Limit"], 10, "{q}");
     let err = fails_as(
