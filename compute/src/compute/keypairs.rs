@@ -10,9 +10,6 @@ use super::state::{Change, State};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 
-/// Nova's default `key_pairs` quota: key pairs per user.
-pub const PER_USER: usize = 100;
-
 /// A checked `POST /os-keypairs` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateKeypair {
@@ -132,7 +129,9 @@ pub fn create(
             req.name
         )));
     }
-    if st.keypairs_of(&user).count() >= PER_USER {
+    // `key_pairs` counts per user, against the caller's project's limit.
+    let limit = super::quotas::limit(st, ctx.project_id.as_deref().unwrap_or(""), "key_pairs");
+    if super::quotas::exceeds(limit, st.keypairs_of(&user).count() as u64, 1) {
         return Err(ComputeError::Forbidden(
             "Quota exceeded, too many key pairs.".into(),
         ));

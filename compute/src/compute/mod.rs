@@ -17,10 +17,13 @@ pub mod body;
 pub mod build;
 pub mod error;
 pub mod flavors;
+pub mod groups;
+pub mod instance_actions;
 pub mod keypairs;
 pub mod microversion;
 pub mod model;
 pub mod policy;
+pub mod quotas;
 pub mod servers;
 pub mod service;
 pub mod state;
@@ -53,7 +56,6 @@ pub struct Compute {
     tokens: Arc<dyn Tokens>,
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
     delegation: std::sync::OnceLock<Arc<dyn build::trusts::Delegation>>,
-    quota: servers::Quota,
     builds: build::Builds,
     weights: build::scheduler::Weights,
 }
@@ -105,7 +107,6 @@ impl Compute {
             tokens,
             lookups: std::sync::OnceLock::new(),
             delegation: std::sync::OnceLock::new(),
-            quota: servers::Quota::default(),
             builds: build::Builds::default(),
             weights: build::scheduler::Weights::default(),
         }))
@@ -224,11 +225,6 @@ impl Compute {
                 .collect();
             Ok(((), changes))
         })
-    }
-
-    /// Per-project limits.
-    pub fn quota(&self) -> servers::Quota {
-        self.quota
     }
 
     /// The replica, for `weft serve` to follow other replicas' commits.

@@ -165,6 +165,51 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "os_compute_api:os-keypairs:delete",
         "role:admin or user_id:%(user_id)s",
     ),
+    (
+        "os_compute_api:os-server-groups:create",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-groups:delete",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-groups:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-groups:index:all_projects",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-server-groups:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-quota-sets:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-quota-sets:detail",
+        "rule:project_reader_or_admin",
+    ),
+    ("os_compute_api:os-quota-sets:defaults", "@"),
+    ("os_compute_api:os-quota-sets:update", "rule:admin_api"),
+    ("os_compute_api:os-quota-sets:delete", "rule:admin_api"),
+    ("os_compute_api:limits", "@"),
+    ("os_compute_api:limits:other_project", "rule:admin_api"),
+    (
+        "os_compute_api:os-instance-actions:list",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-instance-actions:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-instance-actions:events",
+        "rule:admin_api",
+    ),
 ];
 
 /// Policy check for one action against its target.

@@ -2,9 +2,12 @@
 //!
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
-//! `flavor`, `flavor_access`, `keypair`, `server` and `host`) and every replica applies the
-//! same commit here.
+//! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
+//! `quota` and `instance_action`) and every replica applies the same commit
+//! here.
 
+use super::model::action::InstanceAction;
+use super::model::group::ServerGroup;
 use super::model::host::ComputeHost;
 use super::model::server::Server;
 use super::model::{Flavor, Keypair};
@@ -37,6 +40,16 @@ pub enum Change {
     Host(ComputeHost),
     /// A compute host removed (`openstack compute service delete`).
     DeleteHost(String),
+    /// A server group written whole.
+    Group(ServerGroup),
+    /// A server group removed.
+    DeleteGroup(String),
+    /// A project's quota overrides (resource -> limit, -1 unlimited).
+    Quota(String, BTreeMap<String, i64>),
+    /// A project's overrides removed (back to the defaults).
+    DeleteQuota(String),
+    /// An instance action written whole (with its events).
+    Action(Box<InstanceAction>),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -54,6 +67,12 @@ pub struct State {
     pub servers: BTreeMap<String, Server>,
     /// Compute hosts by name.
     pub hosts: BTreeMap<String, ComputeHost>,
+    /// Server groups by id.
+    pub groups: BTreeMap<String, ServerGroup>,
+    /// Quota overrides by project (resources without one take the default).
+    pub quotas: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Instance actions by (server id, request id).
+    pub actions: BTreeMap<(String, String), InstanceAction>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -92,6 +111,15 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
             Change::DeleteServer(id) => Ok(weft_store::Change::delete("server", id)),
             Change::Host(h) => weft_store::Change::put_json("host", &h.name, h),
             Change::DeleteHost(n) => Ok(weft_store::Change::delete("host", n)),
+            Change::Group(g) => weft_store::Change::put_json("server_group", &g.id, g),
+            Change::DeleteGroup(id) => Ok(weft_store::Change::delete("server_group", id)),
+            Change::Quota(p, q) => weft_store::Change::put_json("quota", p, q),
+            Change::DeleteQuota(p) => Ok(weft_store::Change::delete("quota", p)),
+            Change::Action(a) => weft_store::Change::put_json(
+                "instance_action",
+                pair_key(&a.server_id, &a.request_id),
+                a,
+            ),
         })
         .collect()
 }
@@ -109,6 +137,14 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
             serde_json::from_str(body).map_err(bad)?,
         ))),
         "host" => Ok(Change::Host(serde_json::from_str(body).map_err(bad)?)),
+        "server_group" => Ok(Change::Group(serde_json::from_str(body).map_err(bad)?)),
+        "quota" => Ok(Change::Quota(
+            id.to_string(),
+            serde_json::from_str(body).map_err(bad)?,
+        )),
+        "instance_action" => Ok(Change::Action(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -130,6 +166,8 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
             }
             "server" => Ok(Change::DeleteServer(id.clone())),
             "host" => Ok(Change::DeleteHost(id.clone())),
+            "server_group" => Ok(Change::DeleteGroup(id.clone())),
+            "quota" => Ok(Change::DeleteQuota(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -200,6 +238,22 @@ impl State {
                 }
                 Change::DeleteHost(n) => {
                     self.hosts.remove(n);
+                }
+                Change::Group(g) => {
+                    self.groups.insert(g.id.clone(), g.clone());
+                }
+                Change::DeleteGroup(id) => {
+                    self.groups.remove(id);
+                }
+                Change::Quota(p, q) => {
+                    self.quotas.insert(p.clone(), q.clone());
+                }
+                Change::DeleteQuota(p) => {
+                    self.quotas.remove(p);
+                }
+                Change::Action(a) => {
+                    self.actions
+                        .insert((a.server_id.clone(), a.request_id.clone()), (**a).clone());
                 }
             }
         }

@@ -130,6 +130,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("create_security_group_rule", "rule:admin_or_project_member"),
     ("delete_security_group_rule", "rule:admin_or_project_member"),
     ("get_agent", "rule:admin_only"),
+    ("get_quota", "rule:admin_only or project_id:%(project_id)s"),
     ("update_agent", "rule:admin_only"),
     ("delete_agent", "rule:admin_only"),
 ];

@@ -3,8 +3,11 @@
 //! live in their own files.
 
 mod flavors;
+mod groups;
 mod hosts;
+mod instance_actions;
 mod keypairs;
+mod quotas;
 mod servers;
 
 use super::error::{ComputeError, ComputeResult};
@@ -45,6 +48,9 @@ pub struct Caller {
     token: Option<String>,
     /// `scheme://host` + [`MOUNT`], for `links`.
     pub base: String,
+    /// The request's id (ctrl's `x-openstack-request-id`, or a fresh one
+    /// for this router used on its own), for instance actions.
+    pub request_id: String,
 }
 
 impl<St: Send + Sync> FromRequestParts<St> for Caller {
@@ -63,6 +69,12 @@ impl<St: Send + Sync> FromRequestParts<St> for Caller {
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.trim().to_string()),
             base: base_url(&parts.headers),
+            request_id: parts
+                .headers
+                .get("x-openstack-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4())),
         })
     }
 }
@@ -194,6 +206,37 @@ pub fn router(compute: Arc<Compute>) -> Router {
                 .put(servers::put_meta_item_h)
                 .delete(servers::delete_meta_item_h),
         )
+        .route(
+            "/v2.1/servers/{id}/os-instance-actions",
+            get(instance_actions::list_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+            get(instance_actions::show_h),
+        )
+        .route(
+            "/v2.1/os-server-groups",
+            get(groups::list_h).post(groups::create_h),
+        )
+        .route(
+            "/v2.1/os-server-groups/{id}",
+            get(groups::show_h).delete(groups::delete_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}",
+            get(quotas::show_h)
+                .put(quotas::update_h)
+                .delete(quotas::delete_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/detail",
+            get(quotas::detail_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/defaults",
+            get(quotas::defaults_h),
+        )
+        .route("/v2.1/limits", get(quotas::limits_h))
         .route("/v2.1/os-services", get(hosts::services_h))
         .route("/v2.1/os-hypervisors", get(hosts::hypervisors_h))
         .route(

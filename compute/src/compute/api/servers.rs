@@ -3,6 +3,7 @@
 use super::{Caller, Mv, S};
 use crate::compute::body;
 use crate::compute::error::{ComputeError, ComputeResult};
+use crate::compute::instance_actions::recorded;
 use crate::compute::servers::{self, request::CreateServer, view, ListQuery};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,7 +13,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-fn parse_query(q: Option<&str>) -> ComputeResult<ListQuery> {
+fn parse_query(q: Option<&str>, mv: (u32, u32)) -> ComputeResult<ListQuery> {
     let mut out = ListQuery::default();
     for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
         let v = v.into_owned();
@@ -20,6 +21,7 @@ fn parse_query(q: Option<&str>) -> ComputeResult<ListQuery> {
             "name" => out.name = Some(v),
             "status" => out.status = Some(v),
             "changes-since" | "changes_since" => out.changes_since = Some(v),
+            "changes-before" if mv >= (2, 66) => out.changes_before = Some(v),
             "all_tenants" => {
                 out.all_tenants = !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "no")
             }
@@ -42,9 +44,9 @@ fn parse_query(q: Option<&str>) -> ComputeResult<ListQuery> {
 }
 
 async fn list(cx: (S, Caller, Mv, Option<String>), detail: bool) -> ComputeResult<Response> {
-    let (State(c), caller, Mv(mv), q) = cx;
+    let (State(c), caller, Mv(mv), raw) = cx;
     let ctx = caller.ctx(&c)?;
-    let q = parse_query(q.as_deref())?;
+    let q = parse_query(raw.as_deref(), mv)?;
     let (rows, next): (Vec<Value>, Option<String>) = c.read_env(|st, env| -> ComputeResult<_> {
         let rows = servers::list(st, env, &ctx, &q)?;
         let next = match (q.limit, rows.last()) {
@@ -66,8 +68,16 @@ async fn list(cx: (S, Caller, Mv, Option<String>), detail: bool) -> ComputeResul
     let mut out = json!({ "servers": rows });
     if let Some(m) = next {
         let path = if detail { "servers/detail" } else { "servers" };
+        // The next page keeps the request's filters, as Nova's link does.
+        let mut next = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+            if k != "marker" {
+                next.append_pair(&k, &v);
+            }
+        }
+        next.append_pair("marker", &m);
         out["servers_links"] = json!([{"rel": "next",
-            "href": format!("{}/v2.1/{path}?limit={}&marker={m}", caller.base, q.limit.unwrap_or(0))}]);
+            "href": format!("{}/v2.1/{path}?{}", caller.base, next.finish())}]);
     }
     Ok(Json(out).into_response())
 }
@@ -113,10 +123,10 @@ pub async fn create_h(
             .await
             .map_err(|e| ComputeError::Internal(e.to_string()))?
     };
-    let quota = c.quota();
+    let rid = caller.request_id.clone();
     let made =
         crate::compute::build::trusts::create_with_trust(&c, &ctx.clone(), move |st, env| {
-            servers::create(st, env, &ctx, &req, &facts, quota)
+            servers::admit::create(st, env, &ctx, &req, &facts, &rid)
         })
         .await?;
     c.kick_builds();
@@ -166,8 +176,12 @@ pub async fn delete_h(
     Path(id): Path<String>,
 ) -> ComputeResult<Response> {
     let ctx = caller.ctx(&c)?;
-    c.write_async(move |st, env| servers::delete(st, env, &ctx, &id))
-        .await?;
+    let rid = caller.request_id.clone();
+    c.write_async(move |st, env| {
+        let w = servers::delete(st, env, &ctx, &id);
+        recorded(st, env, &ctx, (&id, "delete", &rid), w)
+    })
+    .await?;
     c.kick_builds();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -309,17 +323,25 @@ pub async fn action_h(
 ) -> ComputeResult<Response> {
     use crate::compute::servers::actions::{self, Action};
     let ctx = caller.ctx(&c)?;
+    let rid = caller.request_id.clone();
     let action = actions::parse(&body::object(&b)?)?;
     match action {
         Action::Power(p) => {
-            c.write_async(move |st, env| actions::power(st, env, &ctx, &id, p))
-                .await?;
+            c.write_async(move |st, env| {
+                let w = actions::power(st, env, &ctx, &id, p);
+                recorded(st, env, &ctx, (&id, p.name(), &rid), w)
+            })
+            .await?;
             c.kick_builds();
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Action::Lock(on) => {
-            c.write_async(move |st, env| actions::lock(st, env, &ctx, &id, on))
-                .await?;
+            let name = if on { "lock" } else { "unlock" };
+            c.write_async(move |st, env| {
+                let w = actions::lock(st, env, &ctx, &id, on);
+                recorded(st, env, &ctx, (&id, name, &rid), w)
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Action::Console(lines) => {

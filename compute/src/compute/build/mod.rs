@@ -13,6 +13,7 @@
 //! ```
 
 pub mod claims;
+pub mod group_policy;
 pub use super::model::host;
 pub mod plan;
 pub mod reconcile;
@@ -180,33 +181,114 @@ fn schedule(c: &Compute, claims: &dyn Claims, s: &Server) -> Result<String, Stri
     ))
 }
 
-/// Builds one server (blocking): schedule, claim, spawn, report.
-fn build_one(c: &Compute, claims: &dyn Claims, s: Server) {
-    let host = match schedule(c, claims, &s) {
-        Ok(h) => h,
-        Err(why) => return fail(c, &s.id, why),
-    };
-    let placed = update(
-        c,
-        &s.id,
-        |x| x.task_state.as_deref() == Some("scheduling"),
-        |x, _| {
-            x.host = Some(host.clone());
-            x.allocated = true;
-            x.task_state = Some("spawning".into());
-        },
-    );
-    if !placed {
-        // Deleted meanwhile: give the claim back.
-        let _ = claims.release(&s.id);
-        return;
+/// What became of a placement write.
+enum Placed {
+    /// The server is on the host, spawning.
+    Yes,
+    /// Deleted (or moved on) meanwhile.
+    Gone,
+    /// Another member of its group took the host first.
+    GroupRace,
+}
+
+/// Records `host` on the scheduled server if it is still waiting and the
+/// host still keeps its group's policy ([`group_policy`]), closing the
+/// scheduling event and opening the build's, in one write.
+fn place(c: &Compute, id: &str, host: &str) -> Placed {
+    use super::instance_actions::{begin, event, finish, step};
+    c.write(|st: &State, env| {
+        let Some(s) = st
+            .servers
+            .get(id)
+            .filter(|x| x.task_state.as_deref() == Some("scheduling"))
+        else {
+            return Ok((Placed::Gone, vec![]));
+        };
+        if !group_policy::allows(st, s, host) {
+            return Ok((Placed::GroupRace, vec![]));
+        }
+        let mut s = s.clone();
+        s.host = Some(host.to_string());
+        s.allocated = true;
+        s.task_state = Some("spawning".into());
+        s.updated = env.now.clone();
+        let mut changes = vec![Change::Server(Box::new(s))];
+        changes.extend(step(st, id, "create", |a| {
+            finish(a, &env.now, event::SCHEDULE, Ok(()));
+            begin(a, &env.now, event::BUILD, Some(host));
+        }));
+        Ok((Placed::Yes, changes))
+    })
+    .unwrap_or(Placed::GroupRace)
+}
+
+/// Notes an event of server `id`'s latest `action`, in its own write.
+fn note(
+    c: &Compute,
+    id: &str,
+    action: &str,
+    f: impl Fn(&mut crate::compute::model::action::InstanceAction, &str),
+) {
+    let _ = c.write(|st: &State, env| {
+        let now = env.now.clone();
+        Ok((
+            (),
+            super::instance_actions::step(st, id, action, |a| f(a, &now))
+                .into_iter()
+                .collect(),
+        ))
+    });
+}
+
+/// Schedules, claims and places one server; `Ok(None)` if it went away.
+/// A placement lost to another member of its group gives the claim back
+/// and schedules again (a few times, then no valid host).
+fn schedule_and_place(
+    c: &Compute,
+    claims: &dyn Claims,
+    s: &Server,
+) -> Result<Option<String>, String> {
+    for _ in 0..10 {
+        let host = schedule(c, claims, s)?;
+        match place(c, &s.id, &host) {
+            Placed::Yes => return Ok(Some(host)),
+            Placed::Gone => {
+                // Deleted meanwhile: give the claim back.
+                let _ = claims.release(&s.id);
+                return Ok(None);
+            }
+            Placed::GroupRace => {
+                tracing::info!(server = %s.id, %host, "group policy lost a race; rescheduling");
+                let _ = claims.release(&s.id);
+            }
+        }
     }
+    Err("No valid host was found. The server group's policy could not be kept.".into())
+}
+
+/// Builds one server (blocking): schedule, claim, spawn, report, with
+/// the create action's events as it goes.
+fn build_one(c: &Compute, claims: &dyn Claims, s: Server) {
+    use super::instance_actions::{begin, event, finish};
+    note(c, &s.id, "create", |a, now| {
+        begin(a, now, event::SCHEDULE, None)
+    });
+    let host = match schedule_and_place(c, claims, &s) {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(why) => {
+            note(c, &s.id, "create", |a, now| {
+                finish(a, now, event::SCHEDULE, Err(&why))
+            });
+            return fail(c, &s.id, why);
+        }
+    };
     let Some(spawner) = c.builds().spawner(&host) else {
-        return fail(
-            c,
-            &s.id,
-            format!("compute host {host} has no driver in this process"),
-        );
+        let why = format!("compute host {host} has no driver in this process");
+        note(c, &s.id, "create", |a, now| {
+            finish(a, now, event::BUILD, Err(&why))
+        });
+        return fail(c, &s.id, why);
     };
     let mut s = s;
     s.host = Some(host);
@@ -225,12 +307,17 @@ fn build_one(c: &Compute, claims: &dyn Claims, s: Server) {
                     x.created_ports = done.created_ports.clone();
                 },
             );
+            note(c, &s.id, "create", |a, now| {
+                finish(a, now, event::BUILD, Ok(()))
+            });
         }
-        Err(why) => fail(
-            c,
-            &s.id,
-            format!("Build of instance {} aborted: {why}", s.id),
-        ),
+        Err(why) => {
+            let why = format!("Build of instance {} aborted: {why}", s.id);
+            note(c, &s.id, "create", |a, now| {
+                finish(a, now, event::BUILD, Err(&why))
+            });
+            fail(c, &s.id, why)
+        }
     }
 }
 
@@ -273,7 +360,21 @@ fn power_one(c: &Compute, s: Server, op: Power) {
     let Some(sp) = s.host.as_deref().and_then(|h| c.builds().spawner(h)) else {
         return;
     };
+    use super::instance_actions::{begin, finish};
+    let event = format!("compute_{}_instance", op.name());
+    let host = s.host.clone();
+    note(c, &s.id, op.name(), |a, now| {
+        begin(a, now, &event, host.as_deref())
+    });
     let r = sp.power(&s, op);
+    note(c, &s.id, op.name(), |a, now| {
+        finish(
+            a,
+            now,
+            &event,
+            r.as_ref().map(|_| ()).map_err(String::as_str),
+        )
+    });
     let task = op.task_state();
     update(
         c,

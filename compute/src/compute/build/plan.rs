@@ -45,8 +45,8 @@ pub fn host_states(
 }
 
 /// The request spec of a server: its zone, the aggregate extra specs of
-/// its flavor.
-pub fn request_spec(_st: &State, s: &Server) -> RequestSpec {
+/// its flavor, its server group's policy and members' hosts.
+pub fn request_spec(st: &State, s: &Server) -> RequestSpec {
     let aggregate_specs = s
         .flavor
         .extra_specs
@@ -56,9 +56,15 @@ pub fn request_spec(_st: &State, s: &Server) -> RequestSpec {
                 .map(|k| (k.to_string(), v.clone()))
         })
         .collect();
+    let (group, group_max_per_host) = match super::group_policy::of(st, s) {
+        Some((p, hosts, max)) => (Some((p, hosts)), max),
+        None => (None, None),
+    };
     RequestSpec {
         availability_zone: s.availability_zone.clone(),
         aggregate_specs,
+        group,
+        group_max_per_host,
         ..RequestSpec::default()
     }
 }

@@ -53,6 +53,8 @@ pub struct RequestSpec {
     pub image_hv_type: Option<String>,
     /// The server group's policy and the hosts its members are on.
     pub group: Option<(GroupPolicy, Vec<String>)>,
+    /// The anti-affinity group's `max_server_per_host` (2.64; 1 if none).
+    pub group_max_per_host: Option<u32>,
     /// Flavor extra specs scoped `aggregate_instance_extra_specs:` (the
     /// key after the scope must be in the host's aggregate metadata with
     /// that value).
@@ -120,7 +122,10 @@ fn filter(h: &HostState, spec: &RequestSpec) -> Option<&'static str> {
         Some((GroupPolicy::Affinity, hosts)) if !hosts.is_empty() && !hosts.contains(&h.name) => {
             Some("ServerGroupAffinityFilter")
         }
-        Some((GroupPolicy::AntiAffinity, hosts)) if hosts.contains(&h.name) => {
+        Some((GroupPolicy::AntiAffinity, hosts))
+            if hosts.iter().filter(|x| **x == h.name).count() as u64
+                >= u64::from(spec.group_max_per_host.unwrap_or(1)) =>
+        {
             Some("ServerGroupAntiAffinityFilter")
         }
         _ => None,
@@ -311,6 +316,11 @@ mod tests {
             Weights::default(),
         );
         assert_eq!(names(&o), ["a"]);
+        // max_server_per_host 2: a host with one member still takes one.
+        let mut two = spec(GroupPolicy::AntiAffinity, &["b", "c", "c"]);
+        two.group_max_per_host = Some(2);
+        let (o, _) = select(&hosts, &c, &two, Weights::default());
+        assert_eq!(names(&o), ["b", "a"]);
         let heavy = Weights {
             ram: 1.0,
             cpu: 1.0,

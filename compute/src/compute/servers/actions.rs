@@ -76,8 +76,8 @@ impl Power {
         }
     }
 
-    /// Nova's action name, for messages and policy.
-    fn name(self) -> &'static str {
+    /// Nova's action name, for messages, policy and instance actions.
+    pub fn name(self) -> &'static str {
         match self {
             Power::Start => "start",
             Power::Stop => "stop",

@@ -4,6 +4,8 @@
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
 pub mod actions;
+pub mod admit;
+pub mod filters;
 pub use super::model::server as record;
 pub mod request;
 pub mod view;
@@ -45,7 +47,7 @@ pub struct Facts {
     pub missing_groups: Vec<String>,
 }
 
-/// Per-project limits (Nova's defaults: 10 instances, 20 cores, 50 GiB RAM).
+/// The limits server create checks (from [`crate::compute::quotas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     /// Servers.
@@ -299,18 +301,19 @@ pub fn delete(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
 /// `GET /servers[/detail]` filters, as Nova reads them.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
-    /// `name`: a regular expression in Nova; here a substring match
-    /// (case-sensitive), which covers what clients send (exact names).
+    /// `name`: a regular expression, as Nova's ([`filters`]).
     pub name: Option<String>,
     /// `status` (ACTIVE, BUILD, ERROR, SHUTOFF...).
     pub status: Option<String>,
-    /// `changes-since` (RFC 3339): only servers updated at or after.
+    /// `changes-since` (ISO 8601): only servers updated at or after.
     pub changes_since: Option<String>,
+    /// `changes-before` (2.66): only servers updated at or before.
+    pub changes_before: Option<String>,
     /// `all_tenants` (admin): every project's.
     pub all_tenants: bool,
     /// `project_id`/`tenant_id` (admin with all_tenants).
     pub project_id: Option<String>,
-    /// `host` (admin).
+    /// `host` (admin; ignored for others, as Nova).
     pub host: Option<String>,
     /// `flavor`, `image`.
     pub flavor: Option<String>,
@@ -337,6 +340,7 @@ pub fn list<'a>(
         &json!({"project_id": own}),
     )?;
     let all = q.all_tenants && ctx.is_admin;
+    let f = filters::Compiled::new(q)?;
     let mut rows: Vec<&Server> = st
         .servers
         .values()
@@ -345,16 +349,14 @@ pub fn list<'a>(
                 && q.project_id
                     .as_ref()
                     .is_none_or(|p| !all || &s.project_id == p)
-                && q.name.as_ref().is_none_or(|n| s.name.contains(n.as_str()))
+                && f.matches(s)
                 && q.status
                     .as_ref()
                     .is_none_or(|x| s.status().eq_ignore_ascii_case(x))
-                && q.changes_since
-                    .as_ref()
-                    .is_none_or(|t| s.updated.as_str() >= t.as_str())
                 && q.host
                     .as_ref()
-                    .is_none_or(|h| ctx.is_admin && s.host.as_deref() == Some(h))
+                    // An admin's filter; Nova drops it for anyone else.
+                    .is_none_or(|h| !ctx.is_admin || s.host.as_deref() == Some(h))
                 && q.flavor.as_ref().is_none_or(|f| &s.flavor.id == f)
                 && q.image.as_ref().is_none_or(|i| &s.image_ref == i)
         })

@@ -207,20 +207,26 @@ fn metadata(m: &Map<String, Value>) -> ComputeResult<BTreeMap<String, String>> {
     }
 }
 
-/// `os:scheduler_hints`: none is honoured yet (server groups come with
-/// os-server-groups), so any hint is refused rather than ignored.
+/// `os:scheduler_hints`: `group` (a server group's uuid) is honoured;
+/// any other hint is refused rather than silently ignored.
 fn group_hint(top: &Map<String, Value>) -> ComputeResult<Option<String>> {
     let hints = top
         .get("os:scheduler_hints")
         .or_else(|| top.get("OS-SCH-HNT:scheduler_hints"));
-    match hints {
+    let h = match hints {
+        None => return Ok(None),
+        Some(Value::Object(h)) => h,
+        Some(v) => return Err(invalid("os:scheduler_hints", v, "is not of type 'object'")),
+    };
+    if let Some(k) = h.keys().find(|k| k.as_str() != "group") {
+        return Err(ComputeError::BadRequest(format!(
+            "scheduler hint '{k}' is not supported by this cloud: only 'group' is"
+        )));
+    }
+    match h.get("group") {
         None => Ok(None),
-        Some(Value::Object(h)) if h.is_empty() => Ok(None),
-        Some(Value::Object(h)) => Err(ComputeError::BadRequest(format!(
-            "scheduler hint '{}' is not supported by this cloud yet",
-            h.keys().next().map(String::as_str).unwrap_or("")
-        ))),
-        Some(v) => Err(invalid("os:scheduler_hints", v, "is not of type 'object'")),
+        Some(Value::String(g)) if uuid::Uuid::parse_str(g).is_ok() => Ok(Some(g.clone())),
+        Some(v) => Err(invalid("group", v, "is not a 'uuid'")),
     }
 }
 

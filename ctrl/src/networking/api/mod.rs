@@ -4,6 +4,7 @@
 mod agent_sync;
 mod agents;
 mod discovery;
+mod quotas;
 mod read;
 mod write;
 
@@ -265,6 +266,18 @@ pub fn router(net: Arc<Networking>) -> Router {
         .route("/v2.0", get(resources_h))
         .route("/v2.0/", get(resources_h))
         .route("/v2.0/agents", get(agents::list_h))
+        .route(
+            "/v2.0/quotas/{project}",
+            get(quotas::show_h)
+                .put(quotas::update_h)
+                .delete(quotas::update_h),
+        )
+        .route("/v2.0/quotas/{project}/default", get(quotas::default_h))
+        .route(
+            "/v2.0/quotas/{project}/details.json",
+            get(quotas::details_h),
+        )
+        .route("/v2.0/quotas/{project}/details", get(quotas::details_h))
         .route(
             "/v2.0/agents/{id}",
             get(agents::show_h)

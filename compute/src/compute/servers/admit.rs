@@ -1,0 +1,36 @@
+//! The whole store write of `POST /servers`: the servers [`super::create`]
+//! makes within the project's stored quota, their server group's
+//! admission (visible to the caller, room under `server_group_members`),
+//! and a `create` instance action per server. One write on one revision:
+//! concurrent creates are serialised by the store's conditional commit, so
+//! together they never pass a quota.
+
+use super::request::CreateServer;
+use super::{Facts, Server};
+use crate::compute::groups;
+use crate::compute::instance_actions;
+use crate::compute::quotas;
+use crate::compute::service::{Ctx, Env, Write};
+use crate::compute::state::State;
+
+/// Creates the servers `req` asks for, admitted and recorded.
+pub fn create(
+    st: &State,
+    env: &mut Env,
+    ctx: &Ctx,
+    req: &CreateServer,
+    facts: &Facts,
+    request_id: &str,
+) -> Write<Vec<Server>> {
+    let project = ctx.project_id.clone().unwrap_or_default();
+    let quota = quotas::server_quota(st, &project);
+    let (made, mut changes) = super::create(st, env, ctx, req, facts, quota)?;
+    if let Some(g) = &req.group {
+        groups::admit(st, ctx, g, made.len() as u64)?;
+    }
+    changes.extend(
+        made.iter()
+            .map(|s| instance_actions::record(env, ctx, s, "create", request_id)),
+    );
+    Ok((made, changes))
+}
