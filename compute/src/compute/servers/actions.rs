@@ -119,6 +119,8 @@ pub enum Action {
     Console(Option<usize>),
     /// `lock` / `unlock`.
     Lock(bool),
+    /// rebuild, resize, confirm/revert, createImage ([`super::ops`]).
+    Op(super::ops::Op),
 }
 
 /// Reads an action body: exactly one known action.
@@ -169,6 +171,9 @@ pub fn parse(body: &Map<String, Value>) -> ComputeResult<Action> {
                 }
             };
             Action::Console(length)
+        }
+        other if super::ops::parse(other, v).is_some() => {
+            Action::Op(super::ops::parse(other, v).expect("checked")?)
         }
         other => {
             return Err(ComputeError::BadRequest(format!(

@@ -4,6 +4,8 @@
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
 pub mod actions;
+pub mod interfaces;
+pub mod ops;
 pub use super::model::server as record;
 pub mod request;
 pub mod view;
@@ -243,6 +245,8 @@ pub fn create(
             tags: req.tags.clone(),
             description: req.description.clone(),
             locked: false,
+            migration: None,
+            pending_image: None,
         });
     }
     let changes = out
