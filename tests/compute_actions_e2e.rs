@@ -198,7 +198,7 @@ fn interface_snapshot_rebuild_resize_on_a_real_guest() {
         shown["addresses"].to_string().contains("10.72.0."),
         "{shown}"
     );
-    let ifaces = s.json(&["server", "interface", "list", &id]);
+    let ifaces = s.json(&["port", "list", "--device-id", &id]);
     assert_eq!(ifaces.as_array().unwrap().len(), 2, "{ifaces}");
 
     // `server add port` / `remove port` with a port made beforehand.
@@ -255,9 +255,15 @@ fn interface_snapshot_rebuild_resize_on_a_real_guest() {
 
     // `server rebuild` onto the snapshot: booted again, same addresses.
     let before = s.json(&["server", "show", &id])["addresses"].clone();
-    let rebuilt = s.json(&["server", "rebuild", "--image", &snap_id, "--wait", &id]);
-    assert_eq!(rebuilt["status"], "ACTIVE", "{rebuilt}");
+    // (`--wait` prints "Complete" before its JSON: read the server after.)
+    let out = s.openstack(&["server", "rebuild", "--image", &snap_id, "--wait", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = s.json(&["server", "show", &id]);
+    assert_eq!(after["status"], "ACTIVE", "{after}");
     assert_eq!(after["addresses"], before);
     assert!(after["image"].to_string().contains(&snap_id), "{after}");
     wait("the rebuilt guest's lease", 180, || {

@@ -259,6 +259,49 @@ mod tests {
     }
 
     #[test]
+    fn actions_keep_the_libvirt_contract() {
+        let d = host();
+        let spec = sample();
+        let u = spec.uuid;
+        d.spawn(&spec).unwrap();
+        let mut nic = spec.interfaces[0].clone();
+        assert!(d.attach_interface(u, &nic).is_err(), "same MAC twice");
+        nic.mac = "fa:16:3e:00:00:02".into();
+        nic.tap = "tapsecond".into();
+        d.attach_interface(u, &nic).unwrap();
+        assert_eq!(d.interfaces(u).unwrap().len(), 2);
+        let mut bad = nic.clone();
+        bad.mac = "01:00:5e:00:00:01".into();
+        assert!(matches!(
+            d.attach_interface(u, &bad),
+            Err(Error::InvalidSpec(_))
+        ));
+        d.detach_interface(u, &nic).unwrap();
+        assert!(d.detach_interface(u, &nic).is_err(), "already gone");
+        assert_eq!(d.interfaces(u).unwrap(), spec.interfaces);
+
+        d.resize(u, 4, 1024).unwrap();
+        assert_eq!(d.size(u), Some((4, 1024)));
+        assert!(matches!(d.resize(u, 0, 1024), Err(Error::InvalidSpec(_))));
+        assert_eq!(d.console_output(u, None).unwrap().lines().count(), 2);
+
+        let mut seen = None;
+        d.rebuild(u, &mut || {
+            seen = Some(d.state(u).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            Some(PowerState::Shutoff),
+            "off while the disk is replaced"
+        );
+        assert_eq!(d.state(u).unwrap(), PowerState::Running);
+        assert_eq!(d.console_output(u, None).unwrap().lines().count(), 3);
+        assert!(d.rebuild(Uuid::nil(), &mut || Ok(())).is_err());
+    }
+
+    #[test]
     fn refuses_bad_specs_like_libvirt_would() {
         let d = host();
         let mut spec = sample();

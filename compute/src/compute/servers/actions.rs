@@ -172,14 +172,14 @@ pub fn parse(body: &Map<String, Value>) -> ComputeResult<Action> {
             };
             Action::Console(length)
         }
-        other if super::ops::parse(other, v).is_some() => {
-            Action::Op(super::ops::parse(other, v).expect("checked")?)
-        }
-        other => {
-            return Err(ComputeError::BadRequest(format!(
-                "Action '{other}' is not supported by this cloud."
-            )))
-        }
+        other => match super::ops::parse(other, v) {
+            Some(op) => Action::Op(op?),
+            None => {
+                return Err(ComputeError::BadRequest(format!(
+                    "Action '{other}' is not supported by this cloud."
+                )))
+            }
+        },
     })
 }
 
