@@ -80,6 +80,12 @@ impl HostCompute {
         }
     }
 
+    /// Where instance directories live (scratch space for snapshots too:
+    /// the same filesystem as the disks).
+    pub fn instances_dir(&self) -> &Path {
+        &self.instances_dir
+    }
+
     /// The driver (power actions, console, reconcile).
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver
@@ -90,15 +96,7 @@ impl HostCompute {
     pub fn spawn(&self, b: &Build, images: &dyn ImageSource) -> Result<(), String> {
         let uuid = parse_uuid(&b.server_id)?;
         let t0 = std::time::Instant::now();
-        let base = match self.cache.get(&b.image_id).map_err(|e| e.to_string())? {
-            Some(p) => p,
-            None => {
-                let mut r = images.open(&b.image_id)?;
-                self.cache
-                    .install(&b.image_id, &mut r)
-                    .map_err(|e| format!("image {}: {e}", b.image_id))?
-            }
-        };
+        let base = self.cached(&b.image_id, images)?;
         let image_ms = t0.elapsed().as_secs_f64() * 1e3;
         let dir = self.instances_dir.join(uuid.to_string());
         let r = self.make_and_start(b, uuid, &base, &dir);
@@ -182,6 +180,64 @@ impl HostCompute {
         self.driver
             .state(parse_uuid(server_id)?)
             .map_err(|e| e.to_string())
+    }
+
+    /// Replaces the root disk with a fresh overlay on image `image_id`
+    /// (fetched into the cache if needed) and boots again; the domain's
+    /// definition, and so its NICs, stay.
+    pub fn rebuild(
+        &self,
+        server_id: &str,
+        image_id: &str,
+        root_gb: u64,
+        images: &dyn ImageSource,
+    ) -> Result<(), String> {
+        let uuid = parse_uuid(server_id)?;
+        let base = self.cached(image_id, images)?;
+        let root = self.instances_dir.join(uuid.to_string()).join("disk");
+        self.driver
+            .rebuild(uuid, &mut || {
+                match std::fs::remove_file(&root) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(weft_hypervisor::Error::io(&root, e))
+                    }
+                    _ => {}
+                }
+                disk::create_overlay(&base, &root, root_gb)
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The server's root disk as a standalone qcow2 at `dest`. A running
+    /// guest is paused meanwhile, so the copy is one point in time (what
+    /// Nova's cold snapshot gets, without stopping the guest).
+    pub fn snapshot(&self, server_id: &str, dest: &Path) -> Result<(), String> {
+        let uuid = parse_uuid(server_id)?;
+        let root = self.instances_dir.join(uuid.to_string()).join("disk");
+        let paused = self.driver.state(uuid).map_err(|e| e.to_string())? == PowerState::Running;
+        if paused {
+            self.driver.pause(uuid).map_err(|e| e.to_string())?;
+        }
+        let r = disk::flatten_to(&root, dest).map_err(|e| e.to_string());
+        if paused {
+            if let Err(e) = self.driver.unpause(uuid) {
+                return Err(format!("snapshot taken, but the guest stays paused: {e}"));
+            }
+        }
+        r
+    }
+
+    /// The image's cached base file, fetched once.
+    fn cached(&self, image_id: &str, images: &dyn ImageSource) -> Result<PathBuf, String> {
+        match self.cache.get(image_id).map_err(|e| e.to_string())? {
+            Some(p) => Ok(p),
+            None => {
+                let mut r = images.open(image_id)?;
+                self.cache
+                    .install(image_id, &mut r)
+                    .map_err(|e| format!("image {image_id}: {e}"))
+            }
+        }
     }
 
     /// The serial console's last lines.

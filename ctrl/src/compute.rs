@@ -5,7 +5,11 @@
 
 use crate::networking::Networking;
 use crate::server::{json_errors, Server, ServiceMount};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use weft_compute::compute::error::{ComputeError, ComputeResult};
+use weft_compute::compute::servers::interfaces::Vif;
+use weft_compute::compute::servers::record::Server as ServerRecord;
 use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
 use weft_compute::compute::{self, build, Compute, Ctx, Lookups};
 use weft_compute::image::Images;
@@ -19,11 +23,11 @@ struct InProcess {
 }
 
 impl Lookups for InProcess {
-    fn facts(&self, ctx: &Ctx, req: &CreateServer) -> Facts {
+    fn image(&self, ctx: &Ctx, id: &str) -> Option<ImageFacts> {
         let ictx = weft_compute::image::policy::Ctx::new(ctx.creds.clone());
-        let image = self.images.read(|st| {
+        self.images.read(|st| {
             st.images
-                .get(&req.image_ref)
+                .get(id)
                 .filter(|i| weft_compute::image::service::visible(st, &ictx, i))
                 .map(|i| ImageFacts {
                     status: i.status.as_str().to_string(),
@@ -31,7 +35,63 @@ impl Lookups for InProcess {
                     min_ram: i.min_ram,
                     size: i.data.as_ref().map_or(0, |d| d.size),
                 })
+        })
+    }
+
+    fn interfaces(&self, server: &ServerRecord) -> Vec<Vif> {
+        crate::compute_host::vifs(&self.net, &server.id)
+    }
+
+    fn create_snapshot_image(
+        &self,
+        ctx: &Ctx,
+        server: &ServerRecord,
+        name: &str,
+        properties: BTreeMap<String, String>,
+    ) -> ComputeResult<String> {
+        use weft_compute::image::ImageError;
+        let ictx = weft_compute::image::policy::Ctx::new(ctx.creds.clone());
+        // Nova's snapshot: the base image's minimums, the flavor's disk.
+        let base_min_ram = self
+            .images
+            .read(|st| st.images.get(&server.image_ref).map_or(0, |i| i.min_ram));
+        let req = weft_compute::image::body::CreateReq {
+            name: Some(name.to_string()),
+            disk_format: Some("qcow2".into()),
+            container_format: Some("bare".into()),
+            visibility: Some("private".into()),
+            min_disk: Some(server.flavor.disk),
+            min_ram: Some(base_min_ram),
+            ..Default::default()
+        };
+        self.images
+            .write(|st, env| {
+                weft_compute::image::service::create_image(st, env, &ictx, &req, properties.clone())
+            })
+            .map(|i| i.id)
+            .map_err(|e| match e {
+                ImageError::Forbidden(m) => ComputeError::Forbidden(m),
+                ImageError::BadRequest(m) => ComputeError::BadRequest(m),
+                e => ComputeError::Conflict(format!("image for the snapshot: {e}")),
+            })
+    }
+
+    fn delete_image(&self, id: &str) {
+        let admin = weft_compute::image::policy::Ctx::new(weft_identity::policy::Credentials {
+            user_id: "nova".into(),
+            roles: vec!["admin".into()],
+            ..Default::default()
         });
+        let gone = self
+            .images
+            .write(|st, env| weft_compute::image::service::delete_image(st, env, &admin, id));
+        if gone.is_ok() {
+            let _ = self.images.data_store().delete(id);
+        }
+    }
+
+    fn facts(&self, ctx: &Ctx, req: &CreateServer) -> Facts {
+        let image = self.image(ctx, &req.image_ref);
         let own = ctx.project_id.as_deref().unwrap_or("");
         self.net.read(|st| {
             let mut f = Facts {

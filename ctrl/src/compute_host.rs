@@ -18,7 +18,9 @@ use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
 use weft_compute::compute::build::trusts::Delegation;
-use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::error::{ComputeError, ComputeResult};
+use weft_compute::compute::servers::interfaces::{Attach, Vif};
+use weft_compute::compute::servers::record::{NicRequest, Server};
 use weft_compute::image::store::Stored;
 use weft_compute::image::Images;
 use weft_identity::token::Audience;
@@ -68,6 +70,15 @@ pub struct Plugged {
     pub devname: String,
     /// Made for this server (deleted with it) rather than given.
     pub created: bool,
+}
+
+/// The name a server's `addresses` show a network under.
+fn network_name(n: &crate::networking::model::Network) -> String {
+    if n.name.is_empty() {
+        n.id.clone()
+    } else {
+        n.name.clone()
+    }
 }
 
 /// The trust `s`'s build acts through (its routing slip).
@@ -208,7 +219,7 @@ impl HostServices {
         let own = self.net_ctx(s, false)?;
         let mut nics = s.nics.clone();
         if s.auto_network && nics.is_empty() {
-            nics.push(weft_compute::compute::servers::record::NicRequest {
+            nics.push(NicRequest {
                 network: Some(self.auto_network(s)?),
                 port: None,
                 fixed_ip: None,
@@ -217,96 +228,214 @@ impl HostServices {
         let groups = self.group_ids(s)?;
         let mut out: Vec<Plugged> = Vec::new();
         for nic in &nics {
-            let device = json!({"device_id": s.id, "device_owner": "compute:nova"});
-            let r = match (&nic.port, &nic.network) {
-                (Some(port), _) => {
-                    let req: PortReq = serde_json::from_value(device).map_err(|e| e.to_string())?;
-                    let id = port.clone();
-                    self.net
-                        .write(|st, env| service::update_port(st, env, &user, &id, &req))
-                        .map(|p| (p, false))
-                }
-                (None, Some(network)) => {
-                    let mut body = device;
-                    body["network_id"] = json!(network);
-                    body["project_id"] = json!(s.project_id);
-                    body["name"] = json!(format!("{}-port", s.hostname));
-                    if let Some(ip) = &nic.fixed_ip {
-                        body["fixed_ips"] = json!([{"ip_address": ip}]);
-                    }
-                    if let Some(g) = &groups {
-                        body["security_groups"] = json!(g);
-                    }
-                    let req: PortReq = serde_json::from_value(body).map_err(|e| e.to_string())?;
-                    self.net
-                        .write(|st, env| service::create_port(st, env, &user, &req))
-                        .map(|p| (p, true))
-                }
-                (None, None) => continue,
-            };
-            // Binding to a host is the compute service's own act (Neutron's
-            // rule asks for `service` or `admin`, which a user cannot delegate).
-            let r = r.and_then(|(p, created)| {
-                let bind: PortReq =
-                    serde_json::from_value(json!({"binding:host_id": host})).expect("static body");
-                let id = p.id.clone();
-                match self
-                    .net
-                    .write(|st, env| service::update_port(st, env, &own, &id, &bind))
-                {
-                    Ok(p) => Ok((p, created)),
-                    Err(e) => {
-                        if created {
-                            let _ = self
-                                .net
-                                .write(|st, env| service::delete_port(st, env, &own, &id));
-                        }
-                        Err(e)
-                    }
-                }
-            });
-            let (p, created) = match r {
-                Ok(x) => x,
+            if nic.port.is_none() && nic.network.is_none() {
+                continue;
+            }
+            match self.plug_one(s, (&user, &own), host, nic, groups.as_deref()) {
+                Ok(p) => out.push(p),
                 Err(e) => {
                     self.unplug_ports(&own, &out);
                     return Err(format!("port for network {:?}: {e}", nic.network));
                 }
-            };
-            let (network_name, mtu) = self.net.read(|st| {
-                st.networks
-                    .get(&p.network_id)
-                    .map(|n| {
-                        (
-                            if n.name.is_empty() {
-                                n.id.clone()
-                            } else {
-                                n.name.clone()
-                            },
-                            n.mtu,
-                        )
-                    })
-                    .unwrap_or_default()
-            });
-            out.push(Plugged {
-                devname: p.devname(),
-                port_id: p.id.clone(),
-                mac: p.mac_address.clone(),
-                network_name,
-                ips: p
-                    .fixed_ips
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.ip_address.clone(),
-                            if f.ip_address.contains(':') { 6 } else { 4 },
-                        )
-                    })
-                    .collect(),
-                mtu,
-                created,
-            });
+            }
         }
         Ok(out)
+    }
+
+    /// Takes `nic`'s port for `s` (or makes one on its network) as the user
+    /// (`ctx.0`, through the trust), then binds it to `host` as the compute
+    /// service (`ctx.1`: Neutron's rule asks for `service` or `admin`, which a
+    /// user cannot delegate); a port made here is deleted again when the
+    /// binding fails.
+    fn plug_one(
+        &self,
+        s: &Server,
+        (user, own): (&Ctx, &Ctx),
+        host: &str,
+        nic: &NicRequest,
+        groups: Option<&[String]>,
+    ) -> Result<Plugged, crate::networking::NetError> {
+        let device = json!({"device_id": s.id, "device_owner": "compute:nova"});
+        let bad = |e: serde_json::Error| crate::networking::NetError::BadRequest {
+            kind: "BadRequest",
+            message: e.to_string(),
+        };
+        let (p, created) = match (&nic.port, &nic.network) {
+            (Some(port), _) => {
+                let req: PortReq = serde_json::from_value(device).map_err(bad)?;
+                let p = self
+                    .net
+                    .write(|st, env| service::update_port(st, env, user, port, &req))?;
+                (p, false)
+            }
+            (None, network) => {
+                let mut body = device;
+                body["network_id"] = json!(network.clone().unwrap_or_default());
+                body["project_id"] = json!(s.project_id);
+                body["name"] = json!(format!("{}-port", s.hostname));
+                if let Some(ip) = &nic.fixed_ip {
+                    body["fixed_ips"] = json!([{"ip_address": ip}]);
+                }
+                if let Some(g) = groups {
+                    body["security_groups"] = json!(g);
+                }
+                let req: PortReq = serde_json::from_value(body).map_err(bad)?;
+                let p = self
+                    .net
+                    .write(|st, env| service::create_port(st, env, user, &req))?;
+                (p, true)
+            }
+        };
+        let bind: PortReq =
+            serde_json::from_value(json!({"binding:host_id": host})).expect("static body");
+        let id = p.id.clone();
+        let p = match self
+            .net
+            .write(|st, env| service::update_port(st, env, own, &id, &bind))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                if created {
+                    let _ = self
+                        .net
+                        .write(|st, env| service::delete_port(st, env, own, &id));
+                }
+                return Err(e);
+            }
+        };
+        let (network_name, mtu) = self.net.read(|st| {
+            st.networks
+                .get(&p.network_id)
+                .map(|n| (network_name(n), n.mtu))
+                .unwrap_or_default()
+        });
+        Ok(Plugged {
+            devname: p.devname(),
+            port_id: p.id.clone(),
+            mac: p.mac_address.clone(),
+            network_name,
+            ips: p
+                .fixed_ips
+                .iter()
+                .map(|f| {
+                    (
+                        f.ip_address.clone(),
+                        if f.ip_address.contains(':') { 6 } else { 4 },
+                    )
+                })
+                .collect(),
+            mtu,
+            created,
+        })
+    }
+
+    /// os-interface attach, the control-plane half: the port (given, or
+    /// made on the network) bound to `host` for `s`. Nova's errors: an
+    /// unknown port or network is 404, a port someone uses is 409.
+    pub fn attach(&self, s: &Server, host: &str, req: &Attach) -> ComputeResult<Plugged> {
+        self.net.read(|st| -> ComputeResult<()> {
+            let visible = |owner: &str| owner == s.project_id;
+            if let Some(id) = &req.port_id {
+                let p = st
+                    .ports
+                    .get(id)
+                    .filter(|p| visible(&p.project_id))
+                    .ok_or_else(|| {
+                        ComputeError::NotFound(format!("Port {id} could not be found."))
+                    })?;
+                if !p.device_id.is_empty() {
+                    return Err(ComputeError::Conflict(format!(
+                        "Port {id} is still in use."
+                    )));
+                }
+            }
+            if let Some(id) = &req.net_id {
+                st.networks
+                    .get(id)
+                    .filter(|n| n.shared || visible(&n.project_id))
+                    .ok_or_else(|| {
+                        ComputeError::NotFound(format!("Network {id} could not be found."))
+                    })?;
+            }
+            if req.port_id.is_none() && req.net_id.is_none() {
+                return Err(ComputeError::BadRequest(
+                    "Either port_id or net_id must be given to attach an interface".into(),
+                ));
+            }
+            Ok(())
+        })?;
+        let nic = NicRequest {
+            network: req.net_id.clone(),
+            port: req.port_id.clone(),
+            fixed_ip: req.fixed_ip.clone(),
+        };
+        let groups = self.group_ids(s).map_err(ComputeError::BadRequest)?;
+        let user = self.net_ctx(s, true).map_err(ComputeError::Forbidden)?;
+        let own = self.net_ctx(s, false).map_err(ComputeError::Internal)?;
+        self.plug_one(s, (&user, &own), host, &nic, groups.as_deref())
+            .map_err(|e| match e {
+                crate::networking::NetError::BadRequest { message, .. } => {
+                    ComputeError::BadRequest(message)
+                }
+                crate::networking::NetError::Conflict { message, .. } => {
+                    ComputeError::Conflict(message)
+                }
+                e => ComputeError::Internal(format!("attach port: {e}")),
+            })
+    }
+
+    /// Undoes [`HostServices::attach`] after a failed hot-plug.
+    pub fn unattach(&self, s: &Server, p: &Plugged) {
+        match self.net_ctx(s, false) {
+            Ok(own) => self.unplug_ports(&own, std::slice::from_ref(p)),
+            Err(e) => tracing::warn!(port = %p.port_id, error = %e, "port not released"),
+        }
+    }
+
+    /// os-interface detach, the control-plane half: the port deleted if it
+    /// was made for `s`, unbound otherwise.
+    pub fn detach(&self, s: &Server, port_id: &str) {
+        let p = Plugged {
+            port_id: port_id.to_string(),
+            mac: String::new(),
+            network_name: String::new(),
+            ips: vec![],
+            mtu: 0,
+            devname: String::new(),
+            created: s.created_ports.iter().any(|c| c == port_id),
+        };
+        match self.net_ctx(s, false) {
+            Ok(own) => self.unplug_ports(&own, &[p]),
+            Err(e) => tracing::warn!(port = %port_id, error = %e, "port not released"),
+        }
+    }
+
+    /// The interfaces of server `id`: the ports whose device it is.
+    pub fn vifs(&self, id: &str) -> Vec<Vif> {
+        vifs(&self.net, id)
+    }
+
+    /// Uploads the file at `path` as the data of queued image `id`, as its
+    /// owner (blocking: call it off the async workers, within the runtime).
+    pub fn upload_image(&self, id: &str, path: &std::path::Path) -> Result<(), String> {
+        let owner = self
+            .images
+            .read(|st| st.images.get(id).map(|i| i.owner.clone()))
+            .ok_or_else(|| format!("image {id} was deleted"))?;
+        let ctx = weft_compute::image::Ctx::new(weft_identity::policy::Credentials {
+            user_id: "nova".into(),
+            roles: vec!["admin".into(), "member".into(), "reader".into()],
+            project_id: owner,
+            ..weft_identity::policy::Credentials::default()
+        });
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        rt.block_on(weft_compute::image::data::upload_file(
+            self.images.clone(),
+            ctx,
+            id.to_string(),
+            path.to_path_buf(),
+        ))
+        .map_err(|e| e.to_string())
     }
 
     fn unplug_ports(&self, ctx: &Ctx, ports: &[Plugged]) {
@@ -361,4 +490,35 @@ impl HostServices {
         self.unplug_ports(&own, &ports);
         Ok(())
     }
+}
+
+/// The interfaces of server `id`: the ports whose device it is.
+pub fn vifs(net: &Networking, id: &str) -> Vec<Vif> {
+    net.read(|st| {
+        let mut ports: Vec<_> = st
+            .ports
+            .values()
+            .filter(|p| p.device_id == id && p.device_owner.starts_with("compute:"))
+            .collect();
+        ports.sort_by(|a, b| (&a.std.created_at, &a.id).cmp(&(&b.std.created_at, &b.id)));
+        ports
+            .into_iter()
+            .map(|p| Vif {
+                port_id: p.id.clone(),
+                net_id: p.network_id.clone(),
+                network_name: st
+                    .networks
+                    .get(&p.network_id)
+                    .map(network_name)
+                    .unwrap_or_default(),
+                mac_addr: p.mac_address.clone(),
+                fixed_ips: p
+                    .fixed_ips
+                    .iter()
+                    .map(|f| (f.ip_address.clone(), f.subnet_id.clone()))
+                    .collect(),
+                port_state: p.status.clone(),
+            })
+            .collect()
+    })
 }

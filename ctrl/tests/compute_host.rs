@@ -70,6 +70,8 @@ fn server(id: &str, nics: Vec<NicRequest>) -> Server {
         tags: vec![],
         description: None,
         locked: false,
+        migration: None,
+        pending_image: None,
         instance_name: format!("weft-{id}"),
         hostname: "vm".into(),
         trust_id: None,

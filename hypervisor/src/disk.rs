@@ -102,6 +102,30 @@ pub fn create_blank(path: &Path, size_gb: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Writes `disk` (an overlay, maybe in use by a paused or stopped guest)
+/// as one standalone qcow2 at `dest`, its backing chain folded in: what a
+/// snapshot image is. `-U` reads past QEMU's lock, so the caller must make
+/// sure the guest is not writing (paused or off). `dest` appears whole or
+/// not at all.
+pub fn flatten_to(disk: &Path, dest: &Path) -> Result<(), Error> {
+    make_parent(dest)?;
+    let part = dest.with_extension("part");
+    let r = qemu_img(&[
+        "convert".as_ref(),
+        "-q".as_ref(),
+        "-U".as_ref(),
+        "-O".as_ref(),
+        "qcow2".as_ref(),
+        disk.as_os_str(),
+        part.as_os_str(),
+    ]);
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))
+}
+
 fn make_parent(path: &Path) -> Result<(), Error> {
     match path.parent() {
         Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::{Error, HostResources, InstanceSpec};
+use crate::{Error, HostResources, InstanceSpec, InterfaceSpec};
 
 /// An instance's power state as the hypervisor sees it (Nova's
 /// `power_state`), which the agent maps to a server's status.
@@ -80,6 +80,26 @@ pub trait Driver: Send + Sync {
 
     /// The host's capacity for placement.
     fn host_resources(&self) -> Result<HostResources, Error>;
+
+    /// Hot-plugs a NIC into the instance (live when it runs, and in its
+    /// persistent definition, so it survives a stop and start).
+    fn attach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error>;
+
+    /// Unplugs the NIC with `nic`'s MAC, live and from the definition.
+    fn detach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error>;
+
+    /// Redefines the instance with new vCPUs and RAM (Nova's resize on the
+    /// same host): off while it changes, then back in its prior power state.
+    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error>;
+
+    /// Powers the instance off at once (its disk is about to be replaced,
+    /// so there is nothing to shut down cleanly), runs `replace_disks`,
+    /// and boots it again on the same definition: NICs and MACs kept.
+    fn rebuild(
+        &self,
+        uuid: Uuid,
+        replace_disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error>;
 }
 
 /// A power operation, with the states it applies in. Both drivers check

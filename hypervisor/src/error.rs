@@ -53,7 +53,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    /// An I/O failure on `path` (the agent's disk steps report theirs so too).
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use crate::driver::PowerOp;
-use crate::{Driver, Error, HostResources, InstanceSpec, PowerState, RebootKind};
+use crate::{Driver, Error, HostResources, InstanceSpec, InterfaceSpec, PowerState, RebootKind};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -24,6 +24,9 @@ struct Fake {
     name: String,
     state: PowerState,
     boots: u32,
+    nics: Vec<InterfaceSpec>,
+    vcpus: u32,
+    memory_mb: u64,
 }
 
 impl FakeDriver {
@@ -33,6 +36,16 @@ impl FakeDriver {
             resources,
             instances: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The NICs an instance has now (what libvirt's XML would list).
+    pub fn interfaces(&self, uuid: Uuid) -> Option<Vec<InterfaceSpec>> {
+        self.with(|map| map.get(&uuid).map(|f| f.nics.clone()))
+    }
+
+    /// (vCPUs, MiB) an instance is defined with now.
+    pub fn size(&self, uuid: Uuid) -> Option<(u32, u64)> {
+        self.with(|map| map.get(&uuid).map(|f| (f.vcpus, f.memory_mb)))
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<Uuid, Fake>) -> T) -> T {
@@ -69,6 +82,9 @@ impl Driver for FakeDriver {
                     name: spec.name.clone(),
                     state: PowerState::Running,
                     boots: 1,
+                    nics: spec.interfaces.clone(),
+                    vcpus: spec.vcpus,
+                    memory_mb: spec.memory_mb,
                 },
             );
             Ok(())
@@ -131,6 +147,66 @@ impl Driver for FakeDriver {
     fn host_resources(&self) -> Result<HostResources, Error> {
         Ok(self.resources)
     }
+
+    fn attach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error> {
+        crate::spec::validate_nic(nic)?;
+        self.with(|map| {
+            let f = map.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+            if f.nics.iter().any(|n| n.mac == nic.mac || n.tap == nic.tap) {
+                return Err(Error::InvalidSpec(format!(
+                    "interface {} is already attached",
+                    nic.mac
+                )));
+            }
+            f.nics.push(nic.clone());
+            Ok(())
+        })
+    }
+
+    fn detach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error> {
+        self.with(|map| {
+            let f = map.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+            let before = f.nics.len();
+            f.nics.retain(|n| n.mac != nic.mac);
+            if f.nics.len() == before {
+                return Err(Error::InvalidSpec(format!(
+                    "no interface with MAC {} to detach",
+                    nic.mac
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error> {
+        crate::spec::validate_size(vcpus, memory_mb)?;
+        self.with(|map| {
+            let f = map.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+            (f.vcpus, f.memory_mb) = (vcpus, memory_mb);
+            if f.state == PowerState::Running {
+                f.boots += 1;
+            }
+            Ok(())
+        })
+    }
+
+    fn rebuild(
+        &self,
+        uuid: Uuid,
+        replace_disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.state(uuid)? == PowerState::Absent {
+            return Err(Error::NotFound(uuid));
+        }
+        self.with(|map| map.get_mut(&uuid).map(|f| f.state = PowerState::Shutoff));
+        replace_disks()?;
+        self.with(|map| {
+            let f = map.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+            f.state = PowerState::Running;
+            f.boots += 1;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +256,49 @@ mod tests {
         assert!(d.list().unwrap().is_empty());
         assert!(matches!(d.start(u), Err(Error::NotFound(_))));
         assert_eq!(d.host_resources().unwrap().vcpus, 8);
+    }
+
+    #[test]
+    fn actions_keep_the_libvirt_contract() {
+        let d = host();
+        let spec = sample();
+        let u = spec.uuid;
+        d.spawn(&spec).unwrap();
+        let mut nic = spec.interfaces[0].clone();
+        assert!(d.attach_interface(u, &nic).is_err(), "same MAC twice");
+        nic.mac = "fa:16:3e:00:00:02".into();
+        nic.tap = "tapsecond".into();
+        d.attach_interface(u, &nic).unwrap();
+        assert_eq!(d.interfaces(u).unwrap().len(), 2);
+        let mut bad = nic.clone();
+        bad.mac = "01:00:5e:00:00:01".into();
+        assert!(matches!(
+            d.attach_interface(u, &bad),
+            Err(Error::InvalidSpec(_))
+        ));
+        d.detach_interface(u, &nic).unwrap();
+        assert!(d.detach_interface(u, &nic).is_err(), "already gone");
+        assert_eq!(d.interfaces(u).unwrap(), spec.interfaces);
+
+        d.resize(u, 4, 1024).unwrap();
+        assert_eq!(d.size(u), Some((4, 1024)));
+        assert!(matches!(d.resize(u, 0, 1024), Err(Error::InvalidSpec(_))));
+        assert_eq!(d.console_output(u, None).unwrap().lines().count(), 2);
+
+        let mut seen = None;
+        d.rebuild(u, &mut || {
+            seen = Some(d.state(u).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            Some(PowerState::Shutoff),
+            "off while the disk is replaced"
+        );
+        assert_eq!(d.state(u).unwrap(), PowerState::Running);
+        assert_eq!(d.console_output(u, None).unwrap().lines().count(), 3);
+        assert!(d.rebuild(Uuid::nil(), &mut || Ok(())).is_err());
     }
 
     #[test]

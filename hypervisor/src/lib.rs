@@ -40,4 +40,4 @@ pub use fake::FakeDriver;
 pub use host::{console_tail, host_resources, probe_accel, AccelProbe, HostResources};
 pub use libvirt::{LibvirtConfig, LibvirtDriver};
 pub use spec::{tap_name, Accel, ExtraDisk, InstanceSpec, InterfaceSpec};
-pub use xml::{domain_xml, METADATA_NS};
+pub use xml::{domain_xml, interface_xml, resized_xml, METADATA_NS};

@@ -13,7 +13,8 @@ use virt::sys;
 
 use crate::driver::PowerOp;
 use crate::{
-    domain_xml, Driver, Error, HostResources, InstanceSpec, PowerState, RebootKind, METADATA_NS,
+    domain_xml, interface_xml, resized_xml, Driver, Error, HostResources, InstanceSpec,
+    InterfaceSpec, PowerState, RebootKind, METADATA_NS,
 };
 
 /// The `<weft:meta>` key naming a domain's owner (see `LibvirtDriver::owner`).
@@ -161,6 +162,17 @@ impl LibvirtDriver {
             Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
             Err(e) => Err(lv(format!("destroy {uuid}"))(e)),
         }
+    }
+
+    /// Where a device change applies: the persistent definition always, the
+    /// running guest too when there is one.
+    fn affect(&self, dom: &Domain, uuid: Uuid) -> Result<u32, Error> {
+        let live = dom.is_active().map_err(lv(format!("state of {uuid}")))?;
+        Ok(if live {
+            sys::VIR_DOMAIN_AFFECT_LIVE | sys::VIR_DOMAIN_AFFECT_CONFIG
+        } else {
+            sys::VIR_DOMAIN_AFFECT_CONFIG
+        })
     }
 
     fn power(&self, uuid: Uuid, op: PowerOp, kind: RebootKind) -> Result<(), Error> {
@@ -344,6 +356,65 @@ impl Driver for LibvirtDriver {
         let dir = &self.cfg.instances_dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         crate::host_resources(dir)
+    }
+
+    fn attach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error> {
+        crate::spec::validate_nic(nic)?;
+        let dom = self.domain(uuid)?;
+        dom.attach_device_flags(&interface_xml(nic), self.affect(&dom, uuid)?)
+            .map(drop)
+            .map_err(lv(format!("attach interface {} to {uuid}", nic.mac)))
+    }
+
+    fn detach_interface(&self, uuid: Uuid, nic: &InterfaceSpec) -> Result<(), Error> {
+        let dom = self.domain(uuid)?;
+        // libvirt finds the device by its MAC; the rest must agree with it.
+        dom.detach_device_flags(&interface_xml(nic), self.affect(&dom, uuid)?)
+            .map(drop)
+            .map_err(lv(format!("detach interface {} from {uuid}", nic.mac)))
+    }
+
+    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error> {
+        crate::spec::validate_size(vcpus, memory_mb)?;
+        let dom = self.domain(uuid)?;
+        let was = Self::state_of(&dom, uuid)?;
+        let xml = dom
+            .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(lv(format!("XML of {uuid}")))?;
+        let next = resized_xml(&xml, vcpus, memory_mb).ok_or_else(|| {
+            Error::InvalidSpec(format!("domain {uuid} has no <vcpu>/<memory> to resize"))
+        })?;
+        if was != PowerState::Shutoff {
+            // As Nova's resize: the guest is off while its size changes (a
+            // managed save would not fit the new size, so it goes too).
+            Self::power_off(&dom, uuid)?;
+            if dom.has_managed_save(0).unwrap_or(false) {
+                dom.managed_save_remove(0)
+                    .map_err(lv(format!("drop saved state of {uuid}")))?;
+            }
+        }
+        Domain::define_xml(&self.conn, &next).map_err(lv(format!("redefine {uuid}")))?;
+        if was != PowerState::Shutoff {
+            dom.create()
+                .map(drop)
+                .map_err(lv(format!("start {uuid}")))?;
+        }
+        Ok(())
+    }
+
+    fn rebuild(
+        &self,
+        uuid: Uuid,
+        replace_disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let dom = self.domain(uuid)?;
+        Self::power_off(&dom, uuid)?;
+        if dom.has_managed_save(0).unwrap_or(false) {
+            dom.managed_save_remove(0)
+                .map_err(lv(format!("drop saved state of {uuid}")))?;
+        }
+        replace_disks()?;
+        dom.create().map(drop).map_err(lv(format!("start {uuid}")))
     }
 }
 

@@ -96,12 +96,7 @@ impl InstanceSpec {
                 format!("{:?} is not 1-64 of [A-Za-z0-9._-]", self.name),
             );
         }
-        if self.vcpus == 0 || self.vcpus > 512 {
-            return bad("vcpus", format!("{} is not in 1..=512", self.vcpus));
-        }
-        if self.memory_mb < 16 {
-            return bad("memory_mb", format!("{} is below 16 MiB", self.memory_mb));
-        }
+        validate_size(self.vcpus, self.memory_mb)?;
         let disks = [
             Some(&self.root_disk),
             self.ephemeral.as_ref().map(|d| &d.path),
@@ -123,28 +118,47 @@ impl InstanceSpec {
             }
         }
         for (i, nic) in self.interfaces.iter().enumerate() {
-            if nic.tap.is_empty() || nic.tap.len() > MAX_IFNAME || !nic.tap.chars().all(plain_char)
-            {
-                return bad(
-                    &format!("interfaces[{i}].tap"),
-                    format!("{:?} is not a valid interface name", nic.tap),
-                );
-            }
-            if !valid_mac(&nic.mac) {
-                return bad(
-                    &format!("interfaces[{i}].mac"),
-                    format!("{:?} is not a MAC address", nic.mac),
-                );
-            }
-            if !(68..=9000).contains(&nic.mtu) {
-                return bad(
-                    &format!("interfaces[{i}].mtu"),
-                    format!("{} is not in 68..=9000", nic.mtu),
-                );
-            }
+            validate_nic(nic).map_err(|e| match e {
+                Error::InvalidSpec(m) => Error::InvalidSpec(format!("interfaces[{i}].{m}")),
+                e => e,
+            })?;
         }
         Ok(())
     }
+}
+
+/// A guest size libvirt accepts (spawn's and resize's rule).
+pub(crate) fn validate_size(vcpus: u32, memory_mb: u64) -> Result<(), Error> {
+    if vcpus == 0 || vcpus > 512 {
+        return Err(Error::InvalidSpec(format!(
+            "vcpus: {vcpus} is not in 1..=512"
+        )));
+    }
+    if memory_mb < 16 {
+        return Err(Error::InvalidSpec(format!(
+            "memory_mb: {memory_mb} is below 16 MiB"
+        )));
+    }
+    Ok(())
+}
+
+/// One NIC as it goes into the domain XML (spawn's and attach's rule); the
+/// error names the field (`tap`, `mac`, `mtu`).
+pub(crate) fn validate_nic(nic: &InterfaceSpec) -> Result<(), Error> {
+    let bad = |field: &str, why: String| Err(Error::InvalidSpec(format!("{field}: {why}")));
+    if nic.tap.is_empty() || nic.tap.len() > MAX_IFNAME || !nic.tap.chars().all(plain_char) {
+        return bad(
+            "tap",
+            format!("{:?} is not a valid interface name", nic.tap),
+        );
+    }
+    if !valid_mac(&nic.mac) {
+        return bad("mac", format!("{:?} is not a MAC address", nic.mac));
+    }
+    if !(68..=9000).contains(&nic.mtu) {
+        return bad("mtu", format!("{} is not in 68..=9000", nic.mtu));
+    }
+    Ok(())
 }
 
 fn plain_char(c: char) -> bool {

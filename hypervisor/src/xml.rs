@@ -14,7 +14,7 @@
 
 use std::fmt::Write;
 
-use crate::{Accel, InstanceSpec};
+use crate::{Accel, InstanceSpec, InterfaceSpec};
 
 /// The XML namespace of weft's `<metadata>` element.
 pub const METADATA_NS: &str = "https://weft.invalid/xmlns/libvirt/instance/1";
@@ -68,11 +68,7 @@ pub fn domain_xml(spec: &InstanceSpec) -> String {
         let _ = writeln!(x, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='{}'/>\n      <target dev='{dev}' bus='virtio'/>\n    </disk>", path.display());
     }
     for nic in &spec.interfaces {
-        let _ = writeln!(
-            x,
-            "    <interface type='ethernet'>\n      <mac address='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>\n      <mtu size='{}'/>\n    </interface>",
-            nic.mac, nic.tap, nic.mtu
-        );
+        x.push_str(&interface_xml(nic));
     }
     let _ = writeln!(
         x,
@@ -84,6 +80,68 @@ pub fn domain_xml(spec: &InstanceSpec) -> String {
     );
     x.push_str("    <memballoon model='virtio'/>\n  </devices>\n</domain>\n");
     x
+}
+
+/// One `<interface type='ethernet'>` (in a domain, or alone for a
+/// hot-plug): libvirt makes the tap, the switch attaches it by name.
+pub fn interface_xml(nic: &InterfaceSpec) -> String {
+    format!(
+        "    <interface type='ethernet'>\n      <mac address='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>\n      <mtu size='{}'/>\n    </interface>\n",
+        nic.mac, nic.tap, nic.mtu
+    )
+}
+
+/// A domain's XML (libvirt's own, inactive) with new vCPUs and memory:
+/// `<vcpu>`, `<memory>` and `<currentMemory>` rewritten, everything else
+/// (hot-plugged NICs included) kept as libvirt has it.
+pub fn resized_xml(xml: &str, vcpus: u32, memory_mb: u64) -> Option<String> {
+    let mut out = replace_element(xml, "vcpu", &vcpus.to_string(), None)?;
+    out = replace_element(&out, "memory", &memory_mb.to_string(), Some("MiB"))?;
+    // Optional in what libvirt hands back; when present it must agree.
+    if let Some(o) = replace_element(&out, "currentMemory", &memory_mb.to_string(), Some("MiB")) {
+        out = o;
+    }
+    Some(out)
+}
+
+/// `<tag ...>old</tag>` -> `<tag [unit='u'] [other attrs]>text</tag>` (the
+/// first one at the domain's top level only: tags nested deeper, such as a
+/// NUMA cell's `memory` attribute, are not elements of this name).
+fn replace_element(xml: &str, tag: &str, text: &str, unit: Option<&str>) -> Option<String> {
+    let open = format!("<{tag}");
+    let mut from = 0;
+    let start = loop {
+        let at = from + xml[from..].find(&open)?;
+        let next = xml[at + open.len()..].chars().next()?;
+        if next == '>' || next == ' ' {
+            break at;
+        }
+        from = at + open.len();
+    };
+    let head_end = start + xml[start..].find('>')?;
+    let close = format!("</{tag}>");
+    let end = head_end + xml[head_end..].find(&close)?;
+    let attrs: String = match unit {
+        // The value is rewritten in `unit`; other attributes are kept.
+        Some(u) => {
+            let kept: Vec<&str> = xml[start + open.len()..head_end]
+                .split_whitespace()
+                .filter(|a| !a.starts_with("unit="))
+                .collect();
+            let mut a = format!(" unit='{u}'");
+            for k in kept {
+                a.push(' ');
+                a.push_str(k);
+            }
+            a
+        }
+        None => xml[start + open.len()..head_end].to_string(),
+    };
+    Some(format!(
+        "{}<{tag}{attrs}>{text}{}",
+        &xml[..start],
+        &xml[end..]
+    ))
 }
 
 /// XML text/attribute escaping for the free-form metadata values.
@@ -139,6 +197,26 @@ mod tests {
             !xml.contains("host-model"),
             "TCG cannot use the host CPU model"
         );
+    }
+
+    #[test]
+    fn resize_rewrites_the_size_and_keeps_the_rest() {
+        let xml = "<domain type='qemu'>\n  <name>n</name>\n  <memory unit='KiB'>262144</memory>\n  <currentMemory unit='KiB'>262144</currentMemory>\n  <vcpu placement='static'>1</vcpu>\n  <devices><interface type='ethernet'><mac address='fa:16:3e:00:00:01'/></interface></devices>\n</domain>";
+        let out = resized_xml(xml, 2, 512).unwrap();
+        assert!(out.contains("<memory unit='MiB'>512</memory>"), "{out}");
+        assert!(
+            out.contains("<currentMemory unit='MiB'>512</currentMemory>"),
+            "{out}"
+        );
+        assert!(out.contains("<vcpu placement='static'>2</vcpu>"), "{out}");
+        assert!(out.contains("<mac address='fa:16:3e:00:00:01'/>"));
+        assert!(!out.contains("262144"));
+        // No <vcpu> at all: not a domain this can resize.
+        assert!(resized_xml("<domain><memory>1</memory></domain>", 1, 64).is_none());
+        // Our own XML has no currentMemory: still fine.
+        let ours = domain_xml(&sample());
+        let out = resized_xml(&ours, 4, 1024).unwrap();
+        assert!(out.contains("<vcpu>4</vcpu>") && out.contains("<memory unit='MiB'>1024</memory>"));
     }
 
     #[test]

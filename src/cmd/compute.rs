@@ -10,14 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_agent::compute::{Build, HostCompute, ImageSource, Nic};
 use weft_compute::compute::build::{host::ComputeHost, Observed, Spawned, Spawner};
+use weft_compute::compute::error::{ComputeError, ComputeResult};
 use weft_compute::compute::servers::actions::Power;
-use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::servers::interfaces::{Attach, Vif};
+use weft_compute::compute::servers::record::{vm_state, FlavorCopy, Server};
 use weft_compute::compute::Compute;
 use weft_compute::placement::model::Inventory;
 use weft_compute::placement::Placement;
 use weft_ctrl::compute_host::HostServices;
 use weft_hypervisor::{
-    Driver, FakeDriver, HostResources, LibvirtConfig, LibvirtDriver, PowerState, RebootKind,
+    Driver, FakeDriver, HostResources, InterfaceSpec, LibvirtConfig, LibvirtDriver, PowerState,
+    RebootKind,
 };
 
 /// Which driver this host's servers run on.
@@ -206,6 +209,89 @@ impl Spawner for LocalHost {
 
     fn destroy_orphan(&self, server_id: &str) -> Result<(), String> {
         self.compute.destroy(server_id)
+    }
+
+    fn rebuild(&self, s: &Server) -> Result<(), String> {
+        self.compute
+            .rebuild(&s.id, &s.image_ref, s.flavor.disk, &Images(&self.services, s))?;
+        // Nova: a server rebuilt while stopped stays stopped.
+        if s.vm_state == vm_state::STOPPED {
+            self.power(s, Power::Stop)?;
+        }
+        Ok(())
+    }
+
+    fn resize(&self, s: &Server, to: &FlavorCopy) -> Result<(), String> {
+        let u = uuid::Uuid::parse_str(&s.id).map_err(|e| e.to_string())?;
+        self.compute
+            .driver()
+            .resize(u, to.vcpus, to.ram)
+            .map_err(|e| e.to_string())
+    }
+
+    fn snapshot(&self, s: &Server, image_id: &str) -> Result<(), String> {
+        // Beside the disks: the same filesystem, and no partial file left
+        // in the image cache or the instance's own directory.
+        let file = self
+            .compute
+            .instances_dir()
+            .join(format!(".snapshot-{image_id}.qcow2"));
+        let r = self
+            .compute
+            .snapshot(&s.id, &file)
+            .and_then(|()| self.services.upload_image(image_id, &file));
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
+    fn attach_interface(&self, s: &Server, req: &Attach) -> ComputeResult<(Vif, bool)> {
+        let p = self.services.attach(s, &self.host, req)?;
+        let nic = InterfaceSpec {
+            tap: p.devname.clone(),
+            mac: p.mac.clone(),
+            mtu: u16::try_from(p.mtu).unwrap_or(1500),
+        };
+        let u = uuid::Uuid::parse_str(&s.id).map_err(|e| ComputeError::Internal(e.to_string()))?;
+        if let Err(e) = self.compute.driver().attach_interface(u, &nic) {
+            self.services.unattach(s, &p);
+            return Err(ComputeError::Conflict(format!(
+                "Failed to attach network adapter device to {}: {e}",
+                s.id
+            )));
+        }
+        let vif = self
+            .services
+            .vifs(&s.id)
+            .into_iter()
+            .find(|v| v.port_id == p.port_id)
+            .ok_or_else(|| ComputeError::Internal(format!("port {} vanished", p.port_id)))?;
+        Ok((vif, p.created))
+    }
+
+    fn detach_interface(&self, s: &Server, port_id: &str) -> ComputeResult<()> {
+        let vif = self
+            .services
+            .vifs(&s.id)
+            .into_iter()
+            .find(|v| v.port_id == port_id)
+            .ok_or_else(|| ComputeError::NotFound(format!("Port {port_id} could not be found.")))?;
+        let nic = InterfaceSpec {
+            tap: weft_hypervisor::tap_name(port_id),
+            mac: vif.mac_addr.clone(),
+            mtu: 1500,
+        };
+        let u = uuid::Uuid::parse_str(&s.id).map_err(|e| ComputeError::Internal(e.to_string()))?;
+        self.compute
+            .driver()
+            .detach_interface(u, &nic)
+            .map_err(|e| {
+                ComputeError::Conflict(format!(
+                    "Failed to detach network adapter device from {}: {e}",
+                    s.id
+                ))
+            })?;
+        self.services.detach(s, port_id);
+        Ok(())
     }
 }
 

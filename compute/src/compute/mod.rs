@@ -46,6 +46,35 @@ use weft_store::{Replica, Store};
 pub trait Lookups: Send + Sync {
     /// The facts about `req`'s image, networks, ports and groups for `ctx`.
     fn facts(&self, ctx: &Ctx, req: &servers::request::CreateServer) -> servers::Facts;
+    /// Image `id` as `ctx` may see it (rebuild's new image).
+    fn image(&self, ctx: &Ctx, id: &str) -> Option<servers::ImageFacts> {
+        let _ = (ctx, id);
+        None
+    }
+    /// The server's interfaces: the ports bound to it, as networking has them.
+    fn interfaces(&self, server: &servers::record::Server) -> Vec<servers::interfaces::Vif> {
+        let _ = server;
+        Vec::new()
+    }
+    /// A queued image for a snapshot of `server`, owned by `ctx`'s project,
+    /// with these properties; its id.
+    fn create_snapshot_image(
+        &self,
+        ctx: &Ctx,
+        server: &servers::record::Server,
+        name: &str,
+        properties: std::collections::BTreeMap<String, String>,
+    ) -> ComputeResult<String> {
+        let _ = (ctx, name, properties);
+        Err(ComputeError::Conflict(format!(
+            "Cannot 'createImage' instance {}: no image service",
+            server.id
+        )))
+    }
+    /// Removes an image a snapshot that failed left behind.
+    fn delete_image(&self, id: &str) {
+        let _ = id;
+    }
 }
 
 /// The running compute API service: its replica of the records, policy and auth.
@@ -78,7 +107,7 @@ impl Compute {
         tokens: Arc<dyn Tokens>,
     ) -> Result<Arc<Compute>, String> {
         let enforcer = Enforcer::new(
-            policy::DEFAULTS,
+            &[policy::DEFAULTS, servers::ops::POLICY].concat(),
             policy_file,
             mode,
             Some(weft_identity::policy::records_path(state_dir)),
@@ -125,6 +154,11 @@ impl Compute {
     /// The delegation builds act through, if this process has one.
     pub fn delegation(&self) -> Option<Arc<dyn build::trusts::Delegation>> {
         self.delegation.get().cloned()
+    }
+
+    /// The other services, when set.
+    pub fn lookups(&self) -> Option<&Arc<dyn Lookups>> {
+        self.lookups.get()
     }
 
     /// The facts for a create; without lookups nothing is found.

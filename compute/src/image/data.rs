@@ -60,15 +60,53 @@ pub async fn upload_h(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (target, ctx) = (id.clone(), c);
+    upload_body(im, c, id, declared, body).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An upload of `body` into queued image `id` for `ctx`: what `PUT
+/// .../file` does, and what a server snapshot does with its disk.
+pub async fn upload_body(
+    im: Arc<Images>,
+    ctx: super::Ctx,
+    id: String,
+    declared: Option<u64>,
+    body: Body,
+) -> ImageResult<()> {
+    let target = id.clone();
     let plan = im
         .write_async(move |st, env| upload::begin_upload(st, env, &ctx, &target, declared))
         .await?;
     match tokio::spawn(receive(im, id, plan, body)).await {
-        Ok(r) => r?,
-        Err(e) => return Err(ImageError::Internal(format!("upload task failed: {e}"))),
+        Ok(r) => r,
+        Err(e) => Err(ImageError::Internal(format!("upload task failed: {e}"))),
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// [`upload_body`] of a local file, read in [`CHUNK`]s.
+pub async fn upload_file(
+    im: Arc<Images>,
+    ctx: super::Ctx,
+    id: String,
+    path: std::path::PathBuf,
+) -> ImageResult<()> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ImageError::Io(format!("{}: {e}", path.display())))?;
+    let len = file.metadata().await.ok().map(|m| m.len());
+    let chunks = futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; CHUNK];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    upload_body(im, ctx, id, len, Body::from_stream(chunks)).await
 }
 
 /// Everything after `begin_upload`: stream, hash, store, finish; or undo.

@@ -8,6 +8,7 @@ mod hosts;
 mod instance_actions;
 mod keypairs;
 mod quotas;
+mod server_ops;
 mod servers;
 
 use super::error::{ComputeError, ComputeResult};
@@ -194,6 +195,14 @@ pub fn router(compute: Arc<Compute>) -> Router {
             get(servers::show_h).delete(servers::delete_h),
         )
         .route("/v2.1/servers/{id}/action", post(servers::action_h))
+        .route(
+            "/v2.1/servers/{id}/os-interface",
+            get(server_ops::list_h).post(server_ops::attach_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/os-interface/{port}",
+            get(server_ops::show_h).delete(server_ops::detach_h),
+        )
         .route(
             "/v2.1/servers/{id}/metadata",
             get(servers::metadata_h)

@@ -318,6 +318,7 @@ pub async fn delete_meta_item_h(
 pub async fn action_h(
     State(c): S,
     caller: Caller,
+    Mv(mv): Mv,
     Path(id): Path<String>,
     b: Bytes,
 ) -> ComputeResult<Response> {
@@ -335,6 +336,7 @@ pub async fn action_h(
             c.kick_builds();
             Ok(StatusCode::ACCEPTED.into_response())
         }
+        Action::Op(op) => super::server_ops::act(c, &caller, mv, ctx, id, op).await,
         Action::Lock(on) => {
             let name = if on { "lock" } else { "unlock" };
             c.write_async(move |st, env| {

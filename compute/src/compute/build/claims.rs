@@ -46,10 +46,67 @@ pub trait Claims: Send + Sync {
         host: &str,
         inventory: &BTreeMap<String, Inventory>,
     ) -> Result<String, String>;
+    /// Starts a same-host resize as Nova does: in one write, `migration`
+    /// (a new consumer) takes over what `server` holds, and `server` holds
+    /// `want` on `provider`. A full host refuses it whole.
+    fn move_to_migration(
+        &self,
+        server: &str,
+        migration: &str,
+        provider: &str,
+        want: &Resources,
+    ) -> Result<(), ClaimError> {
+        let _ = (server, migration, provider, want);
+        Err(ClaimError::Failed(
+            "this placement cannot hold migrations".into(),
+        ))
+    }
+    /// Reverts a resize: `server` holds what `migration` held again, and
+    /// `migration` nothing.
+    fn revert_migration(&self, server: &str, migration: &str) -> Result<(), String> {
+        let _ = (server, migration);
+        Err("this placement cannot hold migrations".into())
+    }
 }
 
 fn ctx() -> Ctx {
     Ctx { version: MAX }
+}
+
+/// The write that gives `to` what `from` holds (on the generations read)
+/// and `from` `then` (empty: nothing). Both consumers keep `from`'s
+/// project and user.
+fn hand_over(
+    st: &crate::placement::state::State,
+    from: &str,
+    to: &str,
+    to_type: &str,
+    then: allocations::Allocs,
+) -> Result<Vec<ConsumerWrite>, String> {
+    let old = st
+        .consumers
+        .get(from)
+        .ok_or_else(|| format!("consumer {from} holds no allocation"))?;
+    let (project, user) = (Some(old.project_id.clone()), Some(old.user_id.clone()));
+    let from_type = old.consumer_type.clone();
+    Ok(vec![
+        ConsumerWrite {
+            consumer: to.to_string(),
+            allocations: old.allocations.clone(),
+            project_id: project.clone(),
+            user_id: user.clone(),
+            consumer_generation: st.consumers.get(to).map(|c| c.generation),
+            consumer_type: Some(to_type.into()),
+        },
+        ConsumerWrite {
+            consumer: from.to_string(),
+            allocations: then,
+            project_id: project,
+            user_id: user,
+            consumer_generation: Some(old.generation),
+            consumer_type: from_type,
+        },
+    ])
 }
 
 impl Claims for Placement {
@@ -129,6 +186,41 @@ impl Claims for Placement {
             }
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    fn move_to_migration(
+        &self,
+        server: &str,
+        migration: &str,
+        provider: &str,
+        want: &Resources,
+    ) -> Result<(), ClaimError> {
+        let (server, migration) = (server.to_string(), migration.to_string());
+        let then: allocations::Allocs = [(provider.to_string(), want.clone())].into();
+        self.write(ctx(), move |st, env, cx| {
+            let w = hand_over(st, &server, &migration, "MIGRATION", then.clone())
+                .map_err(crate::placement::error::PlacementError::bad)?;
+            allocations::write(st, env, cx, &w)
+        })
+        .map_err(|e| {
+            if e.is_refusal() {
+                ClaimError::Conflict(e.to_string())
+            } else {
+                ClaimError::Failed(e.to_string())
+            }
+        })
+    }
+
+    fn revert_migration(&self, server: &str, migration: &str) -> Result<(), String> {
+        let (server, migration) = (server.to_string(), migration.to_string());
+        self.write(ctx(), move |st, env, cx| {
+            // The migration's empty write deletes it, in the same commit
+            // (so its usage is given back before the server's is checked).
+            let w = hand_over(st, &migration, &server, "INSTANCE", BTreeMap::new())
+                .map_err(crate::placement::error::PlacementError::bad)?;
+            allocations::write(st, env, cx, &w)
+        })
+        .map_err(|e| e.to_string())
     }
 
     fn register(

@@ -15,13 +15,16 @@
 pub mod claims;
 pub mod group_policy;
 pub use super::model::host;
+pub mod ops;
 pub mod plan;
 pub mod reconcile;
 pub mod scheduler;
 pub mod trusts;
 
+use super::error::{ComputeError, ComputeResult};
 use super::servers::actions::Power;
-use super::servers::record::{vm_state, Fault, Server};
+use super::servers::interfaces::{Attach, Vif};
+use super::servers::record::{vm_state, Fault, FlavorCopy, Server};
 use super::state::{Change, State};
 use super::{now_string, Compute};
 use claims::{ClaimError, Claims};
@@ -67,6 +70,49 @@ pub trait Spawner: Send + Sync {
     fn observe(&self) -> Result<BTreeMap<String, Observed>, String>;
     /// Destroys a domain no server owns any more (a leak after a restart).
     fn destroy_orphan(&self, server_id: &str) -> Result<(), String>;
+    /// Recreates the root disk from `server.image_ref` (the new image) and
+    /// boots it again, on the same ports and addresses.
+    fn rebuild(&self, server: &Server) -> Result<(), String> {
+        Err(unsupported(server, "rebuild"))
+    }
+    /// Redefines the server's domain with `to`'s vCPUs and RAM (and grows
+    /// its root disk to `to.disk`), keeping its power state.
+    fn resize(&self, server: &Server, to: &FlavorCopy) -> Result<(), String> {
+        let _ = to;
+        Err(unsupported(server, "resize"))
+    }
+    /// Uploads the server's root disk, as a standalone qcow2, to the
+    /// (queued) image `image_id`.
+    fn snapshot(&self, server: &Server, image_id: &str) -> Result<(), String> {
+        let _ = image_id;
+        Err(unsupported(server, "createImage"))
+    }
+    /// Binds (or makes) the port to this host and hot-plugs its NIC;
+    /// `created` in the answer: the port was made for this attach.
+    fn attach_interface(&self, server: &Server, req: &Attach) -> ComputeResult<(Vif, bool)> {
+        let _ = req;
+        Err(ComputeError::Conflict(unsupported(
+            server,
+            "attach_interface",
+        )))
+    }
+    /// Unplugs the NIC of `port_id`, and unbinds the port (deletes it when
+    /// it was made for the server).
+    fn detach_interface(&self, server: &Server, port_id: &str) -> ComputeResult<()> {
+        let _ = port_id;
+        Err(ComputeError::Conflict(unsupported(
+            server,
+            "detach_interface",
+        )))
+    }
+}
+
+fn unsupported(s: &Server, what: &str) -> String {
+    format!(
+        "Cannot '{what}' instance {}: the driver of host {} does not support it",
+        s.id,
+        s.host.as_deref().unwrap_or("?")
+    )
 }
 
 /// The build loop's state: who spawns on which host, what is in flight.
@@ -118,7 +164,7 @@ impl Builds {
 
 /// Writes `f`'s update of server `id` if it still exists and `still`
 /// holds of it (another replica or request may have moved it on).
-fn update(
+pub(crate) fn update(
     c: &Compute,
     id: &str,
     still: impl Fn(&Server) -> bool,
@@ -136,7 +182,7 @@ fn update(
     .unwrap_or(false)
 }
 
-fn fail(c: &Compute, id: &str, message: String) {
+pub(crate) fn fail(c: &Compute, id: &str, message: String) {
     update(
         c,
         id,
@@ -333,6 +379,13 @@ fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
         tracing::warn!(server = %s.id, %why, "allocation not released; retried");
         return;
     }
+    // A server deleted while resized: the old flavor's hold goes too.
+    if let Some(m) = &s.migration {
+        if let Err(why) = claims.release(&m.id) {
+            tracing::warn!(server = %s.id, %why, "migration allocation not released; retried");
+            return;
+        }
+    }
     let id = s.id.clone();
     let removed = c.write(move |st: &State, _| {
         Ok((
@@ -353,6 +406,7 @@ enum Job {
     Build,
     Teardown,
     Power(Power),
+    Op(ops::Job),
 }
 
 /// Carries out a power action recorded in the server's task state.
@@ -401,6 +455,19 @@ fn round(c: &Arc<Compute>, claims: &Arc<dyn Claims>, rt: &tokio::runtime::Handle
         let job = match s.task_state.as_deref() {
             Some("scheduling") => Job::Build,
             Some("deleting") => Job::Teardown,
+            Some(t) if ops::Job::from_task_state(t).is_some() => {
+                match ops::Job::from_task_state(t) {
+                    // Only the process that runs the host acts on it.
+                    Some(j)
+                        if s.host
+                            .as_deref()
+                            .is_some_and(|h| c.builds().spawner(h).is_some()) =>
+                    {
+                        Job::Op(j)
+                    }
+                    _ => continue,
+                }
+            }
             Some(t) => match Power::from_task_state(t) {
                 // Only the process that runs the host acts on it.
                 Some(p)
@@ -425,6 +492,7 @@ fn round(c: &Arc<Compute>, claims: &Arc<dyn Claims>, rt: &tokio::runtime::Handle
                 Job::Build => build_one(&c, claims.as_ref(), s),
                 Job::Teardown => teardown(&c, claims.as_ref(), s),
                 Job::Power(p) => power_one(&c, s, p),
+                Job::Op(j) => ops::run(&c, claims.as_ref(), s, j),
             }
             c.builds().done(&id);
             c.builds().kick();

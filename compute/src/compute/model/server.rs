@@ -13,6 +13,8 @@ pub mod vm_state {
     pub const STOPPED: &str = "stopped";
     /// Failed; `fault` says why.
     pub const ERROR: &str = "error";
+    /// Resized, waiting for confirm or revert (status VERIFY_RESIZE).
+    pub const RESIZED: &str = "resized";
 }
 
 /// The flavor as it was when the server was created (Nova keeps a copy: a
@@ -136,11 +138,41 @@ pub struct Server {
     /// `build::trusts`); `None` for a server made without delegation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_id: Option<String>,
+    /// A resize waiting to be confirmed or reverted (absent in records
+    /// written before resize existed).
+    #[serde(default)]
+    pub migration: Option<Migration>,
+    /// The image a `createImage` in progress uploads to.
+    #[serde(default)]
+    pub pending_image: Option<String>,
+}
+
+/// A resize in progress (Nova's migration record, same-host only): the
+/// placement consumer that holds the old flavor's resources until the
+/// resize is confirmed, and the state to go back to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The migration's uuid: its placement consumer.
+    pub id: String,
+    /// The flavor before the resize (what revert restores).
+    pub old_flavor: FlavorCopy,
+    /// The flavor asked for.
+    pub new_flavor: FlavorCopy,
+    /// vm_state before (active or stopped): where confirm and revert end.
+    pub prior_vm_state: String,
+    /// Whether the old flavor's resources are held by the migration consumer yet.
+    pub moved: bool,
 }
 
 impl Server {
     /// Nova's status, derived from vm_state and task_state as Nova does.
     pub fn status(&self) -> &'static str {
+        match self.task_state.as_deref() {
+            Some("rebuilding") if self.vm_state != vm_state::ERROR => return "REBUILD",
+            Some("resize_prep" | "resize_migrating" | "resize_finish") => return "RESIZE",
+            Some("resize_reverting") => return "REVERT_RESIZE",
+            _ => {}
+        }
         match self.vm_state.as_str() {
             vm_state::BUILDING => "BUILD",
             vm_state::ACTIVE => match self.task_state.as_deref() {
@@ -152,6 +184,7 @@ impl Server {
             vm_state::STOPPED => "SHUTOFF",
             "paused" => "PAUSED",
             "suspended" => "SUSPENDED",
+            vm_state::RESIZED => "VERIFY_RESIZE",
             vm_state::ERROR => "ERROR",
             _ => "UNKNOWN",
         }

@@ -119,6 +119,8 @@ pub enum Action {
     Console(Option<usize>),
     /// `lock` / `unlock`.
     Lock(bool),
+    /// rebuild, resize, confirm/revert, createImage ([`super::ops`]).
+    Op(super::ops::Op),
 }
 
 /// Reads an action body: exactly one known action.
@@ -170,11 +172,14 @@ pub fn parse(body: &Map<String, Value>) -> ComputeResult<Action> {
             };
             Action::Console(length)
         }
-        other => {
-            return Err(ComputeError::BadRequest(format!(
-                "Action '{other}' is not supported by this cloud."
-            )))
-        }
+        other => match super::ops::parse(other, v) {
+            Some(op) => Action::Op(op?),
+            None => {
+                return Err(ComputeError::BadRequest(format!(
+                    "Action '{other}' is not supported by this cloud."
+                )))
+            }
+        },
     })
 }
 

@@ -6,6 +6,8 @@
 pub mod actions;
 pub mod admit;
 pub mod filters;
+pub mod interfaces;
+pub mod ops;
 pub use super::model::server as record;
 pub mod request;
 pub mod view;
@@ -246,6 +248,8 @@ pub fn create(
             description: req.description.clone(),
             locked: false,
             trust_id: None,
+            migration: None,
+            pending_image: None,
         });
     }
     let changes = out
