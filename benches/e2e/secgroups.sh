@@ -239,16 +239,14 @@ for line in open(res_file):
 def med(s, k):
     xs = [x for x in vals.get((s, k), []) if not math.isnan(x)]
     return statistics.median(xs) if xs else math.nan
-lines = ["", "| line | " + " | ".join(f"weft-sg{n}/weft-sg{counts[0]}" for n in counts[1:])
-         + " | " + " | ".join(f"weft-sg{n}/ovs-ct{n}" for n in counts) + " |"]
-lines.append("|---|" + "---:|" * (len(counts) - 1 + len(counts)))
+setups = {s for s, _ in vals}
+ovs = [o for o in ("ovs-ct", "ovs-tso-ct") if any(f"{o}{n}" in setups for n in counts)]
+cols = [(f"weft-sg{n}", f"weft-sg{counts[0]}") for n in counts[1:]]
+cols += [(f"weft-sg{n}", f"{o}{n}") for o in ovs for n in counts]
+lines = ["", "| line | " + " | ".join(f"{a}/{b}" for a, b in cols) + " |"]
+lines.append("|---|" + "---:|" * len(cols))
 for k, label in [("tcp1_gbps", "TCP 1 stream"), ("udp_kpps", "UDP 64 B received"), ("rr_tps", "TCP_RR")]:
-    r = [label]
-    for n in counts[1:]:
-        r.append(f"{med(f'weft-sg{n}', k) / med(f'weft-sg{counts[0]}', k):.2f}")
-    for n in counts:
-        r.append(f"{med(f'weft-sg{n}', k) / med(f'ovs-ct{n}', k):.2f}")
-    lines.append("| " + " | ".join(r) + " |")
+    lines.append("| " + " | ".join([label] + [f"{med(a, k) / med(b, k):.2f}" for a, b in cols]) + " |")
 text = "\n".join(lines) + "\n"
 open(out, "a").write(text)
 print(text)
