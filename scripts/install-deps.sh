@@ -6,7 +6,9 @@ set -euo pipefail
 # busybox: its udhcpc (and a rogue udhcpd) in the DHCP end-to-end test (datapath/tests/dhcp_e2e.rs).
 want=(iproute2 iperf3 tcpdump iputils-ping procps python3-venv curl postgresql busybox)
 if [ "${1:-}" = "--bench" ]; then
-  want+=(openvswitch-switch bridge-utils wrk)
+  # gcc: benches/e2e/secgroups.sh builds its TCP_RR client (tcp_rr.c; netperf is not in
+  # Debian main); bc: benches/dhcp/port-to-lease.sh's timings.
+  want+=(openvswitch-switch bridge-utils wrk gcc libc6-dev bc)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -8,8 +8,11 @@
 #
 # Every namespace and interface is named wbn*: teardown removes all of them.
 
-NSA=wbnA
-NSB=wbnB
+# PFX: the prefix of every namespace and interface (a script may set another one
+# before sourcing, e.g. secgroups.sh's sgb, so that its runs never touch run.sh's).
+PFX=${PFX:-wbn}
+NSA=${PFX}A
+NSB=${PFX}B
 IPA=10.77.0.1
 IPB=10.77.0.2
 MACA=fa:16:3e:77:00:01
@@ -48,12 +51,12 @@ kill_pids() {
 teardown() {
   kill_pids
   local ns l
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^wbn/ {print $1}'); do
+  for ns in $(ip netns list 2>/dev/null | awk -v p="^$PFX" '$1 ~ p {print $1}'); do
     # what still runs in our namespaces is ours (iperf3 servers, switches)
     ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
-  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep '^wbn' || true); do
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep "^$PFX" || true); do
     ip link del "$l" 2>/dev/null || true
   done
 }
@@ -69,8 +72,8 @@ cleanup() {
 # The names (wbnA, wbnB, ...) are fixed and teardown removes every wbn*, so
 # two runs at once would wreck each other: take a lock first.
 single_instance() {
-  exec 9>/tmp/wbn-e2e.lock
-  flock -n 9 || { echo "$(basename "$0"): another e2e bench run holds /tmp/wbn-e2e.lock" >&2; exit 1; }
+  exec 9>"/tmp/$PFX-e2e.lock"
+  flock -n 9 || { echo "$(basename "$0"): another e2e bench run holds /tmp/$PFX-e2e.lock" >&2; exit 1; }
 }
 
 install_trap() {
@@ -261,6 +264,14 @@ else:
 EOF
 }
 
+# The measurements run.sh and two-host.sh take (a script sets measure= to run its own).
+measure_all() { # setup
+  log "$1: ping"; measure_ping "$1"
+  log "$1: tcp 1 stream, ${duration}s"; measure_tcp "$1" 1
+  log "$1: tcp 4 streams, ${duration}s"; measure_tcp "$1" 4
+  log "$1: udp 64 B, ${duration}s"; measure_udp "$1"
+}
+
 # Run one setup function and every measurement over it.
 run_setup() { # setup  (calls setup_$setup)
   local s=$1 p
@@ -290,10 +301,7 @@ run_setup() { # setup  (calls setup_$setup)
     add_pid $!
     wait $!
   fi
-  log "$s: ping"; measure_ping "$s"
-  log "$s: tcp 1 stream, ${duration}s"; measure_tcp "$s" 1
-  log "$s: tcp 4 streams, ${duration}s"; measure_tcp "$s" 4
-  log "$s: udp 64 B, ${duration}s"; measure_udp "$s"
+  "${measure:-measure_all}" "$s"
   for p in $switch_pids; do
     kill -0 "$p" 2>/dev/null || record "$s" status "switch died"
   done
@@ -353,6 +361,7 @@ rows = [
     ("udp_loss_rcvbuf", "  of which: server socket buffer full, %"),
     ("udp_srv_cpu", "receiving iperf3's CPU during UDP, cores"),
     ("udp_srv_wakeups", "receiving iperf3's sleeps per 1000 packets received (lower better)"),
+    ("rr_tps", "TCP_RR 1-byte transactions/s (higher better)"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
     ("wire", "on the wire (ICMP between the VMs)"),

@@ -90,6 +90,7 @@ impl Datapath {
             .push(block.clone());
         Worker {
             dp: self.clone(),
+            seen: self.snapshot(),
             snap: Cache::new(SnapshotOf(self.clone())),
             cache: FlowCache::new(),
             counters: block,
@@ -304,6 +305,23 @@ impl FlowCache {
         None
     }
 
+    /// After a reload from `old` to `new`: restamps the entries decided under `old` that
+    /// `new` leaves valid, and empties the others (and any older ones). Out of line: once per
+    /// reload per worker, a walk of the cache.
+    #[cold]
+    #[inline(never)]
+    fn revalidate(&mut self, old: &Snapshot, new: &Snapshot) {
+        let (from, to) = (old.generation(), new.generation());
+        for e in self.sets.iter_mut().flatten() {
+            if e.generation == 0 {
+                continue;
+            }
+            let keep = e.generation == from
+                && crate::epochs::still_valid(old, new, e.key.in_port(), &e.decision);
+            e.generation = if keep { to } else { 0 };
+        }
+    }
+
     /// Loads the first way of a set (both of its cache lines) without using the result, so that
     /// a batch can have all its entries' loads in flight at once (a software prefetch in safe
     /// code).
@@ -419,6 +437,8 @@ pub struct Worker {
     /// The running snapshot, re-read only when the datapath's pointer changed (one relaxed
     /// load per call instead of an `ArcSwap::load`).
     snap: Cache<SnapshotOf, Arc<Snapshot>>,
+    /// The snapshot the flow cache's entries were decided (or last revalidated) under.
+    seen: Arc<Snapshot>,
     cache: FlowCache,
     counters: Arc<CounterBlock>,
     scratch: Box<Scratch>,
@@ -464,11 +484,12 @@ impl Worker {
         let Worker {
             dp,
             snap,
+            seen,
             cache,
             counters,
             ..
         } = self;
-        let snap: &Snapshot = snap.load();
+        let snap: &Snapshot = running(snap, seen, cache);
         let macs = &dp.macs;
         counters.rx(in_port, 1);
         let mut tally = Tally::NEW;
@@ -511,11 +532,12 @@ impl Worker {
         let Worker {
             dp,
             snap,
+            seen,
             cache,
             counters,
             scratch,
         } = self;
-        let snap: &Snapshot = snap.load();
+        let snap: &Snapshot = running(snap, seen, cache);
         let macs = &dp.macs;
         let generation = snap.generation();
         let Scratch {
@@ -575,6 +597,22 @@ impl Worker {
         tally.flush(counters);
         counters.rx(in_port, total);
     }
+}
+
+/// The running snapshot; when it is not the one the flow cache was filled under, the cache
+/// first keeps only the entries the reload left valid ([`crate::epochs`]).
+#[inline(always)]
+fn running<'s>(
+    snap: &'s mut Cache<SnapshotOf, Arc<Snapshot>>,
+    seen: &mut Arc<Snapshot>,
+    cache: &mut FlowCache,
+) -> &'s Arc<Snapshot> {
+    let s = snap.load();
+    if !Arc::ptr_eq(s, seen) {
+        cache.revalidate(seen, s);
+        *seen = s.clone();
+    }
+    s
 }
 
 /// Flow cache lookup (or full pipeline on a miss), counters, outputs.

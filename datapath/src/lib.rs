@@ -103,6 +103,7 @@ mod datapath;
 pub mod describe;
 pub mod dhcp;
 pub mod egress;
+mod epochs;
 mod flow_key;
 pub mod frame;
 mod hash;

@@ -4,6 +4,7 @@
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::dhcp::PortDhcp;
+use crate::epochs::Epochs;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
 use crate::metadata::PortMetadata;
@@ -76,7 +77,7 @@ pub struct NetworkInfo {
 }
 
 /// What port security allows a port to send.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PortSecurity {
     pub macs: Vec<MacAddr>,
     pub v4: Vec<(MacAddr, Ipv4Net)>,
@@ -128,7 +129,7 @@ pub(crate) struct VlanEntry {
     pub firewalled: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct UplinkRt {
     /// Global VID -> local VLAN.
     pub segments: HashMap<u16, u16>,
@@ -157,6 +158,8 @@ pub struct Snapshot {
     vlans: Vec<Option<VlanEntry>>,
     static_macs: HashMap<u64, PortNo, FxBuild>,
     tunnel: Option<TunnelInfo>,
+    /// Which parts changed since the previous snapshot (which flow-cache entries survive).
+    epochs: Epochs,
 }
 
 /// The VXLAN endpoint as compiled: its port, address, peers and VNI <-> local VLAN maps.
@@ -358,7 +361,7 @@ impl Snapshot {
             v.uplink = v.members.iter().position(|m| Some(m.port) == up);
         }
 
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             config: cfg.clone(),
             ports,
@@ -373,7 +376,20 @@ impl Snapshot {
             vlans,
             static_macs,
             tunnel,
-        })
+            epochs: Epochs::default(),
+        };
+        snap.epochs = Epochs::assign(&snap, prev);
+        Ok(snap)
+    }
+
+    /// Which parts changed since the previous snapshot (see [`crate::epochs`]).
+    pub(crate) fn epochs(&self) -> &Epochs {
+        &self.epochs
+    }
+
+    /// Length of the tables indexed by port number.
+    pub(crate) fn port_slots(&self) -> usize {
+        self.ports.len()
     }
 
     /// Unique id of this snapshot (flow cache entries of other generations are stale).

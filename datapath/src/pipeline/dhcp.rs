@@ -38,6 +38,7 @@ pub(crate) fn dhcp<T: Tracer>(
         learn_slot: None,
         valid_until: u64::MAX,
         firewall: false,
+        vlan: 0,
     })
 }
 

@@ -28,6 +28,7 @@ pub(crate) fn forward<T: Tracer>(
         Err(r) => {
             return Decision {
                 learn_slot,
+                vlan,
                 ..Decision::drop(r)
             }
         }
@@ -36,6 +37,7 @@ pub(crate) fn forward<T: Tracer>(
         if let Err(r) = flood(snap, vlan, in_port, t) {
             return Decision {
                 learn_slot,
+                vlan,
                 ..Decision::drop(r)
             };
         }
@@ -46,6 +48,7 @@ pub(crate) fn forward<T: Tracer>(
         learn_slot,
         valid_until,
         firewall: false,
+        vlan,
     }
 }
 

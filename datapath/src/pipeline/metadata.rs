@@ -37,5 +37,6 @@ pub(crate) fn metadata<T: Tracer>(
         learn_slot: None,
         valid_until: u64::MAX,
         firewall: false,
+        vlan: 0,
     })
 }

@@ -56,6 +56,9 @@ pub(crate) struct Decision {
     pub valid_until: u64,
     /// The frame crosses a firewalled port: run the firewall stage per frame.
     pub firewall: bool,
+    /// The local VLAN the frame was classified into (0: dropped before): the decision holds
+    /// while that VLAN's members are unchanged ([`crate::epochs`]).
+    pub vlan: u16,
 }
 
 impl Decision {
@@ -69,6 +72,7 @@ impl Decision {
         learn_slot: None,
         valid_until: 0,
         firewall: false,
+        vlan: 0,
     };
 
     pub(crate) fn drop(r: DropReason) -> Decision {
@@ -81,6 +85,7 @@ impl Decision {
             learn_slot: None,
             valid_until: u64::MAX,
             firewall: false,
+            vlan: 0,
         }
     }
 }
@@ -154,18 +159,22 @@ pub(crate) fn decide<T: Tracer>(
         Ok(i) => i,
         Err(r) => return Decision::drop(r),
     };
+    let vlan = ingress.vlan;
     if let Err(r) = port_security::port_security(snap, ingress.port, k, t) {
-        return Decision::drop(r);
+        return Decision {
+            vlan,
+            ..Decision::drop(r)
+        };
     }
     // DHCP requests the switch answers go no further: the guest's DHCP is allowed whatever
     // its security groups say (as Neutron's implicit rules allow it), and never flooded.
     if let Some(d) = dhcp::dhcp(snap, ingress.port.no, k, t) {
-        return d;
+        return Decision { vlan, ..d };
     }
     // So is the metadata service (Neutron's openvswitch firewall lets the metadata traffic
     // through whatever the groups say, too).
     if let Some(d) = metadata::metadata(snap, ingress.port.no, k, t) {
-        return d;
+        return Decision { vlan, ..d };
     }
     // The firewall (Neutron tables 71-73 / 81-82) runs per frame after this decision, on the
     // frames it marks (see the module doc).
