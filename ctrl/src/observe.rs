@@ -18,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -444,7 +445,7 @@ fn authenticate(a: &AuthLayer, service: &str, req: &mut Request) -> Option<Respo
             a.metrics.rejected.inc();
             let why = why.to_string();
             tracing::info!(%why, "token refused: bound to another service");
-            let body = crate::server::keystone_body(StatusCode::UNAUTHORIZED, req.method(), &why);
+            let body = keystone_body(StatusCode::UNAUTHORIZED, req.method(), &why);
             Some(
                 (
                     StatusCode::UNAUTHORIZED,
@@ -484,6 +485,24 @@ pub async fn metrics(State(m): State<Arc<Metrics>>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+/// Keystone's shape: `{"error": {"code", "title", "message"}}`, in the
+/// words Keystone (Flask/werkzeug) uses for these statuses.
+pub fn keystone_body(status: StatusCode, method: &Method, said: &str) -> Value {
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("The method {method} is not allowed for the requested URL.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "Request is too large.".to_string(),
+        _ if !said.is_empty() => said.to_string(),
+        _ => status.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    json!({"error": {
+        "code": status.as_u16(),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+    }})
 }
 
 #[cfg(test)]

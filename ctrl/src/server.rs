@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -369,7 +369,7 @@ fn build_router(
         ),
     };
     let identity = weft_identity::router(identity).layer(axum::middleware::from_fn(
-        |req: Request, next: Next| json_errors(keystone_body, req, next),
+        |req: Request, next: Next| json_errors(crate::observe::keystone_body, req, next),
     ));
     let mut app = Router::new().nest("/identity", identity);
     for m in mounts {
@@ -421,24 +421,6 @@ pub async fn json_errors(render: ErrorBody, req: Request, next: Next) -> Respons
     }
     let body = render(status, &method, said.trim()).to_string();
     (parts, body).into_response()
-}
-
-/// Keystone's shape: `{"error": {"code", "title", "message"}}`, in the
-/// words Keystone (Flask/werkzeug) uses for these statuses.
-pub fn keystone_body(status: StatusCode, method: &Method, said: &str) -> Value {
-    let message = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            format!("The method {method} is not allowed for the requested URL.")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => "Request is too large.".to_string(),
-        _ if !said.is_empty() => said.to_string(),
-        _ => status.canonical_reason().unwrap_or("Error").to_string(),
-    };
-    json!({"error": {
-        "code": status.as_u16(),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-    }})
 }
 
 async fn shutdown_signal() {

@@ -317,7 +317,7 @@ impl FlowCache {
                 continue;
             }
             let keep = e.generation == from
-                && crate::epochs::still_valid(old, new, e.key.in_port(), &e.decision);
+                && crate::snapshot::epochs::still_valid(old, new, e.key.in_port(), e.decision.vlan);
             e.generation = if keep { to } else { 0 };
         }
     }
@@ -600,7 +600,7 @@ impl Worker {
 }
 
 /// The running snapshot; when it is not the one the flow cache was filled under, the cache
-/// first keeps only the entries the reload left valid ([`crate::epochs`]).
+/// first keeps only the entries the reload left valid ([`crate::snapshot::epochs`]).
 #[inline(always)]
 fn running<'s>(
     snap: &'s mut Cache<SnapshotOf, Arc<Snapshot>>,

@@ -103,7 +103,6 @@ mod datapath;
 pub mod describe;
 pub mod dhcp;
 pub mod egress;
-mod epochs;
 mod flow_key;
 pub mod frame;
 mod hash;

@@ -286,3 +286,8 @@ pub struct RevocationEvent {
     /// Only tokens issued at or before this (micros) are revoked.
     pub issued_before: Micros,
 }
+
+/// A new random id, in Keystone's form (32 hex digits).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,7 +1,6 @@
 //! Pure changes over a write transaction: cascades and revocation events.
 
 use crate::model::*;
-use crate::service::new_id;
 use crate::state::Tx;
 
 /// Revokes every token of the user (a revocation event).

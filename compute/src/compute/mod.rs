@@ -12,6 +12,7 @@
 //!  Replica<State>::write ── weft-store, service "compute", on the revision read
 //! ```
 
+pub mod admit;
 pub mod api;
 pub mod body;
 pub mod build;

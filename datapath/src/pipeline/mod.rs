@@ -57,7 +57,7 @@ pub(crate) struct Decision {
     /// The frame crosses a firewalled port: run the firewall stage per frame.
     pub firewall: bool,
     /// The local VLAN the frame was classified into (0: dropped before): the decision holds
-    /// while that VLAN's members are unchanged ([`crate::epochs`]).
+    /// while that VLAN's members are unchanged ([`crate::snapshot::epochs`]).
     pub vlan: u16,
 }
 

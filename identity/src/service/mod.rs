@@ -289,10 +289,7 @@ pub fn now_micros() -> Micros {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// A new random id, in Keystone's form (32 hex digits).
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
+pub use crate::model::new_id;
 
 /// Keystone's time format: `2026-11-28T08:26:31.000000Z`.
 pub fn fmt_time(t: Micros) -> String {

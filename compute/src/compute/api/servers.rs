@@ -126,7 +126,7 @@ pub async fn create_h(
     let rid = caller.request_id.clone();
     let made =
         crate::compute::build::trusts::create_with_trust(&c, &ctx.clone(), move |st, env| {
-            servers::admit::create(st, env, &ctx, &req, &facts, &rid)
+            crate::compute::admit::create(st, env, &ctx, &req, &facts, &rid)
         })
         .await?;
     c.kick_builds();

@@ -4,7 +4,6 @@
 //! (schedule, claim, spawn) is [`crate::compute::build`]'s.
 
 pub mod actions;
-pub mod admit;
 pub mod filters;
 pub mod interfaces;
 pub mod ops;

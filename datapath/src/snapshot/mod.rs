@@ -4,17 +4,19 @@
 
 use crate::config::{ConfigError, NetworkType, PortKind, SwitchConfig};
 use crate::dhcp::PortDhcp;
-use crate::epochs::Epochs;
 use crate::hash::FxBuild;
 use crate::mac::MacAddr;
 use crate::metadata::PortMetadata;
 use crate::secgroup::{CompiledFirewall, Members};
 use crate::verdict::{EgressEdit, PortNo, MAX_PORTS};
+use epochs::Epochs;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+pub(crate) mod epochs;
 
 /// Local VLAN ids are allocated from 1..=MAX_LOCAL_VLAN (4095 is reserved).
 pub const MAX_LOCAL_VLAN: u16 = 4094;
@@ -382,7 +384,7 @@ impl Snapshot {
         Ok(snap)
     }
 
-    /// Which parts changed since the previous snapshot (see [`crate::epochs`]).
+    /// Which parts changed since the previous snapshot (see [`epochs`]).
     pub(crate) fn epochs(&self) -> &Epochs {
         &self.epochs
     }

@@ -1,12 +1,13 @@
-//! The whole store write of `POST /servers`: the servers [`super::create`]
+//! The whole store write of `POST /servers`: the servers [`servers::create`]
 //! makes within the project's stored quota, their server group's
 //! admission (visible to the caller, room under `server_group_members`),
 //! and a `create` instance action per server. One write on one revision:
 //! concurrent creates are serialised by the store's conditional commit, so
 //! together they never pass a quota.
 
-use super::request::CreateServer;
-use super::{Facts, Server};
+use super::servers::record::Server;
+use super::servers::request::CreateServer;
+use super::servers::{self, Facts};
 use crate::compute::groups;
 use crate::compute::instance_actions;
 use crate::compute::quotas;
@@ -24,7 +25,7 @@ pub fn create(
 ) -> Write<Vec<Server>> {
     let project = ctx.project_id.clone().unwrap_or_default();
     let quota = quotas::server_quota(st, &project);
-    let (made, mut changes) = super::create(st, env, ctx, req, facts, quota)?;
+    let (made, mut changes) = servers::create(st, env, ctx, req, facts, quota)?;
     if let Some(g) = &req.group {
         groups::admit(st, ctx, g, made.len() as u64)?;
     }

@@ -20,8 +20,7 @@
 //! OPTE bumps one epoch per port for any rule change; here rules are outside the cached
 //! decision, so even that is unneeded.
 
-use crate::pipeline::Decision;
-use crate::snapshot::{Snapshot, MAX_LOCAL_VLAN};
+use super::{Snapshot, MAX_LOCAL_VLAN};
 use crate::verdict::PortNo;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,11 +84,11 @@ impl Epochs {
     }
 }
 
-/// Whether the decision `d`, taken for a frame from `in_port` under `old`, is still what the
+/// Whether a cached decision for a frame from `in_port` in local VLAN `vlan`, taken under `old`, is still what the
 /// pipeline would decide under `new` (MAC learning apart: the MAC table's own epoch covers it).
-pub(crate) fn still_valid(old: &Snapshot, new: &Snapshot, in_port: PortNo, d: &Decision) -> bool {
+pub(crate) fn still_valid(old: &Snapshot, new: &Snapshot, in_port: PortNo, vlan: u16) -> bool {
     let (o, n) = (old.epochs(), new.epochs());
-    o.base == n.base && o.port(in_port) == n.port(in_port) && o.vlan(d.vlan) == n.vlan(d.vlan)
+    o.base == n.base && o.port(in_port) == n.port(in_port) && o.vlan(vlan) == n.vlan(vlan)
 }
 
 /// What every port's decisions read: switch settings, physnets, networks, the tunnel.
