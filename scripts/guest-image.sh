@@ -14,7 +14,11 @@
 #     and "WEFT-GUEST up" once it is ready (or "WEFT-GUEST no-lease");
 #   - answers ping (the kernel does), and listens on TCP 22 and 23, each
 #     answering one line ("weft-guest 22") and closing, for reachability and
-#     security-group checks.
+#     security-group checks;
+#   - asks the metadata service (169.254.169.254) for meta_data.json and
+#     prints "WEFT-GUEST metadata uuid=<its uuid>" (or "WEFT-GUEST no-metadata"),
+#     then runs the user data in the background when it is a script ("#!"),
+#     its output on the console, as cloud-init and CirrOS do.
 #
 # Outputs, in OUT (default target/guest):
 #   weft-guest.raw    the whole disk (MBR + one bootable FAT partition)
@@ -102,6 +106,24 @@ fi
 for p in 22 23; do
   (while true; do echo "weft-guest $p" | nc -l -p $p >/dev/null 2>&1; done) &
 done
+# What a cloud image's init does next (CirrOS, cloud-init): ask the metadata
+# service who it is, and run the user data when it is a script.
+# (busybox-static's `wget -T` segfaults: the deadline is `timeout`'s.)
+md=http://169.254.169.254/openstack/latest
+i=0
+until timeout 10 wget -q -O /tmp/meta_data.json $md/meta_data.json 2>/tmp/wget.err || [ $i -ge 10 ]; do
+  i=$((i + 1))
+  sleep 2
+done
+if [ -s /tmp/meta_data.json ]; then
+  say "metadata uuid=$(sed -n 's/.*"uuid": *"\([^"]*\)".*/\1/p' /tmp/meta_data.json)"
+  if timeout 10 wget -q -O /tmp/user_data $md/user_data && head -c 2 /tmp/user_data | grep -q '#!'; then
+    chmod +x /tmp/user_data
+    (/tmp/user_data >/dev/console 2>&1 &)
+  fi
+else
+  say "no-metadata: $(cat /tmp/wget.err)"
+fi
 say up
 while true; do sleep 3600; done
 EOF

@@ -3,9 +3,12 @@
 //! image of scripts/guest-image.sh uploaded with `image create`, a tenant
 //! network, `server create --wait` ACTIVE with its address, a libvirt
 //! domain running on the tap named after its port, which the in-process
-//! switch wires: the guest's DHCP lease from the switch (its address, the
-//! router, the server's name) in `console log show`, stop/start, and `server delete --wait` leaving no
-//! domain, disk, port or allocation behind.
+//! switch wires: two guests with fixed addresses, each with its DHCP lease
+//! from the switch (its address, the router, the server's name), its own
+//! uuid from the metadata service in the switch, and a ping of the other
+//! guest (its user data, run by the guest's init) in `console log show`;
+//! stop/start, and `server delete --wait` leaving no domain, disk, port or
+//! allocation behind.
 //!
 //! Needs root, libvirt and the openstack CLI (scripts/install-deps.sh); the
 //! test runs scripts/libvirt.sh and scripts/guest-image.sh (both
@@ -146,23 +149,43 @@ fn server_create_boots_a_real_guest() {
         "e2e-sub",
     ]);
 
-    let server = s.json(&[
-        "server",
-        "create",
-        "--flavor",
-        "e2e.tiny",
-        "--image",
-        "weft-guest",
-        "--network",
-        "e2e-net",
-        "--wait",
-        "e2e-vm",
-    ]);
-    assert_eq!(server["status"], "ACTIVE", "{server}");
-    let id = server["id"].as_str().unwrap().to_string();
-    let addrs = server["addresses"].to_string();
-    assert!(addrs.contains("10.61.0."), "{addrs}");
-    assert_eq!(server["OS-EXT-SRV-ATTR:host"], "weft-e2e-host");
+    // Two guests with fixed addresses, each with user data (a script its
+    // init runs, as cloud-init does) that pings the other through weft.
+    let ips = ["10.61.0.21", "10.61.0.22"];
+    let names = ["e2e-vm", "e2e-vm2"];
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let peer = ips[1 - i];
+        let ud = cfg.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &ud,
+            format!(
+                "#!/bin/sh\nfor i in $(seq 120); do\n  if ping -c 1 -W 1 {peer} >/dev/null; then echo WEFT-PING ok {peer}; exit 0; fi\n  sleep 1\ndone\necho WEFT-PING failed {peer}\n"
+            ),
+        )
+        .unwrap();
+        let nic = format!("net-id=e2e-net,v4-fixed-ip={}", ips[i]);
+        let server = s.json(&[
+            "server",
+            "create",
+            "--flavor",
+            "e2e.tiny",
+            "--image",
+            "weft-guest",
+            "--nic",
+            &nic,
+            "--user-data",
+            ud.to_str().unwrap(),
+            "--wait",
+            name,
+        ]);
+        assert_eq!(server["status"], "ACTIVE", "{server}");
+        let addrs = server["addresses"].to_string();
+        assert!(addrs.contains(ips[i]), "{addrs}");
+        assert_eq!(server["OS-EXT-SRV-ATTR:host"], "weft-e2e-host");
+        ids.push(server["id"].as_str().unwrap().to_string());
+    }
+    let id = ids[0].clone();
     let domain = format!("weft-{id}");
     assert!(virsh_list().contains(&domain), "{}", virsh_list());
 
@@ -175,28 +198,30 @@ fn server_create_boots_a_real_guest() {
     assert_eq!(port["binding_host_id"], "weft-e2e-host", "{port}");
     assert_eq!(port["device_owner"], "compute:nova");
 
-    // The guest boots and takes its address from the host's switch (DHCP
-    // answered inside the switch), named after the server.
-    let ip = server["addresses"]["e2e-net"][0]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            addrs
-                .split('"')
-                .find(|x| x.starts_with("10.61.0."))
-                .unwrap()
-                .to_string()
-        });
-    let lease = format!("WEFT-GUEST lease ip={ip}/24 router=10.61.0.1");
-    wait(
-        "the guest's DHCP lease from the switch on its console",
-        180,
-        || {
-            let out = s.openstack(&["console", "log", "show", &id]);
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            text.contains(&lease) && text.contains("hostname=e2e-vm")
-        },
-    );
+    // Each guest boots, takes its address from the host's switch (DHCP
+    // answered inside the switch, named after the server), reads its own
+    // identity from the metadata service inside the switch, and pings the
+    // other guest.
+    for (i, sid) in ids.iter().enumerate() {
+        let lease = format!("WEFT-GUEST lease ip={}/24 router=10.61.0.1", ips[i]);
+        let hostname = format!("hostname={}", names[i]);
+        let meta = format!("WEFT-GUEST metadata uuid={sid}");
+        let ping = format!("WEFT-PING ok {}", ips[1 - i]);
+        let mut text = String::new();
+        wait(
+            &format!("{}: lease, metadata and ping on its console", names[i]),
+            300,
+            || {
+                let out = s.openstack(&["console", "log", "show", sid]);
+                text = String::from_utf8_lossy(&out.stdout).to_string();
+                assert!(!text.contains("WEFT-PING failed"), "{text}");
+                text.contains(&lease)
+                    && text.contains(&hostname)
+                    && text.contains(&meta)
+                    && text.contains(&ping)
+            },
+        );
+    }
 
     // Stop and start through the driver.
     assert!(s.openstack(&["server", "stop", &id]).status.success());
@@ -206,11 +231,12 @@ fn server_create_boots_a_real_guest() {
         status(&s, &id)["status"] == "ACTIVE"
     });
 
-    // Delete: domain, disks, port, tap and allocation gone.
+    // Delete: domains, disks, ports, taps and allocations gone.
     assert!(s
-        .openstack(&["server", "delete", "--wait", &id])
+        .openstack(&["server", "delete", "--wait", &ids[1], &id])
         .status
         .success());
+    assert!(!virsh_list().contains(&format!("weft-{}", ids[1])));
     assert!(!virsh_list().contains(&domain), "{}", virsh_list());
     assert!(!s.dir.join("state/instances").join(&id).exists());
     assert_eq!(
