@@ -212,8 +212,12 @@ impl Spawner for LocalHost {
     }
 
     fn rebuild(&self, s: &Server) -> Result<(), String> {
-        self.compute
-            .rebuild(&s.id, &s.image_ref, s.flavor.disk, &Images(&self.services, s))?;
+        self.compute.rebuild(
+            &s.id,
+            &s.image_ref,
+            s.flavor.disk,
+            &Images(&self.services, s),
+        )?;
         // Nova: a server rebuilt while stopped stays stopped.
         if s.vm_state == vm_state::STOPPED {
             self.power(s, Power::Stop)?;
