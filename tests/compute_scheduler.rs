@@ -4,7 +4,9 @@
 //! distinct hosts; 50 creates at once all land, none on a host that is
 //! already full; once every host is full the next creates go ERROR with
 //! "No valid host was found", and placement's usages never pass a host's
-//! capacity. Deleting returns the room.
+//! capacity. Deleting returns the room. Negative weigher multipliers
+//! (`--ram-weight-multiplier -1 --cpu-weight-multiplier -1`) stack servers on
+//! one host instead of spreading them.
 //!
 //! Needs python-openstackclient (scripts/install-deps.sh) and curl.
 
@@ -281,4 +283,84 @@ fn a_hundred_fake_hosts_fill_up_without_overcommit() {
     let seen = api.settle(&again);
     let active = seen.values().filter(|v| v.0 == "ACTIVE").count();
     assert_eq!(active, 1, "{seen:?}");
+}
+
+#[test]
+fn negative_weigher_multipliers_stack_servers() {
+    let s = Serve::start(
+        "compute-stack",
+        &[
+            "--compute-driver",
+            "fake",
+            "--host",
+            "stack",
+            "--fake-hosts",
+            "3",
+            "--fake-host-vcpus",
+            "4",
+            "--fake-host-memory-mb",
+            "4096",
+            "--cpu-allocation-ratio",
+            "1",
+            "--ram-weight-multiplier",
+            "-1",
+            "--cpu-weight-multiplier",
+            "-1",
+        ],
+    );
+    let img = s.dir.join("img.raw");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    let img_id = s.json(&[
+        "image",
+        "create",
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--file",
+        img.to_str().unwrap(),
+        "sched-img",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.json(&[
+        "flavor",
+        "create",
+        "--id",
+        "sched.one",
+        "--vcpus",
+        "1",
+        "--ram",
+        "256",
+        "--disk",
+        "1",
+        "sched.one",
+    ]);
+    let net = s.json(&["network", "create", "stack-net"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.json(&[
+        "subnet",
+        "create",
+        "--network",
+        "stack-net",
+        "--subnet-range",
+        "10.78.0.0/24",
+        "stack-sub",
+    ]);
+    let api = Api::new(&s, &img_id);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = api.create(&format!("stack-{i}"), &net);
+        api.settle(std::slice::from_ref(&id));
+        ids.push(id);
+    }
+    let placed = per_host(&api.settle(&ids));
+    assert_eq!(
+        placed.values().copied().collect::<Vec<_>>(),
+        vec![3],
+        "not stacked: {placed:?}"
+    );
 }

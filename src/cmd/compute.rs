@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_agent::compute::{Build, HostCompute, ImageSource, Nic};
+use weft_compute::compute::build::scheduler::Weights;
 use weft_compute::compute::build::{host::ComputeHost, Observed, Spawned, Spawner};
 use weft_compute::compute::error::{ComputeError, ComputeResult};
 use weft_compute::compute::servers::actions::Power;
@@ -64,6 +65,18 @@ pub struct ComputeServeArgs {
     /// This host's availability zone.
     #[arg(long, default_value = "nova")]
     pub availability_zone: String,
+    /// The scheduler's free-RAM weigher multiplier (Nova's
+    /// ram_weight_multiplier): positive spreads servers over hosts, negative
+    /// stacks them.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub ram_weight_multiplier: f64,
+    /// The free-vCPU weigher multiplier (cpu_weight_multiplier).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub cpu_weight_multiplier: f64,
+    /// The soft-(anti-)affinity weigher multiplier
+    /// (soft_affinity_weight_multiplier).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub soft_affinity_weight_multiplier: f64,
     /// With `--compute-driver fake`: run this many compute hosts in this
     /// process, this host and N-1 more named HOST-fake-0002..., each with
     /// its own fake driver, provider and heartbeat (scheduler tests and
@@ -343,6 +356,11 @@ pub fn start_in_serve(
     rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     a.check()?;
+    compute.set_weights(Weights {
+        ram: a.ram_weight_multiplier,
+        cpu: a.cpu_weight_multiplier,
+        soft_group: a.soft_affinity_weight_multiplier,
+    });
     let instances = a
         .instances_dir
         .clone()

@@ -87,7 +87,7 @@ pub struct Compute {
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
     delegation: std::sync::OnceLock<Arc<dyn build::trusts::Delegation>>,
     builds: build::Builds,
-    weights: build::scheduler::Weights,
+    weights: std::sync::Mutex<build::scheduler::Weights>,
 }
 
 /// RFC 3339 UTC with microseconds, as Nova shows times.
@@ -138,7 +138,7 @@ impl Compute {
             lookups: std::sync::OnceLock::new(),
             delegation: std::sync::OnceLock::new(),
             builds: build::Builds::default(),
-            weights: build::scheduler::Weights::default(),
+            weights: std::sync::Mutex::new(build::scheduler::Weights::default()),
         }))
     }
 
@@ -182,7 +182,12 @@ impl Compute {
 
     /// The weigher multipliers.
     pub fn weights(&self) -> build::scheduler::Weights {
-        self.weights
+        *self.weights.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the weigher multipliers (`weft serve --ram-weight-multiplier`...).
+    pub fn set_weights(&self, w: build::scheduler::Weights) {
+        *self.weights.lock().unwrap_or_else(|e| e.into_inner()) = w;
     }
 
     /// The current records.
