@@ -358,6 +358,27 @@ impl Claims for ServiceClaims {
         self.authorize("placement:resource_providers:create")?;
         self.placement.register(host, inventory)
     }
+
+    // A resize's allocation moves are allocation writes, under the same
+    // rule as a claim; without these the trait's defaults refuse every
+    // resize ("this placement cannot hold migrations").
+    fn move_to_migration(
+        &self,
+        server: &str,
+        migration: &str,
+        provider: &str,
+        want: &Resources,
+    ) -> Result<(), ClaimError> {
+        self.authorize("placement:allocations:update")
+            .map_err(ClaimError::Failed)?;
+        self.placement
+            .move_to_migration(server, migration, provider, want)
+    }
+
+    fn revert_migration(&self, server: &str, migration: &str) -> Result<(), String> {
+        self.authorize("placement:allocations:update")?;
+        self.placement.revert_migration(server, migration)
+    }
 }
 
 #[cfg(test)]

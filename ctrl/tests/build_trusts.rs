@@ -3,7 +3,8 @@
 //! roles the policy asks for; the build outlives the user's token (5-minute
 //! tokens, revoked right after create); a role removed mid-build stops it
 //! with a fault naming the trust and role; server delete removes the trust;
-//! a step token is bound to its one service.
+//! a step token is bound to its one service; a resize moves the allocation
+//! to its migration consumer with the compute service's placement token.
 
 mod world;
 
@@ -15,7 +16,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use weft_compute::compute::build::{Observed, Spawned, Spawner};
 use weft_compute::compute::servers::actions::Power;
-use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::servers::record::{FlavorCopy, Server};
 use weft_ctrl::compute_host::HostServices;
 use weft_identity::service::TokenBinding;
 use weft_identity::token::Audience;
@@ -73,6 +74,9 @@ impl Spawner for Host {
         Ok(BTreeMap::new())
     }
     fn destroy_orphan(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn resize(&self, _: &Server, _: &FlavorCopy) -> Result<(), String> {
         Ok(())
     }
 }
@@ -386,4 +390,60 @@ async fn permissive_binding_lets_a_step_token_through_and_records_it() {
             .any(|r| r.action == "network:token_audience" && r.rule == "audience:image"),
         "{records:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_moves_the_allocation_with_the_service_token() {
+    let s = setup(TokenBinding::Enforce).await;
+    let w = &s.w;
+    w.make(
+        "/compute/v2.1/flavors",
+        &w.admin,
+        json!({"flavor": {"name": "small", "id": "2", "ram": 128, "vcpus": 2, "disk": 0}}),
+    )
+    .await;
+    let id = s.create(&s.token).await;
+    assert_eq!(w.settled(&id).await["status"], "ACTIVE");
+    let path = format!("/compute/v2.1/servers/{id}");
+    let (st, b) = w
+        .call(
+            Method::POST,
+            &format!("{path}/action"),
+            Some(&s.token),
+            Some(json!({"resize": {"flavorRef": "2"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    // The build loop moves the old flavor's allocation to the migration
+    // consumer through placement as the compute service (ServiceClaims).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, b) = w.call(Method::GET, &path, Some(&s.token), None).await;
+        if b["server"]["status"] == "VERIFY_RESIZE" {
+            break;
+        }
+        assert!(
+            b["server"]["fault"].is_null() && std::time::Instant::now() < deadline,
+            "no VERIFY_RESIZE: {b}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (st, b) = w
+        .call(
+            Method::POST,
+            &format!("{path}/action"),
+            Some(&s.token),
+            Some(json!({"confirmResize": null})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, b) = w.call(Method::GET, &path, Some(&s.token), None).await;
+        if b["server"]["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ACTIVE: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
