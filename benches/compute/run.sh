@@ -31,6 +31,8 @@ done
 bin=${WEFT_BIN:-$here/target/release/weft}
 [ -x "$bin" ] || { echo "no $bin: cargo build --release --bin weft" >&2; exit 1; }
 work=$(mktemp -d /tmp/bench-compute.XXXXXX)
+# libvirt's QEMU runs as its own user and must reach the instance disks.
+chmod 755 "$work"
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
