@@ -318,6 +318,24 @@ mod tests {
         assert_eq!((mh.csum_start, mh.csum_offset), (34, 16));
         assert_eq!(u16::from_be_bytes([m[16], m[17]]) as usize, f.len() - 14);
         assert_eq!(csum::checksum(&m[14..34]), 0, "IP header checksum");
+        // Completing the partial checksum (what a NIC or the receiving kernel does) gives the
+        // whole packet's valid TCP checksum.
+        let (mut full, mut fh) = (m.to_vec(), mh);
+        crate::complete_checksum(&mut full, &mut fh).unwrap();
+        let ip = |o: usize| {
+            IpAddr::V4(Ipv4Addr::new(
+                full[o],
+                full[o + 1],
+                full[o + 2],
+                full[o + 3],
+            ))
+        };
+        let pseudo = csum::pseudo_header(ip(26), ip(30), 6, (full.len() - 34) as u32);
+        assert_eq!(
+            csum::fold(csum::add(pseudo, &full[34..])),
+            0xffff,
+            "TCP checksum"
+        );
         assert!(g.is_empty() && g.finish().is_none());
     }
 
