@@ -17,11 +17,7 @@ use switch_util::*;
 fn up(kind: &str, role: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let name = format!(
-        "up{kind}{:x}{:x}{role}",
-        std::process::id() & 0xfffff,
-        n
-    );
+    let name = format!("up{kind}{:x}{:x}{role}", std::process::id() & 0xfffff, n);
     assert!(name.len() <= 15, "interface name too long: {name}");
     name
 }
