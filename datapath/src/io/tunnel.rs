@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Frames from taps may be GSO or CHECKSUM_PARTIAL: they are segmented (to the guest's MSS) and
-//! checksummed before encapsulation, since the far end's switch receives plain datagrams. The
+//! checksummed before encapsulation, since the far end receives plain datagrams; a GSO frame's
+//! segments leave as UDP_SEGMENT runs (one skb per run through the host's stack), and on
+//! receipt consecutive TCP segments of one flow are merged back ([`crate::gro`]). The
 //! tenant MTU must leave room for the 50 bytes of VXLAN-over-IPv4 overhead (1450 on a 1500
 //! wire); larger datagrams are fragmented by the kernel rather than lost.
 
