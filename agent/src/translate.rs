@@ -80,6 +80,7 @@ fn network_config(
     id: &str,
     ty: Carried,
     physnet: &Option<String>,
+    mtu: Option<u32>,
 ) -> Result<NetworkConfig, String> {
     let network_type = match ty {
         Carried::Flat => NetworkType::Flat,
@@ -102,6 +103,7 @@ fn network_config(
         name: id.to_string(),
         network_type,
         physnet: physnet.clone(),
+        mtu,
     })
 }
 
@@ -428,7 +430,13 @@ pub fn plan(base: &HostBase, st: &HostState) -> Plan {
         if !used_networks.contains(id) {
             continue;
         }
-        match network_config(id, *ty, physnet) {
+        let mtu = st
+            .networks
+            .iter()
+            .find(|n| n.id == *id)
+            .map(|n| n.mtu)
+            .filter(|m| (68..=65535).contains(m));
+        match network_config(id, *ty, physnet, mtu) {
             Ok(n) => cfg.networks.push(n),
             Err(e) => {
                 bad.get_or_insert(e);
@@ -824,12 +832,15 @@ remote_ips = ["192.0.2.7"]
             }
         );
         assert_eq!(c.network("n4").unwrap().network_type, NetworkType::Local);
-        let t = c.tunnel.unwrap();
+        let t = c.tunnel.clone().unwrap();
         let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
         assert_eq!(peers, ["192.0.2.7", "192.0.2.2"]);
         assert_eq!(p.wired.len(), 2);
         // System ports keep their netdev's MTU; a tap weft creates gets the network's.
         assert_eq!(c.ports[0].mtu, None);
+        // ... and its guest is still told the network's, by DHCP and metadata.
+        let net0 = st.networks.iter().find(|n| n.id == c.ports[0].network);
+        assert_eq!(c.guest_mtu(&c.ports[0]), net0.map(|n| n.mtu));
         let mut tap_state = st.clone();
         tap_state.ports[0].kind = "tap".into();
         tap_state.networks[0].mtu = 1450;

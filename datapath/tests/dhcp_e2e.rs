@@ -261,6 +261,7 @@ workers = 1
 [[network]]
 name = "n1"
 type = "local"
+mtu = 1450
 
 [[network]]
 name = "n2"
@@ -396,6 +397,9 @@ fn guests_get_their_lease_from_the_switch_and_rogue_servers_go_unheard() {
     assert_eq!(value(&lease_b, "ip"), "10.77.0.12");
     assert_eq!(value(&lease_b, "serverid"), "169.254.169.254");
     assert_eq!(value(&lease_b, "hostname"), "host-10-77-0-12");
+    // b's tap was not sized by the switch: its guest is told the network's MTU (a's own 1400
+    // wins over it above).
+    assert_eq!(value(&lease_b, "mtu"), "1450", "{lease_b}");
     assert_eq!(
         rogue_tx(&t.rogue),
         before,

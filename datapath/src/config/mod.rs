@@ -311,6 +311,11 @@ pub struct NetworkConfig {
     pub network_type: NetworkType,
     /// Physnet for flat and vlan networks; None for local.
     pub physnet: Option<String>,
+    /// The network's MTU (Neutron's `mtu`: 1500 on a flat/vlan physnet, 1450 on vxlan over a
+    /// 1500-byte underlay), which DHCP (option 26) and the metadata service tell guests. Every
+    /// port of the network has it, taps the switch creates and netdevs it only attaches (a
+    /// VM's tap that QEMU opened) alike, so it is the network's, not the port's. None: not told.
+    pub mtu: Option<u32>,
 }
 
 /// How the I/O shell attaches a port.
@@ -379,6 +384,17 @@ pub struct PortConfig {
 }
 
 impl SwitchConfig {
+    /// The MTU guests on port `p` are told (DHCP option 26, metadata): the port's own when
+    /// the switch sizes its tap, else its network's.
+    pub fn guest_mtu(&self, p: &PortConfig) -> Option<u32> {
+        p.mtu.or_else(|| {
+            self.networks
+                .iter()
+                .find(|n| n.name == p.network)
+                .and_then(|n| n.mtu)
+        })
+    }
+
     /// Reads and validates a config file; errors are labelled with the file name.
     pub fn load(path: &Path) -> Result<SwitchConfig, ConfigError> {
         let source = path.display().to_string();

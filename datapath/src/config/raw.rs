@@ -110,6 +110,7 @@ pub(super) struct RawNetwork {
     pub network_type: Spanned<String>,
     pub physnet: Option<Spanned<String>>,
     pub segmentation_id: Option<Spanned<i64>>,
+    pub mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +239,7 @@ impl RawNetwork {
             network_type: unplaced(ty.to_string()),
             physnet: n.physnet.clone().map(unplaced),
             segmentation_id: seg.map(unplaced),
+            mtu: n.mtu.map(|m| unplaced(i64::from(m))),
         }
     }
 }

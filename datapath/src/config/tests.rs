@@ -245,6 +245,32 @@ fn busy_poll_us_is_a_switch_setting() {
     );
 }
 
+#[test]
+fn a_network_mtu_is_told_to_guests_unless_the_tap_has_its_own() {
+    let text = GOOD.replace(
+        "name = \"net-local\"\ntype = \"local\"\n",
+        "name = \"net-local\"\ntype = \"local\"\nmtu = 1450\n",
+    );
+    let c = SwitchConfig::from_toml(&text, "host.toml").unwrap();
+    assert_eq!(c.network("net-local").unwrap().mtu, Some(1450));
+    assert_eq!(c.network("net-flat").unwrap().mtu, None);
+    let vm2 = c.ports.iter().find(|p| p.name == "vm2").unwrap();
+    assert_eq!(vm2.mtu, None, "a system port keeps its netdev's MTU");
+    assert_eq!(c.guest_mtu(vm2), Some(1450));
+    let mut tap = c.ports[0].clone();
+    tap.network = "net-local".into();
+    tap.mtu = Some(1400);
+    assert_eq!(c.guest_mtu(&tap), Some(1400), "the tap's own wins");
+    // Re-validation of a typed config (what the agent hands over) keeps it.
+    let again = c.validated("again").unwrap();
+    assert_eq!(again.network("net-local").unwrap().mtu, Some(1450));
+    let e = err(&text.replace("mtu = 1450", "mtu = 67"));
+    assert!(
+        e.ends_with("network \"net-local\": mtu: 67 is out of range 68..=65535"),
+        "{e}"
+    );
+}
+
 const TUNNEL: &str = r#"
 [tunnel]
 local_ip = "192.0.2.1"

@@ -134,6 +134,7 @@ impl PortDhcp {
 /// The DHCP data of port `p`: its first fixed IPv4 address that lies in an enable_dhcp
 /// IPv4 subnet of its network, with that subnet's options; None when it has none.
 pub(crate) fn for_port(cfg: &SwitchConfig, p: &PortConfig) -> Option<PortDhcp> {
+    let mtu = cfg.guest_mtu(p);
     let v4 = |ip: &IpAddr| match ip {
         IpAddr::V4(a) => Some(*a),
         IpAddr::V6(_) => None,
@@ -160,7 +161,7 @@ pub(crate) fn for_port(cfg: &SwitchConfig, p: &PortConfig) -> Option<PortDhcp> {
             dns: &dns,
             host_routes: &host_routes,
         };
-        Some(PortDhcp::new(ip, &opts, p.mtu, p.dns_name.as_deref()))
+        Some(PortDhcp::new(ip, &opts, mtu, p.dns_name.as_deref()))
     })
 }
 

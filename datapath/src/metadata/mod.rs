@@ -99,6 +99,7 @@ impl PortMetadata {
     /// The port's metadata data, or None when it has no fixed IPv4 address to serve.
     pub(crate) fn for_port(
         p: &crate::config::PortConfig,
+        mtu: Option<u32>,
         dhcp: Option<&PortDhcp>,
     ) -> Option<PortMetadata> {
         let local_ipv4 = dhcp.map(|d| d.address.addr()).or_else(|| {
@@ -111,7 +112,7 @@ impl PortMetadata {
             port_name: p.name.clone(),
             mac: p.mac,
             local_ipv4,
-            mtu: p.mtu,
+            mtu,
             dhcp: dhcp.cloned(),
             network: p.network.clone(),
             instance: p.metadata.clone().map(Arc::new),

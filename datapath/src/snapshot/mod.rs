@@ -355,7 +355,7 @@ impl Snapshot {
             }
             dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
             metadata[usize::from(no.0)] =
-                PortMetadata::for_port(p, dhcp[usize::from(no.0)].as_ref());
+                PortMetadata::for_port(p, cfg.guest_mtu(p), dhcp[usize::from(no.0)].as_ref());
         }
         for v in vlans.iter_mut().flatten() {
             v.members.sort_by_key(|m| m.port);

@@ -5,6 +5,7 @@ use crate::config::raw::RawNetwork;
 use crate::config::{NetworkConfig, NetworkType};
 use std::collections::HashMap;
 use std::ops::Range;
+use toml::Spanned;
 
 /// Segments and VNIs already taken, with the network that took them.
 #[derive(Default)]
@@ -43,13 +44,29 @@ pub(super) fn networks(
         }
         let network_type = network_type(cx, &n, &obj, has_tunnel, &mut taken)?;
         let physnet = physnet(cx, &n, &obj, network_type, names, &mut taken)?;
+        let mtu = n.mtu.as_ref().map(|m| mtu(cx, m, &obj)).transpose()?;
         networks.push(NetworkConfig {
             name,
             network_type,
             physnet,
+            mtu,
         });
     }
     Ok(networks)
+}
+
+/// `mtu`: 68 (IPv4's minimum) ..= 65535, as a tap's.
+fn mtu(cx: &Ctx<'_>, m: &Spanned<i64>, obj: &str) -> Result<u32, ConfigError> {
+    u32::try_from(*m.get_ref())
+        .ok()
+        .filter(|v| (68..=65535).contains(v))
+        .ok_or_else(|| {
+            cx.err(
+                Some(m.span()),
+                format!("{obj}: mtu"),
+                format!("{} is out of range 68..=65535", m.get_ref()),
+            )
+        })
 }
 
 /// The segmentation_id, range-checked for vlan (VLAN id) and vxlan (VNI), with its span.
