@@ -5,6 +5,9 @@
 # the wire through, per setup:
 #   weft          `weft switch` in each host: a tap port on a VLAN network
 #                 (segmentation_id 100) whose physnet is the wire (AF_PACKET)
+#   weft-vxlan    `weft switch` in each host: a tap port on a VXLAN network
+#                 (VNI 100) between the hosts' wire addresses, as kernel-vxlan
+#                 (the VMs keep MTU 1500; the wire has 1600)
 #   ovs-vlan      Open vSwitch userspace (netdev) datapath in each host: the
 #                 VM on a type=tap port with tag=100, the wire a system port
 #   ovs-vlan-tso  the same with userspace-tso-enable=true
@@ -16,8 +19,8 @@
 #
 # Usage (as root): benches/e2e/two-host.sh [--only SETUP[,...]] [--duration N]
 #            [--weft-bin PATH] [--udp-rate RATE] [--out FILE] [--keep]
-#   --only: weft, ovs (= ovs-vlan + ovs-vlan-tso), ovs-vlan, ovs-vlan-tso,
-#           kernel-vxlan (or kernel)
+#   --only: weft, weft-vxlan, ovs (= ovs-vlan + ovs-vlan-tso), ovs-vlan,
+#           ovs-vlan-tso, kernel-vxlan (or kernel)
 #   --vlan N: the VLAN on the wire (default 100); --vlan 0 = a flat network
 #             (untagged on the wire; the ovs-vlan setups then use no tag)
 #   writes benches/e2e/last-run-two-host.md by default
@@ -63,7 +66,7 @@ IFS=, read -r -a wanted <<<"$only"
 setups=()
 for s in "${wanted[@]}"; do
   case "$s" in
-    weft|ovs-vlan|ovs-vlan-tso|kernel-vxlan) setups+=("$s") ;;
+    weft|weft-vxlan|ovs-vlan|ovs-vlan-tso|kernel-vxlan) setups+=("$s") ;;
     ovs) setups+=(ovs-vlan ovs-vlan-tso) ;;
     kernel) setups+=(kernel-vxlan) ;;
     *) echo "two-host.sh: unknown setup $s" >&2; exit 2 ;;
@@ -71,7 +74,7 @@ for s in "${wanted[@]}"; do
 done
 need_tools ip ss iperf3 ping python3 tcpdump
 [[ " ${setups[*]} " == *" ovs"* ]] && need_tools ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl
-[[ " ${setups[*]} " == *" weft "* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
+[[ " ${setups[*]} " == *" weft"* ]] && ensure_weft "$weft_bin" "$repo" "$repo/target/release/weft"
 
 single_instance
 tmp=$(mktemp -d /tmp/wbn.XXXXXX)
@@ -135,9 +138,14 @@ setup_ovs-vlan-tso() {
   ovs_host $H2 ovs2 true $NSB wbnoB $IPB
 }
 
-weft_host() { # host n vm-ns tap ip mac
-  local net
-  if [ "$vlan" = 0 ]; then
+weft_host() { # host n vm-ns tap ip mac [vxlan]
+  local net uplink mtu=""
+  uplink=$'[[physnet]]\nname = "physnet"\ninterface = "wbnwire'"$2"'"'
+  if [ "${7:-}" = vxlan ]; then
+    uplink=$'[tunnel]\nlocal_ip = "192.168.77.'"$2"$'"\n\n[[tunnel_peer]]\nip = "192.168.77.'"$((3 - $2))"'"'
+    net=$'type = "vxlan"\nsegmentation_id = 100'
+    mtu="mtu = 1500"
+  elif [ "$vlan" = 0 ]; then
     net=$'type = "flat"\nphysnet = "physnet"'
   else
     net=$'type = "vlan"\nphysnet = "physnet"\nsegmentation_id = '"$vlan"
@@ -147,9 +155,7 @@ weft_host() { # host n vm-ns tap ip mac
 [switch]
 control_socket = "$tmp/weft$2.sock"
 
-[[physnet]]
-name = "physnet"
-interface = "wbnwire$2"
+$uplink
 
 [[network]]
 name = "wbn-net"
@@ -162,6 +168,7 @@ network = "wbn-net"
 mac = "$6"
 fixed_ips = ["$5"]
 port_security = true
+$mtu
 EOF
   ip netns exec "$1" "$weft_bin" switch --config "$tmp/weft$2.toml" >"$tmp/weft$2.log" 2>&1 9>&- &
   add_switch_pid $!
@@ -174,6 +181,13 @@ setup_weft() {
   make_hosts
   weft_host $H1 1 $NSA wbnwA $IPA $MACA
   weft_host $H2 2 $NSB wbnwB $IPB $MACB
+}
+setup_weft-vxlan() {
+  make_hosts
+  ip -n $H1 addr add 192.168.77.1/24 dev wbnwire1
+  ip -n $H2 addr add 192.168.77.2/24 dev wbnwire2
+  weft_host $H1 1 $NSA wbnwA $IPA $MACA vxlan
+  weft_host $H2 2 $NSB wbnwB $IPB $MACB vxlan
 }
 
 # What crosses the wire: capture a few of the VMs' pings on wbnwire1.
@@ -203,7 +217,9 @@ verify_weft() { vlan_check weft; }
 verify_ovs-vlan() { vlan_check ovs-vlan; }
 verify_ovs-vlan-tso() { vlan_check ovs-vlan-tso; }
 verify_kernel-vxlan() { wire_check kernel-vxlan 'udp port 4789' "VXLAN"; }
+verify_weft-vxlan() { wire_check weft-vxlan 'udp port 4789' "VXLAN"; }
 
+after_weft-vxlan() { after_weft; }
 after_weft() {
   local h c
   for h in 1 2; do

@@ -105,6 +105,7 @@ pub mod dhcp;
 pub mod egress;
 mod flow_key;
 pub mod frame;
+pub mod gro;
 mod hash;
 pub mod io;
 pub mod mac;

@@ -1,8 +1,9 @@
 //! The switch's I/O shells: taps through /dev/net/tun with vnet headers,
 //! existing netdevs through AF_PACKET with a memory-mapped rx ring, and the
 //! VXLAN endpoint's UDP socket, all behind one [`Port`] trait. All syscalls
-//! (and all `unsafe`) live in [`sys`]; the rest is safe glue that moves
-//! frames in batches between the kernel and the sans-IO core.
+//! (and all `unsafe`) live in [`sys`] and its `sys_*` siblings; the rest is
+//! safe glue that moves frames in batches between the kernel and the sans-IO
+//! core.
 //!
 //! ```text
 //!   tap fd ──read──┐                            ┌──writev──> tap fd
@@ -15,6 +16,7 @@ mod counters;
 mod fault;
 mod port;
 pub mod sys;
+mod sys_udpgso;
 pub mod tunnel;
 
 use std::io;

@@ -1,7 +1,8 @@
-//! Every syscall the switch's I/O shells make, and the only `unsafe` in the
-//! crate. Crate-private but for the signal helpers `weft switch` uses. Each
-//! function hands back safe owned types (`OwnedFd`, `RxRing`); callers above
-//! this module never see a raw pointer.
+//! Every syscall the switch's I/O shells make; this file and its topic
+//! siblings (`io/sys*.rs`) hold the only `unsafe` in the crate. Crate-private
+//! but for the signal helpers `weft switch` uses. Each function hands back
+//! safe owned types (`OwnedFd`, `RxRing`); callers above this module never
+//! see a raw pointer.
 
 use std::ffi::CString;
 use std::io;
@@ -425,7 +426,7 @@ impl Drop for RxRing {
 
 /// Most messages one sendmmsg/recvmmsg call takes: the mmsghdr and iovec arrays live on the
 /// stack (about 5 KiB), so a batch costs no allocation.
-const MMSG_MAX: usize = 64;
+pub(crate) const MMSG_MAX: usize = 64;
 
 /// Sends frames on a bound AF_PACKET socket with sendmmsg, in calls of up to 64. Frame `i` is
 /// `arena[vnet] ++ arena[body]` (`vnet` empty when the socket has no vnet header). A frame the
@@ -463,7 +464,7 @@ fn empty_iovec() -> libc::iovec {
     }
 }
 
-fn iovec_of(s: &[u8]) -> libc::iovec {
+pub(crate) fn iovec_of(s: &[u8]) -> libc::iovec {
     libc::iovec {
         iov_base: s.as_ptr() as *mut libc::c_void,
         iov_len: s.len(),
@@ -747,20 +748,20 @@ pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     (r == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
 
-/// A UDP destination as the kernel takes it (for [`send_to_batch`]).
-enum SockAddr {
+/// A UDP destination as the kernel takes it (for `sys_udpgso::send_segmented`).
+pub(crate) enum SockAddr {
     V4(libc::sockaddr_in),
     V6(libc::sockaddr_in6),
 }
 
 impl SockAddr {
     /// A placeholder for the unused entries of a stack array.
-    fn unset() -> SockAddr {
+    pub(crate) fn unset() -> SockAddr {
         // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
         SockAddr::V4(unsafe { std::mem::zeroed() })
     }
 
-    fn new(a: std::net::SocketAddr) -> SockAddr {
+    pub(crate) fn new(a: std::net::SocketAddr) -> SockAddr {
         match a {
             std::net::SocketAddr::V4(a) => SockAddr::V4(libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
@@ -782,7 +783,7 @@ impl SockAddr {
         }
     }
 
-    fn ptr_len(&mut self) -> (*mut libc::c_void, libc::socklen_t) {
+    pub(crate) fn ptr_len(&mut self) -> (*mut libc::c_void, libc::socklen_t) {
         match self {
             SockAddr::V4(s) => (
                 (s as *mut libc::sockaddr_in).cast(),
@@ -794,41 +795,6 @@ impl SockAddr {
             ),
         }
     }
-}
-
-/// Sends datagrams on an unbound-peer UDP socket with sendmmsg, each to its own address (the
-/// VXLAN endpoint's tx batch): datagram `i` is `arena[range]` to `addr`. A datagram the kernel
-/// refuses is skipped, not retried. Returns (datagrams sent, bytes sent).
-pub(crate) fn send_to_batch(
-    fd: RawFd,
-    arena: &[u8],
-    dgrams: &[(std::net::SocketAddr, Range<usize>)],
-) -> (usize, usize) {
-    let (mut sent, mut bytes) = (0, 0);
-    for chunk in dgrams.chunks(MMSG_MAX) {
-        let mut iovs = [empty_iovec(); MMSG_MAX];
-        let mut addrs: [SockAddr; MMSG_MAX] = std::array::from_fn(|_| SockAddr::unset());
-        // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
-        for (((iov, a), m), (to, r)) in iovs
-            .iter_mut()
-            .zip(addrs.iter_mut())
-            .zip(msgs.iter_mut())
-            .zip(chunk)
-        {
-            *iov = iovec_of(&arena[r.clone()]);
-            *a = SockAddr::new(*to);
-            let (name, namelen) = a.ptr_len();
-            m.msg_hdr.msg_name = name;
-            m.msg_hdr.msg_namelen = namelen;
-            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            m.msg_hdr.msg_iovlen = 1;
-        }
-        let (s, b) = sendmmsg_all(fd, &mut msgs[..chunk.len()]);
-        sent += s;
-        bytes += b;
-    }
-    (sent, bytes)
 }
 
 /// Sets a socket's receive and send buffers to `bytes` each: with SO_RCVBUFFORCE /

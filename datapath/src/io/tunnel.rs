@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Frames from taps may be GSO or CHECKSUM_PARTIAL: they are segmented (to the guest's MSS) and
-//! checksummed before encapsulation, since the far end's switch receives plain datagrams. The
+//! checksummed before encapsulation, since the far end receives plain datagrams; a GSO frame's
+//! segments leave as UDP_SEGMENT runs (one skb per run through the host's stack), and on
+//! receipt consecutive TCP segments of one flow are merged back ([`crate::gro`]). The
 //! tenant MTU must leave room for the 50 bytes of VXLAN-over-IPv4 overhead (1450 on a 1500
 //! wire); larger datagrams are fragmented by the kernel rather than lost.
 
@@ -16,10 +18,12 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use crate::config::tunnel_port_name;
+use crate::gro::TcpGro;
+use crate::io::sys_udpgso::{self, GsoDgram};
 use crate::io::{sys, IoCounters, Port, PortCtx, RxBatch, TxFrame, TxScratch, VNET_HDR_LEN};
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
 use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
@@ -34,14 +38,19 @@ pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 pub(crate) const TX_BATCH: usize = 64;
 
 /// Per-thread encapsulation buffers and the tx queue: datagrams back to back in one arena,
-/// sent with one sendmmsg when the worker flushes (or the queue is full). No allocation per
-/// datagram once warm.
+/// sent with one sendmmsg when the worker flushes (or the queue is full). A GSO frame's
+/// segments are queued as runs of equal-sized datagrams, one message each with UDP_SEGMENT
+/// (see [`sys_udpgso`]). No allocation per datagram once warm.
 #[derive(Default)]
 pub(crate) struct TunnelTx {
     segs: Segments,
     arena: Vec<u8>,
-    queue: Vec<(SocketAddr, Range<usize>)>,
+    queue: Vec<GsoDgram>,
+    /// Datagrams the queue holds (a UDP_SEGMENT message counts as its segments).
+    dgrams: usize,
     port: Option<PortNo>,
+    /// Messages refused by the kernel, resent as plain datagrams (reused).
+    retry: Vec<GsoDgram>,
 }
 
 impl TunnelTx {
@@ -64,6 +73,7 @@ impl TunnelTx {
     pub fn clear(&mut self) {
         self.queue.clear();
         self.arena.clear();
+        self.dgrams = 0;
     }
 
     /// Queues `[VXLAN hdr(vni) | inner]` once per destination.
@@ -71,15 +81,86 @@ impl TunnelTx {
         let start = self.arena.len();
         self.arena.extend_from_slice(&tunnel::vxlan_header(vni));
         self.arena.extend_from_slice(inner);
-        let r = start..self.arena.len();
+        self.queue_run(start..self.arena.len(), 0, dest, peers, port);
+    }
+
+    /// Queues the arena's `range` (one datagram, or with `seg` a run of datagrams of `seg`
+    /// bytes) once per destination.
+    fn queue_run(
+        &mut self,
+        range: Range<usize>,
+        seg: u16,
+        dest: TunnelDest,
+        peers: &[IpAddr],
+        port: u16,
+    ) {
+        let n = dgram_count(range.len(), seg);
+        let mut add = |ip| {
+            self.queue.push(GsoDgram {
+                to: SocketAddr::new(ip, port),
+                range: range.clone(),
+                seg,
+            });
+            self.dgrams += n;
+        };
         match dest {
-            TunnelDest::Unicast(ip) => self.queue.push((SocketAddr::new(ip, port), r)),
-            TunnelDest::Flood => {
-                for &ip in peers {
-                    self.queue.push((SocketAddr::new(ip, port), r.clone()));
+            TunnelDest::Unicast(ip) => add(ip),
+            TunnelDest::Flood => peers.iter().for_each(|&ip| add(ip)),
+        }
+    }
+
+    /// Queues `segs` (equal-sized but for the last, as `gso_segment` cuts them), each behind
+    /// a VXLAN header, as runs for UDP_SEGMENT: each run at most
+    /// [`sys_udpgso::MAX_SEGMENTS`] datagrams and [`sys_udpgso::MAX_PAYLOAD`] bytes, ending
+    /// early at a segment of another size.
+    fn push_runs<'s>(
+        &mut self,
+        segs: impl IntoIterator<Item = &'s [u8]>,
+        vni: u32,
+        dest: TunnelDest,
+        peers: &[IpAddr],
+        port: u16,
+    ) {
+        let hdr = tunnel::vxlan_header(vni);
+        let mut it = segs.into_iter().peekable();
+        while let Some(first) = it.next() {
+            let size = VXLAN_HDR_LEN + first.len();
+            let start = self.arena.len();
+            self.arena.extend_from_slice(&hdr);
+            self.arena.extend_from_slice(first);
+            let mut count = 1;
+            while let Some(next) = it.peek() {
+                let len = VXLAN_HDR_LEN + next.len();
+                if len > size
+                    || count == sys_udpgso::MAX_SEGMENTS
+                    || self.arena.len() - start + len > sys_udpgso::MAX_PAYLOAD
+                {
+                    break;
+                }
+                self.arena.extend_from_slice(&hdr);
+                self.arena.extend_from_slice(next);
+                count += 1;
+                it.next();
+                if len < size {
+                    break; // a shorter segment can only be a run's last
                 }
             }
+            let seg = if count > 1 {
+                u16::try_from(size).unwrap_or(0)
+            } else {
+                0
+            };
+            self.queue_run(start..self.arena.len(), seg, dest, peers, port);
         }
+    }
+}
+
+/// Datagrams a message of `len` bytes becomes when cut into `seg`-byte segments.
+fn dgram_count(len: usize, seg: u16) -> usize {
+    if seg == 0 {
+        1
+    } else {
+        len.div_ceil(usize::from(seg)).max(1)
     }
 }
 
@@ -93,14 +174,20 @@ pub struct TunnelPort {
     last_age: AtomicU64,
     /// recvmmsg slots; only the worker polling this port drains it, so uncontended.
     rx: Mutex<RecvBufs>,
+    /// Send GSO frames' segments as UDP_SEGMENT runs; cleared for good the first time the
+    /// kernel refuses one (no checksum offload on the route's device, or a segment above the
+    /// path MTU), after which segments go one datagram per message as before.
+    udp_gso: AtomicBool,
 }
 
-/// Receive buffers for one recvmmsg, and the decapsulated frame.
+/// Receive buffers for one recvmmsg, the decapsulated frame, and the TCP segments being
+/// merged back into one GSO frame.
 #[derive(Default)]
 struct RecvBufs {
     buf: Vec<u8>,
     got: Vec<(usize, Option<SocketAddr>, bool)>,
     inner: Vec<u8>,
+    gro: TcpGro,
 }
 
 /// Datagrams read per recvmmsg.
@@ -123,6 +210,7 @@ impl TunnelPort {
             drops: Default::default(),
             last_age: AtomicU64::new(0),
             rx: Mutex::new(RecvBufs::default()),
+            udp_gso: AtomicBool::new(true),
         })
     }
 
@@ -164,8 +252,10 @@ impl TunnelPort {
     }
 
     /// Reads up to `max` datagrams and hands each accepted one to `f(vnet, frame)` as the
-    /// pipeline expects it from the tunnel port (inner frame tagged with its local VLAN, no
-    /// offloads). Refused datagrams are counted per reason and as rx errors.
+    /// pipeline expects it from the tunnel port (inner frame tagged with its local VLAN).
+    /// Consecutive TCP segments of one flow (a GSO frame the far switch cut up) are merged
+    /// back into one GSO frame with its vnet header ([`TcpGro`]), so `f` is called at most
+    /// once per datagram. Refused datagrams are counted per reason and as rx errors.
     pub fn drain(
         &self,
         max: usize,
@@ -218,7 +308,14 @@ impl TunnelPort {
                 match res {
                     Ok((d, remote)) => {
                         self.learn(d.vni, d.inner_src, remote, now);
-                        f(&vnet, &rx.inner);
+                        if !rx.gro.offer(&rx.inner) {
+                            if let Some((h, merged)) = rx.gro.finish() {
+                                f(&crate::io::hdr_bytes(&h), merged);
+                            }
+                            if !rx.gro.offer(&rx.inner) {
+                                f(&vnet, &rx.inner);
+                            }
+                        }
                     }
                     Err(r) => {
                         self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
@@ -229,6 +326,9 @@ impl TunnelPort {
             if got < want {
                 break;
             }
+        }
+        if let Some((h, merged)) = rx.gro.finish() {
+            f(&crate::io::hdr_bytes(&h), merged);
         }
         n
     }
@@ -316,8 +416,12 @@ impl TunnelPort {
                 tx.segs = segs;
                 return dropped(1);
             }
-            for seg in segs.iter() {
-                tx.push(vni, seg, dest, &tn.peers, tn.udp_port);
+            if self.udp_gso.load(Ordering::Relaxed) {
+                tx.push_runs(segs.iter(), vni, dest, &tn.peers, tn.udp_port);
+            } else {
+                for seg in segs.iter() {
+                    tx.push(vni, seg, dest, &tn.peers, tn.udp_port);
+                }
             }
             tx.segs = segs;
         }
@@ -327,11 +431,38 @@ impl TunnelPort {
     }
 
     /// Sends everything queued in `tx` (one sendmmsg per batch).
+    /// Counters count datagrams on the wire (a UDP_SEGMENT run as its segments) and inner
+    /// bytes. A run the kernel refuses turns UDP_SEGMENT off for this endpoint and is resent
+    /// as plain datagrams.
     pub(crate) fn flush(&self, counters: &IoCounters, tx: &mut TunnelTx) {
         if tx.queue.is_empty() {
             return;
         }
-        let (sent, bytes) = sys::send_to_batch(self.sock.as_raw_fd(), &tx.arena, &tx.queue);
+        let fd = self.sock.as_raw_fd();
+        let r = sys_udpgso::send_segmented(fd, &tx.arena, &tx.queue);
+        let (mut sent, mut bytes) = (0usize, r.bytes);
+        let mut refused = r.refused.iter().peekable();
+        for (i, d) in tx.queue.iter().enumerate().take(r.sent + r.refused.len()) {
+            if refused.next_if_eq(&&i).is_some() {
+                if d.seg != 0 {
+                    split_run(d, &mut tx.retry);
+                }
+            } else {
+                sent += dgram_count(d.range.len(), d.seg);
+            }
+        }
+        if !tx.retry.is_empty() {
+            if self.udp_gso.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    port = %self.name,
+                    "UDP_SEGMENT refused by the kernel; sending VXLAN segments one by one"
+                );
+            }
+            let again = sys_udpgso::send_segmented(fd, &tx.arena, &tx.retry);
+            sent += again.sent;
+            bytes += again.bytes;
+            tx.retry.clear();
+        }
         counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
         counters.tx_bytes.fetch_add(
             bytes.saturating_sub(sent * VXLAN_HDR_LEN) as u64,
@@ -339,8 +470,19 @@ impl TunnelPort {
         );
         counters
             .tx_dropped
-            .fetch_add((tx.queue.len() - sent) as u64, Ordering::Relaxed);
+            .fetch_add(tx.dgrams.saturating_sub(sent) as u64, Ordering::Relaxed);
         tx.clear();
+    }
+
+    /// Whether GSO frames still go out as UDP_SEGMENT runs (for tests and `weft ctl`).
+    pub fn udp_gso(&self) -> bool {
+        self.udp_gso.load(Ordering::Relaxed)
+    }
+
+    /// Sends GSO frames' segments one datagram per message (what a kernel without
+    /// UDP_SEGMENT forces; tests compare both ways).
+    pub fn disable_udp_gso(&self) {
+        self.udp_gso.store(false, Ordering::Relaxed);
     }
 }
 
@@ -390,6 +532,21 @@ impl Port for TunnelPort {
             .into_iter()
             .map(|(r, n)| (r.name(), n))
             .collect()
+    }
+}
+
+/// Appends the datagrams of a UDP_SEGMENT run to `out`, one plain message each.
+fn split_run(d: &GsoDgram, out: &mut Vec<GsoDgram>) {
+    let seg = usize::from(d.seg);
+    let mut at = d.range.start;
+    while at < d.range.end {
+        let end = (at + seg).min(d.range.end);
+        out.push(GsoDgram {
+            to: d.to,
+            range: at..end,
+            seg: 0,
+        });
+        at = end;
     }
 }
 
@@ -490,5 +647,143 @@ mod tests {
         assert_eq!(fdb[0].remote.to_string(), "127.0.0.21");
         assert_eq!(fdb[0].vni, 4242);
         assert!(b.drop_counts().is_empty());
+    }
+
+    /// A 60 KB TCP frame from a tap (GSO, partial checksum) leaves as one UDP_SEGMENT run, or
+    /// one datagram per segment without UDP_SEGMENT; the counters count datagrams either way.
+    /// The far end merges the segments back into GSO frames (software GRO) that cut up again
+    /// into exactly the segments sent.
+    #[test]
+    fn gso_frame_leaves_as_one_udp_segment_run() {
+        use crate::build::SpecL4;
+        use crate::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+        let (sa, sb) = (
+            snap("127.0.0.23", "127.0.0.24", false),
+            snap("127.0.0.24", "127.0.0.23", true),
+        );
+        let a = TunnelPort::open("127.0.0.23".parse().unwrap(), 47891).unwrap();
+        let b = TunnelPort::open("127.0.0.24".parse().unwrap(), 47891).unwrap();
+        let vlan_a = sa.network("vx").unwrap().local_vlan;
+        let frame = FrameBuilder::ip(
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            SpecL4::Tcp {
+                sport: 40000,
+                dport: 5201,
+                flags: 0x18,
+            },
+        )
+        .payload(60_000)
+        .build();
+        let hdr = VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1398,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
+        let vnet = crate::io::hdr_bytes(&hdr);
+        let mut want = Segments::new();
+        gso_segment(&frame, &hdr, &mut want).unwrap();
+        let n = want.len();
+        assert_eq!(n, 60_000usize.div_ceil(1398));
+
+        let mut got_by_mode = Vec::new();
+        for gso in [true, false] {
+            if !gso {
+                a.disable_udp_gso();
+            }
+            assert_eq!(a.udp_gso(), gso);
+            let ca = IoCounters::default();
+            let mut tx = TunnelTx::new();
+            let edit = EgressEdit::PushTag(vlan_a);
+            a.transmit(&ca, &sa, 1, &vnet, &frame, edit, &mut tx);
+            // One message for the whole frame with UDP_SEGMENT, one per segment without.
+            assert_eq!(tx.queue.len(), if gso { 1 } else { n });
+            assert_eq!(tx.dgrams, n);
+            a.flush(&ca, &mut tx);
+            assert_eq!(ca.tx_frames.load(Ordering::Relaxed), n as u64);
+            assert_eq!(ca.tx_dropped.load(Ordering::Relaxed), 0);
+            let inner: usize = want.iter().map(|s| s.len()).sum();
+            assert_eq!(ca.tx_bytes.load(Ordering::Relaxed), inner as u64);
+            assert!(
+                a.udp_gso() == gso,
+                "the kernel refused UDP_SEGMENT on loopback"
+            );
+
+            let cb = IoCounters::default();
+            let (mut got, mut delivered) = (Vec::new(), 0);
+            assert!(
+                (0..100).any(|_| {
+                    b.drain(64, &sb, 2, &cb, |v, f| {
+                        delivered += 1;
+                        let h = VirtioNetHdr::parse(v, VNET_HDR_LEN).unwrap();
+                        if h.is_gso() {
+                            let mut segs = Segments::new();
+                            gso_segment(f, &h, &mut segs).unwrap();
+                            got.extend(segs.iter().map(<[u8]>::to_vec));
+                        } else {
+                            got.push(f.to_vec());
+                        }
+                    });
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    got.len() >= n
+                }),
+                "{} of {n} segments arrived",
+                got.len()
+            );
+            assert_eq!(got.len(), n);
+            assert!(delivered < n, "no segments merged: {delivered} frames");
+            for (g, w) in got.iter().zip(want.iter()) {
+                // B re-tags with its own local VLAN; the rest is the segment as cut.
+                assert_eq!(&g[..12], &w[..12]);
+                assert_eq!(&g[16..], &w[12..]);
+            }
+            got_by_mode.push(got);
+        }
+        assert_eq!(got_by_mode[0], got_by_mode[1]);
+    }
+
+    /// Runs end at MAX_SEGMENTS, at MAX_PAYLOAD and after a shorter segment; a run of one is
+    /// a plain datagram.
+    #[test]
+    fn segments_group_into_runs_within_kernel_limits() {
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let runs = |sizes: &[usize]| {
+            let mut tx = TunnelTx::new();
+            let segs: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| vec![i as u8; len])
+                .collect();
+            let segs = segs.iter().map(Vec::as_slice);
+            tx.push_runs(segs, 7, TunnelDest::Unicast(peer), &[], 4789);
+            assert_eq!(tx.dgrams, sizes.len());
+            tx.queue
+                .iter()
+                .map(|d| (d.range.len(), d.seg))
+                .collect::<Vec<_>>()
+        };
+        // 10 x 1000 + 1 x 500: one run of 1008-byte segments, the last shorter.
+        let mut sizes = vec![1000; 10];
+        sizes.push(500);
+        assert_eq!(runs(&sizes), vec![(10 * 1008 + 508, 1008)]);
+        // A shorter segment in the middle ends its run.
+        assert_eq!(
+            runs(&[1000, 1000, 600, 1000, 1000]),
+            vec![(2 * 1008 + 608, 1008), (2 * 1008, 1008)]
+        );
+        // 100 small segments: runs of at most 64.
+        assert_eq!(runs(&[100; 100]), vec![(64 * 108, 108), (36 * 108, 108)]);
+        // 1400-byte segments: at most 65507 bytes per run (46 x 1408 = 64768).
+        let r = runs(&[1400; 50]);
+        assert_eq!(r, vec![(46 * 1408, 1408), (4 * 1408, 1408)]);
+        // A lone segment, and a lone last one, go plain.
+        assert_eq!(runs(&[1000]), vec![(1008, 0)]);
+        assert_eq!(runs(&[100; 65]), vec![(64 * 108, 108), (108, 0)]);
     }
 }
