@@ -249,19 +249,33 @@ except Exception:
 EOF
 }
 
-measure_ping() { # setup
-  local name=$1-ping
-  ip netns exec $NSB ping -c "$ping_count" -i "$ping_interval" -W 1 $IPA >"$tmp/$name.txt" 2>&1 || true
-  python3 - "$tmp/$name.txt" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
+measure_ping() { # setup [interval count key]: key_p50/key_p99 (default 10 ms, 200, ping)
+  local name=$1-${4:-ping}
+  ip netns exec $NSB ping -c "${3:-$ping_count}" -i "${2:-$ping_interval}" -W 1 $IPA >"$tmp/$name.txt" 2>&1 || true
+  python3 - "$tmp/$name.txt" "${4:-ping}" <<'EOF' | while read -r k v; do record "$1" "$k" "$v"; done
 import math, re, sys
 rtt = sorted(float(m) for m in re.findall(r"time=([0-9.]+) ms", open(sys.argv[1]).read()))
+key = sys.argv[2]
 def pct(p):  # nearest rank
     return rtt[max(0, math.ceil(p / 100 * len(rtt)) - 1)] * 1000
 if rtt:
-    print(f"ping_p50 {pct(50):.0f}"); print(f"ping_p99 {pct(99):.0f}")
+    print(f"{key}_p50 {pct(50):.0f}"); print(f"{key}_p99 {pct(99):.0f}")
 else:
-    print("ping_p50 NaN"); print("ping_p99 NaN")
+    print(f"{key}_p50 NaN"); print(f"{key}_p99 NaN")
 EOF
+}
+
+# TCP_RR through tcp_rr.c (the caller builds it as $tmp/tcp_rr): 1-byte transactions/s.
+RR_PORT=${RR_PORT:-5202}
+measure_rr() { # setup
+  ip netns exec "$NSA" "$tmp/tcp_rr" server "$IPA" "$RR_PORT" 9>&- &
+  local srv=$!
+  ip netns exec "$NSB" "$tmp/tcp_rr" client "$IPA" "$RR_PORT" "$duration" >"$tmp/$1-rr.txt" 2>&1 || true
+  wait_for 30 sh -c "! kill -0 $srv" || kill "$srv" 2>/dev/null || true
+  wait "$srv" 2>/dev/null || true
+  local tps
+  tps=$(awk '/^transactions_per_second/ {print $2}' "$tmp/$1-rr.txt")
+  record "$1" rr_tps "${tps:-NaN}"
 }
 
 # The measurements run.sh and two-host.sh take (a script sets measure= to run its own).
@@ -364,6 +378,8 @@ rows = [
     ("rr_tps", "TCP_RR 1-byte transactions/s (higher better)"),
     ("ping_p50", "ping RTT p50, µs (lower better)"),
     ("ping_p99", "ping RTT p99, µs (lower better)"),
+    ("ping1_p50", "ping every 1 ms, RTT p50, µs (lower better)"),
+    ("ping1_p99", "ping every 1 ms, RTT p99, µs (lower better)"),
     ("wire", "on the wire (ICMP between the VMs)"),
 ]
 no_ratio = {"tcp1_retr", "udp_sent_kpps", "udp_srv_cpu", "udp_loss", "udp_loss_rcvbuf", "udp_loss_nic", "udp_loss_between", "wire"}

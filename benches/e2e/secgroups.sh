@@ -91,7 +91,6 @@ install_trap
 cc -O2 -o "$tmp/tcp_rr" "$here/tcp_rr.c"
 
 NET=10.77.0.0/24
-RR_PORT=5202
 
 # ---------------------------------------------------------------- setups
 
@@ -188,17 +187,6 @@ setup_weft-nofw() { setup_weft ""; }
 setup_ovs-nofw() { setup_ovs ""; }
 
 # ---------------------------------------------------------- measurements
-
-measure_rr() { # setup
-  ip netns exec "$NSA" "$tmp/tcp_rr" server "$IPA" "$RR_PORT" 9>&- &
-  local srv=$!
-  ip netns exec "$NSB" "$tmp/tcp_rr" client "$IPA" "$RR_PORT" "$duration" >"$tmp/$1-rr.txt" 2>&1 || true
-  wait_for 30 sh -c "! kill -0 $srv" || kill "$srv" 2>/dev/null || true
-  wait "$srv" 2>/dev/null || true
-  local tps
-  tps=$(awk '/^transactions_per_second/ {print $2}' "$tmp/$1-rr.txt")
-  record "$1" rr_tps "${tps:-NaN}"
-}
 
 measure_sg() { # setup
   log "$1: ping"; measure_ping "$1"

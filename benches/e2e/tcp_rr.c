@@ -6,7 +6,7 @@
  *   tcp_rr server ADDR PORT          answers one connection, then exits
  *   tcp_rr client ADDR PORT SECONDS  prints "transactions_per_second <x>"
  *
- * Built by benches/e2e/secgroups.sh with cc; plain POSIX sockets, no options beyond
+ * Built by benches/e2e/run.sh and secgroups.sh with cc; plain POSIX sockets, no options beyond
  * TCP_NODELAY (so a 1-byte write leaves at once, as netperf sets it). */
 #include <arpa/inet.h>
 #include <netinet/in.h>

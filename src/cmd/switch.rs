@@ -363,6 +363,12 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
                 "\nprocessed {}  flow cache hits {} misses {}",
                 c["processed"], c["flow_cache_hits"], c["flow_cache_misses"]
             );
+            // Whether `[switch] busy_poll_us` pays here: hits are frames found by spinning.
+            let p = &c["poll"];
+            println!(
+                "workers: sleeps {}  spin windows that found a frame {} ended empty {}",
+                p["sleeps"], p["spin_hits"], p["spin_misses"]
+            );
         }
         CtlCmd::Reload => {
             let r = &reply["report"];

@@ -6,7 +6,8 @@
 //! mac_aging_secs = 300
 //! workers = 2
 //! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
-//! busy_poll_us = 0              # keep polling this long after a busy wakeup (0: sleep at once)
+//! busy_poll_us = 0              # keep polling at most this long after a busy wakeup (0: sleep at once)
+//! busy_poll_yield = true        # yield the core between two empty polls of a spin
 //!
 //! [[physnet]]
 //! name = "physnet"
@@ -242,8 +243,14 @@ pub struct SwitchSettings {
     /// cores with both iperf3 ends, polling never helped; 100 µs left one-host 64 B UDP within
     /// the spread and 1000 µs lowered it and TCP (benches/RESULTS.md). The spinning takes CPU
     /// the VMs need; worth trying (e.g. 50) where the switch has cores of its own. Read when
-    /// the workers start, like `workers` and `worker_nice`.
+    /// the workers start, like `workers` and `worker_nice`. The window adapts: it halves after
+    /// each window that found nothing, and grows back after one that did (see the worker's
+    /// spin policy), so it costs little where traffic is sparse.
     pub busy_poll_us: u64,
+    /// Whether a spinning worker gives its core away (sched_yield) between two polls that
+    /// found nothing. A spin at niceness -10 that never yields takes the core from the VM
+    /// whose answer it is waiting for, on a host whose cores the switch shares with its VMs.
+    pub busy_poll_yield: bool,
     /// The most connections the firewall tracks at once (all ports together); a new connection
     /// beyond it is refused and counted, established ones are never evicted.
     pub conntrack_size: usize,
@@ -258,6 +265,7 @@ impl Default for SwitchSettings {
             mac_table_size: DEFAULT_MAC_TABLE_SIZE,
             worker_nice: DEFAULT_WORKER_NICE,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            busy_poll_yield: true,
             conntrack_size: DEFAULT_CONNTRACK_SIZE,
         }
     }

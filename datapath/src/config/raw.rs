@@ -92,6 +92,7 @@ pub(super) struct RawSwitch {
     pub mac_table_size: Option<Spanned<i64>>,
     pub worker_nice: Option<Spanned<i64>>,
     pub busy_poll_us: Option<Spanned<i64>>,
+    pub busy_poll_yield: Option<Spanned<bool>>,
     pub conntrack_size: Option<Spanned<i64>>,
 }
 
@@ -170,6 +171,7 @@ impl RawFile {
                 mac_table_size: Some(unplaced(clamp_i64(s.mac_table_size as u64))),
                 worker_nice: Some(unplaced(i64::from(s.worker_nice))),
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
+                busy_poll_yield: Some(unplaced(s.busy_poll_yield)),
                 conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
             }),
             physnet: c

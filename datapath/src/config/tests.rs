@@ -271,6 +271,23 @@ fn a_network_mtu_is_told_to_guests_unless_the_tap_has_its_own() {
     );
 }
 
+#[test]
+fn busy_poll_yield_defaults_on_and_takes_a_bool() {
+    let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
+    assert!(c.switch.busy_poll_yield);
+    let c = SwitchConfig::from_toml(
+        &GOOD.replace("mac_aging_secs = 60", "busy_poll_yield = false"),
+        "host.toml",
+    )
+    .unwrap();
+    assert!(!c.switch.busy_poll_yield);
+    let e = err(&GOOD.replace("mac_aging_secs = 60", "busy_poll_yield = 1"));
+    assert_eq!(
+        e,
+        "host.toml line 3: [switch]: invalid type: integer `1`, expected a boolean"
+    );
+}
+
 const TUNNEL: &str = r#"
 [tunnel]
 local_ip = "192.0.2.1"

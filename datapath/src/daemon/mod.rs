@@ -14,6 +14,7 @@
 
 mod conntrack;
 pub mod control;
+mod poll;
 mod worker;
 
 use std::collections::HashMap;
@@ -122,6 +123,29 @@ pub(crate) struct Shared {
     /// Serialises apply() and the pending-port monitor.
     apply_lock: Mutex<()>,
     opts: SwitchOptions,
+    /// How the workers waited, summed over them (see [`PollCounts`]).
+    pub(crate) poll: PollCounters,
+}
+
+/// The workers' wait counters, as atomics (bumped once per blocking wait, not per frame).
+#[derive(Default)]
+pub(crate) struct PollCounters {
+    pub(crate) sleeps: AtomicU64,
+    pub(crate) spin_hits: AtomicU64,
+    pub(crate) spin_misses: AtomicU64,
+}
+
+/// How the packet workers waited for frames since the switch started, summed over workers:
+/// whether `[switch] busy_poll_us` pays on this host (hits) or burns CPU (misses).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PollCounts {
+    /// Blocking waits (`epoll_wait` with a timeout); each one that is ended by a frame costs
+    /// that frame a wake-up.
+    pub sleeps: u64,
+    /// Spin windows that found a frame without sleeping.
+    pub spin_hits: u64,
+    /// Spin windows that ended without a frame (CPU spent for nothing).
+    pub spin_misses: u64,
 }
 
 impl Shared {
@@ -207,6 +231,7 @@ impl Switch {
             wakers,
             apply_lock: Mutex::new(()),
             opts: opts.clone(),
+            poll: PollCounters::default(),
         });
         let mut threads = Vec::new();
         for i in 0..workers {
@@ -218,6 +243,7 @@ impl Switch {
                 core: shared.dp.worker(),
                 nice: cfg.switch.worker_nice,
                 busy_poll_ns: cfg.switch.busy_poll_us.saturating_mul(1000),
+                spin_yield: cfg.switch.busy_poll_yield,
             };
             let t = std::thread::Builder::new()
                 .name(format!("weft-worker-{i}"))
@@ -573,6 +599,16 @@ impl SwitchHandle {
             .collect()
     }
 
+    /// How the workers waited for frames (sleeps, spin windows that paid or not).
+    pub fn poll_counts(&self) -> PollCounts {
+        let p = &self.shared.poll;
+        PollCounts {
+            sleeps: p.sleeps.load(Ordering::Relaxed),
+            spin_hits: p.spin_hits.load(Ordering::Relaxed),
+            spin_misses: p.spin_misses.load(Ordering::Relaxed),
+        }
+    }
+
     /// The core, for MAC table listing, counters and traces.
     pub fn datapath(&self) -> &Datapath {
         &self.shared.dp
@@ -822,6 +858,7 @@ impl SwitchHandle {
             "ports": ports,
             "drop_reasons": reasons,
             "stages": stages,
+            "poll": self.poll_counts(),
         })
     }
 

@@ -12,6 +12,7 @@ use crate::io::sys::{Epoll, EventFd};
 use crate::io::{Port, PortCtx, RxBatch, TxFrame, TxScratch};
 use crate::{FrameResult, Output, PortNo, Verdict};
 
+use super::poll::{SpinPolicy, Wait};
 use super::{now_ns, LivePort, PortTable, Shared};
 
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -24,9 +25,11 @@ pub(crate) struct PacketThread {
     pub(crate) core: crate::Worker,
     /// Niceness to run at (`[switch] worker_nice`).
     pub(crate) nice: i32,
-    /// Keep polling this long after a wakeup that moved frames (`[switch] busy_poll_us`;
-    /// 0: sleep at once).
+    /// Keep polling at most this long after a wakeup that moved frames (`[switch]
+    /// busy_poll_us`; 0: sleep at once); see [`SpinPolicy`].
     pub(crate) busy_poll_ns: u64,
+    /// Give the core away between two empty polls of a spin (`[switch] busy_poll_yield`).
+    pub(crate) spin_yield: bool,
 }
 
 /// A worker's reusable buffers: one rx batch, the verdicts and outputs the core decided for
@@ -66,8 +69,8 @@ impl PacketThread {
             tx: TxScratch::new(),
         };
         let mut ready = [(0u64, false); 64];
-        let busy_poll = self.busy_poll_ns;
-        let mut poll_until = 0u64;
+        let mut policy = SpinPolicy::new(self.busy_poll_ns);
+        let mut reported = (0u64, 0u64);
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
                 return;
@@ -77,16 +80,24 @@ impl PacketThread {
                 gen = g;
                 self.refresh(&epoll, &mut mine);
             }
-            let polling = poll_until != 0 && now_ns() < poll_until;
-            let n = match epoll.wait(&mut ready, if polling { 0 } else { 200 }) {
+            let wait = policy.next_wait(now_ns());
+            if wait == Wait::Sleep {
+                self.shared.poll.sleeps.fetch_add(1, Ordering::Relaxed);
+                self.report_outcomes(&policy, &mut reported);
+            }
+            let n = match epoll.wait(&mut ready, if wait == Wait::Spin { 0 } else { 200 }) {
                 Ok(n) => n,
                 Err(_) => continue,
             };
             if n == 0 {
-                if polling {
-                    std::hint::spin_loop();
-                } else {
-                    poll_until = 0;
+                if wait == Wait::Spin {
+                    if self.spin_yield {
+                        // On cores shared with the VMs, a spin that does not yield takes
+                        // the core from the very process whose answer it waits for.
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
                 continue;
             }
@@ -136,10 +147,19 @@ impl PacketThread {
                 // runnable here (a switch with cores of its own).
                 std::thread::yield_now();
             }
-            if moved > 0 && busy_poll > 0 {
-                poll_until = now_ns() + busy_poll;
-            }
+            policy.after_round(now_ns(), moved);
         }
+    }
+
+    /// Adds the spin windows' outcomes since the last call to the switch's counters (called
+    /// when the worker is about to block, not per frame).
+    fn report_outcomes(&self, policy: &SpinPolicy, reported: &mut (u64, u64)) {
+        let (hits, misses) = policy.outcomes();
+        let p = &self.shared.poll;
+        p.spin_hits.fetch_add(hits - reported.0, Ordering::Relaxed);
+        p.spin_misses
+            .fetch_add(misses - reported.1, Ordering::Relaxed);
+        *reported = (hits, misses);
     }
 
     /// One round for one ready port: read a batch, decide it, send the copies, grouped by

@@ -97,6 +97,9 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
         let max = MAX_BUSY_POLL_US as i64;
         switch.busy_poll_us = in_range(cx, &b, "switch: busy_poll_us", 0..=max)? as u64;
     }
+    if let Some(y) = &s.busy_poll_yield {
+        switch.busy_poll_yield = *y.get_ref();
+    }
     if let Some(c) = s.conntrack_size {
         switch.conntrack_size =
             in_range(cx, &c, "switch: conntrack_size", 16..=(1 << 24))? as usize;
