@@ -1,8 +1,11 @@
 //! The switch's I/O shells: taps through /dev/net/tun with vnet headers,
-//! existing netdevs through AF_PACKET with a memory-mapped rx ring, and the
-//! VXLAN endpoint's UDP socket, all behind one [`Port`] trait. All syscalls
-//! (and all `unsafe`) live in [`sys`]; the rest is safe glue that moves
-//! frames in batches between the kernel and the sans-IO core.
+//! existing netdevs through AF_PACKET with a memory-mapped rx ring, the
+//! VXLAN endpoint's UDP socket, and QEMU guests' virtio rings over vhost-user
+//! ([`VhostUserPort`]), all behind one [`Port`] trait. All of weft's own
+//! syscalls (and all its `unsafe`) live in [`sys`] (a vhost-user port's
+//! mappings of guest memory are made by the rust-vmm crates); the rest is
+//! safe glue that moves frames in batches between the kernel and the sans-IO
+//! core.
 //!
 //! ```text
 //!   tap fd ──read──┐                            ┌──writev──> tap fd
@@ -16,6 +19,7 @@ mod fault;
 mod port;
 pub mod sys;
 pub mod tunnel;
+mod vhost;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -29,6 +33,7 @@ pub use counters::IoCounters;
 pub use fault::{FaultConfig, FaultCounts, FaultInjector};
 pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
+pub use vhost::VhostUserPort;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
 /// CHECKSUM_PARTIAL and TSO (64 KiB) frames, and accepts them from us.

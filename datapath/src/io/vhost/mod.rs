@@ -1,0 +1,268 @@
+//! `vhostuser` ports: a QEMU guest's virtio-net device served by the switch over a vhost-user
+//! socket, as OVS-DPDK's `dpdkvhostuser` ports are. QEMU shares the guest's memory (a
+//! `memory-backend-memfd,share=on`), and the switch reads the guest's TX virtqueue and writes
+//! its RX virtqueue there directly: no tap, no copy through the kernel, no syscall per frame
+//! (one eventfd read per wake-up, one eventfd write per batch's interrupt).
+//!
+//! ```text
+//!   QEMU ──unix socket──> server thread (vhost-user-backend: features, memory table, rings)
+//!   guest kick (TX) ──> ring thread ──> Link::wake ──> packet worker: Port::recv
+//!                                                       take_tx: TX ring -> RxBatch
+//!   other ports' frames ──> Port::send: put_rx: RxBatch -> RX ring, then one call (irq)
+//! ```
+//!
+//! The guest connects with:
+//! `-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
+//!  -chardev socket,id=c0,path=<vhost_dir>/<port> -netdev vhost-user,id=n0,chardev=c0
+//!  -device virtio-net-pci,netdev=n0,mac=<the port's MAC>`.
+//! The socket stays for the port's life: a guest that quits (or reboots QEMU) connects again.
+
+mod backend;
+mod ring;
+
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserDaemon, VringT};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+
+use super::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, VNET_HDR_LEN};
+use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr};
+use backend::{Link, NetBackend, RX_QUEUE, TX_QUEUE};
+use ring::{put_rx, take_tx};
+
+/// A `vhostuser` port: the socket it serves and the guest connected to it, if any.
+pub struct VhostUserPort {
+    name: String,
+    path: PathBuf,
+    link: Arc<Link>,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl VhostUserPort {
+    /// Makes the socket `path` (replacing a stale one, creating its directory) and serves it
+    /// from a thread of its own until the port is dropped.
+    pub fn open(name: &str, path: &Path) -> io::Result<VhostUserPort> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let listener = Listener::new(path, true).map_err(|e| io::Error::other(e.to_string()))?;
+        let link = Arc::new(Link::new()?);
+        let (l, label) = (link.clone(), format!("weft-vhost-{name}"));
+        let server = std::thread::Builder::new()
+            .name(label.clone())
+            .spawn(move || serve(&label, listener, &l))?;
+        Ok(VhostUserPort {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            link,
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    /// The socket QEMU connects to.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True while a guest's rings are set up.
+    pub fn connected(&self) -> bool {
+        self.link.active.load().is_some()
+    }
+}
+
+/// Numbers connections (of every port) so that a new one's rings replace the last one's.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// The server thread: one vhost-user daemon per connection, until the port closes.
+fn serve(label: &str, mut listener: Listener, link: &Arc<Link>) {
+    let shutdown = &link.shutdown;
+    while !link.stop.load(Ordering::SeqCst) {
+        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        *link.conn_mem.lock().unwrap_or_else(|p| p.into_inner()) = Some(mem.clone());
+        let backend = NetBackend {
+            link: link.clone(),
+            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut daemon = match VhostUserDaemon::new(label.to_string(), backend, mem) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(port = label, "vhost-user: cannot start a daemon: {e}");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = daemon.start(&mut listener) {
+            tracing::warn!(port = label, "vhost-user: accept failed: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = daemon.shutdown_handle();
+        // The port may have been closed between the check above and publishing the handle.
+        if link.stop.load(Ordering::SeqCst) {
+            daemon.request_shutdown();
+        }
+        tracing::info!(port = label, "vhost-user: frontend connected");
+        if let Err(e) = daemon.wait() {
+            tracing::warn!(port = label, "vhost-user: connection ended: {e}");
+        }
+        for h in daemon.get_epoll_handlers() {
+            h.send_exit_event();
+        }
+        *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        link.active.store(None);
+        link.acked.store(0, Ordering::Release);
+        tracing::info!(port = label, "vhost-user: frontend gone");
+    }
+}
+
+impl Drop for VhostUserPort {
+    fn drop(&mut self) {
+        self.link.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self
+            .link
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            h.shutdown();
+        }
+        // A server blocked in accept() wakes up on a connection of our own.
+        let _ = UnixStream::connect(&self.path);
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = server {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Port for VhostUserPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.link.wake.raw()
+    }
+
+    fn recv(&self, ctx: &PortCtx<'_>, batch: &mut RxBatch) -> io::Result<()> {
+        self.link.wake.drain();
+        let Some(active) = self.link.active.load_full() else {
+            return Ok(());
+        };
+        let mem = active.mem.memory();
+        let (hdr_len, _) = self.link.layout();
+        let mut vring = active.vrings[TX_QUEUE].get_mut();
+        if !vring.is_enabled() {
+            return Ok(());
+        }
+        let (mut returned, mut emptied) = (0usize, false);
+        let q = vring.get_queue_mut();
+        batch.fill(|slot| match take_tx(q, &mem, hdr_len, slot) {
+            None => {
+                emptied = true;
+                RxStep::Empty
+            }
+            Some(Ok(len)) => {
+                returned += 1;
+                RxStep::Frame(len)
+            }
+            Some(Err(())) => {
+                returned += 1;
+                ctx.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                RxStep::Skip
+            }
+        });
+        if returned > 0 && vring.needs_notification().unwrap_or(true) {
+            let _ = vring.signal_used_queue();
+        }
+        if !emptied {
+            // The batch filled up with frames still queued; no kick will come for them.
+            self.link.wake.notify();
+        }
+        Ok(())
+    }
+
+    fn send(&self, ctx: &PortCtx<'_>, batch: &RxBatch, frames: &[TxFrame], s: &mut TxScratch) {
+        let c = ctx.counters;
+        let Some(active) = self.link.active.load_full() else {
+            c.tx_dropped
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        let mem = active.mem.memory();
+        let (hdr_len, mergeable) = self.link.layout();
+        let mut vring = active.vrings[RX_QUEUE].get_mut();
+        if !vring.is_enabled() {
+            c.tx_dropped
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let (mut sent, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
+        let q = vring.get_queue_mut();
+        for t in frames {
+            let (vnet, frame) = batch.frame(t.index);
+            let mut put = |f: &[u8]| match put_rx(q, &mem, hdr_len, mergeable, f) {
+                Ok(()) => {
+                    sent += 1;
+                    bytes += f.len() as u64;
+                }
+                Err(_) => dropped += 1,
+            };
+            if deliver(vnet, frame, t.edit, s, &mut put).is_err() {
+                dropped += 1;
+            }
+        }
+        if sent > 0 && vring.needs_notification().unwrap_or(true) {
+            let _ = vring.signal_used_queue();
+        }
+        c.tx_frames.fetch_add(sent, Ordering::Relaxed);
+        c.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        c.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    fn still_usable(&self) -> bool {
+        // The fd is the port's own eventfd, which has no error to report.
+        true
+    }
+}
+
+/// Hands `put` the frame (or its segments) as the guest can take it: edited for this port,
+/// checksummed and segmented here since the guest negotiated no offload. Unedited plain
+/// frames pass without a copy.
+fn deliver(
+    vnet: &[u8],
+    frame: &[u8],
+    edit: EgressEdit,
+    s: &mut TxScratch,
+    put: &mut impl FnMut(&[u8]),
+) -> Result<(), ()> {
+    let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
+    if edit == EgressEdit::Keep && !hdr.needs_csum() && !hdr.is_gso() {
+        put(frame);
+        return Ok(());
+    }
+    s.edited.clear();
+    apply_edit(edit, frame, Some(&mut hdr), &mut s.edited).map_err(|_| ())?;
+    if hdr.is_gso() {
+        s.segs.clear();
+        gso_segment(&s.edited, &hdr, &mut s.segs).map_err(|_| ())?;
+        for seg in s.segs.iter() {
+            put(seg);
+        }
+        return Ok(());
+    }
+    if hdr.needs_csum() {
+        complete_checksum(&mut s.edited, &mut hdr).map_err(|_| ())?;
+    }
+    put(&s.edited);
+    Ok(())
+}
