@@ -2,10 +2,10 @@
 //! existing netdevs through AF_PACKET with a memory-mapped rx ring, the
 //! VXLAN endpoint's UDP socket, and QEMU guests' virtio rings over vhost-user
 //! ([`VhostUserPort`]), all behind one [`Port`] trait. All of weft's own
-//! syscalls (and all its `unsafe`) live in [`sys`] (a vhost-user port's
-//! mappings of guest memory are made by the rust-vmm crates); the rest is
-//! safe glue that moves frames in batches between the kernel and the sans-IO
-//! core.
+//! syscalls (and all its `unsafe`) live in io/sys*.rs ([`sys`], and
+//! `sys_vhost` for the vhost-user socket's descriptor passing; the mappings of
+//! guest memory are made by the rust-vmm crates); the rest is safe glue that
+//! moves frames in batches between the kernel and the sans-IO core.
 //!
 //! ```text
 //!   tap fd ──read──┐                            ┌──writev──> tap fd
@@ -18,6 +18,7 @@ mod counters;
 mod fault;
 mod port;
 pub mod sys;
+mod sys_vhost;
 pub mod tunnel;
 mod vhost;
 

@@ -44,6 +44,8 @@ const MAX_QUEUE_SIZE: usize = 1024;
 /// No checksum or segmentation offload yet: the guest sends and gets plain, checksummed,
 /// MTU-sized frames, and the switch segments a tap's 64 KiB GSO frames before they reach it.
 /// No EVENT_IDX: every kick and every batch's interrupt goes through.
+/// VHOST_USER_F_PROTOCOL_FEATURES: QEMU 7.2 crashes on a backend without it (and the
+/// early SET_VRING_ENABLE it then sends is dealt with by the [`super::shim`]).
 pub(crate) const VIRTIO_FEATURES: u64 = 1 << VIRTIO_F_VERSION_1
     | 1 << VIRTIO_NET_F_MRG_RXBUF
     | 1 << VIRTIO_RING_F_INDIRECT_DESC

@@ -19,16 +19,16 @@
 
 mod backend;
 mod ring;
+mod shim;
 
 use std::io;
 use std::os::fd::RawFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserDaemon, VringT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
@@ -52,12 +52,14 @@ impl VhostUserPort {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let listener = Listener::new(path, true).map_err(|e| io::Error::other(e.to_string()))?;
+        // A socket left by an earlier switch (killed) is replaced.
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
         let link = Arc::new(Link::new()?);
-        let (l, label) = (link.clone(), format!("weft-vhost-{name}"));
+        let (l, label, p) = (link.clone(), format!("vhost-{name}"), path.to_path_buf());
         let server = std::thread::Builder::new()
             .name(label.clone())
-            .spawn(move || serve(&label, listener, &l))?;
+            .spawn(move || serve(&label, &p, &listener, &l))?;
         Ok(VhostUserPort {
             name: name.to_string(),
             path: path.to_path_buf(),
@@ -77,50 +79,75 @@ impl VhostUserPort {
     }
 }
 
-/// Numbers connections (of every port) so that a new one's rings replace the last one's.
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-
 /// The server thread: one vhost-user daemon per connection, until the port closes.
-fn serve(label: &str, mut listener: Listener, link: &Arc<Link>) {
-    let shutdown = &link.shutdown;
+fn serve(label: &str, path: &Path, listener: &UnixListener, link: &Arc<Link>) {
     while !link.stop.load(Ordering::SeqCst) {
-        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        *link.conn_mem.lock().unwrap_or_else(|p| p.into_inner()) = Some(mem.clone());
-        let backend = NetBackend {
-            link: link.clone(),
-            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-        };
-        let mut daemon = match VhostUserDaemon::new(label.to_string(), backend, mem) {
-            Ok(d) => d,
+        let qemu = match listener.accept() {
+            Ok((s, _)) => s,
             Err(e) => {
-                tracing::error!(port = label, "vhost-user: cannot start a daemon: {e}");
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                tracing::warn!(port = label, "vhost-user: accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
                 continue;
             }
         };
-        if let Err(e) = daemon.start(&mut listener) {
-            tracing::warn!(port = label, "vhost-user: accept failed: {e}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            continue;
-        }
-        *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = daemon.shutdown_handle();
-        // The port may have been closed between the check above and publishing the handle.
         if link.stop.load(Ordering::SeqCst) {
-            daemon.request_shutdown();
+            break;
         }
-        tracing::info!(port = label, "vhost-user: frontend connected");
-        if let Err(e) = daemon.wait() {
-            tracing::warn!(port = label, "vhost-user: connection ended: {e}");
+        if let Err(e) = serve_one(label, path, qemu, link) {
+            tracing::warn!(port = label, "vhost-user: {e}");
         }
-        for h in daemon.get_epoll_handlers() {
-            h.send_exit_event();
-        }
-        *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *link.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = None;
         link.active.store(None);
         link.acked.store(0, Ordering::Release);
         tracing::info!(port = label, "vhost-user: frontend gone");
     }
 }
+
+/// Serves one frontend connection until it ends: a vhost-user-backend daemon behind the
+/// [`shim`] relay, on a socket of its own next to the port's (removed once connected).
+fn serve_one(label: &str, path: &Path, qemu: UnixStream, link: &Arc<Link>) -> io::Result<()> {
+    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let inner = path.with_file_name(format!(
+        ".{}.{conn}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("vhost")
+    ));
+    let _ = std::fs::remove_file(&inner);
+    let inner_listener = UnixListener::bind(&inner)?;
+    let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+    *link.conn_mem.lock().unwrap_or_else(|p| p.into_inner()) = Some(mem.clone());
+    let backend = NetBackend {
+        link: link.clone(),
+        conn,
+    };
+    let mut daemon = VhostUserDaemon::new(label.to_string(), backend, mem)
+        .map_err(|e| io::Error::other(format!("cannot start a daemon: {e}")))?;
+    let started = inner
+        .to_str()
+        .ok_or_else(|| io::Error::other("socket path is not UTF-8"))
+        .and_then(|p| {
+            daemon
+                .start_client(p)
+                .map_err(|e| io::Error::other(format!("backend did not connect: {e}")))
+        });
+    let accepted = started.and_then(|()| inner_listener.accept());
+    let _ = std::fs::remove_file(&inner);
+    let (be, _) = accepted?;
+    shim::relay(label, qemu, be)?;
+    *link.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = daemon.shutdown_handle();
+    // The port may have been closed between the accept and publishing the handle.
+    if link.stop.load(Ordering::SeqCst) {
+        daemon.request_shutdown();
+    }
+    tracing::info!(port = label, "vhost-user: frontend connected");
+    let ended = daemon.wait();
+    for h in daemon.get_epoll_handlers() {
+        h.send_exit_event();
+    }
+    ended.map_err(|e| io::Error::other(format!("connection ended: {e}")))
+}
+
+/// Numbers connections (of every port) so that a new one's rings replace the last one's.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 impl Drop for VhostUserPort {
     fn drop(&mut self) {
