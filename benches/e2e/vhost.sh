@@ -122,7 +122,7 @@ boot() { # kind netdev-args...
     -serial "file:$tmp/$kind.console" -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" \
     -append "console=ttyS0 panic=-1 quiet" \
     -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-    "$@" -device "virtio-net-pci,netdev=n0,mac=${GUEST_MAC[$kind]}" \
+    "$@" -device "virtio-net-pci,netdev=n0,mac=${GUEST_MAC[$kind]},vectors=0" \
     </dev/null >"$tmp/$kind.qemu.log" 2>&1 &
   add_pid $!
   echo $! >"$tmp/$kind.pid"
