@@ -83,6 +83,27 @@ fn name(what: &str) -> String {
     n
 }
 
+/// The namespace's web server (busybox httpd), in this test's port range.
+const NS_HTTP_PORT: u16 = 19250;
+/// Size of the file each side fetches from the other.
+const BLOB_MIB: usize = 8;
+
+/// The guest's user data (run by its init after the metadata service answered): serve a
+/// random file, fetch the namespace's, and print both checksums on the console.
+fn user_data() -> String {
+    use base64::Engine;
+    let script = format!(
+        "#!/bin/sh\n\
+         mkdir -p /tmp/www\n\
+         dd if=/dev/urandom of=/tmp/www/blob bs=1M count={BLOB_MIB} 2>/dev/null\n\
+         httpd -p 80 -h /tmp/www\n\
+         echo \"WEFT-GUEST served $(md5sum < /tmp/www/blob | cut -c1-32)\"\n\
+         wget -q -O /tmp/got http://10.92.0.20:{NS_HTTP_PORT}/blob && \
+         echo \"WEFT-GUEST got $(md5sum < /tmp/got | cut -c1-32)\"\n"
+    );
+    base64::engine::general_purpose::STANDARD.encode(script)
+}
+
 fn config(vm_port: &str, tap: &str, vhost_dir: &Path, with_vm: bool) -> SwitchConfig {
     let vm = if with_vm {
         format!(
@@ -93,7 +114,11 @@ kind = "vhostuser"
 network = "net"
 mac = "{GUEST_MAC}"
 fixed_ips = ["{GUEST_IP}"]
-"#
+[port.metadata]
+uuid = "00000000-0000-0000-0000-000000009210"
+user_data = "{}"
+"#,
+            user_data()
         )
     } else {
         String::new()
@@ -210,6 +235,21 @@ impl Drop for Guest {
     }
 }
 
+/// A process killed on drop (the namespace's web server).
+struct Httpd(Child);
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn md5(path: &Path) -> String {
+    let o = run("md5sum", &[path.to_str().unwrap()]);
+    String::from_utf8_lossy(&o.stdout)[..32].to_string()
+}
+
 /// (frames the switch read from the port, frames it sent to it).
 fn counters(sw: &SwitchHandle, port: &str) -> (u64, u64) {
     let st = sw.port_states();
@@ -256,6 +296,29 @@ fn a_qemu_guest_on_a_vhost_user_port_gets_a_lease_and_reaches_a_namespace() {
         must("ip", &a);
     }
 
+    // The namespace's file, served for the guest to fetch.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    must(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", www.join("blob").display()),
+            "bs=1M",
+            &format!("count={BLOB_MIB}"),
+        ],
+    );
+    let ns_md5 = md5(&www.join("blob"));
+    let _httpd = Httpd(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "busybox", "httpd", "-f", "-p"])
+            .arg(NS_HTTP_PORT.to_string())
+            .arg("-h")
+            .arg(&www)
+            .spawn()
+            .expect("busybox httpd"),
+    );
+
     let console = dir.join("console.log");
     let mut guest = Guest::boot(&socket, &console);
     // The lease crossed the switch both ways: DISCOVER/REQUEST read from the guest's TX
@@ -275,8 +338,43 @@ fn a_qemu_guest_on_a_vhost_user_port_gets_a_lease_and_reaches_a_namespace() {
         "no TCP answer from the guest: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Megabytes both ways, intact: the guest fetches the namespace's file (frames from a
+    // tap, TSO-sized, into the guest's mergeable RX buffers) and the namespace the guest's
+    // (the guest's TX ring out to the tap).
+    assert!(
+        wait_until(120, || guest.console().contains("WEFT-GUEST got ")),
+        "the guest fetched nothing from the namespace\n{}",
+        guest.console()
+    );
+    let c = guest.console();
+    let said = |what: &str| {
+        c.lines()
+            .find_map(|l| l.split(&format!("WEFT-GUEST {what} ")).nth(1))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(said("got"), ns_md5, "the guest's copy differs\n{c}");
+    let fetched = dir.join("from-guest");
+    let out = ns.exec(
+        "curl",
+        &[
+            "-s",
+            "-f",
+            "-m",
+            "60",
+            "-o",
+            fetched.to_str().unwrap(),
+            &format!("http://{GUEST_IP}/blob"),
+        ],
+    );
+    assert!(out.status.success(), "curl from the guest failed");
+    assert_eq!(
+        md5(&fetched),
+        said("served"),
+        "the namespace's copy differs"
+    );
     let (rx, tx) = counters(&sw, &vm_port);
-    assert!(rx >= 4 && tx >= 4, "rx {rx} tx {tx}");
+    assert!(rx >= 1000 && tx >= 1000, "rx {rx} tx {tx}");
 
     // QEMU goes away and comes back (a guest restart): the port serves it again.
     drop(guest);
@@ -291,7 +389,8 @@ fn a_qemu_guest_on_a_vhost_user_port_gets_a_lease_and_reaches_a_namespace() {
     // A reload without the port closes it: the guest's connection ends and the socket goes.
     sw.apply(config(&vm_port, &tap, &vhost_dir, false))
         .expect("reload");
-    assert!(!socket.exists(), "socket left behind");
+    // The workers let go of the port at their next wake-up; the last one closes it.
+    assert!(wait_until(10, || !socket.exists()), "socket left behind");
     assert!(
         wait_until(20, || matches!(guest.child.try_wait(), Ok(Some(_)))
             || !ns.ping_ok(GUEST_IP, 1)),
