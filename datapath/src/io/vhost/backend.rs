@@ -14,7 +14,11 @@ use arc_swap::ArcSwapOption;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
-use virtio_bindings::virtio_net::VIRTIO_NET_F_MRG_RXBUF;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_GUEST_TSO4,
+    VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
+    VIRTIO_NET_F_MRG_RXBUF,
+};
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use vm_memory::GuestMemoryAtomic;
 use vmm_sys_util::epoll::EventSet;
@@ -40,16 +44,61 @@ const NUM_QUEUES: usize = 2;
 const MAX_QUEUE_SIZE: usize = 1024;
 
 /// Virtio features offered: modern virtio (12-byte header), mergeable receive buffers (a
-/// Linux guest then posts page-sized buffers and any frame fits), indirect descriptors.
-/// No checksum or segmentation offload yet: the guest sends and gets plain, checksummed,
-/// MTU-sized frames, and the switch segments a tap's 64 KiB GSO frames before they reach it.
+/// Linux guest then posts page-sized buffers and any frame fits), indirect descriptors, and
+/// the checksum/TSO offloads a tap has both ways (the guest sends and takes 64 KiB TCP
+/// frames and partial checksums; the switch segments or checksums for ports that cannot
+/// take them, and for a guest that did not take them).
 /// No EVENT_IDX: every kick and every batch's interrupt goes through.
 /// VHOST_USER_F_PROTOCOL_FEATURES: QEMU 7.2 crashes on a backend without it (and the
 /// early SET_VRING_ENABLE it then sends is dealt with by the [`super::shim`]).
 pub(crate) const VIRTIO_FEATURES: u64 = 1 << VIRTIO_F_VERSION_1
     | 1 << VIRTIO_NET_F_MRG_RXBUF
     | 1 << VIRTIO_RING_F_INDIRECT_DESC
+    | OFFLOADS
     | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+
+/// The checksum and TCP segmentation offloads, guest to switch (CSUM, HOST_*) and switch to
+/// guest (GUEST_*).
+const OFFLOADS: u64 = 1 << VIRTIO_NET_F_CSUM
+    | 1 << VIRTIO_NET_F_HOST_TSO4
+    | 1 << VIRTIO_NET_F_HOST_TSO6
+    | 1 << VIRTIO_NET_F_HOST_ECN
+    | 1 << VIRTIO_NET_F_GUEST_CSUM
+    | 1 << VIRTIO_NET_F_GUEST_TSO4
+    | 1 << VIRTIO_NET_F_GUEST_TSO6
+    | 1 << VIRTIO_NET_F_GUEST_ECN;
+
+/// How frames are laid out and finished for the connected guest, from its acked features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Its virtio-net header length (10 or 12).
+    pub(crate) hdr_len: usize,
+    /// Mergeable receive buffers.
+    pub(crate) mergeable: bool,
+    /// The guest may send partial checksums and TSO frames: keep its header.
+    pub(crate) from_guest_offloads: bool,
+    /// It takes partial checksums.
+    pub(crate) guest_csum: bool,
+    /// It takes TSO frames over IPv4 / IPv6 / with ECN.
+    pub(crate) guest_tso4: bool,
+    pub(crate) guest_tso6: bool,
+    pub(crate) guest_ecn: bool,
+}
+
+impl Layout {
+    pub(crate) fn from_features(f: u64) -> Layout {
+        let has = |bit: u32| f & (1u64 << bit) != 0;
+        Layout {
+            hdr_len: guest_hdr_len(f),
+            mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
+            from_guest_offloads: has(VIRTIO_NET_F_CSUM),
+            guest_csum: has(VIRTIO_NET_F_GUEST_CSUM),
+            guest_tso4: has(VIRTIO_NET_F_GUEST_TSO4),
+            guest_tso6: has(VIRTIO_NET_F_GUEST_TSO6),
+            guest_ecn: has(VIRTIO_NET_F_GUEST_ECN),
+        }
+    }
+}
 
 /// A connected guest's rings and memory, as the workers use them.
 pub(crate) struct Active {
@@ -91,10 +140,9 @@ impl Link {
         })
     }
 
-    /// (guest header length, mergeable receive buffers) as negotiated.
-    pub(crate) fn layout(&self) -> (usize, bool) {
-        let f = self.acked.load(Ordering::Acquire);
-        (guest_hdr_len(f), f & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0)
+    /// The layout the guest negotiated.
+    pub(crate) fn layout(&self) -> Layout {
+        Layout::from_features(self.acked.load(Ordering::Acquire))
     }
 }
 

@@ -34,7 +34,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use super::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, VNET_HDR_LEN};
 use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr};
-use backend::{Link, NetBackend, RX_QUEUE, TX_QUEUE};
+use backend::{Layout, Link, NetBackend, RX_QUEUE, TX_QUEUE};
 use ring::{put_rx, take_tx};
 
 /// A `vhostuser` port: the socket it serves and the guest connected to it, if any.
@@ -186,14 +186,15 @@ impl Port for VhostUserPort {
             return Ok(());
         };
         let mem = active.mem.memory();
-        let (hdr_len, _) = self.link.layout();
+        let layout = self.link.layout();
         let mut vring = active.vrings[TX_QUEUE].get_mut();
         if !vring.is_enabled() {
             return Ok(());
         }
         let (mut returned, mut emptied) = (0usize, false);
         let q = vring.get_queue_mut();
-        batch.fill(|slot| match take_tx(q, &mem, hdr_len, slot) {
+        let (hdr_len, keep) = (layout.hdr_len, layout.from_guest_offloads);
+        batch.fill(|slot| match take_tx(q, &mem, hdr_len, keep, slot) {
             None => {
                 emptied = true;
                 RxStep::Empty
@@ -226,7 +227,7 @@ impl Port for VhostUserPort {
             return;
         };
         let mem = active.mem.memory();
-        let (hdr_len, mergeable) = self.link.layout();
+        let layout = self.link.layout();
         let mut vring = active.vrings[RX_QUEUE].get_mut();
         if !vring.is_enabled() {
             c.tx_dropped
@@ -237,14 +238,21 @@ impl Port for VhostUserPort {
         let q = vring.get_queue_mut();
         for t in frames {
             let (vnet, frame) = batch.frame(t.index);
-            let mut put = |f: &[u8]| match put_rx(q, &mem, hdr_len, mergeable, f) {
+            let mut put = |h: &[u8; VNET_HDR_LEN], f: &[u8]| match put_rx(
+                q,
+                &mem,
+                layout.hdr_len,
+                layout.mergeable,
+                h,
+                f,
+            ) {
                 Ok(()) => {
                     sent += 1;
                     bytes += f.len() as u64;
                 }
                 Err(_) => dropped += 1,
             };
-            if deliver(vnet, frame, t.edit, s, &mut put).is_err() {
+            if deliver(&layout, vnet, frame, t.edit, s, &mut put).is_err() {
                 dropped += 1;
             }
         }
@@ -262,34 +270,61 @@ impl Port for VhostUserPort {
     }
 }
 
-/// Hands `put` the frame (or its segments) as the guest can take it: edited for this port,
-/// checksummed and segmented here since the guest negotiated no offload. Unedited plain
-/// frames pass without a copy.
+/// Hands `put` the frame (or its segments) with the header the guest gets, as the guest can
+/// take it: edited for this port; segmented and checksummed here for the offloads the guest
+/// did not negotiate, passed on (header and all) for those it did. Unedited frames that need
+/// nothing done pass without a copy.
 fn deliver(
+    layout: &Layout,
     vnet: &[u8],
     frame: &[u8],
     edit: EgressEdit,
     s: &mut TxScratch,
-    put: &mut impl FnMut(&[u8]),
+    put: &mut impl FnMut(&[u8; VNET_HDR_LEN], &[u8]),
 ) -> Result<(), ()> {
     let mut hdr = VirtioNetHdr::parse(vnet, VNET_HDR_LEN).unwrap_or_default();
-    if edit == EgressEdit::Keep && !hdr.needs_csum() && !hdr.is_gso() {
-        put(frame);
+    let gso_ok = !hdr.is_gso() || guest_takes_gso(layout, hdr.gso_type);
+    let csum_ok = !hdr.needs_csum() || layout.guest_csum;
+    if edit == EgressEdit::Keep && gso_ok && csum_ok {
+        put(&guest_hdr(layout, &hdr), frame);
         return Ok(());
     }
     s.edited.clear();
     apply_edit(edit, frame, Some(&mut hdr), &mut s.edited).map_err(|_| ())?;
-    if hdr.is_gso() {
+    if hdr.is_gso() && !gso_ok {
         s.segs.clear();
         gso_segment(&s.edited, &hdr, &mut s.segs).map_err(|_| ())?;
         for seg in s.segs.iter() {
-            put(seg);
+            put(&[0; VNET_HDR_LEN], seg);
         }
         return Ok(());
     }
-    if hdr.needs_csum() {
+    if hdr.needs_csum() && !csum_ok {
         complete_checksum(&mut s.edited, &mut hdr).map_err(|_| ())?;
     }
-    put(&s.edited);
+    put(&guest_hdr(layout, &hdr), &s.edited);
     Ok(())
+}
+
+/// Whether the guest negotiated receiving this GSO type.
+fn guest_takes_gso(layout: &Layout, gso_type: u8) -> bool {
+    use crate::offload::{
+        VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    };
+    let base = match gso_type & !VIRTIO_NET_HDR_GSO_ECN {
+        VIRTIO_NET_HDR_GSO_TCPV4 => layout.guest_tso4,
+        VIRTIO_NET_HDR_GSO_TCPV6 => layout.guest_tso6,
+        _ => false,
+    };
+    base && (gso_type & VIRTIO_NET_HDR_GSO_ECN == 0 || layout.guest_ecn) && layout.guest_csum
+}
+
+/// The header the guest gets: the frame's, when the guest takes checksum offloads (then it
+/// may say NEEDS_CSUM, DATA_VALID or GSO); all zero otherwise, as the spec wants.
+fn guest_hdr(layout: &Layout, hdr: &VirtioNetHdr) -> [u8; VNET_HDR_LEN] {
+    if layout.guest_csum {
+        crate::io::hdr_bytes(hdr)
+    } else {
+        [0; VNET_HDR_LEN]
+    }
 }

@@ -9,9 +9,10 @@
 //!       put_rx  <── frame; header with num_buffers, spread over several buffers with MRG_RXBUF
 //! ```
 //!
-//! No offloads are negotiated yet (no VIRTIO_NET_F_CSUM/GUEST_CSUM/TSO), so the guest's header
-//! carries nothing the switch needs: it is read past and the frame enters the batch with a
-//! zeroed header, and the header the guest gets back is zeroed but for `num_buffers`.
+//! The first 10 bytes of the guest's header are weft's vnet header (flags, GSO type and
+//! size, checksum offsets): with checksum/TSO offloads negotiated they cross as they are,
+//! both ways, as with a tap; without, the guest's is ignored (zeroed) and the guest gets a
+//! zeroed one (but for `num_buffers`).
 
 use std::io::{Read, Write};
 
@@ -60,19 +61,21 @@ pub(crate) enum RxError {
     BadDescriptor,
 }
 
-/// Takes the guest's next TX chain into `slot` as `[weft's 10-byte vnet header, zeroed | frame]` and
-/// returns the chain to the guest at once (used, length 0: nothing was written to it). None
-/// when the queue is empty; Some(Err) for a chain that held no usable frame (too short, too
-/// long for the slot, or outside guest memory).
+/// Takes the guest's next TX chain into `slot` as `[weft's 10-byte vnet header | frame]` and
+/// returns the chain to the guest at once (used, length 0: nothing was written to it). The
+/// header is the guest's with `keep_hdr` (offloads negotiated), else zeroed. None when the
+/// queue is empty; Some(Err) for a chain that held no usable frame (too short, too long for
+/// the slot, or outside guest memory).
 pub(crate) fn take_tx(
     q: &mut Queue,
     mem: &GuestMem,
     hdr_len: usize,
+    keep_hdr: bool,
     slot: &mut [u8],
 ) -> Option<Result<usize, ()>> {
     let chain = q.pop_descriptor_chain(mem)?;
     let head = chain.head_index();
-    let got = read_frame(chain, mem, hdr_len, slot);
+    let got = read_frame(chain, mem, hdr_len, keep_hdr, slot);
     // A used ring outside guest memory is the guest's bug; its frames still count.
     let _ = q.add_used(mem, head, 0);
     Some(got)
@@ -82,6 +85,7 @@ fn read_frame(
     chain: virtio_queue::DescriptorChain<&GuestMem>,
     mem: &GuestMem,
     hdr_len: usize,
+    keep_hdr: bool,
     slot: &mut [u8],
 ) -> Result<usize, ()> {
     let mut rd = chain.reader(mem).map_err(|_| ())?;
@@ -91,13 +95,18 @@ fn read_frame(
     }
     let mut hdr = [0u8; MODERN_HDR_LEN];
     rd.read_exact(&mut hdr[..hdr_len]).map_err(|_| ())?;
-    slot[..VNET_HDR_LEN].fill(0);
+    if keep_hdr {
+        slot[..VNET_HDR_LEN].copy_from_slice(&hdr[..VNET_HDR_LEN]);
+    } else {
+        slot[..VNET_HDR_LEN].fill(0);
+    }
     rd.read_exact(&mut slot[VNET_HDR_LEN..VNET_HDR_LEN + flen])
         .map_err(|_| ())?;
     Ok(VNET_HDR_LEN + flen)
 }
 
-/// Writes `frame` into the guest's RX queue behind a virtio-net header of `hdr_len` bytes:
+/// Writes `frame` into the guest's RX queue behind a virtio-net header of `hdr_len` bytes
+/// (`vnet`, weft's 10 bytes, then `num_buffers`):
 /// into one posted buffer, or with `mergeable` (MRG_RXBUF) over as many as it takes, the
 /// header's `num_buffers` saying how many. The buffers are returned to the guest (used ring)
 /// only once the whole frame is in; on any error none is, and the queue is left as it was.
@@ -107,6 +116,7 @@ pub(crate) fn put_rx(
     mem: &GuestMem,
     hdr_len: usize,
     mergeable: bool,
+    vnet: &[u8; VNET_HDR_LEN],
     frame: &[u8],
 ) -> Result<(), RxError> {
     let mut used = [(0u16, 0u32); MAX_RX_BUFFERS];
@@ -115,6 +125,7 @@ pub(crate) fn put_rx(
     let mut first = None;
     // With VERSION_1 the field is there even without MRG_RXBUF, and must say 1.
     let mut hdr = [0u8; MODERN_HDR_LEN];
+    hdr[..VNET_HDR_LEN].copy_from_slice(vnet);
     hdr[10] = 1;
     let fail = |q: &mut Queue, popped: usize, e: RxError| {
         for _ in 0..popped {
@@ -181,6 +192,7 @@ mod tests {
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
 
+    const Z: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
     const WRITE: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
     const NEXT: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_NEXT as u16;
 
@@ -239,14 +251,41 @@ mod tests {
             &[&[(0x10_0000, 12, 0), (0x20_0000, 40, 0), (0x30_0000, 60, 0)]],
         );
         let mut slot = vec![0xaa; crate::io::RX_SLOT];
-        let got = take_tx(&mut q, &mem, 12, &mut slot).unwrap();
+        let got = take_tx(&mut q, &mem, 12, false, &mut slot).unwrap();
         assert_eq!(got, Ok(VNET_HDR_LEN + 100));
         // Returned to the guest at once, with nothing written.
         let elem = vq.used().ring().ref_at(0).unwrap().load();
         assert_eq!((vq.used().idx().load(), elem.id(), elem.len()), (1, 0, 0));
         assert_eq!(&slot[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
         assert_eq!(&slot[VNET_HDR_LEN..VNET_HDR_LEN + 100], &f[..]);
-        assert!(take_tx(&mut q, &mem, 12, &mut slot).is_none());
+        assert!(take_tx(&mut q, &mem, 12, false, &mut slot).is_none());
+    }
+
+    #[test]
+    fn with_offloads_the_guests_header_crosses_both_ways() {
+        let mem = memory();
+        let f = frame(200);
+        // NEEDS_CSUM, GSO TCPv4, hdr_len 54, gso_size 1448, csum_start 34, csum_offset 16.
+        let vnet = [1u8, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0];
+        mem.write_slice(&vnet, GuestAddress(0x10_0000)).unwrap();
+        mem.write_slice(&[9, 9], GuestAddress(0x10_0000 + 10))
+            .unwrap();
+        mem.write_slice(&f, GuestAddress(0x10_0000 + 12)).unwrap();
+        let (_vq, mut q) = queue_with(&mem, &[&[(0x10_0000, 212, 0)], &[(0x10_0000, 212, 0)]]);
+        let mut slot = vec![0; crate::io::RX_SLOT];
+        assert_eq!(take_tx(&mut q, &mem, 12, true, &mut slot), Some(Ok(210)));
+        assert_eq!(&slot[..VNET_HDR_LEN], &vnet);
+        assert_eq!(&slot[VNET_HDR_LEN..210], &f[..]);
+        // Without offloads the same chain's header is ignored.
+        assert_eq!(take_tx(&mut q, &mem, 12, false, &mut slot), Some(Ok(210)));
+        assert_eq!(&slot[..VNET_HDR_LEN], &Z);
+        // Towards the guest: the header given, then num_buffers.
+        let (_vq, mut q) = queue_with(&mem, &[&[(0x20_0000, 4096, WRITE)]]);
+        put_rx(&mut q, &mem, 12, true, &vnet, &f).unwrap();
+        let mut hdr = [0u8; 12];
+        mem.read_slice(&mut hdr, GuestAddress(0x20_0000)).unwrap();
+        assert_eq!(&hdr[..10], &vnet);
+        assert_eq!(&hdr[10..], &[1, 0]);
     }
 
     #[test]
@@ -262,13 +301,13 @@ mod tests {
         );
         let mut slot = vec![0; crate::io::RX_SLOT];
         for _ in 0..3 {
-            assert_eq!(take_tx(&mut q, &mem, 12, &mut slot), Some(Err(())));
+            assert_eq!(take_tx(&mut q, &mem, 12, false, &mut slot), Some(Err(())));
         }
         assert_eq!(vq.used().idx().load(), 3);
         // A legacy 10-byte header leaves 15 bytes of frame: taken.
         let (_vq, mut q) = queue_with(&mem, &[&[(0x10_0000, 25, 0)]]);
         assert_eq!(
-            take_tx(&mut q, &mem, 10, &mut slot),
+            take_tx(&mut q, &mem, 10, false, &mut slot),
             Some(Ok(VNET_HDR_LEN + 15))
         );
     }
@@ -278,7 +317,7 @@ mod tests {
         let mem = memory();
         let (vq, mut q) = queue_with(&mem, &[&[(0x10_0000, 2048, WRITE)]]);
         let f = frame(1514);
-        put_rx(&mut q, &mem, 12, true, &f).unwrap();
+        put_rx(&mut q, &mem, 12, true, &Z, &f).unwrap();
         let mut hdr = [0u8; 12];
         mem.read_slice(&mut hdr, GuestAddress(0x10_0000)).unwrap();
         assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
@@ -292,7 +331,10 @@ mod tests {
         let elem = used.ring().ref_at(0).unwrap().load();
         assert_eq!((elem.id(), elem.len()), (0, 1526));
         // No buffer left: refused, and the queue is as it was.
-        assert_eq!(put_rx(&mut q, &mem, 12, true, &f), Err(RxError::NoBuffers));
+        assert_eq!(
+            put_rx(&mut q, &mem, 12, true, &Z, &f),
+            Err(RxError::NoBuffers)
+        );
         assert_eq!(used.idx().load(), 1);
     }
 
@@ -308,7 +350,7 @@ mod tests {
             ],
         );
         let f = frame(2500);
-        put_rx(&mut q, &mem, 12, true, &f).unwrap();
+        put_rx(&mut q, &mem, 12, true, &Z, &f).unwrap();
         let mut hdr = [0u8; 12];
         mem.read_slice(&mut hdr, GuestAddress(0x10_0000)).unwrap();
         assert_eq!(u16::from_le_bytes([hdr[10], hdr[11]]), 3);
@@ -338,18 +380,18 @@ mod tests {
             &[&[(0x10_0000, 1000, WRITE)], &[(0x20_0000, 2000, WRITE)]],
         );
         assert_eq!(
-            put_rx(&mut q, &mem, 12, false, &frame(1500)),
+            put_rx(&mut q, &mem, 12, false, &Z, &frame(1500)),
             Err(RxError::TooBig)
         );
         assert_eq!(vq.used().idx().load(), 0);
         // Short of buffers with MRG_RXBUF: the two popped ones are given back too.
         assert_eq!(
-            put_rx(&mut q, &mem, 12, true, &frame(5000)),
+            put_rx(&mut q, &mem, 12, true, &Z, &frame(5000)),
             Err(RxError::NoBuffers)
         );
         assert_eq!(vq.used().idx().load(), 0);
         // What fits still goes, into the first buffer again.
-        put_rx(&mut q, &mem, 12, false, &frame(900)).unwrap();
+        put_rx(&mut q, &mem, 12, false, &Z, &frame(900)).unwrap();
         assert_eq!(vq.used().ring().ref_at(0).unwrap().load().id(), 0);
     }
 
@@ -358,7 +400,7 @@ mod tests {
         let mem = memory();
         let (vq, mut q) = queue_with(&mem, &[&[(0x2000_0000, 2048, WRITE)]]);
         assert_eq!(
-            put_rx(&mut q, &mem, 12, true, &frame(100)),
+            put_rx(&mut q, &mem, 12, true, &Z, &frame(100)),
             Err(RxError::BadDescriptor)
         );
         assert_eq!(vq.used().idx().load(), 0);
