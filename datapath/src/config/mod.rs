@@ -8,6 +8,7 @@
 //! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
 //! busy_poll_us = 0              # keep polling at most this long after a busy wakeup (0: sleep at once)
 //! busy_poll_yield = true        # yield the core between two empty polls of a spin
+//! vhost_dir = "/run/weft/vhost" # where `vhostuser` ports' sockets are made (<vhost_dir>/<port name>)
 //!
 //! [[physnet]]
 //! name = "physnet"
@@ -33,7 +34,7 @@
 //!
 //! [[port]]
 //! name = "tap-vm1"
-//! kind = "tap"                  # tap | system
+//! kind = "tap"                  # tap | system | vhostuser
 //! network = "net-vlan100"
 //! mac = "fa:16:3e:00:00:01"
 //! fixed_ips = ["10.0.0.11"]
@@ -103,6 +104,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_IFNAME_LEN: usize = 15;
 /// Default control socket path.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/switch.sock";
+/// Default directory of the `vhostuser` ports' sockets (beside the control socket).
+pub const DEFAULT_VHOST_DIR: &str = "/run/weft/vhost";
 /// Default MAC aging time, as the Linux bridge and OVS use.
 pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
 /// Default capacity of the learned MAC table.
@@ -254,6 +257,9 @@ pub struct SwitchSettings {
     /// The most connections the firewall tracks at once (all ports together); a new connection
     /// beyond it is refused and counted, established ones are never evicted.
     pub conntrack_size: usize,
+    /// Where the switch makes the vhost-user socket of each `vhostuser` port, named after the
+    /// port (QEMU's `-chardev socket,path=<vhost_dir>/<port name>`). Read when a port opens.
+    pub vhost_dir: PathBuf,
 }
 
 impl Default for SwitchSettings {
@@ -267,6 +273,7 @@ impl Default for SwitchSettings {
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             busy_poll_yield: true,
             conntrack_size: DEFAULT_CONNTRACK_SIZE,
+            vhost_dir: PathBuf::from(DEFAULT_VHOST_DIR),
         }
     }
 }
@@ -335,6 +342,9 @@ pub enum PortKind {
     System,
     /// The VXLAN tunnel endpoint (a UDP socket; created by the switch from `[tunnel]`).
     Vxlan,
+    /// A QEMU guest's virtio-net rings, shared over a vhost-user socket the switch serves at
+    /// `<[switch] vhost_dir>/<port name>` (as OVS-DPDK's `dpdkvhostuser` ports).
+    VhostUser,
 }
 
 impl fmt::Display for PortKind {
@@ -343,6 +353,7 @@ impl fmt::Display for PortKind {
             PortKind::Tap => "tap",
             PortKind::System => "system",
             PortKind::Vxlan => "vxlan",
+            PortKind::VhostUser => "vhostuser",
         })
     }
 }

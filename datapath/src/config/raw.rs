@@ -94,6 +94,7 @@ pub(super) struct RawSwitch {
     pub busy_poll_us: Option<Spanned<i64>>,
     pub busy_poll_yield: Option<Spanned<bool>>,
     pub conntrack_size: Option<Spanned<i64>>,
+    pub vhost_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +174,7 @@ impl RawFile {
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
                 busy_poll_yield: Some(unplaced(s.busy_poll_yield)),
                 conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
+                vhost_dir: Some(unplaced(s.vhost_dir.to_string_lossy().into_owned())),
             }),
             physnet: c
                 .physnets

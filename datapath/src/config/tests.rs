@@ -199,7 +199,10 @@ fn interface_names_and_ips() {
         "{e}"
     );
     let e = err(&GOOD.replace("kind = \"system\"", "kind = \"vhost\""));
-    assert!(e.contains("kind: unknown port kind \"vhost\""), "{e}");
+    assert!(
+        e.contains("kind: unknown port kind \"vhost\" (expected tap, system or vhostuser)"),
+        "{e}"
+    );
     let e = err(&GOOD.replace("mac = \"fa:16:3e:00:00:01\"", "mac = \"ff:ff:ff:ff:ff:ff\""));
     assert!(e.contains("not a unicast MAC"), "{e}");
 }
@@ -286,6 +289,32 @@ fn busy_poll_yield_defaults_on_and_takes_a_bool() {
         e,
         "host.toml line 3: [switch]: invalid type: integer `1`, expected a boolean"
     );
+}
+
+#[test]
+fn vhostuser_ports_have_their_sockets_in_vhost_dir() {
+    let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
+    assert_eq!(c.switch.vhost_dir, PathBuf::from(DEFAULT_VHOST_DIR));
+    let text = GOOD
+        .replace("mac_aging_secs = 60", "vhost_dir = \"/var/run/weft-vhost\"")
+        .replace("kind = \"system\"", "kind = \"vhostuser\"");
+    let c = SwitchConfig::from_toml(&text, "host.toml").unwrap();
+    assert_eq!(c.switch.vhost_dir, PathBuf::from("/var/run/weft-vhost"));
+    assert_eq!(c.ports[1].kind, PortKind::VhostUser);
+    assert_eq!(c.ports[1].kind.to_string(), "vhostuser");
+    // A typed config round-trips through the same validator.
+    assert_eq!(c.validated("plan").unwrap(), c);
+    let e = err(&GOOD.replace("mac_aging_secs = 60", "vhost_dir = \"run/vhost\""));
+    assert_eq!(
+        e,
+        "host.toml line 3: switch: vhost_dir: \"run/vhost\" is not an absolute path"
+    );
+    // The socket is the guest's NIC: no MTU to set on it.
+    let e = err(&text.replace(
+        "port_security = false\n",
+        "port_security = false\nmtu = 1450\n",
+    ));
+    assert!(e.contains("only tap ports take an mtu"), "{e}");
 }
 
 const TUNNEL: &str = r#"

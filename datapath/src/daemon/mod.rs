@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use crate::io::sys::EventFd;
 /// Re-exported from [`crate::io`], where the port shells that count into it live.
 pub use crate::io::IoCounters;
-use crate::io::{Capture, PacketConfig, PacketPort, Port, TapPort};
+use crate::io::{Capture, PacketConfig, PacketPort, Port, TapPort, VhostUserPort};
 use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
 
 /// How often pending `system` ports are looked for.
@@ -180,6 +180,9 @@ pub struct SwitchOptions {
     pub packet: PacketConfig,
     /// Wraps every port as it is opened, inside a capture if the port has one.
     pub wrap_port: Option<PortWrapper>,
+    /// Directory of the `vhostuser` ports' sockets (default: the config's `[switch]
+    /// vhost_dir`, read when the switch starts).
+    pub vhost_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SwitchOptions {
@@ -188,6 +191,7 @@ impl std::fmt::Debug for SwitchOptions {
             .field("workers", &self.workers)
             .field("packet", &self.packet)
             .field("wrap_port", &self.wrap_port.is_some())
+            .field("vhost_dir", &self.vhost_dir)
             .finish()
     }
 }
@@ -204,7 +208,13 @@ impl Switch {
     }
 
     /// [`Switch::start`] with explicit options.
-    pub fn start_with(cfg: SwitchConfig, opts: SwitchOptions) -> Result<SwitchHandle, DaemonError> {
+    pub fn start_with(
+        cfg: SwitchConfig,
+        mut opts: SwitchOptions,
+    ) -> Result<SwitchHandle, DaemonError> {
+        if opts.vhost_dir.is_none() {
+            opts.vhost_dir = Some(cfg.switch.vhost_dir.clone());
+        }
         let snap = Snapshot::compile(&cfg, None)?;
         let workers = opts
             .workers
@@ -298,6 +308,19 @@ fn open_port(
                 })
             }
         },
+        PortKind::VhostUser => {
+            let dir = opts
+                .vhost_dir
+                .as_deref()
+                .unwrap_or(std::path::Path::new(crate::config::DEFAULT_VHOST_DIR));
+            let path = dir.join(&info.name);
+            Some(Arc::new(VhostUserPort::open(&info.name, &path).map_err(
+                |source| DaemonError::Attach {
+                    name: format!("{} ({})", info.name, path.display()),
+                    source,
+                },
+            )?))
+        }
         PortKind::Vxlan => {
             let ep = info.tunnel_endpoint.ok_or_else(|| DaemonError::Attach {
                 name: info.name.clone(),

@@ -1,9 +1,12 @@
 //! The switch's I/O shells: taps through /dev/net/tun with vnet headers,
-//! existing netdevs through AF_PACKET with a memory-mapped rx ring, and the
-//! VXLAN endpoint's UDP socket, all behind one [`Port`] trait. All syscalls
-//! (and all `unsafe`) live in [`sys`] and its `sys_*` siblings; the rest is
-//! safe glue that moves frames in batches between the kernel and the sans-IO
-//! core.
+//! existing netdevs through AF_PACKET with a memory-mapped rx ring, the
+//! VXLAN endpoint's UDP socket, and QEMU guests' virtio rings over vhost-user
+//! ([`VhostUserPort`]), all behind one [`Port`] trait. All of weft's own
+//! syscalls (and all its `unsafe`) live in io/sys*.rs ([`sys`], and
+//! `sys_udpgso` for the VXLAN endpoint's UDP_SEGMENT sends, `sys_vhost` for the
+//! vhost-user socket's descriptor passing; the mappings of
+//! guest memory are made by the rust-vmm crates); the rest is safe glue that
+//! moves frames in batches between the kernel and the sans-IO core.
 //!
 //! ```text
 //!   tap fd ──read──┐                            ┌──writev──> tap fd
@@ -17,7 +20,9 @@ mod fault;
 mod port;
 pub mod sys;
 mod sys_udpgso;
+mod sys_vhost;
 pub mod tunnel;
+mod vhost;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -31,6 +36,7 @@ pub use counters::IoCounters;
 pub use fault::{FaultConfig, FaultCounts, FaultInjector};
 pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
+pub use vhost::VhostUserPort;
 
 /// TUN_F_* offloads a tap announces: the namespace/guest side may then send
 /// CHECKSUM_PARTIAL and TSO (64 KiB) frames, and accepts them from us.

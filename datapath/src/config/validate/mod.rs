@@ -104,6 +104,16 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
         switch.conntrack_size =
             in_range(cx, &c, "switch: conntrack_size", 16..=(1 << 24))? as usize;
     }
+    if let Some(d) = s.vhost_dir {
+        if !std::path::Path::new(d.get_ref()).is_absolute() {
+            return Err(cx.err(
+                Some(d.span()),
+                "switch: vhost_dir".into(),
+                format!("{:?} is not an absolute path", d.get_ref()),
+            ));
+        }
+        switch.vhost_dir = PathBuf::from(d.get_ref());
+    }
     if let Some(m) = s.mac_table_size {
         switch.mac_table_size =
             in_range(cx, &m, "switch: mac_table_size", 16..=(1 << 24))? as usize;

@@ -141,7 +141,7 @@ fn check_name(
     Ok(())
 }
 
-/// `kind`: tap (the default) or system.
+/// `kind`: tap (the default), system or vhostuser.
 fn kind(cx: &Ctx<'_>, p: &RawPort, obj: &str) -> Result<PortKind, ConfigError> {
     let Some(k) = &p.kind else {
         return Ok(PortKind::Tap);
@@ -149,10 +149,11 @@ fn kind(cx: &Ctx<'_>, p: &RawPort, obj: &str) -> Result<PortKind, ConfigError> {
     match k.get_ref().as_str() {
         "tap" => Ok(PortKind::Tap),
         "system" => Ok(PortKind::System),
+        "vhostuser" => Ok(PortKind::VhostUser),
         other => Err(cx.err(
             Some(k.span()),
             format!("{obj}: kind"),
-            format!("unknown port kind {other:?} (expected tap or system)"),
+            format!("unknown port kind {other:?} (expected tap, system or vhostuser)"),
         )),
     }
 }
