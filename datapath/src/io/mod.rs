@@ -1,7 +1,7 @@
 //! The switch's I/O shells: taps through /dev/net/tun with vnet headers,
 //! existing netdevs through AF_PACKET with a memory-mapped rx ring, and the
 //! VXLAN endpoint's UDP socket, all behind one [`Port`] trait. All syscalls
-//! (and all `unsafe`) live in [`sys`]; the rest is safe glue that moves
+//! (and all `unsafe`) live in [`sys`] and its `sys_*` siblings; the rest is safe glue that moves
 //! frames in batches between the kernel and the sans-IO core.
 //!
 //! ```text
@@ -13,8 +13,10 @@
 mod capture;
 mod counters;
 mod fault;
+mod handover;
 mod port;
 pub mod sys;
+mod sys_handover;
 pub mod tunnel;
 
 use std::io;
@@ -27,6 +29,8 @@ use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr
 pub use capture::{Capture, PcapWriter};
 pub use counters::IoCounters;
 pub use fault::{FaultConfig, FaultCounts, FaultInjector};
+pub use handover::RingPosition;
+pub(crate) use handover::{recv_with_fds, same_netdev, send_fds};
 pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
 
@@ -386,6 +390,10 @@ impl Port for PacketPort {
 
     fn take_kernel_drops(&self) -> u64 {
         self.take_ring_drops()
+    }
+
+    fn ring_position(&self) -> Option<RingPosition> {
+        Some(self.position())
     }
 }
 
