@@ -24,10 +24,9 @@ use serde_json::{json, Value};
 pub type Handler = dyn Fn(&Value) -> Value + Send + Sync;
 
 /// Serves `{"cmd":"handover"}` (see [`super::handover`]): gets the client's line reader, its
-/// stream, the listener's fd (handed over too) and a function that stops this server
-/// accepting; returns whether the switch was handed over.
-pub type HandoverHook =
-    dyn Fn(&mut dyn BufRead, &UnixStream, RawFd, &dyn Fn()) -> bool + Send + Sync;
+/// stream and the listener's fd (handed over too; this server has stopped accepting on it);
+/// returns whether the switch was handed over (else this server accepts again).
+pub type HandoverHook = dyn Fn(&mut dyn BufRead, &UnixStream, RawFd) -> bool + Send + Sync;
 
 /// A running control socket server; stops and removes the socket on drop, unless the socket
 /// was handed over to a new switch process (which serves it from then on).
@@ -94,7 +93,7 @@ impl ControlServer {
         let f2 = flags.clone();
         let thread = std::thread::Builder::new()
             .name("weft-control".into())
-            .spawn(move || accept_loop(listener, handler, handover, f2))?;
+            .spawn(move || accept_loop(Arc::new(listener), handler, handover, f2))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
             flags,
@@ -121,12 +120,11 @@ impl Drop for ControlServer {
 }
 
 fn accept_loop(
-    listener: UnixListener,
+    listener: Arc<UnixListener>,
     handler: Arc<Handler>,
     handover: Option<Arc<HandoverHook>>,
     flags: Arc<Flags>,
 ) {
-    let listener = Arc::new(listener);
     while !flags.stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -193,17 +191,29 @@ impl Client {
     fn hand_over(&self, reader: &mut BufReader<UnixStream>, out: &UnixStream) {
         let Some(hook) = &self.handover else { return };
         let flags = &self.flags;
-        // Stop accepting before the new process serves the listener, so that no request lands
-        // here once it does (its accept loop polls the flag every 20 ms).
-        let quiesce = || {
+        // Stop accepting for the whole handover, before the new process may serve the
+        // listener: requests meanwhile wait in the listen backlog for whichever process serves
+        // the socket next (the new one, or this one again if the handover is abandoned).
+        flags.stop.store(true, Ordering::Release);
+        let t = std::time::Instant::now();
+        while !flags.stopped.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if hook(reader, out, self.listener.as_raw_fd()) {
             flags.handed_over.store(true, Ordering::Release);
-            flags.stop.store(true, Ordering::Release);
-            let t = std::time::Instant::now();
-            while !flags.stopped.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        };
-        hook(reader, out, self.listener.as_raw_fd(), &quiesce);
+            return;
+        }
+        flags.stopped.store(false, Ordering::Release);
+        flags.stop.store(false, Ordering::Release);
+        let (l, h, o, f) = (
+            self.listener.clone(),
+            self.handler.clone(),
+            self.handover.clone(),
+            flags.clone(),
+        );
+        let _ = std::thread::Builder::new()
+            .name("weft-control".into())
+            .spawn(move || accept_loop(l, h, o, f));
     }
 }
 

@@ -40,7 +40,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{dress, launch, now_ns, open_port, DaemonError, LivePort, SwitchHandle, SwitchOptions};
+use super::{
+    dress, launch, now_ns, open_port, prepare, DaemonError, LivePort, PortTable, SwitchHandle,
+    SwitchOptions,
+};
 use crate::io::{recv_with_fds, send_fds, PacketPort, Port, RingPosition, TapPort};
 use crate::{MacAddr, PortKind, Snapshot, SwitchConfig};
 
@@ -99,15 +102,14 @@ impl SwitchHandle {
     }
 
     /// Serves a new process's `{"cmd":"handover"}` on `stream` (`reader` reads its further
-    /// lines). `listener` is the control socket's, handed over too; `quiesce` stops this
-    /// process accepting on it. Returns whether the ports were handed over; on false (the new
+    /// lines). `listener` is the control socket's, handed over too (the caller has stopped
+    /// accepting on it). Returns whether the ports were handed over; on false (the new
     /// process went away before "release") nothing here changed.
     pub fn hand_over(
         &self,
         reader: &mut dyn BufRead,
         stream: &UnixStream,
         listener: RawFd,
-        quiesce: &dyn Fn(),
     ) -> bool {
         // Held to the end: no apply and no monitor reattach may change what was offered.
         let _g = self
@@ -154,7 +156,6 @@ impl SwitchHandle {
             tracing::warn!("handover: the new process left before release; this switch carries on");
             return false;
         }
-        quiesce();
         self.handed_over.store(true, Ordering::Release);
         self.stop_workers();
         let released = Released {
@@ -347,6 +348,7 @@ impl super::Switch {
                 }
             }
         }
+        let prepared = prepare(snap, live.clone(), opts.clone())?;
         report.prepare_us = started.elapsed().as_micros() as u64;
         let paused = Instant::now();
         reply(&sock, &json!({"cmd": "release"})).map_err(|e| takeover_err("release", e))?;
@@ -354,14 +356,20 @@ impl super::Switch {
         check_ok(&rel)?;
         let released: Released = serde_json::from_value(rel["released"].clone())
             .map_err(|e| takeover_err("release reply", e))?;
-        for (info, h) in rings {
-            let head = released.heads.get(&info.name).copied();
-            live.push(Arc::new(adopt(&info, h, head, &opts)?));
-            report.adopted += 1;
+        if !rings.is_empty() {
+            for (info, h) in rings {
+                let head = released.heads.get(&info.name).copied();
+                live.push(Arc::new(adopt(&info, h, head, &opts)?));
+                report.adopted += 1;
+            }
+            prepared
+                .shared
+                .ports
+                .store(Arc::new(PortTable::from_ports(live)));
         }
-        let handle = launch(snap, live, opts)?;
+        report.macs = restore_macs(&prepared.shared.dp, &released.macs);
+        let handle = launch(prepared)?;
         report.pause_us = paused.elapsed().as_micros() as u64;
-        report.macs = restore_macs(&handle, &released.macs);
         Ok((handle, listener, report))
     }
 }
@@ -405,8 +413,7 @@ fn adopt(
     })
 }
 
-fn restore_macs(handle: &SwitchHandle, macs: &[HandedMac]) -> usize {
-    let dp = &handle.shared.dp;
+fn restore_macs(dp: &crate::Datapath, macs: &[HandedMac]) -> usize {
     let snap = dp.snapshot();
     let now = now_ns();
     let mut n = 0;

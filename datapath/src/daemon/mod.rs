@@ -106,7 +106,7 @@ impl PortTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<LivePort>> {
         self.slots.iter().flatten()
     }
-    fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
+    pub(crate) fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
         let mut slots: Vec<Option<Arc<LivePort>>> = Vec::new();
         for p in ports {
             let i = usize::from(p.no.0);
@@ -193,17 +193,25 @@ impl Switch {
         for info in snap.ports() {
             live.push(Arc::new(open_port(info, &opts, None)?));
         }
-        launch(snap, live, opts)
+        launch(prepare(snap, live, opts)?)
     }
 }
 
-/// Starts the workers and the monitor over ports already open: a fresh start, or a takeover
-/// (whose ports came from the previous process).
-pub(crate) fn launch(
+/// A switch ready to run: its core and port table built, no thread started yet.
+pub(crate) struct Prepared {
+    pub(crate) shared: Arc<Shared>,
+    workers: usize,
+    settings: crate::config::SwitchSettings,
+}
+
+/// Builds the core, the port table and the wakers over ports already open: a fresh start, or
+/// a takeover (whose ports came from the previous process; done before the old one stops, so
+/// that only [`launch`] falls in the pause).
+pub(crate) fn prepare(
     snap: Snapshot,
     live: Vec<Arc<LivePort>>,
     opts: SwitchOptions,
-) -> Result<SwitchHandle, DaemonError> {
+) -> Result<Prepared, DaemonError> {
     let settings = snap.config().switch.clone();
     let workers = opts
         .workers
@@ -227,6 +235,20 @@ pub(crate) fn launch(
         apply_lock: Mutex::new(()),
         opts,
     });
+    Ok(Prepared {
+        shared,
+        workers,
+        settings,
+    })
+}
+
+/// Starts the workers and the monitor of a prepared switch.
+pub(crate) fn launch(p: Prepared) -> Result<SwitchHandle, DaemonError> {
+    let Prepared {
+        shared,
+        workers,
+        settings,
+    } = p;
     let mut threads = Vec::new();
     for i in 0..workers {
         let w = worker::PacketThread {
@@ -675,10 +697,8 @@ impl SwitchHandle {
         let hook: Arc<control::HandoverHook> = Arc::new(
             move |rd: &mut dyn std::io::BufRead,
                   stream: &std::os::unix::net::UnixStream,
-                  lfd: std::os::fd::RawFd,
-                  quiesce: &dyn Fn()| {
-                me.upgrade()
-                    .is_some_and(|h| h.hand_over(rd, stream, lfd, quiesce))
+                  lfd: std::os::fd::RawFd| {
+                me.upgrade().is_some_and(|h| h.hand_over(rd, stream, lfd))
             },
         );
         match listener {
