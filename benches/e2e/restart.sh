@@ -69,7 +69,8 @@ gcc -O2 -o "$tmp/seqflow" "$here/seqflow.c"
 
 NSA=rsnsA NSB=rsnsB IPA=10.152.9.1 IPB=10.152.9.2
 MACA=fa:16:3e:52:09:01 MACB=fa:16:3e:52:09:02
-mesh_mac() { printf '02:52:00:00:%02x:%02x' $(($1 >> 8)) $(($1 & 255)); }
+# Alive and not a zombie (our own children stay zombies until this shell reaps them).
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1; [[ $st != Z* ]]; }
 
 # The kernel side of root-namespace taps: no IPv6 chatter through the switches.
 quiet_taps() { # names file
@@ -116,12 +117,12 @@ setup_cold() { setup_handover; }
 event_handover() {
   local old=$sw_pid
   start_weft_switch sw-new.log --takeover
-  wait_for 100 sh -c "! kill -0 $old" || { log "old switch did not exit"; return 1; }
+  wait_for 100 eval '! alive $old' || { log "old switch did not exit"; return 1; }
 }
 
 event_cold() {
   kill "$sw_pid"
-  wait_for 100 sh -c "! kill -0 $sw_pid"
+  wait_for 100 eval '! alive $sw_pid'
   start_weft_switch sw-new.log
   wait_for 300 ip link show "rstapm$((ports - 1))"
   ensure_plugged rstapA rstapB
@@ -249,7 +250,8 @@ run_one() { # setup
   sleep "$event_at"
   log "$s: restart"
   t0=$(date +%s.%N)
-  if "event_$s"; then t1=$(date +%s.%N); else t1=NaN; record "$s" status "restart failed"; fi
+  local st=ok
+  if "event_$s"; then t1=$(date +%s.%N); else t1=NaN; st="restart failed"; fi
   wait $spid $mpid $rpid || true
   record "$s" event_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { if (b == "NaN") print "NaN"; else printf "%.2f", b - a }')"
   python3 - "$tmp/$s" <<'EOF' | while read -r k v; do record "$s" "$k" "$v"; done
@@ -266,7 +268,7 @@ print(f"mesh_gap_p50_ms {mesh['gap_p50_ms']}")
 print(f"mesh_gap_max_ms {mesh['gap_max_ms']}")
 print(f"mesh_silent_ports {mesh['ports_silent_at_end']}")
 EOF
-  record "$s" status ok
+  record "$s" status "$st"
   [ "$keep" = 1 ] && for f in "$tmp"/*.log; do cp "$f" "$tmp/$s-$(basename "$f")"; done
   teardown
   rm -f "$tmp/flow-taps"
