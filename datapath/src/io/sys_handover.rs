@@ -153,7 +153,7 @@ pub(crate) fn map_rx_ring(
     head: usize,
     vnet_hdr: bool,
 ) -> io::Result<RxRing> {
-    if frame_size == 0 || frame_nr == 0 || head >= frame_nr || frame_size % 16 != 0 {
+    if frame_size == 0 || frame_nr == 0 || head >= frame_nr || !frame_size.is_multiple_of(16) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "handover: bad rx ring geometry",
