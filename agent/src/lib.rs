@@ -21,12 +21,14 @@
 pub mod client;
 pub mod compute;
 pub mod metrics;
+pub mod remote;
 pub mod run;
 pub mod switch;
 pub mod translate;
 
 pub use client::{AgentAuth, AgentError, Ctrl, HttpCtrl};
 pub use metrics::AgentMetrics;
+pub use remote::RemoteSwitch;
 pub use run::{Agent, Datapath};
 pub use switch::WeftSwitch;
 pub use translate::{plan, HostBase, Plan};
@@ -82,7 +84,9 @@ pub fn with_tunnel_ip(
 
 /// `weft agent`: joins the ctrl at `ctrl_url` as `host` until `stop` turns true.
 /// With `metrics_listen`, serves the agent's and its switch's metrics at
-/// `http://ADDR/metrics`.
+/// `http://ADDR/metrics`. With `switch_socket`, drives the `weft switch` serving that control
+/// socket (see [`RemoteSwitch`]) instead of running the switch in this process.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_remote(
     ctrl_url: &str,
     host: &str,
@@ -90,11 +94,28 @@ pub async fn run_remote(
     tunnel_ip: Option<&str>,
     auth: AgentAuth,
     metrics_listen: Option<SocketAddr>,
+    switch_socket: Option<&Path>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let base = read_host_config(config, tunnel_ip)?;
     let mut ctrl = HttpCtrl::new(ctrl_url, host, auth)?;
     ctrl.tunnel_ip = base.tunnel_ip.clone();
+    if let Some(sock) = switch_socket {
+        let agent = Agent::new(ctrl, RemoteSwitch::new(sock.to_path_buf()), base);
+        let _metrics = match metrics_listen {
+            Some(addr) => {
+                let mut reg = Registry::with_prefix("weft");
+                agent.metrics.register(&mut reg);
+                let m = MetricsServer::bind(addr, Arc::new(move || encode_registry(&reg)))
+                    .map_err(|e| AgentError::Local(format!("--metrics-listen {addr}: {e}")))?;
+                Some(m)
+            }
+            None => None,
+        };
+        tracing::info!(%host, ctrl = %ctrl_url, switch = %sock.display(), "weft agent: driving the switch at its control socket, syncing");
+        agent.run(stop).await;
+        return Ok(());
+    }
     let sw = WeftSwitch::start(&base.config).map_err(AgentError::Local)?;
     let agent = Agent::new(ctrl, sw, base);
     let _metrics = match metrics_listen {

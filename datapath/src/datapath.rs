@@ -130,6 +130,21 @@ impl Datapath {
         (self.metadata.stats(), self.metadata.stacks())
     }
 
+    /// Puts back a MAC learned `age_ns` ago on `port` (a switch restart with handover passes
+    /// the table on, so the new process does not flood every frame until it relearns).
+    pub fn restore_mac(
+        &self,
+        vlan: u16,
+        mac: crate::MacAddr,
+        port: PortNo,
+        age_ns: u64,
+        now_ns: u64,
+    ) {
+        let _ = self
+            .macs
+            .learn(vlan, mac, port, now_ns.saturating_sub(age_ns));
+    }
+
     /// Number of learned (dynamic) MAC entries, fresh or not yet aged out.
     pub fn learned_mac_count(&self) -> usize {
         self.macs.len()

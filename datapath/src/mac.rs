@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A 48-bit Ethernet address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {

@@ -30,6 +30,11 @@ pub struct AgentArgs {
     /// http://ADDR/metrics (no authentication: bind a management address).
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Drive the `weft switch` serving this control socket instead of running the switch in
+    /// the agent: the switch then outlives the agent, so an agent restart (even kill -9) loses
+    /// no frame, and the switch can be upgraded under the agent with `weft switch --takeover`.
+    #[arg(long)]
+    pub switch_socket: Option<PathBuf>,
 }
 
 /// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
@@ -54,6 +59,7 @@ pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
             a.tunnel_ip.as_deref(),
             auth,
             a.metrics_listen,
+            a.switch_socket.as_deref(),
             rx,
         )
         .await

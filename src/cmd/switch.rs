@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weft_datapath::daemon::{control, ApplyReport, Switch};
+use weft_datapath::daemon::{control, ApplyReport, Switch, SwitchOptions};
 use weft_datapath::io::sys;
 use weft_datapath::metrics;
 use weft_datapath::SwitchConfig;
@@ -22,6 +22,12 @@ pub struct SwitchArgs {
     /// (e.g. 127.0.0.1:9101; no authentication: bind a management address).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Take the ports over from the switch running on the config's control socket instead of
+    /// opening them: its taps, AF_PACKET sockets and tunnel sockets pass to this process
+    /// open (no netdev is closed), with its running config and learned MACs; it exits once
+    /// this one forwards. How to upgrade the switch binary without dropping traffic.
+    #[arg(long)]
+    pub takeover: bool,
 }
 
 #[derive(Args)]
@@ -88,7 +94,20 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
     // Signals are taken synchronously by this thread; block them before any
     // worker thread exists so none of them gets one.
     sys::block_control_signals().context("blocking signals")?;
-    let handle = Arc::new(Switch::start(cfg)?);
+    let (handle, listener) = if a.takeover {
+        let (h, l, rep) = Switch::take_over(&sock, SwitchOptions::default())?;
+        tracing::info!(
+            adopted = rep.adopted,
+            opened = rep.opened,
+            macs = rep.macs,
+            prepare_us = rep.prepare_us,
+            pause_us = rep.pause_us,
+            "took the ports over from the running switch"
+        );
+        (Arc::new(h), Some(l))
+    } else {
+        (Arc::new(Switch::start(cfg)?), None)
+    };
     let cfg_path = a.config.clone();
     let h2 = Arc::downgrade(&handle);
     let reload: Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync> = Arc::new(move || {
@@ -97,7 +116,7 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
         h.apply(cfg).map_err(|e| e.to_string())
     });
     let server = handle
-        .serve_control(&sock, Some(reload.clone()))
+        .serve_control_upgradable(&sock, listener, Some(reload.clone()))
         .with_context(|| format!("control socket {}", sock.display()))?;
     let metrics = match a.metrics_listen {
         Some(addr) => {
@@ -107,10 +126,27 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
                     .map(|h| metrics::render(&h.metrics()))
                     .unwrap_or_default()
             });
-            let m = metrics::MetricsServer::bind(addr, render)
-                .with_context(|| format!("--metrics-listen {addr}"))?;
-            tracing::info!(addr = %m.local_addr(), "serving /metrics");
-            Some(m)
+            // After a takeover the old process holds the address until it exits (soon):
+            // retry, and never give up the ports this process now holds over metrics.
+            let tries = if a.takeover { 50 } else { 1 };
+            let mut got = None;
+            for i in 0..tries {
+                match metrics::MetricsServer::bind(addr, render.clone()) {
+                    Ok(m) => {
+                        tracing::info!(addr = %m.local_addr(), "serving /metrics");
+                        got = Some(m);
+                        break;
+                    }
+                    Err(e) if i + 1 == tries && !a.takeover => {
+                        return Err(e).with_context(|| format!("--metrics-listen {addr}"))
+                    }
+                    Err(e) if i + 1 == tries => {
+                        tracing::error!("--metrics-listen {addr}: {e}; running without /metrics")
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            }
+            got
         }
         None => None,
     };
@@ -122,7 +158,12 @@ pub fn run_switch(a: SwitchArgs) -> anyhow::Result<()> {
     }
     tracing::info!(socket = %sock.display(), "weft switch running");
     loop {
-        match sys::wait_signal(1000) {
+        if handle.handed_over() {
+            // The new process holds the ports (and the socket): closing ours closes nothing.
+            tracing::info!("ports handed over to a new switch process; exiting");
+            break;
+        }
+        match sys::wait_signal(100) {
             Some(sys::SIGHUP) => match reload() {
                 Ok(r) => tracing::info!(?r, "reloaded on SIGHUP"),
                 Err(e) => tracing::error!("reload failed, old config kept: {e}"),

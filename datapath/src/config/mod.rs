@@ -123,7 +123,7 @@ pub const DEFAULT_CONNTRACK_SIZE: usize = 262_144;
 pub const MAX_BUSY_POLL_US: u64 = 100_000;
 
 /// A validated switch configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchConfig {
     /// `[switch]` settings (defaults when the section is absent).
     pub switch: SwitchSettings,
@@ -143,7 +143,7 @@ pub struct SwitchConfig {
 
 /// `[[subnet]]`: a subnet of a network, with the options its DHCP server hands out. An IPv6
 /// subnet is accepted and kept (for the ports' addressing) but has no DHCP server here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubnetConfig {
     /// The network it belongs to.
     pub network: String,
@@ -160,7 +160,7 @@ pub struct SubnetConfig {
 }
 
 /// `[[security_group]]`: a Neutron security group with its rules and its members' addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecurityGroupConfig {
     /// Group id (unique).
     pub id: String,
@@ -173,7 +173,7 @@ pub struct SecurityGroupConfig {
 }
 
 /// `[[security_group.rule]]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleConfig {
     /// Neutron rule id.
     pub id: String,
@@ -192,7 +192,7 @@ pub struct RuleConfig {
 }
 
 /// A rule's peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RuleRemote {
     /// Anywhere.
     Any,
@@ -203,7 +203,7 @@ pub enum RuleRemote {
 }
 
 /// `[tunnel]`: this host's VXLAN tunnel endpoint and its peers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TunnelConfig {
     /// Local tunnel IP (the socket binds to it; it is the outer source address).
     pub local_ip: IpAddr,
@@ -227,7 +227,7 @@ pub fn tunnel_port_name(udp_port: u16) -> String {
 }
 
 /// `[switch]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchSettings {
     /// Unix socket for `weft ctl` / `weft trace`.
     pub control_socket: PathBuf,
@@ -279,7 +279,7 @@ impl Default for SwitchSettings {
 }
 
 /// `[[physnet]]`: like a `bridge_mappings` entry plus the NIC on the physical bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PhysnetConfig {
     /// Physical network name, referenced by networks.
     pub name: String,
@@ -288,7 +288,7 @@ pub struct PhysnetConfig {
 }
 
 /// Network type with its segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum NetworkType {
     /// Untagged on the physnet.
     Flat,
@@ -318,7 +318,7 @@ impl fmt::Display for NetworkType {
 }
 
 /// `[[network]]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkConfig {
     /// Network name (unique).
     pub name: String,
@@ -334,7 +334,7 @@ pub struct NetworkConfig {
 }
 
 /// How the I/O shell attaches a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PortKind {
     /// weft creates and owns a tap (/dev/net/tun).
     Tap,
@@ -359,7 +359,7 @@ impl fmt::Display for PortKind {
 }
 
 /// An extra (MAC, IP or prefix) a port may send from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct AddressPair {
     /// None: the port's own MAC.
     pub mac: Option<MacAddr>,
@@ -368,7 +368,7 @@ pub struct AddressPair {
 }
 
 /// `[[port]]`: a VM-side port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortConfig {
     /// Interface name (max 15 chars).
     pub name: String,

@@ -4,10 +4,13 @@
 //!
 //! Commands: `ports`, `macs`, `counters`, `metrics` (the counters in
 //! Prometheus' text format, see [`crate::metrics`]), `conntrack` (optional `"port"` name,
-//! `"zone"` local VLAN, `"flush": true`), `reload`, `trace` (with `"frame"`: a frame
-//! description such as `in_port=tap1 dl_src=... dl_dst=...`).
+//! `"zone"` local VLAN, `"flush": true`), `reload`, `apply` (with `"config"`: a whole
+//! [`crate::SwitchConfig`] as JSON, what an agent in another process sends), `trace` (with
+//! `"frame"`: a frame description such as `in_port=tap1 dl_src=... dl_dst=...`), and
+//! `handover` (a new switch process takes the ports over: [`super::handover`]).
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,17 +23,42 @@ use serde_json::{json, Value};
 /// Answers one control request (a parsed JSON object) with a JSON reply.
 pub type Handler = dyn Fn(&Value) -> Value + Send + Sync;
 
-/// A running control socket server; stops and removes the socket on drop.
+/// Serves `{"cmd":"handover"}` (see [`super::handover`]): gets the client's line reader, its
+/// stream and the listener's fd (handed over too; this server has stopped accepting on it);
+/// returns whether the switch was handed over (else this server accepts again).
+pub type HandoverHook = dyn Fn(&mut dyn BufRead, &UnixStream, RawFd) -> bool + Send + Sync;
+
+/// A running control socket server; stops and removes the socket on drop, unless the socket
+/// was handed over to a new switch process (which serves it from then on).
 pub struct ControlServer {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Flags {
+    /// Stop accepting.
+    stop: AtomicBool,
+    /// The accept loop has returned.
+    stopped: AtomicBool,
+    /// Leave the socket file: another process serves it.
+    handed_over: AtomicBool,
 }
 
 impl ControlServer {
     /// Binds `path` (replacing a stale socket file, creating the parent
     /// directory) and serves requests with `handler`, one thread per client.
     pub fn bind(path: &Path, handler: Arc<Handler>) -> io::Result<ControlServer> {
+        ControlServer::bind_with(path, handler, None)
+    }
+
+    /// [`ControlServer::bind`], with `handover` answering `{"cmd":"handover"}`.
+    pub fn bind_with(
+        path: &Path,
+        handler: Arc<Handler>,
+        handover: Option<Arc<HandoverHook>>,
+    ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -49,16 +77,26 @@ impl ControlServer {
             }
             std::fs::remove_file(path)?;
         }
-        let listener = UnixListener::bind(path)?;
+        ControlServer::serve(UnixListener::bind(path)?, path, handler, handover)
+    }
+
+    /// Serves an already bound `listener` (one a previous switch process handed over) whose
+    /// socket file is `path`.
+    pub fn serve(
+        listener: UnixListener,
+        path: &Path,
+        handler: Arc<Handler>,
+        handover: Option<Arc<HandoverHook>>,
+    ) -> io::Result<ControlServer> {
         listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let flags = Arc::new(Flags::default());
+        let f2 = flags.clone();
         let thread = std::thread::Builder::new()
             .name("weft-control".into())
-            .spawn(move || accept_loop(listener, handler, stop2))?;
+            .spawn(move || accept_loop(Arc::new(listener), handler, handover, f2))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
-            stop,
+            flags,
             thread: Some(thread),
         })
     }
@@ -71,52 +109,111 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.flags.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if !self.flags.handed_over.load(Ordering::Acquire) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
-fn accept_loop(listener: UnixListener, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
+fn accept_loop(
+    listener: Arc<UnixListener>,
+    handler: Arc<Handler>,
+    handover: Option<Arc<HandoverHook>>,
+    flags: Arc<Flags>,
+) {
+    while !flags.stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let h = handler.clone();
+                let c = Client {
+                    handler: handler.clone(),
+                    handover: handover.clone(),
+                    listener: listener.clone(),
+                    flags: flags.clone(),
+                };
                 let _ = std::thread::Builder::new()
                     .name("weft-control-client".into())
-                    .spawn(move || serve_client(stream, h));
+                    .spawn(move || c.serve(stream));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
+                std::thread::sleep(Duration::from_millis(20))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+    flags.stopped.store(true, Ordering::Release);
 }
 
-fn serve_client(stream: UnixStream, handler: Arc<Handler>) {
-    let _ = stream.set_nonblocking(false);
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
-    let reader = BufReader::new(stream);
-    for line in reader.lines() {
-        let Ok(line) = line else { return };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reply = match serde_json::from_str::<Value>(&line) {
-            Ok(req) if req.is_object() => handler(&req),
-            Ok(_) => error_reply("request must be a JSON object"),
-            Err(e) => error_reply(&format!("bad JSON: {e}")),
+struct Client {
+    handler: Arc<Handler>,
+    handover: Option<Arc<HandoverHook>>,
+    listener: Arc<UnixListener>,
+    flags: Arc<Flags>,
+}
+
+impl Client {
+    fn serve(self, stream: UnixStream) {
+        let _ = stream.set_nonblocking(false);
+        let Ok(mut out) = stream.try_clone() else {
+            return;
         };
-        let mut text = reply.to_string();
-        text.push('\n');
-        if out.write_all(text.as_bytes()).is_err() {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let reply = match serde_json::from_str::<Value>(&line) {
+                Ok(req) if req["cmd"] == "handover" && self.handover.is_some() => {
+                    self.hand_over(&mut reader, &out);
+                    return;
+                }
+                Ok(req) if req.is_object() => (self.handler)(&req),
+                Ok(_) => error_reply("request must be a JSON object"),
+                Err(e) => error_reply(&format!("bad JSON: {e}")),
+            };
+            let mut text = reply.to_string();
+            text.push('\n');
+            if out.write_all(text.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn hand_over(&self, reader: &mut BufReader<UnixStream>, out: &UnixStream) {
+        let Some(hook) = &self.handover else { return };
+        let flags = &self.flags;
+        // Stop accepting for the whole handover, before the new process may serve the
+        // listener: requests meanwhile wait in the listen backlog for whichever process serves
+        // the socket next (the new one, or this one again if the handover is abandoned).
+        flags.stop.store(true, Ordering::Release);
+        let t = std::time::Instant::now();
+        while !flags.stopped.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if hook(reader, out, self.listener.as_raw_fd()) {
+            flags.handed_over.store(true, Ordering::Release);
             return;
         }
+        flags.stopped.store(false, Ordering::Release);
+        flags.stop.store(false, Ordering::Release);
+        let (l, h, o, f) = (
+            self.listener.clone(),
+            self.handler.clone(),
+            self.handover.clone(),
+            flags.clone(),
+        );
+        let _ = std::thread::Builder::new()
+            .name("weft-control".into())
+            .spawn(move || accept_loop(l, h, o, f));
     }
 }
 

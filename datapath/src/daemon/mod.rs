@@ -14,6 +14,7 @@
 
 mod conntrack;
 pub mod control;
+pub mod handover;
 mod poll;
 mod worker;
 
@@ -72,6 +73,12 @@ pub enum DaemonError {
     /// Threads, epoll, eventfd.
     #[error("switch runtime: {0}")]
     Runtime(std::io::Error),
+    /// This process handed its ports to a new switch process; ask that one (same socket).
+    #[error("this switch handed its ports over to a new process; retry on the control socket")]
+    HandedOver,
+    /// Taking the ports over from the running switch failed (that switch keeps running).
+    #[error("takeover: {0}")]
+    Takeover(String),
 }
 
 /// A port as the shell holds it: its number, name, and I/O (None = pending).
@@ -100,7 +107,7 @@ impl PortTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<LivePort>> {
         self.slots.iter().flatten()
     }
-    fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
+    pub(crate) fn from_ports(ports: impl IntoIterator<Item = Arc<LivePort>>) -> PortTable {
         let mut slots: Vec<Option<Arc<LivePort>>> = Vec::new();
         for p in ports {
             let i = usize::from(p.no.0);
@@ -216,63 +223,97 @@ impl Switch {
             opts.vhost_dir = Some(cfg.switch.vhost_dir.clone());
         }
         let snap = Snapshot::compile(&cfg, None)?;
-        let workers = opts
-            .workers
-            .or(cfg.switch.workers)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
-            .max(1);
         let mut live = Vec::new();
         for info in snap.ports() {
             live.push(Arc::new(open_port(info, &opts, None)?));
         }
-        let mut wakers = Vec::new();
-        for _ in 0..workers {
-            wakers.push(Arc::new(EventFd::new().map_err(DaemonError::Runtime)?));
-        }
-        let shared = Arc::new(Shared {
-            dp: Arc::new(Datapath::new(snap)),
-            ports: ArcSwap::from_pointee(PortTable::from_ports(live)),
-            port_gen: AtomicU64::new(1),
-            stop: AtomicBool::new(false),
-            wakers,
-            apply_lock: Mutex::new(()),
-            opts: opts.clone(),
-            poll: PollCounters::default(),
-        });
-        let mut threads = Vec::new();
-        for i in 0..workers {
-            let w = worker::PacketThread {
-                index: i,
-                count: workers,
-                shared: shared.clone(),
-                wake: shared.wakers[i].clone(),
-                core: shared.dp.worker(),
-                nice: cfg.switch.worker_nice,
-                busy_poll_ns: cfg.switch.busy_poll_us.saturating_mul(1000),
-                spin_yield: cfg.switch.busy_poll_yield,
-            };
-            let t = std::thread::Builder::new()
-                .name(format!("weft-worker-{i}"))
-                .spawn(move || w.run())
-                .map_err(DaemonError::Runtime)?;
-            threads.push(t);
-        }
-        let sh = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("weft-monitor".into())
-                .spawn(move || monitor(sh))
-                .map_err(DaemonError::Runtime)?,
-        );
-        Ok(SwitchHandle {
-            shared,
-            threads: Mutex::new(threads),
-        })
+        launch(prepare(snap, live, opts)?)
     }
+}
+
+/// A switch ready to run: its core and port table built, no thread started yet.
+pub(crate) struct Prepared {
+    pub(crate) shared: Arc<Shared>,
+    workers: usize,
+    settings: crate::config::SwitchSettings,
+}
+
+/// Builds the core, the port table and the wakers over ports already open: a fresh start, or
+/// a takeover (whose ports came from the previous process; done before the old one stops, so
+/// that only [`launch`] falls in the pause).
+pub(crate) fn prepare(
+    snap: Snapshot,
+    live: Vec<Arc<LivePort>>,
+    opts: SwitchOptions,
+) -> Result<Prepared, DaemonError> {
+    let settings = snap.config().switch.clone();
+    let workers = opts
+        .workers
+        .or(settings.workers)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let mut wakers = Vec::new();
+    for _ in 0..workers {
+        wakers.push(Arc::new(EventFd::new().map_err(DaemonError::Runtime)?));
+    }
+    let shared = Arc::new(Shared {
+        dp: Arc::new(Datapath::new(snap)),
+        ports: ArcSwap::from_pointee(PortTable::from_ports(live)),
+        port_gen: AtomicU64::new(1),
+        stop: AtomicBool::new(false),
+        wakers,
+        apply_lock: Mutex::new(()),
+        opts,
+        poll: PollCounters::default(),
+    });
+    Ok(Prepared {
+        shared,
+        workers,
+        settings,
+    })
+}
+
+/// Starts the workers and the monitor of a prepared switch.
+pub(crate) fn launch(p: Prepared) -> Result<SwitchHandle, DaemonError> {
+    let Prepared {
+        shared,
+        workers,
+        settings,
+    } = p;
+    let mut threads = Vec::new();
+    for i in 0..workers {
+        let w = worker::PacketThread {
+            index: i,
+            count: workers,
+            shared: shared.clone(),
+            wake: shared.wakers[i].clone(),
+            core: shared.dp.worker(),
+            nice: settings.worker_nice,
+            busy_poll_ns: settings.busy_poll_us.saturating_mul(1000),
+            spin_yield: settings.busy_poll_yield,
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("weft-worker-{i}"))
+            .spawn(move || w.run())
+            .map_err(DaemonError::Runtime)?;
+        threads.push(t);
+    }
+    let sh = shared.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("weft-monitor".into())
+            .spawn(move || monitor(sh))
+            .map_err(DaemonError::Runtime)?,
+    );
+    Ok(SwitchHandle {
+        shared,
+        threads: Mutex::new(threads),
+        handed_over: AtomicBool::new(false),
+    })
 }
 
 fn open_port(
@@ -487,6 +528,9 @@ pub struct PortState {
 pub struct SwitchHandle {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once a new switch process took this one's ports over (see [`handover`]): the
+    /// workers are stopped and every apply is refused, so that no change lands here.
+    handed_over: AtomicBool,
 }
 
 impl SwitchHandle {
@@ -519,6 +563,9 @@ impl SwitchHandle {
             .apply_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if self.handed_over() {
+            return Err(DaemonError::HandedOver);
+        }
         let old = self.shared.dp.snapshot();
         let snap = Snapshot::compile(&cfg, Some(&old))?;
         let diff = snap.diff(&old);
@@ -656,6 +703,7 @@ impl SwitchHandle {
             "counters" => json!({"ok": true, "counters": self.counters_json()}),
             "metrics" => json!({"ok": true, "metrics": crate::metrics::render(&self.metrics())}),
             "conntrack" => conntrack::request(&self.shared.dp, req, now_ns()),
+            "apply" => self.apply_request(req),
             "reload" => match reload {
                 Some(f) => match f() {
                     Ok(r) => json!({"ok": true, "report": r}),
@@ -672,9 +720,66 @@ impl SwitchHandle {
             }
             other => control::error_reply(&format!(
                 "unknown command {other:?} (ports, macs, counters, metrics, conntrack, reload, \
-                 trace)"
+                 apply, trace, handover)"
             )),
         }
+    }
+
+    /// `{"cmd":"apply","config":{...}}`: a whole config from an agent in another process,
+    /// validated like a file's, then applied as [`SwitchHandle::apply`] does.
+    fn apply_request(&self, req: &Value) -> Value {
+        let cfg = match serde_json::from_value::<SwitchConfig>(req["config"].clone()) {
+            Ok(c) => c,
+            Err(e) => return control::error_reply(&format!("apply: bad config: {e}")),
+        };
+        let cfg = match cfg.validated("apply request") {
+            Ok(c) => c,
+            Err(e) => return control::error_reply(&e.to_string()),
+        };
+        match self.apply(cfg) {
+            Ok(r) => json!({"ok": true, "report": r}),
+            Err(e) => control::error_reply(&e.to_string()),
+        }
+    }
+
+    /// [`SwitchHandle::serve_control`] for a standalone `weft switch`: also answers
+    /// `{"cmd":"handover"}` (a new process takes the ports over, see [`handover`]), and serves
+    /// `listener` when given (the one a previous process handed over) instead of binding.
+    pub fn serve_control_upgradable(
+        self: &Arc<Self>,
+        path: &std::path::Path,
+        listener: Option<std::os::unix::net::UnixListener>,
+        reload: Option<Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync>>,
+    ) -> std::io::Result<control::ControlServer> {
+        let handler = self.control_handler(reload);
+        let me = Arc::downgrade(self);
+        let hook: Arc<control::HandoverHook> = Arc::new(
+            move |rd: &mut dyn std::io::BufRead,
+                  stream: &std::os::unix::net::UnixStream,
+                  lfd: std::os::fd::RawFd| {
+                me.upgrade().is_some_and(|h| h.hand_over(rd, stream, lfd))
+            },
+        );
+        match listener {
+            Some(l) => control::ControlServer::serve(l, path, handler, Some(hook)),
+            None => control::ControlServer::bind_with(path, handler, Some(hook)),
+        }
+    }
+
+    fn control_handler(
+        self: &Arc<Self>,
+        reload: Option<Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync>>,
+    ) -> Arc<control::Handler> {
+        let me = Arc::downgrade(self);
+        Arc::new(move |req: &Value| match me.upgrade() {
+            Some(h) => h.handle_request(
+                req,
+                reload
+                    .as_deref()
+                    .map(|f| f as &dyn Fn() -> Result<ApplyReport, String>),
+            ),
+            None => control::error_reply("switch is shutting down"),
+        })
     }
 
     /// Serves the control socket at `path` (e.g. the config's
@@ -684,17 +789,7 @@ impl SwitchHandle {
         path: &std::path::Path,
         reload: Option<Arc<dyn Fn() -> Result<ApplyReport, String> + Send + Sync>>,
     ) -> std::io::Result<control::ControlServer> {
-        let me = Arc::downgrade(self);
-        let handler: Arc<control::Handler> = Arc::new(move |req: &Value| match me.upgrade() {
-            Some(h) => h.handle_request(
-                req,
-                reload
-                    .as_deref()
-                    .map(|f| f as &dyn Fn() -> Result<ApplyReport, String>),
-            ),
-            None => control::error_reply("switch is shutting down"),
-        });
-        control::ControlServer::bind(path, handler)
+        control::ControlServer::bind(path, self.control_handler(reload))
     }
 
     /// Learned and static MAC entries, sorted by (local VLAN, MAC).
@@ -897,6 +992,12 @@ impl SwitchHandle {
 
     /// Stops the workers and closes every port.
     pub fn shutdown(&self) {
+        self.stop_threads();
+        self.shared.ports.store(Arc::new(PortTable::default()));
+    }
+
+    /// Stops the workers and the monitor; the ports stay open.
+    fn stop_threads(&self) {
         self.shared.stop.store(true, Ordering::Release);
         for w in &self.shared.wakers {
             w.notify();
@@ -906,7 +1007,6 @@ impl SwitchHandle {
         for t in threads {
             let _ = t.join();
         }
-        self.shared.ports.store(Arc::new(PortTable::default()));
     }
 }
 

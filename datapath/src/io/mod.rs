@@ -3,7 +3,8 @@
 //! VXLAN endpoint's UDP socket, and QEMU guests' virtio rings over vhost-user
 //! ([`VhostUserPort`]), all behind one [`Port`] trait. All of weft's own
 //! syscalls (and all its `unsafe`) live in io/sys*.rs ([`sys`], and
-//! `sys_udpgso` for the VXLAN endpoint's UDP_SEGMENT sends, `sys_vhost` for the
+//! `sys_udpgso` for the VXLAN endpoint's UDP_SEGMENT sends, `sys_handover` for
+//! passing ports to a successor switch, `sys_vhost` for the
 //! vhost-user socket's descriptor passing; the mappings of
 //! guest memory are made by the rust-vmm crates); the rest is safe glue that
 //! moves frames in batches between the kernel and the sans-IO core.
@@ -17,8 +18,10 @@
 mod capture;
 mod counters;
 mod fault;
+mod handover;
 mod port;
 pub mod sys;
+mod sys_handover;
 mod sys_udpgso;
 mod sys_vhost;
 pub mod tunnel;
@@ -34,6 +37,8 @@ use crate::{apply_edit, complete_checksum, gso_segment, EgressEdit, VirtioNetHdr
 pub use capture::{Capture, PcapWriter};
 pub use counters::IoCounters;
 pub use fault::{FaultConfig, FaultCounts, FaultInjector};
+pub use handover::RingPosition;
+pub(crate) use handover::{recv_with_fds, same_netdev, send_fds};
 pub use port::{Port, PortCtx, RxBatch, RxStep, TxFrame, TxScratch, RX_BATCH, RX_SLOT};
 pub use sys::VNET_HDR_LEN;
 pub use vhost::VhostUserPort;
@@ -394,6 +399,10 @@ impl Port for PacketPort {
 
     fn take_kernel_drops(&self) -> u64 {
         self.take_ring_drops()
+    }
+
+    fn ring_position(&self) -> Option<RingPosition> {
+        Some(self.position())
     }
 }
 

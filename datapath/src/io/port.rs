@@ -94,6 +94,12 @@ pub trait Port: Send + Sync {
     fn drop_counts(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// An AF_PACKET port's rx ring position, which a switch restart with fd handover passes
+    /// to the next process; None for ports without a ring.
+    fn ring_position(&self) -> Option<super::RingPosition> {
+        None
+    }
 }
 
 /// Frames read from one port, `[vnet hdr | frame]` back to back in one buffer that each

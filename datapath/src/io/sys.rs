@@ -347,12 +347,13 @@ pub(crate) struct RingFrame<'a> {
 
 /// A TPACKET_V2 rx ring mapped into our memory.
 pub(crate) struct RxRing {
-    base: *mut u8,
-    len: usize,
-    frame_size: usize,
-    frame_nr: usize,
-    head: usize,
-    vnet_hdr: bool,
+    // pub(super): `sys_handover` maps a ring handed over by another process.
+    pub(super) base: *mut u8,
+    pub(super) len: usize,
+    pub(super) frame_size: usize,
+    pub(super) frame_nr: usize,
+    pub(super) head: usize,
+    pub(super) vnet_hdr: bool,
 }
 
 // SAFETY: the ring is plain shared memory; access is serialised by `&mut self`
@@ -365,6 +366,11 @@ impl RxRing {
         // SAFETY: slot < frame_nr so the header lies inside the mapping; tp_status is
         // the first u32 of a 16-byte aligned tpacket2_hdr, valid for an AtomicU32.
         unsafe { &*(self.base.add(slot * self.frame_size) as *const AtomicU32) }
+    }
+
+    /// The next slot to read, and the ring's slot size and count (a handover passes them on).
+    pub(crate) fn position(&self) -> (usize, usize, usize) {
+        (self.head, self.frame_size, self.frame_nr)
     }
 
     /// Calls `f` with each frame the kernel has filled, up to `max`, handing

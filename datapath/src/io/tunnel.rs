@@ -200,8 +200,16 @@ impl TunnelPort {
     pub fn open(local_ip: IpAddr, udp_port: u16) -> io::Result<TunnelPort> {
         let local = SocketAddr::new(local_ip, udp_port);
         let sock = UdpSocket::bind(local)?;
-        sock.set_nonblocking(true)?;
         sys::set_socket_buffers(sock.as_raw_fd(), SOCKET_BUFFER);
+        TunnelPort::from_socket(sock)
+    }
+
+    /// The endpoint over an already bound UDP socket: one a previous switch process handed
+    /// over on restart (datagrams queued on it are read here, none is lost to a re-bind).
+    pub fn from_socket(sock: UdpSocket) -> io::Result<TunnelPort> {
+        let local = sock.local_addr()?;
+        let udp_port = local.port();
+        sock.set_nonblocking(true)?;
         Ok(TunnelPort {
             name: tunnel_port_name(udp_port),
             sock,

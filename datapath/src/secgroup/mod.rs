@@ -30,7 +30,9 @@ use crate::verdict::PortNo;
 use std::fmt;
 
 /// Seen from the port: ingress is traffic it receives, egress traffic it sends.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Direction {
     /// To the port.
     Ingress,

@@ -95,7 +95,7 @@ pub fn is_icmp(proto: u8) -> bool {
 }
 
 /// IPv4 or IPv6.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Family {
     /// `IPv4`.
     V4,
