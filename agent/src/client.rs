@@ -322,10 +322,39 @@ impl HttpCtrl {
         Ok(t)
     }
 
+    /// A call with `token` (a step token for one service, not the agent's
+    /// own) on the replica in use: a service's API, as a build step.
+    pub(crate) async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Response, AgentError> {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len();
+        let r = http(
+            method,
+            &self.ctrls[i],
+            path,
+            &[("x-auth-token", token)],
+            body,
+        )
+        .await?;
+        if !r.status.is_success() {
+            return Err(AgentError::Refused {
+                what: what.to_string(),
+                status: r.status.as_u16(),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            });
+        }
+        Ok(r)
+    }
+
     /// A call with the token, on the replica in use, failing over to the
     /// next replica when one does not answer or answers 5xx; on 401 the
     /// token is dropped and fetched once more.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use weft_hypervisor::{disk, Accel, Driver, ExtraDisk, InstanceSpec, InterfaceSpec, PowerState};
 
 /// One NIC of a build: the port's tap, MAC and network MTU.
@@ -55,6 +55,9 @@ pub trait ImageSource {
 pub struct HostCompute {
     driver: Arc<dyn Driver>,
     cache: disk::ImageCache,
+    /// One lock per image being fetched: concurrent builds of one image
+    /// wait for the first download rather than each fetching it again.
+    fetching: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     instances_dir: PathBuf,
     accel: Accel,
 }
@@ -75,6 +78,7 @@ impl HostCompute {
         HostCompute {
             driver,
             cache: disk::ImageCache::new(state_dir.join("images-cache")),
+            fetching: Mutex::new(BTreeMap::new()),
             instances_dir: instances_dir.to_path_buf(),
             accel,
         }
@@ -227,17 +231,35 @@ impl HostCompute {
         r
     }
 
-    /// The image's cached base file, fetched once.
+    /// The image's cached base file, fetched once: builds that find it
+    /// missing queue on the image's lock, and all but the first then find
+    /// it in the cache.
     fn cached(&self, image_id: &str, images: &dyn ImageSource) -> Result<PathBuf, String> {
-        match self.cache.get(image_id).map_err(|e| e.to_string())? {
+        if let Some(p) = self.cache.get(image_id).map_err(|e| e.to_string())? {
+            return Ok(p);
+        }
+        let lock = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(image_id.to_string())
+            .or_default()
+            .clone();
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let r = match self.cache.get(image_id).map_err(|e| e.to_string())? {
             Some(p) => Ok(p),
-            None => {
-                let mut r = images.open(image_id)?;
+            None => images.open(image_id).and_then(|mut r| {
                 self.cache
                     .install(image_id, &mut r)
                     .map_err(|e| format!("image {image_id}: {e}"))
-            }
+            }),
+        };
+        // The last one out forgets the lock (the map holds one reference).
+        let mut map = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(image_id);
         }
+        r
     }
 
     /// The serial console's last lines.
@@ -245,5 +267,68 @@ impl HostCompute {
         self.driver
             .console_output(parse_uuid(server_id)?, lines)
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use weft_hypervisor::{FakeDriver, HostResources};
+
+    /// An image source that counts its downloads and is slow, so that
+    /// builds started together overlap in the fetch.
+    struct Counting(AtomicUsize, Vec<u8>);
+    impl ImageSource for Counting {
+        fn open(&self, _id: &str) -> Result<Box<dyn Read + Send>, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Ok(Box::new(std::io::Cursor::new(self.1.clone())))
+        }
+    }
+
+    fn build(id: &str) -> Build {
+        Build {
+            server_id: id.into(),
+            image_id: "img-shared".into(),
+            vcpus: 1,
+            memory_mb: 64,
+            root_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            nics: vec![],
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn concurrent_builds_of_one_image_fetch_it_once() {
+        let dir = std::env::temp_dir().join(format!("ra-agent-cache-{}", std::process::id()));
+        let driver = Arc::new(FakeDriver::new(HostResources {
+            vcpus: 8,
+            memory_mb: 4096,
+            disk_gb: 10,
+        }));
+        let host = HostCompute::new(driver, &dir, &dir.join("instances"), Accel::Tcg);
+        let src = Counting(AtomicUsize::new(0), vec![0u8; 1 << 16]);
+        let ids: Vec<String> = (0..6)
+            .map(|i| format!("00000000-0000-4000-8000-00000000000{i}"))
+            .collect();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let (host, src) = (&host, &src);
+                    s.spawn(move || host.spawn(&build(id), src))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        for r in results {
+            r.expect("every build of the shared image spawns");
+        }
+        assert_eq!(src.0.load(Ordering::SeqCst), 1, "the image is fetched once");
+        assert!(host.fetching.lock().unwrap().is_empty(), "no lock kept");
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod compute;
+pub mod compute_remote;
 pub mod metrics;
 pub mod remote;
 pub mod run;

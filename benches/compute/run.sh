@@ -88,14 +88,16 @@ if [ "$mode" = boot ] || [ "$mode" = all ]; then
 import json, re, statistics, sys
 out = json.loads(sys.argv[1])
 rows = []
-for line in open(sys.argv[2], errors="replace"):
+# The log is tracing's colored output: strip the escapes before reading fields.
+log = [re.sub(r"\x1b\[[0-9;]*m", "", l) for l in open(sys.argv[2], errors="replace")]
+for line in log:
     if "spawned" not in line:
         continue
     v = {k: float(x) for k, x in re.findall(r"(image_ms|disk_ms|domain_ms)=([0-9.]+)", line)}
     if len(v) == 3:
         rows.append(v)
 t = out["create_to_active_s"]
-accel = next((m.group(1) for m in (re.search(r"accel=(\w+)", l) for l in open(sys.argv[2], errors="replace")) if m), "?")
+accel = next((m.group(1) for m in (re.search(r"accel=(\w+)", l) for l in log) if m), "?")
 print("### create -> ACTIVE, real guests (libvirt, accel %s)" % accel)
 print()
 print("| servers | p50 s | min s | max s | weft steps p50 ms (image / disk / ports+rest) | libvirt define+start p50 ms |")
@@ -132,5 +134,9 @@ print("|---|---|---|---|---|---|---|---|")
 print("| %d | %d | %.2f | %.2f | %.1f | %d | %d | %s / %s |" % (o["servers"], o["clients"], o["post_s"],
       o["wall_s"], o["decisions_per_s"], o["active"], o["error"], sys.argv[3], sys.argv[4]))
 print()
+for msg, n in sorted(o.get("faults", {}).items(), key=lambda x: -x[1]):
+    print("- %d ERROR: %s" % (n, msg))
+if o.get("faults"):
+    print()
 PY
 fi

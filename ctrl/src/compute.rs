@@ -192,22 +192,41 @@ pub fn mount(
         user = %delegate.user().user_id, "compute: builds act through trusts");
     svc.set_delegation(delegate.clone());
     net.set_instance_info(Arc::new(ServerInstances(svc.clone())));
-    svc.set_lookups(Arc::new(InProcess { images, net }));
-    let router = compute::router(svc.clone()).layer(axum::middleware::from_fn(
-        |req: axum::extract::Request, next: axum::middleware::Next| {
-            json_errors(compute::error::framework_body, req, next)
-        },
-    ));
+    svc.set_lookups(Arc::new(InProcess {
+        images: images.clone(),
+        net: net.clone(),
+    }));
+    let claims: Arc<dyn weft_compute::compute::build::claims::Claims> =
+        Arc::new(crate::delegation::ServiceClaims {
+            placement,
+            identity: server.identity(),
+            delegation: delegate.clone(),
+        });
+    // Remote compute hosts (`weft agent --compute-driver`) under /compute/agent/v1.
+    let agents = crate::compute_agent::router(Arc::new(crate::compute_agent::AgentApi {
+        compute: svc.clone(),
+        claims: claims.clone(),
+        services: crate::compute_host::HostServices::new(
+            images,
+            net.clone(),
+            server.identity(),
+            delegate.clone(),
+        ),
+        net,
+        delegation: delegate,
+    }));
+    let router = compute::router(svc.clone())
+        .merge(agents)
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                json_errors(compute::error::framework_body, req, next)
+            },
+        ));
     // Nova's catalog entry carries the version: clients append paths to it.
     let mut m = ServiceMount::new(compute::MOUNT, "compute", "nova", router);
     m.catalog_path = format!("{}/v2.1", compute::MOUNT);
     server.mount(m).map_err(|e| e.to_string())?;
     server.follow(svc.replica());
-    let claims = crate::delegation::ServiceClaims {
-        placement,
-        identity: server.identity(),
-        delegation: delegate,
-    };
-    rt.spawn(build::run(svc.clone(), Arc::new(claims)));
+    rt.spawn(build::run(svc.clone(), claims));
     Ok(svc)
 }

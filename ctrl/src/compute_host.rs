@@ -167,7 +167,7 @@ impl HostServices {
 
     /// The network `auto` picks: the project's own, else a shared one
     /// (Nova's get-me-a-network would make one; weft asks for one to exist).
-    fn auto_network(&self, s: &Server) -> Result<String, String> {
+    pub fn auto_network(&self, s: &Server) -> Result<String, String> {
         self.net.read(|st| {
             let mut own: Vec<_> = st
                 .networks
@@ -192,7 +192,7 @@ impl HostServices {
     }
 
     /// Security group names of the server as ids of its project.
-    fn group_ids(&self, s: &Server) -> Result<Option<Vec<String>>, String> {
+    pub fn group_ids(&self, s: &Server) -> Result<Option<Vec<String>>, String> {
         if s.security_groups == ["default"] {
             return Ok(None);
         }

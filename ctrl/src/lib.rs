@@ -4,6 +4,7 @@
 //! The agent itself is weft-agent; the wire types both speak are weft-proto.
 
 pub mod compute;
+pub mod compute_agent;
 pub mod compute_host;
 pub mod delegation;
 pub mod image;

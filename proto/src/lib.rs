@@ -18,6 +18,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod compute;
+
 /// A network with ports on the host: its segment, as the switch must carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostNetwork {

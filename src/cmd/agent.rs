@@ -35,15 +35,110 @@ pub struct AgentArgs {
     /// no frame, and the switch can be upgraded under the agent with `weft switch --takeover`.
     #[arg(long)]
     pub switch_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub compute: RemoteComputeArgs,
+}
+
+/// The compute side of `weft agent`: this host runs servers ctrl places on it.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteComputeArgs {
+    /// Run servers on this host with this driver (default: none, a switch only).
+    #[arg(long, value_enum, default_value = "none")]
+    pub compute_driver: super::compute::DriverKind,
+    /// Where the image cache and the instances live.
+    #[arg(long, default_value = "/var/lib/weft-agent")]
+    pub compute_state_dir: PathBuf,
+    /// libvirt connection URI.
+    #[arg(long, default_value = "qemu:///system")]
+    pub libvirt_uri: String,
+    /// This host's availability zone.
+    #[arg(long, default_value = "nova")]
+    pub availability_zone: String,
+    /// VCPU overcommit in placement (Nova's initial_cpu_allocation_ratio).
+    #[arg(long, default_value_t = 4.0)]
+    pub cpu_allocation_ratio: f64,
+    /// MiB kept for the host itself (reserved_host_memory_mb).
+    #[arg(long, default_value_t = 512)]
+    pub reserved_host_memory_mb: u64,
+    /// With `--compute-driver fake`: the host's vCPUs (default: this machine's).
+    #[arg(long)]
+    pub fake_host_vcpus: Option<u32>,
+    /// With `--compute-driver fake`: the host's memory in MiB (default: this machine's).
+    #[arg(long)]
+    pub fake_host_memory_mb: Option<u64>,
+}
+
+/// The host's compute agent, or None with `--compute-driver none`.
+fn remote_compute(
+    a: &RemoteComputeArgs,
+    ctrl_url: &str,
+    host: &str,
+    auth: AgentAuth,
+) -> anyhow::Result<Option<Arc<agent::compute_remote::RemoteCompute>>> {
+    use super::compute::DriverKind;
+    use weft_hypervisor::{Driver, FakeDriver, HostResources, LibvirtConfig, LibvirtDriver};
+    let instances = a.compute_state_dir.join("instances");
+    std::fs::create_dir_all(&instances)?;
+    let r = weft_hypervisor::host_resources(&instances)?;
+    let probe = weft_hypervisor::probe_accel();
+    let (driver, r, hv): (Arc<dyn Driver>, HostResources, &str) = match a.compute_driver {
+        DriverKind::None => return Ok(None),
+        DriverKind::Fake => {
+            let r = HostResources {
+                vcpus: a.fake_host_vcpus.unwrap_or(r.vcpus),
+                memory_mb: a.fake_host_memory_mb.unwrap_or(r.memory_mb),
+                ..r
+            };
+            (Arc::new(FakeDriver::new(r)), r, "fake")
+        }
+        DriverKind::Libvirt => {
+            let d = LibvirtDriver::connect(LibvirtConfig {
+                uri: a.libvirt_uri.clone(),
+                instances_dir: instances.clone(),
+                shutdown_timeout: std::time::Duration::from_secs(60),
+            })?;
+            (Arc::new(d), r, "QEMU")
+        }
+    };
+    let compute =
+        agent::compute::HostCompute::new(driver, &a.compute_state_dir, &instances, probe.accel);
+    let registration = agent::compute_remote::ComputeHostRegistration {
+        hypervisor_type: hv.into(),
+        driver: format!("{:?}", a.compute_driver).to_lowercase(),
+        arch: std::env::consts::ARCH.into(),
+        vcpus: u64::from(r.vcpus),
+        memory_mb: r.memory_mb,
+        disk_gb: r.disk_gb,
+        host_ip: String::new(),
+        availability_zone: a.availability_zone.clone(),
+        cpu_allocation_ratio: a.cpu_allocation_ratio,
+        ram_allocation_ratio: 1.0,
+        disk_allocation_ratio: 1.0,
+        reserved_host_memory_mb: a.reserved_host_memory_mb,
+    };
+    let ctrl = Arc::new(agent::HttpCtrl::new(ctrl_url, host, auth)?);
+    println!(
+        "weft: compute host {host} ({:?}, {}) joining {ctrl_url}",
+        a.compute_driver, probe.reason
+    );
+    Ok(Some(agent::compute_remote::RemoteCompute::new(
+        ctrl,
+        Arc::new(compute),
+        registration,
+    )))
 }
 
 /// Credentials come from the environment: WEFT_AGENT_TOKEN, or an openrc's OS_* variables.
 pub fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     let host = a.host.unwrap_or_else(agent::default_host);
     let auth = auth_from_env()?;
+    let compute = remote_compute(&a.compute, &a.ctrl, &host, auth.clone())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        if let Some(c) = compute {
+            tokio::spawn(c.run(rx.clone()));
+        }
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

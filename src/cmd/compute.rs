@@ -77,6 +77,10 @@ pub struct ComputeServeArgs {
     /// (soft_affinity_weight_multiplier).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub soft_affinity_weight_multiplier: f64,
+    /// Builds scheduled and spawned at once by this process (Nova's
+    /// max_concurrent_builds); the rest wait in BUILD/scheduling.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_builds: u32,
     /// With `--compute-driver fake`: run this many compute hosts in this
     /// process, this host and N-1 more named HOST-fake-0002..., each with
     /// its own fake driver, provider and heartbeat (scheduler tests and
@@ -361,6 +365,9 @@ pub fn start_in_serve(
         cpu: a.cpu_weight_multiplier,
         soft_group: a.soft_affinity_weight_multiplier,
     });
+    compute
+        .builds()
+        .set_max_concurrent(a.max_concurrent_builds as usize);
     let instances = a
         .instances_dir
         .clone()

@@ -206,9 +206,37 @@ impl Compute {
     pub fn register_host(
         &self,
         claims: &dyn build::claims::Claims,
-        mut host: build::host::ComputeHost,
+        host: build::host::ComputeHost,
         inventory: &std::collections::BTreeMap<String, crate::placement::model::Inventory>,
         spawner: Arc<dyn build::Spawner>,
+    ) -> ComputeResult<()> {
+        self.record_host(claims, host.clone(), inventory)?;
+        // Before this host takes builds: records and domains agree again.
+        match spawner.observe() {
+            Ok(seen) => {
+                for orphan in build::reconcile::reconcile(self, &host.name, &seen) {
+                    tracing::warn!(server = %orphan, host = %host.name, "destroying a domain no server owns");
+                    if let Err(e) = spawner.destroy_orphan(&orphan) {
+                        tracing::warn!(server = %orphan, error = %e, "orphan domain not destroyed");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(host = %host.name, error = %e, "reconcile: driver list failed")
+            }
+        }
+        self.builds.add_spawner(&host.name, spawner);
+        Ok(())
+    }
+
+    /// Records compute host `host` (its provider registered in placement
+    /// with `inventory`, found or made) and beats its heart; a host another
+    /// process runs (`weft agent`) is registered this way alone.
+    pub fn record_host(
+        &self,
+        claims: &dyn build::claims::Claims,
+        mut host: build::host::ComputeHost,
+        inventory: &std::collections::BTreeMap<String, crate::placement::model::Inventory>,
     ) -> ComputeResult<()> {
         host.provider = claims
             .register(&host.name, inventory)
@@ -226,23 +254,7 @@ impl Compute {
                 h.seq = st.hosts.values().map(|x| x.seq).max().unwrap_or(0) + 1;
             }
             Ok(((), vec![state::Change::Host(h)]))
-        })?;
-        // Before this host takes builds: records and domains agree again.
-        match spawner.observe() {
-            Ok(seen) => {
-                for orphan in build::reconcile::reconcile(self, &host.name, &seen) {
-                    tracing::warn!(server = %orphan, host = %host.name, "destroying a domain no server owns");
-                    if let Err(e) = spawner.destroy_orphan(&orphan) {
-                        tracing::warn!(server = %orphan, error = %e, "orphan domain not destroyed");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(host = %host.name, error = %e, "reconcile: driver list failed")
-            }
-        }
-        self.builds.add_spawner(&host.name, spawner);
-        Ok(())
+        })
     }
 
     /// A host's heartbeat.
