@@ -321,6 +321,11 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
         )
         .await;
     assert_eq!(admin_view["server"]["OS-EXT-SRV-ATTR:host"], "h1");
+    // No zone asked for: the server takes its host's.
+    assert_eq!(
+        admin_view["server"]["OS-EXT-AZ:availability_zone"], "nova",
+        "{admin_view}"
+    );
     assert_eq!(
         e.rec.spawned.lock().unwrap().as_slice(),
         std::slice::from_ref(&id)
@@ -332,6 +337,23 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
     assert_eq!(sv["services"][0]["host"], "h1", "{sv}");
     assert_eq!(sv["services"][0]["state"], "up");
     assert_eq!(sv["services"][0]["binary"], "nova-compute");
+    for (query, n) in [
+        ("?host=h1", 1),
+        ("?host=h1&binary=nova-compute", 1),
+        ("?host=elsewhere", 0),
+        ("?binary=nova-scheduler", 0),
+    ] {
+        let (_, sv) = e
+            .call(
+                "admin",
+                "2.79",
+                Method::GET,
+                &format!("/v2.1/os-services{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(sv["services"].as_array().unwrap().len(), n, "{query}: {sv}");
+    }
     let (st, _) = e
         .call("alice", "", Method::GET, "/v2.1/os-services", None)
         .await;

@@ -6,7 +6,7 @@ use super::{Caller, Mv, S};
 use crate::compute::build::host::ComputeHost;
 use crate::compute::error::ComputeResult;
 use crate::compute::now_string;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -35,18 +35,30 @@ fn id(h: &ComputeHost, mv: (u32, u32)) -> Value {
     }
 }
 
-/// `GET /os-services` (admin).
-pub async fn services_h(State(c): S, caller: Caller, Mv(mv): Mv) -> ComputeResult<Response> {
+/// The only service binary weft's hosts run (Nova's compute service).
+const BINARY: &str = "nova-compute";
+
+/// `GET /os-services` (admin), filtered by `host` and `binary` as Nova's
+/// is: `openstack compute service set HOST nova-compute` finds its one
+/// service this way.
+pub async fn services_h(
+    State(c): S,
+    caller: Caller,
+    Mv(mv): Mv,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ComputeResult<Response> {
     admin(&c, &caller, "os_compute_api:os-services:list")?;
     let now = now_string();
     let st = c.snapshot();
     let list: Vec<Value> = st
         .hosts
         .values()
+        .filter(|h| q.get("host").is_none_or(|want| *want == h.name))
+        .filter(|_| q.get("binary").is_none_or(|want| want == BINARY))
         .map(|h| {
             let mut v = json!({
                 "id": id(h, mv),
-                "binary": "nova-compute",
+                "binary": BINARY,
                 "host": h.name,
                 "zone": h.availability_zone,
                 "status": if h.enabled { "enabled" } else { "disabled" },

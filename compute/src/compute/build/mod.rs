@@ -299,6 +299,11 @@ fn place(c: &Compute, id: &str, host: &str) -> Placed {
         }
         let mut s = s.clone();
         s.host = Some(host.to_string());
+        // Nova records the zone the server landed in when none was asked for,
+        // so OS-EXT-AZ:availability_zone names it from then on.
+        if s.availability_zone.is_none() {
+            s.availability_zone = st.hosts.get(host).map(|h| h.availability_zone.clone());
+        }
         s.allocated = true;
         s.task_state = Some("spawning".into());
         s.updated = env.now.clone();
