@@ -76,6 +76,23 @@ fn openstacksdk_drives_servers() {
         img.to_str().unwrap(),
         "sdk-img",
     ]);
+    // `--nic auto` with no network to take is refused at the API, as Nova's.
+    let auto = |name: &str| {
+        vec![
+            "server", "create", "--flavor", "sdk.tiny", "--image", "sdk-img", "--nic", "auto",
+            "--wait", name,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let args = auto("sdk-auto0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = s.fails(&args);
+    assert!(
+        err.contains("Unable to automatically allocate a network"),
+        "{err}"
+    );
     s.json(&["network", "create", "sdk-net"]);
     s.json(&[
         "subnet",
@@ -123,4 +140,16 @@ fn openstacksdk_drives_servers() {
     );
     assert_eq!(v["after_delete"], serde_json::json!([]), "{v}");
     assert_eq!(v["gone"], "404", "{v}");
+
+    // One network of the project: `auto` takes it; two: ambiguous (409).
+    let args = auto("sdk-auto1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let one = s.json(&args);
+    assert_eq!(one["status"], "ACTIVE", "{one}");
+    assert!(one["addresses"].to_string().contains("sdk-net"), "{one}");
+    s.json(&["network", "create", "sdk-net2"]);
+    let args = auto("sdk-auto2");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = s.fails(&args);
+    assert!(err.contains("Multiple possible networks found"), "{err}");
 }

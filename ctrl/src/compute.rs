@@ -118,6 +118,9 @@ impl Lookups for InProcess {
                     }
                 }
             }
+            if req.auto_network && req.nics.is_empty() {
+                f.auto_candidates = Some(crate::compute_host::auto_candidates(st, own).len());
+            }
             for g in &req.security_groups {
                 // `default` is made with the project's first port, as Neutron does.
                 let found = g == "default"

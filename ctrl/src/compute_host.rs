@@ -165,30 +165,21 @@ impl HostServices {
         Ok(Box::new(StoredReader { data, at: 0 }))
     }
 
-    /// The network `auto` picks: the project's own, else a shared one
-    /// (Nova's get-me-a-network would make one; weft asks for one to exist).
+    /// The network `auto` picks (see [`auto_candidates`]); the API has
+    /// refused a create with none or several, so an error here means the
+    /// networks changed since.
     pub fn auto_network(&self, s: &Server) -> Result<String, String> {
-        self.net.read(|st| {
-            let mut own: Vec<_> = st
-                .networks
-                .values()
-                .filter(|n| n.project_id == s.project_id)
-                .collect();
-            own.sort_by(|a, b| a.id.cmp(&b.id));
-            let mut shared: Vec<_> = st.networks.values().filter(|n| n.shared).collect();
-            shared.sort_by(|a, b| a.id.cmp(&b.id));
-            match (own.as_slice(), shared.as_slice()) {
-                ([one], _) => Ok(one.id.clone()),
-                ([], [one]) => Ok(one.id.clone()),
-                ([], []) => Err(
+        self.net
+            .read(|st| match auto_candidates(st, &s.project_id).as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(
                     "no network available for this project: create one, or pass --network".into(),
                 ),
                 _ => Err(
                     "Multiple possible networks found, use a Network ID to be more specific."
                         .into(),
                 ),
-            }
-        })
+            })
     }
 
     /// Security group names of the server as ids of its project.
@@ -521,4 +512,24 @@ pub fn vifs(net: &Networking, id: &str) -> Vec<Vif> {
             })
             .collect()
     })
+}
+
+/// The networks `networks: "auto"` chooses between for `project`: its own,
+/// or when it has none the shared ones (Nova's get-me-a-network would make
+/// one; weft asks for one to exist). By id.
+pub fn auto_candidates(st: &crate::networking::state::State, project: &str) -> Vec<String> {
+    let own: Vec<String> = st
+        .networks
+        .values()
+        .filter(|n| n.project_id == project)
+        .map(|n| n.id.clone())
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    st.networks
+        .values()
+        .filter(|n| n.shared)
+        .map(|n| n.id.clone())
+        .collect()
 }

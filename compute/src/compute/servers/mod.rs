@@ -46,6 +46,10 @@ pub struct Facts {
     pub ports_in_use: Vec<String>,
     /// Requested security groups not found in the project.
     pub missing_groups: Vec<String>,
+    /// With `networks: "auto"` (or none given before 2.37) and no explicit
+    /// NIC: how many networks the pick is between (the project's own, or
+    /// else the shared ones). None: not asked, or not known.
+    pub auto_candidates: Option<usize>,
 }
 
 /// The limits server create checks (from [`crate::compute::quotas`]).
@@ -118,7 +122,20 @@ fn check_facts(f: &Facts, req: &CreateServer, flavor: &FlavorCopy) -> ComputeRes
     if let Some(g) = f.missing_groups.first() {
         return bad(format!("Security group {g} not found."));
     }
-    Ok(())
+    // Nova decides `auto` at the API, not in the build: no network to take
+    // is a 400 (it would auto-allocate a topology, which needs an extension
+    // weft's networking does not offer), several is its NetworkAmbiguous.
+    match f.auto_candidates {
+        Some(0) if !req.networks_omitted => bad(
+            "Unable to automatically allocate a network for this project: create a network, or \
+             ask for networks \"none\""
+                .into(),
+        ),
+        Some(n) if n > 1 => Err(ComputeError::Conflict(
+            "Multiple possible networks found, use a Network ID to be more specific.".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `POST /servers`: `max_count` servers in BUILD (fewer down to
@@ -226,7 +243,9 @@ pub fn create(
             metadata: req.metadata.clone(),
             security_groups: req.security_groups.clone(),
             nics: req.nics.clone(),
-            auto_network: req.auto_network,
+            // Before 2.37 with no network to take, Nova boots without one.
+            auto_network: req.auto_network
+                && !(req.networks_omitted && facts.auto_candidates == Some(0)),
             availability_zone: req.availability_zone.clone(),
             server_group: req.group.clone(),
             launch_index: i,

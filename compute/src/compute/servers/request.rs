@@ -20,6 +20,9 @@ pub struct CreateServer {
     pub nics: Vec<NicRequest>,
     /// `"auto"`, or nothing given before 2.37.
     pub auto_network: bool,
+    /// No `networks` at all (before 2.37): like `auto`, except that with no
+    /// network to pick the server boots without one, as Nova's does.
+    pub networks_omitted: bool,
     /// Security group names (default: `default`).
     pub security_groups: Vec<String>,
     /// Key pair name.
@@ -278,6 +281,7 @@ impl CreateServer {
                 )
             })?;
         let flavor_ref = ref_id(&required(str_field(m, "flavorRef", 2048)?, "flavorRef")?);
+        let networks_omitted = !m.contains_key("networks");
         let (nics, auto_network) = match m.get("networks") {
             Some(v) => nics(v, mv)?,
             None if mv >= (2, 37) => {
@@ -337,6 +341,7 @@ impl CreateServer {
             flavor_ref,
             nics,
             auto_network,
+            networks_omitted,
             security_groups,
             key_name: str_field(m, "key_name", 255)?,
             user_data,
