@@ -330,8 +330,18 @@ fn a_qemu_guest_on_a_vhost_user_port_gets_a_lease_and_reaches_a_namespace() {
         guest.console(),
         sw.port_states()
     );
-    // TCP both ways: the guest's listener answers one line.
-    let out = ns.exec("timeout", &["10", "busybox", "nc", GUEST_IP, "22"]);
+    // TCP both ways: the guest's listener answers one line. It is a shell loop around
+    // `nc -l` that the guest's init starts after its lease (and restarts after each
+    // connection), so a refusal right after the first ping is a race, not a fault: retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = ns.exec("timeout", &["10", "busybox", "nc", GUEST_IP, "22"]);
+        let answered = String::from_utf8_lossy(&out.stdout).trim() == "weft-guest 22";
+        if answered || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "weft-guest 22",
