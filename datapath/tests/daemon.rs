@@ -4,45 +4,17 @@
 //! netdev appears, control-socket requests. Needs root (creates taps and
 //! veths named `wsw…`, removed by Drop guards).
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod lab;
 
+use std::sync::Arc;
+
+use lab::{link_exists as exists, wait_until, Link};
 use serde_json::json;
 use weft_datapath::daemon::{control, Switch, SwitchHandle};
 use weft_datapath::SwitchConfig;
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("wsw{:x}{:x}{role}", std::process::id() & 0xfffff, n)
-}
-
-struct Link(String);
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
-}
-
-fn exists(name: &str) -> bool {
-    Command::new("ip")
-        .args(["link", "show", name])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
+    lab::uniq("wsw", role)
 }
 
 fn cfg(ports: &[(&str, &str, &str)]) -> SwitchConfig {
@@ -105,11 +77,10 @@ fn apply_adds_removes_and_updates_ports_and_keeps_the_rest() {
 
     // The system netdev appears: attached without another apply.
     let peer = uniq("p");
-    assert!(Command::new("ip")
-        .args(["link", "add", &sys, "type", "veth", "peer", "name", &peer])
-        .status()
-        .unwrap()
-        .success());
+    lab::sh(
+        "ip",
+        &["link", "add", &sys, "type", "veth", "peer", "name", &peer],
+    );
     assert!(
         wait_until(10, || attached(&h, &sys) == Some(true)),
         "pending port not attached"

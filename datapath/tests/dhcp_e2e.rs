@@ -5,88 +5,43 @@
 //! requests never reach it, and on a subnet without DHCP its offers are dropped (the DHCP
 //! guard). Needs root and busybox; namespaces and taps are named `dh…` and removed on drop.
 
+mod lab;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use lab::{sh, wait_until, Netns};
 use weft_datapath::daemon::{Switch, SwitchHandle};
 use weft_datapath::{DropReason, SwitchConfig};
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("dh{:x}{n:x}{role}", std::process::id() & 0xfffff)
+    lab::uniq("dh", role)
 }
 
-fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = run(cmd, args);
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-/// A network namespace standing for a VM, deleted on drop.
+/// A network namespace standing for a VM (deleted on drop), with a scratch directory.
 struct Vm {
-    ns: String,
+    ns: Netns,
     dir: PathBuf,
 }
 
 impl Vm {
-    /// A namespace holding the switch's tap `tap`, up, with `mac` and no address.
+    /// A namespace holding the switch's tap `tap`, up, with `mac`, no address and no IPv6
+    /// autoconfiguration noise.
     fn plug(tap: &str, mac: &str) -> Vm {
-        let ns = uniq("v");
-        sh("ip", &["netns", "add", &ns]);
-        let dir = std::env::temp_dir().join(&ns);
+        let ns = Netns::new("dh");
+        let dir = std::env::temp_dir().join(ns.name());
         std::fs::create_dir_all(&dir).unwrap();
-        let vm = Vm { ns, dir };
-        assert!(
-            wait_until(10, || run("ip", &["link", "show", tap]).status.success()),
-            "tap {tap} never appeared"
-        );
-        sh("ip", &["link", "set", tap, "netns", &vm.ns]);
-        vm.ip(&["link", "set", "lo", "up"]);
-        vm.ip(&["link", "set", tap, "address", mac]);
-        // No IPv6 autoconf noise (router solicitations, DAD) flooded to the other VMs.
-        let _ = vm.exec(
-            "sysctl",
-            &["-qw", &format!("net.ipv6.conf.{tap}.disable_ipv6=1")],
-        );
-        vm.ip(&["link", "set", tap, "up"]);
-        vm
+        ns.plug(tap, mac, None, true);
+        Vm { ns, dir }
     }
 
     fn ip(&self, args: &[&str]) -> String {
-        let mut a = vec!["-n", self.ns.as_str()];
-        a.extend_from_slice(args);
-        sh("ip", &a)
+        self.ns.ip(args)
     }
 
     fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut a = vec!["netns", "exec", self.ns.as_str(), cmd];
-        a.extend_from_slice(args);
-        run("ip", &a)
+        self.ns.exec(cmd, args)
     }
 
     /// Runs `udhcpc -n -q` on `ifname` (exit at once when no lease), with a script that
@@ -119,7 +74,7 @@ impl Vm {
         if rec.is_none() {
             eprintln!(
                 "udhcpc in {}: {}{}",
-                self.ns,
+                self.ns.name(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -133,7 +88,14 @@ impl Vm {
         let (script, record) = self.script();
         let child = Command::new("ip")
             .args([
-                "netns", "exec", &self.ns, "busybox", "udhcpc", "-i", ifname, "-f",
+                "netns",
+                "exec",
+                self.ns.name(),
+                "busybox",
+                "udhcpc",
+                "-i",
+                ifname,
+                "-f",
             ])
             .args(["-O", "mtu", "-O", "staticroutes", "-T", "3", "-s"])
             .arg(&script)
@@ -196,7 +158,7 @@ exit 0
         )
         .unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "busybox", "udhcpd", "-f"])
+            .args(["netns", "exec", self.ns.name(), "busybox", "udhcpd", "-f"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -208,7 +170,6 @@ exit 0
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.ns]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

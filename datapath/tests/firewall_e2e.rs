@@ -4,79 +4,29 @@
 //! rule (a reload) cuts the established connection; vm3, with port_security = false, is
 //! reachable on every port. Needs root.
 
+mod lab;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
+use lab::Netns;
 use weft_datapath::daemon::Switch;
 use weft_datapath::SwitchConfig;
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("ct{:x}{:x}{role}", std::process::id() & 0xfffff, n)
+    lab::uniq("ct", role)
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().expect("spawn");
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = uniq("n");
-        sh("ip", &["netns", "add", &name]);
-        Netns(name)
-    }
-
-    /// Moves the switch's tap `ifname` in, as a VM's NIC with `mac` and `cidr`.
-    fn plug(&self, ifname: &str, mac: &str, cidr: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while Command::new("ip")
-            .args(["link", "show", ifname])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < end, "tap {ifname} never appeared");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sh("ip", &["link", "set", ifname, "netns", &self.0]);
-        let ip = |a: &[&str]| {
-            let mut v = vec!["-n", self.0.as_str()];
-            v.extend_from_slice(a);
-            sh("ip", &v);
-        };
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", ifname, "address", mac]);
-        ip(&["addr", "add", cidr, "dev", ifname]);
-        ip(&["link", "set", ifname, "up"]);
-    }
-
-    fn python(&self, script: &str, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, "python3", "-u", "-c", script])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
+/// `python3 -u -c script args...` inside `ns`, with piped stdin and stdout.
+fn python(ns: &Netns, script: &str, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name(), "python3", "-u", "-c", script])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3")
 }
 
 /// Echoes every line on every port given, one thread per connection.
@@ -131,7 +81,7 @@ impl Drop for KillOnDrop {
 
 impl Client {
     fn new(ns: &Netns) -> Client {
-        let mut child = ns.python(CLIENT, &[]);
+        let mut child = python(ns, CLIENT, &[]);
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         Client {
@@ -151,7 +101,7 @@ impl Client {
 }
 
 fn server(ns: &Netns, ports: &[&str]) -> KillOnDrop {
-    let mut child = ns.python(SERVER, ports);
+    let mut child = python(ns, SERVER, ports);
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -224,10 +174,10 @@ ethertype = "IPv4"
 fn tcp_22_connects_23_does_not_and_removing_the_rule_cuts_the_connection() {
     let taps = [uniq("a"), uniq("b"), uniq("c")];
     let h = Switch::start(config(&taps, true)).expect("switch starts");
-    let (vm1, vm2, vm3) = (Netns::new(), Netns::new(), Netns::new());
-    vm1.plug(&taps[0], M1, "10.77.0.1/24");
-    vm2.plug(&taps[1], M2, "10.77.0.2/24");
-    vm3.plug(&taps[2], M3, "10.77.0.3/24");
+    let (vm1, vm2, vm3) = (Netns::new("ct"), Netns::new("ct"), Netns::new("ct"));
+    vm1.plug(&taps[0], M1, Some("10.77.0.1/24"), false);
+    vm2.plug(&taps[1], M2, Some("10.77.0.2/24"), false);
+    vm3.plug(&taps[2], M3, Some("10.77.0.3/24"), false);
     let _s1 = server(&vm1, &["22", "23"]);
     let _s3 = server(&vm3, &["22", "23", "8080"]);
     let mut c = Client::new(&vm2);

@@ -3,35 +3,27 @@
 //! over HTTP (`weft switch --metrics-listen`), parsed, before and after the
 //! kernel sends frames into a tap. Needs root (creates taps named `wsm…`).
 
+mod lab;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lab::Link;
 use serde_json::json;
 use weft_datapath::daemon::{control, Switch};
 use weft_datapath::metrics::{render, MetricsServer};
 use weft_datapath::SwitchConfig;
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("wsm{:x}{:x}{role}", std::process::id() & 0xfffff, n)
-}
-
-struct Link(String);
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
+    lab::uniq("wsm", role)
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    lab::sh("ip", args);
 }
 
 /// `series -> value` of an exposition text; a line that is neither a

@@ -4,80 +4,16 @@
 //! once the traffic stops it sleeps: its threads take (almost) no CPU. With `busy_poll_us = 0`
 //! the workers never spin. Needs root.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+mod lab;
 
+use std::time::Duration;
+
+use lab::Netns;
 use weft_datapath::daemon::{Switch, SwitchHandle};
 use weft_datapath::SwitchConfig;
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("lt{:x}{:x}{role}", std::process::id() & 0xfffff, n)
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().expect("spawn");
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = uniq("n");
-        sh("ip", &["netns", "add", &name]);
-        Netns(name)
-    }
-
-    /// Moves the switch's tap `ifname` in, as a VM's NIC with `mac` and `cidr`.
-    fn plug(&self, ifname: &str, mac: &str, cidr: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while !Command::new("ip")
-            .args(["link", "show", ifname])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            assert!(Instant::now() < end, "tap {ifname} never appeared");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sh("ip", &["link", "set", ifname, "netns", &self.0]);
-        let ip = |a: &[&str]| {
-            let mut v = vec!["-n", self.0.as_str()];
-            v.extend_from_slice(a);
-            sh("ip", &v);
-        };
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", ifname, "address", mac]);
-        ip(&["addr", "add", cidr, "dev", ifname]);
-        ip(&["link", "set", ifname, "up"]);
-    }
-
-    /// Pings `ip` `count` times every `interval` seconds; the replies received.
-    fn ping(&self, ip: &str, count: u32, interval: &str) -> u32 {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &self.0, "ping", "-q", "-W", "1", "-i"])
-            .args([interval, "-c", &count.to_string(), ip])
-            .output()
-            .expect("ping");
-        let out = String::from_utf8_lossy(&o.stdout);
-        out.split(',')
-            .find_map(|p| p.trim().strip_suffix(" received"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
+    lab::uniq("lt", role)
 }
 
 /// Two VMs on one local network, both taps on one worker (so a ping's request and reply are
@@ -94,9 +30,9 @@ fn start(busy_poll_us: u64) -> (SwitchHandle, Netns, Netns) {
     );
     let cfg = SwitchConfig::from_toml(&text, "lt.toml").expect("test config parses");
     let h = Switch::start(cfg).expect("switch starts");
-    let (a, b) = (Netns::new(), Netns::new());
-    a.plug(&ta, "fa:16:3e:91:00:01", "10.91.0.1/24");
-    b.plug(&tb, "fa:16:3e:91:00:02", "10.91.0.2/24");
+    let (a, b) = (Netns::new("lt"), Netns::new("lt"));
+    a.plug(&ta, "fa:16:3e:91:00:01", Some("10.91.0.1/24"), false);
+    b.plug(&tb, "fa:16:3e:91:00:02", Some("10.91.0.2/24"), false);
     // ARP and the MAC table settle.
     assert!(b.ping("10.91.0.1", 3, "0.2") >= 1, "no connectivity");
     (h, a, b)

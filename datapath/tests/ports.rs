@@ -5,12 +5,15 @@
 //! through AF_PACKET sockets on the taps' kernel side, driven through the same `Port` trait.
 //! Needs root (creates taps named `pt…`, removed by Drop guards).
 
+mod lab;
+
 use std::collections::HashSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lab::Link;
 use weft_datapath::build::FrameBuilder;
 use weft_datapath::daemon::{Switch, SwitchOptions};
 use weft_datapath::io::{
@@ -20,21 +23,11 @@ use weft_datapath::io::{
 use weft_datapath::{EgressEdit, MacAddr, PortNo, Snapshot, SwitchConfig};
 
 fn uniq(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("pt{:x}{:x}{role}", std::process::id() & 0xfffff, n)
-}
-
-struct Link(String);
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
+    lab::uniq("pt", role)
 }
 
 fn run(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd).args(args).status().expect("spawn");
-    assert!(st.success(), "{cmd} {args:?} failed");
+    lab::sh(cmd, args);
 }
 
 /// A tap made before the switch attaches to it, with IPv6 off, so that the kernel sends

@@ -6,10 +6,12 @@
 //! The switch runs in-process; a reload that removes the port closes its socket.
 //! Needs root and qemu-system-x86_64 (names `vh…`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod lab;
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use lab::{run, sh, wait_until, Netns};
 use weft_datapath::daemon::{Switch, SwitchHandle};
 use weft_datapath::SwitchConfig;
 
@@ -27,53 +29,8 @@ fn guest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../guest")
 }
 
-fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd).args(args).output().expect("spawn")
-}
-
 fn must(cmd: &str, args: &[&str]) {
-    let o = run(cmd, args);
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    f()
-}
-
-/// A network namespace holding the tap port's kernel side, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut a = vec!["netns", "exec", &self.0, cmd];
-        a.extend_from_slice(args);
-        run("ip", &a)
-    }
-
-    fn ping_ok(&self, ip: &str, tries: u32) -> bool {
-        (0..tries).any(|_| {
-            self.exec("ping", &["-c", "1", "-W", "1", "-q", ip])
-                .status
-                .success()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.0]);
-    }
+    sh(cmd, args);
 }
 
 /// `vh` + what + this process's id: names no other test (or helper) uses.
