@@ -408,17 +408,30 @@ impl HostServices {
 
     /// Uploads the file at `path` as the data of queued image `id`, as its
     /// owner (blocking: call it off the async workers, within the runtime).
-    pub fn upload_image(&self, id: &str, path: &std::path::Path) -> Result<(), String> {
+    pub fn upload_image(&self, s: &Server, id: &str, path: &std::path::Path) -> Result<(), String> {
+        // As the user, through the server's trust, with an image-bound
+        // token: the image is theirs and the image service's
+        // `upload_image` rule decides, as for a client's PUT of the data.
+        // A snapshot an admin of another project asked for is owned by the
+        // admin's project (as Glance records it), which the trust does not
+        // reach: the compute service uploads it with its own bound token,
+        // and the same rule decides.
         let owner = self
             .images
             .read(|st| st.images.get(id).map(|i| i.owner.clone()))
             .ok_or_else(|| format!("image {id} was deleted"))?;
-        let ctx = weft_compute::image::Ctx::new(weft_identity::policy::Credentials {
-            user_id: "nova".into(),
-            roles: vec!["admin".into(), "member".into(), "reader".into()],
-            project_id: owner,
-            ..weft_identity::policy::Credentials::default()
-        });
+        let trust = match owner.as_deref() == Some(s.project_id.as_str()) {
+            true => Some(trust_of(s)?),
+            false => None,
+        };
+        let creds = step_credentials(
+            &self.identity,
+            self.delegation.as_ref(),
+            trust,
+            Audience::Image,
+            "image",
+        )?;
+        let ctx = weft_compute::image::Ctx::new(creds);
         let rt = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
         rt.block_on(weft_compute::image::data::upload_file(
             self.images.clone(),

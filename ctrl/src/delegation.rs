@@ -59,10 +59,13 @@ const fn step(authority: Authority, service: Audience, action: &'static str) -> 
     }
 }
 
-/// Every policy action a build (and its teardown) takes.
+/// Every policy action a build (and its teardown, and the host's later steps for the
+/// user: a snapshot's upload, an interface's port) takes.
 pub const STEPS: &[Step] = &[
     step(Authority::Trust, Audience::Image, "get_image"),
     step(Authority::Trust, Audience::Image, "download_image"),
+    // createImage: the snapshot's data goes into the user's queued image as the user.
+    step(Authority::Trust, Audience::Image, "upload_image"),
     step(Authority::Trust, Audience::Network, "create_port"),
     step(Authority::Trust, Audience::Network, "create_port:fixed_ips"),
     step(

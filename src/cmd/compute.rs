@@ -260,7 +260,7 @@ impl Spawner for LocalHost {
         let r = self
             .compute
             .snapshot(&s.id, &file)
-            .and_then(|()| self.services.upload_image(image_id, &file));
+            .and_then(|()| self.services.upload_image(s, image_id, &file));
         let _ = std::fs::remove_file(&file);
         r
     }
