@@ -52,6 +52,7 @@ fn server(id: &str, nics: Vec<NicRequest>) -> Server {
         nics,
         auto_network: false,
         availability_zone: None,
+        forced_host: None,
         server_group: None,
         launch_index: 0,
         reservation_id: "r-1".into(),

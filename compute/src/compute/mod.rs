@@ -13,6 +13,7 @@
 //! ```
 
 pub mod admit;
+pub mod aggregates;
 pub mod api;
 pub mod body;
 pub mod build;

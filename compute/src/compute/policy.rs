@@ -37,6 +37,25 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("admin_api", "role:admin"),
     ("os_compute_api:os-services:list", "rule:admin_api"),
     (
+        "os_compute_api:os-availability-zone:detail",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:servers:create:forced_host",
+        "rule:admin_api",
+    ),
+    ("os_compute_api:os-aggregates:index", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:create", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:show", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:update", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:delete", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:add_host", "rule:admin_api"),
+    ("os_compute_api:os-aggregates:remove_host", "rule:admin_api"),
+    (
+        "os_compute_api:os-aggregates:set_metadata",
+        "rule:admin_api",
+    ),
+    (
         "os_compute_api:servers:start",
         "rule:project_member_or_admin",
     ),

@@ -7,6 +7,7 @@
 //! here.
 
 use super::model::action::InstanceAction;
+use super::model::aggregate::Aggregate;
 use super::model::group::ServerGroup;
 use super::model::host::ComputeHost;
 use super::model::server::Server;
@@ -50,6 +51,10 @@ pub enum Change {
     DeleteQuota(String),
     /// An instance action written whole (with its events).
     Action(Box<InstanceAction>),
+    /// A host aggregate written whole (hosts and metadata included).
+    Aggregate(Aggregate),
+    /// A host aggregate removed.
+    DeleteAggregate(u64),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -73,6 +78,8 @@ pub struct State {
     pub quotas: BTreeMap<String, BTreeMap<String, i64>>,
     /// Instance actions by (server id, request id).
     pub actions: BTreeMap<(String, String), InstanceAction>,
+    /// Host aggregates by id.
+    pub aggregates: BTreeMap<u64, Aggregate>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -120,6 +127,10 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
                 pair_key(&a.server_id, &a.request_id),
                 a,
             ),
+            Change::Aggregate(a) => weft_store::Change::put_json("aggregate", a.id.to_string(), a),
+            Change::DeleteAggregate(id) => {
+                Ok(weft_store::Change::delete("aggregate", id.to_string()))
+            }
         })
         .collect()
 }
@@ -145,6 +156,7 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
         "instance_action" => Ok(Change::Action(Box::new(
             serde_json::from_str(body).map_err(bad)?,
         ))),
+        "aggregate" => Ok(Change::Aggregate(serde_json::from_str(body).map_err(bad)?)),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -168,6 +180,10 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
             "host" => Ok(Change::DeleteHost(id.clone())),
             "server_group" => Ok(Change::DeleteGroup(id.clone())),
             "quota" => Ok(Change::DeleteQuota(id.clone())),
+            "aggregate" => id
+                .parse()
+                .map(Change::DeleteAggregate)
+                .map_err(|_| StoreError::Encode(format!("bad aggregate id {id}"))),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -254,6 +270,12 @@ impl State {
                 Change::Action(a) => {
                     self.actions
                         .insert((a.server_id.clone(), a.request_id.clone()), (**a).clone());
+                }
+                Change::Aggregate(a) => {
+                    self.aggregates.insert(a.id, a.clone());
+                }
+                Change::DeleteAggregate(id) => {
+                    self.aggregates.remove(id);
                 }
             }
         }

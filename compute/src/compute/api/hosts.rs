@@ -3,6 +3,7 @@
 //! heartbeats.
 
 use super::{Caller, Mv, S};
+use crate::compute::aggregates::zone_of;
 use crate::compute::build::host::ComputeHost;
 use crate::compute::error::ComputeResult;
 use crate::compute::now_string;
@@ -60,7 +61,7 @@ pub async fn services_h(
                 "id": id(h, mv),
                 "binary": BINARY,
                 "host": h.name,
-                "zone": h.availability_zone,
+                "zone": zone_of(&st, h),
                 "status": if h.enabled { "enabled" } else { "disabled" },
                 "state": state(h, &now),
                 "updated_at": h.heartbeat,
@@ -143,18 +144,45 @@ pub async fn hypervisors_detail_h(c: S, caller: Caller, mv: Mv) -> ComputeResult
     hypervisors(c, caller, mv, true).await
 }
 
-/// `GET /os-availability-zone`: zones with at least one enabled host.
+/// `GET /os-availability-zone`: zones with at least one enabled host, a
+/// host's zone being its aggregates' (os-aggregates) or the one its agent
+/// registered with.
 pub async fn zones_h(State(c): S, caller: Caller) -> ComputeResult<Response> {
     caller.ctx(&c)?;
     let now = now_string();
     let st = c.snapshot();
-    let mut zones: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut zones: BTreeMap<String, bool> = BTreeMap::new();
+    // The zones of the enabled hosts (what a create may ask for).
     for h in st.hosts.values().filter(|h| h.enabled) {
-        *zones.entry(h.availability_zone.as_str()).or_default() |= h.is_up(&now);
+        *zones.entry(zone_of(&st, h)).or_default() |= h.is_up(&now);
     }
     let list: Vec<Value> = zones
         .into_iter()
         .map(|(z, up)| json!({"zoneName": z, "zoneState": {"available": up}, "hosts": null}))
+        .collect();
+    Ok(Json(json!({ "availabilityZoneInfo": list })).into_response())
+}
+
+/// `GET /os-availability-zone/detail` (admin; `openstack availability zone
+/// list --long`): every zone with its hosts and their compute service,
+/// `active` when enabled, `available` when up.
+pub async fn zones_detail_h(State(c): S, caller: Caller) -> ComputeResult<Response> {
+    admin(&c, &caller, "os_compute_api:os-availability-zone:detail")?;
+    let now = now_string();
+    let st = c.snapshot();
+    let mut zones: BTreeMap<String, (bool, serde_json::Map<String, Value>)> = BTreeMap::new();
+    for h in st.hosts.values() {
+        let z = zones.entry(zone_of(&st, h)).or_default();
+        z.0 |= h.enabled && h.is_up(&now);
+        z.1.insert(
+            h.name.clone(),
+            json!({ BINARY: {"available": h.is_up(&now), "active": h.enabled,
+                             "updated_at": h.heartbeat} }),
+        );
+    }
+    let list: Vec<Value> = zones
+        .into_iter()
+        .map(|(z, (up, hosts))| json!({"zoneName": z, "zoneState": {"available": up}, "hosts": hosts}))
         .collect();
     Ok(Json(json!({ "availabilityZoneInfo": list })).into_response())
 }

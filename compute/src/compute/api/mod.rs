@@ -2,6 +2,7 @@
 //! microversion layer, the caller, and the router; the resources' handlers
 //! live in their own files.
 
+mod aggregates;
 mod flavors;
 mod groups;
 mod hosts;
@@ -253,6 +254,24 @@ pub fn router(compute: Arc<Compute>) -> Router {
             get(hosts::hypervisors_detail_h),
         )
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
+        .route(
+            "/v2.1/os-availability-zone/detail",
+            get(hosts::zones_detail_h),
+        )
+        .route(
+            "/v2.1/os-aggregates",
+            get(aggregates::list_h).post(aggregates::create_h),
+        )
+        .route(
+            "/v2.1/os-aggregates/{id}",
+            get(aggregates::show_h)
+                .put(aggregates::update_h)
+                .delete(aggregates::delete_h),
+        )
+        .route(
+            "/v2.1/os-aggregates/{id}/action",
+            post(aggregates::action_h),
+        )
         .route(
             "/v2.1/os-keypairs",
             get(keypairs::list_h).post(keypairs::create_h),

@@ -302,7 +302,10 @@ fn place(c: &Compute, id: &str, host: &str) -> Placed {
         // Nova records the zone the server landed in when none was asked for,
         // so OS-EXT-AZ:availability_zone names it from then on.
         if s.availability_zone.is_none() {
-            s.availability_zone = st.hosts.get(host).map(|h| h.availability_zone.clone());
+            s.availability_zone = st
+                .hosts
+                .get(host)
+                .map(|h| crate::compute::aggregates::zone_of(st, h));
         }
         s.allocated = true;
         s.task_state = Some("spawning".into());

@@ -33,13 +33,13 @@ pub fn host_states(
         .map(|h| HostState {
             name: h.name.clone(),
             provider: h.provider.clone(),
-            availability_zone: h.availability_zone.clone(),
+            availability_zone: crate::compute::aggregates::zone_of(st, h),
             enabled: h.enabled,
             up: h.is_up(now),
             hypervisor_type: h.hypervisor_type.clone(),
             arch: h.arch.clone(),
             free: free.get(&h.provider).cloned().unwrap_or_default(),
-            aggregate_metadata: BTreeMap::new(),
+            aggregate_metadata: crate::compute::aggregates::metadata_of(st, &h.name),
         })
         .collect()
 }
@@ -62,6 +62,7 @@ pub fn request_spec(st: &State, s: &Server) -> RequestSpec {
     };
     RequestSpec {
         availability_zone: s.availability_zone.clone(),
+        force_host: s.forced_host.clone(),
         aggregate_specs,
         group,
         group_max_per_host,

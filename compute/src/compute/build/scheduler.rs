@@ -47,6 +47,8 @@ pub enum GroupPolicy {
 pub struct RequestSpec {
     /// Availability zone asked for.
     pub availability_zone: Option<String>,
+    /// The one host an admin named (`zone:host`).
+    pub force_host: Option<String>,
     /// Image properties `hw_architecture` / `architecture`.
     pub image_arch: Option<String>,
     /// Image property `img_hv_type` / `hypervisor_type`.
@@ -95,6 +97,9 @@ pub struct Rejected {
 fn filter(h: &HostState, spec: &RequestSpec) -> Option<&'static str> {
     if !h.enabled || !h.up {
         return Some("ComputeFilter");
+    }
+    if spec.force_host.as_ref().is_some_and(|f| *f != h.name) {
+        return Some("ForcedHost");
     }
     if let Some(az) = &spec.availability_zone {
         if &h.availability_zone != az {

@@ -1,6 +1,7 @@
 //! The compute API's records as stored, and their API views per microversion.
 
 pub mod action;
+pub mod aggregate;
 pub mod group;
 pub mod host;
 pub mod server;

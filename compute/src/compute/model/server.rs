@@ -94,6 +94,10 @@ pub struct Server {
     pub auto_network: bool,
     /// Availability zone asked for, or where it landed.
     pub availability_zone: Option<String>,
+    /// The host an admin named in `zone:host` (Nova's forced host): the
+    /// scheduler considers no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_host: Option<String>,
     /// Server group from the `group` scheduler hint.
     pub server_group: Option<String>,
     /// Position in a multi-create (`OS-EXT-SRV-ATTR:launch_index`).

@@ -171,6 +171,24 @@ pub fn create(
         extra_specs: flavor.extra_specs.clone(),
     };
     check_facts(facts, req, &copy)?;
+    let (zone, forced_host) = match &req.availability_zone {
+        Some(z) => super::aggregates::split_zone(z),
+        None => (None, None),
+    };
+    if forced_host.is_some() {
+        env.authz.check(
+            ctx,
+            "os_compute_api:servers:create:forced_host",
+            &json!({"project_id": project, "user_id": ctx.user_id}),
+        )?;
+    }
+    if let Some(z) = &zone {
+        if !super::aggregates::available_zones(st).contains(z) {
+            return Err(ComputeError::BadRequest(format!(
+                "The requested availability zone is not available: {z}"
+            )));
+        }
+    }
     let public_key = match &req.key_name {
         None => None,
         Some(k) => Some(
@@ -246,7 +264,8 @@ pub fn create(
             // Before 2.37 with no network to take, Nova boots without one.
             auto_network: req.auto_network
                 && !(req.networks_omitted && facts.auto_candidates == Some(0)),
-            availability_zone: req.availability_zone.clone(),
+            availability_zone: zone.clone(),
+            forced_host: forced_host.clone(),
             server_group: req.group.clone(),
             launch_index: i,
             reservation_id: reservation_id.clone(),
