@@ -5,7 +5,8 @@
 //! service); a flavor whose `aggregate_instance_extra_specs:ssd=true` lands
 //! in the zone, and no longer once the aggregate says `ssd=false` ("No
 //! valid host was found"); a member cannot touch aggregates; `aggregate
-//! remove host` and `aggregate delete`.
+//! remove host` and `aggregate delete`; `hypervisor show HOST` and
+//! `hypervisor stats show`.
 //!
 //! Needs python-openstackclient in /opt/weft-venv (scripts/install-deps.sh).
 
@@ -57,6 +58,12 @@ fn openstack_cli_aggregates_zones_and_the_scheduler() {
         long.to_string().contains(&host) && long.to_string().contains("nova-compute"),
         "{long}"
     );
+
+    // The host's hypervisor, by name, and the sums over all hosts.
+    let hv = s.json(&["hypervisor", "show", &host]);
+    assert_eq!(hv["hypervisor_hostname"], host.as_str(), "{hv}");
+    let stats = s.json(&["hypervisor", "stats", "show"]);
+    assert_eq!(stats["count"], 1, "{stats}");
 
     // A member sees the zone but cannot touch aggregates.
     s.json(&["project", "create", "cg-demo"]);

@@ -96,6 +96,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "rule:project_member_or_admin",
     ),
     ("os_compute_api:os-hypervisors:list", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:show", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:uptime", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:statistics", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:search", "rule:admin_api"),
+    ("os_compute_api:os-hypervisors:servers", "rule:admin_api"),
+    ("os_compute_api:ips:index", "rule:project_reader_or_admin"),
+    ("os_compute_api:ips:show", "rule:project_reader_or_admin"),
     (
         "project_reader_or_admin",
         "role:admin or (role:reader and project_id:%(project_id)s)",

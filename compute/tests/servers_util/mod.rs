@@ -63,7 +63,8 @@ impl Lookups for World {
     }
 }
 
-/// Records spawns and power actions; fails spawns of servers named `doomed`.
+/// Records spawns and power actions; fails spawns of servers named `doomed`;
+/// gives servers named `wired` two addresses on network `private`.
 #[derive(Default)]
 pub struct Recorder {
     pub spawned: Mutex<Vec<String>>,
@@ -76,7 +77,17 @@ impl Spawner for Recorder {
             return Err("the driver said no".into());
         }
         self.spawned.lock().unwrap().push(s.id.clone());
-        Ok(Spawned::default())
+        let mut done = Spawned::default();
+        if s.name == "wired" {
+            done.addresses.insert(
+                "private".into(),
+                vec![
+                    ("10.0.0.5".into(), 4, "fa:16:3e:00:00:05".into()),
+                    ("fd00::5".into(), 6, "fa:16:3e:00:00:05".into()),
+                ],
+            );
+        }
+        Ok(done)
     }
     fn destroy(&self, _: &Server) -> Result<(), String> {
         Ok(())

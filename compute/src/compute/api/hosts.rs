@@ -13,7 +13,11 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-fn admin(c: &crate::compute::Compute, caller: &Caller, action: &str) -> ComputeResult<()> {
+pub(super) fn admin(
+    c: &crate::compute::Compute,
+    caller: &Caller,
+    action: &str,
+) -> ComputeResult<()> {
     let ctx = caller.ctx(c)?;
     c.read_env(|_, env| env.authz.check(&ctx, action, &json!({})))
 }
@@ -76,7 +80,7 @@ pub async fn services_h(
     Ok(Json(json!({ "services": list })).into_response())
 }
 
-fn hypervisor(
+pub(super) fn hypervisor(
     h: &ComputeHost,
     st: &crate::compute::state::State,
     mv: (u32, u32),
@@ -115,33 +119,80 @@ fn hypervisor(
             v["running_vms"] = json!(on.len());
             v["current_workload"] = json!(0);
             v["disk_available_least"] = json!(h.disk_gb as i64 - disk_used as i64);
-            v["cpu_info"] = json!("{}");
+            // A JSON object from 2.28, its text before.
+            v["cpu_info"] = if mv >= (2, 28) {
+                json!({})
+            } else {
+                json!("{}")
+            };
         }
     }
     v
 }
 
-async fn hypervisors(c: S, caller: Caller, mv: Mv, detail: bool) -> ComputeResult<Response> {
+async fn hypervisors(
+    c: S,
+    caller: Caller,
+    mv: Mv,
+    q: BTreeMap<String, String>,
+    detail: bool,
+) -> ComputeResult<Response> {
     let (State(c), Mv(mv)) = (c, mv);
     admin(&c, &caller, "os_compute_api:os-hypervisors:list")?;
     let now = now_string();
     let st = c.snapshot();
+    // 2.53: `hypervisor_hostname_pattern` (a substring, as Nova's LIKE;
+    // none matching is a 404) and `with_servers`.
+    let pattern = q
+        .get("hypervisor_hostname_pattern")
+        .filter(|_| mv >= (2, 53));
+    let with_servers = mv >= (2, 53)
+        && q.get("with_servers").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
     let list: Vec<Value> = st
         .hosts
         .values()
-        .map(|h| hypervisor(h, &st, mv, &now, detail))
+        .filter(|h| pattern.is_none_or(|p| h.name.contains(p.as_str())))
+        .map(|h| {
+            let mut v = hypervisor(h, &st, mv, &now, detail);
+            if with_servers {
+                v["servers"] = st
+                    .servers
+                    .values()
+                    .filter(|s| s.host.as_deref() == Some(h.name.as_str()))
+                    .map(|s| json!({"name": s.instance_name, "uuid": s.id}))
+                    .collect();
+            }
+            v
+        })
         .collect();
+    if let (Some(p), true) = (pattern, list.is_empty()) {
+        return Err(crate::compute::error::ComputeError::NotFound(format!(
+            "No hypervisor matching '{p}' could be found."
+        )));
+    }
     Ok(Json(json!({ "hypervisors": list })).into_response())
 }
 
 /// `GET /os-hypervisors` (admin).
-pub async fn hypervisors_h(c: S, caller: Caller, mv: Mv) -> ComputeResult<Response> {
-    hypervisors(c, caller, mv, false).await
+pub async fn hypervisors_h(
+    c: S,
+    caller: Caller,
+    mv: Mv,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ComputeResult<Response> {
+    hypervisors(c, caller, mv, q, false).await
 }
 
 /// `GET /os-hypervisors/detail` (admin).
-pub async fn hypervisors_detail_h(c: S, caller: Caller, mv: Mv) -> ComputeResult<Response> {
-    hypervisors(c, caller, mv, true).await
+pub async fn hypervisors_detail_h(
+    c: S,
+    caller: Caller,
+    mv: Mv,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ComputeResult<Response> {
+    hypervisors(c, caller, mv, q, true).await
 }
 
 /// `GET /os-availability-zone`: zones with at least one enabled host, a

@@ -6,9 +6,11 @@ mod aggregates;
 mod flavors;
 mod groups;
 mod hosts;
+mod hypervisors;
 mod instance_actions;
 mod keypairs;
 mod quotas;
+mod server_ips;
 mod server_ops;
 mod servers;
 
@@ -253,6 +255,25 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/os-hypervisors/detail",
             get(hosts::hypervisors_detail_h),
         )
+        .route(
+            "/v2.1/os-hypervisors/statistics",
+            get(hypervisors::statistics_h),
+        )
+        .route("/v2.1/os-hypervisors/{id}", get(hypervisors::show_h))
+        .route(
+            "/v2.1/os-hypervisors/{id}/uptime",
+            get(hypervisors::uptime_h),
+        )
+        .route(
+            "/v2.1/os-hypervisors/{id}/search",
+            get(hypervisors::search_h),
+        )
+        .route(
+            "/v2.1/os-hypervisors/{id}/servers",
+            get(hypervisors::servers_h),
+        )
+        .route("/v2.1/servers/{id}/ips", get(server_ips::index_h))
+        .route("/v2.1/servers/{id}/ips/{label}", get(server_ips::show_h))
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(
             "/v2.1/os-availability-zone/detail",
