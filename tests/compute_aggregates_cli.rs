@@ -6,7 +6,7 @@
 //! in the zone, and no longer once the aggregate says `ssd=false` ("No
 //! valid host was found"); a member cannot touch aggregates; `aggregate
 //! remove host` and `aggregate delete`; `hypervisor show HOST` and
-//! `hypervisor stats show`.
+//! `hypervisor stats show`; `server set/unset --tag` and `server list --tags`.
 //!
 //! Needs python-openstackclient in /opt/weft-venv (scripts/install-deps.sh).
 
@@ -146,6 +146,16 @@ fn openstack_cli_aggregates_zones_and_the_scheduler() {
     assert_eq!(shown["status"], "ACTIVE", "{shown}");
     assert_eq!(shown["OS-EXT-AZ:availability_zone"], "cg-az1", "{shown}");
     assert_eq!(shown["OS-EXT-SRV-ATTR:host"], host.as_str(), "{shown}");
+    // Tags on it (2.26): set, list by tag, unset.
+    let set = s.openstack(&["server", "set", "--tag", "cg-blue", &on]);
+    assert!(set.status.success(), "{set:?}");
+    let tagged = s.json(&["server", "list", "--tags", "cg-blue"]);
+    assert!(tagged.to_string().contains(&on), "{tagged}");
+    let unset = s.openstack(&["server", "unset", "--tag", "cg-blue", &on]);
+    assert!(unset.status.success(), "{unset:?}");
+    let tagged = s.json(&["server", "list", "--tags", "cg-blue"]);
+    assert!(!tagged.to_string().contains(&on), "{tagged}");
+
     let err = s.fails(&[
         "server",
         "create",

@@ -102,6 +102,30 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("os_compute_api:os-hypervisors:search", "rule:admin_api"),
     ("os_compute_api:os-hypervisors:servers", "rule:admin_api"),
     ("os_compute_api:ips:index", "rule:project_reader_or_admin"),
+    (
+        "os_compute_api:os-server-tags:index",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-tags:show",
+        "rule:project_reader_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-tags:update",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-tags:update_all",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-tags:delete",
+        "rule:project_member_or_admin",
+    ),
+    (
+        "os_compute_api:os-server-tags:delete_all",
+        "rule:project_member_or_admin",
+    ),
     ("os_compute_api:ips:show", "rule:project_reader_or_admin"),
     (
         "project_reader_or_admin",

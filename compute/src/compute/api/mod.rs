@@ -12,6 +12,7 @@ mod keypairs;
 mod quotas;
 mod server_ips;
 mod server_ops;
+mod server_tags;
 mod servers;
 
 use super::error::{ComputeError, ComputeResult};
@@ -273,6 +274,18 @@ pub fn router(compute: Arc<Compute>) -> Router {
             get(hypervisors::servers_h),
         )
         .route("/v2.1/servers/{id}/ips", get(server_ips::index_h))
+        .route(
+            "/v2.1/servers/{id}/tags",
+            get(server_tags::index_h)
+                .put(server_tags::replace_h)
+                .delete(server_tags::delete_all_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/tags/{tag}",
+            get(server_tags::check_h)
+                .put(server_tags::add_h)
+                .delete(server_tags::delete_h),
+        )
         .route("/v2.1/servers/{id}/ips/{label}", get(server_ips::show_h))
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(

@@ -37,6 +37,7 @@ fn parse_query(q: Option<&str>, mv: (u32, u32)) -> ComputeResult<ListQuery> {
                 })?)
             }
             "marker" => out.marker = Some(v),
+            k if mv >= (2, 26) && out.tags.take(k, &v) => {}
             _ => {}
         }
     }

@@ -9,6 +9,7 @@ pub mod interfaces;
 pub mod ops;
 pub use super::model::server as record;
 pub mod request;
+pub mod tags;
 pub mod view;
 
 use super::error::{ComputeError, ComputeResult};
@@ -364,6 +365,8 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Last id of the previous page.
     pub marker: Option<String>,
+    /// `tags`, `tags-any`, `not-tags`, `not-tags-any` (2.26).
+    pub tags: tags::TagFilter,
 }
 
 /// The servers `ctx` lists for `q`, newest first (Nova's default sort:
@@ -400,6 +403,7 @@ pub fn list<'a>(
                     .is_none_or(|h| !ctx.is_admin || s.host.as_deref() == Some(h))
                 && q.flavor.as_ref().is_none_or(|f| &s.flavor.id == f)
                 && q.image.as_ref().is_none_or(|i| &s.image_ref == i)
+                && q.tags.matches(s)
         })
         .collect();
     rows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));

@@ -335,6 +335,9 @@ impl CreateServer {
             }
             None => vec![],
         };
+        if tags.len() > super::tags::MAX_TAGS {
+            return Err(invalid("tags", &m["tags"], "is too long (50 tags at most)"));
+        }
         Ok(CreateServer {
             name,
             image_ref,
