@@ -3,12 +3,13 @@
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
 //! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
-//! `quota` and `instance_action`) and every replica applies the same commit
+//! `quota`, `instance_action` and `host_request`) and every replica applies the same commit
 //! here.
 
 use super::model::action::InstanceAction;
 use super::model::group::ServerGroup;
 use super::model::host::ComputeHost;
+use super::model::host_request::HostRequest;
 use super::model::server::Server;
 use super::model::{Flavor, Keypair};
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,10 @@ pub enum Change {
     DeleteQuota(String),
     /// An instance action written whole (with its events).
     Action(Box<InstanceAction>),
+    /// A question to a remote host, or its answer.
+    HostRequest(Box<HostRequest>),
+    /// That question gone (answered and read, or given up).
+    DeleteHostRequest(String),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -73,6 +78,8 @@ pub struct State {
     pub quotas: BTreeMap<String, BTreeMap<String, i64>>,
     /// Instance actions by (server id, request id).
     pub actions: BTreeMap<(String, String), InstanceAction>,
+    /// Questions to remote hosts by id ([`HostRequest`]).
+    pub host_requests: BTreeMap<String, HostRequest>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -120,6 +127,8 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
                 pair_key(&a.server_id, &a.request_id),
                 a,
             ),
+            Change::HostRequest(r) => weft_store::Change::put_json("host_request", &r.id, r),
+            Change::DeleteHostRequest(id) => Ok(weft_store::Change::delete("host_request", id)),
         })
         .collect()
 }
@@ -145,6 +154,9 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
         "instance_action" => Ok(Change::Action(Box::new(
             serde_json::from_str(body).map_err(bad)?,
         ))),
+        "host_request" => Ok(Change::HostRequest(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -168,6 +180,7 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
             "host" => Ok(Change::DeleteHost(id.clone())),
             "server_group" => Ok(Change::DeleteGroup(id.clone())),
             "quota" => Ok(Change::DeleteQuota(id.clone())),
+            "host_request" => Ok(Change::DeleteHostRequest(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -254,6 +267,12 @@ impl State {
                 Change::Action(a) => {
                     self.actions
                         .insert((a.server_id.clone(), a.request_id.clone()), (**a).clone());
+                }
+                Change::HostRequest(r) => {
+                    self.host_requests.insert(r.id.clone(), (**r).clone());
+                }
+                Change::DeleteHostRequest(id) => {
+                    self.host_requests.remove(id);
                 }
             }
         }
