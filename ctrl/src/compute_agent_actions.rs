@@ -102,6 +102,7 @@ pub fn add_work(api: &AgentApi, host: &str, work: &mut ComputeWork) {
     if !remote::is_remote(&api.compute, host) {
         return;
     }
+    remote::expire(&api.compute, host);
     let st = api.compute.snapshot();
     for s in st
         .servers

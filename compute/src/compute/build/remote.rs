@@ -116,3 +116,34 @@ pub fn pending(st: &State, host: &str) -> Vec<HostRequest> {
         .cloned()
         .collect()
 }
+
+/// Removes `host`'s requests older than twice [`ASK_TIMEOUT`]: their
+/// asker gave up, or died (a replica killed while it waited) before it
+/// could remove them.
+pub fn expire(c: &Compute, host: &str) {
+    let old = |r: &HostRequest, now: &str| {
+        let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok();
+        match (t(&r.created), t(now)) {
+            (Some(a), Some(n)) => (n - a).num_seconds() > 2 * ASK_TIMEOUT.as_secs() as i64,
+            _ => true,
+        }
+    };
+    let now = crate::compute::now_string();
+    if !c
+        .snapshot()
+        .host_requests
+        .values()
+        .any(|r| r.host == host && old(r, &now))
+    {
+        return;
+    }
+    let _ = c.write(|st: &State, env| {
+        let gone = st
+            .host_requests
+            .values()
+            .filter(|r| r.host == host && old(r, &env.now))
+            .map(|r| Change::DeleteHostRequest(r.id.clone()))
+            .collect();
+        Ok(((), gone))
+    });
+}
