@@ -420,7 +420,27 @@ fn every_action_on_a_remote_server() {
         "compute_snapshot_instance",
     );
 
-    // os-interface: a port on ro-net2 made and plugged by the agent.
+    // os-interface: an unknown port is Nova's 404 before the host is asked;
+    // a port on ro-net2 is made and plugged by the agent.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "30", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", &format!("X-Auth-Token: {token}")])
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            r#"{"interfaceAttachment": {"port_id": "00000000-0000-4000-8000-00000000dead"}}"#,
+        ])
+        .arg(format!(
+            "{}/compute/v2.1/servers/{id}/os-interface",
+            base(&s)
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.ends_with("404") && text.contains("could not be found"),
+        "{text}"
+    );
     let out = s.openstack(&["server", "add", "network", id, "ro-net2"]);
     assert!(
         out.status.success(),

@@ -250,6 +250,10 @@ pub async fn attach_h(
     );
     let (s, sp) = for_interface_change(&c, &ctx, &id, action)?;
     let Some(sp) = sp else {
+        if let Some(l) = c.lookups().cloned() {
+            let (s, req) = (s.clone(), req.clone());
+            blocking(move || l.check_attach(&s, &req)).await??;
+        }
         let ask = Ask::Attach {
             port_id: req.port_id.clone(),
             net_id: req.net_id.clone(),
