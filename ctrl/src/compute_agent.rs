@@ -299,7 +299,7 @@ pub(crate) fn on_host(
         })?;
     if !tasks.contains(&s.task_state.as_deref().unwrap_or("")) {
         return Err(ComputeError::Conflict(format!(
-            "Instance {id} is in task_state {:?}, not being built or torn down.",
+            "Instance {id} is in task_state {:?}, not one of {tasks:?}.",
             s.task_state
         )));
     }
