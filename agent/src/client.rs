@@ -140,6 +140,18 @@ pub(crate) async fn http(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Result<Response, AgentError> {
+    let body = body.map(|v| ("application/json", Bytes::from(v.to_string())));
+    http_bytes(method, url, path, headers, body).await
+}
+
+/// [`http`] with a body of any content type: (content type, bytes).
+pub(crate) async fn http_bytes(
+    method: Method,
+    url: &Url,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Bytes)>,
+) -> Result<Response, AgentError> {
     let full = format!("http://{}{}{}", url.authority, url.path, path);
     let unreachable = |m: String| AgentError::Unreachable {
         url: full.clone(),
@@ -161,9 +173,9 @@ pub(crate) async fn http(
         req = req.header(*k, *v);
     }
     let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Bytes::from(v.to_string())
+        Some((kind, b)) => {
+            req = req.header("content-type", kind);
+            b
         }
         None => Bytes::new(),
     };
@@ -339,6 +351,34 @@ impl HttpCtrl {
             path,
             &[("x-auth-token", token)],
             body,
+        )
+        .await?;
+        if !r.status.is_success() {
+            return Err(AgentError::Refused {
+                what: what.to_string(),
+                status: r.status.as_u16(),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            });
+        }
+        Ok(r)
+    }
+
+    /// A `PUT` of raw bytes with `token` (an image upload) on the replica in
+    /// use.
+    pub(crate) async fn put_bytes_as(
+        &self,
+        token: &str,
+        path: &str,
+        data: Bytes,
+        what: &str,
+    ) -> Result<Response, AgentError> {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len();
+        let r = http_bytes(
+            Method::PUT,
+            &self.ctrls[i],
+            path,
+            &[("x-auth-token", token)],
+            Some(("application/octet-stream", data)),
         )
         .await?;
         if !r.status.is_success() {

@@ -36,11 +36,15 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// A remote compute host's agent.
 pub struct RemoteCompute {
-    ctrl: Arc<HttpCtrl>,
-    compute: Arc<HostCompute>,
+    pub(crate) ctrl: Arc<HttpCtrl>,
+    pub(crate) compute: Arc<HostCompute>,
     registration: ComputeHostRegistration,
-    /// Servers with a build or teardown running here (not asked twice).
+    /// Servers with a build, teardown or action running here, and console
+    /// and interface requests being answered (not asked twice).
     busy: Mutex<BTreeSet<String>>,
+    /// Actions reported lately, by server and task state: a work list read
+    /// before the report may still carry one (see `compute_remote_actions`).
+    pub(crate) reported: Mutex<std::collections::BTreeMap<String, std::time::Instant>>,
 }
 
 fn bad(what: &str, e: impl std::fmt::Display) -> AgentError {
@@ -62,10 +66,11 @@ impl RemoteCompute {
             compute,
             registration,
             busy: Mutex::new(BTreeSet::new()),
+            reported: Mutex::default(),
         })
     }
 
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!("/compute/agent/v1/hosts/{}{rest}", self.ctrl.host)
     }
 
@@ -99,7 +104,12 @@ impl RemoteCompute {
 
     /// A step token for `audience` on server `id`'s behalf (`for_user`: the
     /// user's, through the trust; else the compute service's own).
-    async fn token(&self, id: &str, audience: &str, for_user: bool) -> Result<String, AgentError> {
+    pub(crate) async fn token(
+        &self,
+        id: &str,
+        audience: &str,
+        for_user: bool,
+    ) -> Result<String, AgentError> {
         let req = StepTokenRequest {
             audience: audience.into(),
             for_user,
@@ -118,7 +128,12 @@ impl RemoteCompute {
         Ok(t.token)
     }
 
-    async fn report(&self, id: &str, what: &str, body: Option<Value>) -> Result<(), AgentError> {
+    pub(crate) async fn report(
+        &self,
+        id: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<(), AgentError> {
         self.ctrl
             .call(
                 Method::POST,
@@ -200,16 +215,17 @@ impl RemoteCompute {
                 });
             }
         }
+        self.start_actions(w.actions, w.consoles, w.interfaces);
     }
 
-    fn take(&self, id: &str) -> bool {
+    pub(crate) fn take(&self, id: &str) -> bool {
         self.busy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_string())
     }
 
-    fn release(&self, id: &str) {
+    pub(crate) fn release(&self, id: &str) {
         self.busy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -243,7 +259,12 @@ impl RemoteCompute {
     ) -> Result<(), String> {
         let mut nics = Vec::new();
         for n in &b.nics {
-            let (nic, made) = rt.block_on(self.plug(b, n)).map_err(|e| e.to_string())?;
+            let who = (
+                b.server_id.as_str(),
+                b.project_id.as_str(),
+                b.hostname.as_str(),
+            );
+            let (nic, made) = rt.block_on(self.plug(who, n)).map_err(|e| e.to_string())?;
             if let Some(p) = made {
                 created.push(p);
             }
@@ -270,13 +291,13 @@ impl RemoteCompute {
 
     /// Takes (or makes) the NIC's port for the server as its user, then binds
     /// it to this host as the compute service, so this host's switch wires
-    /// its tap. `Some(id)`: the port was made here.
-    async fn plug(
+    /// its tap. `Some(id)`: the port was made here. `who`: the server's id,
+    /// project and hostname.
+    pub(crate) async fn plug(
         &self,
-        b: &BuildOrder,
+        (sid, project, hostname): (&str, &str, &str),
         n: &NicOrder,
     ) -> Result<(Nic, Option<String>), AgentError> {
-        let sid = &b.server_id;
         let user = self.token(sid, "network", true).await?;
         let device = json!({"device_id": sid, "device_owner": "compute:nova"});
         let (port, made) = match (&n.port_id, &n.network_id) {
@@ -296,8 +317,8 @@ impl RemoteCompute {
             (None, net) => {
                 let mut body = device;
                 body["network_id"] = json!(net.clone().unwrap_or_default());
-                body["project_id"] = json!(b.project_id);
-                body["name"] = json!(format!("{}-port", b.hostname));
+                body["project_id"] = json!(project);
+                body["name"] = json!(format!("{hostname}-port"));
                 if let Some(ip) = &n.fixed_ip {
                     body["fixed_ips"] = json!([{"ip_address": ip}]);
                 }
@@ -381,10 +402,10 @@ fn port_of(body: &[u8]) -> Result<Value, AgentError> {
 
 /// The image service over HTTP, with the server's image token: the bytes
 /// are read whole into memory (one image per build miss; the cache keeps it).
-struct HttpImages<'a> {
-    agent: &'a RemoteCompute,
-    rt: &'a Handle,
-    server: &'a str,
+pub(crate) struct HttpImages<'a> {
+    pub(crate) agent: &'a RemoteCompute,
+    pub(crate) rt: &'a Handle,
+    pub(crate) server: &'a str,
 }
 
 impl ImageSource for HttpImages<'_> {

@@ -21,6 +21,7 @@
 pub mod client;
 pub mod compute;
 pub mod compute_remote;
+mod compute_remote_actions;
 pub mod metrics;
 pub mod remote;
 pub mod run;

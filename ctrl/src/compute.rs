@@ -42,6 +42,14 @@ impl Lookups for InProcess {
         crate::compute_host::vifs(&self.net, &server.id)
     }
 
+    fn check_attach(
+        &self,
+        server: &ServerRecord,
+        req: &weft_compute::compute::servers::interfaces::Attach,
+    ) -> ComputeResult<()> {
+        crate::compute_host::check_attach(&self.net, server, req)
+    }
+
     fn create_snapshot_image(
         &self,
         ctx: &Ctx,

@@ -34,6 +34,7 @@ use weft_proto::compute::{
     BuildOrder, ComputeHostRegistration, ComputeWork, DeleteOrder, NicOrder, SpawnReport,
     StepToken, StepTokenRequest,
 };
+use weft_proto::compute_actions::{ActionReport, ConsoleReport, InterfaceReport};
 
 /// What the endpoints act on.
 pub struct AgentApi {
@@ -66,6 +67,12 @@ pub fn router(api: Arc<AgentApi>) -> Router {
         .route(
             "/agent/v1/hosts/{host}/servers/{id}/destroyed",
             post(destroyed_h),
+        )
+        .route("/agent/v1/hosts/{host}/servers/{id}/acted", post(acted_h))
+        .route("/agent/v1/hosts/{host}/consoles/{request}", post(console_h))
+        .route(
+            "/agent/v1/hosts/{host}/interfaces/{request}",
+            post(interface_h),
         )
         .with_state(api)
 }
@@ -267,13 +274,19 @@ async fn work_h(
                 _ => {}
             }
         }
+        crate::compute_agent_actions::add_work(&api, &host, &mut work);
         Ok(Json(work))
     })
     .await
 }
 
 /// The server `id` on `host` in task state `task` (one of), or 404/409.
-fn on_host(api: &AgentApi, host: &str, id: &str, tasks: &[&str]) -> ComputeResult<Server> {
+pub(crate) fn on_host(
+    api: &AgentApi,
+    host: &str,
+    id: &str,
+    tasks: &[&str],
+) -> ComputeResult<Server> {
     let s = api
         .compute
         .snapshot()
@@ -286,7 +299,7 @@ fn on_host(api: &AgentApi, host: &str, id: &str, tasks: &[&str]) -> ComputeResul
         })?;
     if !tasks.contains(&s.task_state.as_deref().unwrap_or("")) {
         return Err(ComputeError::Conflict(format!(
-            "Instance {id} is in task_state {:?}, not being built or torn down.",
+            "Instance {id} is in task_state {:?}, not one of {tasks:?}.",
             s.task_state
         )));
     }
@@ -311,7 +324,7 @@ async fn token_h(
         }
     };
     blocking(move || {
-        let s = on_host(&api, &host, &id, &["spawning", "deleting"])?;
+        let s = crate::compute_agent_actions::token_server(&api, &host, &id)?;
         let trust = if req.for_user {
             Some(s.trust_id.clone().ok_or_else(|| {
                 ComputeError::Conflict(format!("Instance {id} has no trust to build with."))
@@ -386,5 +399,43 @@ async fn destroyed_h(
         Ok(())
     })
     .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST .../servers/{id}/acted`: the host's part of an action ended.
+async fn acted_h(
+    State(api): S,
+    caller: Caller,
+    Path((host, id)): Path<(String, String)>,
+    Json(r): Json<ActionReport>,
+) -> ComputeResult<Response> {
+    agent_only(&caller)?;
+    blocking(move || crate::compute_agent_actions::acted(&api, &host, &id, r)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST .../consoles/{request}`: the answer to a console request.
+async fn console_h(
+    State(api): S,
+    caller: Caller,
+    Path((host, request)): Path<(String, String)>,
+    Json(r): Json<ConsoleReport>,
+) -> ComputeResult<Response> {
+    agent_only(&caller)?;
+    blocking(move || crate::compute_agent_actions::console_answered(&api, &host, &request, r))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST .../interfaces/{request}`: the answer to an os-interface request.
+async fn interface_h(
+    State(api): S,
+    caller: Caller,
+    Path((host, request)): Path<(String, String)>,
+    Json(r): Json<InterfaceReport>,
+) -> ComputeResult<Response> {
+    agent_only(&caller)?;
+    blocking(move || crate::compute_agent_actions::interface_answered(&api, &host, &request, r))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

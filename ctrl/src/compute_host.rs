@@ -324,37 +324,7 @@ impl HostServices {
     /// made on the network) bound to `host` for `s`. Nova's errors: an
     /// unknown port or network is 404, a port someone uses is 409.
     pub fn attach(&self, s: &Server, host: &str, req: &Attach) -> ComputeResult<Plugged> {
-        self.net.read(|st| -> ComputeResult<()> {
-            let visible = |owner: &str| owner == s.project_id;
-            if let Some(id) = &req.port_id {
-                let p = st
-                    .ports
-                    .get(id)
-                    .filter(|p| visible(&p.project_id))
-                    .ok_or_else(|| {
-                        ComputeError::NotFound(format!("Port {id} could not be found."))
-                    })?;
-                if !p.device_id.is_empty() {
-                    return Err(ComputeError::Conflict(format!(
-                        "Port {id} is still in use."
-                    )));
-                }
-            }
-            if let Some(id) = &req.net_id {
-                st.networks
-                    .get(id)
-                    .filter(|n| n.shared || visible(&n.project_id))
-                    .ok_or_else(|| {
-                        ComputeError::NotFound(format!("Network {id} could not be found."))
-                    })?;
-            }
-            if req.port_id.is_none() && req.net_id.is_none() {
-                return Err(ComputeError::BadRequest(
-                    "Either port_id or net_id must be given to attach an interface".into(),
-                ));
-            }
-            Ok(())
-        })?;
+        check_attach(&self.net, s, req)?;
         let nic = NicRequest {
             network: req.net_id.clone(),
             port: req.port_id.clone(),
@@ -494,6 +464,41 @@ impl HostServices {
         self.unplug_ports(&own, &ports);
         Ok(())
     }
+}
+
+/// os-interface attach's checks, as Nova's: an unknown (or another
+/// project's) port or network is 404, a port someone uses is 409, neither
+/// given is 400. Run before any host is asked (in-process or remote).
+pub fn check_attach(net: &Networking, s: &Server, req: &Attach) -> ComputeResult<()> {
+    net.read(|st| -> ComputeResult<()> {
+        let visible = |owner: &str| owner == s.project_id;
+        if let Some(id) = &req.port_id {
+            let p = st
+                .ports
+                .get(id)
+                .filter(|p| visible(&p.project_id))
+                .ok_or_else(|| ComputeError::NotFound(format!("Port {id} could not be found.")))?;
+            if !p.device_id.is_empty() {
+                return Err(ComputeError::Conflict(format!(
+                    "Port {id} is still in use."
+                )));
+            }
+        }
+        if let Some(id) = &req.net_id {
+            st.networks
+                .get(id)
+                .filter(|n| n.shared || visible(&n.project_id))
+                .ok_or_else(|| {
+                    ComputeError::NotFound(format!("Network {id} could not be found."))
+                })?;
+        }
+        if req.port_id.is_none() && req.net_id.is_none() {
+            return Err(ComputeError::BadRequest(
+                "Either port_id or net_id must be given to attach an interface".into(),
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// The interfaces of server `id`: the ports whose device it is.

@@ -5,6 +5,7 @@
 
 pub mod compute;
 pub mod compute_agent;
+pub mod compute_agent_actions;
 pub mod compute_host;
 pub mod delegation;
 pub mod image;

@@ -105,6 +105,15 @@ pub struct ComputeWork {
     pub builds: Vec<BuildOrder>,
     /// Servers to tear down.
     pub deletes: Vec<DeleteOrder>,
+    /// Actions on running servers (absent from older ctrls).
+    #[serde(default)]
+    pub actions: Vec<crate::compute_actions::ActionOrder>,
+    /// Console output requests.
+    #[serde(default)]
+    pub consoles: Vec<crate::compute_actions::ConsoleOrder>,
+    /// os-interface attaches and detaches.
+    #[serde(default)]
+    pub interfaces: Vec<crate::compute_actions::InterfaceOrder>,
 }
 
 /// A step token for one service.

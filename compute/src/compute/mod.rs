@@ -77,6 +77,16 @@ pub trait Lookups: Send + Sync {
     fn delete_image(&self, id: &str) {
         let _ = id;
     }
+    /// os-interface attach's checks of the port or network asked for
+    /// (Nova's 404/409), before a remote host is asked to attach it.
+    fn check_attach(
+        &self,
+        server: &servers::record::Server,
+        req: &servers::interfaces::Attach,
+    ) -> ComputeResult<()> {
+        let _ = (server, req);
+        Ok(())
+    }
 }
 
 /// The running compute API service: its replica of the records, policy and auth.

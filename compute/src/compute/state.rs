@@ -3,13 +3,14 @@
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
 //! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
-//! `quota` and `instance_action`) and every replica applies the same commit
+//! `quota`, `instance_action` and `host_request`) and every replica applies the same commit
 //! here.
 
 use super::model::action::InstanceAction;
 use super::model::aggregate::Aggregate;
 use super::model::group::ServerGroup;
 use super::model::host::ComputeHost;
+use super::model::host_request::HostRequest;
 use super::model::server::Server;
 use super::model::{Flavor, Keypair};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,10 @@ pub enum Change {
     Aggregate(Aggregate),
     /// A host aggregate removed.
     DeleteAggregate(u64),
+    /// A question to a remote host, or its answer.
+    HostRequest(Box<HostRequest>),
+    /// That question gone (answered and read, or given up).
+    DeleteHostRequest(String),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -80,6 +85,8 @@ pub struct State {
     pub actions: BTreeMap<(String, String), InstanceAction>,
     /// Host aggregates by id.
     pub aggregates: BTreeMap<u64, Aggregate>,
+    /// Questions to remote hosts by id ([`HostRequest`]).
+    pub host_requests: BTreeMap<String, HostRequest>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -131,6 +138,8 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
             Change::DeleteAggregate(id) => {
                 Ok(weft_store::Change::delete("aggregate", id.to_string()))
             }
+            Change::HostRequest(r) => weft_store::Change::put_json("host_request", &r.id, r),
+            Change::DeleteHostRequest(id) => Ok(weft_store::Change::delete("host_request", id)),
         })
         .collect()
 }
@@ -157,6 +166,9 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
             serde_json::from_str(body).map_err(bad)?,
         ))),
         "aggregate" => Ok(Change::Aggregate(serde_json::from_str(body).map_err(bad)?)),
+        "host_request" => Ok(Change::HostRequest(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -184,6 +196,7 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
                 .parse()
                 .map(Change::DeleteAggregate)
                 .map_err(|_| StoreError::Encode(format!("bad aggregate id {id}"))),
+            "host_request" => Ok(Change::DeleteHostRequest(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -276,6 +289,12 @@ impl State {
                 }
                 Change::DeleteAggregate(id) => {
                     self.aggregates.remove(id);
+                }
+                Change::HostRequest(r) => {
+                    self.host_requests.insert(r.id.clone(), (**r).clone());
+                }
+                Change::DeleteHostRequest(id) => {
+                    self.host_requests.remove(id);
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 use super::{Caller, S};
 use crate::compute::error::{ComputeError, ComputeResult};
+use crate::compute::instance_actions::recorded;
 use crate::compute::servers::interfaces::{self, Vif};
 use crate::compute::servers::ops::{self, Op};
 use crate::compute::servers::{self, view};
@@ -32,6 +33,7 @@ pub(super) async fn act(
     id: String,
     op: Op,
 ) -> ComputeResult<Response> {
+    let rid = caller.request_id.clone();
     match op {
         Op::Rebuild(req) => {
             let facts = {
@@ -40,7 +42,10 @@ pub(super) async fn act(
             };
             let admin = ctx.is_admin;
             let s = c
-                .write_async(move |st, env| ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref()))
+                .write_async(move |st, env| {
+                    let w = ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref());
+                    recorded(st, env, &ctx, (&id, "rebuild", &rid), w)
+                })
                 .await?;
             c.kick_builds();
             let mut v = view::detail(&s, &caller.base, mv, admin);
@@ -56,7 +61,8 @@ pub(super) async fn act(
                     .map(|s| s.project_id.clone())
                     .unwrap_or_default();
                 let quota = crate::compute::quotas::server_quota(st, &project);
-                ops::resize(st, env, &ctx, &id, &flavor, quota)
+                let w = ops::resize(st, env, &ctx, &id, &flavor, quota);
+                recorded(st, env, &ctx, (&id, "resize", &rid), w)
             })
             .await?;
             c.kick_builds();
@@ -64,8 +70,16 @@ pub(super) async fn act(
         }
         Op::ConfirmResize | Op::RevertResize => {
             let confirm = op == Op::ConfirmResize;
-            c.write_async(move |st, env| ops::finish_resize(st, env, &ctx, &id, confirm))
-                .await?;
+            let name = if confirm {
+                "confirmResize"
+            } else {
+                "revertResize"
+            };
+            c.write_async(move |st, env| {
+                let w = ops::finish_resize(st, env, &ctx, &id, confirm);
+                recorded(st, env, &ctx, (&id, name, &rid), w)
+            })
+            .await?;
             c.kick_builds();
             // Nova: 204 for confirm, 202 for revert.
             Ok(if confirm {
@@ -114,8 +128,12 @@ async fn create_image(
         blocking(move || l.create_snapshot_image(&ctx, &s, &name, props)).await??
     };
     let img = image.clone();
+    let rid = caller.request_id.clone();
     if let Err(e) = c
-        .write_async(move |st, env| ops::snapshot(st, env, &ctx, &id, &img))
+        .write_async(move |st, env| {
+            let w = ops::snapshot(st, env, &ctx, &id, &img);
+            recorded(st, env, &ctx, (&id, "createImage", &rid), w)
+        })
         .await
     {
         let img = image.clone();
@@ -182,7 +200,8 @@ pub async fn show_h(
     Ok(Json(json!({ "interfaceAttachment": v.view() })).into_response())
 }
 
-/// The server, if `action` may run on it now, and its host's driver.
+/// The server, if `action` may run on it now, and its host's driver
+/// (`None`: a remote host, asked through its agent).
 fn for_interface_change(
     c: &Arc<Compute>,
     ctx: &Ctx,
@@ -190,22 +209,28 @@ fn for_interface_change(
     action: (&str, &str),
 ) -> ComputeResult<(
     servers::record::Server,
-    Arc<dyn crate::compute::build::Spawner>,
+    Option<Arc<dyn crate::compute::build::Spawner>>,
 )> {
     let s = c.read_env(|st, env| {
         ops::actionable(st, env, ctx, id, action, interfaces::ATTACH_FROM).cloned()
     })?;
-    let sp = s
-        .host
-        .as_deref()
-        .and_then(|h| c.builds().spawner(h))
-        .ok_or_else(|| {
-            ComputeError::Conflict(format!(
-                "Cannot '{}' instance {id}: its host is not run by this API replica",
-                action.0
-            ))
-        })?;
+    let sp = s.host.as_deref().and_then(|h| c.builds().spawner(h));
     Ok((s, sp))
+}
+
+/// Asks a remote host's agent to attach or detach (see
+/// [`crate::compute::build::remote`]); its report records the change.
+async fn ask_remote(
+    c: &Arc<Compute>,
+    s: &servers::record::Server,
+    ask: crate::compute::model::host_request::Ask,
+) -> ComputeResult<crate::compute::model::host_request::Answer> {
+    use crate::compute::build::remote;
+    use crate::compute::model::host_request::Answer;
+    match remote::ask(c, s, ask, remote::ASK_TIMEOUT).await? {
+        Answer::Failed { message } => Err(ComputeError::Conflict(message)),
+        a => Ok(a),
+    }
 }
 
 /// `POST /servers/{id}/os-interface`: 200 with the new attachment once
@@ -216,6 +241,7 @@ pub async fn attach_h(
     Path(id): Path<String>,
     b: Bytes,
 ) -> ComputeResult<Response> {
+    use crate::compute::model::host_request::{Answer, Ask};
     let ctx = caller.ctx(&c)?;
     let req = interfaces::parse_attach(&b)?;
     let action = (
@@ -223,6 +249,28 @@ pub async fn attach_h(
         "os_compute_api:os-attach-interfaces:create",
     );
     let (s, sp) = for_interface_change(&c, &ctx, &id, action)?;
+    let Some(sp) = sp else {
+        if let Some(l) = c.lookups().cloned() {
+            let (s, req) = (s.clone(), req.clone());
+            blocking(move || l.check_attach(&s, &req)).await??;
+        }
+        let ask = Ask::Attach {
+            port_id: req.port_id.clone(),
+            net_id: req.net_id.clone(),
+            fixed_ip: req.fixed_ip.clone(),
+        };
+        let Answer::Attached { port_id, .. } = ask_remote(&c, &s, ask).await? else {
+            return Err(ComputeError::Internal(
+                "unexpected answer to an attach".into(),
+            ));
+        };
+        let (_, vifs) = with_interfaces(&c, &ctx, &id, action.1).await?;
+        let vif = vifs
+            .into_iter()
+            .find(|v| v.port_id == port_id)
+            .ok_or_else(|| port_not_found(&port_id))?;
+        return Ok(Json(json!({ "interfaceAttachment": vif.view() })).into_response());
+    };
     let (vif, created) = blocking(move || sp.attach_interface(&s, &req)).await??;
     let v = vif.clone();
     c.write_async(move |st, env| interfaces::attached(st, env, &id, &v, created))
@@ -247,9 +295,42 @@ pub async fn detach_h(
         .into_iter()
         .find(|v| v.port_id == port)
         .ok_or_else(|| port_not_found(&port))?;
+    let Some(sp) = sp else {
+        let ask = crate::compute::model::host_request::Ask::Detach {
+            port_id: port.clone(),
+            mac: vif.mac_addr.clone(),
+        };
+        ask_remote(&c, &s, ask).await?;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    };
     let p = port.clone();
     blocking(move || sp.detach_interface(&s, &p)).await??;
     c.write_async(move |st, env| interfaces::detached(st, env, &id, &port, &vif.mac_addr))
         .await?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `os-getConsoleOutput` of a server on a remote host: asked of its agent
+/// (see [`crate::compute::build::remote`]); a host that is down is a 409.
+pub(super) async fn remote_console(
+    c: &Arc<Compute>,
+    s: &servers::record::Server,
+    lines: Option<usize>,
+) -> ComputeResult<String> {
+    use crate::compute::build::remote;
+    use crate::compute::model::host_request::{Answer, Ask};
+    if s.host.is_none() {
+        return Err(ComputeError::Conflict(format!(
+            "Cannot 'get_console_output' instance {}: it was never placed on a host",
+            s.id
+        )));
+    }
+    c.read_env(|st, env| ops::host_available(st, env, s))?;
+    match remote::ask(c, s, Ask::Console { lines }, remote::ASK_TIMEOUT).await? {
+        Answer::Console { output } => Ok(output),
+        Answer::Failed { message } => Err(ComputeError::Conflict(message)),
+        other => Err(ComputeError::Internal(format!(
+            "unexpected answer to a console request: {other:?}"
+        ))),
+    }
 }

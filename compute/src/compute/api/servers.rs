@@ -357,15 +357,11 @@ pub async fn action_h(
                 )?;
                 Ok(s.clone())
             })?;
-            let sp = s
-                .host
-                .as_deref()
-                .and_then(|h| c.builds().spawner(h))
-                .ok_or_else(|| {
-                    ComputeError::Conflict(format!(
-                        "Cannot 'get_console_output' instance {id}: it is not running on a host of this cloud's API replica"
-                    ))
-                })?;
+            let Some(sp) = s.host.as_deref().and_then(|h| c.builds().spawner(h)) else {
+                // A remote host's agent has the console log.
+                let out = super::server_ops::remote_console(&c, &s, lines).await?;
+                return Ok(Json(json!({ "output": out })).into_response());
+            };
             let out = tokio::task::spawn_blocking(move || sp.console(&s, lines))
                 .await
                 .map_err(|e| ComputeError::Internal(e.to_string()))?

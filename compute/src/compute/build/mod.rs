@@ -15,9 +15,11 @@
 pub mod claims;
 pub mod group_policy;
 pub use super::model::host;
+pub mod host_job;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;
+pub mod remote;
 pub mod scheduler;
 pub mod trusts;
 
@@ -489,43 +491,16 @@ enum Job {
     Op(ops::Job),
 }
 
-/// Carries out a power action recorded in the server's task state.
+/// Carries out a power action recorded in the server's task state, on a
+/// host this process runs (a remote host's agent reports to
+/// [`host_job::finish_power`] instead).
 fn power_one(c: &Compute, s: Server, op: Power) {
     let Some(sp) = s.host.as_deref().and_then(|h| c.builds().spawner(h)) else {
         return;
     };
-    use super::instance_actions::{begin, finish};
-    let event = format!("compute_{}_instance", op.name());
-    let host = s.host.clone();
-    note(c, &s.id, op.name(), |a, now| {
-        begin(a, now, &event, host.as_deref())
-    });
+    host_job::begin_event(c, &s, host_job::HostJob::Power(op));
     let r = sp.power(&s, op);
-    note(c, &s.id, op.name(), |a, now| {
-        finish(
-            a,
-            now,
-            &event,
-            r.as_ref().map(|_| ()).map_err(String::as_str),
-        )
-    });
-    let task = op.task_state();
-    update(
-        c,
-        &s.id,
-        |x| x.task_state.as_deref() == Some(task),
-        |x, _| {
-            x.task_state = None;
-            if r.is_ok() {
-                let (vm, power) = op.outcome();
-                x.vm_state = vm.into();
-                x.power_state = power;
-            }
-        },
-    );
-    if let Err(why) = r {
-        tracing::warn!(server = %s.id, ?op, %why, "power action failed");
-    }
+    host_job::finish_power(c, &s.id, op, r);
 }
 
 /// One round: every server waiting for a build or a teardown gets a task.

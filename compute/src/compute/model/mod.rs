@@ -4,6 +4,7 @@ pub mod action;
 pub mod aggregate;
 pub mod group;
 pub mod host;
+pub mod host_request;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

@@ -215,6 +215,7 @@ pub fn power(st: &State, env: &mut Env, ctx: &Ctx, id: &str, p: Power) -> Write<
             p.name()
         )));
     }
+    super::ops::host_available(st, env, s)?;
     let mut s = s.clone();
     s.task_state = Some(p.task_state().into());
     s.updated = env.now.clone();

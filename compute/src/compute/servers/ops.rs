@@ -231,7 +231,22 @@ pub fn actionable<'a>(
             "Cannot '{action}' instance {id}: it was never placed on a host"
         )));
     }
+    host_available(st, env, s)?;
     Ok(s)
+}
+
+/// Nova's check before an action that needs the server's host: its compute
+/// service must be up (heartbeat within the service-down time, not forced
+/// down), else 409 with Nova's words (which name no host, to leak none to
+/// users); so an action on a server of a dead host is refused rather than
+/// left in its task state until the host comes back.
+pub fn host_available(st: &State, env: &Env, s: &Server) -> ComputeResult<()> {
+    match s.host.as_deref().and_then(|h| st.hosts.get(h)) {
+        Some(h) if !h.is_up(&env.now) => Err(ComputeError::Conflict(
+            "Service is unavailable at this time.".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `rebuild`: checks the new image fits the flavor, records it and the new
