@@ -3,7 +3,7 @@
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
 //! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
-//! `quota` and `instance_action`) and every replica applies the same commit
+//! `quota`, `instance_action` and `deleted_server`) and every replica applies the same commit
 //! here.
 
 use super::model::action::InstanceAction;
@@ -50,6 +50,10 @@ pub enum Change {
     DeleteQuota(String),
     /// An instance action written whole (with its events).
     Action(Box<InstanceAction>),
+    /// A deleted server's tombstone ([`crate::compute::servers::tombstone`]).
+    Tombstone(Box<Server>),
+    /// A tombstone purged.
+    DeleteTombstone(String),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -73,6 +77,8 @@ pub struct State {
     pub quotas: BTreeMap<String, BTreeMap<String, i64>>,
     /// Instance actions by (server id, request id).
     pub actions: BTreeMap<(String, String), InstanceAction>,
+    /// Deleted servers' tombstones by id (status DELETED).
+    pub deleted: BTreeMap<String, Server>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -120,6 +126,8 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
                 pair_key(&a.server_id, &a.request_id),
                 a,
             ),
+            Change::Tombstone(t) => weft_store::Change::put_json("deleted_server", &t.id, t),
+            Change::DeleteTombstone(id) => Ok(weft_store::Change::delete("deleted_server", id)),
         })
         .collect()
 }
@@ -145,6 +153,9 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
         "instance_action" => Ok(Change::Action(Box::new(
             serde_json::from_str(body).map_err(bad)?,
         ))),
+        "deleted_server" => Ok(Change::Tombstone(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
         _ => Err(StoreError::Encode(format!(
             "unknown compute kind {kind} ({id})"
         ))),
@@ -168,6 +179,7 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
             "host" => Ok(Change::DeleteHost(id.clone())),
             "server_group" => Ok(Change::DeleteGroup(id.clone())),
             "quota" => Ok(Change::DeleteQuota(id.clone())),
+            "deleted_server" => Ok(Change::DeleteTombstone(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -254,6 +266,12 @@ impl State {
                 Change::Action(a) => {
                     self.actions
                         .insert((a.server_id.clone(), a.request_id.clone()), (**a).clone());
+                }
+                Change::Tombstone(t) => {
+                    self.deleted.insert(t.id.clone(), (**t).clone());
+                }
+                Change::DeleteTombstone(id) => {
+                    self.deleted.remove(id);
                 }
             }
         }

@@ -37,6 +37,13 @@ fn parse_query(q: Option<&str>, mv: (u32, u32)) -> ComputeResult<ListQuery> {
                 })?)
             }
             "marker" => out.marker = Some(v),
+            // Nova reads it leniently (anything else is false).
+            "deleted" => {
+                out.deleted = Some(matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on" | "t" | "y"
+                ))
+            }
             _ => {}
         }
     }

@@ -9,6 +9,7 @@ pub mod interfaces;
 pub mod ops;
 pub use super::model::server as record;
 pub mod request;
+pub mod tombstone;
 pub mod view;
 
 use super::error::{ComputeError, ComputeResult};
@@ -186,6 +187,7 @@ pub fn create(
                 .into(),
         ));
     }
+    crate::compute::quotas::check_metadata(st, &project, req.metadata.len())?;
     // As many as the quota allows, at least min_count (Nova's rule).
     let used = usage(st, &project);
     let fits = |n: u64| {
@@ -312,7 +314,7 @@ pub fn delete(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
         return Err(ComputeError::Conflict(format!("Instance {id} is locked")));
     }
     if s.host.is_none() && !s.allocated && s.created_ports.is_empty() {
-        return Ok(((), vec![Change::DeleteServer(id.to_string())]));
+        return Ok(((), tombstone::remove(st, s, &env.now)));
     }
     let mut s = s.clone();
     s.task_state = Some("deleting".into());
@@ -345,6 +347,25 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Last id of the previous page.
     pub marker: Option<String>,
+    /// `deleted` (admin): only deleted servers (true) or none (false).
+    pub deleted: Option<bool>,
+}
+
+/// Which servers a list looks at: Nova shows deleted ones (tombstones)
+/// with `changes-since`/`changes-before`, so pollers see deletes, and to
+/// admins who ask with `deleted`; anyone else's `deleted` is dropped.
+fn sources<'a>(st: &'a State, ctx: &Ctx, q: &ListQuery) -> Vec<&'a Server> {
+    let (live, dead) = match q.deleted.filter(|_| ctx.is_admin) {
+        Some(true) => (false, true),
+        Some(false) => (true, false),
+        None => (
+            true,
+            q.changes_since.is_some() || q.changes_before.is_some(),
+        ),
+    };
+    let live = st.servers.values().filter(move |_| live);
+    let dead = st.deleted.values().filter(move |_| dead);
+    live.chain(dead).collect()
 }
 
 /// The servers `ctx` lists for `q`, newest first (Nova's default sort:
@@ -363,9 +384,8 @@ pub fn list<'a>(
     )?;
     let all = q.all_tenants && ctx.is_admin;
     let f = filters::Compiled::new(q)?;
-    let mut rows: Vec<&Server> = st
-        .servers
-        .values()
+    let mut rows: Vec<&Server> = sources(st, ctx, q)
+        .into_iter()
         .filter(|s| {
             (all || s.project_id == own)
                 && q.project_id
@@ -418,11 +438,7 @@ pub fn set_metadata(
     } else {
         s.metadata.extend(md);
     }
-    if s.metadata.len() > 128 {
-        return Err(ComputeError::Forbidden(
-            "Quota exceeded for metadata_items: at most 128".into(),
-        ));
-    }
+    crate::compute::quotas::check_metadata(st, &s.project_id, s.metadata.len())?;
     s.updated = env.now.clone();
     let out = s.metadata.clone();
     Ok((out, vec![Change::Server(Box::new(s))]))
