@@ -153,7 +153,7 @@ fn attach_resize_snapshot_rebuild_on_a_real_guest() {
     driver.attach_interface(uuid, &second).unwrap();
 
     // Resize: redefined with 2 vCPUs and 384 MiB, running again.
-    driver.resize(uuid, 2, 384).unwrap();
+    driver.resize(uuid, 2, 384, &mut || Ok(())).unwrap();
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Running);
     let xml = virsh(&["dumpxml", &name]);
     assert!(xml.contains(">2</vcpu>"), "{xml}");
@@ -162,7 +162,10 @@ fn attach_resize_snapshot_rebuild_on_a_real_guest() {
         xml.contains("fa:16:3e:0c:00:02"),
         "NICs kept across the resize"
     );
-    assert!(driver.resize(uuid, 0, 384).is_err(), "0 vCPUs refused");
+    assert!(
+        driver.resize(uuid, 0, 384, &mut || Ok(())).is_err(),
+        "0 vCPUs refused"
+    );
     wait_for("the boot after the resize", 180, || up(&driver));
 
     // Snapshot: paused while the overlay is flattened into one qcow2.
