@@ -6,6 +6,7 @@ use super::{Caller, Mv, S};
 use crate::compute::build::host::ComputeHost;
 use crate::compute::error::ComputeResult;
 use crate::compute::now_string;
+use crate::compute::os_services::BINARY;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,8 +35,6 @@ fn id(h: &ComputeHost, mv: (u32, u32)) -> Value {
         json!(h.seq)
     }
 }
-
-use crate::compute::os_services::BINARY;
 
 /// A host as os-services shows it (the list, and 2.53's update answer).
 pub(crate) fn service(h: &ComputeHost, mv: (u32, u32), now: &str) -> Value {

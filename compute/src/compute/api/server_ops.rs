@@ -40,7 +40,15 @@ pub(super) async fn act(
             };
             let admin = ctx.is_admin;
             let s = c
-                .write_async(move |st, env| ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref()))
+                .write_async(move |st, env| {
+                    let (s, changes) = ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref())?;
+                    // New metadata counts against the project's quota.
+                    if req.metadata.is_some() {
+                        let n = s.metadata.len();
+                        crate::compute::quotas::check_metadata(st, &s.project_id, n)?;
+                    }
+                    Ok((s, changes))
+                })
                 .await?;
             c.kick_builds();
             let mut v = view::detail(&s, &caller.base, mv, admin);

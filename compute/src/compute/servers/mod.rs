@@ -187,7 +187,6 @@ pub fn create(
                 .into(),
         ));
     }
-    crate::compute::quotas::check_metadata(st, &project, req.metadata.len())?;
     // As many as the quota allows, at least min_count (Nova's rule).
     let used = usage(st, &project);
     let fits = |n: u64| {
@@ -438,7 +437,6 @@ pub fn set_metadata(
     } else {
         s.metadata.extend(md);
     }
-    crate::compute::quotas::check_metadata(st, &s.project_id, s.metadata.len())?;
     s.updated = env.now.clone();
     let out = s.metadata.clone();
     Ok((out, vec![Change::Server(Box::new(s))]))

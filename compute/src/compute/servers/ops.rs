@@ -271,7 +271,6 @@ pub fn rebuild(
         s.name = n.clone();
     }
     if let Some(md) = &req.metadata {
-        crate::compute::quotas::check_metadata(st, &s.project_id, md.len())?;
         s.metadata = md.clone();
     }
     if req.description.is_some() {
