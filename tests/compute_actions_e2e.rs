@@ -5,7 +5,8 @@
 //! `server image create` uploads a standalone qcow2 of the disk (qemu-img
 //! info on the downloaded bytes); `server rebuild` onto that snapshot boots
 //! the guest again on the same ports and addresses; `server resize` +
-//! `resize confirm` redefine the domain with the new flavor's vCPUs.
+//! `resize confirm` redefine the domain with the new flavor's vCPUs and
+//! grow its root disk.
 //!
 //! Needs root, libvirt and the openstack CLI. Names: veth `cx-w1`/`cx-w2`,
 //! host `weft-cx-host`, resources `cx-*`.
@@ -143,7 +144,7 @@ fn interface_snapshot_rebuild_resize_on_a_real_guest() {
         "flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "cx.tiny",
     ]);
     s.json(&[
-        "flavor", "create", "--vcpus", "2", "--ram", "192", "--disk", "1", "cx.big",
+        "flavor", "create", "--vcpus", "2", "--ram", "192", "--disk", "2", "cx.big",
     ]);
     for (net, range) in [("cx-net", "10.71.0.0/24"), ("cx-net2", "10.72.0.0/24")] {
         s.json(&["network", "create", net]);
@@ -279,6 +280,9 @@ fn interface_snapshot_rebuild_resize_on_a_real_guest() {
         s.json(&["server", "show", &id])["status"] == "VERIFY_RESIZE"
     });
     assert!(virsh(&["dumpxml", &domain]).contains(">2</vcpu>"));
+    // Its root disk grown to the new flavor's 2 GiB.
+    let blk = virsh(&["domblkinfo", &domain, "vda"]);
+    assert!(blk.contains("2147483648"), "{blk}");
     assert!(s
         .openstack(&["server", "resize", "confirm", &id])
         .status

@@ -212,6 +212,26 @@ impl HostCompute {
             .map_err(|e| e.to_string())
     }
 
+    /// Nova's resize on this host: the guest off, its root disk grown to
+    /// `root_gb` (never shrunk: a revert to a smaller flavor keeps the grown
+    /// disk, where Nova would restore the pre-resize copy), the domain
+    /// redefined with the new size and put back in its power state.
+    pub fn resize(
+        &self,
+        server_id: &str,
+        vcpus: u32,
+        memory_mb: u64,
+        root_gb: u64,
+    ) -> Result<(), String> {
+        let uuid = parse_uuid(server_id)?;
+        let root = self.instances_dir.join(uuid.to_string()).join("disk");
+        self.driver
+            .resize(uuid, vcpus, memory_mb, &mut || {
+                disk::grow(&root, root_gb).map(drop)
+            })
+            .map_err(|e| e.to_string())
+    }
+
     /// The server's root disk as a standalone qcow2 at `dest`. A running
     /// guest is paused meanwhile, so the copy is one point in time (what
     /// Nova's cold snapshot gets, without stopping the guest).
@@ -330,5 +350,41 @@ mod tests {
         }
         assert_eq!(src.0.load(Ordering::SeqCst), 1, "the image is fetched once");
         assert!(host.fetching.lock().unwrap().is_empty(), "no lock kept");
+    }
+
+    fn virtual_size(path: &Path) -> u64 {
+        disk::image_info(path).unwrap().virtual_size
+    }
+
+    /// Resize grows the root overlay (real qemu-img) to the new flavor's
+    /// disk while the guest is off, and never shrinks it.
+    #[test]
+    fn resize_grows_the_root_disk_to_the_new_flavor() {
+        let dir = std::env::temp_dir().join(format!("na-agent-resize-{}", std::process::id()));
+        let driver = Arc::new(FakeDriver::new(HostResources {
+            vcpus: 8,
+            memory_mb: 4096,
+            disk_gb: 10,
+        }));
+        let host = HostCompute::new(driver.clone(), &dir, &dir.join("instances"), Accel::Tcg);
+        let src = Counting(AtomicUsize::new(0), vec![0u8; 1 << 16]);
+        let id = "00000000-0000-4000-8000-0000000000aa";
+        host.spawn(&build(id), &src).unwrap();
+        let root = dir.join("instances").join(id).join("disk");
+        assert_eq!(virtual_size(&root), 1 << 30);
+
+        host.resize(id, 2, 128, 3).unwrap();
+        let u = parse_uuid(id).unwrap();
+        let (grown, size) = (virtual_size(&root), driver.size(u));
+        // Back to the smaller flavor: the size changes, the disk stays.
+        host.resize(id, 1, 64, 1).unwrap();
+        let kept = virtual_size(&root);
+        let missing = host.resize("00000000-0000-4000-8000-0000000000ab", 2, 128, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(grown, 3 << 30, "grown to the new flavor's disk");
+        assert_eq!(size, Some((2, 128)));
+        assert_eq!(kept, 3 << 30, "never shrunk");
+        assert_eq!(driver.size(u), Some((1, 64)));
+        assert!(missing.is_err(), "no such domain");
     }
 }

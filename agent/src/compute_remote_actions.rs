@@ -161,9 +161,11 @@ impl RemoteCompute {
                 }
                 Ok(())
             }
-            HostAction::Resize { vcpus, memory_mb } => {
-                d.resize(uuid(id)?, *vcpus, *memory_mb).map_err(e)
-            }
+            HostAction::Resize {
+                vcpus,
+                memory_mb,
+                root_gb,
+            } => self.compute.resize(id, *vcpus, *memory_mb, *root_gb),
             HostAction::Snapshot { image_id } => self.snapshot(rt, id, image_id),
         }
     }

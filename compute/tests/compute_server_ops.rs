@@ -246,7 +246,7 @@ impl Spawner for Host {
             return Err("the driver cannot redefine it".into());
         }
         self.drv
-            .resize(uuid_of(s), to.vcpus, to.ram)
+            .resize(uuid_of(s), to.vcpus, to.ram, &mut || Ok(()))
             .map_err(|e| e.to_string())
     }
     fn snapshot(&self, s: &Server, image_id: &str) -> Result<(), String> {

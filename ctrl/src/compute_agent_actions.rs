@@ -83,6 +83,7 @@ fn order(api: &AgentApi, s: &Server) -> Option<ActionOrder> {
                 Some(HostWork::Resize(to)) => HostAction::Resize {
                     vcpus: to.vcpus,
                     memory_mb: to.ram,
+                    root_gb: to.disk,
                 },
                 Some(HostWork::Snapshot(image_id)) => HostAction::Snapshot { image_id },
             }

@@ -87,6 +87,28 @@ pub fn create_overlay(base: &Path, overlay: &Path, flavor_disk_gb: u64) -> Resul
     Ok(())
 }
 
+/// Grows `disk` (a qcow2 overlay, its guest off) to `size_gb` GiB, as
+/// Nova's resize grows the root disk to the new flavor's; never shrinks
+/// (a disk already that big, or a flavor disk of 0, is left alone).
+/// Whether it grew.
+pub fn grow(disk: &Path, size_gb: u64) -> Result<bool, Error> {
+    let info = image_info(disk)?;
+    let want = size_gb * GIB;
+    if want <= info.virtual_size {
+        return Ok(false);
+    }
+    let size = want.to_string();
+    qemu_img(&[
+        "resize".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        info.format.as_ref(),
+        disk.as_os_str(),
+        size.as_ref(),
+    ])?;
+    Ok(true)
+}
+
 /// Creates an empty qcow2 disk (ephemeral or swap) of `size_gb` GiB.
 pub fn create_blank(path: &Path, size_gb: u64) -> Result<(), Error> {
     make_parent(path)?;

@@ -90,7 +90,15 @@ pub trait Driver: Send + Sync {
 
     /// Redefines the instance with new vCPUs and RAM (Nova's resize on the
     /// same host): off while it changes, then back in its prior power state.
-    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error>;
+    /// `disks` runs while it is off (the caller grows the root disk there:
+    /// a running QEMU holds the image's lock).
+    fn resize(
+        &self,
+        uuid: Uuid,
+        vcpus: u32,
+        memory_mb: u64,
+        disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error>;
 
     /// Powers the instance off at once (its disk is about to be replaced,
     /// so there is nothing to shut down cleanly), runs `replace_disks`,

@@ -178,8 +178,18 @@ impl Driver for FakeDriver {
         })
     }
 
-    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error> {
+    fn resize(
+        &self,
+        uuid: Uuid,
+        vcpus: u32,
+        memory_mb: u64,
+        disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         crate::spec::validate_size(vcpus, memory_mb)?;
+        if self.state(uuid)? == PowerState::Absent {
+            return Err(Error::NotFound(uuid));
+        }
+        disks()?;
         self.with(|map| {
             let f = map.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
             (f.vcpus, f.memory_mb) = (vcpus, memory_mb);
@@ -280,9 +290,17 @@ mod tests {
         assert!(d.detach_interface(u, &nic).is_err(), "already gone");
         assert_eq!(d.interfaces(u).unwrap(), spec.interfaces);
 
-        d.resize(u, 4, 1024).unwrap();
-        assert_eq!(d.size(u), Some((4, 1024)));
-        assert!(matches!(d.resize(u, 0, 1024), Err(Error::InvalidSpec(_))));
+        let mut grown = 0;
+        d.resize(u, 4, 1024, &mut || {
+            grown += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((d.size(u), grown), (Some((4, 1024)), 1));
+        assert!(matches!(
+            d.resize(u, 0, 1024, &mut || Ok(())),
+            Err(Error::InvalidSpec(_))
+        ));
         assert_eq!(d.console_output(u, None).unwrap().lines().count(), 2);
 
         let mut seen = None;

@@ -374,7 +374,13 @@ impl Driver for LibvirtDriver {
             .map_err(lv(format!("detach interface {} from {uuid}", nic.mac)))
     }
 
-    fn resize(&self, uuid: Uuid, vcpus: u32, memory_mb: u64) -> Result<(), Error> {
+    fn resize(
+        &self,
+        uuid: Uuid,
+        vcpus: u32,
+        memory_mb: u64,
+        disks: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         crate::spec::validate_size(vcpus, memory_mb)?;
         let dom = self.domain(uuid)?;
         let was = Self::state_of(&dom, uuid)?;
@@ -393,6 +399,7 @@ impl Driver for LibvirtDriver {
                     .map_err(lv(format!("drop saved state of {uuid}")))?;
             }
         }
+        disks()?;
         Domain::define_xml(&self.conn, &next).map_err(lv(format!("redefine {uuid}")))?;
         if was != PowerState::Shutoff {
             dom.create()

@@ -1,7 +1,7 @@
 //! The server actions' half in the libvirt driver, against the real
 //! libvirtd and a real TCG guest (scripts/guest-image.sh): a NIC
 //! hot-plugged into the running domain and unplugged again, the domain
-//! resized (redefined with new vCPUs and RAM), a snapshot of its disk
+//! resized (redefined with new vCPUs and RAM, its disk grown), a snapshot of its disk
 //! flattened into a standalone qcow2, and a rebuild onto that snapshot
 //! that boots the guest again on the same NICs. Needs root; fails, never
 //! skips. Names: domain `weft-cx-*`, taps `cxtap*`, state under /tmp/cx-*.
@@ -153,7 +153,12 @@ fn attach_resize_snapshot_rebuild_on_a_real_guest() {
     driver.attach_interface(uuid, &second).unwrap();
 
     // Resize: redefined with 2 vCPUs and 384 MiB, running again.
-    driver.resize(uuid, 2, 384).unwrap();
+    // Its root disk grown to 2 GiB while it is off (QEMU holds the lock
+    // while it runs: qemu-img would fail then).
+    driver
+        .resize(uuid, 2, 384, &mut || disk::grow(&root, 2).map(drop))
+        .unwrap();
+    assert_eq!(disk::image_info(&root).unwrap().virtual_size, 2 << 30);
     assert_eq!(driver.state(uuid).unwrap(), PowerState::Running);
     let xml = virsh(&["dumpxml", &name]);
     assert!(xml.contains(">2</vcpu>"), "{xml}");
@@ -162,7 +167,10 @@ fn attach_resize_snapshot_rebuild_on_a_real_guest() {
         xml.contains("fa:16:3e:0c:00:02"),
         "NICs kept across the resize"
     );
-    assert!(driver.resize(uuid, 0, 384).is_err(), "0 vCPUs refused");
+    assert!(
+        driver.resize(uuid, 0, 384, &mut || Ok(())).is_err(),
+        "0 vCPUs refused"
+    );
     wait_for("the boot after the resize", 180, || up(&driver));
 
     // Snapshot: paused while the overlay is flattened into one qcow2.
@@ -177,7 +185,7 @@ fn attach_resize_snapshot_rebuild_on_a_real_guest() {
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["format"], "qcow2", "{info}");
-    assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");
+    assert_eq!(info["virtual-size"], 2u64 << 30, "the grown size: {info}");
     assert!(info.get("backing-filename").is_none(), "standalone: {info}");
 
     // Rebuild onto the snapshot: the disk replaced, the guest boots from

@@ -37,6 +37,9 @@ pub enum HostAction {
         vcpus: u32,
         /// MiB.
         memory_mb: u64,
+        /// GiB the root disk grows to (never shrinks; 0: as it is).
+        #[serde(default)]
+        root_gb: u64,
     },
     /// The root disk flattened and uploaded (as the user, with a step
     /// token through the trust) as the data of queued image `image_id`.

@@ -243,11 +243,7 @@ impl Spawner for LocalHost {
     }
 
     fn resize(&self, s: &Server, to: &FlavorCopy) -> Result<(), String> {
-        let u = uuid::Uuid::parse_str(&s.id).map_err(|e| e.to_string())?;
-        self.compute
-            .driver()
-            .resize(u, to.vcpus, to.ram)
-            .map_err(|e| e.to_string())
+        self.compute.resize(&s.id, to.vcpus, to.ram, to.disk)
     }
 
     fn snapshot(&self, s: &Server, image_id: &str) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! The whole store write of `POST /servers`: the servers [`servers::create`]
 //! makes within the project's stored quota, their server group's
 //! admission (visible to the caller, room under `server_group_members`),
+//! the `metadata_items` quota,
 //! and a `create` instance action per server. One write on one revision:
 //! concurrent creates are serialised by the store's conditional commit, so
 //! together they never pass a quota.
@@ -24,6 +25,7 @@ pub fn create(
     request_id: &str,
 ) -> Write<Vec<Server>> {
     let project = ctx.project_id.clone().unwrap_or_default();
+    quotas::check_metadata(st, &project, req.metadata.len())?;
     let quota = quotas::server_quota(st, &project);
     let (made, mut changes) = servers::create(st, env, ctx, req, facts, quota)?;
     if let Some(g) = &req.group {

@@ -24,6 +24,7 @@ pub mod instance_actions;
 pub mod keypairs;
 pub mod microversion;
 pub mod model;
+pub mod os_services;
 pub mod policy;
 pub mod quotas;
 pub mod servers;

@@ -36,6 +36,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("context_is_admin", "role:admin"),
     ("admin_api", "role:admin"),
     ("os_compute_api:os-services:list", "rule:admin_api"),
+    ("os_compute_api:os-services:update", "rule:admin_api"),
+    ("os_compute_api:os-services:delete", "rule:admin_api"),
     (
         "os_compute_api:os-availability-zone:detail",
         "rule:admin_api",

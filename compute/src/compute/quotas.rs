@@ -76,6 +76,18 @@ pub fn server_quota(st: &State, project: &str) -> Quota {
     }
 }
 
+/// Nova's 403 for a server that would carry more metadata items than its
+/// project's `metadata_items` quota (at create, rebuild and metadata writes).
+pub fn check_metadata(st: &State, project: &str, items: usize) -> ComputeResult<()> {
+    let l = limit(st, project, "metadata_items");
+    if exceeds(l, 0, items as u64) {
+        return Err(ComputeError::Forbidden(format!(
+            "Maximum number of metadata items exceeds {l}"
+        )));
+    }
+    Ok(())
+}
+
 /// What the project uses of each resource Nova counts.
 pub fn in_use(st: &State, project: &str) -> BTreeMap<&'static str, u64> {
     let u = super::servers::usage(st, project);

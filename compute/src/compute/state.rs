@@ -3,7 +3,7 @@
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
 //! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
-//! `quota`, `instance_action` and `host_request`) and every replica applies the same commit
+//! `quota`, `instance_action`, `host_request`, `deleted_server`) and every replica applies the same commit
 //! here.
 
 use super::model::action::InstanceAction;
@@ -60,6 +60,10 @@ pub enum Change {
     HostRequest(Box<HostRequest>),
     /// That question gone (answered and read, or given up).
     DeleteHostRequest(String),
+    /// A deleted server's tombstone ([`crate::compute::servers::tombstone`]).
+    Tombstone(Box<Server>),
+    /// A tombstone purged.
+    DeleteTombstone(String),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -87,6 +91,8 @@ pub struct State {
     pub aggregates: BTreeMap<u64, Aggregate>,
     /// Questions to remote hosts by id ([`HostRequest`]).
     pub host_requests: BTreeMap<String, HostRequest>,
+    /// Deleted servers' tombstones by id (status DELETED).
+    pub deleted: BTreeMap<String, Server>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -140,6 +146,8 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
             }
             Change::HostRequest(r) => weft_store::Change::put_json("host_request", &r.id, r),
             Change::DeleteHostRequest(id) => Ok(weft_store::Change::delete("host_request", id)),
+            Change::Tombstone(t) => weft_store::Change::put_json("deleted_server", &t.id, t),
+            Change::DeleteTombstone(id) => Ok(weft_store::Change::delete("deleted_server", id)),
         })
         .collect()
 }
@@ -167,6 +175,9 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
         ))),
         "aggregate" => Ok(Change::Aggregate(serde_json::from_str(body).map_err(bad)?)),
         "host_request" => Ok(Change::HostRequest(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
+        "deleted_server" => Ok(Change::Tombstone(Box::new(
             serde_json::from_str(body).map_err(bad)?,
         ))),
         _ => Err(StoreError::Encode(format!(
@@ -197,6 +208,7 @@ fn from_store(c: &weft_store::Change) -> Result<Change, StoreError> {
                 .map(Change::DeleteAggregate)
                 .map_err(|_| StoreError::Encode(format!("bad aggregate id {id}"))),
             "host_request" => Ok(Change::DeleteHostRequest(id.clone())),
+            "deleted_server" => Ok(Change::DeleteTombstone(id.clone())),
             _ => Err(StoreError::Encode(format!(
                 "unknown compute kind {kind} ({id})"
             ))),
@@ -295,6 +307,12 @@ impl State {
                 }
                 Change::DeleteHostRequest(id) => {
                     self.host_requests.remove(id);
+                }
+                Change::Tombstone(t) => {
+                    self.deleted.insert(t.id.clone(), (**t).clone());
+                }
+                Change::DeleteTombstone(id) => {
+                    self.deleted.remove(id);
                 }
             }
         }

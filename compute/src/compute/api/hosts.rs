@@ -7,6 +7,7 @@ use crate::compute::aggregates::zone_of;
 use crate::compute::build::host::ComputeHost;
 use crate::compute::error::ComputeResult;
 use crate::compute::now_string;
+use crate::compute::os_services::BINARY;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -40,8 +41,28 @@ fn id(h: &ComputeHost, mv: (u32, u32)) -> Value {
     }
 }
 
-/// The only service binary weft's hosts run (Nova's compute service).
-const BINARY: &str = "nova-compute";
+/// A host as os-services shows it (the list, and 2.53's update answer).
+pub(crate) fn service(
+    st: &crate::compute::state::State,
+    h: &ComputeHost,
+    mv: (u32, u32),
+    now: &str,
+) -> Value {
+    let mut v = json!({
+        "id": id(h, mv),
+        "binary": BINARY,
+        "host": h.name,
+        "zone": zone_of(st, h),
+        "status": if h.enabled { "enabled" } else { "disabled" },
+        "state": state(h, now),
+        "updated_at": h.heartbeat,
+        "disabled_reason": h.disabled_reason,
+    });
+    if mv >= (2, 11) {
+        v["forced_down"] = json!(h.forced_down);
+    }
+    v
+}
 
 /// `GET /os-services` (admin), filtered by `host` and `binary` as Nova's
 /// is: `openstack compute service set HOST nova-compute` finds its one
@@ -60,22 +81,7 @@ pub async fn services_h(
         .values()
         .filter(|h| q.get("host").is_none_or(|want| *want == h.name))
         .filter(|_| q.get("binary").is_none_or(|want| want == BINARY))
-        .map(|h| {
-            let mut v = json!({
-                "id": id(h, mv),
-                "binary": BINARY,
-                "host": h.name,
-                "zone": zone_of(&st, h),
-                "status": if h.enabled { "enabled" } else { "disabled" },
-                "state": state(h, &now),
-                "updated_at": h.heartbeat,
-                "disabled_reason": h.disabled_reason,
-            });
-            if mv >= (2, 11) {
-                v["forced_down"] = json!(h.forced_down);
-            }
-            v
-        })
+        .map(|h| service(&st, h, mv, &now))
         .collect();
     Ok(Json(json!({ "services": list })).into_response())
 }

@@ -14,6 +14,7 @@ mod server_ips;
 mod server_ops;
 mod server_tags;
 mod servers;
+mod services;
 
 use super::error::{ComputeError, ComputeResult};
 use super::microversion::{self, MAX, MIN};
@@ -251,6 +252,10 @@ pub fn router(compute: Arc<Compute>) -> Router {
         )
         .route("/v2.1/limits", get(quotas::limits_h))
         .route("/v2.1/os-services", get(hosts::services_h))
+        .route(
+            "/v2.1/os-services/{id}",
+            axum::routing::put(services::update_h).delete(services::delete_h),
+        )
         .route("/v2.1/os-hypervisors", get(hosts::hypervisors_h))
         .route(
             "/v2.1/os-hypervisors/detail",

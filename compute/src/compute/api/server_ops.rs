@@ -43,7 +43,16 @@ pub(super) async fn act(
             let admin = ctx.is_admin;
             let s = c
                 .write_async(move |st, env| {
-                    let w = ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref());
+                    let w = ops::rebuild(st, env, &ctx, &id, &req, facts.as_ref()).and_then(
+                        |(s, changes)| {
+                            // New metadata counts against the project's quota.
+                            if req.metadata.is_some() {
+                                let n = s.metadata.len();
+                                crate::compute::quotas::check_metadata(st, &s.project_id, n)?;
+                            }
+                            Ok((s, changes))
+                        },
+                    );
                     recorded(st, env, &ctx, (&id, "rebuild", &rid), w)
                 })
                 .await?;

@@ -37,6 +37,13 @@ fn parse_query(q: Option<&str>, mv: (u32, u32)) -> ComputeResult<ListQuery> {
                 })?)
             }
             "marker" => out.marker = Some(v),
+            // Nova reads it leniently (anything else is false).
+            "deleted" => {
+                out.deleted = Some(matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on" | "t" | "y"
+                ))
+            }
             k if mv >= (2, 26) && out.tags.take(k, &v) => {}
             _ => {}
         }
@@ -223,6 +230,22 @@ pub async fn metadata_h(
     Ok(Json(json!({ "metadata": md })).into_response())
 }
 
+/// [`servers::set_metadata`] within the server's project's
+/// `metadata_items` quota (Nova's 403 past it).
+fn set_within_quota(
+    st: &crate::compute::state::State,
+    env: &mut crate::compute::service::Env,
+    ctx: &crate::compute::Ctx,
+    id: &str,
+    md: BTreeMap<String, String>,
+    replace: bool,
+) -> crate::compute::service::Write<BTreeMap<String, String>> {
+    let (out, changes) = servers::set_metadata(st, env, ctx, id, md, replace)?;
+    let project = st.servers.get(id).map(|s| s.project_id.as_str());
+    crate::compute::quotas::check_metadata(st, project.unwrap_or_default(), out.len())?;
+    Ok((out, changes))
+}
+
 async fn set_metadata(
     c: S,
     caller: Caller,
@@ -234,7 +257,7 @@ async fn set_metadata(
     let ctx = caller.ctx(&c)?;
     let md = metadata_body(&b, "metadata")?;
     let out = c
-        .write_async(move |st, env| servers::set_metadata(st, env, &ctx, &id, md.clone(), replace))
+        .write_async(move |st, env| set_within_quota(st, env, &ctx, &id, md.clone(), replace))
         .await?;
     Ok(Json(json!({ "metadata": out })).into_response())
 }
@@ -273,7 +296,7 @@ pub async fn put_meta_item_h(
             "Request body and URI mismatch".into(),
         ));
     }
-    c.write_async(move |st, env| servers::set_metadata(st, env, &ctx, &id, md.clone(), false))
+    c.write_async(move |st, env| set_within_quota(st, env, &ctx, &id, md.clone(), false))
         .await?;
     let v = b.to_vec();
     let echoed: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);

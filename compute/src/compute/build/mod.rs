@@ -469,13 +469,12 @@ pub fn finish_teardown(c: &Compute, claims: &dyn Claims, s: &Server) {
         }
     }
     let id = s.id.clone();
-    let removed = c.write(move |st: &State, _| {
+    let removed = c.write(move |st: &State, env| {
         Ok((
             (),
-            if st.servers.contains_key(&id) {
-                vec![Change::DeleteServer(id.clone())]
-            } else {
-                vec![]
+            match st.servers.get(&id) {
+                Some(s) => crate::compute::servers::tombstone::remove(st, s, &env.now),
+                None => vec![],
             },
         ))
     });

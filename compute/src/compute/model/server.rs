@@ -15,6 +15,8 @@ pub mod vm_state {
     pub const ERROR: &str = "error";
     /// Resized, waiting for confirm or revert (status VERIFY_RESIZE).
     pub const RESIZED: &str = "resized";
+    /// Deleted: only tombstones have it (status DELETED).
+    pub const DELETED: &str = "deleted";
 }
 
 /// The flavor as it was when the server was created (Nova keeps a copy: a
@@ -190,6 +192,7 @@ impl Server {
             "suspended" => "SUSPENDED",
             vm_state::RESIZED => "VERIFY_RESIZE",
             vm_state::ERROR => "ERROR",
+            vm_state::DELETED => "DELETED",
             _ => "UNKNOWN",
         }
     }

@@ -10,6 +10,7 @@ pub mod ops;
 pub use super::model::server as record;
 pub mod request;
 pub mod tags;
+pub mod tombstone;
 pub mod view;
 
 use super::error::{ComputeError, ComputeResult};
@@ -332,7 +333,7 @@ pub fn delete(st: &State, env: &mut Env, ctx: &Ctx, id: &str) -> Write<()> {
         return Err(ComputeError::Conflict(format!("Instance {id} is locked")));
     }
     if s.host.is_none() && !s.allocated && s.created_ports.is_empty() {
-        return Ok(((), vec![Change::DeleteServer(id.to_string())]));
+        return Ok(((), tombstone::remove(st, s, &env.now)));
     }
     let mut s = s.clone();
     s.task_state = Some("deleting".into());
@@ -367,6 +368,25 @@ pub struct ListQuery {
     pub marker: Option<String>,
     /// `tags`, `tags-any`, `not-tags`, `not-tags-any` (2.26).
     pub tags: tags::TagFilter,
+    /// `deleted` (admin): only deleted servers (true) or none (false).
+    pub deleted: Option<bool>,
+}
+
+/// Which servers a list looks at: Nova shows deleted ones (tombstones)
+/// with `changes-since`/`changes-before`, so pollers see deletes, and to
+/// admins who ask with `deleted`; anyone else's `deleted` is dropped.
+fn sources<'a>(st: &'a State, ctx: &Ctx, q: &ListQuery) -> Vec<&'a Server> {
+    let (live, dead) = match q.deleted.filter(|_| ctx.is_admin) {
+        Some(true) => (false, true),
+        Some(false) => (true, false),
+        None => (
+            true,
+            q.changes_since.is_some() || q.changes_before.is_some(),
+        ),
+    };
+    let live = st.servers.values().filter(move |_| live);
+    let dead = st.deleted.values().filter(move |_| dead);
+    live.chain(dead).collect()
 }
 
 /// The servers `ctx` lists for `q`, newest first (Nova's default sort:
@@ -385,9 +405,8 @@ pub fn list<'a>(
     )?;
     let all = q.all_tenants && ctx.is_admin;
     let f = filters::Compiled::new(q)?;
-    let mut rows: Vec<&Server> = st
-        .servers
-        .values()
+    let mut rows: Vec<&Server> = sources(st, ctx, q)
+        .into_iter()
         .filter(|s| {
             (all || s.project_id == own)
                 && q.project_id
@@ -440,11 +459,6 @@ pub fn set_metadata(
         s.metadata = md;
     } else {
         s.metadata.extend(md);
-    }
-    if s.metadata.len() > 128 {
-        return Err(ComputeError::Forbidden(
-            "Quota exceeded for metadata_items: at most 128".into(),
-        ));
     }
     s.updated = env.now.clone();
     let out = s.metadata.clone();
