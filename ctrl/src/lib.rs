@@ -5,7 +5,6 @@
 
 pub mod compute;
 pub mod compute_agent;
-pub mod compute_agent_actions;
 pub mod compute_host;
 pub mod delegation;
 pub mod image;

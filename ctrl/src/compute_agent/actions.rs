@@ -10,7 +10,7 @@
 //! server still in the task state it names, so a late or repeated report
 //! changes nothing.
 
-use crate::compute_agent::AgentApi;
+use super::AgentApi;
 use std::sync::Arc;
 use weft_compute::compute::build::host_job::{self, HostJob};
 use weft_compute::compute::build::ops::{self, HostWork, Job};
@@ -42,7 +42,7 @@ fn interface_pending(st: &State, host: &str, id: &str) -> bool {
 /// [`TOKEN_TASKS`] or with an os-interface request pending (which has no
 /// task state); else 404/409.
 pub fn token_server(api: &AgentApi, host: &str, id: &str) -> ComputeResult<Server> {
-    match crate::compute_agent::on_host(api, host, id, TOKEN_TASKS) {
+    match super::on_host(api, host, id, TOKEN_TASKS) {
         Err(ComputeError::Conflict(why)) => {
             let st = api.compute.snapshot();
             match st.servers.get(id) {
@@ -164,7 +164,7 @@ pub fn add_work(api: &AgentApi, host: &str, work: &mut ComputeWork) {
 /// `POST .../servers/{id}/acted`: the host's part of the action in
 /// `task_state` ended; the build loop's finish code records it.
 pub fn acted(api: &AgentApi, host: &str, id: &str, r: ActionReport) -> ComputeResult<()> {
-    let s = crate::compute_agent::on_host(api, host, id, &[r.task_state.as_str()])?;
+    let s = super::on_host(api, host, id, &[r.task_state.as_str()])?;
     let job = HostJob::of(&s).ok_or_else(|| {
         ComputeError::Conflict(format!(
             "Instance {id} is in task_state {}, no action of a host.",

@@ -11,6 +11,8 @@
 //! may speak it; a step token is only minted for a server on the caller's
 //! host while it is being built or torn down there.
 
+pub mod actions;
+
 use crate::compute_host::HostServices;
 use crate::networking::Networking;
 use axum::extract::{Path, State};
@@ -274,7 +276,7 @@ async fn work_h(
                 _ => {}
             }
         }
-        crate::compute_agent_actions::add_work(&api, &host, &mut work);
+        actions::add_work(&api, &host, &mut work);
         Ok(Json(work))
     })
     .await
@@ -324,7 +326,7 @@ async fn token_h(
         }
     };
     blocking(move || {
-        let s = crate::compute_agent_actions::token_server(&api, &host, &id)?;
+        let s = actions::token_server(&api, &host, &id)?;
         let trust = if req.for_user {
             Some(s.trust_id.clone().ok_or_else(|| {
                 ComputeError::Conflict(format!("Instance {id} has no trust to build with."))
@@ -410,7 +412,7 @@ async fn acted_h(
     Json(r): Json<ActionReport>,
 ) -> ComputeResult<Response> {
     agent_only(&caller)?;
-    blocking(move || crate::compute_agent_actions::acted(&api, &host, &id, r)).await?;
+    blocking(move || actions::acted(&api, &host, &id, r)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -422,8 +424,7 @@ async fn console_h(
     Json(r): Json<ConsoleReport>,
 ) -> ComputeResult<Response> {
     agent_only(&caller)?;
-    blocking(move || crate::compute_agent_actions::console_answered(&api, &host, &request, r))
-        .await?;
+    blocking(move || actions::console_answered(&api, &host, &request, r)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -435,7 +436,6 @@ async fn interface_h(
     Json(r): Json<InterfaceReport>,
 ) -> ComputeResult<Response> {
     agent_only(&caller)?;
-    blocking(move || crate::compute_agent_actions::interface_answered(&api, &host, &request, r))
-        .await?;
+    blocking(move || actions::interface_answered(&api, &host, &request, r)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
