@@ -15,12 +15,14 @@
 //! Each build runs on a blocking thread (the driver and qemu-img block) and
 //! reaches ctrl through the runtime's handle.
 
+mod reconcile;
+
 use crate::client::{AgentError, HttpCtrl};
-use crate::compute::{Build, HostCompute, ImageSource, Nic};
+use crate::compute::{Build, HostCompute, Nic};
+use crate::image_fetch::HttpImages;
 use hyper::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -36,7 +38,7 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// A remote compute host's agent.
 pub struct RemoteCompute {
-    ctrl: Arc<HttpCtrl>,
+    pub(crate) ctrl: Arc<HttpCtrl>,
     compute: Arc<HostCompute>,
     registration: ComputeHostRegistration,
     /// Servers with a build or teardown running here (not asked twice).
@@ -99,7 +101,12 @@ impl RemoteCompute {
 
     /// A step token for `audience` on server `id`'s behalf (`for_user`: the
     /// user's, through the trust; else the compute service's own).
-    async fn token(&self, id: &str, audience: &str, for_user: bool) -> Result<String, AgentError> {
+    pub(crate) async fn token(
+        &self,
+        id: &str,
+        audience: &str,
+        for_user: bool,
+    ) -> Result<String, AgentError> {
         let req = StepTokenRequest {
             audience: audience.into(),
             for_user,
@@ -130,10 +137,12 @@ impl RemoteCompute {
             .map(|_| ())
     }
 
-    /// Registers (retrying until ctrl answers), then polls for work and
+    /// Registers (retrying until ctrl answers), reconciles its domains
+    /// with ctrl's records once (before any work), then polls for work and
     /// heartbeats until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut registered = false;
+        let mut reconciled = false;
         let mut beat = tokio::time::Instant::now();
         while !*stop.borrow() {
             if !registered {
@@ -156,9 +165,17 @@ impl RemoteCompute {
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
                 }
-                match self.work().await {
-                    Ok(w) => self.start(w),
-                    Err(e) => tracing::warn!(error = %e, "compute work not read"),
+                if !reconciled {
+                    match self.reconcile().await {
+                        Ok(_) => reconciled = true,
+                        Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying"),
+                    }
+                }
+                if reconciled {
+                    match self.work().await {
+                        Ok(w) => self.start(w),
+                        Err(e) => tracing::warn!(error = %e, "compute work not read"),
+                    }
                 }
             }
             tokio::select! {
@@ -376,36 +393,5 @@ fn port_of(body: &[u8]) -> Result<Value, AgentError> {
     match &v["port"] {
         p @ Value::Object(_) => Ok(p.clone()),
         _ => Err(bad("port", "no port object in the answer")),
-    }
-}
-
-/// The image service over HTTP, with the server's image token: the bytes
-/// are read whole into memory (one image per build miss; the cache keeps it).
-struct HttpImages<'a> {
-    agent: &'a RemoteCompute,
-    rt: &'a Handle,
-    server: &'a str,
-}
-
-impl ImageSource for HttpImages<'_> {
-    fn open(&self, id: &str) -> Result<Box<dyn Read + Send>, String> {
-        let body = self
-            .rt
-            .block_on(async {
-                let t = self.agent.token(self.server, "image", true).await?;
-                self.agent
-                    .ctrl
-                    .call_as(
-                        &t,
-                        Method::GET,
-                        &format!("/image/v2/images/{id}/file"),
-                        None,
-                        "image download",
-                    )
-                    .await
-            })
-            .map_err(|e| format!("image {id}: {e}"))?
-            .body;
-        Ok(Box::new(std::io::Cursor::new(body)))
     }
 }

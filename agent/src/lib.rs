@@ -21,6 +21,7 @@
 pub mod client;
 pub mod compute;
 pub mod compute_remote;
+mod image_fetch;
 pub mod metrics;
 pub mod remote;
 pub mod run;

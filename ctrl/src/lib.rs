@@ -5,6 +5,7 @@
 
 pub mod compute;
 pub mod compute_agent;
+mod compute_agent_reconcile;
 pub mod compute_host;
 pub mod delegation;
 pub mod image;
