@@ -5,6 +5,10 @@
 //! agent that read the download whole before caching it peaks above the
 //! image. The cached file is the image, byte for byte (its md5 is the
 //! image's checksum), and no temporary file is left in the cache.
+//! And the agent's reconcile call refuses what it cannot act on: an unknown
+//! host (404), a domain state it does not know (422,
+//! naming the field), the controller's own
+//! host (409).
 //!
 //! `WEFT_REMOTE_IMAGE_MIB` sets the size (default 200).
 //!
@@ -14,7 +18,7 @@ mod remote_agent_util;
 mod serve_util;
 
 use md5::{Digest, Md5};
-use remote_agent_util::{agent_log, start_agent, state_of, status_kib, wait_for};
+use remote_agent_util::{agent_log, ctrl_url, start_agent, state_of, status_kib, wait_for};
 use serve_util::Serve;
 use std::io::Write;
 
@@ -148,4 +152,38 @@ fn a_remote_agent_streams_a_large_image_into_its_cache() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The reconcile call refuses what it cannot act on, in Nova's shape.
+    let token = s.json(&["token", "issue"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = |host: &str| format!("{}/compute/agent/v1/hosts/{host}/reconcile", ctrl_url(&s));
+    let (st, body) = curl(&token, &url("rl-nohost"), r#"{"domains": {}}"#);
+    assert_eq!(st, 404, "{body}");
+    assert!(body.contains("rl-nohost"), "{body}");
+    let (st, body) = curl(&token, &url("rl-img"), r#"{"domains": {"x": "exploded"}}"#);
+    // (the compute router's answer to a body that does not parse)
+    assert_eq!(st, 422, "{body}");
+    assert!(
+        body.contains("badRequest") && body.contains("domains.x"),
+        "{body}"
+    );
+    let (st, body) = curl(&token, &url("rl-img-ctrl"), r#"{"domains": {}}"#);
+    assert_eq!(st, 409, "the controller's own host: {body}");
+    let (st, body) = curl(&token, &url("rl-img"), r#"{"domains": {}}"#);
+    assert_eq!((st, body.as_str()), (200, r#"{"orphans":[]}"#));
+}
+
+/// curl -X POST URL with `token` and a JSON body: (status, body).
+fn curl(token: &str, url: &str, body: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-m", "30", "-X", "POST", "-w", "\n%{http_code}"])
+        .args(["-H", &format!("X-Auth-Token: {token}")])
+        .args(["-H", "Content-Type: application/json", "-d", body, url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (b, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), b.to_string())
 }
