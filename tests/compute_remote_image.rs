@@ -4,11 +4,11 @@
 //! image's size (its peak, VmHWM, stays under a bound far below it). An
 //! agent that read the download whole before caching it peaks above the
 //! image. The cached file is the image, byte for byte (its md5 is the
-//! image's checksum), and no temporary file is left in the cache.
+//! image's checksum), and no temporary file is left in the cache, not even
+//! one an earlier run of the host left when it was killed mid-download.
 //! And the agent's reconcile call refuses what it cannot act on: an unknown
-//! host (404), a domain state it does not know (422,
-//! naming the field), the controller's own
-//! host (409).
+//! host (404), a domain state it does not know (422, naming the field), the
+//! controller's own host (409).
 //!
 //! `WEFT_REMOTE_IMAGE_MIB` sets the size (default 200).
 //!
@@ -45,6 +45,10 @@ fn a_remote_agent_streams_a_large_image_into_its_cache() {
             "128",
         ],
     );
+    // A download an earlier run of the host was killed in the middle of.
+    let cache = s.dir.join("rl-img").join("images-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join(".rl-dead.part.4242.0"), b"half an image").unwrap();
     let agent = start_agent(
         &s,
         "rl-img",
@@ -134,7 +138,6 @@ fn a_remote_agent_streams_a_large_image_into_its_cache() {
     );
 
     // The cache holds the image whole, and nothing else.
-    let cache = s.dir.join("rl-img").join("images-cache");
     let cached = std::fs::read(cache.join(&image_id)).expect("the image in the cache");
     assert_eq!(cached.len() as u64, mib << 20);
     assert_eq!(hex::encode(Md5::digest(&cached)), want);

@@ -4,7 +4,8 @@
 //! down: ctrl deleted them alone), and the host destroys those, disks and
 //! all. A domain ctrl still expects is left as it is: never started again,
 //! never redefined. A server whose domain is gone is ctrl's to report
-//! (ERROR), as for its in-process host.
+//! (ERROR), as for its in-process host. Downloads the stop cut off leave
+//! temporary files in the image cache; those go first.
 
 use super::{bad, RemoteCompute};
 use crate::client::AgentError;
@@ -28,6 +29,14 @@ impl RemoteCompute {
     /// One reconcile: Ok(the orphans destroyed). An orphan that would not
     /// go is an error, so the whole reconcile is tried again.
     pub(super) async fn reconcile(&self) -> Result<Vec<String>, AgentError> {
+        // Nothing is being fetched yet: a temporary file is a dead one's.
+        let compute = self.compute.clone();
+        match tokio::task::spawn_blocking(move || compute.sweep_image_cache()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(files = n, "removed cut-off image downloads"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "image cache not swept"),
+            Err(e) => tracing::warn!(error = %e, "image cache not swept"),
+        }
         let compute = self.compute.clone();
         let listed = tokio::task::spawn_blocking(move || compute.driver().list())
             .await
