@@ -234,7 +234,7 @@ impl ImageCache {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') && name.contains(".part.") {
-                std::fs::remove_file(e.path()).map_err(|err| Error::io(&e.path(), err))?;
+                std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
                 n += 1;
             }
         }
