@@ -152,6 +152,33 @@ pub(crate) async fn http_bytes(
     headers: &[(&str, &str)],
     body: Option<(&str, Bytes)>,
 ) -> Result<Response, AgentError> {
+    let (resp, full) = send(method, url, path, headers, body).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            url: full,
+            message: e.to_string(),
+        })?
+        .to_bytes();
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Sends one request and returns the answer with its body still on the
+/// wire (and the URL called, for errors): [`http`] collects it, an image
+/// download reads it frame by frame ([`crate::compute_remote::image_fetch`]).
+pub(crate) async fn send(
+    method: Method,
+    url: &Url,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Bytes)>,
+) -> Result<(hyper::Response<hyper::body::Incoming>, String), AgentError> {
     let full = format!("http://{}{}{}", url.authority, url.path, path);
     let unreachable = |m: String| AgentError::Unreachable {
         url: full.clone(),
@@ -186,17 +213,7 @@ pub(crate) async fn http_bytes(
         .send_request(req)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
-    Ok(Response {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    Ok((resp, full))
 }
 
 /// The HTTP protocol against a remote ctrl: one or several replicas
@@ -386,6 +403,36 @@ impl HttpCtrl {
                 what: what.to_string(),
                 status: r.status.as_u16(),
                 body: String::from_utf8_lossy(&r.body).into_owned(),
+            });
+        }
+        Ok(r)
+    }
+
+    /// A GET with `token` on the replica in use whose 2xx body is left on
+    /// the wire for the caller to read as it comes (an image download: a
+    /// collected body would hold the whole image in memory).
+    pub(crate) async fn get_streamed_as(
+        &self,
+        token: &str,
+        path: &str,
+        what: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, AgentError> {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len();
+        let (r, _) = send(
+            Method::GET,
+            &self.ctrls[i],
+            path,
+            &[("x-auth-token", token)],
+            None,
+        )
+        .await?;
+        if !r.status().is_success() {
+            let status = r.status().as_u16();
+            let body = r.into_body().collect().await.map(|b| b.to_bytes());
+            return Err(AgentError::Refused {
+                what: what.to_string(),
+                status,
+                body: String::from_utf8_lossy(&body.unwrap_or_default()).into_owned(),
             });
         }
         Ok(r)

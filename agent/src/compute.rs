@@ -282,6 +282,12 @@ impl HostCompute {
         r
     }
 
+    /// Drops what downloads cut off by the host's last stop left in the
+    /// image cache (for a host starting up, before it builds anything).
+    pub fn sweep_image_cache(&self) -> Result<usize, String> {
+        self.cache.remove_partials().map_err(|e| e.to_string())
+    }
+
     /// The serial console's last lines.
     pub fn console(&self, server_id: &str, lines: Option<usize>) -> Result<String, String> {
         self.driver

@@ -15,12 +15,15 @@
 //! Each build runs on a blocking thread (the driver and qemu-img block) and
 //! reaches ctrl through the runtime's handle.
 
+pub(crate) mod image_fetch;
+mod reconcile;
+
 use crate::client::{AgentError, HttpCtrl};
-use crate::compute::{Build, HostCompute, ImageSource, Nic};
+use crate::compute::{Build, HostCompute, Nic};
 use hyper::Method;
+use image_fetch::HttpImages;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -145,10 +148,12 @@ impl RemoteCompute {
             .map(|_| ())
     }
 
-    /// Registers (retrying until ctrl answers), then polls for work and
+    /// Registers (retrying until ctrl answers), reconciles its domains
+    /// with ctrl's records once (before any work), then polls for work and
     /// heartbeats until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut registered = false;
+        let mut reconciled = false;
         let mut beat = tokio::time::Instant::now();
         while !*stop.borrow() {
             if !registered {
@@ -171,9 +176,17 @@ impl RemoteCompute {
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
                 }
-                match self.work().await {
-                    Ok(w) => self.start(w),
-                    Err(e) => tracing::warn!(error = %e, "compute work not read"),
+                if !reconciled {
+                    match self.reconcile().await {
+                        Ok(_) => reconciled = true,
+                        Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying"),
+                    }
+                }
+                if reconciled {
+                    match self.work().await {
+                        Ok(w) => self.start(w),
+                        Err(e) => tracing::warn!(error = %e, "compute work not read"),
+                    }
                 }
             }
             tokio::select! {
@@ -397,36 +410,5 @@ fn port_of(body: &[u8]) -> Result<Value, AgentError> {
     match &v["port"] {
         p @ Value::Object(_) => Ok(p.clone()),
         _ => Err(bad("port", "no port object in the answer")),
-    }
-}
-
-/// The image service over HTTP, with the server's image token: the bytes
-/// are read whole into memory (one image per build miss; the cache keeps it).
-pub(crate) struct HttpImages<'a> {
-    pub(crate) agent: &'a RemoteCompute,
-    pub(crate) rt: &'a Handle,
-    pub(crate) server: &'a str,
-}
-
-impl ImageSource for HttpImages<'_> {
-    fn open(&self, id: &str) -> Result<Box<dyn Read + Send>, String> {
-        let body = self
-            .rt
-            .block_on(async {
-                let t = self.agent.token(self.server, "image", true).await?;
-                self.agent
-                    .ctrl
-                    .call_as(
-                        &t,
-                        Method::GET,
-                        &format!("/image/v2/images/{id}/file"),
-                        None,
-                        "image download",
-                    )
-                    .await
-            })
-            .map_err(|e| format!("image {id}: {e}"))?
-            .body;
-        Ok(Box::new(std::io::Cursor::new(body)))
     }
 }

@@ -15,7 +15,8 @@
 //!              ─► detach: unplug NIC ─► {} (ctrl lets the port go)
 //! ```
 
-use crate::compute_remote::{HttpImages, RemoteCompute};
+use crate::compute_remote::image_fetch::HttpImages;
+use crate::compute_remote::RemoteCompute;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;

@@ -150,6 +150,13 @@ async fn a_failed_remote_build_and_a_dead_host() {
     .await
     .unwrap()
     .unwrap();
+    // ctrl releases the ports itself (the agent that would is down).
+    let released = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r = released.clone();
+    e.svc.builds().set_port_release(Arc::new(move |s: &Server| {
+        r.lock().unwrap().push(s.id.clone());
+        Ok(())
+    }));
     let (st, _) = e
         .call(
             "alice",
@@ -162,6 +169,7 @@ async fn a_failed_remote_build_and_a_dead_host() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     e.gone(&id).await;
     assert!(!e.pl.snapshot().consumers.contains_key(&id));
+    assert_eq!(*released.lock().unwrap(), vec![id.clone()]);
 }
 
 /// Counts spawns running at once.

@@ -213,16 +213,22 @@ pub fn mount(
             identity: server.identity(),
             delegation: delegate.clone(),
         });
+    let services = crate::compute_host::HostServices::new(
+        images,
+        net.clone(),
+        server.identity(),
+        delegate.clone(),
+    );
+    // A server deleted while its remote host is down: ctrl releases its
+    // ports itself, as the host's agent would have.
+    let release = services.clone();
+    svc.builds()
+        .set_port_release(Arc::new(move |s| release.unplug(s)));
     // Remote compute hosts (`weft agent --compute-driver`) under /compute/agent/v1.
     let agents = crate::compute_agent::router(Arc::new(crate::compute_agent::AgentApi {
         compute: svc.clone(),
         claims: claims.clone(),
-        services: crate::compute_host::HostServices::new(
-            images,
-            net.clone(),
-            server.identity(),
-            delegate.clone(),
-        ),
+        services,
         net,
         delegation: delegate,
     }));

@@ -238,11 +238,51 @@ impl ImageCache {
         })?;
         Ok(dest)
     }
+
+    /// Removes the temporary files of installs that never finished: a
+    /// process killed mid-download (kill -9, a crash) leaves its
+    /// `.{id}.part.{pid}.{seq}` behind, and no later install reuses that
+    /// name. Only for a host starting up, before any install runs.
+    /// Returns how many went; a cache not made yet has none.
+    pub fn remove_partials(&self) -> Result<usize, Error> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        let mut n = 0;
+        for e in entries {
+            let e = e.map_err(|e| Error::io(&self.dir, e))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".part.") {
+                std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partials_of_a_killed_install_go_and_images_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ImageCache::new(dir.path().join("images"));
+        assert_eq!(cache.remove_partials().unwrap(), 0, "no cache yet");
+        cache.install("img1", &mut &b"whole"[..]).unwrap();
+        let part = dir.path().join("images/.img2.part.4242.0");
+        std::fs::write(&part, b"half").unwrap();
+        assert_eq!(cache.remove_partials().unwrap(), 1);
+        assert!(!part.exists());
+        assert_eq!(
+            std::fs::read(cache.get("img1").unwrap().unwrap()).unwrap(),
+            b"whole"
+        );
+    }
 
     #[test]
     fn parses_qemu_img_json() {

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 pub mod compute;
 pub mod compute_actions;
+pub mod compute_reconcile;
 
 /// A network with ports on the host: its segment, as the switch must carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

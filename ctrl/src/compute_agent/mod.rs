@@ -12,6 +12,7 @@
 //! host while it is being built or torn down there.
 
 pub mod actions;
+mod reconcile;
 
 use crate::compute_host::HostServices;
 use crate::networking::Networking;
@@ -53,7 +54,7 @@ pub struct AgentApi {
 }
 
 type S = State<Arc<AgentApi>>;
-type Caller = Option<Extension<AuthContext>>;
+pub(crate) type Caller = Option<Extension<AuthContext>>;
 
 /// The routes, relative to the compute mount.
 pub fn router(api: Arc<AgentApi>) -> Router {
@@ -61,6 +62,10 @@ pub fn router(api: Arc<AgentApi>) -> Router {
         .route("/agent/v1/hosts/{host}", put(register_h))
         .route("/agent/v1/hosts/{host}/heartbeat", post(heartbeat_h))
         .route("/agent/v1/hosts/{host}/work", get(work_h))
+        .route(
+            "/agent/v1/hosts/{host}/reconcile",
+            post(reconcile::reconcile_h),
+        )
         .route("/agent/v1/hosts/{host}/servers/{id}/token", post(token_h))
         .route(
             "/agent/v1/hosts/{host}/servers/{id}/spawned",
@@ -80,7 +85,7 @@ pub fn router(api: Arc<AgentApi>) -> Router {
 }
 
 /// A host agent's caller: `admin` or `service`, else 401/403.
-fn agent_only(caller: &Caller) -> ComputeResult<()> {
+pub(crate) fn agent_only(caller: &Caller) -> ComputeResult<()> {
     let Some(Extension(c)) = caller else {
         return Err(ComputeError::Unauthenticated);
     };
@@ -95,7 +100,7 @@ fn agent_only(caller: &Caller) -> ComputeResult<()> {
 }
 
 /// Runs blocking service work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ComputeResult<T> + Send + 'static,
 ) -> ComputeResult<T> {
     tokio::task::spawn_blocking(f)

@@ -132,7 +132,14 @@ pub struct Builds {
     building: std::sync::atomic::AtomicUsize,
     max_building: std::sync::atomic::AtomicUsize,
     kick: tokio::sync::Notify,
+    /// The control plane's release of a server's ports when no host of
+    /// this process tears it down (see [`Builds::set_port_release`]).
+    release_ports: Mutex<Option<PortRelease>>,
 }
+
+/// Releases a deleted server's ports (ctrl's networking, which this crate
+/// does not link).
+pub type PortRelease = Arc<dyn Fn(&Server) -> Result<(), String> + Send + Sync>;
 
 impl Default for Builds {
     fn default() -> Self {
@@ -142,6 +149,7 @@ impl Default for Builds {
             building: 0.into(),
             max_building: MAX_CONCURRENT_BUILDS.into(),
             kick: tokio::sync::Notify::new(),
+            release_ports: Mutex::default(),
         }
     }
 }
@@ -170,6 +178,14 @@ impl Builds {
     /// Wakes the loop (a server was created or deleted).
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// What releases the ports of a server deleted here without its host:
+    /// one on a remote host that is down (Nova's local delete deallocates
+    /// its network too), or one never placed. A host's own teardown
+    /// releases them otherwise.
+    pub fn set_port_release(&self, f: PortRelease) {
+        *self.release_ports.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     /// Registers the driver of a host this process runs.
@@ -449,6 +465,19 @@ fn teardown(c: &Compute, claims: &dyn Claims, s: Server) {
         if let Err(why) = sp.destroy(&s) {
             tracing::warn!(server = %s.id, %why, "teardown failed; retried on the next round");
             return;
+        }
+    } else {
+        let release = c
+            .builds()
+            .release_ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(release) = release {
+            if let Err(why) = release(&s) {
+                tracing::warn!(server = %s.id, %why, "ports not released; retried on the next round");
+                return;
+            }
         }
     }
     finish_teardown(c, claims, &s);
