@@ -411,7 +411,11 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
                 p["sleeps"], p["spin_hits"], p["spin_misses"]
             );
             // Which tap I/O runs (`[switch] io`, after the io_uring probe).
-            println!("tap I/O: {}  io_uring_enter calls {}", s(p, "io"), p["uring_enters"]);
+            println!(
+                "tap I/O: {}  io_uring_enter calls {}",
+                s(p, "io"),
+                p["uring_enters"]
+            );
         }
         CtlCmd::Reload => {
             let r = &reply["report"];
