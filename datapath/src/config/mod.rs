@@ -8,7 +8,7 @@
 //! worker_nice = -10             # niceness of the packet workers (ovs-ctl's default for ovs-vswitchd)
 //! busy_poll_us = 0              # keep polling at most this long after a busy wakeup (0: sleep at once)
 //! busy_poll_yield = true        # yield the core between two empty polls of a spin
-//! io = "epoll"                  # tap reads/writes: "epoll" (one syscall per frame) or "uring"
+//! io = "uring"                  # tap reads/writes: "uring" (batched) or "epoll" (a syscall per frame)
 //! vhost_dir = "/run/weft/vhost" # where `vhostuser` ports' sockets are made (<vhost_dir>/<port name>)
 //!
 //! [[physnet]]
@@ -296,9 +296,11 @@ impl Default for SwitchSettings {
 #[serde(rename_all = "lowercase")]
 pub enum IoBackend {
     /// read/writev per frame.
-    #[default]
     Epoll,
-    /// Batched through io_uring.
+    /// Batched through io_uring: the default, as it measured better on the one-host bench
+    /// (benches/RESULTS.md, "io_uring for taps": 64 B UDP received 1.43-1.83x, TCP 1 stream
+    /// 1.29-1.55x, TCP_RR 1.04-1.06x of epoll in two alternating runs; ping p50 3-11 % higher).
+    #[default]
     Uring,
 }
 

@@ -292,17 +292,17 @@ fn busy_poll_yield_defaults_on_and_takes_a_bool() {
 }
 
 #[test]
-fn io_defaults_to_epoll_and_takes_uring() {
+fn io_defaults_to_uring_and_takes_epoll() {
     let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
-    assert_eq!(c.switch.io, crate::IoBackend::Epoll);
+    assert_eq!(c.switch.io, crate::IoBackend::Uring);
     let c = SwitchConfig::from_toml(
-        &GOOD.replace("mac_aging_secs = 60", "io = \"uring\""),
+        &GOOD.replace("mac_aging_secs = 60", "io = \"epoll\""),
         "host.toml",
     )
     .unwrap();
-    assert_eq!(c.switch.io, crate::IoBackend::Uring);
+    assert_eq!(c.switch.io, crate::IoBackend::Epoll);
     // The typed config round-trips through the validator with it.
-    assert_eq!(c.validated("x").unwrap().switch.io, crate::IoBackend::Uring);
+    assert_eq!(c.validated("x").unwrap().switch.io, crate::IoBackend::Epoll);
     let e = err(&GOOD.replace("mac_aging_secs = 60", "io = \"io_uring\""));
     assert_eq!(
         e,
