@@ -120,8 +120,8 @@ pub mod tunnel;
 pub mod verdict;
 
 pub use config::{
-    AddressPair, ConfigError, NetworkConfig, NetworkType, PhysnetConfig, PortConfig, PortKind,
-    SubnetConfig, SwitchConfig, SwitchSettings, TunnelConfig,
+    AddressPair, ConfigError, IoBackend, NetworkConfig, NetworkType, PhysnetConfig, PortConfig,
+    PortKind, SubnetConfig, SwitchConfig, SwitchSettings, TunnelConfig,
 };
 pub use counters::{Counters, PortCounters, StageCounters};
 pub use datapath::{Datapath, FrameResult, Worker};

@@ -410,6 +410,12 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
                 "workers: sleeps {}  spin windows that found a frame {} ended empty {}",
                 p["sleeps"], p["spin_hits"], p["spin_misses"]
             );
+            // Which tap I/O runs (`[switch] io`, after the io_uring probe).
+            println!(
+                "tap I/O: {}  io_uring_enter calls {}",
+                s(p, "io"),
+                p["uring_enters"]
+            );
         }
         CtlCmd::Reload => {
             let r = &reply["report"];

@@ -93,6 +93,7 @@ pub(super) struct RawSwitch {
     pub worker_nice: Option<Spanned<i64>>,
     pub busy_poll_us: Option<Spanned<i64>>,
     pub busy_poll_yield: Option<Spanned<bool>>,
+    pub io: Option<Spanned<String>>,
     pub conntrack_size: Option<Spanned<i64>>,
     pub vhost_dir: Option<Spanned<String>>,
 }
@@ -173,6 +174,7 @@ impl RawFile {
                 worker_nice: Some(unplaced(i64::from(s.worker_nice))),
                 busy_poll_us: Some(unplaced(clamp_i64(s.busy_poll_us))),
                 busy_poll_yield: Some(unplaced(s.busy_poll_yield)),
+                io: Some(unplaced(s.io.as_str().to_string())),
                 conntrack_size: Some(unplaced(clamp_i64(s.conntrack_size as u64))),
                 vhost_dir: Some(unplaced(s.vhost_dir.to_string_lossy().into_owned())),
             }),

@@ -292,6 +292,25 @@ fn busy_poll_yield_defaults_on_and_takes_a_bool() {
 }
 
 #[test]
+fn io_defaults_to_uring_and_takes_epoll() {
+    let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
+    assert_eq!(c.switch.io, crate::IoBackend::Uring);
+    let c = SwitchConfig::from_toml(
+        &GOOD.replace("mac_aging_secs = 60", "io = \"epoll\""),
+        "host.toml",
+    )
+    .unwrap();
+    assert_eq!(c.switch.io, crate::IoBackend::Epoll);
+    // The typed config round-trips through the validator with it.
+    assert_eq!(c.validated("x").unwrap().switch.io, crate::IoBackend::Epoll);
+    let e = err(&GOOD.replace("mac_aging_secs = 60", "io = \"io_uring\""));
+    assert_eq!(
+        e,
+        "host.toml line 3: switch: io: \"io_uring\" is not one of \"epoll\", \"uring\""
+    );
+}
+
+#[test]
 fn vhostuser_ports_have_their_sockets_in_vhost_dir() {
     let c = SwitchConfig::from_toml(GOOD, "host.toml").unwrap();
     assert_eq!(c.switch.vhost_dir, PathBuf::from(DEFAULT_VHOST_DIR));

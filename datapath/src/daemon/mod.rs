@@ -16,6 +16,7 @@ mod conntrack;
 pub mod control;
 pub mod handover;
 mod poll;
+mod uring;
 mod worker;
 
 use std::collections::HashMap;
@@ -33,7 +34,9 @@ use crate::io::sys::EventFd;
 /// Re-exported from [`crate::io`], where the port shells that count into it live.
 pub use crate::io::IoCounters;
 use crate::io::{Capture, PacketConfig, PacketPort, Port, TapPort, VhostUserPort};
-use crate::{ConfigError, Datapath, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig};
+use crate::{
+    ConfigError, Datapath, IoBackend, PortInfo, PortKind, PortNo, PortRole, Snapshot, SwitchConfig,
+};
 
 /// How often pending `system` ports are looked for.
 pub const PENDING_POLL: Duration = Duration::from_millis(200);
@@ -132,6 +135,8 @@ pub(crate) struct Shared {
     opts: SwitchOptions,
     /// How the workers waited, summed over them (see [`PollCounts`]).
     pub(crate) poll: PollCounters,
+    /// The tap I/O the workers use (`[switch] io`, after the probe).
+    pub(crate) io: IoBackend,
 }
 
 /// The workers' wait counters, as atomics (bumped once per blocking wait, not per frame).
@@ -140,6 +145,7 @@ pub(crate) struct PollCounters {
     pub(crate) sleeps: AtomicU64,
     pub(crate) spin_hits: AtomicU64,
     pub(crate) spin_misses: AtomicU64,
+    pub(crate) uring_enters: AtomicU64,
 }
 
 /// How the packet workers waited for frames since the switch started, summed over workers:
@@ -153,6 +159,10 @@ pub struct PollCounts {
     pub spin_hits: u64,
     /// Spin windows that ended without a frame (CPU spent for nothing).
     pub spin_misses: u64,
+    /// How taps are read and written: "uring" or "epoll" (`[switch] io`, after the probe).
+    pub io: &'static str,
+    /// `io_uring_enter` calls of all workers (counted when a worker goes to sleep).
+    pub uring_enters: u64,
 }
 
 impl Shared {
@@ -163,6 +173,24 @@ impl Shared {
             w.notify();
         }
     }
+}
+
+/// The tap I/O to run: `asked`, unless that is io_uring and this kernel (or a container's
+/// seccomp filter, or kernel.io_uring_disabled) refuses it. Logged either way, so that the
+/// switch's log says which one runs.
+fn io_backend(asked: IoBackend) -> IoBackend {
+    let io = match asked {
+        IoBackend::Uring => match crate::io::sys_uring::probe() {
+            Ok(()) => IoBackend::Uring,
+            Err(e) => {
+                tracing::warn!("[switch] io = \"uring\" but io_uring is unavailable ({e})");
+                IoBackend::Epoll
+            }
+        },
+        IoBackend::Epoll => IoBackend::Epoll,
+    };
+    tracing::info!("tap I/O: {}", io.as_str());
+    io
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -269,6 +297,7 @@ pub(crate) fn prepare(
         apply_lock: Mutex::new(()),
         opts,
         poll: PollCounters::default(),
+        io: io_backend(settings.io),
     });
     Ok(Prepared {
         shared,
@@ -295,6 +324,7 @@ pub(crate) fn launch(p: Prepared) -> Result<SwitchHandle, DaemonError> {
             nice: settings.worker_nice,
             busy_poll_ns: settings.busy_poll_us.saturating_mul(1000),
             spin_yield: settings.busy_poll_yield,
+            uring: shared.io == IoBackend::Uring,
         };
         let t = std::thread::Builder::new()
             .name(format!("weft-worker-{i}"))
@@ -676,6 +706,8 @@ impl SwitchHandle {
             sleeps: p.sleeps.load(Ordering::Relaxed),
             spin_hits: p.spin_hits.load(Ordering::Relaxed),
             spin_misses: p.spin_misses.load(Ordering::Relaxed),
+            io: self.shared.io.as_str(),
+            uring_enters: p.uring_enters.load(Ordering::Relaxed),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::io::{Port, PortCtx, RxBatch, TxFrame, TxScratch};
 use crate::{FrameResult, Output, PortNo, Verdict};
 
 use super::poll::{SpinPolicy, Wait};
+use super::uring::{self, UringState};
 use super::{now_ns, LivePort, PortTable, Shared};
 
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -30,6 +31,9 @@ pub(crate) struct PacketThread {
     pub(crate) busy_poll_ns: u64,
     /// Give the core away between two empty polls of a spin (`[switch] busy_poll_yield`).
     pub(crate) spin_yield: bool,
+    /// Read and write plain taps through an io_uring (`[switch] io`, after the switch's
+    /// probe said io_uring works here).
+    pub(crate) uring: bool,
 }
 
 /// A worker's reusable buffers: one rx batch, the verdicts and outputs the core decided for
@@ -40,6 +44,8 @@ struct Buffers {
     outs: Vec<Output>,
     sends: Vec<TxFrame>,
     tx: TxScratch,
+    /// The ring, with `batch`'s buffer registered, when taps go through io_uring.
+    uring: Option<UringState>,
 }
 
 impl PacketThread {
@@ -67,7 +73,17 @@ impl PacketThread {
             outs: Vec::with_capacity(64),
             sends: Vec::with_capacity(64),
             tx: TxScratch::new(),
+            uring: None,
         };
+        if self.uring {
+            match UringState::new(&mut bufs.batch) {
+                Ok(u) => bufs.uring = Some(u),
+                Err(e) => {
+                    tracing::warn!("worker {}: no io_uring ({e}); taps via epoll", self.index)
+                }
+            }
+        }
+        let mut enters_reported = 0u64;
         let mut ready = [(0u64, false); 64];
         let mut policy = SpinPolicy::new(self.busy_poll_ns);
         let mut reported = (0u64, 0u64);
@@ -84,6 +100,13 @@ impl PacketThread {
             if wait == Wait::Sleep {
                 self.shared.poll.sleeps.fetch_add(1, Ordering::Relaxed);
                 self.report_outcomes(&policy, &mut reported);
+                if let Some(u) = &bufs.uring {
+                    let e = u.ring.enters;
+                    let p = &self.shared.poll;
+                    p.uring_enters
+                        .fetch_add(e - enters_reported, Ordering::Relaxed);
+                    enters_reported = e;
+                }
             }
             let n = match epoll.wait(&mut ready, if wait == Wait::Spin { 0 } else { 200 }) {
                 Ok(n) => n,
@@ -181,7 +204,17 @@ impl PacketThread {
             counters: &port.counters,
         };
         bufs.batch.clear();
-        let read = io.recv(&ctx, &mut bufs.batch);
+        let read = match (bufs.uring.as_mut(), io.tap_fd()) {
+            (Some(u), Some(fd)) => match u.recv_tap(port.no, fd, &mut bufs.batch, &port.counters) {
+                Ok(r) => r,
+                Err(e) => {
+                    ring_failed(&mut bufs.uring, &e);
+                    bufs.batch.clear();
+                    io.recv(&ctx, &mut bufs.batch)
+                }
+            },
+            _ => io.recv(&ctx, &mut bufs.batch),
+        };
         let n = bufs.batch.len();
         if n > 0 {
             let c = &port.counters;
@@ -282,6 +315,28 @@ impl PacketThread {
 /// unstable sort (which allocates nothing) is as good as a stable one.
 fn send_grouped(table: &PortTable, snap: &crate::Snapshot, now: u64, bufs: &mut Buffers) {
     bufs.sends.sort_unstable_by_key(|t| (t.port, t.index));
+    if let Some(u) = bufs.uring.as_mut() {
+        let batch = &bufs.batch;
+        let sent = uring::send_grouped(
+            u,
+            table,
+            batch,
+            &bufs.sends,
+            &mut bufs.tx,
+            |io, c, g, tx| {
+                let ctx = PortCtx {
+                    snap,
+                    now_ns: now,
+                    counters: c,
+                };
+                io.send(&ctx, batch, g, tx);
+            },
+        );
+        if let Err(e) = sent {
+            ring_failed(&mut bufs.uring, &e);
+        }
+        return;
+    }
     for group in bufs.sends.chunk_by(|a, b| a.port == b.port) {
         let Some(dst) = table.get(group[0].port) else {
             continue;
@@ -300,6 +355,12 @@ fn send_grouped(table: &PortTable, snap: &crate::Snapshot, now: u64, bufs: &mut 
         };
         io.send(&ctx, &bufs.batch, group, &mut bufs.tx);
     }
+}
+
+/// The ring failed (not a tap: the ring itself): this worker goes on with epoll alone.
+fn ring_failed(ring: &mut Option<UringState>, e: &std::io::Error) {
+    tracing::error!("io_uring failed ({e}); this worker's taps go back to epoll");
+    *ring = None;
 }
 
 fn mark_dead(epoll: &Epoll, port: &LivePort, io: &dyn Port) {

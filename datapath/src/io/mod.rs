@@ -4,7 +4,8 @@
 //! ([`VhostUserPort`]), all behind one [`Port`] trait. All of weft's own
 //! syscalls (and all its `unsafe`) live in io/sys*.rs ([`sys`], and
 //! `sys_udpgso` for the VXLAN endpoint's UDP_SEGMENT sends, `sys_handover` for
-//! passing ports to a successor switch, `sys_vhost` for the
+//! passing ports to a successor switch, `sys_uring` for tap reads and writes batched through
+//! io_uring (`[switch] io = "uring"`), `sys_vhost` for the
 //! vhost-user socket's descriptor passing; the mappings of
 //! guest memory are made by the rust-vmm crates); the rest is safe glue that
 //! moves frames in batches between the kernel and the sans-IO core.
@@ -23,6 +24,7 @@ mod port;
 pub mod sys;
 mod sys_handover;
 mod sys_udpgso;
+pub(crate) mod sys_uring;
 mod sys_vhost;
 pub mod tunnel;
 mod vhost;
@@ -163,6 +165,10 @@ impl Port for TapPort {
     fn still_usable(&self) -> bool {
         // A tap fd reports errors only once its netdev is gone.
         false
+    }
+
+    fn tap_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
     }
 }
 

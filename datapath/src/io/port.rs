@@ -95,6 +95,14 @@ pub trait Port: Send + Sync {
         Vec::new()
     }
 
+    /// A plain tap's fd, which a worker running `[switch] io = "uring"` reads and writes
+    /// itself through its ring instead of calling `recv`/`send` (vnet header and frame are
+    /// passed through as they are either way). None for every other port, and for wrappers
+    /// (captures, fault injection), which must see each frame.
+    fn tap_fd(&self) -> Option<RawFd> {
+        None
+    }
+
     /// An AF_PACKET port's rx ring position, which a switch restart with fd handover passes
     /// to the next process; None for ports without a ring.
     fn ring_position(&self) -> Option<super::RingPosition> {
@@ -204,6 +212,27 @@ impl RxBatch {
         self.buf[at + VNET_HDR_LEN..at + len].copy_from_slice(frame);
         self.commit(len);
         true
+    }
+
+    /// The whole buffer, for a ring that reads a burst straight into it (io/sys_uring.rs):
+    /// slot `i` starts at `i * RX_SLOT`; [`RxBatch::commit_slot`] then takes what was read.
+    pub(crate) fn raw_buf(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Takes the `len` bytes read into slot `slot` of [`RxBatch::raw_buf`] as the next frame.
+    /// Slots are taken in increasing order, after the frames already held.
+    pub(crate) fn commit_slot(&mut self, slot: usize, len: usize) {
+        let at = slot * RX_SLOT;
+        debug_assert!(at >= self.end && slot < RX_BATCH);
+        self.end = at;
+        self.commit(len.min(RX_SLOT));
+    }
+
+    /// Frame `i` with its vnet header in front, as one slice (what a tap write takes).
+    pub(crate) fn frame_whole(&self, i: usize) -> &[u8] {
+        let (off, len) = self.frames[i];
+        &self.buf[off..off + len]
     }
 
     fn commit(&mut self, len: usize) {
@@ -337,6 +366,23 @@ mod tests {
         let mut a = RxBatch::new();
         assert_eq!(a.fill(reader(vec![RX_SLOT; RX_BATCH + 3])), RX_BATCH);
         assert!(whole(&a, RX_BATCH - 1).iter().all(|&b| b == RX_BATCH as u8));
+    }
+
+    #[test]
+    fn committed_slots_are_frames_in_order_with_room_after_them() {
+        let mut a = RxBatch::new();
+        a.raw_buf()[..70].fill(1);
+        a.raw_buf()[2 * RX_SLOT..2 * RX_SLOT + 90].fill(3);
+        a.commit_slot(0, 70);
+        a.commit_slot(2, 90);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.frame_whole(0), &[1u8; 70][..]);
+        assert_eq!(a.frame_whole(1), &[3u8; 90][..]);
+        assert_eq!(a.frame(1).1.len(), 90 - VNET_HDR_LEN);
+        // A reply pushed after them lands after the last slot taken, not over it.
+        assert!(a.push(&[0; VNET_HDR_LEN], &[9; 60]));
+        assert_eq!(a.frame_whole(1), &[3u8; 90][..]);
+        assert_eq!(a.frame(2).1, &[9u8; 60][..]);
     }
 
     #[test]

@@ -12,7 +12,8 @@ mod subnet;
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawFile, RawPhysnet, RawSwitch, RawTunnel, RawTunnelPeer};
 use super::{
-    PhysnetConfig, SwitchConfig, SwitchSettings, TunnelConfig, MAX_BUSY_POLL_US, MAX_IFNAME_LEN,
+    IoBackend, PhysnetConfig, SwitchConfig, SwitchSettings, TunnelConfig, MAX_BUSY_POLL_US,
+    MAX_IFNAME_LEN,
 };
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
@@ -99,6 +100,19 @@ fn switch_settings(cx: &Ctx<'_>, s: RawSwitch) -> Result<SwitchSettings, ConfigE
     }
     if let Some(y) = &s.busy_poll_yield {
         switch.busy_poll_yield = *y.get_ref();
+    }
+    if let Some(io) = &s.io {
+        switch.io = match io.get_ref().as_str() {
+            "epoll" => IoBackend::Epoll,
+            "uring" => IoBackend::Uring,
+            other => {
+                return Err(cx.err(
+                    Some(io.span()),
+                    "switch: io".into(),
+                    format!("{other:?} is not one of \"epoll\", \"uring\""),
+                ))
+            }
+        };
     }
     if let Some(c) = s.conntrack_size {
         switch.conntrack_size =
