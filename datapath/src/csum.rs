@@ -2,20 +2,35 @@
 
 use std::net::IpAddr;
 
-/// Adds `data` to a running one's-complement sum (not folded).
+/// Adds `data` to a running one's-complement sum (not folded; an odd last byte is padded
+/// with zero, as if `data` started on an even offset).
+///
+/// Eight bytes per step into a 64-bit sum with end-around carry, then folded back to 32
+/// bits: the one's-complement sum does not depend on the word size it is taken in (RFC 1071
+/// section 2), and this runs several times faster than two bytes per step, which matters
+/// because the VXLAN endpoint checksums every TCP segment it sends and receives.
 #[inline]
-pub fn add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+pub fn add(sum: u32, data: &[u8]) -> u32 {
+    let mut acc = u64::from(sum);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        if sum >= 0x8000_0000 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (s, carry) = acc.overflowing_add(w);
+        acc = s + u64::from(carry);
     }
-    if let [b] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*b) << 8);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    sum
+    if let [b] = rest.remainder() {
+        acc += u64::from(*b) << 8;
+    }
+    // Down to 32 bits, keeping the sum's value modulo 0xffff (and nonzero if it was).
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    // Callers add small terms to the result with wrapping_add: leave them headroom.
+    let folded = (acc & 0xffff) + (acc >> 16);
+    folded as u32
 }
 
 /// Folds a running sum to 16 bits (not complemented).
@@ -72,5 +87,50 @@ mod tests {
         assert_eq!(checksum(&d), !0xddf2);
         // odd length pads with zero
         assert_eq!(fold(add(0, &[0xab])), 0xab00);
+    }
+
+    /// The two-bytes-a-step sum this replaced, as the reference.
+    fn add_ref(mut sum: u32, data: &[u8]) -> u32 {
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+            if sum >= 0x8000_0000 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+        }
+        if let [b] = chunks.remainder() {
+            sum = sum.wrapping_add(u32::from(*b) << 8);
+        }
+        sum
+    }
+
+    #[test]
+    fn wide_sum_folds_to_the_two_byte_sum() {
+        // A simple LCG: lengths 0..300 of pseudo-random bytes, all-0xff runs (the end-around
+        // carry on every step), and running sums carried in from a previous call.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut byte = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        };
+        for len in 0..300usize {
+            let data: Vec<u8> = (0..len).map(|_| byte()).collect();
+            let ones = vec![0xffu8; len];
+            for start in [0u32, 0x1234, 0xffff, 0x1_fffe] {
+                for d in [&data, &ones] {
+                    assert_eq!(
+                        fold(add(start, d)),
+                        fold(add_ref(start, d)),
+                        "len {len} start {start:#x}"
+                    );
+                }
+            }
+        }
+        // 64 KiB of 0xff: the largest IP packet's worth of carries.
+        let big = vec![0xffu8; 65535];
+        assert_eq!(fold(add(0, &big)), fold(add_ref(0, &big)));
+        assert!(add(0, &big) < 0x2_0000, "headroom for the caller's adds");
     }
 }

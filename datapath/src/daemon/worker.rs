@@ -130,9 +130,16 @@ impl PacketThread {
                     mark_dead(&epoll, port, io);
                     continue;
                 }
-                match self.round(port, io, &table, &mut bufs) {
-                    Ok(m) => moved += m,
-                    Err(_) => mark_dead(&epoll, port, io),
+                let mut res = self.round(port, io, &table, &mut bufs);
+                while let Ok(m) = res {
+                    moved += m;
+                    if !io.rx_pending() {
+                        break;
+                    }
+                    res = self.round(port, io, &table, &mut bufs);
+                }
+                if res.is_err() {
+                    mark_dead(&epoll, port, io);
                 }
             }
             if moved > 0 {

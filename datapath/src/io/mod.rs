@@ -22,6 +22,7 @@ mod handover;
 mod port;
 pub mod sys;
 mod sys_handover;
+mod sys_udpgro;
 mod sys_udpgso;
 mod sys_vhost;
 pub mod tunnel;

@@ -23,6 +23,7 @@ use std::sync::{Mutex, RwLock};
 
 use crate::config::tunnel_port_name;
 use crate::gro::TcpGro;
+use crate::io::sys_udpgro::{self, GroMsg};
 use crate::io::sys_udpgso::{self, GsoDgram};
 use crate::io::{sys, IoCounters, Port, PortCtx, RxBatch, TxFrame, TxScratch, VNET_HDR_LEN};
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
@@ -178,6 +179,8 @@ pub struct TunnelPort {
     /// kernel refuses one (no checksum offload on the route's device, or a segment above the
     /// path MTU), after which segments go one datagram per message as before.
     udp_gso: AtomicBool,
+    /// Messages read from the socket are not all handed on yet (see [`Port::rx_pending`]).
+    pending: AtomicBool,
 }
 
 /// Receive buffers for one recvmmsg, the decapsulated frame, and the TCP segments being
@@ -185,14 +188,20 @@ pub struct TunnelPort {
 #[derive(Default)]
 struct RecvBufs {
     buf: Vec<u8>,
-    got: Vec<(usize, Option<SocketAddr>, bool)>,
+    /// What the last recvmmsg read, one message per slot of `buf`.
+    msgs: Vec<GroMsg>,
+    /// Next message of `msgs` to hand on, and the byte offset in it: where a full batch
+    /// stopped.
+    at: (usize, usize),
+    /// The last recvmmsg found the queue empty: do not ask again until `msgs` is handed on.
+    drained: bool,
     inner: Vec<u8>,
     gro: TcpGro,
 }
 
-/// Datagrams read per recvmmsg.
+/// Messages read per recvmmsg.
 const RX_SLOTS: usize = 32;
-/// Bytes per receive slot: the largest UDP payload.
+/// Bytes per receive slot: the largest UDP payload (a UDP_GRO message is at most that too).
 const RX_SLOT: usize = 65536;
 
 impl TunnelPort {
@@ -210,6 +219,8 @@ impl TunnelPort {
         let local = sock.local_addr()?;
         let udp_port = local.port();
         sock.set_nonblocking(true)?;
+        // Runs of datagrams as one message each; without it (kernel < 5.0) one per message.
+        sys_udpgro::enable(sock.as_raw_fd());
         Ok(TunnelPort {
             name: tunnel_port_name(udp_port),
             sock,
@@ -219,6 +230,7 @@ impl TunnelPort {
             last_age: AtomicU64::new(0),
             rx: Mutex::new(RecvBufs::default()),
             udp_gso: AtomicBool::new(true),
+            pending: AtomicBool::new(false),
         })
     }
 
@@ -259,11 +271,13 @@ impl TunnelPort {
             .entries(now, aging_ns)
     }
 
-    /// Reads up to `max` datagrams and hands each accepted one to `f(vnet, frame)` as the
-    /// pipeline expects it from the tunnel port (inner frame tagged with its local VLAN).
-    /// Consecutive TCP segments of one flow (a GSO frame the far switch cut up) are merged
-    /// back into one GSO frame with its vnet header ([`TcpGro`]), so `f` is called at most
-    /// once per datagram. Refused datagrams are counted per reason and as rx errors.
+    /// Reads datagrams and hands each accepted one to `f(vnet, frame)` as the pipeline
+    /// expects it from the tunnel port (inner frame tagged with its local VLAN), calling `f`
+    /// at most `max` times. Consecutive TCP segments of one flow (a GSO frame the far switch
+    /// cut up) are merged back into one GSO frame with its vnet header ([`TcpGro`]). With
+    /// UDP_GRO a message holds a run of datagrams; what `max` leaves of the messages read is
+    /// kept for the next call ([`Port::rx_pending`]). Refused datagrams are counted per
+    /// reason and as rx errors. Returns the calls made.
     pub fn drain(
         &self,
         max: usize,
@@ -280,65 +294,93 @@ impl TunnelPort {
         if rx.buf.is_empty() {
             rx.buf = vec![0u8; RX_SLOTS * RX_SLOT];
         }
-        let mut n = 0;
-        while n < max {
-            rx.got.clear();
-            let want = (max - n).min(RX_SLOTS);
-            let got = match sys::recv_from_batch(
-                self.sock.as_raw_fd(),
-                &mut rx.buf[..want * RX_SLOT],
-                RX_SLOT,
-                &mut rx.got,
-            ) {
-                Ok(0) => break,
-                Ok(g) => g,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            n += got;
-            for (i, &(len, from, truncated)) in rx.got.iter().enumerate() {
-                let datagram = &rx.buf[i * RX_SLOT..i * RX_SLOT + len.min(RX_SLOT)];
-                let res = match (from, truncated) {
-                    (_, true) => Err(TunnelDrop::Truncated),
-                    (None, _) => Err(TunnelDrop::UnknownPeer),
-                    (Some(from), false) => {
-                        let remote = canonical(from.ip());
-                        tunnel::decap(
-                            datagram,
-                            remote,
-                            |ip| tn.is_peer(ip),
-                            |vni| tn.vlan_of_vni(vni),
-                            &mut rx.inner,
-                        )
-                        .map(|d| (d, remote))
-                    }
-                };
-                match res {
-                    Ok((d, remote)) => {
-                        self.learn(d.vni, d.inner_src, remote, now);
-                        if !rx.gro.offer(&rx.inner) {
-                            if let Some((h, merged)) = rx.gro.finish() {
-                                f(&crate::io::hdr_bytes(&h), merged);
-                            }
-                            if !rx.gro.offer(&rx.inner) {
-                                f(&vnet, &rx.inner);
-                            }
-                        }
-                    }
-                    Err(r) => {
-                        self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
-                        counters.rx_errors.fetch_add(1, Ordering::Relaxed);
-                    }
+        let mut calls = 0;
+        let refuse = |r: TunnelDrop| {
+            self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
+            counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+        };
+        'read: loop {
+            if rx.at.0 >= rx.msgs.len() {
+                if rx.drained {
+                    break;
+                }
+                rx.msgs.clear();
+                rx.at = (0, 0);
+                match sys_udpgro::recv_batch(self.raw_fd(), &mut rx.buf, RX_SLOT, &mut rx.msgs) {
+                    Ok(0) => break,
+                    // Fewer messages than slots: the queue is empty for now.
+                    Ok(g) => rx.drained = g < RX_SLOTS,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
             }
-            if got < want {
-                break;
+            while let Some(&m) = rx.msgs.get(rx.at.0) {
+                let slot = rx.at.0 * RX_SLOT;
+                let len = m.len.min(RX_SLOT);
+                let remote = match (m.from, m.truncated) {
+                    (_, true) => Err(TunnelDrop::Truncated),
+                    (None, _) => Err(TunnelDrop::UnknownPeer),
+                    (Some(from), false) => Ok(canonical(from.ip())),
+                };
+                let remote = match remote {
+                    Ok(r) => r,
+                    Err(r) => {
+                        refuse(r);
+                        rx.at = (rx.at.0 + 1, 0);
+                        continue;
+                    }
+                };
+                let seg = if m.seg == 0 { len } else { m.seg };
+                loop {
+                    // Room for a pending merged frame and this datagram, both handed on.
+                    if calls + 2 > max {
+                        break 'read;
+                    }
+                    let at = rx.at.1;
+                    let end = (at + seg.max(1)).min(len);
+                    rx.at.1 = end.max(at + 1);
+                    let datagram = &rx.buf[slot + at..slot + end];
+                    let res = tunnel::decap(
+                        datagram,
+                        remote,
+                        |ip| tn.is_peer(ip),
+                        |vni| tn.vlan_of_vni(vni),
+                        &mut rx.inner,
+                    );
+                    match res {
+                        Ok(d) => {
+                            self.learn(d.vni, d.inner_src, remote, now);
+                            if !rx.gro.offer(&rx.inner) {
+                                if let Some((h, merged)) = rx.gro.finish() {
+                                    f(&crate::io::hdr_bytes(&h), merged);
+                                    calls += 1;
+                                }
+                                if !rx.gro.offer(&rx.inner) {
+                                    f(&vnet, &rx.inner);
+                                    calls += 1;
+                                }
+                            }
+                        }
+                        Err(r) => refuse(r),
+                    }
+                    if rx.at.1 >= len {
+                        break;
+                    }
+                }
+                rx.at = (rx.at.0 + 1, 0);
             }
         }
         if let Some((h, merged)) = rx.gro.finish() {
             f(&crate::io::hdr_bytes(&h), merged);
+            calls += 1;
         }
-        n
+        let pending = rx.at.0 < rx.msgs.len();
+        if !pending {
+            // Everything read is handed on: the next call asks the kernel again.
+            rx.drained = false;
+        }
+        self.pending.store(pending, Ordering::Relaxed);
+        calls
     }
 
     fn learn(&self, vni: u32, mac: MacAddr, remote: IpAddr, now: u64) {
@@ -527,6 +569,10 @@ impl Port for TunnelPort {
             );
         }
         self.flush(ctx.counters, &mut s.tunnel);
+    }
+
+    fn rx_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
     }
 
     fn still_usable(&self) -> bool {
@@ -754,6 +800,69 @@ mod tests {
             got_by_mode.push(got);
         }
         assert_eq!(got_by_mode[0], got_by_mode[1]);
+    }
+
+    /// A UDP_SEGMENT run of 40 datagrams that cannot merge (UDP frames of one size) reaches
+    /// the far socket as one UDP_GRO message; `drain` hands it on at most `max` frames a call,
+    /// says so through `rx_pending` while some are left, and loses or reorders none.
+    #[test]
+    fn a_udp_gro_message_is_handed_on_across_calls_in_order() {
+        let (sa, sb) = (
+            snap("127.0.0.25", "127.0.0.26", false),
+            snap("127.0.0.26", "127.0.0.25", true),
+        );
+        let a = TunnelPort::open("127.0.0.25".parse().unwrap(), 47891).unwrap();
+        let b = TunnelPort::open("127.0.0.26".parse().unwrap(), 47891).unwrap();
+        let frames: Vec<Vec<u8>> = (0..40u16)
+            .map(|i| {
+                FrameBuilder::udp4(
+                    MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
+                    MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+                    "10.0.0.1".parse().unwrap(),
+                    "10.0.0.2".parse().unwrap(),
+                    1000 + i,
+                    2,
+                )
+                .payload(200)
+                .build()
+            })
+            .collect();
+        let ca = IoCounters::default();
+        let mut tx = TunnelTx::new();
+        tx.port = Some(sa.tunnel().unwrap().port);
+        let peer = TunnelDest::Unicast("127.0.0.26".parse().unwrap());
+        tx.push_runs(frames.iter().map(Vec::as_slice), 4242, peer, &[], 47891);
+        assert_eq!(tx.queue.len(), 1);
+        a.flush(&ca, &mut tx);
+        assert_eq!(ca.tx_frames.load(Ordering::Relaxed), 40);
+
+        let cb = IoCounters::default();
+        let (mut got, mut calls) = (Vec::new(), 0);
+        for _ in 0..200 {
+            let n = b.drain(8, &sb, 2, &cb, |_, f| got.push(f.to_vec()));
+            assert!(n <= 8, "{n} frames for a room of 8");
+            if n > 0 {
+                calls += 1;
+                let rx = b.rx.lock().unwrap();
+                assert_eq!(rx.msgs.len(), 1, "the run came as one message");
+                assert_eq!(rx.msgs[0].seg, VXLAN_HDR_LEN + frames[0].len());
+                assert_eq!(b.rx_pending(), got.len() < 40);
+            }
+            if got.len() == 40 {
+                break;
+            }
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        assert_eq!(got.len(), 40);
+        assert!(calls >= 40 / 8, "{calls} calls");
+        assert!(!b.rx_pending());
+        for (g, f) in got.iter().zip(&frames) {
+            assert_eq!(&g[..12], &f[..12]);
+            assert_eq!(&g[16..], &f[12..]);
+        }
+        assert_eq!(cb.rx_errors.load(Ordering::Relaxed), 0);
     }
 
     /// Runs end at MAX_SEGMENTS, at MAX_PAYLOAD and after a shorter segment; a run of one is
