@@ -26,8 +26,9 @@ use crate::gro::TcpGro;
 use crate::io::sys_udpgro::{self, GroMsg};
 use crate::io::sys_udpgso::{self, GsoDgram};
 use crate::io::{sys, IoCounters, Port, PortCtx, RxBatch, TxFrame, TxScratch, VNET_HDR_LEN};
+use crate::offload::segment_behind;
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
-use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
+use crate::{EgressEdit, MacAddr, PortNo, Snapshot, VirtioNetHdr};
 
 /// Learned (VNI, MAC) -> VTEP entries kept at most.
 pub(crate) const FDB_CAPACITY: usize = 65536;
@@ -44,7 +45,8 @@ pub(crate) const TX_BATCH: usize = 64;
 /// (see [`sys_udpgso`]). No allocation per datagram once warm.
 #[derive(Default)]
 pub(crate) struct TunnelTx {
-    segs: Segments,
+    /// Where the segments of the frame being queued lie in the arena (reused).
+    ranges: Vec<Range<usize>>,
     arena: Vec<u8>,
     queue: Vec<GsoDgram>,
     /// Datagrams the queue holds (a UDP_SEGMENT message counts as its segments).
@@ -110,10 +112,9 @@ impl TunnelTx {
         }
     }
 
-    /// Queues `segs` (equal-sized but for the last, as `gso_segment` cuts them), each behind
-    /// a VXLAN header, as runs for UDP_SEGMENT: each run at most
-    /// [`sys_udpgso::MAX_SEGMENTS`] datagrams and [`sys_udpgso::MAX_PAYLOAD`] bytes, ending
-    /// early at a segment of another size.
+    /// Queues `segs` (equal-sized but for the last, as `gso_segment` cuts them), each copied
+    /// behind a VXLAN header, as runs for UDP_SEGMENT (see [`queue_runs`](Self::queue_runs)).
+    #[cfg(test)]
     fn push_runs<'s>(
         &mut self,
         segs: impl IntoIterator<Item = &'s [u8]>,
@@ -122,24 +123,45 @@ impl TunnelTx {
         peers: &[IpAddr],
         port: u16,
     ) {
-        let hdr = tunnel::vxlan_header(vni);
-        let mut it = segs.into_iter().peekable();
-        while let Some(first) = it.next() {
-            let size = VXLAN_HDR_LEN + first.len();
+        let mut ranges = std::mem::take(&mut self.ranges);
+        ranges.clear();
+        for seg in segs {
+            self.arena.extend_from_slice(&tunnel::vxlan_header(vni));
             let start = self.arena.len();
-            self.arena.extend_from_slice(&hdr);
-            self.arena.extend_from_slice(first);
+            self.arena.extend_from_slice(seg);
+            ranges.push(start..self.arena.len());
+        }
+        self.queue_runs(&ranges, dest, peers, port);
+        self.ranges = ranges;
+    }
+
+    /// Queues the segments at `ranges` of the arena, each right behind its VXLAN header and
+    /// right after the previous one (as [`segment_behind`] writes them), as runs for
+    /// UDP_SEGMENT: each run at most [`sys_udpgso::MAX_SEGMENTS`] datagrams and
+    /// [`sys_udpgso::MAX_PAYLOAD`] bytes, ending early at a segment of another size.
+    fn queue_runs(
+        &mut self,
+        ranges: &[Range<usize>],
+        dest: TunnelDest,
+        peers: &[IpAddr],
+        port: u16,
+    ) {
+        let dgram = |r: &Range<usize>| r.start - VXLAN_HDR_LEN..r.end;
+        let mut it = ranges.iter().map(dgram).peekable();
+        while let Some(first) = it.next() {
+            let size = first.len();
+            let (start, mut end) = (first.start, first.end);
             let mut count = 1;
             while let Some(next) = it.peek() {
-                let len = VXLAN_HDR_LEN + next.len();
+                let len = next.len();
                 if len > size
+                    || next.start != end
                     || count == sys_udpgso::MAX_SEGMENTS
-                    || self.arena.len() - start + len > sys_udpgso::MAX_PAYLOAD
+                    || next.end - start > sys_udpgso::MAX_PAYLOAD
                 {
                     break;
                 }
-                self.arena.extend_from_slice(&hdr);
-                self.arena.extend_from_slice(next);
+                end = next.end;
                 count += 1;
                 it.next();
                 if len < size {
@@ -151,7 +173,7 @@ impl TunnelTx {
             } else {
                 0
             };
-            self.queue_run(start..self.arena.len(), seg, dest, peers, port);
+            self.queue_run(start..end, seg, dest, peers, port);
         }
     }
 }
@@ -459,21 +481,29 @@ impl TunnelPort {
         if !hdr.is_gso() && !hdr.needs_csum() {
             tx.push(vni, frame, dest, &tn.peers, tn.udp_port);
         } else {
-            // The far end gets plain datagrams: finish what the guest left to offloads.
-            let mut segs = std::mem::take(&mut tx.segs);
-            segs.clear();
-            if gso_segment(frame, &hdr, &mut segs).is_err() {
-                tx.segs = segs;
+            // The far end gets plain datagrams: finish what the guest left to offloads,
+            // writing each segment straight behind its VXLAN header in the arena.
+            let mut ranges = std::mem::take(&mut tx.ranges);
+            ranges.clear();
+            let prefix = tunnel::vxlan_header(vni);
+            if segment_behind(frame, &hdr, &prefix, &mut tx.arena, &mut ranges).is_err() {
+                tx.ranges = ranges;
                 return dropped(1);
             }
             if self.udp_gso.load(Ordering::Relaxed) {
-                tx.push_runs(segs.iter(), vni, dest, &tn.peers, tn.udp_port);
+                tx.queue_runs(&ranges, dest, &tn.peers, tn.udp_port);
             } else {
-                for seg in segs.iter() {
-                    tx.push(vni, seg, dest, &tn.peers, tn.udp_port);
+                for r in &ranges {
+                    tx.queue_run(
+                        r.start - VXLAN_HDR_LEN..r.end,
+                        0,
+                        dest,
+                        &tn.peers,
+                        tn.udp_port,
+                    );
                 }
             }
-            tx.segs = segs;
+            tx.ranges = ranges;
         }
         if tx.queue.len() >= TX_BATCH {
             self.flush(counters, tx);
@@ -617,6 +647,7 @@ mod tests {
     use super::*;
     use crate::build::FrameBuilder;
     use crate::SwitchConfig;
+    use crate::{gso_segment, Segments};
 
     fn snap(local: &str, peer: &str, pad: bool) -> Snapshot {
         let pad = if pad {
@@ -863,6 +894,80 @@ mod tests {
             assert_eq!(&g[16..], &f[12..]);
         }
         assert_eq!(cb.rx_errors.load(Ordering::Relaxed), 0);
+    }
+
+    /// A TSO frame is cut straight into the arena: every datagram queued is the VXLAN header
+    /// and exactly the segment `gso_segment` cuts, in order; a frame that cannot be cut
+    /// leaves nothing behind.
+    #[test]
+    fn segments_are_written_behind_their_headers_in_the_arena() {
+        use crate::build::SpecL4;
+        use crate::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+        let sa = snap("127.0.0.27", "127.0.0.28", false);
+        let a = TunnelPort::open("127.0.0.27".parse().unwrap(), 47891).unwrap();
+        let vlan = sa.network("vx").unwrap().local_vlan;
+        let frame = FrameBuilder::ip(
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            SpecL4::Tcp {
+                sport: 40000,
+                dport: 5201,
+                flags: 0x19, // ACK|PSH|FIN: PSH and FIN only on the last segment
+            },
+        )
+        .payload(62_950)
+        .build();
+        let hdr = VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 900,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
+        let mut want = Segments::new();
+        gso_segment(&frame, &hdr, &mut want).unwrap();
+        let ca = IoCounters::default();
+        let mut tx = TunnelTx::new();
+        let vnet = crate::io::hdr_bytes(&hdr);
+        a.transmit(
+            &ca,
+            &sa,
+            1,
+            &vnet,
+            &frame,
+            EgressEdit::PushTag(vlan),
+            &mut tx,
+        );
+        // 70 segments: a run of 64 and one of 6 (the last shorter).
+        assert_eq!(want.len(), 70);
+        let runs: Vec<_> = tx.queue.iter().map(|d| (d.range.len(), d.seg)).collect();
+        assert_eq!(runs, vec![(64 * 962, 962), (5 * 962 + 8 + 54 + 850, 962)]);
+        let mut got = Vec::new();
+        for d in &tx.queue {
+            for c in tx.arena[d.range.clone()].chunks(usize::from(d.seg)) {
+                assert_eq!(&c[..VXLAN_HDR_LEN], &tunnel::vxlan_header(4242));
+                got.push(c[VXLAN_HDR_LEN..].to_vec());
+            }
+        }
+        assert_eq!(got, want.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+        // A TSO frame cut short of its headers: dropped, the arena as it was.
+        let before = tx.arena.len();
+        a.transmit(
+            &ca,
+            &sa,
+            1,
+            &vnet,
+            &frame[..40],
+            EgressEdit::PushTag(vlan),
+            &mut tx,
+        );
+        assert_eq!(tx.arena.len(), before);
+        assert_eq!(tx.queue.len(), 2);
+        assert_eq!(ca.tx_dropped.load(Ordering::Relaxed), 1);
     }
 
     /// Runs end at MAX_SEGMENTS, at MAX_PAYLOAD and after a shorter segment; a run of one is
