@@ -362,22 +362,24 @@ impl TunnelPort {
                     let end = (at + seg.max(1)).min(len);
                     rx.at.1 = end.max(at + 1);
                     let datagram = &rx.buf[slot + at..slot + end];
-                    let res = tunnel::decap(
+                    let res = tunnel::accept(
                         datagram,
                         remote,
                         |ip| tn.is_peer(ip),
                         |vni| tn.vlan_of_vni(vni),
-                        &mut rx.inner,
                     );
                     match res {
-                        Ok(d) => {
+                        Ok((d, inner)) => {
                             self.learn(d.vni, d.inner_src, remote, now);
-                            if !rx.gro.offer(&rx.inner) {
+                            // Into the GRO buffer straight from the datagram; tagged there.
+                            let tag = Some(d.local_vlan);
+                            if !rx.gro.offer_tagged(inner, tag) {
                                 if let Some((h, merged)) = rx.gro.finish() {
                                     f(&crate::io::hdr_bytes(&h), merged);
                                     calls += 1;
                                 }
-                                if !rx.gro.offer(&rx.inner) {
+                                if !rx.gro.offer_tagged(inner, tag) {
+                                    tunnel::push_tagged(inner, d.local_vlan, &mut rx.inner);
                                     f(&vnet, &rx.inner);
                                     calls += 1;
                                 }
