@@ -317,6 +317,8 @@ impl TunnelPort {
             rx.buf = vec![0u8; RX_SLOTS * RX_SLOT];
         }
         let mut calls = 0;
+        // The segments of a run share their source: learn it once, not per datagram.
+        let mut learned = None;
         let refuse = |r: TunnelDrop| {
             self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
             counters.rx_errors.fetch_add(1, Ordering::Relaxed);
@@ -370,7 +372,11 @@ impl TunnelPort {
                     );
                     match res {
                         Ok((d, inner)) => {
-                            self.learn(d.vni, d.inner_src, remote, now);
+                            let who = Some((d.vni, d.inner_src, remote));
+                            if learned != who {
+                                self.learn(d.vni, d.inner_src, remote, now);
+                                learned = who;
+                            }
                             // Into the GRO buffer straight from the datagram; tagged there.
                             let tag = Some(d.local_vlan);
                             if !rx.gro.offer_tagged(inner, tag) {
