@@ -308,7 +308,11 @@ impl TunnelPort {
         counters: &IoCounters,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> usize {
-        let Some(tn) = snap.tunnel() else { return 0 };
+        let Some(tn) = snap.tunnel() else {
+            // No tunnel any more: nothing can be handed on, so nothing is pending either.
+            self.pending.store(false, Ordering::Relaxed);
+            return 0;
+        };
         self.maybe_age(snap, now);
         let vnet = [0u8; VNET_HDR_LEN];
         let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
