@@ -100,10 +100,16 @@ fn dst_ip(f: &[u8], l3: usize) -> Ipv4Addr {
     Ipv4Addr::new(f[l3 + 16], f[l3 + 17], f[l3 + 18], f[l3 + 19])
 }
 
+/// Bytes kept free in front of the pending frame, for an 802.1Q tag put in at the end.
+const HEAD: usize = 4;
+
 /// The frame being merged: the first segment's headers and every merged payload.
 #[derive(Default)]
 pub struct TcpGro {
+    /// [`HEAD`] free bytes, then the frame as offered (untagged when `tag` is set).
     buf: Vec<u8>,
+    /// The 802.1Q tag (VLAN id) the merged frame gets in front of its ethertype.
+    tag: Option<u16>,
     first: Option<Seg>,
     /// Payload size of the first segment: the merged frame's MSS.
     mss: usize,
@@ -129,10 +135,20 @@ impl TcpGro {
     /// when it cannot follow what is pending, or is no mergeable segment; the caller then
     /// [`finish`](Self::finish)es the pending frame and offers it again, or passes it on.
     pub fn offer(&mut self, frame: &[u8]) -> bool {
+        self.offer_tagged(frame, None)
+    }
+
+    /// [`offer`](Self::offer) for an untagged frame that leaves with an 802.1Q tag of `tag`
+    /// (the VXLAN endpoint's decapsulated frames get their network's local VLAN): the tag is
+    /// put in when the frame is finished, so that each datagram's inner frame is copied
+    /// once, straight from the receive buffer. Frames with different tags never merge.
+    pub fn offer_tagged(&mut self, frame: &[u8], tag: Option<u16>) -> bool {
         let Some(s) = parse(frame) else { return false };
         let Some(first) = self.first else {
             self.buf.clear();
+            self.buf.resize(HEAD, 0);
             self.buf.extend_from_slice(&frame[..s.end]);
+            self.tag = tag;
             self.first = Some(s);
             self.mss = s.payload();
             self.next_seq = s.seq.wrapping_add(s.payload() as u32);
@@ -142,10 +158,11 @@ impl TcpGro {
             return true;
         };
         if self.closed
+            || tag != self.tag
             || self.segs >= MAX_SEGS
             || s.seq != self.next_seq
             || s.payload() > self.mss
-            || self.buf.len() - first.l3 + s.payload() > 65535
+            || self.buf.len() - HEAD - first.l3 + s.payload() > 65535
             || !self.same_flow(&first, frame, &s)
         {
             return false;
@@ -161,7 +178,7 @@ impl TcpGro {
     /// Same headers but for what differs between segments of one send: IP total length,
     /// id and checksum; TCP sequence number, checksum and PSH.
     fn same_flow(&self, first: &Seg, f: &[u8], s: &Seg) -> bool {
-        let b = &self.buf;
+        let b = &self.buf[HEAD..];
         if (s.l3, s.l4, s.hdr_end) != (first.l3, first.l4, first.hdr_end) {
             return false;
         }
@@ -177,41 +194,61 @@ impl TcpGro {
     }
 
     /// Ends the pending frame and hands it out with its virtio-net header: a lone segment as
-    /// it came (no offload asked), several as one TCPv4 GSO frame with a partial checksum.
+    /// it came (no offload asked), several as one TCPv4 GSO frame with a partial checksum;
+    /// tagged if it was offered with a tag.
     pub fn finish(&mut self) -> Option<(VirtioNetHdr, &[u8])> {
         let s = self.first.take()?;
-        if self.segs == 1 {
-            return Some((VirtioNetHdr::default(), &self.buf));
-        }
-        let (l3, l4) = (s.l3, s.l4);
         let b = &mut self.buf;
-        let total = (b.len() - l3) as u16;
-        b[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-        b[l3 + 10..l3 + 12].fill(0);
-        let ipsum = csum::checksum(&b[l3..l4]);
-        b[l3 + 10..l3 + 12].copy_from_slice(&ipsum.to_be_bytes());
-        if self.psh {
-            b[l4 + 13] |= TCP_PSH;
+        if self.segs > 1 {
+            fix_headers(&mut b[HEAD..], &s, self.psh);
         }
-        // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, not complemented.
-        let pseudo = csum::pseudo_header(
-            IpAddr::V4(src_ip(b, l3)),
-            IpAddr::V4(dst_ip(b, l3)),
-            6,
-            (b.len() - l4) as u32,
-        );
-        b[l4 + 16..l4 + 18].copy_from_slice(&csum::fold(pseudo).to_be_bytes());
+        // The tag goes between the MAC addresses and the ethertype: the addresses move into
+        // the free bytes in front, and every later header is 4 bytes further in.
+        let (start, shift) = match self.tag {
+            Some(vlan) => {
+                b.copy_within(HEAD..HEAD + 12, 0);
+                b[12..14].copy_from_slice(&crate::frame::TPID_8021Q.to_be_bytes());
+                b[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
+                (0, HEAD)
+            }
+            None => (HEAD, 0),
+        };
+        if self.segs == 1 {
+            return Some((VirtioNetHdr::default(), &self.buf[start..]));
+        }
         let hdr = VirtioNetHdr {
             flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
             gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
-            hdr_len: s.hdr_end as u16,
+            hdr_len: (s.hdr_end + shift) as u16,
             gso_size: self.mss as u16,
-            csum_start: l4 as u16,
+            csum_start: (s.l4 + shift) as u16,
             csum_offset: 16,
             num_buffers: 0,
         };
-        Some((hdr, &self.buf))
+        Some((hdr, &self.buf[start..]))
     }
+}
+
+/// Makes the merged frame `b` (headers of segment `s`, every payload) one IP packet: total
+/// length and header checksum, PSH if any segment had it, and the TCP checksum field set for
+/// CHECKSUM_PARTIAL (the pseudo-header sum, not complemented).
+fn fix_headers(b: &mut [u8], s: &Seg, psh: bool) {
+    let (l3, l4) = (s.l3, s.l4);
+    let total = (b.len() - l3) as u16;
+    b[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
+    b[l3 + 10..l3 + 12].fill(0);
+    let ipsum = csum::checksum(&b[l3..l4]);
+    b[l3 + 10..l3 + 12].copy_from_slice(&ipsum.to_be_bytes());
+    if psh {
+        b[l4 + 13] |= TCP_PSH;
+    }
+    let pseudo = csum::pseudo_header(
+        IpAddr::V4(src_ip(b, l3)),
+        IpAddr::V4(dst_ip(b, l3)),
+        6,
+        (b.len() - l4) as u32,
+    );
+    b[l4 + 16..l4 + 18].copy_from_slice(&csum::fold(pseudo).to_be_bytes());
 }
 
 #[cfg(test)]
@@ -385,6 +422,33 @@ mod tests {
         assert!(g.offer(&segs[0]));
         let (lh, lone) = g.finish().unwrap();
         assert_eq!((lh, lone), (VirtioNetHdr::default(), &segs[0][..]));
+    }
+
+    /// Untagged segments offered with a tag merge into exactly the frame that the same
+    /// segments, tagged beforehand, merge into (the tag is put in at the end); a lone one
+    /// comes out tagged too, and segments of one flow under two tags never merge.
+    #[test]
+    fn a_tag_put_in_at_the_end_gives_the_frame_tagged_beforehand() {
+        let (f, h) = tso(20 * 1398 + 100, None, 40000);
+        let segs = segments(&f, &h);
+        let (ft, ht) = tso(20 * 1398 + 100, Some(42), 40000);
+        let tagged = segments(&ft, &ht);
+        let (mut a, mut b) = (TcpGro::new(), TcpGro::new());
+        assert!(segs.iter().all(|s| a.offer_tagged(s, Some(42))));
+        assert!(tagged.iter().all(|s| b.offer(s)));
+        let (ha, ma) = a.finish().unwrap();
+        let (hb, mb) = b.finish().unwrap();
+        assert_eq!((ha, ma), (hb, mb));
+        assert_eq!(segments(ma, &ha), tagged);
+        // A lone segment: tagged, no offload.
+        assert!(a.offer_tagged(&segs[0], Some(42)));
+        let (hl, lone) = a.finish().unwrap();
+        assert_eq!((hl, lone), (VirtioNetHdr::default(), &tagged[0][..]));
+        // Another tag (another network) right after: a new frame, never a merge.
+        assert!(a.offer_tagged(&segs[0], Some(42)));
+        assert!(!a.offer_tagged(&segs[1], Some(43)));
+        assert!(!a.offer_tagged(&segs[1], None));
+        assert!(a.offer_tagged(&segs[1], Some(42)));
     }
 
     #[test]

@@ -222,17 +222,33 @@ pub fn gso_segment(
     hdr: &VirtioNetHdr,
     out: &mut Segments,
 ) -> Result<(), OffloadError> {
+    segment_behind(frame, hdr, &[], &mut out.buf, &mut out.ranges)
+}
+
+/// [`gso_segment`] writing each segment behind a copy of `prefix` straight into `buf`, its
+/// range (prefix excluded) appended to `ranges`: the VXLAN endpoint passes its header and
+/// datagram arena, so that a segment is written once, where it is sent from, rather than
+/// cut into a [`Segments`] and copied again. Nothing is appended on error.
+pub(crate) fn segment_behind(
+    frame: &[u8],
+    hdr: &VirtioNetHdr,
+    prefix: &[u8],
+    buf: &mut Vec<u8>,
+    ranges: &mut Vec<Range<usize>>,
+) -> Result<(), OffloadError> {
     let ty = hdr.gso_type & !VIRTIO_NET_HDR_GSO_ECN;
     if ty == VIRTIO_NET_HDR_GSO_NONE {
-        let start = out.buf.len();
-        out.buf.extend_from_slice(frame);
+        let before = buf.len();
+        buf.extend_from_slice(prefix);
+        let start = buf.len();
+        buf.extend_from_slice(frame);
         let mut h = *hdr;
-        let r = complete_checksum(&mut out.buf[start..], &mut h);
+        let r = complete_checksum(&mut buf[start..], &mut h);
         if r.is_err() {
-            out.buf.truncate(start);
+            buf.truncate(before);
             return r;
         }
-        out.ranges.push(start..out.buf.len());
+        ranges.push(start..buf.len());
         return Ok(());
     }
     if ty == VIRTIO_NET_HDR_GSO_UDP {
@@ -305,10 +321,11 @@ pub fn gso_segment(
     };
     for i in 0..n {
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
-        let start = out.buf.len();
-        out.buf.extend_from_slice(&frame[..hdrs_end]);
-        out.buf.extend_from_slice(chunk);
-        let seg = &mut out.buf[start..];
+        buf.extend_from_slice(prefix);
+        let start = buf.len();
+        buf.extend_from_slice(&frame[..hdrs_end]);
+        buf.extend_from_slice(chunk);
+        let seg = &mut buf[start..];
         let l4_len = l4_hdr + chunk.len();
         if is_v4 {
             let tot = (hdrs_end - l3 + chunk.len()) as u16;
@@ -347,7 +364,7 @@ pub fn gso_segment(
             ck = 0xffff;
         }
         seg[ck_at..ck_at + 2].copy_from_slice(&ck.to_be_bytes());
-        out.ranges.push(start..out.buf.len());
+        ranges.push(start..buf.len());
     }
     Ok(())
 }

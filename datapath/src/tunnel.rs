@@ -129,6 +129,19 @@ pub fn decap(
     vlan_of_vni: impl Fn(u32) -> Option<u16>,
     out: &mut Vec<u8>,
 ) -> Result<Decapped, TunnelDrop> {
+    let (d, inner) = accept(payload, remote, is_peer, vlan_of_vni)?;
+    push_tagged(inner, d.local_vlan, out);
+    Ok(d)
+}
+
+/// [`decap`]'s checks without the copy: what the datagram is and its untagged inner frame,
+/// for a caller that copies it once, where it is going (the software GRO buffer).
+pub fn accept(
+    payload: &[u8],
+    remote: IpAddr,
+    is_peer: impl Fn(IpAddr) -> bool,
+    vlan_of_vni: impl Fn(u32) -> Option<u16>,
+) -> Result<(Decapped, &[u8]), TunnelDrop> {
     if !is_peer(remote) {
         return Err(TunnelDrop::UnknownPeer);
     }
@@ -144,17 +157,22 @@ pub fn decap(
     if inner_src.is_multicast() {
         return Err(TunnelDrop::InnerMulticastSource);
     }
+    let d = Decapped {
+        vni,
+        local_vlan,
+        inner_src,
+    };
+    Ok((d, inner))
+}
+
+/// Writes `inner` into `out` with an 802.1Q tag of `vlan` after its MAC addresses.
+pub fn push_tagged(inner: &[u8], vlan: u16, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(inner.len() + 4);
     out.extend_from_slice(&inner[..12]);
     out.extend_from_slice(&TPID_8021Q.to_be_bytes());
-    out.extend_from_slice(&(local_vlan & 0x0fff).to_be_bytes());
+    out.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
     out.extend_from_slice(&inner[12..]);
-    Ok(Decapped {
-        vni,
-        local_vlan,
-        inner_src,
-    })
 }
 
 /// Writes `[VXLAN header(vni) | inner]` into `out` (the UDP payload to send).

@@ -18,6 +18,9 @@ use super::{now_ns, LivePort, PortTable, Shared};
 
 const WAKE_TOKEN: u64 = u64::MAX;
 
+/// Extra rounds for one ready port that says it still holds frames ([`Port::rx_pending`]).
+const MAX_PENDING_ROUNDS: usize = 128;
+
 pub(crate) struct PacketThread {
     pub(crate) index: usize,
     pub(crate) count: usize,
@@ -153,9 +156,24 @@ impl PacketThread {
                     mark_dead(&epoll, port, io);
                     continue;
                 }
-                match self.round(port, io, &table, &mut bufs) {
-                    Ok(m) => moved += m,
-                    Err(_) => mark_dead(&epoll, port, io),
+                // A port that took more from the kernel than one batch holds (a tunnel
+                // socket's UDP_GRO messages: up to 32 x 64 datagrams) is read on at once; the
+                // bound only guards against a port that would never say it is done.
+                let mut res = self.round(port, io, &table, &mut bufs);
+                for _ in 0..MAX_PENDING_ROUNDS {
+                    match res {
+                        Ok(m) if io.rx_pending() => {
+                            moved += m;
+                            res = self.round(port, io, &table, &mut bufs);
+                        }
+                        _ => break,
+                    }
+                }
+                if let Ok(m) = res {
+                    moved += m;
+                }
+                if res.is_err() {
+                    mark_dead(&epoll, port, io);
                 }
             }
             if moved > 0 {

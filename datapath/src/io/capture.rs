@@ -148,6 +148,10 @@ impl Port for Capture {
         });
     }
 
+    fn rx_pending(&self) -> bool {
+        self.inner.rx_pending()
+    }
+
     fn still_usable(&self) -> bool {
         self.inner.still_usable()
     }

@@ -122,6 +122,10 @@ impl Port for FaultInjector {
         self.inner.send(ctx, batch, frames, s);
     }
 
+    fn rx_pending(&self) -> bool {
+        self.inner.rx_pending()
+    }
+
     fn still_usable(&self) -> bool {
         self.inner.still_usable()
     }

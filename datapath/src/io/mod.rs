@@ -23,6 +23,7 @@ mod handover;
 mod port;
 pub mod sys;
 mod sys_handover;
+mod sys_udpgro;
 mod sys_udpgso;
 pub(crate) mod sys_uring;
 mod sys_vhost;

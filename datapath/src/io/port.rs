@@ -79,6 +79,13 @@ pub trait Port: Send + Sync {
     /// `tx_dropped`, never reported as an error: one bad frame must not stop the rest.
     fn send(&self, ctx: &PortCtx<'_>, batch: &RxBatch, frames: &[TxFrame], scratch: &mut TxScratch);
 
+    /// True when the last [`recv`](Self::recv) stopped at the batch's room with frames it had
+    /// already taken from the kernel (a tunnel socket's UDP_GRO message holds up to 64
+    /// datagrams): the fd's readiness no longer says so, so the worker calls `recv` again.
+    fn rx_pending(&self) -> bool {
+        false
+    }
+
     /// After EPOLLERR/EPOLLHUP: clears the error and answers whether the port is still worth
     /// polling (a tunnel socket's ICMP unreachable is transient; a tap's error is not).
     fn still_usable(&self) -> bool;

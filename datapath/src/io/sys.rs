@@ -831,66 +831,8 @@ pub(crate) fn set_socket_buffers(fd: RawFd, bytes: usize) {
     }
 }
 
-/// Receives up to `buf.len() / slot` datagrams (at most 64) with one recvmmsg, datagram i into
-/// `buf[i * slot..]`. Appends (length, source, truncated) per datagram to `out`; Ok(0) when
-/// nothing is queued.
-pub(crate) fn recv_from_batch(
-    fd: RawFd,
-    buf: &mut [u8],
-    slot: usize,
-    out: &mut Vec<(usize, Option<std::net::SocketAddr>, bool)>,
-) -> io::Result<usize> {
-    let n = buf.len().checked_div(slot).unwrap_or(0).min(MMSG_MAX);
-    if n == 0 {
-        return Ok(0);
-    }
-    // SAFETY: sockaddr_storage is a plain C struct; all-zero is valid.
-    let mut addrs: [libc::sockaddr_storage; MMSG_MAX] = unsafe { std::mem::zeroed() };
-    let mut iovs = [empty_iovec(); MMSG_MAX];
-    // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
-    let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
-    for ((a, iov), (m, c)) in addrs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .zip(msgs.iter_mut().zip(buf.chunks_exact_mut(slot)))
-    {
-        *iov = libc::iovec {
-            iov_base: c.as_mut_ptr().cast(),
-            iov_len: c.len(),
-        };
-        m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        m.msg_hdr.msg_iov = iov as *mut libc::iovec;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: the first n mmsghdrs point at their own sockaddr_storage in `addrs` and their own
-    // slot of `buf` (through `iovs`), all alive and exclusively borrowed for the call.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd,
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(0)
-        } else {
-            Err(e)
-        };
-    }
-    let got = r as usize;
-    for (m, a) in msgs.iter().zip(&addrs).take(got) {
-        let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        out.push((m.msg_len as usize, sockaddr_to_std(a), truncated));
-    }
-    Ok(got)
-}
-
-fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+/// A kernel-written source address as std's, None for a family the switch does not know.
+pub(crate) fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     match libc::c_int::from(a.ss_family) {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in (ss_family says so), which fits in and is

@@ -23,10 +23,12 @@ use std::sync::{Mutex, RwLock};
 
 use crate::config::tunnel_port_name;
 use crate::gro::TcpGro;
+use crate::io::sys_udpgro::{self, GroMsg};
 use crate::io::sys_udpgso::{self, GsoDgram};
 use crate::io::{sys, IoCounters, Port, PortCtx, RxBatch, TxFrame, TxScratch, VNET_HDR_LEN};
+use crate::offload::segment_behind;
 use crate::tunnel::{self, FdbEntry, TunnelDest, TunnelDrop, TunnelFdb, VXLAN_HDR_LEN};
-use crate::{gso_segment, EgressEdit, MacAddr, PortNo, Segments, Snapshot, VirtioNetHdr};
+use crate::{EgressEdit, MacAddr, PortNo, Snapshot, VirtioNetHdr};
 
 /// Learned (VNI, MAC) -> VTEP entries kept at most.
 pub(crate) const FDB_CAPACITY: usize = 65536;
@@ -43,7 +45,8 @@ pub(crate) const TX_BATCH: usize = 64;
 /// (see [`sys_udpgso`]). No allocation per datagram once warm.
 #[derive(Default)]
 pub(crate) struct TunnelTx {
-    segs: Segments,
+    /// Where the segments of the frame being queued lie in the arena (reused).
+    ranges: Vec<Range<usize>>,
     arena: Vec<u8>,
     queue: Vec<GsoDgram>,
     /// Datagrams the queue holds (a UDP_SEGMENT message counts as its segments).
@@ -109,10 +112,9 @@ impl TunnelTx {
         }
     }
 
-    /// Queues `segs` (equal-sized but for the last, as `gso_segment` cuts them), each behind
-    /// a VXLAN header, as runs for UDP_SEGMENT: each run at most
-    /// [`sys_udpgso::MAX_SEGMENTS`] datagrams and [`sys_udpgso::MAX_PAYLOAD`] bytes, ending
-    /// early at a segment of another size.
+    /// Queues `segs` (equal-sized but for the last, as `gso_segment` cuts them), each copied
+    /// behind a VXLAN header, as runs for UDP_SEGMENT (see [`queue_runs`](Self::queue_runs)).
+    #[cfg(test)]
     fn push_runs<'s>(
         &mut self,
         segs: impl IntoIterator<Item = &'s [u8]>,
@@ -121,24 +123,45 @@ impl TunnelTx {
         peers: &[IpAddr],
         port: u16,
     ) {
-        let hdr = tunnel::vxlan_header(vni);
-        let mut it = segs.into_iter().peekable();
-        while let Some(first) = it.next() {
-            let size = VXLAN_HDR_LEN + first.len();
+        let mut ranges = std::mem::take(&mut self.ranges);
+        ranges.clear();
+        for seg in segs {
+            self.arena.extend_from_slice(&tunnel::vxlan_header(vni));
             let start = self.arena.len();
-            self.arena.extend_from_slice(&hdr);
-            self.arena.extend_from_slice(first);
+            self.arena.extend_from_slice(seg);
+            ranges.push(start..self.arena.len());
+        }
+        self.queue_runs(&ranges, dest, peers, port);
+        self.ranges = ranges;
+    }
+
+    /// Queues the segments at `ranges` of the arena, each right behind its VXLAN header and
+    /// right after the previous one (as [`segment_behind`] writes them), as runs for
+    /// UDP_SEGMENT: each run at most [`sys_udpgso::MAX_SEGMENTS`] datagrams and
+    /// [`sys_udpgso::MAX_PAYLOAD`] bytes, ending early at a segment of another size.
+    fn queue_runs(
+        &mut self,
+        ranges: &[Range<usize>],
+        dest: TunnelDest,
+        peers: &[IpAddr],
+        port: u16,
+    ) {
+        let dgram = |r: &Range<usize>| r.start - VXLAN_HDR_LEN..r.end;
+        let mut it = ranges.iter().map(dgram).peekable();
+        while let Some(first) = it.next() {
+            let size = first.len();
+            let (start, mut end) = (first.start, first.end);
             let mut count = 1;
             while let Some(next) = it.peek() {
-                let len = VXLAN_HDR_LEN + next.len();
+                let len = next.len();
                 if len > size
+                    || next.start != end
                     || count == sys_udpgso::MAX_SEGMENTS
-                    || self.arena.len() - start + len > sys_udpgso::MAX_PAYLOAD
+                    || next.end - start > sys_udpgso::MAX_PAYLOAD
                 {
                     break;
                 }
-                self.arena.extend_from_slice(&hdr);
-                self.arena.extend_from_slice(next);
+                end = next.end;
                 count += 1;
                 it.next();
                 if len < size {
@@ -150,7 +173,7 @@ impl TunnelTx {
             } else {
                 0
             };
-            self.queue_run(start..self.arena.len(), seg, dest, peers, port);
+            self.queue_run(start..end, seg, dest, peers, port);
         }
     }
 }
@@ -178,6 +201,8 @@ pub struct TunnelPort {
     /// kernel refuses one (no checksum offload on the route's device, or a segment above the
     /// path MTU), after which segments go one datagram per message as before.
     udp_gso: AtomicBool,
+    /// Messages read from the socket are not all handed on yet (see [`Port::rx_pending`]).
+    pending: AtomicBool,
 }
 
 /// Receive buffers for one recvmmsg, the decapsulated frame, and the TCP segments being
@@ -185,14 +210,20 @@ pub struct TunnelPort {
 #[derive(Default)]
 struct RecvBufs {
     buf: Vec<u8>,
-    got: Vec<(usize, Option<SocketAddr>, bool)>,
+    /// What the last recvmmsg read, one message per slot of `buf`.
+    msgs: Vec<GroMsg>,
+    /// Next message of `msgs` to hand on, and the byte offset in it: where a full batch
+    /// stopped.
+    at: (usize, usize),
+    /// The last recvmmsg found the queue empty: do not ask again until `msgs` is handed on.
+    drained: bool,
     inner: Vec<u8>,
     gro: TcpGro,
 }
 
-/// Datagrams read per recvmmsg.
+/// Messages read per recvmmsg.
 const RX_SLOTS: usize = 32;
-/// Bytes per receive slot: the largest UDP payload.
+/// Bytes per receive slot: the largest UDP payload (a UDP_GRO message is at most that too).
 const RX_SLOT: usize = 65536;
 
 impl TunnelPort {
@@ -210,6 +241,8 @@ impl TunnelPort {
         let local = sock.local_addr()?;
         let udp_port = local.port();
         sock.set_nonblocking(true)?;
+        // Runs of datagrams as one message each; without it (kernel < 5.0) one per message.
+        sys_udpgro::enable(sock.as_raw_fd());
         Ok(TunnelPort {
             name: tunnel_port_name(udp_port),
             sock,
@@ -219,6 +252,7 @@ impl TunnelPort {
             last_age: AtomicU64::new(0),
             rx: Mutex::new(RecvBufs::default()),
             udp_gso: AtomicBool::new(true),
+            pending: AtomicBool::new(false),
         })
     }
 
@@ -259,11 +293,13 @@ impl TunnelPort {
             .entries(now, aging_ns)
     }
 
-    /// Reads up to `max` datagrams and hands each accepted one to `f(vnet, frame)` as the
-    /// pipeline expects it from the tunnel port (inner frame tagged with its local VLAN).
-    /// Consecutive TCP segments of one flow (a GSO frame the far switch cut up) are merged
-    /// back into one GSO frame with its vnet header ([`TcpGro`]), so `f` is called at most
-    /// once per datagram. Refused datagrams are counted per reason and as rx errors.
+    /// Reads datagrams and hands each accepted one to `f(vnet, frame)` as the pipeline
+    /// expects it from the tunnel port (inner frame tagged with its local VLAN), calling `f`
+    /// at most `max` times. Consecutive TCP segments of one flow (a GSO frame the far switch
+    /// cut up) are merged back into one GSO frame with its vnet header ([`TcpGro`]). With
+    /// UDP_GRO a message holds a run of datagrams; what `max` leaves of the messages read is
+    /// kept for the next call ([`Port::rx_pending`]). Refused datagrams are counted per
+    /// reason and as rx errors. Returns the calls made.
     pub fn drain(
         &self,
         max: usize,
@@ -272,7 +308,11 @@ impl TunnelPort {
         counters: &IoCounters,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> usize {
-        let Some(tn) = snap.tunnel() else { return 0 };
+        let Some(tn) = snap.tunnel() else {
+            // No tunnel any more: nothing can be handed on, so nothing is pending either.
+            self.pending.store(false, Ordering::Relaxed);
+            return 0;
+        };
         self.maybe_age(snap, now);
         let vnet = [0u8; VNET_HDR_LEN];
         let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -280,65 +320,101 @@ impl TunnelPort {
         if rx.buf.is_empty() {
             rx.buf = vec![0u8; RX_SLOTS * RX_SLOT];
         }
-        let mut n = 0;
-        while n < max {
-            rx.got.clear();
-            let want = (max - n).min(RX_SLOTS);
-            let got = match sys::recv_from_batch(
-                self.sock.as_raw_fd(),
-                &mut rx.buf[..want * RX_SLOT],
-                RX_SLOT,
-                &mut rx.got,
-            ) {
-                Ok(0) => break,
-                Ok(g) => g,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            n += got;
-            for (i, &(len, from, truncated)) in rx.got.iter().enumerate() {
-                let datagram = &rx.buf[i * RX_SLOT..i * RX_SLOT + len.min(RX_SLOT)];
-                let res = match (from, truncated) {
-                    (_, true) => Err(TunnelDrop::Truncated),
-                    (None, _) => Err(TunnelDrop::UnknownPeer),
-                    (Some(from), false) => {
-                        let remote = canonical(from.ip());
-                        tunnel::decap(
-                            datagram,
-                            remote,
-                            |ip| tn.is_peer(ip),
-                            |vni| tn.vlan_of_vni(vni),
-                            &mut rx.inner,
-                        )
-                        .map(|d| (d, remote))
-                    }
-                };
-                match res {
-                    Ok((d, remote)) => {
-                        self.learn(d.vni, d.inner_src, remote, now);
-                        if !rx.gro.offer(&rx.inner) {
-                            if let Some((h, merged)) = rx.gro.finish() {
-                                f(&crate::io::hdr_bytes(&h), merged);
-                            }
-                            if !rx.gro.offer(&rx.inner) {
-                                f(&vnet, &rx.inner);
-                            }
-                        }
-                    }
-                    Err(r) => {
-                        self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
-                        counters.rx_errors.fetch_add(1, Ordering::Relaxed);
-                    }
+        let mut calls = 0;
+        // The segments of a run share their source: learn it once, not per datagram.
+        let mut learned = None;
+        let refuse = |r: TunnelDrop| {
+            self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
+            counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+        };
+        'read: loop {
+            if rx.at.0 >= rx.msgs.len() {
+                if rx.drained {
+                    break;
+                }
+                rx.msgs.clear();
+                rx.at = (0, 0);
+                match sys_udpgro::recv_batch(self.raw_fd(), &mut rx.buf, RX_SLOT, &mut rx.msgs) {
+                    Ok(0) => break,
+                    // Fewer messages than slots: the queue is empty for now.
+                    Ok(g) => rx.drained = g < RX_SLOTS,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
             }
-            if got < want {
-                break;
+            while let Some(&m) = rx.msgs.get(rx.at.0) {
+                let slot = rx.at.0 * RX_SLOT;
+                let len = m.len.min(RX_SLOT);
+                let remote = match (m.from, m.truncated) {
+                    (_, true) => Err(TunnelDrop::Truncated),
+                    (None, _) => Err(TunnelDrop::UnknownPeer),
+                    (Some(from), false) => Ok(canonical(from.ip())),
+                };
+                let remote = match remote {
+                    Ok(r) => r,
+                    Err(r) => {
+                        refuse(r);
+                        rx.at = (rx.at.0 + 1, 0);
+                        continue;
+                    }
+                };
+                let seg = if m.seg == 0 { len } else { m.seg };
+                loop {
+                    // Room for a pending merged frame and this datagram, both handed on.
+                    if calls + 2 > max {
+                        break 'read;
+                    }
+                    let at = rx.at.1;
+                    let end = (at + seg.max(1)).min(len);
+                    rx.at.1 = end.max(at + 1);
+                    let datagram = &rx.buf[slot + at..slot + end];
+                    let res = tunnel::accept(
+                        datagram,
+                        remote,
+                        |ip| tn.is_peer(ip),
+                        |vni| tn.vlan_of_vni(vni),
+                    );
+                    match res {
+                        Ok((d, inner)) => {
+                            let who = Some((d.vni, d.inner_src, remote));
+                            if learned != who {
+                                self.learn(d.vni, d.inner_src, remote, now);
+                                learned = who;
+                            }
+                            // Into the GRO buffer straight from the datagram; tagged there.
+                            let tag = Some(d.local_vlan);
+                            if !rx.gro.offer_tagged(inner, tag) {
+                                if let Some((h, merged)) = rx.gro.finish() {
+                                    f(&crate::io::hdr_bytes(&h), merged);
+                                    calls += 1;
+                                }
+                                if !rx.gro.offer_tagged(inner, tag) {
+                                    tunnel::push_tagged(inner, d.local_vlan, &mut rx.inner);
+                                    f(&vnet, &rx.inner);
+                                    calls += 1;
+                                }
+                            }
+                        }
+                        Err(r) => refuse(r),
+                    }
+                    if rx.at.1 >= len {
+                        break;
+                    }
+                }
+                rx.at = (rx.at.0 + 1, 0);
             }
         }
         if let Some((h, merged)) = rx.gro.finish() {
             f(&crate::io::hdr_bytes(&h), merged);
+            calls += 1;
         }
-        n
+        let pending = rx.at.0 < rx.msgs.len();
+        if !pending {
+            // Everything read is handed on: the next call asks the kernel again.
+            rx.drained = false;
+        }
+        self.pending.store(pending, Ordering::Relaxed);
+        calls
     }
 
     fn learn(&self, vni: u32, mac: MacAddr, remote: IpAddr, now: u64) {
@@ -417,21 +493,29 @@ impl TunnelPort {
         if !hdr.is_gso() && !hdr.needs_csum() {
             tx.push(vni, frame, dest, &tn.peers, tn.udp_port);
         } else {
-            // The far end gets plain datagrams: finish what the guest left to offloads.
-            let mut segs = std::mem::take(&mut tx.segs);
-            segs.clear();
-            if gso_segment(frame, &hdr, &mut segs).is_err() {
-                tx.segs = segs;
+            // The far end gets plain datagrams: finish what the guest left to offloads,
+            // writing each segment straight behind its VXLAN header in the arena.
+            let mut ranges = std::mem::take(&mut tx.ranges);
+            ranges.clear();
+            let prefix = tunnel::vxlan_header(vni);
+            if segment_behind(frame, &hdr, &prefix, &mut tx.arena, &mut ranges).is_err() {
+                tx.ranges = ranges;
                 return dropped(1);
             }
             if self.udp_gso.load(Ordering::Relaxed) {
-                tx.push_runs(segs.iter(), vni, dest, &tn.peers, tn.udp_port);
+                tx.queue_runs(&ranges, dest, &tn.peers, tn.udp_port);
             } else {
-                for seg in segs.iter() {
-                    tx.push(vni, seg, dest, &tn.peers, tn.udp_port);
+                for r in &ranges {
+                    tx.queue_run(
+                        r.start - VXLAN_HDR_LEN..r.end,
+                        0,
+                        dest,
+                        &tn.peers,
+                        tn.udp_port,
+                    );
                 }
             }
-            tx.segs = segs;
+            tx.ranges = ranges;
         }
         if tx.queue.len() >= TX_BATCH {
             self.flush(counters, tx);
@@ -529,6 +613,10 @@ impl Port for TunnelPort {
         self.flush(ctx.counters, &mut s.tunnel);
     }
 
+    fn rx_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     fn still_usable(&self) -> bool {
         // A UDP socket's error (an ICMP unreachable from a peer) is transient.
         let _ = self.take_error();
@@ -571,6 +659,7 @@ mod tests {
     use super::*;
     use crate::build::FrameBuilder;
     use crate::SwitchConfig;
+    use crate::{gso_segment, Segments};
 
     fn snap(local: &str, peer: &str, pad: bool) -> Snapshot {
         let pad = if pad {
@@ -754,6 +843,143 @@ mod tests {
             got_by_mode.push(got);
         }
         assert_eq!(got_by_mode[0], got_by_mode[1]);
+    }
+
+    /// A UDP_SEGMENT run of 40 datagrams that cannot merge (UDP frames of one size) reaches
+    /// the far socket as one UDP_GRO message; `drain` hands it on at most `max` frames a call,
+    /// says so through `rx_pending` while some are left, and loses or reorders none.
+    #[test]
+    fn a_udp_gro_message_is_handed_on_across_calls_in_order() {
+        let (sa, sb) = (
+            snap("127.0.0.25", "127.0.0.26", false),
+            snap("127.0.0.26", "127.0.0.25", true),
+        );
+        let a = TunnelPort::open("127.0.0.25".parse().unwrap(), 47891).unwrap();
+        let b = TunnelPort::open("127.0.0.26".parse().unwrap(), 47891).unwrap();
+        let frames: Vec<Vec<u8>> = (0..40u16)
+            .map(|i| {
+                FrameBuilder::udp4(
+                    MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
+                    MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+                    "10.0.0.1".parse().unwrap(),
+                    "10.0.0.2".parse().unwrap(),
+                    1000 + i,
+                    2,
+                )
+                .payload(200)
+                .build()
+            })
+            .collect();
+        let ca = IoCounters::default();
+        let mut tx = TunnelTx::new();
+        tx.port = Some(sa.tunnel().unwrap().port);
+        let peer = TunnelDest::Unicast("127.0.0.26".parse().unwrap());
+        tx.push_runs(frames.iter().map(Vec::as_slice), 4242, peer, &[], 47891);
+        assert_eq!(tx.queue.len(), 1);
+        a.flush(&ca, &mut tx);
+        assert_eq!(ca.tx_frames.load(Ordering::Relaxed), 40);
+
+        let cb = IoCounters::default();
+        let (mut got, mut calls) = (Vec::new(), 0);
+        for _ in 0..200 {
+            let n = b.drain(8, &sb, 2, &cb, |_, f| got.push(f.to_vec()));
+            assert!(n <= 8, "{n} frames for a room of 8");
+            if n > 0 {
+                calls += 1;
+                let rx = b.rx.lock().unwrap();
+                assert_eq!(rx.msgs.len(), 1, "the run came as one message");
+                assert_eq!(rx.msgs[0].seg, VXLAN_HDR_LEN + frames[0].len());
+                assert_eq!(b.rx_pending(), got.len() < 40);
+            }
+            if got.len() == 40 {
+                break;
+            }
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        assert_eq!(got.len(), 40);
+        assert!(calls >= 40 / 8, "{calls} calls");
+        assert!(!b.rx_pending());
+        for (g, f) in got.iter().zip(&frames) {
+            assert_eq!(&g[..12], &f[..12]);
+            assert_eq!(&g[16..], &f[12..]);
+        }
+        assert_eq!(cb.rx_errors.load(Ordering::Relaxed), 0);
+    }
+
+    /// A TSO frame is cut straight into the arena: every datagram queued is the VXLAN header
+    /// and exactly the segment `gso_segment` cuts, in order; a frame that cannot be cut
+    /// leaves nothing behind.
+    #[test]
+    fn segments_are_written_behind_their_headers_in_the_arena() {
+        use crate::build::SpecL4;
+        use crate::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+        let sa = snap("127.0.0.27", "127.0.0.28", false);
+        let a = TunnelPort::open("127.0.0.27".parse().unwrap(), 47891).unwrap();
+        let vlan = sa.network("vx").unwrap().local_vlan;
+        let frame = FrameBuilder::ip(
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
+            MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            SpecL4::Tcp {
+                sport: 40000,
+                dport: 5201,
+                flags: 0x19, // ACK|PSH|FIN: PSH and FIN only on the last segment
+            },
+        )
+        .payload(62_950)
+        .build();
+        let hdr = VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 900,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
+        let mut want = Segments::new();
+        gso_segment(&frame, &hdr, &mut want).unwrap();
+        let ca = IoCounters::default();
+        let mut tx = TunnelTx::new();
+        let vnet = crate::io::hdr_bytes(&hdr);
+        a.transmit(
+            &ca,
+            &sa,
+            1,
+            &vnet,
+            &frame,
+            EgressEdit::PushTag(vlan),
+            &mut tx,
+        );
+        // 70 segments: a run of 64 and one of 6 (the last shorter).
+        assert_eq!(want.len(), 70);
+        let runs: Vec<_> = tx.queue.iter().map(|d| (d.range.len(), d.seg)).collect();
+        assert_eq!(runs, vec![(64 * 962, 962), (5 * 962 + 8 + 54 + 850, 962)]);
+        let mut got = Vec::new();
+        for d in &tx.queue {
+            for c in tx.arena[d.range.clone()].chunks(usize::from(d.seg)) {
+                assert_eq!(&c[..VXLAN_HDR_LEN], &tunnel::vxlan_header(4242));
+                got.push(c[VXLAN_HDR_LEN..].to_vec());
+            }
+        }
+        assert_eq!(got, want.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+        // A TSO frame cut short of its headers: dropped, the arena as it was.
+        let before = tx.arena.len();
+        a.transmit(
+            &ca,
+            &sa,
+            1,
+            &vnet,
+            &frame[..40],
+            EgressEdit::PushTag(vlan),
+            &mut tx,
+        );
+        assert_eq!(tx.arena.len(), before);
+        assert_eq!(tx.queue.len(), 2);
+        assert_eq!(ca.tx_dropped.load(Ordering::Relaxed), 1);
     }
 
     /// Runs end at MAX_SEGMENTS, at MAX_PAYLOAD and after a shorter segment; a run of one is
