@@ -6,7 +6,8 @@
 //! in the zone, and no longer once the aggregate says `ssd=false` ("No
 //! valid host was found"); a member cannot touch aggregates; `aggregate
 //! remove host` and `aggregate delete`; `hypervisor show HOST` and
-//! `hypervisor stats show`; `server set/unset --tag` and `server list --tags`.
+//! `hypervisor stats show`; `server set --name --description`; `server
+//! set/unset --tag` and `server list --tags`.
 //!
 //! Needs python-openstackclient in /opt/weft-venv (scripts/install-deps.sh).
 
@@ -146,6 +147,20 @@ fn openstack_cli_aggregates_zones_and_the_scheduler() {
     assert_eq!(shown["status"], "ACTIVE", "{shown}");
     assert_eq!(shown["OS-EXT-AZ:availability_zone"], "cg-az1", "{shown}");
     assert_eq!(shown["OS-EXT-SRV-ATTR:host"], host.as_str(), "{shown}");
+    // Renamed with a description (PUT /servers/{id}).
+    let set = s.openstack(&[
+        "server",
+        "set",
+        "--name",
+        "cg-vm1b",
+        "--description",
+        "web",
+        &on,
+    ]);
+    assert!(set.status.success(), "{set:?}");
+    let shown = s.json(&["server", "show", &on]);
+    assert_eq!(shown["name"], "cg-vm1b", "{shown}");
+
     // Tags on it (2.26): set, list by tag, unset.
     let set = s.openstack(&["server", "set", "--tag", "cg-blue", &on]);
     assert!(set.status.success(), "{set:?}");

@@ -105,6 +105,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("os_compute_api:os-hypervisors:servers", "rule:admin_api"),
     ("os_compute_api:ips:index", "rule:project_reader_or_admin"),
     (
+        "os_compute_api:servers:update",
+        "rule:project_member_or_admin",
+    ),
+    (
         "os_compute_api:os-server-tags:index",
         "rule:project_reader_or_admin",
     ),

@@ -163,33 +163,20 @@ async fn microversion_layer(mut req: Request, next: Next) -> Response {
 
 /// The compute API's routes, relative to [`MOUNT`].
 pub fn router(compute: Arc<Compute>) -> Router {
-    let v21 = Router::new()
-        .route(
-            "/v2.1/flavors",
-            get(flavors::list_h).post(flavors::create_h),
-        )
-        .route("/v2.1/flavors/detail", get(flavors::detail_h))
-        .route(
-            "/v2.1/flavors/{id}",
-            get(flavors::show_h)
-                .put(flavors::update_h)
-                .delete(flavors::delete_h),
-        )
-        .route(
-            "/v2.1/flavors/{id}/os-extra_specs",
-            get(flavors::specs_h).post(flavors::set_specs_h),
-        )
-        .route(
-            "/v2.1/flavors/{id}/os-extra_specs/{key}",
-            get(flavors::spec_h)
-                .put(flavors::put_spec_h)
-                .delete(flavors::delete_spec_h),
-        )
-        .route(
-            "/v2.1/flavors/{id}/os-flavor-access",
-            get(flavors::access_h),
-        )
-        .route("/v2.1/flavors/{id}/action", post(flavors::action_h))
+    let v21 = server_routes()
+        .merge(host_routes())
+        .merge(other_routes())
+        .layer(axum::middleware::from_fn(microversion_layer))
+        .with_state(compute);
+    Router::new()
+        .route("/", get(versions_h))
+        .route("/v2.1", get(version_h))
+        .merge(v21)
+}
+
+/// `/servers` and everything under a server.
+fn server_routes() -> Router<Arc<Compute>> {
+    Router::new()
         .route(
             "/v2.1/servers",
             get(servers::list_h).post(servers::create_h),
@@ -197,7 +184,9 @@ pub fn router(compute: Arc<Compute>) -> Router {
         .route("/v2.1/servers/detail", get(servers::detail_h))
         .route(
             "/v2.1/servers/{id}",
-            get(servers::show_h).delete(servers::delete_h),
+            get(servers::show_h)
+                .put(servers::update_h)
+                .delete(servers::delete_h),
         )
         .route("/v2.1/servers/{id}/action", post(servers::action_h))
         .route(
@@ -228,29 +217,25 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/servers/{id}/os-instance-actions/{request_id}",
             get(instance_actions::show_h),
         )
+        .route("/v2.1/servers/{id}/ips", get(server_ips::index_h))
         .route(
-            "/v2.1/os-server-groups",
-            get(groups::list_h).post(groups::create_h),
+            "/v2.1/servers/{id}/tags",
+            get(server_tags::index_h)
+                .put(server_tags::replace_h)
+                .delete(server_tags::delete_all_h),
         )
         .route(
-            "/v2.1/os-server-groups/{id}",
-            get(groups::show_h).delete(groups::delete_h),
+            "/v2.1/servers/{id}/tags/{tag}",
+            get(server_tags::check_h)
+                .put(server_tags::add_h)
+                .delete(server_tags::delete_h),
         )
-        .route(
-            "/v2.1/os-quota-sets/{project}",
-            get(quotas::show_h)
-                .put(quotas::update_h)
-                .delete(quotas::delete_h),
-        )
-        .route(
-            "/v2.1/os-quota-sets/{project}/detail",
-            get(quotas::detail_h),
-        )
-        .route(
-            "/v2.1/os-quota-sets/{project}/defaults",
-            get(quotas::defaults_h),
-        )
-        .route("/v2.1/limits", get(quotas::limits_h))
+        .route("/v2.1/servers/{id}/ips/{label}", get(server_ips::show_h))
+}
+
+/// The admin's view of the hosts: services, hypervisors, zones, aggregates.
+fn host_routes() -> Router<Arc<Compute>> {
+    Router::new()
         .route("/v2.1/os-services", get(hosts::services_h))
         .route(
             "/v2.1/os-services/{id}",
@@ -278,20 +263,6 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/os-hypervisors/{id}/servers",
             get(hypervisors::servers_h),
         )
-        .route("/v2.1/servers/{id}/ips", get(server_ips::index_h))
-        .route(
-            "/v2.1/servers/{id}/tags",
-            get(server_tags::index_h)
-                .put(server_tags::replace_h)
-                .delete(server_tags::delete_all_h),
-        )
-        .route(
-            "/v2.1/servers/{id}/tags/{tag}",
-            get(server_tags::check_h)
-                .put(server_tags::add_h)
-                .delete(server_tags::delete_h),
-        )
-        .route("/v2.1/servers/{id}/ips/{label}", get(server_ips::show_h))
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(
             "/v2.1/os-availability-zone/detail",
@@ -311,6 +282,60 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/os-aggregates/{id}/action",
             post(aggregates::action_h),
         )
+}
+
+/// Flavors, server groups, quotas and limits, key pairs.
+fn other_routes() -> Router<Arc<Compute>> {
+    Router::new()
+        .route(
+            "/v2.1/flavors",
+            get(flavors::list_h).post(flavors::create_h),
+        )
+        .route("/v2.1/flavors/detail", get(flavors::detail_h))
+        .route(
+            "/v2.1/flavors/{id}",
+            get(flavors::show_h)
+                .put(flavors::update_h)
+                .delete(flavors::delete_h),
+        )
+        .route(
+            "/v2.1/flavors/{id}/os-extra_specs",
+            get(flavors::specs_h).post(flavors::set_specs_h),
+        )
+        .route(
+            "/v2.1/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::spec_h)
+                .put(flavors::put_spec_h)
+                .delete(flavors::delete_spec_h),
+        )
+        .route(
+            "/v2.1/flavors/{id}/os-flavor-access",
+            get(flavors::access_h),
+        )
+        .route("/v2.1/flavors/{id}/action", post(flavors::action_h))
+        .route(
+            "/v2.1/os-server-groups",
+            get(groups::list_h).post(groups::create_h),
+        )
+        .route(
+            "/v2.1/os-server-groups/{id}",
+            get(groups::show_h).delete(groups::delete_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}",
+            get(quotas::show_h)
+                .put(quotas::update_h)
+                .delete(quotas::delete_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/detail",
+            get(quotas::detail_h),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/defaults",
+            get(quotas::defaults_h),
+        )
+        .route("/v2.1/limits", get(quotas::limits_h))
         .route(
             "/v2.1/os-keypairs",
             get(keypairs::list_h).post(keypairs::create_h),
@@ -319,10 +344,4 @@ pub fn router(compute: Arc<Compute>) -> Router {
             "/v2.1/os-keypairs/{name}",
             get(keypairs::show_h).delete(keypairs::delete_h),
         )
-        .layer(axum::middleware::from_fn(microversion_layer))
-        .with_state(compute);
-    Router::new()
-        .route("/", get(versions_h))
-        .route("/v2.1", get(version_h))
-        .merge(v21)
 }

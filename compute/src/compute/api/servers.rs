@@ -177,6 +177,23 @@ pub async fn show_h(
     Ok(Json(json!({ "server": v })).into_response())
 }
 
+/// `PUT /servers/{id}`: the server's new name/description, shown whole.
+pub async fn update_h(
+    State(c): S,
+    caller: Caller,
+    Mv(mv): Mv,
+    Path(id): Path<String>,
+    b: axum::body::Bytes,
+) -> ComputeResult<Response> {
+    let ctx = caller.ctx(&c)?;
+    let req = servers::update::UpdateServer::parse(&b, mv)?;
+    let admin = ctx.is_admin;
+    let s = c
+        .write_async(move |st, env| servers::update::update(st, env, &ctx, &id, &req))
+        .await?;
+    Ok(Json(json!({ "server": view::detail(&s, &caller.base, mv, admin) })).into_response())
+}
+
 /// `DELETE /servers/{id}`: 204; the teardown finishes in the background.
 pub async fn delete_h(
     State(c): S,

@@ -11,6 +11,7 @@ pub use super::model::server as record;
 pub mod request;
 pub mod tags;
 pub mod tombstone;
+pub mod update;
 pub mod view;
 
 use super::error::{ComputeError, ComputeResult};
@@ -52,6 +53,36 @@ pub struct Facts {
     /// NIC: how many networks the pick is between (the project's own, or
     /// else the shared ones). None: not asked, or not known.
     pub auto_candidates: Option<usize>,
+}
+
+/// The zone a create asks for (`zone`, or an admin's `zone:host`): a zone
+/// no enabled host is in is a 400, a forced host needs its own rule.
+fn requested_zone(
+    st: &State,
+    env: &Env,
+    ctx: &Ctx,
+    project: &str,
+    req: &CreateServer,
+) -> ComputeResult<(Option<String>, Option<String>)> {
+    let (zone, forced_host) = match &req.availability_zone {
+        Some(z) => super::aggregates::split_zone(z),
+        None => (None, None),
+    };
+    if forced_host.is_some() {
+        env.authz.check(
+            ctx,
+            "os_compute_api:servers:create:forced_host",
+            &json!({"project_id": project, "user_id": ctx.user_id}),
+        )?;
+    }
+    if let Some(z) = &zone {
+        if !super::aggregates::available_zones(st).contains(z) {
+            return Err(ComputeError::BadRequest(format!(
+                "The requested availability zone is not available: {z}"
+            )));
+        }
+    }
+    Ok((zone, forced_host))
 }
 
 /// The limits server create checks (from [`crate::compute::quotas`]).
@@ -173,24 +204,7 @@ pub fn create(
         extra_specs: flavor.extra_specs.clone(),
     };
     check_facts(facts, req, &copy)?;
-    let (zone, forced_host) = match &req.availability_zone {
-        Some(z) => super::aggregates::split_zone(z),
-        None => (None, None),
-    };
-    if forced_host.is_some() {
-        env.authz.check(
-            ctx,
-            "os_compute_api:servers:create:forced_host",
-            &json!({"project_id": project, "user_id": ctx.user_id}),
-        )?;
-    }
-    if let Some(z) = &zone {
-        if !super::aggregates::available_zones(st).contains(z) {
-            return Err(ComputeError::BadRequest(format!(
-                "The requested availability zone is not available: {z}"
-            )));
-        }
-    }
+    let (zone, forced_host) = requested_zone(st, env, ctx, &project, req)?;
     let public_key = match &req.key_name {
         None => None,
         Some(k) => Some(
