@@ -11,75 +11,26 @@
 //!
 //! Needs python-openstackclient (scripts/install-deps.sh), curl and qemu-img.
 
+mod remote_agent_util;
 mod serve_util;
 
+use remote_agent_util::{state_of, wait_for, Agent};
 use serde_json::Value;
 use serve_util::Serve;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// The remote agent, killed on drop.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// The fake remote host this test runs (ra-remote, 8 vCPUs, 8 GiB).
 fn start_agent(s: &Serve) -> Agent {
-    let cfg = s.dir.join("ra-host.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[switch]\ncontrol_socket = \"{}\"\n",
-            s.dir.join("ra-sw.sock").display()
-        ),
+    remote_agent_util::start_agent(
+        s,
+        "ra-remote",
+        "fake",
+        &["--fake-host-vcpus", "8", "--fake-host-memory-mb", "8192"],
     )
-    .unwrap();
-    let log = std::fs::File::create(s.dir.join("agent.log")).unwrap();
-    let ctrl = s.env["OS_AUTH_URL"]
-        .trim_end_matches('/')
-        .trim_end_matches("/v3")
-        .trim_end_matches("/identity")
-        .to_string();
-    let child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["agent", "--ctrl", &ctrl, "--host", "ra-remote", "--config"])
-        .arg(&cfg)
-        .args(["--compute-driver", "fake", "--compute-state-dir"])
-        .arg(s.dir.join("ra-remote"))
-        .args(["--fake-host-vcpus", "8", "--fake-host-memory-mb", "8192"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(&s.env)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start weft agent");
-    Agent(child)
 }
 
 fn agent_log(s: &Serve) -> String {
-    std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default()
-}
-
-/// The `State` of host `host`'s nova-compute in `compute service list`.
-fn state_of(s: &Serve, host: &str) -> Option<String> {
-    s.json(&["compute", "service", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["Host"] == host)
-        .map(|r| r["State"].as_str().unwrap_or("").to_string())
-}
-
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    remote_agent_util::agent_log(s, "ra-remote")
 }
 
 /// curl METHOD URL with `token`: (status, JSON body).
