@@ -180,33 +180,24 @@ async fn stream_and_store(
     })
 }
 
-/// Reads the body into the pipeline, coalescing frames into [`CHUNK`]s,
-/// and stops at the plan's limit.
+/// Reads the body into the pipeline (which cuts it into [`CHUNK`]s), and
+/// stops at the plan's limit.
 async fn feed(pipe: &mut Pipeline, plan: &UploadPlan, cap: u64, mut body: Body) -> ImageResult<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     loop {
         let frame = match body.frame().await {
-            None => break,
+            None => return Ok(()),
             Some(Ok(f)) => f,
             Some(Err(e)) => return Err(ImageError::CutOff(e.to_string())),
         };
         let Ok(chunk) = frame.into_data() else {
             continue; // trailers
         };
-        let received = pipe.size() + (buf.len() + chunk.len()) as u64;
+        let received = pipe.size() + chunk.len() as u64;
         if received > plan.limit {
             return Err(upload::over_limit(plan, cap, received));
         }
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= CHUNK {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
-            pipe.send(Bytes::from(full)).await?;
-        }
+        pipe.push(&chunk).await?;
     }
-    if !buf.is_empty() {
-        pipe.send(Bytes::from(buf)).await?;
-    }
-    Ok(())
 }
 
 /// The window of the file one download chunk maps: big enough that the
