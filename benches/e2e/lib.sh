@@ -334,6 +334,18 @@ report() { # out title command note ratio_to...
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$(uname -r)" "$@" <<'EOF'
 import sys, math
 res_file, out, title, cmd, note, duration, udp_rate, ncpu, load, kernel = sys.argv[1:11]
+
+
+def cpu_model():
+    """The CPU model every RESULTS.md entry records (machines of one kind differ)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return "CPU " + repr(line.split(":", 1)[1].strip())
+    except OSError:
+        pass
+    return "CPU unknown"
+
 bases = sys.argv[11:]
 res, order = {}, []
 for line in open(res_file):
@@ -412,7 +424,7 @@ md = [
     f"# {title}",
     "",
     f"Command: `{cmd}`",
-    f"Machine: {ncpu} cores, kernel {kernel}, load average at the end: {load}.",
+    f"Machine: {cpu_model()}, {ncpu} cores, kernel {kernel}, load average at the end: {load}.",
     f"Each iperf3 run {duration} s; UDP is `iperf3 -u -l 64 -b {udp_rate}` (64-byte payload), received"
     " packets counted at the server; ping is 200 pings at 10 ms; CPU is utime+stime of the switch"
     " process(es) over the TCP run (kernel switching has none: its work is softirq time).",
