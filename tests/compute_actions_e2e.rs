@@ -11,42 +11,14 @@
 //! Needs root, libvirt and the openstack CLI. Names: veth `cx-w1`/`cx-w2`,
 //! host `weft-cx-host`, resources `cx-*`.
 
+mod guest_util;
 mod serve_util;
 
+use guest_util::{repo, script, virsh, wait};
 use serde_json::Value;
 use serve_util::Serve;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn script(name: &str) {
-    let st = Command::new("bash")
-        .arg(repo().join("scripts").join(name))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/{name} failed");
-}
-
-fn virsh(args: &[&str]) -> String {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out after {secs}s: {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 /// Deletes the veth, and any domain of this test left by a failure.
 struct Cleanup(Option<String>);

@@ -14,40 +14,17 @@
 //! test runs scripts/libvirt.sh and scripts/guest-image.sh (both
 //! idempotent) and fails, never skips, when they cannot work.
 
+mod guest_util;
 mod serve_util;
 
+use guest_util::{ping_peer_user_data, repo, script, virsh, wait};
 use serde_json::Value;
 use serve_util::Serve;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn script(name: &str) {
-    let st = Command::new("bash")
-        .arg(repo().join("scripts").join(name))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/{name} failed");
-}
 
 fn virsh_list() -> String {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out after {secs}s: {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    virsh(&["list", "--all", "--name"])
 }
 
 /// Deletes a link when dropped (the test's physnet veth).
@@ -157,13 +134,7 @@ fn server_create_boots_a_real_guest() {
     for (i, name) in names.iter().enumerate() {
         let peer = ips[1 - i];
         let ud = cfg.path().join(format!("{name}.sh"));
-        std::fs::write(
-            &ud,
-            format!(
-                "#!/bin/sh\nfor i in $(seq 120); do\n  if ping -c 1 -W 1 {peer} >/dev/null; then echo WEFT-PING ok {peer}; exit 0; fi\n  sleep 1\ndone\necho WEFT-PING failed {peer}\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&ud, ping_peer_user_data(peer)).unwrap();
         let nic = format!("net-id=e2e-net,v4-fixed-ip={}", ips[i]);
         let server = s.json(&[
             "server",

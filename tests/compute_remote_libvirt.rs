@@ -19,37 +19,17 @@
 //! test runs scripts/libvirt.sh and scripts/guest-image.sh (both
 //! idempotent) and fails, never skips, when they cannot work.
 
+mod guest_util;
 mod remote_agent_util;
 mod serve_util;
 
+use guest_util::{ping_peer_user_data, repo, script, virsh};
 use remote_agent_util::{agent_log, start_agent, state_of, wait_for};
 use serde_json::Value;
 use serve_util::Serve;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const HOST: &str = "rl-remote";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn script(name: &str) {
-    let st = Command::new("bash")
-        .arg(repo().join("scripts").join(name))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/{name} failed");
-}
-
-fn virsh(args: &[&str]) -> String {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The running domain's id ("-" or empty when not running).
 fn domid(server: &str) -> String {
@@ -142,14 +122,7 @@ fn a_remote_libvirt_host_runs_guests_and_reconciles_after_a_crash() {
     let mut made = Domains(Vec::new());
     for (i, name) in names.iter().enumerate() {
         let ud = s.dir.join(format!("{name}.sh"));
-        std::fs::write(
-            &ud,
-            format!(
-                "#!/bin/sh\nfor i in $(seq 120); do\n  if ping -c 1 -W 1 {peer} >/dev/null; then echo WEFT-PING ok {peer}; exit 0; fi\n  sleep 1\ndone\necho WEFT-PING failed {peer}\n",
-                peer = ips[1 - i]
-            ),
-        )
-        .unwrap();
+        std::fs::write(&ud, ping_peer_user_data(ips[1 - i])).unwrap();
         let nic = format!("net-id=rl-net,v4-fixed-ip={}", ips[i]);
         let srv = s.json(&[
             "server",
