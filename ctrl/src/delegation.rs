@@ -382,6 +382,17 @@ impl Claims for ServiceClaims {
         self.authorize("placement:allocations:update")?;
         self.placement.revert_migration(server, migration)
     }
+
+    fn unregister(&self, provider: &str) -> Result<(), ClaimError> {
+        self.authorize("placement:resource_providers:delete")
+            .map_err(ClaimError::Failed)?;
+        self.placement.unregister(provider)
+    }
+
+    fn set_member(&self, provider: &str, aggregate: &str, member: bool) -> Result<(), String> {
+        self.authorize("placement:resource_providers:aggregates:update")?;
+        self.placement.set_member(provider, aggregate, member)
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod build;
 pub mod error;
 pub mod flavors;
 pub mod groups;
+pub mod host_placement;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod microversion;
@@ -98,6 +99,7 @@ pub struct Compute {
     tokens: Arc<dyn Tokens>,
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
     delegation: std::sync::OnceLock<Arc<dyn build::trusts::Delegation>>,
+    placement: std::sync::OnceLock<Arc<dyn build::claims::Claims>>,
     builds: build::Builds,
     weights: std::sync::Mutex<build::scheduler::Weights>,
 }
@@ -149,6 +151,7 @@ impl Compute {
             tokens,
             lookups: std::sync::OnceLock::new(),
             delegation: std::sync::OnceLock::new(),
+            placement: std::sync::OnceLock::new(),
             builds: build::Builds::default(),
             weights: std::sync::Mutex::new(build::scheduler::Weights::default()),
         }))
@@ -162,6 +165,17 @@ impl Compute {
     /// Sets how builds act for their users (once): through trusts.
     pub fn set_delegation(&self, d: Arc<dyn build::trusts::Delegation>) {
         let _ = self.delegation.set(d);
+    }
+
+    /// Sets the placement the API itself writes to (once): a deleted
+    /// service's provider, aggregate membership ([`host_placement`]).
+    pub fn set_placement(&self, p: Arc<dyn build::claims::Claims>) {
+        let _ = self.placement.set(p);
+    }
+
+    /// The placement of [`Compute::set_placement`], if set.
+    pub fn placement(&self) -> Option<Arc<dyn build::claims::Claims>> {
+        self.placement.get().cloned()
     }
 
     /// The delegation builds act through, if this process has one.
@@ -266,7 +280,9 @@ impl Compute {
                 h.seq = st.hosts.values().map(|x| x.seq).max().unwrap_or(0) + 1;
             }
             Ok(((), vec![state::Change::Host(h)]))
-        })
+        })?;
+        host_placement::sync_aggregates(self, claims, &host.name);
+        Ok(())
     }
 
     /// A host's heartbeat.
