@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  HTTP (axum: api/*.rs) ─► Caller ─► Ctx (token validated by ctrl's layer)
-//!        │   microversion from OpenStack-API-Version: compute 2.N (2.1-2.79)
+//!        │   microversion from OpenStack-API-Version: compute 2.N (2.1-2.80)
 //!        ▼  (spawn_blocking: database I/O never runs on an async worker)
 //!  flavors.rs / keypairs.rs: pure fn(&State, &mut Env, &Ctx, req) -> (T, Vec<Change>)
 //!        │                   (policy: Nova's defaults, policy.rs)
@@ -24,6 +24,7 @@ pub mod host_placement;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod microversion;
+pub mod migrations;
 pub mod model;
 pub mod os_services;
 pub mod policy;
@@ -335,7 +336,10 @@ impl Compute {
                     ids: ids.as_mut(),
                     authz: self.authz.as_ref(),
                 };
-                let (out, changes) = f(st, &mut env)?;
+                let (out, mut changes) = f(st, &mut env)?;
+                // Whatever moved a resize, its migration record moves with it.
+                let records = migrations::follow(st, &changes, &env.now);
+                changes.extend(records);
                 Ok((out, state::to_store(&changes)?))
             },
             |e: &ComputeError| !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)),

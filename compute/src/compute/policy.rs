@@ -38,6 +38,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("os_compute_api:os-services:list", "rule:admin_api"),
     ("os_compute_api:os-services:update", "rule:admin_api"),
     ("os_compute_api:os-services:delete", "rule:admin_api"),
+    ("os_compute_api:os-migrations:index", "rule:admin_api"),
+    ("os_compute_api:servers:migrations:index", "rule:admin_api"),
+    ("os_compute_api:servers:migrations:show", "rule:admin_api"),
     (
         "os_compute_api:os-availability-zone:detail",
         "rule:admin_api",

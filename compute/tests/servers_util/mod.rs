@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use weft_compute::compute::build::{self, host::ComputeHost, Observed, Spawned, Spawner};
 use weft_compute::compute::servers::actions::Power;
-use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::servers::record::{FlavorCopy, Server};
 use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
 use weft_compute::compute::{self, Compute, Ctx, Lookups};
 use weft_compute::image::Tokens;
@@ -72,7 +72,8 @@ impl Lookups for World {
 }
 
 /// Records spawns and power actions; fails spawns of servers named `doomed`;
-/// gives servers named `wired` two addresses on network `private`.
+/// gives servers named `wired` two addresses on network `private`;
+/// resizes all but servers named `noresize`.
 #[derive(Default)]
 pub struct Recorder {
     pub spawned: Mutex<Vec<String>>,
@@ -111,6 +112,13 @@ impl Spawner for Recorder {
         Ok(BTreeMap::new())
     }
     fn destroy_orphan(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    /// Refuses servers named `noresize`.
+    fn resize(&self, s: &Server, _: &FlavorCopy) -> Result<(), String> {
+        if s.name == "noresize" {
+            return Err("the driver cannot resize it".into());
+        }
         Ok(())
     }
 }
