@@ -32,6 +32,7 @@ pub mod quotas;
 pub mod servers;
 pub mod service;
 pub mod state;
+pub mod usage;
 
 pub use api::{router, MOUNT};
 pub use error::{ComputeError, ComputeResult};

@@ -39,6 +39,14 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("os_compute_api:os-services:update", "rule:admin_api"),
     ("os_compute_api:os-services:delete", "rule:admin_api"),
     ("os_compute_api:os-migrations:index", "rule:admin_api"),
+    (
+        "os_compute_api:os-simple-tenant-usage:list",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-simple-tenant-usage:show",
+        "rule:project_reader_or_admin",
+    ),
     ("os_compute_api:servers:migrations:index", "rule:admin_api"),
     ("os_compute_api:servers:migrations:show", "rule:admin_api"),
     (

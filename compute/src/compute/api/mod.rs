@@ -16,6 +16,7 @@ mod server_ops;
 mod server_tags;
 mod servers;
 mod services;
+mod usage;
 
 use super::error::{ComputeError, ComputeResult};
 use super::microversion::{self, MAX, MIN};
@@ -273,6 +274,8 @@ fn host_routes() -> Router<Arc<Compute>> {
             get(hypervisors::servers_h),
         )
         .route("/v2.1/os-migrations", get(migrations::list_h))
+        .route("/v2.1/os-simple-tenant-usage", get(usage::list_h))
+        .route("/v2.1/os-simple-tenant-usage/{tenant}", get(usage::show_h))
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(
             "/v2.1/os-availability-zone/detail",
