@@ -106,6 +106,24 @@ pub const STEPS: &[Step] = &[
         Audience::Placement,
         "placement:allocations:delete",
     ),
+    // A host's provider: made at registration, deleted with its compute
+    // service, its aggregates kept as the host's (the compute API's own
+    // placement writes, under the same service user).
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:create",
+    ),
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:delete",
+    ),
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:aggregates:update",
+    ),
 ];
 
 /// The roles builds need, from the policy.
