@@ -88,7 +88,9 @@ fn opened(st: &State, s: &Server, id: u64, status: &str, now: &str) -> Option<Mi
 /// doc), to commit with them. Pure: `st` is the state they replace.
 pub fn follow(st: &State, changes: &[Change], now: &str) -> Vec<Change> {
     let mut out: BTreeMap<String, MigrationRecord> = BTreeMap::new();
-    let mut next_id = st.migrations.values().map(|m| m.id).max().unwrap_or(0) + 1;
+    // Found only when a resize opens: every write of the service runs
+    // through here, and most touch no server.
+    let mut next_id: Option<u64> = None;
     let set = |out: &mut BTreeMap<String, MigrationRecord>, uuid: &str, status: &str| {
         let Some(r) = out.get(uuid).or_else(|| st.migrations.get(uuid)) else {
             return;
@@ -121,8 +123,11 @@ pub fn follow(st: &State, changes: &[Change], now: &str) -> Vec<Change> {
         match open_status(s) {
             Some(status) if known => set(&mut out, &m.id, status),
             status if !known => {
-                if let Some(r) = opened(st, s, next_id, status.unwrap_or("pre-migrating"), now) {
-                    next_id += 1;
+                let id = *next_id.get_or_insert_with(|| {
+                    st.migrations.values().map(|m| m.id).max().unwrap_or(0) + 1
+                });
+                if let Some(r) = opened(st, s, id, status.unwrap_or("pre-migrating"), now) {
+                    next_id = Some(id + 1);
                     out.insert(r.uuid.clone(), r);
                 }
             }
