@@ -302,3 +302,166 @@ pub fn view(m: &MigrationRecord, mv: (u32, u32)) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::model::server::Migration;
+
+    fn flavor(id: &str, vcpus: u32) -> Value {
+        json!({"id": id, "name": id, "vcpus": vcpus, "ram": 64, "disk": 1,
+               "ephemeral": 0, "swap": 0, "extra_specs": {}})
+    }
+
+    fn server() -> Server {
+        serde_json::from_value(json!({
+            "id": "s", "name": "s", "project_id": "p", "user_id": "u",
+            "flavor": flavor("1", 1), "image_ref": "img", "metadata": {},
+            "security_groups": [], "nics": [], "auto_network": false, "launch_index": 0,
+            "reservation_id": "r", "vm_state": "active", "power_state": 1, "host": "h1",
+            "allocated": true, "ports": [], "created_ports": [], "addresses": {},
+            "created": "t0", "updated": "t0", "tags": [], "locked": false,
+            "instance_name": "i", "hostname": "h",
+        }))
+        .unwrap()
+    }
+
+    /// `st` after `c`, with the records `follow` made for it.
+    fn step(st: &mut State, c: Change, now: &str) -> Vec<Change> {
+        let more = follow(st, std::slice::from_ref(&c), now);
+        st.apply_changes(&[c]);
+        st.apply_changes(&more);
+        more
+    }
+
+    fn status(st: &State) -> &str {
+        st.migrations
+            .values()
+            .next()
+            .map_or("", |m| m.status.as_str())
+    }
+
+    fn with(s: &Server, f: impl Fn(&mut Server)) -> Change {
+        let mut s = s.clone();
+        f(&mut s);
+        Change::Server(Box::new(s))
+    }
+
+    #[test]
+    fn a_resize_record_follows_the_server_to_confirmed_or_error() {
+        let mut st = State::default();
+        let s = server();
+        st.apply_changes(&[Change::Server(Box::new(s.clone()))]);
+        // Nothing about a resize: no record.
+        assert!(step(&mut st, with(&s, |x| x.name = "n".into()), "t1").is_empty());
+        let m = Migration {
+            id: "m1".into(),
+            old_flavor: serde_json::from_value(flavor("1", 1)).unwrap(),
+            new_flavor: serde_json::from_value(flavor("2", 2)).unwrap(),
+            prior_vm_state: "active".into(),
+            moved: false,
+        };
+        let open = |x: &mut Server| {
+            x.migration = Some(m.clone());
+            x.task_state = Some("resize_prep".into());
+        };
+        step(&mut st, with(&s, open), "t2");
+        let r = &st.migrations["m1"];
+        assert_eq!(
+            (r.id, r.status.as_str(), r.created_at.as_str()),
+            (1, "pre-migrating", "t2")
+        );
+        assert_eq!(
+            (r.old_flavor_id.as_str(), r.new_flavor_id.as_str()),
+            ("1", "2")
+        );
+        assert_eq!(r.source_compute.as_deref(), Some("h1"));
+        let s = st.servers["s"].clone();
+        step(
+            &mut st,
+            with(&s, |x| x.migration.as_mut().unwrap().moved = true),
+            "t3",
+        );
+        assert_eq!(status(&st), "migrating");
+        let s = st.servers["s"].clone();
+        step(
+            &mut st,
+            with(&s, |x| {
+                x.task_state = None;
+                x.vm_state = "resized".into();
+            }),
+            "t4",
+        );
+        assert_eq!(status(&st), "finished");
+        // An unrelated write of the resized server changes nothing.
+        let s = st.servers["s"].clone();
+        assert!(step(&mut st, with(&s, |x| x.locked = true), "t5").is_empty());
+        let s = st.servers["s"].clone();
+        step(
+            &mut st,
+            with(&s, |x| x.task_state = Some("resize_confirming".into())),
+            "t6",
+        );
+        assert_eq!(status(&st), "confirming");
+        let s = st.servers["s"].clone();
+        step(
+            &mut st,
+            with(&s, |x| {
+                x.task_state = None;
+                x.migration = None;
+                x.vm_state = "active".into();
+            }),
+            "t7",
+        );
+        assert_eq!(status(&st), "confirmed");
+        assert_eq!(st.migrations["m1"].updated_at.as_deref(), Some("t7"));
+
+        // A second resize the host cannot take: cleared from resize_prep.
+        let s = st.servers["s"].clone();
+        let m2 = Migration {
+            id: "m2".into(),
+            ..m.clone()
+        };
+        step(
+            &mut st,
+            with(&s, |x| {
+                x.migration = Some(m2.clone());
+                x.task_state = Some("resize_prep".into());
+            }),
+            "t8",
+        );
+        assert_eq!(st.migrations["m2"].id, 2);
+        let s = st.servers["s"].clone();
+        step(
+            &mut st,
+            with(&s, |x| {
+                x.migration = None;
+                x.task_state = None;
+            }),
+            "t9",
+        );
+        assert_eq!(st.migrations["m2"].status, "error");
+        assert_eq!(
+            st.migrations["m1"].status, "confirmed",
+            "an ended record stays"
+        );
+
+        // Deleted while resized: confirmed; while resizing: error.
+        let s = st.servers["s"].clone();
+        let m3 = Migration {
+            id: "m3".into(),
+            ..m
+        };
+        step(
+            &mut st,
+            with(&s, |x| {
+                x.migration = Some(m3.clone());
+                x.vm_state = "resized".into();
+            }),
+            "t10",
+        );
+        assert_eq!(st.migrations["m3"].status, "finished");
+        step(&mut st, Change::DeleteServer("s".into()), "t11");
+        assert_eq!(st.migrations["m3"].status, "confirmed");
+    }
+}
