@@ -3,6 +3,8 @@
 //! [`Ctrl`] in-process over its networking service. Both speak the same calls:
 //! "my host's state once the revision passes R" and "these ports are now X".
 
+pub(crate) mod file_body;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -179,6 +181,27 @@ pub(crate) async fn send(
     headers: &[(&str, &str)],
     body: Option<(&str, Bytes)>,
 ) -> Result<(hyper::Response<hyper::body::Incoming>, String), AgentError> {
+    let (kind, body) = match body {
+        Some((kind, b)) => (Some(kind), b),
+        None => (None, Bytes::new()),
+    };
+    send_body(method, url, path, headers, kind, Full::new(body)).await
+}
+
+/// [`send`] with any body (a file sent as it is read: [`file_body`]) of
+/// content type `kind`.
+pub(crate) async fn send_body<B>(
+    method: Method,
+    url: &Url,
+    path: &str,
+    headers: &[(&str, &str)],
+    kind: Option<&str>,
+    body: B,
+) -> Result<(hyper::Response<hyper::body::Incoming>, String), AgentError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let full = format!("http://{}{}{}", url.authority, url.path, path);
     let unreachable = |m: String| AgentError::Unreachable {
         url: full.clone(),
@@ -199,16 +222,10 @@ pub(crate) async fn send(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let body = match body {
-        Some((kind, b)) => {
-            req = req.header("content-type", kind);
-            b
-        }
-        None => Bytes::new(),
-    };
-    let req = req
-        .body(Full::new(body))
-        .map_err(|e| unreachable(e.to_string()))?;
+    if let Some(kind) = kind {
+        req = req.header("content-type", kind);
+    }
+    let req = req.body(body).map_err(|e| unreachable(e.to_string()))?;
     let resp = sender
         .send_request(req)
         .await
@@ -380,32 +397,48 @@ impl HttpCtrl {
         Ok(r)
     }
 
-    /// A `PUT` of raw bytes with `token` (an image upload) on the replica in
-    /// use.
-    pub(crate) async fn put_bytes_as(
+    /// A PUT with `token` on the replica in use of a file's bytes, read as
+    /// they are sent (a snapshot's qcow2 can be the guest's whole disk); a
+    /// non-2xx answer is [`AgentError::Refused`].
+    pub(crate) async fn put_file_as(
         &self,
         token: &str,
         path: &str,
-        data: Bytes,
+        file: &std::path::Path,
         what: &str,
-    ) -> Result<Response, AgentError> {
+    ) -> Result<(), AgentError> {
         let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.ctrls.len();
-        let r = http_bytes(
+        let url = &self.ctrls[i];
+        let body = file_body::FileBody::open(file)
+            .await
+            .map_err(|e| AgentError::Local(format!("{}: {e}", file.display())))?;
+        let (resp, full) = send_body(
             Method::PUT,
-            &self.ctrls[i],
+            url,
             path,
             &[("x-auth-token", token)],
-            Some(("application/octet-stream", data)),
+            Some("application/octet-stream"),
+            body,
         )
         .await?;
-        if !r.status.is_success() {
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| AgentError::Unreachable {
+                url: full,
+                message: e.to_string(),
+            })?
+            .to_bytes();
+        if !status.is_success() {
             return Err(AgentError::Refused {
                 what: what.to_string(),
-                status: r.status.as_u16(),
-                body: String::from_utf8_lossy(&r.body).into_owned(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        Ok(r)
+        Ok(())
     }
 
     /// A GET with `token` on the replica in use whose 2xx body is left on
@@ -608,6 +641,89 @@ mod tests {
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }
+    }
+
+    /// Takes one request (headers and a `content-length` body), answers
+    /// `status`, and hands back (headers, body).
+    async fn take_one(l: tokio::net::TcpListener, status: &'static str) -> (String, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = loop {
+            if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the headers");
+            req.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("a content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = req[end..].to_vec();
+        while body.len() < len {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the body's end");
+            body.extend_from_slice(&buf[..n]);
+        }
+        let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        s.write_all(resp.as_bytes()).await.unwrap();
+        (head, body)
+    }
+
+    /// A file PUT goes with its length and its bytes as they are on disk;
+    /// an error status comes back as Refused.
+    #[tokio::test]
+    async fn put_file_as_sends_the_file_with_its_length() {
+        let dir = std::env::temp_dir().join(format!("cop-put-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("snap.qcow2");
+        let data: Vec<u8> = (0..(3 * file_body::CHUNK + 7))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(&file, &data).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(take_one(l, "204 No Content"));
+        let c =
+            HttpCtrl::new(&format!("http://{addr}"), "h", AgentAuth::Token("t".into())).unwrap();
+        c.put_file_as("tok", "/image/v2/images/i/file", &file, "upload")
+            .await
+            .unwrap();
+        let (head, body) = server.await.unwrap();
+        assert!(
+            head.starts_with("put /image/v2/images/i/file http/1.1"),
+            "{head}"
+        );
+        assert!(head.contains("x-auth-token: tok"), "{head}");
+        assert!(
+            head.contains("content-type: application/octet-stream"),
+            "{head}"
+        );
+        assert!(body == data, "the file's bytes");
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(take_one(l, "413 Payload Too Large"));
+        let c =
+            HttpCtrl::new(&format!("http://{addr}"), "h", AgentAuth::Token("t".into())).unwrap();
+        let r = c.put_file_as("tok", "/x", &file, "upload").await;
+        let _ = server.await;
+        let missing = c
+            .put_file_as("tok", "/x", &dir.join("none"), "upload")
+            .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(r, Err(AgentError::Refused { status: 413, .. })),
+            "{r:?}"
+        );
+        assert!(matches!(missing, Err(AgentError::Local(_))), "{missing:?}");
     }
 
     /// A replica that is down is skipped; the call lands on the next one and

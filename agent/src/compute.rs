@@ -212,10 +212,11 @@ impl HostCompute {
             .map_err(|e| e.to_string())
     }
 
-    /// Nova's resize on this host: the guest off, its root disk grown to
-    /// `root_gb` (never shrunk: a revert to a smaller flavor keeps the grown
-    /// disk, where Nova would restore the pre-resize copy), the domain
-    /// redefined with the new size and put back in its power state.
+    /// Nova's resize on this host: the guest off, its root disk resized
+    /// ([`resize_root`]: grown to `root_gb` with the pre-resize disk kept
+    /// beside it, or that copy put back by a revert to a smaller flavor),
+    /// the domain redefined with the new size and put back in its power
+    /// state.
     pub fn resize(
         &self,
         server_id: &str,
@@ -226,9 +227,7 @@ impl HostCompute {
         let uuid = parse_uuid(server_id)?;
         let root = self.instances_dir.join(uuid.to_string()).join("disk");
         self.driver
-            .resize(uuid, vcpus, memory_mb, &mut || {
-                disk::grow(&root, root_gb).map(drop)
-            })
+            .resize(uuid, vcpus, memory_mb, &mut || resize_root(&root, root_gb))
             .map_err(|e| e.to_string())
     }
 
@@ -294,6 +293,44 @@ impl HostCompute {
             .console_output(parse_uuid(server_id)?, lines)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where a resize keeps the root disk as it was before (in the instance's
+/// directory, so a delete removes it too).
+fn pre_resize(root: &Path) -> PathBuf {
+    root.with_file_name("disk.pre-resize")
+}
+
+/// The root disk's part of a resize, run while the guest is off. Growing
+/// (a resize: a flavor's disk never shrinks) first copies the disk aside,
+/// as Nova keeps the original until the resize is confirmed; shrinking
+/// can only be a revert, which puts that copy back (the guest's writes
+/// since the resize are dropped, as in Nova) or, with no copy, keeps the
+/// grown disk. A same-size resize drops a copy an earlier, confirmed
+/// resize left (confirm has no host step that could).
+fn resize_root(root: &Path, root_gb: u64) -> Result<(), weft_hypervisor::Error> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| weft_hypervisor::Error::io(&p, e)
+    };
+    let saved = pre_resize(root);
+    let now = disk::image_info(root)?.virtual_size;
+    let want = root_gb << 30;
+    if want < now {
+        return match std::fs::rename(&saved, root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(io(&saved)),
+        };
+    }
+    match std::fs::remove_file(&saved) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&saved)(e)),
+        _ => {}
+    }
+    if want > now {
+        std::fs::copy(root, &saved).map_err(io(root))?;
+        disk::grow(root, root_gb)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -363,10 +400,11 @@ mod tests {
     }
 
     /// Resize grows the root overlay (real qemu-img) to the new flavor's
-    /// disk while the guest is off, and never shrinks it.
+    /// disk while the guest is off, keeping the disk as it was; a revert to
+    /// the smaller flavor puts that disk back, byte for byte.
     #[test]
-    fn resize_grows_the_root_disk_to_the_new_flavor() {
-        let dir = std::env::temp_dir().join(format!("na-agent-resize-{}", std::process::id()));
+    fn resize_grows_the_root_disk_and_a_revert_restores_it() {
+        let dir = std::env::temp_dir().join(format!("cop-agent-resize-{}", std::process::id()));
         let driver = Arc::new(FakeDriver::new(HostResources {
             vcpus: 8,
             memory_mb: 4096,
@@ -378,19 +416,30 @@ mod tests {
         host.spawn(&build(id), &src).unwrap();
         let root = dir.join("instances").join(id).join("disk");
         assert_eq!(virtual_size(&root), 1 << 30);
+        let before = std::fs::read(&root).unwrap();
 
         host.resize(id, 2, 128, 3).unwrap();
         let u = parse_uuid(id).unwrap();
         let (grown, size) = (virtual_size(&root), driver.size(u));
-        // Back to the smaller flavor: the size changes, the disk stays.
+        let kept = pre_resize(&root).exists();
+        // Reverted to the smaller flavor: the pre-resize disk is back.
         host.resize(id, 1, 64, 1).unwrap();
-        let kept = virtual_size(&root);
+        let (restored, after) = (virtual_size(&root), std::fs::read(&root).unwrap());
+        let copy_left = pre_resize(&root).exists();
+        // Grown again and confirmed (no host step), then a same-size
+        // resize: the copy the confirmed one left goes.
+        host.resize(id, 2, 128, 2).unwrap();
+        host.resize(id, 3, 128, 2).unwrap();
+        let stale = pre_resize(&root).exists();
         let missing = host.resize("00000000-0000-4000-8000-0000000000ab", 2, 128, 3);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(grown, 3 << 30, "grown to the new flavor's disk");
         assert_eq!(size, Some((2, 128)));
-        assert_eq!(kept, 3 << 30, "never shrunk");
-        assert_eq!(driver.size(u), Some((1, 64)));
+        assert!(kept, "the pre-resize disk kept while the resize is open");
+        assert_eq!(restored, 1 << 30, "the revert restores the old size");
+        assert!(after == before, "and the old disk itself");
+        assert!(!copy_left && !stale, "no copy left behind");
+        assert_eq!(driver.size(u), Some((3, 128)));
         assert!(missing.is_err(), "no such domain");
     }
 }

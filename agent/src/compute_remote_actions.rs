@@ -179,21 +179,19 @@ impl RemoteCompute {
             .instances_dir()
             .join(format!(".snapshot-{image_id}.qcow2"));
         let r = self.compute.snapshot(id, &file).and_then(|()| {
-            // Read whole: the upload is one request body (a snapshot is the
-            // guest's written blocks over its image, usually small).
-            let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            // Sent as it is read: the flattened disk can be as large as the
+            // guest's whole disk.
             rt.block_on(async {
                 let t = self.token(id, "image", true).await?;
                 self.ctrl
-                    .put_bytes_as(
+                    .put_file_as(
                         &t,
                         &format!("/image/v2/images/{image_id}/file"),
-                        data.into(),
+                        &file,
                         "snapshot upload",
                     )
                     .await
             })
-            .map(|_| ())
             .map_err(|e| format!("image {image_id}: {e}"))
         });
         let _ = std::fs::remove_file(&file);

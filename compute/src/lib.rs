@@ -10,7 +10,7 @@
 //! - [`placement`]: the OpenStack Placement API (resource providers,
 //!   inventories, traits, aggregates, allocations, allocation candidates),
 //!   served by `weft serve` under `/placement`.
-//! - [`compute`]: the Compute API v2.1 (Nova) with microversions to 2.79:
+//! - [`compute`]: the Compute API v2.1 (Nova) with microversions to 2.80:
 //!   flavors and key pairs so far, served under `/compute/v2.1`.
 
 pub mod compute;

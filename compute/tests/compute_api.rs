@@ -101,14 +101,14 @@ async fn versions_and_microversions() {
     assert_eq!(r.status, StatusCode::OK);
     let v = &r.body["versions"][0];
     assert_eq!(v["id"], "v2.1");
-    assert_eq!(v["version"], "2.79");
+    assert_eq!(v["version"], "2.80");
     assert_eq!(v["min_version"], "2.1");
 
     let r = call(&app, "alice", "2.79", Method::GET, "/v2.1/flavors", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["openstack-api-version"], "compute 2.79");
     let r = call(&app, "alice", "latest", Method::GET, "/v2.1/flavors", None).await;
-    assert_eq!(r.headers["openstack-api-version"], "compute 2.79");
+    assert_eq!(r.headers["openstack-api-version"], "compute 2.80");
     let r = call(&app, "alice", "", Method::GET, "/v2.1/flavors", None).await;
     assert_eq!(r.headers["openstack-api-version"], "compute 2.1");
     let r = call(&app, "alice", "2.200", Method::GET, "/v2.1/flavors", None).await;

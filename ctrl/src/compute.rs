@@ -213,6 +213,8 @@ pub fn mount(
             identity: server.identity(),
             delegation: delegate.clone(),
         });
+    // The API's own placement writes (service delete, aggregate membership).
+    svc.set_placement(claims.clone());
     let services = crate::compute_host::HostServices::new(
         images,
         net.clone(),

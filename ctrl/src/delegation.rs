@@ -106,6 +106,24 @@ pub const STEPS: &[Step] = &[
         Audience::Placement,
         "placement:allocations:delete",
     ),
+    // A host's provider: made at registration, deleted with its compute
+    // service, its aggregates kept as the host's (the compute API's own
+    // placement writes, under the same service user).
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:create",
+    ),
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:delete",
+    ),
+    step(
+        Authority::Service,
+        Audience::Placement,
+        "placement:resource_providers:aggregates:update",
+    ),
 ];
 
 /// The roles builds need, from the policy.
@@ -381,6 +399,17 @@ impl Claims for ServiceClaims {
     fn revert_migration(&self, server: &str, migration: &str) -> Result<(), String> {
         self.authorize("placement:allocations:update")?;
         self.placement.revert_migration(server, migration)
+    }
+
+    fn unregister(&self, provider: &str) -> Result<(), ClaimError> {
+        self.authorize("placement:resource_providers:delete")
+            .map_err(ClaimError::Failed)?;
+        self.placement.unregister(provider)
+    }
+
+    fn set_member(&self, provider: &str, aggregate: &str, member: bool) -> Result<(), String> {
+        self.authorize("placement:resource_providers:aggregates:update")?;
+        self.placement.set_member(provider, aggregate, member)
     }
 }
 

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 /// The oldest microversion (2.1: the v2.1 API as it first shipped).
 pub const MIN: (u32, u32) = (2, 1);
 /// The newest microversion this server implements.
-pub const MAX: (u32, u32) = (2, 79);
+pub const MAX: (u32, u32) = (2, 80);
 
 /// The microversion a request asks for.
 pub fn requested(headers: &HeaderMap) -> ComputeResult<(u32, u32)> {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  HTTP (axum: api/*.rs) ─► Caller ─► Ctx (token validated by ctrl's layer)
-//!        │   microversion from OpenStack-API-Version: compute 2.N (2.1-2.79)
+//!        │   microversion from OpenStack-API-Version: compute 2.N (2.1-2.80)
 //!        ▼  (spawn_blocking: database I/O never runs on an async worker)
 //!  flavors.rs / keypairs.rs: pure fn(&State, &mut Env, &Ctx, req) -> (T, Vec<Change>)
 //!        │                   (policy: Nova's defaults, policy.rs)
@@ -20,9 +20,11 @@ pub mod build;
 pub mod error;
 pub mod flavors;
 pub mod groups;
+pub mod host_placement;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod microversion;
+pub mod migrations;
 pub mod model;
 pub mod os_services;
 pub mod policy;
@@ -30,6 +32,7 @@ pub mod quotas;
 pub mod servers;
 pub mod service;
 pub mod state;
+pub mod usage;
 
 pub use api::{router, MOUNT};
 pub use error::{ComputeError, ComputeResult};
@@ -98,6 +101,7 @@ pub struct Compute {
     tokens: Arc<dyn Tokens>,
     lookups: std::sync::OnceLock<Arc<dyn Lookups>>,
     delegation: std::sync::OnceLock<Arc<dyn build::trusts::Delegation>>,
+    placement: std::sync::OnceLock<Arc<dyn build::claims::Claims>>,
     builds: build::Builds,
     weights: std::sync::Mutex<build::scheduler::Weights>,
 }
@@ -149,6 +153,7 @@ impl Compute {
             tokens,
             lookups: std::sync::OnceLock::new(),
             delegation: std::sync::OnceLock::new(),
+            placement: std::sync::OnceLock::new(),
             builds: build::Builds::default(),
             weights: std::sync::Mutex::new(build::scheduler::Weights::default()),
         }))
@@ -162,6 +167,17 @@ impl Compute {
     /// Sets how builds act for their users (once): through trusts.
     pub fn set_delegation(&self, d: Arc<dyn build::trusts::Delegation>) {
         let _ = self.delegation.set(d);
+    }
+
+    /// Sets the placement the API itself writes to (once): a deleted
+    /// service's provider, aggregate membership ([`host_placement`]).
+    pub fn set_placement(&self, p: Arc<dyn build::claims::Claims>) {
+        let _ = self.placement.set(p);
+    }
+
+    /// The placement of [`Compute::set_placement`], if set.
+    pub fn placement(&self) -> Option<Arc<dyn build::claims::Claims>> {
+        self.placement.get().cloned()
     }
 
     /// The delegation builds act through, if this process has one.
@@ -266,7 +282,9 @@ impl Compute {
                 h.seq = st.hosts.values().map(|x| x.seq).max().unwrap_or(0) + 1;
             }
             Ok(((), vec![state::Change::Host(h)]))
-        })
+        })?;
+        host_placement::sync_aggregates(self, claims, &host.name);
+        Ok(())
     }
 
     /// A host's heartbeat.
@@ -319,7 +337,10 @@ impl Compute {
                     ids: ids.as_mut(),
                     authz: self.authz.as_ref(),
                 };
-                let (out, changes) = f(st, &mut env)?;
+                let (out, mut changes) = f(st, &mut env)?;
+                // Whatever moved a resize, its migration record moves with it.
+                let records = migrations::follow(st, &changes, &env.now);
+                changes.extend(records);
                 Ok((out, state::to_store(&changes)?))
             },
             |e: &ComputeError| !matches!(e, ComputeError::Store(_) | ComputeError::Internal(_)),

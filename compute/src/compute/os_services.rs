@@ -192,11 +192,16 @@ pub fn update_by_action(
     Ok((out, vec![Change::Host(h)]))
 }
 
-/// `DELETE /os-services/{id}`: the host's record goes (its agent registers
-/// it again when it restarts, as a Nova compute service does). A host
-/// that still has servers is refused with Nova's 409: deleting it would
-/// orphan them.
-pub fn delete(st: &State, env: &Env, ctx: &Ctx, id: &str, mv: (u32, u32)) -> Write<()> {
+/// `DELETE /os-services/{id}`'s checks, before anything is deleted: the
+/// host it names, if the caller may delete it and it hosts no server
+/// (Nova's 409: deleting it would orphan them).
+pub fn deletable(
+    st: &State,
+    env: &Env,
+    ctx: &Ctx,
+    id: &str,
+    mv: (u32, u32),
+) -> ComputeResult<ComputeHost> {
     let host = by_id(st, id, mv)?;
     allowed(env, ctx, "delete")?;
     let Some(h) = host else {
@@ -211,5 +216,27 @@ pub fn delete(st: &State, env: &Env, ctx: &Ctx, id: &str, mv: (u32, u32)) -> Wri
             "Unable to delete compute service that is hosting instances. Migrate or delete the instances first.".into(),
         ));
     }
-    Ok(((), vec![Change::DeleteHost(h.name.clone())]))
+    Ok(h.clone())
+}
+
+/// `DELETE /os-services/{id}`: the host's record goes and it leaves every
+/// aggregate it was in, in one write, as Nova's delete does (its agent
+/// registers it again when it restarts, as a Nova compute service does).
+/// Its placement provider is the caller's to delete first
+/// ([`crate::compute::host_placement::delete_service`]).
+pub fn delete(st: &State, env: &Env, ctx: &Ctx, id: &str, mv: (u32, u32)) -> Write<()> {
+    let h = deletable(st, env, ctx, id, mv)?;
+    let mut changes: Vec<Change> = st
+        .aggregates
+        .values()
+        .filter(|a| a.hosts.contains(&h.name))
+        .map(|a| {
+            let mut a = a.clone();
+            a.hosts.remove(&h.name);
+            a.updated_at = Some(env.now.clone());
+            Change::Aggregate(a)
+        })
+        .collect();
+    changes.push(Change::DeleteHost(h.name));
+    Ok(((), changes))
 }

@@ -38,6 +38,17 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("os_compute_api:os-services:list", "rule:admin_api"),
     ("os_compute_api:os-services:update", "rule:admin_api"),
     ("os_compute_api:os-services:delete", "rule:admin_api"),
+    ("os_compute_api:os-migrations:index", "rule:admin_api"),
+    (
+        "os_compute_api:os-simple-tenant-usage:list",
+        "rule:admin_api",
+    ),
+    (
+        "os_compute_api:os-simple-tenant-usage:show",
+        "rule:project_reader_or_admin",
+    ),
+    ("os_compute_api:servers:migrations:index", "rule:admin_api"),
+    ("os_compute_api:servers:migrations:show", "rule:admin_api"),
     (
         "os_compute_api:os-availability-zone:detail",
         "rule:admin_api",

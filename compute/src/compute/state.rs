@@ -3,7 +3,8 @@
 //! Service functions read a [`State`] and return typed [`Change`]s; the
 //! replica commits them through weft-store (service `compute`, record kinds
 //! `flavor`, `flavor_access`, `keypair`, `server`, `host`, `server_group`,
-//! `quota`, `instance_action`, `host_request`, `deleted_server`) and every replica applies the same commit
+//! `quota`, `instance_action`, `host_request`, `deleted_server`,
+//! `migration`) and every replica applies the same commit
 //! here.
 
 use super::model::action::InstanceAction;
@@ -11,6 +12,7 @@ use super::model::aggregate::Aggregate;
 use super::model::group::ServerGroup;
 use super::model::host::ComputeHost;
 use super::model::host_request::HostRequest;
+use super::model::migration::MigrationRecord;
 use super::model::server::Server;
 use super::model::{Flavor, Keypair};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +66,8 @@ pub enum Change {
     Tombstone(Box<Server>),
     /// A tombstone purged.
     DeleteTombstone(String),
+    /// A migration record written whole ([`crate::compute::migrations`]).
+    Migration(Box<MigrationRecord>),
 }
 
 /// Flavors, flavor access and key pairs, at a store revision.
@@ -93,6 +97,8 @@ pub struct State {
     pub host_requests: BTreeMap<String, HostRequest>,
     /// Deleted servers' tombstones by id (status DELETED).
     pub deleted: BTreeMap<String, Server>,
+    /// Migration records by uuid.
+    pub migrations: BTreeMap<String, MigrationRecord>,
 }
 
 /// A two-part key as one store id. The first part (a flavor or user id)
@@ -148,6 +154,7 @@ pub fn to_store(changes: &[Change]) -> Result<Vec<weft_store::Change>, StoreErro
             Change::DeleteHostRequest(id) => Ok(weft_store::Change::delete("host_request", id)),
             Change::Tombstone(t) => weft_store::Change::put_json("deleted_server", &t.id, t),
             Change::DeleteTombstone(id) => Ok(weft_store::Change::delete("deleted_server", id)),
+            Change::Migration(m) => weft_store::Change::put_json("migration", &m.uuid, m),
         })
         .collect()
 }
@@ -178,6 +185,9 @@ fn decode_put(kind: &str, id: &str, body: &str) -> Result<Change, StoreError> {
             serde_json::from_str(body).map_err(bad)?,
         ))),
         "deleted_server" => Ok(Change::Tombstone(Box::new(
+            serde_json::from_str(body).map_err(bad)?,
+        ))),
+        "migration" => Ok(Change::Migration(Box::new(
             serde_json::from_str(body).map_err(bad)?,
         ))),
         _ => Err(StoreError::Encode(format!(
@@ -313,6 +323,9 @@ impl State {
                 }
                 Change::DeleteTombstone(id) => {
                     self.deleted.remove(id);
+                }
+                Change::Migration(m) => {
+                    self.migrations.insert(m.uuid.clone(), (**m).clone());
                 }
             }
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use weft_compute::compute::build::{self, host::ComputeHost, Observed, Spawned, Spawner};
 use weft_compute::compute::servers::actions::Power;
-use weft_compute::compute::servers::record::Server;
+use weft_compute::compute::servers::record::{FlavorCopy, Server};
 use weft_compute::compute::servers::{request::CreateServer, Facts, ImageFacts};
 use weft_compute::compute::{self, Compute, Ctx, Lookups};
 use weft_compute::image::Tokens;
@@ -72,7 +72,8 @@ impl Lookups for World {
 }
 
 /// Records spawns and power actions; fails spawns of servers named `doomed`;
-/// gives servers named `wired` two addresses on network `private`.
+/// gives servers named `wired` two addresses on network `private`;
+/// resizes all but servers named `noresize`.
 #[derive(Default)]
 pub struct Recorder {
     pub spawned: Mutex<Vec<String>>,
@@ -113,6 +114,13 @@ impl Spawner for Recorder {
     fn destroy_orphan(&self, _: &str) -> Result<(), String> {
         Ok(())
     }
+    /// Refuses servers named `noresize`.
+    fn resize(&self, s: &Server, _: &FlavorCopy) -> Result<(), String> {
+        if s.name == "noresize" {
+            return Err("the driver cannot resize it".into());
+        }
+        Ok(())
+    }
 }
 
 pub struct Env {
@@ -138,7 +146,16 @@ pub fn env() -> Env {
     )
     .unwrap();
     svc.set_lookups(Arc::new(World));
-    let pl = Placement::open(store.clone(), None, None, Mode::Enforce, None).unwrap();
+    // Tokens are names on placement's own router ([`Env::placement_call`]).
+    let pl = Placement::open(
+        store.clone(),
+        None,
+        None,
+        Mode::Enforce,
+        Some(Arc::new(weft_compute::placement::NoAuth2)),
+    )
+    .unwrap();
+    svc.set_placement(pl.clone());
     tokio::spawn(build::run(svc.clone(), pl.clone()));
     Env {
         app: compute::router(svc.clone()),
@@ -227,6 +244,35 @@ impl Env {
         self.svc
             .register_host(self.pl.as_ref(), host, &inv, self.rec.clone())
             .unwrap();
+    }
+
+    /// `method path` on placement's router as `who` at placement `mv`.
+    pub async fn placement_call(
+        &self,
+        who: &str,
+        mv: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", who)
+            .header("openstack-api-version", format!("placement {mv}"));
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let app = weft_compute::placement::router(self.pl.clone());
+        let resp = app.oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v)
     }
 
     pub async fn call(

@@ -4,6 +4,7 @@
 use super::{Caller, Mv, S};
 use crate::compute::aggregates::{self, AggregateAction, AggregateReq};
 use crate::compute::error::ComputeResult;
+use crate::compute::host_placement;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -91,8 +92,21 @@ pub async fn action_h(
 ) -> ComputeResult<Response> {
     let ctx = caller.ctx(&c)?;
     let action = AggregateAction::parse(&b)?;
+    let membership = match &action {
+        AggregateAction::AddHost(h) => Some((h.clone(), true)),
+        AggregateAction::RemoveHost(h) => Some((h.clone(), false)),
+        AggregateAction::SetMetadata(_) => None,
+    };
     let a = c
         .write_async(move |st, env| aggregates::act(st, env, &ctx, &id, &action))
         .await?;
+    if let Some((host, member)) = membership {
+        // Into the host provider's placement aggregates, as Nova does.
+        let (c, uuid) = (c.clone(), a.uuid.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            host_placement::mirror_membership(&c, &host, &uuid, member)
+        })
+        .await;
+    }
     Ok(Json(json!({ "aggregate": aggregates::view(&a, mv, false) })).into_response())
 }

@@ -9,12 +9,14 @@ mod hosts;
 mod hypervisors;
 mod instance_actions;
 mod keypairs;
+mod migrations;
 mod quotas;
 mod server_ips;
 mod server_ops;
 mod server_tags;
 mod servers;
 mod services;
+mod usage;
 
 use super::error::{ComputeError, ComputeResult};
 use super::microversion::{self, MAX, MIN};
@@ -231,6 +233,14 @@ fn server_routes() -> Router<Arc<Compute>> {
                 .delete(server_tags::delete_h),
         )
         .route("/v2.1/servers/{id}/ips/{label}", get(server_ips::show_h))
+        .route(
+            "/v2.1/servers/{id}/migrations",
+            get(migrations::server_list_h),
+        )
+        .route(
+            "/v2.1/servers/{id}/migrations/{migration}",
+            get(migrations::server_show_h),
+        )
 }
 
 /// The admin's view of the hosts: services, hypervisors, zones, aggregates.
@@ -263,6 +273,9 @@ fn host_routes() -> Router<Arc<Compute>> {
             "/v2.1/os-hypervisors/{id}/servers",
             get(hypervisors::servers_h),
         )
+        .route("/v2.1/os-migrations", get(migrations::list_h))
+        .route("/v2.1/os-simple-tenant-usage", get(usage::list_h))
+        .route("/v2.1/os-simple-tenant-usage/{tenant}", get(usage::show_h))
         .route("/v2.1/os-availability-zone", get(hosts::zones_h))
         .route(
             "/v2.1/os-availability-zone/detail",

@@ -4,8 +4,8 @@
 
 use super::{Caller, Mv, S};
 use crate::compute::body;
-use crate::compute::error::ComputeResult;
-use crate::compute::{now_string, os_services};
+use crate::compute::error::{ComputeError, ComputeResult};
+use crate::compute::{host_placement, now_string, os_services};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -41,7 +41,8 @@ pub async fn update_h(
     Ok(Json(json!({ "service": v })).into_response())
 }
 
-/// `DELETE /os-services/{id}`: 204.
+/// `DELETE /os-services/{id}`: 204; the host's placement provider goes
+/// too ([`host_placement::delete_service`]).
 pub async fn delete_h(
     State(c): S,
     caller: Caller,
@@ -49,7 +50,10 @@ pub async fn delete_h(
     Path(id): Path<String>,
 ) -> ComputeResult<Response> {
     let ctx = caller.ctx(&c)?;
-    c.write_async(move |st, env| os_services::delete(st, env, &ctx, &id, mv))
-        .await?;
+    // Placement's provider and the record: blocking writes, off the async threads.
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || host_placement::delete_service(&c2, &ctx, &id, mv))
+        .await
+        .map_err(|e| ComputeError::Internal(format!("service delete task failed: {e}")))??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -67,6 +67,23 @@ pub trait Claims: Send + Sync {
         let _ = (server, migration);
         Err("this placement cannot hold migrations".into())
     }
+    /// Deletes a deleted compute service's provider, so that placement no
+    /// longer offers a host that is gone (a missing one is fine). One that
+    /// still holds allocations is refused as a [`ClaimError::Conflict`]:
+    /// deleting it would drop its consumers' claims.
+    fn unregister(&self, provider: &str) -> Result<(), ClaimError> {
+        let _ = provider;
+        Err(ClaimError::Failed(
+            "this placement cannot delete providers".into(),
+        ))
+    }
+    /// Puts `provider` in placement aggregate `aggregate` (`member`) or
+    /// takes it out, as Nova mirrors a host aggregate's membership so that
+    /// `member_of` finds the host; already so is fine.
+    fn set_member(&self, provider: &str, aggregate: &str, member: bool) -> Result<(), String> {
+        let _ = (provider, aggregate, member);
+        Err("this placement cannot hold aggregates".into())
+    }
 }
 
 fn ctx() -> Ctx {
@@ -219,6 +236,46 @@ impl Claims for Placement {
             let w = hand_over(st, &migration, &server, "INSTANCE", BTreeMap::new())
                 .map_err(crate::placement::error::PlacementError::bad)?;
             allocations::write(st, env, cx, &w)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn unregister(&self, provider: &str) -> Result<(), ClaimError> {
+        let u = provider.to_string();
+        self.write(ctx(), move |st, env, cx| {
+            if !st.providers.contains_key(&u) {
+                return Ok(((), vec![]));
+            }
+            providers::delete(st, env, cx, &u)
+        })
+        .map_err(|e| {
+            if e.is_refusal() {
+                ClaimError::Conflict(e.to_string())
+            } else {
+                ClaimError::Failed(e.to_string())
+            }
+        })
+    }
+
+    fn set_member(&self, provider: &str, aggregate: &str, member: bool) -> Result<(), String> {
+        let (u, a) = (provider.to_string(), aggregate.to_ascii_lowercase());
+        // On the generation read in the same write: a concurrent change of
+        // the provider reruns it rather than losing either.
+        self.write(ctx(), move |st, env, cx| {
+            let p = crate::placement::service::provider(st, &u)?;
+            let mut aggs = p.aggregates.clone();
+            let changed = if member {
+                aggs.insert(a.clone())
+            } else {
+                aggs.remove(&a)
+            };
+            if !changed {
+                return Ok(((), vec![]));
+            }
+            let list: Vec<String> = aggs.into_iter().collect();
+            let (_, changes) =
+                crate::placement::aggregates::set(st, env, cx, &u, &list, Some(p.generation))?;
+            Ok(((), changes))
         })
         .map_err(|e| e.to_string())
     }

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod group;
 pub mod host;
 pub mod host_request;
+pub mod migration;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
