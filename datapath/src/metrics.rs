@@ -145,11 +145,60 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::
     m.encode_counter::<NoLabelSet, _, u64>(&v, None)
 }
 
+/// A gauge without labels (a level, not a count: rates over it mean nothing).
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    m.encode_gauge(&i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// One per-port I/O counter: its family name, help and where it is in [`PortMetrics`].
+type PortField = (&'static str, &'static str, fn(&PortMetrics) -> u64);
+
+/// The per-port I/O counters, each a family with a `port` label.
+const PORT_IO: [PortField; 7] = [
+    ("switch_port_rx_frames", "Frames read from the port", |p| {
+        p.rx_frames
+    }),
+    ("switch_port_rx_bytes", "Bytes read from the port", |p| {
+        p.rx_bytes
+    }),
+    ("switch_port_tx_frames", "Frames written to the port", |p| {
+        p.tx_frames
+    }),
+    ("switch_port_tx_bytes", "Bytes written to the port", |p| {
+        p.tx_bytes
+    }),
+    (
+        "switch_port_rx_errors",
+        "Failed or truncated reads on the port",
+        |p| p.rx_errors,
+    ),
+    (
+        "switch_port_rx_ring_drops",
+        "Frames the kernel dropped in the port's AF_PACKET ring",
+        |p| p.rx_ring_drops,
+    ),
+    (
+        "switch_port_tx_dropped",
+        "Frames that could not be written to the port",
+        |p| p.tx_dropped,
+    ),
+];
+
 impl SwitchMetrics {
     /// Writes every family under `switch_` (a registry's prefix comes first:
-    /// `weft_switch_port_rx_frames_total`).
+    /// `weft_switch_port_rx_frames_total`). The families come in a fixed order (pipeline,
+    /// ports, security groups, per-port drops), so a scrape's text is stable.
     pub fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let e = &mut enc;
+        self.encode_pipeline(e)?;
+        self.encode_port_io(e)?;
+        self.encode_secgroups(e)?;
+        self.encode_port_drops(e)
+    }
+
+    /// The pipeline as a whole: frames processed, the flow cache, each stage, each drop reason.
+    fn encode_pipeline(&self, e: &mut DescriptorEncoder) -> fmt::Result {
         counter(
             e,
             "switch_frames_processed",
@@ -191,7 +240,11 @@ impl SwitchMetrics {
             self.drop_reasons
                 .iter()
                 .map(|d| ([("reason", d.reason), ("stage", d.stage)], d.count)),
-        )?;
+        )
+    }
+
+    /// Each port's state (attached or pending) and its I/O counters.
+    fn encode_port_io(&self, e: &mut DescriptorEncoder) -> fmt::Result {
         {
             let mut m = e.encode_descriptor(
                 "switch_port_attached",
@@ -209,37 +262,7 @@ impl SwitchMetrics {
                     .encode_gauge(&i64::from(p.attached))?;
             }
         }
-        type Field = fn(&PortMetrics) -> u64;
-        let per_port: [(&str, &str, Field); 7] = [
-            ("switch_port_rx_frames", "Frames read from the port", |p| {
-                p.rx_frames
-            }),
-            ("switch_port_rx_bytes", "Bytes read from the port", |p| {
-                p.rx_bytes
-            }),
-            ("switch_port_tx_frames", "Frames written to the port", |p| {
-                p.tx_frames
-            }),
-            ("switch_port_tx_bytes", "Bytes written to the port", |p| {
-                p.tx_bytes
-            }),
-            (
-                "switch_port_rx_errors",
-                "Failed or truncated reads on the port",
-                |p| p.rx_errors,
-            ),
-            (
-                "switch_port_rx_ring_drops",
-                "Frames the kernel dropped in the port's AF_PACKET ring",
-                |p| p.rx_ring_drops,
-            ),
-            (
-                "switch_port_tx_dropped",
-                "Frames that could not be written to the port",
-                |p| p.tx_dropped,
-            ),
-        ];
-        for (name, help, field) in per_port {
+        for (name, help, field) in PORT_IO {
             counters(
                 e,
                 name,
@@ -249,6 +272,12 @@ impl SwitchMetrics {
                     .map(|p| ([("port", p.name.as_str())], field(p))),
             )?;
         }
+        Ok(())
+    }
+
+    /// The security groups: each rule's hits per port, and the connection table's fill and
+    /// counters.
+    fn encode_secgroups(&self, e: &mut DescriptorEncoder) -> fmt::Result {
         counters(
             e,
             "switch_secgroup_rule_hits",
@@ -261,24 +290,18 @@ impl SwitchMetrics {
             }),
         )?;
         let ct = &self.conntrack;
-        {
-            let mut m = e.encode_descriptor(
-                "switch_conntrack_entries",
-                "Connections tracked now",
-                None,
-                MetricType::Gauge,
-            )?;
-            m.encode_gauge(&i64::try_from(ct.entries).unwrap_or(i64::MAX))?;
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "switch_conntrack_capacity",
-                "The connection table's bound (conntrack_size)",
-                None,
-                MetricType::Gauge,
-            )?;
-            m.encode_gauge(&i64::try_from(ct.capacity).unwrap_or(i64::MAX))?;
-        }
+        gauge(
+            e,
+            "switch_conntrack_entries",
+            "Connections tracked now",
+            ct.entries,
+        )?;
+        gauge(
+            e,
+            "switch_conntrack_capacity",
+            "The connection table's bound (conntrack_size)",
+            ct.capacity,
+        )?;
         counter(
             e,
             "switch_conntrack_created",
@@ -290,7 +313,11 @@ impl SwitchMetrics {
             "switch_conntrack_refused_full",
             "New connections refused because the connection table was full",
             ct.refused_full,
-        )?;
+        )
+    }
+
+    /// Drops of the frames each port received, by reason and stage (only those that occurred).
+    fn encode_port_drops(&self, e: &mut DescriptorEncoder) -> fmt::Result {
         counters(
             e,
             "switch_port_drops",

@@ -219,6 +219,206 @@ fn compile_err(message: String) -> ConfigError {
     }
 }
 
+/// The tables indexed by port number, filled in while compiling: uplinks first, then VM ports.
+struct PortTables {
+    ports: Vec<Option<PortInfo>>,
+    security: Vec<Option<PortSecurity>>,
+    dhcp: Vec<Option<PortDhcp>>,
+    metadata: Vec<Option<PortMetadata>>,
+    firewalls: Vec<Option<Arc<CompiledFirewall>>>,
+    uplinks: Vec<Option<UplinkRt>>,
+    by_name: HashMap<String, PortNo>,
+    static_macs: HashMap<u64, PortNo, FxBuild>,
+}
+
+/// The networks compiled: their infos, the flood set of each local VLAN, and each name's index.
+struct CompiledNetworks<'c> {
+    networks: Vec<NetworkInfo>,
+    vlans: Vec<Option<VlanEntry>>,
+    index: HashMap<&'c str, usize>,
+}
+
+impl PortTables {
+    fn new(len: usize) -> PortTables {
+        PortTables {
+            ports: vec![None; len],
+            security: vec![None; len],
+            dhcp: vec![None; len],
+            metadata: vec![None; len],
+            firewalls: vec![None; len],
+            uplinks: vec![None; len],
+            by_name: HashMap::new(),
+            static_macs: HashMap::default(),
+        }
+    }
+
+    /// One uplink per physnet (its NIC); returns the port of each physnet by name.
+    fn add_physnet_uplinks<'c>(
+        &mut self,
+        cfg: &'c SwitchConfig,
+        no_of: &HashMap<&str, PortNo>,
+    ) -> HashMap<&'c str, PortNo> {
+        let mut uplink_of_physnet = HashMap::new();
+        for p in &cfg.physnets {
+            let no = no_of[p.interface.as_str()];
+            uplink_of_physnet.insert(p.name.as_str(), no);
+            self.by_name.insert(p.interface.clone(), no);
+            let mut info = uplink_port(no, &p.interface, PortKind::System);
+            info.physnet = Some(p.name.clone());
+            self.ports[usize::from(no.0)] = Some(info);
+            self.uplinks[usize::from(no.0)] = Some(UplinkRt::default());
+        }
+        uplink_of_physnet
+    }
+
+    /// The VXLAN endpoint's port, when the config has a `[tunnel]`; its VNI maps are filled
+    /// in with the networks.
+    fn add_tunnel(
+        &mut self,
+        cfg: &SwitchConfig,
+        name: Option<&str>,
+        no_of: &HashMap<&str, PortNo>,
+    ) -> Option<TunnelInfo> {
+        let (t, name) = (cfg.tunnel.as_ref()?, name?);
+        let no = no_of[name];
+        self.by_name.insert(name.to_string(), no);
+        let mut info = uplink_port(no, name, PortKind::Vxlan);
+        info.tunnel_endpoint = Some(SocketAddr::new(t.local_ip, t.udp_port));
+        self.ports[usize::from(no.0)] = Some(info);
+        self.uplinks[usize::from(no.0)] = Some(UplinkRt::default());
+        Some(TunnelInfo {
+            port: no,
+            local_ip: t.local_ip,
+            udp_port: t.udp_port,
+            peers: t.peers.clone(),
+            vni_to_vlan: HashMap::new(),
+            vlan_to_vni: HashMap::new(),
+        })
+    }
+
+    /// Each network with its local VLAN, and its uplink (or tunnel) as the first member of
+    /// the VLAN's flood set; records the segments in the uplinks' maps.
+    fn add_networks<'c>(
+        &mut self,
+        cfg: &'c SwitchConfig,
+        vlan_of: &HashMap<&str, u16>,
+        uplink_of_physnet: &HashMap<&str, PortNo>,
+        mut tunnel: Option<&mut TunnelInfo>,
+    ) -> CompiledNetworks<'c> {
+        let mut out = CompiledNetworks {
+            networks: Vec::new(),
+            vlans: vec![None; usize::from(MAX_LOCAL_VLAN) + 1],
+            index: HashMap::new(),
+        };
+        for n in &cfg.networks {
+            let local_vlan = vlan_of[n.name.as_str()];
+            let uplink = match n.network_type {
+                NetworkType::Vxlan { .. } => tunnel.as_ref().map(|t| t.port),
+                _ => n
+                    .physnet
+                    .as_deref()
+                    .and_then(|p| uplink_of_physnet.get(p).copied()),
+            };
+            let idx = out.networks.len();
+            out.index.insert(&n.name, idx);
+            let mut members = Vec::new();
+            if let Some(up) = uplink {
+                let rt = self.uplinks[usize::from(up.0)].get_or_insert_with(UplinkRt::default);
+                let (edit_untagged, edit_tagged) =
+                    uplink_edits(n.network_type, local_vlan, rt, tunnel.as_deref_mut());
+                members.push(Member {
+                    port: up,
+                    edit_untagged,
+                    edit_tagged,
+                });
+            }
+            out.vlans[usize::from(local_vlan)] = Some(VlanEntry {
+                network: idx,
+                members,
+                uplink: None,
+                firewalled: false,
+            });
+            out.networks.push(NetworkInfo {
+                name: n.name.clone(),
+                network_type: n.network_type,
+                physnet: n.physnet.clone(),
+                local_vlan,
+                uplink,
+            });
+        }
+        out
+    }
+
+    /// A VM port: an access member of its network's VLAN, with its static MAC, port security,
+    /// firewall, DHCP and metadata.
+    fn add_vm_port(
+        &mut self,
+        cfg: &SwitchConfig,
+        p: &crate::config::PortConfig,
+        no: PortNo,
+        nets: &mut CompiledNetworks,
+        groups: &HashMap<String, Arc<Members>>,
+        prev: Option<&Snapshot>,
+    ) {
+        let local_vlan = nets.networks[nets.index[p.network.as_str()]].local_vlan;
+        self.by_name.insert(p.name.clone(), no);
+        self.ports[usize::from(no.0)] = Some(PortInfo {
+            no,
+            name: p.name.clone(),
+            kind: p.kind,
+            role: PortRole::Vm,
+            network: Some(p.network.clone()),
+            physnet: None,
+            local_vlan,
+            mac: p.mac,
+            port_security: p.port_security,
+            tunnel_endpoint: None,
+            mtu: p.mtu,
+            capture: p.capture.clone(),
+        });
+        let mut vlan = nets.vlans[usize::from(local_vlan)].as_mut();
+        if let Some(v) = vlan.as_deref_mut() {
+            v.members.push(Member {
+                port: no,
+                edit_untagged: EgressEdit::Keep,
+                edit_tagged: EgressEdit::StripTag,
+            });
+        }
+        if let Some(mac) = p.mac {
+            // Configured MACs are static entries: they never age and never move.
+            self.static_macs
+                .entry(vlan_mac_key(local_vlan, mac))
+                .or_insert(no);
+        }
+        if p.port_security {
+            self.security[usize::from(no.0)] = Some(build_security(p));
+            if let Some(ids) = &p.security_groups {
+                let fw = firewall(cfg, groups, ids, no, &p.name, local_vlan, prev);
+                self.firewalls[usize::from(no.0)] = Some(fw);
+                if let Some(v) = vlan {
+                    v.firewalled = true;
+                }
+            }
+        }
+        let dhcp = crate::dhcp::for_port(cfg, p);
+        self.metadata[usize::from(no.0)] =
+            PortMetadata::for_port(p, cfg.guest_mtu(p), dhcp.as_ref());
+        self.dhcp[usize::from(no.0)] = dhcp;
+    }
+}
+
+impl CompiledNetworks<'_> {
+    /// Flood sets sorted by port (members are looked up by binary search), each with the
+    /// index of its network's uplink member.
+    fn finish_vlans(&mut self) {
+        for v in self.vlans.iter_mut().flatten() {
+            v.members.sort_by_key(|m| m.port);
+            let up = self.networks[v.network].uplink;
+            v.uplink = v.members.iter().position(|m| Some(m.port) == up);
+        }
+    }
+}
+
 impl Snapshot {
     /// Compiles a config. With `prev`, port numbers and local VLANs of unchanged names are kept.
     pub fn compile(cfg: &SwitchConfig, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
@@ -230,153 +430,31 @@ impl Snapshot {
         names.extend(tunnel_name.as_deref());
         names.extend(cfg.ports.iter().map(|p| p.name.as_str()));
         let (no_of, table_len) = port_numbers(&names, prev)?;
-        let mut ports: Vec<Option<PortInfo>> = vec![None; table_len];
-        let mut security: Vec<Option<PortSecurity>> = vec![None; table_len];
-        let mut dhcp: Vec<Option<PortDhcp>> = vec![None; table_len];
-        let mut metadata: Vec<Option<PortMetadata>> = vec![None; table_len];
-        let mut firewalls: Vec<Option<Arc<CompiledFirewall>>> = vec![None; table_len];
-        let mut uplinks: Vec<Option<UplinkRt>> = vec![None; table_len];
-        let mut by_name = HashMap::new();
 
-        let mut uplink_of_physnet: HashMap<&str, PortNo> = HashMap::new();
-        for p in &cfg.physnets {
-            let no = no_of[p.interface.as_str()];
-            uplink_of_physnet.insert(&p.name, no);
-            by_name.insert(p.interface.clone(), no);
-            let mut info = uplink_port(no, &p.interface, PortKind::System);
-            info.physnet = Some(p.name.clone());
-            ports[usize::from(no.0)] = Some(info);
-            uplinks[usize::from(no.0)] = Some(UplinkRt::default());
-        }
-
-        let mut tunnel = match (&cfg.tunnel, tunnel_name.as_deref()) {
-            (Some(t), Some(name)) => {
-                let no = no_of[name];
-                by_name.insert(name.to_string(), no);
-                let mut info = uplink_port(no, name, PortKind::Vxlan);
-                info.tunnel_endpoint = Some(SocketAddr::new(t.local_ip, t.udp_port));
-                ports[usize::from(no.0)] = Some(info);
-                uplinks[usize::from(no.0)] = Some(UplinkRt::default());
-                Some(TunnelInfo {
-                    port: no,
-                    local_ip: t.local_ip,
-                    udp_port: t.udp_port,
-                    peers: t.peers.clone(),
-                    vni_to_vlan: HashMap::new(),
-                    vlan_to_vni: HashMap::new(),
-                })
-            }
-            _ => None,
-        };
-
-        let mut networks = Vec::new();
-        let mut vlans: Vec<Option<VlanEntry>> = vec![None; usize::from(MAX_LOCAL_VLAN) + 1];
-        let mut net_index: HashMap<&str, usize> = HashMap::new();
-        for n in &cfg.networks {
-            let local_vlan = vlan_of[n.name.as_str()];
-            let uplink = match n.network_type {
-                NetworkType::Vxlan { .. } => tunnel.as_ref().map(|t| t.port),
-                _ => n
-                    .physnet
-                    .as_deref()
-                    .and_then(|p| uplink_of_physnet.get(p).copied()),
-            };
-            let idx = networks.len();
-            net_index.insert(&n.name, idx);
-            let mut members = Vec::new();
-            if let Some(up) = uplink {
-                let rt = uplinks[usize::from(up.0)].get_or_insert_with(UplinkRt::default);
-                let (edit_untagged, edit_tagged) =
-                    uplink_edits(n.network_type, local_vlan, rt, tunnel.as_mut());
-                members.push(Member {
-                    port: up,
-                    edit_untagged,
-                    edit_tagged,
-                });
-            }
-            vlans[usize::from(local_vlan)] = Some(VlanEntry {
-                network: idx,
-                members,
-                uplink: None,
-                firewalled: false,
-            });
-            networks.push(NetworkInfo {
-                name: n.name.clone(),
-                network_type: n.network_type,
-                physnet: n.physnet.clone(),
-                local_vlan,
-                uplink,
-            });
-        }
-
+        let mut t = PortTables::new(table_len);
+        let uplink_of_physnet = t.add_physnet_uplinks(cfg, &no_of);
+        let mut tunnel = t.add_tunnel(cfg, tunnel_name.as_deref(), &no_of);
+        let mut nets = t.add_networks(cfg, &vlan_of, &uplink_of_physnet, tunnel.as_mut());
         let groups = group_members(cfg, prev);
-        let mut static_macs: HashMap<u64, PortNo, FxBuild> = HashMap::default();
         for p in &cfg.ports {
-            let no = no_of[p.name.as_str()];
-            let net = &networks[net_index[p.network.as_str()]];
-            let local_vlan = net.local_vlan;
-            by_name.insert(p.name.clone(), no);
-            ports[usize::from(no.0)] = Some(PortInfo {
-                no,
-                name: p.name.clone(),
-                kind: p.kind,
-                role: PortRole::Vm,
-                network: Some(p.network.clone()),
-                physnet: None,
-                local_vlan,
-                mac: p.mac,
-                port_security: p.port_security,
-                tunnel_endpoint: None,
-                mtu: p.mtu,
-                capture: p.capture.clone(),
-            });
-            if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
-                v.members.push(Member {
-                    port: no,
-                    edit_untagged: EgressEdit::Keep,
-                    edit_tagged: EgressEdit::StripTag,
-                });
-            }
-            if let Some(mac) = p.mac {
-                // Configured MACs are static entries: they never age and never move.
-                static_macs
-                    .entry(vlan_mac_key(local_vlan, mac))
-                    .or_insert(no);
-            }
-            if p.port_security {
-                security[usize::from(no.0)] = Some(build_security(p));
-                if let Some(ids) = &p.security_groups {
-                    let fw = firewall(cfg, &groups, ids, no, &p.name, local_vlan, prev);
-                    firewalls[usize::from(no.0)] = Some(fw);
-                    if let Some(v) = vlans[usize::from(local_vlan)].as_mut() {
-                        v.firewalled = true;
-                    }
-                }
-            }
-            dhcp[usize::from(no.0)] = crate::dhcp::for_port(cfg, p);
-            metadata[usize::from(no.0)] =
-                PortMetadata::for_port(p, cfg.guest_mtu(p), dhcp[usize::from(no.0)].as_ref());
+            t.add_vm_port(cfg, p, no_of[p.name.as_str()], &mut nets, &groups, prev);
         }
-        for v in vlans.iter_mut().flatten() {
-            v.members.sort_by_key(|m| m.port);
-            let up = networks[v.network].uplink;
-            v.uplink = v.members.iter().position(|m| Some(m.port) == up);
-        }
+        nets.finish_vlans();
 
         let mut snap = Snapshot {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             config: cfg.clone(),
-            ports,
-            security,
-            dhcp,
-            metadata,
-            firewalls,
+            ports: t.ports,
+            security: t.security,
+            dhcp: t.dhcp,
+            metadata: t.metadata,
+            firewalls: t.firewalls,
             groups,
-            uplinks,
-            by_name,
-            networks,
-            vlans,
-            static_macs,
+            uplinks: t.uplinks,
+            by_name: t.by_name,
+            networks: nets.networks,
+            vlans: nets.vlans,
+            static_macs: t.static_macs,
             tunnel,
             epochs: Epochs::default(),
         };
