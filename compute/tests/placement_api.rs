@@ -111,6 +111,9 @@ async fn auth_and_policy() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// The uuid given to provider "b", which becomes the root of a tree.
+const TREE_ROOT: &str = "3d3a6c3e-0f7e-4b5c-9a52-6a1d1c0a0b01";
+
 #[tokio::test]
 async fn providers_per_microversion() {
     let e = env();
@@ -131,7 +134,7 @@ async fn providers_per_microversion() {
         .starts_with("/resource_providers/"));
     assert!(r.body.is_null());
     // 1.20: 200 with the provider.
-    let u = "3d3a6c3e-0f7e-4b5c-9a52-6a1d1c0a0b01";
+    let u = TREE_ROOT;
     let r = admin(
         &e.app,
         "POST",
@@ -191,6 +194,23 @@ async fn providers_per_microversion() {
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
+}
+
+#[tokio::test]
+async fn provider_trees_renames_moves_and_deletes() {
+    let e = env();
+    // Providers "a" and "b" (uuid TREE_ROOT), as the test above creates them.
+    provider(&e.app, "a", None).await;
+    let u = TREE_ROOT;
+    let r = admin(
+        &e.app,
+        "POST",
+        "/resource_providers",
+        "1.20",
+        Some(json!({"name": "b", "uuid": u})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // parent_provider_uuid is 1.14+.
     let r = admin(
         &e.app,
@@ -470,7 +490,7 @@ async fn inventories_with_generations() {
 }
 
 #[tokio::test]
-async fn traits_classes_and_aggregates() {
+async fn traits_and_a_providers_traits() {
     let e = env();
     let u = provider(&e.app, "host", None).await;
     let r = admin(&e.app, "GET", "/traits", "1.5", None).await;
@@ -558,7 +578,12 @@ async fn traits_classes_and_aggregates() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = admin(&e.app, "DELETE", "/traits/CUSTOM_GOLD", "1.6", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
 
+#[tokio::test]
+async fn resource_classes_and_their_rename_into_inventories() {
+    let e = env();
+    let u = provider(&e.app, "host", None).await;
     // Resource classes.
     let r = admin(&e.app, "GET", "/resource_classes", "1.2", None).await;
     assert_eq!(r.body["resource_classes"][0]["name"], "VCPU");
@@ -651,7 +676,12 @@ async fn traits_classes_and_aggregates() {
     assert!(r.body["inventories"].get("CUSTOM_GPU").is_none());
     let r = admin(&e.app, "GET", "/resource_classes/CUSTOM_GPU", "1.6", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
 
+#[tokio::test]
+async fn aggregates_per_microversion() {
+    let e = env();
+    let u = provider(&e.app, "host", None).await;
     // Aggregates: a bare list before 1.19, with the generation after.
     let ap = format!("/resource_providers/{u}/aggregates");
     let agg = "7b6f1f2e-aaaa-4bbb-8ccc-000000000001";
