@@ -330,49 +330,7 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
         e.rec.spawned.lock().unwrap().as_slice(),
         std::slice::from_ref(&id)
     );
-    // The host as os-services and os-hypervisors show it (admin only).
-    let (_, sv) = e
-        .call("admin", "2.79", Method::GET, "/v2.1/os-services", None)
-        .await;
-    assert_eq!(sv["services"][0]["host"], "h1", "{sv}");
-    assert_eq!(sv["services"][0]["state"], "up");
-    assert_eq!(sv["services"][0]["binary"], "nova-compute");
-    for (query, n) in [
-        ("?host=h1", 1),
-        ("?host=h1&binary=nova-compute", 1),
-        ("?host=elsewhere", 0),
-        ("?binary=nova-scheduler", 0),
-    ] {
-        let (_, sv) = e
-            .call(
-                "admin",
-                "2.79",
-                Method::GET,
-                &format!("/v2.1/os-services{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(sv["services"].as_array().unwrap().len(), n, "{query}: {sv}");
-    }
-    let (st, _) = e
-        .call("alice", "", Method::GET, "/v2.1/os-services", None)
-        .await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
-    let (_, hv) = e
-        .call(
-            "admin",
-            "2.1",
-            Method::GET,
-            "/v2.1/os-hypervisors/detail",
-            None,
-        )
-        .await;
-    assert_eq!(hv["hypervisors"][0]["vcpus_used"], 2);
-    assert_eq!(hv["hypervisors"][0]["running_vms"], 1);
-    let (_, az) = e
-        .call("alice", "", Method::GET, "/v2.1/os-availability-zone", None)
-        .await;
-    assert_eq!(az["availabilityZoneInfo"][0]["zoneName"], "nova");
+    the_host_as_services_hypervisors_and_zones_show_it(&e).await;
     // Placement holds the claim: 2 VCPU against h1.
     let consumer =
         e.pl.snapshot()
@@ -445,7 +403,60 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
         !e.pl.snapshot().consumers.contains_key(&id),
         "allocation released"
     );
+}
 
+/// The host of the one 2-vCPU server, as os-services and os-hypervisors show it (admin only),
+/// and its zone.
+async fn the_host_as_services_hypervisors_and_zones_show_it(e: &Env) {
+    let (_, sv) = e
+        .call("admin", "2.79", Method::GET, "/v2.1/os-services", None)
+        .await;
+    assert_eq!(sv["services"][0]["host"], "h1", "{sv}");
+    assert_eq!(sv["services"][0]["state"], "up");
+    assert_eq!(sv["services"][0]["binary"], "nova-compute");
+    for (query, n) in [
+        ("?host=h1", 1),
+        ("?host=h1&binary=nova-compute", 1),
+        ("?host=elsewhere", 0),
+        ("?binary=nova-scheduler", 0),
+    ] {
+        let (_, sv) = e
+            .call(
+                "admin",
+                "2.79",
+                Method::GET,
+                &format!("/v2.1/os-services{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(sv["services"].as_array().unwrap().len(), n, "{query}: {sv}");
+    }
+    let (st, _) = e
+        .call("alice", "", Method::GET, "/v2.1/os-services", None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, hv) = e
+        .call(
+            "admin",
+            "2.1",
+            Method::GET,
+            "/v2.1/os-hypervisors/detail",
+            None,
+        )
+        .await;
+    assert_eq!(hv["hypervisors"][0]["vcpus_used"], 2);
+    assert_eq!(hv["hypervisors"][0]["running_vms"], 1);
+    let (_, az) = e
+        .call("alice", "", Method::GET, "/v2.1/os-availability-zone", None)
+        .await;
+    assert_eq!(az["availabilityZoneInfo"][0]["zoneName"], "nova");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_failure_is_an_error_with_the_drivers_words() {
+    let e = env();
+    e.add_host("h1", 4);
+    e.flavor("2", 2).await;
     // A driver failure is an ERROR with the driver's words, and the claim is kept
     // until delete (as Nova: the instance still holds it).
     let (_, b) = e.create("alice", "doomed", "2").await;

@@ -340,10 +340,17 @@ async fn inventories_with_generations() {
     let e = env();
     let u = provider(&e.app, "host", None).await;
     let path = format!("/resource_providers/{u}/inventories");
+    set_and_refuse_bad_inventories(&e, &path).await;
+    add_a_class_and_keep_what_is_in_use(&e, &u, &path).await;
+}
+
+/// VCPU and memory set at generation 0; a stale generation, bad values, and `reserved` equal to
+/// `total` (from 1.26) refused or taken. Leaves the provider at generation 2.
+async fn set_and_refuse_bad_inventories(e: &Env, path: &str) {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 0, "inventories": {
             "VCPU": {"total": 8, "allocation_ratio": 2.0},
@@ -357,7 +364,7 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 0, "inventories": {}})),
     )
@@ -375,7 +382,7 @@ async fn inventories_with_generations() {
         let r = admin(
             &e.app,
             "PUT",
-            &path,
+            path,
             "1.26",
             Some(json!({"resource_provider_generation": 1, "inventories": {"VCPU": inv}})),
         )
@@ -385,7 +392,7 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 1, "inventories": {"CUSTOM_NOPE": {"total": 1}}})),
     )
@@ -414,14 +421,19 @@ async fn inventories_with_generations() {
     assert_eq!(r.body["resource_provider_generation"], 2);
     let r = admin(&e.app, "GET", &one, "1.26", None).await;
     assert_eq!(r.body["reserved"], 8);
+}
+
+/// A class added by POST (once); an inventory allocated from cannot be deleted or shrunk away,
+/// and an amount past any inventory is no match rather than an overflow.
+async fn add_a_class_and_keep_what_is_in_use(e: &Env, u: &str, path: &str) {
     // POST adds a class, once.
     let body =
         json!({"resource_provider_generation": 2, "resource_class": "DISK_GB", "total": 100});
-    let r = admin(&e.app, "POST", &path, "1.26", Some(body)).await;
+    let r = admin(&e.app, "POST", path, "1.26", Some(body)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let body =
         json!({"resource_provider_generation": 3, "resource_class": "DISK_GB", "total": 100});
-    let r = admin(&e.app, "POST", &path, "1.26", Some(body)).await;
+    let r = admin(&e.app, "POST", path, "1.26", Some(body)).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     // Inventory in use cannot go.
     let r = admin(
@@ -429,7 +441,7 @@ async fn inventories_with_generations() {
         "PUT",
         "/allocations/6f8a4a1e-1111-4c2f-8f0e-000000000001",
         "1.28",
-        Some(json!({"allocations": {&u: {"resources": {"DISK_GB": 10}}},
+        Some(json!({"allocations": {u: {"resources": {"DISK_GB": 10}}},
             "project_id": "p1", "user_id": "u1", "consumer_generation": null})),
     )
     .await;
@@ -457,16 +469,16 @@ async fn inventories_with_generations() {
     let r = admin(&e.app, "DELETE", &format!("{path}/DISK_GB"), "1.26", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), Some("placement.inventory.inuse"));
-    let r = admin(&e.app, "DELETE", &path, "1.26", None).await;
+    let r = admin(&e.app, "DELETE", path, "1.26", None).await;
     assert_eq!(r.code(), Some("placement.inventory.inuse"));
-    let r = admin(&e.app, "DELETE", &path, "1.4", None).await;
+    let r = admin(&e.app, "DELETE", path, "1.4", None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let g = admin(&e.app, "GET", &path, "1.26", None).await;
+    let g = admin(&e.app, "GET", path, "1.26", None).await;
     let gen = g.body["resource_provider_generation"].clone();
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": gen, "inventories": {"VCPU": {"total": 1}}})),
     )
@@ -479,13 +491,13 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"inventories": {}})),
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = call(&e.app, "PUT", &path, Some("admin"), Some("1.26"), None).await;
+    let r = call(&e.app, "PUT", path, Some("admin"), Some("1.26"), None).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
