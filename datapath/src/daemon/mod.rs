@@ -11,6 +11,12 @@
 //!            (per port: one RxBatch in, one send per destination port out)
 //!   monitor: every 200 ms, attach `system` ports whose netdev appeared
 //! ```
+//!
+//! Here: the shared state and options. `start` builds and launches a switch, `ports` opens
+//! and dresses its ports, `monitor` (re)attaches them, `worker` (with `poll`, `uring`) moves
+//! the frames; `handle` reconfigures and stops it, `requests` answers the control socket
+//! ([`control`]), `metrics_source` feeds `/metrics`; [`handover`] passes the ports to a new
+//! process.
 
 mod conntrack;
 pub mod control;
@@ -179,6 +185,7 @@ impl std::fmt::Debug for SwitchOptions {
             .finish()
     }
 }
+
 /// A running switch. Dropping it without [`SwitchHandle::shutdown`] also stops it.
 pub struct SwitchHandle {
     shared: Arc<Shared>,
