@@ -17,12 +17,7 @@
 //! responder (bind it to a management address); no per-flow metrics.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
@@ -30,6 +25,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::counters::StageCounters;
+
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use server::{MetricsServer, Render};
 
 /// The content type of [`render`]'s text (OpenMetrics, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -393,241 +394,5 @@ impl Collector for SwitchCollector {
             Some(sw) => sw.metrics().encode(enc),
             None => Ok(()),
         }
-    }
-}
-
-/// What an HTTP scrape answers: the exposition text.
-pub type Render = dyn Fn() -> String + Send + Sync;
-
-/// A blocking HTTP responder for `GET /metrics`; stops on drop.
-///
-/// A scrape is one small request every few seconds, so one thread answering
-/// one connection at a time is enough, and the switch (and the agent) need no
-/// HTTP server framework.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MetricsServer {
-    /// Listens on `addr` (port 0 picks a free port) and answers `GET
-    /// /metrics` with `render()`; other paths get 404, other methods 405.
-    pub fn bind(addr: SocketAddr, render: Arc<Render>) -> io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("weft-metrics".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            if let Err(e) = answer(s, &*render) {
-                                tracing::debug!("metrics scrape: {e}");
-                            }
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                    }
-                }
-            })?;
-        Ok(MetricsServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Answers one connection: reads the request head, writes one response and
-/// closes (`Connection: close`), so a slow or silent client costs at most the
-/// timeout.
-fn answer(stream: TcpStream, render: &Render) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers; a scrape has no body.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 && line.trim_end() != "" {
-        line.clear();
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", CONTENT_TYPE, render()),
-        (_, "/metrics") => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_string(),
-        ),
-        _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let mut out = stream;
-    out.write_all(head.as_bytes())?;
-    out.write_all(body.as_bytes())?;
-    out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::verdict::Stage;
-    use std::collections::BTreeMap;
-    use std::io::Read;
-
-    /// Samples of an exposition text: `name{k="v",...}` -> value. Checks the
-    /// shape of every line it reads, so a malformed line fails the test.
-    fn parse(text: &str) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.is_empty() {
-                assert!(
-                    line.is_empty()
-                        || line.starts_with("# HELP ")
-                        || line.starts_with("# TYPE ")
-                        || line == "# EOF",
-                    "bad comment line {line:?}"
-                );
-                continue;
-            }
-            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
-            let v: f64 = value.parse().expect("value is a number");
-            if let Some((name, labels)) = series.split_once('{') {
-                assert!(labels.ends_with('}'), "labels closed in {line:?}");
-                for kv in labels.trim_end_matches('}').split(',') {
-                    let (k, v) = kv.split_once('=').expect("label is k=v");
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-                    assert!(v.starts_with('"') && v.ends_with('"'), "quoted {kv}");
-                }
-                assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-            }
-            assert!(out.insert(series.to_string(), v).is_none(), "dup {series}");
-        }
-        out
-    }
-
-    fn sample(ports_rx: u64) -> SwitchMetrics {
-        SwitchMetrics {
-            processed: 10,
-            flow_cache_hits: 7,
-            flow_cache_misses: 3,
-            stages: vec![StageCounters {
-                stage: Stage::Classify,
-                entered: 10,
-                dropped: 2,
-            }],
-            drop_reasons: vec![PortDrop {
-                reason: "reserved_vlan",
-                stage: "classify",
-                count: 2,
-            }],
-            rule_hits: vec![RuleHits {
-                port: "tap1".into(),
-                rule: "r1".into(),
-                packets: 5,
-            }],
-            conntrack: ConntrackMetrics {
-                entries: 1,
-                capacity: 16,
-                ..Default::default()
-            },
-            ports: vec![PortMetrics {
-                name: "tap1".into(),
-                kind: "tap".into(),
-                role: "vm".into(),
-                attached: true,
-                rx_frames: ports_rx,
-                rx_bytes: 640,
-                tx_frames: 4,
-                tx_bytes: 256,
-                rx_errors: 0,
-                rx_ring_drops: 0,
-                tx_dropped: 1,
-                drops: vec![PortDrop {
-                    reason: "reserved_vlan",
-                    stage: "classify",
-                    count: 2,
-                }],
-            }],
-        }
-    }
-
-    #[test]
-    fn every_counter_is_a_sample_with_its_labels() {
-        let s = parse(&render(&sample(10)));
-        assert_eq!(s["weft_switch_frames_processed_total"], 10.0);
-        assert_eq!(s["weft_switch_flow_cache_hits_total"], 7.0);
-        assert_eq!(
-            s["weft_switch_stage_frames_dropped_total{stage=\"classify\"}"],
-            2.0
-        );
-        assert_eq!(
-            s["weft_switch_port_attached{port=\"tap1\",kind=\"tap\",role=\"vm\"}"],
-            1.0
-        );
-        assert_eq!(s["weft_switch_port_rx_frames_total{port=\"tap1\"}"], 10.0);
-        assert_eq!(s["weft_switch_port_tx_dropped_total{port=\"tap1\"}"], 1.0);
-        assert_eq!(
-            s["weft_switch_port_drops_total{port=\"tap1\",reason=\"reserved_vlan\",stage=\"classify\"}"],
-            2.0
-        );
-        assert_eq!(
-            s["weft_switch_drops_total{reason=\"reserved_vlan\",stage=\"classify\"}"],
-            2.0
-        );
-    }
-
-    #[test]
-    fn http_scrape_answers_the_current_numbers() {
-        let rx = Arc::new(std::sync::atomic::AtomicU64::new(1));
-        let r = rx.clone();
-        let srv = MetricsServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(move || render(&sample(r.load(Ordering::Relaxed)))),
-        )
-        .unwrap();
-        let get = |req: &str| {
-            let mut s = TcpStream::connect(srv.local_addr()).unwrap();
-            s.write_all(req.as_bytes()).unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).unwrap();
-            text
-        };
-        let scrape = || {
-            let text = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-            let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            assert!(head.contains(&format!("Content-Length: {}", body.len())));
-            parse(body)["weft_switch_port_rx_frames_total{port=\"tap1\"}"]
-        };
-        assert_eq!(scrape(), 1.0);
-        rx.store(5, Ordering::Relaxed);
-        assert_eq!(scrape(), 5.0);
-        assert!(get("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
-        assert!(get("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
     }
 }
