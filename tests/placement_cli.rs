@@ -40,8 +40,17 @@ fn osc_placement_drives_weft_placement() {
     let (s, _) = start();
     let catalog = s.json(&["catalog", "show", "placement"]);
     assert_eq!(catalog["type"], "placement");
+    let (host_id, numa_id) = a_host_with_a_numa_node(&s);
+    inventory_of_8_vcpus_at_4x_and_16_gib(&s, &host_id);
+    candidates_with_and_without_a_trait(&s, &host_id);
+    let consumer = "5c5b7f9e-1f0a-4c7e-9d9b-3b1e2f000001";
+    an_allocation_its_usage_and_what_it_holds(&s, &host_id, consumer);
+    releasing_frees_the_host_and_the_providers_go(&s, &host_id, &numa_id, consumer);
+}
 
-    // Providers: a compute host with a NUMA node under it.
+/// Providers: a compute host with a NUMA node under it (a name is taken once). Returns their
+/// uuids (host, NUMA node).
+fn a_host_with_a_numa_node(s: &Serve) -> (String, String) {
     let host = s.json(&["resource", "provider", "create", "compute1"]);
     let host_id = host["uuid"].as_str().unwrap().to_string();
     assert_eq!(host["generation"], 0);
@@ -58,14 +67,18 @@ fn osc_placement_drives_weft_placement() {
     assert!(err.contains("Conflicting resource provider name"), "{err}");
     let list = s.json(&["resource", "provider", "list", "--in-tree", &host_id]);
     assert_eq!(list.as_array().unwrap().len(), 2);
+    (host_id, numa["uuid"].as_str().unwrap().to_string())
+}
 
-    // Inventory: 8 VCPUs at 4x overcommit, 16 GiB.
+/// Inventory: 8 VCPUs at 4x overcommit, 16 GiB with 512 MiB reserved; an unknown class is
+/// refused.
+fn inventory_of_8_vcpus_at_4x_and_16_gib(s: &Serve, host_id: &str) {
     let inv = s.json(&[
         "resource",
         "provider",
         "inventory",
         "set",
-        &host_id,
+        host_id,
         "--resource",
         "VCPU=8",
         "--resource",
@@ -82,15 +95,17 @@ fn osc_placement_drives_weft_placement() {
         "provider",
         "inventory",
         "set",
-        &host_id,
+        host_id,
         "--resource",
         "NOPE=1",
     ]);
     assert!(!err.is_empty());
+}
 
-    // Candidates for one VCPU: the host, with 32 VCPU of capacity.
+/// Candidates for one VCPU: the host, with 32 VCPU of capacity; traits filter them.
+fn candidates_with_and_without_a_trait(s: &Serve, host_id: &str) {
     let cands = s.json(&["allocation", "candidate", "list", "--resource", "VCPU=1"]);
-    let c = row(&cands, "resource provider", &host_id);
+    let c = row(&cands, "resource provider", host_id);
     assert_eq!(c["allocation"], "VCPU=1");
     assert!(
         c["inventory used/capacity"]
@@ -106,7 +121,7 @@ fn osc_placement_drives_weft_placement() {
         "provider",
         "trait",
         "set",
-        &host_id,
+        host_id,
         "--trait",
         "HW_CPU_X86_AVX2",
     ]);
@@ -132,9 +147,11 @@ fn osc_placement_drives_weft_placement() {
         "1.22",
     ]);
     assert_eq!(cands.as_array().unwrap().len(), 0);
+}
 
-    // An allocation, and the usage it makes.
-    let consumer = "5c5b7f9e-1f0a-4c7e-9d9b-3b1e2f000001";
+/// An allocation and the usage it makes; past the capacity it is refused with Placement's
+/// words, and what it holds cannot be removed (inventory in use, the provider).
+fn an_allocation_its_usage_and_what_it_holds(s: &Serve, host_id: &str, consumer: &str) {
     let alloc = s.json(&[
         "resource",
         "provider",
@@ -148,8 +165,8 @@ fn osc_placement_drives_weft_placement() {
         "--user-id",
         "user-1",
     ]);
-    assert_eq!(alloc[0]["resource_provider"], host_id.as_str());
-    let usage = s.json(&["resource", "provider", "usage", "show", &host_id]);
+    assert_eq!(alloc[0]["resource_provider"], host_id);
+    let usage = s.json(&["resource", "provider", "usage", "show", host_id]);
     assert_eq!(row(&usage, "resource_class", "VCPU")["usage"], 2);
     assert_eq!(row(&usage, "resource_class", "MEMORY_MB")["usage"], 2048);
     let by_project = s.json(&["resource", "usage", "show", "proj-1"]);
@@ -176,25 +193,32 @@ fn osc_placement_drives_weft_placement() {
         "provider",
         "inventory",
         "delete",
-        &host_id,
+        host_id,
         "--resource-class",
         "VCPU",
     ]);
     assert!(err.contains("in use"), "{err}");
     // Nor the provider with allocations, nor the parent of another.
-    let err = s.fails(&["resource", "provider", "delete", &host_id]);
+    let err = s.fails(&["resource", "provider", "delete", host_id]);
     assert!(!err.is_empty());
+}
 
-    // Releasing the allocation frees the host.
+/// Releasing the allocation frees the host; then both providers can go.
+fn releasing_frees_the_host_and_the_providers_go(
+    s: &Serve,
+    host_id: &str,
+    numa_id: &str,
+    consumer: &str,
+) {
     let out = s.openstack(&["resource", "provider", "allocation", "delete", consumer]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let usage = s.json(&["resource", "provider", "usage", "show", &host_id]);
+    let usage = s.json(&["resource", "provider", "usage", "show", host_id]);
     assert_eq!(row(&usage, "resource_class", "VCPU")["usage"], 0);
-    for id in [numa["uuid"].as_str().unwrap(), &host_id] {
+    for id in [numa_id, host_id] {
         let out = s.openstack(&["resource", "provider", "delete", id]);
         assert!(
             out.status.success(),

@@ -56,116 +56,15 @@ fn reload_adds_and_removes_ports_without_disturbing_others() {
     let rx_before = sw.rx(&r1);
 
     // Remove r3, add tap r4 and system port r5 (its netdev does not exist yet).
-    sw.rewrite_config(&format!(
-        "{NET}{}{}{}{}",
-        port(&r1, "tap", 1, ""),
-        port(&r2, "tap", 2, ""),
-        port(&r4, "tap", 4, ""),
-        port(&r5, "system", 5, "")
-    ));
-    let rep = sw.ctl_json(&["reload"]);
-    let added: Vec<&str> = rep["report"]["added"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    assert!(
-        added.contains(&r4.as_str()) && added.contains(&r5.as_str()),
-        "{rep}"
-    );
-    assert_eq!(rep["report"]["removed"][0], r3.as_str());
-    assert!(
-        wait_until(10, || !link_exists(Some(&v3), &r3)),
-        "removed port's tap still exists"
-    );
-
-    plug(None, &r4, &v4, "fa:16:3e:75:00:04", "10.75.0.4/24");
-    assert!(
-        v4.ping_ok("10.75.0.1", 10),
-        "added port cannot reach an old one"
-    );
-    let ports = sw.ctl_json(&["ports"]);
-    assert_eq!(
-        state(&ports, &r5).unwrap()["attached"],
-        false,
-        "missing netdev not pending"
-    );
-    assert!(sw.ctl(&["ports"]).contains("pending"));
+    reload_removes_and_adds_ports(&sw, [&r1, &r2, &r3, &r4, &r5], &v3, &v4);
 
     // The netdev appears (as Nova's tap would): attached automatically.
     let peer = uniq("p");
-    sh(
-        "ip",
-        &["link", "add", &r5, "type", "veth", "peer", "name", &peer],
-    );
-    let _g = RootLink { name: r5.clone() };
-    assert!(
-        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r5).unwrap()
-            ["attached"]
-            == true),
-        "pending port never attached"
-    );
-    plug(None, &peer, &v5, "fa:16:3e:75:00:05", "10.75.0.5/24");
-    assert!(
-        v5.ping_ok("10.75.0.1", 10),
-        "system port VM cannot reach a tap VM: {}",
-        sw.log()
-    );
-    // TCP from a veth (GSO frames into AF_PACKET) to a tap.
-    let got = tcp_bytes(&v1, &v5, "10.75.0.1", 8);
-    assert_eq!(got, 8 * 1024 * 1024);
+    let _g = a_pending_netdev_appears_and_is_attached(&sw, &r5, &peer, &v1, &v5);
 
-    // SIGHUP: drop r4 again.
-    sw.rewrite_config(&format!(
-        "{NET}{}{}{}",
-        port(&r1, "tap", 1, ""),
-        port(&r2, "tap", 2, ""),
-        port(&r5, "system", 5, "")
-    ));
-    sh("kill", &["-HUP", &sw.child.id().to_string()]);
-    assert!(
-        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r4).is_none()),
-        "SIGHUP did not reload"
-    );
+    sighup_reloads_and_a_bad_config_is_refused(&sw, [&r1, &r2, &r4, &r5]);
 
-    // A bad config is refused with its line; the running config stays.
-    sw.rewrite_config(&format!(
-        "{NET}{}\n[[port]]\nname = \"{r4}\"\nkind = \"tap\"\nnetwork = \"nope\"\n",
-        port(&r1, "tap", 1, "")
-    ));
-    let o = run(
-        weft(),
-        &["ctl", "reload", "--socket", sw.socket.to_str().unwrap()],
-    );
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("line") && err.contains("network"), "{err}");
-    let ports = sw.ctl_json(&["ports"]);
-    assert!(
-        state(&ports, &r2).is_some() && state(&ports, &r4).is_none(),
-        "bad config half-applied"
-    );
-
-    // The system port's netdev goes away: back to pending, and attached again
-    // when a netdev of that name reappears.
-    sh("ip", &["link", "del", &r5]);
-    assert!(
-        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r5).unwrap()
-            ["attached"]
-            == false),
-        "deleted netdev still shown attached"
-    );
-    sh(
-        "ip",
-        &["link", "add", &r5, "type", "veth", "peer", "name", &peer],
-    );
-    assert!(
-        wait_until(10, || state(&sw.ctl_json(&["ports"]), &r5).unwrap()
-            ["attached"]
-            == true),
-        "re-created netdev not reattached"
-    );
+    a_netdev_that_goes_away_is_pending_again(&sw, &r5, &peer);
 
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -176,5 +75,136 @@ fn reload_adds_and_removes_ports_without_disturbing_others() {
     assert!(
         sw.rx(&r1) > rx_before,
         "unchanged port's counters were reset"
+    );
+}
+
+/// `weft ctl reload` to a config without r3 and with tap r4 and system port r5, whose netdev
+/// does not exist yet: r3's tap goes, r4 reaches the old ports, r5 is pending.
+fn reload_removes_and_adds_ports(sw: &SwitchProc, names: [&str; 5], v3: &Netns, v4: &Netns) {
+    let [r1, r2, r3, r4, r5] = names;
+    sw.rewrite_config(&format!(
+        "{NET}{}{}{}{}",
+        port(r1, "tap", 1, ""),
+        port(r2, "tap", 2, ""),
+        port(r4, "tap", 4, ""),
+        port(r5, "system", 5, "")
+    ));
+    let rep = sw.ctl_json(&["reload"]);
+    let added: Vec<&str> = rep["report"]["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(added.contains(&r4) && added.contains(&r5), "{rep}");
+    assert_eq!(rep["report"]["removed"][0], r3);
+    assert!(
+        wait_until(10, || !link_exists(Some(v3), r3)),
+        "removed port's tap still exists"
+    );
+
+    plug(None, r4, v4, "fa:16:3e:75:00:04", "10.75.0.4/24");
+    assert!(
+        v4.ping_ok("10.75.0.1", 10),
+        "added port cannot reach an old one"
+    );
+    let ports = sw.ctl_json(&["ports"]);
+    assert_eq!(
+        state(&ports, r5).unwrap()["attached"],
+        false,
+        "missing netdev not pending"
+    );
+    assert!(sw.ctl(&["ports"]).contains("pending"));
+}
+
+/// The netdev of pending port r5 appears (a veth whose peer goes into `v5`): the switch attaches
+/// it, v5 reaches v1, and TCP from the veth (GSO frames into AF_PACKET) reaches a tap. The
+/// guard removes the veth.
+fn a_pending_netdev_appears_and_is_attached(
+    sw: &SwitchProc,
+    r5: &str,
+    peer: &str,
+    v1: &Netns,
+    v5: &Netns,
+) -> RootLink {
+    sh(
+        "ip",
+        &["link", "add", r5, "type", "veth", "peer", "name", peer],
+    );
+    let guard = RootLink {
+        name: r5.to_string(),
+    };
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), r5).unwrap()
+            ["attached"]
+            == true),
+        "pending port never attached"
+    );
+    plug(None, peer, v5, "fa:16:3e:75:00:05", "10.75.0.5/24");
+    assert!(
+        v5.ping_ok("10.75.0.1", 10),
+        "system port VM cannot reach a tap VM: {}",
+        sw.log()
+    );
+    // TCP from a veth (GSO frames into AF_PACKET) to a tap.
+    let got = tcp_bytes(v1, v5, "10.75.0.1", 8);
+    assert_eq!(got, 8 * 1024 * 1024);
+    guard
+}
+
+/// SIGHUP reloads (r4 goes); a bad config is refused with its line and the running one stays.
+fn sighup_reloads_and_a_bad_config_is_refused(sw: &SwitchProc, names: [&str; 4]) {
+    let [r1, r2, r4, r5] = names;
+    // SIGHUP: drop r4 again.
+    sw.rewrite_config(&format!(
+        "{NET}{}{}{}",
+        port(r1, "tap", 1, ""),
+        port(r2, "tap", 2, ""),
+        port(r5, "system", 5, "")
+    ));
+    sh("kill", &["-HUP", &sw.child.id().to_string()]);
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), r4).is_none()),
+        "SIGHUP did not reload"
+    );
+
+    // A bad config is refused with its line; the running config stays.
+    sw.rewrite_config(&format!(
+        "{NET}{}\n[[port]]\nname = \"{r4}\"\nkind = \"tap\"\nnetwork = \"nope\"\n",
+        port(r1, "tap", 1, "")
+    ));
+    let o = run(
+        weft(),
+        &["ctl", "reload", "--socket", sw.socket.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line") && err.contains("network"), "{err}");
+    let ports = sw.ctl_json(&["ports"]);
+    assert!(
+        state(&ports, r2).is_some() && state(&ports, r4).is_none(),
+        "bad config half-applied"
+    );
+}
+
+/// The system port's netdev goes away: back to pending, and attached again when a netdev of
+/// that name reappears.
+fn a_netdev_that_goes_away_is_pending_again(sw: &SwitchProc, r5: &str, peer: &str) {
+    sh("ip", &["link", "del", r5]);
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), r5).unwrap()
+            ["attached"]
+            == false),
+        "deleted netdev still shown attached"
+    );
+    sh(
+        "ip",
+        &["link", "add", r5, "type", "veth", "peer", "name", peer],
+    );
+    assert!(
+        wait_until(10, || state(&sw.ctl_json(&["ports"]), r5).unwrap()
+            ["attached"]
+            == true),
+        "re-created netdev not reattached"
     );
 }

@@ -193,7 +193,37 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         swa.log(),
         swb.log()
     );
-    let cap = Capture::start(&ha, &wa);
+    the_wire_shows_vni_1001_and_no_local_vlan(&ha, &wa, &va1, [lva, lvb]);
+
+    // TCP across hosts: GSO frames from the tap are segmented before encapsulation.
+    let got = tcp_bytes(&vb1, &va1, "10.80.0.2", 16);
+    assert_eq!(got, 16 * 1024 * 1024, "cross-host TCP transfer incomplete");
+
+    // VNI 1002 is another network: same subnet, no reach. Its own VMs do reach each other.
+    assert!(!va2.ping_ok("10.80.0.2", 2));
+    assert!(!va1.ping_ok("10.80.0.12", 2));
+    assert!(
+        va2.ping_ok("10.80.0.12", 10),
+        "VNI 1002 VMs cannot reach each other"
+    );
+
+    spoofed_frames_stop_before_the_tunnel(&swa, (&va1, &a1), (&vb1, &b1));
+
+    a_peer_removed_by_a_reload_is_cut_off(&swa, &a1, &a2, &va1);
+
+    bad_datagrams_are_counted_and_dropped(&swa, &hb, &va1, &a1);
+}
+
+/// Pings from va1 to vb1 as A's wire shows them: VXLAN with VNI 1001 and the I flag, both
+/// ways, and neither host's local VLAN (they differ: `local_vlans`) anywhere.
+fn the_wire_shows_vni_1001_and_no_local_vlan(
+    ha: &Netns,
+    wa: &str,
+    va1: &Netns,
+    local_vlans: [u64; 2],
+) {
+    let [lva, lvb] = local_vlans;
+    let cap = Capture::start(ha, wa);
     assert!(va1
         .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "10.80.0.2"])
         .status
@@ -230,20 +260,15 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
             );
         }
     }
+}
 
-    // TCP across hosts: GSO frames from the tap are segmented before encapsulation.
-    let got = tcp_bytes(&vb1, &va1, "10.80.0.2", 16);
-    assert_eq!(got, 16 * 1024 * 1024, "cross-host TCP transfer incomplete");
-
-    // VNI 1002 is another network: same subnet, no reach. Its own VMs do reach each other.
-    assert!(!va2.ping_ok("10.80.0.2", 2));
-    assert!(!va1.ping_ok("10.80.0.12", 2));
-    assert!(
-        va2.ping_ok("10.80.0.12", 10),
-        "VNI 1002 VMs cannot reach each other"
-    );
-
-    // Spoofed frames from a VM are still dropped before the tunnel.
+/// Frames from a VM with another MAC, another IP or a VLAN tag are dropped (and counted) at
+/// A's port, never reaching B's VM through the tunnel.
+fn spoofed_frames_stop_before_the_tunnel(
+    swa: &SwitchProc,
+    (va1, a1): (&Netns, &str),
+    (vb1, b1): (&Netns, &str),
+) {
     let spoof = udp_frame(
         "fa:16:3e:7a:00:99",
         "fa:16:3e:7a:00:02",
@@ -268,20 +293,22 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         [10, 80, 0, 2],
         b"wvx-spoof",
     );
-    let seen = FrameCapture::start(&vb1, &b1, b"wvx-spoof");
-    inject(&va1, &a1, &[hex(&spoof), hex(&ipspoof), hex(&tagged)], 3);
-    assert!(wait_until(5, || swa.drops(&a1, "mac_spoof") >= 3
-        && swa.drops(&a1, "ip_spoof") >= 3
-        && swa.drops(&a1, "tagged_on_vm_port") >= 3));
+    let seen = FrameCapture::start(vb1, b1, b"wvx-spoof");
+    inject(va1, a1, &[hex(&spoof), hex(&ipspoof), hex(&tagged)], 3);
+    assert!(wait_until(5, || swa.drops(a1, "mac_spoof") >= 3
+        && swa.drops(a1, "ip_spoof") >= 3
+        && swa.drops(a1, "tagged_on_vm_port") >= 3));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
         !seen.saw(b"wvx-spoof"),
         "a spoofed frame crossed the tunnel"
     );
+}
 
-    // Live reload: without B as a peer, A neither sends to nor accepts from it; with B back,
-    // traffic resumes (the endpoint's socket and the VMs' taps stay open throughout).
-    let a_cfg = host_config("192.0.2.1", "192.0.2.2", &a1, &a2, 1, true);
+/// Live reload: without B as a peer, A neither sends to nor accepts from it; with B back,
+/// traffic resumes (the endpoint's socket and the VMs' taps stay open throughout).
+fn a_peer_removed_by_a_reload_is_cut_off(swa: &SwitchProc, a1: &str, a2: &str, va1: &Netns) {
+    let a_cfg = host_config("192.0.2.1", "192.0.2.2", a1, a2, 1, true);
     swa.rewrite_config(&a_cfg.replace("[[tunnel_peer]]\nip = \"192.0.2.2\"\n", ""));
     swa.ctl_json(&["reload"]);
     assert!(
@@ -297,8 +324,12 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         va1.ping_ok("10.80.0.2", 15),
         "traffic did not resume with the peer back"
     );
+}
 
-    // Bad datagrams at A's endpoint: counted per reason and dropped.
+/// Bad datagrams at A's endpoint (unknown VNI, no I flag, truncated, a tagged inner frame, an
+/// unknown peer) are counted per reason and dropped; a good one with the same inner frame
+/// arrives (so the checks are not vacuous).
+fn bad_datagrams_are_counted_and_dropped(swa: &SwitchProc, hb: &Netns, va1: &Netns, a1: &str) {
     let inner = udp_frame(
         "fa:16:3e:7a:00:02",
         "fa:16:3e:7a:00:01",
@@ -321,7 +352,7 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         [10, 80, 0, 1],
         b"wvx-bad",
     );
-    let bad_before = port_json(&swa, "vxlan-4789")["rx_errors"].as_u64().unwrap();
+    let bad_before = port_json(swa, "vxlan-4789")["rx_errors"].as_u64().unwrap();
     let reasons = [
         "vxlan_unknown_vni",
         "vxlan_bad_flags",
@@ -330,22 +361,22 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         "vxlan_unknown_peer",
     ];
     let before: Vec<u64> = reasons.iter().map(|r| swa.drops("vxlan-4789", r)).collect();
-    let got_bad = FrameCapture::start(&va1, &a1, b"wvx-bad");
-    send_udp(&hb, "192.0.2.2", "192.0.2.1", &vxlan(0x08, 1003, &inner));
-    send_udp(&hb, "192.0.2.2", "192.0.2.1", &vxlan(0x00, 1001, &inner));
+    let got_bad = FrameCapture::start(va1, a1, b"wvx-bad");
+    send_udp(hb, "192.0.2.2", "192.0.2.1", &vxlan(0x08, 1003, &inner));
+    send_udp(hb, "192.0.2.2", "192.0.2.1", &vxlan(0x00, 1001, &inner));
     send_udp(
-        &hb,
+        hb,
         "192.0.2.2",
         "192.0.2.1",
         &vxlan(0x08, 1001, &inner[..10]),
     );
     send_udp(
-        &hb,
+        hb,
         "192.0.2.2",
         "192.0.2.1",
         &vxlan(0x08, 1001, &inner_tagged),
     );
-    send_udp(&hb, "192.0.2.9", "192.0.2.1", &vxlan(0x08, 1001, &inner));
+    send_udp(hb, "192.0.2.9", "192.0.2.1", &vxlan(0x08, 1001, &inner));
     assert!(
         wait_until(5, || reasons
             .iter()
@@ -354,10 +385,10 @@ fn vxlan_network_spans_hosts_over_udp_4789() {
         "tunnel drops not counted: {}",
         swa.ctl(&["counters", "--json"])
     );
-    let bad_after = port_json(&swa, "vxlan-4789")["rx_errors"].as_u64().unwrap();
+    let bad_after = port_json(swa, "vxlan-4789")["rx_errors"].as_u64().unwrap();
     assert!(bad_after >= bad_before + 5);
     // A good datagram with the same inner frame does arrive (the checks above are not vacuous).
-    send_udp(&hb, "192.0.2.2", "192.0.2.1", &vxlan(0x08, 1001, &inner));
+    send_udp(hb, "192.0.2.2", "192.0.2.1", &vxlan(0x08, 1001, &inner));
     assert!(
         wait_until(5, || got_bad
             .lines()

@@ -48,11 +48,21 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
     for h in ["h1", "h2"] {
         e.add_host(h, 8);
     }
+    let fast = create_as_nova_answers_and_refuse_bad_bodies(&e).await;
+    let other = hosts_in_and_out_one_zone_per_host(&e, fast).await;
+    metadata_and_updates(&e, fast).await;
+    zones_as_clients_list_them(&e).await;
+    delete_only_an_empty_aggregate(&e, fast, other).await;
+}
+
+/// Admin only; the create answer (as Nova's, uuid from 2.41); bad bodies, a taken name and
+/// unknown ids. Returns aggregate "fast" (zone az1).
+async fn create_as_nova_answers_and_refuse_bad_bodies(e: &Env) -> u64 {
     // Admin only.
-    let (st, b) = get(&e, "alice", "/v2.1/os-aggregates").await;
+    let (st, b) = get(e, "alice", "/v2.1/os-aggregates").await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
     let (st, b) = post(
-        &e,
+        e,
         "alice",
         "/v2.1/os-aggregates",
         json!({"aggregate": {"name": "x"}}),
@@ -62,7 +72,7 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
 
     // Create answers without hosts and metadata (as Nova), uuid from 2.41.
     let (st, b) = post(
-        &e,
+        e,
         "admin",
         "/v2.1/os-aggregates",
         json!({"aggregate": {"name": "fast", "availability_zone": "az1"}}),
@@ -104,12 +114,12 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
         json!({"aggregate": "n"}),
         json!({"name": "n"}),
     ] {
-        let (st, b) = post(&e, "admin", "/v2.1/os-aggregates", body.clone()).await;
+        let (st, b) = post(e, "admin", "/v2.1/os-aggregates", body.clone()).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {b}");
         assert!(b["badRequest"]["message"].is_string(), "{b}");
     }
     let (st, b) = post(
-        &e,
+        e,
         "admin",
         "/v2.1/os-aggregates",
         json!({"aggregate": {"name": "fast"}}),
@@ -117,51 +127,60 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
     .await;
     assert_eq!(st, StatusCode::CONFLICT, "{b}");
     for id in ["999", "abc"] {
-        let (st, b) = get(&e, "admin", &format!("/v2.1/os-aggregates/{id}")).await;
+        let (st, b) = get(e, "admin", &format!("/v2.1/os-aggregates/{id}")).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
     }
+    fast
+}
 
+/// Hosts in and out of "fast"; a host stays in one zone ("other", az2, takes h2 and then joins
+/// az1). Returns "other".
+async fn hosts_in_and_out_one_zone_per_host(e: &Env, fast: u64) -> u64 {
     // Hosts in and out.
-    let (st, b) = act(&e, fast, json!({"add_host": {"host": "nope"}})).await;
+    let (st, b) = act(e, fast, json!({"add_host": {"host": "nope"}})).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
-    let (st, b) = act(&e, fast, json!({"add_host": {"host": "h1"}})).await;
+    let (st, b) = act(e, fast, json!({"add_host": {"host": "h1"}})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["aggregate"]["hosts"], json!(["h1"]));
-    let (st, b) = act(&e, fast, json!({"add_host": {"host": "h1"}})).await;
+    let (st, b) = act(e, fast, json!({"add_host": {"host": "h1"}})).await;
     assert_eq!(st, StatusCode::CONFLICT, "{b}");
-    let (st, b) = act(&e, fast, json!({"add_host": {}})).await;
+    let (st, b) = act(e, fast, json!({"add_host": {}})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     let (st, b) = act(
-        &e,
+        e,
         fast,
         json!({"add_host": {"host": "h2"}, "remove_host": {"host": "h1"}}),
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     // A host stays in one zone.
-    let other = new_aggregate(&e, "other", Some("az2")).await;
-    let (st, b) = act(&e, other, json!({"add_host": {"host": "h1"}})).await;
+    let other = new_aggregate(e, "other", Some("az2")).await;
+    let (st, b) = act(e, other, json!({"add_host": {"host": "h1"}})).await;
     assert_eq!(st, StatusCode::CONFLICT, "{b}");
-    let (st, b) = act(&e, other, json!({"add_host": {"host": "h2"}})).await;
+    let (st, b) = act(e, other, json!({"add_host": {"host": "h2"}})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (st, b) = act(
-        &e,
+        e,
         other,
         json!({"set_metadata": {"metadata": {"availability_zone": "az1"}}}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "joining az1 splits nothing: {b}");
+    other
+}
 
+/// Metadata set, replaced and removed with null; renames, a taken name, an empty update.
+async fn metadata_and_updates(e: &Env, fast: u64) {
     // Metadata: set, replace, remove with null.
     let (st, b) = act(
-        &e,
+        e,
         fast,
         json!({"set_metadata": {"metadata": {"ssd": "true", "rack": "r1"}}}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (st, b) = act(
-        &e,
+        e,
         fast,
         json!({"set_metadata": {"metadata": {"ssd": null, "rack": "r2"}}}),
     )
@@ -171,7 +190,7 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
         b["aggregate"]["metadata"],
         json!({"availability_zone": "az1", "rack": "r2"})
     );
-    let (st, b) = act(&e, fast, json!({"set_metadata": {"metadata": {"k": 5}}})).await;
+    let (st, b) = act(e, fast, json!({"set_metadata": {"metadata": {"k": 5}}})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
 
     // Update: rename, a taken name, nothing to update.
@@ -208,9 +227,12 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+}
 
+/// The aggregates' zone (az1, both hosts by now) is what clients list, in detail to admins.
+async fn zones_as_clients_list_them(e: &Env) {
     // Zones as clients list them: the aggregates' zone for their hosts.
-    let (st, b) = get(&e, "alice", "/v2.1/os-availability-zone").await;
+    let (st, b) = get(e, "alice", "/v2.1/os-availability-zone").await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let zones: BTreeSet<&str> = b["availabilityZoneInfo"]
         .as_array()
@@ -219,34 +241,38 @@ async fn crud_hosts_metadata_bad_input_and_policy() {
         .map(|z| z["zoneName"].as_str().unwrap())
         .collect();
     assert_eq!(zones, BTreeSet::from(["az1"]), "{b}");
-    let (st, b) = get(&e, "alice", "/v2.1/os-availability-zone/detail").await;
+    let (st, b) = get(e, "alice", "/v2.1/os-availability-zone/detail").await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
-    let (st, b) = get(&e, "admin", "/v2.1/os-availability-zone/detail").await;
+    let (st, b) = get(e, "admin", "/v2.1/os-availability-zone/detail").await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let az1 = &b["availabilityZoneInfo"][0];
     assert_eq!(az1["zoneName"], "az1");
     assert_eq!(az1["hosts"]["h1"]["nova-compute"]["active"], true, "{b}");
-    let (st, b) = get(&e, "admin", "/v2.1/os-services?host=h2").await;
+    let (st, b) = get(e, "admin", "/v2.1/os-services?host=h2").await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["services"][0]["zone"], "az1", "{b}");
+}
 
+/// Delete takes only an empty aggregate; ids are not handed out twice.
+async fn delete_only_an_empty_aggregate(e: &Env, fast: u64, other: u64) {
+    let path = format!("/v2.1/os-aggregates/{fast}");
     // Delete: only an empty aggregate.
     let (st, b) = e.call("admin", "2.79", Method::DELETE, &path, None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
-    let (st, b) = act(&e, fast, json!({"remove_host": {"host": "h1"}})).await;
+    let (st, b) = act(e, fast, json!({"remove_host": {"host": "h1"}})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["aggregate"]["hosts"], json!([]));
-    let (st, b) = act(&e, fast, json!({"remove_host": {"host": "h1"}})).await;
+    let (st, b) = act(e, fast, json!({"remove_host": {"host": "h1"}})).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
     let (st, _) = e.call("admin", "2.79", Method::DELETE, &path, None).await;
     assert_eq!(st, StatusCode::OK);
-    let (st, b) = get(&e, "admin", &path).await;
+    let (st, b) = get(e, "admin", &path).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
-    let (st, b) = get(&e, "admin", "/v2.1/os-aggregates").await;
+    let (st, b) = get(e, "admin", "/v2.1/os-aggregates").await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["aggregates"].as_array().unwrap().len(), 1, "{b}");
     // Ids are not handed out twice while a higher one lives.
-    let again = new_aggregate(&e, "again", None).await;
+    let again = new_aggregate(e, "again", None).await;
     assert!(again > other, "{again} after {other}");
 }
 

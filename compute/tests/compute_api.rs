@@ -228,13 +228,11 @@ async fn flavors_admin_writes_and_errors() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn private_flavors_access_and_listing() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = open(dir.path());
+/// Flavors "pub1" and "pub2" (public) and "priv" (private), made by the admin.
+async fn three_flavors(app: &axum::Router) {
     for (id, public) in [("pub1", true), ("priv", false), ("pub2", true)] {
         let r = call(
-            &app,
+            app,
             "admin",
             "",
             Method::POST,
@@ -244,14 +242,23 @@ async fn private_flavors_access_and_listing() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
-    let ids = |b: &Value| -> Vec<String> {
-        b["flavors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+}
+
+/// The flavor ids of a list.
+fn ids(b: &Value) -> Vec<String> {
+    b["flavors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn private_flavors_are_seen_by_the_projects_given_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    three_flavors(&app).await;
     let r = call(&app, "alice", "", Method::GET, "/v2.1/flavors", None).await;
     assert_eq!(ids(&r.body), ["pub1", "pub2"]);
     let r = call(&app, "alice", "", Method::GET, "/v2.1/flavors/priv", None).await;
@@ -325,6 +332,27 @@ async fn private_flavors_access_and_listing() {
     .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
 
+    // Remove access again.
+    let r = call(
+        &app,
+        "admin",
+        "",
+        Method::POST,
+        "/v2.1/flavors/priv/action",
+        Some(json!({"removeTenantAccess": {"tenant": "p-alice"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body, json!({"flavor_access": []}));
+    let r = call(&app, "alice", "", Method::GET, "/v2.1/flavors/priv", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admin_flavor_listings_filter_page_and_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    three_flavors(&app).await;
     // Admin listings: is_public=None shows all, false only private.
     let r = call(
         &app,
@@ -397,21 +425,6 @@ async fn private_flavors_access_and_listing() {
     )
     .await;
     assert_eq!(ids(&r.body), Vec::<String>::new());
-
-    // Remove access again.
-    let r = call(
-        &app,
-        "admin",
-        "",
-        Method::POST,
-        "/v2.1/flavors/priv/action",
-        Some(json!({"removeTenantAccess": {"tenant": "p-alice"}})),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body, json!({"flavor_access": []}));
-    let r = call(&app, "alice", "", Method::GET, "/v2.1/flavors/priv", None).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -31,8 +31,31 @@ async fn new_group(e: &Env, who: &str, policy: &str) -> String {
     b["server_group"]["id"].as_str().unwrap().to_string()
 }
 
+/// Alice's groups "g1" (anti-affinity, made at 2.1) and "g2" (anti-affinity with a rule, made
+/// at 2.64); returns g1's id.
+async fn alices_two_groups(e: &Env) -> String {
+    let (st, b) = group(
+        e,
+        "alice",
+        "2.1",
+        json!({"name": "g1", "policies": ["anti-affinity"]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let g1 = b["server_group"]["id"].as_str().unwrap().to_string();
+    let (st, b) = group(
+        e,
+        "alice",
+        "2.64",
+        json!({"name": "g2", "policy": "anti-affinity", "rules": {"max_server_per_host": 2}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    g1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crud_microversions_bad_input_and_policy() {
+async fn server_groups_as_each_microversion_shows_them() {
     let e = env();
     // Before 2.64: a list of one policy, metadata, no project until 2.13.
     let (st, b) = group(
@@ -51,7 +74,6 @@ async fn crud_microversions_bad_input_and_policy() {
         g1.get("project_id").is_none() && g1.get("policy").is_none(),
         "{g1}"
     );
-    let g1 = g1["id"].as_str().unwrap().to_string();
     // From 2.64: one policy and rules.
     let (st, b) = group(
         &e,
@@ -70,7 +92,11 @@ async fn crud_microversions_bad_input_and_policy() {
         g2.get("policies").is_none() && g2.get("metadata").is_none(),
         "{g2}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_server_group_bodies_are_400s() {
+    let e = env();
     for (mv, body) in [
         ("2.64", json!({"name": "x", "policies": ["affinity"]})),
         ("2.1", json!({"name": "x", "policy": "affinity"})),
@@ -110,7 +136,12 @@ async fn crud_microversions_bad_input_and_policy() {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_look_and_other_projects_see_nothing() {
+    let e = env();
+    let g1 = alices_two_groups(&e).await;
     // A reader may look, not create; another project sees nothing.
     let (st, _) = group(
         &e,
@@ -165,7 +196,12 @@ async fn crud_microversions_bad_input_and_policy() {
         .await;
     assert_eq!(l["server_groups"].as_array().unwrap().len(), 1, "{l}");
     assert_eq!(l["server_groups"][0]["name"], "g2");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_groups_quota_and_delete() {
+    let e = env();
+    let g1 = alices_two_groups(&e).await;
     // The server_groups quota: bob may have one.
     let (st, b) = e
         .call(
@@ -190,7 +226,6 @@ async fn crud_microversions_bad_input_and_policy() {
         b["forbidden"]["message"],
         "Quota exceeded, too many server groups."
     );
-
     let (st, _) = e
         .call(
             "alice",

@@ -10,7 +10,7 @@ mod servers_util;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use servers_util::env;
+use servers_util::{env, Env};
 use std::time::{Duration, Instant};
 
 fn actions(b: &Value) -> Vec<String> {
@@ -34,7 +34,17 @@ async fn actions_and_events_of_a_server() {
     let id = b["server"]["id"].as_str().unwrap().to_string();
     assert_eq!(e.settled(&id).await["status"], "ACTIVE");
     let path = format!("/v2.1/servers/{id}/os-instance-actions");
-    let (st, b) = e.call("alice", "2.79", Method::GET, &path, None).await;
+    let create = the_create_is_recorded_with_its_events(&e, &id, &path).await;
+    let show = format!("{path}/{create}");
+    a_power_action_leaves_its_own_record_and_event(&e, &id, &path, &create).await;
+    others_see_nothing_and_unknown_ids_are_404s(&e, &path, &show).await;
+    a_deleted_servers_actions_stay_visible_and_page(&e, &id, &path).await;
+}
+
+/// The create's record (who, which server, a request id) and its two events as each
+/// microversion shows them. Returns the create's request id.
+async fn the_create_is_recorded_with_its_events(e: &Env, id: &str, path: &str) -> String {
+    let (st, b) = e.call("alice", "2.79", Method::GET, path, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(actions(&b), ["create"]);
     let a = &b["instanceActions"][0];
@@ -42,7 +52,7 @@ async fn actions_and_events_of_a_server() {
         (a["user_id"].as_str(), a["project_id"].as_str()),
         (Some("u-alice"), Some("p-alice"))
     );
-    assert_eq!(a["instance_uuid"], id.as_str());
+    assert_eq!(a["instance_uuid"], id);
     assert!(a["message"].is_null());
     let rid = a["request_id"].as_str().unwrap().to_string();
     assert!(rid.starts_with("req-"), "{rid}");
@@ -80,7 +90,11 @@ async fn actions_and_events_of_a_server() {
     );
     let (_, b) = e.call("admin", "2.79", Method::GET, &show, None).await;
     assert_eq!(b["instanceAction"]["events"][1]["host"], "h1");
+    rid
+}
 
+/// A power action leaves its own record and event, listed before the create.
+async fn a_power_action_leaves_its_own_record_and_event(e: &Env, id: &str, path: &str, rid: &str) {
     // A power action leaves its own record and event.
     let (st, _) = e
         .call(
@@ -92,8 +106,8 @@ async fn actions_and_events_of_a_server() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    assert_eq!(e.settled(&id).await["status"], "SHUTOFF");
-    let (_, b) = e.call("alice", "2.79", Method::GET, &path, None).await;
+    assert_eq!(e.settled(id).await["status"], "SHUTOFF");
+    let (_, b) = e.call("alice", "2.79", Method::GET, path, None).await;
     assert_eq!(actions(&b), ["stop", "create"], "newest first");
     let stop = b["instanceActions"][0]["request_id"]
         .as_str()
@@ -114,10 +128,13 @@ async fn actions_and_events_of_a_server() {
         "compute_stop_instance"
     );
     assert_eq!(b["instanceAction"]["events"][0]["result"], "Success");
+}
 
+/// Others see nothing; unknown ids are 404s.
+async fn others_see_nothing_and_unknown_ids_are_404s(e: &Env, path: &str, show: &str) {
     // Others see nothing; unknown ids are 404s.
-    for p in [path.clone(), show.clone()] {
-        let (st, _) = e.call("bob", "2.79", Method::GET, &p, None).await;
+    for p in [path, show] {
+        let (st, _) = e.call("bob", "2.79", Method::GET, p, None).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{p}");
     }
     let (st, b) = e
@@ -130,7 +147,10 @@ async fn actions_and_events_of_a_server() {
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
+}
 
+/// Deleted: its actions stay visible from 2.21, with the delete; 2.58 pages by request id.
+async fn a_deleted_servers_actions_stay_visible_and_page(e: &Env, id: &str, path: &str) {
     // Deleted: its actions stay visible from 2.21, with the delete.
     let (st, _) = e
         .call(
@@ -142,8 +162,8 @@ async fn actions_and_events_of_a_server() {
         )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    e.gone(&id).await;
-    let (st, b) = e.call("alice", "2.21", Method::GET, &path, None).await;
+    e.gone(id).await;
+    let (st, b) = e.call("alice", "2.21", Method::GET, path, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(actions(&b), ["delete", "stop", "create"]);
     // 2.58 pages by request id; before it the paging keys are ignored.
@@ -197,9 +217,9 @@ async fn actions_and_events_of_a_server() {
         )
         .await;
     assert_eq!(actions(&b).len(), 0);
-    let (st, _) = e.call("alice", "2.20", Method::GET, &path, None).await;
+    let (st, _) = e.call("alice", "2.20", Method::GET, path, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = e.call("bob", "2.21", Method::GET, &path, None).await;
+    let (st, _) = e.call("bob", "2.21", Method::GET, path, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
 

@@ -10,11 +10,22 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use servers_util::{call_on, env};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_sets_defaults_detail_update_and_limits() {
+/// An env with flavors "1" (1 vCPU) and "2" (2 vCPUs, 256 MiB) and one server of alice's on
+/// flavor "2": the usage the detail, /limits and the update checks below count.
+async fn env_with_one_server() -> servers_util::Env {
     let e = env();
     e.flavor("1", 1).await;
     e.flavor("2", 2).await;
+    let (st, b) = e
+        .create_with("alice", "2.79", json!({"flavorRef": "2"}), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_sets_show_nova_defaults_per_microversion_to_whom_may_see_them() {
+    let e = env();
     let (st, b) = e
         .call(
             "alice",
@@ -97,12 +108,12 @@ async fn quota_sets_defaults_detail_update_and_limits() {
         StatusCode::BAD_REQUEST,
         "per-user quotas are said to be unsupported"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_and_limits_show_the_usage() {
+    let e = env_with_one_server().await;
     // Usage in detail, and in /limits.
-    let (st, b) = e
-        .create_with("alice", "2.79", json!({"flavorRef": "2"}), json!({}))
-        .await;
-    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
     let (_, b) = e
         .call(
             "alice",
@@ -168,7 +179,11 @@ async fn quota_sets_defaults_detail_update_and_limits() {
         )
         .await;
     assert_eq!(b["limits"]["absolute"]["totalInstancesUsed"], 0);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_updates_are_an_admins_and_enforced_at_create() {
+    let e = env_with_one_server().await;
     // Updates are an admin's; bad values are 400s.
     let put = |who: &'static str, body: Value| {
         e.call(

@@ -330,49 +330,7 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
         e.rec.spawned.lock().unwrap().as_slice(),
         std::slice::from_ref(&id)
     );
-    // The host as os-services and os-hypervisors show it (admin only).
-    let (_, sv) = e
-        .call("admin", "2.79", Method::GET, "/v2.1/os-services", None)
-        .await;
-    assert_eq!(sv["services"][0]["host"], "h1", "{sv}");
-    assert_eq!(sv["services"][0]["state"], "up");
-    assert_eq!(sv["services"][0]["binary"], "nova-compute");
-    for (query, n) in [
-        ("?host=h1", 1),
-        ("?host=h1&binary=nova-compute", 1),
-        ("?host=elsewhere", 0),
-        ("?binary=nova-scheduler", 0),
-    ] {
-        let (_, sv) = e
-            .call(
-                "admin",
-                "2.79",
-                Method::GET,
-                &format!("/v2.1/os-services{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(sv["services"].as_array().unwrap().len(), n, "{query}: {sv}");
-    }
-    let (st, _) = e
-        .call("alice", "", Method::GET, "/v2.1/os-services", None)
-        .await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
-    let (_, hv) = e
-        .call(
-            "admin",
-            "2.1",
-            Method::GET,
-            "/v2.1/os-hypervisors/detail",
-            None,
-        )
-        .await;
-    assert_eq!(hv["hypervisors"][0]["vcpus_used"], 2);
-    assert_eq!(hv["hypervisors"][0]["running_vms"], 1);
-    let (_, az) = e
-        .call("alice", "", Method::GET, "/v2.1/os-availability-zone", None)
-        .await;
-    assert_eq!(az["availabilityZoneInfo"][0]["zoneName"], "nova");
+    the_host_as_services_hypervisors_and_zones_show_it(&e).await;
     // Placement holds the claim: 2 VCPU against h1.
     let consumer =
         e.pl.snapshot()
@@ -445,7 +403,60 @@ async fn build_claims_spawns_and_delete_returns_the_allocation() {
         !e.pl.snapshot().consumers.contains_key(&id),
         "allocation released"
     );
+}
 
+/// The host of the one 2-vCPU server, as os-services and os-hypervisors show it (admin only),
+/// and its zone.
+async fn the_host_as_services_hypervisors_and_zones_show_it(e: &Env) {
+    let (_, sv) = e
+        .call("admin", "2.79", Method::GET, "/v2.1/os-services", None)
+        .await;
+    assert_eq!(sv["services"][0]["host"], "h1", "{sv}");
+    assert_eq!(sv["services"][0]["state"], "up");
+    assert_eq!(sv["services"][0]["binary"], "nova-compute");
+    for (query, n) in [
+        ("?host=h1", 1),
+        ("?host=h1&binary=nova-compute", 1),
+        ("?host=elsewhere", 0),
+        ("?binary=nova-scheduler", 0),
+    ] {
+        let (_, sv) = e
+            .call(
+                "admin",
+                "2.79",
+                Method::GET,
+                &format!("/v2.1/os-services{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(sv["services"].as_array().unwrap().len(), n, "{query}: {sv}");
+    }
+    let (st, _) = e
+        .call("alice", "", Method::GET, "/v2.1/os-services", None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, hv) = e
+        .call(
+            "admin",
+            "2.1",
+            Method::GET,
+            "/v2.1/os-hypervisors/detail",
+            None,
+        )
+        .await;
+    assert_eq!(hv["hypervisors"][0]["vcpus_used"], 2);
+    assert_eq!(hv["hypervisors"][0]["running_vms"], 1);
+    let (_, az) = e
+        .call("alice", "", Method::GET, "/v2.1/os-availability-zone", None)
+        .await;
+    assert_eq!(az["availabilityZoneInfo"][0]["zoneName"], "nova");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_failure_is_an_error_with_the_drivers_words() {
+    let e = env();
+    e.add_host("h1", 4);
+    e.flavor("2", 2).await;
     // A driver failure is an ERROR with the driver's words, and the claim is kept
     // until delete (as Nova: the instance still holds it).
     let (_, b) = e.create("alice", "doomed", "2").await;
@@ -501,7 +512,7 @@ async fn parallel_creates_never_overcommit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_quota_and_listing() {
+async fn bad_server_bodies_are_refused_with_nova_errors() {
     let e = env();
     e.flavor("1", 1).await;
     e.flavor("big", 16).await;
@@ -597,6 +608,14 @@ async fn bad_input_quota_and_listing() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_trims_a_multi_create_and_listing_pages_and_filters() {
+    let e = env();
+    e.flavor("1", 1).await;
+    e.flavor("big", 16).await;
+    let post = |b: Value| e.call("alice", "2.79", Method::POST, "/v2.1/servers", Some(b));
     // The quota trims a multi-create to what fits: 20 cores, 16 + 1 + 1 + 1 + 1 = 20.
     let (st, b) = post(json!({"server": {"name": "big", "imageRef": "img", "flavorRef": "big", "networks": "none"}})).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{b}");
@@ -657,13 +676,22 @@ async fn bad_input_quota_and_listing() {
         .call("bob", "", Method::GET, "/v2.1/servers?all_tenants=1", None)
         .await;
     assert_eq!(l["servers"], json!([]), "all_tenants is an admin's");
+}
 
-    // Metadata.
-    let id = l["servers"]
-        .as_array()
-        .map(|_| ())
-        .map_or(String::new(), |_| String::new());
-    let _ = id;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_metadata_is_the_owners() {
+    let e = env();
+    e.flavor("1", 1).await;
+    let (st, b) = e
+        .call(
+            "alice",
+            "2.79",
+            Method::POST,
+            "/v2.1/servers",
+            Some(json!({"server": {"name": "big", "imageRef": "img", "flavorRef": "1", "networks": "none"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
     let (_, l) = e
         .call("alice", "", Method::GET, "/v2.1/servers?name=big", None)
         .await;

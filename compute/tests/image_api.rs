@@ -332,46 +332,10 @@ async fn create_show_list_filter_sort_and_page() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_patch_as_glance_applies_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path(), Limits::default());
-    let img = s.create("alice", json!({"name": "p", "k": "v"})).await;
-    let id = img["id"].as_str().unwrap();
-    let r = s
-        .patch(
-            "alice",
-            id,
-            json!([
-                {"op": "replace", "path": "/name", "value": "q"},
-                {"op": "add", "path": "/new", "value": "1"},
-                {"op": "replace", "path": "/k", "value": "w"},
-                {"op": "add", "path": "/tags", "value": ["x", "y"]},
-                {"op": "replace", "path": "/min_disk", "value": 3},
-                {"op": "add", "path": "/disk_format", "value": "qcow2"},
-            ]),
-        )
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let v = r.json();
-    assert_eq!(
-        (v["name"].as_str(), v["new"].as_str(), v["k"].as_str()),
-        (Some("q"), Some("1"), Some("w"))
-    );
-    assert_eq!(v["tags"], json!(["x", "y"]));
-    assert_eq!(v["min_disk"], 3);
-    let v = s
-        .patch("alice", id, json!([{"op": "remove", "path": "/new"}]))
-        .await
-        .json();
-    assert!(v.get("new").is_none());
-
-    for (ops, status) in [
+/// Patches Glance refuses, with its status: read-only and reserved properties (403), a
+/// property added twice or missing (409), bad values, ops and formats (400).
+fn refused_patches() -> [(Value, StatusCode); 14] {
+    [
         (
             json!([{"op": "replace", "path": "/status", "value": "active"}]),
             StatusCode::FORBIDDEN,
@@ -428,7 +392,49 @@ async fn json_patch_as_glance_applies_it() {
             json!([{"op": "replace", "path": "/disk_format", "value": "floppy"}]),
             StatusCode::BAD_REQUEST,
         ),
-    ] {
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_patch_as_glance_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let img = s.create("alice", json!({"name": "p", "k": "v"})).await;
+    let id = img["id"].as_str().unwrap();
+    let r = s
+        .patch(
+            "alice",
+            id,
+            json!([
+                {"op": "replace", "path": "/name", "value": "q"},
+                {"op": "add", "path": "/new", "value": "1"},
+                {"op": "replace", "path": "/k", "value": "w"},
+                {"op": "add", "path": "/tags", "value": ["x", "y"]},
+                {"op": "replace", "path": "/min_disk", "value": 3},
+                {"op": "add", "path": "/disk_format", "value": "qcow2"},
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v = r.json();
+    assert_eq!(
+        (v["name"].as_str(), v["new"].as_str(), v["k"].as_str()),
+        (Some("q"), Some("1"), Some("w"))
+    );
+    assert_eq!(v["tags"], json!(["x", "y"]));
+    assert_eq!(v["min_disk"], 3);
+    let v = s
+        .patch("alice", id, json!([{"op": "remove", "path": "/new"}]))
+        .await
+        .json();
+    assert!(v.get("new").is_none());
+
+    for (ops, status) in refused_patches() {
         let r = s.patch("alice", id, ops.clone()).await;
         assert_eq!(
             r.status,
@@ -497,10 +503,9 @@ async fn json_patch_as_glance_applies_it() {
     assert_eq!(s.show("alice", id).await.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn visibility_members_and_policy_across_projects() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path(), Limits::default());
+/// Alice's private, shared (the default) and community images and the admin's public one:
+/// (private, shared, community, public).
+async fn four_images(s: &Svc) -> (Value, Value, Value, Value) {
     let private = s
         .create("alice", json!({"name": "priv", "visibility": "private"}))
         .await;
@@ -511,10 +516,15 @@ async fn visibility_members_and_policy_across_projects() {
     let public = s
         .create("admin", json!({"name": "pub", "visibility": "public"}))
         .await;
-    let (pid, sid) = (
-        private["id"].as_str().unwrap(),
-        shared["id"].as_str().unwrap(),
-    );
+    (private, shared, community, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_across_projects_and_who_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let (private, _shared, community, public) = four_images(&s).await;
+    let pid = private["id"].as_str().unwrap();
 
     // Another project's private image is a 404, never a 403, for every verb.
     assert_eq!(s.show("bob", pid).await.status, StatusCode::NOT_FOUND);
@@ -586,6 +596,14 @@ async fn visibility_members_and_policy_across_projects() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.show("bob", pid).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_a_shared_image_and_list_it_once_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let (_private, shared, community, _public) = four_images(&s).await;
+    let sid = shared["id"].as_str().unwrap();
 
     // Members: only on shared images; pending members see it but do not list it.
     let r = s
@@ -769,8 +787,23 @@ async fn a_rejected_share_leaves_the_members_lists() {
     );
 }
 
+/// Alice's raw image "d" with 3 MiB + 17 bytes of data uploaded: (its id, the data).
+async fn active_raw_image(s: &Svc) -> (String, Vec<u8>) {
+    let img = s
+        .create(
+            "alice",
+            json!({"name": "d", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let data = raw(3 * 1024 * 1024 + 17);
+    let r = s.upload("alice", &id, Body::from(data.clone())).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    (id, data)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_download_deactivate_and_hashes() {
+async fn upload_download_and_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), Limits::default());
     let img = s.create("alice", json!({"name": "d"})).await;
@@ -850,7 +883,14 @@ async fn upload_download_deactivate_and_hashes() {
     assert_eq!(r.body.as_ref(), data.as_slice());
     assert_eq!(r.headers["content-md5"], v["checksum"].as_str().unwrap());
     assert_eq!(r.headers["content-length"], data.len().to_string().as_str());
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivated_images_download_for_admins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let (id, _) = active_raw_image(&s).await;
+    let id = id.as_str();
     // Deactivated: no download except for an admin; reactivated: back.
     let act = |who: &'static str, a: &'static str| {
         let s = &s;
@@ -900,7 +940,13 @@ async fn upload_download_deactivate_and_hashes() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qcow2_virtual_size_delete_removes_the_data_and_no_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Limits::default());
+    let (id, _) = active_raw_image(&s).await;
     // A qcow2 header gives the virtual size.
     let q = s
         .create(

@@ -235,9 +235,8 @@ async fn post_allocations_is_all_or_nothing() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn allocation_candidates_over_http() {
-    let e = env();
+/// Provider "a" (4 VCPU, 2 GiB) and "b" (1 VCPU, 8 GiB, 10 GB of disk): their uuids.
+async fn two_providers(e: &Env) -> (String, String) {
     let a = provider(&e.app, "a", None).await;
     let b = provider(&e.app, "b", None).await;
     inventory(&e.app, &a, &[("VCPU", 4), ("MEMORY_MB", 2048)]).await;
@@ -247,6 +246,13 @@ async fn allocation_candidates_over_http() {
         &[("VCPU", 1), ("MEMORY_MB", 8192), ("DISK_GB", 10)],
     )
     .await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn allocation_candidates_over_http() {
+    let e = env();
+    let (a, b) = two_providers(&e).await;
     let r = admin(
         &e.app,
         "GET",
@@ -300,6 +306,12 @@ async fn allocation_candidates_over_http() {
     )
     .await;
     assert_eq!(r.body["allocation_requests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn allocation_candidates_with_required_and_root_required_traits() {
+    let e = env();
+    let (a, b) = two_providers(&e).await;
     // Traits: required and forbidden.
     let r = admin(
         &e.app,
@@ -376,6 +388,12 @@ async fn allocation_candidates_over_http() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_allocation_candidate_queries_and_numbered_groups() {
+    let e = env();
+    let (a, _) = two_providers(&e).await;
     // Bad requests.
     for q in [
         "",

@@ -111,6 +111,9 @@ async fn auth_and_policy() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// The uuid given to provider "b", which becomes the root of a tree.
+const TREE_ROOT: &str = "3d3a6c3e-0f7e-4b5c-9a52-6a1d1c0a0b01";
+
 #[tokio::test]
 async fn providers_per_microversion() {
     let e = env();
@@ -131,7 +134,7 @@ async fn providers_per_microversion() {
         .starts_with("/resource_providers/"));
     assert!(r.body.is_null());
     // 1.20: 200 with the provider.
-    let u = "3d3a6c3e-0f7e-4b5c-9a52-6a1d1c0a0b01";
+    let u = TREE_ROOT;
     let r = admin(
         &e.app,
         "POST",
@@ -191,6 +194,23 @@ async fn providers_per_microversion() {
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
+}
+
+#[tokio::test]
+async fn provider_trees_renames_moves_and_deletes() {
+    let e = env();
+    // Providers "a" and "b" (uuid TREE_ROOT), as the test above creates them.
+    provider(&e.app, "a", None).await;
+    let u = TREE_ROOT;
+    let r = admin(
+        &e.app,
+        "POST",
+        "/resource_providers",
+        "1.20",
+        Some(json!({"name": "b", "uuid": u})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // parent_provider_uuid is 1.14+.
     let r = admin(
         &e.app,
@@ -320,10 +340,17 @@ async fn inventories_with_generations() {
     let e = env();
     let u = provider(&e.app, "host", None).await;
     let path = format!("/resource_providers/{u}/inventories");
+    set_and_refuse_bad_inventories(&e, &path).await;
+    add_a_class_and_keep_what_is_in_use(&e, &u, &path).await;
+}
+
+/// VCPU and memory set at generation 0; a stale generation, bad values, and `reserved` equal to
+/// `total` (from 1.26) refused or taken. Leaves the provider at generation 2.
+async fn set_and_refuse_bad_inventories(e: &Env, path: &str) {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 0, "inventories": {
             "VCPU": {"total": 8, "allocation_ratio": 2.0},
@@ -337,7 +364,7 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 0, "inventories": {}})),
     )
@@ -355,7 +382,7 @@ async fn inventories_with_generations() {
         let r = admin(
             &e.app,
             "PUT",
-            &path,
+            path,
             "1.26",
             Some(json!({"resource_provider_generation": 1, "inventories": {"VCPU": inv}})),
         )
@@ -365,7 +392,7 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": 1, "inventories": {"CUSTOM_NOPE": {"total": 1}}})),
     )
@@ -394,14 +421,19 @@ async fn inventories_with_generations() {
     assert_eq!(r.body["resource_provider_generation"], 2);
     let r = admin(&e.app, "GET", &one, "1.26", None).await;
     assert_eq!(r.body["reserved"], 8);
+}
+
+/// A class added by POST (once); an inventory allocated from cannot be deleted or shrunk away,
+/// and an amount past any inventory is no match rather than an overflow.
+async fn add_a_class_and_keep_what_is_in_use(e: &Env, u: &str, path: &str) {
     // POST adds a class, once.
     let body =
         json!({"resource_provider_generation": 2, "resource_class": "DISK_GB", "total": 100});
-    let r = admin(&e.app, "POST", &path, "1.26", Some(body)).await;
+    let r = admin(&e.app, "POST", path, "1.26", Some(body)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let body =
         json!({"resource_provider_generation": 3, "resource_class": "DISK_GB", "total": 100});
-    let r = admin(&e.app, "POST", &path, "1.26", Some(body)).await;
+    let r = admin(&e.app, "POST", path, "1.26", Some(body)).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     // Inventory in use cannot go.
     let r = admin(
@@ -409,7 +441,7 @@ async fn inventories_with_generations() {
         "PUT",
         "/allocations/6f8a4a1e-1111-4c2f-8f0e-000000000001",
         "1.28",
-        Some(json!({"allocations": {&u: {"resources": {"DISK_GB": 10}}},
+        Some(json!({"allocations": {u: {"resources": {"DISK_GB": 10}}},
             "project_id": "p1", "user_id": "u1", "consumer_generation": null})),
     )
     .await;
@@ -437,16 +469,16 @@ async fn inventories_with_generations() {
     let r = admin(&e.app, "DELETE", &format!("{path}/DISK_GB"), "1.26", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), Some("placement.inventory.inuse"));
-    let r = admin(&e.app, "DELETE", &path, "1.26", None).await;
+    let r = admin(&e.app, "DELETE", path, "1.26", None).await;
     assert_eq!(r.code(), Some("placement.inventory.inuse"));
-    let r = admin(&e.app, "DELETE", &path, "1.4", None).await;
+    let r = admin(&e.app, "DELETE", path, "1.4", None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let g = admin(&e.app, "GET", &path, "1.26", None).await;
+    let g = admin(&e.app, "GET", path, "1.26", None).await;
     let gen = g.body["resource_provider_generation"].clone();
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"resource_provider_generation": gen, "inventories": {"VCPU": {"total": 1}}})),
     )
@@ -459,18 +491,18 @@ async fn inventories_with_generations() {
     let r = admin(
         &e.app,
         "PUT",
-        &path,
+        path,
         "1.26",
         Some(json!({"inventories": {}})),
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = call(&e.app, "PUT", &path, Some("admin"), Some("1.26"), None).await;
+    let r = call(&e.app, "PUT", path, Some("admin"), Some("1.26"), None).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]
-async fn traits_classes_and_aggregates() {
+async fn traits_and_a_providers_traits() {
     let e = env();
     let u = provider(&e.app, "host", None).await;
     let r = admin(&e.app, "GET", "/traits", "1.5", None).await;
@@ -558,7 +590,12 @@ async fn traits_classes_and_aggregates() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = admin(&e.app, "DELETE", "/traits/CUSTOM_GOLD", "1.6", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
 
+#[tokio::test]
+async fn resource_classes_and_their_rename_into_inventories() {
+    let e = env();
+    let u = provider(&e.app, "host", None).await;
     // Resource classes.
     let r = admin(&e.app, "GET", "/resource_classes", "1.2", None).await;
     assert_eq!(r.body["resource_classes"][0]["name"], "VCPU");
@@ -651,7 +688,12 @@ async fn traits_classes_and_aggregates() {
     assert!(r.body["inventories"].get("CUSTOM_GPU").is_none());
     let r = admin(&e.app, "GET", "/resource_classes/CUSTOM_GPU", "1.6", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
 
+#[tokio::test]
+async fn aggregates_per_microversion() {
+    let e = env();
+    let u = provider(&e.app, "host", None).await;
     // Aggregates: a bare list before 1.19, with the generation after.
     let ap = format!("/resource_providers/{u}/aggregates");
     let agg = "7b6f1f2e-aaaa-4bbb-8ccc-000000000001";

@@ -80,9 +80,8 @@ async fn default_group_created_by_the_first_write_not_by_reads() {
     );
 }
 
-#[tokio::test]
-async fn groups_and_rules_crud_and_validation() {
-    let api = Api::new();
+/// Alice's group "web": a new group comes with its two egress rules (IPv4, IPv6).
+async fn web_group(api: &Api) -> String {
     let g = api
         .create(
             "/security-groups",
@@ -90,12 +89,18 @@ async fn groups_and_rules_crud_and_validation() {
             json!({"security_group": {"name": "web", "description": "http"}}),
         )
         .await;
-    let gid = g["id"].as_str().unwrap().to_string();
     assert_eq!(
         g["security_group_rules"].as_array().unwrap().len(),
         2,
         "new groups allow egress: {g}"
     );
+    g["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn rules_are_created_listed_and_hidden_from_other_projects() {
+    let api = Api::new();
+    let gid = web_group(&api).await;
     let r = api
         .create(
             "/security-group-rules",
@@ -132,6 +137,37 @@ async fn groups_and_rules_crud_and_validation() {
     )
     .await;
 
+    // Bob cannot add rules to alice's group, nor see its rules.
+    let r = api
+        .post(
+            "/security-group-rules",
+            BOB,
+            json!({"security_group_rule": {"security_group_id": gid, "direction": "ingress"}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, &gid);
+    assert_error(
+        &api.get(
+            &format!("/security-group-rules/{}", r_id(&r_json(&api, &gid).await)),
+            BOB,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "",
+    );
+    let (_, v) = api
+        .get(
+            &format!("/security-group-rules?security_group_id={gid}&direction=ingress"),
+            ALICE,
+        )
+        .await;
+    assert_eq!(v["security_group_rules"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn bad_rules_name_the_field() {
+    let api = Api::new();
+    let gid = web_group(&api).await;
     let bad: Vec<(Value, &str)> = vec![
         (
             json!({"security_group_id": gid, "direction": "sideways"}),
@@ -190,32 +226,12 @@ async fn groups_and_rules_crud_and_validation() {
             .await;
         assert_error(&r, StatusCode::BAD_REQUEST, field);
     }
-    // Bob cannot add rules to alice's group, nor see its rules.
-    let r = api
-        .post(
-            "/security-group-rules",
-            BOB,
-            json!({"security_group_rule": {"security_group_id": gid, "direction": "ingress"}}),
-        )
-        .await;
-    assert_error(&r, StatusCode::NOT_FOUND, &gid);
-    assert_error(
-        &api.get(
-            &format!("/security-group-rules/{}", r_id(&r_json(&api, &gid).await)),
-            BOB,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "",
-    );
-    let (_, v) = api
-        .get(
-            &format!("/security-group-rules?security_group_id={gid}&direction=ingress"),
-            ALICE,
-        )
-        .await;
-    assert_eq!(v["security_group_rules"].as_array().unwrap().len(), 3);
+}
 
+#[tokio::test]
+async fn a_group_in_use_stays_then_goes_with_its_rules() {
+    let api = Api::new();
+    let gid = web_group(&api).await;
     // In use by a port -> 409; after the port goes, the group can go, with its rules.
     let n = api.create("/networks", ALICE, json!({"network": {}})).await;
     let p = api

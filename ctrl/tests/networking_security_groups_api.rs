@@ -170,12 +170,10 @@ async fn protocols_by_name_or_number_for_ipv4_and_ipv6() {
     );
 }
 
-#[tokio::test]
-async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
-    let api = Api::new();
-    let gid = group(&api, json!({"name": "ports"})).await;
-    // tempest's test_create_security_group_rule_with_invalid_ports, both tables.
-    let tcp: [(Value, Value, &str, &str); 5] = [
+/// tempest's test_create_security_group_rule_with_invalid_ports, its TCP table: (min, max,
+/// Neutron's error type, what its message says).
+fn tcp_bad_ranges() -> [(Value, Value, &'static str, &'static str); 5] {
+    [
         (
             json!(-16),
             json!(80),
@@ -206,17 +204,12 @@ async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
             "SecurityGroupInvalidPortValue",
             "Invalid value for port",
         ),
-    ];
-    for (min, max, kind, says) in tcp {
-        let r = post_rule(
-            &api,
-            &gid,
-            json!({"protocol": "tcp", "port_range_min": min, "port_range_max": max}),
-        )
-        .await;
-        assert_neutron(&r, StatusCode::BAD_REQUEST, kind, says);
-    }
-    let icmp: [(Value, Value, &str, &str); 4] = [
+    ]
+}
+
+/// The same test's ICMP table: min and max are the ICMP type and code.
+fn icmp_bad_ranges() -> [(Value, Value, &'static str, &'static str); 4] {
+    [
         (
             json!(1),
             json!(256),
@@ -241,19 +234,13 @@ async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
             "SecurityGroupInvalidIcmpValue",
             "Invalid value for ICMP type",
         ),
-    ];
-    for (min, max, kind, says) in icmp {
-        let r = post_rule(
-            &api,
-            &gid,
-            json!({"protocol": "icmp", "port_range_min": min, "port_range_max": max}),
-        )
-        .await;
-        assert_neutron(&r, StatusCode::BAD_REQUEST, kind, says);
-    }
-    // Port 0, a range without a protocol, a range on a protocol without
-    // ports, and a port that is not a number.
-    let more: [(Value, &str, &str); 5] = [
+    ]
+}
+
+/// Port 0, a range without a protocol, a range on a protocol without ports, a port that is
+/// not a number, an ICMPv6 code without a type.
+fn other_bad_ports() -> [(Value, &'static str, &'static str); 5] {
+    [
         (
             json!({"protocol": "udp", "port_range_min": 0, "port_range_max": 53}),
             "SecurityGroupInvalidPortValue",
@@ -279,8 +266,32 @@ async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
             "SecurityGroupMissingIcmpType",
             "ICMP code (port-range-max) 0 is provided",
         ),
-    ];
-    for (attrs, kind, says) in more {
+    ]
+}
+
+#[tokio::test]
+async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
+    let api = Api::new();
+    let gid = group(&api, json!({"name": "ports"})).await;
+    for (min, max, kind, says) in tcp_bad_ranges() {
+        let r = post_rule(
+            &api,
+            &gid,
+            json!({"protocol": "tcp", "port_range_min": min, "port_range_max": max}),
+        )
+        .await;
+        assert_neutron(&r, StatusCode::BAD_REQUEST, kind, says);
+    }
+    for (min, max, kind, says) in icmp_bad_ranges() {
+        let r = post_rule(
+            &api,
+            &gid,
+            json!({"protocol": "icmp", "port_range_min": min, "port_range_max": max}),
+        )
+        .await;
+        assert_neutron(&r, StatusCode::BAD_REQUEST, kind, says);
+    }
+    for (attrs, kind, says) in other_bad_ports() {
         let r = post_rule(&api, &gid, attrs).await;
         assert_neutron(&r, StatusCode::BAD_REQUEST, kind, says);
     }
@@ -296,6 +307,12 @@ async fn invalid_port_ranges_are_refused_with_neutrons_messages() {
         2,
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn valid_port_ranges_are_stored_as_neutron_stores_them() {
+    let api = Api::new();
+    let gid = group(&api, json!({"name": "ports"})).await;
     // Good ranges: ports as text, a single port, and the whole range, which
     // Neutron stores as no range at all.
     let (s, v) = post_rule(

@@ -90,66 +90,131 @@ fn parse<T: std::str::FromStr>(field: &str, v: &str) -> Result<T, DescribeError>
     v.parse().map_err(|_| bad(field, v))
 }
 
-/// Builds the frame a description stands for; returns the ingress port and the bytes.
-pub fn parse_description(desc: &str, snap: &Snapshot) -> Result<(PortNo, Vec<u8>), DescribeError> {
-    let mut f = Fields::default();
-    for tok in desc.split([' ', ',', '\t', '\n']).filter(|t| !t.is_empty()) {
-        let (k, v) = match tok.split_once('=') {
-            Some((k, v)) => (k, v),
-            None => {
-                let (p, v6) = match tok {
-                    "arp" => ("arp", false),
-                    "ip" => ("ip", false),
-                    "ipv6" => ("ip", true),
-                    "icmp" => ("icmp", false),
-                    "icmp6" => ("icmp", true),
-                    "udp" => ("udp", false),
-                    "udp6" => ("udp", true),
-                    "tcp" => ("tcp", false),
-                    "tcp6" => ("tcp", true),
-                    other => return Err(DescribeError::UnknownField(other.to_string())),
-                };
-                f.proto = Some(p);
-                f.v6 |= v6;
-                continue;
+impl Fields {
+    /// Reads every token of a description; the first bad one is the error.
+    fn parse(desc: &str) -> Result<Fields, DescribeError> {
+        let mut f = Fields::default();
+        for tok in desc.split([' ', ',', '\t', '\n']).filter(|t| !t.is_empty()) {
+            match tok.split_once('=') {
+                Some((k, v)) => f.set(k, v)?,
+                None => f.set_protocol(tok)?,
             }
+        }
+        Ok(f)
+    }
+
+    /// A bare protocol word (`udp`, `icmp6`, ...): the `6` forms pick IPv6 too.
+    fn set_protocol(&mut self, word: &str) -> Result<(), DescribeError> {
+        let (p, v6) = match word {
+            "arp" => ("arp", false),
+            "ip" => ("ip", false),
+            "ipv6" => ("ip", true),
+            "icmp" => ("icmp", false),
+            "icmp6" => ("icmp", true),
+            "udp" => ("udp", false),
+            "udp6" => ("udp", true),
+            "tcp" => ("tcp", false),
+            "tcp6" => ("tcp", true),
+            other => return Err(DescribeError::UnknownField(other.to_string())),
         };
+        self.proto = Some(p);
+        self.v6 |= v6;
+        Ok(())
+    }
+
+    /// One `field=value` (OVS's names, with their IPv6 aliases).
+    fn set(&mut self, k: &str, v: &str) -> Result<(), DescribeError> {
         match k {
-            "in_port" => f.in_port = Some(v.to_string()),
-            "dl_src" => f.dl_src = Some(parse(k, v)?),
-            "dl_dst" => f.dl_dst = Some(parse(k, v)?),
+            "in_port" => self.in_port = Some(v.to_string()),
+            "dl_src" => self.dl_src = Some(parse(k, v)?),
+            "dl_dst" => self.dl_dst = Some(parse(k, v)?),
             "dl_vlan" => {
                 let vid: u16 = num(k, v)?;
                 if vid > 4095 {
                     return Err(bad(k, v));
                 }
-                f.vlans.push(vid)
+                self.vlans.push(vid)
             }
-            "dl_type" => f.dl_type = Some(num(k, v)?),
-            "nw_src" | "ipv6_src" => f.nw_src = Some(parse(k, v)?),
-            "nw_dst" | "ipv6_dst" => f.nw_dst = Some(parse(k, v)?),
-            "tp_src" => f.tp_src = Some(num(k, v)?),
-            "tp_dst" => f.tp_dst = Some(num(k, v)?),
-            "arp_op" => f.arp_op = Some(num(k, v)?),
-            "arp_sha" => f.arp_sha = Some(parse(k, v)?),
-            "arp_spa" => f.arp_spa = Some(parse(k, v)?),
-            "arp_tha" => f.arp_tha = Some(parse(k, v)?),
-            "arp_tpa" => f.arp_tpa = Some(parse(k, v)?),
-            "icmp_type" | "icmpv6_type" => f.icmp_type = Some(num(k, v)?),
-            "icmp_code" | "icmpv6_code" => f.icmp_code = Some(num(k, v)?),
-            "nd_target" => f.nd_target = Some(parse(k, v)?),
-            "nd_sll" | "nd_tll" => f.nd_ll = Some(parse(k, v)?),
-            "tcp_flags" => f.tcp_flags = Some(num(k, v)?),
+            "dl_type" => self.dl_type = Some(num(k, v)?),
+            "nw_src" | "ipv6_src" => self.nw_src = Some(parse(k, v)?),
+            "nw_dst" | "ipv6_dst" => self.nw_dst = Some(parse(k, v)?),
+            "tp_src" => self.tp_src = Some(num(k, v)?),
+            "tp_dst" => self.tp_dst = Some(num(k, v)?),
+            "arp_op" => self.arp_op = Some(num(k, v)?),
+            "arp_sha" => self.arp_sha = Some(parse(k, v)?),
+            "arp_spa" => self.arp_spa = Some(parse(k, v)?),
+            "arp_tha" => self.arp_tha = Some(parse(k, v)?),
+            "arp_tpa" => self.arp_tpa = Some(parse(k, v)?),
+            "icmp_type" | "icmpv6_type" => self.icmp_type = Some(num(k, v)?),
+            "icmp_code" | "icmpv6_code" => self.icmp_code = Some(num(k, v)?),
+            "nd_target" => self.nd_target = Some(parse(k, v)?),
+            "nd_sll" | "nd_tll" => self.nd_ll = Some(parse(k, v)?),
+            "tcp_flags" => self.tcp_flags = Some(num(k, v)?),
             other => return Err(DescribeError::UnknownField(other.to_string())),
         }
+        Ok(())
     }
+
+    /// The protocol: the word given, else the one the address fields imply (an `nd_target`
+    /// means ICMPv6 ND, IP addresses IP, ARP fields ARP); None builds a raw `dl_type` frame.
+    fn protocol(&self) -> Option<&'static str> {
+        self.proto.or(
+            if self.nw_src.is_some() || self.nw_dst.is_some() || self.nd_target.is_some() {
+                Some(if self.nd_target.is_some() {
+                    "icmp"
+                } else {
+                    "ip"
+                })
+            } else if self.arp_spa.is_some() || self.arp_tpa.is_some() || self.arp_op.is_some() {
+                Some("arp")
+            } else {
+                None
+            },
+        )
+    }
+
+    /// Whether the frame is IPv6: asked for, or implied by an IPv6 address.
+    fn is_v6(&self) -> bool {
+        self.v6
+            || matches!(self.nw_src, Some(IpAddr::V6(_)))
+            || matches!(self.nw_dst, Some(IpAddr::V6(_)))
+            || self.nd_target.is_some()
+    }
+}
+
+/// What a description leaves out is taken from the ingress port as configured: its MAC and
+/// its first fixed IP of each family (so a trace shows what that VM's frames would meet).
+struct PortDefaults {
+    src: MacAddr,
+    fixed_ips: Vec<IpAddr>,
+}
+
+impl PortDefaults {
+    /// The port's first fixed IP of a family; else the IPv6 link-local of its MAC or 0.0.0.0.
+    fn ip(&self, want_v6: bool) -> IpAddr {
+        self.fixed_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == want_v6)
+            .unwrap_or_else(|| {
+                if want_v6 {
+                    IpAddr::V6(self.src.ipv6_link_local())
+                } else {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                }
+            })
+    }
+}
+
+/// Builds the frame a description stands for; returns the ingress port and the bytes.
+pub fn parse_description(desc: &str, snap: &Snapshot) -> Result<(PortNo, Vec<u8>), DescribeError> {
+    let f = Fields::parse(desc)?;
     let name = f.in_port.clone().ok_or(DescribeError::NoInPort)?;
     let port = snap
         .port_by_name(&name)
         .or_else(|| name.parse::<u16>().ok().and_then(|n| snap.port(PortNo(n))))
         .ok_or_else(|| DescribeError::UnknownPort(name.clone()))?;
-    let port_mac = port.mac;
-    let cfg_ips: Vec<IpAddr> = snap
+    let fixed_ips: Vec<IpAddr> = snap
         .config()
         .ports
         .iter()
@@ -158,109 +223,16 @@ pub fn parse_description(desc: &str, snap: &Snapshot) -> Result<(PortNo, Vec<u8>
         .unwrap_or_default();
     let src = f
         .dl_src
-        .or(port_mac)
+        .or(port.mac)
         .unwrap_or(MacAddr([0x02, 0, 0, 0, 0, 1]));
-    let dst = f.dl_dst.unwrap_or(MacAddr::BROADCAST);
-    let v6 = f.v6
-        || matches!(f.nw_src, Some(IpAddr::V6(_)))
-        || matches!(f.nw_dst, Some(IpAddr::V6(_)))
-        || f.nd_target.is_some();
-    let default_ip = |want_v6: bool| -> IpAddr {
-        cfg_ips
-            .iter()
-            .copied()
-            .find(|ip| ip.is_ipv6() == want_v6)
-            .unwrap_or_else(|| {
-                if want_v6 {
-                    IpAddr::V6(src.ipv6_link_local())
-                } else {
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-                }
-            })
-    };
-    let proto = f.proto.or(
-        if f.nw_src.is_some() || f.nw_dst.is_some() || f.nd_target.is_some() {
-            Some(if f.nd_target.is_some() { "icmp" } else { "ip" })
-        } else if f.arp_spa.is_some() || f.arp_tpa.is_some() || f.arp_op.is_some() {
-            Some("arp")
-        } else {
-            None
-        },
-    );
-    let l3 = match proto {
+    let defaults = PortDefaults { src, fixed_ips };
+    let l3 = match f.protocol() {
         None => SpecL3::Raw(f.dl_type.unwrap_or(0x88b5)),
-        Some("arp") => {
-            let spa = f.arp_spa.or(match f.nw_src {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
-            });
-            let spa = spa.unwrap_or(match default_ip(false) {
-                IpAddr::V4(a) => a,
-                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-            });
-            let tpa = f
-                .arp_tpa
-                .or(match f.nw_dst {
-                    Some(IpAddr::V4(a)) => Some(a),
-                    _ => None,
-                })
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
-            SpecL3::Arp {
-                op: f.arp_op.unwrap_or(1),
-                sha: f.arp_sha.unwrap_or(src),
-                spa,
-                tha: f.arp_tha.unwrap_or(MacAddr::ZERO),
-                tpa,
-            }
-        }
-        Some(p) => {
-            let s = f.nw_src.unwrap_or_else(|| default_ip(v6));
-            let d = f.nw_dst.unwrap_or(if v6 {
-                IpAddr::V6("ff02::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))
-            } else {
-                IpAddr::V4(Ipv4Addr::BROADCAST)
-            });
-            if s.is_ipv6() != d.is_ipv6() {
-                return Err(DescribeError::Conflict(
-                    "nw_src and nw_dst are of different families".into(),
-                ));
-            }
-            let l4 = match p {
-                "udp" => SpecL4::Udp {
-                    sport: f.tp_src.unwrap_or(12345),
-                    dport: f.tp_dst.unwrap_or(12345),
-                },
-                "tcp" => SpecL4::Tcp {
-                    sport: f.tp_src.unwrap_or(12345),
-                    dport: f.tp_dst.unwrap_or(80),
-                    flags: f.tcp_flags.unwrap_or(0x02),
-                },
-                "icmp" if s.is_ipv6() => {
-                    let ty = f
-                        .icmp_type
-                        .unwrap_or(if f.nd_target.is_some() { 135 } else { 128 });
-                    SpecL4::Icmpv6 {
-                        ty,
-                        code: f.icmp_code.unwrap_or(0),
-                        nd_target: f.nd_target.or(if ty == 135 || ty == 136 {
-                            Some(Ipv6Addr::UNSPECIFIED)
-                        } else {
-                            None
-                        }),
-                        ll: f.nd_ll,
-                    }
-                }
-                "icmp" => SpecL4::Icmp {
-                    ty: f.icmp_type.unwrap_or(8),
-                    code: f.icmp_code.unwrap_or(0),
-                },
-                _ => SpecL4::None(0),
-            };
-            SpecL3::Ip { src: s, dst: d, l4 }
-        }
+        Some("arp") => arp_spec(&f, &defaults),
+        Some(p) => ip_spec(&f, p, &defaults)?,
     };
     let mut b = FrameBuilder {
-        dst,
+        dst: f.dl_dst.unwrap_or(MacAddr::BROADCAST),
         src,
         tags: Vec::new(),
         l3,
@@ -270,6 +242,88 @@ pub fn parse_description(desc: &str, snap: &Snapshot) -> Result<(PortNo, Vec<u8>
         b = b.vlan(TPID_8021Q, vid);
     }
     Ok((port.no, b.build()))
+}
+
+/// An ARP request by default, from the port's address to 0.0.0.0; `nw_src`/`nw_dst` stand in
+/// for `arp_spa`/`arp_tpa` when those are not given.
+fn arp_spec(f: &Fields, d: &PortDefaults) -> SpecL3 {
+    let spa = f.arp_spa.or(match f.nw_src {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    });
+    let spa = spa.unwrap_or(match d.ip(false) {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    });
+    let tpa = f
+        .arp_tpa
+        .or(match f.nw_dst {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        })
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    SpecL3::Arp {
+        op: f.arp_op.unwrap_or(1),
+        sha: f.arp_sha.unwrap_or(d.src),
+        spa,
+        tha: f.arp_tha.unwrap_or(MacAddr::ZERO),
+        tpa,
+    }
+}
+
+/// An IP packet of protocol `p` from the port's address to the broadcast (or all-nodes)
+/// address by default; the two addresses must be of one family.
+fn ip_spec(f: &Fields, p: &str, d: &PortDefaults) -> Result<SpecL3, DescribeError> {
+    let v6 = f.is_v6();
+    let s = f.nw_src.unwrap_or_else(|| d.ip(v6));
+    let dst = f.nw_dst.unwrap_or(if v6 {
+        IpAddr::V6("ff02::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED))
+    } else {
+        IpAddr::V4(Ipv4Addr::BROADCAST)
+    });
+    if s.is_ipv6() != dst.is_ipv6() {
+        return Err(DescribeError::Conflict(
+            "nw_src and nw_dst are of different families".into(),
+        ));
+    }
+    let l4 = l4_spec(f, p, s.is_ipv6());
+    Ok(SpecL3::Ip { src: s, dst, l4 })
+}
+
+/// The transport header: a TCP SYN to port 80, UDP 12345 -> 12345, an echo request, or (with
+/// `nd_target`) a neighbor solicitation, unless the fields say otherwise.
+fn l4_spec(f: &Fields, p: &str, v6: bool) -> SpecL4 {
+    match p {
+        "udp" => SpecL4::Udp {
+            sport: f.tp_src.unwrap_or(12345),
+            dport: f.tp_dst.unwrap_or(12345),
+        },
+        "tcp" => SpecL4::Tcp {
+            sport: f.tp_src.unwrap_or(12345),
+            dport: f.tp_dst.unwrap_or(80),
+            flags: f.tcp_flags.unwrap_or(0x02),
+        },
+        "icmp" if v6 => {
+            let ty = f
+                .icmp_type
+                .unwrap_or(if f.nd_target.is_some() { 135 } else { 128 });
+            SpecL4::Icmpv6 {
+                ty,
+                code: f.icmp_code.unwrap_or(0),
+                nd_target: f.nd_target.or(if ty == 135 || ty == 136 {
+                    Some(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    None
+                }),
+                ll: f.nd_ll,
+            }
+        }
+        "icmp" => SpecL4::Icmp {
+            ty: f.icmp_type.unwrap_or(8),
+            code: f.icmp_code.unwrap_or(0),
+        },
+        _ => SpecL4::None(0),
+    }
 }
 
 /// One-line summary of a parsed frame (first line of a trace).

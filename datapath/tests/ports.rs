@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lab::Link;
 use weft_datapath::build::FrameBuilder;
-use weft_datapath::daemon::{Switch, SwitchOptions};
+use weft_datapath::daemon::{Switch, SwitchHandle, SwitchOptions};
 use weft_datapath::io::{
     FaultConfig, FaultCounts, FaultInjector, IoCounters, PacketConfig, PacketPort, Port, PortCtx,
     RxBatch, TxFrame, TxScratch,
@@ -96,28 +96,7 @@ fn switch_counts_injected_faults_keeps_forwarding_and_captures_the_port() {
     let (a, b) = (uniq("a"), uniq("b"));
     let _guards = [quiet_tap(&a), quiet_tap(&b)];
     let pcap = std::env::temp_dir().join(format!("{a}.pcap"));
-    let faults = FaultConfig {
-        drop_every: 10,
-        truncate_every: 7,
-        corrupt_every: 9,
-        seed: 0x5eed,
-    };
-    let counts: Arc<Mutex<Option<Arc<FaultCounts>>>> = Arc::default();
-    let (name_a, slot) = (a.clone(), counts.clone());
-    let opts = SwitchOptions {
-        workers: Some(1),
-        wrap_port: Some(Arc::new(move |info, port| {
-            if info.name != name_a {
-                return port;
-            }
-            let f = FaultInjector::new(port, faults);
-            *slot.lock().unwrap() = Some(f.counts());
-            Arc::new(f)
-        })),
-        ..Default::default()
-    };
-    let h = Switch::start_with(config(&a, &b, pcap.to_str()), opts).expect("start");
-    let counts = counts.lock().unwrap().clone().expect("a is wrapped");
+    let (h, counts) = faulty_switch(&a, &b, &pcap);
 
     // The VMs' side of the taps.
     let vm_a = PacketPort::open(&a, PacketConfig::default()).expect("open a");
@@ -133,37 +112,10 @@ fn switch_counts_injected_faults_keeps_forwarding_and_captures_the_port() {
     const N: u16 = 100;
     let sent: Vec<Vec<u8>> = (1..=N).map(frame).collect();
     let mut tx = TxScratch::new();
-    for chunk in sent.chunks(20) {
-        let mut batch = RxBatch::new();
-        for f in chunk {
-            assert!(batch.push(&[], f));
-        }
-        let frames: Vec<TxFrame> = (0..chunk.len())
-            .map(|index| TxFrame {
-                port: PortNo(0),
-                index,
-                edit: EgressEdit::Keep,
-            })
-            .collect();
-        vm_a.send(&ctx(&ca), &batch, &frames, &mut tx);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    send_in_chunks(&vm_a, &ctx(&ca), &sent, &mut tx);
     assert_eq!(ca.tx_frames.load(Ordering::Relaxed), u64::from(N));
 
-    // What b's VM gets, until nothing more comes for half a second.
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut last = Instant::now();
-    let end = Instant::now() + Duration::from_secs(10);
-    while last.elapsed() < Duration::from_millis(500) && Instant::now() < end {
-        let mut batch = RxBatch::new();
-        vm_b.recv(&ctx(&cb), &mut batch).unwrap();
-        if batch.is_empty() {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        last = Instant::now();
-        got.extend((0..batch.len()).map(|i| batch.frame(i).1.to_vec()));
-    }
+    let got = receive_until_quiet(&vm_b, &ctx(&cb));
 
     // The injector saw exactly the burst (the taps are quiet) and hit what its config picks:
     // dropped 10, 20..100; truncated the other multiples of 7; corrupted the multiples of 9
@@ -197,57 +149,9 @@ fn switch_counts_injected_faults_keeps_forwarding_and_captures_the_port() {
     );
     assert_eq!(pb.tx_frames as usize, got.len());
 
-    // b got every frame the injector left alone, intact and in order, plus at most the
-    // corrupted ones the pipeline let through; the last clean frame (97) came after all the
-    // damage, so the switch kept forwarding.
-    let clean: Vec<&Vec<u8>> = (1..=N)
-        .filter(|n| n % 10 != 0 && n % 7 != 0 && n % 9 != 0)
-        .map(|n| &sent[usize::from(n) - 1])
-        .collect();
-    let got_set: HashSet<&Vec<u8>> = got.iter().collect();
-    for (i, f) in clean.iter().enumerate() {
-        assert!(
-            got_set.contains(f),
-            "clean frame #{i} of {} lost",
-            clean.len()
-        );
-    }
-    let intact: Vec<&Vec<u8>> = got.iter().filter(|g| sent.contains(g)).collect();
-    assert_eq!(intact, clean, "clean frames out of order");
-    assert!(
-        got.len() - clean.len() <= 9,
-        "{} extra frames",
-        got.len() - clean.len()
-    );
-    assert_eq!(got.last().map(|g| &g[..]), Some(&frame(97)[..]));
+    b_got_the_clean_frames_in_order(&sent, &got, N);
 
-    // The capture holds what the switch read from a (after the faults): tcpdump reads it.
-    let out = Command::new("tcpdump")
-        .args(["-nn", "-e", "-r"])
-        .arg(&pcap)
-        .output()
-        .expect("run tcpdump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    // One line per record, each starting with its time (frames with an unknown ethertype are
-    // followed by a hex dump, whose lines start with a tab), except a frame cut to 0 bytes,
-    // which tcpdump reports as an invalid header (and reads on).
-    let records = text
-        .lines()
-        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()) || l.starts_with("[Invalid header"))
-        .count();
-    assert_eq!(records, 90, "{text}");
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.contains("10.70.0.1.10001 > 10.70.0.2.7"))
-            .count(),
-        1,
-        "{text}"
-    );
+    the_capture_holds_what_the_switch_read(&pcap);
 
     // A reload without `capture` stops it: nothing more is written.
     let before = std::fs::metadata(&pcap).unwrap().len();
@@ -278,4 +182,126 @@ fn switch_counts_injected_faults_keeps_forwarding_and_captures_the_port() {
     assert_eq!(std::fs::metadata(&pcap).unwrap().len(), before);
     let _ = std::fs::remove_file(&pcap);
     h.shutdown();
+}
+
+/// A switch over taps `a` and `b` whose port `a` wears a fault injector (drop every 10th frame,
+/// truncate every 7th, corrupt every 9th) and is captured to `pcap`; with the injector's counts.
+fn faulty_switch(a: &str, b: &str, pcap: &std::path::Path) -> (SwitchHandle, Arc<FaultCounts>) {
+    let faults = FaultConfig {
+        drop_every: 10,
+        truncate_every: 7,
+        corrupt_every: 9,
+        seed: 0x5eed,
+    };
+    let counts: Arc<Mutex<Option<Arc<FaultCounts>>>> = Arc::default();
+    let (name_a, slot) = (a.to_string(), counts.clone());
+    let opts = SwitchOptions {
+        workers: Some(1),
+        wrap_port: Some(Arc::new(move |info, port| {
+            if info.name != name_a {
+                return port;
+            }
+            let f = FaultInjector::new(port, faults);
+            *slot.lock().unwrap() = Some(f.counts());
+            Arc::new(f)
+        })),
+        ..Default::default()
+    };
+    let h = Switch::start_with(config(a, b, pcap.to_str()), opts).expect("start");
+    let counts = counts.lock().unwrap().clone().expect("a is wrapped");
+    (h, counts)
+}
+
+/// Sends `sent` out of a VM's side of a tap, 20 frames a batch, 5 ms apart.
+fn send_in_chunks(vm_a: &PacketPort, ctx: &PortCtx, sent: &[Vec<u8>], tx: &mut TxScratch) {
+    for chunk in sent.chunks(20) {
+        let mut batch = RxBatch::new();
+        for f in chunk {
+            assert!(batch.push(&[], f));
+        }
+        let frames: Vec<TxFrame> = (0..chunk.len())
+            .map(|index| TxFrame {
+                port: PortNo(0),
+                index,
+                edit: EgressEdit::Keep,
+            })
+            .collect();
+        vm_a.send(ctx, &batch, &frames, tx);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What a VM's side of a tap receives, until nothing more comes for half a second (10 s at most).
+fn receive_until_quiet(vm_b: &PacketPort, ctx: &PortCtx) -> Vec<Vec<u8>> {
+    // What b's VM gets, until nothing more comes for half a second.
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut last = Instant::now();
+    let end = Instant::now() + Duration::from_secs(10);
+    while last.elapsed() < Duration::from_millis(500) && Instant::now() < end {
+        let mut batch = RxBatch::new();
+        vm_b.recv(ctx, &mut batch).unwrap();
+        if batch.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        last = Instant::now();
+        got.extend((0..batch.len()).map(|i| batch.frame(i).1.to_vec()));
+    }
+    got
+}
+
+/// b got every frame of the `n` sent that the injector left alone, intact and in order, plus
+/// at most the corrupted ones the pipeline let through; the last clean frame (97) came after all
+/// the damage, so the switch kept forwarding.
+fn b_got_the_clean_frames_in_order(sent: &[Vec<u8>], got: &[Vec<u8>], n: u16) {
+    let clean: Vec<&Vec<u8>> = (1..=n)
+        .filter(|n| n % 10 != 0 && n % 7 != 0 && n % 9 != 0)
+        .map(|n| &sent[usize::from(n) - 1])
+        .collect();
+    let got_set: HashSet<&Vec<u8>> = got.iter().collect();
+    for (i, f) in clean.iter().enumerate() {
+        assert!(
+            got_set.contains(f),
+            "clean frame #{i} of {} lost",
+            clean.len()
+        );
+    }
+    let intact: Vec<&Vec<u8>> = got.iter().filter(|g| sent.contains(*g)).collect();
+    assert_eq!(intact, clean, "clean frames out of order");
+    assert!(
+        got.len() - clean.len() <= 9,
+        "{} extra frames",
+        got.len() - clean.len()
+    );
+    assert_eq!(got.last().map(|g| &g[..]), Some(&frame(97)[..]));
+}
+
+/// The capture holds what the switch read from a (after the faults): tcpdump reads it.
+fn the_capture_holds_what_the_switch_read(pcap: &std::path::Path) {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-e", "-r"])
+        .arg(pcap)
+        .output()
+        .expect("run tcpdump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // One line per record, each starting with its time (frames with an unknown ethertype are
+    // followed by a hex dump, whose lines start with a tab), except a frame cut to 0 bytes,
+    // which tcpdump reports as an invalid header (and reads on).
+    let records = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()) || l.starts_with("[Invalid header"))
+        .count();
+    assert_eq!(records, 90, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("10.70.0.1.10001 > 10.70.0.2.7"))
+            .count(),
+        1,
+        "{text}"
+    );
 }

@@ -226,7 +226,19 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
-    let req = match &a.cmd {
+    let reply = call(&a.socket, ctl_request(&a.cmd))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    print!("{}", render_reply(&a.cmd, &reply));
+    Ok(())
+}
+
+/// The control-socket request a subcommand stands for (the socket's protocol, see
+/// `weft_datapath::daemon::control`).
+fn ctl_request(cmd: &CtlCmd) -> Value {
+    match cmd {
         CtlCmd::Ports => json!({ "cmd": "ports" }),
         CtlCmd::Macs => json!({ "cmd": "macs" }),
         CtlCmd::Counters => json!({ "cmd": "counters" }),
@@ -235,197 +247,180 @@ pub fn run_ctl(a: CtlArgs) -> anyhow::Result<()> {
         CtlCmd::Conntrack { port, zone, flush } => {
             json!({ "cmd": "conntrack", "port": port, "zone": zone, "flush": flush })
         }
-    };
-    let reply = call(&a.socket, req)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-        return Ok(());
     }
-    match a.cmd {
-        CtlCmd::Metrics => print!("{}", s(&reply, "metrics")),
+}
+
+/// The text `weft ctl` prints for a reply: each reply kind has its own shape, rendered to a
+/// string so the whole output is written at once (and can be checked without a switch).
+fn render_reply(cmd: &CtlCmd, reply: &Value) -> String {
+    match cmd {
+        CtlCmd::Metrics => s(reply, "metrics"),
         CtlCmd::Conntrack { flush: true, .. } => {
-            println!("flushed {} connections", s(&reply, "flushed"))
+            format!("flushed {} connections\n", s(reply, "flushed"))
         }
-        CtlCmd::Conntrack { .. } => {
-            let rows: Vec<Vec<String>> = reply["entries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    [
-                        "zone",
-                        "port",
-                        "proto",
-                        "origin",
-                        "responder",
-                        "direction",
-                        "state",
-                        "rule",
-                        "expires_in_secs",
-                    ]
-                    .iter()
-                    .map(|k| s(c, k))
-                    .collect()
-                })
-                .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "ZONE",
-                        "PORT",
-                        "PROTO",
-                        "ORIGIN",
-                        "RESPONDER",
-                        "DIR",
-                        "STATE",
-                        "RULE",
-                        "EXPIRES_S"
-                    ],
-                    &rows
-                )
-            );
-            println!(
-                "{} of {} entries; created {}, invalid {}, refused (full) {}",
-                s(&reply, "count"),
-                s(&reply, "capacity"),
-                s(&reply, "created"),
-                s(&reply, "invalid"),
-                s(&reply, "refused_full")
-            );
-        }
-        CtlCmd::Ports => {
-            let rows: Vec<Vec<String>> = reply["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let state = if p["attached"].as_bool() == Some(true) {
-                        "attached"
-                    } else {
-                        "pending"
-                    };
-                    vec![
-                        s(p, "name"),
-                        format!("{}/{}", s(p, "kind"), s(p, "role")),
-                        s(p, "network"),
-                        s(p, "local_vlan"),
-                        state.to_string(),
-                        s(p, "rx_frames"),
-                        s(p, "tx_frames"),
-                        s(p, "drops"),
-                        s(p, "rx_ring_drops"),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "NAME",
-                        "KIND",
-                        "NETWORK",
-                        "LOCAL_VLAN",
-                        "STATE",
-                        "RX",
-                        "TX",
-                        "DROPS",
-                        "RX_RING_LOST"
-                    ],
-                    &rows
-                )
-            );
-        }
-        CtlCmd::Macs => {
-            let rows: Vec<Vec<String>> = reply["macs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| {
-                    let age = if m["static"].as_bool() == Some(true) {
-                        "static".into()
-                    } else {
-                        s(m, "age_secs")
-                    };
-                    vec![s(m, "vlan"), s(m, "mac"), s(m, "port"), age]
-                })
-                .collect();
-            print!("{}", table(&["VLAN", "MAC", "PORT", "AGE"], &rows));
-        }
-        CtlCmd::Counters => {
-            let c = &reply["counters"];
-            let rows: Vec<Vec<String>> = c["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let drops: Vec<String> = p["drops"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    vec![
-                        s(p, "name"),
-                        s(p, "rx"),
-                        s(p, "tx"),
-                        s(p, "rx_errors"),
-                        s(p, "tx_dropped"),
-                        if drops.is_empty() {
-                            "-".into()
-                        } else {
-                            drops.join(",")
-                        },
-                    ]
-                })
-                .collect();
-            println!("ports:");
-            print!(
-                "{}",
-                table(&["NAME", "RX", "TX", "RX_ERR", "TX_DROP", "DROPS"], &rows)
-            );
-            println!("\ndrop reasons:");
-            let rows: Vec<Vec<String>> = c["drop_reasons"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| vec![k.clone(), v.to_string()])
-                .collect();
-            print!("{}", table(&["REASON", "COUNT"], &rows));
-            println!("\nstages:");
-            let rows: Vec<Vec<String>> = c["stages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|st| vec![s(st, "stage"), s(st, "entered"), s(st, "dropped")])
-                .collect();
-            print!("{}", table(&["STAGE", "ENTERED", "DROPPED"], &rows));
-            println!(
-                "\nprocessed {}  flow cache hits {} misses {}",
-                c["processed"], c["flow_cache_hits"], c["flow_cache_misses"]
-            );
-            // Whether `[switch] busy_poll_us` pays here: hits are frames found by spinning.
-            let p = &c["poll"];
-            println!(
-                "workers: sleeps {}  spin windows that found a frame {} ended empty {}",
-                p["sleeps"], p["spin_hits"], p["spin_misses"]
-            );
-            // Which tap I/O runs (`[switch] io`, after the io_uring probe).
-            println!(
-                "tap I/O: {}  io_uring_enter calls {}",
-                s(p, "io"),
-                p["uring_enters"]
-            );
-        }
+        CtlCmd::Conntrack { .. } => conntrack_text(reply),
+        CtlCmd::Ports => ports_text(reply),
+        CtlCmd::Macs => macs_text(reply),
+        CtlCmd::Counters => counters_text(&reply["counters"]),
         CtlCmd::Reload => {
             let r = &reply["report"];
-            println!(
-                "reloaded (generation {}): added {} removed {} reattached {} updated {}",
+            format!(
+                "reloaded (generation {}): added {} removed {} reattached {} updated {}\n",
                 r["generation"], r["added"], r["removed"], r["reattached"], r["updated"]
-            );
+            )
         }
     }
-    Ok(())
+}
+
+/// Rows of `key` (an array of objects) in the reply, each mapped to table cells.
+fn rows_of(reply: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    reply[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(row)
+        .collect()
+}
+
+/// `weft ctl conntrack`: one line per tracked connection, then the table's totals (how
+/// full it is and what it refused, which the entries alone do not show).
+fn conntrack_text(reply: &Value) -> String {
+    const KEYS: [&str; 9] = [
+        "zone",
+        "port",
+        "proto",
+        "origin",
+        "responder",
+        "direction",
+        "state",
+        "rule",
+        "expires_in_secs",
+    ];
+    let rows = rows_of(reply, "entries", |c| KEYS.iter().map(|k| s(c, k)).collect());
+    let head = [
+        "ZONE",
+        "PORT",
+        "PROTO",
+        "ORIGIN",
+        "RESPONDER",
+        "DIR",
+        "STATE",
+        "RULE",
+        "EXPIRES_S",
+    ];
+    format!(
+        "{}{} of {} entries; created {}, invalid {}, refused (full) {}\n",
+        table(&head, &rows),
+        s(reply, "count"),
+        s(reply, "capacity"),
+        s(reply, "created"),
+        s(reply, "invalid"),
+        s(reply, "refused_full")
+    )
+}
+
+/// `weft ctl ports`: a port is "pending" while its netdev does not exist yet.
+fn ports_text(reply: &Value) -> String {
+    let rows = rows_of(reply, "ports", |p| {
+        let state = if p["attached"].as_bool() == Some(true) {
+            "attached"
+        } else {
+            "pending"
+        };
+        vec![
+            s(p, "name"),
+            format!("{}/{}", s(p, "kind"), s(p, "role")),
+            s(p, "network"),
+            s(p, "local_vlan"),
+            state.to_string(),
+            s(p, "rx_frames"),
+            s(p, "tx_frames"),
+            s(p, "drops"),
+            s(p, "rx_ring_drops"),
+        ]
+    });
+    let head = [
+        "NAME",
+        "KIND",
+        "NETWORK",
+        "LOCAL_VLAN",
+        "STATE",
+        "RX",
+        "TX",
+        "DROPS",
+        "RX_RING_LOST",
+    ];
+    table(&head, &rows)
+}
+
+/// `weft ctl macs`: configured MACs never age, so they show "static" instead of an age.
+fn macs_text(reply: &Value) -> String {
+    let rows = rows_of(reply, "macs", |m| {
+        let age = if m["static"].as_bool() == Some(true) {
+            "static".into()
+        } else {
+            s(m, "age_secs")
+        };
+        vec![s(m, "vlan"), s(m, "mac"), s(m, "port"), age]
+    });
+    table(&["VLAN", "MAC", "PORT", "AGE"], &rows)
+}
+
+/// `weft ctl counters`: per port, per drop reason, per stage, then the pipeline's and the
+/// workers' totals.
+fn counters_text(c: &Value) -> String {
+    let rows = rows_of(c, "ports", |p| {
+        let drops: Vec<String> = p["drops"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vec![
+            s(p, "name"),
+            s(p, "rx"),
+            s(p, "tx"),
+            s(p, "rx_errors"),
+            s(p, "tx_dropped"),
+            if drops.is_empty() {
+                "-".into()
+            } else {
+                drops.join(",")
+            },
+        ]
+    });
+    let mut out = String::from("ports:\n");
+    out += &table(&["NAME", "RX", "TX", "RX_ERR", "TX_DROP", "DROPS"], &rows);
+    out += "\ndrop reasons:\n";
+    let rows: Vec<Vec<String>> = c["drop_reasons"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| vec![k.clone(), v.to_string()])
+        .collect();
+    out += &table(&["REASON", "COUNT"], &rows);
+    out += "\nstages:\n";
+    let rows = rows_of(c, "stages", |st| {
+        vec![s(st, "stage"), s(st, "entered"), s(st, "dropped")]
+    });
+    out += &table(&["STAGE", "ENTERED", "DROPPED"], &rows);
+    out += &format!(
+        "\nprocessed {}  flow cache hits {} misses {}\n",
+        c["processed"], c["flow_cache_hits"], c["flow_cache_misses"]
+    );
+    // Whether `[switch] busy_poll_us` pays here: hits are frames found by spinning.
+    let p = &c["poll"];
+    out += &format!(
+        "workers: sleeps {}  spin windows that found a frame {} ended empty {}\n",
+        p["sleeps"], p["spin_hits"], p["spin_misses"]
+    );
+    // Which tap I/O runs (`[switch] io`, after the io_uring probe).
+    out += &format!(
+        "tap I/O: {}  io_uring_enter calls {}\n",
+        s(p, "io"),
+        p["uring_enters"]
+    );
+    out
 }
 
 pub fn run_trace(a: TraceArgs) -> anyhow::Result<()> {
@@ -436,4 +431,81 @@ pub fn run_trace(a: TraceArgs) -> anyhow::Result<()> {
         println!("  {:<10} {}", s(step, "stage"), s(step, "decision"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables are aligned on their widest cell; a missing or null field shows as "-".
+    #[test]
+    fn ports_reply_renders_as_an_aligned_table() {
+        let reply = json!({"ok": true, "ports": [
+            {"name": "tap-a", "kind": "tap", "role": "vm", "network": "n1", "local_vlan": 1,
+             "attached": true, "rx_frames": 10, "tx_frames": 3, "drops": 0, "rx_ring_drops": 0},
+            {"name": "eth1", "kind": "system", "role": "uplink", "network": null, "attached": false}
+        ]});
+        assert_eq!(
+            render_reply(&CtlCmd::Ports, &reply),
+            "NAME   KIND           NETWORK  LOCAL_VLAN  STATE     RX  TX  DROPS  RX_RING_LOST\n\
+             tap-a  tap/vm         n1       1           attached  10  3   0      0\n\
+             eth1   system/uplink  -        -           pending   -   -   -      -\n"
+        );
+    }
+
+    #[test]
+    fn counters_reply_renders_ports_reasons_stages_and_totals() {
+        let reply = json!({"ok": true, "counters": {
+            "ports": [
+                {"name": "tap-a", "rx": 1, "tx": 2, "rx_errors": 0, "tx_dropped": 0, "drops": {}},
+                {"name": "tap-b", "rx": 1, "tx": 2, "rx_errors": 0, "tx_dropped": 0,
+                 "drops": {"port_security": 3, "firewall": 1}}
+            ],
+            "drop_reasons": {"port_security": 3},
+            "stages": [{"stage": "classify", "entered": 4, "dropped": 0}],
+            "processed": 9, "flow_cache_hits": 5, "flow_cache_misses": 4,
+            "poll": {"sleeps": 7, "spin_hits": 1, "spin_misses": 2, "io": "uring",
+                     "uring_enters": 11}
+        }});
+        assert_eq!(
+            render_reply(&CtlCmd::Counters, &reply),
+            "ports:\n\
+             NAME   RX  TX  RX_ERR  TX_DROP  DROPS\n\
+             tap-a  1   2   0       0        -\n\
+             tap-b  1   2   0       0        firewall=1,port_security=3\n\
+             \n\
+             drop reasons:\n\
+             REASON         COUNT\n\
+             port_security  3\n\
+             \n\
+             stages:\n\
+             STAGE     ENTERED  DROPPED\n\
+             classify  4        0\n\
+             \n\
+             processed 9  flow cache hits 5 misses 4\n\
+             workers: sleeps 7  spin windows that found a frame 1 ended empty 2\n\
+             tap I/O: uring  io_uring_enter calls 11\n"
+        );
+    }
+
+    #[test]
+    fn conntrack_flush_and_metrics_replies() {
+        let cmd = CtlCmd::Conntrack {
+            port: None,
+            zone: None,
+            flush: true,
+        };
+        assert_eq!(
+            render_reply(&cmd, &json!({"flushed": 3})),
+            "flushed 3 connections\n"
+        );
+        assert_eq!(
+            render_reply(&CtlCmd::Metrics, &json!({"metrics": "weft_x 1\n"})),
+            "weft_x 1\n"
+        );
+        assert_eq!(
+            ctl_request(&cmd),
+            json!({"cmd": "conntrack", "port": null, "zone": null, "flush": true})
+        );
+    }
 }

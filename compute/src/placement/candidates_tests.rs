@@ -246,6 +246,52 @@ fn under(st: &State, p: &str, top: &str) -> bool {
     false
 }
 
+/// The allocation an admitted assignment stands for, as a candidate's key: None when the
+/// providers lack the room for the sum of what lands on each, or (unless nested) two
+/// providers of one tree are used.
+fn key_of(
+    st: &State,
+    req: &Request,
+    classes: &[(&String, &u64)],
+    used: &[&Provider],
+) -> Option<Key> {
+    let mut alloc: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut maps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut add = |p: &Provider, rc: Option<(&str, u64)>, suffix: &str| {
+        if let Some((rc, n)) = rc {
+            *alloc
+                .entry(p.uuid.clone())
+                .or_default()
+                .entry(rc.to_string())
+                .or_default() += n;
+        }
+        maps.entry(suffix.to_string())
+            .or_default()
+            .insert(p.uuid.clone());
+    };
+    for (k, (rc, n)) in classes.iter().enumerate() {
+        add(used[k], Some((rc.as_str(), **n)), "");
+    }
+    for (g, p) in req.groups.iter().zip(&used[classes.len()..]) {
+        if g.resources.is_empty() {
+            add(p, None, &g.suffix);
+        }
+        for (rc, n) in &g.resources {
+            add(p, Some((rc.as_str(), *n)), &g.suffix);
+        }
+    }
+    let fits = alloc.iter().all(|(rp, r)| {
+        r.iter()
+            .all(|(rc, n)| free(st, &st.providers[rp], rc) >= *n)
+    });
+    let roots: BTreeSet<&str> = alloc
+        .keys()
+        .map(|rp| st.providers[rp].root.as_str())
+        .collect();
+    let one_per_tree = req.nested || roots.len() == alloc.len();
+    (fits && one_per_tree).then_some((alloc, maps))
+}
+
 /// Every assignment under every anchor tree, brute force.
 fn reference(st: &State, req: &Request) -> BTreeSet<Key> {
     let ps: Vec<&Provider> = st.providers.values().collect();
@@ -340,43 +386,7 @@ fn reference(st: &State, req: &Request) -> BTreeSet<Key> {
                 true
             })();
             if ok {
-                let mut alloc: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-                let mut maps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                let mut add = |p: &Provider, rc: Option<(&str, u64)>, suffix: &str| {
-                    if let Some((rc, n)) = rc {
-                        *alloc
-                            .entry(p.uuid.clone())
-                            .or_default()
-                            .entry(rc.to_string())
-                            .or_default() += n;
-                    }
-                    maps.entry(suffix.to_string())
-                        .or_default()
-                        .insert(p.uuid.clone());
-                };
-                for (k, (rc, n)) in classes.iter().enumerate() {
-                    add(used[k], Some((rc.as_str(), **n)), "");
-                }
-                for (g, p) in req.groups.iter().zip(&used[classes.len()..]) {
-                    if g.resources.is_empty() {
-                        add(p, None, &g.suffix);
-                    }
-                    for (rc, n) in &g.resources {
-                        add(p, Some((rc.as_str(), *n)), &g.suffix);
-                    }
-                }
-                let fits = alloc.iter().all(|(rp, r)| {
-                    r.iter()
-                        .all(|(rc, n)| free(st, &st.providers[rp], rc) >= *n)
-                });
-                let roots: BTreeSet<&str> = alloc
-                    .keys()
-                    .map(|rp| st.providers[rp].root.as_str())
-                    .collect();
-                let one_per_tree = req.nested || roots.len() == alloc.len();
-                if fits && one_per_tree {
-                    out.insert((alloc, maps));
-                }
+                out.extend(key_of(st, req, &classes, &used));
             }
             // Next assignment (odometer); none left when it wraps.
             let mut k = slots;
